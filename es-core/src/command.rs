@@ -1,0 +1,192 @@
+//! What travels with a command ([`CommandContext`]) and what executing it gives back
+//! ([`CommandOutcome`]).
+
+use uuid::Uuid;
+
+use crate::event::{EventEnvelope, Metadata};
+use crate::stream::{StreamId, Version};
+
+/// The identity and metadata of one command execution.
+///
+/// The command id makes execution idempotent: executing a command again with the same id
+/// appends nothing and returns the outcome of the first execution. Pass the id your caller
+/// sent (an HTTP request's idempotency key, the id of the event a process manager reacts to);
+/// [`CommandContext::new`] makes a fresh one, which deduplicates nothing.
+///
+/// Every event the command produces carries this context's metadata: its correlation id
+/// (the command id if none is set), the command id as causation id, the actor and the
+/// free-form entries.
+///
+/// ```
+/// use es_core::CommandContext;
+/// use uuid::Uuid;
+///
+/// let request_id = Uuid::now_v7();
+/// let context = CommandContext::new()
+///     .with_command_id(request_id)
+///     .with_actor("ada")
+///     .with_user("ip", "192.0.2.1");
+/// assert_eq!(context.command_id(), request_id);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandContext {
+    command_id: Uuid,
+    command_id_given: bool,
+    correlation_id: Option<Uuid>,
+    actor: Option<String>,
+    user: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for CommandContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CommandContext {
+    /// A context with a fresh command id (UUID v7) and no metadata.
+    pub fn new() -> Self {
+        Self {
+            command_id: Uuid::now_v7(),
+            command_id_given: false,
+            correlation_id: None,
+            actor: None,
+            user: serde_json::Map::new(),
+        }
+    }
+
+    /// Sets the command id, the key of idempotent execution.
+    #[must_use]
+    pub fn with_command_id(mut self, command_id: Uuid) -> Self {
+        self.command_id = command_id;
+        self.command_id_given = true;
+        self
+    }
+
+    /// Sets the correlation id, for a command that continues a flow.
+    #[must_use]
+    pub fn with_correlation_id(mut self, correlation_id: Uuid) -> Self {
+        self.correlation_id = Some(correlation_id);
+        self
+    }
+
+    /// Sets who issues the command.
+    #[must_use]
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// Adds a free-form metadata entry.
+    #[must_use]
+    pub fn with_user(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.user.insert(key.into(), value.into());
+        self
+    }
+
+    /// The command id.
+    pub fn command_id(&self) -> Uuid {
+        self.command_id
+    }
+
+    /// Whether the caller chose the command id (only then can it repeat).
+    pub(crate) fn command_id_given(&self) -> bool {
+        self.command_id_given
+    }
+
+    /// The correlation id events get: the one set, or the command id.
+    pub fn correlation_id(&self) -> Uuid {
+        self.correlation_id.unwrap_or(self.command_id)
+    }
+
+    /// The metadata every event of this command carries.
+    pub fn event_metadata(&self) -> Metadata {
+        let mut metadata = Metadata::new()
+            .with_correlation_id(self.correlation_id())
+            .with_causation_id(self.command_id);
+        metadata.actor.clone_from(&self.actor);
+        metadata.user.clone_from(&self.user);
+        metadata
+    }
+
+    /// The id of the `index`th event this command produces on `stream`.
+    ///
+    /// Ids are derived, not random, so that executing the same command again produces the
+    /// same ids and the store recognises the repeat. The result is a valid UUID v7: its time
+    /// is the command id's time (when the command id is itself a v7), its other bits a hash of
+    /// the command id, the stream and the index.
+    pub fn event_id(&self, stream: &StreamId, index: usize) -> Uuid {
+        derive_event_id(self.command_id, stream, index)
+    }
+}
+
+fn derive_event_id(command_id: Uuid, stream: &StreamId, index: usize) -> Uuid {
+    let name = format!("{stream}\u{0}{index}");
+    let hash = Uuid::new_v5(&command_id, name.as_bytes());
+    let mut bytes = *hash.as_bytes();
+    // Keep the command's 48-bit timestamp so ids sort roughly by command time.
+    bytes[..6].copy_from_slice(&command_id.as_bytes()[..6]);
+    uuid::Builder::from_bytes(bytes)
+        .with_version(uuid::Version::SortRand)
+        .with_variant(uuid::Variant::RFC4122)
+        .into_uuid()
+}
+
+/// What executing a command recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandOutcome<E> {
+    /// The aggregate's stream.
+    pub stream_id: StreamId,
+    /// The stream's version after the command (unchanged if it produced no events).
+    pub version: Version,
+    /// The events the command recorded, in order; empty if it changed nothing.
+    pub events: Vec<EventEnvelope<E>>,
+    /// Whether this command id had already been executed, so that these are the events of
+    /// that first execution and nothing new was recorded.
+    pub duplicate: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_event_ids_are_stable_v7_and_distinct() {
+        let context = CommandContext::new().with_command_id(Uuid::now_v7());
+        let stream = StreamId::new("order", "1").unwrap();
+        let first = context.event_id(&stream, 0);
+        assert_eq!(first, context.event_id(&stream, 0));
+        assert_eq!(first.get_version_num(), 7);
+        assert_eq!(first.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(
+            first.get_timestamp(),
+            context.command_id().get_timestamp(),
+            "event ids keep the command's time"
+        );
+        assert_ne!(first, context.event_id(&stream, 1));
+        let other = StreamId::new("order", "2").unwrap();
+        assert_ne!(first, context.event_id(&other, 0));
+    }
+
+    #[test]
+    fn metadata_carries_correlation_and_causation() {
+        let correlation = Uuid::now_v7();
+        let context = CommandContext::new()
+            .with_correlation_id(correlation)
+            .with_actor("ada");
+        let metadata = context.event_metadata();
+        assert_eq!(metadata.correlation_id, Some(correlation));
+        assert_eq!(metadata.causation_id, Some(context.command_id()));
+        assert_eq!(metadata.actor.as_deref(), Some("ada"));
+
+        let plain = CommandContext::new();
+        assert_eq!(
+            plain.event_metadata().correlation_id,
+            Some(plain.command_id())
+        );
+    }
+}

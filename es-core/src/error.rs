@@ -1,0 +1,232 @@
+//! Errors, one type per operation: appending ([`AppendError`]), reading ([`ReadError`]),
+//! other store calls ([`StoreError`]) and command execution ([`CommandError`]).
+//!
+//! Each names the stream, version and event type involved where it has them. Conflicts are a
+//! variant you can match, never a string to parse.
+
+use std::error::Error as StdError;
+
+use uuid::Uuid;
+
+use crate::event::DecodeError;
+use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
+
+/// A boxed error from a store's backend (a database driver, an I/O layer).
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A store's backend failed: the connection dropped, the server refused, a query failed.
+///
+/// The backend's own error is the [`source`](StdError::source).
+#[derive(Debug, thiserror::Error)]
+#[error("event store {operation} failed")]
+pub struct StoreError {
+    operation: &'static str,
+    #[source]
+    source: BoxError,
+}
+
+impl StoreError {
+    /// A failure of `operation` (such as `"append"` or `"snapshot load"`).
+    pub fn new(operation: &'static str, source: impl Into<BoxError>) -> Self {
+        Self {
+            operation,
+            source: source.into(),
+        }
+    }
+
+    /// The operation that failed.
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+}
+
+/// Why an append wrote nothing.
+///
+/// An append is atomic: when it fails, none of its events are stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The stream's version was not the expected one: another writer got there first.
+    #[error(
+        "version conflict on stream `{stream}`: expected {expected}, but it is at version {actual}"
+    )]
+    Conflict {
+        /// The stream appended to.
+        stream: StreamId,
+        /// What the writer expected.
+        expected: ExpectedVersion,
+        /// The stream's actual version (0 if it holds no events).
+        actual: Version,
+    },
+    /// An event id in the batch is already stored, and the batch is not an exact repeat of
+    /// events already in this stream (see [`EventStore::append`](crate::EventStore::append)).
+    #[error(
+        "event {event_id} for stream `{stream}` is already stored as version {existing_version} of stream `{existing_stream}`"
+    )]
+    DuplicateEventId {
+        /// The duplicated id.
+        event_id: Uuid,
+        /// The stream appended to.
+        stream: StreamId,
+        /// The stream that holds the id.
+        existing_stream: StreamId,
+        /// The version the id has there.
+        existing_version: Version,
+    },
+    /// An event could not be encoded.
+    #[error("cannot encode event `{event_type}` for stream `{stream}`")]
+    Encode {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The event's type name.
+        event_type: String,
+        /// What the encoder reported.
+        #[source]
+        source: crate::event::EncodeError,
+    },
+    /// The backend failed; the append may or may not have been stored (re-appending the
+    /// same event ids is safe and tells).
+    #[error("append to stream `{stream}` failed")]
+    Store {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The backend failure.
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl AppendError {
+    /// Whether this is an optimistic-concurrency conflict, which a retry may resolve.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+}
+
+/// Why a read (of a stream, the global log or a subscription) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// A stored event could not be decoded into the requested type.
+    #[error(
+        "cannot decode event `{event_type}` at version {version} of stream `{stream}` (position {position})"
+    )]
+    Decode {
+        /// The stream holding the event.
+        stream: StreamId,
+        /// The event's version in it.
+        version: Version,
+        /// The event's global position.
+        position: Position,
+        /// The stored event type name.
+        event_type: String,
+        /// Why decoding failed.
+        #[source]
+        source: DecodeError,
+    },
+    /// Stored metadata is not valid.
+    #[error("metadata of event at version {version} of stream `{stream}` is not valid")]
+    Metadata {
+        /// The stream holding the event.
+        stream: StreamId,
+        /// The event's version in it.
+        version: Version,
+        /// What the decoder reported.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored value (a stream id, a version) breaks the store's own invariants.
+    #[error("corrupt stored data: {detail}")]
+    Corrupt {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ReadError {
+    /// A stored event could not be decoded.
+    pub fn decode(
+        stream: StreamId,
+        version: Version,
+        position: Position,
+        source: DecodeError,
+    ) -> Self {
+        Self::Decode {
+            stream,
+            version,
+            position,
+            event_type: source.event_type().to_owned(),
+            source,
+        }
+    }
+}
+
+/// Why a command did not produce (or confirm) its events.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError<E> {
+    /// The aggregate rejected the command: a business rule said no.
+    #[error("command rejected by `{stream}`: {error}")]
+    Rejected {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// The aggregate's reason.
+        error: E,
+    },
+    /// Other writers kept changing the stream: every attempt lost the race.
+    #[error(
+        "stream `{stream}` kept changing: gave up after {attempts} attempts (last expected {expected}, found version {actual})"
+    )]
+    Conflict {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// How many times the command was decided and appended.
+        attempts: u32,
+        /// The version the last attempt expected.
+        expected: ExpectedVersion,
+        /// The version the stream had.
+        actual: Version,
+    },
+    /// The aggregate id does not make a valid stream id.
+    #[error("invalid aggregate id")]
+    InvalidId(#[from] StreamIdError),
+    /// Loading the aggregate failed.
+    #[error("cannot load stream `{stream}`")]
+    Load {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// The read failure.
+        #[source]
+        source: ReadError,
+    },
+    /// Appending the events failed for a reason other than a conflict.
+    #[error("cannot append to stream `{stream}`")]
+    Append {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// The append failure.
+        #[source]
+        source: AppendError,
+    },
+}
+
+impl<E> CommandError<E> {
+    /// The domain error, if the aggregate rejected the command.
+    pub fn rejection(&self) -> Option<&E> {
+        match self {
+            Self::Rejected { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The domain error, if the aggregate rejected the command, by value.
+    pub fn into_rejection(self) -> Option<E> {
+        match self {
+            Self::Rejected { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Event sourcing and CQRS for Rust.
+//!
+//! `es-core` holds the model every part of es-rs shares:
+//!
+//! - **Events**: [`DomainEvent`] (derive it), recorded as [`EventEnvelope`]s with
+//!   [`Metadata`] (correlation, causation, actor).
+//! - **Aggregates**: [`AggregateType`] (derive it with `#[derive(Aggregate)]`) says what an
+//!   aggregate is; [`Aggregate`] holds the decide (`handle`) and evolve (`apply`) logic you
+//!   write.
+//! - **The store contract**: [`EventStore`], [`SnapshotStore`] and [`CheckpointStore`],
+//!   implemented by `es-memory` and `es-postgres` with identical semantics.
+//! - **Command execution**: [`Repository`] loads, decides, appends with optimistic
+//!   concurrency, retries conflicts, deduplicates by command id and takes snapshots.
+//! - **Projections**: [`Projection`] folds events into read models.
+//! - **Testing** (feature `testing`): the given/when/then harness in [`testing`].
+//!
+//! # A whole aggregate
+//!
+//! ```
+//! use es_core::prelude::*;
+//! use es_memory::MemoryEventStore;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, PartialEq, DomainEvent)]
+//! enum AccountEvent {
+//!     Opened { owner: String },
+//!     Deposited { amount: u64 },
+//!     Withdrawn { amount: u64 },
+//! }
+//!
+//! #[derive(Debug, Clone)]
+//! enum AccountCommand {
+//!     Open { owner: String },
+//!     Deposit { amount: u64 },
+//!     Withdraw { amount: u64 },
+//! }
+//!
+//! #[derive(Debug, PartialEq, thiserror::Error)]
+//! enum AccountError {
+//!     #[error("the account is already open")]
+//!     AlreadyOpen,
+//!     #[error("the account is not open")]
+//!     NotOpen,
+//!     #[error("insufficient funds: balance {balance}, requested {requested}")]
+//!     InsufficientFunds { balance: u64, requested: u64 },
+//! }
+//!
+//! #[derive(Debug, Default, PartialEq, Serialize, Deserialize, Aggregate)]
+//! #[aggregate(name = "account", command = AccountCommand, event = AccountEvent, error = AccountError)]
+//! struct Account {
+//!     open: bool,
+//!     balance: u64,
+//! }
+//!
+//! impl Aggregate for Account {
+//!     async fn handle(&self, command: AccountCommand, _: &()) -> Result<Vec<AccountEvent>, AccountError> {
+//!         use AccountCommand::*;
+//!         match command {
+//!             Open { .. } if self.open => Err(AccountError::AlreadyOpen),
+//!             Open { owner } => Ok(vec![AccountEvent::Opened { owner }]),
+//!             _ if !self.open => Err(AccountError::NotOpen),
+//!             Deposit { amount } => Ok(vec![AccountEvent::Deposited { amount }]),
+//!             Withdraw { amount } if amount > self.balance => Err(AccountError::InsufficientFunds {
+//!                 balance: self.balance,
+//!                 requested: amount,
+//!             }),
+//!             Withdraw { amount } => Ok(vec![AccountEvent::Withdrawn { amount }]),
+//!         }
+//!     }
+//!
+//!     fn apply(&mut self, event: &AccountEvent) {
+//!         match event {
+//!             AccountEvent::Opened { .. } => self.open = true,
+//!             AccountEvent::Deposited { amount } => self.balance += amount,
+//!             AccountEvent::Withdrawn { amount } => self.balance -= amount,
+//!         }
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! let accounts = Repository::<Account, _>::new(MemoryEventStore::new());
+//! accounts.execute("ada", AccountCommand::Open { owner: "Ada".into() }).await?;
+//! accounts.execute("ada", AccountCommand::Deposit { amount: 100 }).await?;
+//!
+//! let rejected = accounts.execute("ada", AccountCommand::Withdraw { amount: 500 }).await;
+//! assert!(matches!(
+//!     rejected.unwrap_err().rejection(),
+//!     Some(AccountError::InsufficientFunds { balance: 100, requested: 500 })
+//! ));
+//!
+//! let account = accounts.load("ada").await?;
+//! assert_eq!((account.state.balance, account.version.get()), (100, 2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//!
+//! | Feature   | Default | What it adds                                                  |
+//! |-----------|---------|---------------------------------------------------------------|
+//! | `derive`  | yes     | `#[derive(Aggregate)]` and `#[derive(DomainEvent)]`           |
+//! | `testing` | no      | [`testing`]: the given/when/then harness                      |
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod aggregate;
+mod command;
+pub mod error;
+mod event;
+mod projection;
+mod repository;
+mod store;
+mod stream;
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+#[doc(inline)]
+pub use crate::aggregate::{Aggregate, AggregateType};
+#[doc(inline)]
+pub use crate::command::{CommandContext, CommandOutcome};
+#[doc(inline)]
+pub use crate::error::{AppendError, CommandError, ReadError, StoreError};
+#[doc(inline)]
+pub use crate::event::{
+    DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, NewEvent, RawEvent,
+};
+#[doc(inline)]
+pub use crate::projection::Projection;
+#[doc(inline)]
+pub use crate::repository::{LoadError, Loaded, Repository, RetryPolicy, SnapshotPolicy};
+#[doc(inline)]
+pub use crate::store::{
+    CheckpointStore, Committed, EventFilter, EventStore, Snapshot, SnapshotStore,
+};
+#[doc(inline)]
+pub use crate::stream::{
+    ExpectedVersion, ParsePositionError, Position, StreamId, StreamIdError, Version,
+};
+
+/// Derives [`AggregateType`] from `#[aggregate(...)]`; you write [`Aggregate`].
+///
+/// See [`es_macros::Aggregate`] for the attribute reference.
+#[cfg(feature = "derive")]
+#[cfg_attr(docsrs, doc(cfg(feature = "derive")))]
+pub use es_macros::Aggregate;
+
+/// Derives [`DomainEvent`] for an enum (one event type per variant) or a struct.
+///
+/// See [`es_macros::DomainEvent`] for the attribute reference.
+#[cfg(feature = "derive")]
+#[cfg_attr(docsrs, doc(cfg(feature = "derive")))]
+pub use es_macros::DomainEvent;
+
+/// The traits (and, with their features, derives and test entry points) most code needs:
+/// `use es_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Aggregate, AggregateType, CheckpointStore, DomainEvent, EventStore, Projection,
+        SnapshotStore,
+    };
+    pub use crate::{CommandContext, EventFilter, ExpectedVersion, NewEvent, Repository, StreamId};
+
+    #[cfg(feature = "testing")]
+    pub use crate::testing::AggregateTestExt;
+}

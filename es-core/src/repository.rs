@@ -1,0 +1,583 @@
+//! Command execution: [`Repository`] loads an aggregate, lets it decide, and appends the
+//! outcome with optimistic concurrency.
+//!
+//! ```
+//! use es_core::{Aggregate, CommandContext, DomainEvent, Repository};
+//! use es_memory::MemoryEventStore;
+//!
+//! # #[derive(Debug, Clone, PartialEq, DomainEvent)]
+//! # enum CounterEvent { Incremented { by: u32 } }
+//! # #[derive(Debug, Clone)]
+//! # enum CounterCommand { Increment { by: u32 } }
+//! # #[derive(Debug, PartialEq, thiserror::Error)]
+//! # enum CounterError { #[error("zero")] Zero }
+//! # #[derive(Debug, Default, Aggregate)]
+//! # #[aggregate(name = "counter", command = CounterCommand, event = CounterEvent, error = CounterError)]
+//! # struct Counter { total: u64 }
+//! # impl Aggregate for Counter {
+//! #     async fn handle(&self, command: CounterCommand, _: &()) -> Result<Vec<CounterEvent>, CounterError> {
+//! #         match command {
+//! #             CounterCommand::Increment { by: 0 } => Err(CounterError::Zero),
+//! #             CounterCommand::Increment { by } => Ok(vec![CounterEvent::Incremented { by }]),
+//! #         }
+//! #     }
+//! #     fn apply(&mut self, event: &CounterEvent) {
+//! #         match event { CounterEvent::Incremented { by } => self.total += u64::from(*by) }
+//! #     }
+//! # }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! let repository = Repository::<Counter, _>::new(MemoryEventStore::new());
+//!
+//! let outcome = repository.execute("c1", CounterCommand::Increment { by: 2 }).await?;
+//! assert_eq!(outcome.version.get(), 1);
+//!
+//! // The same command id twice records once and returns the first outcome.
+//! let context = CommandContext::new().with_command_id(uuid::Uuid::now_v7());
+//! let first = repository.execute_with("c1", CounterCommand::Increment { by: 3 }, context.clone()).await?;
+//! let again = repository.execute_with("c1", CounterCommand::Increment { by: 3 }, context).await?;
+//! assert!(again.duplicate);
+//! assert_eq!(again.events, first.events);
+//!
+//! let counter = repository.load("c1").await?;
+//! assert_eq!((counter.state.total, counter.version.get()), (5, 2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tracing::Instrument as _;
+
+use crate::aggregate::Aggregate;
+use crate::command::{CommandContext, CommandOutcome};
+use crate::error::{AppendError, CommandError, ReadError};
+use crate::event::{EventEnvelope, NewEvent};
+use crate::store::{EventStore, Snapshot, SnapshotStore};
+use crate::stream::{ExpectedVersion, StreamId, StreamIdError, Version};
+
+/// How often command execution retries after losing an optimistic-concurrency race.
+///
+/// Each retry reloads the aggregate and decides again, after a randomised exponential
+/// backoff (full jitter) that spreads out writers racing on one stream.
+///
+/// ```
+/// use es_core::RetryPolicy;
+/// use std::time::Duration;
+///
+/// let policy = RetryPolicy::default().with_max_attempts(20).with_backoff(Duration::ZERO, Duration::ZERO);
+/// assert_eq!(policy.max_attempts(), 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Up to 10 attempts, backing off from up to 1 ms to up to 50 ms.
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(50),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Never retry: a conflict fails the command at once.
+    pub fn never() -> Self {
+        Self::default().with_max_attempts(1)
+    }
+
+    /// Sets how many times a command is decided and appended in all (at least 1).
+    #[must_use]
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    /// Sets the backoff bounds: the first retry waits up to `initial`, each later one up to
+    /// twice as long, never more than `max`. Zero disables waiting.
+    #[must_use]
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// How many times a command is decided and appended in all.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    fn backoff(&self, failed_attempts: u32) -> Duration {
+        let ceiling = self
+            .initial_backoff
+            .saturating_mul(1 << failed_attempts.saturating_sub(1).min(16))
+            .min(self.max_backoff);
+        let ceiling_micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
+        Duration::from_micros(fastrand::u64(0..=ceiling_micros))
+    }
+}
+
+/// When command execution saves a snapshot of the aggregate.
+///
+/// Snapshots only apply to aggregates that can encode their state (with the derive: those
+/// that implement serde's `Serialize` and `Deserialize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotPolicy {
+    /// Never: every load replays the whole stream.
+    #[default]
+    Never,
+    /// Whenever the stream's version crosses a multiple of this many events.
+    EveryNEvents(NonZeroU64),
+}
+
+impl SnapshotPolicy {
+    /// A snapshot every `n` events; [`SnapshotPolicy::Never`] if `n` is 0.
+    pub fn every(n: u64) -> Self {
+        NonZeroU64::new(n).map_or(Self::Never, Self::EveryNEvents)
+    }
+
+    fn is_due(self, before: Version, after: Version) -> bool {
+        match self {
+            Self::Never => false,
+            Self::EveryNEvents(n) => before.get() / n.get() != after.get() / n.get(),
+        }
+    }
+}
+
+/// An aggregate as loaded from its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<A> {
+    /// The aggregate's stream.
+    pub stream_id: StreamId,
+    /// The stream version the state includes ([`Version::INITIAL`] for a new aggregate).
+    pub version: Version,
+    /// The state.
+    pub state: A,
+}
+
+/// Why an aggregate could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The aggregate id does not make a valid stream id.
+    #[error("invalid aggregate id")]
+    InvalidId(#[from] StreamIdError),
+    /// Reading the stream failed.
+    #[error("cannot load stream `{stream}`")]
+    Read {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// The read failure.
+        #[source]
+        source: ReadError,
+    },
+}
+
+/// Loads aggregates of type `A` from store `S` and executes their commands.
+///
+/// Executing a command:
+///
+/// 1. loads the aggregate (its snapshot if the policy keeps them, then the later events);
+/// 2. lets it decide ([`Aggregate::handle`]);
+/// 3. appends the events expecting exactly the loaded version;
+/// 4. on a conflict, starts again from 1, up to the [`RetryPolicy`];
+/// 5. saves a snapshot if the [`SnapshotPolicy`] says one is due.
+///
+/// Each execution runs in a `tracing` span named `es.command`.
+pub struct Repository<A: Aggregate, S> {
+    store: S,
+    services: Arc<A::Services>,
+    retry: RetryPolicy,
+    snapshots: SnapshotPolicy,
+}
+
+impl<A: Aggregate, S: Clone> Clone for Repository<A, S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            services: Arc::clone(&self.services),
+            retry: self.retry,
+            snapshots: self.snapshots,
+        }
+    }
+}
+
+impl<A: Aggregate, S: fmt::Debug> fmt::Debug for Repository<A, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Repository")
+            .field("aggregate", &A::NAME)
+            .field("store", &self.store)
+            .field("retry", &self.retry)
+            .field("snapshots", &self.snapshots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A, S> Repository<A, S>
+where
+    A: Aggregate,
+    S: EventStore + SnapshotStore,
+{
+    /// A repository on `store`, for an aggregate whose services have a default.
+    pub fn new(store: S) -> Self
+    where
+        A::Services: Default,
+    {
+        Self::with_services(store, A::Services::default())
+    }
+
+    /// A repository on `store` that hands `services` to the command handler.
+    pub fn with_services(store: S, services: A::Services) -> Self {
+        Self {
+            store,
+            services: Arc::new(services),
+            retry: RetryPolicy::default(),
+            snapshots: SnapshotPolicy::Never,
+        }
+    }
+
+    /// Sets the retry policy for concurrency conflicts.
+    #[must_use]
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the snapshot policy.
+    #[must_use]
+    pub fn with_snapshot_policy(mut self, snapshots: SnapshotPolicy) -> Self {
+        self.snapshots = snapshots;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The stream id of the aggregate with id `id`: `A::NAME` + `-` + `id`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if `id` does not make a valid stream id.
+    pub fn stream_id(&self, id: &str) -> Result<StreamId, StreamIdError> {
+        StreamId::new(A::NAME, id)
+    }
+
+    /// Loads the aggregate with id `id`: its snapshot if the policy keeps them and one is
+    /// usable, then the events after it.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the id is invalid, or an event cannot be read or decoded.
+    pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
+        let stream = self.stream_id(id)?;
+        self.load_stream(&stream)
+            .await
+            .map_err(|source| LoadError::Read { stream, source })
+    }
+
+    /// Executes `command` on the aggregate with id `id`, with a fresh command id.
+    ///
+    /// # Errors
+    ///
+    /// See [`Repository::execute_with`].
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        self.execute_with(id, command, CommandContext::new()).await
+    }
+
+    /// Executes `command` on the aggregate with id `id` in `context`.
+    ///
+    /// If the context's command id was executed on this aggregate before, nothing is
+    /// appended and the first execution's events are returned with
+    /// [`CommandOutcome::duplicate`] set.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::Rejected`] when the aggregate rejects the command,
+    /// [`CommandError::Conflict`] when every attempt lost a concurrency race, and the other
+    /// variants when the id is invalid or the store fails.
+    pub async fn execute_with(
+        &self,
+        id: &str,
+        command: A::Command,
+        context: CommandContext,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let stream = self.stream_id(id)?;
+        let span = tracing::info_span!(
+            "es.command",
+            aggregate = A::NAME,
+            stream = %stream,
+            command_id = %context.command_id(),
+        );
+        self.run(stream, command, context).instrument(span).await
+    }
+
+    async fn run(
+        &self,
+        stream: StreamId,
+        command: A::Command,
+        context: CommandContext,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let loaded = self
+                .load_stream(&stream)
+                .await
+                .map_err(|source| CommandError::Load {
+                    stream: stream.clone(),
+                    source,
+                })?;
+            let decision = loaded.state.handle(command.clone(), &self.services).await;
+            let events = match decision {
+                Ok(events) if !events.is_empty() => events,
+                // A repeated command may be rejected or be a no-op now *because* its first
+                // execution went through, so look for that first.
+                Ok(_) => {
+                    return match self.first_outcome(&stream, &context).await? {
+                        Some(outcome) => Ok(outcome),
+                        None => Ok(CommandOutcome {
+                            stream_id: stream,
+                            version: loaded.version,
+                            events: Vec::new(),
+                            duplicate: false,
+                        }),
+                    };
+                }
+                Err(error) => {
+                    return match self.first_outcome(&stream, &context).await? {
+                        Some(outcome) => Ok(outcome),
+                        None => Err(CommandError::Rejected { stream, error }),
+                    };
+                }
+            };
+
+            let metadata = context.event_metadata();
+            let new_events = events
+                .into_iter()
+                .enumerate()
+                .map(|(index, event)| {
+                    NewEvent::new(event)
+                        .with_id(context.event_id(&stream, index))
+                        .with_metadata(metadata.clone())
+                })
+                .collect();
+            let expected = ExpectedVersion::Exact(loaded.version);
+            match self.store.append(&stream, expected, new_events).await {
+                Ok(committed) if committed.duplicate => {
+                    tracing::debug!("command already executed");
+                    return Ok(self.first_outcome(&stream, &context).await?.unwrap_or(
+                        CommandOutcome {
+                            stream_id: committed.stream_id,
+                            version: committed.version,
+                            events: committed.events,
+                            duplicate: true,
+                        },
+                    ));
+                }
+                Ok(committed) => {
+                    tracing::debug!(version = %committed.version, events = committed.events.len(), "command committed");
+                    if self.snapshots.is_due(loaded.version, committed.version) {
+                        self.save_snapshot(loaded.state, &committed.events).await;
+                    }
+                    return Ok(CommandOutcome {
+                        stream_id: committed.stream_id,
+                        version: committed.version,
+                        events: committed.events,
+                        duplicate: false,
+                    });
+                }
+                Err(AppendError::Conflict {
+                    expected, actual, ..
+                }) => {
+                    if attempt >= self.retry.max_attempts {
+                        return Err(CommandError::Conflict {
+                            stream,
+                            attempts: attempt,
+                            expected,
+                            actual,
+                        });
+                    }
+                    tracing::debug!(attempt, %actual, "concurrency conflict, retrying");
+                    self.back_off(attempt).await;
+                }
+                // Some ids of this decision are stored already: the first execution of this
+                // command emitted more events than this one did.
+                Err(source @ AppendError::DuplicateEventId { .. }) => {
+                    return match self.first_outcome(&stream, &context).await? {
+                        Some(outcome) => Ok(outcome),
+                        None => Err(CommandError::Append { stream, source }),
+                    };
+                }
+                Err(source) => return Err(CommandError::Append { stream, source }),
+            }
+        }
+    }
+
+    async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>, ReadError> {
+        let (mut state, mut version) = match self.load_snapshot(stream).await {
+            Some(snapshot) => snapshot,
+            None => (A::default(), Version::INITIAL),
+        };
+        let events = self.store.read_stream::<A::Event>(stream, version.next());
+        futures_util::pin_mut!(events);
+        while let Some(envelope) = events.next().await {
+            let envelope = envelope?;
+            state.apply(&envelope.event);
+            version = envelope.version;
+        }
+        Ok(Loaded {
+            stream_id: stream.clone(),
+            version,
+            state,
+        })
+    }
+
+    /// The usable snapshot of `stream`, if the policy keeps them. A snapshot that cannot be
+    /// used (another schema version, a state that no longer decodes, a failing backend) is
+    /// skipped with a warning: replaying the events always gives the right state.
+    async fn load_snapshot(&self, stream: &StreamId) -> Option<(A, Version)> {
+        if self.snapshots == SnapshotPolicy::Never {
+            return None;
+        }
+        let snapshot = match self.store.load_snapshot(stream).await {
+            Ok(snapshot) => snapshot?,
+            Err(error) => {
+                tracing::warn!(%stream, error = &error as &dyn std::error::Error, "cannot load snapshot; replaying events");
+                return None;
+            }
+        };
+        if snapshot.schema_version != A::SNAPSHOT_VERSION {
+            tracing::info!(%stream, stored = snapshot.schema_version, current = A::SNAPSHOT_VERSION, "ignoring snapshot of another schema version");
+            return None;
+        }
+        match A::decode_snapshot(snapshot.state)? {
+            Ok(state) => Some((state, snapshot.version)),
+            Err(error) => {
+                tracing::warn!(%stream, version = %snapshot.version, error = &error as &dyn std::error::Error, "cannot decode snapshot; replaying events");
+                None
+            }
+        }
+    }
+
+    async fn save_snapshot(&self, mut state: A, new_events: &[EventEnvelope<A::Event>]) {
+        let Some(last) = new_events.last() else {
+            return;
+        };
+        for envelope in new_events {
+            state.apply(&envelope.event);
+        }
+        let encoded = match state.encode_snapshot() {
+            Some(Ok(encoded)) => encoded,
+            Some(Err(error)) => {
+                tracing::warn!(stream = %last.stream_id, error = &error as &dyn std::error::Error, "cannot encode snapshot");
+                return;
+            }
+            None => return,
+        };
+        let snapshot = Snapshot {
+            stream_id: last.stream_id.clone(),
+            version: last.version,
+            schema_version: A::SNAPSHOT_VERSION,
+            state: encoded,
+            taken_at: chrono::Utc::now(),
+        };
+        // The command has committed; a lost snapshot only costs a longer load later.
+        if let Err(error) = self.store.save_snapshot(snapshot).await {
+            tracing::warn!(stream = %last.stream_id, error = &error as &dyn std::error::Error, "cannot save snapshot");
+        }
+    }
+
+    /// The events a previous execution of this command recorded on `stream`, if any.
+    async fn first_outcome(
+        &self,
+        stream: &StreamId,
+        context: &CommandContext,
+    ) -> Result<Option<CommandOutcome<A::Event>>, CommandError<A::Error>> {
+        if !context.command_id_given() {
+            return Ok(None);
+        }
+        let load_error = |source| CommandError::Load {
+            stream: stream.clone(),
+            source,
+        };
+        let first_id = context.event_id(stream, 0);
+        let Some(first) = self
+            .store
+            .find_event::<A::Event>(first_id)
+            .await
+            .map_err(load_error)?
+        else {
+            return Ok(None);
+        };
+        if &first.stream_id != stream {
+            return Ok(None);
+        }
+        let mut events = Vec::new();
+        let rest = self.store.read_stream::<A::Event>(stream, first.version);
+        futures_util::pin_mut!(rest);
+        while let Some(envelope) = rest.next().await {
+            let envelope = envelope.map_err(load_error)?;
+            if envelope.event_id != context.event_id(stream, events.len()) {
+                break;
+            }
+            events.push(envelope);
+        }
+        Ok(Some(CommandOutcome {
+            stream_id: stream.clone(),
+            version: events.last().map_or(first.version, |e| e.version),
+            events,
+            duplicate: true,
+        }))
+    }
+
+    async fn back_off(&self, failed_attempts: u32) {
+        let delay = self.retry.backoff(failed_attempts);
+        // Without a Tokio runtime there is no timer to wait on; retry at once rather than
+        // panic.
+        if !delay.is_zero() && tokio::runtime::Handle::try_current().is_ok() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_is_due_when_crossing_a_multiple() {
+        let every3 = SnapshotPolicy::every(3);
+        assert!(!every3.is_due(Version::new(0), Version::new(2)));
+        assert!(every3.is_due(Version::new(2), Version::new(3)));
+        assert!(every3.is_due(Version::new(1), Version::new(7)));
+        assert!(!every3.is_due(Version::new(3), Version::new(5)));
+        assert!(!SnapshotPolicy::every(0).is_due(Version::new(0), Version::new(100)));
+    }
+
+    #[test]
+    fn backoff_stays_within_bounds() {
+        let policy =
+            RetryPolicy::default().with_backoff(Duration::from_millis(2), Duration::from_millis(5));
+        for attempt in 1..40 {
+            assert!(policy.backoff(attempt) <= Duration::from_millis(5));
+        }
+        let none = RetryPolicy::default().with_backoff(Duration::ZERO, Duration::ZERO);
+        assert_eq!(none.backoff(3), Duration::ZERO);
+    }
+}

@@ -1,0 +1,165 @@
+//! The given/then harness for projections.
+
+use std::collections::HashMap;
+use std::fmt::{self, Debug};
+
+use chrono::Utc;
+
+use crate::event::{EventEnvelope, Metadata};
+use crate::projection::Projection;
+use crate::stream::{Position, StreamId, Version};
+
+use super::block_on::block_on;
+use super::diff::debug_diff;
+
+/// Feeds events to a projection as a store would, then checks the view it built.
+///
+/// Each given event gets an envelope: the next version of its stream, the next global
+/// position, a fresh id and the current time.
+///
+/// ```
+/// use es_core::testing::ProjectionFixture;
+/// use es_core::{DomainEvent, EventEnvelope, Projection};
+/// use std::collections::BTreeMap;
+///
+/// #[derive(Debug, Clone, PartialEq, DomainEvent)]
+/// enum OrderEvent {
+///     Placed { total_cents: i64 },
+///     Shipped,
+/// }
+///
+/// #[derive(Debug, Default)]
+/// struct OpenOrders {
+///     open: BTreeMap<String, i64>,
+/// }
+///
+/// impl Projection for OpenOrders {
+///     type Event = OrderEvent;
+///     type Error = std::convert::Infallible;
+///
+///     async fn handle(&mut self, envelope: &EventEnvelope<OrderEvent>) -> Result<(), Self::Error> {
+///         let order = envelope.stream_id.id().to_owned();
+///         match envelope.event {
+///             OrderEvent::Placed { total_cents } => { self.open.insert(order, total_cents); }
+///             OrderEvent::Shipped => { self.open.remove(&order); }
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// ProjectionFixture::new(OpenOrders::default())
+///     .given("order-1", [OrderEvent::Placed { total_cents: 500 }])
+///     .given("order-2", [OrderEvent::Placed { total_cents: 700 }, OrderEvent::Shipped])
+///     .then_expect(|view| view.open.clone(), BTreeMap::from([("1".to_owned(), 500)]));
+/// ```
+pub struct ProjectionFixture<P: Projection> {
+    projection: P,
+    versions: HashMap<StreamId, Version>,
+    position: u64,
+}
+
+impl<P: Projection + Debug> Debug for ProjectionFixture<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectionFixture")
+            .field("projection", &self.projection)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Projection> ProjectionFixture<P> {
+    /// A fixture around `projection`, before any event.
+    pub fn new(projection: P) -> Self {
+        Self {
+            projection,
+            versions: HashMap::new(),
+            position: 0,
+        }
+    }
+
+    /// These events happened on `stream` (`category-id`), in this order, after everything
+    /// given before.
+    ///
+    /// # Panics
+    ///
+    /// If `stream` is not a valid stream id or the projection fails on an event.
+    #[track_caller]
+    pub fn given(mut self, stream: &str, events: impl IntoIterator<Item = P::Event>) -> Self {
+        let stream = match StreamId::parse(stream) {
+            Ok(stream) => stream,
+            Err(error) => panic!("`{stream}` is not a stream id: {error}"),
+        };
+        for event in events {
+            let version = self
+                .versions
+                .entry(stream.clone())
+                .and_modify(|v| *v = v.next())
+                .or_insert(Version::new(1));
+            self.position += 1;
+            let envelope = EventEnvelope {
+                event_id: uuid::Uuid::now_v7(),
+                stream_id: stream.clone(),
+                version: *version,
+                position: Position::from_parts(self.position, self.position),
+                recorded_at: Utc::now(),
+                metadata: Metadata::new(),
+                event,
+            };
+            self.handle(&envelope);
+        }
+        self
+    }
+
+    /// These recorded events happened, exactly as given (for tests that depend on
+    /// metadata, times or positions).
+    ///
+    /// # Panics
+    ///
+    /// If the projection fails on an event.
+    #[track_caller]
+    pub fn given_envelopes(
+        mut self,
+        envelopes: impl IntoIterator<Item = EventEnvelope<P::Event>>,
+    ) -> Self {
+        for envelope in envelopes {
+            self.handle(&envelope);
+        }
+        self
+    }
+
+    #[track_caller]
+    fn handle(&mut self, envelope: &EventEnvelope<P::Event>) {
+        if let Err(error) = block_on(self.projection.handle(envelope)) {
+            panic!(
+                "the projection failed on event {} of stream `{}`: {error}\n{error:?}",
+                envelope.version, envelope.stream_id
+            );
+        }
+    }
+
+    /// Expects the view that `view` reads from the projection to equal `expected`.
+    ///
+    /// # Panics
+    ///
+    /// With a diff, if they differ.
+    #[track_caller]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the expected view is usually built inline, so by value reads naturally"
+    )]
+    pub fn then_expect<V: PartialEq + Debug>(self, view: impl FnOnce(&P) -> V, expected: V) -> P {
+        let actual = view(&self.projection);
+        if actual != expected {
+            panic!(
+                "the projection built another view than expected\n{}",
+                debug_diff(&expected, &actual)
+            );
+        }
+        self.projection
+    }
+
+    /// The projection, for checks of your own.
+    pub fn into_projection(self) -> P {
+        self.projection
+    }
+}
