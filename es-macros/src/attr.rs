@@ -1,0 +1,476 @@
+//! Parsing of `#[event(...)]` and `#[aggregate(...)]` into typed values that keep their spans.
+//!
+//! Every key is parsed on its own: a bad value, an unknown key or a duplicate is recorded in
+//! the [`Ctxt`] and parsing goes on with the next key, so one compile reports every mistake.
+//! Only a syntax error (unbalanced tokens, a type that does not parse) abandons the rest of
+//! that one attribute. Keys may be spread over several attributes of the same name, as with
+//! serde; a key given twice is an error at the second occurrence.
+
+use proc_macro2::{TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
+use syn::parse::ParseStream;
+use syn::{Attribute, LitInt, LitStr, Path, Token, Type};
+
+use crate::ctxt::Ctxt;
+use crate::symbol::{
+    AGGREGATE, COMMAND, CRATE, ERROR, EVENT, EVENT_TYPE, NAME, SERDE, SERVICES, SNAPSHOT_VERSION,
+    Symbol, VERSION,
+};
+
+/// A version number from `version = N` or `snapshot_version = N`: at least 1, fits a `u32`.
+#[derive(Clone, Copy)]
+pub(crate) struct Version {
+    pub(crate) value: u32,
+}
+
+/// Where an `#[event(...)]` attribute sits; decides which keys it accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventPosition {
+    /// On an enum: one event type per variant.
+    Enum,
+    /// On a struct: the struct is one event type.
+    Struct,
+    /// On one variant of an enum.
+    Variant,
+}
+
+/// The keys of `#[event(...)]`, wherever it sits; [`EventPosition`] decides which may be set.
+#[derive(Default)]
+pub(crate) struct EventAttrs {
+    pub(crate) krate: Option<Path>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) version: Option<Version>,
+}
+
+impl EventAttrs {
+    /// Reads every `#[event(...)]` in `attrs`, which sit at `position`.
+    pub(crate) fn from_attrs(cx: &Ctxt, attrs: &[Attribute], position: EventPosition) -> Self {
+        let mut krate = Slot::new(EVENT, CRATE);
+        let mut name = Slot::new(EVENT, NAME);
+        let mut version = Slot::new(EVENT, VERSION);
+
+        for_each_key(cx, attrs, EVENT, |meta| {
+            let key = &meta.path;
+            match position {
+                EventPosition::Enum if *key == NAME || *key == VERSION => {
+                    let key = key_name(key);
+                    return misplaced_key(
+                        cx,
+                        meta,
+                        format!(
+                            "`{key}` is set on each variant of an event enum, not on the enum: \
+                             put `#[event({key} = ...)]` on the variant"
+                        ),
+                    );
+                }
+                EventPosition::Variant if *key == CRATE => {
+                    return misplaced_key(
+                        cx,
+                        meta,
+                        "`crate` is set on the enum, not on a variant: put `#[event(crate = \"...\")]` above the enum",
+                    );
+                }
+                _ => {}
+            }
+            if *key == CRATE {
+                if krate.visit(cx, key) {
+                    krate.set(parse_crate_path(cx, meta)?);
+                }
+            } else if *key == NAME {
+                if name.visit(cx, key) {
+                    name.set(parse_lit_str(cx, meta, NAME, "\"OrderPlaced\"")?);
+                }
+            } else if *key == VERSION {
+                if version.visit(cx, key) {
+                    version.set(parse_version(cx, meta, VERSION)?);
+                }
+            } else {
+                let expected: &[Symbol] = match position {
+                    EventPosition::Enum => &[CRATE],
+                    EventPosition::Struct => &[NAME, VERSION, CRATE],
+                    EventPosition::Variant => &[NAME, VERSION],
+                };
+                return unknown_key(cx, meta, EVENT, expected);
+            }
+            Ok(())
+        });
+
+        Self {
+            krate: krate.value,
+            name: name.value,
+            version: version.value,
+        }
+    }
+}
+
+/// Rejects `#[event(...)]` on a field: the payload's field names and encodings are serde's
+/// business, so the attribute has nothing to say there, and silently ignoring it would hide
+/// the mistake.
+pub(crate) fn reject_event_attrs_on_field(cx: &Ctxt, attrs: &[Attribute]) {
+    for attr in attrs.iter().filter(|attr| *attr.path() == EVENT) {
+        cx.error_spanned_by(
+            attr,
+            "`#[event(...)]` is not allowed on a field; it goes on the enum, its variants or \
+             the struct (use `#[serde(...)]` to rename or skip a field)",
+        );
+    }
+}
+
+/// The `#[serde(...)]` attributes of a field, copied onto the generated payload helpers.
+pub(crate) fn serde_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs.iter().filter(|attr| *attr.path() == SERDE).collect()
+}
+
+/// The keys of `#[aggregate(...)]`.
+pub(crate) struct AggregateAttrs {
+    /// The first `#[aggregate(...)]`, where missing keys are reported; `None` if there is
+    /// none at all.
+    pub(crate) first: Option<Attribute>,
+    pub(crate) krate: Option<Path>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) command: Option<Type>,
+    pub(crate) event: Option<Type>,
+    pub(crate) error: Option<Type>,
+    pub(crate) services: Option<Type>,
+    pub(crate) snapshot_version: Option<Version>,
+    /// The required keys never written, in the order the docs list them.
+    pub(crate) missing: Vec<Symbol>,
+}
+
+impl AggregateAttrs {
+    /// Reads every `#[aggregate(...)]` in `attrs`.
+    pub(crate) fn from_attrs(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+        let mut krate = Slot::new(AGGREGATE, CRATE);
+        let mut name = Slot::new(AGGREGATE, NAME);
+        let mut command = Slot::new(AGGREGATE, COMMAND);
+        let mut event = Slot::new(AGGREGATE, EVENT_TYPE);
+        let mut error = Slot::new(AGGREGATE, ERROR);
+        let mut services = Slot::new(AGGREGATE, SERVICES);
+        let mut snapshot_version = Slot::new(AGGREGATE, SNAPSHOT_VERSION);
+
+        for_each_key(cx, attrs, AGGREGATE, |meta| {
+            let key = &meta.path;
+            if *key == CRATE {
+                if krate.visit(cx, key) {
+                    krate.set(parse_crate_path(cx, meta)?);
+                }
+            } else if *key == NAME {
+                if name.visit(cx, key) {
+                    name.set(parse_lit_str(cx, meta, NAME, "\"order\"")?);
+                }
+            } else if *key == SNAPSHOT_VERSION {
+                if snapshot_version.visit(cx, key) {
+                    snapshot_version.set(parse_version(cx, meta, SNAPSHOT_VERSION)?);
+                }
+            } else {
+                let slot = if *key == COMMAND {
+                    &mut command
+                } else if *key == EVENT_TYPE {
+                    &mut event
+                } else if *key == ERROR {
+                    &mut error
+                } else if *key == SERVICES {
+                    &mut services
+                } else {
+                    return unknown_key(
+                        cx,
+                        meta,
+                        AGGREGATE,
+                        &[
+                            NAME,
+                            COMMAND,
+                            EVENT_TYPE,
+                            ERROR,
+                            SERVICES,
+                            SNAPSHOT_VERSION,
+                            CRATE,
+                        ],
+                    );
+                };
+                if slot.visit(cx, key) {
+                    let key = slot.key;
+                    slot.set(parse_type(cx, meta, key)?);
+                }
+            }
+            Ok(())
+        });
+
+        let missing = [
+            (name.seen, NAME),
+            (command.seen, COMMAND),
+            (event.seen, EVENT_TYPE),
+            (error.seen, ERROR),
+        ]
+        .into_iter()
+        .filter_map(|(seen, key)| (!seen).then_some(key))
+        .collect();
+
+        Self {
+            missing,
+            first: attrs.iter().find(|attr| *attr.path() == AGGREGATE).cloned(),
+            krate: krate.value,
+            name: name.value,
+            command: command.value,
+            event: event.value,
+            error: error.value,
+            services: services.value,
+            snapshot_version: snapshot_version.value,
+        }
+    }
+}
+
+/// One key's value, remembering whether the key was seen so a second occurrence is reported
+/// even when the first one's value was invalid.
+struct Slot<T> {
+    attr: Symbol,
+    key: Symbol,
+    seen: bool,
+    value: Option<T>,
+}
+
+impl<T> Slot<T> {
+    fn new(attr: Symbol, key: Symbol) -> Self {
+        Self {
+            attr,
+            key,
+            seen: false,
+            value: None,
+        }
+    }
+
+    /// Notes an occurrence of the key at `path`; `false` (and an error) if it was seen before.
+    /// The caller still consumes the value so that parsing can go on.
+    fn visit(&mut self, cx: &Ctxt, path: &Path) -> bool {
+        if self.seen {
+            cx.error_spanned_by(
+                path,
+                format!("duplicate key `{}` in `#[{}(...)]`", self.key, self.attr),
+            );
+            false
+        } else {
+            self.seen = true;
+            true
+        }
+    }
+
+    fn set(&mut self, value: Option<T>) {
+        self.value = value;
+    }
+}
+
+/// Runs `logic` on each key of each `#[attr_name(...)]` in `attrs`, recording syntax errors.
+fn for_each_key(
+    cx: &Ctxt,
+    attrs: &[Attribute],
+    attr_name: Symbol,
+    mut logic: impl FnMut(&ParseNestedMeta<'_>) -> syn::Result<()>,
+) {
+    for attr in attrs.iter().filter(|attr| *attr.path() == attr_name) {
+        if let Err(error) = attr.parse_nested_meta(|meta| logic(&meta)) {
+            cx.syn_error(error);
+        }
+    }
+}
+
+/// `key` as written, for messages.
+fn key_name(path: &Path) -> String {
+    path.to_token_stream().to_string().replace(' ', "")
+}
+
+fn unknown_key(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    attr: Symbol,
+    expected: &[Symbol],
+) -> syn::Result<()> {
+    let expected = match expected {
+        [] => String::new(),
+        [only] => format!("; the only key here is `{only}`"),
+        [first, second] => format!("; expected `{first}` or `{second}`"),
+        keys => {
+            let list: Vec<String> = keys.iter().map(|key| format!("`{key}`")).collect();
+            format!("; expected one of {}", list.join(", "))
+        }
+    };
+    misplaced_key(
+        cx,
+        meta,
+        format!(
+            "unknown key `{}` in `#[{attr}(...)]`{expected}",
+            key_name(&meta.path)
+        ),
+    )
+}
+
+/// Reports a key that cannot be used here, then skips its value so parsing can go on.
+fn misplaced_key(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    message: impl std::fmt::Display,
+) -> syn::Result<()> {
+    cx.error_spanned_by(&meta.path, message);
+    if meta.input.peek(Token![=]) {
+        meta.input.parse::<Token![=]>()?;
+        rest_of_value(meta.input)?;
+    } else if meta.input.peek(syn::token::Paren) {
+        meta.input.parse::<TokenTree>()?;
+    }
+    Ok(())
+}
+
+/// Consumes the tokens up to the next top-level `,` (or the end), returning them.
+fn rest_of_value(input: ParseStream<'_>) -> syn::Result<TokenStream> {
+    let mut tokens = TokenStream::new();
+    while !input.is_empty() && !input.peek(Token![,]) {
+        tokens.extend([input.parse::<TokenTree>()?]);
+    }
+    Ok(tokens)
+}
+
+/// Consumes the `=` after a key; `false` (and an error) if there is none.
+fn expect_value(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    key: Symbol,
+    example: &str,
+) -> syn::Result<bool> {
+    if meta.input.peek(Token![=]) {
+        meta.input.parse::<Token![=]>()?;
+        Ok(true)
+    } else {
+        cx.error_spanned_by(
+            &meta.path,
+            format!("`{key}` needs a value, like `{key} = {example}`"),
+        );
+        if meta.input.peek(syn::token::Paren) {
+            meta.input.parse::<TokenTree>()?;
+        }
+        Ok(false)
+    }
+}
+
+/// Reports a value of the wrong kind at its tokens (or at the key if the value is missing).
+fn wrong_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, value: TokenStream, message: String) {
+    if value.is_empty() {
+        cx.error_spanned_by(&meta.path, message);
+    } else {
+        cx.error_spanned_by(value, message);
+    }
+}
+
+fn parse_lit_str(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    key: Symbol,
+    example: &str,
+) -> syn::Result<Option<LitStr>> {
+    if !expect_value(cx, meta, key, example)? {
+        return Ok(None);
+    }
+    if meta.input.peek(LitStr) {
+        return meta.input.parse().map(Some);
+    }
+    let value = rest_of_value(meta.input)?;
+    wrong_value(
+        cx,
+        meta,
+        value,
+        format!("`{key}` takes a string literal, like `{key} = {example}`"),
+    );
+    Ok(None)
+}
+
+fn parse_version(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    key: Symbol,
+) -> syn::Result<Option<Version>> {
+    if !expect_value(cx, meta, key, "2")? {
+        return Ok(None);
+    }
+    let range = format!(
+        "`{key}` takes an integer from 1 to {}, like `{key} = 2`",
+        u32::MAX
+    );
+    if !meta.input.peek(LitInt) {
+        let value = rest_of_value(meta.input)?;
+        wrong_value(cx, meta, value, range);
+        return Ok(None);
+    }
+    let lit: LitInt = meta.input.parse()?;
+    if !matches!(lit.suffix(), "" | "u32") {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "`{key}` is a `u32`; write it without the `{}` suffix",
+                lit.suffix()
+            ),
+        );
+        return Ok(None);
+    }
+    match lit.base10_parse::<u32>() {
+        Ok(0) => {
+            cx.error_spanned_by(&lit, format!("`{key}` starts at 1, not 0"));
+            Ok(None)
+        }
+        Ok(value) => Ok(Some(Version { value })),
+        Err(_) => {
+            cx.error_spanned_by(&lit, range);
+            Ok(None)
+        }
+    }
+}
+
+fn parse_type(cx: &Ctxt, meta: &ParseNestedMeta<'_>, key: Symbol) -> syn::Result<Option<Type>> {
+    let example = match key.as_str() {
+        "command" => "OrderCommand",
+        "event" => "OrderEvent",
+        "error" => "OrderError",
+        _ => "MyServices",
+    };
+    if !expect_value(cx, meta, key, example)? {
+        return Ok(None);
+    }
+    if meta.input.peek(LitStr) {
+        let lit: LitStr = meta.input.parse()?;
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "`{key}` takes a type, not a string: write `{key} = {}`",
+                lit.value()
+            ),
+        );
+        return Ok(None);
+    }
+    if meta.input.is_empty() || meta.input.peek(Token![,]) {
+        cx.error_spanned_by(
+            &meta.path,
+            format!("`{key}` needs a type, like `{key} = {example}`"),
+        );
+        return Ok(None);
+    }
+    meta.input.parse().map(Some)
+}
+
+fn parse_crate_path(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Path>> {
+    let Some(lit) = parse_lit_str(cx, meta, CRATE, "\"my_crate::es_core\"")? else {
+        return Ok(None);
+    };
+    let message =
+        "`crate` takes the path es_core is reachable at, like `crate = \"my_crate::es_core\"`";
+    match lit.parse::<Path>() {
+        Ok(path)
+            if path
+                .segments
+                .iter()
+                .all(|segment| segment.arguments.is_none()) =>
+        {
+            Ok(Some(path))
+        }
+        _ => {
+            cx.error_spanned_by(&lit, message);
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! `#[derive(DomainEvent)]`: the event type names, versions and the tag-free JSON codec.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::{DeriveInput, Ident, LitStr};
+
+use crate::ast::{EventData, EventInput, EventVariant, Field, Shape, StructEvent};
+use crate::check;
+use crate::ctxt::Ctxt;
+use crate::expand::{private, replace_self, serde_crate, wrap_in_const};
+use crate::fallback;
+
+/// The derive: model, check, then generate, or emit the errors beside a stub impl.
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let (model, krate) = EventInput::from_syn(&cx, input);
+    if let Some(model) = &model {
+        check::domain_event(&cx, model);
+    }
+    match cx.finish(model) {
+        Ok(model) => expand(&model),
+        Err(error) => fallback::domain_event(input, &krate, &error),
+    }
+}
+
+/// The bodies of the trait's items.
+struct Items {
+    names: Vec<LitStr>,
+    event_type: TokenStream,
+    schema_version: TokenStream,
+    encode: TokenStream,
+    decode: TokenStream,
+}
+
+fn expand(input: &EventInput<'_>) -> TokenStream {
+    let private = private(&input.krate);
+    let generator = Gen {
+        ident: input.ident,
+        private: &private,
+        serde_crate: serde_crate(&input.krate),
+    };
+    let Items {
+        names,
+        event_type,
+        schema_version,
+        encode,
+        decode,
+    } = match &input.data {
+        EventData::Enum { variants } => generator.enum_items(variants),
+        EventData::Struct(event) => generator.struct_items(event),
+    };
+    let ident = input.ident;
+
+    wrap_in_const(&quote! {
+        #[automatically_derived]
+        impl #private::DomainEvent for #ident {
+            const EVENT_TYPES: &'static [&'static ::core::primitive::str] = &[#(#names),*];
+
+            fn event_type(&self) -> &::core::primitive::str {
+                #event_type
+            }
+
+            fn schema_version(&self) -> ::core::primitive::u32 {
+                #schema_version
+            }
+
+            fn encode(
+                &self,
+            ) -> ::core::result::Result<#private::serde_json::Value, #private::EncodeError> {
+                #encode
+            }
+
+            fn decode(
+                event_type: &::core::primitive::str,
+                schema_version: ::core::primitive::u32,
+                payload: #private::serde_json::Value,
+            ) -> ::core::result::Result<Self, #private::DecodeError> {
+                #decode
+            }
+        }
+    })
+}
+
+struct Gen<'a> {
+    ident: &'a Ident,
+    private: &'a TokenStream,
+    serde_crate: LitStr,
+}
+
+impl Gen<'_> {
+    fn enum_items(&self, variants: &[EventVariant<'_>]) -> Items {
+        let private = self.private;
+        let names: Vec<LitStr> = variants.iter().map(|v| name_lit(&v.name.value)).collect();
+        let idents: Vec<&Ident> = variants.iter().map(|v| v.ident).collect();
+
+        let event_type = quote! {
+            match self {
+                #(Self::#idents { .. } => #names,)*
+            }
+        };
+
+        let encode_arms = variants.iter().map(|variant| self.encode_variant(variant));
+        let encode = quote! {
+            match self {
+                #(#encode_arms)*
+            }
+        };
+
+        let decode_arms = variants.iter().map(|variant| self.decode_variant(variant));
+        let decode = quote! {
+            match event_type {
+                #(#decode_arms)*
+                _ => ::core::result::Result::Err(#private::unknown_event_type(event_type)),
+            }
+        };
+
+        Items {
+            schema_version: schema_version(variants),
+            names,
+            event_type,
+            encode,
+            decode,
+        }
+    }
+
+    fn encode_variant(&self, variant: &EventVariant<'_>) -> TokenStream {
+        let private = self.private;
+        let serde_crate = &self.serde_crate;
+        let ident = variant.ident;
+        let name = name_lit(&variant.name.value);
+        match &variant.shape {
+            Shape::Unit => quote! {
+                Self::#ident { .. } => ::core::result::Result::Ok(#private::unit_payload()),
+            },
+            Shape::Newtype(field) if field.serde_attrs.is_empty() => quote! {
+                Self::#ident(__field0) => #private::encode_payload(#name, __field0),
+            },
+            Shape::Newtype(field) => {
+                // The field's serde attributes (`with`, `serialize_with`) expect the owned
+                // type, so the helper holds a clone rather than a reference.
+                let attrs = &field.serde_attrs;
+                let ty = replace_self(field.ty, self.ident);
+                quote! {
+                    Self::#ident(__field0) => {
+                        #[derive(#private::serde::Serialize)]
+                        #[serde(crate = #serde_crate)]
+                        struct __Payload(#(#attrs)* #ty);
+                        #private::encode_payload(
+                            #name,
+                            &__Payload(::core::clone::Clone::clone(__field0)),
+                        )
+                    }
+                }
+            }
+            Shape::Struct(fields) => {
+                let bindings = bindings(fields.len());
+                let names: Vec<&Ident> = fields.iter().filter_map(|f| f.ident).collect();
+                let helper = if fields.iter().all(|f| f.serde_attrs.is_empty()) {
+                    // No attribute can change how a field serializes, so a view of borrowed
+                    // fields encodes exactly like the fields themselves, without copying.
+                    let tys = fields.iter().map(|f| replace_self(f.ty, self.ident));
+                    quote! {
+                        #[derive(#private::serde::Serialize)]
+                        #[serde(crate = #serde_crate)]
+                        struct __Payload<'__a> {
+                            #(#names: &'__a #tys,)*
+                        }
+                        let __payload = __Payload { #(#names: #bindings,)* };
+                    }
+                } else {
+                    // Attributes such as `with` or `skip_serializing_if` call functions on the
+                    // owned field type, so the helper owns clones of the fields.
+                    let fields = self.owned_fields(fields);
+                    quote! {
+                        #[derive(#private::serde::Serialize)]
+                        #[serde(crate = #serde_crate)]
+                        #[allow(dead_code, reason = "serde does not read `#[serde(skip)]` fields")]
+                        struct __Payload {
+                            #(#fields,)*
+                        }
+                        let __payload = __Payload {
+                            #(#names: ::core::clone::Clone::clone(#bindings),)*
+                        };
+                    }
+                };
+                quote! {
+                    Self::#ident { #(#names: #bindings),* } => {
+                        #helper
+                        #private::encode_payload(#name, &__payload)
+                    }
+                }
+            }
+        }
+    }
+
+    fn decode_variant(&self, variant: &EventVariant<'_>) -> TokenStream {
+        let private = self.private;
+        let serde_crate = &self.serde_crate;
+        let ident = variant.ident;
+        let name = name_lit(&variant.name.value);
+        let version = Literal::u32_suffixed(variant.version);
+        let payload = match &variant.shape {
+            Shape::Unit => quote! {
+                #private::decode_unit_payload(event_type, schema_version, &payload)?;
+                ::core::result::Result::Ok(Self::#ident {})
+            },
+            Shape::Newtype(field) if field.serde_attrs.is_empty() => {
+                let ty = field.ty;
+                quote! {
+                    ::core::result::Result::Ok(Self::#ident(
+                        #private::decode_payload::<#ty>(event_type, schema_version, payload)?,
+                    ))
+                }
+            }
+            Shape::Newtype(field) => {
+                let attrs = &field.serde_attrs;
+                let ty = replace_self(field.ty, self.ident);
+                quote! {
+                    #[derive(#private::serde::Deserialize)]
+                    #[serde(crate = #serde_crate)]
+                    struct __Payload(#(#attrs)* #ty);
+                    let __Payload(__field0) =
+                        #private::decode_payload::<__Payload>(event_type, schema_version, payload)?;
+                    ::core::result::Result::Ok(Self::#ident(__field0))
+                }
+            }
+            Shape::Struct(fields) => {
+                let names: Vec<&Ident> = fields.iter().filter_map(|f| f.ident).collect();
+                let fields = self.owned_fields(fields);
+                quote! {
+                    #[derive(#private::serde::Deserialize)]
+                    #[serde(crate = #serde_crate)]
+                    struct __Payload {
+                        #(#fields,)*
+                    }
+                    let __payload =
+                        #private::decode_payload::<__Payload>(event_type, schema_version, payload)?;
+                    ::core::result::Result::Ok(Self::#ident { #(#names: __payload.#names,)* })
+                }
+            }
+        };
+        quote! {
+            #name => {
+                if schema_version != #version {
+                    return ::core::result::Result::Err(
+                        #private::unsupported_version(event_type, schema_version, #version),
+                    );
+                }
+                #payload
+            }
+        }
+    }
+
+    /// `#[serde(...)] name: Type` for each field, as declared.
+    fn owned_fields(&self, fields: &[Field<'_>]) -> Vec<TokenStream> {
+        fields
+            .iter()
+            .map(|field| {
+                let attrs = &field.serde_attrs;
+                let name = field.ident;
+                let ty = replace_self(field.ty, self.ident);
+                quote!(#(#attrs)* #name: #ty)
+            })
+            .collect()
+    }
+
+    fn struct_items(&self, event: &StructEvent) -> Items {
+        let private = self.private;
+        let name = name_lit(&event.name.value);
+        let version = Literal::u32_suffixed(event.version);
+        // Spanned at the struct's name, so a missing `Serialize` or `Deserialize` is reported
+        // there rather than at the derive.
+        let span = self.ident.span();
+        let (encode, payload) = if event.unit {
+            (
+                quote!(::core::result::Result::Ok(#private::unit_payload())),
+                quote! {
+                    #private::decode_unit_payload(event_type, schema_version, &payload)?;
+                    ::core::result::Result::Ok(Self {})
+                },
+            )
+        } else {
+            (
+                quote_spanned!(span=> #private::encode_payload(#name, self)),
+                quote_spanned!(span=> #private::decode_payload::<Self>(event_type, schema_version, payload)),
+            )
+        };
+        let decode = quote! {
+            if event_type != #name {
+                return ::core::result::Result::Err(#private::unknown_event_type(event_type));
+            }
+            if schema_version != #version {
+                return ::core::result::Result::Err(
+                    #private::unsupported_version(event_type, schema_version, #version),
+                );
+            }
+            #payload
+        };
+        Items {
+            event_type: quote!(#name),
+            schema_version: quote!(#version),
+            names: vec![name],
+            encode,
+            decode,
+        }
+    }
+}
+
+/// `schema_version`'s body: one arm per distinct version, variants joined with `|`, or just
+/// the version when all variants share it.
+fn schema_version(variants: &[EventVariant<'_>]) -> TokenStream {
+    let mut groups: Vec<(u32, Vec<&Ident>)> = Vec::new();
+    for variant in variants {
+        match groups
+            .iter_mut()
+            .find(|(version, _)| *version == variant.version)
+        {
+            Some((_, idents)) => idents.push(variant.ident),
+            None => groups.push((variant.version, vec![variant.ident])),
+        }
+    }
+    match groups.as_slice() {
+        [] => quote!(match *self {}),
+        [(version, _)] => Literal::u32_suffixed(*version).into_token_stream(),
+        groups => {
+            let arms = groups.iter().map(|(version, idents)| {
+                let version = Literal::u32_suffixed(*version);
+                quote!(#(Self::#idents { .. })|* => #version,)
+            });
+            quote!(match self { #(#arms)* })
+        }
+    }
+}
+
+fn bindings(count: usize) -> Vec<Ident> {
+    (0..count).map(|i| format_ident!("__field{}", i)).collect()
+}
+
+fn name_lit(name: &str) -> LitStr {
+    LitStr::new(name, proc_macro2::Span::call_site())
+}

@@ -1,0 +1,51 @@
+//! The helper attributes' names and keys, written once.
+
+use std::fmt::{self, Display};
+
+use syn::{Ident, Path};
+
+/// An attribute name or key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Symbol(&'static str);
+
+/// `#[event(...)]`, the `DomainEvent` derive's attribute.
+pub(crate) const EVENT: Symbol = Symbol("event");
+/// `#[aggregate(...)]`, the `Aggregate` derive's attribute.
+pub(crate) const AGGREGATE: Symbol = Symbol("aggregate");
+/// `#[serde(...)]` on fields, copied onto the payload helpers.
+pub(crate) const SERDE: Symbol = Symbol("serde");
+
+pub(crate) const CRATE: Symbol = Symbol("crate");
+pub(crate) const NAME: Symbol = Symbol("name");
+pub(crate) const VERSION: Symbol = Symbol("version");
+
+pub(crate) const COMMAND: Symbol = Symbol("command");
+/// The `event = Type` key of `#[aggregate(...)]`.
+pub(crate) const EVENT_TYPE: Symbol = Symbol("event");
+pub(crate) const ERROR: Symbol = Symbol("error");
+pub(crate) const SERVICES: Symbol = Symbol("services");
+pub(crate) const SNAPSHOT_VERSION: Symbol = Symbol("snapshot_version");
+
+impl Symbol {
+    pub(crate) const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl PartialEq<Symbol> for Ident {
+    fn eq(&self, symbol: &Symbol) -> bool {
+        self == symbol.0
+    }
+}
+
+impl PartialEq<Symbol> for Path {
+    fn eq(&self, symbol: &Symbol) -> bool {
+        self.is_ident(symbol.0)
+    }
+}
