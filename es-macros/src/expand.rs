@@ -8,7 +8,11 @@ use quote::{ToTokens, quote};
 use syn::{LitStr, Path};
 
 /// Wraps generated items in an anonymous const, so helper items and imports never leak into
-/// the user's module, and silences lints that would fire on the absolute paths it uses.
+/// the user's module.
+///
+/// The `allow`s cover lints a user may deny that our absolute paths (`::core::result::Result`
+/// where `Result` is in scope) would trip if rustc ever stopped exempting macro output, as
+/// serde's output does; `tests/lints.rs` checks the output under strict lints.
 pub(crate) fn wrap_in_const(items: &TokenStream) -> TokenStream {
     quote! {
         #[doc(hidden)]

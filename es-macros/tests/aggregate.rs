@@ -154,11 +154,7 @@ struct Plain {
 }
 
 impl Aggregate for Plain {
-    async fn handle(
-        &self,
-        _: CounterCommand,
-        (): &(),
-    ) -> Result<Vec<CounterEvent>, CounterError> {
+    async fn handle(&self, _: CounterCommand, (): &()) -> Result<Vec<CounterEvent>, CounterError> {
         Ok(vec![CounterEvent::Incremented { by: 1 }])
     }
 
@@ -205,9 +201,15 @@ struct EqOnly {
 #[test]
 fn each_hook_follows_its_own_capability() {
     assert!(SerdeOnly { total: 1 }.encode_snapshot().is_some());
-    assert_eq!(SerdeOnly { total: 1 }.__state_eq(&SerdeOnly { total: 1 }), None);
+    assert_eq!(
+        SerdeOnly { total: 1 }.__state_eq(&SerdeOnly { total: 1 }),
+        None
+    );
     assert!(EqOnly { total: 1 }.encode_snapshot().is_none());
-    assert_eq!(EqOnly { total: 1 }.__state_eq(&EqOnly { total: 2 }), Some(false));
+    assert_eq!(
+        EqOnly { total: 1 }.__state_eq(&EqOnly { total: 2 }),
+        Some(false)
+    );
 }
 
 /// A state machine as an enum, with services the handler consults.
@@ -247,7 +249,11 @@ struct Limits {
 }
 
 impl Aggregate for Door {
-    async fn handle(&self, command: DoorCommand, limits: &Limits) -> Result<Vec<DoorEvent>, DoorError> {
+    async fn handle(
+        &self,
+        command: DoorCommand,
+        limits: &Limits,
+    ) -> Result<Vec<DoorEvent>, DoorError> {
         match (self, command) {
             (Door::Open { times }, DoorCommand::Open) if *times >= limits.max_openings => {
                 Err(DoorError::WornOut)

@@ -344,12 +344,13 @@ enum Keywords {
 
 #[test]
 fn raw_identifiers_lose_their_prefix() {
-    let event = Keywords::r#Type {
-        r#type: "x".into(),
-    };
+    let event = Keywords::r#Type { r#type: "x".into() };
     assert_eq!(event.event_type(), "Type");
     assert_eq!(event.encode().unwrap(), json!({ "type": "x" }));
-    assert_eq!(Keywords::decode("Type", 1, json!({ "type": "x" })).unwrap(), event);
+    assert_eq!(
+        Keywords::decode("Type", 1, json!({ "type": "x" })).unwrap(),
+        event
+    );
 }
 
 /// A struct event: one event type, encoded through its own serde implementation (container
@@ -400,7 +401,11 @@ fn a_struct_event_rejects_other_names_versions_and_payloads() {
     ));
     assert!(matches!(
         UserRegistered::decode("user.registered", 3, json!({})),
-        Err(DecodeError::UnsupportedVersion { version: 3, supported: 4, .. })
+        Err(DecodeError::UnsupportedVersion {
+            version: 3,
+            supported: 4,
+            ..
+        })
     ));
     assert!(matches!(
         UserRegistered::decode("user.registered", 4, json!({ "userId": 7 })),
@@ -412,8 +417,14 @@ fn a_struct_event_rejects_other_names_versions_and_payloads() {
 fn a_unit_struct_has_the_empty_payload_and_needs_no_serde() {
     assert_eq!(Heartbeat.event_type(), "Heartbeat");
     assert_eq!(Heartbeat.encode().unwrap(), json!({}));
-    assert_eq!(Heartbeat::decode("Heartbeat", 1, json!({})).unwrap(), Heartbeat);
-    assert_eq!(Heartbeat::decode("Heartbeat", 1, Value::Null).unwrap(), Heartbeat);
+    assert_eq!(
+        Heartbeat::decode("Heartbeat", 1, json!({})).unwrap(),
+        Heartbeat
+    );
+    assert_eq!(
+        Heartbeat::decode("Heartbeat", 1, Value::Null).unwrap(),
+        Heartbeat
+    );
     assert!(matches!(
         Heartbeat::decode("Heartbeat", 1, json!([1])),
         Err(DecodeError::InvalidPayload { .. })
@@ -494,7 +505,10 @@ fn a_serde_derive_on_the_enum_does_not_change_the_payload() {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
 enum Recursive {
     Leaf(u8),
-    Pair { left: Box<Self>, right: Box<Self> },
+    Pair {
+        left: Box<Self>,
+        right: Box<Self>,
+    },
     #[event(name = "Boxed")]
     Wrapped(#[serde(default)] Option<Box<Self>>),
 }
