@@ -206,7 +206,6 @@ impl<'a> Field<'a> {
 /// A `#[derive(Aggregate)]` input.
 pub(crate) struct AggregateInput<'a> {
     pub(crate) ident: &'a Ident,
-    pub(crate) generics: &'a Generics,
     pub(crate) krate: Path,
     pub(crate) name: LitStr,
     pub(crate) command: Type,
@@ -241,7 +240,6 @@ impl<'a> AggregateInput<'a> {
         let model = match (&attrs.name, &attrs.command, &attrs.event, &attrs.error) {
             (Some(name), Some(command), Some(event), Some(error)) => Some(Self {
                 ident: &input.ident,
-                generics: &input.generics,
                 krate: crate_path(attrs.krate.as_ref()),
                 name: name.clone(),
                 command: command.clone(),

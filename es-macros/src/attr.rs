@@ -10,7 +10,7 @@ use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::parse::ParseStream;
-use syn::{Attribute, LitInt, LitStr, Path, Token, Type};
+use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
@@ -74,17 +74,11 @@ impl EventAttrs {
                 _ => {}
             }
             if *key == CRATE {
-                if krate.visit(cx, key) {
-                    krate.set(parse_crate_path(cx, meta)?);
-                }
+                krate.record(cx, key, parse_crate_path(cx, meta)?);
             } else if *key == NAME {
-                if name.visit(cx, key) {
-                    name.set(parse_lit_str(cx, meta, NAME, "\"OrderPlaced\"")?);
-                }
+                name.record(cx, key, parse_lit_str(cx, meta, NAME, "\"OrderPlaced\"")?);
             } else if *key == VERSION {
-                if version.visit(cx, key) {
-                    version.set(parse_version(cx, meta, VERSION)?);
-                }
+                version.record(cx, key, parse_version(cx, meta, VERSION)?);
             } else {
                 let expected: &[Symbol] = match position {
                     EventPosition::Enum => &[CRATE],
@@ -149,20 +143,14 @@ impl AggregateAttrs {
         let mut services = Slot::new(AGGREGATE, SERVICES);
         let mut snapshot_version = Slot::new(AGGREGATE, SNAPSHOT_VERSION);
 
-        for_each_key(cx, attrs, AGGREGATE, |meta| {
+        let complete = for_each_key(cx, attrs, AGGREGATE, |meta| {
             let key = &meta.path;
             if *key == CRATE {
-                if krate.visit(cx, key) {
-                    krate.set(parse_crate_path(cx, meta)?);
-                }
+                krate.record(cx, key, parse_crate_path(cx, meta)?);
             } else if *key == NAME {
-                if name.visit(cx, key) {
-                    name.set(parse_lit_str(cx, meta, NAME, "\"order\"")?);
-                }
+                name.record(cx, key, parse_lit_str(cx, meta, NAME, "\"order\"")?);
             } else if *key == SNAPSHOT_VERSION {
-                if snapshot_version.visit(cx, key) {
-                    snapshot_version.set(parse_version(cx, meta, SNAPSHOT_VERSION)?);
-                }
+                snapshot_version.record(cx, key, parse_version(cx, meta, SNAPSHOT_VERSION)?);
             } else {
                 let slot = if *key == COMMAND {
                     &mut command
@@ -188,10 +176,8 @@ impl AggregateAttrs {
                         ],
                     );
                 };
-                if slot.visit(cx, key) {
-                    let key = slot.key;
-                    slot.set(parse_type(cx, meta, key)?);
-                }
+                let value = parse_type(cx, meta, slot.key)?;
+                slot.record(cx, key, value);
             }
             Ok(())
         });
@@ -203,7 +189,8 @@ impl AggregateAttrs {
             (error.seen, ERROR),
         ]
         .into_iter()
-        .filter_map(|(seen, key)| (!seen).then_some(key))
+        // Keys after a syntax error were never read; reporting them as missing would be wrong.
+        .filter_map(|(seen, key)| (complete && !seen).then_some(key))
         .collect();
 
         Self {
@@ -239,38 +226,40 @@ impl<T> Slot<T> {
         }
     }
 
-    /// Notes an occurrence of the key at `path`; `false` (and an error) if it was seen before.
-    /// The caller still consumes the value so that parsing can go on.
-    fn visit(&mut self, cx: &Ctxt, path: &Path) -> bool {
+    /// Records an occurrence of the key at `path` with its parsed value (`None` if the value
+    /// was invalid, which is already reported). A second occurrence is an error at its key,
+    /// whatever the values, and the first one's value is kept.
+    fn record(&mut self, cx: &Ctxt, path: &Path, value: Option<T>) {
         if self.seen {
             cx.error_spanned_by(
                 path,
                 format!("duplicate key `{}` in `#[{}(...)]`", self.key, self.attr),
             );
-            false
         } else {
             self.seen = true;
-            true
+            self.value = value;
         }
-    }
-
-    fn set(&mut self, value: Option<T>) {
-        self.value = value;
     }
 }
 
 /// Runs `logic` on each key of each `#[attr_name(...)]` in `attrs`, recording syntax errors.
+///
+/// Returns `false` if an attribute had a syntax error, after which its remaining keys were
+/// not read (so they cannot be reported as missing).
 fn for_each_key(
     cx: &Ctxt,
     attrs: &[Attribute],
     attr_name: Symbol,
     mut logic: impl FnMut(&ParseNestedMeta<'_>) -> syn::Result<()>,
-) {
+) -> bool {
+    let mut complete = true;
     for attr in attrs.iter().filter(|attr| *attr.path() == attr_name) {
         if let Err(error) = attr.parse_nested_meta(|meta| logic(&meta)) {
             cx.syn_error(error);
+            complete = false;
         }
     }
+    complete
 }
 
 /// `key` as written, for messages.
@@ -284,11 +273,14 @@ fn unknown_key(
     attr: Symbol,
     expected: &[Symbol],
 ) -> syn::Result<()> {
-    let expected = match expected {
-        [] => String::new(),
-        [only] => format!("; the only key here is `{only}`"),
-        [first, second] => format!("; expected `{first}` or `{second}`"),
-        keys => {
+    let key = key_name(&meta.path);
+    // A near miss gets a suggestion; anything else gets the list of valid keys.
+    let help = match (closest(&key, expected), expected) {
+        (Some(close), _) => format!("; did you mean `{close}`?"),
+        (None, []) => String::new(),
+        (None, [only]) => format!("; the only key here is `{only}`"),
+        (None, [first, second]) => format!("; expected `{first}` or `{second}`"),
+        (None, keys) => {
             let list: Vec<String> = keys.iter().map(|key| format!("`{key}`")).collect();
             format!("; expected one of {}", list.join(", "))
         }
@@ -296,11 +288,42 @@ fn unknown_key(
     misplaced_key(
         cx,
         meta,
-        format!(
-            "unknown key `{}` in `#[{attr}(...)]`{expected}",
-            key_name(&meta.path)
-        ),
+        format!("unknown key `{key}` in `#[{attr}(...)]`{help}"),
     )
+}
+
+/// The expected key within two edits of `key`, if there is exactly one best candidate.
+fn closest(key: &str, expected: &[Symbol]) -> Option<Symbol> {
+    let mut scored: Vec<(usize, Symbol)> = expected
+        .iter()
+        .map(|&symbol| (edit_distance(key, symbol.as_str()), symbol))
+        .filter(|&(distance, _)| distance <= 2)
+        .collect();
+    scored.sort_by_key(|&(distance, _)| distance);
+    match scored.as_slice() {
+        [(best, symbol), (next, _), ..] if best < next => Some(*symbol),
+        [(_, symbol)] => Some(*symbol),
+        _ => None,
+    }
+}
+
+/// Levenshtein distance, for typo suggestions on short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    // `previous[j]` is the distance between the first `i` chars of `a` and the first `j` of `b`.
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut left = i + 1;
+        let mut current = vec![left];
+        for ((cb, &diagonal), &up) in b.iter().zip(&previous).zip(previous.iter().skip(1)) {
+            left = (diagonal + usize::from(ca != *cb))
+                .min(up + 1)
+                .min(left + 1);
+            current.push(left);
+        }
+        previous = current;
+    }
+    previous.last().copied().unwrap_or_default()
 }
 
 /// Reports a key that cannot be used here, then skips its value so parsing can go on.
@@ -372,12 +395,12 @@ fn parse_lit_str(
         return meta.input.parse().map(Some);
     }
     let value = rest_of_value(meta.input)?;
-    wrong_value(
-        cx,
-        meta,
-        value,
-        format!("`{key}` takes a string literal, like `{key} = {example}`"),
-    );
+    // A bare identifier is most likely the intended text without its quotes.
+    let message = match syn::parse2::<Ident>(value.clone()) {
+        Ok(ident) => format!("`{key}` takes a string literal: write `{key} = \"{ident}\"`"),
+        Err(_) => format!("`{key}` takes a string literal, like `{key} = {example}`"),
+    };
+    wrong_value(cx, meta, value, message);
     Ok(None)
 }
 
@@ -393,6 +416,17 @@ fn parse_version(
         "`{key}` takes an integer from 1 to {}, like `{key} = 2`",
         u32::MAX
     );
+    if meta.input.peek(LitStr) {
+        let lit: LitStr = meta.input.parse()?;
+        let message = match lit.value().trim().parse::<u32>() {
+            Ok(number) if number > 0 => {
+                format!("`{key}` takes an integer, not a string: write `{key} = {number}`")
+            }
+            _ => range,
+        };
+        cx.error_spanned_by(&lit, message);
+        return Ok(None);
+    }
     if !meta.input.peek(LitInt) {
         let value = rest_of_value(meta.input)?;
         wrong_value(cx, meta, value, range);
@@ -472,5 +506,25 @@ fn parse_crate_path(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option
             cx.error_spanned_by(&lit, message);
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("name", "name"), 0);
+        assert_eq!(edit_distance("nmae", "name"), 2);
+        assert_eq!(edit_distance("eror", "error"), 1);
+        assert_eq!(edit_distance("", "crate"), 5);
+    }
+
+    #[test]
+    fn closest_suggests_only_a_clear_winner() {
+        assert_eq!(closest("eror", &[NAME, ERROR, EVENT_TYPE]), Some(ERROR));
+        assert_eq!(closest("verison", &[NAME, VERSION]), Some(VERSION));
+        assert_eq!(closest("colour", &[NAME, VERSION]), None);
     }
 }

@@ -1,11 +1,11 @@
-//! Rules across the parts of an input, checked after it is modelled. One function per rule,
-//! each saying why the rule exists.
+//! Rules across the parts of an input (and rules on values that need a reason), checked
+//! after it is read. One function per rule, each saying why the rule exists.
 
 use std::collections::HashMap;
 
 use syn::{Generics, LitStr};
 
-use crate::ast::{AggregateInput, EventData, EventInput, EventName};
+use crate::ast::{EventData, EventInput, EventName};
 use crate::ctxt::Ctxt;
 
 /// Every rule for `#[derive(DomainEvent)]`.
@@ -28,15 +28,18 @@ pub(crate) fn domain_event(cx: &Ctxt, input: &EventInput<'_>) {
     }
 }
 
-/// Every rule for `#[derive(Aggregate)]`.
-pub(crate) fn aggregate(cx: &Ctxt, input: &AggregateInput<'_>) {
+/// Every rule for `#[derive(Aggregate)]`. Takes the parts rather than the model, so the rules
+/// run even when a missing key keeps the model from being built.
+pub(crate) fn aggregate(cx: &Ctxt, generics: &Generics, name: Option<&LitStr>) {
     no_generics(
         cx,
-        input.generics,
+        generics,
         "an aggregate",
         "its streams are named by one category (`name`), which every instantiation would share",
     );
-    aggregate_name_is_a_category(cx, &input.name);
+    if let Some(name) = name {
+        aggregate_name_is_a_category(cx, name);
+    }
 }
 
 /// Generic parameters (lifetimes, types or consts) are rejected.
@@ -112,8 +115,8 @@ fn event_names_are_unique(cx: &Ctxt, input: &EventInput<'_>) {
         // Keep the first user, so a third duplicate also names the first.
         first_use.insert(variant.name.value.as_str(), first);
         let message = format!(
-            "duplicate event type name `{}`: variant `{first}` already uses it; give one of \
-             them another `#[event(name = \"...\")]`",
+            "event type name `{}` is already used by variant `{first}`; give one of them \
+             another `#[event(name = \"...\")]`",
             variant.name.value
         );
         cx.error_at(variant.name.span, message);

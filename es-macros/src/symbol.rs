@@ -5,7 +5,7 @@ use std::fmt::{self, Display};
 use syn::{Ident, Path};
 
 /// An attribute name or key.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Symbol(&'static str);
 
 /// `#[event(...)]`, the `DomainEvent` derive's attribute.

@@ -15,9 +15,7 @@ use crate::fallback;
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
     let (model, attrs) = AggregateInput::from_syn(&cx, input);
-    if let Some(model) = &model {
-        check::aggregate(&cx, model);
-    }
+    check::aggregate(&cx, &input.generics, attrs.name.as_ref());
     match cx.finish(model) {
         Ok(model) => expand(&model),
         Err(error) => fallback::aggregate(input, &attrs, &error),

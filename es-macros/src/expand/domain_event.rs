@@ -158,12 +158,17 @@ impl Gen<'_> {
                 let helper = if fields.iter().all(|f| f.serde_attrs.is_empty()) {
                     // No attribute can change how a field serializes, so a view of borrowed
                     // fields encodes exactly like the fields themselves, without copying.
-                    let tys = fields.iter().map(|f| replace_self(f.ty, self.ident));
+                    // The `&'__a` keeps the derive's span: with the field type's span, clippy
+                    // would lint the generated reference (`borrowed_box` on `Box<Self>`).
+                    let tys = fields.iter().map(|f| {
+                        let ty = replace_self(f.ty, self.ident);
+                        quote!(&'__a #ty)
+                    });
                     quote! {
                         #[derive(#private::serde::Serialize)]
                         #[serde(crate = #serde_crate)]
                         struct __Payload<'__a> {
-                            #(#names: &'__a #tys,)*
+                            #(#names: #tys,)*
                         }
                         let __payload = __Payload { #(#names: #bindings,)* };
                     }
