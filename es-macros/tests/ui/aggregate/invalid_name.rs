@@ -1,0 +1,23 @@
+use es_core::{Aggregate, DomainEvent};
+
+#[derive(Debug, Clone, PartialEq, DomainEvent)]
+enum OrderEvent {
+    Placed { customer: String },
+}
+
+#[derive(Debug, Clone)]
+enum OrderCommand {
+    Place { customer: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the order is already placed")]
+struct OrderError;
+
+#[derive(Debug, Default, Aggregate)]
+#[aggregate(name = "order-line", command = OrderCommand, event = OrderEvent, error = OrderError)]
+struct OrderLine {
+    quantity: u32,
+}
+
+fn main() {}

@@ -1,0 +1,22 @@
+use es_core::{Aggregate, DomainEvent};
+
+#[derive(Debug, Clone, PartialEq, DomainEvent)]
+enum OrderEvent {
+    Placed { customer: String },
+}
+
+#[derive(Debug, Clone)]
+enum OrderCommand {
+    Place { customer: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the order is already placed")]
+struct OrderError;
+
+#[derive(Debug, Default, Aggregate)]
+struct Order {
+    placed: bool,
+}
+
+fn main() {}

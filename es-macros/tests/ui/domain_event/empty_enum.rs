@@ -1,0 +1,6 @@
+use es_core::DomainEvent;
+
+#[derive(Debug, Clone, DomainEvent)]
+enum NothingHappened {}
+
+fn main() {}
