@@ -48,6 +48,21 @@
 //!         }
 //!     }
 //! }
+//!
+//! // The derive filled in the type information:
+//! use es_core::AggregateType;
+//! assert_eq!(Counter::NAME, "counter");
+//!
+//! // And the repository runs the logic against a store:
+//! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+//! let counters = es_core::Repository::<Counter, _>::new(es_memory::MemoryEventStore::new());
+//! counters.execute("c1", CounterCommand::Increment { by: 2 }).await?;
+//! let rejected = counters.execute("c1", CounterCommand::Increment { by: 0 }).await;
+//! assert_eq!(rejected.unwrap_err().rejection(), Some(&CounterError::Zero));
+//! assert_eq!(counters.load("c1").await?.state.total, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::future::Future;

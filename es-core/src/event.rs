@@ -365,7 +365,7 @@ impl RawEvent {
     /// # Errors
     ///
     /// Fails if `E` does not read this type, version or payload.
-    pub fn decode<E: DomainEvent>(self) -> Result<E, DecodeError> {
+    pub fn into_event<E: DomainEvent>(self) -> Result<E, DecodeError> {
         E::decode(&self.event_type, self.schema_version, self.payload)
     }
 }
@@ -417,7 +417,7 @@ mod tests {
 
     #[test]
     fn raw_event_reads_everything() {
-        let raw = RawEvent::decode("X", 3, json!([1])).unwrap();
+        let raw = <RawEvent as DomainEvent>::decode("X", 3, json!([1])).unwrap();
         assert_eq!(raw, RawEvent::new("X", 3, json!([1])));
         assert_eq!(raw.encode().unwrap(), json!([1]));
     }

@@ -106,6 +106,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod aggregate;
+mod cache;
 mod command;
 pub mod error;
 mod event;

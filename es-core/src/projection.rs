@@ -41,6 +41,29 @@ use crate::event::{DomainEvent, EventEnvelope};
 ///         Ok(())
 ///     }
 /// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// use es_core::{EventStore, ExpectedVersion, EventFilter, NewEvent, Position, StreamId};
+/// use futures_util::TryStreamExt;
+///
+/// let store = es_memory::MemoryEventStore::new();
+/// let first = StreamId::new("order", "1")?;
+/// let second = StreamId::new("order", "2")?;
+/// store.append(&first, ExpectedVersion::NoStream, vec![NewEvent::new(OrderEvent::Placed { total_cents: 500 })]).await?;
+/// store.append(&second, ExpectedVersion::NoStream, vec![
+///     NewEvent::new(OrderEvent::Placed { total_cents: 700 }),
+///     NewEvent::new(OrderEvent::Shipped),
+/// ]).await?;
+///
+/// let mut view = OpenOrders::default();
+/// let mut log = std::pin::pin!(store.read_all::<OrderEvent>(Position::START, EventFilter::all()));
+/// while let Some(envelope) = log.try_next().await? {
+///     view.handle(&envelope).await?;
+/// }
+/// assert_eq!(view.open.into_iter().collect::<Vec<_>>(), [("1".to_owned(), 500)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Projection: Send {
     /// The events it reads.

@@ -54,6 +54,7 @@ use futures_util::StreamExt as _;
 use tracing::Instrument as _;
 
 use crate::aggregate::Aggregate;
+use crate::cache::StateCache;
 use crate::command::{CommandContext, CommandOutcome};
 use crate::error::{AppendError, CommandError, ReadError};
 use crate::event::{EventEnvelope, NewEvent};
@@ -193,12 +194,17 @@ pub enum LoadError {
 /// 4. on a conflict, starts again from 1, up to the [`RetryPolicy`];
 /// 5. saves a snapshot if the [`SnapshotPolicy`] says one is due.
 ///
+/// With [`Repository::with_cache`], step 1 starts from the state the last command on the
+/// stream left in memory and reads only the events after it, so a command costs the same
+/// however long its stream is.
+///
 /// Each execution runs in a `tracing` span named `es.command`.
 pub struct Repository<A: Aggregate, S> {
     store: S,
     services: Arc<A::Services>,
     retry: RetryPolicy,
     snapshots: SnapshotPolicy,
+    cache: Option<Arc<StateCache<A>>>,
 }
 
 impl<A: Aggregate, S: Clone> Clone for Repository<A, S> {
@@ -208,6 +214,7 @@ impl<A: Aggregate, S: Clone> Clone for Repository<A, S> {
             services: Arc::clone(&self.services),
             retry: self.retry,
             snapshots: self.snapshots,
+            cache: self.cache.clone(),
         }
     }
 }
@@ -219,6 +226,7 @@ impl<A: Aggregate, S: fmt::Debug> fmt::Debug for Repository<A, S> {
             .field("store", &self.store)
             .field("retry", &self.retry)
             .field("snapshots", &self.snapshots)
+            .field("cached", &self.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -243,6 +251,7 @@ where
             services: Arc::new(services),
             retry: RetryPolicy::default(),
             snapshots: SnapshotPolicy::Never,
+            cache: None,
         }
     }
 
@@ -257,6 +266,18 @@ where
     #[must_use]
     pub fn with_snapshot_policy(mut self, snapshots: SnapshotPolicy) -> Self {
         self.snapshots = snapshots;
+        self
+    }
+
+    /// Keeps the states of up to `capacity` recently used aggregates in memory between
+    /// commands (0 turns the cache off).
+    ///
+    /// A cached state is brought up to date with the events written since (by this or any
+    /// other process) before each command, so the cache never serves a stale decision; it
+    /// only saves replaying the stream. Clones of the repository share the cache.
+    #[must_use]
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| Arc::new(StateCache::new(capacity)));
         self
     }
 
@@ -282,7 +303,8 @@ where
     /// Fails if the id is invalid, or an event cannot be read or decoded.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
         let stream = self.stream_id(id)?;
-        self.load_stream(&stream)
+        let start = self.load_snapshot(&stream).await;
+        self.catch_up(&stream, start)
             .await
             .map_err(|source| LoadError::Read { stream, source })
     }
@@ -333,33 +355,63 @@ where
         command: A::Command,
         context: CommandContext,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let load_error = |source| CommandError::Load {
+            stream: stream.clone(),
+            source,
+        };
         let mut attempt = 0;
+        // The state to catch up and decide on again after a lost race.
+        let mut previous: Option<Loaded<A>> = None;
         loop {
-            attempt += 1;
-            let loaded = self
-                .load_stream(&stream)
-                .await
-                .map_err(|source| CommandError::Load {
-                    stream: stream.clone(),
-                    source,
-                })?;
+            // A cached state is used as is: if other writers moved the stream on, the append
+            // below conflicts and the retry catches up. So the usual command costs one
+            // round trip to the store, not two.
+            let (loaded, fresh) = match previous.take() {
+                Some(stale) => {
+                    let start = Some((stale.state, stale.version));
+                    (self.catch_up(&stream, start).await.map_err(load_error)?, true)
+                }
+                None => match self.cache.as_ref().and_then(|cache| cache.take(&stream)) {
+                    Some((state, version)) => (
+                        Loaded {
+                            stream_id: stream.clone(),
+                            version,
+                            state,
+                        },
+                        false,
+                    ),
+                    None => {
+                        let start = self.load_snapshot(&stream).await;
+                        (self.catch_up(&stream, start).await.map_err(load_error)?, true)
+                    }
+                },
+            };
             let decision = loaded.state.handle(command.clone(), &self.services).await;
             let events = match decision {
                 Ok(events) if !events.is_empty() => events,
+                // A rejection or a no-op must come from the current state, never a cached
+                // one that other writers have moved past: catch up and decide again.
+                _ if !fresh => {
+                    previous = Some(loaded);
+                    continue;
+                }
                 // A repeated command may be rejected or be a no-op now *because* its first
                 // execution went through, so look for that first.
                 Ok(_) => {
+                    let version = loaded.version;
+                    self.keep(loaded);
                     return match self.first_outcome(&stream, &context).await? {
                         Some(outcome) => Ok(outcome),
                         None => Ok(CommandOutcome {
                             stream_id: stream,
-                            version: loaded.version,
+                            version,
                             events: Vec::new(),
                             duplicate: false,
                         }),
                     };
                 }
                 Err(error) => {
+                    self.keep(loaded);
                     return match self.first_outcome(&stream, &context).await? {
                         Some(outcome) => Ok(outcome),
                         None => Err(CommandError::Rejected { stream, error }),
@@ -367,13 +419,24 @@ where
                 }
             };
 
+            // Only decisions on the current state count: a cached state that was merely
+            // behind is caught up for free.
+            if fresh {
+                attempt += 1;
+            }
             let metadata = context.event_metadata();
             let new_events = events
                 .into_iter()
                 .enumerate()
                 .map(|(index, event)| {
+                    let event_id = if context.command_id_given() {
+                        context.event_id(&stream, index)
+                    } else {
+                        // No repeat can come, so there is nothing to recognise.
+                        uuid::Uuid::now_v7()
+                    };
                     NewEvent::new(event)
-                        .with_id(context.event_id(&stream, index))
+                        .with_id(event_id)
                         .with_metadata(metadata.clone())
                 })
                 .collect();
@@ -381,20 +444,20 @@ where
             match self.store.append(&stream, expected, new_events).await {
                 Ok(committed) if committed.duplicate => {
                     tracing::debug!("command already executed");
-                    return Ok(self.first_outcome(&stream, &context).await?.unwrap_or(
-                        CommandOutcome {
+                    self.keep(loaded);
+                    return Ok(self
+                        .first_outcome(&stream, &context)
+                        .await?
+                        .unwrap_or(CommandOutcome {
                             stream_id: committed.stream_id,
                             version: committed.version,
                             events: committed.events,
                             duplicate: true,
-                        },
-                    ));
+                        }));
                 }
                 Ok(committed) => {
                     tracing::debug!(version = %committed.version, events = committed.events.len(), "command committed");
-                    if self.snapshots.is_due(loaded.version, committed.version) {
-                        self.save_snapshot(loaded.state, &committed.events).await;
-                    }
+                    self.after_commit(loaded, &committed.events).await;
                     return Ok(CommandOutcome {
                         stream_id: committed.stream_id,
                         version: committed.version,
@@ -405,7 +468,8 @@ where
                 Err(AppendError::Conflict {
                     expected, actual, ..
                 }) => {
-                    if attempt >= self.retry.max_attempts {
+                    if fresh && attempt >= self.retry.max_attempts {
+                        self.keep(loaded);
                         return Err(CommandError::Conflict {
                             stream,
                             attempts: attempt,
@@ -414,7 +478,10 @@ where
                         });
                     }
                     tracing::debug!(attempt, %actual, "concurrency conflict, retrying");
-                    self.back_off(attempt).await;
+                    if fresh {
+                        self.back_off(attempt).await;
+                    }
+                    previous = Some(loaded);
                 }
                 // Some ids of this decision are stored already: the first execution of this
                 // command emitted more events than this one did.
@@ -429,11 +496,44 @@ where
         }
     }
 
-    async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>, ReadError> {
-        let (mut state, mut version) = match self.load_snapshot(stream).await {
-            Some(snapshot) => snapshot,
-            None => (A::default(), Version::INITIAL),
+    /// Puts a state that is right as of its version back into the cache.
+    fn keep(&self, loaded: Loaded<A>) {
+        if let Some(cache) = &self.cache {
+            cache.put(&loaded.stream_id, loaded.state, loaded.version);
+        }
+    }
+
+    /// Evolves the state by the committed events, once, when the cache or a due snapshot
+    /// needs it.
+    async fn after_commit(&self, loaded: Loaded<A>, committed: &[EventEnvelope<A::Event>]) {
+        let Some(last) = committed.last() else {
+            return;
         };
+        let snapshot_due = self.snapshots.is_due(loaded.version, last.version);
+        if !snapshot_due && self.cache.is_none() {
+            return;
+        }
+        let mut state = loaded.state;
+        for envelope in committed {
+            state.apply(&envelope.event);
+        }
+        if snapshot_due {
+            self.save_snapshot(&state, last).await;
+        }
+        self.keep(Loaded {
+            stream_id: loaded.stream_id,
+            version: last.version,
+            state,
+        });
+    }
+
+    /// Applies the events after `start` (or all of them) to its state.
+    async fn catch_up(
+        &self,
+        stream: &StreamId,
+        start: Option<(A, Version)>,
+    ) -> Result<Loaded<A>, ReadError> {
+        let (mut state, mut version) = start.unwrap_or_else(|| (A::default(), Version::INITIAL));
         let events = self.store.read_stream::<A::Event>(stream, version.next());
         futures_util::pin_mut!(events);
         while let Some(envelope) = events.next().await {
@@ -475,13 +575,7 @@ where
         }
     }
 
-    async fn save_snapshot(&self, mut state: A, new_events: &[EventEnvelope<A::Event>]) {
-        let Some(last) = new_events.last() else {
-            return;
-        };
-        for envelope in new_events {
-            state.apply(&envelope.event);
-        }
+    async fn save_snapshot(&self, state: &A, last: &EventEnvelope<A::Event>) {
         let encoded = match state.encode_snapshot() {
             Some(Ok(encoded)) => encoded,
             Some(Err(error)) => {

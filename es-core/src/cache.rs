@@ -1,0 +1,142 @@
+//! A bounded cache of loaded aggregate states, so that a command need not replay its stream.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
+use crate::stream::{StreamId, Version};
+
+/// Aggregate states by stream, each with the version it includes, evicted oldest first.
+///
+/// A state is *taken* out while a command uses it and *put* back afterwards, so it never
+/// needs cloning, and two commands on one stream never share a state: the second simply
+/// misses and loads from the store.
+pub(crate) struct StateCache<A> {
+    inner: Mutex<Entries<A>>,
+    capacity: usize,
+}
+
+struct Entries<A> {
+    states: HashMap<StreamId, (Version, A, u64)>,
+    /// Insertion order as (stream, generation); entries whose generation no longer matches
+    /// were taken or replaced and are skipped.
+    order: VecDeque<(StreamId, u64)>,
+    generation: u64,
+}
+
+impl<A> StateCache<A> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Entries {
+                states: HashMap::new(),
+                order: VecDeque::new(),
+                generation: 0,
+            }),
+            capacity,
+        }
+    }
+
+    // The lock guards plain bookkeeping; a panic while holding it (only possible in an
+    // aggregate's `Drop` during eviction) leaves the maps usable, so recover them.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<A>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the cached state of `stream`, if any.
+    pub(crate) fn take(&self, stream: &StreamId) -> Option<(A, Version)> {
+        let (version, state, _) = self.lock().states.remove(stream)?;
+        Some((state, version))
+    }
+
+    /// Puts the state of `stream` at `version` back, evicting the oldest entries beyond the
+    /// capacity.
+    pub(crate) fn put(&self, stream: &StreamId, state: A, version: Version) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut evicted = Vec::new();
+        {
+            let mut entries = self.lock();
+            entries.generation += 1;
+            let generation = entries.generation;
+            entries
+                .states
+                .insert(stream.clone(), (version, state, generation));
+            entries.order.push_back((stream.clone(), generation));
+            while entries.states.len() > self.capacity {
+                let Some((oldest, generation)) = entries.order.pop_front() else {
+                    break;
+                };
+                if entries.states.get(&oldest).is_some_and(|e| e.2 == generation) {
+                    evicted.extend(entries.states.remove(&oldest));
+                }
+            }
+            // Hot streams are put back often; drop their stale order entries now and then
+            // so the queue stays proportional to the cache.
+            if entries.order.len() > 2 * self.capacity + 64 {
+                let Entries { states, order, .. } = &mut *entries;
+                order.retain(|(stream, generation)| {
+                    states.get(stream).is_some_and(|e| e.2 == *generation)
+                });
+            }
+        }
+        // Dropped outside the lock: an aggregate's `Drop` is user code.
+        drop(evicted);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(n: u32) -> StreamId {
+        StreamId::new("t", &n.to_string()).unwrap()
+    }
+
+    #[test]
+    fn takes_what_was_put() {
+        let cache = StateCache::new(2);
+        cache.put(&stream(1), "one", Version::new(1));
+        assert_eq!(cache.take(&stream(1)), Some(("one", Version::new(1))));
+        assert_eq!(cache.take(&stream(1)), None, "taking removes");
+    }
+
+    #[test]
+    fn evicts_oldest_beyond_capacity() {
+        let cache = StateCache::new(2);
+        cache.put(&stream(1), 1, Version::new(1));
+        cache.put(&stream(2), 2, Version::new(1));
+        cache.put(&stream(3), 3, Version::new(1));
+        assert_eq!(cache.take(&stream(1)), None);
+        assert!(cache.take(&stream(2)).is_some());
+        assert!(cache.take(&stream(3)).is_some());
+    }
+
+    #[test]
+    fn a_state_put_back_is_young_again() {
+        let cache = StateCache::new(2);
+        cache.put(&stream(1), 1, Version::new(1));
+        cache.put(&stream(2), 2, Version::new(1));
+        let (state, version) = cache.take(&stream(1)).unwrap();
+        cache.put(&stream(1), state, version.next());
+        cache.put(&stream(3), 3, Version::new(1));
+        assert_eq!(cache.take(&stream(2)), None, "stream 2 is now the oldest");
+        assert_eq!(cache.take(&stream(1)), Some((1, Version::new(2))));
+    }
+
+    #[test]
+    fn stale_order_entries_stay_bounded() {
+        let cache = StateCache::new(4);
+        for n in 0..10_000 {
+            cache.put(&stream(1), n, Version::new(n));
+            let _ = cache.take(&stream(1));
+        }
+        assert!(cache.lock().order.len() <= 2 * 4 + 64);
+    }
+
+    #[test]
+    fn zero_capacity_keeps_nothing() {
+        let cache = StateCache::new(0);
+        cache.put(&stream(1), 1, Version::new(1));
+        assert_eq!(cache.take(&stream(1)), None);
+    }
+}
