@@ -1,0 +1,73 @@
+//! One stored event, kept typed, and its conversion back into an envelope.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use es_core::{
+    DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, Position, ReadError,
+    StreamId, Version,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A typed event with its type erased, so one log can hold events of every type.
+pub(crate) trait ErasedEvent: Any + Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn encode(&self) -> Result<Value, EncodeError>;
+}
+
+impl<E: DomainEvent> ErasedEvent for E {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn encode(&self) -> Result<Value, EncodeError> {
+        DomainEvent::encode(self)
+    }
+}
+
+/// An event as the store keeps it.
+pub(crate) struct Record {
+    pub(crate) event_id: Uuid,
+    pub(crate) stream_id: StreamId,
+    pub(crate) version: Version,
+    pub(crate) position: Position,
+    pub(crate) recorded_at: DateTime<Utc>,
+    pub(crate) metadata: Metadata,
+    pub(crate) event_type: Box<str>,
+    pub(crate) schema_version: u32,
+    pub(crate) body: Box<dyn ErasedEvent>,
+}
+
+impl Record {
+    /// The record as an envelope of `E`: a clone when `E` wrote it, else a decode of its
+    /// encoding, exactly as a store that keeps JSON would.
+    pub(crate) fn envelope<E: DomainEvent>(self: &Arc<Self>) -> Result<EventEnvelope<E>, ReadError> {
+        let event = match self.body.as_any().downcast_ref::<E>() {
+            Some(event) => event.clone(),
+            None => {
+                let payload = self.body.encode().map_err(|error| ReadError::Corrupt {
+                    detail: format!(
+                        "event at version {} of stream `{}` cannot be re-encoded: {error}",
+                        self.version, self.stream_id
+                    ),
+                })?;
+                E::decode(&self.event_type, self.schema_version, payload).map_err(
+                    |source: DecodeError| {
+                        ReadError::decode(self.stream_id.clone(), self.version, self.position, source)
+                    },
+                )?
+            }
+        };
+        Ok(EventEnvelope {
+            event_id: self.event_id,
+            stream_id: self.stream_id.clone(),
+            version: self.version,
+            position: self.position,
+            recorded_at: self.recorded_at,
+            metadata: self.metadata.clone(),
+            event,
+        })
+    }
+}

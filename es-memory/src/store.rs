@@ -1,0 +1,490 @@
+//! [`MemoryEventStore`]: the log, the stream index, and their readers.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::future::{Future, ready};
+use std::marker::PhantomData;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::Utc;
+use es_core::{
+    AppendError, CheckpointStore, Committed, DomainEvent, EventEnvelope, EventFilter, EventStore,
+    ExpectedVersion, NewEvent, Position, ReadError, Snapshot, SnapshotStore, StoreError, StreamId,
+    Version,
+};
+use futures_core::Stream;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::record::Record;
+
+/// How many records a reader copies out per lock acquisition: large enough that locking is
+/// rare, small enough that a reader never holds the lock for long.
+const PAGE: usize = 512;
+
+/// An in-memory event store, shared by all its clones.
+///
+/// Safe under any number of concurrent writers and readers: an append checks the expected
+/// version and writes the whole batch under one lock, and readers copy records out in
+/// pages, so neither waits on the other for long. Subscribers are woken by the append
+/// itself.
+#[derive(Clone, Default)]
+pub struct MemoryEventStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: RwLock<State>,
+    /// The number of events in the log, published after every append so that live
+    /// subscribers wake up.
+    head: watch::Sender<u64>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            state: RwLock::new(State::default()),
+            head: watch::Sender::new(0),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// The global log; the record at index `i` has sequence number `i + 1`.
+    log: Vec<Arc<Record>>,
+    /// Each stream's records, by version (index `v - 1`).
+    streams: HashMap<StreamId, Vec<Arc<Record>>>,
+    /// Where each event id is: its log index.
+    ids: HashMap<Uuid, usize>,
+    /// Appends so far: the major part of positions.
+    batches: u64,
+    snapshots: HashMap<StreamId, Snapshot>,
+    checkpoints: HashMap<String, Position>,
+}
+
+impl fmt::Debug for MemoryEventStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.read();
+        f.debug_struct("MemoryEventStore")
+            .field("events", &state.log.len())
+            .field("streams", &state.streams.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    // No user code runs while the lock is held (events are cloned before and decoded
+    // after), so a poisoned lock can only follow a panic inside this crate's own
+    // bookkeeping; the data is still consistent at every await-free step, so recover it.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl MemoryEventStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many events the store holds, across all streams.
+    pub fn len(&self) -> usize {
+        self.shared.read().log.len()
+    }
+
+    /// Whether the store holds no events.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn append_now<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+    ) -> Result<Committed<E>, AppendError> {
+        // Run every piece of user code (clone, event_type) before taking the lock.
+        let prepared: Vec<(Box<str>, u32, E)> = events
+            .iter()
+            .map(|e| {
+                let event = &e.event;
+                (event.event_type().into(), event.schema_version(), event.clone())
+            })
+            .collect();
+        let recorded_at = Utc::now();
+
+        let mut state = self.shared.write();
+        match state.find_stored(stream, &events)? {
+            Stored::None => {}
+            Stored::Repeat(records) => {
+                drop(state);
+                return repeat(stream, &records);
+            }
+        }
+        let current = state.version_of(stream);
+        if !expected.matches(current) {
+            return Err(AppendError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual: current,
+            });
+        }
+        if events.is_empty() {
+            return Ok(Committed {
+                stream_id: stream.clone(),
+                version: current,
+                events: Vec::new(),
+                duplicate: false,
+            });
+        }
+
+        state.batches += 1;
+        let batch = state.batches;
+        let mut version = current;
+        let mut envelopes = Vec::with_capacity(events.len());
+        let mut records = Vec::with_capacity(events.len());
+        for (new, (event_type, schema_version, body)) in events.into_iter().zip(prepared) {
+            version = version.next();
+            let sequence = state.log.len() as u64 + 1;
+            let position = Position::from_parts(batch, sequence);
+            let record = Arc::new(Record {
+                event_id: new.event_id,
+                stream_id: stream.clone(),
+                version,
+                position,
+                recorded_at,
+                metadata: new.metadata.clone(),
+                event_type,
+                schema_version,
+                body: Box::new(body),
+            });
+            let index = state.log.len();
+            state.ids.insert(new.event_id, index);
+            state.log.push(Arc::clone(&record));
+            records.push(record);
+            envelopes.push(EventEnvelope {
+                event_id: new.event_id,
+                stream_id: stream.clone(),
+                version,
+                position,
+                recorded_at,
+                metadata: new.metadata,
+                event: new.event,
+            });
+        }
+        state
+            .streams
+            .entry(stream.clone())
+            .or_default()
+            .extend(records);
+        let head = state.log.len() as u64;
+        drop(state);
+        self.shared.head.send_replace(head);
+
+        Ok(Committed {
+            stream_id: stream.clone(),
+            version,
+            events: envelopes,
+            duplicate: false,
+        })
+    }
+
+    fn reader<E: DomainEvent>(&self, cursor: Cursor, live: bool) -> Reader<E> {
+        Reader {
+            shared: Arc::clone(&self.shared),
+            cursor,
+            buffer: VecDeque::new(),
+            live: live.then(|| self.shared.head.subscribe()),
+            finished: false,
+            event: PhantomData,
+        }
+    }
+}
+
+impl State {
+    fn version_of(&self, stream: &StreamId) -> Version {
+        self.streams
+            .get(stream)
+            .map_or(Version::INITIAL, |records| Version::new(records.len() as u64))
+    }
+
+    /// Applies the idempotency rule: [`Stored::Repeat`] when the whole batch is already
+    /// stored in this stream as one run, an error when it partly is (or is elsewhere),
+    /// [`Stored::None`] when none of it is.
+    fn find_stored<E>(&self, stream: &StreamId, events: &[NewEvent<E>]) -> Result<Stored, AppendError> {
+        let mut stored: Vec<Arc<Record>> = Vec::new();
+        let mut seen = HashSet::with_capacity(events.len());
+        for event in events {
+            if !seen.insert(event.event_id) {
+                // Twice in one batch: reject, as a unique index would.
+                return Err(AppendError::DuplicateEventId {
+                    event_id: event.event_id,
+                    stream: stream.clone(),
+                    existing_stream: stream.clone(),
+                    existing_version: Version::INITIAL,
+                });
+            }
+            if let Some(record) = self.ids.get(&event.event_id).and_then(|&i| self.log.get(i)) {
+                stored.push(Arc::clone(record));
+            }
+        }
+        let Some(first) = stored.first() else {
+            return Ok(Stored::None);
+        };
+        let is_repeat = stored.len() == events.len()
+            && stored.iter().enumerate().all(|(i, record)| {
+                &record.stream_id == stream
+                    && record.version.get() == first.version.get() + i as u64
+            });
+        if is_repeat {
+            return Ok(Stored::Repeat(stored));
+        }
+        let clash = stored
+            .iter()
+            .find(|r| &r.stream_id != stream)
+            .unwrap_or(first);
+        Err(AppendError::DuplicateEventId {
+            event_id: clash.event_id,
+            stream: stream.clone(),
+            existing_stream: clash.stream_id.clone(),
+            existing_version: clash.version,
+        })
+    }
+
+    /// Copies the next page of records after `cursor` into `out`, advancing the cursor.
+    fn page(&self, cursor: &mut Cursor, out: &mut VecDeque<Arc<Record>>) {
+        match cursor {
+            Cursor::Stream { stream, next } => {
+                let Some(records) = self.streams.get(stream) else {
+                    return;
+                };
+                let start = usize::try_from(next.get().saturating_sub(1)).unwrap_or(usize::MAX);
+                let page = records.iter().skip(start).take(PAGE);
+                let before = out.len();
+                out.extend(page.cloned());
+                *next = Version::new(next.get() + (out.len() - before) as u64);
+            }
+            Cursor::Log { after, filter } => {
+                let start = usize::try_from(*after).unwrap_or(usize::MAX);
+                let mut scanned = 0;
+                for record in self.log.iter().skip(start) {
+                    scanned += 1;
+                    if filter.matches(&record.stream_id, &record.event_type) {
+                        out.push_back(Arc::clone(record));
+                        if out.len() >= PAGE {
+                            break;
+                        }
+                    }
+                    if scanned >= PAGE * 8 {
+                        break;
+                    }
+                }
+                *after += scanned as u64;
+            }
+        }
+    }
+}
+
+/// What the store already holds of a batch.
+enum Stored {
+    /// None of it.
+    None,
+    /// All of it, as one run in the stream appended to.
+    Repeat(Vec<Arc<Record>>),
+}
+
+/// The outcome of repeating an append: the stored events, read back.
+fn repeat<E: DomainEvent>(stream: &StreamId, records: &[Arc<Record>]) -> Result<Committed<E>, AppendError> {
+    let events = records
+        .iter()
+        .map(Record::envelope::<E>)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| AppendError::Store {
+            stream: stream.clone(),
+            source: StoreError::new("idempotent append", error),
+        })?;
+    Ok(Committed {
+        stream_id: stream.clone(),
+        version: records.last().map_or(Version::INITIAL, |r| r.version),
+        events,
+        duplicate: true,
+    })
+}
+
+/// Where a reader is.
+enum Cursor {
+    /// In one stream, at the next version to read.
+    Stream { stream: StreamId, next: Version },
+    /// In the global log, after this many events, keeping those the filter selects.
+    Log { after: u64, filter: EventFilter },
+}
+
+/// Reads pages of records and hands them out as envelopes; when `live`, waits for appends
+/// at the end of the log instead of ending.
+struct Reader<E> {
+    shared: Arc<Shared>,
+    cursor: Cursor,
+    buffer: VecDeque<Arc<Record>>,
+    live: Option<watch::Receiver<u64>>,
+    finished: bool,
+    event: PhantomData<fn() -> E>,
+}
+
+impl<E: DomainEvent> Reader<E> {
+    async fn next(&mut self) -> Option<Result<EventEnvelope<E>, ReadError>> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            if let Some(record) = self.buffer.pop_front() {
+                let envelope = record.envelope::<E>();
+                // A stream of results ends at its first error.
+                self.finished = envelope.is_err();
+                return Some(envelope);
+            }
+            self.shared.read().page(&mut self.cursor, &mut self.buffer);
+            if !self.buffer.is_empty() {
+                continue;
+            }
+            if let Cursor::Log { after, .. } = self.cursor {
+                // Paging scans a bounded number of records; go on if the log holds more.
+                if after < self.shared.read().log.len() as u64 {
+                    continue;
+                }
+            }
+            let live = self.live.as_mut()?;
+            // `changed` resolves at once if an append happened since this receiver last
+            // looked, so an append between the page above and this call is not missed.
+            if live.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn into_stream(self) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+        futures_util::stream::unfold(self, |mut reader| async move {
+            let item = reader.next().await?;
+            Some((item, reader))
+        })
+    }
+}
+
+impl EventStore for MemoryEventStore {
+    fn append<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+    ) -> impl Future<Output = Result<Committed<E>, AppendError>> + Send {
+        ready(self.append_now(stream, expected, events))
+    }
+
+    fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Version, ReadError>> + Send {
+        ready(Ok(self.shared.read().version_of(stream)))
+    }
+
+    fn read_stream<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        from: Version,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+        let cursor = Cursor::Stream {
+            stream: stream.clone(),
+            next: from.max(Version::new(1)),
+        };
+        self.reader::<E>(cursor, false).into_stream()
+    }
+
+    fn read_all<E: DomainEvent>(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+        let cursor = Cursor::Log {
+            after: after.parts().1,
+            filter,
+        };
+        self.reader::<E>(cursor, false).into_stream()
+    }
+
+    fn subscribe<E: DomainEvent>(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+        let cursor = Cursor::Log {
+            after: after.parts().1,
+            filter,
+        };
+        self.reader::<E>(cursor, true).into_stream()
+    }
+
+    fn find_event<E: DomainEvent>(
+        &self,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<Option<EventEnvelope<E>>, ReadError>> + Send {
+        let record = {
+            let state = self.shared.read();
+            state
+                .ids
+                .get(&event_id)
+                .and_then(|&index| state.log.get(index))
+                .map(Arc::clone)
+        };
+        ready(record.map(|record| record.envelope::<E>()).transpose())
+    }
+}
+
+impl SnapshotStore for MemoryEventStore {
+    fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let mut state = self.shared.write();
+        match state.snapshots.get(&snapshot.stream_id) {
+            Some(existing) if existing.version > snapshot.version => {}
+            _ => {
+                state.snapshots.insert(snapshot.stream_id.clone(), snapshot);
+            }
+        }
+        ready(Ok(()))
+    }
+
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
+        ready(Ok(self.shared.read().snapshots.get(stream).cloned()))
+    }
+}
+
+impl CheckpointStore for MemoryEventStore {
+    fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send {
+        ready(Ok(self.shared.read().checkpoints.get(name).copied()))
+    }
+
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.shared
+            .write()
+            .checkpoints
+            .insert(name.to_owned(), position);
+        ready(Ok(()))
+    }
+
+    fn delete_checkpoint(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.shared.write().checkpoints.remove(name);
+        ready(Ok(()))
+    }
+}
