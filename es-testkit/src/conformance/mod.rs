@@ -1,0 +1,65 @@
+//! The behaviours every store must show, one `pub async fn` each.
+//!
+//! Each function takes a fresh, empty store and panics with a message saying what broke.
+
+mod append;
+mod concurrency;
+mod read;
+mod repository;
+mod storage;
+mod subscription;
+
+pub use append::*;
+pub use concurrency::*;
+pub use read::*;
+pub use repository::*;
+pub use storage::*;
+pub use subscription::*;
+
+use es_core::{EventEnvelope, EventFilter, NewEvent, Position, StreamId, Version};
+use futures_util::TryStreamExt as _;
+
+use crate::TestStore;
+use crate::fixture::AccountEvent;
+
+/// The account stream `account-<id>`.
+pub(crate) fn account(id: &str) -> StreamId {
+    StreamId::new("account", id).expect("valid stream id")
+}
+
+/// `n` deposits of 1, 2, ... `n` cents.
+pub(crate) fn deposits(n: u64) -> Vec<NewEvent<AccountEvent>> {
+    (1..=n)
+        .map(|amount| NewEvent::new(AccountEvent::Deposited { amount }))
+        .collect()
+}
+
+/// The whole stream, typed.
+pub(crate) async fn read_stream<S: TestStore>(
+    store: &S,
+    stream: &StreamId,
+) -> Vec<EventEnvelope<AccountEvent>> {
+    store
+        .read_stream::<AccountEvent>(stream, Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap_or_else(|error| panic!("reading `{stream}` failed: {error:?}"))
+}
+
+/// The global log after `after`, as `E`.
+pub(crate) async fn read_log<S: TestStore, E: es_core::DomainEvent>(
+    store: &S,
+    after: Position,
+    filter: EventFilter,
+) -> Vec<EventEnvelope<E>> {
+    store
+        .read_all::<E>(after, filter)
+        .try_collect()
+        .await
+        .unwrap_or_else(|error| panic!("reading the global log failed: {error:?}"))
+}
+
+/// The versions of `events`, as numbers.
+pub(crate) fn versions<E>(events: &[EventEnvelope<E>]) -> Vec<u64> {
+    events.iter().map(|e| e.version.get()).collect()
+}

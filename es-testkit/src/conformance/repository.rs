@@ -1,0 +1,220 @@
+//! Command execution on a store: retries, idempotency, snapshots.
+
+use std::time::Duration;
+
+use es_core::{CommandContext, Repository, RetryPolicy, SnapshotPolicy, Version};
+use uuid::Uuid;
+
+use super::{account, read_stream, versions};
+use crate::TestStore;
+use crate::fixture::{Account, AccountCommand, AccountError, AccountEvent};
+
+/// Eight tasks each deposit 25 times into one account through [`Repository`]: every command
+/// succeeds (conflicts are retried), each is recorded exactly once, and the balance adds up.
+pub async fn repository_commands_under_contention_lose_nothing<S: TestStore>(store: S) {
+    const TASKS: u64 = 8;
+    const COMMANDS: u64 = 25;
+    let repository = Repository::<Account, _>::new(store.clone()).with_retry_policy(
+        RetryPolicy::default()
+            .with_max_attempts(10_000)
+            .with_backoff(Duration::from_micros(100), Duration::from_millis(5)),
+    );
+    repository
+        .execute("busy", AccountCommand::Open { owner: "ada".into() })
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let repository = repository.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..COMMANDS {
+                let amount = task * 1000 + n + 1;
+                repository
+                    .execute("busy", AccountCommand::Deposit { amount })
+                    .await
+                    .unwrap_or_else(|e| panic!("task {task} deposit {n}: {e:?}"));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("command task");
+    }
+    let expected_total: u64 = (0..TASKS)
+        .flat_map(|t| (0..COMMANDS).map(move |n| t * 1000 + n + 1))
+        .sum();
+    let loaded = repository.load("busy").await.unwrap();
+    assert_eq!(loaded.state.balance, expected_total, "no deposit lost or doubled");
+    assert_eq!(loaded.state.movements, TASKS * COMMANDS);
+    assert_eq!(loaded.version, Version::new(1 + TASKS * COMMANDS));
+    let events = read_stream(&store, &account("busy")).await;
+    assert_eq!(
+        versions(&events),
+        (1..=1 + TASKS * COMMANDS).collect::<Vec<_>>()
+    );
+}
+
+/// The same command id executed twice records once and returns the first outcome, even
+/// when the repeat would now be rejected.
+pub async fn repository_command_id_is_idempotent<S: TestStore>(store: S) {
+    let repository = Repository::<Account, _>::new(store.clone());
+    let open = CommandContext::new().with_command_id(Uuid::now_v7());
+    let first = repository
+        .execute_with("idem", AccountCommand::Open { owner: "ada".into() }, open.clone())
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    // Opening again would be rejected (AlreadyOpen), but this is the same command.
+    let again = repository
+        .execute_with("idem", AccountCommand::Open { owner: "ada".into() }, open)
+        .await
+        .expect("a repeated command returns its first outcome");
+    assert!(again.duplicate);
+    assert_eq!(again.events, first.events);
+
+    let deposit = CommandContext::new().with_command_id(Uuid::now_v7());
+    let first = repository
+        .execute_with("idem", AccountCommand::Deposit { amount: 5 }, deposit.clone())
+        .await
+        .unwrap();
+    let again = repository
+        .execute_with("idem", AccountCommand::Deposit { amount: 5 }, deposit)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.events, first.events);
+    assert_eq!(again.version, Version::new(2));
+
+    // A fresh context is a new command.
+    let third = repository
+        .execute("idem", AccountCommand::Deposit { amount: 5 })
+        .await
+        .unwrap();
+    assert!(!third.duplicate);
+    let loaded = repository.load("idem").await.unwrap();
+    assert_eq!((loaded.state.balance, loaded.version), (10, Version::new(3)));
+
+    // Rejections still surface for commands never executed.
+    let error = repository
+        .execute("idem", AccountCommand::Withdraw { amount: 100 })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.rejection(),
+        Some(&AccountError::InsufficientFunds {
+            balance: 10,
+            requested: 100
+        })
+    );
+
+    // Events carry the command's metadata.
+    let events = read_stream(&store, &account("idem")).await;
+    assert_eq!(events[0].metadata.causation_id, Some(first_command_id(&events[0])));
+    assert!(events.iter().all(|e| e.metadata.correlation_id.is_some()));
+}
+
+fn first_command_id(event: &es_core::EventEnvelope<AccountEvent>) -> Uuid {
+    event.metadata.causation_id.expect("a causation id")
+}
+
+/// State loaded through snapshots equals the state replayed from every event, for several
+/// snapshot intervals, and each snapshot holds exactly the state at its version.
+pub async fn repository_snapshot_state_equals_replayed_state<S: TestStore>(store: S) {
+    for every in [1, 2, 3, 7] {
+        let id = format!("snap-{every}");
+        let snapshots = Repository::<Account, _>::new(store.clone())
+            .with_snapshot_policy(SnapshotPolicy::every(every));
+        snapshots
+            .execute(&id, AccountCommand::Open { owner: "ada".into() })
+            .await
+            .unwrap();
+        for amount in 1..=10 {
+            snapshots
+                .execute(&id, AccountCommand::Deposit { amount })
+                .await
+                .unwrap();
+        }
+        snapshots
+            .execute(&id, AccountCommand::Withdraw { amount: 4 })
+            .await
+            .unwrap();
+
+        let stream = account(&id);
+        let snapshot = store
+            .load_snapshot(&stream)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("a snapshot every {every} events was saved"));
+        let expected_version = (12 / every) * every;
+        assert_eq!(snapshot.version, Version::new(expected_version), "every {every}");
+        // The snapshot holds the state at its version: replay exactly that many events.
+        let events = read_stream(&store, &stream).await;
+        let mut at_snapshot = Account::default();
+        for event in events.iter().take(expected_version as usize) {
+            es_core::Aggregate::apply(&mut at_snapshot, &event.event);
+        }
+        let stored: Account = serde_json::from_value(snapshot.state).unwrap();
+        assert_eq!(stored, at_snapshot, "snapshot state at version {expected_version}");
+
+        let replayed = Repository::<Account, _>::new(store.clone())
+            .load(&id)
+            .await
+            .unwrap();
+        let through_snapshot = snapshots.load(&id).await.unwrap();
+        assert_eq!(through_snapshot, replayed, "every {every}");
+        assert_eq!(replayed.state.balance, 55 - 4);
+    }
+}
+
+/// Two repositories with state caches share a store: each sees the other's events before
+/// it rejects or records anything, so a cached state never decides.
+pub async fn repository_cache_never_decides_on_stale_state<S: TestStore>(store: S) {
+    let first = Repository::<Account, _>::new(store.clone()).with_cache(16);
+    let second = Repository::<Account, _>::new(store.clone()).with_cache(16);
+    first
+        .execute("cached", AccountCommand::Open { owner: "ada".into() })
+        .await
+        .unwrap();
+    // `first` caches an empty account; `second` deposits behind its back.
+    second
+        .execute("cached", AccountCommand::Deposit { amount: 100 })
+        .await
+        .unwrap();
+    // On the cached state this withdrawal would be rejected; on the real one it succeeds.
+    let withdrawn = first
+        .execute("cached", AccountCommand::Withdraw { amount: 60 })
+        .await
+        .expect("decided on the current state, not the cached one");
+    assert_eq!(withdrawn.version, Version::new(3));
+    // And a stale cache never lets a rule be broken: 40 left, not 100.
+    let error = second
+        .execute("cached", AccountCommand::Withdraw { amount: 50 })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.rejection(),
+        Some(&AccountError::InsufficientFunds {
+            balance: 40,
+            requested: 50
+        })
+    );
+    // With no retries allowed, a merely stale cache still is not a conflict.
+    let strict = Repository::<Account, _>::new(store.clone())
+        .with_cache(16)
+        .with_retry_policy(RetryPolicy::never());
+    strict
+        .execute("cached", AccountCommand::Deposit { amount: 1 })
+        .await
+        .unwrap();
+    first
+        .execute("cached", AccountCommand::Deposit { amount: 1 })
+        .await
+        .unwrap();
+    strict
+        .execute("cached", AccountCommand::Deposit { amount: 1 })
+        .await
+        .expect("a stale cache is caught up, not reported as a conflict");
+    let loaded = first.load("cached").await.unwrap();
+    assert_eq!((loaded.state.balance, loaded.version), (43, Version::new(6)));
+    let events = read_stream(&store, &account("cached")).await;
+    assert_eq!(versions(&events), (1..=6).collect::<Vec<_>>());
+}

@@ -1,0 +1,169 @@
+//! A small bank-account domain for tests: an aggregate, its events, commands and errors.
+
+use es_core::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+/// Something that happened to an account.
+#[derive(Debug, Clone, PartialEq, DomainEvent)]
+pub enum AccountEvent {
+    /// The account was opened.
+    Opened {
+        /// Its owner.
+        owner: String,
+    },
+    /// Money came in.
+    Deposited {
+        /// How much, in cents.
+        amount: u64,
+    },
+    /// Money went out.
+    Withdrawn {
+        /// How much, in cents.
+        amount: u64,
+    },
+    /// The account was closed.
+    Closed,
+}
+
+/// What can be asked of an account.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccountCommand {
+    /// Open it.
+    Open {
+        /// Its owner.
+        owner: String,
+    },
+    /// Put money in.
+    Deposit {
+        /// How much, in cents.
+        amount: u64,
+    },
+    /// Take money out.
+    Withdraw {
+        /// How much, in cents.
+        amount: u64,
+    },
+    /// Close it.
+    Close,
+}
+
+/// Why an account refuses a command.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AccountError {
+    /// It is already open.
+    #[error("the account is already open")]
+    AlreadyOpen,
+    /// It is not open.
+    #[error("the account is not open")]
+    NotOpen,
+    /// It holds less than asked for.
+    #[error("insufficient funds: balance {balance}, requested {requested}")]
+    InsufficientFunds {
+        /// What it holds.
+        balance: u64,
+        /// What was asked for.
+        requested: u64,
+    },
+    /// Zero is not an amount.
+    #[error("the amount must be positive")]
+    ZeroAmount,
+}
+
+/// A bank account.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, es_core::Aggregate)]
+#[aggregate(
+    name = "account",
+    command = AccountCommand,
+    event = AccountEvent,
+    error = AccountError
+)]
+pub struct Account {
+    /// Its owner, once opened.
+    pub owner: Option<String>,
+    /// Whether it is open.
+    pub open: bool,
+    /// Its balance in cents.
+    pub balance: u64,
+    /// How many deposits and withdrawals it saw.
+    pub movements: u64,
+}
+
+impl Aggregate for Account {
+    async fn handle(
+        &self,
+        command: AccountCommand,
+        _services: &(),
+    ) -> Result<Vec<AccountEvent>, AccountError> {
+        match command {
+            AccountCommand::Open { .. } if self.open => Err(AccountError::AlreadyOpen),
+            AccountCommand::Open { owner } => Ok(vec![AccountEvent::Opened { owner }]),
+            _ if !self.open => Err(AccountError::NotOpen),
+            AccountCommand::Deposit { amount: 0 } | AccountCommand::Withdraw { amount: 0 } => {
+                Err(AccountError::ZeroAmount)
+            }
+            AccountCommand::Deposit { amount } => Ok(vec![AccountEvent::Deposited { amount }]),
+            AccountCommand::Withdraw { amount } if amount > self.balance => {
+                Err(AccountError::InsufficientFunds {
+                    balance: self.balance,
+                    requested: amount,
+                })
+            }
+            AccountCommand::Withdraw { amount } => Ok(vec![AccountEvent::Withdrawn { amount }]),
+            AccountCommand::Close => Ok(vec![AccountEvent::Closed]),
+        }
+    }
+
+    fn apply(&mut self, event: &AccountEvent) {
+        match event {
+            AccountEvent::Opened { owner } => {
+                self.owner = Some(owner.clone());
+                self.open = true;
+            }
+            AccountEvent::Deposited { amount } => {
+                self.balance += amount;
+                self.movements += 1;
+            }
+            AccountEvent::Withdrawn { amount } => {
+                self.balance -= amount;
+                self.movements += 1;
+            }
+            AccountEvent::Closed => self.open = false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use es_core::testing::AggregateTestExt;
+
+    #[test]
+    fn opens_once() {
+        Account::test()
+            .given([AccountEvent::Opened { owner: "ada".into() }])
+            .when(AccountCommand::Open { owner: "bob".into() })
+            .then_expect_error(AccountError::AlreadyOpen);
+    }
+
+    #[test]
+    fn withdraws_only_what_it_holds() {
+        Account::test()
+            .given([
+                AccountEvent::Opened { owner: "ada".into() },
+                AccountEvent::Deposited { amount: 10 },
+            ])
+            .when(AccountCommand::Withdraw { amount: 11 })
+            .then_expect_error(AccountError::InsufficientFunds {
+                balance: 10,
+                requested: 11,
+            });
+    }
+
+    #[test]
+    fn deposits() {
+        Account::test()
+            .given([AccountEvent::Opened { owner: "ada".into() }])
+            .when(AccountCommand::Deposit { amount: 5 })
+            .then_expect_events([AccountEvent::Deposited { amount: 5 }]);
+    }
+}

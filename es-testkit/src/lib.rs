@@ -1,0 +1,96 @@
+//! The conformance suite every es-rs event store runs, and the fixture domain it uses.
+//!
+//! Each behaviour of the store contract is one `pub async fn` in [`conformance`], generic
+//! over the store. [`conformance_tests!`] turns a store factory into one `#[tokio::test]` per
+//! behaviour, so a failing behaviour shows up by name:
+//!
+//! ```ignore
+//! // es-memory/tests/conformance.rs
+//! es_testkit::conformance_tests!(async { es_memory::MemoryEventStore::new() });
+//! ```
+//!
+//! The factory expression is evaluated once per test and must give a fresh, empty store
+//! (for PostgreSQL: a new schema), so tests run in parallel without sharing data.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test-support crate: a failed expectation is a test failure"
+)]
+
+pub mod conformance;
+pub mod fixture;
+
+use es_core::{CheckpointStore, EventStore, SnapshotStore};
+
+/// Everything a store under test implements.
+pub trait TestStore: EventStore + SnapshotStore + CheckpointStore {}
+
+impl<S: EventStore + SnapshotStore + CheckpointStore> TestStore for S {}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use tokio;
+}
+
+/// Stamps one `#[tokio::test]` per conformance behaviour, each on a fresh store from
+/// `$factory` (an expression giving a future of the store, such as an `async` block).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::__conformance_cases! { $factory;
+            append_to_new_stream,
+            append_with_exact_version,
+            append_with_any_version,
+            no_stream_conflicts_on_existing_stream,
+            stale_version_conflicts_and_writes_nothing,
+            version_ahead_conflicts,
+            empty_append_checks_version_and_writes_nothing,
+            batch_is_atomic_and_consecutive,
+            large_batch_in_one_append,
+            reappending_stored_ids_is_idempotent,
+            partly_stored_batch_is_rejected,
+            id_stored_in_another_stream_is_rejected,
+            id_twice_in_one_batch_is_rejected,
+            read_stream_from_version,
+            missing_stream_is_empty,
+            metadata_and_ids_round_trip,
+            stream_ids_with_special_characters,
+            global_log_is_ordered_and_resumable,
+            global_log_filters_by_category_and_type,
+            reading_as_another_type_decodes_the_payload,
+            undecodable_event_names_stream_version_and_type,
+            find_event_by_id,
+            concurrent_writers_on_one_stream_lose_nothing,
+            concurrent_writers_on_distinct_streams_never_conflict,
+            subscriber_sees_history_then_live_events,
+            subscriber_sees_every_event_once_while_writers_run,
+            subscriber_resumes_after_position,
+            subscriber_filters,
+            snapshots_keep_the_newest,
+            checkpoints_save_load_and_delete,
+            repository_commands_under_contention_lose_nothing,
+            repository_command_id_is_idempotent,
+            repository_snapshot_state_equals_replayed_state,
+            repository_cache_never_decides_on_stale_state,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::es_testkit::__private::tokio::test(
+                flavor = "multi_thread",
+                worker_threads = 2,
+                crate = "::es_testkit::__private::tokio"
+            )]
+            async fn $case() {
+                let store = $factory.await;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
