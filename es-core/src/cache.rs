@@ -66,7 +66,11 @@ impl<A> StateCache<A> {
                 let Some((oldest, generation)) = entries.order.pop_front() else {
                     break;
                 };
-                if entries.states.get(&oldest).is_some_and(|e| e.2 == generation) {
+                if entries
+                    .states
+                    .get(&oldest)
+                    .is_some_and(|e| e.2 == generation)
+                {
                     evicted.extend(entries.states.remove(&oldest));
                 }
             }

@@ -369,7 +369,10 @@ where
             let (loaded, fresh) = match previous.take() {
                 Some(stale) => {
                     let start = Some((stale.state, stale.version));
-                    (self.catch_up(&stream, start).await.map_err(load_error)?, true)
+                    (
+                        self.catch_up(&stream, start).await.map_err(load_error)?,
+                        true,
+                    )
                 }
                 None => match self.cache.as_ref().and_then(|cache| cache.take(&stream)) {
                     Some((state, version)) => (
@@ -382,7 +385,10 @@ where
                     ),
                     None => {
                         let start = self.load_snapshot(&stream).await;
-                        (self.catch_up(&stream, start).await.map_err(load_error)?, true)
+                        (
+                            self.catch_up(&stream, start).await.map_err(load_error)?,
+                            true,
+                        )
                     }
                 },
             };
@@ -445,15 +451,14 @@ where
                 Ok(committed) if committed.duplicate => {
                     tracing::debug!("command already executed");
                     self.keep(loaded);
-                    return Ok(self
-                        .first_outcome(&stream, &context)
-                        .await?
-                        .unwrap_or(CommandOutcome {
+                    return Ok(self.first_outcome(&stream, &context).await?.unwrap_or(
+                        CommandOutcome {
                             stream_id: committed.stream_id,
                             version: committed.version,
                             events: committed.events,
                             duplicate: true,
-                        }));
+                        },
+                    ));
                 }
                 Ok(committed) => {
                     tracing::debug!(version = %committed.version, events = committed.events.len(), "command committed");

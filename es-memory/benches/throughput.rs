@@ -50,7 +50,9 @@ fn report(what: &str, count: u64, unit: &str, elapsed: Duration) {
 async fn rehydration() {
     let store = MemoryEventStore::new();
     let stream = StreamId::new("account", "big").unwrap();
-    let mut events = vec![NewEvent::new(AccountEvent::Opened { owner: "ada".into() })];
+    let mut events = vec![NewEvent::new(AccountEvent::Opened {
+        owner: "ada".into(),
+    })];
     events.extend((1..HISTORY).map(|amount| NewEvent::new(AccountEvent::Deposited { amount })));
     for chunk in events.chunks(1_000) {
         store
@@ -82,7 +84,12 @@ async fn run_commands(
 ) -> Duration {
     for s in 0..streams {
         repository
-            .execute(&s.to_string(), AccountCommand::Open { owner: "ada".into() })
+            .execute(
+                &s.to_string(),
+                AccountCommand::Open {
+                    owner: "ada".into(),
+                },
+            )
             .await
             .unwrap();
     }

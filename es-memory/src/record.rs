@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use es_core::{
-    DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, Position, ReadError,
-    StreamId, Version,
+    DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, Position, ReadError, StreamId,
+    Version,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -43,7 +43,9 @@ pub(crate) struct Record {
 impl Record {
     /// The record as an envelope of `E`: a clone when `E` wrote it, else a decode of its
     /// encoding, exactly as a store that keeps JSON would.
-    pub(crate) fn envelope<E: DomainEvent>(self: &Arc<Self>) -> Result<EventEnvelope<E>, ReadError> {
+    pub(crate) fn envelope<E: DomainEvent>(
+        self: &Arc<Self>,
+    ) -> Result<EventEnvelope<E>, ReadError> {
         let event = match self.body.as_any().downcast_ref::<E>() {
             Some(event) => event.clone(),
             None => {
@@ -55,7 +57,12 @@ impl Record {
                 })?;
                 E::decode(&self.event_type, self.schema_version, payload).map_err(
                     |source: DecodeError| {
-                        ReadError::decode(self.stream_id.clone(), self.version, self.position, source)
+                        ReadError::decode(
+                            self.stream_id.clone(),
+                            self.version,
+                            self.position,
+                            source,
+                        )
                     },
                 )?
             }

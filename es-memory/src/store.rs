@@ -113,7 +113,11 @@ impl MemoryEventStore {
             .iter()
             .map(|e| {
                 let event = &e.event;
-                (event.event_type().into(), event.schema_version(), event.clone())
+                (
+                    event.event_type().into(),
+                    event.schema_version(),
+                    event.clone(),
+                )
             })
             .collect();
         let recorded_at = Utc::now();
@@ -210,13 +214,19 @@ impl State {
     fn version_of(&self, stream: &StreamId) -> Version {
         self.streams
             .get(stream)
-            .map_or(Version::INITIAL, |records| Version::new(records.len() as u64))
+            .map_or(Version::INITIAL, |records| {
+                Version::new(records.len() as u64)
+            })
     }
 
     /// Applies the idempotency rule: [`Stored::Repeat`] when the whole batch is already
     /// stored in this stream as one run, an error when it partly is (or is elsewhere),
     /// [`Stored::None`] when none of it is.
-    fn find_stored<E>(&self, stream: &StreamId, events: &[NewEvent<E>]) -> Result<Stored, AppendError> {
+    fn find_stored<E>(
+        &self,
+        stream: &StreamId,
+        events: &[NewEvent<E>],
+    ) -> Result<Stored, AppendError> {
         let mut stored: Vec<Arc<Record>> = Vec::new();
         let mut seen = HashSet::with_capacity(events.len());
         for event in events {
@@ -299,7 +309,10 @@ enum Stored {
 }
 
 /// The outcome of repeating an append: the stored events, read back.
-fn repeat<E: DomainEvent>(stream: &StreamId, records: &[Arc<Record>]) -> Result<Committed<E>, AppendError> {
+fn repeat<E: DomainEvent>(
+    stream: &StreamId,
+    records: &[Arc<Record>],
+) -> Result<Committed<E>, AppendError> {
     let events = records
         .iter()
         .map(Record::envelope::<E>)
@@ -366,7 +379,9 @@ impl<E: DomainEvent> Reader<E> {
         }
     }
 
-    fn into_stream(self) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+    fn into_stream(
+        self,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
         futures_util::stream::unfold(self, |mut reader| async move {
             let item = reader.next().await?;
             Some((item, reader))
@@ -444,7 +459,10 @@ impl EventStore for MemoryEventStore {
 }
 
 impl SnapshotStore for MemoryEventStore {
-    fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         let mut state = self.shared.write();
         match state.snapshots.get(&snapshot.stream_id) {
             Some(existing) if existing.version > snapshot.version => {}

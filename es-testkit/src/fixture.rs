@@ -140,8 +140,12 @@ mod tests {
     #[test]
     fn opens_once() {
         Account::test()
-            .given([AccountEvent::Opened { owner: "ada".into() }])
-            .when(AccountCommand::Open { owner: "bob".into() })
+            .given([AccountEvent::Opened {
+                owner: "ada".into(),
+            }])
+            .when(AccountCommand::Open {
+                owner: "bob".into(),
+            })
             .then_expect_error(AccountError::AlreadyOpen);
     }
 
@@ -149,7 +153,9 @@ mod tests {
     fn withdraws_only_what_it_holds() {
         Account::test()
             .given([
-                AccountEvent::Opened { owner: "ada".into() },
+                AccountEvent::Opened {
+                    owner: "ada".into(),
+                },
                 AccountEvent::Deposited { amount: 10 },
             ])
             .when(AccountCommand::Withdraw { amount: 11 })
@@ -162,7 +168,9 @@ mod tests {
     #[test]
     fn deposits() {
         Account::test()
-            .given([AccountEvent::Opened { owner: "ada".into() }])
+            .given([AccountEvent::Opened {
+                owner: "ada".into(),
+            }])
             .when(AccountCommand::Deposit { amount: 5 })
             .then_expect_events([AccountEvent::Deposited { amount: 5 }]);
     }

@@ -35,10 +35,17 @@ pub mod __private {
 
 /// Stamps one `#[tokio::test]` per conformance behaviour, each on a fresh store from
 /// `$factory` (an expression giving a future of the store, such as an `async` block).
+///
+/// With `teardown = $teardown` (a function from the store to a future), each test that
+/// passes hands its store to it afterwards, to drop its schema or database; a failing test
+/// leaves its data for inspection.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
-        $crate::__conformance_cases! { $factory;
+        $crate::conformance_tests!($factory, teardown = |_store| async {});
+    };
+    ($factory:expr, teardown = $teardown:expr) => {
+        $crate::__conformance_cases! { $factory; $teardown;
             append_to_new_stream,
             append_with_exact_version,
             append_with_any_version,
@@ -80,7 +87,7 @@ macro_rules! conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_cases {
-    ($factory:expr; $($case:ident),* $(,)?) => {
+    ($factory:expr; $teardown:expr; $($case:ident),* $(,)?) => {
         $(
             #[::es_testkit::__private::tokio::test(
                 flavor = "multi_thread",
@@ -89,7 +96,8 @@ macro_rules! __conformance_cases {
             )]
             async fn $case() {
                 let store = $factory.await;
-                $crate::conformance::$case(store).await;
+                $crate::conformance::$case(::core::clone::Clone::clone(&store)).await;
+                ($teardown)(store).await;
             }
         )*
     };

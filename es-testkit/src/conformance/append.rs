@@ -16,7 +16,10 @@ pub async fn append_to_new_stream<S: TestStore>(store: S) {
     assert_eq!(committed.version, Version::new(3));
     assert!(!committed.duplicate);
     assert_eq!(versions(&committed.events), [1, 2, 3]);
-    assert_eq!(store.stream_version(&stream).await.unwrap(), Version::new(3));
+    assert_eq!(
+        store.stream_version(&stream).await.unwrap(),
+        Version::new(3)
+    );
     assert_eq!(read_stream(&store, &stream).await, committed.events);
 }
 
@@ -28,14 +31,22 @@ pub async fn append_with_exact_version<S: TestStore>(store: S) {
         .await
         .unwrap();
     let committed = store
-        .append(&stream, ExpectedVersion::Exact(Version::new(2)), deposits(2))
+        .append(
+            &stream,
+            ExpectedVersion::Exact(Version::new(2)),
+            deposits(2),
+        )
         .await
         .expect("append at the exact version");
     assert_eq!(versions(&committed.events), [3, 4]);
     // Exact(0) is NoStream.
     let other = account("exact-zero");
     store
-        .append(&other, ExpectedVersion::Exact(Version::INITIAL), deposits(1))
+        .append(
+            &other,
+            ExpectedVersion::Exact(Version::INITIAL),
+            deposits(1),
+        )
         .await
         .expect("Exact(0) on a new stream");
 }
@@ -67,7 +78,11 @@ fn assert_conflict(
             ..
         }) => {
             assert_eq!(e, expected, "conflict reports the expected version");
-            assert_eq!(a, Version::new(actual), "conflict reports the actual version");
+            assert_eq!(
+                a,
+                Version::new(actual),
+                "conflict reports the actual version"
+            );
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -141,7 +156,7 @@ pub async fn empty_append_checks_version_and_writes_nothing<S: TestStore>(store:
     assert_conflict(result, ExpectedVersion::Exact(Version::new(1)), 2);
     assert_eq!(read_stream(&store, &stream).await.len(), 2);
     assert_eq!(
-        super::read_log::<S, AccountEvent>(&store, es_core::Position::START, Default::default())
+        super::read_log::<S, AccountEvent>(&store, es_core::Position::START, Default::default(), 2)
             .await
             .len(),
         2
@@ -175,7 +190,11 @@ pub async fn batch_is_atomic_and_consecutive<S: TestStore>(store: S) {
     assert_eq!(versions(&read_stream(&store, &stream).await), [1, 2]);
 
     let committed = store
-        .append(&stream, ExpectedVersion::Exact(Version::new(2)), deposits(4))
+        .append(
+            &stream,
+            ExpectedVersion::Exact(Version::new(2)),
+            deposits(4),
+        )
         .await
         .unwrap();
     assert_eq!(versions(&committed.events), [3, 4, 5, 6]);
@@ -210,7 +229,11 @@ pub async fn reappending_stored_ids_is_idempotent<S: TestStore>(store: S) {
         .await
         .unwrap();
     store
-        .append(&stream, ExpectedVersion::Exact(Version::new(2)), deposits(1))
+        .append(
+            &stream,
+            ExpectedVersion::Exact(Version::new(2)),
+            deposits(1),
+        )
         .await
         .unwrap();
     // The writer lost the reply and retries with the same ids and its old expectation.
@@ -219,7 +242,10 @@ pub async fn reappending_stored_ids_is_idempotent<S: TestStore>(store: S) {
         .await
         .expect("a repeated append succeeds");
     assert!(again.duplicate, "the repeat is reported as a duplicate");
-    assert_eq!(again.events, first.events, "the repeat returns the stored events");
+    assert_eq!(
+        again.events, first.events,
+        "the repeat returns the stored events"
+    );
     assert_eq!(again.version, Version::new(2));
     assert_eq!(read_stream(&store, &stream).await.len(), 3);
 }
@@ -281,7 +307,11 @@ pub async fn id_twice_in_one_batch_is_rejected<S: TestStore>(store: S) {
     let stream = account("twice");
     let event = NewEvent::new(AccountEvent::Deposited { amount: 1 });
     let result = store
-        .append(&stream, ExpectedVersion::NoStream, vec![event.clone(), event])
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![event.clone(), event],
+        )
         .await;
     assert!(
         matches!(result, Err(AppendError::DuplicateEventId { .. })),

@@ -36,7 +36,11 @@ pub async fn concurrent_writers_on_one_stream_lose_nothing<S: TestStore>(store: 
                 loop {
                     let current = store.stream_version(&stream).await.unwrap();
                     match store
-                        .append(&stream, ExpectedVersion::Exact(current), vec![event.clone()])
+                        .append(
+                            &stream,
+                            ExpectedVersion::Exact(current),
+                            vec![event.clone()],
+                        )
                         .await
                     {
                         Ok(committed) => {
@@ -109,7 +113,8 @@ pub async fn concurrent_writers_on_distinct_streams_never_conflict<S: TestStore>
             (1..=APPENDS_PER_WRITER).collect::<Vec<_>>()
         );
     }
-    let log = read_log::<S, AccountEvent>(&store, Position::START, EventFilter::all()).await;
+    let total = (WRITERS * APPENDS_PER_WRITER) as usize;
+    let log = read_log::<S, AccountEvent>(&store, Position::START, EventFilter::all(), total).await;
     assert_eq!(log.len() as u64, WRITERS * APPENDS_PER_WRITER);
     let ids: HashSet<_> = log.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), log.len(), "no event twice in the log");

@@ -46,17 +46,36 @@ pub(crate) async fn read_stream<S: TestStore>(
         .unwrap_or_else(|error| panic!("reading `{stream}` failed: {error:?}"))
 }
 
-/// The global log after `after`, as `E`.
+/// The global log after `after`, as `E`, once it holds at least `expected` events.
+///
+/// A store may hold back the end of its log until every transaction that began before an
+/// event has ended (PostgreSQL does, so that a late commit is never skipped), so a read
+/// right after an append may not show it yet. This waits for the expected count (a store
+/// that lost events never gets there and fails the test); callers then check the exact
+/// contents.
 pub(crate) async fn read_log<S: TestStore, E: es_core::DomainEvent>(
     store: &S,
     after: Position,
     filter: EventFilter,
+    expected: usize,
 ) -> Vec<EventEnvelope<E>> {
-    store
-        .read_all::<E>(after, filter)
-        .try_collect()
-        .await
-        .unwrap_or_else(|error| panic!("reading the global log failed: {error:?}"))
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let log: Vec<EventEnvelope<E>> = store
+            .read_all::<E>(after, filter.clone())
+            .try_collect()
+            .await
+            .unwrap_or_else(|error| panic!("reading the global log failed: {error:?}"));
+        if log.len() >= expected {
+            return log;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the global log shows {} of {expected} events after a minute",
+            log.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// The versions of `events`, as numbers.

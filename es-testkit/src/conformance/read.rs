@@ -2,8 +2,8 @@
 
 use chrono::Utc;
 use es_core::{
-    DecodeError, EventFilter, ExpectedVersion, Metadata, NewEvent, Position,
-    RawEvent, ReadError, StreamId, Version,
+    DecodeError, EventFilter, ExpectedVersion, Metadata, NewEvent, Position, RawEvent, ReadError,
+    StreamId, Version,
 };
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::json;
@@ -54,16 +54,21 @@ pub async fn metadata_and_ids_round_trip<S: TestStore>(store: S) {
         .with_causation_id(Uuid::now_v7())
         .with_actor("ada@example.com")
         .with_user("ip", "192.0.2.1")
-        .with_user("nested", json!({ "a": [1, 2, { "b": null }], "ünïcødé": "✓" }));
+        .with_user(
+            "nested",
+            json!({ "a": [1, 2, { "b": null }], "ünïcødé": "✓" }),
+        );
     let before = Utc::now();
     let committed = store
         .append(
             &stream,
             ExpectedVersion::NoStream,
             vec![
-                NewEvent::new(AccountEvent::Opened { owner: "ada".into() })
-                    .with_id(id)
-                    .with_metadata(metadata.clone()),
+                NewEvent::new(AccountEvent::Opened {
+                    owner: "ada".into(),
+                })
+                .with_id(id)
+                .with_metadata(metadata.clone()),
                 NewEvent::new(AccountEvent::Closed),
             ],
         )
@@ -71,9 +76,15 @@ pub async fn metadata_and_ids_round_trip<S: TestStore>(store: S) {
         .unwrap();
     let after = Utc::now();
     let read = read_stream(&store, &stream).await;
-    assert_eq!(read, committed.events, "reads return what the append returned");
+    assert_eq!(
+        read, committed.events,
+        "reads return what the append returned"
+    );
     assert_eq!(read[0].event_id, id);
-    assert_eq!(read[0].metadata, metadata, "every metadata field round-trips");
+    assert_eq!(
+        read[0].metadata, metadata,
+        "every metadata field round-trips"
+    );
     assert_eq!(read[1].metadata, Metadata::new());
     assert_eq!(read[1].event, AccountEvent::Closed);
     let slack = chrono::Duration::seconds(5);
@@ -103,7 +114,7 @@ pub async fn stream_ids_with_special_characters<S: TestStore>(store: S) {
         assert_eq!(versions(&read), [1, 2], "stream {stream:?}");
         assert!(read.iter().all(|e| e.stream_id == stream));
     }
-    let log = read_log::<S, RawEvent>(&store, Position::START, EventFilter::all()).await;
+    let log = read_log::<S, RawEvent>(&store, Position::START, EventFilter::all(), 6).await;
     assert_eq!(log.len(), 6);
 }
 
@@ -119,7 +130,9 @@ pub async fn global_log_is_ordered_and_resumable<S: TestStore>(store: S) {
             .unwrap();
         appended.extend(committed.events);
     }
-    let log = read_log::<S, AccountEvent>(&store, Position::START, EventFilter::all()).await;
+    let log =
+        read_log::<S, AccountEvent>(&store, Position::START, EventFilter::all(), appended.len())
+            .await;
     assert_eq!(log.len(), appended.len());
     assert!(
         log.windows(2).all(|w| w[0].position < w[1].position),
@@ -134,11 +147,18 @@ pub async fn global_log_is_ordered_and_resumable<S: TestStore>(store: S) {
     assert_eq!(log_ids, appended_ids);
 
     for k in [0, 3, log.len() - 1] {
-        let rest = read_log::<S, AccountEvent>(&store, log[k].position, EventFilter::all()).await;
+        let rest = read_log::<S, AccountEvent>(
+            &store,
+            log[k].position,
+            EventFilter::all(),
+            log.len() - k - 1,
+        )
+        .await;
         assert_eq!(rest, log[k + 1..], "resuming after position #{k}");
     }
     let after_end =
-        read_log::<S, AccountEvent>(&store, log[log.len() - 1].position, EventFilter::all()).await;
+        read_log::<S, AccountEvent>(&store, log[log.len() - 1].position, EventFilter::all(), 0)
+            .await;
     assert!(after_end.is_empty());
 }
 
@@ -149,7 +169,11 @@ pub async fn global_log_filters_by_category_and_type<S: TestStore>(store: S) {
         .append(
             &note,
             ExpectedVersion::NoStream,
-            vec![NewEvent::new(RawEvent::new("NoteTaken", 1, json!({ "text": "hi" })))],
+            vec![NewEvent::new(RawEvent::new(
+                "NoteTaken",
+                1,
+                json!({ "text": "hi" }),
+            ))],
         )
         .await
         .unwrap();
@@ -158,7 +182,9 @@ pub async fn global_log_filters_by_category_and_type<S: TestStore>(store: S) {
             &account("f"),
             ExpectedVersion::NoStream,
             vec![
-                NewEvent::new(AccountEvent::Opened { owner: "ada".into() }),
+                NewEvent::new(AccountEvent::Opened {
+                    owner: "ada".into(),
+                }),
                 NewEvent::new(AccountEvent::Deposited { amount: 3 }),
             ],
         )
@@ -169,6 +195,7 @@ pub async fn global_log_filters_by_category_and_type<S: TestStore>(store: S) {
         &store,
         Position::START,
         EventFilter::all().with_categories(["account"]),
+        2,
     )
     .await;
     assert_eq!(accounts.len(), 2);
@@ -176,24 +203,31 @@ pub async fn global_log_filters_by_category_and_type<S: TestStore>(store: S) {
         &store,
         Position::START,
         EventFilter::all().with_event_types(["Deposited"]),
+        1,
     )
     .await;
     assert_eq!(
         deposits_only.iter().map(|e| &e.event).collect::<Vec<_>>(),
         [&AccountEvent::Deposited { amount: 3 }]
     );
-    let typed =
-        read_log::<S, AccountEvent>(&store, Position::START, EventFilter::for_aggregate::<crate::fixture::Account>()).await;
+    let typed = read_log::<S, AccountEvent>(
+        &store,
+        Position::START,
+        EventFilter::for_aggregate::<crate::fixture::Account>(),
+        2,
+    )
+    .await;
     assert_eq!(typed.len(), 2);
     let notes = read_log::<S, RawEvent>(
         &store,
         Position::START,
         EventFilter::all().with_categories(["note", "nothing"]),
+        1,
     )
     .await;
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].event.payload, json!({ "text": "hi" }));
-    let everything = read_log::<S, RawEvent>(&store, Position::START, EventFilter::all()).await;
+    let everything = read_log::<S, RawEvent>(&store, Position::START, EventFilter::all(), 3).await;
     assert_eq!(everything.len(), 3);
 }
 
@@ -205,7 +239,9 @@ pub async fn reading_as_another_type_decodes_the_payload<S: TestStore>(store: S)
         .append(
             &stream,
             ExpectedVersion::NoStream,
-            vec![NewEvent::new(AccountEvent::Opened { owner: "ada".into() })],
+            vec![NewEvent::new(AccountEvent::Opened {
+                owner: "ada".into(),
+            })],
         )
         .await
         .unwrap();
@@ -226,8 +262,14 @@ pub async fn reading_as_another_type_decodes_the_payload<S: TestStore>(store: S)
         .try_collect()
         .await
         .unwrap();
-    assert_eq!(raw[0].event, RawEvent::new("Opened", 1, json!({ "owner": "ada" })));
-    assert_eq!(raw[1].event, RawEvent::new("Deposited", 1, json!({ "amount": 42 })));
+    assert_eq!(
+        raw[0].event,
+        RawEvent::new("Opened", 1, json!({ "owner": "ada" }))
+    );
+    assert_eq!(
+        raw[1].event,
+        RawEvent::new("Deposited", 1, json!({ "amount": 42 }))
+    );
     let typed = read_stream(&store, &stream).await;
     assert_eq!(typed[1].event, AccountEvent::Deposited { amount: 42 });
 }
@@ -252,7 +294,11 @@ pub async fn undecodable_event_names_stream_version_and_type<S: TestStore>(store
         .read_stream::<AccountEvent>(&stream, Version::INITIAL)
         .collect()
         .await;
-    assert_eq!(items.len(), 2, "the read ends at the first error: {items:?}");
+    assert_eq!(
+        items.len(),
+        2,
+        "the read ends at the first error: {items:?}"
+    );
     assert!(items[0].is_ok());
     match &items[1] {
         Err(ReadError::Decode {
@@ -267,7 +313,9 @@ pub async fn undecodable_event_names_stream_version_and_type<S: TestStore>(store
             assert_eq!(event_type, "Deposited");
             let message = items[1].as_ref().unwrap_err().to_string();
             assert!(
-                message.contains("account-bad") && message.contains("Deposited") && message.contains('2'),
+                message.contains("account-bad")
+                    && message.contains("Deposited")
+                    && message.contains('2'),
                 "the message names stream, type and version: {message}"
             );
         }
@@ -290,7 +338,10 @@ pub async fn undecodable_event_names_stream_version_and_type<S: TestStore>(store
     assert!(
         matches!(
             items.as_slice(),
-            [Err(ReadError::Decode { source: DecodeError::UnknownEventType { .. }, .. })]
+            [Err(ReadError::Decode {
+                source: DecodeError::UnknownEventType { .. },
+                ..
+            })]
         ),
         "got {items:?}"
     );

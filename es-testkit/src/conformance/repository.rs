@@ -20,7 +20,12 @@ pub async fn repository_commands_under_contention_lose_nothing<S: TestStore>(sto
             .with_backoff(Duration::from_micros(100), Duration::from_millis(5)),
     );
     repository
-        .execute("busy", AccountCommand::Open { owner: "ada".into() })
+        .execute(
+            "busy",
+            AccountCommand::Open {
+                owner: "ada".into(),
+            },
+        )
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -43,7 +48,10 @@ pub async fn repository_commands_under_contention_lose_nothing<S: TestStore>(sto
         .flat_map(|t| (0..COMMANDS).map(move |n| t * 1000 + n + 1))
         .sum();
     let loaded = repository.load("busy").await.unwrap();
-    assert_eq!(loaded.state.balance, expected_total, "no deposit lost or doubled");
+    assert_eq!(
+        loaded.state.balance, expected_total,
+        "no deposit lost or doubled"
+    );
     assert_eq!(loaded.state.movements, TASKS * COMMANDS);
     assert_eq!(loaded.version, Version::new(1 + TASKS * COMMANDS));
     let events = read_stream(&store, &account("busy")).await;
@@ -59,13 +67,25 @@ pub async fn repository_command_id_is_idempotent<S: TestStore>(store: S) {
     let repository = Repository::<Account, _>::new(store.clone());
     let open = CommandContext::new().with_command_id(Uuid::now_v7());
     let first = repository
-        .execute_with("idem", AccountCommand::Open { owner: "ada".into() }, open.clone())
+        .execute_with(
+            "idem",
+            AccountCommand::Open {
+                owner: "ada".into(),
+            },
+            open.clone(),
+        )
         .await
         .unwrap();
     assert!(!first.duplicate);
     // Opening again would be rejected (AlreadyOpen), but this is the same command.
     let again = repository
-        .execute_with("idem", AccountCommand::Open { owner: "ada".into() }, open)
+        .execute_with(
+            "idem",
+            AccountCommand::Open {
+                owner: "ada".into(),
+            },
+            open,
+        )
         .await
         .expect("a repeated command returns its first outcome");
     assert!(again.duplicate);
@@ -73,7 +93,11 @@ pub async fn repository_command_id_is_idempotent<S: TestStore>(store: S) {
 
     let deposit = CommandContext::new().with_command_id(Uuid::now_v7());
     let first = repository
-        .execute_with("idem", AccountCommand::Deposit { amount: 5 }, deposit.clone())
+        .execute_with(
+            "idem",
+            AccountCommand::Deposit { amount: 5 },
+            deposit.clone(),
+        )
         .await
         .unwrap();
     let again = repository
@@ -91,7 +115,10 @@ pub async fn repository_command_id_is_idempotent<S: TestStore>(store: S) {
         .unwrap();
     assert!(!third.duplicate);
     let loaded = repository.load("idem").await.unwrap();
-    assert_eq!((loaded.state.balance, loaded.version), (10, Version::new(3)));
+    assert_eq!(
+        (loaded.state.balance, loaded.version),
+        (10, Version::new(3))
+    );
 
     // Rejections still surface for commands never executed.
     let error = repository
@@ -108,7 +135,10 @@ pub async fn repository_command_id_is_idempotent<S: TestStore>(store: S) {
 
     // Events carry the command's metadata.
     let events = read_stream(&store, &account("idem")).await;
-    assert_eq!(events[0].metadata.causation_id, Some(first_command_id(&events[0])));
+    assert_eq!(
+        events[0].metadata.causation_id,
+        Some(first_command_id(&events[0]))
+    );
     assert!(events.iter().all(|e| e.metadata.correlation_id.is_some()));
 }
 
@@ -124,7 +154,12 @@ pub async fn repository_snapshot_state_equals_replayed_state<S: TestStore>(store
         let snapshots = Repository::<Account, _>::new(store.clone())
             .with_snapshot_policy(SnapshotPolicy::every(every));
         snapshots
-            .execute(&id, AccountCommand::Open { owner: "ada".into() })
+            .execute(
+                &id,
+                AccountCommand::Open {
+                    owner: "ada".into(),
+                },
+            )
             .await
             .unwrap();
         for amount in 1..=10 {
@@ -145,7 +180,11 @@ pub async fn repository_snapshot_state_equals_replayed_state<S: TestStore>(store
             .unwrap()
             .unwrap_or_else(|| panic!("a snapshot every {every} events was saved"));
         let expected_version = (12 / every) * every;
-        assert_eq!(snapshot.version, Version::new(expected_version), "every {every}");
+        assert_eq!(
+            snapshot.version,
+            Version::new(expected_version),
+            "every {every}"
+        );
         // The snapshot holds the state at its version: replay exactly that many events.
         let events = read_stream(&store, &stream).await;
         let mut at_snapshot = Account::default();
@@ -153,7 +192,10 @@ pub async fn repository_snapshot_state_equals_replayed_state<S: TestStore>(store
             es_core::Aggregate::apply(&mut at_snapshot, &event.event);
         }
         let stored: Account = serde_json::from_value(snapshot.state).unwrap();
-        assert_eq!(stored, at_snapshot, "snapshot state at version {expected_version}");
+        assert_eq!(
+            stored, at_snapshot,
+            "snapshot state at version {expected_version}"
+        );
 
         let replayed = Repository::<Account, _>::new(store.clone())
             .load(&id)
@@ -171,7 +213,12 @@ pub async fn repository_cache_never_decides_on_stale_state<S: TestStore>(store: 
     let first = Repository::<Account, _>::new(store.clone()).with_cache(16);
     let second = Repository::<Account, _>::new(store.clone()).with_cache(16);
     first
-        .execute("cached", AccountCommand::Open { owner: "ada".into() })
+        .execute(
+            "cached",
+            AccountCommand::Open {
+                owner: "ada".into(),
+            },
+        )
         .await
         .unwrap();
     // `first` caches an empty account; `second` deposits behind its back.
@@ -214,7 +261,10 @@ pub async fn repository_cache_never_decides_on_stale_state<S: TestStore>(store: 
         .await
         .expect("a stale cache is caught up, not reported as a conflict");
     let loaded = first.load("cached").await.unwrap();
-    assert_eq!((loaded.state.balance, loaded.version), (43, Version::new(6)));
+    assert_eq!(
+        (loaded.state.balance, loaded.version),
+        (43, Version::new(6))
+    );
     let events = read_stream(&store, &account("cached")).await;
     assert_eq!(versions(&events), (1..=6).collect::<Vec<_>>());
 }

@@ -30,7 +30,11 @@ pub async fn snapshots_keep_the_newest<S: TestStore>(store: S) {
 
     store.save_snapshot(snapshot("s", 3)).await.unwrap();
     let loaded = store.load_snapshot(&account("s")).await.unwrap().unwrap();
-    assert_eq!(loaded.version, Version::new(5), "an older snapshot is ignored");
+    assert_eq!(
+        loaded.version,
+        Version::new(5),
+        "an older snapshot is ignored"
+    );
 
     store.save_snapshot(snapshot("s", 8)).await.unwrap();
     let loaded = store.load_snapshot(&account("s")).await.unwrap().unwrap();
@@ -46,9 +50,15 @@ pub async fn checkpoints_save_load_and_delete<S: TestStore>(store: S) {
     let p1 = Position::from_parts(7, 123_456_789);
     let p2 = Position::from_parts(8, 123_456_790);
     store.save_checkpoint("orders-view", p1).await.unwrap();
-    assert_eq!(store.load_checkpoint("orders-view").await.unwrap(), Some(p1));
+    assert_eq!(
+        store.load_checkpoint("orders-view").await.unwrap(),
+        Some(p1)
+    );
     store.save_checkpoint("orders-view", p2).await.unwrap();
-    assert_eq!(store.load_checkpoint("orders-view").await.unwrap(), Some(p2));
+    assert_eq!(
+        store.load_checkpoint("orders-view").await.unwrap(),
+        Some(p2)
+    );
     store
         .save_checkpoint("orders-view", Position::START)
         .await
@@ -58,7 +68,10 @@ pub async fn checkpoints_save_load_and_delete<S: TestStore>(store: S) {
         Some(Position::START),
         "a checkpoint may move back"
     );
-    store.save_checkpoint("it's another; view", p1).await.unwrap();
+    store
+        .save_checkpoint("it's another; view", p1)
+        .await
+        .unwrap();
     assert_eq!(
         store.load_checkpoint("it's another; view").await.unwrap(),
         Some(p1)

@@ -4,8 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use es_core::{
-    EventEnvelope, EventFilter, ExpectedVersion, NewEvent, Position, RawEvent,
-    StreamId,
+    EventEnvelope, EventFilter, ExpectedVersion, NewEvent, Position, RawEvent, StreamId,
 };
 use futures_util::StreamExt as _;
 use serde_json::json;
@@ -56,12 +55,17 @@ pub async fn subscriber_sees_history_then_live_events<S: TestStore>(store: S) {
         .append(&stream, ExpectedVersion::NoStream, deposits(3))
         .await
         .unwrap();
-    let mut subscription = Box::pin(store.subscribe::<AccountEvent>(Position::START, EventFilter::all()));
+    let mut subscription =
+        Box::pin(store.subscribe::<AccountEvent>(Position::START, EventFilter::all()));
     let first = take(&mut subscription, 3).await;
     assert_eq!(first, history.events);
 
     let live = store
-        .append(&stream, ExpectedVersion::Exact(history.version), deposits(2))
+        .append(
+            &stream,
+            ExpectedVersion::Exact(history.version),
+            deposits(2),
+        )
         .await
         .unwrap();
     let next = take(&mut subscription, 2).await;
@@ -75,7 +79,8 @@ pub async fn subscriber_sees_history_then_live_events<S: TestStore>(store: S) {
 pub async fn subscriber_sees_every_event_once_while_writers_run<S: TestStore>(store: S) {
     const WRITERS: usize = 8;
     const APPENDS: usize = 40;
-    let mut subscription = Box::pin(store.subscribe::<AccountEvent>(Position::START, EventFilter::all()));
+    let mut subscription =
+        Box::pin(store.subscribe::<AccountEvent>(Position::START, EventFilter::all()));
 
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
@@ -91,7 +96,10 @@ pub async fn subscriber_sees_every_event_once_while_writers_run<S: TestStore>(st
                 // Batches of 1 to 3 events, so batches interleave too.
                 let batch = deposits((n % 3) as u64 + 1);
                 loop {
-                    match store.append(&stream, ExpectedVersion::Any, batch.clone()).await {
+                    match store
+                        .append(&stream, ExpectedVersion::Any, batch.clone())
+                        .await
+                    {
                         Ok(committed) => {
                             ids.extend(committed.events.iter().map(|e| e.event_id));
                             break;
@@ -129,7 +137,8 @@ pub async fn subscriber_resumes_after_position<S: TestStore>(store: S) {
         .await
         .unwrap();
     let checkpoint = committed.events[2].position;
-    let mut subscription = Box::pin(store.subscribe::<AccountEvent>(checkpoint, EventFilter::all()));
+    let mut subscription =
+        Box::pin(store.subscribe::<AccountEvent>(checkpoint, EventFilter::all()));
     let rest = take(&mut subscription, 2).await;
     assert_eq!(rest, committed.events[3..]);
     assert_quiet(&mut subscription).await;

@@ -1,7 +1,10 @@
 //! Runs the order scenario and prints each order's history, its rebuilt state, the rejected
 //! commands and the read model.
 
-#![allow(clippy::print_stdout, reason = "printing the report is this binary's job")]
+#![allow(
+    clippy::print_stdout,
+    reason = "printing the report is this binary's job"
+)]
 
 use es_memory::MemoryEventStore;
 use orders::scenario;

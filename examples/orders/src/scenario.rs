@@ -44,13 +44,16 @@ where
 {
     let run = uuid::Uuid::now_v7().simple().to_string();
     let run = &run[run.len() - 6..];
-    let orders = Repository::<Order, _>::new(store.clone())
-        .with_snapshot_policy(SnapshotPolicy::every(3));
+    let orders =
+        Repository::<Order, _>::new(store.clone()).with_snapshot_policy(SnapshotPolicy::every(3));
 
     let ids: Vec<String> = (1..=4).map(|n| format!("{run}-{n}")).collect();
     let plan: Vec<(&str, OrderCommand)> = vec![
         // Order 1: the happy path.
-        (&ids[0], place("ada", &[("BOOK-1984", 2, 1_250), ("MUG-TEA", 1, 900)])),
+        (
+            &ids[0],
+            place("ada", &[("BOOK-1984", 2, 1_250), ("MUG-TEA", 1, 900)]),
+        ),
         (&ids[0], pay(3_400, "psp-1001")),
         (&ids[0], prepare("berlin-2")),
         (&ids[0], ship("dhl", "JD0146000123")),

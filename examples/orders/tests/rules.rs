@@ -40,11 +40,17 @@ fn placing_totals_the_lines() {
         .given_no_previous_events()
         .when(OrderCommand::Place {
             customer: "ada".into(),
-            items: vec![LineItem::new("BOOK", 2, 1_250), LineItem::new("MUG", 1, 900)],
+            items: vec![
+                LineItem::new("BOOK", 2, 1_250),
+                LineItem::new("MUG", 1, 900),
+            ],
         })
         .then_expect_events([OrderEvent::Placed {
             customer: "ada".into(),
-            items: vec![LineItem::new("BOOK", 2, 1_250), LineItem::new("MUG", 1, 900)],
+            items: vec![
+                LineItem::new("BOOK", 2, 1_250),
+                LineItem::new("MUG", 1, 900),
+            ],
             total_cents: 3_400,
         }]);
 }

@@ -20,8 +20,18 @@ async fn scenario_plays_the_whole_lifecycle() {
     assert_eq!(
         types,
         [
-            vec!["OrderNew", "OrderPaymentReceived", "OrderPreparing", "OrderShipped"],
-            vec!["OrderNew", "OrderPaymentReceived", "OrderPaymentReceived", "OrderPreparing"],
+            vec![
+                "OrderNew",
+                "OrderPaymentReceived",
+                "OrderPreparing",
+                "OrderShipped"
+            ],
+            vec![
+                "OrderNew",
+                "OrderPaymentReceived",
+                "OrderPaymentReceived",
+                "OrderPreparing"
+            ],
             vec!["OrderNew"],
             vec!["OrderNew", "OrderPaymentReceived"],
         ]
@@ -44,7 +54,10 @@ async fn scenario_plays_the_whole_lifecycle() {
 
     assert_eq!(report.rejections.len(), 2);
     assert!(matches!(report.rejections[0].1, OrderCommand::Ship { .. }));
-    assert_eq!(report.rejections[0].2, OrderError::NotPaid { due_cents: 1_497 });
+    assert_eq!(
+        report.rejections[0].2,
+        OrderError::NotPaid { due_cents: 1_497 }
+    );
     assert_eq!(
         report.rejections[1].2,
         OrderError::Overpayment {
@@ -57,10 +70,17 @@ async fn scenario_plays_the_whole_lifecycle() {
     assert_eq!(report.summaries.revenue_cents, 3_400 + 7_900 + 2_500);
     for (id, state) in &report.states {
         let summary = &report.summaries.orders[id];
-        assert_eq!(summary.status, state.status, "read model agrees with order {id}");
+        assert_eq!(
+            summary.status, state.status,
+            "read model agrees with order {id}"
+        );
         assert_eq!(summary.paid_cents, state.paid_cents);
     }
 
     assert!(report.text.contains("OrderShipped"));
-    assert!(report.text.contains("the order is not paid: 1497 cents still due"));
+    assert!(
+        report
+            .text
+            .contains("the order is not paid: 1497 cents still due")
+    );
 }
