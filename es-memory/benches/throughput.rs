@@ -27,9 +27,18 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         println!("es-memory throughput (median of {RUNS} runs, one core)\n");
-        rehydration().await;
-        commands_one_stream().await;
-        commands_many_streams().await;
+        // `cargo bench --bench throughput -- <word>` runs only the parts whose name holds it.
+        let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+        let wanted = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+        if wanted("rehydration") {
+            rehydration().await;
+        }
+        if wanted("commands_one_stream") {
+            commands_one_stream().await;
+        }
+        if wanted("commands_many_streams") {
+            commands_many_streams().await;
+        }
     });
 }
 
