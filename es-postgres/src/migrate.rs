@@ -1,0 +1,103 @@
+//! Embedded, versioned migrations, applied by [`PgEventStore::migrate`](crate::PgEventStore::migrate).
+
+use sqlx::{AssertSqlSafe, PgPool, Row as _};
+
+use crate::error::PgStoreError;
+use crate::schema::SchemaName;
+
+/// One migration: its version, its name and its SQL (with `{schema}` for the schema).
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration, in order. Never edit one that has been released; add a new one.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "events",
+    sql: include_str!("../migrations/0001_events.sql"),
+}];
+
+/// The newest schema version this code knows.
+pub(crate) const LATEST: i32 = 1;
+
+/// Creates the schema or brings it up to date, in one transaction.
+///
+/// Concurrent callers (several processes starting at once) serialise on an advisory lock
+/// keyed by the schema, so each migration runs exactly once. The applied versions are kept
+/// in `<schema>.es_migrations`, apart from any application migration table.
+pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, PgStoreError> {
+    let quoted = schema.quoted();
+    let mut tx = pool.begin().await.map_err(PgStoreError::migrate)?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('es-postgres migrations ' || $1, 0))",
+    )
+    .bind(schema.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(PgStoreError::migrate)?;
+    let setup = format!(
+        "CREATE SCHEMA IF NOT EXISTS {quoted};
+         CREATE TABLE IF NOT EXISTS {quoted}.es_migrations (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );"
+    );
+    sqlx::raw_sql(AssertSqlSafe(setup))
+        .execute(&mut *tx)
+        .await
+        .map_err(PgStoreError::migrate)?;
+    let applied: Vec<(i32, String)> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT version, name FROM {quoted}.es_migrations ORDER BY version"
+    )))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(PgStoreError::migrate)?
+    .into_iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect();
+
+    if let Some((newest, _)) = applied.last()
+        && *newest > LATEST
+    {
+        return Err(PgStoreError::SchemaTooNew {
+            schema: schema.to_string(),
+            found: *newest,
+            supported: LATEST,
+        });
+    }
+    let mut ran = Vec::new();
+    for migration in MIGRATIONS {
+        match applied.iter().find(|(v, _)| *v == migration.version) {
+            Some((_, name)) if name == migration.name => continue,
+            Some((_, name)) => {
+                return Err(PgStoreError::MigrationMismatch {
+                    schema: schema.to_string(),
+                    version: migration.version,
+                    expected: migration.name,
+                    found: name.clone(),
+                });
+            }
+            None => {}
+        }
+        tracing::info!(schema = %schema, version = migration.version, name = migration.name, "applying migration");
+        let sql = migration.sql.replace("{schema}", &quoted);
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *tx)
+            .await
+            .map_err(PgStoreError::migrate)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {quoted}.es_migrations (version, name) VALUES ($1, $2)"
+        )))
+        .bind(migration.version)
+        .bind(migration.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(PgStoreError::migrate)?;
+        ran.push(migration.version);
+    }
+    tx.commit().await.map_err(PgStoreError::migrate)?;
+    Ok(ran)
+}

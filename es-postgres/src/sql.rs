@@ -1,0 +1,138 @@
+//! The store's SQL, with the schema spliced in once when the store is built.
+//!
+//! Every value is a bind parameter; the schema name (validated, quoted) is the only text
+//! put into a statement. Each text is built once, so sqlx prepares each statement once per
+//! connection and reuses it.
+
+use std::sync::Arc;
+
+use crate::schema::SchemaName;
+
+/// The columns every read returns, in the order `row::envelope` reads them.
+const ENVELOPE_COLUMNS: &str = "position, transaction_id::text, stream_id, version, event_id, \
+     event_type, schema_version, payload, metadata, recorded_at";
+
+/// The statements of one store.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    /// Append a batch at versions `$2 + 1 ..`: `$1` stream, `$2` expected version, then the
+    /// columns as arrays. Inserts nothing (and returns no rows) unless version `$2` exists
+    /// (or `$2` is 0), so a writer that expects a version the stream has not reached
+    /// cannot leave a gap; a writer behind the stream hits the unique (stream, version)
+    /// constraint instead.
+    pub(crate) append_exact: Arc<str>,
+    /// Append a batch after the stream's current end, whatever it is: `$1` stream, then the
+    /// columns as arrays.
+    pub(crate) append_any: Arc<str>,
+    /// The current version of stream `$1`.
+    pub(crate) stream_version: Arc<str>,
+    /// Up to `$3` events of stream `$1` from version `$2`.
+    pub(crate) read_stream: Arc<str>,
+    /// Up to `$5` events of the global log after `($1, $2)`, below the visibility horizon,
+    /// in log order, of categories `$3` and types `$4` (`NULL` for all).
+    pub(crate) read_log: Arc<str>,
+    /// The event with id `$1`.
+    pub(crate) find_event: Arc<str>,
+    /// The events with ids in `$1`.
+    pub(crate) find_events: Arc<str>,
+    pub(crate) save_snapshot: Arc<str>,
+    pub(crate) load_snapshot: Arc<str>,
+    pub(crate) save_checkpoint: Arc<str>,
+    pub(crate) load_checkpoint: Arc<str>,
+    pub(crate) delete_checkpoint: Arc<str>,
+    /// The oldest running transaction's age and the count of committed events that are
+    /// beyond the horizon, for lag reporting.
+    pub(crate) horizon: Arc<str>,
+    /// The notification channel of this schema.
+    pub(crate) channel: Arc<str>,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &SchemaName) -> Self {
+        let s = schema.quoted();
+        let insert = format!(
+            "INSERT INTO {s}.events \
+                 (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
+        );
+        // The batch's columns as arrays, from parameter `$first` on.
+        let unnest = |first: u8| {
+            let [a, b, c, d, e] = [first, first + 1, first + 2, first + 3, first + 4];
+            format!(
+                "UNNEST(${a}::uuid[], ${b}::text[], ${c}::int4[], ${d}::jsonb[], ${e}::jsonb[]) \
+                 WITH ORDINALITY AS e(id, typ, sv, pl, md, ord)"
+            )
+        };
+        let returning = "RETURNING position, transaction_id::text, version, recorded_at";
+        let text = |sql: String| -> Arc<str> { Arc::from(sql) };
+        Self {
+            append_exact: text(format!(
+                "{insert} \
+                 SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.md FROM {} \
+                 WHERE $2 = 0 OR EXISTS \
+                     (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2) \
+                 ORDER BY e.ord \
+                 {returning}",
+                unnest(3)
+            )),
+            append_any: text(format!(
+                "{insert} \
+                 SELECT $1, cur.v + e.ord, e.id, e.typ, e.sv, e.pl, e.md \
+                 FROM {}, \
+                     (SELECT coalesce(max(version), 0) AS v FROM {s}.events WHERE stream_id = $1) cur \
+                 ORDER BY e.ord \
+                 {returning}",
+                unnest(2)
+            )),
+            stream_version: text(format!(
+                "SELECT coalesce(max(version), 0) FROM {s}.events WHERE stream_id = $1"
+            )),
+            read_stream: text(format!(
+                "SELECT {ENVELOPE_COLUMNS} FROM {s}.events \
+                 WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3"
+            )),
+            read_log: text(format!(
+                "SELECT {ENVELOPE_COLUMNS} FROM {s}.events \
+                 WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                   AND ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
+                   AND ($4::text[] IS NULL OR event_type = ANY($4)) \
+                 ORDER BY transaction_id, position LIMIT $5"
+            )),
+            find_event: text(format!(
+                "SELECT {ENVELOPE_COLUMNS} FROM {s}.events WHERE event_id = $1"
+            )),
+            find_events: text(format!(
+                "SELECT {ENVELOPE_COLUMNS} FROM {s}.events WHERE event_id = ANY($1) ORDER BY position"
+            )),
+            save_snapshot: text(format!(
+                "INSERT INTO {s}.snapshots AS old (stream_id, version, schema_version, state, taken_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (stream_id) DO UPDATE \
+                 SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, \
+                     state = EXCLUDED.state, taken_at = EXCLUDED.taken_at \
+                 WHERE old.version <= EXCLUDED.version"
+            )),
+            load_snapshot: text(format!(
+                "SELECT version, schema_version, state, taken_at FROM {s}.snapshots WHERE stream_id = $1"
+            )),
+            save_checkpoint: text(format!(
+                "INSERT INTO {s}.checkpoints (name, position_major, position_minor) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE \
+                 SET position_major = EXCLUDED.position_major, \
+                     position_minor = EXCLUDED.position_minor, updated_at = now()"
+            )),
+            load_checkpoint: text(format!(
+                "SELECT position_major, position_minor FROM {s}.checkpoints WHERE name = $1"
+            )),
+            delete_checkpoint: text(format!("DELETE FROM {s}.checkpoints WHERE name = $1")),
+            horizon: text(format!(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, \
+                     (SELECT count(*) FROM {s}.events \
+                      WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())), \
+                     (SELECT max(now() - xact_start) FROM pg_stat_activity \
+                      WHERE backend_xid IS NOT NULL)::text"
+            )),
+            channel: text(format!("es_events_{}", schema.as_str())),
+        }
+    }
+}

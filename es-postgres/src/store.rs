@@ -1,0 +1,693 @@
+//! [`PgEventStore`]: appends, reads, snapshots and checkpoints on PostgreSQL.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use es_core::{
+    AppendError, CheckpointStore, Committed, DomainEvent, EventEnvelope, EventFilter, EventStore,
+    ExpectedVersion, NewEvent, Position, ReadError, Snapshot, SnapshotStore, StoreError, StreamId,
+    Version,
+};
+use futures_core::Stream;
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Row as _};
+use uuid::Uuid;
+
+use crate::error::{PgStoreError, UniqueConstraint, store_error, violated_unique_constraint};
+use crate::reader::{LogReader, StreamReader};
+use crate::row::{self, log_position, position_parts};
+use crate::schema::SchemaName;
+use crate::sql::Statements;
+use crate::wakeup::Wakeups;
+
+/// How many times an append with [`ExpectedVersion::Any`] is retried when a concurrent
+/// writer takes the version it computed. `Any` must not fail for a race, and each retry
+/// sees the other writer's commit, so a few suffice.
+const ANY_RETRIES: usize = 16;
+
+/// An event store on PostgreSQL.
+///
+/// Cheap to clone: clones share the pool, the prepared statements and the wake-up
+/// machinery. See the [crate docs](crate) for the schema and the guarantees.
+#[derive(Clone)]
+pub struct PgEventStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: PgPool,
+    pub(crate) schema: SchemaName,
+    pub(crate) sql: Statements,
+    pub(crate) page_size: i64,
+    pub(crate) poll_interval: Duration,
+    pub(crate) wakeups: Wakeups,
+}
+
+impl fmt::Debug for PgEventStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgEventStore")
+            .field("schema", &self.inner.schema)
+            .field("page_size", &self.inner.page_size)
+            .field("poll_interval", &self.inner.poll_interval)
+            .field("notify", &self.inner.wakeups.notifies())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`PgEventStore`].
+///
+/// ```no_run
+/// use es_postgres::PgEventStore;
+/// use std::time::Duration;
+///
+/// # async fn example(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PgEventStore::builder(pool)
+///     .schema("billing_events")?
+///     .poll_interval(Duration::from_millis(250))
+///     .build();
+/// store.migrate().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct PgEventStoreBuilder {
+    pool: PgPool,
+    schema: SchemaName,
+    notify: bool,
+    poll_interval: Duration,
+    page_size: i64,
+}
+
+impl PgEventStoreBuilder {
+    /// Uses the schema `name` (default `es`).
+    ///
+    /// # Errors
+    ///
+    /// Fails unless `name` is a plain lowercase identifier (see [`SchemaName`]).
+    pub fn schema(mut self, name: &str) -> Result<Self, PgStoreError> {
+        self.schema = SchemaName::new(name)?;
+        Ok(self)
+    }
+
+    /// Whether appends send a `NOTIFY` so that subscribers in *other* processes wake at
+    /// once (default on). The notification goes out after the append's commit, from a
+    /// background task that merges bursts, so it adds no round trip to an append and takes
+    /// no lock inside it. Subscribers in this process are woken directly either way, and
+    /// every subscriber also polls, so turning it off only delays other processes.
+    #[must_use]
+    pub fn notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    /// How long an idle subscriber waits before looking for new events when nothing woke
+    /// it (default 1 s): the bound on delay when notifications are lost or turned off.
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many rows a read fetches per query (default 1,000): larger pages mean fewer
+    /// round trips, smaller ones less memory per reader.
+    #[must_use]
+    pub fn page_size(mut self, rows: u32) -> Self {
+        self.page_size = i64::from(rows.max(1));
+        self
+    }
+
+    /// The store. Run [`PgEventStore::migrate`] before first use.
+    pub fn build(self) -> PgEventStore {
+        let sql = Statements::new(&self.schema);
+        let wakeups = Wakeups::new(self.pool.clone(), Arc::clone(&sql.channel), self.notify);
+        PgEventStore {
+            inner: Arc::new(Inner {
+                pool: self.pool,
+                schema: self.schema,
+                sql,
+                page_size: self.page_size,
+                poll_interval: self.poll_interval,
+                wakeups,
+            }),
+        }
+    }
+}
+
+/// How far the global log is readable, and what holds it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Horizon {
+    /// The oldest transaction id still running: events written by it or later are not
+    /// delivered yet, so that none is skipped if it commits late.
+    pub oldest_running_transaction: u64,
+    /// Committed events that wait behind that transaction.
+    pub events_waiting: u64,
+    /// How long the oldest writing transaction has been open, as PostgreSQL prints an
+    /// interval, if the role may see it.
+    pub oldest_transaction_age: Option<String>,
+}
+
+impl PgEventStore {
+    /// A store on `pool` with default settings (schema `es`).
+    pub fn new(pool: PgPool) -> Self {
+        Self::builder(pool).build()
+    }
+
+    /// Configures a store on `pool`.
+    pub fn builder(pool: PgPool) -> PgEventStoreBuilder {
+        PgEventStoreBuilder {
+            pool,
+            schema: SchemaName::default(),
+            notify: true,
+            poll_interval: Duration::from_secs(1),
+            page_size: 1_000,
+        }
+    }
+
+    /// Connects to `url` with a pool of up to 10 connections, in schema `es`.
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError::Connect`] if the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, PgStoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(url)
+            .await
+            .map_err(|source| PgStoreError::Connect {
+                url: redact(url),
+                source,
+            })?;
+        Ok(Self::new(pool))
+    }
+
+    /// Creates the schema and its tables, or upgrades them, through the embedded,
+    /// versioned migrations. Idempotent, and safe to run from several processes at once.
+    ///
+    /// # Errors
+    ///
+    /// Fails if a migration fails (the schema is then unchanged) or the schema was made by a
+    /// newer es-postgres.
+    pub async fn migrate(&self) -> Result<(), PgStoreError> {
+        crate::migrate::run(&self.inner.pool, &self.inner.schema)
+            .await
+            .map(drop)
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &SchemaName {
+        &self.inner.schema
+    }
+
+    /// How far the global log is readable now, and what holds it back: a long-running
+    /// transaction anywhere on the server delays delivery (never skips), and this shows it.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the server cannot be queried.
+    pub async fn horizon(&self) -> Result<Horizon, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.horizon)))
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(|e| store_error("horizon", e))?;
+        let xmin: String = row.try_get(0).map_err(|e| store_error("horizon", e))?;
+        let waiting: i64 = row.try_get(1).map_err(|e| store_error("horizon", e))?;
+        let age: Option<String> = row.try_get(2).map_err(|e| store_error("horizon", e))?;
+        Ok(Horizon {
+            oldest_running_transaction: xmin.parse().unwrap_or_default(),
+            events_waiting: u64::try_from(waiting).unwrap_or_default(),
+            oldest_transaction_age: age,
+        })
+    }
+
+    async fn append_batch<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+    ) -> Result<Committed<E>, AppendError> {
+        if events.is_empty() {
+            let current = self.current_version(stream).await?;
+            if !expected.matches(current) {
+                return Err(AppendError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual: current,
+                });
+            }
+            return Ok(Committed {
+                stream_id: stream.clone(),
+                version: current,
+                events: Vec::new(),
+                duplicate: false,
+            });
+        }
+        let batch = Batch::encode(stream, &events)?;
+
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let inserted = self.insert(stream, expected, &batch).await;
+            let rows = match inserted {
+                Ok(rows) if rows.len() == events.len() => rows,
+                // The guard found the stream short of the expected version.
+                Ok(rows) if rows.is_empty() => {
+                    return self.classify(stream, expected, &batch, &events).await;
+                }
+                Ok(rows) => {
+                    return Err(AppendError::Store {
+                        stream: stream.clone(),
+                        source: StoreError::new(
+                            "append",
+                            format!("inserted {} rows for {} events", rows.len(), events.len()),
+                        ),
+                    });
+                }
+                Err(error) => match violated_unique_constraint(&error) {
+                    Some(UniqueConstraint::StreamVersion | UniqueConstraint::EventId) => {
+                        match self.classify(stream, expected, &batch, &events).await {
+                            Ok(repeat) => return Ok(repeat),
+                            // Another `Any` writer took the versions this one computed.
+                            Err(AppendError::Conflict { .. })
+                                if expected == ExpectedVersion::Any && attempts < ANY_RETRIES =>
+                            {
+                                continue;
+                            }
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    _ => {
+                        return Err(AppendError::Store {
+                            stream: stream.clone(),
+                            source: store_error("append", error),
+                        });
+                    }
+                },
+            };
+            self.inner.wakeups.appended();
+            return committed(stream, events, &rows);
+        }
+    }
+
+    async fn insert(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &Batch,
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        let sql = &self.inner.sql;
+        let query = match expected {
+            ExpectedVersion::Any => {
+                sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_any))).bind(stream.as_str())
+            }
+            ExpectedVersion::NoStream => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_exact)))
+                .bind(stream.as_str())
+                .bind(0_i64),
+            ExpectedVersion::Exact(version) => {
+                sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_exact)))
+                    .bind(stream.as_str())
+                    .bind(i64::try_from(version.get()).unwrap_or(i64::MAX))
+            }
+        };
+        query
+            .bind(&batch.ids)
+            .bind(&batch.types)
+            .bind(&batch.schema_versions)
+            .bind(&batch.payloads)
+            .bind(&batch.metadata)
+            .fetch_all(&self.inner.pool)
+            .await
+    }
+
+    /// Explains a refused append: the batch is already stored (an idempotent repeat, which
+    /// is success), an id is taken, or the version did not match.
+    async fn classify<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &Batch,
+        events: &[NewEvent<E>],
+    ) -> Result<Committed<E>, AppendError> {
+        if let Some(repeat) = self.find_stored(stream, batch, events).await? {
+            return Ok(repeat);
+        }
+        Err(AppendError::Conflict {
+            stream: stream.clone(),
+            expected,
+            actual: self.current_version(stream).await?,
+        })
+    }
+
+    /// `Ok(None)` if none of the batch's ids is stored; the stored events if all are, in
+    /// this stream, as one run; an error otherwise.
+    async fn find_stored<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        batch: &Batch,
+        events: &[NewEvent<E>],
+    ) -> Result<Option<Committed<E>>, AppendError> {
+        let store_failure = |source: StoreError| AppendError::Store {
+            stream: stream.clone(),
+            source,
+        };
+        let rows = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_events)))
+            .bind(&batch.ids)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| store_failure(store_error("append", e)))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let stored = rows
+            .iter()
+            .map(row::envelope::<E>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| store_failure(StoreError::new("idempotent append", e)))?;
+        let first = &stored[0];
+        let is_repeat = stored.len() == events.len()
+            && stored.iter().zip(events).enumerate().all(|(i, (s, e))| {
+                &s.stream_id == stream
+                    && s.event_id == e.event_id
+                    && s.version.get() == first.version.get() + i as u64
+            });
+        if is_repeat {
+            let version = stored.last().map_or(Version::INITIAL, |e| e.version);
+            return Ok(Some(Committed {
+                stream_id: stream.clone(),
+                version,
+                events: stored,
+                duplicate: true,
+            }));
+        }
+        let clash = stored
+            .iter()
+            .find(|e| &e.stream_id != stream)
+            .unwrap_or(first);
+        Err(AppendError::DuplicateEventId {
+            event_id: clash.event_id,
+            stream: stream.clone(),
+            existing_stream: clash.stream_id.clone(),
+            existing_version: clash.version,
+        })
+    }
+
+    async fn current_version(&self, stream: &StreamId) -> Result<Version, AppendError> {
+        self.version_of(stream)
+            .await
+            .map_err(|source| AppendError::Store {
+                stream: stream.clone(),
+                source,
+            })
+    }
+
+    async fn version_of(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        let version: i64 =
+            sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.stream_version)))
+                .bind(stream.as_str())
+                .fetch_one(&self.inner.pool)
+                .await
+                .map_err(|e| store_error("stream version", e))?;
+        Ok(Version::new(u64::try_from(version).unwrap_or_default()))
+    }
+}
+
+/// The columns of a batch, as the arrays the insert binds.
+struct Batch {
+    ids: Vec<Uuid>,
+    types: Vec<String>,
+    schema_versions: Vec<i32>,
+    payloads: Vec<Value>,
+    metadata: Vec<Value>,
+}
+
+impl Batch {
+    fn encode<E: DomainEvent>(
+        stream: &StreamId,
+        events: &[NewEvent<E>],
+    ) -> Result<Self, AppendError> {
+        let mut seen = HashSet::with_capacity(events.len());
+        let mut batch = Self {
+            ids: Vec::with_capacity(events.len()),
+            types: Vec::with_capacity(events.len()),
+            schema_versions: Vec::with_capacity(events.len()),
+            payloads: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+        };
+        for new in events {
+            if !seen.insert(new.event_id) {
+                // Twice in one batch: the unique index would reject it, but reporting it
+                // here keeps it from looking like a concurrency conflict.
+                return Err(AppendError::DuplicateEventId {
+                    event_id: new.event_id,
+                    stream: stream.clone(),
+                    existing_stream: stream.clone(),
+                    existing_version: Version::INITIAL,
+                });
+            }
+            let event_type = new.event.event_type();
+            let encode_error = |source| AppendError::Encode {
+                stream: stream.clone(),
+                event_type: event_type.to_owned(),
+                source,
+            };
+            let payload = new.event.encode().map_err(encode_error)?;
+            let metadata = serde_json::to_value(&new.metadata)
+                .map_err(|source| encode_error(es_core::EncodeError::new(event_type, source)))?;
+            batch.ids.push(new.event_id);
+            batch.types.push(event_type.to_owned());
+            batch
+                .schema_versions
+                .push(i32::try_from(new.event.schema_version()).unwrap_or(i32::MAX));
+            batch.payloads.push(payload);
+            batch.metadata.push(metadata);
+        }
+        Ok(batch)
+    }
+}
+
+/// The envelopes of a successful append, from the rows it returned.
+fn committed<E: DomainEvent>(
+    stream: &StreamId,
+    events: Vec<NewEvent<E>>,
+    rows: &[PgRow],
+) -> Result<Committed<E>, AppendError> {
+    let corrupt = |detail: String| AppendError::Store {
+        stream: stream.clone(),
+        source: StoreError::new("append", detail),
+    };
+    let mut returned = Vec::with_capacity(rows.len());
+    for row in rows {
+        let position: i64 = row.try_get(0).map_err(|e| corrupt(e.to_string()))?;
+        let transaction: String = row.try_get(1).map_err(|e| corrupt(e.to_string()))?;
+        let version: i64 = row.try_get(2).map_err(|e| corrupt(e.to_string()))?;
+        let recorded_at: DateTime<Utc> = row.try_get(3).map_err(|e| corrupt(e.to_string()))?;
+        let position = log_position(&transaction, position).map_err(|e| corrupt(e.to_string()))?;
+        returned.push((version, position, recorded_at));
+    }
+    // RETURNING follows insertion order, which follows the batch; sorting by version
+    // makes that explicit rather than assumed.
+    returned.sort_by_key(|(version, _, _)| *version);
+    let mut envelopes = Vec::with_capacity(events.len());
+    for (new, (version, position, recorded_at)) in events.into_iter().zip(returned) {
+        envelopes.push(EventEnvelope {
+            event_id: new.event_id,
+            stream_id: stream.clone(),
+            version: Version::new(u64::try_from(version).unwrap_or_default()),
+            position,
+            recorded_at,
+            metadata: new.metadata,
+            event: new.event,
+        });
+    }
+    let version = envelopes.last().map_or(Version::INITIAL, |e| e.version);
+    Ok(Committed {
+        stream_id: stream.clone(),
+        version,
+        events: envelopes,
+        duplicate: false,
+    })
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn filter_arrays(filter: &EventFilter) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    (
+        filter.categories().map(<[String]>::to_vec),
+        filter.event_types().map(<[String]>::to_vec),
+    )
+}
+
+impl EventStore for PgEventStore {
+    async fn append<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+    ) -> Result<Committed<E>, AppendError> {
+        self.append_batch(stream, expected, events).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, ReadError> {
+        Ok(self.version_of(stream).await?)
+    }
+
+    fn read_stream<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        from: Version,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+        StreamReader::new(Arc::clone(&self.inner), stream.clone(), from).into_stream()
+    }
+
+    fn read_all<E: DomainEvent>(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+        let (categories, types) = filter_arrays(&filter);
+        LogReader::new(Arc::clone(&self.inner), after, categories, types, false).into_stream()
+    }
+
+    fn subscribe<E: DomainEvent>(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+        let (categories, types) = filter_arrays(&filter);
+        LogReader::new(Arc::clone(&self.inner), after, categories, types, true).into_stream()
+    }
+
+    async fn find_event<E: DomainEvent>(
+        &self,
+        event_id: Uuid,
+    ) -> Result<Option<EventEnvelope<E>>, ReadError> {
+        let row = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_event)))
+            .bind(event_id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| store_error("find event", e))?;
+        row.as_ref().map(row::envelope::<E>).transpose()
+    }
+}
+
+impl SnapshotStore for PgEventStore {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let version = i64::try_from(snapshot.version.get())
+            .map_err(|e| StoreError::new("snapshot save", e))?;
+        let schema_version = i32::try_from(snapshot.schema_version)
+            .map_err(|e| StoreError::new("snapshot save", e))?;
+        sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_snapshot)))
+            .bind(snapshot.stream_id.as_str())
+            .bind(version)
+            .bind(schema_version)
+            .bind(&snapshot.state)
+            .bind(snapshot.taken_at)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| store_error("snapshot save", e))?;
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_snapshot)))
+            .bind(stream.as_str())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| store_error("snapshot load", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let decode = |e: sqlx::Error| store_error("snapshot load", e);
+        let version: i64 = row.try_get(0).map_err(decode)?;
+        let schema_version: i32 = row.try_get(1).map_err(decode)?;
+        let state: Value = row.try_get(2).map_err(decode)?;
+        let taken_at: DateTime<Utc> = row.try_get(3).map_err(decode)?;
+        Ok(Some(Snapshot {
+            stream_id: stream.clone(),
+            version: Version::new(u64::try_from(version).unwrap_or_default()),
+            schema_version: u32::try_from(schema_version).unwrap_or_default(),
+            state,
+            taken_at,
+        }))
+    }
+}
+
+impl CheckpointStore for PgEventStore {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_checkpoint)))
+            .bind(name)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| store_error("checkpoint load", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let decode = |e: sqlx::Error| store_error("checkpoint load", e);
+        let major: i64 = row.try_get(0).map_err(decode)?;
+        let minor: i64 = row.try_get(1).map_err(decode)?;
+        Ok(Some(Position::from_parts(
+            u64::try_from(major).unwrap_or_default(),
+            u64::try_from(minor).unwrap_or_default(),
+        )))
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        let (major, minor) = position_parts(position).ok_or_else(|| {
+            StoreError::new(
+                "checkpoint save",
+                format!("position {position} does not fit in PostgreSQL bigints"),
+            )
+        })?;
+        sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_checkpoint)))
+            .bind(name)
+            .bind(major)
+            .bind(minor)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| store_error("checkpoint save", e))?;
+        Ok(())
+    }
+
+    async fn delete_checkpoint(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.delete_checkpoint)))
+            .bind(name)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| store_error("checkpoint delete", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/x"),
+            "postgres://app@db:5432/x"
+        );
+        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
+    }
+}

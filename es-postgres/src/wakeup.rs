@@ -1,0 +1,180 @@
+//! Waking subscribers: directly in this process, through LISTEN/NOTIFY across processes.
+//!
+//! A `NOTIFY` inside the append's transaction would take PostgreSQL's notification lock at
+//! every commit and serialise all appends. Instead, an append bumps an in-process counter
+//! (waking this process's subscribers at once) and, when notifications are on, pokes a
+//! background task that sends one `NOTIFY` after the commit for any number of appends that
+//! came in while the previous one was on its way. A listener task turns notifications from
+//! other processes into bumps of the same counter. Subscribers also poll, so a lost
+//! notification only delays them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::{Notify, watch};
+
+/// The wake-up machinery of one store.
+pub(crate) struct Wakeups {
+    /// Bumped whenever events may have been committed.
+    counter: Arc<watch::Sender<u64>>,
+    /// Pokes the notifier task; `None` when notifications are off.
+    notifier: Option<Arc<Notify>>,
+    notifier_started: AtomicBool,
+    listener_started: AtomicBool,
+    pool: PgPool,
+    channel: Arc<str>,
+    /// Dropped with the store, which stops its background tasks.
+    shutdown: watch::Sender<()>,
+}
+
+impl Wakeups {
+    pub(crate) fn new(pool: PgPool, channel: Arc<str>, notify: bool) -> Self {
+        Self {
+            counter: Arc::new(watch::Sender::new(0)),
+            notifier: notify.then(|| Arc::new(Notify::new())),
+            notifier_started: AtomicBool::new(false),
+            listener_started: AtomicBool::new(false),
+            pool,
+            channel,
+            shutdown: watch::Sender::new(()),
+        }
+    }
+
+    pub(crate) fn notifies(&self) -> bool {
+        self.notifier.is_some()
+    }
+
+    /// Events were committed by this process.
+    pub(crate) fn appended(&self) {
+        bump(&self.counter);
+        if let Some(notifier) = &self.notifier {
+            self.start_once(&self.notifier_started, |shutdown| {
+                notify_loop(
+                    self.pool.clone(),
+                    Arc::clone(&self.channel),
+                    Arc::clone(notifier),
+                    shutdown,
+                )
+            });
+            notifier.notify_one();
+        }
+    }
+
+    /// A receiver that changes whenever events may have been committed, by this process or
+    /// (through notifications) another.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.start_once(&self.listener_started, |shutdown| {
+            listen_loop(
+                self.pool.clone(),
+                Arc::clone(&self.channel),
+                Arc::clone(&self.counter),
+                shutdown,
+            )
+        });
+        self.counter.subscribe()
+    }
+
+    /// Spawns a background task once, if a Tokio runtime is at hand (if not, a later call
+    /// tries again: the store works without its tasks, subscribers then rely on polling).
+    fn start_once<F, T>(&self, started: &AtomicBool, task: T)
+    where
+        T: FnOnce(watch::Receiver<()>) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if started.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if started
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            runtime.spawn(task(self.shutdown.subscribe()));
+        }
+    }
+}
+
+fn bump(counter: &watch::Sender<u64>) {
+    counter.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// Sends a `NOTIFY` for every burst of appends, outside their transactions.
+async fn notify_loop(
+    pool: PgPool,
+    channel: Arc<str>,
+    poke: Arc<Notify>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = poke.notified() => {}
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&*channel)
+            .execute(&pool)
+            .await;
+        if let Err(error) = sent {
+            // Other processes' subscribers fall back on polling; nothing is lost.
+            tracing::debug!(
+                error = &error as &dyn std::error::Error,
+                "cannot send event notification"
+            );
+        }
+    }
+}
+
+/// Listens for other processes' notifications and turns them into wake-ups, reconnecting
+/// whenever the connection drops.
+async fn listen_loop(
+    pool: PgPool,
+    channel: Arc<str>,
+    counter: Arc<watch::Sender<u64>>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    let mut retry = Duration::from_millis(50);
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            _ = shutdown.changed() => return,
+            connected = connected => match connected {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::warn!(error = &error as &dyn std::error::Error, "cannot listen for event notifications; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        () = tokio::time::sleep(retry) => {}
+                    }
+                    retry = (retry * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+        };
+        retry = Duration::from_millis(50);
+        // Notifications sent while no one listened are gone: have everyone look.
+        bump(&counter);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                received = listener.try_recv() => match received {
+                    Ok(Some(_)) => bump(&counter),
+                    // The connection dropped; the next `try_recv` reconnects.
+                    Ok(None) => bump(&counter),
+                    Err(error) => {
+                        tracing::warn!(error = &error as &dyn std::error::Error, "event notification listener failed; reconnecting");
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
