@@ -169,6 +169,9 @@ impl<'a> EventVariant<'a> {
             Fields::Unnamed(fields) if fields.unnamed.len() == 1 => {
                 Shape::Newtype(Field::from_syn(fields.unnamed.first()?))
             }
+            // Several unnamed fields would have to be stored as a JSON array, whose meaning
+            // depends on field order alone; reordering or inserting a field would then silently
+            // misread every stored event. Named fields survive such changes.
             Fields::Unnamed(fields) => {
                 cx.error_spanned_by(
                     fields,

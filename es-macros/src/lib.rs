@@ -135,6 +135,8 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// `default`, `skip_serializing_if`, `with`, ...) are honoured: the derive copies them onto
 /// the private helper it (de)serializes each variant through. serde attributes on the enum
 /// or its variants are *not* applied to payloads (rename event types with `#[event(name)]`).
+/// The derive registers `serde` as one of its helper attributes, so field attributes work
+/// without a serde derive on the enum.
 /// Unknown fields in a stored payload are ignored, so adding a field with
 /// `#[serde(default)]` reads older events without a version bump.
 ///

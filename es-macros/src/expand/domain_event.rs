@@ -81,6 +81,7 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
     })
 }
 
+/// What every generated item of one event type refers to.
 struct Gen<'a> {
     ident: &'a Ident,
     private: &'a TokenStream,
