@@ -75,7 +75,7 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         stream: &StreamId,
         from: Version,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static;
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<Self, E>;
 
     /// Reads the global log after `after`, up to the events visible now, keeping the events
     /// that `filter` selects.
@@ -86,7 +86,7 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         after: Position,
         filter: EventFilter,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static;
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<Self, E>;
 
     /// Subscribes to the global log after `after`: the history first, then every event as it
     /// is committed. The stream never ends on its own; drop it to unsubscribe.
@@ -94,7 +94,7 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         after: Position,
         filter: EventFilter,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static;
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<Self, E>;
 
     /// Finds an event by its id.
     ///

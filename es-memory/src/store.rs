@@ -381,7 +381,7 @@ impl<E: DomainEvent> Reader<E> {
 
     fn into_stream(
         self,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
         futures_util::stream::unfold(self, |mut reader| async move {
             let item = reader.next().await?;
             Some((item, reader))
@@ -410,7 +410,7 @@ impl EventStore for MemoryEventStore {
         &self,
         stream: &StreamId,
         from: Version,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
         let cursor = Cursor::Stream {
             stream: stream.clone(),
             next: from.max(Version::new(1)),
@@ -422,7 +422,7 @@ impl EventStore for MemoryEventStore {
         &self,
         after: Position,
         filter: EventFilter,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
         let cursor = Cursor::Log {
             after: after.parts().1,
             filter,
@@ -434,7 +434,7 @@ impl EventStore for MemoryEventStore {
         &self,
         after: Position,
         filter: EventFilter,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
         let cursor = Cursor::Log {
             after: after.parts().1,
             filter,

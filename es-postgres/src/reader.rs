@@ -85,7 +85,7 @@ impl<E: DomainEvent> StreamReader<E> {
 
     pub(crate) fn into_stream(
         self,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
         futures_util::stream::unfold(self, |mut reader| async move {
             let item = reader.next().await?;
             Some((item, reader))
@@ -224,7 +224,7 @@ impl<E: DomainEvent> LogReader<E> {
 
     pub(crate) fn into_stream(
         self,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
         futures_util::stream::unfold(self, |mut reader| async move {
             let item = reader.next().await?;
             Some((item, reader))

@@ -555,7 +555,7 @@ impl EventStore for PgEventStore {
         &self,
         stream: &StreamId,
         from: Version,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
         StreamReader::new(Arc::clone(&self.inner), stream.clone(), from).into_stream()
     }
 
@@ -563,7 +563,7 @@ impl EventStore for PgEventStore {
         &self,
         after: Position,
         filter: EventFilter,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
         let (categories, types) = filter_arrays(&filter);
         LogReader::new(Arc::clone(&self.inner), after, categories, types, false).into_stream()
     }
@@ -572,7 +572,7 @@ impl EventStore for PgEventStore {
         &self,
         after: Position,
         filter: EventFilter,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
         let (categories, types) = filter_arrays(&filter);
         LogReader::new(Arc::clone(&self.inner), after, categories, types, true).into_stream()
     }
