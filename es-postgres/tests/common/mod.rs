@@ -14,14 +14,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 
 /// The server the tests use.
-pub fn database_url() -> String {
+pub(crate) fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// Connects with `max` connections tagged `application_name`, failing the test with a
 /// message that says how to get a server when none answers.
-pub async fn connect(application_name: &str, max: u32) -> PgPool {
+pub(crate) async fn connect(application_name: &str, max: u32) -> PgPool {
     let url = database_url();
     let options: PgConnectOptions = url
         .parse::<PgConnectOptions>()
@@ -42,12 +42,12 @@ pub async fn connect(application_name: &str, max: u32) -> PgPool {
 }
 
 /// A new, migrated store in a schema of its own, named `es_test_<unix time>_<random>`.
-pub async fn fresh_store() -> PgEventStore {
+pub(crate) async fn fresh_store() -> PgEventStore {
     fresh_store_with(|builder| builder).await
 }
 
 /// As [`fresh_store`], configured by `configure`.
-pub async fn fresh_store_with(
+pub(crate) async fn fresh_store_with(
     configure: impl FnOnce(es_postgres::PgEventStoreBuilder) -> es_postgres::PgEventStoreBuilder,
 ) -> PgEventStore {
     let now = SystemTime::now()
@@ -69,7 +69,7 @@ pub async fn fresh_store_with(
 }
 
 /// Drops the store's schema (for tests that passed).
-pub async fn drop_schema(store: PgEventStore) {
+pub(crate) async fn drop_schema(store: PgEventStore) {
     let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", store.schema());
     sqlx::query(AssertSqlSafe(sql))
         .execute(store.pool())
