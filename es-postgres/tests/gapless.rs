@@ -1,6 +1,12 @@
 //! A transaction that commits after a later-numbered one must not be skipped: the classic
 //! gap of identity-ordered event stores, provoked deterministically.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,12 @@
 //! Many concurrent writers through command execution, with a live subscriber throughout:
 //! afterwards every stream is gapless and the subscriber saw each committed event once.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step is a failed test"
+)]
+
 mod common;
 
 use std::collections::HashSet;
