@@ -94,12 +94,21 @@ where
         states.push((id.clone(), orders.load(id).await?.state));
     }
 
+    // The read model follows the global log. Subscribing (rather than reading once) waits
+    // for events a store may still hold back: PostgreSQL delivers an event only once every
+    // transaction that began before it has ended, so that none is ever skipped.
+    let expected: usize = histories.iter().map(|(_, events)| events.len()).sum();
     let mut summaries = OrderSummaries::default();
-    let log = store.read_all::<OrderEvent>(Position::START, EventFilter::for_aggregate::<Order>());
+    let mut seen = 0;
+    let log = store.subscribe::<OrderEvent>(Position::START, EventFilter::for_aggregate::<Order>());
     futures_util::pin_mut!(log);
-    while let Some(envelope) = log.try_next().await? {
+    while seen < expected {
+        let Some(envelope) = log.try_next().await? else {
+            break;
+        };
         if ids.iter().any(|id| id == envelope.stream_id.id()) {
             summaries.handle(&envelope).await?;
+            seen += 1;
         }
     }
 

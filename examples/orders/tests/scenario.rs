@@ -84,3 +84,41 @@ async fn scenario_plays_the_whole_lifecycle() {
             .contains("the order is not paid: 1497 cents still due")
     );
 }
+
+/// The same scenario on PostgreSQL (`DATABASE_URL`, or the local server), in a schema of
+/// its own.
+#[tokio::test]
+async fn scenario_runs_on_postgres() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|error| {
+        panic!("no PostgreSQL server answers at {url} ({error}); run ./scripts/ensure-postgres")
+    });
+    let schema = format!("es_test_orders_{}", uuid::Uuid::now_v7().simple());
+    let store = es_postgres::PgEventStore::builder(pool.clone())
+        .schema(&schema)
+        .unwrap()
+        .build();
+    store.migrate().await.unwrap();
+
+    let report = scenario::run(store).await.unwrap();
+    let statuses: Vec<OrderStatus> = report.states.iter().map(|(_, s)| s.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            OrderStatus::Shipped,
+            OrderStatus::Preparing,
+            OrderStatus::Placed,
+            OrderStatus::Paid
+        ]
+    );
+    assert_eq!(report.rejections.len(), 2);
+    assert_eq!(report.summaries.revenue_cents, 3_400 + 7_900 + 2_500);
+
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
