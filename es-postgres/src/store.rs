@@ -13,8 +13,8 @@ use es_core::{
 };
 use futures_core::Stream;
 use serde_json::Value;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Row as _};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use uuid::Uuid;
 
 use crate::error::{PgStoreError, UniqueConstraint, store_error, violated_unique_constraint};
@@ -173,14 +173,23 @@ impl PgEventStore {
     ///
     /// [`PgStoreError::Connect`] if the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, PgStoreError> {
+        let connect_error = |source| PgStoreError::Connect {
+            url: redact(url),
+            source,
+        };
+        // One direct attempt first: the pool would retry a refused connection until its
+        // acquire timeout, and a server that is down should be reported at once.
+        PgConnection::connect(url)
+            .await
+            .map_err(connect_error)?
+            .close()
+            .await
+            .map_err(connect_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .connect(url)
             .await
-            .map_err(|source| PgStoreError::Connect {
-                url: redact(url),
-                source,
-            })?;
+            .map_err(connect_error)?;
         Ok(Self::new(pool))
     }
 

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use es_postgres::PgEventStore;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
 
 /// The server the tests use.
 pub(crate) fn database_url() -> String {
@@ -22,15 +22,25 @@ pub(crate) fn database_url() -> String {
 /// Connects with `max` connections tagged `application_name`, failing the test with a
 /// message that says how to get a server when none answers.
 pub(crate) async fn connect(application_name: &str, max: u32) -> PgPool {
-    let url = database_url();
+    connect_to(&database_url(), application_name, max).await
+}
+
+/// As [`connect`], to the server at `url`.
+pub(crate) async fn connect_to(url: &str, application_name: &str, max: u32) -> PgPool {
     let options: PgConnectOptions = url
         .parse::<PgConnectOptions>()
         .unwrap_or_else(|e| panic!("DATABASE_URL {url:?} is not a PostgreSQL URL: {e}"))
         .application_name(application_name);
-    PgPoolOptions::new()
-        .max_connections(max)
-        .connect_with(options)
-        .await
+    // One direct attempt first, so that a missing server fails at once rather than after
+    // the pool's acquire timeout.
+    let first = match PgConnection::connect_with(&options).await {
+        Ok(connection) => connection.close().await,
+        Err(error) => Err(error),
+    };
+    first
+        .and(Ok(PgPoolOptions::new()
+            .max_connections(max)
+            .connect_lazy_with(options)))
         .unwrap_or_else(|error| {
             panic!(
                 "\n\nNo PostgreSQL server answers at {url}: {error}\n\
@@ -44,6 +54,22 @@ pub(crate) async fn connect(application_name: &str, max: u32) -> PgPool {
 /// A new, migrated store in a schema of its own, named `es_test_<unix time>_<random>`.
 pub(crate) async fn fresh_store() -> PgEventStore {
     fresh_store_with(|builder| builder).await
+}
+
+/// A second store on the same schema as `store`, with a pool of its own whose connections
+/// carry `application_name` (so a test can find and kill them): another process, in effect.
+pub(crate) async fn second_store(
+    store: &PgEventStore,
+    application_name: &str,
+    configure: impl FnOnce(es_postgres::PgEventStoreBuilder) -> es_postgres::PgEventStoreBuilder,
+) -> PgEventStore {
+    let pool = connect(application_name, 4).await;
+    configure(
+        PgEventStore::builder(pool)
+            .schema(store.schema().as_str())
+            .expect("valid schema"),
+    )
+    .build()
 }
 
 /// As [`fresh_store`], configured by `configure`.

@@ -1,0 +1,155 @@
+//! Migrations: from nothing, idempotent, safe to run concurrently, schemas kept apart, and
+//! refusing schemas this code does not know.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step is a failed test"
+)]
+
+mod common;
+
+use es_core::{EventStore as _, ExpectedVersion, NewEvent, RawEvent, StreamId, Version};
+use es_postgres::{PgEventStore, PgStoreError};
+use serde_json::json;
+use sqlx::AssertSqlSafe;
+
+async fn tables(store: &PgEventStore) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+    )
+    .bind(store.schema().as_str())
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrating_twice_changes_nothing_and_keeps_data() {
+    let store = common::fresh_store().await;
+    assert_eq!(
+        tables(&store).await,
+        ["checkpoints", "es_migrations", "events", "snapshots"]
+    );
+    let stream = StreamId::new("note", "1").unwrap();
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(RawEvent::new("Noted", 1, json!({})))],
+        )
+        .await
+        .unwrap();
+    store.migrate().await.expect("a second migrate is a no-op");
+    store.migrate().await.expect("and a third");
+    assert_eq!(
+        store.stream_version(&stream).await.unwrap(),
+        Version::new(1)
+    );
+    let versions: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM \"{}\".es_migrations",
+        store.schema()
+    )))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(versions, [1]);
+    common::drop_schema(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_apply_once() {
+    let store = common::fresh_store_with(|b| b).await;
+    // A brand-new schema, migrated by eight "processes" at once.
+    let schema = format!("{}_c", store.schema());
+    let mut runs = Vec::new();
+    for _ in 0..8 {
+        let pool = store.pool().clone();
+        let schema = schema.clone();
+        runs.push(tokio::spawn(async move {
+            PgEventStore::builder(pool)
+                .schema(&schema)
+                .unwrap()
+                .build()
+                .migrate()
+                .await
+        }));
+    }
+    for run in runs {
+        run.await
+            .unwrap()
+            .expect("every concurrent migrate succeeds");
+    }
+    let applied: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM \"{schema}\".es_migrations"
+    )))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(applied, 1);
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    common::drop_schema(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_are_independent() {
+    let a = common::fresh_store().await;
+    let b = common::fresh_store().await;
+    let stream = StreamId::new("note", "1").unwrap();
+    let event = || vec![NewEvent::new(RawEvent::new("Noted", 1, json!({})))];
+    a.append(&stream, ExpectedVersion::NoStream, event())
+        .await
+        .unwrap();
+    b.append(&stream, ExpectedVersion::NoStream, event())
+        .await
+        .expect("the same stream in another schema is another stream");
+    assert_eq!(a.stream_version(&stream).await.unwrap(), Version::new(1));
+    common::drop_schema(a).await;
+    common::drop_schema(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_schema_is_refused() {
+    let store = common::fresh_store().await;
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO \"{}\".es_migrations (version, name) VALUES (99, 'from the future')",
+        store.schema()
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    match store.migrate().await {
+        Err(PgStoreError::SchemaTooNew {
+            found, supported, ..
+        }) => assert_eq!((found, supported), (99, 1)),
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    common::drop_schema(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renamed_migration_is_refused() {
+    let store = common::fresh_store().await;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE \"{}\".es_migrations SET name = 'edited' WHERE version = 1",
+        store.schema()
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert!(matches!(
+        store.migrate().await,
+        Err(PgStoreError::MigrationMismatch { version: 1, .. })
+    ));
+    common::drop_schema(store).await;
+}
+
+#[tokio::test]
+async fn schema_names_are_identifiers_only() {
+    let pool = sqlx::PgPool::connect_lazy("postgres://localhost/x").unwrap();
+    let injected = PgEventStore::builder(pool).schema("es\"; DROP TABLE x; --");
+    assert!(matches!(injected, Err(PgStoreError::InvalidSchemaName(_))));
+}

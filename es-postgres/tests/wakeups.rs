@@ -1,0 +1,172 @@
+//! How subscribers learn of new events across processes: LISTEN/NOTIFY, polling as the
+//! fallback, and recovery from lost connections without loss or duplication.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step is a failed test"
+)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use es_core::{
+    EventEnvelope, EventFilter, EventStore as _, ExpectedVersion, NewEvent, Position, RawEvent,
+    ReadError, StreamId,
+};
+use es_postgres::PgEventStore;
+use futures_util::StreamExt as _;
+use serde_json::json;
+use uuid::Uuid;
+
+/// Far longer than any test waits: a subscriber with this poll interval only sees events
+/// it is woken for.
+const NEVER: Duration = Duration::from_secs(3600);
+
+/// Generous bound on a delivery that should be immediate; it bounds a hang, it does not
+/// measure speed.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn append(store: &PgEventStore, stream: &str, n: usize) -> Vec<Uuid> {
+    let events = (0..n)
+        .map(|i| NewEvent::new(RawEvent::new("Noted", 1, json!({ "n": i }))))
+        .collect();
+    store
+        .append(
+            &StreamId::parse(stream).unwrap(),
+            ExpectedVersion::Any,
+            events,
+        )
+        .await
+        .expect("append")
+        .events
+        .iter()
+        .map(|e| e.event_id)
+        .collect()
+}
+
+async fn take<S>(subscription: &mut S, n: usize) -> Vec<Uuid>
+where
+    S: futures_util::Stream<Item = Result<EventEnvelope<RawEvent>, ReadError>> + Unpin,
+{
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        let event = tokio::time::timeout(PATIENCE, subscription.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} events arrived", ids.len()))
+            .expect("a subscription never ends")
+            .expect("no error");
+        ids.push(event.event_id);
+    }
+    ids
+}
+
+/// A subscriber in "another process" (its own pool) that never polls is woken by the
+/// writer's notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_wakes_another_process() {
+    let writer = common::fresh_store().await;
+    let reader =
+        common::second_store(&writer, "es-test-listener", |b| b.poll_interval(NEVER)).await;
+    let mut subscription =
+        Box::pin(reader.subscribe::<RawEvent>(Position::START, EventFilter::all()));
+    // Let the subscriber reach the live phase (and its listener connect) first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let written = append(&writer, "note-1", 3).await;
+    assert_eq!(take(&mut subscription, 3).await, written);
+    let written = append(&writer, "note-2", 2).await;
+    assert_eq!(take(&mut subscription, 2).await, written);
+    common::drop_schema(writer).await;
+}
+
+/// With notifications off, another process's subscriber still gets everything by polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_covers_missing_notifications() {
+    let writer = common::fresh_store_with(|b| b.notify(false)).await;
+    let reader = common::second_store(&writer, "es-test-poller", |b| {
+        b.poll_interval(Duration::from_millis(50))
+    })
+    .await;
+    let mut subscription =
+        Box::pin(reader.subscribe::<RawEvent>(Position::START, EventFilter::all()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let written = append(&writer, "note-1", 4).await;
+    assert_eq!(take(&mut subscription, 4).await, written);
+    common::drop_schema(writer).await;
+}
+
+/// Killing every connection of a subscriber's process (its pool and its listener, with
+/// `pg_terminate_backend`) while events are written: it reconnects and resumes where it
+/// was, delivering every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_survives_terminated_connections() {
+    let writer = common::fresh_store().await;
+    let name = format!("es-test-kill-{}", Uuid::now_v7().simple());
+    let reader = common::second_store(&writer, &name, |b| {
+        b.poll_interval(Duration::from_millis(200)).page_size(7)
+    })
+    .await;
+    let mut subscription =
+        Box::pin(reader.subscribe::<RawEvent>(Position::START, EventFilter::all()));
+
+    let mut written = append(&writer, "note-before", 20).await;
+    let mut received = take(&mut subscription, 10).await;
+
+    let killer = common::connect("es-test-killer", 1).await;
+    for round in 0..3 {
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&name)
+        .fetch_all(&killer)
+        .await
+        .unwrap();
+        assert!(
+            !killed.is_empty(),
+            "round {round}: the reader had connections to kill"
+        );
+        written.extend(append(&writer, &format!("note-during-{round}"), 15).await);
+        received.extend(take(&mut subscription, 10).await);
+    }
+    written.extend(append(&writer, "note-after", 5).await);
+    let rest = written.len() - received.len();
+    received.extend(take(&mut subscription, rest).await);
+
+    let unique: HashSet<&Uuid> = received.iter().collect();
+    assert_eq!(unique.len(), received.len(), "no event delivered twice");
+    assert_eq!(received, written, "every event, in order");
+    if let Ok(extra) = tokio::time::timeout(Duration::from_millis(500), subscription.next()).await {
+        panic!("an extra event arrived: {extra:?}");
+    }
+    common::drop_schema(writer).await;
+}
+
+/// With no server at the address, the test helpers fail loudly and say how to start one.
+#[tokio::test]
+#[should_panic(expected = "No PostgreSQL server answers")]
+async fn missing_server_fails_with_instructions() {
+    common::connect_to(
+        "postgres://postgres@127.0.0.1:1/postgres",
+        "es-test-missing",
+        1,
+    )
+    .await;
+}
+
+/// The store's own connect error names the server and says what to do.
+#[tokio::test]
+async fn connect_error_says_what_to_do() {
+    let error = PgEventStore::connect("postgres://app:secret@127.0.0.1:1/postgres")
+        .await
+        .expect_err("nothing listens on port 1");
+    let message = error.to_string();
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(message.contains("is the server running"), "{message}");
+    assert!(
+        !message.contains("secret"),
+        "the password stays out: {message}"
+    );
+}
