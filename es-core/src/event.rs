@@ -72,6 +72,29 @@ pub trait DomainEvent: Clone + Send + Sync + 'static {
     /// version is not the one this code reads, or the payload does not fit.
     fn decode(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeError>;
 
+    /// Decodes an event from its stored type name, schema version and payload as JSON text.
+    ///
+    /// Stores that hold payloads as text use this. The default parses the text and calls
+    /// [`DomainEvent::decode`]; the derive reads the text straight into the event, without
+    /// building a [`Value`] first.
+    ///
+    /// # Errors
+    ///
+    /// As [`DomainEvent::decode`]; also when the text is not JSON.
+    fn decode_json(
+        event_type: &str,
+        schema_version: u32,
+        payload: &str,
+    ) -> Result<Self, DecodeError> {
+        let payload =
+            serde_json::from_str(payload).map_err(|source| DecodeError::InvalidPayload {
+                event_type: event_type.to_owned(),
+                version: schema_version,
+                source,
+            })?;
+        Self::decode(event_type, schema_version, payload)
+    }
+
     /// Whether [`DomainEvent::decode`] reads this event type name. Types that read any event
     /// (such as [`RawEvent`]) override it.
     fn decodes(event_type: &str) -> bool {
@@ -413,6 +436,16 @@ mod tests {
     #[test]
     fn empty_metadata_is_an_empty_object() {
         assert_eq!(serde_json::to_value(Metadata::new()).unwrap(), json!({}));
+    }
+
+    #[test]
+    fn decode_json_defaults_to_parsing_then_decode() {
+        let raw = RawEvent::decode_json("X", 2, r#"{"a": [1]}"#).unwrap();
+        assert_eq!(raw, RawEvent::new("X", 2, json!({ "a": [1] })));
+        assert!(matches!(
+            RawEvent::decode_json("X", 2, "{"),
+            Err(DecodeError::InvalidPayload { version: 2, .. })
+        ));
     }
 
     #[test]

@@ -91,6 +91,48 @@ impl<T> EqUnsupported<T> for &Probe<T> {
     }
 }
 
+/// A stored payload, as a [`Value`] or as JSON text: generated decoders are generic over
+/// it, so that each store decodes from what it holds without a detour.
+pub trait Payload {
+    /// Deserializes the payload into `T`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the payload does not fit `T`.
+    fn deserialize<T: DeserializeOwned>(self) -> Result<T, serde_json::Error>;
+
+    /// Whether the payload is that of an event without fields: `{}` or `null`.
+    fn is_unit(&self) -> bool;
+}
+
+impl Payload for Value {
+    fn deserialize<T: DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_value(self)
+    }
+
+    fn is_unit(&self) -> bool {
+        match self {
+            Value::Null => true,
+            Value::Object(fields) => fields.is_empty(),
+            _ => false,
+        }
+    }
+}
+
+/// A payload as JSON text.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonText<'a>(pub &'a str);
+
+impl Payload for JsonText<'_> {
+    fn deserialize<T: DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0)
+    }
+
+    fn is_unit(&self) -> bool {
+        serde_json::from_str::<Value>(self.0).is_ok_and(|value| value.is_unit())
+    }
+}
+
 /// Decodes a payload into `T`, mapping a serde failure to [`DecodeError::InvalidPayload`].
 ///
 /// # Errors
@@ -99,13 +141,15 @@ impl<T> EqUnsupported<T> for &Probe<T> {
 pub fn decode_payload<T: DeserializeOwned>(
     event_type: &str,
     version: u32,
-    payload: Value,
+    payload: impl Payload,
 ) -> Result<T, DecodeError> {
-    serde_json::from_value(payload).map_err(|source| DecodeError::InvalidPayload {
-        event_type: event_type.to_owned(),
-        version,
-        source,
-    })
+    payload
+        .deserialize()
+        .map_err(|source| DecodeError::InvalidPayload {
+            event_type: event_type.to_owned(),
+            version,
+            source,
+        })
 }
 
 /// Decodes the payload of a variant without fields: `{}` or `null`.
@@ -116,19 +160,18 @@ pub fn decode_payload<T: DeserializeOwned>(
 pub fn decode_unit_payload(
     event_type: &str,
     version: u32,
-    payload: &Value,
+    payload: &impl Payload,
 ) -> Result<(), DecodeError> {
-    match payload {
-        Value::Null => Ok(()),
-        Value::Object(fields) if fields.is_empty() => Ok(()),
-        _ => Err(DecodeError::InvalidPayload {
-            event_type: event_type.to_owned(),
-            version,
-            source: <serde_json::Error as serde::de::Error>::custom(
-                "expected an empty object for an event without fields",
-            ),
-        }),
+    if payload.is_unit() {
+        return Ok(());
     }
+    Err(DecodeError::InvalidPayload {
+        event_type: event_type.to_owned(),
+        version,
+        source: <serde_json::Error as serde::de::Error>::custom(
+            "expected an empty object for an event without fields",
+        ),
+    })
 }
 
 /// The payload of a variant without fields.

@@ -548,3 +548,47 @@ fn encoding_errors_name_the_event_type() {
     let error = event.encode().unwrap_err();
     assert_eq!(error.event_type(), "Mapped");
 }
+
+#[test]
+fn decoding_from_json_text_matches_decoding_from_a_value() {
+    for event in all_events() {
+        let payload = event.encode().unwrap();
+        let text = payload.to_string();
+        let from_text =
+            OrderEvent::decode_json(event.event_type(), event.schema_version(), &text).unwrap();
+        assert_eq!(from_text, event, "from text: {text}");
+    }
+    // Unit events also accept `null` as text.
+    assert_eq!(
+        OrderEvent::decode_json("Cancelled", 2, "null").unwrap(),
+        OrderEvent::Cancelled
+    );
+}
+
+#[test]
+fn decoding_from_json_text_reports_the_same_errors() {
+    assert!(matches!(
+        OrderEvent::decode_json("Placed", 1, r#"{"customer": 7}"#),
+        Err(DecodeError::InvalidPayload { version: 1, .. })
+    ));
+    assert!(matches!(
+        OrderEvent::decode_json("Placed", 1, "not json"),
+        Err(DecodeError::InvalidPayload { .. })
+    ));
+    assert!(matches!(
+        OrderEvent::decode_json("Cancelled", 2, "[1]"),
+        Err(DecodeError::InvalidPayload { .. })
+    ));
+    assert!(matches!(
+        OrderEvent::decode_json("OrderPaid", 1, "{}"),
+        Err(DecodeError::UnsupportedVersion {
+            version: 1,
+            supported: 3,
+            ..
+        })
+    ));
+    assert!(matches!(
+        OrderEvent::decode_json("Exploded", 1, "{}"),
+        Err(DecodeError::UnknownEventType { .. })
+    ));
+}

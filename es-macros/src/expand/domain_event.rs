@@ -75,6 +75,39 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
                 schema_version: ::core::primitive::u32,
                 payload: #private::serde_json::Value,
             ) -> ::core::result::Result<Self, #private::DecodeError> {
+                <Self as __DecodeFrom>::decode_from(event_type, schema_version, payload)
+            }
+
+            fn decode_json(
+                event_type: &::core::primitive::str,
+                schema_version: ::core::primitive::u32,
+                payload: &::core::primitive::str,
+            ) -> ::core::result::Result<Self, #private::DecodeError> {
+                <Self as __DecodeFrom>::decode_from(
+                    event_type,
+                    schema_version,
+                    #private::JsonText(payload),
+                )
+            }
+        }
+
+        // One decoder for every form a store holds payloads in (a JSON value, JSON text),
+        // so that neither takes a detour through the other.
+        trait __DecodeFrom: ::core::marker::Sized {
+            fn decode_from<P: #private::Payload>(
+                event_type: &::core::primitive::str,
+                schema_version: ::core::primitive::u32,
+                payload: P,
+            ) -> ::core::result::Result<Self, #private::DecodeError>;
+        }
+
+        #[automatically_derived]
+        impl __DecodeFrom for #ident {
+            fn decode_from<P: #private::Payload>(
+                event_type: &::core::primitive::str,
+                schema_version: ::core::primitive::u32,
+                payload: P,
+            ) -> ::core::result::Result<Self, #private::DecodeError> {
                 #decode
             }
         }
