@@ -1,2 +1,570 @@
-//! Placeholder, replaced by the benchmark.
-fn main() {}
+//! PostgreSQL store throughput and latency, each beside a bare-SQL baseline measured in the
+//! same run on a table of the same shape.
+//!
+//! Run with `cargo bench -p es-postgres --bench postgres` (DATABASE_URL, or the local
+//! server). It works in a schema of its own and drops it at the end. Prints figures; it
+//! asserts nothing about time.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark binary: printing is its output, a failure aborts it"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use es_core::{
+    Aggregate, DomainEvent, EventFilter, EventStore as _, ExpectedVersion, NewEvent, Position,
+    Repository, SnapshotPolicy, StreamId, Version,
+};
+use es_postgres::PgEventStore;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, PgPool};
+use uuid::Uuid;
+
+/// A memo of about 200 bytes of JSON, the payload size the baseline uses too.
+fn memo(n: u64) -> String {
+    format!("{n:>12} {}", "lorem ipsum dolor sit amet ".repeat(6))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+enum LedgerEvent {
+    Recorded { memo: String },
+}
+
+#[derive(Debug, Clone)]
+struct Record(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, es_core::Aggregate)]
+#[aggregate(name = "ledger", command = Record, event = LedgerEvent, error = Never)]
+struct Ledger {
+    entries: u64,
+    last: String,
+}
+
+impl Aggregate for Ledger {
+    async fn handle(&self, command: Record, _: &()) -> Result<Vec<LedgerEvent>, Never> {
+        Ok(vec![LedgerEvent::Recorded { memo: command.0 }])
+    }
+
+    fn apply(&mut self, event: &LedgerEvent) {
+        let LedgerEvent::Recorded { memo } = event;
+        self.entries += 1;
+        self.last.clone_from(memo);
+    }
+}
+
+struct Bench {
+    pool: PgPool,
+    schema: String,
+    rows: Vec<Row>,
+}
+
+struct Row {
+    what: String,
+    figure: f64,
+    unit: &'static str,
+    baseline: Option<f64>,
+}
+
+impl Bench {
+    fn record(
+        &mut self,
+        what: impl Into<String>,
+        figure: f64,
+        unit: &'static str,
+        baseline: Option<f64>,
+    ) {
+        let row = Row {
+            what: what.into(),
+            figure,
+            unit,
+            baseline,
+        };
+        let ratio = row
+            .baseline
+            .map(|b| format!("{:>5.0}%", 100.0 * row.figure / b))
+            .unwrap_or_default();
+        println!(
+            "{:<62} {:>10.0} {:<9} {ratio}",
+            row.what, row.figure, row.unit
+        );
+        self.rows.push(row);
+    }
+
+    fn store(&self, notify: bool) -> PgEventStore {
+        PgEventStore::builder(self.pool.clone())
+            .schema(&self.schema)
+            .unwrap()
+            .notify(notify)
+            .build()
+    }
+}
+
+fn rate(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("no PostgreSQL at {url}: {e} (run ./scripts/ensure-postgres)"));
+    let schema = format!("es_bench_{}", Uuid::now_v7().simple());
+    let mut bench = Bench {
+        pool: pool.clone(),
+        schema: schema.clone(),
+        rows: Vec::new(),
+    };
+    bench.store(true).migrate().await.unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE \"{schema}\".baseline (LIKE \"{schema}\".events INCLUDING ALL)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let server: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    println!(
+        "es-postgres against PostgreSQL {server}; ratios are to the bare-SQL baseline of the same shape\n"
+    );
+    println!(
+        "{:<62} {:>10} {:<9} {:>6}",
+        "measure", "figure", "unit", "ratio"
+    );
+
+    // `cargo bench --bench postgres -- <word>` runs only the parts whose name holds it.
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    if wanted("commands") {
+        single_event_commands(&mut bench).await;
+    }
+    if wanted("batched") {
+        batched_appends(&mut bench).await;
+    }
+    if wanted("reads") {
+        reads(&mut bench).await;
+    }
+    if wanted("loads") {
+        loads(&mut bench).await;
+    }
+    if wanted("latency") {
+        latency(&mut bench).await;
+    }
+
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+/// Bare single-row INSERT transactions by `writers` connections, `per_writer` each, each
+/// writer on its own stream: the rate the server can commit rows of this shape.
+async fn baseline_inserts(bench: &Bench, writers: u64, per_writer: u64) -> f64 {
+    // The same columns a command writes: payload, correlation and causation ids, and the
+    // (empty) free-form metadata.
+    let sql: Arc<str> = Arc::from(format!(
+        "INSERT INTO \"{}\".baseline (stream_id, version, event_id, event_type, schema_version, payload, \
+             correlation_id, causation_id, metadata) \
+         VALUES ($1, $2, $3, 'Recorded', 1, $4, $5, $5, '{{}}')",
+        bench.schema
+    ));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let pool = bench.pool.clone();
+        let sql = Arc::clone(&sql);
+        let stream = format!("baseline-{}-{writer}", Uuid::now_v7().simple());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_writer {
+                sqlx::query(AssertSqlSafe(Arc::clone(&sql)))
+                    .bind(&stream)
+                    .bind(i64::try_from(n + 1).unwrap())
+                    .bind(Uuid::now_v7())
+                    .bind(serde_json::json!({ "memo": memo(n) }))
+                    .bind(Uuid::now_v7())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    rate(writers * per_writer, start.elapsed())
+}
+
+/// Commands through `Repository`, one event each, by `writers` tasks. With `cache`, each
+/// task works on a stream of its own, starting from its cached state (one round trip per
+/// command); without, each command goes to a new stream, so it reads (nothing) and appends
+/// (two round trips) without the replay of a long stream muddying the figure.
+async fn commands(bench: &Bench, writers: u64, per_writer: u64, notify: bool, cache: bool) -> f64 {
+    let store = bench.store(notify);
+    let mut repository = Repository::<Ledger, _>::new(store);
+    if cache {
+        repository = repository.with_cache(1_024);
+    }
+    let run = Uuid::now_v7().simple().to_string();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let repository = repository.clone();
+        let id = format!("{run}-{writer}");
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_writer {
+                let id = if cache {
+                    id.clone()
+                } else {
+                    format!("{id}-{n}")
+                };
+                repository.execute(&id, Record(memo(n))).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    rate(writers * per_writer, start.elapsed())
+}
+
+async fn single_event_commands(bench: &mut Bench) {
+    const PER_WRITER_1: u64 = 2_000;
+    const PER_WRITER_8: u64 = 600;
+    // Warm the server and the statement caches.
+    baseline_inserts(bench, 8, 50).await;
+    commands(bench, 8, 50, true, true).await;
+
+    let base1 = baseline_inserts(bench, 1, PER_WRITER_1).await;
+    bench.record(
+        "baseline: bare single-row INSERT, 1 connection",
+        base1,
+        "rows/s",
+        None,
+    );
+    let cmd1 = commands(bench, 1, PER_WRITER_1, true, true).await;
+    bench.record(
+        "single-event commands, 1 writer (state cache)",
+        cmd1,
+        "cmds/s",
+        Some(base1),
+    );
+    let cmd1_nc = commands(bench, 1, PER_WRITER_1, true, false).await;
+    bench.record(
+        "single-event commands, 1 writer (no cache: read, then append)",
+        cmd1_nc,
+        "cmds/s",
+        Some(base1),
+    );
+
+    let base8 = baseline_inserts(bench, 8, PER_WRITER_8).await;
+    bench.record(
+        "baseline: bare single-row INSERT, 8 connections",
+        base8,
+        "rows/s",
+        None,
+    );
+    let cmd8 = commands(bench, 8, PER_WRITER_8, true, true).await;
+    bench.record(
+        "single-event commands, 8 writers (state cache)",
+        cmd8,
+        "cmds/s",
+        Some(base8),
+    );
+    let cmd8_quiet = commands(bench, 8, PER_WRITER_8, false, true).await;
+    bench.record(
+        "single-event commands, 8 writers (cache, NOTIFY off)",
+        cmd8_quiet,
+        "cmds/s",
+        Some(base8),
+    );
+    let cmd8_nc = commands(bench, 8, PER_WRITER_8, true, false).await;
+    bench.record(
+        "single-event commands, 8 writers (no cache: read, then append)",
+        cmd8_nc,
+        "cmds/s",
+        Some(base8),
+    );
+}
+
+async fn batched_appends(bench: &mut Bench) {
+    const BATCHES: u64 = 200;
+    const BATCH: u64 = 100;
+    // Baseline: the same 100 rows in one bare multi-row INSERT per transaction.
+    let sql = format!(
+        "INSERT INTO \"{}\".baseline (stream_id, version, event_id, event_type, schema_version, payload, \
+             correlation_id, causation_id, metadata) \
+         SELECT $1, v, gen_random_uuid(), 'Recorded', 1, jsonb_build_object('memo', $2::text), \
+             gen_random_uuid(), gen_random_uuid(), '{{}}' \
+         FROM generate_series($3::bigint, $4::bigint) v",
+        bench.schema
+    );
+    let stream = format!("baseline-batch-{}", Uuid::now_v7().simple());
+    let start = Instant::now();
+    for b in 0..BATCHES {
+        sqlx::query(AssertSqlSafe(sql.clone()))
+            .bind(&stream)
+            .bind(memo(b))
+            .bind(i64::try_from(b * BATCH + 1).unwrap())
+            .bind(i64::try_from((b + 1) * BATCH).unwrap())
+            .execute(&bench.pool)
+            .await
+            .unwrap();
+    }
+    let base = rate(BATCHES * BATCH, start.elapsed());
+    bench.record(
+        "baseline: bare 100-row INSERT per transaction, 1 connection",
+        base,
+        "rows/s",
+        None,
+    );
+
+    let store = bench.store(true);
+    let stream = StreamId::new("ledger", &format!("batch-{}", Uuid::now_v7().simple())).unwrap();
+    let start = Instant::now();
+    let mut version = Version::INITIAL;
+    for b in 0..BATCHES {
+        let events = (0..BATCH)
+            .map(|n| {
+                NewEvent::new(LedgerEvent::Recorded {
+                    memo: memo(b * BATCH + n),
+                })
+            })
+            .collect();
+        version = store
+            .append(&stream, ExpectedVersion::Exact(version), events)
+            .await
+            .unwrap()
+            .version;
+    }
+    let batched = rate(BATCHES * BATCH, start.elapsed());
+    bench.record(
+        "batched appends of 100 events, 1 connection",
+        batched,
+        "events/s",
+        Some(base),
+    );
+}
+
+async fn reads(bench: &mut Bench) {
+    const EVENTS: u64 = 10_000;
+    let store = bench.store(true);
+    let stream = StreamId::new("ledger", &format!("read-{}", Uuid::now_v7().simple())).unwrap();
+    for chunk in 0..EVENTS / 1_000 {
+        let events = (0..1_000)
+            .map(|n| {
+                NewEvent::new(LedgerEvent::Recorded {
+                    memo: memo(chunk * 1_000 + n),
+                })
+            })
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+    }
+    // Baseline: the same number of rows of the same shape, fetched bare.
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO \"{s}\".baseline (stream_id, version, event_id, event_type, schema_version, payload, \
+             correlation_id, causation_id, actor, metadata) \
+         SELECT 'baseline-read', version, gen_random_uuid(), event_type, schema_version, payload, \
+             correlation_id, causation_id, actor, metadata \
+         FROM \"{s}\".events WHERE stream_id = $1",
+        s = bench.schema
+    )))
+    .bind(stream.as_str())
+    .execute(&bench.pool)
+    .await
+    .unwrap();
+    let bare = format!(
+        "SELECT position, transaction_id, stream_id, version, event_id, event_type, schema_version, \
+             payload, correlation_id, causation_id, actor, metadata, recorded_at \
+         FROM \"{}\".baseline WHERE stream_id = 'baseline-read' ORDER BY version",
+        bench.schema
+    );
+    let mut base = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let rows = sqlx::query(AssertSqlSafe(bare.clone()))
+            .fetch_all(&bench.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows.len() as u64, EVENTS);
+        base.push(rate(EVENTS, start.elapsed()));
+        let start = Instant::now();
+        let events: Vec<_> = store
+            .read_stream::<LedgerEvent>(&stream, Version::INITIAL)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(events.len() as u64, EVENTS);
+        ours.push(rate(EVENTS, start.elapsed()));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let base = median(base);
+    bench.record(
+        "baseline: bare SELECT of a 10,000-row stream (all columns)",
+        base,
+        "rows/s",
+        None,
+    );
+    bench.record(
+        "stream read of 10,000 events (decoded)",
+        median(ours),
+        "events/s",
+        Some(base),
+    );
+}
+
+async fn loads(bench: &mut Bench) {
+    const EVENTS: u64 = 10_000;
+    let store = bench.store(true);
+    let id = format!("load-{}", Uuid::now_v7().simple());
+    let stream = StreamId::new("ledger", &id).unwrap();
+    for chunk in 0..EVENTS / 1_000 {
+        let events = (0..1_000)
+            .map(|n| {
+                NewEvent::new(LedgerEvent::Recorded {
+                    memo: memo(chunk * 1_000 + n),
+                })
+            })
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+    }
+    let replaying = Repository::<Ledger, _>::new(store.clone());
+    let snapshotting = Repository::<Ledger, _>::new(store.clone())
+        .with_snapshot_policy(SnapshotPolicy::every(EVENTS + 1));
+    // One more command reaches version 10,001, a multiple of the interval: a snapshot.
+    snapshotting.execute(&id, Record(memo(0))).await.unwrap();
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let loaded = replaying.load(&id).await.unwrap();
+        without.push(start.elapsed());
+        assert_eq!(loaded.version.get(), EVENTS + 1);
+        let start = Instant::now();
+        let loaded = snapshotting.load(&id).await.unwrap();
+        with.push(start.elapsed());
+        assert_eq!(loaded.state.entries, EVENTS + 1);
+    }
+    without.sort();
+    with.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    bench.record(
+        "aggregate load, 10,001 events, no snapshot (ms)",
+        ms(without[2]),
+        "ms",
+        None,
+    );
+    bench.record(
+        "aggregate load, 10,001 events, from a snapshot (ms)",
+        ms(with[2]),
+        "ms",
+        None,
+    );
+}
+
+/// From an append's return (its commit) to delivery by a subscriber already waiting.
+async fn latency(bench: &mut Bench) {
+    const EVENTS: usize = 500;
+    for (label, same_process) in [("same process", true), ("other process, via NOTIFY", false)] {
+        let writer = bench.store(true);
+        let reader = if same_process {
+            writer.clone()
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(2)
+                .connect_with((*bench.pool.connect_options()).clone())
+                .await
+                .unwrap();
+            PgEventStore::builder(pool)
+                .schema(&bench.schema)
+                .unwrap()
+                .build()
+        };
+        let start_at = {
+            let log: Vec<_> = reader
+                .read_all::<es_core::RawEvent>(Position::START, EventFilter::all())
+                .try_collect()
+                .await
+                .unwrap();
+            log.last().map_or(Position::START, |e| e.position)
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let subscriber = tokio::spawn(async move {
+            let mut live = Box::pin(reader.subscribe::<LedgerEvent>(
+                start_at,
+                EventFilter::all().with_categories(["ledger"]),
+            ));
+            while let Some(event) = live.next().await {
+                let event = event.unwrap();
+                if tx.send((event.event_id, Instant::now())).is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stream =
+            StreamId::new("ledger", &format!("latency-{}", Uuid::now_v7().simple())).unwrap();
+        let mut samples = Vec::with_capacity(EVENTS);
+        for n in 0..EVENTS {
+            let committed = writer
+                .append(
+                    &stream,
+                    ExpectedVersion::Any,
+                    vec![NewEvent::new(LedgerEvent::Recorded {
+                        memo: memo(n as u64),
+                    })],
+                )
+                .await
+                .unwrap();
+            let done = Instant::now();
+            let id = committed.events[0].event_id;
+            loop {
+                let (got, at) = rx.recv().await.unwrap();
+                if got == id {
+                    samples.push(at.saturating_duration_since(done));
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        subscriber.abort();
+        samples.sort();
+        let p = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+        bench.record(
+            format!("commit-to-subscriber latency p50, {label} (ms)"),
+            p(0.5),
+            "ms",
+            None,
+        );
+        bench.record(
+            format!("commit-to-subscriber latency p99, {label} (ms)"),
+            p(0.99),
+            "ms",
+            None,
+        );
+    }
+}

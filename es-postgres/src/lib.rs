@@ -70,6 +70,7 @@ mod schema;
 mod sql;
 mod store;
 mod wakeup;
+mod xid;
 
 pub use error::PgStoreError;
 pub use schema::{InvalidSchemaName, SchemaName};

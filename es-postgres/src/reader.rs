@@ -1,4 +1,7 @@
 //! Paged readers: one stream by version, and the global log (once, or live).
+//!
+//! Both fetch the next page while the caller works through the current one, so decoding
+//! on this side overlaps with the server producing rows on the other.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -7,13 +10,16 @@ use std::time::Duration;
 
 use es_core::{DomainEvent, EventEnvelope, Position, ReadError, StreamId, Version};
 use futures_core::Stream;
+use futures_util::StreamExt as _;
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Row as _};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::error::{is_transient, store_error};
 use crate::row;
 use crate::store::Inner;
+use crate::xid::Xid8;
 
 /// The first pause of a subscriber that was woken but found nothing readable yet (a
 /// transaction older than the new events still runs); it doubles up to the poll interval.
@@ -22,15 +28,112 @@ const FIRST_RETRY: Duration = Duration::from_millis(1);
 /// The longest pause between attempts while the server is unreachable.
 const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
 
-/// Reads one stream forwards, a page at a time.
+type Page = Result<Vec<PgRow>, sqlx::Error>;
+
+/// A page query running in the background.
+struct Prefetch(Option<JoinHandle<Page>>);
+
+impl Prefetch {
+    fn none() -> Self {
+        Self(None)
+    }
+
+    /// Starts `query` in the background if a runtime is at hand; otherwise it runs when
+    /// taken.
+    fn start(&mut self, query: impl Future<Output = Page> + Send + 'static) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.0 = Some(runtime.spawn(query));
+        }
+    }
+
+    /// The prefetched page, if one was started.
+    async fn take(&mut self) -> Option<Page> {
+        let handle = self.0.take()?;
+        Some(match handle.await {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "page prefetch failed"
+                );
+                Err(sqlx::Error::WorkerCrashed)
+            }
+        })
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+        }
+    }
+}
+
+/// How many rows a stream reader hands over at a time, and how many such batches may wait:
+/// together, the bound on the rows a stream read holds in memory.
+const STREAM_BATCH: usize = 256;
+const STREAM_BATCHES_AHEAD: usize = 4;
+
+/// Reads one stream forwards.
+///
+/// One query reads the whole rest of the stream, in a background task that hands rows over
+/// in batches through a bounded channel: the server streams rows while this side decodes,
+/// and when the reader falls behind, the channel, the socket and then the server wait for
+/// it, so memory stays bounded however long the stream is. Dropping the reader ends the
+/// task and the query.
 pub(crate) struct StreamReader<E> {
     inner: Arc<Inner>,
     stream: StreamId,
-    next: Version,
+    from: Version,
+    rows: Option<mpsc::Receiver<Page>>,
+    task: Option<JoinHandle<()>>,
     buffer: VecDeque<PgRow>,
-    exhausted: bool,
-    failed: bool,
+    finished: bool,
     event: PhantomData<fn() -> E>,
+}
+
+impl<E> Drop for StreamReader<E> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Runs the stream query and forwards its rows in batches until the stream or the reader
+/// ends.
+async fn forward_stream(
+    inner: Arc<Inner>,
+    stream: StreamId,
+    from: Version,
+    sink: mpsc::Sender<Page>,
+) {
+    let mut rows = sqlx::query(AssertSqlSafe(Arc::clone(&inner.sql.read_stream)))
+        .bind(stream.as_str())
+        .bind(i64::try_from(from.get()).unwrap_or(i64::MAX))
+        .fetch(&inner.pool);
+    let mut batch = Vec::with_capacity(STREAM_BATCH);
+    while let Some(row) = rows.next().await {
+        match row {
+            Ok(row) => {
+                batch.push(row);
+                if batch.len() == STREAM_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(STREAM_BATCH));
+                    if sink.send(Ok(full)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(error) => {
+                let _ = sink.send(Err(error)).await;
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = sink.send(Ok(batch)).await;
+    }
 }
 
 impl<E: DomainEvent> StreamReader<E> {
@@ -38,48 +141,67 @@ impl<E: DomainEvent> StreamReader<E> {
         Self {
             inner,
             stream,
-            next: from.max(Version::new(1)),
+            from: from.max(Version::new(1)),
+            rows: None,
+            task: None,
             buffer: VecDeque::new(),
-            exhausted: false,
-            failed: false,
+            finished: false,
             event: PhantomData,
         }
     }
 
     async fn next(&mut self) -> Option<Result<EventEnvelope<E>, ReadError>> {
         loop {
-            // A stream of results ends at its first error.
-            if self.failed {
-                return None;
-            }
             if let Some(row) = self.buffer.pop_front() {
-                let envelope = row::envelope::<E>(&row);
-                self.failed = envelope.is_err();
+                let envelope = row::envelope::<E>(&row, Some(&self.stream));
+                if envelope.is_err() {
+                    // A stream of results ends at its first error.
+                    self.finish();
+                }
                 return Some(envelope);
             }
-            if self.exhausted {
+            if self.finished {
                 return None;
             }
-            let from = i64::try_from(self.next.get()).unwrap_or(i64::MAX);
-            let page = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.read_stream)))
-                .bind(self.stream.as_str())
-                .bind(from)
-                .bind(self.inner.page_size)
-                .fetch_all(&self.inner.pool)
-                .await;
-            let rows = match page {
-                Ok(rows) => rows,
-                Err(error) => {
-                    self.failed = true;
-                    return Some(Err(store_error("stream read", error).into()));
+            let rows = match &mut self.rows {
+                Some(rows) => rows,
+                None => {
+                    let (sink, rows) = mpsc::channel(STREAM_BATCHES_AHEAD);
+                    let query = forward_stream(
+                        Arc::clone(&self.inner),
+                        self.stream.clone(),
+                        self.from,
+                        sink,
+                    );
+                    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                        self.finish();
+                        return Some(Err(store_error(
+                            "stream read",
+                            sqlx::Error::Configuration("a Tokio runtime is required".into()),
+                        )
+                        .into()));
+                    };
+                    self.task = Some(runtime.spawn(query));
+                    self.rows.insert(rows)
                 }
             };
-            self.exhausted = (rows.len() as i64) < self.inner.page_size;
-            if let Some(last) = rows.last() {
-                let version: i64 = last.try_get(3).unwrap_or(i64::MAX);
-                self.next = Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next();
+            match rows.recv().await {
+                Some(Ok(batch)) => self.buffer.extend(batch),
+                Some(Err(error)) => {
+                    self.finish();
+                    return Some(Err(store_error("stream read", error).into()));
+                }
+                None => self.finish(),
             }
-            self.buffer.extend(rows);
+        }
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+        self.buffer.clear();
+        self.rows = None;
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
     }
 
@@ -93,15 +215,39 @@ impl<E: DomainEvent> StreamReader<E> {
     }
 }
 
+/// What a global-log read selects.
+#[derive(Clone)]
+struct LogQuery {
+    inner: Arc<Inner>,
+    categories: Option<Arc<[String]>>,
+    types: Option<Arc<[String]>>,
+}
+
+impl LogQuery {
+    /// The next page after `after`, below the visibility horizon.
+    fn page(&self, after: (u64, i64)) -> impl Future<Output = Page> + Send + 'static {
+        let query = self.clone();
+        async move {
+            sqlx::query(AssertSqlSafe(Arc::clone(&query.inner.sql.read_log)))
+                .bind(Xid8(after.0))
+                .bind(after.1)
+                .bind(query.categories.as_deref())
+                .bind(query.types.as_deref())
+                .bind(query.inner.page_size)
+                .fetch_all(&query.inner.pool)
+                .await
+        }
+    }
+}
+
 /// Reads the global log in (transaction id, sequence) order below the visibility horizon,
 /// a page at a time; live readers then wait for more instead of ending.
 pub(crate) struct LogReader<E> {
-    inner: Arc<Inner>,
+    query: LogQuery,
     /// The last position read: (transaction id, sequence number).
     after: (u64, i64),
-    categories: Option<Vec<String>>,
-    types: Option<Vec<String>>,
     buffer: VecDeque<PgRow>,
+    prefetch: Prefetch,
     /// `Some` for a subscription.
     wake: Option<watch::Receiver<u64>>,
     /// For a read that ends: the log is read up to the horizon.
@@ -123,11 +269,14 @@ impl<E: DomainEvent> LogReader<E> {
         let (transaction, sequence) = after.parts();
         let wake = live.then(|| inner.wakeups.subscribe());
         Self {
-            inner,
+            query: LogQuery {
+                inner,
+                categories: categories.map(Arc::from),
+                types: types.map(Arc::from),
+            },
             after: (transaction, i64::try_from(sequence).unwrap_or(i64::MAX)),
-            categories,
-            types,
             buffer: VecDeque::new(),
+            prefetch: Prefetch::none(),
             wake,
             exhausted: false,
             failed: false,
@@ -136,20 +285,16 @@ impl<E: DomainEvent> LogReader<E> {
         }
     }
 
-    async fn fetch(&mut self) -> Result<Vec<PgRow>, sqlx::Error> {
+    async fn fetch(&mut self) -> Page {
+        if let Some(page) = self.prefetch.take().await {
+            return page;
+        }
         if let Some(wake) = &mut self.wake {
             // Appends from now on wake this reader; earlier ones are in this page (or held
             // back by the horizon, which the retry pauses cover).
             wake.borrow_and_update();
         }
-        sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.read_log)))
-            .bind(self.after.0.to_string())
-            .bind(self.after.1)
-            .bind(self.categories.as_deref())
-            .bind(self.types.as_deref())
-            .bind(self.inner.page_size)
-            .fetch_all(&self.inner.pool)
-            .await
+        self.query.page(self.after).await
     }
 
     async fn next(&mut self) -> Option<Result<EventEnvelope<E>, ReadError>> {
@@ -160,7 +305,7 @@ impl<E: DomainEvent> LogReader<E> {
                 return None;
             }
             if let Some(row) = self.buffer.pop_front() {
-                let envelope = row::envelope::<E>(&row);
+                let envelope = row::envelope::<E>(&row, None);
                 self.failed = envelope.is_err();
                 return Some(envelope);
             }
@@ -181,10 +326,13 @@ impl<E: DomainEvent> LogReader<E> {
                     return Some(Err(store_error("log read", error).into()));
                 }
             };
-            let full = rows.len() as i64 >= self.inner.page_size;
+            let full = rows.len() as i64 >= self.query.inner.page_size;
             if let Some(last) = rows.last() {
-                match last_position(last) {
-                    Ok(position) => self.after = position,
+                match row::position_of(last) {
+                    Ok(position) => {
+                        let (transaction, sequence) = position.parts();
+                        self.after = (transaction, i64::try_from(sequence).unwrap_or(i64::MAX));
+                    }
                     Err(error) => {
                         self.failed = true;
                         return Some(Err(error));
@@ -194,6 +342,7 @@ impl<E: DomainEvent> LogReader<E> {
             let found = !rows.is_empty();
             self.buffer.extend(rows);
             if full {
+                self.prefetch.start(self.query.page(self.after));
                 continue;
             }
             let Some(wake) = &mut self.wake else {
@@ -205,7 +354,7 @@ impl<E: DomainEvent> LogReader<E> {
                 continue;
             }
             // Caught up with the horizon: wait for a wake-up, a retry pause or the poll.
-            let poll = self.inner.poll_interval;
+            let poll = self.query.inner.poll_interval;
             let pause = self.retry.unwrap_or(poll);
             tokio::select! {
                 changed = wake.changed() => {
@@ -230,16 +379,4 @@ impl<E: DomainEvent> LogReader<E> {
             Some((item, reader))
         })
     }
-}
-
-fn last_position(row: &PgRow) -> Result<(u64, i64), ReadError> {
-    let corrupt = |error: sqlx::Error| ReadError::Corrupt {
-        detail: format!("unexpected events row: {error}"),
-    };
-    let sequence: i64 = row.try_get(0).map_err(corrupt)?;
-    let transaction: String = row.try_get(1).map_err(corrupt)?;
-    let transaction = transaction.parse::<u64>().map_err(|_| ReadError::Corrupt {
-        detail: format!("transaction id {transaction:?} is not a number"),
-    })?;
-    Ok((transaction, sequence))
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use crate::schema::SchemaName;
 
 /// The columns every read returns, in the order `row::envelope` reads them.
-const ENVELOPE_COLUMNS: &str = "position, transaction_id::text, stream_id, version, event_id, \
-     event_type, schema_version, payload, metadata, recorded_at";
+pub(crate) const ENVELOPE_COLUMNS: &str = "position, transaction_id, stream_id, version, event_id, \
+     event_type, schema_version, payload, correlation_id, causation_id, actor, metadata, recorded_at";
 
 /// The statements of one store.
 #[derive(Debug)]
@@ -24,9 +24,14 @@ pub(crate) struct Statements {
     /// Append a batch after the stream's current end, whatever it is: `$1` stream, then the
     /// columns as arrays.
     pub(crate) append_any: Arc<str>,
+    /// `append_exact` for one event, with plain parameters: commands mostly emit one event,
+    /// and this spares the server the arrays and the ordering.
+    pub(crate) append_one_exact: Arc<str>,
+    /// `append_any` for one event, with plain parameters.
+    pub(crate) append_one_any: Arc<str>,
     /// The current version of stream `$1`.
     pub(crate) stream_version: Arc<str>,
-    /// Up to `$3` events of stream `$1` from version `$2`.
+    /// The events of stream `$1` from version `$2` on.
     pub(crate) read_stream: Arc<str>,
     /// Up to `$5` events of the global log after `($1, $2)`, below the visibility horizon,
     /// in log order, of categories `$3` and types `$4` (`NULL` for all).
@@ -52,22 +57,25 @@ impl Statements {
         let s = schema.quoted();
         let insert = format!(
             "INSERT INTO {s}.events \
-                 (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
+                 (stream_id, version, event_id, event_type, schema_version, payload, \
+                  correlation_id, causation_id, actor, metadata)"
         );
         // The batch's columns as arrays, from parameter `$first` on.
         let unnest = |first: u8| {
-            let [a, b, c, d, e] = [first, first + 1, first + 2, first + 3, first + 4];
+            let p: Vec<String> = (first..first + 8).map(|n| format!("${n}")).collect();
             format!(
-                "UNNEST(${a}::uuid[], ${b}::text[], ${c}::int4[], ${d}::jsonb[], ${e}::jsonb[]) \
-                 WITH ORDINALITY AS e(id, typ, sv, pl, md, ord)"
+                "UNNEST({}::uuid[], {}::text[], {}::int4[], {}::jsonb[], {}::uuid[], {}::uuid[], \
+                        {}::text[], {}::jsonb[]) \
+                 WITH ORDINALITY AS e(id, typ, sv, pl, co, ca, ac, md, ord)",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
             )
         };
-        let returning = "RETURNING position, transaction_id::text, version, recorded_at";
+        let returning = "RETURNING position, transaction_id, version, recorded_at";
         let text = |sql: String| -> Arc<str> { Arc::from(sql) };
         Self {
             append_exact: text(format!(
                 "{insert} \
-                 SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.md FROM {} \
+                 SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md FROM {} \
                  WHERE $2 = 0 OR EXISTS \
                      (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2) \
                  ORDER BY e.ord \
@@ -76,23 +84,36 @@ impl Statements {
             )),
             append_any: text(format!(
                 "{insert} \
-                 SELECT $1, cur.v + e.ord, e.id, e.typ, e.sv, e.pl, e.md \
+                 SELECT $1, cur.v + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md \
                  FROM {}, \
                      (SELECT coalesce(max(version), 0) AS v FROM {s}.events WHERE stream_id = $1) cur \
                  ORDER BY e.ord \
                  {returning}",
                 unnest(2)
             )),
+            append_one_exact: text(format!(
+                "{insert} \
+                 SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, $10 \
+                 WHERE $2 = 0 OR EXISTS \
+                     (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2) \
+                 {returning}"
+            )),
+            append_one_any: text(format!(
+                "{insert} \
+                 SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                 FROM {s}.events WHERE stream_id = $1 \
+                 {returning}"
+            )),
             stream_version: text(format!(
                 "SELECT coalesce(max(version), 0) FROM {s}.events WHERE stream_id = $1"
             )),
             read_stream: text(format!(
                 "SELECT {ENVELOPE_COLUMNS} FROM {s}.events \
-                 WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3"
+                 WHERE stream_id = $1 AND version >= $2 ORDER BY version"
             )),
             read_log: text(format!(
                 "SELECT {ENVELOPE_COLUMNS} FROM {s}.events \
-                 WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                 WHERE (transaction_id, position) > ($1::xid8, $2) \
                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                    AND ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
                    AND ($4::text[] IS NULL OR event_type = ANY($4)) \

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::error::{PgStoreError, UniqueConstraint, store_error, violated_unique_constraint};
 use crate::reader::{LogReader, StreamReader};
-use crate::row::{self, log_position, position_parts};
+use crate::row::{self, position_of, position_parts};
 use crate::schema::SchemaName;
 use crate::sql::Statements;
 use crate::wakeup::Wakeups;
@@ -112,8 +112,9 @@ impl PgEventStoreBuilder {
         self
     }
 
-    /// How many rows a read fetches per query (default 1,000): larger pages mean fewer
-    /// round trips, smaller ones less memory per reader.
+    /// How many rows a read of the global log (or a subscription) fetches per query
+    /// (default 1,000): larger pages mean fewer round trips, smaller ones less memory per
+    /// reader. Stream reads stream their rows and need no pages.
     #[must_use]
     pub fn page_size(mut self, rows: u32) -> Self {
         self.page_size = i64::from(rows.max(1));
@@ -313,25 +314,48 @@ impl PgEventStore {
         batch: &Batch,
     ) -> Result<Vec<PgRow>, sqlx::Error> {
         let sql = &self.inner.sql;
-        let query = match expected {
-            ExpectedVersion::Any => {
-                sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_any))).bind(stream.as_str())
-            }
-            ExpectedVersion::NoStream => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_exact)))
-                .bind(stream.as_str())
-                .bind(0_i64),
+        let version = match expected {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(0_i64),
             ExpectedVersion::Exact(version) => {
-                sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_exact)))
-                    .bind(stream.as_str())
-                    .bind(i64::try_from(version.get()).unwrap_or(i64::MAX))
+                Some(i64::try_from(version.get()).unwrap_or(i64::MAX))
             }
+        };
+        if batch.ids.len() == 1 {
+            let query = match version {
+                None => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_one_any)))
+                    .bind(stream.as_str()),
+                Some(version) => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_one_exact)))
+                    .bind(stream.as_str())
+                    .bind(version),
+            };
+            return query
+                .bind(batch.ids[0])
+                .bind(&batch.types[0])
+                .bind(batch.schema_versions[0])
+                .bind(&batch.payloads[0])
+                .bind(batch.correlation_ids[0])
+                .bind(batch.causation_ids[0])
+                .bind(&batch.actors[0])
+                .bind(&batch.user_metadata[0])
+                .fetch_all(&self.inner.pool)
+                .await;
+        }
+        let query = match version {
+            None => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_any))).bind(stream.as_str()),
+            Some(version) => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_exact)))
+                .bind(stream.as_str())
+                .bind(version),
         };
         query
             .bind(&batch.ids)
             .bind(&batch.types)
             .bind(&batch.schema_versions)
             .bind(&batch.payloads)
-            .bind(&batch.metadata)
+            .bind(&batch.correlation_ids)
+            .bind(&batch.causation_ids)
+            .bind(&batch.actors)
+            .bind(&batch.user_metadata)
             .fetch_all(&self.inner.pool)
             .await
     }
@@ -377,7 +401,7 @@ impl PgEventStore {
         }
         let stored = rows
             .iter()
-            .map(row::envelope::<E>)
+            .map(|row| row::envelope::<E>(row, None))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| store_failure(StoreError::new("idempotent append", e)))?;
         let first = &stored[0];
@@ -434,7 +458,10 @@ struct Batch {
     types: Vec<String>,
     schema_versions: Vec<i32>,
     payloads: Vec<Value>,
-    metadata: Vec<Value>,
+    correlation_ids: Vec<Option<Uuid>>,
+    causation_ids: Vec<Option<Uuid>>,
+    actors: Vec<Option<String>>,
+    user_metadata: Vec<Value>,
 }
 
 impl Batch {
@@ -443,12 +470,16 @@ impl Batch {
         events: &[NewEvent<E>],
     ) -> Result<Self, AppendError> {
         let mut seen = HashSet::with_capacity(events.len());
+        let n = events.len();
         let mut batch = Self {
-            ids: Vec::with_capacity(events.len()),
-            types: Vec::with_capacity(events.len()),
-            schema_versions: Vec::with_capacity(events.len()),
-            payloads: Vec::with_capacity(events.len()),
-            metadata: Vec::with_capacity(events.len()),
+            ids: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            schema_versions: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            correlation_ids: Vec::with_capacity(n),
+            causation_ids: Vec::with_capacity(n),
+            actors: Vec::with_capacity(n),
+            user_metadata: Vec::with_capacity(n),
         };
         for new in events {
             if !seen.insert(new.event_id) {
@@ -462,21 +493,24 @@ impl Batch {
                 });
             }
             let event_type = new.event.event_type();
-            let encode_error = |source| AppendError::Encode {
+            let payload = new.event.encode().map_err(|source| AppendError::Encode {
                 stream: stream.clone(),
                 event_type: event_type.to_owned(),
                 source,
-            };
-            let payload = new.event.encode().map_err(encode_error)?;
-            let metadata = serde_json::to_value(&new.metadata)
-                .map_err(|source| encode_error(es_core::EncodeError::new(event_type, source)))?;
+            })?;
             batch.ids.push(new.event_id);
             batch.types.push(event_type.to_owned());
             batch
                 .schema_versions
                 .push(i32::try_from(new.event.schema_version()).unwrap_or(i32::MAX));
             batch.payloads.push(payload);
-            batch.metadata.push(metadata);
+            let metadata = &new.metadata;
+            batch.correlation_ids.push(metadata.correlation_id);
+            batch.causation_ids.push(metadata.causation_id);
+            batch.actors.push(metadata.actor.clone());
+            batch
+                .user_metadata
+                .push(Value::Object(metadata.user.clone()));
         }
         Ok(batch)
     }
@@ -494,11 +528,9 @@ fn committed<E: DomainEvent>(
     };
     let mut returned = Vec::with_capacity(rows.len());
     for row in rows {
-        let position: i64 = row.try_get(0).map_err(|e| corrupt(e.to_string()))?;
-        let transaction: String = row.try_get(1).map_err(|e| corrupt(e.to_string()))?;
+        let position = position_of(row).map_err(|e| corrupt(e.to_string()))?;
         let version: i64 = row.try_get(2).map_err(|e| corrupt(e.to_string()))?;
         let recorded_at: DateTime<Utc> = row.try_get(3).map_err(|e| corrupt(e.to_string()))?;
-        let position = log_position(&transaction, position).map_err(|e| corrupt(e.to_string()))?;
         returned.push((version, position, recorded_at));
     }
     // RETURNING follows insertion order, which follows the batch; sorting by version
@@ -595,7 +627,9 @@ impl EventStore for PgEventStore {
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(|e| store_error("find event", e))?;
-        row.as_ref().map(row::envelope::<E>).transpose()
+        row.as_ref()
+            .map(|row| row::envelope::<E>(row, None))
+            .transpose()
     }
 }
 

@@ -1,0 +1,76 @@
+//! Reads stream rows: a long stream is read in order, and a reader dropped half-way gives
+//! its connection back.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step is a failed test"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use es_core::{EventStore as _, ExpectedVersion, NewEvent, RawEvent, StreamId, Version};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use serde_json::json;
+
+async fn long_stream(store: &es_postgres::PgEventStore, events: u64) -> StreamId {
+    let stream = StreamId::new("note", "long").unwrap();
+    for chunk in 0..events / 500 {
+        let batch = (0..500)
+            .map(|n| NewEvent::new(RawEvent::new("Noted", 1, json!({ "n": chunk * 500 + n }))))
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::Any, batch)
+            .await
+            .unwrap();
+    }
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_stream_reads_in_order_from_any_version() {
+    let store = common::fresh_store().await;
+    let stream = long_stream(&store, 5_000).await;
+    let all: Vec<_> = store
+        .read_stream::<RawEvent>(&stream, Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    let versions: Vec<u64> = all.iter().map(|e| e.version.get()).collect();
+    assert_eq!(versions, (1..=5_000).collect::<Vec<_>>());
+    assert_eq!(all[4_321].event.payload, json!({ "n": 4_321 }));
+    let tail: Vec<_> = store
+        .read_stream::<RawEvent>(&stream, Version::new(4_990))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(tail.len(), 11);
+    assert_eq!(tail[0].version, Version::new(4_990));
+    common::drop_schema(store).await;
+}
+
+/// With a pool of two connections, twenty readers that each stop after a few events must
+/// not keep a connection each: the next query still gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_readers_give_their_connection_back() {
+    let store = common::fresh_store().await;
+    let stream = long_stream(&store, 5_000).await;
+    let small = es_postgres::PgEventStore::builder(common::connect("es-test-small-pool", 2).await)
+        .schema(store.schema().as_str())
+        .unwrap()
+        .build();
+    for _ in 0..20 {
+        let mut events = Box::pin(small.read_stream::<RawEvent>(&stream, Version::INITIAL));
+        for _ in 0..3 {
+            events.next().await.unwrap().unwrap();
+        }
+    }
+    let version = tokio::time::timeout(Duration::from_secs(20), small.stream_version(&stream))
+        .await
+        .expect("a connection is free again")
+        .unwrap();
+    assert_eq!(version, Version::new(5_000));
+    common::drop_schema(store).await;
+}
