@@ -72,26 +72,27 @@ struct Row {
     what: String,
     figure: f64,
     unit: &'static str,
-    baseline: Option<f64>,
+    ratio: Option<f64>,
 }
 
 impl Bench {
+    /// Prints and keeps one figure; `ratio` is to its baseline.
     fn record(
         &mut self,
         what: impl Into<String>,
         figure: f64,
         unit: &'static str,
-        baseline: Option<f64>,
+        ratio: Option<f64>,
     ) {
         let row = Row {
             what: what.into(),
             figure,
             unit,
-            baseline,
+            ratio,
         };
         let ratio = row
-            .baseline
-            .map(|b| format!("{:>5.0}%", 100.0 * row.figure / b))
+            .ratio
+            .map(|r| format!("{:>5.0}%", 100.0 * r))
             .unwrap_or_default();
         println!(
             "{:<62} {:>10.0} {:<9} {ratio}",
@@ -107,6 +108,32 @@ impl Bench {
             .notify(notify)
             .build()
     }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Measures `ours` against `baseline` in alternating rounds and returns the median of each
+/// and the median of the per-round ratios: the server's pace drifts (checkpoints, vacuum,
+/// the other core's load), and alternating keeps both sides under the same drift.
+async fn alternate<B, O, FB, FO>(rounds: usize, mut baseline: B, mut ours: O) -> (f64, f64, f64)
+where
+    B: FnMut() -> FB,
+    O: FnMut() -> FO,
+    FB: Future<Output = f64>,
+    FO: Future<Output = f64>,
+{
+    let (mut base, mut mine, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let b = baseline().await;
+        let o = ours().await;
+        base.push(b);
+        mine.push(o);
+        ratios.push(o / b);
+    }
+    (median(base), median(mine), median(ratios))
 }
 
 fn rate(count: u64, elapsed: Duration) -> f64 {
@@ -243,66 +270,62 @@ async fn commands(bench: &Bench, writers: u64, per_writer: u64, notify: bool, ca
 }
 
 async fn single_event_commands(bench: &mut Bench) {
-    const PER_WRITER_1: u64 = 2_000;
-    const PER_WRITER_8: u64 = 600;
+    const ROUNDS: usize = 5;
+    const PER_WRITER_1: u64 = 400;
+    const PER_WRITER_8: u64 = 150;
     // Warm the server and the statement caches.
     baseline_inserts(bench, 8, 50).await;
     commands(bench, 8, 50, true, true).await;
 
-    let base1 = baseline_inserts(bench, 1, PER_WRITER_1).await;
-    bench.record(
-        "baseline: bare single-row INSERT, 1 connection",
-        base1,
-        "rows/s",
-        None,
-    );
-    let cmd1 = commands(bench, 1, PER_WRITER_1, true, true).await;
-    bench.record(
-        "single-event commands, 1 writer (state cache)",
-        cmd1,
-        "cmds/s",
-        Some(base1),
-    );
-    let cmd1_nc = commands(bench, 1, PER_WRITER_1, true, false).await;
-    bench.record(
-        "single-event commands, 1 writer (no cache: read, then append)",
-        cmd1_nc,
-        "cmds/s",
-        Some(base1),
-    );
-
-    let base8 = baseline_inserts(bench, 8, PER_WRITER_8).await;
-    bench.record(
-        "baseline: bare single-row INSERT, 8 connections",
-        base8,
-        "rows/s",
-        None,
-    );
-    let cmd8 = commands(bench, 8, PER_WRITER_8, true, true).await;
-    bench.record(
-        "single-event commands, 8 writers (state cache)",
-        cmd8,
-        "cmds/s",
-        Some(base8),
-    );
-    let cmd8_quiet = commands(bench, 8, PER_WRITER_8, false, true).await;
-    bench.record(
-        "single-event commands, 8 writers (cache, NOTIFY off)",
-        cmd8_quiet,
-        "cmds/s",
-        Some(base8),
-    );
-    let cmd8_nc = commands(bench, 8, PER_WRITER_8, true, false).await;
-    bench.record(
-        "single-event commands, 8 writers (no cache: read, then append)",
-        cmd8_nc,
-        "cmds/s",
-        Some(base8),
-    );
+    let b = &*bench;
+    let mut results = Vec::new();
+    for (writers, per_writer) in [(1, PER_WRITER_1), (8, PER_WRITER_8)] {
+        let mut rows = Vec::new();
+        for (what, notify, cache) in [
+            ("state cache", true, true),
+            ("state cache, NOTIFY off", false, true),
+            ("no cache: read, then append", true, false),
+        ] {
+            let (base, ours, ratio) = alternate(
+                ROUNDS,
+                || baseline_inserts(b, writers, per_writer),
+                || commands(b, writers, per_writer, notify, cache),
+            )
+            .await;
+            rows.push((base, what, ours, ratio));
+        }
+        results.push((writers, rows));
+    }
+    for (writers, rows) in results {
+        let base = median(rows.iter().map(|r| r.0).collect());
+        let connections = if writers == 1 {
+            "1 connection"
+        } else {
+            "8 connections"
+        };
+        bench.record(
+            format!("baseline: bare single-row INSERT, {connections}"),
+            base,
+            "rows/s",
+            None,
+        );
+        for (_, what, ours, ratio) in rows {
+            bench.record(
+                format!(
+                    "single-event commands, {writers} writer{} ({what})",
+                    if writers == 1 { "" } else { "s" }
+                ),
+                ours,
+                "cmds/s",
+                Some(ratio),
+            );
+        }
+    }
 }
 
 async fn batched_appends(bench: &mut Bench) {
-    const BATCHES: u64 = 200;
+    const ROUNDS: usize = 5;
+    const BATCHES: u64 = 40;
     const BATCH: u64 = 100;
     // Baseline: the same 100 rows in one bare multi-row INSERT per transaction.
     let sql = format!(
@@ -313,50 +336,59 @@ async fn batched_appends(bench: &mut Bench) {
          FROM generate_series($3::bigint, $4::bigint) v",
         bench.schema
     );
-    let stream = format!("baseline-batch-{}", Uuid::now_v7().simple());
-    let start = Instant::now();
-    for b in 0..BATCHES {
-        sqlx::query(AssertSqlSafe(sql.clone()))
-            .bind(&stream)
-            .bind(memo(b))
-            .bind(i64::try_from(b * BATCH + 1).unwrap())
-            .bind(i64::try_from((b + 1) * BATCH).unwrap())
-            .execute(&bench.pool)
-            .await
-            .unwrap();
-    }
-    let base = rate(BATCHES * BATCH, start.elapsed());
+    let b = &*bench;
+    let baseline = || {
+        let sql = sql.clone();
+        async move {
+            let stream = format!("baseline-batch-{}", Uuid::now_v7().simple());
+            let start = Instant::now();
+            for n in 0..BATCHES {
+                sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(&stream)
+                    .bind(memo(n))
+                    .bind(i64::try_from(n * BATCH + 1).unwrap())
+                    .bind(i64::try_from((n + 1) * BATCH).unwrap())
+                    .execute(&b.pool)
+                    .await
+                    .unwrap();
+            }
+            rate(BATCHES * BATCH, start.elapsed())
+        }
+    };
+    let ours = || async move {
+        let store = b.store(true);
+        let stream =
+            StreamId::new("ledger", &format!("batch-{}", Uuid::now_v7().simple())).unwrap();
+        let start = Instant::now();
+        let mut version = Version::INITIAL;
+        for n in 0..BATCHES {
+            let events = (0..BATCH)
+                .map(|i| {
+                    NewEvent::new(LedgerEvent::Recorded {
+                        memo: memo(n * BATCH + i),
+                    })
+                })
+                .collect();
+            version = store
+                .append(&stream, ExpectedVersion::Exact(version), events)
+                .await
+                .unwrap()
+                .version;
+        }
+        rate(BATCHES * BATCH, start.elapsed())
+    };
+    let (base, batched, ratio) = alternate(ROUNDS, baseline, ours).await;
     bench.record(
         "baseline: bare 100-row INSERT per transaction, 1 connection",
         base,
         "rows/s",
         None,
     );
-
-    let store = bench.store(true);
-    let stream = StreamId::new("ledger", &format!("batch-{}", Uuid::now_v7().simple())).unwrap();
-    let start = Instant::now();
-    let mut version = Version::INITIAL;
-    for b in 0..BATCHES {
-        let events = (0..BATCH)
-            .map(|n| {
-                NewEvent::new(LedgerEvent::Recorded {
-                    memo: memo(b * BATCH + n),
-                })
-            })
-            .collect();
-        version = store
-            .append(&stream, ExpectedVersion::Exact(version), events)
-            .await
-            .unwrap()
-            .version;
-    }
-    let batched = rate(BATCHES * BATCH, start.elapsed());
     bench.record(
         "batched appends of 100 events, 1 connection",
         batched,
         "events/s",
-        Some(base),
+        Some(ratio),
     );
 }
 
@@ -398,7 +430,7 @@ async fn reads(bench: &mut Bench) {
     );
     let mut base = Vec::new();
     let mut ours = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..7 {
         let start = Instant::now();
         let rows = sqlx::query(AssertSqlSafe(bare.clone()))
             .fetch_all(&bench.pool)
@@ -415,14 +447,10 @@ async fn reads(bench: &mut Bench) {
         assert_eq!(events.len() as u64, EVENTS);
         ours.push(rate(EVENTS, start.elapsed()));
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let base = median(base);
+    let ratio = median(ours.iter().zip(&base).map(|(o, b)| o / b).collect());
     bench.record(
         "baseline: bare SELECT of a 10,000-row stream (all columns)",
-        base,
+        median(base),
         "rows/s",
         None,
     );
@@ -430,7 +458,7 @@ async fn reads(bench: &mut Bench) {
         "stream read of 10,000 events (decoded)",
         median(ours),
         "events/s",
-        Some(base),
+        Some(ratio),
     );
 }
 

@@ -95,8 +95,8 @@ impl PgEventStoreBuilder {
 
     /// Whether appends send a `NOTIFY` so that subscribers in *other* processes wake at
     /// once (default on). The notification goes out after the append's commit, from a
-    /// background task that merges bursts, so it adds no round trip to an append and takes
-    /// no lock inside it. Subscribers in this process are woken directly either way, and
+    /// background task that gathers the appends of 2 ms into one notification, so it adds
+    /// no round trip to an append and takes no lock inside it. Subscribers in this process are woken directly either way, and
     /// every subscriber also polls, so turning it off only delays other processes.
     #[must_use]
     pub fn notify(mut self, notify: bool) -> Self {
