@@ -328,68 +328,98 @@ async fn batched_appends(bench: &mut Bench) {
     const BATCHES: u64 = 40;
     const BATCH: u64 = 100;
     // Baseline: the same 100 rows in one bare multi-row INSERT per transaction.
-    let sql = format!(
+    let sql: Arc<str> = Arc::from(format!(
         "INSERT INTO \"{}\".baseline (stream_id, version, event_id, event_type, schema_version, payload, \
              correlation_id, causation_id, metadata) \
          SELECT $1, v, gen_random_uuid(), 'Recorded', 1, jsonb_build_object('memo', $2::text), \
              gen_random_uuid(), gen_random_uuid(), '{{}}' \
          FROM generate_series($3::bigint, $4::bigint) v",
         bench.schema
-    );
+    ));
     let b = &*bench;
-    let baseline = || {
-        let sql = sql.clone();
+    // `writers` connections, each appending `BATCHES` batches to a stream of its own.
+    let baseline = |writers: u64| {
+        let sql = Arc::clone(&sql);
         async move {
-            let stream = format!("baseline-batch-{}", Uuid::now_v7().simple());
             let start = Instant::now();
-            for n in 0..BATCHES {
-                sqlx::query(AssertSqlSafe(sql.clone()))
-                    .bind(&stream)
-                    .bind(memo(n))
-                    .bind(i64::try_from(n * BATCH + 1).unwrap())
-                    .bind(i64::try_from((n + 1) * BATCH).unwrap())
-                    .execute(&b.pool)
-                    .await
-                    .unwrap();
+            let mut tasks = Vec::new();
+            for _ in 0..writers {
+                let (pool, sql) = (b.pool.clone(), Arc::clone(&sql));
+                tasks.push(tokio::spawn(async move {
+                    let stream = format!("baseline-batch-{}", Uuid::now_v7().simple());
+                    for n in 0..BATCHES {
+                        sqlx::query(AssertSqlSafe(Arc::clone(&sql)))
+                            .bind(&stream)
+                            .bind(memo(n))
+                            .bind(i64::try_from(n * BATCH + 1).unwrap())
+                            .bind(i64::try_from((n + 1) * BATCH).unwrap())
+                            .execute(&pool)
+                            .await
+                            .unwrap();
+                    }
+                }));
             }
-            rate(BATCHES * BATCH, start.elapsed())
+            for task in tasks {
+                task.await.unwrap();
+            }
+            rate(writers * BATCHES * BATCH, start.elapsed())
         }
     };
-    let ours = || async move {
+    let ours = |writers: u64| async move {
         let store = b.store(true);
-        let stream =
-            StreamId::new("ledger", &format!("batch-{}", Uuid::now_v7().simple())).unwrap();
         let start = Instant::now();
-        let mut version = Version::INITIAL;
-        for n in 0..BATCHES {
-            let events = (0..BATCH)
-                .map(|i| {
-                    NewEvent::new(LedgerEvent::Recorded {
-                        memo: memo(n * BATCH + i),
-                    })
-                })
-                .collect();
-            version = store
-                .append(&stream, ExpectedVersion::Exact(version), events)
-                .await
-                .unwrap()
-                .version;
+        let mut tasks = Vec::new();
+        for _ in 0..writers {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let stream =
+                    StreamId::new("ledger", &format!("batch-{}", Uuid::now_v7().simple())).unwrap();
+                let mut version = Version::INITIAL;
+                for n in 0..BATCHES {
+                    let events = (0..BATCH)
+                        .map(|i| {
+                            NewEvent::new(LedgerEvent::Recorded {
+                                memo: memo(n * BATCH + i),
+                            })
+                        })
+                        .collect();
+                    version = store
+                        .append(&stream, ExpectedVersion::Exact(version), events)
+                        .await
+                        .unwrap()
+                        .version;
+                }
+            }));
         }
-        rate(BATCHES * BATCH, start.elapsed())
+        for task in tasks {
+            task.await.unwrap();
+        }
+        rate(writers * BATCHES * BATCH, start.elapsed())
     };
-    let (base, batched, ratio) = alternate(ROUNDS, baseline, ours).await;
-    bench.record(
-        "baseline: bare 100-row INSERT per transaction, 1 connection",
-        base,
-        "rows/s",
-        None,
-    );
-    bench.record(
-        "batched appends of 100 events, 1 connection",
-        batched,
-        "events/s",
-        Some(ratio),
-    );
+    let mut results = Vec::new();
+    for writers in [1, 4] {
+        let measured = alternate(ROUNDS, || baseline(writers), || ours(writers)).await;
+        results.push((writers, measured));
+    }
+    for (writers, (base, batched, ratio)) in results {
+        let connections = if writers == 1 {
+            "1 connection".to_owned()
+        } else {
+            format!("{writers} connections")
+        };
+        bench.record(
+            format!("baseline: bare 100-row INSERT per transaction, {connections}"),
+            base,
+            "rows/s",
+            None,
+        );
+        bench.record(
+            format!("batched appends of 100 events, {connections}"),
+            batched,
+            "events/s",
+            Some(ratio),
+        );
+    }
 }
 
 async fn reads(bench: &mut Bench) {
