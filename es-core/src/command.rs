@@ -14,8 +14,8 @@ use crate::stream::{StreamId, Version};
 /// [`CommandContext::new`] makes a fresh one, which deduplicates nothing.
 ///
 /// Every event the command produces carries this context's metadata: its correlation id
-/// (the command id if none is set), the command id as causation id, the actor and the
-/// free-form entries.
+/// (the command id if none is set), its causation id (the command id if none is set), the
+/// actor and the free-form entries.
 ///
 /// ```
 /// use es_core::CommandContext;
@@ -33,6 +33,7 @@ pub struct CommandContext {
     command_id: Uuid,
     command_id_given: bool,
     correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
     actor: Option<String>,
     user: serde_json::Map<String, serde_json::Value>,
 }
@@ -50,6 +51,7 @@ impl CommandContext {
             command_id: Uuid::now_v7(),
             command_id_given: false,
             correlation_id: None,
+            causation_id: None,
             actor: None,
             user: serde_json::Map::new(),
         }
@@ -67,6 +69,15 @@ impl CommandContext {
     #[must_use]
     pub fn with_correlation_id(mut self, correlation_id: Uuid) -> Self {
         self.correlation_id = Some(correlation_id);
+        self
+    }
+
+    /// Sets what caused the command (the event a process manager reacts to, an incoming
+    /// message): it becomes the causation id of the command's events instead of the
+    /// command id.
+    #[must_use]
+    pub fn with_causation_id(mut self, causation_id: Uuid) -> Self {
+        self.causation_id = Some(causation_id);
         self
     }
 
@@ -107,7 +118,7 @@ impl CommandContext {
     pub fn event_metadata(&self) -> Metadata {
         let mut metadata = Metadata::new()
             .with_correlation_id(self.correlation_id())
-            .with_causation_id(self.command_id);
+            .with_causation_id(self.causation_id.unwrap_or(self.command_id));
         metadata.actor.clone_from(&self.actor);
         metadata.user.clone_from(&self.user);
         metadata

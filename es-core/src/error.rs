@@ -16,11 +16,13 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// A store's backend failed: the connection dropped, the server refused, a query failed.
 ///
-/// The backend's own error is the [`source`](StdError::source).
+/// The message names the operation and, where known, what it was about (a stream, a
+/// position); the backend's own error is the [`source`](StdError::source).
 #[derive(Debug, thiserror::Error)]
-#[error("event store {operation} failed")]
+#[error("event store {operation} failed{}", self.context.as_deref().map(|c| format!(" for {c}")).unwrap_or_default())]
 pub struct StoreError {
     operation: &'static str,
+    context: Option<String>,
     #[source]
     source: BoxError,
 }
@@ -30,13 +32,48 @@ impl StoreError {
     pub fn new(operation: &'static str, source: impl Into<BoxError>) -> Self {
         Self {
             operation,
+            context: None,
             source: source.into(),
         }
+    }
+
+    /// Says what the operation was about, such as "stream `order-42` from version 7".
+    #[must_use]
+    pub fn with_context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
     }
 
     /// The operation that failed.
     pub fn operation(&self) -> &'static str {
         self.operation
+    }
+
+    /// What the operation was about, if known.
+    pub fn context(&self) -> Option<&str> {
+        self.context.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_say_what_failed_and_on_what() {
+        let plain = StoreError::new("append", "connection reset");
+        assert_eq!(plain.to_string(), "event store append failed");
+        let detailed = plain.with_context("stream `order-1`");
+        assert_eq!(
+            detailed.to_string(),
+            "event store append failed for stream `order-1`"
+        );
+        assert_eq!(
+            StdError::source(&detailed)
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("connection reset")
+        );
     }
 }
 

@@ -92,7 +92,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Never retry: a conflict fails the command at once.
+    /// Never retry a decision: a conflict on the current state fails the command at once.
+    /// (A cached state found to be behind is still caught up first; see
+    /// [`Repository::with_cache`].)
     pub fn never() -> Self {
         Self::default().with_max_attempts(1)
     }
@@ -195,8 +197,8 @@ pub enum LoadError {
 /// 5. saves a snapshot if the [`SnapshotPolicy`] says one is due.
 ///
 /// With [`Repository::with_cache`], step 1 starts from the state the last command on the
-/// stream left in memory and reads only the events after it, so a command costs the same
-/// however long its stream is.
+/// stream left in memory, so a command costs the same however long its stream is (and
+/// usually one round trip to the store).
 ///
 /// Each execution runs in a `tracing` span named `es.command`.
 pub struct Repository<A: Aggregate, S> {
@@ -270,11 +272,15 @@ where
     }
 
     /// Keeps the states of up to `capacity` recently used aggregates in memory between
-    /// commands (0 turns the cache off).
+    /// commands (0 turns the cache off). Clones of the repository share the cache.
     ///
-    /// A cached state is brought up to date with the events written since (by this or any
-    /// other process) before each command, so the cache never serves a stale decision; it
-    /// only saves replaying the stream. Clones of the repository share the cache.
+    /// A command on a cached aggregate is decided on the cached state *as is* and appended
+    /// expecting the cached version, so the usual command costs one round trip instead of
+    /// a read and an append. If another writer (this process or any other) moved the
+    /// stream on, the append conflicts, the state catches up with the new events, and the
+    /// command is decided again; a rejection or a no-op is likewise re-checked on the
+    /// current state before it is returned. So a stale cache never commits a decision, but
+    /// the handler may run on a stale state first: services it calls should tolerate that.
     #[must_use]
     pub fn with_cache(mut self, capacity: usize) -> Self {
         self.cache = (capacity > 0).then(|| Arc::new(StateCache::new(capacity)));
@@ -324,9 +330,10 @@ where
 
     /// Executes `command` on the aggregate with id `id` in `context`.
     ///
-    /// If the context's command id was executed on this aggregate before, nothing is
-    /// appended and the first execution's events are returned with
-    /// [`CommandOutcome::duplicate`] set.
+    /// If the context's command id was executed on this aggregate before and recorded
+    /// events, nothing is appended and the first execution's events are returned with
+    /// [`CommandOutcome::duplicate`] set. (A first execution that was rejected or changed
+    /// nothing leaves no trace, so a repeat of it is decided afresh.)
     ///
     /// # Errors
     ///
@@ -647,10 +654,10 @@ where
 
     async fn back_off(&self, failed_attempts: u32) {
         let delay = self.retry.backoff(failed_attempts);
-        // Without a Tokio runtime there is no timer to wait on; retry at once rather than
-        // panic.
-        if !delay.is_zero() && tokio::runtime::Handle::try_current().is_ok() {
-            tokio::time::sleep(delay).await;
+        if !delay.is_zero() {
+            // A timer of its own, so that command execution works on any runtime (or on a
+            // Tokio runtime built without its time driver).
+            futures_timer::Delay::new(delay).await;
         }
     }
 }

@@ -31,9 +31,13 @@ use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 ///   stored envelopes with [`Committed::duplicate`] set (the expected version is not checked:
 ///   a writer retrying after a lost reply must learn it succeeded). If only some are, or one
 ///   is stored in another stream, it fails with [`AppendError::DuplicateEventId`].
-/// - **Global order**: every event gets a [`Position`]; positions grow in the order in which
-///   events become visible to readers, so a reader that resumes after a position never
-///   misses an event committed later.
+/// - **Global order**: every event gets a [`Position`], and the global log is read in
+///   position order. A reader that resumes after a position it was *delivered* (by
+///   [`read_all`](EventStore::read_all) or [`subscribe`](EventStore::subscribe)) never
+///   misses an event committed later: stores hold back the end of the log until nothing
+///   can commit before it any more. A position returned by [`append`](EventStore::append)
+///   names the event but is not such a resume point: a transaction still open elsewhere
+///   may yet commit events that sort before it.
 /// - **Subscriptions** deliver every matching event after their start position exactly once,
 ///   in position order, first the history and then live.
 ///

@@ -392,7 +392,9 @@ impl From<Version> for ExpectedVersion {
 ///
 /// Every recorded event carries the position it has in the global log; readers of the log
 /// and subscriptions resume *after* a position, and projections save the last position they
-/// handled as their checkpoint.
+/// handled as their checkpoint. Resume after positions that a read of the log delivered:
+/// those are safe, while the position an append returns may still see events of older,
+/// still-open transactions sorted before it (see [`EventStore`](crate::EventStore)).
 ///
 /// A position is opaque: it has two parts whose meaning belongs to the store that made it
 /// (the in-memory store numbers batches and events; the PostgreSQL store uses the writing
