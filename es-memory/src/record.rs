@@ -38,16 +38,28 @@ pub(crate) struct Record {
     pub(crate) event_type: Box<str>,
     pub(crate) schema_version: u32,
     pub(crate) body: Box<dyn ErasedEvent>,
+    /// The encoded payload, kept by a strict store, which reads every event back from it.
+    pub(crate) payload: Option<Value>,
 }
 
 impl Record {
-    /// The record as an envelope of `E`: a clone when `E` wrote it, else a decode of its
-    /// encoding, exactly as a store that keeps JSON would.
+    /// The record as an envelope of `E`: a clone when `E` wrote it (unless the store is
+    /// strict), else a decode of its encoding, exactly as a store that keeps JSON would.
     pub(crate) fn envelope<E: DomainEvent>(
         self: &Arc<Self>,
     ) -> Result<EventEnvelope<E>, ReadError> {
-        let event = match self.body.as_any().downcast_ref::<E>() {
+        let typed = match &self.payload {
+            Some(_) => None,
+            None => self.body.as_any().downcast_ref::<E>(),
+        };
+        let event = match typed {
             Some(event) => event.clone(),
+            None if self.payload.is_some() => {
+                let payload = self.payload.clone().unwrap_or_default();
+                E::decode(&self.event_type, self.schema_version, payload).map_err(|source| {
+                    ReadError::decode(self.stream_id.clone(), self.version, self.position, source)
+                })?
+            }
             None => {
                 let payload = self.body.encode().map_err(|error| ReadError::Corrupt {
                     detail: format!(

@@ -35,6 +35,8 @@ pub struct MemoryEventStore {
 
 struct Shared {
     state: RwLock<State>,
+    /// Whether events are read back through their encoding every time.
+    strict: bool,
     /// The number of events in the log, published after every append so that live
     /// subscribers wake up.
     head: watch::Sender<u64>,
@@ -44,6 +46,7 @@ impl Default for Shared {
     fn default() -> Self {
         Self {
             state: RwLock::new(State::default()),
+            strict: false,
             head: watch::Sender::new(0),
         }
     }
@@ -67,6 +70,7 @@ impl fmt::Debug for MemoryEventStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.shared.read();
         f.debug_struct("MemoryEventStore")
+            .field("strict", &self.shared.strict)
             .field("events", &state.log.len())
             .field("streams", &state.streams.len())
             .finish_non_exhaustive()
@@ -88,8 +92,51 @@ impl Shared {
 
 impl MemoryEventStore {
     /// An empty store.
+    ///
+    /// Events are encoded when appended (so an event that cannot be encoded is refused, as
+    /// a database would refuse it) but kept typed: reading them back as the type that wrote
+    /// them is a clone. A field your serde attributes drop (`#[serde(skip)]`) therefore
+    /// comes back as written here but not from a database; use [`MemoryEventStore::strict`]
+    /// (or the test harness, which checks every event's round trip) to catch that.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that reads every event back through its JSON encoding, exactly as a
+    /// database store does: slower, and faithful to what serialization keeps and drops.
+    ///
+    /// ```
+    /// use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId, Version};
+    /// use es_memory::MemoryEventStore;
+    /// use futures_util::TryStreamExt;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, es_core::DomainEvent)]
+    /// struct Noted {
+    ///     text: String,
+    ///     #[serde(skip)]
+    ///     cached_len: usize,
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// let store = MemoryEventStore::strict();
+    /// let stream = StreamId::new("note", "1")?;
+    /// let event = Noted { text: "hi".into(), cached_len: 2 };
+    /// store.append(&stream, ExpectedVersion::Any, vec![NewEvent::new(event)]).await?;
+    /// let read: Vec<_> = store.read_stream::<Noted>(&stream, Version::INITIAL).try_collect().await?;
+    /// assert_eq!(read[0].event.cached_len, 0, "skipped fields do not survive storage");
+    /// assert_eq!(read[0].event.text, "hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn strict() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                strict: true,
+                ..Shared::default()
+            }),
+        }
     }
 
     /// How many events the store holds, across all streams.
@@ -108,18 +155,25 @@ impl MemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
-        // Run every piece of user code (clone, event_type) before taking the lock.
-        let prepared: Vec<(Box<str>, u32, E)> = events
-            .iter()
-            .map(|e| {
-                let event = &e.event;
-                (
-                    event.event_type().into(),
-                    event.schema_version(),
-                    event.clone(),
-                )
-            })
-            .collect();
+        // Run every piece of user code (encode, clone, event_type) before taking the lock.
+        let strict = self.shared.strict;
+        let mut prepared: Vec<(Box<str>, u32, E, Option<serde_json::Value>)> =
+            Vec::with_capacity(events.len());
+        for new in &events {
+            let event = &new.event;
+            let event_type = event.event_type();
+            let payload = event.encode().map_err(|source| AppendError::Encode {
+                stream: stream.clone(),
+                event_type: event_type.to_owned(),
+                source,
+            })?;
+            prepared.push((
+                event_type.into(),
+                event.schema_version(),
+                event.clone(),
+                strict.then_some(payload),
+            ));
+        }
         let recorded_at = Utc::now();
 
         let mut state = self.shared.write();
@@ -152,7 +206,7 @@ impl MemoryEventStore {
         let mut version = current;
         let mut envelopes = Vec::with_capacity(events.len());
         let mut records = Vec::with_capacity(events.len());
-        for (new, (event_type, schema_version, body)) in events.into_iter().zip(prepared) {
+        for (new, (event_type, schema_version, body, payload)) in events.into_iter().zip(prepared) {
             version = version.next();
             let sequence = state.log.len() as u64 + 1;
             let position = Position::from_parts(batch, sequence);
@@ -166,6 +220,7 @@ impl MemoryEventStore {
                 event_type,
                 schema_version,
                 body: Box::new(body),
+                payload,
             });
             let index = state.log.len();
             state.ids.insert(new.event_id, index);
