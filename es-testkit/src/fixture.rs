@@ -175,3 +175,10 @@ mod tests {
             .then_expect_events([AccountEvent::Deposited { amount: 5 }]);
     }
 }
+
+/// An event JSON cannot encode (a map with tuple keys): stores must refuse it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+pub struct Tallied {
+    /// Counts by pair; serde_json has no way to write tuple keys.
+    pub counts: std::collections::BTreeMap<(u8, u8), u32>,
+}

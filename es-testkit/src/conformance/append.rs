@@ -1,6 +1,7 @@
 //! Appending: expected versions, atomic batches, idempotent event ids.
 
-use es_core::{AppendError, ExpectedVersion, NewEvent, Version};
+use es_core::{AppendError, ExpectedVersion, NewEvent, RawEvent, StreamId, Version};
+use serde_json::json;
 
 use super::{account, deposits, read_stream, versions};
 use crate::TestStore;
@@ -130,6 +131,10 @@ pub async fn version_ahead_conflicts<S: TestStore>(store: S) {
     let result = store.append(&stream, expected, deposits(1)).await;
     assert_conflict(result, expected, 0);
     assert!(read_stream(&store, &stream).await.is_empty());
+    // Even a version no store can hold is just a conflict.
+    let beyond = ExpectedVersion::Exact(Version::new(u64::MAX));
+    let result = store.append(&stream, beyond, deposits(1)).await;
+    assert_conflict(result, beyond, 0);
 }
 
 /// An empty batch writes nothing, but its expected version is still checked.
@@ -318,4 +323,74 @@ pub async fn id_twice_in_one_batch_is_rejected<S: TestStore>(store: S) {
         "got {result:?}"
     );
     assert!(read_stream(&store, &stream).await.is_empty());
+}
+
+/// An event that cannot be encoded is refused with an error naming the stream and type, and
+/// nothing of its batch is stored.
+pub async fn unencodable_event_is_refused_and_writes_nothing<S: TestStore>(store: S) {
+    let stream = StreamId::new("tally", "1").unwrap();
+    let bad = crate::fixture::Tallied {
+        counts: [((1, 2), 3)].into(),
+    };
+    let good = crate::fixture::Tallied {
+        counts: Default::default(),
+    };
+    let result = store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(good), NewEvent::new(bad)],
+        )
+        .await;
+    match result {
+        Err(AppendError::Encode {
+            stream: s,
+            event_type,
+            ..
+        }) => {
+            assert_eq!(s, stream);
+            assert_eq!(event_type, "Tallied");
+        }
+        other => panic!("expected an encode error, got {other:?}"),
+    }
+    assert_eq!(
+        store.stream_version(&stream).await.unwrap(),
+        Version::INITIAL
+    );
+}
+
+/// An id stored as another type in another category is reported as taken, naming where.
+pub async fn id_of_another_type_elsewhere_is_rejected<S: TestStore>(store: S) {
+    let note = StreamId::new("note", "1").unwrap();
+    let stored = store
+        .append(
+            &note,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(RawEvent::new(
+                "NoteTaken",
+                1,
+                json!({ "text": "hi" }),
+            ))],
+        )
+        .await
+        .unwrap();
+    let id = stored.events[0].event_id;
+    let result = store
+        .append(
+            &account("typed"),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(AccountEvent::Deposited { amount: 1 }).with_id(id)],
+        )
+        .await;
+    match result {
+        Err(AppendError::DuplicateEventId {
+            event_id,
+            existing_stream,
+            ..
+        }) => {
+            assert_eq!(event_id, id);
+            assert_eq!(existing_stream, note);
+        }
+        other => panic!("expected a duplicate id error, got {other:?}"),
+    }
 }

@@ -120,3 +120,35 @@ pub async fn concurrent_writers_on_distinct_streams_never_conflict<S: TestStore>
     assert_eq!(ids.len(), log.len(), "no event twice in the log");
     assert!(log.windows(2).all(|w| w[0].position < w[1].position));
 }
+
+/// Sixteen writers append to one stream with [`ExpectedVersion::Any`]: none of them ever
+/// sees a conflict (the store resolves the race), and every event is stored once.
+pub async fn any_version_appends_never_conflict<S: TestStore>(store: S) {
+    const ANY_WRITERS: u64 = 16;
+    const APPENDS: u64 = 25;
+    let stream = account("any-race");
+    let mut writers = Vec::new();
+    for writer in 0..ANY_WRITERS {
+        let store = store.clone();
+        let stream = stream.clone();
+        writers.push(tokio::spawn(async move {
+            for n in 0..APPENDS {
+                let event = NewEvent::new(AccountEvent::Deposited {
+                    amount: amount(writer, n),
+                });
+                store
+                    .append(&stream, ExpectedVersion::Any, vec![event])
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {writer}: `Any` failed: {e:?}"));
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer task");
+    }
+    let events = read_stream(&store, &stream).await;
+    assert_eq!(
+        versions(&events),
+        (1..=ANY_WRITERS * APPENDS).collect::<Vec<_>>()
+    );
+}

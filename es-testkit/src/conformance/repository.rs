@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{account, read_stream, versions};
 use crate::TestStore;
-use crate::fixture::{Account, AccountCommand, AccountError, AccountEvent};
+use crate::fixture::{Account, AccountCommand, AccountError};
 
 /// Eight tasks each deposit 25 times into one account through [`Repository`]: every command
 /// succeeds (conflicts are retried), each is recorded exactly once, and the balance adds up.
@@ -66,6 +66,7 @@ pub async fn repository_commands_under_contention_lose_nothing<S: TestStore>(sto
 pub async fn repository_command_id_is_idempotent<S: TestStore>(store: S) {
     let repository = Repository::<Account, _>::new(store.clone());
     let open = CommandContext::new().with_command_id(Uuid::now_v7());
+    let open_id = open.command_id();
     let first = repository
         .execute_with(
             "idem",
@@ -133,17 +134,14 @@ pub async fn repository_command_id_is_idempotent<S: TestStore>(store: S) {
         })
     );
 
-    // Events carry the command's metadata.
+    // Events carry the command's metadata: the command caused them, and with no
+    // correlation id given, the command also starts the flow.
     let events = read_stream(&store, &account("idem")).await;
-    assert_eq!(
-        events[0].metadata.causation_id,
-        Some(first_command_id(&events[0]))
-    );
-    assert!(events.iter().all(|e| e.metadata.correlation_id.is_some()));
-}
-
-fn first_command_id(event: &es_core::EventEnvelope<AccountEvent>) -> Uuid {
-    event.metadata.causation_id.expect("a causation id")
+    assert_eq!(events[0].metadata.causation_id, Some(open_id));
+    assert_eq!(events[0].metadata.correlation_id, Some(open_id));
+    assert!(events[1..].iter().all(|e| {
+        e.metadata.causation_id.is_some() && e.metadata.causation_id != Some(open_id)
+    }));
 }
 
 /// State loaded through snapshots equals the state replayed from every event, for several

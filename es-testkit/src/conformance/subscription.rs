@@ -16,7 +16,10 @@ use crate::fixture::AccountEvent;
 
 /// How long a subscriber may go without an expected event before the test calls it lost.
 /// Generous: this bounds a hang, it does not measure speed.
-const PATIENCE: Duration = Duration::from_secs(60);
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Time for a spawned subscriber to reach the end of the log and start waiting there.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// Takes the next `n` items of a subscription, failing if one does not come.
 async fn take<S>(subscription: &mut S, n: usize) -> Vec<EventEnvelope<AccountEvent>>
@@ -48,7 +51,8 @@ where
     }
 }
 
-/// A subscription first delivers the history, then events appended later.
+/// A subscription first delivers the history, then, while it waits, events appended later:
+/// the append itself must wake it.
 pub async fn subscriber_sees_history_then_live_events<S: TestStore>(store: S) {
     let stream = account("sub");
     let history = store
@@ -60,6 +64,12 @@ pub async fn subscriber_sees_history_then_live_events<S: TestStore>(store: S) {
     let first = take(&mut subscription, 3).await;
     assert_eq!(first, history.events);
 
+    // The subscriber is now at the end of the log; let it wait there before appending.
+    let waiting = tokio::spawn(async move {
+        let next = take(&mut subscription, 2).await;
+        (next, subscription)
+    });
+    tokio::time::sleep(SETTLE).await;
     let live = store
         .append(
             &stream,
@@ -68,19 +78,48 @@ pub async fn subscriber_sees_history_then_live_events<S: TestStore>(store: S) {
         )
         .await
         .unwrap();
-    let next = take(&mut subscription, 2).await;
+    let (next, mut subscription) = waiting.await.expect("subscriber task");
     assert_eq!(next, live.events);
     assert_quiet(&mut subscription).await;
 }
 
-/// While eight writers append (four to one stream, four to their own), a subscriber started
-/// before them receives every committed event exactly once, in increasing positions, and
-/// nothing else.
+/// While eight writers append (four to one stream, four to their own), a subscriber that
+/// was already waiting receives every committed event exactly once, in increasing
+/// positions, and nothing else.
 pub async fn subscriber_sees_every_event_once_while_writers_run<S: TestStore>(store: S) {
     const WRITERS: usize = 8;
     const APPENDS: usize = 40;
-    let mut subscription =
-        Box::pin(store.subscribe::<AccountEvent>(Position::START, EventFilter::all()));
+    // The subscriber runs from before the first append until it has as many events as were
+    // committed, a number known only when the writers are done.
+    let (target_tx, mut target) = tokio::sync::watch::channel(None::<usize>);
+    let subscriber = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut subscription =
+                Box::pin(store.subscribe::<AccountEvent>(Position::START, EventFilter::all()));
+            let mut received = Vec::new();
+            loop {
+                if let Some(total) = *target.borrow_and_update()
+                    && received.len() >= total
+                {
+                    return (received, subscription);
+                }
+                tokio::select! {
+                    item = tokio::time::timeout(PATIENCE, subscription.next()) => match item {
+                        Ok(Some(Ok(event))) => received.push(event),
+                        Ok(Some(Err(error))) => panic!("subscription failed: {error:?}"),
+                        Ok(None) => panic!("subscription ended after {} events", received.len()),
+                        Err(_) => panic!(
+                            "subscriber received only {} events, then nothing for {PATIENCE:?}",
+                            received.len()
+                        ),
+                    },
+                    _ = target.changed() => {}
+                }
+            }
+        })
+    };
+    tokio::time::sleep(SETTLE).await;
 
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
@@ -93,21 +132,14 @@ pub async fn subscriber_sees_every_event_once_while_writers_run<S: TestStore>(st
             };
             let mut ids = Vec::new();
             for n in 0..APPENDS {
-                // Batches of 1 to 3 events, so batches interleave too.
+                // Batches of 1 to 3 events, so batches interleave too. `Any` never fails
+                // for a race: the store retries it.
                 let batch = deposits((n % 3) as u64 + 1);
-                loop {
-                    match store
-                        .append(&stream, ExpectedVersion::Any, batch.clone())
-                        .await
-                    {
-                        Ok(committed) => {
-                            ids.extend(committed.events.iter().map(|e| e.event_id));
-                            break;
-                        }
-                        Err(error) if error.is_conflict() => continue,
-                        Err(error) => panic!("writer {writer}: {error:?}"),
-                    }
-                }
+                let committed = store
+                    .append(&stream, ExpectedVersion::Any, batch)
+                    .await
+                    .unwrap_or_else(|error| panic!("writer {writer}: {error:?}"));
+                ids.extend(committed.events.iter().map(|e| e.event_id));
             }
             ids
         }));
@@ -116,8 +148,9 @@ pub async fn subscriber_sees_every_event_once_while_writers_run<S: TestStore>(st
     for writer in writers {
         committed.extend(writer.await.expect("writer task"));
     }
+    target_tx.send_replace(Some(committed.len()));
 
-    let received = take(&mut subscription, committed.len()).await;
+    let (received, mut subscription) = subscriber.await.expect("subscriber task");
     let received_ids: Vec<Uuid> = received.iter().map(|e| e.event_id).collect();
     let unique: HashSet<Uuid> = received_ids.iter().copied().collect();
     assert_eq!(unique.len(), received_ids.len(), "no event delivered twice");
