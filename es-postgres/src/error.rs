@@ -21,8 +21,29 @@ pub enum PgStoreError {
         source: sqlx::Error,
     },
     /// A migration failed; the schema is unchanged (migrations run in one transaction).
-    #[error("migrating the event store schema failed")]
-    Migrate(#[source] sqlx::Error),
+    #[error("migrating the event store schema `{schema}` failed")]
+    Migrate {
+        /// The schema.
+        schema: String,
+        /// What sqlx reported.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The events carry transaction ids the server has not reached: the data was copied
+    /// from another cluster (`pg_dump`, logical replication), whose transaction counter was
+    /// further on. The global log orders events by writing transaction, so new events would
+    /// sort before old ones and readers past the old ones would skip them.
+    #[error(
+        "events in schema `{schema}` carry transaction ids up to {newest}, ahead of this server's {current}; they were copied from another cluster, and the log's order would break (see the es-postgres docs on moving data)"
+    )]
+    TransactionIdsAhead {
+        /// The schema.
+        schema: String,
+        /// The highest transaction id stored.
+        newest: u64,
+        /// The server's current transaction id.
+        current: u64,
+    },
     /// The schema was migrated by a newer version of es-postgres.
     #[error(
         "schema `{schema}` is at version {found}, newer than the {supported} this es-postgres knows; upgrade es-postgres"
@@ -52,37 +73,39 @@ pub enum PgStoreError {
 }
 
 impl PgStoreError {
-    pub(crate) fn migrate(source: sqlx::Error) -> Self {
-        Self::Migrate(source)
+    pub(crate) fn migrate(schema: &crate::schema::SchemaName) -> impl Fn(sqlx::Error) -> Self + '_ {
+        move |source| Self::Migrate {
+            schema: schema.to_string(),
+            source,
+        }
     }
 }
 
-/// The unique constraint a database error violated, if it is a unique violation.
-pub(crate) fn violated_unique_constraint(error: &sqlx::Error) -> Option<UniqueConstraint> {
-    let database = error.as_database_error()?;
-    if !database.is_unique_violation() {
-        return None;
+/// Whether an append failed because another writer got in the way: it violated the
+/// unique (stream, version) or event id constraint, or, under `SERIALIZABLE` or
+/// `REPEATABLE READ` isolation (set on the role or database, say), the server aborted it as
+/// a serialization failure (SQLSTATE 40001) or a deadlock victim (40P01). All of these are
+/// concurrency outcomes to classify and retry, never raw errors.
+///
+/// Unique violations are recognised through sqlx's error kind; sqlx has no kind for the
+/// other two, so their SQLSTATE codes are compared.
+pub(crate) fn is_write_race(error: &sqlx::Error) -> bool {
+    let Some(database) = error.as_database_error() else {
+        return false;
+    };
+    if database.is_unique_violation() {
+        return matches!(
+            database.constraint(),
+            Some("events_stream_version_key" | "events_event_id_key")
+        );
     }
-    Some(match database.constraint() {
-        Some("events_stream_version_key") => UniqueConstraint::StreamVersion,
-        Some("events_event_id_key") => UniqueConstraint::EventId,
-        _ => UniqueConstraint::Other,
-    })
+    database
+        .code()
+        .is_some_and(|code| code == "40001" || code == "40P01")
 }
 
-/// The unique constraints of the events table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum UniqueConstraint {
-    /// (stream_id, version): another writer stored this version first.
-    StreamVersion,
-    /// event_id: this event is stored already.
-    EventId,
-    /// Something else.
-    Other,
-}
-
-/// Whether an error is a lost or refused connection, which a retry on a fresh connection
-/// may cure (as opposed to a bad query or bad data, which it will not).
+/// Whether an error is a lost or refused connection (or a serialization failure), which a
+/// retry may cure (as opposed to a bad query or bad data, which it will not).
 ///
 /// sqlx has no error kind for "the server closed the connection", so this also looks at
 /// the SQLSTATE class: 08 (connection exception) and 57P0x (the server or an administrator
@@ -94,9 +117,9 @@ pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(database) => database
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
+        }),
         _ => false,
     }
 }
@@ -104,4 +127,42 @@ pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
 /// An sqlx failure of `operation`, as es-core's [`StoreError`].
 pub(crate) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
     StoreError::new(operation, error)
+}
+
+/// Whether the server aborted a statement as a serialization failure (SQLSTATE 40001) or a
+/// deadlock victim (40P01). Under `SERIALIZABLE` isolation (a role or database default,
+/// say) even a plain read can be aborted so; the statement did nothing and may simply run
+/// again. sqlx has no error kind for these, so the codes are compared.
+pub(crate) fn is_serialization_failure(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|database| database.code())
+        .is_some_and(|code| code == "40001" || code == "40P01")
+}
+
+/// How many times a statement aborted as a serialization failure is run again.
+const SERIALIZATION_RETRIES: u32 = 32;
+
+/// Runs `statement` again, after a short jittered pause, while the server aborts it as a
+/// serialization failure: such aborts say nothing about the data, only that another
+/// transaction got in the way.
+pub(crate) async fn retry_serialization_failures<T, F, Fut>(
+    mut statement: F,
+) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match statement().await {
+            Err(error) if is_serialization_failure(&error) && attempt < SERIALIZATION_RETRIES => {
+                attempt += 1;
+                let ceiling = 100_u64 << attempt.min(6);
+                tokio::time::sleep(std::time::Duration::from_micros(fastrand::u64(0..ceiling)))
+                    .await;
+            }
+            outcome => return outcome,
+        }
+    }
 }

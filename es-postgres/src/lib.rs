@@ -33,8 +33,9 @@
 //! store.append(&stream, ExpectedVersion::NoStream, vec![NewEvent::new(placed)]).await?;
 //!
 //! let mut live = Box::pin(store.subscribe::<RawEvent>(Position::START, EventFilter::all()));
-//! while let Some(event) = live.next().await {
-//!     println!("{} v{}: {}", event?.stream_id, 1, "...");
+//! while let Some(envelope) = live.next().await {
+//!     let envelope = envelope?;
+//!     println!("{} v{}: {}", envelope.stream_id, envelope.version, envelope.event.event_type);
 //! #   break;
 //! }
 //! # Ok(())
@@ -47,14 +48,24 @@
 //!
 //! | Table            | Columns                                                                 |
 //! |------------------|-------------------------------------------------------------------------|
-//! | `events`         | `position` bigint identity (primary key), `transaction_id` xid8 (the writer's `pg_current_xact_id()`), `stream_id` text, `version` bigint, `event_id` uuid (unique), `event_type` text, `schema_version` integer, `payload` jsonb, `metadata` jsonb, `recorded_at` timestamptz; unique (`stream_id`, `version`); index (`transaction_id`, `position`) for the global log |
+//! | `events`         | `position` bigint identity, `transaction_id` xid8 (the writer's `pg_current_xact_id()`), `stream_id` text, `version` bigint, `event_id` uuid, `event_type` text, `schema_version` integer, `payload` jsonb, `correlation_id` uuid, `causation_id` uuid, `actor` text, `metadata` jsonb (the free-form entries), `recorded_at` timestamptz. Primary key (`transaction_id`, `position`), the global log's order; unique (`stream_id`, `version`); unique `event_id`. |
 //! | `snapshots`      | `stream_id` (primary key), `version`, `schema_version`, `state` jsonb, `taken_at` |
 //! | `checkpoints`    | `name` (primary key), `position_major`, `position_minor`, `updated_at`  |
 //! | `es_migrations`  | the applied migration versions, apart from the application's own       |
 //!
 //! Positions are `(transaction id, sequence)`: compare and store them, do not compute with
-//! them. Metadata is a JSON object with `correlation_id`, `causation_id`, `actor` and
-//! `user`.
+//! them, and resume only after positions a read of the log delivered (see
+//! [`EventStore`]).
+//!
+//! # Moving data between clusters
+//!
+//! The log is ordered by writing transaction id, and transaction ids belong to a cluster.
+//! `pg_upgrade` keeps them; `pg_dump`/`pg_restore` or logical replication copy the rows
+//! with ids the new cluster has not reached, and new events would sort before them.
+//! [`PgEventStore::migrate`] refuses such data with
+//! [`PgStoreError::TransactionIdsAhead`]. To move an event store, copy it and rewrite
+//! `transaction_id` to a value below the new cluster's (for example `'1'::xid8`, keeping
+//! `position` order), with no writers running, then let projections rebuild.
 //!
 //! # Performance
 //!

@@ -29,14 +29,15 @@ pub(crate) const LATEST: i32 = 1;
 /// in `<schema>.es_migrations`, apart from any application migration table.
 pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, PgStoreError> {
     let quoted = schema.quoted();
-    let mut tx = pool.begin().await.map_err(PgStoreError::migrate)?;
+    let failed = PgStoreError::migrate(schema);
+    let mut tx = pool.begin().await.map_err(&failed)?;
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended('es-postgres migrations ' || $1, 0))",
     )
     .bind(schema.as_str())
     .execute(&mut *tx)
     .await
-    .map_err(PgStoreError::migrate)?;
+    .map_err(&failed)?;
     let setup = format!(
         "CREATE SCHEMA IF NOT EXISTS {quoted};
          CREATE TABLE IF NOT EXISTS {quoted}.es_migrations (
@@ -48,16 +49,17 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
     sqlx::raw_sql(AssertSqlSafe(setup))
         .execute(&mut *tx)
         .await
-        .map_err(PgStoreError::migrate)?;
+        .map_err(&failed)?;
     let applied: Vec<(i32, String)> = sqlx::query(AssertSqlSafe(format!(
         "SELECT version, name FROM {quoted}.es_migrations ORDER BY version"
     )))
     .fetch_all(&mut *tx)
     .await
-    .map_err(PgStoreError::migrate)?
-    .into_iter()
-    .map(|row| (row.get(0), row.get(1)))
-    .collect();
+    .map_err(&failed)?
+    .iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect::<Result<_, sqlx::Error>>()
+    .map_err(&failed)?;
 
     if let Some((newest, _)) = applied.last()
         && *newest > LATEST
@@ -87,7 +89,7 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut *tx)
             .await
-            .map_err(PgStoreError::migrate)?;
+            .map_err(&failed)?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {quoted}.es_migrations (version, name) VALUES ($1, $2)"
         )))
@@ -95,9 +97,37 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
         .bind(migration.name)
         .execute(&mut *tx)
         .await
-        .map_err(PgStoreError::migrate)?;
+        .map_err(&failed)?;
         ran.push(migration.version);
     }
-    tx.commit().await.map_err(PgStoreError::migrate)?;
+    check_transaction_ids(&mut tx, schema).await?;
+    tx.commit().await.map_err(&failed)?;
     Ok(ran)
+}
+
+/// Refuses events whose transaction ids lie ahead of the server's: see
+/// [`PgStoreError::TransactionIdsAhead`].
+async fn check_transaction_ids(
+    tx: &mut sqlx::PgConnection,
+    schema: &SchemaName,
+) -> Result<(), PgStoreError> {
+    let sql = format!(
+        "SELECT (SELECT max(transaction_id) FROM {}.events)::text, pg_current_xact_id()::text",
+        schema.quoted()
+    );
+    let (newest, current): (Option<String>, String) = sqlx::query_as(AssertSqlSafe(sql))
+        .fetch_one(tx)
+        .await
+        .map_err(PgStoreError::migrate(schema))?;
+    let parse = |text: &str| text.parse::<u64>().unwrap_or_default();
+    match newest {
+        Some(newest) if parse(&newest) >= parse(&current) => {
+            Err(PgStoreError::TransactionIdsAhead {
+                schema: schema.to_string(),
+                newest: parse(&newest),
+                current: parse(&current),
+            })
+        }
+        _ => Ok(()),
+    }
 }

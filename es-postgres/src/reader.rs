@@ -8,15 +8,17 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use es_core::{DomainEvent, EventEnvelope, Position, ReadError, StreamId, Version};
+use es_core::{DomainEvent, EventEnvelope, Position, ReadError, StoreError, StreamId, Version};
 use futures_core::Stream;
 use futures_util::StreamExt as _;
-use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, Row as _};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::{is_transient, store_error};
+use crate::error::{
+    is_serialization_failure, is_transient, retry_serialization_failures, store_error,
+};
 use crate::row;
 use crate::store::Inner;
 use crate::xid::Xid8;
@@ -70,25 +72,27 @@ impl Drop for Prefetch {
     }
 }
 
-/// How many rows a stream reader hands over at a time, and how many such batches may wait:
-/// together, the bound on the rows a stream read holds in memory.
-const STREAM_BATCH: usize = 256;
-const STREAM_BATCHES_AHEAD: usize = 4;
+/// What the background query of a stream read hands over.
+enum Delivery {
+    Row(PgRow),
+    Failed(sqlx::Error),
+    /// The stream's end: without it, a closed channel means the query was cut short.
+    End,
+}
 
 /// Reads one stream forwards.
 ///
-/// One query reads the whole rest of the stream, in a background task that hands rows over
-/// in batches through a bounded channel: the server streams rows while this side decodes,
-/// and when the reader falls behind, the channel, the socket and then the server wait for
-/// it, so memory stays bounded however long the stream is. Dropping the reader ends the
-/// task and the query.
+/// A background task queries the stream a page at a time and passes the rows on through a
+/// bounded channel as they arrive, so this side decodes while the server sends. Before each
+/// page it reserves room for the whole page in the channel: a query never waits on a slow
+/// reader, so no connection is held while the reader works through its rows, and memory is
+/// bounded by two pages. Dropping the reader ends the task.
 pub(crate) struct StreamReader<E> {
     inner: Arc<Inner>,
     stream: StreamId,
     from: Version,
-    rows: Option<mpsc::Receiver<Page>>,
+    rows: Option<mpsc::Receiver<Delivery>>,
     task: Option<JoinHandle<()>>,
-    buffer: VecDeque<PgRow>,
     finished: bool,
     event: PhantomData<fn() -> E>,
 }
@@ -101,38 +105,56 @@ impl<E> Drop for StreamReader<E> {
     }
 }
 
-/// Runs the stream query and forwards its rows in batches until the stream or the reader
-/// ends.
+/// Queries the stream page after page, handing each row over, until it ends or the reader
+/// goes away.
 async fn forward_stream(
     inner: Arc<Inner>,
     stream: StreamId,
-    from: Version,
-    sink: mpsc::Sender<Page>,
+    mut next: Version,
+    sink: mpsc::Sender<Delivery>,
 ) {
-    let mut rows = sqlx::query(AssertSqlSafe(Arc::clone(&inner.sql.read_stream)))
-        .bind(stream.as_str())
-        .bind(i64::try_from(from.get()).unwrap_or(i64::MAX))
-        .fetch(&inner.pool);
-    let mut batch = Vec::with_capacity(STREAM_BATCH);
-    while let Some(row) = rows.next().await {
-        match row {
-            Ok(row) => {
-                batch.push(row);
-                if batch.len() == STREAM_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(STREAM_BATCH));
-                    if sink.send(Ok(full)).await.is_err() {
-                        return;
+    let page = usize::try_from(inner.page_size).unwrap_or(1_000);
+    let mut aborted = 0;
+    loop {
+        let Ok(mut slots) = sink.reserve_many(page).await else {
+            return;
+        };
+        let mut rows = sqlx::query(AssertSqlSafe(Arc::clone(&inner.sql.read_stream_page)))
+            .bind(stream.as_str())
+            .bind(i64::try_from(next.get()).unwrap_or(i64::MAX))
+            .bind(inner.page_size)
+            .fetch(&inner.pool);
+        let mut count = 0;
+        while let Some(row) = rows.next().await {
+            // A page has at most `page` rows, so a reserved slot is always left.
+            let Some(slot) = slots.next() else { break };
+            match row {
+                Ok(row) => {
+                    if let Ok(version) = row.try_get::<i64, _>(3) {
+                        next = Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next();
                     }
+                    count += 1;
+                    slot.send(Delivery::Row(row));
+                }
+                // Aborted as a serialization failure: the page is simply read again from
+                // the version after the last row passed on.
+                Err(error) if is_serialization_failure(&error) && aborted < 32 => {
+                    aborted += 1;
+                    count = page;
+                    break;
+                }
+                Err(error) => {
+                    slot.send(Delivery::Failed(error));
+                    return;
                 }
             }
-            Err(error) => {
-                let _ = sink.send(Err(error)).await;
-                return;
-            }
         }
-    }
-    if !batch.is_empty() {
-        let _ = sink.send(Ok(batch)).await;
+        drop(rows);
+        if count < page {
+            drop(slots);
+            let _ = sink.send(Delivery::End).await;
+            return;
+        }
     }
 }
 
@@ -144,61 +166,70 @@ impl<E: DomainEvent> StreamReader<E> {
             from: from.max(Version::new(1)),
             rows: None,
             task: None,
-            buffer: VecDeque::new(),
             finished: false,
             event: PhantomData,
         }
     }
 
+    fn failure(&self, error: impl Into<es_core::error::BoxError>) -> ReadError {
+        StoreError::new("stream read", error)
+            .with_context(format!(
+                "stream `{}` from version {}",
+                self.stream, self.from
+            ))
+            .into()
+    }
+
     async fn next(&mut self) -> Option<Result<EventEnvelope<E>, ReadError>> {
-        loop {
-            if let Some(row) = self.buffer.pop_front() {
+        if self.finished {
+            return None;
+        }
+        let rows = match &mut self.rows {
+            Some(rows) => rows,
+            None => {
+                let page = usize::try_from(self.inner.page_size).unwrap_or(1_000);
+                let (sink, rows) = mpsc::channel(2 * page);
+                let query = forward_stream(
+                    Arc::clone(&self.inner),
+                    self.stream.clone(),
+                    self.from,
+                    sink,
+                );
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    self.finish();
+                    return Some(Err(self.failure("a Tokio runtime is required")));
+                };
+                self.task = Some(runtime.spawn(query));
+                self.rows.insert(rows)
+            }
+        };
+        let delivery = rows.recv().await;
+        match delivery {
+            Some(Delivery::Row(row)) => {
                 let envelope = row::envelope::<E>(&row, Some(&self.stream));
                 if envelope.is_err() {
                     // A stream of results ends at its first error.
                     self.finish();
                 }
-                return Some(envelope);
+                Some(envelope)
             }
-            if self.finished {
-                return None;
+            Some(Delivery::Failed(error)) => {
+                self.finish();
+                Some(Err(self.failure(error)))
             }
-            let rows = match &mut self.rows {
-                Some(rows) => rows,
-                None => {
-                    let (sink, rows) = mpsc::channel(STREAM_BATCHES_AHEAD);
-                    let query = forward_stream(
-                        Arc::clone(&self.inner),
-                        self.stream.clone(),
-                        self.from,
-                        sink,
-                    );
-                    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                        self.finish();
-                        return Some(Err(store_error(
-                            "stream read",
-                            sqlx::Error::Configuration("a Tokio runtime is required".into()),
-                        )
-                        .into()));
-                    };
-                    self.task = Some(runtime.spawn(query));
-                    self.rows.insert(rows)
-                }
-            };
-            match rows.recv().await {
-                Some(Ok(batch)) => self.buffer.extend(batch),
-                Some(Err(error)) => {
-                    self.finish();
-                    return Some(Err(store_error("stream read", error).into()));
-                }
-                None => self.finish(),
+            Some(Delivery::End) => {
+                self.finish();
+                None
+            }
+            None => {
+                self.finish();
+                Some(Err(self.failure("the read was cut short")))
             }
         }
     }
 
     fn finish(&mut self) {
         self.finished = true;
-        self.buffer.clear();
         self.rows = None;
         if let Some(task) = self.task.take() {
             task.abort();
@@ -228,14 +259,16 @@ impl LogQuery {
     fn page(&self, after: (u64, i64)) -> impl Future<Output = Page> + Send + 'static {
         let query = self.clone();
         async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&query.inner.sql.read_log)))
-                .bind(Xid8(after.0))
-                .bind(after.1)
-                .bind(query.categories.as_deref())
-                .bind(query.types.as_deref())
-                .bind(query.inner.page_size)
-                .fetch_all(&query.inner.pool)
-                .await
+            retry_serialization_failures(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&query.inner.sql.read_log)))
+                    .bind(Xid8(after.0))
+                    .bind(after.1)
+                    .bind(query.categories.as_deref())
+                    .bind(query.types.as_deref())
+                    .bind(query.inner.page_size)
+                    .fetch_all(&query.inner.pool)
+            })
+            .await
         }
     }
 }
@@ -323,7 +356,10 @@ impl<E: DomainEvent> LogReader<E> {
                 }
                 Err(error) => {
                     self.failed = true;
-                    return Some(Err(store_error("log read", error).into()));
+                    let (transaction, sequence) = self.after;
+                    return Some(Err(store_error("log read", error)
+                        .with_context(format!("the log after position {transaction}:{sequence}"))
+                        .into()));
                 }
             };
             let full = rows.len() as i64 >= self.query.inner.page_size;
@@ -339,8 +375,13 @@ impl<E: DomainEvent> LogReader<E> {
                     }
                 }
             }
-            let found = !rows.is_empty();
-            self.buffer.extend(rows);
+            let mut found = false;
+            for row in rows {
+                if row.try_get::<bool, _>(13).unwrap_or(true) {
+                    found = true;
+                    self.buffer.push_back(row);
+                }
+            }
             if full {
                 self.prefetch.start(self.query.page(self.after));
                 continue;

@@ -31,10 +31,12 @@ pub(crate) struct Statements {
     pub(crate) append_one_any: Arc<str>,
     /// The current version of stream `$1`.
     pub(crate) stream_version: Arc<str>,
-    /// The events of stream `$1` from version `$2` on.
-    pub(crate) read_stream: Arc<str>,
-    /// Up to `$5` events of the global log after `($1, $2)`, below the visibility horizon,
-    /// in log order, of categories `$3` and types `$4` (`NULL` for all).
+    /// Up to `$3` events of stream `$1` from version `$2` on.
+    pub(crate) read_stream_page: Arc<str>,
+    /// The next `$5` events of the global log after `($1, $2)`, below the visibility
+    /// horizon, in log order, each with whether it is of categories `$3` and types `$4`
+    /// (`NULL` for all). Unselected rows come without payload and metadata: they are only
+    /// there so that the reader moves past them instead of scanning them again.
     pub(crate) read_log: Arc<str>,
     /// The event with id `$1`.
     pub(crate) find_event: Arc<str>,
@@ -107,17 +109,24 @@ impl Statements {
             stream_version: text(format!(
                 "SELECT coalesce(max(version), 0) FROM {s}.events WHERE stream_id = $1"
             )),
-            read_stream: text(format!(
+            read_stream_page: text(format!(
                 "SELECT {ENVELOPE_COLUMNS} FROM {s}.events \
-                 WHERE stream_id = $1 AND version >= $2 ORDER BY version"
+                 WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3"
             )),
             read_log: text(format!(
-                "SELECT {ENVELOPE_COLUMNS} FROM {s}.events \
-                 WHERE (transaction_id, position) > ($1::xid8, $2) \
-                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                   AND ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
-                   AND ($4::text[] IS NULL OR event_type = ANY($4)) \
-                 ORDER BY transaction_id, position LIMIT $5"
+                "WITH page AS ( \
+                     SELECT *, \
+                         ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
+                         AND ($4::text[] IS NULL OR event_type = ANY($4)) AS selected \
+                     FROM {s}.events \
+                     WHERE (transaction_id, position) > ($1::xid8, $2) \
+                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY transaction_id, position LIMIT $5) \
+                 SELECT position, transaction_id, stream_id, version, event_id, event_type, \
+                     schema_version, CASE WHEN selected THEN payload END, correlation_id, \
+                     causation_id, actor, CASE WHEN selected THEN metadata END, recorded_at, \
+                     selected \
+                 FROM page ORDER BY transaction_id, position"
             )),
             find_event: text(format!(
                 "SELECT {ENVELOPE_COLUMNS} FROM {s}.events WHERE event_id = $1"

@@ -17,17 +17,18 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use uuid::Uuid;
 
-use crate::error::{PgStoreError, UniqueConstraint, store_error, violated_unique_constraint};
+use crate::error::{PgStoreError, is_write_race, retry_serialization_failures, store_error};
 use crate::reader::{LogReader, StreamReader};
 use crate::row::{self, position_of, position_parts};
 use crate::schema::SchemaName;
 use crate::sql::Statements;
 use crate::wakeup::Wakeups;
 
-/// How many times an append with [`ExpectedVersion::Any`] is retried when a concurrent
-/// writer takes the version it computed. `Any` must not fail for a race, and each retry
-/// sees the other writer's commit, so a few suffice.
-const ANY_RETRIES: usize = 16;
+/// How many times an append with [`ExpectedVersion::Any`] is tried when concurrent writers
+/// take the versions it computed. `Any` must not fail for a race; each retry sees the other
+/// writers' commits and waits a jittered moment, so with dozens of racers on one stream all
+/// get through long before this bound.
+const ANY_RETRIES: u32 = 64;
 
 /// An event store on PostgreSQL.
 ///
@@ -168,7 +169,13 @@ impl PgEventStore {
         }
     }
 
-    /// Connects to `url` with a pool of up to 10 connections, in schema `es`.
+    /// Connects to `url` with a pool of up to 10 connections, in schema `es`, its sessions
+    /// at READ COMMITTED isolation.
+    ///
+    /// On a pool of your own, prefer READ COMMITTED as well: under SERIALIZABLE the server
+    /// aborts some statements as serialization failures (even ones on unrelated streams,
+    /// as predicate locks cover index pages); the store runs them again, which costs time
+    /// but never correctness.
     ///
     /// # Errors
     ///
@@ -186,9 +193,16 @@ impl PgEventStore {
             .close()
             .await
             .map_err(connect_error)?;
+        // The store's statements are written for READ COMMITTED (the unique constraints
+        // arbitrate between writers); a database whose default is SERIALIZABLE would abort
+        // unrelated writers as serialization failures for nothing.
+        let options = url
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .map_err(connect_error)?
+            .options([("default_transaction_isolation", "read committed")]);
         let pool = PgPoolOptions::new()
             .max_connections(10)
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(connect_error)?;
         Ok(Self::new(pool))
@@ -224,10 +238,12 @@ impl PgEventStore {
     ///
     /// Fails if the server cannot be queried.
     pub async fn horizon(&self) -> Result<Horizon, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.horizon)))
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(|e| store_error("horizon", e))?;
+        let row = retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.horizon)))
+                .fetch_one(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("horizon", e))?;
         let xmin: String = row.try_get(0).map_err(|e| store_error("horizon", e))?;
         let waiting: i64 = row.try_get(1).map_err(|e| store_error("horizon", e))?;
         let age: Option<String> = row.try_get(2).map_err(|e| store_error("horizon", e))?;
@@ -261,11 +277,22 @@ impl PgEventStore {
             });
         }
         let batch = Batch::encode(stream, &events)?;
+        // Versions are bigints in the table: an expectation beyond them cannot match.
+        if let ExpectedVersion::Exact(version) = expected
+            && i64::try_from(version.get()).is_err()
+        {
+            return Err(AppendError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual: self.current_version(stream).await?,
+            });
+        }
 
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let inserted = self.insert(stream, expected, &batch).await;
+            let inserted =
+                retry_serialization_failures(|| self.insert(stream, expected, &batch)).await;
             let rows = match inserted {
                 Ok(rows) if rows.len() == events.len() => rows,
                 // The guard found the stream short of the expected version.
@@ -278,29 +305,35 @@ impl PgEventStore {
                         source: StoreError::new(
                             "append",
                             format!("inserted {} rows for {} events", rows.len(), events.len()),
-                        ),
+                        )
+                        .with_context(format!("stream `{stream}`")),
                     });
                 }
-                Err(error) => match violated_unique_constraint(&error) {
-                    Some(UniqueConstraint::StreamVersion | UniqueConstraint::EventId) => {
-                        match self.classify(stream, expected, &batch, &events).await {
-                            Ok(repeat) => return Ok(repeat),
-                            // Another `Any` writer took the versions this one computed.
-                            Err(AppendError::Conflict { .. })
-                                if expected == ExpectedVersion::Any && attempts < ANY_RETRIES =>
-                            {
-                                continue;
-                            }
-                            Err(error) => return Err(error),
+                Err(error) if is_write_race(&error) => {
+                    match self.classify(stream, expected, &batch, &events).await {
+                        Ok(repeat) => return Ok(repeat),
+                        // Another writer took the versions an `Any` append computed; `Any`
+                        // promises no conflict, and each retry sees that writer's commit.
+                        Err(AppendError::Conflict { .. })
+                            if expected == ExpectedVersion::Any && attempts < ANY_RETRIES =>
+                        {
+                            // Jittered, so that the racers spread out instead of colliding
+                            // again in step.
+                            let ceiling = 200_u64 << attempts.min(5);
+                            tokio::time::sleep(Duration::from_micros(fastrand::u64(0..ceiling)))
+                                .await;
+                            continue;
                         }
+                        Err(error) => return Err(error),
                     }
-                    _ => {
-                        return Err(AppendError::Store {
-                            stream: stream.clone(),
-                            source: store_error("append", error),
-                        });
-                    }
-                },
+                }
+                Err(error) => {
+                    return Err(AppendError::Store {
+                        stream: stream.clone(),
+                        source: store_error("append", error)
+                            .with_context(format!("stream `{stream}`")),
+                    });
+                }
             };
             self.inner.wakeups.appended();
             return committed(stream, events, &rows);
@@ -381,6 +414,9 @@ impl PgEventStore {
 
     /// `Ok(None)` if none of the batch's ids is stored; the stored events if all are, in
     /// this stream, as one run; an error otherwise.
+    ///
+    /// Where the ids are is decided from the rows' plain columns: the stored events may be
+    /// of another type (another category's), which only a true repeat needs to decode.
     async fn find_stored<E: DomainEvent>(
         &self,
         stream: &StreamId,
@@ -389,47 +425,56 @@ impl PgEventStore {
     ) -> Result<Option<Committed<E>>, AppendError> {
         let store_failure = |source: StoreError| AppendError::Store {
             stream: stream.clone(),
-            source,
+            source: source.with_context(format!("stream `{stream}`")),
         };
-        let rows = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_events)))
-            .bind(&batch.ids)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| store_failure(store_error("append", e)))?;
+        let rows = retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_events)))
+                .bind(&batch.ids)
+                .fetch_all(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_failure(store_error("append", e)))?;
         if rows.is_empty() {
             return Ok(None);
         }
+        let mut placed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let read = |e: sqlx::Error| store_failure(store_error("append", e));
+            let event_id: Uuid = row.try_get(4).map_err(read)?;
+            let stored_in: &str = row.try_get(2).map_err(read)?;
+            let version: i64 = row.try_get(3).map_err(read)?;
+            placed.push((event_id, stored_in, version));
+        }
+        // The batch in order, all in this stream, at consecutive versions.
+        let is_repeat = placed.len() == events.len()
+            && placed.iter().zip(events).enumerate().all(|(i, (p, e))| {
+                p.1 == stream.as_str() && p.0 == e.event_id && p.2 == placed[0].2 + i as i64
+            });
+        if !is_repeat {
+            let (event_id, stored_in, version) = placed
+                .iter()
+                .find(|p| p.1 != stream.as_str())
+                .unwrap_or(&placed[0]);
+            return Err(AppendError::DuplicateEventId {
+                event_id: *event_id,
+                stream: stream.clone(),
+                existing_stream: StreamId::parse(stored_in)
+                    .map_err(|e| store_failure(StoreError::new("append", e)))?,
+                existing_version: Version::new(u64::try_from(*version).unwrap_or_default()),
+            });
+        }
         let stored = rows
             .iter()
-            .map(|row| row::envelope::<E>(row, None))
+            .map(|row| row::envelope::<E>(row, Some(stream)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| store_failure(StoreError::new("idempotent append", e)))?;
-        let first = &stored[0];
-        let is_repeat = stored.len() == events.len()
-            && stored.iter().zip(events).enumerate().all(|(i, (s, e))| {
-                &s.stream_id == stream
-                    && s.event_id == e.event_id
-                    && s.version.get() == first.version.get() + i as u64
-            });
-        if is_repeat {
-            let version = stored.last().map_or(Version::INITIAL, |e| e.version);
-            return Ok(Some(Committed {
-                stream_id: stream.clone(),
-                version,
-                events: stored,
-                duplicate: true,
-            }));
-        }
-        let clash = stored
-            .iter()
-            .find(|e| &e.stream_id != stream)
-            .unwrap_or(first);
-        Err(AppendError::DuplicateEventId {
-            event_id: clash.event_id,
-            stream: stream.clone(),
-            existing_stream: clash.stream_id.clone(),
-            existing_version: clash.version,
-        })
+        let version = stored.last().map_or(Version::INITIAL, |e| e.version);
+        Ok(Some(Committed {
+            stream_id: stream.clone(),
+            version,
+            events: stored,
+            duplicate: true,
+        }))
     }
 
     async fn current_version(&self, stream: &StreamId) -> Result<Version, AppendError> {
@@ -442,12 +487,13 @@ impl PgEventStore {
     }
 
     async fn version_of(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        let version: i64 =
+        let version: i64 = retry_serialization_failures(|| {
             sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.stream_version)))
                 .bind(stream.as_str())
                 .fetch_one(&self.inner.pool)
-                .await
-                .map_err(|e| store_error("stream version", e))?;
+        })
+        .await
+        .map_err(|e| store_error("stream version", e))?;
         Ok(Version::new(u64::try_from(version).unwrap_or_default()))
     }
 }
@@ -500,9 +546,20 @@ impl Batch {
             })?;
             batch.ids.push(new.event_id);
             batch.types.push(event_type.to_owned());
-            batch
-                .schema_versions
-                .push(i32::try_from(new.event.schema_version()).unwrap_or(i32::MAX));
+            let schema_version =
+                i32::try_from(new.event.schema_version()).map_err(|_| AppendError::Encode {
+                    stream: stream.clone(),
+                    event_type: event_type.to_owned(),
+                    source: es_core::EncodeError::new(
+                        event_type,
+                        <serde_json::Error as serde::ser::Error>::custom(format!(
+                            "schema version {} is beyond what the store keeps ({})",
+                            new.event.schema_version(),
+                            i32::MAX
+                        )),
+                    ),
+                })?;
+            batch.schema_versions.push(schema_version);
             batch.payloads.push(payload);
             let metadata = &new.metadata;
             batch.correlation_ids.push(metadata.correlation_id);
@@ -622,11 +679,13 @@ impl EventStore for PgEventStore {
         &self,
         event_id: Uuid,
     ) -> Result<Option<EventEnvelope<E>>, ReadError> {
-        let row = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_event)))
-            .bind(event_id)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| store_error("find event", e))?;
+        let row = retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_event)))
+                .bind(event_id)
+                .fetch_optional(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("find event", e))?;
         row.as_ref()
             .map(|row| row::envelope::<E>(row, None))
             .transpose()
@@ -639,24 +698,28 @@ impl SnapshotStore for PgEventStore {
             .map_err(|e| StoreError::new("snapshot save", e))?;
         let schema_version = i32::try_from(snapshot.schema_version)
             .map_err(|e| StoreError::new("snapshot save", e))?;
-        sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_snapshot)))
-            .bind(snapshot.stream_id.as_str())
-            .bind(version)
-            .bind(schema_version)
-            .bind(&snapshot.state)
-            .bind(snapshot.taken_at)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| store_error("snapshot save", e))?;
+        retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_snapshot)))
+                .bind(snapshot.stream_id.as_str())
+                .bind(version)
+                .bind(schema_version)
+                .bind(&snapshot.state)
+                .bind(snapshot.taken_at)
+                .execute(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("snapshot save", e))?;
         Ok(())
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_snapshot)))
-            .bind(stream.as_str())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| store_error("snapshot load", e))?;
+        let row = retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_snapshot)))
+                .bind(stream.as_str())
+                .fetch_optional(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("snapshot load", e))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -677,11 +740,13 @@ impl SnapshotStore for PgEventStore {
 
 impl CheckpointStore for PgEventStore {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_checkpoint)))
-            .bind(name)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| store_error("checkpoint load", e))?;
+        let row = retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_checkpoint)))
+                .bind(name)
+                .fetch_optional(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("checkpoint load", e))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -701,22 +766,26 @@ impl CheckpointStore for PgEventStore {
                 format!("position {position} does not fit in PostgreSQL bigints"),
             )
         })?;
-        sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_checkpoint)))
-            .bind(name)
-            .bind(major)
-            .bind(minor)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| store_error("checkpoint save", e))?;
+        retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_checkpoint)))
+                .bind(name)
+                .bind(major)
+                .bind(minor)
+                .execute(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("checkpoint save", e))?;
         Ok(())
     }
 
     async fn delete_checkpoint(&self, name: &str) -> Result<(), StoreError> {
-        sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.delete_checkpoint)))
-            .bind(name)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| store_error("checkpoint delete", e))?;
+        retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.delete_checkpoint)))
+                .bind(name)
+                .execute(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("checkpoint delete", e))?;
         Ok(())
     }
 }

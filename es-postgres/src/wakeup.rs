@@ -8,13 +8,13 @@
 //! other processes into bumps of the same counter. Subscribers also poll, so a lost
 //! notification only delays them.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 /// The wake-up machinery of one store.
 pub(crate) struct Wakeups {
@@ -22,8 +22,8 @@ pub(crate) struct Wakeups {
     counter: Arc<watch::Sender<u64>>,
     /// Pokes the notifier task; `None` when notifications are off.
     notifier: Option<Arc<Notify>>,
-    notifier_started: AtomicBool,
-    listener_started: AtomicBool,
+    notifier_task: Mutex<Option<JoinHandle<()>>>,
+    listener_task: Mutex<Option<JoinHandle<()>>>,
     pool: PgPool,
     channel: Arc<str>,
     /// Dropped with the store, which stops its background tasks.
@@ -35,8 +35,8 @@ impl Wakeups {
         Self {
             counter: Arc::new(watch::Sender::new(0)),
             notifier: notify.then(|| Arc::new(Notify::new())),
-            notifier_started: AtomicBool::new(false),
-            listener_started: AtomicBool::new(false),
+            notifier_task: Mutex::new(None),
+            listener_task: Mutex::new(None),
             pool,
             channel,
             shutdown: watch::Sender::new(()),
@@ -51,7 +51,7 @@ impl Wakeups {
     pub(crate) fn appended(&self) {
         bump(&self.counter);
         if let Some(notifier) = &self.notifier {
-            self.start_once(&self.notifier_started, |shutdown| {
+            self.keep_running(&self.notifier_task, |shutdown| {
                 notify_loop(
                     self.pool.clone(),
                     Arc::clone(&self.channel),
@@ -66,7 +66,7 @@ impl Wakeups {
     /// A receiver that changes whenever events may have been committed, by this process or
     /// (through notifications) another.
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.start_once(&self.listener_started, |shutdown| {
+        self.keep_running(&self.listener_task, |shutdown| {
             listen_loop(
                 self.pool.clone(),
                 Arc::clone(&self.channel),
@@ -77,25 +77,24 @@ impl Wakeups {
         self.counter.subscribe()
     }
 
-    /// Spawns a background task once, if a Tokio runtime is at hand (if not, a later call
-    /// tries again: the store works without its tasks, subscribers then rely on polling).
-    fn start_once<F, T>(&self, started: &AtomicBool, task: T)
+    /// Makes sure a background task runs: spawns it if it never ran or has ended (its
+    /// runtime may have shut down, as a runtime per test or per request does). Without a
+    /// Tokio runtime at hand it is left for a later call: the store works without its
+    /// tasks, subscribers then rely on polling.
+    fn keep_running<F, T>(&self, slot: &Mutex<Option<JoinHandle<()>>>, task: T)
     where
         T: FnOnce(watch::Receiver<()>) -> F,
         F: Future<Output = ()> + Send + 'static,
     {
-        if started.load(Ordering::Acquire) {
+        // A panic while holding this lock leaves a handle or none: both are usable.
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|handle| !handle.is_finished()) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if started
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            runtime.spawn(task(self.shutdown.subscribe()));
-        }
+        *slot = Some(runtime.spawn(task(self.shutdown.subscribe())));
     }
 }
 
@@ -149,7 +148,12 @@ async fn listen_loop(
     let mut retry = Duration::from_millis(50);
     loop {
         let connected = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
+            // On a connection of its own, not one of the pool's: a listener keeps its
+            // connection for good, which would starve a small pool.
+            let own = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with((*pool.connect_options()).clone());
+            let mut listener = PgListener::connect_with(&own).await?;
             listener.listen(&channel).await?;
             Ok::<_, sqlx::Error>(listener)
         };

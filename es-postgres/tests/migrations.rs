@@ -153,3 +153,50 @@ async fn schema_names_are_identifiers_only() {
     let injected = PgEventStore::builder(pool).schema("es\"; DROP TABLE x; --");
     assert!(matches!(injected, Err(PgStoreError::InvalidSchemaName(_))));
 }
+
+/// Events copied from a cluster whose transaction counter was further on are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_from_a_cluster_further_on_are_refused() {
+    let store = common::fresh_store().await;
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO \"{}\".events (transaction_id, stream_id, version, event_id, event_type, \
+             schema_version, payload, metadata) \
+         VALUES ('4000000000'::xid8, 'note-1', 1, gen_random_uuid(), 'Noted', 1, '{{}}', '{{}}')",
+        store.schema()
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    match store.migrate().await {
+        Err(PgStoreError::TransactionIdsAhead { newest, .. }) => assert_eq!(newest, 4_000_000_000),
+        other => panic!("expected TransactionIdsAhead, got {other:?}"),
+    }
+    common::drop_schema(store).await;
+}
+
+/// A schema version the `integer` column cannot hold is refused, not truncated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_versions_beyond_the_column_are_refused() {
+    let store = common::fresh_store().await;
+    let stream = StreamId::new("note", "1").unwrap();
+    let result = store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(RawEvent::new(
+                "Noted",
+                3_000_000_000,
+                json!({}),
+            ))],
+        )
+        .await;
+    assert!(
+        matches!(result, Err(es_core::AppendError::Encode { .. })),
+        "got {result:?}"
+    );
+    assert_eq!(
+        store.stream_version(&stream).await.unwrap(),
+        Version::INITIAL
+    );
+    common::drop_schema(store).await;
+}

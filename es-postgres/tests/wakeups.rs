@@ -63,26 +63,48 @@ where
     ids
 }
 
-/// A subscriber in "another process" (its own pool) that never polls is woken by the
-/// writer's notification.
+/// Spawns a consumer that takes `n` events from `subscription`, and gives it time to
+/// reach the end of the log and wait there, so what it gets next must come by a wake-up
+/// or a poll, not by the first query.
+async fn waiting_consumer<S>(
+    mut subscription: S,
+    n: usize,
+) -> tokio::task::JoinHandle<(Vec<Uuid>, S)>
+where
+    S: futures_util::Stream<Item = Result<EventEnvelope<RawEvent>, ReadError>>
+        + Unpin
+        + Send
+        + 'static,
+{
+    let consumer = tokio::spawn(async move {
+        let ids = take(&mut subscription, n).await;
+        (ids, subscription)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    consumer
+}
+
+/// A subscriber in "another process" (its own pool) that never polls, already waiting at
+/// the end of the log, is woken by the writer's notification.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notification_wakes_another_process() {
     let writer = common::fresh_store().await;
     let reader =
         common::second_store(&writer, "es-test-listener", |b| b.poll_interval(NEVER)).await;
-    let mut subscription =
-        Box::pin(reader.subscribe::<RawEvent>(Position::START, EventFilter::all()));
-    // Let the subscriber reach the live phase (and its listener connect) first.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
+    let subscription = Box::pin(reader.subscribe::<RawEvent>(Position::START, EventFilter::all()));
+    let consumer = waiting_consumer(subscription, 3).await;
     let written = append(&writer, "note-1", 3).await;
-    assert_eq!(take(&mut subscription, 3).await, written);
+    let (received, subscription) = consumer.await.unwrap();
+    assert_eq!(received, written);
+
+    let consumer = waiting_consumer(subscription, 2).await;
     let written = append(&writer, "note-2", 2).await;
-    assert_eq!(take(&mut subscription, 2).await, written);
+    assert_eq!(consumer.await.unwrap().0, written);
     common::drop_schema(writer).await;
 }
 
-/// With notifications off, another process's subscriber still gets everything by polling.
+/// With notifications off, a subscriber of another process that is already waiting still
+/// gets everything, by polling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_covers_missing_notifications() {
     let writer = common::fresh_store_with(|b| b.notify(false)).await;
@@ -90,12 +112,29 @@ async fn polling_covers_missing_notifications() {
         b.poll_interval(Duration::from_millis(50))
     })
     .await;
-    let mut subscription =
-        Box::pin(reader.subscribe::<RawEvent>(Position::START, EventFilter::all()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let subscription = Box::pin(reader.subscribe::<RawEvent>(Position::START, EventFilter::all()));
+    let consumer = waiting_consumer(subscription, 4).await;
     let written = append(&writer, "note-1", 4).await;
-    assert_eq!(take(&mut subscription, 4).await, written);
+    assert_eq!(consumer.await.unwrap().0, written);
     common::drop_schema(writer).await;
+}
+
+/// A listener keeps its connection for good, so it must not take one from the pool: on a
+/// pool of one connection, a store can still subscribe and append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_leaves_a_one_connection_pool_usable() {
+    let store = common::fresh_store().await;
+    let tiny = es_postgres::PgEventStore::builder(common::connect("es-test-tiny-pool", 1).await)
+        .schema(store.schema().as_str())
+        .unwrap()
+        .build();
+    let subscription = Box::pin(tiny.subscribe::<RawEvent>(Position::START, EventFilter::all()));
+    let consumer = waiting_consumer(subscription, 3).await;
+    let written = tokio::time::timeout(PATIENCE, append(&tiny, "note-1", 3))
+        .await
+        .expect("the pool's one connection is free");
+    assert_eq!(consumer.await.unwrap().0, written);
+    common::drop_schema(store).await;
 }
 
 /// Killing every connection of a subscriber's process (its pool and its listener, with

@@ -1,0 +1,26 @@
+//! The conformance suite again, with every transaction SERIALIZABLE (as a role or database
+//! default might make it): serialization failures must surface as typed conflicts or be
+//! absorbed, never as raw SQL errors.
+
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed step is a failed test"
+)]
+
+mod common;
+
+async fn serializable_store() -> es_postgres::PgEventStore {
+    let store = common::fresh_store().await;
+    let options = (*store.pool().connect_options())
+        .clone()
+        .options([("default_transaction_isolation", "serializable")]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(12)
+        .connect_lazy_with(options);
+    es_postgres::PgEventStore::builder(pool)
+        .schema(store.schema().as_str())
+        .expect("valid schema")
+        .build()
+}
+
+es_testkit::conformance_tests!(serializable_store(), teardown = common::drop_schema);
