@@ -113,9 +113,8 @@ impl PgEventStoreBuilder {
         self
     }
 
-    /// How many rows a read of the global log (or a subscription) fetches per query
-    /// (default 1,000): larger pages mean fewer round trips, smaller ones less memory per
-    /// reader. Stream reads stream their rows and need no pages.
+    /// How many rows a read fetches per query (default 2,000): larger pages mean fewer
+    /// round trips, smaller ones less memory per reader (a reader holds at most two pages).
     #[must_use]
     pub fn page_size(mut self, rows: u32) -> Self {
         self.page_size = i64::from(rows.max(1));
@@ -165,7 +164,7 @@ impl PgEventStore {
             schema: SchemaName::default(),
             notify: true,
             poll_interval: Duration::from_secs(1),
-            page_size: 1_000,
+            page_size: 2_000,
         }
     }
 
