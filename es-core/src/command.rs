@@ -57,6 +57,49 @@ impl CommandContext {
         }
     }
 
+    /// The context of the `index`th command that process `manager` issues in reaction to
+    /// the event in `envelope`:
+    ///
+    /// - its command id is derived from the event's id, the manager's name and `index`, so
+    ///   reacting to the same event twice issues the command once;
+    /// - the event is its causation, and the event's correlation id (or, if it has none,
+    ///   the event's id, as the start of the flow) its correlation;
+    /// - the event's actor is its actor.
+    ///
+    /// ```
+    /// use es_core::{CommandContext, EventEnvelope, Metadata, Position, StreamId, Version};
+    ///
+    /// let envelope = EventEnvelope {
+    ///     event_id: uuid::Uuid::now_v7(),
+    ///     stream_id: StreamId::new("order", "1")?,
+    ///     version: Version::new(3),
+    ///     position: Position::from_parts(1, 3),
+    ///     recorded_at: chrono::Utc::now(),
+    ///     metadata: Metadata::new().with_correlation_id(uuid::Uuid::now_v7()),
+    ///     event: (),
+    /// };
+    /// let first = CommandContext::reacting_to(&envelope, "billing", 0);
+    /// assert_eq!(first, CommandContext::reacting_to(&envelope, "billing", 0));
+    /// assert_ne!(first.command_id(), CommandContext::reacting_to(&envelope, "billing", 1).command_id());
+    /// assert_eq!(Some(first.correlation_id()), envelope.metadata.correlation_id);
+    /// assert_eq!(first.event_metadata().causation_id, Some(envelope.event_id));
+    /// # Ok::<(), es_core::StreamIdError>(())
+    /// ```
+    pub fn reacting_to<E>(envelope: &EventEnvelope<E>, manager: &str, index: usize) -> Self {
+        let command_id = derive_id(envelope.event_id, &format!("{manager}\u{0}{index}"));
+        let mut context = Self::new()
+            .with_command_id(command_id)
+            .with_correlation_id(
+                envelope
+                    .metadata
+                    .correlation_id
+                    .unwrap_or(envelope.event_id),
+            )
+            .with_causation_id(envelope.event_id);
+        context.actor.clone_from(&envelope.metadata.actor);
+        context
+    }
+
     /// Sets the command id, the key of idempotent execution.
     #[must_use]
     pub fn with_command_id(mut self, command_id: Uuid) -> Self {
@@ -136,11 +179,16 @@ impl CommandContext {
 }
 
 fn derive_event_id(command_id: Uuid, stream: &StreamId, index: usize) -> Uuid {
-    let name = format!("{stream}\u{0}{index}");
-    let hash = Uuid::new_v5(&command_id, name.as_bytes());
+    derive_id(command_id, &format!("{stream}\u{0}{index}"))
+}
+
+/// A UUID v7 derived from `base` and `name`: the same inputs always give the same id. It
+/// keeps `base`'s 48-bit timestamp (so ids sort roughly by the time of what they derive
+/// from) and takes its other bits from a hash of both.
+fn derive_id(base: Uuid, name: &str) -> Uuid {
+    let hash = Uuid::new_v5(&base, name.as_bytes());
     let mut bytes = *hash.as_bytes();
-    // Keep the command's 48-bit timestamp so ids sort roughly by command time.
-    bytes[..6].copy_from_slice(&command_id.as_bytes()[..6]);
+    bytes[..6].copy_from_slice(&base.as_bytes()[..6]);
     uuid::Builder::from_bytes(bytes)
         .with_version(uuid::Version::SortRand)
         .with_variant(uuid::Variant::RFC4122)

@@ -11,7 +11,11 @@
 //!   implemented by `es-memory` and `es-postgres` with identical semantics.
 //! - **Command execution**: [`Repository`] loads, decides, appends with optimistic
 //!   concurrency, retries conflicts, deduplicates by command id and takes snapshots.
-//! - **Projections**: [`Projection`] folds events into read models.
+//! - **Projections**: [`Projection`] folds events into read models; [`ProjectionRunner`]
+//!   feeds it from its checkpoint, with batching, error policies, leases, partitions and
+//!   rebuilds.
+//! - **Process managers**: [`ProcessManager`] reacts to events with commands, run
+//!   idempotently by [`ProcessManagerProjection`].
 //! - **Testing** (feature `testing`): the given/when/then harness in [`testing`].
 //!
 //! # A whole aggregate
@@ -110,8 +114,10 @@ mod cache;
 mod command;
 pub mod error;
 mod event;
+mod process;
 mod projection;
 mod repository;
+mod runner;
 mod store;
 mod stream;
 
@@ -134,12 +140,20 @@ pub use crate::event::{
     DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, NewEvent, RawEvent,
 };
 #[doc(inline)]
+pub use crate::process::{CommandFor, ProcessError, ProcessManager, ProcessManagerProjection};
+#[doc(inline)]
 pub use crate::projection::Projection;
 #[doc(inline)]
 pub use crate::repository::{LoadError, Loaded, Repository, RetryPolicy, SnapshotPolicy};
 #[doc(inline)]
+pub use crate::runner::{
+    ErrorPolicy, OnFailure, ProjectionRunner, ProjectionStatus, RunnerError, RunnerState,
+    RunnerStore, StatusHandle,
+};
+#[doc(inline)]
 pub use crate::store::{
-    CheckpointStore, Committed, EventFilter, EventStore, Snapshot, SnapshotStore,
+    CheckpointStore, Committed, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent,
+    Partition, Snapshot, SnapshotStore,
 };
 #[doc(inline)]
 pub use crate::stream::{
@@ -164,10 +178,13 @@ pub use es_macros::DomainEvent;
 /// `use es_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Aggregate, AggregateType, CheckpointStore, DomainEvent, EventStore, Projection,
-        SnapshotStore,
+        Aggregate, AggregateType, CheckpointStore, DeadLetterStore, DomainEvent, EventStore,
+        LeaseStore, ProcessManager, Projection, SnapshotStore,
     };
-    pub use crate::{CommandContext, EventFilter, ExpectedVersion, NewEvent, Repository, StreamId};
+    pub use crate::{
+        CommandContext, EventFilter, ExpectedVersion, NewEvent, ProjectionRunner, Repository,
+        StreamId,
+    };
 
     #[cfg(feature = "testing")]
     pub use crate::testing::AggregateTestExt;

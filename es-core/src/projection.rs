@@ -1,20 +1,38 @@
 //! Projections: folding events into query-optimised read models.
 //!
-//! A [`Projection`] handles envelopes in log order. Test one with
+//! A [`Projection`] handles envelopes in log order; a
+//! [`ProjectionRunner`](crate::ProjectionRunner) feeds it from its checkpoint, keeps the
+//! checkpoint, applies its error policy and can rebuild it. Test one with
 //! [`ProjectionFixture`](crate::testing::ProjectionFixture) (feature `testing`).
+//!
+//! # At least once, or exactly once
+//!
+//! By default the runner keeps the checkpoint in the store's
+//! [`CheckpointStore`](crate::CheckpointStore), saving it after each batch: a crash between
+//! a read-model write and the next checkpoint hands the same events to the projection
+//! again, so its writes must be idempotent (an upsert keyed by the stream, a version check).
+//!
+//! A projection whose read model lives in storage that can commit its checkpoint in the
+//! same transaction as its writes keeps the checkpoint itself
+//! ([`Projection::keeps_own_checkpoint`]): the runner then calls
+//! [`commit`](Projection::commit) after each batch and [`rollback`](Projection::rollback)
+//! after a failure, and no event is ever applied twice or lost, whatever crashes when. The
+//! PostgreSQL store offers this for read models in the same database.
 
-use std::future::Future;
+use std::future::{Future, ready};
 
 use crate::event::{DomainEvent, EventEnvelope};
+use crate::store::EventFilter;
+use crate::stream::Position;
 
 /// A read model built from events.
 ///
-/// [`handle`](Projection::handle) sees each selected event once, in global log order, with
-/// its envelope (stream, version, position, time, metadata). It must be idempotent per event
-/// where its storage cannot commit the checkpoint atomically with its writes.
+/// Implement [`name`](Projection::name) and [`handle`](Projection::handle); override
+/// [`filter`](Projection::filter) to read only some categories or event types (by default a
+/// projection reads the event types its `Event` type decodes, in every category).
 ///
 /// ```
-/// use es_core::{DomainEvent, EventEnvelope, Projection};
+/// use es_core::{DomainEvent, EventEnvelope, EventFilter, Projection};
 /// use std::collections::BTreeMap;
 ///
 /// #[derive(Debug, Clone, PartialEq, DomainEvent)]
@@ -32,6 +50,14 @@ use crate::event::{DomainEvent, EventEnvelope};
 ///     type Event = OrderEvent;
 ///     type Error = std::convert::Infallible;
 ///
+///     fn name(&self) -> &str {
+///         "open-orders"
+///     }
+///
+///     fn filter(&self) -> EventFilter {
+///         EventFilter::all().with_categories(["order"])
+///     }
+///
 ///     async fn handle(&mut self, envelope: &EventEnvelope<OrderEvent>) -> Result<(), Self::Error> {
 ///         let order = envelope.stream_id.id().to_owned();
 ///         match envelope.event {
@@ -43,8 +69,7 @@ use crate::event::{DomainEvent, EventEnvelope};
 /// }
 ///
 /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
-/// use es_core::{EventStore, ExpectedVersion, EventFilter, NewEvent, Position, StreamId};
-/// use futures_util::TryStreamExt;
+/// use es_core::{EventStore, ExpectedVersion, NewEvent, ProjectionRunner, StreamId};
 ///
 /// let store = es_memory::MemoryEventStore::new();
 /// let first = StreamId::new("order", "1")?;
@@ -55,26 +80,77 @@ use crate::event::{DomainEvent, EventEnvelope};
 ///     NewEvent::new(OrderEvent::Shipped),
 /// ]).await?;
 ///
-/// let mut view = OpenOrders::default();
-/// let mut log = std::pin::pin!(store.read_all::<OrderEvent>(Position::START, EventFilter::all()));
-/// while let Some(envelope) = log.try_next().await? {
-///     view.handle(&envelope).await?;
-/// }
-/// assert_eq!(view.open.into_iter().collect::<Vec<_>>(), [("1".to_owned(), 500)]);
+/// let mut runner = ProjectionRunner::new(store, OpenOrders::default());
+/// assert_eq!(runner.catch_up().await?, 3);
+/// assert_eq!(runner.projection().open.iter().collect::<Vec<_>>(), [(&"1".to_owned(), &500)]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Projection: Send {
-    /// The events it reads.
+    /// The events it reads: a typed enum, or [`RawEvent`](crate::RawEvent) for several
+    /// categories at once.
     type Event: DomainEvent;
 
     /// Why handling an event failed.
     type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The stable name under which its checkpoint (and parked events) are kept.
+    fn name(&self) -> &str;
+
+    /// The events it reads. By default, the event types `Self::Event` decodes (every event
+    /// for [`RawEvent`](crate::RawEvent)); restrict to categories when event type names
+    /// are shared between aggregates.
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_event::<Self::Event>()
+    }
 
     /// Updates the read model with one event.
     fn handle(
         &mut self,
         envelope: &EventEnvelope<Self::Event>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Forgets the read model, before it is rebuilt from the start of the log. Projections
+    /// that keep their own checkpoint forget it here too.
+    fn reset(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        ready(Ok(()))
+    }
+
+    /// Whether the projection keeps its checkpoint itself, committed with its writes in
+    /// [`commit`](Projection::commit): exactly once in effect. When `false` (the default),
+    /// the runner keeps it in the store and the projection sees an event again after a
+    /// crash before the next checkpoint.
+    fn keeps_own_checkpoint(&self) -> bool {
+        false
+    }
+
+    /// The position the projection's own storage has committed, for projections that keep
+    /// their own checkpoint.
+    fn load_checkpoint(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<Position>, Self::Error>> + Send {
+        ready(Ok(None))
+    }
+
+    /// Makes the writes of the events handled since the last commit durable, together with
+    /// `position` as the checkpoint if the projection keeps its own. Projections that
+    /// buffer writes flush them here; the runner saves its checkpoint only after this
+    /// succeeds.
+    ///
+    /// A projection that keeps its own checkpoint must refuse (with an error) to commit if
+    /// its stored checkpoint is no longer the one it loaded or last committed: another
+    /// instance moved on, and this one's batch is a duplicate.
+    fn commit(
+        &mut self,
+        position: Position,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = position;
+        ready(Ok(()))
+    }
+
+    /// Drops the writes of the events handled since the last commit, after a failure.
+    fn rollback(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        ready(Ok(()))
+    }
 }

@@ -100,6 +100,26 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         filter: EventFilter,
     ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<Self, E>;
 
+    /// How many events `filter` selects after `after`, up to the events visible now: how far
+    /// a reader at `after` is behind.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    fn count_after(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Future<Output = Result<u64, ReadError>> + Send {
+        let events = self.read_all::<crate::RawEvent>(after, filter);
+        async move {
+            use futures_util::TryStreamExt as _;
+            events
+                .try_fold(0_u64, |n, _| async move { Ok(n + 1) })
+                .await
+        }
+    }
+
     /// Finds an event by its id.
     ///
     /// # Errors
@@ -143,12 +163,84 @@ pub struct Committed<E> {
 pub struct EventFilter {
     categories: Option<Arc<[String]>>,
     event_types: Option<Arc<[String]>>,
+    partition: Option<Partition>,
+}
+
+/// One of `count` slices of the log, by stream: every stream falls in exactly one
+/// partition, so a projection run once per partition keeps each stream's order while
+/// handling different streams in parallel.
+///
+/// Which partition a stream falls in is up to the store (each computes it where it filters
+/// the log); it is stable for a given store.
+///
+/// ```
+/// use es_core::Partition;
+///
+/// let all: Vec<_> = Partition::all(4).collect();
+/// assert_eq!(all.len(), 4);
+/// assert_eq!(all[2].to_string(), "3/4");
+/// assert!(Partition::new(4, 4).is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Partition {
+    index: u32,
+    count: u32,
+}
+
+impl Partition {
+    /// Partition `index` (from 0) of `count`; `None` unless `index < count`.
+    pub fn new(index: u32, count: u32) -> Option<Self> {
+        (index < count).then_some(Self { index, count })
+    }
+
+    /// All `count` partitions.
+    pub fn all(count: u32) -> impl Iterator<Item = Self> {
+        (0..count).map(move |index| Self { index, count })
+    }
+
+    /// Its index, from 0.
+    pub fn index(self) -> u32 {
+        self.index
+    }
+
+    /// How many partitions there are.
+    pub fn count(self) -> u32 {
+        self.count
+    }
+
+    /// The partition of `stream` among `count`, as stores without a hash of their own (the
+    /// in-memory store) compute it: FNV-1a of the stream id, modulo `count`.
+    pub fn of(stream: &StreamId, count: u32) -> u32 {
+        let hash = stream
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        u32::try_from(hash % u64::from(count.max(1))).unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
 }
 
 impl EventFilter {
     /// Selects every event.
     pub fn all() -> Self {
         Self::default()
+    }
+
+    /// Selects the event types `E` decodes; every event if `E` reads any type (such as
+    /// [`RawEvent`](crate::RawEvent)).
+    pub fn for_event<E: DomainEvent>() -> Self {
+        if E::EVENT_TYPES.is_empty() {
+            Self::all()
+        } else {
+            Self::all().with_event_types(E::EVENT_TYPES.iter().copied())
+        }
     }
 
     /// Selects the events of aggregate `A`: its category and its event types.
@@ -183,6 +275,18 @@ impl EventFilter {
         self
     }
 
+    /// Keeps only the events of streams in `partition`.
+    #[must_use]
+    pub fn with_partition(mut self, partition: Partition) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// The selected partition, if restricted.
+    pub fn partition(&self) -> Option<Partition> {
+        self.partition
+    }
+
     /// The selected categories, if restricted.
     pub fn categories(&self) -> Option<&[String]> {
         self.categories.as_deref()
@@ -193,7 +297,8 @@ impl EventFilter {
         self.event_types.as_deref()
     }
 
-    /// Whether an event of `event_type` in `stream` is selected.
+    /// Whether an event of `event_type` in `stream` is selected, partitions computed with
+    /// [`Partition::of`].
     pub fn matches(&self, stream: &StreamId, event_type: &str) -> bool {
         let category = stream.category();
         self.categories
@@ -203,6 +308,9 @@ impl EventFilter {
                 .event_types
                 .as_deref()
                 .is_none_or(|t| t.iter().any(|t| t == event_type))
+            && self
+                .partition
+                .is_none_or(|p| Partition::of(stream, p.count) == p.index)
     }
 }
 
@@ -275,4 +383,90 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
     ///
     /// Fails if the backend fails.
     fn delete_checkpoint(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// An event a projection could not handle, set aside so that the projection goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParkedEvent {
+    /// The projection (its checkpoint key) that parked it.
+    pub projection: String,
+    /// The event.
+    pub event_id: Uuid,
+    /// Its stream.
+    pub stream_id: StreamId,
+    /// Its version there.
+    pub version: Version,
+    /// Its position in the log.
+    pub position: Position,
+    /// Its type.
+    pub event_type: String,
+    /// The last error the projection reported for it.
+    pub error: String,
+    /// How many times the projection tried it.
+    pub attempts: u32,
+    /// When it was parked (or last retried).
+    pub parked_at: DateTime<Utc>,
+}
+
+/// Storage for parked events: the dead-letter queue of projections.
+pub trait DeadLetterStore: Clone + Send + Sync + 'static {
+    /// Parks an event for a projection, replacing an earlier record of the same event.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The events parked for `projection`, in log order.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    fn parked(
+        &self,
+        projection: &str,
+    ) -> impl Future<Output = Result<Vec<ParkedEvent>, StoreError>> + Send;
+
+    /// Removes a parked event (it was handled after all, or given up on).
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    fn unpark(
+        &self,
+        projection: &str,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Time-limited exclusive leases, by name: how several instances of a projection (in one
+/// process or many) agree on which one runs it.
+///
+/// A lease is held by an owner until it expires; its owner renews it, anyone may take it
+/// once it has expired. Expiry is judged by the store's clock (the database server's for a
+/// database store), so instances need not agree on time.
+pub trait LeaseStore: Clone + Send + Sync + 'static {
+    /// Takes or renews lease `name` for `owner` for `ttl`, unless another owner holds it
+    /// unexpired. Returns whether `owner` holds it now.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    fn acquire_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives up lease `name` if `owner` holds it.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    fn release_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -5,12 +5,13 @@ use std::fmt;
 use std::future::{Future, ready};
 use std::marker::PhantomData;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use es_core::{
-    AppendError, CheckpointStore, Committed, DomainEvent, EventEnvelope, EventFilter, EventStore,
-    ExpectedVersion, NewEvent, Position, ReadError, Snapshot, SnapshotStore, StoreError, StreamId,
-    Version,
+    AppendError, CheckpointStore, Committed, DeadLetterStore, DomainEvent, EventEnvelope,
+    EventFilter, EventStore, ExpectedVersion, LeaseStore, NewEvent, ParkedEvent, Position,
+    ReadError, Snapshot, SnapshotStore, StoreError, StreamId, Version,
 };
 use futures_core::Stream;
 use tokio::sync::watch;
@@ -64,6 +65,10 @@ struct State {
     batches: u64,
     snapshots: HashMap<StreamId, Snapshot>,
     checkpoints: HashMap<String, Position>,
+    /// Parked events by projection, then event id.
+    parked: HashMap<String, HashMap<Uuid, ParkedEvent>>,
+    /// Leases: holder and expiry.
+    leases: HashMap<String, (Uuid, Instant)>,
 }
 
 impl fmt::Debug for MemoryEventStore {
@@ -497,6 +502,22 @@ impl EventStore for MemoryEventStore {
         self.reader::<E>(cursor, true).into_stream()
     }
 
+    fn count_after(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Future<Output = Result<u64, ReadError>> + Send {
+        let state = self.shared.read();
+        let start = usize::try_from(after.parts().1).unwrap_or(usize::MAX);
+        let count = state
+            .log
+            .iter()
+            .skip(start)
+            .filter(|record| filter.matches(&record.stream_id, &record.event_type))
+            .count();
+        ready(Ok(count as u64))
+    }
+
     fn find_event<E: DomainEvent>(
         &self,
         event_id: Uuid,
@@ -558,6 +579,80 @@ impl CheckpointStore for MemoryEventStore {
 
     fn delete_checkpoint(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.shared.write().checkpoints.remove(name);
+        ready(Ok(()))
+    }
+}
+
+impl DeadLetterStore for MemoryEventStore {
+    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.shared
+            .write()
+            .parked
+            .entry(parked.projection.clone())
+            .or_default()
+            .insert(parked.event_id, parked);
+        ready(Ok(()))
+    }
+
+    fn parked(
+        &self,
+        projection: &str,
+    ) -> impl Future<Output = Result<Vec<ParkedEvent>, StoreError>> + Send {
+        let mut parked: Vec<ParkedEvent> = self
+            .shared
+            .read()
+            .parked
+            .get(projection)
+            .map(|events| events.values().cloned().collect())
+            .unwrap_or_default();
+        parked.sort_by_key(|event| event.position);
+        ready(Ok(parked))
+    }
+
+    fn unpark(
+        &self,
+        projection: &str,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        if let Some(events) = self.shared.write().parked.get_mut(projection) {
+            events.remove(&event_id);
+        }
+        ready(Ok(()))
+    }
+}
+
+impl LeaseStore for MemoryEventStore {
+    fn acquire_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let now = Instant::now();
+        let mut state = self.shared.write();
+        let free = state
+            .leases
+            .get(name)
+            .is_none_or(|(holder, expires)| *holder == owner || *expires <= now);
+        if free {
+            state.leases.insert(name.to_owned(), (owner, now + ttl));
+        }
+        ready(Ok(free))
+    }
+
+    fn release_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let mut state = self.shared.write();
+        if state
+            .leases
+            .get(name)
+            .is_some_and(|(holder, _)| *holder == owner)
+        {
+            state.leases.remove(name);
+        }
         ready(Ok(()))
     }
 }

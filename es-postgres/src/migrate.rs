@@ -13,14 +13,21 @@ struct Migration {
 }
 
 /// Every migration, in order. Never edit one that has been released; add a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events",
-    sql: include_str!("../migrations/0001_events.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events",
+        sql: include_str!("../migrations/0001_events.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "projections",
+        sql: include_str!("../migrations/0002_projections.sql"),
+    },
+];
 
 /// The newest schema version this code knows.
-pub(crate) const LATEST: i32 = 1;
+pub(crate) const LATEST: i32 = 2;
 
 /// Creates the schema or brings it up to date, in one transaction.
 ///

@@ -8,7 +8,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use es_core::{DomainEvent, EventEnvelope, Position, ReadError, StoreError, StreamId, Version};
+use es_core::{
+    DomainEvent, EventEnvelope, EventFilter, Position, ReadError, StoreError, StreamId, Version,
+};
 use futures_core::Stream;
 use futures_util::StreamExt as _;
 use sqlx::postgres::PgRow;
@@ -252,6 +254,8 @@ struct LogQuery {
     inner: Arc<Inner>,
     categories: Option<Arc<[String]>>,
     types: Option<Arc<[String]>>,
+    /// (count, index) of the partition read.
+    partition: Option<(i64, i64)>,
 }
 
 impl LogQuery {
@@ -266,6 +270,8 @@ impl LogQuery {
                     .bind(query.categories.as_deref())
                     .bind(query.types.as_deref())
                     .bind(query.inner.page_size)
+                    .bind(query.partition.map(|p| p.0))
+                    .bind(query.partition.map(|p| p.1))
                     .fetch_all(&query.inner.pool)
             })
             .await
@@ -295,10 +301,10 @@ impl<E: DomainEvent> LogReader<E> {
     pub(crate) fn new(
         inner: Arc<Inner>,
         after: Position,
-        categories: Option<Vec<String>>,
-        types: Option<Vec<String>>,
+        filter: &EventFilter,
         live: bool,
     ) -> Self {
+        let (categories, types, partition) = filter_parameters(filter);
         let (transaction, sequence) = after.parts();
         let wake = live.then(|| inner.wakeups.subscribe());
         Self {
@@ -306,6 +312,7 @@ impl<E: DomainEvent> LogReader<E> {
                 inner,
                 categories: categories.map(Arc::from),
                 types: types.map(Arc::from),
+                partition,
             },
             after: (transaction, i64::try_from(sequence).unwrap_or(i64::MAX)),
             buffer: VecDeque::new(),
@@ -420,4 +427,22 @@ impl<E: DomainEvent> LogReader<E> {
             Some((item, reader))
         })
     }
+}
+
+/// A filter as the log queries bind it: categories, event types, and (count, index) of the
+/// partition, each `None` for all.
+#[allow(
+    clippy::type_complexity,
+    reason = "three optional bind parameters, named at the use"
+)]
+pub(crate) fn filter_parameters(
+    filter: &EventFilter,
+) -> (Option<Vec<String>>, Option<Vec<String>>, Option<(i64, i64)>) {
+    (
+        filter.categories().map(<[String]>::to_vec),
+        filter.event_types().map(<[String]>::to_vec),
+        filter
+            .partition()
+            .map(|p| (i64::from(p.count()), i64::from(p.index()))),
+    )
 }

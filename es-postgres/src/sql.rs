@@ -12,6 +12,10 @@ use crate::schema::SchemaName;
 pub(crate) const ENVELOPE_COLUMNS: &str = "position, transaction_id, stream_id, version, event_id, \
      event_type, schema_version, payload, correlation_id, causation_id, actor, metadata, recorded_at";
 
+/// The partition of a row's stream among `$6` partitions: its stream id's hash, modulo
+/// (kept non-negative; `abs` would overflow on the smallest hash).
+const PARTITION_OF: &str = "((hashtextextended(stream_id, 0) % $6) + $6) % $6";
+
 /// The statements of one store.
 #[derive(Debug)]
 pub(crate) struct Statements {
@@ -34,8 +38,8 @@ pub(crate) struct Statements {
     /// Up to `$3` events of stream `$1` from version `$2` on.
     pub(crate) read_stream_page: Arc<str>,
     /// The next `$5` events of the global log after `($1, $2)`, below the visibility
-    /// horizon, in log order, each with whether it is of categories `$3` and types `$4`
-    /// (`NULL` for all). Unselected rows come without payload and metadata: they are only
+    /// horizon, in log order, each with whether it is of categories `$3`, types `$4` and
+    /// partition `$7` of `$6` (`NULL` for all). Unselected rows come without payload and metadata: they are only
     /// there so that the reader moves past them instead of scanning them again.
     pub(crate) read_log: Arc<str>,
     /// The event with id `$1`.
@@ -47,6 +51,16 @@ pub(crate) struct Statements {
     pub(crate) save_checkpoint: Arc<str>,
     pub(crate) load_checkpoint: Arc<str>,
     pub(crate) delete_checkpoint: Arc<str>,
+    pub(crate) park: Arc<str>,
+    pub(crate) parked: Arc<str>,
+    pub(crate) unpark: Arc<str>,
+    /// Takes or renews lease `$1` for owner `$2` for `$3` milliseconds; returns a row if
+    /// the owner holds it now.
+    pub(crate) acquire_lease: Arc<str>,
+    pub(crate) release_lease: Arc<str>,
+    /// How many events of categories `$3`, types `$4` and partition `$6` of `$5` follow
+    /// `($1, $2)` below the horizon.
+    pub(crate) count_after: Arc<str>,
     /// The oldest running transaction's age and the count of committed events that are
     /// beyond the horizon, for lag reporting.
     pub(crate) horizon: Arc<str>,
@@ -117,7 +131,8 @@ impl Statements {
                 "WITH page AS ( \
                      SELECT *, \
                          ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
-                         AND ($4::text[] IS NULL OR event_type = ANY($4)) AS selected \
+                         AND ($4::text[] IS NULL OR event_type = ANY($4)) \
+                         AND ($6::int8 IS NULL OR {PARTITION_OF} = $7) AS selected \
                      FROM {s}.events \
                      WHERE (transaction_id, position) > ($1::xid8, $2) \
                        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -155,6 +170,43 @@ impl Statements {
                 "SELECT position_major, position_minor FROM {s}.checkpoints WHERE name = $1"
             )),
             delete_checkpoint: text(format!("DELETE FROM {s}.checkpoints WHERE name = $1")),
+            park: text(format!(
+                "INSERT INTO {s}.parked_events (projection, event_id, stream_id, version, \
+                     position_major, position_minor, event_type, error, attempts, parked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (projection, event_id) DO UPDATE \
+                 SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, \
+                     parked_at = EXCLUDED.parked_at"
+            )),
+            parked: text(format!(
+                "SELECT event_id, stream_id, version, position_major, position_minor, event_type, \
+                     error, attempts, parked_at \
+                 FROM {s}.parked_events WHERE projection = $1 \
+                 ORDER BY position_major, position_minor"
+            )),
+            unpark: text(format!(
+                "DELETE FROM {s}.parked_events WHERE projection = $1 AND event_id = $2"
+            )),
+            acquire_lease: text(format!(
+                "INSERT INTO {s}.leases AS held (name, owner, expires_at) \
+                 VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+                 ON CONFLICT (name) DO UPDATE \
+                 SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at \
+                 WHERE held.owner = EXCLUDED.owner OR held.expires_at <= now() \
+                 RETURNING owner"
+            )),
+            release_lease: text(format!(
+                "DELETE FROM {s}.leases WHERE name = $1 AND owner = $2"
+            )),
+            count_after: text(format!(
+                "SELECT count(*) FROM {s}.events \
+                 WHERE (transaction_id, position) > ($1::xid8, $2) \
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                   AND ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
+                   AND ($4::text[] IS NULL OR event_type = ANY($4)) \
+                   AND ($5::int8 IS NULL OR {} = $6)",
+                PARTITION_OF.replace("$6", "$5")
+            )),
             horizon: text(format!(
                 "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, \
                      (SELECT count(*) FROM {s}.events \

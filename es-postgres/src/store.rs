@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use es_core::{
-    AppendError, CheckpointStore, Committed, DomainEvent, EventEnvelope, EventFilter, EventStore,
-    ExpectedVersion, NewEvent, Position, ReadError, Snapshot, SnapshotStore, StoreError, StreamId,
-    Version,
+    AppendError, CheckpointStore, Committed, DeadLetterStore, DomainEvent, EventEnvelope,
+    EventFilter, EventStore, ExpectedVersion, LeaseStore, NewEvent, ParkedEvent, Position,
+    ReadError, Snapshot, SnapshotStore, StoreError, StreamId, Version,
 };
 use futures_core::Stream;
 use serde_json::Value;
@@ -18,11 +18,12 @@ use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use uuid::Uuid;
 
 use crate::error::{PgStoreError, is_write_race, retry_serialization_failures, store_error};
-use crate::reader::{LogReader, StreamReader};
+use crate::reader::{LogReader, StreamReader, filter_parameters};
 use crate::row::{self, position_of, position_parts};
 use crate::schema::SchemaName;
 use crate::sql::Statements;
 use crate::wakeup::Wakeups;
+use crate::xid::Xid8;
 
 /// How many times an append with [`ExpectedVersion::Any`] is tried when concurrent writers
 /// take the versions it computed. `Any` must not fail for a race; each retry sees the other
@@ -627,13 +628,6 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn filter_arrays(filter: &EventFilter) -> (Option<Vec<String>>, Option<Vec<String>>) {
-    (
-        filter.categories().map(<[String]>::to_vec),
-        filter.event_types().map(<[String]>::to_vec),
-    )
-}
-
 impl EventStore for PgEventStore {
     async fn append<E: DomainEvent>(
         &self,
@@ -661,8 +655,7 @@ impl EventStore for PgEventStore {
         after: Position,
         filter: EventFilter,
     ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
-        let (categories, types) = filter_arrays(&filter);
-        LogReader::new(Arc::clone(&self.inner), after, categories, types, false).into_stream()
+        LogReader::new(Arc::clone(&self.inner), after, &filter, false).into_stream()
     }
 
     fn subscribe<E: DomainEvent>(
@@ -670,8 +663,27 @@ impl EventStore for PgEventStore {
         after: Position,
         filter: EventFilter,
     ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
-        let (categories, types) = filter_arrays(&filter);
-        LogReader::new(Arc::clone(&self.inner), after, categories, types, true).into_stream()
+        LogReader::new(Arc::clone(&self.inner), after, &filter, true).into_stream()
+    }
+
+    async fn count_after(&self, after: Position, filter: EventFilter) -> Result<u64, ReadError> {
+        let (categories, types, partition) = filter_parameters(&filter);
+        let (transaction, sequence) = after.parts();
+        let count: i64 = retry_serialization_failures(|| {
+            sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.count_after)))
+                .bind(Xid8(transaction))
+                .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
+                .bind(categories.as_deref())
+                .bind(types.as_deref())
+                .bind(partition.map(|p| p.0))
+                .bind(partition.map(|p| p.1))
+                .fetch_one(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| {
+            store_error("count", e).with_context(format!("the log after position {after}"))
+        })?;
+        Ok(u64::try_from(count).unwrap_or_default())
     }
 
     async fn find_event<E: DomainEvent>(
@@ -785,6 +797,122 @@ impl CheckpointStore for PgEventStore {
         })
         .await
         .map_err(|e| store_error("checkpoint delete", e))?;
+        Ok(())
+    }
+}
+
+impl DeadLetterStore for PgEventStore {
+    async fn park(&self, parked: ParkedEvent) -> Result<(), StoreError> {
+        let context = format!(
+            "event {} of projection `{}`",
+            parked.event_id, parked.projection
+        );
+        let (major, minor) = position_parts(parked.position).ok_or_else(|| {
+            StoreError::new("park", "position beyond bigint").with_context(context.clone())
+        })?;
+        let version = i64::try_from(parked.version.get()).unwrap_or(i64::MAX);
+        let attempts = i32::try_from(parked.attempts).unwrap_or(i32::MAX);
+        retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.park)))
+                .bind(&parked.projection)
+                .bind(parked.event_id)
+                .bind(parked.stream_id.as_str())
+                .bind(version)
+                .bind(major)
+                .bind(minor)
+                .bind(&parked.event_type)
+                .bind(&parked.error)
+                .bind(attempts)
+                .bind(parked.parked_at)
+                .execute(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("park", e).with_context(context))?;
+        Ok(())
+    }
+
+    async fn parked(&self, projection: &str) -> Result<Vec<ParkedEvent>, StoreError> {
+        let failed = |e: sqlx::Error| {
+            store_error("parked events read", e).with_context(format!("projection `{projection}`"))
+        };
+        let rows = retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.parked)))
+                .bind(projection)
+                .fetch_all(&self.inner.pool)
+        })
+        .await
+        .map_err(failed)?;
+        let mut parked = Vec::with_capacity(rows.len());
+        for row in rows {
+            let stream: String = row.try_get(1).map_err(failed)?;
+            let version: i64 = row.try_get(2).map_err(failed)?;
+            let major: i64 = row.try_get(3).map_err(failed)?;
+            let minor: i64 = row.try_get(4).map_err(failed)?;
+            let attempts: i32 = row.try_get(7).map_err(failed)?;
+            parked.push(ParkedEvent {
+                projection: projection.to_owned(),
+                event_id: row.try_get(0).map_err(failed)?,
+                stream_id: StreamId::parse(&stream)
+                    .map_err(|e| StoreError::new("parked events read", e))?,
+                version: Version::new(u64::try_from(version).unwrap_or_default()),
+                position: Position::from_parts(
+                    u64::try_from(major).unwrap_or_default(),
+                    u64::try_from(minor).unwrap_or_default(),
+                ),
+                event_type: row.try_get(5).map_err(failed)?,
+                error: row.try_get(6).map_err(failed)?,
+                attempts: u32::try_from(attempts).unwrap_or_default(),
+                parked_at: row.try_get(8).map_err(failed)?,
+            });
+        }
+        Ok(parked)
+    }
+
+    async fn unpark(&self, projection: &str, event_id: Uuid) -> Result<(), StoreError> {
+        retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.unpark)))
+                .bind(projection)
+                .bind(event_id)
+                .execute(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| {
+            store_error("unpark", e)
+                .with_context(format!("event {event_id} of projection `{projection}`"))
+        })?;
+        Ok(())
+    }
+}
+
+impl LeaseStore for PgEventStore {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let held = retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.acquire_lease)))
+                .bind(name)
+                .bind(owner)
+                .bind(millis)
+                .fetch_optional(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("lease", e).with_context(format!("lease `{name}`")))?;
+        Ok(held.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, owner: Uuid) -> Result<(), StoreError> {
+        retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.release_lease)))
+                .bind(name)
+                .bind(owner)
+                .execute(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("lease release", e).with_context(format!("lease `{name}`")))?;
         Ok(())
     }
 }

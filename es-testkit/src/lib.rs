@@ -20,13 +20,20 @@
 
 pub mod conformance;
 pub mod fixture;
+pub mod projections;
 
-use es_core::{CheckpointStore, EventStore, SnapshotStore};
+use es_core::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, SnapshotStore};
 
 /// Everything a store under test implements.
-pub trait TestStore: EventStore + SnapshotStore + CheckpointStore {}
+pub trait TestStore:
+    EventStore + SnapshotStore + CheckpointStore + DeadLetterStore + LeaseStore
+{
+}
 
-impl<S: EventStore + SnapshotStore + CheckpointStore> TestStore for S {}
+impl<S> TestStore for S where
+    S: EventStore + SnapshotStore + CheckpointStore + DeadLetterStore + LeaseStore
+{
+}
 
 #[doc(hidden)]
 pub mod __private {
@@ -83,6 +90,17 @@ macro_rules! conformance_tests {
             repository_command_id_is_idempotent,
             repository_snapshot_state_equals_replayed_state,
             repository_cache_never_decides_on_stale_state,
+            projection_catches_up_and_resumes_from_its_checkpoint,
+            killed_projection_resumes_exactly_once,
+            killed_projection_without_own_checkpoint_loses_nothing,
+            rebuild_gives_the_view_live_processing_gave,
+            two_instances_handle_each_event_once,
+            failing_event_is_parked_and_can_be_retried,
+            stop_policy_stops_at_the_failing_event,
+            status_reports_position_lag_and_errors,
+            partitioned_runners_split_streams_and_keep_order,
+            process_manager_issues_each_command_once,
+            parked_events_and_leases_are_stored,
         }
     };
 }

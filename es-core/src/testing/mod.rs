@@ -51,14 +51,18 @@
 //!   through its serde encoding; skipped if it has neither);
 //! - when the aggregate is serializable, its state survives a snapshot round trip.
 //!
-//! # Projections
+//! # Projections and process managers
 //!
-//! [`ProjectionFixture`] feeds events to a projection and compares the view it built.
+//! [`ProjectionFixture`] feeds events to a projection and compares the view it built;
+//! [`ProcessManagerFixture`] hands an event to a process manager and compares the commands
+//! it calls for.
 
 mod aggregate;
 mod block_on;
 mod diff;
+mod process;
 mod projection;
 
 pub use aggregate::{AggregateFixture, AggregateTestExt, Given, Then};
+pub use process::{ProcessManagerFixture, Reaction};
 pub use projection::ProjectionFixture;

@@ -37,6 +37,10 @@ use super::diff::debug_diff;
 ///     type Event = OrderEvent;
 ///     type Error = std::convert::Infallible;
 ///
+///     fn name(&self) -> &str {
+///         "open-orders"
+///     }
+///
 ///     async fn handle(&mut self, envelope: &EventEnvelope<OrderEvent>) -> Result<(), Self::Error> {
 ///         let order = envelope.stream_id.id().to_owned();
 ///         match envelope.event {

@@ -4,6 +4,7 @@
 
 mod append;
 mod concurrency;
+mod projection;
 mod read;
 mod repository;
 mod storage;
@@ -11,6 +12,7 @@ mod subscription;
 
 pub use append::*;
 pub use concurrency::*;
+pub use projection::*;
 pub use read::*;
 pub use repository::*;
 pub use storage::*;

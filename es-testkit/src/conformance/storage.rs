@@ -83,3 +83,63 @@ pub async fn checkpoints_save_load_and_delete<S: TestStore>(store: S) {
         Some(p1)
     );
 }
+
+/// Parked events are kept per projection, replaced by event id, listed in log order and
+/// removed; leases go to one owner at a time until released or expired.
+pub async fn parked_events_and_leases_are_stored<S: TestStore>(store: S) {
+    use es_core::ParkedEvent;
+    use std::time::Duration;
+    use uuid::Uuid;
+
+    let parked = |n: u64, error: &str| ParkedEvent {
+        projection: "view".to_owned(),
+        event_id: Uuid::from_u128(u128::from(n)),
+        stream_id: account("p"),
+        version: Version::new(n),
+        position: Position::from_parts(n, n),
+        event_type: "Deposited".to_owned(),
+        error: error.to_owned(),
+        attempts: 1,
+        parked_at: Utc::now(),
+    };
+    assert!(store.parked("view").await.unwrap().is_empty());
+    store.park(parked(5, "boom")).await.unwrap();
+    store.park(parked(2, "bang")).await.unwrap();
+    store.park(parked(5, "boom again")).await.unwrap();
+    let listed = store.parked("view").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].version, Version::new(2), "log order");
+    assert_eq!(listed[1].error, "boom again", "replaced by event id");
+    assert_eq!(listed[1].stream_id, account("p"));
+    assert!(store.parked("other").await.unwrap().is_empty());
+    store.unpark("view", Uuid::from_u128(5)).await.unwrap();
+    assert_eq!(store.parked("view").await.unwrap().len(), 1);
+
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let ttl = Duration::from_millis(300);
+    assert!(store.acquire_lease("job", a, ttl).await.unwrap());
+    assert!(
+        store.acquire_lease("job", a, ttl).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !store.acquire_lease("job", b, ttl).await.unwrap(),
+        "another waits"
+    );
+    assert!(store.acquire_lease("other-job", b, ttl).await.unwrap());
+    store.release_lease("job", b).await.unwrap();
+    assert!(
+        !store.acquire_lease("job", b, ttl).await.unwrap(),
+        "only the holder releases"
+    );
+    store.release_lease("job", a).await.unwrap();
+    assert!(
+        store.acquire_lease("job", b, ttl).await.unwrap(),
+        "released: free"
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(
+        store.acquire_lease("job", a, ttl).await.unwrap(),
+        "expired: free"
+    );
+}

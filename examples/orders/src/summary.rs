@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use es_core::{EventEnvelope, Projection};
+use es_core::{EventEnvelope, EventFilter, Projection};
 
 use crate::order::{OrderEvent, OrderStatus};
 
@@ -32,6 +32,14 @@ pub struct OrderSummaries {
 impl Projection for OrderSummaries {
     type Event = OrderEvent;
     type Error = Infallible;
+
+    fn name(&self) -> &str {
+        "order-summaries"
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_aggregate::<crate::order::Order>()
+    }
 
     async fn handle(&mut self, envelope: &EventEnvelope<OrderEvent>) -> Result<(), Infallible> {
         let id = envelope.stream_id.id();

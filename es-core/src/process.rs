@@ -1,0 +1,205 @@
+//! Process managers: business flows that react to events by issuing commands.
+//!
+//! A [`ProcessManager`] decides which commands an event calls for;
+//! [`ProcessManagerProjection`] turns it into a [`Projection`] that executes those commands
+//! through a [`Repository`], so that a [`ProjectionRunner`](crate::ProjectionRunner) runs it
+//! from a checkpoint, with its error policy, leases and status. Each command's id is
+//! derived from the event that caused it ([`CommandContext::reacting_to`]), so handling the
+//! same event twice (after a crash, a rebuild) issues each command once, and its events
+//! carry the event's correlation id and the event as their causation.
+
+use std::fmt;
+use std::future::Future;
+
+use crate::aggregate::{Aggregate, AggregateType};
+use crate::command::CommandContext;
+use crate::error::{BoxError, CommandError};
+use crate::event::{DomainEvent, EventEnvelope};
+use crate::projection::Projection;
+use crate::repository::Repository;
+use crate::store::{EventFilter, EventStore, SnapshotStore};
+
+/// A command for the aggregate with id `target`.
+pub type CommandFor<A> = (String, <A as AggregateType>::Command);
+
+/// Reacts to events of one kind by issuing commands to aggregates of one type.
+///
+/// ```
+/// use es_core::{Aggregate, DomainEvent, EventEnvelope, ProcessManager};
+/// # #[derive(Debug, Clone, PartialEq, DomainEvent)]
+/// # enum OrderEvent { Placed { customer: String } }
+/// # #[derive(Debug, Clone, PartialEq, DomainEvent)]
+/// # enum CustomerEvent { Welcomed }
+/// # #[derive(Debug, Clone, PartialEq)]
+/// # enum CustomerCommand { Welcome }
+/// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
+/// # #[derive(Debug, Default, es_core::Aggregate)]
+/// # #[aggregate(name = "customer", command = CustomerCommand, event = CustomerEvent, error = Never)]
+/// # struct Customer;
+/// # impl Aggregate for Customer {
+/// #     async fn handle(&self, _: CustomerCommand, _: &()) -> Result<Vec<CustomerEvent>, Never> { Ok(vec![CustomerEvent::Welcomed]) }
+/// #     fn apply(&mut self, _: &CustomerEvent) {}
+/// # }
+///
+/// /// Welcomes every customer on their first order.
+/// struct Welcome;
+///
+/// impl ProcessManager for Welcome {
+///     type Event = OrderEvent;
+///     type Target = Customer;
+///     type Error = std::convert::Infallible;
+///
+///     fn name(&self) -> &str {
+///         "welcome"
+///     }
+///
+///     async fn react(&self, envelope: &EventEnvelope<OrderEvent>) -> Result<Vec<(String, CustomerCommand)>, Self::Error> {
+///         let OrderEvent::Placed { customer } = &envelope.event;
+///         Ok(vec![(customer.clone(), CustomerCommand::Welcome)])
+///     }
+/// }
+/// ```
+pub trait ProcessManager: Send + Sync {
+    /// The events it reacts to.
+    type Event: DomainEvent;
+
+    /// The aggregate its commands go to.
+    type Target: Aggregate;
+
+    /// Why it cannot decide how to react.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Its stable name: the checkpoint key, and part of every command id it derives.
+    fn name(&self) -> &str;
+
+    /// The events it reads (by default the event types `Self::Event` decodes).
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_event::<Self::Event>()
+    }
+
+    /// The commands `envelope` calls for, each with the id of the aggregate it goes to
+    /// (often none).
+    fn react(
+        &self,
+        envelope: &EventEnvelope<Self::Event>,
+    ) -> impl Future<Output = Result<Vec<CommandFor<Self::Target>>, Self::Error>> + Send;
+}
+
+/// Why a process manager's reaction to an event failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The manager could not decide how to react.
+    #[error("process manager `{manager}` could not react")]
+    React {
+        /// The manager.
+        manager: String,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
+    /// A command it issued failed (it was rejected, or the store failed).
+    #[error("command {index} of process manager `{manager}` for `{target}` failed")]
+    Command {
+        /// The manager.
+        manager: String,
+        /// The aggregate id the command went to.
+        target: String,
+        /// Which of the event's commands it was.
+        index: usize,
+        /// The failure.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// A [`ProcessManager`] run as a [`Projection`]: each event's commands are executed
+/// through a repository, idempotently.
+///
+/// A command the target aggregate rejects is a failure of the reaction, handled by the
+/// runner's [`ErrorPolicy`](crate::ErrorPolicy) (retry, stop or park): a flow never skips a
+/// step silently.
+pub struct ProcessManagerProjection<M: ProcessManager, S> {
+    manager: M,
+    repository: Repository<M::Target, S>,
+}
+
+impl<M: ProcessManager + fmt::Debug, S: fmt::Debug> fmt::Debug for ProcessManagerProjection<M, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessManagerProjection")
+            .field("manager", &self.manager)
+            .field("repository", &self.repository)
+            .finish()
+    }
+}
+
+impl<M, S> ProcessManagerProjection<M, S>
+where
+    M: ProcessManager,
+    S: EventStore + SnapshotStore,
+{
+    /// Runs `manager`'s commands through `repository`.
+    pub fn new(manager: M, repository: Repository<M::Target, S>) -> Self {
+        Self {
+            manager,
+            repository,
+        }
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &M {
+        &self.manager
+    }
+}
+
+impl<M, S> Projection for ProcessManagerProjection<M, S>
+where
+    M: ProcessManager,
+    S: EventStore + SnapshotStore,
+{
+    type Event = M::Event;
+    type Error = ProcessError;
+
+    fn name(&self) -> &str {
+        self.manager.name()
+    }
+
+    fn filter(&self) -> EventFilter {
+        self.manager.filter()
+    }
+
+    async fn handle(&mut self, envelope: &EventEnvelope<M::Event>) -> Result<(), ProcessError> {
+        let name = self.manager.name();
+        let orders = self
+            .manager
+            .react(envelope)
+            .await
+            .map_err(|e| ProcessError::React {
+                manager: name.to_owned(),
+                source: Box::new(e),
+            })?;
+        for (index, (target, command)) in orders.into_iter().enumerate() {
+            let context = CommandContext::reacting_to(envelope, name, index);
+            match self
+                .repository
+                .execute_with(&target, command, context)
+                .await
+            {
+                Ok(_) => {}
+                Err(error) => {
+                    return Err(ProcessError::Command {
+                        manager: name.to_owned(),
+                        target,
+                        index,
+                        source: boxed(error),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn boxed<E: std::error::Error + Send + Sync + 'static>(error: CommandError<E>) -> BoxError {
+    Box::new(error)
+}

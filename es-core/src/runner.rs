@@ -1,0 +1,913 @@
+//! [`ProjectionRunner`]: feeds a projection from its checkpoint, commits in batches, applies
+//! its error policy, coordinates instances through leases, and rebuilds.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_core::Stream;
+use futures_util::future::{Either, select};
+use futures_util::{FutureExt as _, StreamExt as _};
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::error::{BoxError, ReadError, StoreError};
+use crate::event::EventEnvelope;
+use crate::projection::Projection;
+use crate::store::{
+    CheckpointStore, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent, Partition,
+};
+use crate::stream::Position;
+
+/// The events a runner reads, boxed so that history and live reads share one type.
+type Events<E> = Pin<Box<dyn Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send>>;
+
+/// Everything a store offers that a runner uses.
+pub trait RunnerStore: EventStore + CheckpointStore + DeadLetterStore + LeaseStore {}
+
+impl<S: EventStore + CheckpointStore + DeadLetterStore + LeaseStore> RunnerStore for S {}
+
+/// What a runner does when a projection fails on an event.
+///
+/// It first tries again `retries` times, waiting `backoff`, then twice as long each time;
+/// then it stops or parks the event (sets it aside in the store's dead-letter table, visible
+/// through [`DeadLetterStore::parked`] and retried by [`ProjectionRunner::retry_parked`])
+/// and goes on. It never drops an event silently.
+///
+/// ```
+/// use es_core::{ErrorPolicy, OnFailure};
+/// use std::time::Duration;
+///
+/// let policy = ErrorPolicy::retry(5, Duration::from_millis(100)).then(OnFailure::Park);
+/// assert_eq!(policy.retries(), 5);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorPolicy {
+    retries: u32,
+    backoff: Duration,
+    then: OnFailure,
+}
+
+/// What a runner does once retries are exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Stop the runner with the error; the event stays next in line.
+    Stop,
+    /// Park the event and go on with the next.
+    Park,
+}
+
+impl Default for ErrorPolicy {
+    /// Three retries from 100 ms, then stop.
+    fn default() -> Self {
+        Self::retry(3, Duration::from_millis(100))
+    }
+}
+
+impl ErrorPolicy {
+    /// Stop at the first failure.
+    pub fn stop() -> Self {
+        Self {
+            retries: 0,
+            backoff: Duration::ZERO,
+            then: OnFailure::Stop,
+        }
+    }
+
+    /// Park at the first failure.
+    pub fn park() -> Self {
+        Self::stop().then(OnFailure::Park)
+    }
+
+    /// Try again `retries` times, waiting `backoff` and doubling, then stop.
+    pub fn retry(retries: u32, backoff: Duration) -> Self {
+        Self {
+            retries,
+            backoff,
+            then: OnFailure::Stop,
+        }
+    }
+
+    /// What to do once retries are exhausted.
+    #[must_use]
+    pub fn then(mut self, then: OnFailure) -> Self {
+        self.then = then;
+        self
+    }
+
+    /// How many times a failed event is tried again.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    fn pause(&self, failures: u32) -> Duration {
+        self.backoff
+            .saturating_mul(1 << failures.saturating_sub(1).min(10))
+            .min(Duration::from_secs(60))
+    }
+}
+
+/// Where a runner is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunnerState {
+    /// Not started.
+    Idle,
+    /// Reading history.
+    CatchingUp,
+    /// At the end of the log, handling events as they come.
+    Live,
+    /// Waiting: another instance holds the projection's lease.
+    Standby,
+    /// Ended normally.
+    Stopped,
+    /// Ended with an error.
+    Failed,
+}
+
+/// What a runner reports about its projection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectionStatus {
+    /// The projection's checkpoint key: its name, with the partition if it has one.
+    pub key: String,
+    /// Where the runner is.
+    pub state: RunnerState,
+    /// The last committed position.
+    pub position: Option<Position>,
+    /// Events handled since the runner started.
+    pub handled: u64,
+    /// Events parked since the runner started.
+    pub parked: u64,
+    /// The last error the projection reported, if any.
+    pub last_error: Option<String>,
+    /// When the last handled event was recorded.
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+/// A live view of a runner's [`ProjectionStatus`], readable from anywhere while it runs.
+#[derive(Clone)]
+pub struct StatusHandle {
+    status: Arc<Mutex<ProjectionStatus>>,
+    filter: EventFilter,
+}
+
+impl fmt::Debug for StatusHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StatusHandle").field(&self.get()).finish()
+    }
+}
+
+impl StatusHandle {
+    /// The status now.
+    pub fn get(&self) -> ProjectionStatus {
+        self.lock().clone()
+    }
+
+    /// How many events the projection has yet to handle: those after its last committed
+    /// position that it reads.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the store fails.
+    pub async fn lag<S: EventStore>(&self, store: &S) -> Result<u64, ReadError> {
+        let position = self.get().position.unwrap_or(Position::START);
+        store.count_after(position, self.filter.clone()).await
+    }
+
+    // The status is plain data; a panic while it was locked leaves it readable.
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProjectionStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ProjectionStatus)) {
+        change(&mut self.lock());
+    }
+}
+
+/// Why a runner stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// The projection failed on an event and its policy said stop.
+    #[error(
+        "projection `{projection}` failed on event `{event_type}` at version {version} of stream `{stream}` (position {position}) after {attempts} attempts"
+    )]
+    Handler {
+        /// The projection's checkpoint key.
+        projection: String,
+        /// The event's stream.
+        stream: crate::stream::StreamId,
+        /// Its version.
+        version: crate::stream::Version,
+        /// Its type.
+        event_type: String,
+        /// Its position.
+        position: Position,
+        /// How many times it was tried.
+        attempts: u32,
+        /// The projection's last error.
+        #[source]
+        source: BoxError,
+    },
+    /// Committing a batch failed.
+    #[error("projection `{projection}` could not commit at position {position}")]
+    Commit {
+        /// The projection's checkpoint key.
+        projection: String,
+        /// The position of the batch's last event.
+        position: Position,
+        /// The failure.
+        #[source]
+        source: BoxError,
+    },
+    /// Reading the log failed, or an event cannot be decoded as the projection's type.
+    #[error("projection `{projection}` cannot read the log")]
+    Read {
+        /// The projection's checkpoint key.
+        projection: String,
+        /// The failure.
+        #[source]
+        source: ReadError,
+    },
+    /// The store failed (checkpoints, parked events, leases).
+    #[error("projection `{projection}`: store failure")]
+    Store {
+        /// The projection's checkpoint key.
+        projection: String,
+        /// The failure.
+        #[source]
+        source: StoreError,
+    },
+    /// Resetting the projection for a rebuild failed.
+    #[error("projection `{projection}` could not be reset")]
+    Reset {
+        /// The projection's checkpoint key.
+        projection: String,
+        /// The failure.
+        #[source]
+        source: BoxError,
+    },
+    /// Another instance holds the projection's lease.
+    #[error("projection `{projection}` is run by another instance (it holds the lease)")]
+    LeaseHeld {
+        /// The projection's checkpoint key.
+        projection: String,
+    },
+}
+
+/// What became of one event.
+enum Outcome {
+    Handled,
+    Parked,
+    /// Drop the uncommitted batch and read again from the last commit, committing event
+    /// by event up to and including this position.
+    Isolate(Position),
+}
+
+/// Feeds a [`Projection`] from the log.
+///
+/// - **Checkpoints**: the runner reads after the projection's checkpoint and commits every
+///   [`batch_size`](ProjectionRunner::with_batch_size) events, at the end of the history,
+///   and at least every [`commit_interval`](ProjectionRunner::with_commit_interval) while
+///   live. A projection that keeps its own checkpoint commits it with its writes; for
+///   others the runner saves it in the store after the projection's
+///   [`commit`](Projection::commit).
+/// - **Errors**: the projection's [`ErrorPolicy`] decides between retrying, stopping and
+///   parking. For a projection with its own checkpoint, a failed event's batch is rolled
+///   back and replayed event by event, so the failure never takes other writes with it.
+/// - **Instances**: several runners of one projection, in one process or many, take turns
+///   through a lease in the store (renewed while they run): only the holder handles
+///   events, the others stand by and take over when it stops.
+/// - **Partitions**: [`with_partition`](ProjectionRunner::with_partition) restricts a runner
+///   to one slice of the streams, with a checkpoint and lease of its own, so that slices
+///   can run in parallel (tasks, processes) while each stream keeps its order.
+/// - **Status**: [`status`](ProjectionRunner::status) gives a handle to the position,
+///   counts, last error and lag, readable while the runner runs.
+///
+/// Each batch runs in a `tracing` span named `es.projection`.
+pub struct ProjectionRunner<P: Projection, S> {
+    projection: P,
+    store: S,
+    batch_size: usize,
+    commit_interval: Duration,
+    policy: ErrorPolicy,
+    lease: Option<Duration>,
+    partition: Option<Partition>,
+    owner: Uuid,
+    status: StatusHandle,
+    committed: Option<Position>,
+    /// Attempts at the event that is failing, across the replays that isolate it.
+    failing: HashMap<uuid::Uuid, u32>,
+}
+
+impl<P: Projection + fmt::Debug, S: fmt::Debug> fmt::Debug for ProjectionRunner<P, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectionRunner")
+            .field("projection", &self.projection)
+            .field("store", &self.store)
+            .field("status", &self.status.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
+    /// A runner of `projection` on `store`: batches of 500 events, commits at least every
+    /// 100 ms while live, the default [`ErrorPolicy`], and a lease of 10 s.
+    pub fn new(store: S, projection: P) -> Self {
+        let key = projection.name().to_owned();
+        let filter = projection.filter();
+        Self {
+            projection,
+            store,
+            batch_size: 500,
+            commit_interval: Duration::from_millis(100),
+            policy: ErrorPolicy::default(),
+            lease: Some(Duration::from_secs(10)),
+            partition: None,
+            owner: Uuid::now_v7(),
+            status: StatusHandle {
+                status: Arc::new(Mutex::new(ProjectionStatus {
+                    key,
+                    state: RunnerState::Idle,
+                    position: None,
+                    handled: 0,
+                    parked: 0,
+                    last_error: None,
+                    last_event_at: None,
+                })),
+                filter,
+            },
+            committed: None,
+            failing: HashMap::new(),
+        }
+    }
+
+    /// Commits after this many events (at least 1).
+    #[must_use]
+    pub fn with_batch_size(mut self, events: usize) -> Self {
+        self.batch_size = events.max(1);
+        self
+    }
+
+    /// Commits at least this often while events trickle in.
+    #[must_use]
+    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// Sets what happens when the projection fails on an event.
+    #[must_use]
+    pub fn with_error_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the lease's time to live (how long a crashed instance blocks the others), or
+    /// `None` to run without one (only if no other instance can run).
+    #[must_use]
+    pub fn with_lease(mut self, ttl: Option<Duration>) -> Self {
+        self.lease = ttl;
+        self
+    }
+
+    /// Restricts the runner to one partition of the streams: its checkpoint and lease are
+    /// the projection's name followed by `#index/count`.
+    #[must_use]
+    pub fn with_partition(mut self, partition: Partition) -> Self {
+        self.partition = Some(partition);
+        self.status.filter = self.filter();
+        self.status.update(|status| status.key = self.key());
+        self
+    }
+
+    /// A handle to the runner's status.
+    pub fn status(&self) -> StatusHandle {
+        self.status.clone()
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// The projection, mutably (between runs).
+    pub fn projection_mut(&mut self) -> &mut P {
+        &mut self.projection
+    }
+
+    /// The projection, giving up the runner.
+    pub fn into_projection(self) -> P {
+        self.projection
+    }
+
+    /// The key of the checkpoint, lease and parked events.
+    pub fn key(&self) -> String {
+        match self.partition {
+            Some(partition) => format!("{}#{partition}", self.projection.name()),
+            None => self.projection.name().to_owned(),
+        }
+    }
+
+    fn filter(&self) -> EventFilter {
+        let filter = self.projection.filter();
+        match self.partition {
+            Some(partition) => filter.with_partition(partition),
+            None => filter,
+        }
+    }
+
+    /// Handles every event in the log now, commits, and returns how many it handled (or
+    /// parked).
+    ///
+    /// # Errors
+    ///
+    /// Fails if the policy stops on a failure, a commit or the store fails, or another
+    /// instance holds the lease.
+    pub async fn catch_up(&mut self) -> Result<u64, RunnerError> {
+        self.drive(false, std::future::pending()).await
+    }
+
+    /// Runs until the projection's policy stops it: the history, then every new event.
+    /// Waits while another instance holds the lease.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProjectionRunner::catch_up`], except that a held lease is waited out.
+    pub async fn run(&mut self) -> Result<(), RunnerError> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// As [`ProjectionRunner::run`], until `shutdown` completes; then commits what it
+    /// handled and releases its lease.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProjectionRunner::run`].
+    pub async fn run_until(
+        &mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), RunnerError> {
+        self.drive(true, shutdown).await.map(drop)
+    }
+
+    /// Forgets the read model and its checkpoint and handles the whole log again.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProjectionRunner::catch_up`], and if the reset fails.
+    pub async fn rebuild(&mut self) -> Result<u64, RunnerError> {
+        let key = self.key();
+        if let Some(ttl) = self.lease
+            && !self.acquire(ttl).await?
+        {
+            return Err(RunnerError::LeaseHeld { projection: key });
+        }
+        self.projection
+            .reset()
+            .await
+            .map_err(|e| RunnerError::Reset {
+                projection: key.clone(),
+                source: Box::new(e),
+            })?;
+        if !self.projection.keeps_own_checkpoint() {
+            self.store
+                .delete_checkpoint(&key)
+                .await
+                .map_err(|source| RunnerError::Store {
+                    projection: key.clone(),
+                    source,
+                })?;
+        }
+        self.committed = None;
+        self.status.update(|status| status.position = None);
+        self.catch_up().await
+    }
+
+    /// Hands each parked event of this projection to it again; those it now handles are
+    /// unparked, the others stay parked with the new error. Returns how many were handled.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the store fails or a commit fails.
+    pub async fn retry_parked(&mut self) -> Result<usize, RunnerError> {
+        let key = self.key();
+        if let Some(ttl) = self.lease
+            && !self.acquire(ttl).await?
+        {
+            return Err(RunnerError::LeaseHeld { projection: key });
+        }
+        let outcome = self.retry_parked_inner().await;
+        self.release().await;
+        outcome
+    }
+
+    async fn retry_parked_inner(&mut self) -> Result<usize, RunnerError> {
+        let key = self.key();
+        let store_error = |source| RunnerError::Store {
+            projection: key.clone(),
+            source,
+        };
+        let parked = self.store.parked(&key).await.map_err(store_error)?;
+        let mut handled = 0;
+        for mut entry in parked {
+            let envelope = self
+                .store
+                .find_event::<P::Event>(entry.event_id)
+                .await
+                .map_err(|source| RunnerError::Read {
+                    projection: key.clone(),
+                    source,
+                })?;
+            let Some(envelope) = envelope else {
+                continue;
+            };
+            match self.projection.handle(&envelope).await {
+                Ok(()) => {
+                    // Commit the writes without moving the checkpoint.
+                    let position = self.checkpoint().await?.unwrap_or(Position::START);
+                    self.commit(position).await?;
+                    self.store
+                        .unpark(&key, entry.event_id)
+                        .await
+                        .map_err(store_error)?;
+                    handled += 1;
+                }
+                Err(error) => {
+                    self.rollback().await;
+                    entry.error = error.to_string();
+                    entry.attempts += 1;
+                    entry.parked_at = Utc::now();
+                    self.store.park(entry).await.map_err(store_error)?;
+                }
+            }
+        }
+        Ok(handled)
+    }
+
+    async fn checkpoint(&mut self) -> Result<Option<Position>, RunnerError> {
+        let key = self.key();
+        if self.projection.keeps_own_checkpoint() {
+            self.projection
+                .load_checkpoint()
+                .await
+                .map_err(|e| RunnerError::Commit {
+                    projection: key,
+                    position: Position::START,
+                    source: Box::new(e),
+                })
+        } else {
+            self.store
+                .load_checkpoint(&key)
+                .await
+                .map_err(|source| RunnerError::Store {
+                    projection: key,
+                    source,
+                })
+        }
+    }
+
+    async fn commit(&mut self, position: Position) -> Result<(), RunnerError> {
+        let key = self.key();
+        let failed = |source: BoxError| RunnerError::Commit {
+            projection: key.clone(),
+            position,
+            source,
+        };
+        self.projection
+            .commit(position)
+            .await
+            .map_err(|e| failed(Box::new(e)))?;
+        if !self.projection.keeps_own_checkpoint() {
+            self.store
+                .save_checkpoint(&key, position)
+                .await
+                .map_err(|e| failed(Box::new(e)))?;
+        }
+        self.committed = Some(position);
+        self.status
+            .update(|status| status.position = Some(position));
+        Ok(())
+    }
+
+    async fn rollback(&mut self) {
+        if let Err(error) = self.projection.rollback().await {
+            tracing::warn!(projection = %self.key(), error = &error as &dyn std::error::Error, "rollback failed");
+        }
+    }
+
+    async fn acquire(&self, ttl: Duration) -> Result<bool, RunnerError> {
+        self.store
+            .acquire_lease(&self.key(), self.owner, ttl)
+            .await
+            .map_err(|source| RunnerError::Store {
+                projection: self.key(),
+                source,
+            })
+    }
+
+    async fn release(&self) {
+        if self.lease.is_some()
+            && let Err(error) = self.store.release_lease(&self.key(), self.owner).await
+        {
+            tracing::warn!(projection = %self.key(), error = &error as &dyn std::error::Error, "cannot release lease");
+        }
+    }
+
+    /// The loop behind `catch_up` (`live == false`: ends at the end of the log) and
+    /// `run_until`.
+    async fn drive(
+        &mut self,
+        live: bool,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<u64, RunnerError> {
+        let mut shutdown = pin!(shutdown.fuse());
+        let outcome = self.drive_inner(live, &mut shutdown).await;
+        self.release().await;
+        self.status.update(|status| {
+            status.state = if outcome.is_ok() {
+                RunnerState::Stopped
+            } else {
+                RunnerState::Failed
+            };
+        });
+        outcome
+    }
+
+    async fn drive_inner<F>(
+        &mut self,
+        live: bool,
+        shutdown: &mut Pin<&mut F>,
+    ) -> Result<u64, RunnerError>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let key = self.key();
+        let mut handled = 0;
+        // Commit event by event up to here: a failed event is being isolated.
+        let mut isolate_until: Option<Position> = None;
+        'restart: loop {
+            // Take the lease, or wait for it (live) / give up (catching up).
+            let mut renew_at = Instant::now();
+            if let Some(ttl) = self.lease {
+                loop {
+                    if self.acquire(ttl).await? {
+                        renew_at = Instant::now() + ttl / 3;
+                        break;
+                    }
+                    if !live {
+                        return Err(RunnerError::LeaseHeld { projection: key });
+                    }
+                    self.status
+                        .update(|status| status.state = RunnerState::Standby);
+                    if wait_or_shutdown(ttl / 3, shutdown).await {
+                        return Ok(handled);
+                    }
+                }
+            }
+            self.status
+                .update(|status| status.state = RunnerState::CatchingUp);
+            self.committed = self.checkpoint().await?;
+            let after = self.committed.unwrap_or(Position::START);
+            let filter = self.filter();
+            let mut events: Events<P::Event> = if live {
+                Box::pin(self.store.subscribe::<P::Event>(after, filter))
+            } else {
+                Box::pin(self.store.read_all::<P::Event>(after, filter))
+            };
+            let mut pending: usize = 0;
+            let mut last: Option<Position> = None;
+            let mut commit_by: Option<Instant> = None;
+            // One timer, moved when its deadline changes: a timer per event would cost more
+            // than the event.
+            let mut timer = futures_timer::Delay::new(Duration::from_secs(3600));
+            let mut timer_at = Instant::now() + Duration::from_secs(3600);
+            loop {
+                // Keep the lease while working.
+                if let Some(ttl) = self.lease
+                    && Instant::now() >= renew_at
+                {
+                    if !self.acquire(ttl).await? {
+                        tracing::info!(projection = %key, "lost the lease; standing by");
+                        self.rollback().await;
+                        continue 'restart;
+                    }
+                    renew_at = Instant::now() + ttl / 3;
+                }
+                let next = if live {
+                    let deadline = match (commit_by, self.lease) {
+                        (Some(at), _) => at,
+                        (None, Some(_)) => renew_at,
+                        (None, None) => Instant::now() + Duration::from_secs(3600),
+                    };
+                    if deadline != timer_at {
+                        timer.reset(deadline.saturating_duration_since(Instant::now()));
+                        timer_at = deadline;
+                    }
+                    next_event(&mut events, &mut timer, shutdown).await
+                } else {
+                    match events.next().await {
+                        Some(event) => Next::Event(event),
+                        None => Next::End,
+                    }
+                };
+                let envelope = match next {
+                    Next::Event(Ok(envelope)) => envelope,
+                    Next::Event(Err(source)) => {
+                        if let Some(position) = last {
+                            self.commit(position).await?;
+                        }
+                        return Err(RunnerError::Read {
+                            projection: key,
+                            source,
+                        });
+                    }
+                    Next::Idle | Next::End | Next::Shutdown => {
+                        if let Some(position) = last.take() {
+                            self.commit(position).await?;
+                            pending = 0;
+                        }
+                        commit_by = None;
+                        match next {
+                            Next::End if !live => return Ok(handled),
+                            Next::Shutdown => return Ok(handled),
+                            // A subscription does not end; if one does, start over.
+                            Next::End => {
+                                if wait_or_shutdown(Duration::from_millis(100), shutdown).await {
+                                    return Ok(handled);
+                                }
+                                continue 'restart;
+                            }
+                            _ => {
+                                self.status
+                                    .update(|status| status.state = RunnerState::Live);
+                                continue;
+                            }
+                        }
+                    }
+                };
+
+                let position = envelope.position;
+                match self.handle(&envelope, pending).await? {
+                    Outcome::Handled | Outcome::Parked => {
+                        handled += 1;
+                        pending += 1;
+                        last = Some(position);
+                        self.status.update(|status| {
+                            status.handled += 1;
+                            status.last_event_at = Some(envelope.recorded_at);
+                        });
+                    }
+                    Outcome::Isolate(failed_at) => {
+                        isolate_until = Some(failed_at);
+                        handled -= pending as u64;
+                        continue 'restart;
+                    }
+                }
+                let isolating = isolate_until.is_some_and(|until| position <= until);
+                if isolate_until.is_some_and(|until| position >= until) {
+                    isolate_until = None;
+                }
+                if pending >= self.batch_size || isolating {
+                    self.commit(position).await?;
+                    pending = 0;
+                    last = None;
+                    commit_by = None;
+                } else if commit_by.is_none() {
+                    commit_by = Some(Instant::now() + self.commit_interval);
+                }
+            }
+        }
+    }
+
+    /// Hands one event to the projection, applying the error policy.
+    async fn handle(
+        &mut self,
+        envelope: &EventEnvelope<P::Event>,
+        pending: usize,
+    ) -> Result<Outcome, RunnerError> {
+        let span = tracing::debug_span!(
+            "es.projection",
+            projection = %self.key(),
+            stream = %envelope.stream_id,
+            version = %envelope.version,
+        );
+        self.handle_with_policy(envelope, pending)
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_with_policy(
+        &mut self,
+        envelope: &EventEnvelope<P::Event>,
+        pending: usize,
+    ) -> Result<Outcome, RunnerError> {
+        let key = self.key();
+        loop {
+            let error = match self.projection.handle(envelope).await {
+                Ok(()) => {
+                    self.failing.remove(&envelope.event_id);
+                    return Ok(Outcome::Handled);
+                }
+                Err(error) => error,
+            };
+            let attempts = {
+                let attempts = self.failing.entry(envelope.event_id).or_insert(0);
+                *attempts += 1;
+                *attempts
+            };
+            tracing::warn!(
+                attempts,
+                error = &error as &dyn std::error::Error,
+                "projection failed on an event"
+            );
+            let message = error.to_string();
+            self.status
+                .update(|status| status.last_error = Some(message.clone()));
+            if self.projection.keeps_own_checkpoint() {
+                // The failed event's writes may be half done: drop the whole batch.
+                self.rollback().await;
+                if pending > 0 {
+                    return Ok(Outcome::Isolate(envelope.position));
+                }
+            }
+            if attempts <= self.policy.retries {
+                futures_timer::Delay::new(self.policy.pause(attempts)).await;
+                continue;
+            }
+            self.failing.remove(&envelope.event_id);
+            return match self.policy.then {
+                OnFailure::Stop => Err(RunnerError::Handler {
+                    projection: key,
+                    stream: envelope.stream_id.clone(),
+                    version: envelope.version,
+                    event_type: crate::DomainEvent::event_type(&envelope.event).to_owned(),
+                    position: envelope.position,
+                    attempts,
+                    source: Box::new(error),
+                }),
+                OnFailure::Park => {
+                    let parked = ParkedEvent {
+                        projection: key.clone(),
+                        event_id: envelope.event_id,
+                        stream_id: envelope.stream_id.clone(),
+                        version: envelope.version,
+                        position: envelope.position,
+                        event_type: crate::DomainEvent::event_type(&envelope.event).to_owned(),
+                        error: message,
+                        attempts,
+                        parked_at: Utc::now(),
+                    };
+                    self.store
+                        .park(parked)
+                        .await
+                        .map_err(|source| RunnerError::Store {
+                            projection: key,
+                            source,
+                        })?;
+                    self.status.update(|status| status.parked += 1);
+                    Ok(Outcome::Parked)
+                }
+            };
+        }
+    }
+}
+
+enum Next<E> {
+    Event(Result<EventEnvelope<E>, ReadError>),
+    /// Nothing came for a while: time to commit or renew.
+    Idle,
+    /// The history ended (catching up only).
+    End,
+    Shutdown,
+}
+
+async fn next_event<E, F>(
+    events: &mut Events<E>,
+    timer: &mut futures_timer::Delay,
+    shutdown: &mut Pin<&mut F>,
+) -> Next<E>
+where
+    F: Future<Output = ()>,
+{
+    let item = events.next();
+    let either = select(item, select(timer, shutdown.as_mut())).await;
+    match either {
+        Either::Left((Some(event), _)) => Next::Event(event),
+        Either::Left((None, _)) => Next::End,
+        Either::Right((Either::Left(_), _)) => Next::Idle,
+        Either::Right((Either::Right(_), _)) => Next::Shutdown,
+    }
+}
+
+/// Waits `pause`; `true` if `shutdown` completed first.
+async fn wait_or_shutdown<F: Future<Output = ()>>(
+    pause: Duration,
+    shutdown: &mut Pin<&mut F>,
+) -> bool {
+    let timer = futures_timer::Delay::new(pause);
+    matches!(select(timer, shutdown.as_mut()).await, Either::Right(_))
+}

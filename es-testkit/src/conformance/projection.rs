@@ -1,0 +1,493 @@
+//! Projections run by [`ProjectionRunner`] on the store: checkpoints, crashes, rebuilds,
+//! competing instances, parked events, partitions and process managers.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use es_core::{
+    ErrorPolicy, EventFilter, ExpectedVersion, NewEvent, OnFailure, Partition,
+    ProcessManagerProjection, ProjectionRunner, Repository, RunnerError, StreamId,
+};
+use uuid::Uuid;
+
+use super::{account, read_log};
+use crate::TestStore;
+use crate::fixture::{AccountCommand, AccountEvent};
+use crate::projections::{
+    CountingView, Faults, LedgerStorage, LedgerView, WELCOME_BONUS, WelcomeBonus,
+};
+
+/// Generous bound on work that should finish at once; it bounds a hang, it does not
+/// measure speed.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Appends `n` deposits of 1..=n to `id`, one append each; returns their event ids.
+async fn deposit<S: TestStore>(store: &S, id: &str, n: u64) -> Vec<Uuid> {
+    let stream = account(id);
+    let mut ids = Vec::new();
+    for amount in 1..=n {
+        let committed = store
+            .append(
+                &stream,
+                ExpectedVersion::Any,
+                vec![NewEvent::new(AccountEvent::Deposited { amount })],
+            )
+            .await
+            .unwrap();
+        ids.push(committed.events[0].event_id);
+    }
+    ids
+}
+
+/// Waits until the global log shows `total` events: a store may hold back fresh events
+/// for a moment (see [`read_log`]), and a catch-up reads only what is visible.
+async fn settled<S: TestStore>(store: &S, total: usize) {
+    read_log::<S, es_core::RawEvent>(store, es_core::Position::START, EventFilter::all(), total)
+        .await;
+}
+
+fn runner<S: TestStore, P: es_core::Projection>(
+    store: &S,
+    projection: P,
+) -> ProjectionRunner<P, S> {
+    ProjectionRunner::new(store.clone(), projection)
+        .with_batch_size(5)
+        .with_lease(Some(Duration::from_millis(500)))
+        .with_commit_interval(Duration::from_millis(20))
+}
+
+/// A runner handles the history, commits, and a later runner resumes after the
+/// checkpoint: each event once.
+pub async fn projection_catches_up_and_resumes_from_its_checkpoint<S: TestStore>(store: S) {
+    let storage = LedgerStorage::default();
+    let mut ids: HashSet<Uuid> = deposit(&store, "a", 7).await.into_iter().collect();
+    settled(&store, 7).await;
+    let mut first = runner(
+        &store,
+        CountingView::new("counting", storage.clone(), Faults::none()),
+    );
+    assert_eq!(first.catch_up().await.unwrap(), 7);
+    let checkpoint = first.status().get().position;
+    assert!(checkpoint.is_some(), "the runner committed a checkpoint");
+
+    ids.extend(deposit(&store, "b", 4).await);
+    settled(&store, 11).await;
+    let mut second = runner(
+        &store,
+        CountingView::new("counting", storage.clone(), Faults::none()),
+    );
+    assert_eq!(
+        second.catch_up().await.unwrap(),
+        4,
+        "it resumes after the checkpoint"
+    );
+    assert!(storage.get().applied_exactly(&ids));
+    assert_eq!(storage.get().balances["a"], 28);
+    assert_eq!(
+        second.catch_up().await.unwrap(),
+        0,
+        "nothing new, nothing handled"
+    );
+}
+
+/// A projection that keeps its own checkpoint is killed mid-batch (its task dropped
+/// between writes and the commit): a new runner finishes the job, and every event is
+/// applied exactly once.
+pub async fn killed_projection_resumes_exactly_once<S: TestStore>(store: S) {
+    let ids: HashSet<Uuid> = deposit(&store, "a", 23).await.into_iter().collect();
+    settled(&store, 23).await;
+    let storage = LedgerStorage::default();
+    let faults = Faults::none();
+    faults.stall_at(13);
+    let mut doomed = runner(
+        &store,
+        LedgerView::new("ledger", storage.clone(), faults.clone()),
+    );
+    let task = tokio::spawn(async move { doomed.catch_up().await });
+    tokio::time::timeout(PATIENCE, faults.stalled())
+        .await
+        .expect("the view reached the stall");
+    task.abort();
+    let _ = task.await;
+    let before = storage.get();
+    assert_eq!(before.applied.len(), 10, "two batches of 5 were committed");
+
+    let mut survivor = runner(
+        &store,
+        LedgerView::new("ledger", storage.clone(), Faults::none()),
+    )
+    // The dead runner's lease must run out first.
+    .with_lease(Some(Duration::from_millis(500)));
+    let handled = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match survivor.catch_up().await {
+                Err(RunnerError::LeaseHeld { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the lease expires")
+    .unwrap();
+    assert_eq!(handled, 13, "it resumes after the last commit");
+    let ledger = storage.get();
+    assert!(
+        ledger.applied_exactly(&ids),
+        "every event applied exactly once"
+    );
+    assert_eq!(ledger.balances["a"], (1..=23).sum::<u64>() as i64);
+}
+
+/// A projection that lets the runner keep its checkpoint, killed mid-batch, loses nothing:
+/// the events since the last checkpoint come again (at least once).
+pub async fn killed_projection_without_own_checkpoint_loses_nothing<S: TestStore>(store: S) {
+    let ids: HashSet<Uuid> = deposit(&store, "a", 23).await.into_iter().collect();
+    settled(&store, 23).await;
+    let storage = LedgerStorage::default();
+    let faults = Faults::none();
+    faults.stall_at(13);
+    let mut doomed = runner(
+        &store,
+        CountingView::new("counting", storage.clone(), faults.clone()),
+    )
+    .with_lease(None);
+    let task = tokio::spawn(async move { doomed.catch_up().await });
+    tokio::time::timeout(PATIENCE, faults.stalled())
+        .await
+        .expect("the view reached the stall");
+    task.abort();
+    let _ = task.await;
+
+    let mut survivor = runner(
+        &store,
+        CountingView::new("counting", storage.clone(), Faults::none()),
+    )
+    .with_lease(None);
+    survivor.catch_up().await.unwrap();
+    let ledger = storage.get();
+    assert_eq!(ledger.applied.len(), ids.len(), "no event lost");
+    let twice: Vec<_> = ledger.applied.values().filter(|n| **n > 1).collect();
+    assert!(
+        twice.len() <= 2 && twice.iter().all(|n| **n == 2),
+        "only the uncommitted batch (events 11 and 12) comes again: {twice:?}"
+    );
+}
+
+/// Rebuilding from the start of the log gives exactly the view that live processing gave.
+pub async fn rebuild_gives_the_view_live_processing_gave<S: TestStore>(store: S) {
+    let mut ids: HashSet<Uuid> = deposit(&store, "a", 6).await.into_iter().collect();
+    let storage = LedgerStorage::default();
+    let mut live = runner(
+        &store,
+        LedgerView::new("ledger", storage.clone(), Faults::none()),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        live.run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+        .map(|()| live)
+    });
+    ids.extend(deposit(&store, "b", 5).await);
+    ids.extend(deposit(&store, "a", 3).await);
+    tokio::time::timeout(PATIENCE, async {
+        while !storage.get().applied_exactly(&ids) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the live runner handles every event");
+    let _ = stop.send(());
+    let mut live = task.await.unwrap().unwrap();
+    let live_view = storage.get();
+    settled(&store, ids.len()).await;
+
+    assert_eq!(live.rebuild().await.unwrap(), ids.len() as u64);
+    let rebuilt = storage.get();
+    assert_eq!(rebuilt.balances, live_view.balances);
+    assert_eq!(rebuilt.order, live_view.order);
+    assert!(rebuilt.applied_exactly(&ids));
+}
+
+/// Two instances of one projection run at once while events arrive: the lease lets one
+/// work and the other wait, each event is applied exactly once, and when the first stops
+/// the second takes over.
+pub async fn two_instances_handle_each_event_once<S: TestStore>(store: S) {
+    let storage = LedgerStorage::default();
+    let mut ids: HashSet<Uuid> = HashSet::new();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let mut instance = runner(
+            &store,
+            LedgerView::new("ledger", storage.clone(), Faults::none()),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            instance
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        instances.push((stop, task));
+    }
+    for round in 0..5 {
+        ids.extend(deposit(&store, &format!("acct-{round}"), 8).await);
+    }
+    let all_applied = |ids: HashSet<Uuid>| {
+        let storage = storage.clone();
+        async move {
+            tokio::time::timeout(PATIENCE, async {
+                while !storage.get().applied_exactly(&ids) {
+                    assert!(
+                        storage.get().applied.values().all(|n| *n == 1),
+                        "an event was applied twice"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("every event is applied");
+        }
+    };
+    all_applied(ids.clone()).await;
+
+    // Stop one instance (whichever held the lease or not): the other goes on.
+    let (stop, task) = instances.remove(0);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    ids.extend(deposit(&store, "after-failover", 6).await);
+    all_applied(ids.clone()).await;
+
+    let (stop, task) = instances.remove(0);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// An event the projection keeps failing on is parked (visible, with its error) and the
+/// projection goes on; once the cause is fixed, retrying the parked event applies it.
+pub async fn failing_event_is_parked_and_can_be_retried<S: TestStore>(store: S) {
+    let ids: HashSet<Uuid> = deposit(&store, "a", 12).await.into_iter().collect();
+    settled(&store, 12).await;
+    let storage = LedgerStorage::default();
+    let faults = Faults::none();
+    faults.fail_on(7);
+    let mut runner = runner(
+        &store,
+        LedgerView::new("ledger", storage.clone(), faults.clone()),
+    )
+    .with_error_policy(ErrorPolicy::retry(2, Duration::from_millis(1)).then(OnFailure::Park));
+    assert_eq!(runner.catch_up().await.unwrap(), 12);
+
+    let parked = store.parked("ledger").await.unwrap();
+    assert_eq!(parked.len(), 1, "the failing event is parked: {parked:?}");
+    assert_eq!(parked[0].version.get(), 7);
+    assert_eq!(parked[0].stream_id, account("a"));
+    assert_eq!(parked[0].event_type, "Deposited");
+    assert_eq!(parked[0].attempts, 3);
+    assert!(
+        parked[0].error.contains("deposit of 7"),
+        "{}",
+        parked[0].error
+    );
+    let status = runner.status().get();
+    assert_eq!(status.parked, 1);
+    assert!(status.last_error.is_some());
+    let ledger = storage.get();
+    assert_eq!(ledger.applied.len(), 11, "every other event applied");
+    assert!(ledger.applied.values().all(|n| *n == 1));
+
+    // Still broken: the retry fails and the event stays parked, with a new attempt.
+    assert_eq!(runner.retry_parked().await.unwrap(), 0);
+    assert_eq!(store.parked("ledger").await.unwrap()[0].attempts, 4);
+
+    faults.heal();
+    assert_eq!(runner.retry_parked().await.unwrap(), 1);
+    assert!(store.parked("ledger").await.unwrap().is_empty());
+    let ledger = storage.get();
+    assert!(ledger.applied_exactly(&ids));
+    assert_eq!(ledger.balances["a"], (1..=12).sum::<u64>() as i64);
+}
+
+/// With the stop policy the runner stops at the failing event, naming it, having committed
+/// everything before it; after a fix it goes on from there.
+pub async fn stop_policy_stops_at_the_failing_event<S: TestStore>(store: S) {
+    let ids: HashSet<Uuid> = deposit(&store, "a", 12).await.into_iter().collect();
+    settled(&store, 12).await;
+    let storage = LedgerStorage::default();
+    let faults = Faults::none();
+    faults.fail_on(9);
+    let mut runner = runner(
+        &store,
+        LedgerView::new("ledger", storage.clone(), faults.clone()),
+    )
+    .with_error_policy(ErrorPolicy::retry(1, Duration::from_millis(1)));
+    match runner.catch_up().await {
+        Err(RunnerError::Handler {
+            stream,
+            version,
+            event_type,
+            attempts,
+            ..
+        }) => {
+            assert_eq!(stream, account("a"));
+            assert_eq!(version.get(), 9);
+            assert_eq!(event_type, "Deposited");
+            assert!(attempts >= 2);
+        }
+        other => panic!("expected a handler error, got {other:?}"),
+    }
+    let ledger = storage.get();
+    assert_eq!(
+        ledger.applied.len(),
+        8,
+        "everything before the failing event is applied"
+    );
+    assert!(ledger.applied.values().all(|n| *n == 1));
+    assert!(
+        store.parked("ledger").await.unwrap().is_empty(),
+        "nothing parked"
+    );
+
+    faults.heal();
+    assert_eq!(runner.catch_up().await.unwrap(), 4);
+    assert!(storage.get().applied_exactly(&ids));
+}
+
+/// The status tells where the projection is, how far behind, and what failed.
+pub async fn status_reports_position_lag_and_errors<S: TestStore>(store: S) {
+    deposit(&store, "a", 10).await;
+    settled(&store, 10).await;
+    let storage = LedgerStorage::default();
+    let mut runner = runner(
+        &store,
+        CountingView::new("counting", storage.clone(), Faults::none()),
+    );
+    let status = runner.status();
+    assert_eq!(status.get().position, None);
+    assert_eq!(status.get().key, "counting");
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, status.lag(&store))
+            .await
+            .unwrap()
+            .unwrap(),
+        10
+    );
+    runner.catch_up().await.unwrap();
+    let now = status.get();
+    assert_eq!(now.handled, 10);
+    assert!(now.position.is_some());
+    assert!(now.last_event_at.is_some());
+    deposit(&store, "b", 3).await;
+    // The new events may be held back for a moment; the lag counts them once visible.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let lag = status.lag(&store).await.unwrap();
+        if lag == 3 {
+            break;
+        }
+        assert!(lag < 3, "lag {lag} counts more than the new events");
+        assert!(tokio::time::Instant::now() < deadline, "lag stuck at {lag}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Runners of different partitions share the streams out: together they apply every event
+/// once, each stream's events in order, no stream in two partitions.
+pub async fn partitioned_runners_split_streams_and_keep_order<S: TestStore>(store: S) {
+    const PARTITIONS: u32 = 3;
+    let mut ids = HashSet::new();
+    for stream in 0..12 {
+        ids.extend(deposit(&store, &format!("p{stream}"), 4).await);
+    }
+    settled(&store, ids.len()).await;
+    let mut tasks = Vec::new();
+    let mut storages = Vec::new();
+    for partition in Partition::all(PARTITIONS) {
+        let storage = LedgerStorage::default();
+        storages.push(storage.clone());
+        let mut runner = runner(&store, LedgerView::new("ledger", storage, Faults::none()))
+            .with_partition(partition);
+        assert_eq!(runner.key(), format!("ledger#{partition}"));
+        tasks.push(tokio::spawn(async move { runner.catch_up().await }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let mut applied: HashMap<Uuid, u32> = HashMap::new();
+    let mut owner: HashMap<StreamId, usize> = HashMap::new();
+    for (index, storage) in storages.iter().enumerate() {
+        let ledger = storage.get();
+        for (id, n) in ledger.applied {
+            *applied.entry(id).or_default() += n;
+        }
+        let mut last: HashMap<StreamId, u64> = HashMap::new();
+        for (stream, version) in ledger.order {
+            let previous = last.insert(stream.clone(), version.get()).unwrap_or(0);
+            assert!(version.get() > previous, "{stream} out of order");
+            let first = *owner.entry(stream.clone()).or_insert(index);
+            assert_eq!(first, index, "{stream} in two partitions");
+        }
+    }
+    assert_eq!(applied.len(), ids.len(), "every event applied");
+    assert!(applied.values().all(|n| *n == 1), "each once");
+    assert!(
+        storages
+            .iter()
+            .filter(|s| !s.get().applied.is_empty())
+            .count()
+            > 1,
+        "the streams are spread over more than one partition"
+    );
+}
+
+/// A process manager run by a runner issues each command once, even when the events it
+/// reacts to are handled again (here: a rebuild), and the commands' events carry the
+/// reacting event as causation and its correlation id.
+pub async fn process_manager_issues_each_command_once<S: TestStore>(store: S) {
+    let accounts = Repository::<crate::fixture::Account, _>::new(store.clone());
+    let mut openings = HashMap::new();
+    for owner in ["ada", "bob", "cy"] {
+        let outcome = accounts
+            .execute(
+                owner,
+                AccountCommand::Open {
+                    owner: owner.into(),
+                },
+            )
+            .await
+            .unwrap();
+        openings.insert(owner, outcome.events[0].clone());
+    }
+    settled(&store, 3).await;
+    let manager = ProcessManagerProjection::new(WelcomeBonus, accounts.clone());
+    let mut runner = runner(&store, manager);
+    assert_eq!(runner.catch_up().await.unwrap(), 3);
+    // Handling the same events again issues nothing new.
+    assert_eq!(runner.rebuild().await.unwrap(), 3);
+
+    for owner in openings.keys() {
+        let loaded = accounts.load(owner).await.unwrap();
+        assert_eq!(loaded.state.balance, WELCOME_BONUS, "{owner}: one bonus");
+        assert_eq!(loaded.version.get(), 2);
+    }
+    let bonuses = read_log::<S, AccountEvent>(
+        &store,
+        es_core::Position::START,
+        EventFilter::all().with_event_types(["Deposited"]),
+        3,
+    )
+    .await;
+    assert_eq!(bonuses.len(), 3);
+    for bonus in bonuses {
+        let opened = &openings[bonus.stream_id.id()];
+        assert_eq!(bonus.metadata.causation_id, Some(opened.event_id));
+        assert_eq!(
+            bonus.metadata.correlation_id,
+            opened.metadata.correlation_id
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! Projections for tests: one that keeps its own checkpoint (exactly once), one that lets
+//! the runner keep it (at least once), and a process manager. Each can be told to fail on
+//! chosen events or to stall, so that tests can break them on purpose.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use es_core::{
+    EventEnvelope, EventFilter, Position, ProcessManager, Projection, StreamId, Version,
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::fixture::{Account, AccountCommand, AccountEvent};
+
+/// Why a test projection failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewError {
+    /// It was told to fail on this deposit.
+    #[error("told to fail on a deposit of {0}")]
+    Told(u64),
+    /// Another instance committed since this one loaded: its batch is a duplicate.
+    #[error(
+        "the stored checkpoint moved from {expected:?} to {found:?}: another instance committed"
+    )]
+    Fenced {
+        /// What this instance last saw.
+        expected: Option<Position>,
+        /// What is stored.
+        found: Option<Position>,
+    },
+}
+
+/// What a view has applied, durably.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    /// How many times each event was applied: 1 everywhere means exactly once.
+    pub applied: HashMap<Uuid, u32>,
+    /// Balance by account id.
+    pub balances: BTreeMap<String, i64>,
+    /// The (stream, version) of every applied event, in the order applied.
+    pub order: Vec<(StreamId, Version)>,
+    /// The committed checkpoint (for views that keep their own).
+    pub position: Option<Position>,
+}
+
+impl Ledger {
+    fn apply(&mut self, envelope: &EventEnvelope<AccountEvent>) {
+        *self.applied.entry(envelope.event_id).or_default() += 1;
+        let balance = self
+            .balances
+            .entry(envelope.stream_id.id().to_owned())
+            .or_default();
+        match envelope.event {
+            AccountEvent::Deposited { amount } => *balance += amount as i64,
+            AccountEvent::Withdrawn { amount } => *balance -= amount as i64,
+            AccountEvent::Opened { .. } | AccountEvent::Closed => {}
+        }
+        self.order
+            .push((envelope.stream_id.clone(), envelope.version));
+    }
+
+    /// Whether every event in `ids` was applied exactly once, and nothing else.
+    pub fn applied_exactly(&self, ids: &HashSet<Uuid>) -> bool {
+        self.applied.len() == ids.len() && ids.iter().all(|id| self.applied.get(id) == Some(&1))
+    }
+}
+
+/// Shared, durable storage for test views: it survives the runner (and the view) that
+/// wrote it, as a database would.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerStorage(Arc<Mutex<Ledger>>);
+
+impl LedgerStorage {
+    /// The stored ledger.
+    pub fn get(&self) -> Ledger {
+        self.lock().clone()
+    }
+
+    // Plain data: a panic while it was locked leaves it readable.
+    fn lock(&self) -> MutexGuard<'_, Ledger> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Knobs to break a test view on purpose.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    fail_on: Arc<Mutex<HashSet<u64>>>,
+    stall_at: Arc<Mutex<Option<usize>>>,
+    stalled: Arc<Notify>,
+}
+
+impl Faults {
+    /// No faults.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Fail on every deposit of `amount` until [`Faults::heal`].
+    pub fn fail_on(&self, amount: u64) {
+        self.fail_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(amount);
+    }
+
+    /// Stop failing.
+    pub fn heal(&self) {
+        self.fail_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Hang for good when handling the `n`th event (counting from 1) of a view run.
+    pub fn stall_at(&self, n: usize) {
+        *self.stall_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(n);
+    }
+
+    /// Completes once a view has hung.
+    pub async fn stalled(&self) {
+        self.stalled.notified().await;
+    }
+
+    async fn check(&self, seen: usize, event: &AccountEvent) -> Result<(), ViewError> {
+        let stall = *self.stall_at.lock().unwrap_or_else(PoisonError::into_inner);
+        if stall == Some(seen) {
+            self.stalled.notify_one();
+            std::future::pending::<()>().await;
+        }
+        if let AccountEvent::Deposited { amount } = event
+            && self
+                .fail_on
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(amount)
+        {
+            return Err(ViewError::Told(*amount));
+        }
+        Ok(())
+    }
+}
+
+/// A balance view that keeps its own checkpoint: it stages the events of a batch and, in
+/// [`Projection::commit`], applies them and moves its checkpoint in one step, refusing if
+/// another instance committed meanwhile. Exactly once, whatever stops it when.
+#[derive(Debug)]
+pub struct LedgerView {
+    name: String,
+    storage: LedgerStorage,
+    faults: Faults,
+    staged: Vec<EventEnvelope<AccountEvent>>,
+    loaded: Option<Position>,
+    seen: usize,
+}
+
+impl LedgerView {
+    /// A view named `name` on `storage`.
+    pub fn new(name: &str, storage: LedgerStorage, faults: Faults) -> Self {
+        Self {
+            name: name.to_owned(),
+            storage,
+            faults,
+            staged: Vec::new(),
+            loaded: None,
+            seen: 0,
+        }
+    }
+}
+
+impl Projection for LedgerView {
+    type Event = AccountEvent;
+    type Error = ViewError;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_aggregate::<Account>()
+    }
+
+    async fn handle(&mut self, envelope: &EventEnvelope<AccountEvent>) -> Result<(), ViewError> {
+        self.seen += 1;
+        self.faults.check(self.seen, &envelope.event).await?;
+        self.staged.push(envelope.clone());
+        Ok(())
+    }
+
+    async fn reset(&mut self) -> Result<(), ViewError> {
+        *self.storage.lock() = Ledger::default();
+        self.staged.clear();
+        self.loaded = None;
+        Ok(())
+    }
+
+    fn keeps_own_checkpoint(&self) -> bool {
+        true
+    }
+
+    async fn load_checkpoint(&mut self) -> Result<Option<Position>, ViewError> {
+        self.loaded = self.storage.lock().position;
+        Ok(self.loaded)
+    }
+
+    async fn commit(&mut self, position: Position) -> Result<(), ViewError> {
+        let mut ledger = self.storage.lock();
+        if ledger.position != self.loaded {
+            let found = ledger.position;
+            drop(ledger);
+            self.staged.clear();
+            return Err(ViewError::Fenced {
+                expected: self.loaded,
+                found,
+            });
+        }
+        for envelope in self.staged.drain(..) {
+            ledger.apply(&envelope);
+        }
+        ledger.position = Some(position);
+        self.loaded = Some(position);
+        Ok(())
+    }
+
+    async fn rollback(&mut self) -> Result<(), ViewError> {
+        self.staged.clear();
+        Ok(())
+    }
+}
+
+/// A balance view that lets the runner keep its checkpoint: it applies each event at
+/// once, so after a crash it sees the events since the last checkpoint again (at least
+/// once).
+#[derive(Debug)]
+pub struct CountingView {
+    name: String,
+    storage: LedgerStorage,
+    faults: Faults,
+    seen: usize,
+}
+
+impl CountingView {
+    /// A view named `name` on `storage`.
+    pub fn new(name: &str, storage: LedgerStorage, faults: Faults) -> Self {
+        Self {
+            name: name.to_owned(),
+            storage,
+            faults,
+            seen: 0,
+        }
+    }
+}
+
+impl Projection for CountingView {
+    type Event = AccountEvent;
+    type Error = ViewError;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_aggregate::<Account>()
+    }
+
+    async fn handle(&mut self, envelope: &EventEnvelope<AccountEvent>) -> Result<(), ViewError> {
+        self.seen += 1;
+        self.faults.check(self.seen, &envelope.event).await?;
+        self.storage.lock().apply(envelope);
+        Ok(())
+    }
+
+    async fn reset(&mut self) -> Result<(), ViewError> {
+        *self.storage.lock() = Ledger::default();
+        Ok(())
+    }
+}
+
+/// The welcome bonus a new account gets.
+pub const WELCOME_BONUS: u64 = 1_000;
+
+/// Deposits a welcome bonus into every account opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WelcomeBonus;
+
+impl ProcessManager for WelcomeBonus {
+    type Event = AccountEvent;
+    type Target = Account;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &str {
+        "welcome-bonus"
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_aggregate::<Account>().with_event_types(["Opened"])
+    }
+
+    async fn react(
+        &self,
+        envelope: &EventEnvelope<AccountEvent>,
+    ) -> Result<Vec<(String, AccountCommand)>, Self::Error> {
+        Ok(match envelope.event {
+            AccountEvent::Opened { .. } => vec![(
+                envelope.stream_id.id().to_owned(),
+                AccountCommand::Deposit {
+                    amount: WELCOME_BONUS,
+                },
+            )],
+            _ => Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use es_core::testing::ProcessManagerFixture;
+
+    #[test]
+    fn welcome_bonus_reacts_to_openings_only() {
+        ProcessManagerFixture::new(WelcomeBonus)
+            .given(
+                "account-ada",
+                AccountEvent::Opened {
+                    owner: "ada".into(),
+                },
+            )
+            .then_expect_commands([(
+                "ada",
+                AccountCommand::Deposit {
+                    amount: WELCOME_BONUS,
+                },
+            )]);
+        ProcessManagerFixture::new(WelcomeBonus)
+            .given("account-ada", AccountEvent::Deposited { amount: 5 })
+            .then_expect_no_commands();
+    }
+}
