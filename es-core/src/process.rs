@@ -35,10 +35,10 @@ pub type CommandFor<A> = (String, <A as AggregateType>::Command);
 /// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
 /// # #[derive(Debug, Default, es_core::Aggregate)]
 /// # #[aggregate(name = "customer", command = CustomerCommand, event = CustomerEvent, error = Never)]
-/// # struct Customer;
+/// # struct Customer { welcomed: bool }
 /// # impl Aggregate for Customer {
 /// #     async fn handle(&self, _: CustomerCommand, _: &()) -> Result<Vec<CustomerEvent>, Never> { Ok(vec![CustomerEvent::Welcomed]) }
-/// #     fn apply(&mut self, _: &CustomerEvent) {}
+/// #     fn apply(&mut self, _: &CustomerEvent) { self.welcomed = true; }
 /// # }
 ///
 /// /// Welcomes every customer on their first order.
@@ -58,6 +58,21 @@ pub type CommandFor<A> = (String, <A as AggregateType>::Command);
 ///         Ok(vec![(customer.clone(), CustomerCommand::Welcome)])
 ///     }
 /// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// use es_core::{EventStore, ExpectedVersion, NewEvent, ProcessManagerProjection, ProjectionRunner, Repository, StreamId};
+///
+/// let store = es_memory::MemoryEventStore::new();
+/// let order = StreamId::new("order", "1")?;
+/// store.append(&order, ExpectedVersion::NoStream, vec![NewEvent::new(OrderEvent::Placed { customer: "ada".into() })]).await?;
+///
+/// let customers = Repository::<Customer, _>::new(store.clone());
+/// let flow = ProcessManagerProjection::new(Welcome, customers.clone());
+/// ProjectionRunner::new(store, flow).catch_up().await?;
+/// assert!(customers.load("ada").await?.state.welcomed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait ProcessManager: Send + Sync {
     /// The events it reacts to.
