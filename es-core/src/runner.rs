@@ -625,7 +625,25 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<u64, RunnerError> {
         let mut shutdown = pin!(shutdown.fuse());
-        let outcome = self.drive_inner(live, &mut shutdown).await;
+        let mut pause = Duration::from_millis(100);
+        let outcome = loop {
+            match self.drive_inner(live, &mut shutdown).await {
+                // A live runner outlasts a failed commit or store call (a lost connection,
+                // an instance that moved the checkpoint first): it drops the batch and
+                // starts again from the committed checkpoint.
+                Err(error @ (RunnerError::Commit { .. } | RunnerError::Store { .. })) if live => {
+                    tracing::warn!(projection = %self.key(), error = &error as &dyn std::error::Error, ?pause, "restarting after a failure");
+                    self.status
+                        .update(|status| status.last_error = Some(error.to_string()));
+                    self.rollback().await;
+                    if wait_or_shutdown(pause, &mut shutdown).await {
+                        break Ok(0);
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                outcome => break outcome,
+            }
+        };
         self.release().await;
         self.status.update(|status| {
             status.state = if outcome.is_ok() {

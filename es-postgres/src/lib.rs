@@ -74,7 +74,9 @@
 //! crate README for the figures and what limits them.
 
 mod error;
+mod inline;
 mod migrate;
+mod projection;
 mod reader;
 mod row;
 mod schema;
@@ -84,6 +86,8 @@ mod wakeup;
 mod xid;
 
 pub use error::PgStoreError;
+pub use inline::PgInlineProjection;
+pub use projection::{PgProjection, PgProjectionError, PgTransactionalProjection};
 pub use schema::{InvalidSchemaName, SchemaName};
 pub use store::{Horizon, PgEventStore, PgEventStoreBuilder};
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use es_core::{
     AppendError, CheckpointStore, Committed, DeadLetterStore, DomainEvent, EventEnvelope,
     EventFilter, EventStore, ExpectedVersion, LeaseStore, NewEvent, ParkedEvent, Position,
-    ReadError, Snapshot, SnapshotStore, StoreError, StreamId, Version,
+    RawEvent, ReadError, Snapshot, SnapshotStore, StoreError, StreamId, Version,
 };
 use futures_core::Stream;
 use serde_json::Value;
@@ -18,6 +18,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use uuid::Uuid;
 
 use crate::error::{PgStoreError, is_write_race, retry_serialization_failures, store_error};
+use crate::inline::PgInlineProjection;
 use crate::reader::{LogReader, StreamReader, filter_parameters};
 use crate::row::{self, position_of, position_parts};
 use crate::schema::SchemaName;
@@ -47,6 +48,7 @@ pub(crate) struct Inner {
     pub(crate) page_size: i64,
     pub(crate) poll_interval: Duration,
     pub(crate) wakeups: Wakeups,
+    pub(crate) inline: Vec<Arc<dyn PgInlineProjection>>,
 }
 
 impl fmt::Debug for PgEventStore {
@@ -75,13 +77,32 @@ impl fmt::Debug for PgEventStore {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct PgEventStoreBuilder {
     pool: PgPool,
     schema: SchemaName,
     notify: bool,
     poll_interval: Duration,
     page_size: i64,
+    inline: Vec<Arc<dyn PgInlineProjection>>,
+}
+
+impl fmt::Debug for PgEventStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgEventStoreBuilder")
+            .field("schema", &self.schema)
+            .field("notify", &self.notify)
+            .field("poll_interval", &self.poll_interval)
+            .field("page_size", &self.page_size)
+            .field(
+                "inline",
+                &self
+                    .inline
+                    .iter()
+                    .map(|p| p.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl PgEventStoreBuilder {
@@ -122,6 +143,14 @@ impl PgEventStoreBuilder {
         self
     }
 
+    /// Updates `projection` inside the transaction of every append it has events in (see
+    /// [`PgInlineProjection`]).
+    #[must_use]
+    pub fn inline_projection(mut self, projection: Arc<dyn PgInlineProjection>) -> Self {
+        self.inline.push(projection);
+        self
+    }
+
     /// The store. Run [`PgEventStore::migrate`] before first use.
     pub fn build(self) -> PgEventStore {
         let sql = Statements::new(&self.schema);
@@ -134,6 +163,7 @@ impl PgEventStoreBuilder {
                 page_size: self.page_size,
                 poll_interval: self.poll_interval,
                 wakeups,
+                inline: self.inline,
             }),
         }
     }
@@ -166,6 +196,7 @@ impl PgEventStore {
             notify: true,
             poll_interval: Duration::from_secs(1),
             page_size: 2_000,
+            inline: Vec::new(),
         }
     }
 
@@ -231,6 +262,11 @@ impl PgEventStore {
         &self.inner.schema
     }
 
+    /// The schema, quoted for SQL.
+    pub(crate) fn schema_quoted(&self) -> String {
+        self.inner.schema.quoted()
+    }
+
     /// How far the global log is readable now, and what holds it back: a long-running
     /// transaction anywhere on the server delays delivery (never skips), and this shows it.
     ///
@@ -291,8 +327,18 @@ impl PgEventStore {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let inserted =
-                retry_serialization_failures(|| self.insert(stream, expected, &batch)).await;
+            let inserted = if self.inline_for(stream, &batch).is_empty() {
+                retry_serialization_failures(|| self.insert(stream, expected, &batch)).await
+            } else {
+                match self
+                    .insert_with_inline(stream, expected, &batch, &events)
+                    .await
+                {
+                    Ok(rows) => Ok(rows),
+                    Err(Inserted::Sql(error)) => Err(error),
+                    Err(Inserted::Projection(error)) => return Err(error),
+                }
+            };
             let rows = match inserted {
                 Ok(rows) if rows.len() == events.len() => rows,
                 // The guard found the stream short of the expected version.
@@ -340,8 +386,74 @@ impl PgEventStore {
         }
     }
 
+    /// The inline projections that select some event of `batch` on `stream`.
+    fn inline_for(&self, stream: &StreamId, batch: &Batch) -> Vec<&Arc<dyn PgInlineProjection>> {
+        self.inner
+            .inline
+            .iter()
+            .filter(|projection| {
+                let filter = projection.filter();
+                batch.types.iter().any(|t| filter.matches(stream, t))
+            })
+            .collect()
+    }
+
+    /// Inserts the batch and runs the inline projections on it, in one transaction (run
+    /// again whole if the server aborts it as a serialization failure).
+    async fn insert_with_inline<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &Batch,
+        events: &[NewEvent<E>],
+    ) -> Result<Vec<PgRow>, Inserted> {
+        retry_serialization_failures(|| async {
+            let mut tx = self.inner.pool.begin().await?;
+            let rows = self.insert_on(&mut tx, stream, expected, batch).await?;
+            if rows.len() != events.len() {
+                // Refused: the caller classifies it; the transaction rolls back on drop.
+                return Ok(Ok(rows));
+            }
+            let raw = raw_envelopes(stream, batch, events, &rows);
+            for projection in self.inline_for(stream, batch) {
+                let filter = projection.filter();
+                let selected: Vec<EventEnvelope<RawEvent>> = raw
+                    .iter()
+                    .filter(|e| filter.matches(&e.stream_id, &e.event.event_type))
+                    .cloned()
+                    .collect();
+                if let Err(source) = projection.handle(&mut tx, &selected).await {
+                    return Ok(Err(AppendError::Store {
+                        stream: stream.clone(),
+                        source: StoreError::new("inline projection", source).with_context(format!(
+                            "projection `{}` on stream `{stream}`",
+                            projection.name()
+                        )),
+                    }));
+                }
+            }
+            tx.commit().await?;
+            Ok(Ok(rows))
+        })
+        .await
+        .map_err(Inserted::Sql)?
+        .map_err(Inserted::Projection)
+    }
+
     async fn insert(
         &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &Batch,
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        let mut connection = self.inner.pool.acquire().await?;
+        self.insert_on(&mut connection, stream, expected, batch)
+            .await
+    }
+
+    async fn insert_on(
+        &self,
+        connection: &mut PgConnection,
         stream: &StreamId,
         expected: ExpectedVersion,
         batch: &Batch,
@@ -371,7 +483,7 @@ impl PgEventStore {
                 .bind(batch.causation_ids[0])
                 .bind(&batch.actors[0])
                 .bind(&batch.user_metadata[0])
-                .fetch_all(&self.inner.pool)
+                .fetch_all(&mut *connection)
                 .await;
         }
         let query = match version {
@@ -389,7 +501,7 @@ impl PgEventStore {
             .bind(&batch.causation_ids)
             .bind(&batch.actors)
             .bind(&batch.user_metadata)
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&mut *connection)
             .await
     }
 
@@ -929,4 +1041,52 @@ mod tests {
         );
         assert_eq!(redact("postgres://db/x"), "postgres://db/x");
     }
+}
+
+/// Why an append with inline projections did not insert.
+enum Inserted {
+    /// The statement failed (classified like any append's failure).
+    Sql(sqlx::Error),
+    /// An inline projection failed: the append fails with this.
+    Projection(AppendError),
+}
+
+/// The batch's events as raw envelopes, for inline projections.
+fn raw_envelopes<E: DomainEvent>(
+    stream: &StreamId,
+    batch: &Batch,
+    events: &[NewEvent<E>],
+    rows: &[PgRow],
+) -> Vec<EventEnvelope<RawEvent>> {
+    let mut placed: Vec<(i64, Position, DateTime<Utc>)> = rows
+        .iter()
+        .filter_map(|row| {
+            Some((
+                row.try_get(2).ok()?,
+                position_of(row).ok()?,
+                row.try_get(3).ok()?,
+            ))
+        })
+        .collect();
+    placed.sort_by_key(|(version, _, _)| *version);
+    events
+        .iter()
+        .zip(placed)
+        .enumerate()
+        .map(
+            |(i, (new, (version, position, recorded_at)))| EventEnvelope {
+                event_id: new.event_id,
+                stream_id: stream.clone(),
+                version: Version::new(u64::try_from(version).unwrap_or_default()),
+                position,
+                recorded_at,
+                metadata: new.metadata.clone(),
+                event: RawEvent::new(
+                    batch.types[i].clone(),
+                    u32::try_from(batch.schema_versions[i]).unwrap_or_default(),
+                    batch.payloads[i].clone(),
+                ),
+            },
+        )
+        .collect()
 }

@@ -1,0 +1,321 @@
+//! Transactional projections: read models in the same database, written in the
+//! transaction that also moves their checkpoint.
+
+use std::fmt;
+use std::future::{Future, ready};
+
+use es_core::error::BoxError;
+use es_core::{DomainEvent, EventEnvelope, EventFilter, Position, Projection};
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Postgres, Transaction};
+
+use crate::error::store_error;
+use crate::row::position_parts;
+use crate::store::PgEventStore;
+
+/// A read model kept in PostgreSQL, updated inside the transaction the runner commits its
+/// checkpoint in.
+///
+/// Wrap it in [`PgTransactionalProjection`] and run it with a
+/// [`ProjectionRunner`](es_core::ProjectionRunner): every batch of events is handled in one
+/// transaction that also moves the projection's checkpoint (in the store's `checkpoints`
+/// table), so a crash at any point, or a lost connection, neither loses an event nor
+/// applies one twice. The checkpoint only moves from the position this instance last saw,
+/// so a second instance that slipped past the lease cannot commit a duplicate batch.
+///
+/// ```no_run
+/// use es_core::error::BoxError;
+/// use es_core::{EventEnvelope, ProjectionRunner, RawEvent};
+/// use es_postgres::{PgEventStore, PgProjection, PgTransactionalProjection};
+/// use sqlx::PgConnection;
+///
+/// /// Counts events per stream in `event_counts`.
+/// struct EventCounts;
+///
+/// impl PgProjection for EventCounts {
+///     type Event = RawEvent;
+///
+///     fn name(&self) -> &str {
+///         "event-counts"
+///     }
+///
+///     async fn handle(&mut self, tx: &mut PgConnection, envelope: &EventEnvelope<RawEvent>) -> Result<(), BoxError> {
+///         sqlx::query(
+///             "INSERT INTO event_counts (stream_id, events) VALUES ($1, 1)
+///              ON CONFLICT (stream_id) DO UPDATE SET events = event_counts.events + 1",
+///         )
+///         .bind(envelope.stream_id.as_str())
+///         .execute(tx)
+///         .await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn example(store: PgEventStore) -> Result<(), Box<dyn std::error::Error>> {
+/// let projection = PgTransactionalProjection::new(store.clone(), EventCounts);
+/// ProjectionRunner::new(store, projection).run().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub trait PgProjection: Send {
+    /// The events it reads.
+    type Event: DomainEvent;
+
+    /// Its stable name: the key of its checkpoint.
+    fn name(&self) -> &str;
+
+    /// The events it reads (by default, the event types `Self::Event` decodes).
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_event::<Self::Event>()
+    }
+
+    /// Updates the read model with one event, through `tx`, the batch's transaction.
+    fn handle(
+        &mut self,
+        tx: &mut PgConnection,
+        envelope: &EventEnvelope<Self::Event>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// Empties the read model before a rebuild, through `tx` (which also removes the
+    /// checkpoint).
+    fn reset(
+        &mut self,
+        tx: &mut PgConnection,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = tx;
+        ready(Ok(()))
+    }
+}
+
+/// Why a transactional projection failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgProjectionError {
+    /// The projection's own code failed.
+    #[error("projection `{projection}` failed")]
+    Handler {
+        /// The projection.
+        projection: String,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
+    /// The database failed (a lost connection, a failed commit).
+    #[error("projection `{projection}`: database failure")]
+    Database {
+        /// The projection.
+        projection: String,
+        /// The failure.
+        #[source]
+        source: es_core::StoreError,
+    },
+    /// Another instance moved the checkpoint since this one last saw it: this instance's
+    /// batch would apply events twice, so it was rolled back.
+    #[error("projection `{projection}`: another instance moved the checkpoint; batch rolled back")]
+    Fenced {
+        /// The projection.
+        projection: String,
+    },
+}
+
+/// Runs a [`PgProjection`] as an exactly-once [`Projection`]: its writes and its
+/// checkpoint commit in one transaction per batch.
+pub struct PgTransactionalProjection<P> {
+    projection: P,
+    store: PgEventStore,
+    tx: Option<Transaction<'static, Postgres>>,
+    /// The checkpoint as this instance last loaded or committed it.
+    seen: Option<Position>,
+}
+
+impl<P: fmt::Debug> fmt::Debug for PgTransactionalProjection<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgTransactionalProjection")
+            .field("projection", &self.projection)
+            .field("in_transaction", &self.tx.is_some())
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: PgProjection> PgTransactionalProjection<P> {
+    /// Runs `projection` on `store`'s database.
+    pub fn new(store: PgEventStore, projection: P) -> Self {
+        Self {
+            projection,
+            store,
+            tx: None,
+            seen: None,
+        }
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    fn database_error(&self, operation: &'static str, error: sqlx::Error) -> PgProjectionError {
+        PgProjectionError::Database {
+            projection: self.projection.name().to_owned(),
+            source: store_error(operation, error)
+                .with_context(format!("projection `{}`", self.projection.name())),
+        }
+    }
+
+    /// Begins the batch's transaction unless one is open.
+    async fn begin(&mut self) -> Result<(), PgProjectionError> {
+        if self.tx.is_none() {
+            let tx = self
+                .store
+                .pool()
+                .begin()
+                .await
+                .map_err(|e| self.database_error("projection transaction", e))?;
+            self.tx = Some(tx);
+        }
+        Ok(())
+    }
+}
+
+impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
+    type Event = P::Event;
+    type Error = PgProjectionError;
+
+    fn name(&self) -> &str {
+        self.projection.name()
+    }
+
+    fn filter(&self) -> EventFilter {
+        self.projection.filter()
+    }
+
+    async fn handle(
+        &mut self,
+        envelope: &EventEnvelope<P::Event>,
+    ) -> Result<(), PgProjectionError> {
+        let name = self.projection.name().to_owned();
+        self.begin().await?;
+        let Some(tx) = self.tx.as_mut() else {
+            return Ok(());
+        };
+        self.projection
+            .handle(tx, envelope)
+            .await
+            .map_err(|source| PgProjectionError::Handler {
+                projection: name,
+                source,
+            })
+    }
+
+    async fn reset(&mut self) -> Result<(), PgProjectionError> {
+        self.rollback().await?;
+        let name = self.projection.name().to_owned();
+        let delete = AssertSqlSafe(format!(
+            "DELETE FROM {}.checkpoints WHERE name = $1",
+            self.store.schema_quoted()
+        ));
+        self.begin().await?;
+        let Some(tx) = self.tx.as_mut() else {
+            return Ok(());
+        };
+        self.projection
+            .reset(tx)
+            .await
+            .map_err(|source| PgProjectionError::Handler {
+                projection: name.clone(),
+                source,
+            })?;
+        let deleted = sqlx::query(delete).bind(&name).execute(&mut **tx).await;
+        if let Err(error) = deleted {
+            return Err(self.database_error("projection reset", error));
+        }
+        if let Some(tx) = self.tx.take() {
+            tx.commit()
+                .await
+                .map_err(|e| self.database_error("projection reset", e))?;
+        }
+        self.seen = None;
+        Ok(())
+    }
+
+    fn keeps_own_checkpoint(&self) -> bool {
+        true
+    }
+
+    async fn load_checkpoint(&mut self) -> Result<Option<Position>, PgProjectionError> {
+        let loaded = es_core::CheckpointStore::load_checkpoint(&self.store, self.projection.name())
+            .await
+            .map_err(|source| PgProjectionError::Database {
+                projection: self.projection.name().to_owned(),
+                source,
+            })?;
+        self.seen = loaded;
+        Ok(loaded)
+    }
+
+    async fn commit(&mut self, position: Position) -> Result<(), PgProjectionError> {
+        let name = self.projection.name().to_owned();
+        let fenced = || PgProjectionError::Fenced {
+            projection: name.clone(),
+        };
+        let (major, minor) = position_parts(position).ok_or_else(fenced)?;
+        let schema = self.store.schema_quoted();
+        // Move the checkpoint only from where this instance saw it.
+        let (sql, expected) = match self.seen.and_then(position_parts) {
+            Some(expected) => (
+                format!(
+                    "UPDATE {schema}.checkpoints SET position_major = $2, position_minor = $3, updated_at = now() \
+                     WHERE name = $1 AND position_major = $4 AND position_minor = $5"
+                ),
+                Some(expected),
+            ),
+            None => (
+                format!(
+                    "INSERT INTO {schema}.checkpoints (name, position_major, position_minor) \
+                     VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING"
+                ),
+                None,
+            ),
+        };
+        self.begin().await?;
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(fenced());
+        };
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(&name)
+            .bind(major)
+            .bind(minor);
+        if let Some((old_major, old_minor)) = expected {
+            query = query.bind(old_major).bind(old_minor);
+        }
+        let moved = query.execute(&mut **tx).await;
+        let moved = match moved {
+            Ok(result) => result.rows_affected(),
+            Err(error) => {
+                self.tx = None;
+                return Err(self.database_error("projection commit", error));
+            }
+        };
+        if moved != 1 {
+            self.rollback().await?;
+            return Err(fenced());
+        }
+        if let Some(tx) = self.tx.take() {
+            tx.commit()
+                .await
+                .map_err(|e| self.database_error("projection commit", e))?;
+        }
+        self.seen = Some(position);
+        Ok(())
+    }
+
+    async fn rollback(&mut self) -> Result<(), PgProjectionError> {
+        if let Some(tx) = self.tx.take()
+            && let Err(error) = tx.rollback().await
+        {
+            // A broken connection rolls back on its own; nothing is left to undo.
+            tracing::debug!(error = &error as &dyn std::error::Error, "rollback failed");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,430 @@
+//! Transactional and inline projections on PostgreSQL: exactly once through killed
+//! connections, competing instances without leases, rebuilds, and read-your-writes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step is a failed test"
+)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use es_core::error::BoxError;
+use es_core::{
+    AppendError, ErrorPolicy, EventEnvelope, EventFilter, EventStore as _, ExpectedVersion,
+    NewEvent, Position, ProjectionRunner, RawEvent, StreamId, Version,
+};
+use es_postgres::{PgEventStore, PgInlineProjection, PgProjection, PgTransactionalProjection};
+use es_testkit::fixture::AccountEvent;
+use futures_util::future::BoxFuture;
+use sqlx::{AssertSqlSafe, PgConnection};
+use uuid::Uuid;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Writes one row per event into `<schema>.ledger`, with no unique constraint: a double
+/// apply shows as two rows.
+struct Ledger {
+    table: String,
+}
+
+impl Ledger {
+    async fn create(store: &PgEventStore) -> Self {
+        let table = format!("\"{}\".ledger", store.schema());
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS {table} (event_id uuid NOT NULL, stream_id text NOT NULL, amount bigint NOT NULL)"
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        Self { table }
+    }
+
+    async fn rows(&self, store: &PgEventStore) -> Vec<Uuid> {
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT event_id FROM {}",
+            self.table
+        )))
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    }
+}
+
+impl PgProjection for Ledger {
+    type Event = AccountEvent;
+
+    fn name(&self) -> &str {
+        "ledger"
+    }
+
+    async fn handle(
+        &mut self,
+        tx: &mut PgConnection,
+        envelope: &EventEnvelope<AccountEvent>,
+    ) -> Result<(), BoxError> {
+        let amount = match envelope.event {
+            AccountEvent::Deposited { amount } => i64::try_from(amount)?,
+            _ => 0,
+        };
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (event_id, stream_id, amount) VALUES ($1, $2, $3)",
+            self.table
+        )))
+        .bind(envelope.event_id)
+        .bind(envelope.stream_id.as_str())
+        .bind(amount)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn reset(&mut self, tx: &mut PgConnection) -> Result<(), BoxError> {
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {}", self.table)))
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn deposit(store: &PgEventStore, id: &str, n: u64) -> Vec<Uuid> {
+    let stream = StreamId::new("account", id).unwrap();
+    let events = (1..=n)
+        .map(|amount| NewEvent::new(AccountEvent::Deposited { amount }))
+        .collect();
+    store
+        .append(&stream, ExpectedVersion::Any, events)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.event_id)
+        .collect()
+}
+
+/// Waits until the ledger holds every id in `ids` exactly once (failing at once on a
+/// duplicate).
+async fn exactly_once(ledger: &Ledger, store: &PgEventStore, ids: &HashSet<Uuid>) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let rows = ledger.rows(store).await;
+            let unique: HashSet<Uuid> = rows.iter().copied().collect();
+            assert_eq!(unique.len(), rows.len(), "an event was applied twice");
+            if &unique == ids {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every event is applied");
+}
+
+/// A live transactional projection whose connections are killed again and again while
+/// events arrive applies every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_projection_is_exactly_once_through_killed_connections() {
+    let writer = common::fresh_store().await;
+    let name = format!("es-test-projection-{}", Uuid::now_v7().simple());
+    let reader = common::second_store(&writer, &name, |b| {
+        b.poll_interval(Duration::from_millis(50))
+    })
+    .await;
+    let ledger = Ledger::create(&writer).await;
+    let mut runner = ProjectionRunner::new(
+        reader.clone(),
+        PgTransactionalProjection::new(
+            reader.clone(),
+            Ledger {
+                table: ledger.table.clone(),
+            },
+        ),
+    )
+    .with_batch_size(25)
+    .with_error_policy(ErrorPolicy::retry(20, Duration::from_millis(10)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        runner
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+
+    let killer = common::connect("es-test-killer", 1).await;
+    let mut ids = HashSet::new();
+    let mut kills = 0;
+    for round in 0..8 {
+        ids.extend(deposit(&writer, &format!("k{round}"), 60).await);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&name)
+        .fetch_all(&killer)
+        .await
+        .unwrap();
+        kills += killed.len();
+    }
+    assert!(kills > 0, "the projection's connections were killed");
+    exactly_once(&ledger, &writer, &ids).await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    common::drop_schema(writer).await;
+}
+
+/// Two instances without a lease race for every batch: the checkpoint only moves from the
+/// position an instance last saw, so the loser's batch rolls back and nothing is applied
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_instances_without_lease_never_apply_twice() {
+    let store = common::fresh_store().await;
+    let ledger = Ledger::create(&store).await;
+    let mut tasks = Vec::new();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    for _ in 0..2 {
+        let mut runner = ProjectionRunner::new(
+            store.clone(),
+            PgTransactionalProjection::new(
+                store.clone(),
+                Ledger {
+                    table: ledger.table.clone(),
+                },
+            ),
+        )
+        .with_lease(None)
+        .with_batch_size(10);
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            runner
+                .run_until(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    let mut ids = HashSet::new();
+    for round in 0..10 {
+        ids.extend(deposit(&store, &format!("r{round}"), 30).await);
+    }
+    exactly_once(&ledger, &store, &ids).await;
+    stop.send_replace(true);
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    common::drop_schema(store).await;
+}
+
+/// A runner task dropped in the middle of a batch leaves nothing half-applied: the next
+/// runner starts from the last commit, and each event is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_runner_resumes_exactly_once_and_rebuilds_the_same_view() {
+    let store = common::fresh_store().await;
+    let ledger = Ledger::create(&store).await;
+    let ids: HashSet<Uuid> = deposit(&store, "d", 500).await.into_iter().collect();
+    wait_visible(&store, ids.len()).await;
+
+    let mut doomed = ProjectionRunner::new(
+        store.clone(),
+        PgTransactionalProjection::new(
+            store.clone(),
+            Ledger {
+                table: ledger.table.clone(),
+            },
+        ),
+    )
+    .with_batch_size(40)
+    .with_lease(None);
+    let task = tokio::spawn(async move { doomed.catch_up().await });
+    // Let it commit a few batches, then drop it wherever it is.
+    tokio::time::timeout(PATIENCE, async {
+        while ledger.rows(&store).await.len() < 100 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap();
+    task.abort();
+    let _ = task.await;
+    let partial = ledger.rows(&store).await.len();
+    assert!(partial < ids.len(), "the runner was stopped before the end");
+    assert_eq!(partial % 40, 0, "only whole batches were committed");
+
+    let mut survivor = ProjectionRunner::new(
+        store.clone(),
+        PgTransactionalProjection::new(
+            store.clone(),
+            Ledger {
+                table: ledger.table.clone(),
+            },
+        ),
+    )
+    .with_batch_size(40)
+    .with_lease(None);
+    assert_eq!(
+        survivor.catch_up().await.unwrap(),
+        (ids.len() - partial) as u64
+    );
+    exactly_once(&ledger, &store, &ids).await;
+
+    let mut live_rows = ledger.rows(&store).await;
+    live_rows.sort();
+    assert_eq!(survivor.rebuild().await.unwrap(), ids.len() as u64);
+    let mut rebuilt = ledger.rows(&store).await;
+    rebuilt.sort();
+    assert_eq!(rebuilt, live_rows, "a rebuild gives the same view");
+    common::drop_schema(store).await;
+}
+
+async fn wait_visible(store: &PgEventStore, n: usize) {
+    tokio::time::timeout(PATIENCE, async {
+        while store
+            .count_after(Position::START, EventFilter::all())
+            .await
+            .unwrap()
+            < n as u64
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Keeps `<schema>.balances` up to date inside every append; refuses deposits of 13.
+struct Balances {
+    table: String,
+}
+
+impl PgInlineProjection for Balances {
+    fn name(&self) -> &str {
+        "balances"
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::all().with_categories(["account"])
+    }
+
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [EventEnvelope<RawEvent>],
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            for envelope in events {
+                let amount = envelope.event.payload["amount"].as_i64().unwrap_or(0);
+                if amount == 13 {
+                    return Err("unlucky deposit".into());
+                }
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO {t} (account, balance) VALUES ($1, $2) \
+                     ON CONFLICT (account) DO UPDATE SET balance = {t}.balance + $2",
+                    t = self.table
+                )))
+                .bind(envelope.stream_id.id())
+                .bind(amount)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// An inline projection reflects an append as soon as it returns; if it fails, the append
+/// fails whole and the view is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_projection_reads_its_writes_and_fails_with_the_append() {
+    let base = common::fresh_store().await;
+    let table = format!("\"{}\".balances", base.schema());
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE {table} (account text PRIMARY KEY, balance bigint NOT NULL)"
+    )))
+    .execute(base.pool())
+    .await
+    .unwrap();
+    let store = PgEventStore::builder(base.pool().clone())
+        .schema(base.schema().as_str())
+        .unwrap()
+        .inline_projection(Arc::new(Balances {
+            table: table.clone(),
+        }))
+        .build();
+    let balance = |account: &'static str| {
+        let (pool, table) = (base.pool().clone(), table.clone());
+        async move {
+            sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
+                "SELECT balance FROM {table} WHERE account = $1"
+            )))
+            .bind(account)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    let stream = StreamId::new("account", "ada").unwrap();
+    let deposit = |amount| vec![NewEvent::new(AccountEvent::Deposited { amount })];
+    store
+        .append(&stream, ExpectedVersion::NoStream, deposit(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        balance("ada").await,
+        Some(5),
+        "visible as soon as the append returns"
+    );
+    store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(Version::new(1)),
+            [deposit(7), deposit(8)].concat(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance("ada").await, Some(20));
+
+    let refused = store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(Version::new(3)),
+            [deposit(1), deposit(13)].concat(),
+        )
+        .await;
+    match refused {
+        Err(AppendError::Store { source, .. }) => {
+            assert!(source.to_string().contains("balances"), "{source}");
+        }
+        other => panic!("expected the inline projection's failure, got {other:?}"),
+    }
+    assert_eq!(
+        store.stream_version(&stream).await.unwrap(),
+        Version::new(3),
+        "nothing stored"
+    );
+    assert_eq!(balance("ada").await, Some(20), "the view is untouched");
+
+    // A conflict is still a conflict, and events the projection does not select pass.
+    let conflict = store
+        .append(&stream, ExpectedVersion::Exact(Version::new(1)), deposit(2))
+        .await;
+    assert!(conflict.unwrap_err().is_conflict());
+    let note = StreamId::new("note", "1").unwrap();
+    store
+        .append(
+            &note,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(RawEvent::new(
+                "Noted",
+                1,
+                serde_json::json!({ "amount": 13 }),
+            ))],
+        )
+        .await
+        .expect("not the projection's category");
+    common::drop_schema(base).await;
+}
