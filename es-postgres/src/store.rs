@@ -1029,20 +1029,6 @@ impl LeaseStore for PgEventStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://app:secret@db:5432/x"),
-            "postgres://app@db:5432/x"
-        );
-        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
-    }
-}
-
 /// Why an append with inline projections did not insert.
 enum Inserted {
     /// The statement failed (classified like any append's failure).
@@ -1089,4 +1075,18 @@ fn raw_envelopes<E: DomainEvent>(
             },
         )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/x"),
+            "postgres://app@db:5432/x"
+        );
+        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
+    }
 }
