@@ -1,0 +1,399 @@
+//! The application aggregate: a developer's registered application, the API products it
+//! uses, its owner and its credentials.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use es_core::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::services::PortalServices;
+
+/// The longest validity credentials may have, in days: every key expires.
+pub const MAX_VALIDITY_DAYS: u32 = 365;
+
+/// What happens to an application. Each variant is its own event type in the
+/// application's stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+pub enum ApplicationEvent {
+    /// A developer registered the application.
+    #[event(name = "ApplicationCreated")]
+    Created {
+        /// Its display name.
+        name: String,
+        /// Who owns it.
+        owner: String,
+    },
+    /// The application may now call an API product.
+    #[event(name = "ApiProductAdded")]
+    ApiProductAdded {
+        /// The product.
+        product: String,
+    },
+    /// The application no longer uses an API product.
+    #[event(name = "ApiProductRemoved")]
+    ApiProductRemoved {
+        /// The product.
+        product: String,
+        /// Who owned the application when the product was removed: the one to ask why.
+        owner: String,
+    },
+    /// Someone else owns the application now.
+    #[event(name = "OwnerChanged")]
+    OwnerChanged {
+        /// The previous owner.
+        from: String,
+        /// The new owner.
+        to: String,
+    },
+    /// A credential key was issued.
+    #[event(name = "CredentialsGenerated")]
+    CredentialsGenerated {
+        /// The consumer key.
+        key: String,
+        /// When it was issued (by the portal's clock).
+        issued_at: DateTime<Utc>,
+        /// When it stops being valid.
+        expires_at: DateTime<Utc>,
+    },
+    /// A credential key reached its expiry and no longer works.
+    #[event(name = "CredentialsExpired")]
+    CredentialsExpired {
+        /// The consumer key.
+        key: String,
+        /// When it was expired (by the portal's clock).
+        expired_at: DateTime<Utc>,
+    },
+    /// The application was deleted; nothing more happens to it.
+    #[event(name = "ApplicationDeleted")]
+    Deleted,
+}
+
+/// What can be asked of an application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplicationCommand {
+    /// Register a new application.
+    Create {
+        /// Its display name.
+        name: String,
+        /// Who owns it.
+        owner: String,
+    },
+    /// Let the application call an API product.
+    AddApiProduct {
+        /// The product.
+        product: String,
+    },
+    /// Stop the application using an API product.
+    RemoveApiProduct {
+        /// The product.
+        product: String,
+    },
+    /// Hand the application to another owner.
+    ChangeOwner {
+        /// The new owner.
+        owner: String,
+    },
+    /// Issue a credential key, valid from now for this many days.
+    GenerateCredentials {
+        /// How long the key is valid, from 1 to [`MAX_VALIDITY_DAYS`] days.
+        valid_for_days: u32,
+    },
+    /// Expire a credential key whose validity has run out.
+    ExpireCredentials {
+        /// The consumer key.
+        key: String,
+    },
+    /// Delete the application.
+    Delete,
+}
+
+/// Why an application refuses a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplicationError {
+    /// The application exists already.
+    #[error("the application has already been created")]
+    AlreadyCreated,
+    /// There is no such application.
+    #[error("the application has not been created")]
+    NotCreated,
+    /// The application was deleted: it accepts nothing more.
+    #[error("the application has been deleted")]
+    Deleted,
+    /// The application was deleted already.
+    #[error("the application has already been deleted")]
+    AlreadyDeleted,
+    /// An application needs a name.
+    #[error("an application needs a name")]
+    NameRequired,
+    /// An application needs an owner.
+    #[error("an application needs an owner")]
+    OwnerRequired,
+    /// An API product needs a name.
+    #[error("an API product needs a name")]
+    ProductNameRequired,
+    /// The application uses the product already.
+    #[error("the application already uses API product `{product}`")]
+    ProductAlreadyAdded {
+        /// The product.
+        product: String,
+    },
+    /// The application does not use the product.
+    #[error("the application does not use API product `{product}`")]
+    ProductNotAdded {
+        /// The product.
+        product: String,
+    },
+    /// The new owner is the current one.
+    #[error("`{owner}` already owns the application")]
+    SameOwner {
+        /// The owner.
+        owner: String,
+    },
+    /// Credentials grant access to API products, so an application needs one first.
+    #[error("the application has no API products: credentials need at least one")]
+    NoApiProducts,
+    /// Credentials must expire, within the allowed time.
+    #[error("credentials must be valid for 1 to {MAX_VALIDITY_DAYS} days, not {days}")]
+    InvalidValidity {
+        /// The requested validity.
+        days: u32,
+    },
+    /// The key generator produced a key the application has already.
+    #[error("credential key `{key}` is already in use")]
+    KeyInUse {
+        /// The key.
+        key: String,
+    },
+    /// The application has no such key.
+    #[error("the application has no credential key `{key}`")]
+    UnknownCredentials {
+        /// The key.
+        key: String,
+    },
+    /// The key expired already.
+    #[error("credential key `{key}` has already expired")]
+    CredentialsAlreadyExpired {
+        /// The key.
+        key: String,
+    },
+    /// The key is still valid.
+    #[error("credential key `{key}` is valid until {expires_at}")]
+    CredentialsNotDue {
+        /// The key.
+        key: String,
+        /// When it expires.
+        expires_at: DateTime<Utc>,
+    },
+}
+
+/// Where an application is in its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplicationStatus {
+    /// Not created yet.
+    #[default]
+    Draft,
+    /// Created and in use.
+    Active,
+    /// Deleted.
+    Deleted,
+}
+
+/// One credential key of an application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+    /// When its validity runs out.
+    pub expires_at: DateTime<Utc>,
+    /// When it was expired, if it has been.
+    pub expired_at: Option<DateTime<Utc>>,
+}
+
+impl Credential {
+    /// Whether the key still works: it has not been expired. (Expiry is an event the
+    /// portal records, not the mere passing of `expires_at`, so state changes only
+    /// through events.)
+    pub fn is_active(&self) -> bool {
+        self.expired_at.is_none()
+    }
+}
+
+/// An application, as its events made it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, es_core::Aggregate)]
+#[aggregate(
+    name = "application",
+    command = ApplicationCommand,
+    event = ApplicationEvent,
+    error = ApplicationError,
+    services = PortalServices
+)]
+pub struct Application {
+    /// Where it is in its life.
+    pub status: ApplicationStatus,
+    /// Its display name.
+    pub name: String,
+    /// Who owns it.
+    pub owner: String,
+    /// The API products it uses.
+    pub products: BTreeSet<String>,
+    /// Its credentials, by key.
+    pub credentials: BTreeMap<String, Credential>,
+}
+
+impl Application {
+    /// The keys that still work.
+    pub fn active_keys(&self) -> impl Iterator<Item = &str> {
+        self.credentials
+            .iter()
+            .filter(|(_, credential)| credential.is_active())
+            .map(|(key, _)| key.as_str())
+    }
+
+    /// Decides a command for an application that exists and is not deleted.
+    fn decide(
+        &self,
+        command: ApplicationCommand,
+        services: &PortalServices,
+    ) -> Result<Vec<ApplicationEvent>, ApplicationError> {
+        match command {
+            ApplicationCommand::Create { .. } => Err(ApplicationError::AlreadyCreated),
+            ApplicationCommand::AddApiProduct { product } => {
+                let product = required(&product, ApplicationError::ProductNameRequired)?;
+                if self.products.contains(&product) {
+                    return Err(ApplicationError::ProductAlreadyAdded { product });
+                }
+                Ok(vec![ApplicationEvent::ApiProductAdded { product }])
+            }
+            ApplicationCommand::RemoveApiProduct { product } => {
+                let product = product.trim().to_owned();
+                if !self.products.contains(&product) {
+                    return Err(ApplicationError::ProductNotAdded { product });
+                }
+                Ok(vec![ApplicationEvent::ApiProductRemoved {
+                    product,
+                    owner: self.owner.clone(),
+                }])
+            }
+            ApplicationCommand::ChangeOwner { owner } => {
+                let owner = required(&owner, ApplicationError::OwnerRequired)?;
+                if owner == self.owner {
+                    return Err(ApplicationError::SameOwner { owner });
+                }
+                Ok(vec![ApplicationEvent::OwnerChanged {
+                    from: self.owner.clone(),
+                    to: owner,
+                }])
+            }
+            ApplicationCommand::GenerateCredentials { valid_for_days } => {
+                if self.products.is_empty() {
+                    return Err(ApplicationError::NoApiProducts);
+                }
+                if valid_for_days == 0 || valid_for_days > MAX_VALIDITY_DAYS {
+                    return Err(ApplicationError::InvalidValidity {
+                        days: valid_for_days,
+                    });
+                }
+                let key = services.new_key();
+                if self.credentials.contains_key(&key) {
+                    return Err(ApplicationError::KeyInUse { key });
+                }
+                let issued_at = services.now();
+                Ok(vec![ApplicationEvent::CredentialsGenerated {
+                    key,
+                    issued_at,
+                    expires_at: issued_at + TimeDelta::days(i64::from(valid_for_days)),
+                }])
+            }
+            ApplicationCommand::ExpireCredentials { key } => {
+                let Some(credential) = self.credentials.get(&key) else {
+                    return Err(ApplicationError::UnknownCredentials { key });
+                };
+                if !credential.is_active() {
+                    return Err(ApplicationError::CredentialsAlreadyExpired { key });
+                }
+                let now = services.now();
+                if now < credential.expires_at {
+                    return Err(ApplicationError::CredentialsNotDue {
+                        key,
+                        expires_at: credential.expires_at,
+                    });
+                }
+                Ok(vec![ApplicationEvent::CredentialsExpired {
+                    key,
+                    expired_at: now,
+                }])
+            }
+            ApplicationCommand::Delete => Ok(vec![ApplicationEvent::Deleted]),
+        }
+    }
+}
+
+/// `text` trimmed, or `missing` if nothing is left.
+fn required(text: &str, missing: ApplicationError) -> Result<String, ApplicationError> {
+    let text = text.trim();
+    if text.is_empty() {
+        Err(missing)
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+impl Aggregate for Application {
+    async fn handle(
+        &self,
+        command: ApplicationCommand,
+        services: &PortalServices,
+    ) -> Result<Vec<ApplicationEvent>, ApplicationError> {
+        match (self.status, command) {
+            (ApplicationStatus::Draft, ApplicationCommand::Create { name, owner }) => {
+                let name = required(&name, ApplicationError::NameRequired)?;
+                let owner = required(&owner, ApplicationError::OwnerRequired)?;
+                Ok(vec![ApplicationEvent::Created { name, owner }])
+            }
+            (ApplicationStatus::Draft, _) => Err(ApplicationError::NotCreated),
+            (ApplicationStatus::Active, command) => self.decide(command, services),
+            (ApplicationStatus::Deleted, ApplicationCommand::Delete) => {
+                Err(ApplicationError::AlreadyDeleted)
+            }
+            (ApplicationStatus::Deleted, _) => Err(ApplicationError::Deleted),
+        }
+    }
+
+    fn apply(&mut self, event: &ApplicationEvent) {
+        match event {
+            ApplicationEvent::Created { name, owner } => {
+                self.status = ApplicationStatus::Active;
+                self.name.clone_from(name);
+                self.owner.clone_from(owner);
+            }
+            ApplicationEvent::ApiProductAdded { product } => {
+                self.products.insert(product.clone());
+            }
+            ApplicationEvent::ApiProductRemoved { product, .. } => {
+                self.products.remove(product);
+            }
+            ApplicationEvent::OwnerChanged { to, .. } => self.owner.clone_from(to),
+            ApplicationEvent::CredentialsGenerated {
+                key,
+                issued_at,
+                expires_at,
+            } => {
+                self.credentials.insert(
+                    key.clone(),
+                    Credential {
+                        issued_at: *issued_at,
+                        expires_at: *expires_at,
+                        expired_at: None,
+                    },
+                );
+            }
+            ApplicationEvent::CredentialsExpired { key, expired_at } => {
+                if let Some(credential) = self.credentials.get_mut(key) {
+                    credential.expired_at = Some(*expired_at);
+                }
+            }
+            ApplicationEvent::Deleted => self.status = ApplicationStatus::Deleted,
+        }
+    }
+}
