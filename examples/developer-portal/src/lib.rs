@@ -4,14 +4,18 @@
 //! products (`ApiProductAdded`, `ApiProductRemoved`), hand them to other owners
 //! (`OwnerChanged`), issue credential keys that expire (`CredentialsGenerated`,
 //! `CredentialsExpired`) and delete them (`ApplicationDeleted`). When an application stops
-//! using a product, its owner is asked why: a survey is added (`SurveyAdded`), sent
+//! using a product, a flow asks its owner why: a survey is added (`SurveyAdded`), sent
 //! (`SurveySent`) and answered (`SurveyFeedbackRecorded`).
 //!
 //! - [`application`]: the application aggregate and its rules;
 //! - [`services`]: the clock and key generator its handler uses, real or fixed;
-//! - [`survey`]: the survey aggregate and its rules.
+//! - [`survey`]: the survey aggregate and its rules;
+//! - [`catalog`]: a read model listing live applications;
+//! - [`flows`]: the process managers from product removal to sent survey.
 
 pub mod application;
+pub mod catalog;
+pub mod flows;
 pub mod services;
 pub mod survey;
 
@@ -19,6 +23,8 @@ pub use application::{
     Application, ApplicationCommand, ApplicationError, ApplicationEvent, ApplicationStatus,
     Credential, MAX_VALIDITY_DAYS,
 };
+pub use catalog::{ApplicationCatalog, ApplicationSummary};
+pub use flows::{SURVEY_CHANNEL, SendNewSurveys, SurveyOnProductRemoval, survey_id};
 pub use services::{
     Clock, KeyGenerator, ManualClock, PortalServices, RandomKeys, SequentialKeys, SystemClock,
 };

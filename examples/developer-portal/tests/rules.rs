@@ -6,13 +6,19 @@
     reason = "fixed test times are parsed from literals that are known to be valid"
 )]
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use developer_portal::{
-    Application, ApplicationCommand, ApplicationError, ApplicationEvent, ApplicationStatus,
-    ManualClock, PortalServices, SequentialKeys, Survey, SurveyCommand, SurveyError, SurveyEvent,
+    Application, ApplicationCatalog, ApplicationCommand, ApplicationError, ApplicationEvent,
+    ApplicationStatus, ApplicationSummary, ManualClock, PortalServices, SendNewSurveys,
+    SequentialKeys, Survey, SurveyCommand, SurveyError, SurveyEvent, SurveyOnProductRemoval,
     SurveyStatus,
 };
-use es_core::testing::{AggregateFixture, AggregateTestExt as _};
+use es_core::testing::{
+    AggregateFixture, AggregateTestExt as _, ProcessManagerFixture, ProjectionFixture,
+};
+use es_core::{EventEnvelope, Metadata, Position, ProcessManager as _, StreamId, Version};
 
 // ---------------------------------------------------------------------------------------
 // Application
@@ -594,4 +600,240 @@ fn feedback_is_recorded_once() {
         ])
         .when(feedback(5))
         .then_expect_error(SurveyError::FeedbackAlreadyRecorded);
+}
+
+// ---------------------------------------------------------------------------------------
+// The catalog
+// ---------------------------------------------------------------------------------------
+
+fn created_as(name: &str, owner: &str) -> ApplicationEvent {
+    ApplicationEvent::Created {
+        name: name.into(),
+        owner: owner.into(),
+    }
+}
+
+fn summary(name: &str, owner: &str, products: &[&str], keys: usize) -> ApplicationSummary {
+    ApplicationSummary {
+        name: name.into(),
+        owner: owner.into(),
+        products: products.iter().map(|p| (*p).to_owned()).collect(),
+        active_credentials: keys,
+    }
+}
+
+/// Event `version` of `stream`, recorded at log position `position`.
+fn envelope<E>(stream: &str, version: u64, position: u64, event: E) -> EventEnvelope<E> {
+    EventEnvelope {
+        event_id: uuid::Uuid::now_v7(),
+        stream_id: StreamId::parse(stream).unwrap(),
+        version: Version::new(version),
+        position: Position::from_parts(position, position),
+        recorded_at: Utc::now(),
+        metadata: Metadata::new(),
+        event,
+    }
+}
+
+#[test]
+fn the_catalog_lists_live_applications_with_owners_products_and_keys() {
+    ProjectionFixture::new(ApplicationCatalog::default())
+        .given(
+            "application-1",
+            [
+                created(),
+                added("maps-api"),
+                added("forecast-api"),
+                generated("key-1", 30),
+                generated("key-2", 90),
+                expired("key-1", t0() + TimeDelta::days(30)),
+                owner_changed("ada", "grace"),
+                removed("maps-api", "grace"),
+            ],
+        )
+        .given(
+            "application-2",
+            [
+                created_as("Sandbox", "alan"),
+                added("sms-api"),
+                ApplicationEvent::Deleted,
+            ],
+        )
+        .given(
+            "application-3",
+            [
+                created_as("Fleet Tracker", "barbara"),
+                added("maps-api"),
+                added("geocoding-api"),
+            ],
+        )
+        .then_expect(
+            |catalog| catalog.applications.clone(),
+            BTreeMap::from([
+                (
+                    "1".to_owned(),
+                    summary("Weather Dashboard", "grace", &["forecast-api"], 1),
+                ),
+                (
+                    "3".to_owned(),
+                    summary(
+                        "Fleet Tracker",
+                        "barbara",
+                        &["geocoding-api", "maps-api"],
+                        0,
+                    ),
+                ),
+            ]),
+        );
+}
+
+#[test]
+fn the_catalog_sorts_products() {
+    ProjectionFixture::new(ApplicationCatalog::default())
+        .given(
+            "application-1",
+            [
+                created(),
+                added("zeta-api"),
+                added("alpha-api"),
+                added("maps-api"),
+            ],
+        )
+        .then_expect(
+            |catalog| {
+                catalog.applications["1"]
+                    .products
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            },
+            vec!["alpha-api".to_owned(), "maps-api".into(), "zeta-api".into()],
+        );
+}
+
+#[test]
+fn the_catalog_ignores_events_it_has_seen() {
+    let expiry = t0() + TimeDelta::days(30);
+    let catalog = ProjectionFixture::new(ApplicationCatalog::default())
+        .given_envelopes([
+            envelope("application-1", 1, 1, created()),
+            envelope("application-1", 2, 2, added("maps-api")),
+            envelope("application-1", 3, 3, generated("key-1", 30)),
+            envelope("application-1", 4, 4, removed("maps-api", "ada")),
+            envelope("application-1", 5, 5, expired("key-1", expiry)),
+            // A replay from an older checkpoint hands events over again: applied again,
+            // they would bring the product and the key back.
+            envelope("application-1", 2, 2, added("maps-api")),
+            envelope("application-1", 3, 3, generated("key-1", 30)),
+            envelope("application-1", 5, 5, expired("key-1", expiry)),
+        ])
+        .then_expect(
+            |catalog| catalog.applications["1"].clone(),
+            summary("Weather Dashboard", "ada", &[], 0),
+        );
+    assert_eq!(catalog.version_of("1"), Some(Version::new(5)));
+    assert_eq!(catalog.version_of("2"), None);
+}
+
+#[test]
+fn the_catalog_remembers_how_far_it_followed_deleted_applications() {
+    let catalog = ProjectionFixture::new(ApplicationCatalog::default())
+        .given("application-9", [created(), ApplicationEvent::Deleted])
+        .then_expect(|catalog| catalog.applications.len(), 0);
+    assert_eq!(catalog.version_of("9"), Some(Version::new(2)));
+}
+
+// ---------------------------------------------------------------------------------------
+// The survey flows
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_product_removal_asks_the_owner_at_the_time() {
+    ProcessManagerFixture::new(SurveyOnProductRemoval)
+        .given_envelope(&envelope(
+            "application-42",
+            5,
+            9,
+            removed("maps-api", "grace"),
+        ))
+        .then_expect_commands([("42/maps-api/5", add_survey("42", "maps-api", "grace"))]);
+}
+
+#[test]
+fn each_removal_gets_a_survey_of_its_own() {
+    let first = ProcessManagerFixture::new(SurveyOnProductRemoval)
+        .given_envelope(&envelope(
+            "application-42",
+            3,
+            3,
+            removed("maps-api", "ada"),
+        ))
+        .into_result()
+        .unwrap();
+    let again = ProcessManagerFixture::new(SurveyOnProductRemoval)
+        .given_envelope(&envelope(
+            "application-42",
+            5,
+            5,
+            removed("maps-api", "ada"),
+        ))
+        .into_result()
+        .unwrap();
+    assert_ne!(
+        first[0].0, again[0].0,
+        "a product removed twice is asked about twice"
+    );
+}
+
+#[test]
+fn other_application_events_call_for_no_survey() {
+    for event in [
+        created(),
+        added("maps-api"),
+        owner_changed("ada", "grace"),
+        generated("key-1", 30),
+        ApplicationEvent::Deleted,
+    ] {
+        ProcessManagerFixture::new(SurveyOnProductRemoval)
+            .given("application-42", event)
+            .then_expect_no_commands();
+    }
+}
+
+#[test]
+fn a_new_survey_is_sent_by_email() {
+    ProcessManagerFixture::new(SendNewSurveys)
+        .given("survey-42/maps-api/5", survey_added())
+        .then_expect_commands([("42/maps-api/5", send("email"))]);
+}
+
+#[test]
+fn sent_and_answered_surveys_are_not_sent_again() {
+    for event in [
+        sent(),
+        SurveyEvent::FeedbackRecorded {
+            rating: 4,
+            comment: String::new(),
+        },
+    ] {
+        ProcessManagerFixture::new(SendNewSurveys)
+            .given("survey-42/maps-api/5", event)
+            .then_expect_no_commands();
+    }
+}
+
+#[test]
+fn each_flow_reads_only_the_events_it_reacts_to() {
+    let application = StreamId::new("application", "42").unwrap();
+    let survey = StreamId::new("survey", "42/maps-api/5").unwrap();
+
+    let removals = SurveyOnProductRemoval.filter();
+    assert!(removals.matches(&application, "ApiProductRemoved"));
+    assert!(!removals.matches(&application, "ApiProductAdded"));
+    assert!(!removals.matches(&survey, "ApiProductRemoved"));
+
+    let additions = SendNewSurveys.filter();
+    assert!(additions.matches(&survey, "SurveyAdded"));
+    assert!(!additions.matches(&survey, "SurveySent"));
+    assert!(!additions.matches(&application, "SurveyAdded"));
 }
