@@ -192,6 +192,9 @@ async fn main() {
     if wanted("latency") {
         latency(&mut bench).await;
     }
+    if wanted("projection") {
+        projection_rebuild(&mut bench).await;
+    }
 
     sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(&pool)
@@ -622,6 +625,131 @@ async fn latency(bench: &mut Bench) {
             format!("commit-to-subscriber latency p99, {label} (ms)"),
             p(0.99),
             "ms",
+            None,
+        );
+    }
+}
+
+/// Keeps one row per ledger in `ledger_totals`. `handle` only gathers each ledger's
+/// changes; `flush` writes the batch's in one statement, in the batch's transaction.
+struct LedgerTotals {
+    table: String,
+    pending: std::collections::HashMap<String, (i64, String)>,
+}
+
+impl es_postgres::PgProjection for LedgerTotals {
+    type Event = LedgerEvent;
+
+    fn name(&self) -> &str {
+        "ledger-totals"
+    }
+
+    async fn handle(
+        &mut self,
+        _tx: &mut sqlx::PgConnection,
+        envelope: &es_core::EventEnvelope<LedgerEvent>,
+    ) -> Result<(), es_core::error::BoxError> {
+        let LedgerEvent::Recorded { memo } = &envelope.event;
+        let entry = self
+            .pending
+            .entry(envelope.stream_id.id().to_owned())
+            .or_insert((0, String::new()));
+        entry.0 += 1;
+        entry.1.clone_from(memo);
+        Ok(())
+    }
+
+    async fn flush(&mut self, tx: &mut sqlx::PgConnection) -> Result<(), es_core::error::BoxError> {
+        let (mut ledgers, mut entries, mut memos) = (Vec::new(), Vec::new(), Vec::new());
+        for (ledger, (count, memo)) in self.pending.drain() {
+            ledgers.push(ledger);
+            entries.push(count);
+            memos.push(memo);
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {t} (ledger, entries, last_memo) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[]) \
+             ON CONFLICT (ledger) DO UPDATE \
+             SET entries = {t}.entries + EXCLUDED.entries, last_memo = EXCLUDED.last_memo",
+            t = self.table
+        )))
+        .bind(&ledgers)
+        .bind(&entries)
+        .bind(&memos)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    fn discard(&mut self) {
+        self.pending.clear();
+    }
+
+    async fn reset(&mut self, tx: &mut sqlx::PgConnection) -> Result<(), es_core::error::BoxError> {
+        self.pending.clear();
+        sqlx::query(AssertSqlSafe(format!("TRUNCATE {}", self.table)))
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Rebuilds a transactional projection (read-model writes and checkpoint in one
+/// transaction per batch) over 20,000 events.
+async fn projection_rebuild(bench: &mut Bench) {
+    const EVENTS: u64 = 20_000;
+    let store = bench.store(true);
+    let run = Uuid::now_v7().simple().to_string();
+    for chunk in 0..EVENTS / 1_000 {
+        let stream = StreamId::new("ledger", &format!("proj-{run}-{}", chunk % 20)).unwrap();
+        let events = (0..1_000)
+            .map(|n| {
+                NewEvent::new(LedgerEvent::Recorded {
+                    memo: memo(chunk * 1_000 + n),
+                })
+            })
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+    }
+    let table = format!("\"{}\".ledger_totals", bench.schema);
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE {table} (ledger text PRIMARY KEY, entries bigint NOT NULL, last_memo text NOT NULL)"
+    )))
+    .execute(&bench.pool)
+    .await
+    .unwrap();
+    let total = store
+        .count_after(
+            Position::START,
+            EventFilter::all().with_categories(["ledger"]),
+        )
+        .await
+        .unwrap();
+    for batch in [100, 1_000] {
+        let projection = es_postgres::PgTransactionalProjection::new(
+            store.clone(),
+            LedgerTotals {
+                table: table.clone(),
+                pending: std::collections::HashMap::new(),
+            },
+        );
+        let mut runner = es_core::ProjectionRunner::new(store.clone(), projection)
+            .with_batch_size(batch)
+            .with_lease(None);
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let start = Instant::now();
+            let handled = runner.rebuild().await.unwrap();
+            samples.push(rate(handled, start.elapsed()));
+            assert_eq!(handled, total);
+        }
+        bench.record(
+            format!("transactional projection rebuild, batches of {batch}"),
+            median(samples),
+            "events/s",
             None,
         );
     }

@@ -76,6 +76,26 @@ pub trait PgProjection: Send {
         envelope: &EventEnvelope<Self::Event>,
     ) -> impl Future<Output = Result<(), BoxError>> + Send;
 
+    /// Writes what [`handle`](PgProjection::handle) buffered, through `tx`, just before the
+    /// batch's checkpoint moves in the same transaction.
+    ///
+    /// A projection may write each event straight through `tx` in `handle` (simplest: one
+    /// statement per event), or collect its changes in `handle` and write them here in one
+    /// statement per batch (fastest: a batch costs about as much as one event). A failure
+    /// here fails the whole batch, which is rolled back and read again; it does not go
+    /// through the runner's per-event error policy.
+    fn flush(
+        &mut self,
+        tx: &mut PgConnection,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = tx;
+        ready(Ok(()))
+    }
+
+    /// Forgets what [`handle`](PgProjection::handle) buffered since the last flush: the
+    /// batch was rolled back.
+    fn discard(&mut self) {}
+
     /// Empties the read model before a rebuild, through `tx` (which also removes the
     /// checkpoint).
     fn reset(
@@ -281,6 +301,16 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         let Some(tx) = self.tx.as_mut() else {
             return Err(fenced());
         };
+        if let Err(source) = self.projection.flush(tx).await {
+            self.rollback().await?;
+            return Err(PgProjectionError::Handler {
+                projection: name,
+                source,
+            });
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(fenced());
+        };
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(&name)
             .bind(major)
@@ -310,6 +340,7 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
     }
 
     async fn rollback(&mut self) -> Result<(), PgProjectionError> {
+        self.projection.discard();
         if let Some(tx) = self.tx.take()
             && let Err(error) = tx.rollback().await
         {

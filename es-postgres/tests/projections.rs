@@ -30,6 +30,8 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// apply shows as two rows.
 struct Ledger {
     table: String,
+    /// `Some`: rows gathered by `handle` and written by `flush`, one statement per batch.
+    buffer: Option<Vec<(Uuid, String, i64)>>,
 }
 
 impl Ledger {
@@ -41,7 +43,17 @@ impl Ledger {
         .execute(store.pool())
         .await
         .unwrap();
-        Self { table }
+        Self {
+            table,
+            buffer: None,
+        }
+    }
+
+    fn writer(&self, buffered: bool) -> Self {
+        Self {
+            table: self.table.clone(),
+            buffer: buffered.then(Vec::new),
+        }
     }
 
     async fn rows(&self, store: &PgEventStore) -> Vec<Uuid> {
@@ -71,6 +83,10 @@ impl PgProjection for Ledger {
             AccountEvent::Deposited { amount } => i64::try_from(amount)?,
             _ => 0,
         };
+        if let Some(buffer) = &mut self.buffer {
+            buffer.push((envelope.event_id, envelope.stream_id.to_string(), amount));
+            return Ok(());
+        }
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (event_id, stream_id, amount) VALUES ($1, $2, $3)",
             self.table
@@ -81,6 +97,35 @@ impl PgProjection for Ledger {
         .execute(tx)
         .await?;
         Ok(())
+    }
+
+    async fn flush(&mut self, tx: &mut PgConnection) -> Result<(), BoxError> {
+        let Some(buffer) = &mut self.buffer else {
+            return Ok(());
+        };
+        let (mut ids, mut streams, mut amounts) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, stream, amount) in buffer.drain(..) {
+            ids.push(id);
+            streams.push(stream);
+            amounts.push(amount);
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (event_id, stream_id, amount) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[])",
+            self.table
+        )))
+        .bind(&ids)
+        .bind(&streams)
+        .bind(&amounts)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    fn discard(&mut self) {
+        if let Some(buffer) = &mut self.buffer {
+            buffer.clear();
+        }
     }
 
     async fn reset(&mut self, tx: &mut PgConnection) -> Result<(), BoxError> {
@@ -128,6 +173,16 @@ async fn exactly_once(ledger: &Ledger, store: &PgEventStore, ids: &HashSet<Uuid>
 /// events arrive applies every event exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactional_projection_is_exactly_once_through_killed_connections() {
+    killed_connections(false).await;
+}
+
+/// The same with writes gathered by `handle` and written by `flush` at each commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_projection_is_exactly_once_through_killed_connections() {
+    killed_connections(true).await;
+}
+
+async fn killed_connections(buffered: bool) {
     let writer = common::fresh_store().await;
     let name = format!("es-test-projection-{}", Uuid::now_v7().simple());
     let reader = common::second_store(&writer, &name, |b| {
@@ -137,12 +192,7 @@ async fn transactional_projection_is_exactly_once_through_killed_connections() {
     let ledger = Ledger::create(&writer).await;
     let mut runner = ProjectionRunner::new(
         reader.clone(),
-        PgTransactionalProjection::new(
-            reader.clone(),
-            Ledger {
-                table: ledger.table.clone(),
-            },
-        ),
+        PgTransactionalProjection::new(reader.clone(), ledger.writer(buffered)),
     )
     .with_batch_size(25)
     .with_error_policy(ErrorPolicy::retry(20, Duration::from_millis(10)));
@@ -189,12 +239,7 @@ async fn racing_instances_without_lease_never_apply_twice() {
     for _ in 0..2 {
         let mut runner = ProjectionRunner::new(
             store.clone(),
-            PgTransactionalProjection::new(
-                store.clone(),
-                Ledger {
-                    table: ledger.table.clone(),
-                },
-            ),
+            PgTransactionalProjection::new(store.clone(), ledger.writer(false)),
         )
         .with_lease(None)
         .with_batch_size(10);
@@ -230,12 +275,7 @@ async fn dropped_runner_resumes_exactly_once_and_rebuilds_the_same_view() {
 
     let mut doomed = ProjectionRunner::new(
         store.clone(),
-        PgTransactionalProjection::new(
-            store.clone(),
-            Ledger {
-                table: ledger.table.clone(),
-            },
-        ),
+        PgTransactionalProjection::new(store.clone(), ledger.writer(false)),
     )
     .with_batch_size(40)
     .with_lease(None);
@@ -256,12 +296,7 @@ async fn dropped_runner_resumes_exactly_once_and_rebuilds_the_same_view() {
 
     let mut survivor = ProjectionRunner::new(
         store.clone(),
-        PgTransactionalProjection::new(
-            store.clone(),
-            Ledger {
-                table: ledger.table.clone(),
-            },
-        ),
+        PgTransactionalProjection::new(store.clone(), ledger.writer(true)),
     )
     .with_batch_size(40)
     .with_lease(None);
