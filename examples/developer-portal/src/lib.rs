@@ -11,11 +11,13 @@
 //! - [`services`]: the clock and key generator its handler uses, real or fixed;
 //! - [`survey`]: the survey aggregate and its rules;
 //! - [`catalog`]: a read model listing live applications;
-//! - [`flows`]: the process managers from product removal to sent survey.
+//! - [`flows`]: the process managers from product removal to sent survey;
+//! - [`scenario`]: the realistic run the `developer-portal` binary prints.
 
 pub mod application;
 pub mod catalog;
 pub mod flows;
+pub mod scenario;
 pub mod services;
 pub mod survey;
 

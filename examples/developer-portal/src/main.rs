@@ -1,0 +1,38 @@
+//! Runs the developer portal scenario and prints each application's history, the rejected
+//! commands, the catalog read model and the surveys the flows added and sent.
+//!
+//! On the in-memory store by default; on PostgreSQL when `DATABASE_URL` is set (the schema
+//! `es` is created or migrated on start; each run uses new application ids, and the flows
+//! resume from their checkpoints there).
+
+#![allow(
+    clippy::print_stdout,
+    reason = "printing the report is this binary's job"
+)]
+
+use developer_portal::scenario;
+use es_memory::MemoryEventStore;
+use es_postgres::PgEventStore;
+
+#[tokio::main]
+async fn main() -> Result<(), scenario::Error> {
+    let report = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let store = PgEventStore::connect(&url).await?;
+            store.migrate().await?;
+            println!(
+                "es-rs developer portal example on PostgreSQL (schema `{}`)\n",
+                store.schema()
+            );
+            scenario::run(store).await?
+        }
+        _ => {
+            println!(
+                "es-rs developer portal example on the in-memory store (set DATABASE_URL for PostgreSQL)\n"
+            );
+            scenario::run(MemoryEventStore::new()).await?
+        }
+    };
+    print!("{}", report.text);
+    Ok(())
+}
