@@ -92,6 +92,15 @@ pub trait ProcessManager: Send + Sync {
         EventFilter::for_event::<Self::Event>()
     }
 
+    /// Whether a rejection of one of its commands is an acceptable outcome (the flow's step
+    /// is moot, say a survey for an application deleted since): the reaction then counts
+    /// as done. By default every rejection fails the reaction, which the runner's error
+    /// policy then handles.
+    fn tolerates(&self, rejection: &<Self::Target as AggregateType>::Error) -> bool {
+        let _ = rejection;
+        false
+    }
+
     /// The commands `envelope` calls for, each with the id of the aggregate it goes to
     /// (often none).
     fn react(
@@ -201,6 +210,9 @@ where
                 .await
             {
                 Ok(_) => {}
+                Err(error) if error.rejection().is_some_and(|r| self.manager.tolerates(r)) => {
+                    tracing::debug!(manager = name, %target, %error, "rejection tolerated");
+                }
                 Err(error) => {
                     return Err(ProcessError::Command {
                         manager: name.to_owned(),

@@ -296,6 +296,8 @@ pub struct ProjectionRunner<P: Projection, S> {
     policy: ErrorPolicy,
     lease: Option<Duration>,
     partition: Option<Partition>,
+    /// The checkpoint lives only in this runner (a read model held in process memory).
+    checkpoint_in_memory: bool,
     owner: Uuid,
     status: StatusHandle,
     committed: Option<Position>,
@@ -327,6 +329,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             policy: ErrorPolicy::default(),
             lease: Some(Duration::from_secs(10)),
             partition: None,
+            checkpoint_in_memory: false,
             owner: Uuid::now_v7(),
             status: StatusHandle {
                 status: Arc::new(Mutex::new(ProjectionStatus {
@@ -371,6 +374,17 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
     #[must_use]
     pub fn with_lease(mut self, ttl: Option<Duration>) -> Self {
         self.lease = ttl;
+        self
+    }
+
+    /// Keeps the checkpoint in this runner only, not in the store, and runs without a
+    /// lease: for a read model held in process memory, which a new process must build from
+    /// the start of the log (a stored checkpoint would make it resume with an empty view),
+    /// and which each process holds on its own.
+    #[must_use]
+    pub fn with_checkpoint_in_memory(mut self) -> Self {
+        self.checkpoint_in_memory = true;
+        self.lease = None;
         self
     }
 
@@ -421,14 +435,42 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
     }
 
     /// Handles every event in the log now, commits, and returns how many it handled (or
-    /// parked).
+    /// parked). If another instance holds the lease, waits up to one lease term for it
+    /// (the lease of a crashed instance runs out by then).
     ///
     /// # Errors
     ///
     /// Fails if the policy stops on a failure, a commit or the store fails, or another
-    /// instance holds the lease.
+    /// instance still holds the lease.
     pub async fn catch_up(&mut self) -> Result<u64, RunnerError> {
         self.drive(false, std::future::pending()).await
+    }
+
+    /// Waits until the event at `position` (one you appended, say) is readable from the
+    /// log, then catches up: afterwards the projection has seen it, if it selects it.
+    ///
+    /// A store may hold fresh events back from log readers for a moment (PostgreSQL does,
+    /// while older transactions are open); this is how to read your own writes through a
+    /// projection. It waits as long as that takes: bound it with a timeout if you must.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProjectionRunner::catch_up`], and if the store cannot tell.
+    pub async fn catch_up_through(&mut self, position: Position) -> Result<u64, RunnerError> {
+        let mut pause = Duration::from_millis(1);
+        while !self
+            .store
+            .readable(position)
+            .await
+            .map_err(|source| RunnerError::Read {
+                projection: self.key(),
+                source,
+            })?
+        {
+            futures_timer::Delay::new(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+        self.catch_up().await
     }
 
     /// Runs until the projection's policy stops it: the history, then every new event.
@@ -473,7 +515,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 projection: key.clone(),
                 source: Box::new(e),
             })?;
-        if !self.projection.keeps_own_checkpoint() {
+        if !self.projection.keeps_own_checkpoint() && !self.checkpoint_in_memory {
             self.store
                 .delete_checkpoint(&key)
                 .await
@@ -550,6 +592,9 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
 
     async fn checkpoint(&mut self) -> Result<Option<Position>, RunnerError> {
         let key = self.key();
+        if self.checkpoint_in_memory {
+            return Ok(self.committed);
+        }
         if self.projection.keeps_own_checkpoint() {
             self.projection
                 .load_checkpoint()
@@ -581,7 +626,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             .commit(position)
             .await
             .map_err(|e| failed(Box::new(e)))?;
-        if !self.projection.keeps_own_checkpoint() {
+        if !self.projection.keeps_own_checkpoint() && !self.checkpoint_in_memory {
             self.store
                 .save_checkpoint(&key, position)
                 .await
@@ -671,13 +716,20 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             // Take the lease, or wait for it (live) / give up (catching up).
             let mut renew_at = Instant::now();
             if let Some(ttl) = self.lease {
+                // Catching up waits at most one lease term: long enough for the lease of an
+                // instance that crashed to run out, not for one that is alive.
+                let give_up = Instant::now() + ttl + ttl / 10;
                 loop {
                     if self.acquire(ttl).await? {
                         renew_at = Instant::now() + ttl / 3;
                         break;
                     }
                     if !live {
-                        return Err(RunnerError::LeaseHeld { projection: key });
+                        if Instant::now() >= give_up {
+                            return Err(RunnerError::LeaseHeld { projection: key });
+                        }
+                        futures_timer::Delay::new(ttl / 10).await;
+                        continue;
                     }
                     self.status
                         .update(|status| status.state = RunnerState::Standby);

@@ -798,6 +798,21 @@ impl EventStore for PgEventStore {
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
+    async fn readable(&self, position: Position) -> Result<bool, ReadError> {
+        let (transaction, _) = position.parts();
+        retry_serialization_failures(|| {
+            sqlx::query_scalar("SELECT $1::xid8 < pg_snapshot_xmin(pg_current_snapshot())")
+                .bind(Xid8(transaction))
+                .fetch_one(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| {
+            store_error("readable", e)
+                .with_context(format!("position {position}"))
+                .into()
+        })
+    }
+
     async fn find_event<E: DomainEvent>(
         &self,
         event_id: Uuid,

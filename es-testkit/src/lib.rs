@@ -101,6 +101,9 @@ macro_rules! conformance_tests {
             partitioned_runners_split_streams_and_keep_order,
             process_manager_issues_each_command_once,
             parked_events_and_leases_are_stored,
+            catch_up_through_sees_the_append,
+            checkpoint_in_memory_is_not_stored,
+            process_manager_tolerated_rejections_count_as_done,
         }
     };
 }

@@ -338,3 +338,43 @@ mod tests {
             .then_expect_no_commands();
     }
 }
+
+/// Withdraws a fee from every account opened, which the fresh account cannot pay: its
+/// command is always rejected. With `tolerant`, the flow accepts that.
+#[derive(Debug, Clone, Copy)]
+pub struct OpeningFee {
+    /// Whether a rejection counts as done.
+    pub tolerant: bool,
+}
+
+impl ProcessManager for OpeningFee {
+    type Event = AccountEvent;
+    type Target = Account;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &str {
+        "opening-fee"
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_aggregate::<Account>().with_event_types(["Opened"])
+    }
+
+    fn tolerates(&self, rejection: &crate::fixture::AccountError) -> bool {
+        self.tolerant
+            && matches!(
+                rejection,
+                crate::fixture::AccountError::InsufficientFunds { .. }
+            )
+    }
+
+    async fn react(
+        &self,
+        envelope: &EventEnvelope<AccountEvent>,
+    ) -> Result<Vec<(String, AccountCommand)>, Self::Error> {
+        Ok(vec![(
+            envelope.stream_id.id().to_owned(),
+            AccountCommand::Withdraw { amount: 5 },
+        )])
+    }
+}

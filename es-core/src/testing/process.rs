@@ -98,6 +98,29 @@ impl<M: ProcessManager> ProcessManagerFixture<M> {
         })
     }
 
+    /// This event happened on `stream` as its version `version` (for reactions that
+    /// depend on the version).
+    ///
+    /// # Panics
+    ///
+    /// If `stream` is not a valid stream id.
+    #[track_caller]
+    pub fn given_at(self, stream: &str, version: u64, event: M::Event) -> Reaction<M> {
+        let stream_id = match StreamId::parse(stream) {
+            Ok(stream_id) => stream_id,
+            Err(error) => panic!("`{stream}` is not a stream id: {error}"),
+        };
+        self.given_envelope(&EventEnvelope {
+            event_id: uuid::Uuid::now_v7(),
+            stream_id,
+            version: Version::new(version),
+            position: Position::from_parts(version, version),
+            recorded_at: Utc::now(),
+            metadata: Metadata::new(),
+            event,
+        })
+    }
+
     /// This recorded event happened, exactly as given (for reactions that depend on
     /// metadata).
     pub fn given_envelope(self, envelope: &EventEnvelope<M::Event>) -> Reaction<M> {

@@ -111,6 +111,7 @@ impl<P: Projection> ProjectionFixture<P> {
             };
             self.handle(&envelope);
         }
+        self.commit();
         self
     }
 
@@ -128,7 +129,18 @@ impl<P: Projection> ProjectionFixture<P> {
         for envelope in envelopes {
             self.handle(&envelope);
         }
+        self.commit();
         self
+    }
+
+    /// Commits what was handled, as a runner does after each batch, so that projections
+    /// that hold their writes until the commit show them.
+    #[track_caller]
+    fn commit(&mut self) {
+        let position = Position::from_parts(self.position, self.position);
+        if let Err(error) = block_on(self.projection.commit(position)) {
+            panic!("the projection failed to commit: {error}\n{error:?}");
+        }
     }
 
     #[track_caller]

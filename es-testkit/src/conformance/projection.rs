@@ -491,3 +491,100 @@ pub async fn process_manager_issues_each_command_once<S: TestStore>(store: S) {
         );
     }
 }
+
+/// A runner reading through a just-appended position sees that event, even where the store
+/// holds fresh events back for a moment.
+pub async fn catch_up_through_sees_the_append<S: TestStore>(store: S) {
+    let storage = LedgerStorage::default();
+    let mut runner = runner(
+        &store,
+        CountingView::new("counting", storage.clone(), Faults::none()),
+    );
+    for round in 0..5 {
+        let committed = store
+            .append(
+                &account("fresh"),
+                ExpectedVersion::Any,
+                vec![NewEvent::new(AccountEvent::Deposited { amount: 1 })],
+            )
+            .await
+            .unwrap();
+        let last = committed.events[0].position;
+        tokio::time::timeout(PATIENCE, runner.catch_up_through(last))
+            .await
+            .expect("the append becomes readable")
+            .unwrap();
+        assert!(
+            storage
+                .get()
+                .applied
+                .contains_key(&committed.events[0].event_id),
+            "round {round}: the projection saw the append"
+        );
+    }
+}
+
+/// A runner with its checkpoint in memory stores none: a new runner (a new process, with a
+/// new, empty read model) reads the log from the start.
+pub async fn checkpoint_in_memory_is_not_stored<S: TestStore>(store: S) {
+    let ids: HashSet<Uuid> = deposit(&store, "a", 6).await.into_iter().collect();
+    settled(&store, 6).await;
+    let first = LedgerStorage::default();
+    let mut runner = runner(
+        &store,
+        CountingView::new("in-memory", first.clone(), Faults::none()),
+    )
+    .with_checkpoint_in_memory();
+    assert_eq!(runner.catch_up().await.unwrap(), 6);
+    assert_eq!(
+        runner.catch_up().await.unwrap(),
+        0,
+        "it remembers its own position"
+    );
+    assert_eq!(store.load_checkpoint("in-memory").await.unwrap(), None);
+
+    let second = LedgerStorage::default();
+    let mut restarted = ProjectionRunner::new(
+        store.clone(),
+        CountingView::new("in-memory", second.clone(), Faults::none()),
+    )
+    .with_checkpoint_in_memory();
+    assert_eq!(restarted.catch_up().await.unwrap(), 6);
+    assert!(first.get().applied_exactly(&ids) && second.get().applied_exactly(&ids));
+}
+
+/// A process manager that tolerates a rejection goes on past it; one that does not is
+/// stopped by its error policy, naming the event.
+pub async fn process_manager_tolerated_rejections_count_as_done<S: TestStore>(store: S) {
+    let accounts = Repository::<crate::fixture::Account, _>::new(store.clone());
+    for owner in ["ada", "bob"] {
+        accounts
+            .execute(
+                owner,
+                AccountCommand::Open {
+                    owner: owner.into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    settled(&store, 2).await;
+    let tolerant = ProcessManagerProjection::new(
+        crate::projections::OpeningFee { tolerant: true },
+        accounts.clone(),
+    );
+    let mut runner = runner(&store, tolerant).with_error_policy(ErrorPolicy::stop());
+    assert_eq!(runner.catch_up().await.unwrap(), 2);
+
+    let strict = ProcessManagerProjection::new(
+        crate::projections::OpeningFee { tolerant: false },
+        accounts.clone(),
+    );
+    let mut runner = ProjectionRunner::new(store.clone(), strict)
+        .with_lease(None)
+        .with_error_policy(ErrorPolicy::stop());
+    match runner.rebuild().await {
+        Err(RunnerError::Handler { event_type, .. }) => assert_eq!(event_type, "Opened"),
+        other => panic!("expected the rejection to stop the flow, got {other:?}"),
+    }
+}
