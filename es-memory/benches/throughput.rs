@@ -229,10 +229,13 @@ async fn projection_rebuild() {
         let events: Vec<_> = (0..EVENTS / 1_000)
             .map(|amount| NewEvent::new(AccountEvent::Deposited { amount }))
             .collect();
-        store.append(&id, ExpectedVersion::Any, events).await.unwrap();
+        store
+            .append(&id, ExpectedVersion::Any, events)
+            .await
+            .unwrap();
     }
-    let mut runner = es_core::ProjectionRunner::new(store, StreamCounts::default())
-        .with_batch_size(10_000);
+    let mut runner =
+        es_core::ProjectionRunner::new(store, StreamCounts::default()).with_batch_size(10_000);
     let mut samples = Vec::new();
     for _ in 0..RUNS {
         let start = Instant::now();
