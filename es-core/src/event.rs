@@ -159,6 +159,27 @@ pub enum DecodeError {
         #[source]
         source: serde_json::Error,
     },
+    /// An upcaster failed to bring the stored event up to date.
+    #[error("cannot upcast event `{event_type}` from schema version {version}")]
+    Upcast {
+        /// The event type name the step read.
+        event_type: String,
+        /// The schema version the step read.
+        version: u32,
+        /// The upcaster's error.
+        #[source]
+        source: UpcastError,
+    },
+    /// Upcasting went round in circles (steps that never reach a current version).
+    #[error(
+        "upcasting event `{event_type}` (at schema version {version}) does not reach a current version"
+    )]
+    UpcastLoop {
+        /// Where the steps were when they were stopped.
+        event_type: String,
+        /// The schema version there.
+        version: u32,
+    },
 }
 
 impl DecodeError {
@@ -167,8 +188,77 @@ impl DecodeError {
         match self {
             Self::UnknownEventType { event_type }
             | Self::UnsupportedVersion { event_type, .. }
-            | Self::InvalidPayload { event_type, .. } => event_type,
+            | Self::InvalidPayload { event_type, .. }
+            | Self::Upcast { event_type, .. }
+            | Self::UpcastLoop { event_type, .. } => event_type,
         }
+    }
+}
+
+/// Why an upcaster could not bring a stored event up to date.
+///
+/// ```
+/// use es_core::{RawEvent, UpcastError};
+/// use serde_json::json;
+///
+/// /// Version 2 of `OrderShipped` renamed `by` to `carrier`.
+/// fn shipped_v1_to_v2(event: RawEvent) -> Result<RawEvent, UpcastError> {
+///     Ok(event.rename_field("by", "carrier")?.with_version(2))
+/// }
+///
+/// let old = RawEvent::new("OrderShipped", 1, json!({ "by": "ups" }));
+/// assert_eq!(shipped_v1_to_v2(old)?, RawEvent::new("OrderShipped", 2, json!({ "carrier": "ups" })));
+/// # Ok::<(), UpcastError>(())
+/// ```
+#[derive(Debug)]
+pub struct UpcastError(Box<UpcastFailure>);
+
+/// What [`UpcastError`] holds; boxed so that decode errors stay small.
+#[derive(Debug)]
+struct UpcastFailure {
+    message: String,
+    source: Option<crate::error::BoxError>,
+}
+
+impl std::fmt::Display for UpcastError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl std::error::Error for UpcastError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl UpcastError {
+    /// An upcast failure, explained.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(Box::new(UpcastFailure {
+            message: message.into(),
+            source: None,
+        }))
+    }
+
+    /// An upcast failure caused by `source`.
+    pub fn caused_by(
+        message: impl Into<String>,
+        source: impl Into<crate::error::BoxError>,
+    ) -> Self {
+        Self(Box::new(UpcastFailure {
+            message: message.into(),
+            source: Some(source.into()),
+        }))
+    }
+}
+
+impl From<serde_json::Error> for UpcastError {
+    fn from(error: serde_json::Error) -> Self {
+        Self::caused_by("the old payload does not have the expected shape", error)
     }
 }
 
@@ -368,6 +458,53 @@ impl RawEvent {
             schema_version,
             payload,
         }
+    }
+
+    /// The same event at schema version `version` (an upcaster's last step).
+    #[must_use]
+    pub fn with_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
+    }
+
+    /// The same event under another type name (an upcaster splitting or renaming a type).
+    #[must_use]
+    pub fn with_event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = event_type.into();
+        self
+    }
+
+    /// The same event with payload field `from` renamed `to`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the payload is not an object or has no field `from`.
+    pub fn rename_field(mut self, from: &str, to: &str) -> Result<Self, UpcastError> {
+        let object = self.payload.as_object_mut().ok_or_else(|| {
+            UpcastError::new(format!("payload of `{}` is not an object", self.event_type))
+        })?;
+        let value = object.remove(from).ok_or_else(|| {
+            UpcastError::new(format!(
+                "payload of `{}` has no field `{from}`",
+                self.event_type
+            ))
+        })?;
+        object.insert(to.to_owned(), value);
+        Ok(self)
+    }
+
+    /// The same event with payload field `name` set to `value` (a field added with a
+    /// default).
+    ///
+    /// # Errors
+    ///
+    /// Fails if the payload is not an object.
+    pub fn with_field(mut self, name: &str, value: impl Into<Value>) -> Result<Self, UpcastError> {
+        let object = self.payload.as_object_mut().ok_or_else(|| {
+            UpcastError::new(format!("payload of `{}` is not an object", self.event_type))
+        })?;
+        object.insert(name.to_owned(), value.into());
+        Ok(self)
     }
 
     /// Encodes a typed event as a raw one.

@@ -11,7 +11,7 @@ pub use serde;
 pub use serde_json;
 
 pub use crate::aggregate::AggregateType;
-pub use crate::event::{DecodeError, DomainEvent, EncodeError};
+pub use crate::event::{DecodeError, DomainEvent, EncodeError, RawEvent, UpcastError};
 
 /// A type-level probe for autoref specialisation: the derive calls a method on
 /// `&Probe<T>`, which resolves to the capability impl when `T` has the capability and to
@@ -103,6 +103,13 @@ pub trait Payload {
 
     /// Whether the payload is that of an event without fields: `{}` or `null`.
     fn is_unit(&self) -> bool;
+
+    /// The payload as a JSON value, for upcasting.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the text is not JSON.
+    fn into_value(self) -> Result<Value, serde_json::Error>;
 }
 
 impl Payload for Value {
@@ -117,6 +124,10 @@ impl Payload for Value {
             _ => false,
         }
     }
+
+    fn into_value(self) -> Result<Value, serde_json::Error> {
+        Ok(self)
+    }
 }
 
 /// A payload as JSON text.
@@ -130,6 +141,10 @@ impl Payload for JsonText<'_> {
 
     fn is_unit(&self) -> bool {
         serde_json::from_str::<Value>(self.0).is_ok_and(|value| value.is_unit())
+    }
+
+    fn into_value(self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(self.0)
     }
 }
 
@@ -204,5 +219,73 @@ pub fn unsupported_version(event_type: &str, version: u32, supported: u32) -> De
         event_type: event_type.to_owned(),
         version,
         supported,
+    }
+}
+
+/// The most steps one stored event may take through upcasters: far more than any real
+/// chain, few enough to stop steps that go round in circles.
+pub const MAX_UPCAST_STEPS: u32 = 64;
+
+/// The payload as a value, for the upcasting path.
+///
+/// # Errors
+///
+/// Fails if the payload is not JSON.
+pub fn payload_value(
+    event_type: &str,
+    version: u32,
+    payload: impl Payload,
+) -> Result<Value, DecodeError> {
+    payload
+        .into_value()
+        .map_err(|source| DecodeError::InvalidPayload {
+            event_type: event_type.to_owned(),
+            version,
+            source,
+        })
+}
+
+/// Runs one JSON upcast step.
+///
+/// # Errors
+///
+/// Fails with [`DecodeError::Upcast`] if the step does.
+pub fn upcast_json(
+    raw: RawEvent,
+    step: fn(RawEvent) -> Result<RawEvent, UpcastError>,
+) -> Result<RawEvent, DecodeError> {
+    let (event_type, version) = (raw.event_type.clone(), raw.schema_version);
+    step(raw).map_err(|source| DecodeError::Upcast {
+        event_type,
+        version,
+        source,
+    })
+}
+
+/// Runs a typed upcast step: decodes the old payload as `T`, then converts it.
+///
+/// # Errors
+///
+/// Fails if the payload does not fit `T`.
+pub fn upcast_typed<T: DeserializeOwned, E: From<T>>(raw: RawEvent) -> Result<E, DecodeError> {
+    let old: T = decode_payload(&raw.event_type, raw.schema_version, raw.payload)?;
+    Ok(E::from(old))
+}
+
+/// Gives a stored event its current name (it was stored under an alias).
+pub fn rename(raw: &mut RawEvent, name: &str) {
+    name.clone_into(&mut raw.event_type);
+}
+
+/// A raw event's parts.
+pub fn into_parts(raw: RawEvent) -> (String, u32, Value) {
+    (raw.event_type, raw.schema_version, raw.payload)
+}
+
+/// The error for upcast steps that never reach a current version.
+pub fn upcast_loop(raw: &RawEvent) -> DecodeError {
+    DecodeError::UpcastLoop {
+        event_type: raw.event_type.clone(),
+        version: raw.schema_version,
     }
 }

@@ -9,7 +9,7 @@ use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{Attribute, Data, DeriveInput, Fields, Generics, Ident, LitStr, Path, Type};
 
-use crate::attr::{self, AggregateAttrs, EventAttrs, EventPosition};
+use crate::attr::{self, AggregateAttrs, EventAttrs, EventPosition, Upcast};
 use crate::ctxt::Ctxt;
 use crate::symbol::Symbol;
 
@@ -47,6 +47,10 @@ pub(crate) enum EventData<'a> {
 pub(crate) struct StructEvent {
     pub(crate) name: EventName,
     pub(crate) version: u32,
+    /// Older names of this event type, still decoded.
+    pub(crate) aliases: Vec<LitStr>,
+    /// Steps from older stored versions towards `version`.
+    pub(crate) upcasts: Vec<Upcast>,
     /// A unit struct has the empty payload `{}` and needs no serde; any other struct is its
     /// own payload through its `Serialize` and `Deserialize` implementations.
     pub(crate) unit: bool,
@@ -57,6 +61,10 @@ pub(crate) struct EventVariant<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) name: EventName,
     pub(crate) version: u32,
+    /// Older names of this event type, still decoded.
+    pub(crate) aliases: Vec<LitStr>,
+    /// Steps from older stored versions towards `version`.
+    pub(crate) upcasts: Vec<Upcast>,
     pub(crate) shape: Shape<'a>,
 }
 
@@ -131,6 +139,8 @@ impl<'a> EventInput<'a> {
                 EventData::Struct(StructEvent {
                     name: EventName::new(attrs.name, &input.ident),
                     version: attrs.version.map_or(DEFAULT_VERSION, |v| v.value),
+                    aliases: attrs.aliases,
+                    upcasts: attrs.upcasts,
                     unit: data.fields.is_empty(),
                 })
             }
@@ -191,6 +201,8 @@ impl<'a> EventVariant<'a> {
             ident: &variant.ident,
             name: EventName::new(attrs.name, &variant.ident),
             version: attrs.version.map_or(DEFAULT_VERSION, |v| v.value),
+            aliases: attrs.aliases,
+            upcasts: attrs.upcasts,
             shape,
         })
     }

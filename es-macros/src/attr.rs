@@ -14,8 +14,8 @@ use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, COMMAND, CRATE, ERROR, EVENT, EVENT_TYPE, NAME, SERDE, SERVICES, SNAPSHOT_VERSION,
-    Symbol, VERSION,
+    AGGREGATE, ALIAS, COMMAND, CRATE, ERROR, EVENT, EVENT_TYPE, FROM, NAME, SERDE, SERVICES,
+    SNAPSHOT_VERSION, Symbol, TYPED, UPCAST, VERSION, WITH,
 };
 
 /// A version number from `version = N` or `snapshot_version = N`: at least 1, fits a `u32`.
@@ -41,6 +41,28 @@ pub(crate) struct EventAttrs {
     pub(crate) krate: Option<Path>,
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<Version>,
+    /// `alias = "..."`: names this event type was stored under before a rename.
+    pub(crate) aliases: Vec<LitStr>,
+    /// `upcast(from = N, ...)`: how stored payloads of older versions are brought up to date.
+    pub(crate) upcasts: Vec<Upcast>,
+}
+
+/// One `upcast(from = N, with = path)` or `upcast(from = N, typed = Type)`.
+pub(crate) struct Upcast {
+    /// The `from` literal: the stored version this step reads.
+    pub(crate) from: LitInt,
+    pub(crate) from_value: u32,
+    pub(crate) step: UpcastStep,
+}
+
+/// What an upcast step does.
+pub(crate) enum UpcastStep {
+    /// `with = path`: a function from the stored event (type, version, payload) to the next
+    /// one, on the JSON.
+    Json(Path),
+    /// `typed = Type`: the payload decodes as `Type`, which converts into the event with
+    /// `From`; ends the chain.
+    Typed(Type),
 }
 
 impl EventAttrs {
@@ -49,18 +71,27 @@ impl EventAttrs {
         let mut krate = Slot::new(EVENT, CRATE);
         let mut name = Slot::new(EVENT, NAME);
         let mut version = Slot::new(EVENT, VERSION);
+        let mut aliases = Vec::new();
+        let mut upcasts = Vec::new();
 
         for_each_key(cx, attrs, EVENT, |meta| {
             let key = &meta.path;
             match position {
-                EventPosition::Enum if *key == NAME || *key == VERSION => {
+                EventPosition::Enum
+                    if *key == NAME || *key == VERSION || *key == ALIAS || *key == UPCAST =>
+                {
                     let key = key_name(key);
+                    let form = if key == UPCAST.as_str() {
+                        format!("{key}(...)")
+                    } else {
+                        format!("{key} = ...")
+                    };
                     return misplaced_key(
                         cx,
                         meta,
                         format!(
                             "`{key}` is set on each variant of an event enum, not on the enum: \
-                             put `#[event({key} = ...)]` on the variant"
+                             put `#[event({form})]` on the variant"
                         ),
                     );
                 }
@@ -79,11 +110,15 @@ impl EventAttrs {
                 name.record(cx, key, parse_lit_str(cx, meta, NAME, "\"OrderPlaced\"")?);
             } else if *key == VERSION {
                 version.record(cx, key, parse_version(cx, meta, VERSION)?);
+            } else if *key == ALIAS {
+                aliases.extend(parse_lit_str(cx, meta, ALIAS, "\"OrderCreated\"")?);
+            } else if *key == UPCAST {
+                upcasts.extend(parse_upcast(cx, meta)?);
             } else {
                 let expected: &[Symbol] = match position {
                     EventPosition::Enum => &[CRATE],
-                    EventPosition::Struct => &[NAME, VERSION, CRATE],
-                    EventPosition::Variant => &[NAME, VERSION],
+                    EventPosition::Struct => &[NAME, VERSION, ALIAS, UPCAST, CRATE],
+                    EventPosition::Variant => &[NAME, VERSION, ALIAS, UPCAST],
                 };
                 return unknown_key(cx, meta, EVENT, expected);
             }
@@ -94,6 +129,8 @@ impl EventAttrs {
             krate: krate.value,
             name: name.value,
             version: version.value,
+            aliases,
+            upcasts,
         }
     }
 }
@@ -285,11 +322,13 @@ fn unknown_key(
             format!("; expected one of {}", list.join(", "))
         }
     };
-    misplaced_key(
-        cx,
-        meta,
-        format!("unknown key `{key}` in `#[{attr}(...)]`{help}"),
-    )
+    // `upcast(...)` sits inside `#[event(...)]`, not on its own.
+    let place = if attr == UPCAST {
+        format!("`{attr}(...)`")
+    } else {
+        format!("`#[{attr}(...)]`")
+    };
+    misplaced_key(cx, meta, format!("unknown key `{key}` in {place}{help}"))
 }
 
 /// The expected key within two edits of `key`, if there is exactly one best candidate.
@@ -454,6 +493,103 @@ fn parse_version(
             Ok(None)
         }
     }
+}
+
+/// Parses `upcast(from = N, with = path)` or `upcast(from = N, typed = Type)`; `None` if
+/// something is missing or wrong (recorded in `cx`).
+fn parse_upcast(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Upcast>> {
+    if !meta.input.peek(syn::token::Paren) {
+        cx.error_spanned_by(
+            &meta.path,
+            "`upcast` takes its steps in parentheses, like `upcast(from = 1, with = shipped_v1)`",
+        );
+        rest_of_value(meta.input)?;
+        return Ok(None);
+    }
+    let mut from: Option<(LitInt, u32)> = None;
+    let mut from_seen = false;
+    let mut unknown_seen = false;
+    let mut steps: Vec<(Path, UpcastStep)> = Vec::new();
+    meta.parse_nested_meta(|inner| {
+        let key = &inner.path;
+        if *key == FROM {
+            if from_seen {
+                cx.error_spanned_by(key, "duplicate key `from` in `upcast(...)`");
+            }
+            from_seen = true;
+            if !expect_value(cx, &inner, FROM, "1")? {
+                return Ok(());
+            }
+            if !inner.input.peek(LitInt) {
+                let value = rest_of_value(inner.input)?;
+                wrong_value(
+                    cx,
+                    &inner,
+                    value,
+                    "`from` takes the stored version this step reads, like `from = 1`".to_owned(),
+                );
+                return Ok(());
+            }
+            let lit: LitInt = inner.input.parse()?;
+            match lit.base10_parse::<u32>() {
+                Ok(value) if value > 0 => from = Some((lit, value)),
+                _ => cx.error_spanned_by(
+                    &lit,
+                    format!("`from` takes a version from 1 to {}", u32::MAX),
+                ),
+            }
+        } else if *key == WITH {
+            if !expect_value(cx, &inner, WITH, "shipped_v1_to_v2")? {
+                return Ok(());
+            }
+            let path: Path = inner.input.parse()?;
+            steps.push((key.clone(), UpcastStep::Json(path)));
+        } else if *key == TYPED {
+            if !expect_value(cx, &inner, TYPED, "ShippedV2")? {
+                return Ok(());
+            }
+            let ty: Type = inner.input.parse()?;
+            steps.push((key.clone(), UpcastStep::Typed(ty)));
+        } else {
+            unknown_seen = true;
+            return unknown_key(cx, &inner, UPCAST, &[FROM, WITH, TYPED]);
+        }
+        Ok(())
+    })?;
+    let step = match steps.len() {
+        1 => steps.pop().map(|(_, step)| step),
+        // An unknown key was most likely the step, misspelt: that error says enough.
+        0 if unknown_seen => None,
+        0 => {
+            cx.error_spanned_by(
+                &meta.path,
+                "`upcast(...)` needs `with = function` (a step on the JSON) or `typed = Type` \
+                 (decode the old payload as `Type` and convert it with `From`)",
+            );
+            None
+        }
+        _ => {
+            cx.error_spanned_by(
+                &steps[1].0,
+                "`upcast(...)` takes one of `with` and `typed`, not both",
+            );
+            None
+        }
+    };
+    if from.is_none() && !from_seen {
+        cx.error_spanned_by(
+            &meta.path,
+            "`upcast(...)` needs `from = N`: the stored version it reads",
+        );
+    }
+    Ok(match (from, step) {
+        (Some((from, from_value)), Some(step)) => Some(Upcast {
+            from,
+            from_value,
+            step,
+        }),
+        _ => None,
+    })
 }
 
 fn parse_type(cx: &Ctxt, meta: &ParseNestedMeta<'_>, key: Symbol) -> syn::Result<Option<Type>> {

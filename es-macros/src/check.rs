@@ -3,9 +3,12 @@
 
 use std::collections::HashMap;
 
+use proc_macro2::Span;
+
 use syn::{Generics, LitStr};
 
 use crate::ast::{EventData, EventInput, EventName};
+use crate::attr::Upcast;
 use crate::ctxt::Ctxt;
 
 /// Every rule for `#[derive(DomainEvent)]`.
@@ -21,10 +24,41 @@ pub(crate) fn domain_event(cx: &Ctxt, input: &EventInput<'_>) {
             enum_has_variants(cx, input, variants.is_empty());
             for variant in variants {
                 event_name_is_exact(cx, &variant.name);
+                upcasts_lead_to_the_current_version(cx, variant.version, &variant.upcasts);
             }
             event_names_are_unique(cx, input);
         }
-        EventData::Struct(event) => event_name_is_exact(cx, &event.name),
+        EventData::Struct(event) => {
+            event_name_is_exact(cx, &event.name);
+            upcasts_lead_to_the_current_version(cx, event.version, &event.upcasts);
+            event_names_are_unique(cx, input);
+        }
+    }
+}
+
+/// Each upcast step reads an older version than the current one, and no version has two.
+///
+/// Why: a step reads a stored version and hands on a newer one until the current version
+/// decodes; a step from the current version (or a later one) would never run, and two
+/// steps from one version would leave it unclear which runs.
+fn upcasts_lead_to_the_current_version(cx: &Ctxt, version: u32, upcasts: &[Upcast]) {
+    let mut seen = HashMap::new();
+    for upcast in upcasts {
+        if upcast.from_value >= version {
+            cx.error_spanned_by(
+                &upcast.from,
+                format!(
+                    "this event is at version {version}, so an upcast reads an older stored \
+                     version: `from` must be below {version}"
+                ),
+            );
+        }
+        if seen.insert(upcast.from_value, ()).is_some() {
+            cx.error_spanned_by(
+                &upcast.from,
+                format!("version {} already has an upcast step", upcast.from_value),
+            );
+        }
     }
 }
 
@@ -81,45 +115,70 @@ fn event_name_is_exact(cx: &Ctxt, name: &EventName) {
         // Taken from an identifier, which is never empty and holds no whitespace.
         return;
     };
-    if name.value.is_empty() {
+    name_text_is_exact(cx, literal, &name.value);
+}
+
+/// Reports `text` (written as `literal`) unless it is a usable event type name; `true` if it
+/// is.
+fn name_text_is_exact(cx: &Ctxt, literal: &LitStr, text: &str) -> bool {
+    if text.is_empty() {
         cx.error_spanned_by(literal, "an event type name cannot be empty");
-    } else if name
-        .value
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
+        false
+    } else if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         cx.error_spanned_by(
             literal,
             format!(
-                "event type name {:?} contains whitespace or control characters; stored names \
-                 must read the same in logs and queries as in code",
-                name.value
+                "event type name {text:?} contains whitespace or control characters; stored names \
+                 must read the same in logs and queries as in code"
             ),
         );
+        false
+    } else {
+        true
     }
 }
 
-/// No two variants share an event type name.
+/// No two event types share a name, counting the aliases of renamed ones, and each alias
+/// is an exact name too.
 ///
-/// Why: decoding looks a stored event up by its name; two variants with one name would make
-/// one of them impossible to read back. The error is at the second use and names the first.
+/// Why: decoding looks a stored event up by its name; two variants (or a variant and an
+/// alias) with one name would make one of them impossible to read back. The error is at
+/// the second use and names the first.
 fn event_names_are_unique(cx: &Ctxt, input: &EventInput<'_>) {
-    let EventData::Enum { variants } = &input.data else {
-        return;
+    // Every name in use: the name, who uses it, and where.
+    let mut uses: Vec<(String, String, Span)> = Vec::new();
+    let add_aliases = |uses: &mut Vec<(String, String, Span)>, aliases: &[LitStr], who: &str| {
+        for alias in aliases {
+            if name_text_is_exact(cx, alias, &alias.value()) {
+                uses.push((alias.value(), format!("an alias of {who}"), alias.span()));
+            }
+        }
     };
-    let mut first_use = HashMap::new();
-    for variant in variants {
-        let Some(first) = first_use.insert(variant.name.value.as_str(), variant.ident) else {
-            continue;
-        };
-        // Keep the first user, so a third duplicate also names the first.
-        first_use.insert(variant.name.value.as_str(), first);
-        let message = format!(
-            "event type name `{}` is already used by variant `{first}`; give one of them \
-             another `#[event(name = \"...\")]`",
-            variant.name.value
-        );
-        cx.error_at(variant.name.span, message);
+    match &input.data {
+        EventData::Enum { variants } => {
+            for variant in variants {
+                let who = format!("variant `{}`", variant.ident);
+                uses.push((variant.name.value.clone(), who.clone(), variant.name.span));
+                add_aliases(&mut uses, &variant.aliases, &who);
+            }
+        }
+        EventData::Struct(event) => {
+            let who = format!("`{}`", input.ident);
+            uses.push((event.name.value.clone(), who.clone(), event.name.span));
+            add_aliases(&mut uses, &event.aliases, &who);
+        }
+    }
+    let mut first_use: HashMap<String, String> = HashMap::new();
+    for (name, who, span) in uses {
+        if let Some(first) = first_use.get(&name) {
+            let message = format!(
+                "event type name `{name}` is already used by {first}; give one of them \
+                 another `#[event(name = \"...\")]`"
+            );
+            cx.error_at(span, message);
+        } else {
+            first_use.insert(name, who);
+        }
     }
 }
 

@@ -152,7 +152,10 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// | Where | Key | Meaning |
 /// |-------|-----|---------|
 /// | variant, or struct | `name = "FundsDeposited"` | The stored event type name (default: the variant's or struct's name). Not empty, no whitespace or control characters, unique within the enum. |
-/// | variant, or struct | `version = N` | The payload's schema version, from 1 (the default) to `u32::MAX`. `decode` reads only this version and reports `DecodeError::UnsupportedVersion` for others, so older payloads must be upcast before decoding. |
+/// | variant, or struct | `version = N` | The payload's schema version, from 1 (the default) to `u32::MAX`. Older stored versions decode through `upcast` steps; others are `DecodeError::UnsupportedVersion`. |
+/// | variant, or struct | `alias = "OldName"` | A name this event type was stored under before a rename; repeatable. Stored events under it decode as this type (through its `upcast` steps). Unique like names. |
+/// | variant, or struct | `upcast(from = N, with = path)` | A step on the JSON from stored version `N` (below `version`): `fn(RawEvent) -> Result<RawEvent, UpcastError>`, returning the event at a later version, or under another type name (to split an old type in two). Repeatable, one per version; steps chain until a current name and version decodes. |
+/// | variant, or struct | `upcast(from = N, typed = Type)` | A typed step: the payload of version `N` decodes as `Type` (`Deserialize`), converted into the event with `From<Type>`. Ends the chain. |
 /// | enum or struct | `crate = "path"` | Where es-core is reachable (default `::es_core`), for crates that re-export it. |
 ///
 /// `#[event]` on a field is an error: use `#[serde(...)]` there. Generic types and unions
@@ -160,10 +163,36 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 ///
 /// # Decoding
 ///
-/// `decode(event_type, schema_version, payload)` finds the variant by name, checks the
-/// version, then decodes the payload; failures are `DecodeError::UnknownEventType`,
-/// `DecodeError::UnsupportedVersion` and `DecodeError::InvalidPayload` (with serde's error
-/// as its source). `EVENT_TYPES` lists every name in declaration order.
+/// `decode(event_type, schema_version, payload)` (and `decode_json`, from text) decodes a
+/// current name and version directly. Anything else is upcast first: an alias becomes the
+/// current name, then the `upcast` step for the stored version runs, and so on until a
+/// current name and version decodes. Every read of every store goes through `decode`, so
+/// stream reads, aggregate loads, the global log, subscriptions and projections all see
+/// upcast events; stored events are never rewritten. Failures are
+/// `DecodeError::UnknownEventType`, `DecodeError::UnsupportedVersion` (no step from that
+/// version), `DecodeError::Upcast` (a step failed, naming the type and version it read),
+/// `DecodeError::UpcastLoop` and `DecodeError::InvalidPayload` (with serde's error as its
+/// source). `EVENT_TYPES` lists every name in declaration order, then the aliases.
+///
+/// ```
+/// use es_core::{DomainEvent, RawEvent, UpcastError};
+/// use serde_json::json;
+///
+/// /// Version 1 called the carrier `by`.
+/// fn shipped_v1(event: RawEvent) -> Result<RawEvent, UpcastError> {
+///     Ok(event.rename_field("by", "carrier")?.with_version(2))
+/// }
+///
+/// #[derive(Debug, Clone, PartialEq, DomainEvent)]
+/// enum OrderEvent {
+///     #[event(name = "OrderShipped", version = 2, alias = "Shipped", upcast(from = 1, with = shipped_v1))]
+///     Shipped { carrier: String },
+/// }
+///
+/// let old = OrderEvent::decode("Shipped", 1, json!({ "by": "ups" }))?;
+/// assert_eq!(old, OrderEvent::Shipped { carrier: "ups".into() });
+/// # Ok::<(), es_core::DecodeError>(())
+/// ```
 ///
 /// # Example
 ///

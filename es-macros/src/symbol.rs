@@ -18,6 +18,12 @@ pub(crate) const SERDE: Symbol = Symbol("serde");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 pub(crate) const NAME: Symbol = Symbol("name");
 pub(crate) const VERSION: Symbol = Symbol("version");
+pub(crate) const ALIAS: Symbol = Symbol("alias");
+pub(crate) const UPCAST: Symbol = Symbol("upcast");
+/// The keys of `upcast(...)`.
+pub(crate) const FROM: Symbol = Symbol("from");
+pub(crate) const WITH: Symbol = Symbol("with");
+pub(crate) const TYPED: Symbol = Symbol("typed");
 
 pub(crate) const COMMAND: Symbol = Symbol("command");
 /// The `event = Type` key of `#[aggregate(...)]`.

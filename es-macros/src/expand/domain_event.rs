@@ -2,9 +2,11 @@
 
 use proc_macro2::{Literal, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
 use syn::{DeriveInput, Ident, LitStr};
 
 use crate::ast::{EventData, EventInput, EventVariant, Field, Shape, StructEvent};
+use crate::attr::{Upcast, UpcastStep};
 use crate::check;
 use crate::ctxt::Ctxt;
 use crate::expand::{private, replace_self, serde_crate, wrap_in_const};
@@ -25,11 +27,13 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
 
 /// The bodies of the trait's items.
 struct Items {
+    /// Every name decoded: each event type's name, then the aliases.
     names: Vec<LitStr>,
     event_type: TokenStream,
     schema_version: TokenStream,
     encode: TokenStream,
     decode: TokenStream,
+    upcast: TokenStream,
 }
 
 fn expand(input: &EventInput<'_>) -> TokenStream {
@@ -45,6 +49,7 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
         schema_version,
         encode,
         decode,
+        upcast,
     } = match &input.data {
         EventData::Enum { variants } => generator.enum_items(variants),
         EventData::Struct(event) => generator.struct_items(event),
@@ -92,12 +97,17 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
         }
 
         // One decoder for every form a store holds payloads in (a JSON value, JSON text),
-        // so that neither takes a detour through the other.
+        // so that neither takes a detour through the other; stored events of older names or
+        // versions go through `upcast` first.
         trait __DecodeFrom: ::core::marker::Sized {
             fn decode_from<P: #private::Payload>(
                 event_type: &::core::primitive::str,
                 schema_version: ::core::primitive::u32,
                 payload: P,
+            ) -> ::core::result::Result<Self, #private::DecodeError>;
+
+            fn upcast(
+                raw: #private::RawEvent,
             ) -> ::core::result::Result<Self, #private::DecodeError>;
         }
 
@@ -109,6 +119,12 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
                 payload: P,
             ) -> ::core::result::Result<Self, #private::DecodeError> {
                 #decode
+            }
+
+            fn upcast(
+                raw: #private::RawEvent,
+            ) -> ::core::result::Result<Self, #private::DecodeError> {
+                #upcast
             }
         }
     })
@@ -123,7 +139,6 @@ struct Gen<'a> {
 
 impl Gen<'_> {
     fn enum_items(&self, variants: &[EventVariant<'_>]) -> Items {
-        let private = self.private;
         let names: Vec<LitStr> = variants.iter().map(|v| name_lit(&v.name.value)).collect();
         let idents: Vec<&Ident> = variants.iter().map(|v| v.ident).collect();
 
@@ -141,19 +156,24 @@ impl Gen<'_> {
         };
 
         let decode_arms = variants.iter().map(|variant| self.decode_variant(variant));
-        let decode = quote! {
-            match event_type {
-                #(#decode_arms)*
-                _ => ::core::result::Result::Err(#private::unknown_event_type(event_type)),
-            }
-        };
+        let decode = self.decode_or_upcast(&quote!(#(#decode_arms)*));
+        let kinds: Vec<EventKind<'_>> = variants
+            .iter()
+            .map(|v| EventKind {
+                name: &v.name.value,
+                version: v.version,
+                aliases: &v.aliases,
+                upcasts: &v.upcasts,
+            })
+            .collect();
 
         Items {
             schema_version: schema_version(variants),
-            names,
+            names: with_aliases(names, &kinds),
             event_type,
             encode,
             decode,
+            upcast: self.upcast(&kinds),
         }
     }
 
@@ -279,13 +299,104 @@ impl Gen<'_> {
             }
         };
         quote! {
-            #name => {
-                if schema_version != #version {
-                    return ::core::result::Result::Err(
-                        #private::unsupported_version(event_type, schema_version, #version),
+            (#name, #version) => {
+                #payload
+            }
+        }
+    }
+
+    /// `decode_from`'s body: the current names and versions decode at once; everything
+    /// else goes through `upcast`.
+    fn decode_or_upcast(&self, arms: &TokenStream) -> TokenStream {
+        let private = self.private;
+        quote! {
+            match (event_type, schema_version) {
+                #arms
+                _ => <Self as __DecodeFrom>::upcast(#private::RawEvent::new(
+                    event_type,
+                    schema_version,
+                    #private::payload_value(event_type, schema_version, payload)?,
+                )),
+            }
+        }
+    }
+
+    /// `upcast`'s body: renames aliases, runs the steps from older versions until a current
+    /// name and version decodes, and explains what does not.
+    fn upcast(&self, kinds: &[EventKind<'_>]) -> TokenStream {
+        let private = self.private;
+        let mut renames = Vec::new();
+        let mut steps = Vec::new();
+        let mut current = Vec::new();
+        let mut other_versions = Vec::new();
+        for kind in kinds {
+            let name = name_lit(kind.name);
+            let version = Literal::u32_suffixed(kind.version);
+            for alias in kind.aliases {
+                renames.push(quote!(#alias => ::core::option::Option::Some(#name),));
+            }
+            for upcast in kind.upcasts {
+                let from = Literal::u32_suffixed(upcast.from_value);
+                steps.push(match &upcast.step {
+                    UpcastStep::Json(path) => {
+                        let span = path.span();
+                        quote_spanned! {span=>
+                            (#name, #from) => raw = #private::upcast_json(raw, #path)?,
+                        }
+                    }
+                    UpcastStep::Typed(ty) => {
+                        let span = ty.span();
+                        let ty = replace_self(ty, self.ident);
+                        quote_spanned! {span=>
+                            (#name, #from) => return #private::upcast_typed::<#ty, Self>(raw),
+                        }
+                    }
+                });
+            }
+            // One arm each: an or-pattern would trip `clippy::unnested_or_patterns` in
+            // crates that deny pedantic lints.
+            current.push(quote! {
+                (#name, #version) => {
+                    let (event_type, schema_version, payload) = #private::into_parts(raw);
+                    return <Self as __DecodeFrom>::decode_from(
+                        &event_type,
+                        schema_version,
+                        payload,
                     );
                 }
-                #payload
+            });
+            other_versions.push(quote! {
+                (#name, version) => {
+                    return ::core::result::Result::Err(
+                        #private::unsupported_version(#name, version, #version),
+                    );
+                }
+            });
+        }
+        quote! {
+            let mut raw = raw;
+            let mut steps: ::core::primitive::u32 = 0;
+            loop {
+                steps += 1;
+                if steps > #private::MAX_UPCAST_STEPS {
+                    return ::core::result::Result::Err(#private::upcast_loop(&raw));
+                }
+                let renamed: ::core::option::Option<&'static ::core::primitive::str> =
+                    match raw.event_type.as_str() {
+                        #(#renames)*
+                        _ => ::core::option::Option::None,
+                    };
+                if let ::core::option::Option::Some(name) = renamed {
+                    #private::rename(&mut raw, name);
+                }
+                match (raw.event_type.as_str(), raw.schema_version) {
+                    #(#steps)*
+                    #(#current)*
+                    #(#other_versions)*
+                    (other, _) => {
+                        return ::core::result::Result::Err(#private::unknown_event_type(other));
+                    }
+                }
             }
         }
     }
@@ -324,23 +435,24 @@ impl Gen<'_> {
                 quote_spanned!(span=> #private::decode_payload::<Self>(event_type, schema_version, payload)),
             )
         };
-        let decode = quote! {
-            if event_type != #name {
-                return ::core::result::Result::Err(#private::unknown_event_type(event_type));
+        let decode = self.decode_or_upcast(&quote! {
+            (#name, #version) => {
+                #payload
             }
-            if schema_version != #version {
-                return ::core::result::Result::Err(
-                    #private::unsupported_version(event_type, schema_version, #version),
-                );
-            }
-            #payload
-        };
+        });
+        let kinds = [EventKind {
+            name: &event.name.value,
+            version: event.version,
+            aliases: &event.aliases,
+            upcasts: &event.upcasts,
+        }];
         Items {
             event_type: quote!(#name),
             schema_version: quote!(#version),
-            names: vec![name],
+            names: with_aliases(vec![name], &kinds),
             encode,
             decode,
+            upcast: self.upcast(&kinds),
         }
     }
 }
@@ -369,6 +481,20 @@ fn schema_version(variants: &[EventVariant<'_>]) -> TokenStream {
             quote!(match self { #(#arms)* })
         }
     }
+}
+
+/// One event type as decoding sees it: a variant, or a struct.
+struct EventKind<'a> {
+    name: &'a str,
+    version: u32,
+    aliases: &'a [LitStr],
+    upcasts: &'a [Upcast],
+}
+
+/// The names decoded: `names`, then every alias.
+fn with_aliases(mut names: Vec<LitStr>, kinds: &[EventKind<'_>]) -> Vec<LitStr> {
+    names.extend(kinds.iter().flat_map(|k| k.aliases.iter().cloned()));
+    names
 }
 
 fn bindings(count: usize) -> Vec<Ident> {

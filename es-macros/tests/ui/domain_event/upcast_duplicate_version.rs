@@ -1,0 +1,13 @@
+use es_core::{DomainEvent, RawEvent, UpcastError};
+
+fn shipped_v1(event: RawEvent) -> Result<RawEvent, UpcastError> {
+    Ok(event)
+}
+
+#[derive(Debug, Clone, DomainEvent)]
+enum OrderEvent {
+    #[event(version = 3, upcast(from = 1, with = shipped_v1), upcast(from = 1, with = shipped_v1))]
+    Shipped { carrier: String },
+}
+
+fn main() {}
