@@ -64,7 +64,8 @@ impl CommandContext {
     ///   reacting to the same event twice issues the command once;
     /// - the event is its causation, and the event's correlation id (or, if it has none,
     ///   the event's id, as the start of the flow) its correlation;
-    /// - the event's actor is its actor.
+    /// - the event's actor and user metadata are its own, so a tenant or request id set
+    ///   where the flow began reaches every event the flow produces.
     ///
     /// ```
     /// use es_core::{CommandContext, EventEnvelope, Metadata, Position, StreamId, Version};
@@ -75,7 +76,9 @@ impl CommandContext {
     ///     version: Version::new(3),
     ///     position: Position::from_parts(1, 3),
     ///     recorded_at: chrono::Utc::now(),
-    ///     metadata: Metadata::new().with_correlation_id(uuid::Uuid::now_v7()),
+    ///     metadata: Metadata::new()
+    ///         .with_correlation_id(uuid::Uuid::now_v7())
+    ///         .with_user("tenant", "acme"),
     ///     event: (),
     /// };
     /// let first = CommandContext::reacting_to(&envelope, "billing", 0);
@@ -83,6 +86,7 @@ impl CommandContext {
     /// assert_ne!(first.command_id(), CommandContext::reacting_to(&envelope, "billing", 1).command_id());
     /// assert_eq!(Some(first.correlation_id()), envelope.metadata.correlation_id);
     /// assert_eq!(first.event_metadata().causation_id, Some(envelope.event_id));
+    /// assert_eq!(first.event_metadata().user["tenant"], "acme");
     /// # Ok::<(), es_core::StreamIdError>(())
     /// ```
     pub fn reacting_to<E>(envelope: &EventEnvelope<E>, manager: &str, index: usize) -> Self {
@@ -97,6 +101,7 @@ impl CommandContext {
             )
             .with_causation_id(envelope.event_id);
         context.actor.clone_from(&envelope.metadata.actor);
+        context.user.clone_from(&envelope.metadata.user);
         context
     }
 

@@ -110,6 +110,12 @@ pub enum AppendError {
         /// The version the id has there.
         existing_version: Version,
     },
+    /// The stream is archived: it takes no more events.
+    #[error("stream `{stream}` is archived and takes no more events")]
+    Archived {
+        /// The stream appended to.
+        stream: StreamId,
+    },
     /// An event could not be encoded.
     #[error("cannot encode event `{event_type}` for stream `{stream}`")]
     Encode {
@@ -230,6 +236,12 @@ pub enum CommandError<E> {
     /// The aggregate id does not make a valid stream id.
     #[error("invalid aggregate id")]
     InvalidId(#[from] StreamIdError),
+    /// The aggregate's stream is archived: it takes no more commands.
+    #[error("stream `{stream}` is archived and takes no more commands")]
+    Archived {
+        /// The aggregate's stream.
+        stream: StreamId,
+    },
     /// Loading the aggregate failed.
     #[error("cannot load stream `{stream}`")]
     Load {

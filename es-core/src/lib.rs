@@ -144,7 +144,7 @@ pub use crate::process::{CommandFor, ProcessError, ProcessManager, ProcessManage
 #[doc(inline)]
 pub use crate::projection::Projection;
 #[doc(inline)]
-pub use crate::repository::{LoadError, Loaded, Repository, RetryPolicy, SnapshotPolicy};
+pub use crate::repository::{AsOf, LoadError, Loaded, Repository, RetryPolicy, SnapshotPolicy};
 #[doc(inline)]
 pub use crate::runner::{
     ErrorPolicy, OnFailure, ProjectionRunner, ProjectionStatus, RunnerError, RunnerState,

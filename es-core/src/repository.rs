@@ -168,6 +168,47 @@ pub struct Loaded<A> {
     pub state: A,
 }
 
+/// Which past state [`Repository::load_as_of`] loads.
+///
+/// ```
+/// use es_core::{AsOf, Version};
+///
+/// let before_shipping = AsOf::Version(Version::new(3));
+/// let last_tuesday = AsOf::Time("2026-11-17T00:00:00Z".parse()?);
+/// # let _ = (before_shipping, last_tuesday);
+/// # Ok::<(), chrono::ParseError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// The state after the events up to this version (all of them, if the stream is
+    /// shorter).
+    Version(Version),
+    /// The state after the events recorded at or before this time: the stream's longest
+    /// prefix whose events were all recorded by then.
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+impl AsOf {
+    /// Whether `envelope` belongs to the state.
+    fn includes<E>(self, envelope: &EventEnvelope<E>) -> bool {
+        match self {
+            Self::Version(version) => envelope.version <= version,
+            Self::Time(time) => envelope.recorded_at <= time,
+        }
+    }
+
+    /// Whether a snapshot taken after the event at `version` may hold only events of the
+    /// state. For a time, that is checked on the event itself once it is read (see
+    /// `Repository::catch_up`): the snapshot was taken by the application's clock and the
+    /// event recorded by the store's.
+    fn admits(self, snapshot: &Snapshot) -> bool {
+        match self {
+            Self::Version(version) => snapshot.version <= version,
+            Self::Time(_) => true,
+        }
+    }
+}
+
 /// Why an aggregate could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -175,6 +216,13 @@ pub enum LoadError {
     /// The aggregate id does not make a valid stream id.
     #[error("invalid aggregate id")]
     InvalidId(#[from] StreamIdError),
+    /// The stream is archived. Its history stays readable with [`Repository::history`]
+    /// and [`Repository::load_as_of`].
+    #[error("stream `{stream}` is archived")]
+    Archived {
+        /// The aggregate's stream.
+        stream: StreamId,
+    },
     /// Reading the stream failed.
     #[error("cannot load stream `{stream}`")]
     Read {
@@ -306,13 +354,92 @@ where
     ///
     /// # Errors
     ///
-    /// Fails if the id is invalid, or an event cannot be read or decoded.
+    /// [`LoadError::Archived`] if its stream is archived; otherwise fails if the id is
+    /// invalid, or an event cannot be read or decoded.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
         let stream = self.stream_id(id)?;
-        let start = self.load_snapshot(&stream).await;
-        self.catch_up(&stream, start)
+        let archived = self.store.is_archived(&stream).await;
+        match archived {
+            Ok(false) => {}
+            Ok(true) => return Err(LoadError::Archived { stream }),
+            Err(source) => return Err(LoadError::Read { stream, source }),
+        }
+        let start = self.load_snapshot(&stream, None).await;
+        self.catch_up(&stream, start, None)
             .await
             .map_err(|source| LoadError::Read { stream, source })
+    }
+
+    /// Loads the aggregate with id `id` as it was at a version or a point in time: "the
+    /// order as it was before shipping". A snapshot is used only if it holds no later
+    /// events. Archived streams load too: this is a read of the audit history.
+    ///
+    /// ```
+    /// # use es_core::{Aggregate, AsOf, DomainEvent, Repository, Version};
+    /// # use es_memory::MemoryEventStore;
+    /// # #[derive(Debug, Clone, PartialEq, DomainEvent)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # #[derive(Debug, Clone)]
+    /// # enum CounterCommand { Increment { by: u32 } }
+    /// # #[derive(Debug, PartialEq, thiserror::Error)]
+    /// # enum CounterError { #[error("zero")] Zero }
+    /// # #[derive(Debug, Default, Aggregate)]
+    /// # #[aggregate(name = "counter", command = CounterCommand, event = CounterEvent, error = CounterError)]
+    /// # struct Counter { total: u64 }
+    /// # impl Aggregate for Counter {
+    /// #     async fn handle(&self, command: CounterCommand, _: &()) -> Result<Vec<CounterEvent>, CounterError> {
+    /// #         match command {
+    /// #             CounterCommand::Increment { by: 0 } => Err(CounterError::Zero),
+    /// #             CounterCommand::Increment { by } => Ok(vec![CounterEvent::Incremented { by }]),
+    /// #         }
+    /// #     }
+    /// #     fn apply(&mut self, event: &CounterEvent) {
+    /// #         match event { CounterEvent::Incremented { by } => self.total += u64::from(*by) }
+    /// #     }
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let repository = Repository::<Counter, _>::new(MemoryEventStore::new());
+    /// for by in [1, 2, 3] {
+    ///     repository.execute("c1", CounterCommand::Increment { by }).await?;
+    /// }
+    /// let then = repository.load_as_of("c1", AsOf::Version(Version::new(2))).await?;
+    /// assert_eq!((then.state.total, then.version.get()), (3, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Fails if the id is invalid, or an event cannot be read or decoded.
+    pub async fn load_as_of(&self, id: &str, as_of: AsOf) -> Result<Loaded<A>, LoadError> {
+        let stream = self.stream_id(id)?;
+        let start = self.load_snapshot(&stream, Some(as_of)).await;
+        self.catch_up(&stream, start, Some(as_of))
+            .await
+            .map_err(|source| LoadError::Read { stream, source })
+    }
+
+    /// The history of the aggregate with id `id`: every event of its stream, in order,
+    /// with its metadata (when it was recorded, correlation and causation ids, actor, user
+    /// metadata). Archived streams keep their history.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the id is invalid; the stream's items fail if an event cannot be read or
+    /// decoded.
+    pub fn history(
+        &self,
+        id: &str,
+    ) -> Result<
+        impl futures_core::Stream<Item = Result<EventEnvelope<A::Event>, ReadError>>
+        + Send
+        + 'static
+        + use<A, S>,
+        StreamIdError,
+    > {
+        let stream = self.stream_id(id)?;
+        Ok(self.store.read_stream::<A::Event>(&stream, Version::new(1)))
     }
 
     /// Executes `command` on the aggregate with id `id`, with a fresh command id.
@@ -377,7 +504,9 @@ where
                 Some(stale) => {
                     let start = Some((stale.state, stale.version));
                     (
-                        self.catch_up(&stream, start).await.map_err(load_error)?,
+                        self.catch_up(&stream, start, None)
+                            .await
+                            .map_err(load_error)?,
                         true,
                     )
                 }
@@ -391,9 +520,11 @@ where
                         false,
                     ),
                     None => {
-                        let start = self.load_snapshot(&stream).await;
+                        let start = self.load_snapshot(&stream, None).await;
                         (
-                            self.catch_up(&stream, start).await.map_err(load_error)?,
+                            self.catch_up(&stream, start, None)
+                                .await
+                                .map_err(load_error)?,
                             true,
                         )
                     }
@@ -415,6 +546,9 @@ where
                     self.keep(loaded);
                     return match self.first_outcome(&stream, &context).await? {
                         Some(outcome) => Ok(outcome),
+                        None if self.archived(&stream).await? => {
+                            Err(CommandError::Archived { stream })
+                        }
                         None => Ok(CommandOutcome {
                             stream_id: stream,
                             version,
@@ -427,6 +561,9 @@ where
                     self.keep(loaded);
                     return match self.first_outcome(&stream, &context).await? {
                         Some(outcome) => Ok(outcome),
+                        None if self.archived(&stream).await? => {
+                            Err(CommandError::Archived { stream })
+                        }
                         None => Err(CommandError::Rejected { stream, error }),
                     };
                 }
@@ -503,9 +640,25 @@ where
                         None => Err(CommandError::Append { stream, source }),
                     };
                 }
+                Err(AppendError::Archived { .. }) => {
+                    return Err(CommandError::Archived { stream });
+                }
                 Err(source) => return Err(CommandError::Append { stream, source }),
             }
         }
+    }
+
+    /// Whether `stream` is archived, asked only where no append has answered it: before a
+    /// rejection or a no-op is returned, so that every command on an archived stream fails
+    /// alike.
+    async fn archived(&self, stream: &StreamId) -> Result<bool, CommandError<A::Error>> {
+        self.store
+            .is_archived(stream)
+            .await
+            .map_err(|source| CommandError::Load {
+                stream: stream.clone(),
+                source,
+            })
     }
 
     /// Puts a state that is right as of its version back into the cache.
@@ -539,17 +692,44 @@ where
         });
     }
 
-    /// Applies the events after `start` (or all of them) to its state.
+    /// Applies the events after `start` (or all of them) to its state, up to `as_of`.
     async fn catch_up(
         &self,
         stream: &StreamId,
         start: Option<(A, Version)>,
+        as_of: Option<AsOf>,
     ) -> Result<Loaded<A>, ReadError> {
         let (mut state, mut version) = start.unwrap_or_else(|| (A::default(), Version::INITIAL));
-        let events = self.store.read_stream::<A::Event>(stream, version.next());
+        // For a time, the snapshot's own last event is read again to check that it was
+        // recorded in time.
+        let mut check_start = false;
+        match as_of {
+            Some(AsOf::Version(target)) if version >= target => {
+                return Ok(Loaded {
+                    stream_id: stream.clone(),
+                    version,
+                    state,
+                });
+            }
+            Some(AsOf::Time(_)) => check_start = version > Version::INITIAL,
+            _ => {}
+        }
+        let from = if check_start { version } else { version.next() };
+        let events = self.store.read_stream::<A::Event>(stream, from);
         futures_util::pin_mut!(events);
         while let Some(envelope) = events.next().await {
             let envelope = envelope?;
+            let included = as_of.is_none_or(|as_of| as_of.includes(&envelope));
+            if std::mem::take(&mut check_start) {
+                if included {
+                    continue;
+                }
+                // The snapshot holds events recorded later: replay from the start instead.
+                return Box::pin(self.catch_up(stream, None, as_of)).await;
+            }
+            if !included {
+                break;
+            }
             state.apply(&envelope.event);
             version = envelope.version;
         }
@@ -560,10 +740,11 @@ where
         })
     }
 
-    /// The usable snapshot of `stream`, if the policy keeps them. A snapshot that cannot be
-    /// used (another schema version, a state that no longer decodes, a failing backend) is
-    /// skipped with a warning: replaying the events always gives the right state.
-    async fn load_snapshot(&self, stream: &StreamId) -> Option<(A, Version)> {
+    /// The usable snapshot of `stream`, if the policy keeps them (and, for a load `as_of`,
+    /// it holds no later events). A snapshot that cannot be used (another schema version,
+    /// a state that no longer decodes, a failing backend) is skipped with a warning:
+    /// replaying the events always gives the right state.
+    async fn load_snapshot(&self, stream: &StreamId, as_of: Option<AsOf>) -> Option<(A, Version)> {
         if self.snapshots == SnapshotPolicy::Never {
             return None;
         }
@@ -574,6 +755,9 @@ where
                 return None;
             }
         };
+        if as_of.is_some_and(|as_of| !as_of.admits(&snapshot)) {
+            return None;
+        }
         if snapshot.schema_version != A::SNAPSHOT_VERSION {
             tracing::info!(%stream, stored = snapshot.schema_version, current = A::SNAPSHOT_VERSION, "ignoring snapshot of another schema version");
             return None;

@@ -133,6 +133,32 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         std::future::ready(Ok(true))
     }
 
+    /// Archives `stream` (a soft delete): it takes no more events (appends fail with
+    /// [`AppendError::Archived`]), reads of the global log and subscriptions leave its
+    /// events out unless their filter asks for archived streams
+    /// ([`EventFilter::including_archived`]), and [`Repository`](crate::Repository) refuses
+    /// to load it or run commands on it. Its events stay in the store, readable with
+    /// [`read_stream`](EventStore::read_stream): the audit history is kept. Archiving an
+    /// archived stream changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    fn archive_stream(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether `stream` is archived.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    fn is_archived(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<bool, ReadError>> + Send;
+
     /// Finds an event by its id.
     ///
     /// # Errors
@@ -158,9 +184,11 @@ pub struct Committed<E> {
     pub duplicate: bool,
 }
 
-/// Which events a read of the global log returns: by stream category and by event type.
+/// Which events a read of the global log returns: by stream category, by event type, by
+/// partition, and whether archived streams count.
 ///
-/// Both lists are "any of"; an absent list selects everything.
+/// Both lists are "any of"; an absent list selects everything. Events of archived streams
+/// are left out unless [`EventFilter::including_archived`].
 ///
 /// ```
 /// use es_core::{EventFilter, StreamId};
@@ -177,6 +205,7 @@ pub struct EventFilter {
     categories: Option<Arc<[String]>>,
     event_types: Option<Arc<[String]>>,
     partition: Option<Partition>,
+    including_archived: bool,
 }
 
 /// One of `count` slices of the log, by stream: every stream falls in exactly one
@@ -286,6 +315,18 @@ impl EventFilter {
     {
         self.event_types = Some(event_types.into_iter().map(Into::into).collect());
         self
+    }
+
+    /// Also selects the events of archived streams, which log reads leave out by default.
+    #[must_use]
+    pub fn including_archived(mut self) -> Self {
+        self.including_archived = true;
+        self
+    }
+
+    /// Whether the events of archived streams are selected.
+    pub fn includes_archived(&self) -> bool {
+        self.including_archived
     }
 
     /// Keeps only the events of streams in `partition`.

@@ -69,6 +69,8 @@ struct State {
     parked: HashMap<String, HashMap<Uuid, ParkedEvent>>,
     /// Leases: holder and expiry.
     leases: HashMap<String, (Uuid, Instant)>,
+    /// Archived streams.
+    archived: HashSet<StreamId>,
 }
 
 impl fmt::Debug for MemoryEventStore {
@@ -179,15 +181,20 @@ impl MemoryEventStore {
                 strict.then_some(payload),
             ));
         }
-        let recorded_at = Utc::now();
-
         let mut state = self.shared.write();
+        // Taken under the lock, so that recorded times follow the log's order.
+        let recorded_at = Utc::now();
         match state.find_stored(stream, &events)? {
             Stored::None => {}
             Stored::Repeat(records) => {
                 drop(state);
                 return repeat(stream, &records);
             }
+        }
+        if state.archived.contains(stream) {
+            return Err(AppendError::Archived {
+                stream: stream.clone(),
+            });
         }
         let current = state.version_of(stream);
         if !expected.matches(current) {
@@ -326,6 +333,14 @@ impl State {
         })
     }
 
+    /// Whether a read of the log with `filter` returns `record`.
+    fn selects(&self, filter: &EventFilter, record: &Record) -> bool {
+        filter.matches(&record.stream_id, &record.event_type)
+            && (filter.includes_archived()
+                || self.archived.is_empty()
+                || !self.archived.contains(&record.stream_id))
+    }
+
     /// Copies the next page of records after `cursor` into `out`, advancing the cursor.
     fn page(&self, cursor: &mut Cursor, out: &mut VecDeque<Arc<Record>>) {
         match cursor {
@@ -344,7 +359,7 @@ impl State {
                 let mut scanned = 0;
                 for record in self.log.iter().skip(start) {
                     scanned += 1;
-                    if filter.matches(&record.stream_id, &record.event_type) {
+                    if self.selects(filter, record) {
                         out.push_back(Arc::clone(record));
                         if out.len() >= PAGE {
                             break;
@@ -513,9 +528,24 @@ impl EventStore for MemoryEventStore {
             .log
             .iter()
             .skip(start)
-            .filter(|record| filter.matches(&record.stream_id, &record.event_type))
+            .filter(|record| state.selects(&filter, record))
             .count();
         ready(Ok(count as u64))
+    }
+
+    fn archive_stream(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.shared.write().archived.insert(stream.clone());
+        ready(Ok(()))
+    }
+
+    fn is_archived(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<bool, ReadError>> + Send {
+        ready(Ok(self.shared.read().archived.contains(stream)))
     }
 
     fn find_event<E: DomainEvent>(

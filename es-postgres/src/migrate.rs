@@ -24,10 +24,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "projections",
         sql: include_str!("../migrations/0002_projections.sql"),
     },
+    Migration {
+        version: 3,
+        name: "archive",
+        sql: include_str!("../migrations/0003_archive.sql"),
+    },
 ];
 
 /// The newest schema version this code knows.
-pub(crate) const LATEST: i32 = 2;
+pub(crate) const LATEST: i32 = 3;
 
 /// Creates the schema or brings it up to date, in one transaction.
 ///

@@ -256,6 +256,7 @@ struct LogQuery {
     types: Option<Arc<[String]>>,
     /// (count, index) of the partition read.
     partition: Option<(i64, i64)>,
+    including_archived: bool,
 }
 
 impl LogQuery {
@@ -272,6 +273,7 @@ impl LogQuery {
                     .bind(query.inner.page_size)
                     .bind(query.partition.map(|p| p.0))
                     .bind(query.partition.map(|p| p.1))
+                    .bind(query.including_archived)
                     .fetch_all(&query.inner.pool)
             })
             .await
@@ -313,6 +315,7 @@ impl<E: DomainEvent> LogReader<E> {
                 categories: categories.map(Arc::from),
                 types: types.map(Arc::from),
                 partition,
+                including_archived: filter.includes_archived(),
             },
             after: (transaction, i64::try_from(sequence).unwrap_or(i64::MAX)),
             buffer: VecDeque::new(),

@@ -23,7 +23,7 @@ pub(crate) struct Statements {
     /// columns as arrays. Inserts nothing (and returns no rows) unless version `$2` exists
     /// (or `$2` is 0), so a writer that expects a version the stream has not reached
     /// cannot leave a gap; a writer behind the stream hits the unique (stream, version)
-    /// constraint instead.
+    /// constraint instead. Every append inserts nothing into an archived stream.
     pub(crate) append_exact: Arc<str>,
     /// Append a batch after the stream's current end, whatever it is: `$1` stream, then the
     /// columns as arrays.
@@ -39,8 +39,9 @@ pub(crate) struct Statements {
     pub(crate) read_stream_page: Arc<str>,
     /// The next `$5` events of the global log after `($1, $2)`, below the visibility
     /// horizon, in log order, each with whether it is of categories `$3`, types `$4` and
-    /// partition `$7` of `$6` (`NULL` for all). Unselected rows come without payload and metadata: they are only
-    /// there so that the reader moves past them instead of scanning them again.
+    /// partition `$7` of `$6` (`NULL` for all), and of a stream not archived unless `$8`.
+    /// Unselected rows come without payload and metadata: they are only there so that the
+    /// reader moves past them instead of scanning them again.
     pub(crate) read_log: Arc<str>,
     /// The event with id `$1`.
     pub(crate) find_event: Arc<str>,
@@ -58,12 +59,16 @@ pub(crate) struct Statements {
     /// the owner holds it now.
     pub(crate) acquire_lease: Arc<str>,
     pub(crate) release_lease: Arc<str>,
-    /// How many events of categories `$3`, types `$4` and partition `$6` of `$5` follow
-    /// `($1, $2)` below the horizon.
+    /// How many events of categories `$3`, types `$4` and partition `$6` of `$5`, and of
+    /// streams not archived unless `$7`, follow `($1, $2)` below the horizon.
     pub(crate) count_after: Arc<str>,
     /// The oldest running transaction's age and the count of committed events that are
     /// beyond the horizon, for lag reporting.
     pub(crate) horizon: Arc<str>,
+    /// Archives stream `$1`.
+    pub(crate) archive_stream: Arc<str>,
+    /// Whether stream `$1` is archived.
+    pub(crate) is_archived: Arc<str>,
     /// The notification channel of this schema.
     pub(crate) channel: Arc<str>,
 }
@@ -87,13 +92,22 @@ impl Statements {
             )
         };
         let returning = "RETURNING position, transaction_id, version, recorded_at";
+        let open = format!("NOT EXISTS (SELECT 1 FROM {s}.archived_streams WHERE stream_id = $1)");
+        // An uncorrelated sub-select, so that the server hashes the archived streams once
+        // per read instead of probing the table for every row.
+        let not_archived = |flag: u8| {
+            format!(
+                "(${flag}::bool OR NOT stream_id = ANY (SELECT stream_id FROM {s}.archived_streams))"
+            )
+        };
         let text = |sql: String| -> Arc<str> { Arc::from(sql) };
         Self {
             append_exact: text(format!(
                 "{insert} \
                  SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md FROM {} \
-                 WHERE $2 = 0 OR EXISTS \
-                     (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2) \
+                 WHERE ($2 = 0 OR EXISTS \
+                     (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2)) \
+                   AND {open} \
                  ORDER BY e.ord \
                  {returning}",
                 unnest(3)
@@ -103,6 +117,7 @@ impl Statements {
                  SELECT $1, cur.v + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md \
                  FROM {}, \
                      (SELECT coalesce(max(version), 0) AS v FROM {s}.events WHERE stream_id = $1) cur \
+                 WHERE {open} \
                  ORDER BY e.ord \
                  {returning}",
                 unnest(2)
@@ -110,14 +125,16 @@ impl Statements {
             append_one_exact: text(format!(
                 "{insert} \
                  SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, $10 \
-                 WHERE $2 = 0 OR EXISTS \
-                     (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2) \
+                 WHERE ($2 = 0 OR EXISTS \
+                     (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2)) \
+                   AND {open} \
                  {returning}"
             )),
             append_one_any: text(format!(
                 "{insert} \
                  SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9 \
                  FROM {s}.events WHERE stream_id = $1 \
+                 HAVING {open} \
                  {returning}"
             )),
             stream_version: text(format!(
@@ -132,7 +149,8 @@ impl Statements {
                      SELECT *, \
                          ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
                          AND ($4::text[] IS NULL OR event_type = ANY($4)) \
-                         AND ($6::int8 IS NULL OR {PARTITION_OF} = $7) AS selected \
+                         AND ($6::int8 IS NULL OR {PARTITION_OF} = $7) \
+                         AND {} AS selected \
                      FROM {s}.events \
                      WHERE (transaction_id, position) > ($1::xid8, $2) \
                        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -141,7 +159,8 @@ impl Statements {
                      schema_version, CASE WHEN selected THEN payload END, correlation_id, \
                      causation_id, actor, CASE WHEN selected THEN metadata END, recorded_at, \
                      selected \
-                 FROM page ORDER BY transaction_id, position"
+                 FROM page ORDER BY transaction_id, position",
+                not_archived(8)
             )),
             find_event: text(format!(
                 "SELECT {ENVELOPE_COLUMNS} FROM {s}.events WHERE event_id = $1"
@@ -204,8 +223,17 @@ impl Statements {
                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                    AND ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
                    AND ($4::text[] IS NULL OR event_type = ANY($4)) \
-                   AND ($5::int8 IS NULL OR {} = $6)",
-                PARTITION_OF.replace("$6", "$5")
+                   AND ($5::int8 IS NULL OR {} = $6) \
+                   AND {}",
+                PARTITION_OF.replace("$6", "$5"),
+                not_archived(7)
+            )),
+            archive_stream: text(format!(
+                "INSERT INTO {s}.archived_streams (stream_id) VALUES ($1) \
+                 ON CONFLICT (stream_id) DO NOTHING"
+            )),
+            is_archived: text(format!(
+                "SELECT EXISTS (SELECT 1 FROM {s}.archived_streams WHERE stream_id = $1)"
             )),
             horizon: text(format!(
                 "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, \

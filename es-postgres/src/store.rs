@@ -297,6 +297,7 @@ impl PgEventStore {
         events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
         if events.is_empty() {
+            self.refuse_if_archived(stream).await?;
             let current = self.current_version(stream).await?;
             if !expected.matches(current) {
                 return Err(AppendError::Conflict {
@@ -517,6 +518,7 @@ impl PgEventStore {
         if let Some(repeat) = self.find_stored(stream, batch, events).await? {
             return Ok(repeat);
         }
+        self.refuse_if_archived(stream).await?;
         Err(AppendError::Conflict {
             stream: stream.clone(),
             expected,
@@ -587,6 +589,20 @@ impl PgEventStore {
             events: stored,
             duplicate: true,
         }))
+    }
+
+    /// [`AppendError::Archived`] if `stream` is archived.
+    async fn refuse_if_archived(&self, stream: &StreamId) -> Result<(), AppendError> {
+        match self.is_archived(stream).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(AppendError::Archived {
+                stream: stream.clone(),
+            }),
+            Err(error) => Err(AppendError::Store {
+                stream: stream.clone(),
+                source: StoreError::new("append", error),
+            }),
+        }
     }
 
     async fn current_version(&self, stream: &StreamId) -> Result<Version, AppendError> {
@@ -789,6 +805,7 @@ impl EventStore for PgEventStore {
                 .bind(types.as_deref())
                 .bind(partition.map(|p| p.0))
                 .bind(partition.map(|p| p.1))
+                .bind(filter.includes_archived())
                 .fetch_one(&self.inner.pool)
         })
         .await
@@ -809,6 +826,31 @@ impl EventStore for PgEventStore {
         .map_err(|e| {
             store_error("readable", e)
                 .with_context(format!("position {position}"))
+                .into()
+        })
+    }
+
+    async fn archive_stream(&self, stream: &StreamId) -> Result<(), StoreError> {
+        retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.archive_stream)))
+                .bind(stream.as_str())
+                .execute(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("archive", e).with_context(format!("stream `{stream}`")))?;
+        Ok(())
+    }
+
+    async fn is_archived(&self, stream: &StreamId) -> Result<bool, ReadError> {
+        retry_serialization_failures(|| {
+            sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.is_archived)))
+                .bind(stream.as_str())
+                .fetch_one(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| {
+            store_error("is archived", e)
+                .with_context(format!("stream `{stream}`"))
                 .into()
         })
     }

@@ -30,6 +30,7 @@ async fn migrating_twice_changes_nothing_and_keeps_data() {
     assert_eq!(
         tables(&store).await,
         [
+            "archived_streams",
             "checkpoints",
             "es_migrations",
             "events",
@@ -60,7 +61,7 @@ async fn migrating_twice_changes_nothing_and_keeps_data() {
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     common::drop_schema(store).await;
 }
 
@@ -93,7 +94,7 @@ async fn concurrent_migrations_apply_once() {
     .fetch_one(store.pool())
     .await
     .unwrap();
-    assert_eq!(applied, 2, "each migration once");
+    assert_eq!(applied, 3, "each migration once");
     sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(store.pool())
         .await
@@ -131,7 +132,7 @@ async fn newer_schema_is_refused() {
     match store.migrate().await {
         Err(PgStoreError::SchemaTooNew {
             found, supported, ..
-        }) => assert_eq!((found, supported), (99, 2)),
+        }) => assert_eq!((found, supported), (99, 3)),
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
     common::drop_schema(store).await;
@@ -205,5 +206,56 @@ async fn schema_versions_beyond_the_column_are_refused() {
         store.stream_version(&stream).await.unwrap(),
         Version::INITIAL
     );
+    common::drop_schema(store).await;
+}
+
+/// A schema created by the release before archiving (migrations 1 and 2) is brought up to
+/// date in place: its events stay, and archiving works afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_from_before_archiving_is_upgraded_in_place() {
+    let store = common::fresh_store().await;
+    let stream = StreamId::new("note", "kept").unwrap();
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(RawEvent::new("Noted", 1, json!({})))],
+        )
+        .await
+        .unwrap();
+    // Put the schema back as migration 2 left it.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP TABLE \"{0}\".archived_streams; DELETE FROM \"{0}\".es_migrations WHERE version = 3",
+        store.schema()
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        !tables(&store)
+            .await
+            .contains(&"archived_streams".to_owned())
+    );
+
+    store.migrate().await.unwrap();
+    let versions: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM \"{}\".es_migrations ORDER BY version",
+        store.schema()
+    )))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(versions, [1, 2, 3]);
+    assert!(
+        tables(&store)
+            .await
+            .contains(&"archived_streams".to_owned())
+    );
+    assert_eq!(
+        store.stream_version(&stream).await.unwrap(),
+        Version::new(1)
+    );
+    store.archive_stream(&stream).await.unwrap();
+    assert!(store.is_archived(&stream).await.unwrap());
     common::drop_schema(store).await;
 }

@@ -1,17 +1,31 @@
 //! A small bank-account domain for tests: an aggregate, its events, commands and errors.
+//!
+//! Its events have a history, as a long-lived system's do, so that the stores can prove
+//! they upcast old events on every read path:
+//!
+//! | today | stored as | steps |
+//! |---|---|---|
+//! | `Opened` v3 `{owner}` | v1 `{name}`, v2 `{holder}` | v1→v2 renames a field (JSON), v2→v3 converts [`OpenedV2`] (typed) |
+//! | `Deposited` v2 `{amount}` | v1 `Credited {cents}` | the old name is an alias; v1→v2 renames a field |
 
-use es_core::{Aggregate, DomainEvent};
+use es_core::{Aggregate, DomainEvent, RawEvent, UpcastError};
 use serde::{Deserialize, Serialize};
 
 /// Something that happened to an account.
 #[derive(Debug, Clone, PartialEq, DomainEvent)]
 pub enum AccountEvent {
     /// The account was opened.
+    #[event(
+        version = 3,
+        upcast(from = 1, with = opened_v1_to_v2),
+        upcast(from = 2, typed = OpenedV2)
+    )]
     Opened {
         /// Its owner.
         owner: String,
     },
     /// Money came in.
+    #[event(version = 2, alias = "Credited", upcast(from = 1, with = deposited_v1_to_v2))]
     Deposited {
         /// How much, in cents.
         amount: u64,
@@ -23,6 +37,29 @@ pub enum AccountEvent {
     },
     /// The account was closed.
     Closed,
+}
+
+/// `Opened` version 1 called the owner `name`; version 2 called it `holder`.
+fn opened_v1_to_v2(event: RawEvent) -> Result<RawEvent, UpcastError> {
+    Ok(event.rename_field("name", "holder")?.with_version(2))
+}
+
+/// `Opened` as version 2 stored it.
+#[derive(Debug, Deserialize)]
+pub struct OpenedV2 {
+    /// The owner.
+    pub holder: String,
+}
+
+impl From<OpenedV2> for AccountEvent {
+    fn from(old: OpenedV2) -> Self {
+        Self::Opened { owner: old.holder }
+    }
+}
+
+/// `Deposited` version 1 was stored as `Credited`, with the amount in `cents`.
+fn deposited_v1_to_v2(event: RawEvent) -> Result<RawEvent, UpcastError> {
+    Ok(event.rename_field("cents", "amount")?.with_version(2))
 }
 
 /// What can be asked of an account.

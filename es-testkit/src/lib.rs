@@ -104,6 +104,16 @@ macro_rules! conformance_tests {
             catch_up_through_sees_the_append,
             checkpoint_in_memory_is_not_stored,
             process_manager_tolerated_rejections_count_as_done,
+            archived_stream_refuses_appends_and_keeps_its_history,
+            archived_stream_leaves_the_log_and_subscriptions,
+            repository_refuses_archived_aggregates,
+            archive_while_writers_append_refuses_every_later_append,
+            load_as_of_version_and_time,
+            load_as_of_uses_only_snapshots_from_before,
+            unusable_snapshots_are_ignored,
+            history_lists_events_with_their_metadata,
+            old_event_versions_upcast_on_every_read_path,
+            stored_version_without_a_path_is_a_typed_error,
         }
     };
 }

@@ -3,20 +3,26 @@
 //! Each function takes a fresh, empty store and panics with a message saying what broke.
 
 mod append;
+mod archive;
 mod concurrency;
+mod history;
 mod projection;
 mod read;
 mod repository;
 mod storage;
 mod subscription;
+mod upcasting;
 
 pub use append::*;
+pub use archive::*;
 pub use concurrency::*;
+pub use history::*;
 pub use projection::*;
 pub use read::*;
 pub use repository::*;
 pub use storage::*;
 pub use subscription::*;
+pub use upcasting::*;
 
 use es_core::{EventEnvelope, EventFilter, NewEvent, Position, StreamId, Version};
 use futures_util::TryStreamExt as _;

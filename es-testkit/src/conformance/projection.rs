@@ -446,17 +446,20 @@ pub async fn partitioned_runners_split_streams_and_keep_order<S: TestStore>(stor
 
 /// A process manager run by a runner issues each command once, even when the events it
 /// reacts to are handled again (here: a rebuild), and the commands' events carry the
-/// reacting event as causation and its correlation id.
+/// reacting event as causation, its correlation id, its actor and its user metadata.
 pub async fn process_manager_issues_each_command_once<S: TestStore>(store: S) {
     let accounts = Repository::<crate::fixture::Account, _>::new(store.clone());
     let mut openings = HashMap::new();
     for owner in ["ada", "bob", "cy"] {
         let outcome = accounts
-            .execute(
+            .execute_with(
                 owner,
                 AccountCommand::Open {
                     owner: owner.into(),
                 },
+                es_core::CommandContext::new()
+                    .with_actor(format!("clerk-{owner}"))
+                    .with_user("tenant", "acme"),
             )
             .await
             .unwrap();
@@ -489,6 +492,9 @@ pub async fn process_manager_issues_each_command_once<S: TestStore>(store: S) {
             bonus.metadata.correlation_id,
             opened.metadata.correlation_id
         );
+        // The flow carries who started it and the application's metadata along.
+        assert_eq!(bonus.metadata.actor, opened.metadata.actor);
+        assert_eq!(bonus.metadata.user["tenant"], "acme");
     }
 }
 

@@ -251,7 +251,7 @@ pub async fn reading_as_another_type_decodes_the_payload<S: TestStore>(store: S)
             ExpectedVersion::Exact(Version::new(1)),
             vec![NewEvent::new(RawEvent::new(
                 "Deposited",
-                1,
+                2,
                 json!({ "amount": 42 }),
             ))],
         )
@@ -264,11 +264,11 @@ pub async fn reading_as_another_type_decodes_the_payload<S: TestStore>(store: S)
         .unwrap();
     assert_eq!(
         raw[0].event,
-        RawEvent::new("Opened", 1, json!({ "owner": "ada" }))
+        RawEvent::new("Opened", 3, json!({ "owner": "ada" }))
     );
     assert_eq!(
         raw[1].event,
-        RawEvent::new("Deposited", 1, json!({ "amount": 42 }))
+        RawEvent::new("Deposited", 2, json!({ "amount": 42 }))
     );
     let typed = read_stream(&store, &stream).await;
     assert_eq!(typed[1].event, AccountEvent::Deposited { amount: 42 });
@@ -283,9 +283,9 @@ pub async fn undecodable_event_names_stream_version_and_type<S: TestStore>(store
             &stream,
             ExpectedVersion::NoStream,
             vec![
-                NewEvent::new(RawEvent::new("Opened", 1, json!({ "owner": "ada" }))),
-                NewEvent::new(RawEvent::new("Deposited", 1, json!({ "amount": "lots" }))),
-                NewEvent::new(RawEvent::new("Deposited", 1, json!({ "amount": 1 }))),
+                NewEvent::new(RawEvent::new("Opened", 3, json!({ "owner": "ada" }))),
+                NewEvent::new(RawEvent::new("Deposited", 2, json!({ "amount": "lots" }))),
+                NewEvent::new(RawEvent::new("Deposited", 2, json!({ "amount": 1 }))),
             ],
         )
         .await

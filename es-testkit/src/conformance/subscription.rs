@@ -22,7 +22,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_millis(100);
 
 /// Takes the next `n` items of a subscription, failing if one does not come.
-async fn take<S>(subscription: &mut S, n: usize) -> Vec<EventEnvelope<AccountEvent>>
+pub(crate) async fn take<S>(subscription: &mut S, n: usize) -> Vec<EventEnvelope<AccountEvent>>
 where
     S: futures_util::Stream<Item = Result<EventEnvelope<AccountEvent>, es_core::ReadError>> + Unpin,
 {
@@ -42,7 +42,7 @@ where
 }
 
 /// Asserts nothing more arrives for a moment: a subscriber must not invent or repeat events.
-async fn assert_quiet<S>(subscription: &mut S)
+pub(crate) async fn assert_quiet<S>(subscription: &mut S)
 where
     S: futures_util::Stream<Item = Result<EventEnvelope<AccountEvent>, es_core::ReadError>> + Unpin,
 {

@@ -1,0 +1,280 @@
+//! Stream lifecycle: an archived stream takes no more events and leaves the log, but keeps
+//! its history.
+
+use es_core::{
+    AppendError, CommandContext, CommandError, EventFilter, ExpectedVersion, LoadError, Position,
+    Repository,
+};
+use futures_util::TryStreamExt as _;
+use uuid::Uuid;
+
+use super::subscription::{assert_quiet, take};
+use super::{account, deposits, read_log, read_stream, versions};
+use crate::TestStore;
+use crate::fixture::{Account, AccountCommand, AccountEvent};
+
+/// Archiving refuses every later append, whatever its expected version, but the stream's
+/// events stay readable; archiving twice is harmless and other streams are untouched.
+pub async fn archived_stream_refuses_appends_and_keeps_its_history<S: TestStore>(store: S) {
+    let stream = account("old");
+    let other = account("current");
+    let written = store
+        .append(&stream, ExpectedVersion::NoStream, deposits(3))
+        .await
+        .unwrap();
+    assert!(!store.is_archived(&stream).await.unwrap());
+
+    store.archive_stream(&stream).await.unwrap();
+    assert!(store.is_archived(&stream).await.unwrap());
+    assert!(!store.is_archived(&other).await.unwrap());
+    store.archive_stream(&stream).await.unwrap();
+    assert!(store.is_archived(&stream).await.unwrap(), "still archived");
+
+    for expected in [
+        ExpectedVersion::Exact(written.version),
+        ExpectedVersion::Any,
+        ExpectedVersion::NoStream,
+    ] {
+        for batch in [deposits(1), deposits(3), Vec::new()] {
+            let size = batch.len();
+            match store.append(&stream, expected, batch).await {
+                Err(AppendError::Archived { stream: named }) => assert_eq!(named, stream),
+                other => panic!(
+                    "appending {size} events with {expected:?} to an archived stream: {other:?}"
+                ),
+            }
+        }
+    }
+    assert_eq!(
+        store.stream_version(&stream).await.unwrap(),
+        written.version
+    );
+    assert_eq!(read_stream(&store, &stream).await, written.events);
+
+    // An append that was stored before the archive is still recognised as a repeat.
+    let repeat: Vec<_> = written
+        .events
+        .iter()
+        .map(|e| es_core::NewEvent::new(e.event.clone()).with_id(e.event_id))
+        .collect();
+    let again = store
+        .append(&stream, ExpectedVersion::NoStream, repeat)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+
+    store
+        .append(&other, ExpectedVersion::NoStream, deposits(1))
+        .await
+        .unwrap();
+    // A stream archived before it has events cannot start either.
+    let never = account("never");
+    store.archive_stream(&never).await.unwrap();
+    assert!(matches!(
+        store
+            .append(&never, ExpectedVersion::NoStream, deposits(1))
+            .await,
+        Err(AppendError::Archived { .. })
+    ));
+    assert_eq!(read_stream(&store, &never).await, Vec::new());
+}
+
+/// Reads of the global log, counts and subscriptions leave archived streams out unless the
+/// filter asks for them; the events are still there for those that do.
+pub async fn archived_stream_leaves_the_log_and_subscriptions<S: TestStore>(store: S) {
+    let archived = account("gone");
+    let kept = account("kept");
+    let gone = store
+        .append(&archived, ExpectedVersion::NoStream, deposits(2))
+        .await
+        .unwrap();
+    let first = store
+        .append(&kept, ExpectedVersion::NoStream, deposits(1))
+        .await
+        .unwrap();
+    read_log::<S, AccountEvent>(&store, Position::START, EventFilter::all(), 3).await;
+    store.archive_stream(&archived).await.unwrap();
+
+    let everything = EventFilter::all().including_archived();
+    let with_archived =
+        read_log::<S, AccountEvent>(&store, Position::START, everything.clone(), 3).await;
+    assert_eq!(
+        with_archived,
+        [gone.events.clone(), first.events.clone()].concat()
+    );
+    let default: Vec<_> = store
+        .read_all::<AccountEvent>(Position::START, EventFilter::all())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(default, first.events, "the archived stream is left out");
+    let by_category: Vec<_> = store
+        .read_all::<AccountEvent>(Position::START, EventFilter::for_aggregate::<Account>())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(by_category, first.events);
+    assert_eq!(
+        store
+            .count_after(Position::START, EventFilter::all())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .count_after(Position::START, everything.clone())
+            .await
+            .unwrap(),
+        3
+    );
+
+    let mut subscription =
+        Box::pin(store.subscribe::<AccountEvent>(Position::START, EventFilter::all()));
+    let mut auditor = Box::pin(store.subscribe::<AccountEvent>(Position::START, everything));
+    assert_eq!(take(&mut subscription, 1).await, first.events);
+    assert_eq!(
+        take(&mut auditor, 3).await,
+        [gone.events, first.events].concat()
+    );
+    let live = store
+        .append(&kept, ExpectedVersion::Exact(first.version), deposits(1))
+        .await
+        .unwrap();
+    assert_eq!(take(&mut subscription, 1).await, live.events);
+    assert_eq!(take(&mut auditor, 1).await, live.events);
+    assert_quiet(&mut subscription).await;
+}
+
+/// The repository refuses to load an archived aggregate or run commands on it, with the
+/// typed error, whether the command would be accepted or rejected and whether its state
+/// was cached; a command executed before the archive still repeats as a duplicate; the
+/// history stays readable.
+pub async fn repository_refuses_archived_aggregates<S: TestStore>(store: S) {
+    let repository = Repository::<Account, _>::new(store.clone()).with_cache(16);
+    let open = CommandContext::new().with_command_id(Uuid::now_v7());
+    let opened = repository
+        .execute_with(
+            "closed-down",
+            AccountCommand::Open {
+                owner: "ada".into(),
+            },
+            open.clone(),
+        )
+        .await
+        .unwrap();
+    repository
+        .execute("closed-down", AccountCommand::Deposit { amount: 5 })
+        .await
+        .unwrap();
+    let stream = account("closed-down");
+    store.archive_stream(&stream).await.unwrap();
+
+    match repository.load("closed-down").await {
+        Err(LoadError::Archived { stream: named }) => assert_eq!(named, stream),
+        other => panic!("loading an archived aggregate: {other:?}"),
+    }
+    let uncached = Repository::<Account, _>::new(store.clone());
+    for repository in [&repository, &uncached] {
+        for command in [
+            AccountCommand::Deposit { amount: 1 },
+            // Rejected by the aggregate, but the archive is what the caller must hear.
+            AccountCommand::Withdraw { amount: 1_000 },
+            AccountCommand::Open {
+                owner: "bob".into(),
+            },
+        ] {
+            match repository.execute("closed-down", command.clone()).await {
+                Err(CommandError::Archived { stream: named }) => assert_eq!(named, stream),
+                other => panic!("{command:?} on an archived aggregate: {other:?}"),
+            }
+        }
+    }
+    let repeat = repository
+        .execute_with(
+            "closed-down",
+            AccountCommand::Open {
+                owner: "ada".into(),
+            },
+            open,
+        )
+        .await
+        .unwrap();
+    assert!(repeat.duplicate);
+    assert_eq!(repeat.events, opened.events);
+
+    let history: Vec<_> = repository
+        .history("closed-down")
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(versions(&history), [1, 2]);
+    let before = repository
+        .load_as_of(
+            "closed-down",
+            es_core::AsOf::Version(es_core::Version::new(2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(before.state.balance, 5);
+}
+
+/// Four writers append to a stream while it is archived: every append that starts after
+/// `archive_stream` returned is refused, every append that succeeded is stored once at
+/// consecutive versions, and each writer sees the archive.
+pub async fn archive_while_writers_append_refuses_every_later_append<S: TestStore>(store: S) {
+    const WRITERS: usize = 4;
+    let stream = account("closing");
+    store
+        .append(&stream, ExpectedVersion::NoStream, deposits(1))
+        .await
+        .unwrap();
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let store = store.clone();
+        let stream = stream.clone();
+        writers.push(tokio::spawn(async move {
+            let mut stored = Vec::new();
+            let mut appends = 0_u32;
+            loop {
+                appends += 1;
+                assert!(appends < 1_000_000, "writer {writer} never saw the archive");
+                // An in-memory append never waits: let the archiving task run.
+                tokio::task::yield_now().await;
+                let started = tokio::time::Instant::now();
+                match store
+                    .append(&stream, ExpectedVersion::Any, deposits(1))
+                    .await
+                {
+                    Ok(committed) => stored.push((started, committed.events[0].event_id)),
+                    Err(AppendError::Archived { .. }) => return stored,
+                    Err(error) => panic!("writer {writer}: {error:?}"),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    store.archive_stream(&stream).await.unwrap();
+    let archived = tokio::time::Instant::now();
+
+    let mut stored_ids = vec![read_stream(&store, &stream).await[0].event_id];
+    for writer in writers {
+        let stored = writer.await.expect("writer task");
+        assert!(
+            stored.iter().all(|(started, _)| *started < archived),
+            "an append that started after the archive succeeded"
+        );
+        assert!(!stored.is_empty(), "the writer ran before the archive");
+        stored_ids.extend(stored.into_iter().map(|(_, id)| id));
+    }
+    let events = read_stream(&store, &stream).await;
+    assert_eq!(
+        versions(&events),
+        (1..=events.len() as u64).collect::<Vec<_>>()
+    );
+    let mut read_ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    read_ids.sort();
+    stored_ids.sort();
+    assert_eq!(read_ids, stored_ids, "every successful append stored once");
+}
