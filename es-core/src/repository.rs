@@ -358,13 +358,17 @@ where
     /// invalid, or an event cannot be read or decoded.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
         let stream = self.stream_id(id)?;
-        let archived = self.store.is_archived(&stream).await;
+        // Both at once: one round trip's wait instead of two.
+        let (archived, start) = futures_util::future::join(
+            self.store.is_archived(&stream),
+            self.load_snapshot(&stream, None),
+        )
+        .await;
         match archived {
             Ok(false) => {}
             Ok(true) => return Err(LoadError::Archived { stream }),
             Err(source) => return Err(LoadError::Read { stream, source }),
         }
-        let start = self.load_snapshot(&stream, None).await;
         self.catch_up(&stream, start, None)
             .await
             .map_err(|source| LoadError::Read { stream, source })

@@ -1,4 +1,5 @@
-//! In-memory throughput: aggregate rehydration and command execution.
+//! In-memory throughput: aggregate rehydration, command execution, projection rebuilds
+//! and loads from snapshots.
 //!
 //! Run with `cargo bench -p es-memory --bench throughput`. Prints figures; asserts nothing
 //! about time. Each figure is the median of several runs on a single-threaded runtime (one
@@ -41,6 +42,9 @@ fn main() {
         }
         if wanted("projection_rebuild") {
             projection_rebuild().await;
+        }
+        if wanted("snapshot_loads") {
+            snapshot_loads().await;
         }
     });
 }
@@ -250,4 +254,58 @@ async fn projection_rebuild() {
         "events",
         median(samples),
     );
+}
+
+/// Aggregate loads for histories of 10, 10,000 and 1,000,000 events: replaying every event,
+/// and from a snapshot at the stream's end, whose time should not grow with history.
+async fn snapshot_loads() {
+    const LOADS: u32 = 1_000;
+    println!();
+    for events in [10_u64, 10_000, 1_000_000] {
+        let store = MemoryEventStore::new();
+        let stream = StreamId::new("account", "long").unwrap();
+        let mut history = vec![NewEvent::new(AccountEvent::Opened {
+            owner: "ada".into(),
+        })];
+        history.extend((1..events).map(|amount| NewEvent::new(AccountEvent::Deposited { amount })));
+        for chunk in history.chunks(10_000) {
+            store
+                .append(&stream, ExpectedVersion::Any, chunk.to_vec())
+                .await
+                .unwrap();
+        }
+        let replaying = Repository::<Account, _>::new(store.clone());
+        // One more command crosses a multiple of the interval: a snapshot at the end.
+        let snapshotting = Repository::<Account, _>::new(store.clone())
+            .with_snapshot_policy(SnapshotPolicy::every(events + 1));
+        snapshotting
+            .execute("long", AccountCommand::Deposit { amount: 1 })
+            .await
+            .unwrap();
+
+        let replay_runs = if events > 100_000 { 3 } else { RUNS };
+        let mut replay = Vec::new();
+        for _ in 0..replay_runs {
+            let start = Instant::now();
+            black_box(replaying.load("long").await.unwrap());
+            replay.push(start.elapsed());
+        }
+        // Snapshot loads are short: time a thousand at once, several times.
+        let mut snapshot = Vec::new();
+        for _ in 0..RUNS {
+            let start = Instant::now();
+            for _ in 0..LOADS {
+                let loaded = snapshotting.load("long").await.unwrap();
+                assert_eq!(loaded.version.get(), events + 1);
+                black_box(loaded);
+            }
+            snapshot.push(start.elapsed() / LOADS);
+        }
+        println!(
+            "aggregate load, {:>9} events: replayed {:>12.1} µs, from a snapshot {:>6.2} µs",
+            events + 1,
+            median(replay).as_secs_f64() * 1e6,
+            median(snapshot).as_secs_f64() * 1e6,
+        );
+    }
 }

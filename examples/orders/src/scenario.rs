@@ -2,11 +2,14 @@
 
 use std::fmt::Write as _;
 
+use std::collections::HashMap;
+
 use es_core::{
-    CommandError, DomainEvent as _, EventEnvelope, EventFilter, EventStore, Position, Projection,
-    Repository, SnapshotPolicy, SnapshotStore, Version,
+    AsOf, CommandContext, CommandError, DomainEvent as _, EventEnvelope, EventFilter, EventStore,
+    LoadError, Position, Projection, Repository, SnapshotPolicy, SnapshotStore, Version,
 };
 use futures_util::TryStreamExt as _;
+use uuid::Uuid;
 
 use crate::order::{LineItem, Order, OrderCommand, OrderError, OrderEvent};
 use crate::summary::OrderSummaries;
@@ -19,12 +22,20 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub struct Report {
     /// The order ids it used (unique per run, so runs on a persistent store do not clash).
     pub order_ids: Vec<String>,
-    /// Each order's recorded events, by order id, in stream order.
+    /// Each order's recorded events with their metadata (who, when, which flow), by order
+    /// id, in stream order: the audit history.
     pub histories: Vec<(String, Vec<EventEnvelope<OrderEvent>>)>,
     /// Each order's state as rebuilt from its events.
     pub states: Vec<(String, Order)>,
     /// The commands that were rejected, with why.
     pub rejections: Vec<(String, OrderCommand, OrderError)>,
+    /// The shipped order as it was just before shipping: its id, the version loaded, and
+    /// the state then.
+    pub before_shipping: (String, Version, Order),
+    /// The order that was abandoned and archived.
+    pub archived: String,
+    /// The command refused because its order was archived.
+    pub refused_on_archived: OrderCommand,
     /// The read model built from the global log, restricted to this run's orders.
     pub summaries: OrderSummaries,
     /// The report as text.
@@ -32,7 +43,8 @@ pub struct Report {
 }
 
 /// Plays the scenario on `store`: four orders, two of which receive a command their state
-/// forbids.
+/// forbids; then looks back at a shipped order as it was before shipping, and archives an
+/// abandoned order, after which it takes no more commands and leaves the read model.
 ///
 /// # Errors
 ///
@@ -48,32 +60,48 @@ where
         Repository::<Order, _>::new(store.clone()).with_snapshot_policy(SnapshotPolicy::every(3));
 
     let ids: Vec<String> = (1..=4).map(|n| format!("{run}-{n}")).collect();
-    let plan: Vec<(&str, OrderCommand)> = vec![
+    // Who issues each command: the shop's front end for the customer, the payment
+    // provider, the warehouse. Every event records its actor.
+    let plan: Vec<(&str, &str, OrderCommand)> = vec![
         // Order 1: the happy path.
         (
             &ids[0],
+            "shop-web",
             place("ada", &[("BOOK-1984", 2, 1_250), ("MUG-TEA", 1, 900)]),
         ),
-        (&ids[0], pay(3_400, "psp-1001")),
-        (&ids[0], prepare("berlin-2")),
-        (&ids[0], ship("dhl", "JD0146000123")),
+        (&ids[0], "psp", pay(3_400, "psp-1001")),
+        (&ids[0], "warehouse", prepare("berlin-2")),
+        (&ids[0], "warehouse", ship("dhl", "JD0146000123")),
         // Order 2: paid in two parts, then prepared.
-        (&ids[1], place("grace", &[("LAMP-ARC", 1, 7_900)])),
-        (&ids[1], pay(4_000, "psp-1002")),
-        (&ids[1], pay(3_900, "psp-1003")),
-        (&ids[1], prepare("leipzig-1")),
+        (
+            &ids[1],
+            "shop-web",
+            place("grace", &[("LAMP-ARC", 1, 7_900)]),
+        ),
+        (&ids[1], "psp", pay(4_000, "psp-1002")),
+        (&ids[1], "psp", pay(3_900, "psp-1003")),
+        (&ids[1], "warehouse", prepare("leipzig-1")),
         // Order 3: shipping before payment is rejected; the order stays placed.
-        (&ids[2], place("alan", &[("CABLE-USB", 3, 499)])),
-        (&ids[2], ship("ups", "1Z999AA10123456784")),
+        (&ids[2], "shop-web", place("alan", &[("CABLE-USB", 3, 499)])),
+        (&ids[2], "warehouse", ship("ups", "1Z999AA10123456784")),
         // Order 4: paying more than is due is rejected; the right amount goes through.
-        (&ids[3], place("barbara", &[("PEN-FOUNTAIN", 1, 2_500)])),
-        (&ids[3], pay(3_000, "psp-1004")),
-        (&ids[3], pay(2_500, "psp-1005")),
+        (
+            &ids[3],
+            "shop-web",
+            place("barbara", &[("PEN-FOUNTAIN", 1, 2_500)]),
+        ),
+        (&ids[3], "psp", pay(3_000, "psp-1004")),
+        (&ids[3], "psp", pay(2_500, "psp-1005")),
     ];
 
+    // One correlation id per order: every event of its flow carries it.
+    let flows: HashMap<&str, Uuid> = ids.iter().map(|id| (id.as_str(), Uuid::now_v7())).collect();
     let mut rejections = Vec::new();
-    for (id, command) in plan {
-        match orders.execute(id, command.clone()).await {
+    for (id, actor, command) in plan {
+        let context = CommandContext::new()
+            .with_actor(actor)
+            .with_correlation_id(flows[id]);
+        match orders.execute_with(id, command.clone(), context).await {
             Ok(_) => {}
             Err(CommandError::Rejected { error, .. }) => {
                 rejections.push((id.to_owned(), command, error));
@@ -82,22 +110,56 @@ where
         }
     }
 
+    // Order 3 was never paid: the shop abandons and archives it. Its history stays; it
+    // takes no more commands and leaves the read model.
+    let archived = ids[2].clone();
+    store.archive_stream(&orders.stream_id(&archived)?).await?;
+    let refused_on_archived = pay(1_497, "psp-1006");
+    match orders.execute(&archived, refused_on_archived.clone()).await {
+        Err(CommandError::Archived { .. }) => {}
+        other => return Err(format!("a payment on an archived order gave {other:?}").into()),
+    }
+
     let mut histories = Vec::new();
     let mut states = Vec::new();
     for id in &ids {
-        let stream = orders.stream_id(id)?;
-        let events: Vec<_> = store
-            .read_stream::<OrderEvent>(&stream, Version::INITIAL)
-            .try_collect()
-            .await?;
+        let events: Vec<_> = orders.history(id)?.try_collect().await?;
+        let state = match orders.load(id).await {
+            Ok(loaded) => loaded.state,
+            // An archived order is not loadable, but its past is.
+            Err(LoadError::Archived { .. }) => {
+                orders
+                    .load_as_of(id, AsOf::Time(chrono::Utc::now()))
+                    .await?
+                    .state
+            }
+            Err(other) => return Err(other.into()),
+        };
         histories.push((id.clone(), events));
-        states.push((id.clone(), orders.load(id).await?.state));
+        states.push((id.clone(), state));
     }
+
+    // "What did order 1 look like before it shipped?": the state as of the version before
+    // its shipping event.
+    let shipped_at = histories[0]
+        .1
+        .iter()
+        .find(|e| matches!(e.event, OrderEvent::Shipped { .. }))
+        .map(|e| e.version)
+        .ok_or("order 1 was not shipped")?;
+    let before = orders
+        .load_as_of(&ids[0], AsOf::Version(Version::new(shipped_at.get() - 1)))
+        .await?;
+    let before_shipping = (ids[0].clone(), before.version, before.state);
 
     // The read model follows the global log. Subscribing (rather than reading once) waits
     // for events a store may still hold back: PostgreSQL delivers an event only once every
     // transaction that began before it has ended, so that none is ever skipped.
-    let expected: usize = histories.iter().map(|(_, events)| events.len()).sum();
+    let expected: usize = histories
+        .iter()
+        .filter(|(id, _)| *id != archived)
+        .map(|(_, events)| events.len())
+        .sum();
     let mut summaries = OrderSummaries::default();
     let mut seen = 0;
     let log = store.subscribe::<OrderEvent>(Position::START, EventFilter::for_aggregate::<Order>());
@@ -112,12 +174,27 @@ where
         }
     }
 
-    let text = render(&histories, &states, &rejections, &summaries)?;
+    let mut text = render(&histories, &states, &rejections, &summaries, &archived)?;
+    let (id, version, state) = &before_shipping;
+    writeln!(
+        text,
+        "\norder-{id} as it was before shipping (as of v{version}): {:?}, paid {} of {} cents, \
+         shipment {:?}",
+        state.status, state.paid_cents, state.total_cents, state.shipment
+    )?;
+    writeln!(
+        text,
+        "order-{archived} was archived: its history stays above, it left the read model, and \
+         {refused_on_archived:?} was refused"
+    )?;
     Ok(Report {
         order_ids: ids,
         histories,
         states,
         rejections,
+        before_shipping,
+        archived,
+        refused_on_archived,
         summaries,
         text,
     })
@@ -158,16 +235,23 @@ fn render(
     states: &[(String, Order)],
     rejections: &[(String, OrderCommand, OrderError)],
     summaries: &OrderSummaries,
+    archived: &str,
 ) -> Result<String, Error> {
     let mut out = String::new();
     for ((id, events), (_, state)) in histories.iter().zip(states) {
-        writeln!(out, "order-{id}")?;
+        let flow = events
+            .first()
+            .and_then(|e| e.metadata.correlation_id)
+            .map(|c| format!(" (flow {c})"))
+            .unwrap_or_default();
+        writeln!(out, "order-{id}{flow}")?;
         for envelope in events {
             writeln!(
                 out,
-                "  v{:<2} {}  {:<21} {}",
+                "  v{:<2} {}  {:<9} {:<21} {}",
                 envelope.version,
                 envelope.recorded_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                envelope.metadata.actor.as_deref().unwrap_or("-"),
                 envelope.event.event_type(),
                 envelope.event.encode()?,
             )?;
@@ -177,9 +261,10 @@ fn render(
             .as_ref()
             .map(|(carrier, tracking)| format!(", shipped with {carrier} ({tracking})"))
             .unwrap_or_default();
+        let archived = if id == archived { " (archived)" } else { "" };
         writeln!(
             out,
-            "  state rebuilt from {} events: {:?} for {}, paid {} of {} cents{shipment}\n",
+            "  state rebuilt from {} events{archived}: {:?} for {}, paid {} of {} cents{shipment}\n",
             events.len(),
             state.status,
             state.customer,

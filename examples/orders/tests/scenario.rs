@@ -66,9 +66,20 @@ async fn scenario_plays_the_whole_lifecycle() {
         }
     );
 
-    assert_eq!(report.summaries.orders.len(), 4);
+    // Order 3 was archived: it left the read model, and took no more commands.
+    assert_eq!(report.archived, report.order_ids[2]);
+    assert!(!report.summaries.orders.contains_key(&report.archived));
+    assert_eq!(report.summaries.orders.len(), 3);
+    assert!(matches!(
+        report.refused_on_archived,
+        OrderCommand::ReceivePayment { .. }
+    ));
     assert_eq!(report.summaries.revenue_cents, 3_400 + 7_900 + 2_500);
-    for (id, state) in &report.states {
+    for (id, state) in report
+        .states
+        .iter()
+        .filter(|(id, _)| *id != report.archived)
+    {
         let summary = &report.summaries.orders[id];
         assert_eq!(
             summary.status, state.status,
@@ -77,7 +88,42 @@ async fn scenario_plays_the_whole_lifecycle() {
         assert_eq!(summary.paid_cents, state.paid_cents);
     }
 
+    // The shipped order as it was just before shipping.
+    let (id, version, before) = &report.before_shipping;
+    assert_eq!(id, &report.order_ids[0]);
+    assert_eq!(version.get(), 3);
+    assert_eq!(before.status, OrderStatus::Preparing);
+    assert_eq!(before.paid_cents, 3_400);
+    assert_eq!(before.shipment, None);
+
+    // Every event says who caused it, and an order's events share one flow.
+    let (_, first) = &report.histories[0];
+    let actors: Vec<_> = first
+        .iter()
+        .map(|e| e.metadata.actor.as_deref().unwrap())
+        .collect();
+    assert_eq!(actors, ["shop-web", "psp", "warehouse", "warehouse"]);
+    let flows: Vec<_> = report
+        .histories
+        .iter()
+        .map(|(_, events)| {
+            let flow = events[0].metadata.correlation_id.unwrap();
+            assert!(
+                events
+                    .iter()
+                    .all(|e| e.metadata.correlation_id == Some(flow))
+            );
+            flow
+        })
+        .collect();
+    assert!(flows.windows(2).all(|w| w[0] != w[1]), "one flow per order");
+
     assert!(report.text.contains("OrderShipped"));
+    assert!(
+        report
+            .text
+            .contains("as it was before shipping (as of v3): Preparing")
+    );
     assert!(
         report
             .text
@@ -114,6 +160,13 @@ async fn scenario_runs_on_postgres() {
     );
     assert_eq!(report.rejections.len(), 2);
     assert_eq!(report.summaries.revenue_cents, 3_400 + 7_900 + 2_500);
+    assert_eq!(report.summaries.orders.len(), 3, "the archived order left");
+    assert_eq!(report.before_shipping.1.get(), 3);
+    assert_eq!(report.before_shipping.2.status, OrderStatus::Preparing);
+    assert_eq!(
+        report.histories[0].1[3].metadata.actor.as_deref(),
+        Some("warehouse")
+    );
 
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA \"{schema}\" CASCADE"
