@@ -187,5 +187,5 @@ pub mod prelude {
     };
 
     #[cfg(feature = "testing")]
-    pub use crate::testing::AggregateTestExt;
+    pub use crate::testing::{AggregateTestExt, EventTestExt};
 }

@@ -172,7 +172,80 @@ impl Aggregate for Account {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use es_core::testing::AggregateTestExt;
+    use es_core::testing::{AggregateTestExt, EventTestExt};
+    use serde_json::json;
+
+    #[test]
+    fn every_stored_shape_of_opened_upcasts() {
+        let ada = AccountEvent::Opened {
+            owner: "ada".into(),
+        };
+        AccountEvent::stored("Opened", 1, json!({ "name": "ada" })).upcasts_to(ada.clone());
+        AccountEvent::stored("Opened", 2, json!({ "holder": "ada" })).upcasts_to(ada.clone());
+        AccountEvent::stored("Opened", 3, json!({ "owner": "ada" })).upcasts_to(ada);
+    }
+
+    #[test]
+    fn credited_is_an_old_name_for_deposited() {
+        AccountEvent::stored("Credited", 1, json!({ "cents": 5 }))
+            .upcasts_to(AccountEvent::Deposited { amount: 5 });
+    }
+
+    #[test]
+    fn a_version_from_the_future_is_refused() {
+        let error = AccountEvent::stored("Deposited", 3, json!({ "amount": 5 })).fails();
+        assert!(matches!(
+            error,
+            es_core::DecodeError::UnsupportedVersion {
+                version: 3,
+                supported: 2,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "upcasts to another event")]
+    fn the_upcast_helper_reports_a_wrong_result() {
+        AccountEvent::stored("Credited", 1, json!({ "cents": 5 }))
+            .upcasts_to(AccountEvent::Deposited { amount: 6 });
+    }
+
+    #[test]
+    #[should_panic(expected = "does not upcast")]
+    fn the_upcast_helper_reports_a_missing_path() {
+        AccountEvent::stored("Credited", 2, json!({ "cents": 5 }))
+            .upcasts_to(AccountEvent::Deposited { amount: 5 });
+    }
+
+    #[test]
+    #[should_panic(expected = "was expected to fail")]
+    fn the_upcast_helper_reports_an_unexpected_success() {
+        let _ = AccountEvent::stored("Credited", 1, json!({ "cents": 5 })).fails();
+    }
+
+    #[test]
+    fn rules_apply_to_histories_stored_by_older_versions() {
+        Account::test()
+            .given_stored([
+                RawEvent::new("Opened", 1, json!({ "name": "ada" })),
+                RawEvent::new("Credited", 1, json!({ "cents": 10 })),
+            ])
+            .when(AccountCommand::Withdraw { amount: 11 })
+            .then_expect_error(AccountError::InsufficientFunds {
+                balance: 10,
+                requested: 11,
+            });
+    }
+
+    #[test]
+    #[should_panic(expected = "given event 2 (`Credited` v7) does not upcast")]
+    fn a_stored_history_that_does_not_upcast_fails_the_test() {
+        let _ = Account::test().given_stored([
+            RawEvent::new("Opened", 3, json!({ "owner": "ada" })),
+            RawEvent::new("Credited", 7, json!({})),
+        ]);
+    }
 
     #[test]
     fn opens_once() {

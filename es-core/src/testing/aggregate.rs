@@ -3,7 +3,7 @@
 use std::fmt::{self, Debug};
 
 use crate::aggregate::{Aggregate, AggregateType};
-use crate::event::DomainEvent;
+use crate::event::{DomainEvent, RawEvent};
 
 use super::block_on::block_on;
 use super::diff::debug_diff;
@@ -71,6 +71,30 @@ impl<A: Aggregate> AggregateFixture<A> {
             services: self.services,
             history: events.into_iter().collect(),
         }
+    }
+
+    /// The aggregate's past as an older version of the application stored it: each event
+    /// is upcast to today's type first, as a store would on reading it.
+    ///
+    /// # Panics
+    ///
+    /// Panics, naming the event, if one does not upcast.
+    #[track_caller]
+    pub fn given_stored(self, events: impl IntoIterator<Item = RawEvent>) -> Given<A> {
+        let history = events
+            .into_iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                let (event_type, version) = (raw.event_type.clone(), raw.schema_version);
+                raw.into_event::<A::Event>().unwrap_or_else(|error| {
+                    panic!(
+                        "given event {} (`{event_type}` v{version}) does not upcast: {error}\n{error:?}",
+                        index + 1
+                    )
+                })
+            })
+            .collect::<Vec<_>>();
+        self.given(history)
     }
 
     /// The aggregate is new: nothing happened to it yet.
@@ -297,7 +321,7 @@ fn fold<A: Aggregate>(history: &[A::Event], emitted: &[A::Event]) -> A {
 /// Encoding then decoding an event must give the same event, or it will not come back from
 /// a real store as it went in.
 #[track_caller]
-fn check_round_trip<E: DomainEvent + Debug + PartialEq>(event: &E) {
+pub(super) fn check_round_trip<E: DomainEvent + Debug + PartialEq>(event: &E) {
     let event_type = event.event_type();
     let version = event.schema_version();
     let payload = match event.encode() {

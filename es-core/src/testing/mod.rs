@@ -51,6 +51,13 @@
 //!   through its serde encoding; skipped if it has neither);
 //! - when the aggregate is serializable, its state survives a snapshot round trip.
 //!
+//! # Schema evolution
+//!
+//! [`EventTestExt::stored`] takes an event as an older version of the application stored
+//! it and checks what it reads as today ([`StoredEvent::upcasts_to`]) or that it is refused
+//! ([`StoredEvent::fails`]); [`AggregateFixture::given_stored`] starts an aggregate test
+//! from such events.
+//!
 //! # Projections and process managers
 //!
 //! [`ProjectionFixture`] feeds events to a projection and compares the view it built;
@@ -62,7 +69,9 @@ mod block_on;
 mod diff;
 mod process;
 mod projection;
+mod upcast;
 
 pub use aggregate::{AggregateFixture, AggregateTestExt, Given, Then};
 pub use process::{ProcessManagerFixture, Reaction};
 pub use projection::ProjectionFixture;
+pub use upcast::{EventTestExt, StoredEvent};
