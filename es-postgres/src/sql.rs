@@ -76,10 +76,15 @@ pub(crate) struct Statements {
 impl Statements {
     pub(crate) fn new(schema: &SchemaName) -> Self {
         let s = schema.quoted();
+        // `recorded_at` is read from the clock while the row is written, after the
+        // statement's snapshot showed the stream's previous event committed: so recorded
+        // times never go backwards along a stream, which loads "as of a time" rely on. (The
+        // column default, `now()`, is the transaction's start, which can precede the
+        // previous event's commit.)
         let insert = format!(
             "INSERT INTO {s}.events \
                  (stream_id, version, event_id, event_type, schema_version, payload, \
-                  correlation_id, causation_id, actor, metadata)"
+                  correlation_id, causation_id, actor, metadata, recorded_at)"
         );
         // The batch's columns as arrays, from parameter `$first` on.
         let unnest = |first: u8| {
@@ -104,7 +109,8 @@ impl Statements {
         Self {
             append_exact: text(format!(
                 "{insert} \
-                 SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md FROM {} \
+                 SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md, clock_timestamp() \
+                 FROM {} \
                  WHERE ($2 = 0 OR EXISTS \
                      (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2)) \
                    AND {open} \
@@ -114,7 +120,8 @@ impl Statements {
             )),
             append_any: text(format!(
                 "{insert} \
-                 SELECT $1, cur.v + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md \
+                 SELECT $1, cur.v + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md, \
+                     clock_timestamp() \
                  FROM {}, \
                      (SELECT coalesce(max(version), 0) AS v FROM {s}.events WHERE stream_id = $1) cur \
                  WHERE {open} \
@@ -124,7 +131,7 @@ impl Statements {
             )),
             append_one_exact: text(format!(
                 "{insert} \
-                 SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, $10 \
+                 SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp() \
                  WHERE ($2 = 0 OR EXISTS \
                      (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2)) \
                    AND {open} \
@@ -132,7 +139,8 @@ impl Statements {
             )),
             append_one_any: text(format!(
                 "{insert} \
-                 SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                 SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                     clock_timestamp() \
                  FROM {s}.events WHERE stream_id = $1 \
                  HAVING {open} \
                  {returning}"
