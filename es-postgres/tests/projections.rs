@@ -315,6 +315,67 @@ async fn dropped_runner_resumes_exactly_once_and_rebuilds_the_same_view() {
     common::drop_schema(store).await;
 }
 
+/// Writers appending to one stream through an inline projection (each append in a
+/// transaction of its own that may begin before the previous event commits) still leave
+/// recorded times that never go back along the stream, which loads as of a time rely on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_times_never_go_back_along_a_stream() {
+    const WRITERS: u64 = 4;
+    const APPENDS: u64 = 40;
+    let base = common::fresh_store().await;
+    let table = format!("\"{}\".balances", base.schema());
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE {table} (account text PRIMARY KEY, balance bigint NOT NULL)"
+    )))
+    .execute(base.pool())
+    .await
+    .unwrap();
+    let store = PgEventStore::builder(base.pool().clone())
+        .schema(base.schema().as_str())
+        .unwrap()
+        .inline_projection(Arc::new(Balances { table }))
+        .build();
+    let stream = StreamId::new("account", "busy").unwrap();
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let (store, stream) = (store.clone(), stream.clone());
+        writers.push(tokio::spawn(async move {
+            for n in 0..APPENDS {
+                // Never 13, which the projection refuses.
+                let amount = 100 * writer + n + 14;
+                store
+                    .append(
+                        &stream,
+                        ExpectedVersion::Any,
+                        vec![NewEvent::new(AccountEvent::Deposited { amount })],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let events: Vec<EventEnvelope<AccountEvent>> = futures_util::TryStreamExt::try_collect(
+        store.read_stream::<AccountEvent>(&stream, Version::INITIAL),
+    )
+    .await
+    .unwrap();
+    assert_eq!(events.len() as u64, WRITERS * APPENDS);
+    for pair in events.windows(2) {
+        assert!(
+            pair[0].recorded_at <= pair[1].recorded_at,
+            "version {} was recorded at {}, after version {} at {}",
+            pair[0].version,
+            pair[0].recorded_at,
+            pair[1].version,
+            pair[1].recorded_at
+        );
+    }
+    common::drop_schema(base).await;
+}
+
 async fn wait_visible(store: &PgEventStore, n: usize) {
     tokio::time::timeout(PATIENCE, async {
         while store
