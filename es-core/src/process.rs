@@ -101,6 +101,14 @@ pub trait ProcessManager: Send + Sync {
         false
     }
 
+    /// Whether a command on an aggregate whose stream is archived
+    /// ([`CommandError::Archived`](crate::CommandError::Archived)) counts as done: the
+    /// aggregate's life is over, and with it the flow's business there. By default it
+    /// fails the reaction, like any other error.
+    fn tolerates_archived(&self) -> bool {
+        false
+    }
+
     /// The commands `envelope` calls for, each with the id of the aggregate it goes to
     /// (often none).
     fn react(
@@ -212,6 +220,9 @@ where
                 Ok(_) => {}
                 Err(error) if error.rejection().is_some_and(|r| self.manager.tolerates(r)) => {
                     tracing::debug!(manager = name, %target, %error, "rejection tolerated");
+                }
+                Err(CommandError::Archived { .. }) if self.manager.tolerates_archived() => {
+                    tracing::debug!(manager = name, %target, "archived target tolerated");
                 }
                 Err(error) => {
                     return Err(ProcessError::Command {

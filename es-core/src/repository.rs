@@ -179,6 +179,7 @@ pub struct Loaded<A> {
 /// # Ok::<(), chrono::ParseError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AsOf {
     /// The state after the events up to this version (all of them, if the stream is
     /// shorter).
@@ -186,6 +187,9 @@ pub enum AsOf {
     /// The state after the events recorded at or before this time: the stream's longest
     /// prefix whose events were all recorded by then.
     Time(chrono::DateTime<chrono::Utc>),
+    /// The state after every event: the latest state, which this also loads for an
+    /// archived stream (that [`Repository::load`] refuses).
+    Latest,
 }
 
 impl AsOf {
@@ -194,6 +198,7 @@ impl AsOf {
         match self {
             Self::Version(version) => envelope.version <= version,
             Self::Time(time) => envelope.recorded_at <= time,
+            Self::Latest => true,
         }
     }
 
@@ -204,7 +209,7 @@ impl AsOf {
     fn admits(self, snapshot: &Snapshot) -> bool {
         match self {
             Self::Version(version) => snapshot.version <= version,
-            Self::Time(_) => true,
+            Self::Time(_) | Self::Latest => true,
         }
     }
 }

@@ -141,6 +141,9 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// [`read_stream`](EventStore::read_stream): the audit history is kept. Archiving an
     /// archived stream changes nothing.
     ///
+    /// Once it returns, the stream is final: appends that were under way have committed
+    /// (or failed) before it, and every later one is refused.
+    ///
     /// # Errors
     ///
     /// Fails if the backend fails.

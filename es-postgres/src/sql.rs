@@ -16,6 +16,12 @@ pub(crate) const ENVELOPE_COLUMNS: &str = "position, transaction_id, stream_id, 
 /// (kept non-negative; `abs` would overflow on the smallest hash).
 const PARTITION_OF: &str = "((hashtextextended(stream_id, 0) % $6) + $6) % $6";
 
+/// `text` as an SQL string literal. Only used on the validated schema name, which holds no
+/// quote; doubling quotes keeps it right regardless.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// The statements of one store.
 #[derive(Debug)]
 pub(crate) struct Statements {
@@ -65,7 +71,11 @@ pub(crate) struct Statements {
     /// The oldest running transaction's age and the count of committed events that are
     /// beyond the horizon, for lag reporting.
     pub(crate) horizon: Arc<str>,
-    /// Archives stream `$1`.
+    /// Archiving stream `$1`, in one transaction: take the stream's lock exclusively
+    /// (waiting for the appends under way), read its end (which, under SERIALIZABLE, makes
+    /// an append that raced the archive a serialization failure), record the archive.
+    pub(crate) archive_lock: Arc<str>,
+    pub(crate) archive_read: Arc<str>,
     pub(crate) archive_stream: Arc<str>,
     /// Whether stream `$1` is archived.
     pub(crate) is_archived: Arc<str>,
@@ -97,23 +107,27 @@ impl Statements {
             )
         };
         let returning = "RETURNING position, transaction_id, version, recorded_at";
-        let open = format!("NOT EXISTS (SELECT 1 FROM {s}.archived_streams WHERE stream_id = $1)");
-        // An uncorrelated sub-select, so that the server hashes the archived streams once
-        // per read instead of probing the table for every row.
-        let not_archived = |flag: u8| {
-            format!(
-                "(${flag}::bool OR NOT stream_id = ANY (SELECT stream_id FROM {s}.archived_streams))"
-            )
-        };
+        // Whether stream `$1` takes events, called once per statement (in a sub-select of
+        // its own where the statement has several rows): see migration 0003 for how it
+        // orders appends against archiving.
+        let open = format!("{s}.es_stream_open($1)");
+        // Joined to the rows a log read looks at, so that the server picks hashing the
+        // archived streams or probing their index for each row, whichever is cheaper for
+        // the table's size. The column is renamed to keep `stream_id` unambiguous.
+        let archived_join = format!(
+            "LEFT JOIN (SELECT stream_id AS archived_id FROM {s}.archived_streams) archived \
+                 ON archived.archived_id = stream_id"
+        );
+        let not_archived = |flag: u8| format!("(${flag}::bool OR archived.archived_id IS NULL)");
         let text = |sql: String| -> Arc<str> { Arc::from(sql) };
         Self {
             append_exact: text(format!(
                 "{insert} \
                  SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md, clock_timestamp() \
-                 FROM {} \
+                 FROM {}, (SELECT {open} AS open OFFSET 0) guard \
                  WHERE ($2 = 0 OR EXISTS \
                      (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2)) \
-                   AND {open} \
+                   AND guard.open \
                  ORDER BY e.ord \
                  {returning}",
                 unnest(3)
@@ -123,8 +137,9 @@ impl Statements {
                  SELECT $1, cur.v + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md, \
                      clock_timestamp() \
                  FROM {}, \
-                     (SELECT coalesce(max(version), 0) AS v FROM {s}.events WHERE stream_id = $1) cur \
-                 WHERE {open} \
+                     (SELECT coalesce(max(version), 0) AS v, {open} AS open \
+                      FROM {s}.events WHERE stream_id = $1) cur \
+                 WHERE cur.open \
                  ORDER BY e.ord \
                  {returning}",
                 unnest(2)
@@ -154,20 +169,22 @@ impl Statements {
             )),
             read_log: text(format!(
                 "WITH page AS ( \
-                     SELECT *, \
+                     SELECT * FROM {s}.events \
+                     WHERE (transaction_id, position) > ($1::xid8, $2) \
+                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY transaction_id, position LIMIT $5), \
+                 marked AS ( \
+                     SELECT page.*, \
                          ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
                          AND ($4::text[] IS NULL OR event_type = ANY($4)) \
                          AND ($6::int8 IS NULL OR {PARTITION_OF} = $7) \
                          AND {} AS selected \
-                     FROM {s}.events \
-                     WHERE (transaction_id, position) > ($1::xid8, $2) \
-                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                     ORDER BY transaction_id, position LIMIT $5) \
+                     FROM page {archived_join}) \
                  SELECT position, transaction_id, stream_id, version, event_id, event_type, \
                      schema_version, CASE WHEN selected THEN payload END, correlation_id, \
                      causation_id, actor, CASE WHEN selected THEN metadata END, recorded_at, \
                      selected \
-                 FROM page ORDER BY transaction_id, position",
+                 FROM marked ORDER BY transaction_id, position",
                 not_archived(8)
             )),
             find_event: text(format!(
@@ -226,7 +243,7 @@ impl Statements {
                 "DELETE FROM {s}.leases WHERE name = $1 AND owner = $2"
             )),
             count_after: text(format!(
-                "SELECT count(*) FROM {s}.events \
+                "SELECT count(*) FROM {s}.events {archived_join} \
                  WHERE (transaction_id, position) > ($1::xid8, $2) \
                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                    AND ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
@@ -235,6 +252,13 @@ impl Statements {
                    AND {}",
                 PARTITION_OF.replace("$6", "$5"),
                 not_archived(7)
+            )),
+            archive_lock: text(format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended({} || $1, 0))",
+                quote_literal(&format!("{s}."))
+            )),
+            archive_read: text(format!(
+                "SELECT coalesce(max(version), 0) FROM {s}.events WHERE stream_id = $1"
             )),
             archive_stream: text(format!(
                 "INSERT INTO {s}.archived_streams (stream_id) VALUES ($1) \

@@ -318,6 +318,7 @@ impl PgEventStore {
         if let ExpectedVersion::Exact(version) = expected
             && i64::try_from(version.get()).is_err()
         {
+            self.refuse_if_archived(stream).await?;
             return Err(AppendError::Conflict {
                 stream: stream.clone(),
                 expected,
@@ -831,10 +832,16 @@ impl EventStore for PgEventStore {
     }
 
     async fn archive_stream(&self, stream: &StreamId) -> Result<(), StoreError> {
-        retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.archive_stream)))
-                .bind(stream.as_str())
-                .execute(&self.inner.pool)
+        let sql = &self.inner.sql;
+        retry_serialization_failures(|| async {
+            let mut tx = self.inner.pool.begin().await?;
+            for statement in [&sql.archive_lock, &sql.archive_read, &sql.archive_stream] {
+                sqlx::query(AssertSqlSafe(Arc::clone(statement)))
+                    .bind(stream.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
         })
         .await
         .map_err(|e| store_error("archive", e).with_context(format!("stream `{stream}`")))?;

@@ -225,7 +225,9 @@ async fn a_schema_from_before_archiving_is_upgraded_in_place() {
         .unwrap();
     // Put the schema back as migration 2 left it.
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP TABLE \"{0}\".archived_streams; DELETE FROM \"{0}\".es_migrations WHERE version = 3",
+        "DROP FUNCTION \"{0}\".es_stream_open(text); DROP TABLE \"{0}\".archived_streams; \
+         ALTER TABLE \"{0}\".events ALTER COLUMN recorded_at SET DEFAULT now(); \
+         DELETE FROM \"{0}\".es_migrations WHERE version = 3",
         store.schema()
     )))
     .execute(store.pool())
@@ -255,7 +257,25 @@ async fn a_schema_from_before_archiving_is_upgraded_in_place() {
         store.stream_version(&stream).await.unwrap(),
         Version::new(1)
     );
+    store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(Version::new(1)),
+            vec![NewEvent::new(RawEvent::new("Noted", 1, json!({})))],
+        )
+        .await
+        .unwrap();
     store.archive_stream(&stream).await.unwrap();
     assert!(store.is_archived(&stream).await.unwrap());
+    assert!(
+        store
+            .append(
+                &stream,
+                ExpectedVersion::Any,
+                vec![NewEvent::new(RawEvent::new("Noted", 1, json!({})))]
+            )
+            .await
+            .is_err()
+    );
     common::drop_schema(store).await;
 }

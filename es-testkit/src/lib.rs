@@ -108,6 +108,7 @@ macro_rules! conformance_tests {
             archived_stream_leaves_the_log_and_subscriptions,
             repository_refuses_archived_aggregates,
             archive_while_writers_append_refuses_every_later_append,
+            process_manager_commands_on_archived_aggregates,
             load_as_of_version_and_time,
             load_as_of_uses_only_snapshots_from_before,
             unusable_snapshots_are_ignored,

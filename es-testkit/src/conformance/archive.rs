@@ -218,11 +218,20 @@ pub async fn repository_refuses_archived_aggregates<S: TestStore>(store: S) {
         .await
         .unwrap();
     assert_eq!(before.state.balance, 5);
+    let latest = repository
+        .load_as_of("closed-down", es_core::AsOf::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        (latest.version, latest.state.balance),
+        (es_core::Version::new(2), 5)
+    );
 }
 
-/// Four writers append to a stream while it is archived: every append that starts after
-/// `archive_stream` returned is refused, every append that succeeded is stored once at
-/// consecutive versions, and each writer sees the archive.
+/// Four writers append to a stream while it is archived. The stream as read right after
+/// `archive_stream` returns is final: no append lands after it, not even one that was
+/// under way. Every append that succeeded is stored once at consecutive versions, and each
+/// writer sees the archive.
 pub async fn archive_while_writers_append_refuses_every_later_append<S: TestStore>(store: S) {
     const WRITERS: usize = 4;
     let stream = account("closing");
@@ -230,10 +239,14 @@ pub async fn archive_while_writers_append_refuses_every_later_append<S: TestStor
         .append(&stream, ExpectedVersion::NoStream, deposits(1))
         .await
         .unwrap();
+    // Counts the writers that are under way (three appends stored), so that the archive
+    // lands among running writers however slow the machine is.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
         let store = store.clone();
         let stream = stream.clone();
+        let running = std::sync::Arc::clone(&running);
         writers.push(tokio::spawn(async move {
             let mut stored = Vec::new();
             let mut appends = 0_u32;
@@ -247,16 +260,29 @@ pub async fn archive_while_writers_append_refuses_every_later_append<S: TestStor
                     .append(&stream, ExpectedVersion::Any, deposits(1))
                     .await
                 {
-                    Ok(committed) => stored.push((started, committed.events[0].event_id)),
+                    Ok(committed) => {
+                        stored.push((started, committed.events[0].event_id));
+                        if stored.len() == 3 {
+                            running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
                     Err(AppendError::Archived { .. }) => return stored,
                     Err(error) => panic!("writer {writer}: {error:?}"),
                 }
             }
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while running.load(std::sync::atomic::Ordering::SeqCst) < WRITERS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the writers did not get going within a minute"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
     store.archive_stream(&stream).await.unwrap();
     let archived = tokio::time::Instant::now();
+    let at_archive = read_stream(&store, &stream).await;
 
     let mut stored_ids = vec![read_stream(&store, &stream).await[0].event_id];
     for writer in writers {
@@ -265,10 +291,14 @@ pub async fn archive_while_writers_append_refuses_every_later_append<S: TestStor
             stored.iter().all(|(started, _)| *started < archived),
             "an append that started after the archive succeeded"
         );
-        assert!(!stored.is_empty(), "the writer ran before the archive");
+        assert!(stored.len() >= 3, "the writer ran before the archive");
         stored_ids.extend(stored.into_iter().map(|(_, id)| id));
     }
     let events = read_stream(&store, &stream).await;
+    assert_eq!(
+        events, at_archive,
+        "the stream read when the archive returned is final"
+    );
     assert_eq!(
         versions(&events),
         (1..=events.len() as u64).collect::<Vec<_>>()
@@ -277,4 +307,96 @@ pub async fn archive_while_writers_append_refuses_every_later_append<S: TestStor
     read_ids.sort();
     stored_ids.sort();
     assert_eq!(read_ids, stored_ids, "every successful append stored once");
+}
+
+/// Pays a referral bonus into one fixed account for every account opened.
+struct ReferralBonus {
+    referrer: &'static str,
+    tolerant: bool,
+}
+
+impl es_core::ProcessManager for ReferralBonus {
+    type Event = AccountEvent;
+    type Target = Account;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &str {
+        "referral-bonus"
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_aggregate::<Account>().with_event_types(["Opened"])
+    }
+
+    fn tolerates_archived(&self) -> bool {
+        self.tolerant
+    }
+
+    async fn react(
+        &self,
+        _envelope: &es_core::EventEnvelope<AccountEvent>,
+    ) -> Result<Vec<(String, AccountCommand)>, Self::Error> {
+        Ok(vec![(
+            self.referrer.to_owned(),
+            AccountCommand::Deposit { amount: 10 },
+        )])
+    }
+}
+
+/// A process manager's command on an archived aggregate fails the reaction, unless the
+/// manager tolerates archived targets: then the reaction counts as done.
+pub async fn process_manager_commands_on_archived_aggregates<S: TestStore>(store: S) {
+    let accounts = Repository::<Account, _>::new(store.clone());
+    for owner in ["referrer", "newcomer"] {
+        accounts
+            .execute(
+                owner,
+                AccountCommand::Open {
+                    owner: owner.into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store.archive_stream(&account("referrer")).await.unwrap();
+    read_log::<S, AccountEvent>(&store, Position::START, EventFilter::all(), 1).await;
+
+    let strict = es_core::ProcessManagerProjection::new(
+        ReferralBonus {
+            referrer: "referrer",
+            tolerant: false,
+        },
+        accounts.clone(),
+    );
+    let mut runner = es_core::ProjectionRunner::new(store.clone(), strict)
+        .with_lease(None)
+        .with_error_policy(es_core::ErrorPolicy::stop());
+    match runner.catch_up().await {
+        Err(es_core::RunnerError::Handler { event_type, .. }) => assert_eq!(event_type, "Opened"),
+        other => panic!("expected the archived target to stop the flow, got {other:?}"),
+    }
+
+    let tolerant = es_core::ProcessManagerProjection::new(
+        ReferralBonus {
+            referrer: "referrer",
+            tolerant: true,
+        },
+        accounts.clone(),
+    );
+    let mut runner = es_core::ProjectionRunner::new(store.clone(), tolerant)
+        .with_lease(None)
+        .with_error_policy(es_core::ErrorPolicy::stop());
+    assert_eq!(
+        runner.catch_up().await.unwrap(),
+        1,
+        "the newcomer's opening"
+    );
+    let referrer = accounts
+        .load_as_of("referrer", es_core::AsOf::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        referrer.state.balance, 0,
+        "nothing was paid into the archive"
+    );
 }

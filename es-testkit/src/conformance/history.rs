@@ -93,6 +93,8 @@ pub async fn load_as_of_version_and_time<S: TestStore>(store: S) {
         .await
         .unwrap();
     assert_eq!(beyond, repository.load("travel").await.unwrap());
+    let latest = repository.load_as_of("travel", AsOf::Latest).await.unwrap();
+    assert_eq!(latest, beyond);
 }
 
 /// A load as of a version or time uses a stored snapshot exactly when it holds no later

@@ -127,12 +127,7 @@ where
         let state = match orders.load(id).await {
             Ok(loaded) => loaded.state,
             // An archived order is not loadable, but its past is.
-            Err(LoadError::Archived { .. }) => {
-                orders
-                    .load_as_of(id, AsOf::Time(chrono::Utc::now()))
-                    .await?
-                    .state
-            }
+            Err(LoadError::Archived { .. }) => orders.load_as_of(id, AsOf::Latest).await?.state,
             Err(other) => return Err(other.into()),
         };
         histories.push((id.clone(), events));
