@@ -112,7 +112,8 @@ pub trait Projection: Send {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Forgets the read model, before it is rebuilt from the start of the log. Projections
-    /// that keep their own checkpoint forget it here too.
+    /// that keep their own checkpoint forget it here too, under every key it was committed
+    /// with (the name, and `name#index/count` for each partition).
     fn reset(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
         ready(Ok(()))
     }
@@ -125,27 +126,35 @@ pub trait Projection: Send {
         false
     }
 
-    /// The position the projection's own storage has committed, for projections that keep
-    /// their own checkpoint.
+    /// The position the projection's own storage has committed under `key`, for
+    /// projections that keep their own checkpoint.
+    ///
+    /// `key` is the runner's checkpoint key: the projection's [`name`](Projection::name),
+    /// or `name#index/count` for a runner restricted to one
+    /// [`Partition`](crate::Partition). Partitions of one projection advance separately, so
+    /// each needs a checkpoint of its own.
     fn load_checkpoint(
         &mut self,
+        key: &str,
     ) -> impl Future<Output = Result<Option<Position>, Self::Error>> + Send {
+        let _ = key;
         ready(Ok(None))
     }
 
     /// Makes the writes of the events handled since the last commit durable, together with
-    /// `position` as the checkpoint if the projection keeps its own. Projections that
-    /// buffer writes flush them here; the runner saves its checkpoint only after this
-    /// succeeds.
+    /// `position` as the checkpoint under `key` if the projection keeps its own (`key` as
+    /// in [`load_checkpoint`](Projection::load_checkpoint)). Projections that buffer writes
+    /// flush them here; the runner saves its checkpoint only after this succeeds.
     ///
     /// A projection that keeps its own checkpoint must refuse (with an error) to commit if
     /// its stored checkpoint is no longer the one it loaded or last committed: another
     /// instance moved on, and this one's batch is a duplicate.
     fn commit(
         &mut self,
+        key: &str,
         position: Position,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        let _ = position;
+        let _ = (key, position);
         ready(Ok(()))
     }
 

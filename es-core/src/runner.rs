@@ -390,6 +390,10 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
 
     /// Restricts the runner to one partition of the streams: its checkpoint and lease are
     /// the projection's name followed by `#index/count`.
+    ///
+    /// Because the count is part of the key, running with another count starts new
+    /// checkpoints at the beginning of the log: changing the count is a
+    /// [`rebuild`](ProjectionRunner::rebuild).
     #[must_use]
     pub fn with_partition(mut self, partition: Partition) -> Self {
         self.partition = Some(partition);
@@ -420,9 +424,24 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
 
     /// The key of the checkpoint, lease and parked events.
     pub fn key(&self) -> String {
-        match self.partition {
+        self.key_of(self.partition)
+    }
+
+    fn key_of(&self, partition: Option<Partition>) -> String {
+        match partition {
             Some(partition) => format!("{}#{partition}", self.projection.name()),
             None => self.projection.name().to_owned(),
+        }
+    }
+
+    /// The checkpoint keys a rebuild forgets: this runner's, and those of the other
+    /// partitions of its count, since the read model they fed is reset too.
+    fn sibling_keys(&self) -> Vec<String> {
+        match self.partition {
+            Some(partition) => Partition::all(partition.count())
+                .map(|p| self.key_of(Some(p)))
+                .collect(),
+            None => vec![self.key()],
         }
     }
 
@@ -498,6 +517,12 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
 
     /// Forgets the read model and its checkpoint and handles the whole log again.
     ///
+    /// For a partitioned runner, the read model is shared: the rebuild resets it and the
+    /// checkpoints of every partition of the runner's count, then catches up this
+    /// partition. Stop the other partitions' runners first and start them again after:
+    /// they begin at the start of the log. (Calling `rebuild` on each of them would reset
+    /// the read model again each time.)
+    ///
     /// # Errors
     ///
     /// As [`ProjectionRunner::catch_up`], and if the reset fails.
@@ -516,13 +541,15 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 source: Box::new(e),
             })?;
         if !self.projection.keeps_own_checkpoint() && !self.checkpoint_in_memory {
-            self.store
-                .delete_checkpoint(&key)
-                .await
-                .map_err(|source| RunnerError::Store {
-                    projection: key.clone(),
-                    source,
-                })?;
+            for checkpoint in self.sibling_keys() {
+                self.store
+                    .delete_checkpoint(&checkpoint)
+                    .await
+                    .map_err(|source| RunnerError::Store {
+                        projection: key.clone(),
+                        source,
+                    })?;
+            }
         }
         self.committed = None;
         self.status.update(|status| status.position = None);
@@ -597,7 +624,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         }
         if self.projection.keeps_own_checkpoint() {
             self.projection
-                .load_checkpoint()
+                .load_checkpoint(&key)
                 .await
                 .map_err(|e| RunnerError::Commit {
                     projection: key,
@@ -623,7 +650,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             source,
         };
         self.projection
-            .commit(position)
+            .commit(&key, position)
             .await
             .map_err(|e| failed(Box::new(e)))?;
         if !self.projection.keeps_own_checkpoint() && !self.checkpoint_in_memory {

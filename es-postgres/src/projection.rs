@@ -61,7 +61,8 @@ pub trait PgProjection: Send {
     /// The events it reads.
     type Event: DomainEvent;
 
-    /// Its stable name: the key of its checkpoint.
+    /// Its stable name: the key of its checkpoint (followed by `#index/count` when a
+    /// runner is restricted to a partition, each partition keeping its own).
     fn name(&self) -> &str;
 
     /// The events it reads (by default, the event types `Self::Event` decodes).
@@ -96,8 +97,8 @@ pub trait PgProjection: Send {
     /// batch was rolled back.
     fn discard(&mut self) {}
 
-    /// Empties the read model before a rebuild, through `tx` (which also removes the
-    /// checkpoint).
+    /// Empties the read model before a rebuild, through `tx` (which also removes its
+    /// checkpoints, those of every partition included).
     fn reset(
         &mut self,
         tx: &mut PgConnection,
@@ -230,8 +231,9 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
     async fn reset(&mut self) -> Result<(), PgProjectionError> {
         self.rollback().await?;
         let name = self.projection.name().to_owned();
+        // Every partition's checkpoint too: they all fed the read model being reset.
         let delete = AssertSqlSafe(format!(
-            "DELETE FROM {}.checkpoints WHERE name = $1",
+            "DELETE FROM {}.checkpoints WHERE name = $1 OR starts_with(name, $1 || '#')",
             self.store.schema_quoted()
         ));
         self.begin().await?;
@@ -262,19 +264,19 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         true
     }
 
-    async fn load_checkpoint(&mut self) -> Result<Option<Position>, PgProjectionError> {
-        let loaded = es_core::CheckpointStore::load_checkpoint(&self.store, self.projection.name())
+    async fn load_checkpoint(&mut self, key: &str) -> Result<Option<Position>, PgProjectionError> {
+        let loaded = es_core::CheckpointStore::load_checkpoint(&self.store, key)
             .await
             .map_err(|source| PgProjectionError::Database {
-                projection: self.projection.name().to_owned(),
+                projection: key.to_owned(),
                 source,
             })?;
         self.seen = loaded;
         Ok(loaded)
     }
 
-    async fn commit(&mut self, position: Position) -> Result<(), PgProjectionError> {
-        let name = self.projection.name().to_owned();
+    async fn commit(&mut self, key: &str, position: Position) -> Result<(), PgProjectionError> {
+        let name = key.to_owned();
         let fenced = || PgProjectionError::Fenced {
             projection: name.clone(),
         };

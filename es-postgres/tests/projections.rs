@@ -16,7 +16,7 @@ use std::time::Duration;
 use es_core::error::BoxError;
 use es_core::{
     AppendError, ErrorPolicy, EventEnvelope, EventFilter, EventStore as _, ExpectedVersion,
-    NewEvent, Position, ProjectionRunner, RawEvent, StreamId, Version,
+    NewEvent, Partition, Position, ProjectionRunner, RawEvent, StreamId, Version,
 };
 use es_postgres::{PgEventStore, PgInlineProjection, PgProjection, PgTransactionalProjection};
 use es_testkit::fixture::AccountEvent;
@@ -312,6 +312,88 @@ async fn dropped_runner_resumes_exactly_once_and_rebuilds_the_same_view() {
     let mut rebuilt = ledger.rows(&store).await;
     rebuilt.sort();
     assert_eq!(rebuilt, live_rows, "a rebuild gives the same view");
+    common::drop_schema(store).await;
+}
+
+/// Partitioned runners of one transactional projection share its table: each partition
+/// commits its own checkpoint row with its writes, restarted partitions resume each from
+/// its own, and a rebuild through one partition resets the table and every partition's
+/// checkpoint, after which the others start over. Each event lands once throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_of_a_transactional_projection_resume_and_rebuild_together() {
+    const PARTITIONS: u32 = 3;
+    let store = common::fresh_store().await;
+    let ledger = Ledger::create(&store).await;
+    let mut ids = HashSet::new();
+    for stream in 0..12 {
+        ids.extend(deposit(&store, &format!("p{stream}"), 20).await);
+    }
+    wait_visible(&store, ids.len()).await;
+
+    let start = |buffered: bool| {
+        Partition::all(PARTITIONS)
+            .map(|partition| {
+                ProjectionRunner::new(
+                    store.clone(),
+                    PgTransactionalProjection::new(store.clone(), ledger.writer(buffered)),
+                )
+                .with_batch_size(25)
+                .with_partition(partition)
+            })
+            .collect::<Vec<_>>()
+    };
+    let run_all = |runners: Vec<ProjectionRunner<_, PgEventStore>>| async move {
+        let tasks: Vec<_> = runners
+            .into_iter()
+            .map(|mut runner| {
+                tokio::spawn(async move { runner.catch_up().await.map(|n| (runner, n)) })
+            })
+            .collect();
+        let mut done = Vec::new();
+        for task in tasks {
+            done.push(task.await.unwrap().unwrap());
+        }
+        done
+    };
+
+    let first = run_all(start(false)).await;
+    assert!(
+        first.iter().filter(|(_, handled)| *handled > 0).count() > 1,
+        "the streams are spread over partitions"
+    );
+    exactly_once(&ledger, &store, &ids).await;
+    let checkpoints: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT name FROM \"{}\".checkpoints ORDER BY name",
+        store.schema()
+    )))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(checkpoints, ["ledger#1/3", "ledger#2/3", "ledger#3/3"]);
+
+    for stream in 0..12 {
+        ids.extend(deposit(&store, &format!("p{stream}"), 5).await);
+    }
+    wait_visible(&store, ids.len()).await;
+    let resumed = run_all(start(true)).await;
+    let handled: u64 = resumed.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        handled, 60,
+        "each partition resumes after its own checkpoint"
+    );
+    exactly_once(&ledger, &store, &ids).await;
+
+    let mut runners: Vec<_> = resumed.into_iter().map(|(runner, _)| runner).collect();
+    let rebuilt_here = runners[0].rebuild().await.unwrap();
+    assert!(rebuilt_here > 0 && rebuilt_here < ids.len() as u64);
+    let others = runners.split_off(1);
+    let again: u64 = run_all(others).await.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        rebuilt_here + again,
+        ids.len() as u64,
+        "after the rebuild every partition starts over"
+    );
+    exactly_once(&ledger, &store, &ids).await;
     common::drop_schema(store).await;
 }
 

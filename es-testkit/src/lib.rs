@@ -99,6 +99,7 @@ macro_rules! conformance_tests {
             stop_policy_stops_at_the_failing_event,
             status_reports_position_lag_and_errors,
             partitioned_runners_split_streams_and_keep_order,
+            partitions_of_one_read_model_resume_and_rebuild_together,
             process_manager_issues_each_command_once,
             parked_events_and_leases_are_stored,
             catch_up_through_sees_the_append,

@@ -40,8 +40,9 @@ pub struct Ledger {
     pub balances: BTreeMap<String, i64>,
     /// The (stream, version) of every applied event, in the order applied.
     pub order: Vec<(StreamId, Version)>,
-    /// The committed checkpoint (for views that keep their own).
-    pub position: Option<Position>,
+    /// The committed checkpoints by runner key (for views that keep their own): one for
+    /// an unpartitioned runner, one per partition otherwise.
+    pub checkpoints: BTreeMap<String, Position>,
 }
 
 impl Ledger {
@@ -199,15 +200,15 @@ impl Projection for LedgerView {
         true
     }
 
-    async fn load_checkpoint(&mut self) -> Result<Option<Position>, ViewError> {
-        self.loaded = self.storage.lock().position;
+    async fn load_checkpoint(&mut self, key: &str) -> Result<Option<Position>, ViewError> {
+        self.loaded = self.storage.lock().checkpoints.get(key).copied();
         Ok(self.loaded)
     }
 
-    async fn commit(&mut self, position: Position) -> Result<(), ViewError> {
+    async fn commit(&mut self, key: &str, position: Position) -> Result<(), ViewError> {
         let mut ledger = self.storage.lock();
-        if ledger.position != self.loaded {
-            let found = ledger.position;
+        let found = ledger.checkpoints.get(key).copied();
+        if found != self.loaded {
             drop(ledger);
             self.staged.clear();
             return Err(ViewError::Fenced {
@@ -218,7 +219,7 @@ impl Projection for LedgerView {
         for envelope in self.staged.drain(..) {
             ledger.apply(&envelope);
         }
-        ledger.position = Some(position);
+        ledger.checkpoints.insert(key.to_owned(), position);
         self.loaded = Some(position);
         Ok(())
     }

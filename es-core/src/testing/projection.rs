@@ -138,7 +138,8 @@ impl<P: Projection> ProjectionFixture<P> {
     #[track_caller]
     fn commit(&mut self) {
         let position = Position::from_parts(self.position, self.position);
-        if let Err(error) = block_on(self.projection.commit(position)) {
+        let key = self.projection.name().to_owned();
+        if let Err(error) = block_on(self.projection.commit(&key, position)) {
             panic!("the projection failed to commit: {error}\n{error:?}");
         }
     }

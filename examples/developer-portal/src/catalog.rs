@@ -144,11 +144,12 @@ impl Projection for ApplicationCatalog {
         true
     }
 
-    async fn load_checkpoint(&mut self) -> Result<Option<Position>, Infallible> {
+    // The catalog runs unpartitioned, so one position serves its only key.
+    async fn load_checkpoint(&mut self, _key: &str) -> Result<Option<Position>, Infallible> {
         Ok(self.position)
     }
 
-    async fn commit(&mut self, position: Position) -> Result<(), Infallible> {
+    async fn commit(&mut self, _key: &str, position: Position) -> Result<(), Infallible> {
         // Writes are applied as they come, in memory: committing only moves the checkpoint.
         self.position = Some(position);
         Ok(())
