@@ -1,7 +1,7 @@
 //! [`ProjectionRunner`]: feeds a projection from its checkpoint, commits in batches, applies
 //! its error policy, coordinates instances through leases, and rebuilds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -137,7 +137,8 @@ pub struct ProjectionStatus {
     pub state: RunnerState,
     /// The last committed position.
     pub position: Option<Position>,
-    /// Events handled since the runner started.
+    /// Events handled since the runner started (parked ones included; those of a batch
+    /// dropped before its commit taken off again).
     pub handled: u64,
     /// Events parked since the runner started.
     pub parked: u64,
@@ -265,6 +266,8 @@ enum Outcome {
     /// Drop the uncommitted batch and read again from the last commit, committing event
     /// by event up to and including this position.
     Isolate(Position),
+    /// The lease was lost while retrying: drop the uncommitted batch and stand by.
+    LeaseLost,
 }
 
 /// Feeds a [`Projection`] from the log.
@@ -287,7 +290,8 @@ enum Outcome {
 /// - **Status**: [`status`](ProjectionRunner::status) gives a handle to the position,
 ///   counts, last error and lag, readable while the runner runs.
 ///
-/// Each batch runs in a `tracing` span named `es.projection`.
+/// Each event is handled in a `tracing` span named `es.projection` (with the projection's
+/// key, the stream and the version).
 pub struct ProjectionRunner<P: Projection, S> {
     projection: P,
     store: S,
@@ -303,6 +307,20 @@ pub struct ProjectionRunner<P: Projection, S> {
     committed: Option<Position>,
     /// Attempts at the event that is failing, across the replays that isolate it.
     failing: HashMap<uuid::Uuid, u32>,
+    /// When the lease is due for renewal.
+    lease_renew_at: Instant,
+    /// After this, the lease may have run out since it was last renewed: holding it again
+    /// would not prove that no other instance worked in between.
+    lease_lapses_at: Instant,
+    /// The parked events of a runner whose checkpoint lives in memory: they belong to
+    /// this process's read model, not to the store's dead-letter table, which other
+    /// processes with read models of their own would share.
+    parked_here: Vec<ParkedEvent>,
+    /// The ids of this runner's parked events, as read when reading started.
+    parked_ids: HashSet<Uuid>,
+    /// Parked events the projection has since handled (replayed by a rebuild, or re-read
+    /// after a crash between parking and commit): unparked once their batch commits.
+    recovered: Vec<Uuid>,
 }
 
 impl<P: Projection + fmt::Debug, S: fmt::Debug> fmt::Debug for ProjectionRunner<P, S> {
@@ -345,6 +363,11 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             },
             committed: None,
             failing: HashMap::new(),
+            lease_renew_at: Instant::now(),
+            lease_lapses_at: Instant::now(),
+            parked_here: Vec::new(),
+            parked_ids: HashSet::new(),
+            recovered: Vec::new(),
         }
     }
 
@@ -393,7 +416,9 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
     ///
     /// Because the count is part of the key, running with another count starts new
     /// checkpoints at the beginning of the log: changing the count is a
-    /// [`rebuild`](ProjectionRunner::rebuild).
+    /// [`rebuild`](ProjectionRunner::rebuild). Runners of different counts, or partitioned
+    /// and unpartitioned runners of one projection, also take different leases, so nothing
+    /// stops them from running at once and applying events twice: stop the old ones first.
     #[must_use]
     pub fn with_partition(mut self, partition: Partition) -> Self {
         self.partition = Some(partition);
@@ -523,6 +548,9 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
     /// they begin at the start of the log. (Calling `rebuild` on each of them would reset
     /// the read model again each time.)
     ///
+    /// Parked events are replayed with the rest: those the projection now handles are
+    /// unparked, the others are parked again.
+    ///
     /// # Errors
     ///
     /// As [`ProjectionRunner::catch_up`], and if the reset fails.
@@ -533,13 +561,8 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         {
             return Err(RunnerError::LeaseHeld { projection: key });
         }
-        self.projection
-            .reset()
-            .await
-            .map_err(|e| RunnerError::Reset {
-                projection: key.clone(),
-                source: Box::new(e),
-            })?;
+        // Checkpoints first: a crash before the reset then replays into the old read model
+        // (at least once), where the other order would resume past an emptied one.
         if !self.projection.keeps_own_checkpoint() && !self.checkpoint_in_memory {
             for checkpoint in self.sibling_keys() {
                 self.store
@@ -551,9 +574,35 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                     })?;
             }
         }
+        self.projection
+            .reset()
+            .await
+            .map_err(|e| RunnerError::Reset {
+                projection: key.clone(),
+                source: Box::new(e),
+            })?;
         self.committed = None;
         self.status.update(|status| status.position = None);
         self.catch_up().await
+    }
+
+    /// The events this runner's projection has parked, oldest first: from the store's
+    /// dead-letter table, or from the runner itself when its checkpoint lives in memory.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the store fails.
+    pub async fn parked(&self) -> Result<Vec<ParkedEvent>, RunnerError> {
+        if self.checkpoint_in_memory {
+            return Ok(self.parked_here.clone());
+        }
+        self.store
+            .parked(&self.key())
+            .await
+            .map_err(|source| RunnerError::Store {
+                projection: self.key(),
+                source,
+            })
     }
 
     /// Hands each parked event of this projection to it again; those it now handles are
@@ -561,7 +610,8 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
     ///
     /// # Errors
     ///
-    /// Fails if the store fails or a commit fails.
+    /// Fails if the store fails or a commit fails, or if the runner loses its lease
+    /// meanwhile.
     pub async fn retry_parked(&mut self) -> Result<usize, RunnerError> {
         let key = self.key();
         if let Some(ttl) = self.lease
@@ -576,11 +626,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
 
     async fn retry_parked_inner(&mut self) -> Result<usize, RunnerError> {
         let key = self.key();
-        let store_error = |source| RunnerError::Store {
-            projection: key.clone(),
-            source,
-        };
-        let parked = self.store.parked(&key).await.map_err(store_error)?;
+        let parked = self.parked().await?;
         let mut handled = 0;
         for mut entry in parked {
             let envelope = self
@@ -594,27 +640,59 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             let Some(envelope) = envelope else {
                 continue;
             };
-            match self.projection.handle(&envelope).await {
+            let span = self.span(&envelope);
+            match self.projection.handle(&envelope).instrument(span).await {
                 Ok(()) => {
+                    if !self.keep_lease().await? {
+                        self.rollback().await;
+                        return Err(RunnerError::LeaseHeld { projection: key });
+                    }
                     // Commit the writes without moving the checkpoint.
                     let position = self.checkpoint().await?.unwrap_or(Position::START);
                     self.commit(position).await?;
-                    self.store
-                        .unpark(&key, entry.event_id)
-                        .await
-                        .map_err(store_error)?;
+                    self.unpark(entry.event_id).await?;
                     handled += 1;
                 }
                 Err(error) => {
                     self.rollback().await;
+                    tracing::warn!(projection = %key, event_id = %entry.event_id, error = &error as &dyn std::error::Error, "parked event failed again");
                     entry.error = error.to_string();
                     entry.attempts += 1;
                     entry.parked_at = Utc::now();
-                    self.store.park(entry).await.map_err(store_error)?;
+                    self.park(entry).await?;
                 }
             }
         }
         Ok(handled)
+    }
+
+    async fn park(&mut self, entry: ParkedEvent) -> Result<(), RunnerError> {
+        if self.checkpoint_in_memory {
+            self.parked_here.retain(|e| e.event_id != entry.event_id);
+            self.parked_here.push(entry);
+            return Ok(());
+        }
+        self.store
+            .park(entry)
+            .await
+            .map_err(|source| RunnerError::Store {
+                projection: self.key(),
+                source,
+            })
+    }
+
+    async fn unpark(&mut self, event_id: Uuid) -> Result<(), RunnerError> {
+        if self.checkpoint_in_memory {
+            self.parked_here.retain(|e| e.event_id != event_id);
+            return Ok(());
+        }
+        self.store
+            .unpark(&self.key(), event_id)
+            .await
+            .map_err(|source| RunnerError::Store {
+                projection: self.key(),
+                source,
+            })
     }
 
     async fn checkpoint(&mut self) -> Result<Option<Position>, RunnerError> {
@@ -662,23 +740,83 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         self.committed = Some(position);
         self.status
             .update(|status| status.position = Some(position));
+        for event_id in std::mem::take(&mut self.recovered) {
+            self.unpark(event_id).await?;
+        }
         Ok(())
     }
 
+    /// Commits unless the lease may have been lost since the batch began; `false` if it
+    /// dropped the batch instead (another instance may have handled these events).
+    async fn commit_held(&mut self, position: Position) -> Result<bool, RunnerError> {
+        if !self.keep_lease().await? {
+            self.rollback().await;
+            return Ok(false);
+        }
+        self.commit(position).await?;
+        Ok(true)
+    }
+
     async fn rollback(&mut self) {
+        self.recovered.clear();
         if let Err(error) = self.projection.rollback().await {
             tracing::warn!(projection = %self.key(), error = &error as &dyn std::error::Error, "rollback failed");
         }
     }
 
-    async fn acquire(&self, ttl: Duration) -> Result<bool, RunnerError> {
-        self.store
+    /// Takes or renews the lease; `true` if this runner holds it.
+    async fn acquire(&mut self, ttl: Duration) -> Result<bool, RunnerError> {
+        let asked_at = Instant::now();
+        let held = self
+            .store
             .acquire_lease(&self.key(), self.owner, ttl)
             .await
             .map_err(|source| RunnerError::Store {
                 projection: self.key(),
                 source,
-            })
+            })?;
+        if held {
+            self.lease_renew_at = asked_at + ttl / 3;
+            self.lease_lapses_at = asked_at + ttl * 3 / 4;
+        }
+        Ok(held)
+    }
+
+    /// Whether this runner has held its lease without a break, renewing it when due.
+    /// `false` once another instance took it, or once it may have run out since the last
+    /// renewal (after a long pause): taking it again then proves nothing about meanwhile.
+    async fn keep_lease(&mut self) -> Result<bool, RunnerError> {
+        let Some(ttl) = self.lease else {
+            return Ok(true);
+        };
+        let now = Instant::now();
+        if now < self.lease_renew_at {
+            return Ok(true);
+        }
+        if now >= self.lease_lapses_at {
+            return Ok(false);
+        }
+        self.acquire(ttl).await
+    }
+
+    /// Waits `pause`, renewing the lease meanwhile; `false` if it was lost.
+    async fn pause_holding_lease(&mut self, pause: Duration) -> Result<bool, RunnerError> {
+        let until = Instant::now() + pause;
+        loop {
+            if !self.keep_lease().await? {
+                return Ok(false);
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Ok(true);
+            }
+            let mut slice = until - now;
+            if self.lease.is_some() {
+                let renewal = self.lease_renew_at.saturating_duration_since(now);
+                slice = slice.min(renewal.max(Duration::from_millis(1)));
+            }
+            futures_timer::Delay::new(slice).await;
+        }
     }
 
     async fn release(&self) {
@@ -687,6 +825,15 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         {
             tracing::warn!(projection = %self.key(), error = &error as &dyn std::error::Error, "cannot release lease");
         }
+    }
+
+    fn span(&self, envelope: &EventEnvelope<P::Event>) -> tracing::Span {
+        tracing::debug_span!(
+            "es.projection",
+            projection = %self.key(),
+            stream = %envelope.stream_id,
+            version = %envelope.version,
+        )
     }
 
     /// The loop behind `catch_up` (`live == false`: ends at the end of the log) and
@@ -739,16 +886,22 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         let mut handled = 0;
         // Commit event by event up to here: a failed event is being isolated.
         let mut isolate_until: Option<Position> = None;
+        // Events handled since the last commit; forgotten when their batch is dropped.
+        let mut pending: usize = 0;
         'restart: loop {
+            if pending > 0 {
+                handled -= pending as u64;
+                self.status
+                    .update(|status| status.handled -= pending as u64);
+                pending = 0;
+            }
             // Take the lease, or wait for it (live) / give up (catching up).
-            let mut renew_at = Instant::now();
             if let Some(ttl) = self.lease {
                 // Catching up waits at most one lease term: long enough for the lease of an
                 // instance that crashed to run out, not for one that is alive.
                 let give_up = Instant::now() + ttl + ttl / 10;
                 loop {
                     if self.acquire(ttl).await? {
-                        renew_at = Instant::now() + ttl / 3;
                         break;
                     }
                     if !live {
@@ -768,6 +921,15 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             self.status
                 .update(|status| status.state = RunnerState::CatchingUp);
             self.committed = self.checkpoint().await?;
+            let committed = self.committed;
+            self.status.update(|status| status.position = committed);
+            self.parked_ids = self
+                .parked()
+                .await?
+                .into_iter()
+                .map(|entry| entry.event_id)
+                .collect();
+            self.recovered.clear();
             let after = self.committed.unwrap_or(Position::START);
             let filter = self.filter();
             let mut events: Events<P::Event> = if live {
@@ -775,7 +937,6 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             } else {
                 Box::pin(self.store.read_all::<P::Event>(after, filter))
             };
-            let mut pending: usize = 0;
             let mut last: Option<Position> = None;
             let mut commit_by: Option<Instant> = None;
             // One timer, moved when its deadline changes: a timer per event would cost more
@@ -784,22 +945,15 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             let mut timer_at = Instant::now() + Duration::from_secs(3600);
             loop {
                 // Keep the lease while working.
-                if let Some(ttl) = self.lease
-                    && Instant::now() >= renew_at
-                {
-                    if !self.acquire(ttl).await? {
-                        tracing::info!(projection = %key, "lost the lease; standing by");
-                        self.rollback().await;
-                        continue 'restart;
-                    }
-                    renew_at = Instant::now() + ttl / 3;
+                if !self.keep_lease().await? {
+                    tracing::info!(projection = %key, "lost the lease; standing by");
+                    self.rollback().await;
+                    continue 'restart;
                 }
                 let next = if live {
-                    let deadline = match (commit_by, self.lease) {
-                        (Some(at), _) => at,
-                        (None, Some(_)) => renew_at,
-                        (None, None) => Instant::now() + Duration::from_secs(3600),
-                    };
+                    let far = Instant::now() + Duration::from_secs(3600);
+                    let renewal = self.lease.map_or(far, |_| self.lease_renew_at);
+                    let deadline = commit_by.unwrap_or(far).min(renewal);
                     if deadline != timer_at {
                         timer.reset(deadline.saturating_duration_since(Instant::now()));
                         timer_at = deadline;
@@ -815,7 +969,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                     Next::Event(Ok(envelope)) => envelope,
                     Next::Event(Err(source)) => {
                         if let Some(position) = last {
-                            self.commit(position).await?;
+                            self.commit_held(position).await?;
                         }
                         return Err(RunnerError::Read {
                             projection: key,
@@ -824,7 +978,12 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                     }
                     Next::Idle | Next::End | Next::Shutdown => {
                         if let Some(position) = last.take() {
-                            self.commit(position).await?;
+                            if !self.commit_held(position).await? {
+                                if matches!(next, Next::Shutdown) {
+                                    return Ok(handled - pending as u64);
+                                }
+                                continue 'restart;
+                            }
                             pending = 0;
                         }
                         commit_by = None;
@@ -848,8 +1007,25 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 };
 
                 let position = envelope.position;
-                match self.handle(&envelope, pending).await? {
+                let outcome = match self.handle(&envelope, pending).await {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        // The events before the failing one are done: keep them.
+                        if let Some(position) = last
+                            && let Err(commit) = self.commit_held(position).await
+                        {
+                            tracing::warn!(projection = %key, error = &commit as &dyn std::error::Error, "cannot commit before stopping");
+                        }
+                        return Err(error);
+                    }
+                };
+                match outcome {
                     Outcome::Handled | Outcome::Parked => {
+                        if matches!(outcome, Outcome::Handled)
+                            && self.parked_ids.remove(&envelope.event_id)
+                        {
+                            self.recovered.push(envelope.event_id);
+                        }
                         handled += 1;
                         pending += 1;
                         last = Some(position);
@@ -860,7 +1036,10 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                     }
                     Outcome::Isolate(failed_at) => {
                         isolate_until = Some(failed_at);
-                        handled -= pending as u64;
+                        continue 'restart;
+                    }
+                    Outcome::LeaseLost => {
+                        tracing::info!(projection = %key, "lost the lease while retrying; standing by");
                         continue 'restart;
                     }
                 }
@@ -869,7 +1048,9 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                     isolate_until = None;
                 }
                 if pending >= self.batch_size || isolating {
-                    self.commit(position).await?;
+                    if !self.commit_held(position).await? {
+                        continue 'restart;
+                    }
                     pending = 0;
                     last = None;
                     commit_by = None;
@@ -880,18 +1061,14 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         }
     }
 
-    /// Hands one event to the projection, applying the error policy.
+    /// Hands one event to the projection, applying the error policy, in a span named
+    /// `es.projection`.
     async fn handle(
         &mut self,
         envelope: &EventEnvelope<P::Event>,
         pending: usize,
     ) -> Result<Outcome, RunnerError> {
-        let span = tracing::debug_span!(
-            "es.projection",
-            projection = %self.key(),
-            stream = %envelope.stream_id,
-            version = %envelope.version,
-        );
+        let span = self.span(envelope);
         self.handle_with_policy(envelope, pending)
             .instrument(span)
             .await
@@ -932,7 +1109,16 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 }
             }
             if attempts <= self.policy.retries {
-                futures_timer::Delay::new(self.policy.pause(attempts)).await;
+                // A long pause must not let the lease run out unnoticed: another instance
+                // would take it and handle these events too.
+                if !self
+                    .pause_holding_lease(self.policy.pause(attempts))
+                    .await?
+                {
+                    self.failing.remove(&envelope.event_id);
+                    self.rollback().await;
+                    return Ok(Outcome::LeaseLost);
+                }
                 continue;
             }
             self.failing.remove(&envelope.event_id);
@@ -948,7 +1134,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 }),
                 OnFailure::Park => {
                     let parked = ParkedEvent {
-                        projection: key.clone(),
+                        projection: key,
                         event_id: envelope.event_id,
                         stream_id: envelope.stream_id.clone(),
                         version: envelope.version,
@@ -958,13 +1144,8 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                         attempts,
                         parked_at: Utc::now(),
                     };
-                    self.store
-                        .park(parked)
-                        .await
-                        .map_err(|source| RunnerError::Store {
-                            projection: key,
-                            source,
-                        })?;
+                    self.park(parked).await?;
+                    self.parked_ids.insert(envelope.event_id);
                     self.status.update(|status| status.parked += 1);
                     Ok(Outcome::Parked)
                 }

@@ -231,9 +231,12 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
     async fn reset(&mut self) -> Result<(), PgProjectionError> {
         self.rollback().await?;
         let name = self.projection.name().to_owned();
-        // Every partition's checkpoint too: they all fed the read model being reset.
+        // Every partition's checkpoint too (`name#index/count`): they all fed the read
+        // model being reset. Only that exact shape, so `name#v2` stays another projection.
         let delete = AssertSqlSafe(format!(
-            "DELETE FROM {}.checkpoints WHERE name = $1 OR starts_with(name, $1 || '#')",
+            "DELETE FROM {}.checkpoints WHERE name = $1 \
+             OR (starts_with(name, $1 || '#') \
+                 AND substr(name, length($1) + 2) ~ '^[0-9]+/[0-9]+$')",
             self.store.schema_quoted()
         ));
         self.begin().await?;

@@ -682,3 +682,155 @@ pub async fn process_manager_tolerated_rejections_count_as_done<S: TestStore>(st
         other => panic!("expected the rejection to stop the flow, got {other:?}"),
     }
 }
+
+/// A runner that resumes from a stored checkpoint reports that position, and no lag,
+/// before it has handled anything.
+pub async fn resumed_runner_reports_its_checkpoint<S: TestStore>(store: S) {
+    deposit(&store, "a", 5).await;
+    settled(&store, 5).await;
+    let storage = LedgerStorage::default();
+    let mut first = runner(
+        &store,
+        CountingView::new("counting", storage.clone(), Faults::none()),
+    );
+    assert_eq!(first.catch_up().await.unwrap(), 5);
+    let committed = first.status().get().position;
+    assert!(committed.is_some());
+
+    let mut second = runner(
+        &store,
+        CountingView::new("counting", storage, Faults::none()),
+    );
+    assert_eq!(second.catch_up().await.unwrap(), 0);
+    let status = second.status();
+    assert_eq!(status.get().position, committed);
+    assert_eq!(status.lag(&store).await.unwrap(), 0);
+}
+
+/// With the stop policy, what came before the failing event in its batch is committed,
+/// even for a read model in process memory: after the fix, nothing is applied twice.
+pub async fn stop_policy_keeps_the_events_before_the_failure<S: TestStore>(store: S) {
+    let ids: HashSet<Uuid> = deposit(&store, "a", 5).await.into_iter().collect();
+    settled(&store, 5).await;
+    let storage = LedgerStorage::default();
+    let faults = Faults::none();
+    faults.fail_on(3);
+    let mut runner = runner(
+        &store,
+        CountingView::new("memory", storage.clone(), faults.clone()),
+    )
+    .with_checkpoint_in_memory()
+    .with_error_policy(ErrorPolicy::stop());
+    assert!(matches!(
+        runner.catch_up().await,
+        Err(RunnerError::Handler { .. })
+    ));
+    assert_eq!(storage.get().applied.len(), 2);
+    faults.heal();
+    assert_eq!(runner.catch_up().await.unwrap(), 3);
+    let ledger = storage.get();
+    assert!(ledger.applied_exactly(&ids), "each event once: {ledger:?}");
+    assert_eq!(ledger.balances["a"], 15);
+}
+
+/// A rebuild replays parked events with the rest: one the projection now handles is
+/// unparked, so retrying parked events afterwards applies nothing twice.
+pub async fn rebuild_settles_parked_events<S: TestStore>(store: S) {
+    let ids: HashSet<Uuid> = deposit(&store, "a", 5).await.into_iter().collect();
+    settled(&store, 5).await;
+    let storage = LedgerStorage::default();
+    let faults = Faults::none();
+    faults.fail_on(3);
+    let mut runner = runner(
+        &store,
+        LedgerView::new("ledger", storage.clone(), faults.clone()),
+    )
+    .with_error_policy(ErrorPolicy::park());
+    assert_eq!(runner.catch_up().await.unwrap(), 5);
+    assert_eq!(runner.parked().await.unwrap().len(), 1);
+
+    faults.heal();
+    assert_eq!(runner.rebuild().await.unwrap(), 5);
+    assert!(store.parked("ledger").await.unwrap().is_empty());
+    assert_eq!(runner.retry_parked().await.unwrap(), 0);
+    let ledger = storage.get();
+    assert!(ledger.applied_exactly(&ids), "each event once: {ledger:?}");
+    assert_eq!(ledger.balances["a"], 15);
+}
+
+/// Runners whose read model lives in process memory keep their parked events to
+/// themselves: one process retrying its parked event does not take it from another's.
+pub async fn in_memory_runners_keep_their_parked_events<S: TestStore>(store: S) {
+    let ids: HashSet<Uuid> = deposit(&store, "a", 5).await.into_iter().collect();
+    settled(&store, 5).await;
+    let faults = Faults::none();
+    faults.fail_on(3);
+    let (here, there) = (LedgerStorage::default(), LedgerStorage::default());
+    let in_memory = |storage: &LedgerStorage| {
+        runner(
+            &store,
+            CountingView::new("memory", storage.clone(), faults.clone()),
+        )
+        .with_checkpoint_in_memory()
+        .with_error_policy(ErrorPolicy::park())
+    };
+    let (mut a, mut b) = (in_memory(&here), in_memory(&there));
+    a.catch_up().await.unwrap();
+    b.catch_up().await.unwrap();
+    assert!(
+        store.parked("memory").await.unwrap().is_empty(),
+        "nothing in the store's dead-letter table"
+    );
+    assert_eq!(a.parked().await.unwrap().len(), 1);
+    assert_eq!(b.parked().await.unwrap().len(), 1);
+
+    faults.heal();
+    assert_eq!(a.retry_parked().await.unwrap(), 1);
+    assert_eq!(b.retry_parked().await.unwrap(), 1);
+    for storage in [here, there] {
+        let ledger = storage.get();
+        assert!(ledger.applied_exactly(&ids), "each event once: {ledger:?}");
+    }
+}
+
+/// A runner retrying a failing event with pauses longer than its lease keeps renewing
+/// the lease: a second instance cannot take over meanwhile and handle the same events.
+pub async fn lease_outlasts_retry_pauses<S: TestStore>(store: S) {
+    let ids: HashSet<Uuid> = deposit(&store, "a", 10).await.into_iter().collect();
+    settled(&store, 10).await;
+    let storage = LedgerStorage::default();
+    let faults = Faults::none();
+    faults.fail_on(3);
+    let lease = Some(Duration::from_secs(2));
+    // Pauses of 0.5 s, 1 s and 2 s: together well past the lease's 2 s.
+    let mut first = ProjectionRunner::new(
+        store.clone(),
+        CountingView::new("counting", storage.clone(), faults.clone()),
+    )
+    .with_lease(lease)
+    .with_batch_size(3)
+    .with_error_policy(ErrorPolicy::retry(3, Duration::from_millis(500)).then(OnFailure::Stop));
+    let first = tokio::spawn(async move { first.catch_up().await });
+    tokio::time::timeout(PATIENCE, async {
+        while storage.get().applied.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first runner reaches the failing event");
+
+    let mut second = ProjectionRunner::new(
+        store.clone(),
+        CountingView::new("counting", storage.clone(), Faults::none()),
+    )
+    .with_lease(lease)
+    .with_batch_size(3);
+    assert!(
+        matches!(second.catch_up().await, Err(RunnerError::LeaseHeld { .. })),
+        "the lease is still held by the runner that is retrying"
+    );
+    faults.heal();
+    assert_eq!(first.await.unwrap().unwrap(), 10);
+    let ledger = storage.get();
+    assert!(ledger.applied_exactly(&ids), "each event once: {ledger:?}");
+}
