@@ -41,7 +41,7 @@ pub enum PgStoreError {
         schema: String,
         /// The highest transaction id stored.
         newest: u64,
-        /// The server's current transaction id.
+        /// The first transaction id this server has not handed out yet.
         current: u64,
     },
     /// The schema was migrated by a newer version of es-postgres.
@@ -69,6 +69,19 @@ pub enum PgStoreError {
         expected: &'static str,
         /// What the database recorded.
         found: String,
+    },
+    /// A migration the schema applied has different text in this es-postgres: it was
+    /// edited after release, and the schema may lack what the code now expects.
+    #[error(
+        "schema `{schema}` applied migration {version} (`{name}`) from a different text than this es-postgres has; it was edited after it was applied"
+    )]
+    MigrationEdited {
+        /// The schema.
+        schema: String,
+        /// The migration version.
+        version: i32,
+        /// Its name.
+        name: &'static str,
     },
 }
 

@@ -51,7 +51,7 @@
 //! | `events`         | `position` bigint identity, `transaction_id` xid8 (the writer's `pg_current_xact_id()`), `stream_id` text, `version` bigint, `event_id` uuid, `event_type` text, `schema_version` integer, `payload` jsonb, `correlation_id` uuid, `causation_id` uuid, `actor` text, `metadata` jsonb (the free-form entries), `recorded_at` timestamptz. Primary key (`transaction_id`, `position`), the global log's order; unique (`stream_id`, `version`); unique `event_id`. |
 //! | `snapshots`      | `stream_id` (primary key), `version`, `schema_version`, `state` jsonb, `taken_at` |
 //! | `checkpoints`    | `name` (primary key), `position_major`, `position_minor`, `updated_at`  |
-//! | `es_migrations`  | the applied migration versions, apart from the application's own       |
+//! | `es_migrations`  | the applied migration versions and checksums, apart from the application's own |
 //!
 //! Positions are `(transaction id, sequence)`: compare and store them, do not compute with
 //! them, and resume only after positions a read of the log delivered (see

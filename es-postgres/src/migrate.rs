@@ -29,10 +29,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "archive",
         sql: include_str!("../migrations/0003_archive.sql"),
     },
+    Migration {
+        version: 4,
+        name: "archive under snapshot isolation",
+        sql: include_str!("../migrations/0004_archive_under_snapshot_isolation.sql"),
+    },
 ];
 
 /// The newest schema version this code knows.
-pub(crate) const LATEST: i32 = 3;
+pub(crate) const LATEST: i32 = 4;
 
 /// Creates the schema or brings it up to date, in one transaction.
 ///
@@ -56,24 +61,25 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
              version    integer PRIMARY KEY,
              name       text NOT NULL,
              applied_at timestamptz NOT NULL DEFAULT now()
-         );"
+         );
+         ALTER TABLE {quoted}.es_migrations ADD COLUMN IF NOT EXISTS checksum text;"
     );
     sqlx::raw_sql(AssertSqlSafe(setup))
         .execute(&mut *tx)
         .await
         .map_err(&failed)?;
-    let applied: Vec<(i32, String)> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT version, name FROM {quoted}.es_migrations ORDER BY version"
+    let applied: Vec<(i32, String, Option<String>)> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT version, name, checksum FROM {quoted}.es_migrations ORDER BY version"
     )))
     .fetch_all(&mut *tx)
     .await
     .map_err(&failed)?
     .iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
     .collect::<Result<_, sqlx::Error>>()
     .map_err(&failed)?;
 
-    if let Some((newest, _)) = applied.last()
+    if let Some((newest, _, _)) = applied.last()
         && *newest > LATEST
     {
         return Err(PgStoreError::SchemaTooNew {
@@ -84,15 +90,35 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
     }
     let mut ran = Vec::new();
     for migration in MIGRATIONS {
-        match applied.iter().find(|(v, _)| *v == migration.version) {
-            Some((_, name)) if name == migration.name => continue,
-            Some((_, name)) => {
+        let checksum = checksum(migration.sql);
+        match applied.iter().find(|(v, _, _)| *v == migration.version) {
+            Some((_, name, _)) if name != migration.name => {
                 return Err(PgStoreError::MigrationMismatch {
                     schema: schema.to_string(),
                     version: migration.version,
                     expected: migration.name,
                     found: name.clone(),
                 });
+            }
+            Some((_, _, Some(recorded))) if *recorded != checksum => {
+                return Err(PgStoreError::MigrationEdited {
+                    schema: schema.to_string(),
+                    version: migration.version,
+                    name: migration.name,
+                });
+            }
+            Some((_, _, Some(_))) => continue,
+            // Applied before checksums were recorded: taken as it is, and recorded now.
+            Some((_, _, None)) => {
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {quoted}.es_migrations SET checksum = $2 WHERE version = $1"
+                )))
+                .bind(migration.version)
+                .bind(&checksum)
+                .execute(&mut *tx)
+                .await
+                .map_err(&failed)?;
+                continue;
             }
             None => {}
         }
@@ -103,10 +129,11 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
             .await
             .map_err(&failed)?;
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {quoted}.es_migrations (version, name) VALUES ($1, $2)"
+            "INSERT INTO {quoted}.es_migrations (version, name, checksum) VALUES ($1, $2, $3)"
         )))
         .bind(migration.version)
         .bind(migration.name)
+        .bind(&checksum)
         .execute(&mut *tx)
         .await
         .map_err(&failed)?;
@@ -117,14 +144,29 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
     Ok(ran)
 }
 
+/// A fingerprint of a migration's text (FNV-1a, 64 bits, in hex): stable across builds and
+/// platforms, so a database can tell when the migration it applied was edited since.
+fn checksum(sql: &str) -> String {
+    let hash = sql.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
 /// Refuses events whose transaction ids lie ahead of the server's: see
 /// [`PgStoreError::TransactionIdsAhead`].
 async fn check_transaction_ids(
     tx: &mut sqlx::PgConnection,
     schema: &SchemaName,
 ) -> Result<(), PgStoreError> {
+    // Every transaction that committed a row this statement can see began below its
+    // snapshot's xmax, so a stored id at or above it was not handed out by this server.
+    // (Comparing with this transaction's own id instead would blame appends that began
+    // after it and committed while it migrated.) No `max(xid8)`: PostgreSQL 14 lacks it;
+    // the primary key's order gives the newest id at once.
     let sql = format!(
-        "SELECT (SELECT max(transaction_id) FROM {}.events)::text, pg_current_xact_id()::text",
+        "SELECT (SELECT transaction_id FROM {}.events ORDER BY transaction_id DESC LIMIT 1)::text, \
+                pg_snapshot_xmax(pg_current_snapshot())::text",
         schema.quoted()
     );
     let (newest, current): (Option<String>, String) = sqlx::query_as(AssertSqlSafe(sql))

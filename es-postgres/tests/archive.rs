@@ -124,3 +124,107 @@ async fn archive_waits_for_the_append_under_way() {
     assert_eq!(last, at_archive, "the stream read at the archive is final");
     common::drop_schema(base).await;
 }
+
+/// Under REPEATABLE READ (a role's default, say) an append reads with the snapshot its
+/// statement began with. One that waited for an archive's lock must still not slip in
+/// after the archive: the stream read when the archive commits stays final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_holds_under_repeatable_read() {
+    archive_holds_under("repeatable read").await;
+}
+
+/// As under REPEATABLE READ, with SERIALIZABLE for both the append and the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_holds_under_serializable() {
+    archive_holds_under("serializable").await;
+}
+
+async fn archive_holds_under(isolation: &str) {
+    let base = common::fresh_store().await;
+    let stream = StreamId::new("note", "frozen").unwrap();
+    base.append(&stream, ExpectedVersion::NoStream, noted())
+        .await
+        .unwrap();
+    let options = (*base.pool().connect_options())
+        .clone()
+        .options([("default_transaction_isolation", isolation)]);
+    let repeatable = PgEventStore::builder(
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_lazy_with(options),
+    )
+    .schema(base.schema().as_str())
+    .unwrap()
+    .build();
+
+    // An archive in progress, as `archive_stream` makes it: the stream's lock taken
+    // exclusively, its last version read, its row written, not yet committed.
+    let mut archive = base.pool().begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET TRANSACTION ISOLATION LEVEL {isolation}"
+    )))
+    .execute(&mut *archive)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || $2, 0))")
+        .bind(format!("\"{}\".", base.schema()))
+        .bind(stream.as_str())
+        .execute(&mut *archive)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT coalesce(max(version), 0) FROM \"{}\".events WHERE stream_id = $1",
+        base.schema()
+    )))
+    .bind(stream.as_str())
+    .execute(&mut *archive)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO \"{}\".archived_streams (stream_id) VALUES ($1)",
+        base.schema()
+    )))
+    .bind(stream.as_str())
+    .execute(&mut *archive)
+    .await
+    .unwrap();
+
+    // The append starts (its snapshot taken) and waits for that lock.
+    let waiting = {
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            repeatable
+                .append(&stream, ExpectedVersion::Any, noted())
+                .await
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let blocked: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+            )
+            .fetch_one(base.pool())
+            .await
+            .unwrap();
+            if blocked > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the append waits for the archive's lock");
+    archive.commit().await.unwrap();
+
+    match waiting.await.unwrap() {
+        Err(AppendError::Archived { .. }) => {}
+        other => panic!("an append that waited for the archive: {other:?}"),
+    }
+    let events: Vec<EventEnvelope<RawEvent>> = base
+        .read_stream::<RawEvent>(&stream, Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "the stream read at the archive is final");
+    common::drop_schema(base).await;
+}

@@ -61,7 +61,7 @@ async fn migrating_twice_changes_nothing_and_keeps_data() {
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     common::drop_schema(store).await;
 }
 
@@ -94,7 +94,7 @@ async fn concurrent_migrations_apply_once() {
     .fetch_one(store.pool())
     .await
     .unwrap();
-    assert_eq!(applied, 3, "each migration once");
+    assert_eq!(applied, 4, "each migration once");
     sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(store.pool())
         .await
@@ -132,7 +132,7 @@ async fn newer_schema_is_refused() {
     match store.migrate().await {
         Err(PgStoreError::SchemaTooNew {
             found, supported, ..
-        }) => assert_eq!((found, supported), (99, 3)),
+        }) => assert_eq!((found, supported), (99, 4)),
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
     common::drop_schema(store).await;
@@ -152,6 +152,55 @@ async fn renamed_migration_is_refused() {
         store.migrate().await,
         Err(PgStoreError::MigrationMismatch { version: 1, .. })
     ));
+    common::drop_schema(store).await;
+}
+
+/// A migration whose text changed after a schema applied it is refused by name, not
+/// left to fail later on whatever it no longer creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_migration_is_refused() {
+    let store = common::fresh_store().await;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE \"{}\".es_migrations SET checksum = 'something else' WHERE version = 3",
+        store.schema()
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    match store.migrate().await {
+        Err(error @ PgStoreError::MigrationEdited { version: 3, .. }) => {
+            assert!(error.to_string().contains("archive"), "{error}");
+        }
+        other => panic!("expected MigrationEdited, got {other:?}"),
+    }
+    common::drop_schema(store).await;
+}
+
+/// Schemas migrated before checksums were recorded get them on the next migrate, and are
+/// checked from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksums_are_recorded_for_older_schemas() {
+    let store = common::fresh_store().await;
+    let checksums = |store: PgEventStore| async move {
+        sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(format!(
+            "SELECT checksum FROM \"{}\".es_migrations ORDER BY version",
+            store.schema()
+        )))
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    };
+    let recorded = checksums(store.clone()).await;
+    assert!(recorded.iter().all(Option::is_some));
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE \"{}\".es_migrations SET checksum = NULL",
+        store.schema()
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(checksums(store.clone()).await, recorded);
     common::drop_schema(store).await;
 }
 
@@ -247,7 +296,7 @@ async fn a_schema_from_before_archiving_is_upgraded_in_place() {
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     assert!(
         tables(&store)
             .await
