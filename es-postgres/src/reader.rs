@@ -279,6 +279,15 @@ impl LogQuery {
             .await
         }
     }
+
+    /// Whether committed events after `after` wait behind the horizon.
+    async fn held_back(&self, after: (u64, i64)) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.held_back)))
+            .bind(Xid8(after.0))
+            .bind(after.1)
+            .fetch_one(&self.inner.pool)
+            .await
+    }
 }
 
 /// Reads the global log in (transaction id, sequence) order below the visibility horizon,
@@ -404,7 +413,22 @@ impl<E: DomainEvent> LogReader<E> {
                 self.retry = None;
                 continue;
             }
-            // Caught up with the horizon: wait for a wake-up, a retry pause or the poll.
+            // Caught up with the horizon. Events already committed behind it will not wake
+            // this reader again (their wake-up may have been taken by the read that just
+            // came back), so while there are any, look again soon.
+            if self.retry.is_none() {
+                match self.query.held_back(self.after).await {
+                    Ok(true) => self.retry = Some(FIRST_RETRY),
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::debug!(
+                            error = &error as &dyn std::error::Error,
+                            "cannot tell whether events are held back"
+                        );
+                    }
+                }
+            }
+            // Wait for a wake-up, a retry pause or the poll.
             let poll = self.query.inner.poll_interval;
             let pause = self.retry.unwrap_or(poll);
             tokio::select! {

@@ -68,6 +68,10 @@ pub(crate) struct Statements {
     /// How many events of categories `$3`, types `$4` and partition `$6` of `$5`, and of
     /// streams not archived unless `$7`, follow `($1, $2)` below the horizon.
     pub(crate) count_after: Arc<str>,
+    /// Whether committed events after `($1, $2)` are held back by the horizon (an older
+    /// transaction still running): a reader that found nothing then looks again soon
+    /// instead of waiting for the next wake-up, which may have come and gone.
+    pub(crate) held_back: Arc<str>,
     /// The oldest running transaction's age and the count of committed events that are
     /// beyond the horizon, for lag reporting.
     pub(crate) horizon: Arc<str>,
@@ -241,6 +245,11 @@ impl Statements {
             )),
             release_lease: text(format!(
                 "DELETE FROM {s}.leases WHERE name = $1 AND owner = $2"
+            )),
+            held_back: text(format!(
+                "SELECT EXISTS (SELECT 1 FROM {s}.events \
+                 WHERE (transaction_id, position) > ($1::xid8, $2) \
+                   AND transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))"
             )),
             count_after: text(format!(
                 "SELECT count(*) FROM {s}.events {archived_join} \

@@ -103,6 +103,61 @@ async fn notification_wakes_another_process() {
     common::drop_schema(writer).await;
 }
 
+/// An event committed behind an older transaction is held back until that transaction
+/// ends, which wakes nobody (it appended nothing). A subscriber that has read what it could
+/// must notice the held-back event and look again, not wait for the next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_looks_again_for_events_held_back() {
+    // No notifications, and the listener already connected (it wakes every subscriber
+    // once when it connects): a wake-up arriving by chance would hide the defect.
+    let store = common::fresh_store_with(|b| b.poll_interval(NEVER).notify(false)).await;
+    let _listening = store.subscribe::<RawEvent>(Position::START, EventFilter::all());
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let listening: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+                 WHERE query LIKE 'LISTEN%' AND state = 'idle')",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            if listening {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the store listens for notifications");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = append(&store, "note-1", 1).await;
+    // An older transaction, open across the next append's commit.
+    let mut older = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *older)
+        .await
+        .unwrap();
+    let behind = append(&store, "note-2", 1).await;
+
+    let mut subscription =
+        Box::pin(store.subscribe::<RawEvent>(Position::START, EventFilter::all()));
+    let (first_tx, first) = tokio::sync::oneshot::channel();
+    let consumer = tokio::spawn(async move {
+        let _ = first_tx.send(take(&mut subscription, 1).await);
+        // Reads what is visible (nothing), then waits while the older transaction runs.
+        take(&mut subscription, 1).await
+    });
+    assert_eq!(first.await.unwrap(), before);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    older.commit().await.unwrap();
+    assert_eq!(
+        consumer.await.unwrap(),
+        behind,
+        "delivered once the older transaction ended, without a wake-up or a poll"
+    );
+    common::drop_schema(store).await;
+}
+
 /// With notifications off, a subscriber of another process that is already waiting still
 /// gets everything, by polling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
