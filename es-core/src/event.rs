@@ -126,6 +126,70 @@ impl EncodeError {
     }
 }
 
+/// Refuses what no store can keep: a NUL character (U+0000) in `payload` (in any string
+/// or key) or in `metadata` (the actor, the free-form entries). PostgreSQL's `jsonb` and
+/// `text` reject it, so every store refuses it alike, before anything is written, as an
+/// encoding failure of the event.
+///
+/// For store implementations: applications meet it as
+/// [`AppendError::Encode`](crate::AppendError::Encode).
+///
+/// ```
+/// use es_core::{Metadata, check_storable};
+/// use serde_json::json;
+///
+/// assert!(check_storable("Noted", &json!({"text": "fine"}), &Metadata::new()).is_ok());
+/// let refused = check_storable("Noted", &json!({"text": "a\u{0}b"}), &Metadata::new());
+/// assert_eq!(refused.unwrap_err().event_type(), "Noted");
+/// ```
+///
+/// # Errors
+///
+/// An [`EncodeError`] naming the event type and where the character is.
+pub fn check_storable(
+    event_type: &str,
+    payload: &Value,
+    metadata: &Metadata,
+) -> Result<(), EncodeError> {
+    let refuse = |part: &str| {
+        Err(EncodeError::new(
+            event_type,
+            <serde_json::Error as serde::ser::Error>::custom(format!(
+                "its {part} holds a NUL character (U+0000), which no store can keep"
+            )),
+        ))
+    };
+    if holds_nul(payload) {
+        return refuse("payload");
+    }
+    if metadata
+        .actor
+        .as_deref()
+        .is_some_and(|actor| actor.contains('\0'))
+    {
+        return refuse("actor");
+    }
+    if metadata
+        .user
+        .iter()
+        .any(|(key, value)| key.contains('\0') || holds_nul(value))
+    {
+        return refuse("metadata");
+    }
+    Ok(())
+}
+
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(entries) => entries
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
 /// A stored event could not be decoded into the requested type.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

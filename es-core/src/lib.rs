@@ -137,7 +137,8 @@ pub use crate::command::{CommandContext, CommandOutcome};
 pub use crate::error::{AppendError, CommandError, ReadError, StoreError};
 #[doc(inline)]
 pub use crate::event::{
-    DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, NewEvent, RawEvent, UpcastError,
+    DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, NewEvent, RawEvent,
+    UpcastError, check_storable,
 };
 #[doc(inline)]
 pub use crate::process::{CommandFor, ProcessError, ProcessManager, ProcessManagerProjection};

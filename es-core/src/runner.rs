@@ -126,6 +126,9 @@ pub enum RunnerState {
     Stopped,
     /// Ended with an error.
     Failed,
+    /// Starting over after a failed commit or store call (a lost connection, say), with
+    /// a growing pause between attempts; the error is in `last_error`.
+    Recovering,
 }
 
 /// What a runner reports about its projection.
@@ -852,8 +855,10 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 // starts again from the committed checkpoint.
                 Err(error @ (RunnerError::Commit { .. } | RunnerError::Store { .. })) if live => {
                     tracing::warn!(projection = %self.key(), error = &error as &dyn std::error::Error, ?pause, "restarting after a failure");
-                    self.status
-                        .update(|status| status.last_error = Some(error.to_string()));
+                    self.status.update(|status| {
+                        status.last_error = Some(error.to_string());
+                        status.state = RunnerState::Recovering;
+                    });
                     self.rollback().await;
                     if wait_or_shutdown(pause, &mut shutdown).await {
                         break Ok(0);

@@ -169,11 +169,13 @@ impl MemoryEventStore {
         for new in &events {
             let event = &new.event;
             let event_type = event.event_type();
-            let payload = event.encode().map_err(|source| AppendError::Encode {
+            let encode_error = |source| AppendError::Encode {
                 stream: stream.clone(),
                 event_type: event_type.to_owned(),
                 source,
-            })?;
+            };
+            let payload = event.encode().map_err(encode_error)?;
+            es_core::check_storable(event_type, &payload, &new.metadata).map_err(encode_error)?;
             prepared.push((
                 event_type.into(),
                 event.schema_version(),

@@ -62,7 +62,10 @@ pub trait PgInlineProjection: Send + Sync + 'static {
     /// Its name, for errors and logs.
     fn name(&self) -> &str;
 
-    /// The events it sees (by default all).
+    /// The events it sees (by default all): categories and event types. A partition in
+    /// it is judged by [`Partition::of`](es_core::Partition::of), not by the hash the
+    /// store's log reads use, so the streams it selects differ from those of a runner on
+    /// the same partition; inline projections are not meant to be partitioned.
     fn filter(&self) -> EventFilter {
         EventFilter::all()
     }

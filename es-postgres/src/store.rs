@@ -668,11 +668,13 @@ impl Batch {
                 });
             }
             let event_type = new.event.event_type();
-            let payload = new.event.encode().map_err(|source| AppendError::Encode {
+            let encode_error = |source| AppendError::Encode {
                 stream: stream.clone(),
                 event_type: event_type.to_owned(),
                 source,
-            })?;
+            };
+            let payload = new.event.encode().map_err(encode_error)?;
+            es_core::check_storable(event_type, &payload, &new.metadata).map_err(encode_error)?;
             batch.ids.push(new.event_id);
             batch.types.push(event_type.to_owned());
             let schema_version =

@@ -78,6 +78,11 @@ impl LedgerStorage {
         self.lock().clone()
     }
 
+    /// Moves the checkpoint stored under `key`, as another instance committing would.
+    pub fn move_checkpoint(&self, key: &str, position: Position) {
+        self.lock().checkpoints.insert(key.to_owned(), position);
+    }
+
     // Plain data: a panic while it was locked leaves it readable.
     fn lock(&self) -> MutexGuard<'_, Ledger> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)

@@ -834,3 +834,44 @@ pub async fn lease_outlasts_retry_pauses<S: TestStore>(store: S) {
     let ledger = storage.get();
     assert!(ledger.applied_exactly(&ids), "each event once: {ledger:?}");
 }
+
+/// A live runner whose commit fails (here: another instance moved the checkpoint) says so
+/// in its status, as recovering with the error, while it waits to start over.
+pub async fn live_runner_reports_recovering_after_a_failed_commit<S: TestStore>(store: S) {
+    deposit(&store, "a", 3).await;
+    settled(&store, 3).await;
+    let storage = LedgerStorage::default();
+    let mut live = runner(
+        &store,
+        LedgerView::new("ledger", storage.clone(), Faults::none()),
+    )
+    .with_lease(None);
+    let status = live.status();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        live.run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    tokio::time::timeout(PATIENCE, async {
+        while storage.get().applied.len() < 3 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the runner handles the history");
+    storage.move_checkpoint("ledger", es_core::Position::START);
+    deposit(&store, "a", 1).await;
+    tokio::time::timeout(PATIENCE, async {
+        while status.get().state != es_core::RunnerState::Recovering {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the runner reports that it is recovering");
+    let error = status.get().last_error.unwrap_or_default();
+    assert!(error.contains("ledger"), "{error}");
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
