@@ -7,6 +7,10 @@
 //! derived from the event that caused it ([`CommandContext::reacting_to`]), so handling the
 //! same event twice (after a crash, a rebuild) issues each command once, and its events
 //! carry the event's correlation id and the event as their causation.
+//!
+//! What makes a repeat harmless is the events the first execution stored. A command that
+//! was rejected, or that changed nothing, stores none: handled again (by a rebuild, say),
+//! it is decided again, on the aggregate as it is by then, and may now go through.
 
 use std::fmt;
 use std::future::Future;

@@ -37,6 +37,10 @@ impl<S: EventStore + CheckpointStore + DeadLetterStore + LeaseStore> RunnerStore
 /// through [`DeadLetterStore::parked`] and retried by [`ProjectionRunner::retry_parked`])
 /// and goes on. It never drops an event silently.
 ///
+/// An event the runner cannot even decode (a stored version with no upcaster to the
+/// projection's type) stops it whatever the policy, with a read error naming the event:
+/// that calls for a deployment, not for setting the event aside.
+///
 /// ```
 /// use es_core::{ErrorPolicy, OnFailure};
 /// use std::time::Duration;
