@@ -75,8 +75,9 @@ impl<A> StateCache<A> {
                 }
             }
             // Hot streams are put back often; drop their stale order entries now and then
-            // so the queue stays proportional to the cache.
-            if entries.order.len() > 2 * self.capacity + 64 {
+            // so the queue stays proportional to the cache. Saturating: an "unbounded"
+            // cache (`usize::MAX`) must not overflow here, after the command committed.
+            if entries.order.len() > self.capacity.saturating_mul(2).saturating_add(64) {
                 let Entries { states, order, .. } = &mut *entries;
                 order.retain(|(stream, generation)| {
                     states.get(stream).is_some_and(|e| e.2 == *generation)
@@ -135,6 +136,13 @@ mod tests {
             let _ = cache.take(&stream(1));
         }
         assert!(cache.lock().order.len() <= 2 * 4 + 64);
+    }
+
+    #[test]
+    fn unbounded_capacity_does_not_overflow() {
+        let cache = StateCache::new(usize::MAX);
+        cache.put(&stream(1), 1, Version::new(1));
+        assert_eq!(cache.take(&stream(1)), Some((1, Version::new(1))));
     }
 
     #[test]
