@@ -322,7 +322,7 @@ impl ProcessManager for WelcomeBonus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use es_core::testing::ProcessManagerFixture;
+    use es_core::testing::{ProcessManagerFixture, ProjectionFixture};
 
     #[test]
     fn welcome_bonus_reacts_to_openings_only() {
@@ -342,6 +342,64 @@ mod tests {
         ProcessManagerFixture::new(WelcomeBonus)
             .given("account-ada", AccountEvent::Deposited { amount: 5 })
             .then_expect_no_commands();
+    }
+
+    fn recorded(stream: &str, version: u64, position: Position) -> EventEnvelope<AccountEvent> {
+        EventEnvelope {
+            event_id: Uuid::now_v7(),
+            stream_id: StreamId::parse(stream).unwrap(),
+            version: Version::new(version),
+            position,
+            recorded_at: chrono::Utc::now(),
+            metadata: es_core::Metadata::new(),
+            event: AccountEvent::Opened {
+                owner: "ada".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn projection_fixture_commits_at_the_position_of_given_envelopes() {
+        let storage = LedgerStorage::default();
+        let at = Position::from_parts(5, 40);
+        ProjectionFixture::new(LedgerView::new("view", storage.clone(), Faults::none()))
+            .given_envelopes([recorded("account-ada", 3, at)]);
+        assert_eq!(storage.get().checkpoints.get("view"), Some(&at));
+    }
+
+    #[test]
+    fn projection_fixture_continues_after_given_envelopes() {
+        let storage = LedgerStorage::default();
+        let at = Position::from_parts(5, 40);
+        ProjectionFixture::new(LedgerView::new("view", storage.clone(), Faults::none()))
+            .given_envelopes([recorded("account-ada", 3, at)])
+            .given("account-ada", [AccountEvent::Deposited { amount: 1 }]);
+        let ledger = storage.get();
+        let ada = StreamId::parse("account-ada").unwrap();
+        assert_eq!(
+            ledger.order,
+            [(ada.clone(), Version::new(3)), (ada, Version::new(4))]
+        );
+        assert!(ledger.checkpoints["view"] > at, "{:?}", ledger.checkpoints);
+    }
+
+    #[test]
+    fn projection_fixture_delivers_only_what_the_filter_selects() {
+        let storage = LedgerStorage::default();
+        ProjectionFixture::new(LedgerView::new("view", storage.clone(), Faults::none()))
+            .given("account-ada", [AccountEvent::Deposited { amount: 1 }])
+            .given("invoice-9", [AccountEvent::Deposited { amount: 1 }])
+            .given_envelopes([recorded("invoice-9", 2, Position::from_parts(9, 9))]);
+        let ledger = storage.get();
+        assert_eq!(
+            ledger.order,
+            [(StreamId::parse("account-ada").unwrap(), Version::new(1))]
+        );
+        assert_eq!(
+            ledger.checkpoints.get("view"),
+            Some(&Position::from_parts(1, 1)),
+            "nothing delivered, nothing committed"
+        );
     }
 }
 

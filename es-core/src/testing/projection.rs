@@ -5,7 +5,7 @@ use std::fmt::{self, Debug};
 
 use chrono::Utc;
 
-use crate::event::{EventEnvelope, Metadata};
+use crate::event::{DomainEvent, EventEnvelope, Metadata};
 use crate::projection::Projection;
 use crate::stream::{Position, StreamId, Version};
 
@@ -15,7 +15,13 @@ use super::diff::debug_diff;
 /// Feeds events to a projection as a store would, then checks the view it built.
 ///
 /// Each given event gets an envelope: the next version of its stream, the next global
-/// position, a fresh id and the current time.
+/// position, a fresh id and the current time. Events given as envelopes keep theirs, and
+/// later events follow them (versions and positions continue from the highest seen).
+///
+/// As a [`ProjectionRunner`](crate::ProjectionRunner) would, the fixture hands the
+/// projection only the events its [`Projection::filter`] selects (by category and event
+/// type), and after each `given*` call that delivered something it commits at the position
+/// of the last event delivered. Filtered-out events still take their version and position.
 ///
 /// ```
 /// use es_core::testing::ProjectionFixture;
@@ -59,6 +65,8 @@ use super::diff::debug_diff;
 pub struct ProjectionFixture<P: Projection> {
     projection: P,
     versions: HashMap<StreamId, Version>,
+    /// The highest major part of any position given so far: positions made up later lie
+    /// after it, whatever its minor part.
     position: u64,
 }
 
@@ -93,6 +101,8 @@ impl<P: Projection> ProjectionFixture<P> {
             Ok(stream) => stream,
             Err(error) => panic!("`{stream}` is not a stream id: {error}"),
         };
+        let filter = self.projection.filter();
+        let mut last = None;
         for event in events {
             let version = self
                 .versions
@@ -109,9 +119,12 @@ impl<P: Projection> ProjectionFixture<P> {
                 metadata: Metadata::new(),
                 event,
             };
-            self.handle(&envelope);
+            if filter.matches(&envelope.stream_id, envelope.event.event_type()) {
+                self.handle(&envelope);
+                last = Some(envelope.position);
+            }
         }
-        self.commit();
+        self.commit(last);
         self
     }
 
@@ -126,18 +139,32 @@ impl<P: Projection> ProjectionFixture<P> {
         mut self,
         envelopes: impl IntoIterator<Item = EventEnvelope<P::Event>>,
     ) -> Self {
+        let filter = self.projection.filter();
+        let mut last = None;
         for envelope in envelopes {
-            self.handle(&envelope);
+            let version = self
+                .versions
+                .entry(envelope.stream_id.clone())
+                .or_insert(envelope.version);
+            *version = (*version).max(envelope.version);
+            self.position = self.position.max(envelope.position.parts().0);
+            if filter.matches(&envelope.stream_id, envelope.event.event_type()) {
+                self.handle(&envelope);
+                last = Some(envelope.position);
+            }
         }
-        self.commit();
+        self.commit(last);
         self
     }
 
     /// Commits what was handled, as a runner does after each batch, so that projections
-    /// that hold their writes until the commit show them.
+    /// that hold their writes until the commit show them. A runner commits only after
+    /// handling something, at that event's position; so does the fixture.
     #[track_caller]
-    fn commit(&mut self) {
-        let position = Position::from_parts(self.position, self.position);
+    fn commit(&mut self, last: Option<Position>) {
+        let Some(position) = last else {
+            return;
+        };
         let key = self.projection.name().to_owned();
         if let Err(error) = block_on(self.projection.commit(&key, position)) {
             panic!("the projection failed to commit: {error}\n{error:?}");
