@@ -57,7 +57,7 @@ use crate::aggregate::Aggregate;
 use crate::cache::StateCache;
 use crate::command::{CommandContext, CommandOutcome};
 use crate::error::{AppendError, CommandError, ReadError};
-use crate::event::{EventEnvelope, NewEvent};
+use crate::event::{DomainEvent as _, EventEnvelope, NewEvent, RawEvent};
 use crate::store::{EventStore, Snapshot, SnapshotStore};
 use crate::stream::{ExpectedVersion, StreamId, StreamIdError, Version};
 
@@ -193,18 +193,9 @@ pub enum AsOf {
 }
 
 impl AsOf {
-    /// Whether `envelope` belongs to the state.
-    fn includes<E>(self, envelope: &EventEnvelope<E>) -> bool {
-        match self {
-            Self::Version(version) => envelope.version <= version,
-            Self::Time(time) => envelope.recorded_at <= time,
-            Self::Latest => true,
-        }
-    }
-
     /// Whether a snapshot taken after the event at `version` may hold only events of the
     /// state. For a time, that is checked on the event itself once it is read (see
-    /// `Repository::catch_up`): the snapshot was taken by the application's clock and the
+    /// `Repository::catch_up_to`): the snapshot was taken by the application's clock and the
     /// event recorded by the store's.
     fn admits(self, snapshot: &Snapshot) -> bool {
         match self {
@@ -702,6 +693,9 @@ where
     }
 
     /// Applies the events after `start` (or all of them) to its state, up to `as_of`.
+    ///
+    /// Nothing past the target is decoded: an event a load does not include must not make
+    /// it fail, even one this build cannot read (a newer schema version, an unknown type).
     async fn catch_up(
         &self,
         stream: &StreamId,
@@ -709,37 +703,79 @@ where
         as_of: Option<AsOf>,
     ) -> Result<Loaded<A>, ReadError> {
         let (mut state, mut version) = start.unwrap_or_else(|| (A::default(), Version::INITIAL));
-        // For a time, the snapshot's own last event is read again to check that it was
-        // recorded in time.
-        let mut check_start = false;
-        match as_of {
-            Some(AsOf::Version(target)) if version >= target => {
-                return Ok(Loaded {
-                    stream_id: stream.clone(),
-                    version,
-                    state,
-                });
+        let target = match as_of {
+            Some(AsOf::Time(time)) => return self.catch_up_to(stream, state, version, time).await,
+            Some(AsOf::Version(target)) => Some(target),
+            Some(AsOf::Latest) | None => None,
+        };
+        if target.is_none_or(|target| version < target) {
+            let events = self.store.read_stream::<A::Event>(stream, version.next());
+            futures_util::pin_mut!(events);
+            while let Some(envelope) = events.next().await {
+                let envelope = envelope?;
+                state.apply(&envelope.event);
+                version = envelope.version;
+                // Stop here rather than at the first later event: reading that one would
+                // decode it.
+                if target.is_some_and(|target| version >= target) {
+                    break;
+                }
             }
-            Some(AsOf::Time(_)) => check_start = version > Version::INITIAL,
-            _ => {}
         }
+        Ok(Loaded {
+            stream_id: stream.clone(),
+            version,
+            state,
+        })
+    }
+
+    /// Applies the events after `version` to `state` while they were recorded at or before
+    /// `time`.
+    ///
+    /// The stream is read raw so that each event's recorded time is checked before its
+    /// payload is decoded: the first event recorded too late ends the load undecoded.
+    async fn catch_up_to(
+        &self,
+        stream: &StreamId,
+        mut state: A,
+        mut version: Version,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Loaded<A>, ReadError> {
+        // The snapshot was taken by the application's clock and its events recorded by the
+        // store's, so its own last event is read again to check that it was recorded in
+        // time.
+        let mut check_start = version > Version::INITIAL;
         let from = if check_start { version } else { version.next() };
-        let events = self.store.read_stream::<A::Event>(stream, from);
+        let events = self.store.read_stream::<RawEvent>(stream, from);
         futures_util::pin_mut!(events);
         while let Some(envelope) = events.next().await {
             let envelope = envelope?;
-            let included = as_of.is_none_or(|as_of| as_of.includes(&envelope));
+            let included = envelope.recorded_at <= time;
             if std::mem::take(&mut check_start) {
                 if included {
                     continue;
                 }
                 // The snapshot holds events recorded later: replay from the start instead.
-                return Box::pin(self.catch_up(stream, None, as_of)).await;
+                return Box::pin(self.catch_up(stream, None, Some(AsOf::Time(time)))).await;
             }
             if !included {
                 break;
             }
-            state.apply(&envelope.event);
+            let RawEvent {
+                event_type,
+                schema_version,
+                payload,
+            } = envelope.event;
+            let event =
+                A::Event::decode(&event_type, schema_version, payload).map_err(|source| {
+                    ReadError::decode(
+                        envelope.stream_id,
+                        envelope.version,
+                        envelope.position,
+                        source,
+                    )
+                })?;
+            state.apply(&event);
             version = envelope.version;
         }
         Ok(Loaded {

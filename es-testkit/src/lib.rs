@@ -119,6 +119,7 @@ macro_rules! conformance_tests {
             process_manager_commands_on_archived_aggregates,
             load_as_of_version_and_time,
             load_as_of_uses_only_snapshots_from_before,
+            load_as_of_ignores_undecodable_events_after_the_target,
             unusable_snapshots_are_ignored,
             history_lists_events_with_their_metadata,
             old_event_versions_upcast_on_every_read_path,

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use es_core::{
-    Aggregate as _, AggregateType as _, AsOf, CommandContext, Repository, Snapshot, SnapshotPolicy,
-    Version,
+    Aggregate as _, AggregateType as _, AsOf, CommandContext, ExpectedVersion, LoadError, NewEvent,
+    RawEvent, Repository, Snapshot, SnapshotPolicy, Version,
 };
 use futures_util::TryStreamExt as _;
 use serde_json::json;
@@ -95,6 +95,59 @@ pub async fn load_as_of_version_and_time<S: TestStore>(store: S) {
     assert_eq!(beyond, repository.load("travel").await.unwrap());
     let latest = repository.load_as_of("travel", AsOf::Latest).await.unwrap();
     assert_eq!(latest, beyond);
+}
+
+/// A load as of a version or a time reads no further than it must: an event after the
+/// target that this build cannot decode (here an unknown type, as a newer build might
+/// write) leaves it unharmed, while a load of the latest state reports it.
+pub async fn load_as_of_ignores_undecodable_events_after_the_target<S: TestStore>(store: S) {
+    let repository = Repository::<Account, _>::new(store.clone());
+    let opened = repository
+        .execute(
+            "newer",
+            AccountCommand::Open {
+                owner: "ada".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .events;
+    // A later recorded time for the unreadable event, so that a load as of the first
+    // event's time excludes it.
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    store
+        .append(
+            &account("newer"),
+            ExpectedVersion::Exact(Version::new(1)),
+            vec![NewEvent::new(RawEvent::new(
+                "Frozen",
+                1,
+                json!({ "reason": "audit" }),
+            ))],
+        )
+        .await
+        .unwrap();
+    let expected = replayed(&[AccountEvent::Opened {
+        owner: "ada".into(),
+    }]);
+    for as_of in [
+        AsOf::Version(Version::new(1)),
+        AsOf::Time(opened[0].recorded_at),
+    ] {
+        let loaded = repository.load_as_of("newer", as_of).await.unwrap();
+        assert_eq!(
+            (loaded.version, loaded.state),
+            (Version::new(1), expected.clone()),
+            "{as_of:?}"
+        );
+    }
+    assert!(
+        matches!(
+            repository.load_as_of("newer", AsOf::Latest).await,
+            Err(LoadError::Read { .. })
+        ),
+        "the latest state includes the unknown event"
+    );
 }
 
 /// A load as of a version or time uses a stored snapshot exactly when it holds no later
