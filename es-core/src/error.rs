@@ -151,8 +151,12 @@ impl AppendError {
 #[non_exhaustive]
 pub enum ReadError {
     /// A stored event could not be decoded into the requested type.
+    ///
+    /// The type name and schema version are the stored ones, as a query of the store shows
+    /// them; where upcasting got to before it failed (an alias resolved, steps applied) is
+    /// in the source.
     #[error(
-        "cannot decode event `{event_type}` at version {version} of stream `{stream}` (position {position})"
+        "cannot decode event `{event_type}` (schema version {schema_version}) at version {version} of stream `{stream}` (position {position})"
     )]
     Decode {
         /// The stream holding the event.
@@ -163,6 +167,8 @@ pub enum ReadError {
         position: Position,
         /// The stored event type name.
         event_type: String,
+        /// The stored schema version of the payload.
+        schema_version: u32,
         /// Why decoding failed.
         #[source]
         source: DecodeError,
@@ -190,18 +196,26 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    /// A stored event could not be decoded.
+    /// The stored event at `version` of `stream`, of type `event_type` at schema version
+    /// `schema_version` as stored, could not be decoded.
+    ///
+    /// Give the stored type and version, not those in `source`: an upcast may have renamed
+    /// the event or moved its version before failing, and the stored ones are what finds
+    /// the row.
     pub fn decode(
         stream: StreamId,
         version: Version,
         position: Position,
+        event_type: impl Into<String>,
+        schema_version: u32,
         source: DecodeError,
     ) -> Self {
         Self::Decode {
             stream,
             version,
             position,
-            event_type: source.event_type().to_owned(),
+            event_type: event_type.into(),
+            schema_version,
             source,
         }
     }

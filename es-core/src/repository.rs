@@ -772,6 +772,8 @@ where
                         envelope.stream_id,
                         envelope.version,
                         envelope.position,
+                        event_type,
+                        schema_version,
                         source,
                     )
                 })?;

@@ -56,9 +56,8 @@ impl Record {
             Some(event) => event.clone(),
             None if self.payload.is_some() => {
                 let payload = self.payload.clone().unwrap_or_default();
-                E::decode(&self.event_type, self.schema_version, payload).map_err(|source| {
-                    ReadError::decode(self.stream_id.clone(), self.version, self.position, source)
-                })?
+                E::decode(&self.event_type, self.schema_version, payload)
+                    .map_err(|source| self.decode_error(source))?
             }
             None => {
                 let payload = self.body.encode().map_err(|error| ReadError::Corrupt {
@@ -67,16 +66,8 @@ impl Record {
                         self.version, self.stream_id
                     ),
                 })?;
-                E::decode(&self.event_type, self.schema_version, payload).map_err(
-                    |source: DecodeError| {
-                        ReadError::decode(
-                            self.stream_id.clone(),
-                            self.version,
-                            self.position,
-                            source,
-                        )
-                    },
-                )?
+                E::decode(&self.event_type, self.schema_version, payload)
+                    .map_err(|source| self.decode_error(source))?
             }
         };
         Ok(EventEnvelope {
@@ -88,5 +79,16 @@ impl Record {
             metadata: self.metadata.clone(),
             event,
         })
+    }
+
+    fn decode_error(&self, source: DecodeError) -> ReadError {
+        ReadError::decode(
+            self.stream_id.clone(),
+            self.version,
+            self.position,
+            &*self.event_type,
+            self.schema_version,
+            source,
+        )
     }
 }

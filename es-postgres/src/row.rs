@@ -55,8 +55,16 @@ pub(crate) fn envelope<E: DomainEvent>(
             "negative schema version {schema_version} at version {version} of `{stream_id}`"
         ),
     })?;
-    let event = E::decode_json(event_type, schema_version, payload)
-        .map_err(|source| ReadError::decode(stream_id.clone(), version, position, source))?;
+    let event = E::decode_json(event_type, schema_version, payload).map_err(|source| {
+        ReadError::decode(
+            stream_id.clone(),
+            version,
+            position,
+            event_type,
+            schema_version,
+            source,
+        )
+    })?;
     Ok(EventEnvelope {
         event_id,
         stream_id,

@@ -169,8 +169,8 @@ pub async fn old_event_versions_upcast_on_every_read_path<S: TestStore>(store: S
 }
 
 /// A stored version with no path to today's is a typed error naming the stream, the
-/// version in it, the event type and the stored schema version, on reads and loads alike;
-/// the events before it still read.
+/// version in it, the event type and the schema version as stored (an old alias, not the
+/// name it would upcast to), on reads and loads alike; the events before it still read.
 pub async fn stored_version_without_a_path_is_a_typed_error<S: TestStore>(store: S) {
     let stream = account("future");
     append_raw(
@@ -195,6 +195,7 @@ pub async fn stored_version_without_a_path_is_a_typed_error<S: TestStore>(store:
             stream: named,
             version,
             event_type,
+            schema_version,
             source:
                 DecodeError::UnsupportedVersion {
                     version: stored,
@@ -205,12 +206,13 @@ pub async fn stored_version_without_a_path_is_a_typed_error<S: TestStore>(store:
         } => {
             assert_eq!(named, &stream);
             assert_eq!(*version, Version::new(2));
-            assert_eq!(event_type, "Deposited");
+            assert_eq!((event_type.as_str(), *schema_version), ("Deposited", 9));
             assert_eq!((*stored, *supported), (9, 2));
             let message = error.to_string();
             assert!(
-                message.contains("account-future") && message.contains("Deposited"),
-                "the message names stream and type: {message}"
+                message.contains("account-future")
+                    && message.contains("`Deposited` (schema version 9)"),
+                "the message names stream, type and stored version: {message}"
             );
         }
         other => panic!("expected an unsupported version, got {other:?}"),
@@ -226,4 +228,28 @@ pub async fn stored_version_without_a_path_is_a_typed_error<S: TestStore>(store:
         Err(LoadError::Read { source, .. }) => check(&source),
         other => panic!("loading past version 9 of `Deposited`: {other:?}"),
     }
+
+    // Stored under its old name, the event is reported under that name and the stored
+    // version, though decoding got as far as today's name.
+    let aliased = account("future-alias");
+    append_raw(&store, &aliased, [("Credited", 7, json!({ "cents": 1 }))]).await;
+    let error = store
+        .read_stream::<AccountEvent>(&aliased, Version::INITIAL)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    match &error {
+        ReadError::Decode {
+            event_type,
+            schema_version,
+            source: DecodeError::UnsupportedVersion { .. },
+            ..
+        } => assert_eq!((event_type.as_str(), *schema_version), ("Credited", 7)),
+        other => panic!("expected an unsupported version, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains("`Credited` (schema version 7)") && !message.contains("Deposited"),
+        "the message names the stored type and version: {message}"
+    );
 }
