@@ -110,6 +110,16 @@ pub enum AppendError {
         /// The version the id has there.
         existing_version: Version,
     },
+    /// The batch holds one event id more than once. It is refused whole: storing the
+    /// repeat once would record fewer events than the caller sent, and the id cannot name
+    /// two events.
+    #[error("event {event_id} appears more than once in one append to stream `{stream}`")]
+    DuplicateInBatch {
+        /// The repeated id.
+        event_id: Uuid,
+        /// The stream appended to.
+        stream: StreamId,
+    },
     /// The stream is archived: it takes no more events.
     #[error("stream `{stream}` is archived and takes no more events")]
     Archived {

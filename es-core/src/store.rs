@@ -30,7 +30,9 @@ use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 ///   stream, as one consecutive run, the append writes nothing, succeeds, and returns the
 ///   stored envelopes with [`Committed::duplicate`] set (the expected version is not checked:
 ///   a writer retrying after a lost reply must learn it succeeded). If only some are, or one
-///   is stored in another stream, it fails with [`AppendError::DuplicateEventId`].
+///   is stored in another stream, it fails with [`AppendError::DuplicateEventId`]. A batch
+///   that holds one id twice fails with [`AppendError::DuplicateInBatch`], whatever is
+///   stored.
 /// - **Global order**: every event gets a [`Position`], and the global log is read in
 ///   position order. A reader that resumes after a position it was *delivered* (by
 ///   [`read_all`](EventStore::read_all) or [`subscribe`](EventStore::subscribe)) never
@@ -52,6 +54,7 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     ///
     /// [`AppendError::Conflict`] when the version does not match,
     /// [`AppendError::DuplicateEventId`] for ids already stored elsewhere,
+    /// [`AppendError::DuplicateInBatch`] for an id the batch holds twice,
     /// [`AppendError::Encode`] when an event cannot be encoded and [`AppendError::Store`]
     /// when the backend fails.
     fn append<E: DomainEvent>(

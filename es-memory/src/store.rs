@@ -300,12 +300,9 @@ impl State {
         let mut seen = HashSet::with_capacity(events.len());
         for event in events {
             if !seen.insert(event.event_id) {
-                // Twice in one batch: reject, as a unique index would.
-                return Err(AppendError::DuplicateEventId {
+                return Err(AppendError::DuplicateInBatch {
                     event_id: event.event_id,
                     stream: stream.clone(),
-                    existing_stream: stream.clone(),
-                    existing_version: Version::INITIAL,
                 });
             }
             if let Some(record) = self.ids.get(&event.event_id).and_then(|&i| self.log.get(i)) {

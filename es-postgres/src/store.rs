@@ -658,13 +658,11 @@ impl Batch {
         };
         for new in events {
             if !seen.insert(new.event_id) {
-                // Twice in one batch: the unique index would reject it, but reporting it
-                // here keeps it from looking like a concurrency conflict.
-                return Err(AppendError::DuplicateEventId {
+                // The unique index would reject it too, but as a violation that reads like
+                // a clash with a stored event.
+                return Err(AppendError::DuplicateInBatch {
                     event_id: new.event_id,
                     stream: stream.clone(),
-                    existing_stream: stream.clone(),
-                    existing_version: Version::INITIAL,
                 });
             }
             let event_type = new.event.event_type();

@@ -307,22 +307,35 @@ pub async fn id_stored_in_another_stream_is_rejected<S: TestStore>(store: S) {
     assert!(read_stream(&store, &b).await.is_empty());
 }
 
-/// The same id twice in one batch is rejected and writes nothing.
+/// A batch that holds one event id twice is refused whole with an error naming the id,
+/// whether the id is new or already stored, and nothing is written.
 pub async fn id_twice_in_one_batch_is_rejected<S: TestStore>(store: S) {
     let stream = account("twice");
     let event = NewEvent::new(AccountEvent::Deposited { amount: 1 });
-    let result = store
-        .append(
-            &stream,
-            ExpectedVersion::NoStream,
-            vec![event.clone(), event],
-        )
-        .await;
+    let twice = vec![event.clone(), event.clone()];
+    match store
+        .append(&stream, ExpectedVersion::NoStream, twice.clone())
+        .await
+    {
+        Err(AppendError::DuplicateInBatch {
+            event_id,
+            stream: named,
+        }) => assert_eq!((event_id, &named), (event.event_id, &stream)),
+        other => panic!("expected the repeated id to be named, got {other:?}"),
+    }
+    assert!(read_stream(&store, &stream).await.is_empty());
+
+    // Stored once, the id is still not a repeat of the two-event batch.
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event.clone()])
+        .await
+        .unwrap();
+    let result = store.append(&stream, ExpectedVersion::Any, twice).await;
     assert!(
-        matches!(result, Err(AppendError::DuplicateEventId { .. })),
+        matches!(result, Err(AppendError::DuplicateInBatch { event_id, .. }) if event_id == event.event_id),
         "got {result:?}"
     );
-    assert!(read_stream(&store, &stream).await.is_empty());
+    assert_eq!(read_stream(&store, &stream).await.len(), 1);
 }
 
 /// An event that cannot be encoded is refused with an error naming the stream and type, and
