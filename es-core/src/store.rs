@@ -509,6 +509,10 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
     /// Takes or renews lease `name` for `owner` for `ttl`, unless another owner holds it
     /// unexpired. Returns whether `owner` holds it now.
     ///
+    /// A `ttl` longer than the store can record (up to [`Duration::MAX`](std::time::Duration::MAX))
+    /// is not an error: the lease is held for as long as the store can hold it, at least
+    /// a hundred years, in effect until released.
+    ///
     /// # Errors
     ///
     /// Fails if the backend fails.

@@ -67,8 +67,9 @@ struct State {
     checkpoints: HashMap<String, Position>,
     /// Parked events by projection, then event id.
     parked: HashMap<String, HashMap<Uuid, ParkedEvent>>,
-    /// Leases: holder and expiry.
-    leases: HashMap<String, (Uuid, Instant)>,
+    /// Holder and expiry of each lease; no expiry for a TTL past what `Instant` can
+    /// count, which would never run out anyway.
+    leases: HashMap<String, (Uuid, Option<Instant>)>,
     /// Archived streams.
     archived: HashSet<StreamId>,
 }
@@ -659,12 +660,13 @@ impl LeaseStore for MemoryEventStore {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let now = Instant::now();
         let mut state = self.shared.write();
-        let free = state
-            .leases
-            .get(name)
-            .is_none_or(|(holder, expires)| *holder == owner || *expires <= now);
+        let free = state.leases.get(name).is_none_or(|(holder, expires)| {
+            *holder == owner || expires.is_some_and(|expires| expires <= now)
+        });
         if free {
-            state.leases.insert(name.to_owned(), (owner, now + ttl));
+            state
+                .leases
+                .insert(name.to_owned(), (owner, now.checked_add(ttl)));
         }
         ready(Ok(free))
     }

@@ -1060,6 +1060,9 @@ impl DeadLetterStore for PgEventStore {
     }
 }
 
+/// The longest lease the store records: longer TTLs are cut to it.
+const LONGEST_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 impl LeaseStore for PgEventStore {
     async fn acquire_lease(
         &self,
@@ -1067,6 +1070,9 @@ impl LeaseStore for PgEventStore {
         owner: Uuid,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        // PostgreSQL's intervals and timestamps end long before `Duration::MAX` (which
+        // failed with "interval out of range"); a century is as good as never expiring.
+        let ttl = ttl.min(LONGEST_LEASE);
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let held = retry_serialization_failures(|| {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.acquire_lease)))

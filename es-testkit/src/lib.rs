@@ -109,6 +109,7 @@ macro_rules! conformance_tests {
             live_runner_reports_recovering_after_a_failed_commit,
             process_manager_issues_each_command_once,
             parked_events_and_leases_are_stored,
+            lease_with_an_unbounded_ttl_is_held,
             catch_up_through_sees_the_append,
             checkpoint_in_memory_is_not_stored,
             process_manager_tolerated_rejections_count_as_done,

@@ -143,3 +143,41 @@ pub async fn parked_events_and_leases_are_stored<S: TestStore>(store: S) {
         "expired: free"
     );
 }
+
+/// A lease taken for longer than the store can count (`Duration::MAX`) is not an error: it
+/// is held as long as the store can hold it, renewed by its holder, refused to others, and
+/// freed by release.
+pub async fn lease_with_an_unbounded_ttl_is_held<S: TestStore>(store: S) {
+    use std::time::Duration;
+    use uuid::Uuid;
+
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    assert!(
+        store
+            .acquire_lease("forever", a, Duration::MAX)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire_lease("forever", a, Duration::MAX)
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !store
+            .acquire_lease("forever", b, Duration::from_millis(1))
+            .await
+            .unwrap(),
+        "another waits"
+    );
+    store.release_lease("forever", a).await.unwrap();
+    assert!(
+        store
+            .acquire_lease("forever", b, Duration::MAX)
+            .await
+            .unwrap(),
+        "released: free"
+    );
+}
