@@ -9,9 +9,17 @@ use crate::stream::{StreamId, Version};
 /// The identity and metadata of one command execution.
 ///
 /// The command id makes execution idempotent: executing a command again with the same id
-/// appends nothing and returns the outcome of the first execution. Pass the id your caller
-/// sent (an HTTP request's idempotency key, the id of the event a process manager reacts to);
-/// [`CommandContext::new`] makes a fresh one, which deduplicates nothing.
+/// on the same aggregate appends nothing and returns the outcome of the first execution.
+/// Pass the id your caller sent for this one command (an HTTP request's idempotency key,
+/// the id of the event a process manager reacts to); [`CommandContext::new`] makes a fresh
+/// one, which deduplicates nothing.
+///
+/// One id must stand for one command. The repeat is recognised by its id alone, never by
+/// comparing commands: a different command sent with an id already used on that aggregate
+/// is not executed, and its caller gets the first command's outcome as if it were its own.
+/// So an id that spans several commands (a request id shared by every command one request
+/// issues, a session or trace id) must not be the command id; derive one per command
+/// instead, for example a UUID v5 of the request id and the command's position in it.
 ///
 /// Every event the command produces carries this context's metadata: its correlation id
 /// (the command id if none is set), its causation id (the command id if none is set), the
@@ -21,12 +29,13 @@ use crate::stream::{StreamId, Version};
 /// use es_core::CommandContext;
 /// use uuid::Uuid;
 ///
-/// let request_id = Uuid::now_v7();
+/// // The key the client sent with this one request, which carries one command.
+/// let idempotency_key = Uuid::now_v7();
 /// let context = CommandContext::new()
-///     .with_command_id(request_id)
+///     .with_command_id(idempotency_key)
 ///     .with_actor("ada")
 ///     .with_user("ip", "192.0.2.1");
-/// assert_eq!(context.command_id(), request_id);
+/// assert_eq!(context.command_id(), idempotency_key);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandContext {
@@ -106,6 +115,10 @@ impl CommandContext {
     }
 
     /// Sets the command id, the key of idempotent execution.
+    ///
+    /// The id must belong to this command alone: a later command on the same aggregate
+    /// with this id is taken for a repeat of this one, whatever it asks (see
+    /// [`CommandContext`]).
     #[must_use]
     pub fn with_command_id(mut self, command_id: Uuid) -> Self {
         self.command_id = command_id;

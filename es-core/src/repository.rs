@@ -460,7 +460,9 @@ where
     /// If the context's command id was executed on this aggregate before and recorded
     /// events, nothing is appended and the first execution's events are returned with
     /// [`CommandOutcome::duplicate`] set. (A first execution that was rejected or changed
-    /// nothing leaves no trace, so a repeat of it is decided afresh.)
+    /// nothing leaves no trace, so a repeat of it is decided afresh.) Only the id is
+    /// compared, not the command: `command` is not decided at all when the id was used
+    /// for another command, so give each command an id of its own.
     ///
     /// # Errors
     ///
