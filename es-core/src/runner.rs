@@ -316,9 +316,9 @@ pub struct ProjectionRunner<P: Projection, S> {
     failing: HashMap<uuid::Uuid, u32>,
     /// When the lease is due for renewal.
     lease_renew_at: Instant,
-    /// After this, the lease may have run out since it was last renewed: holding it again
-    /// would not prove that no other instance worked in between.
-    lease_lapses_at: Instant,
+    /// Events counted in the status as handled since the last commit: taken off again when
+    /// their batch is dropped.
+    uncommitted: u64,
     /// The parked events of a runner whose checkpoint lives in memory: they belong to
     /// this process's read model, not to the store's dead-letter table, which other
     /// processes with read models of their own would share.
@@ -371,7 +371,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             committed: None,
             failing: HashMap::new(),
             lease_renew_at: Instant::now(),
-            lease_lapses_at: Instant::now(),
+            uncommitted: 0,
             parked_here: Vec::new(),
             parked_ids: HashSet::new(),
             recovered: Vec::new(),
@@ -400,10 +400,13 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
     }
 
     /// Sets the lease's time to live (how long a crashed instance blocks the others), or
-    /// `None` to run without one (only if no other instance can run).
+    /// `None` to run without one (only if no other instance can run). A time to live past a
+    /// hundred years is taken as a hundred years.
     #[must_use]
     pub fn with_lease(mut self, ttl: Option<Duration>) -> Self {
-        self.lease = ttl;
+        // Instants a `Duration::MAX` away cannot be computed; a century is never enough.
+        const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+        self.lease = ttl.map(|ttl| ttl.min(LONGEST));
         self
     }
 
@@ -745,6 +748,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 .map_err(|e| failed(Box::new(e)))?;
         }
         self.committed = Some(position);
+        self.uncommitted = 0;
         self.status
             .update(|status| status.position = Some(position));
         for event_id in std::mem::take(&mut self.recovered) {
@@ -784,26 +788,43 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             })?;
         if held {
             self.lease_renew_at = asked_at + ttl / 3;
-            self.lease_lapses_at = asked_at + ttl * 3 / 4;
         }
         Ok(held)
     }
 
     /// Whether this runner has held its lease without a break, renewing it when due.
-    /// `false` once another instance took it, or once it may have run out since the last
-    /// renewal (after a long pause): taking it again then proves nothing about meanwhile.
+    /// `false` once another instance took it (or it was released), even if this one could
+    /// take it again now: the other may have handled the same events meanwhile. A lease
+    /// that merely ran out while this runner was slow, with nobody taking it, still counts
+    /// as held.
     async fn keep_lease(&mut self) -> Result<bool, RunnerError> {
         let Some(ttl) = self.lease else {
             return Ok(true);
         };
-        let now = Instant::now();
-        if now < self.lease_renew_at {
+        let asked_at = Instant::now();
+        if asked_at < self.lease_renew_at {
             return Ok(true);
         }
-        if now >= self.lease_lapses_at {
-            return Ok(false);
+        let held = self
+            .store
+            .renew_lease(&self.key(), self.owner, ttl)
+            .await
+            .map_err(|source| RunnerError::Store {
+                projection: self.key(),
+                source,
+            })?;
+        if held {
+            self.lease_renew_at = asked_at + ttl / 3;
         }
-        self.acquire(ttl).await
+        Ok(held)
+    }
+
+    /// Takes the events counted since the last commit off the status: their batch was
+    /// dropped and they will be handled again.
+    fn forget_uncommitted(&mut self) {
+        let dropped = std::mem::take(&mut self.uncommitted);
+        self.status
+            .update(|status| status.handled = status.handled.saturating_sub(dropped));
     }
 
     /// Waits `pause`, renewing the lease meanwhile; `false` if it was lost.
@@ -864,6 +885,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                         status.state = RunnerState::Recovering;
                     });
                     self.rollback().await;
+                    self.forget_uncommitted();
                     if wait_or_shutdown(pause, &mut shutdown).await {
                         break Ok(0);
                     }
@@ -872,6 +894,11 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 outcome => break outcome,
             }
         };
+        if outcome.is_err() {
+            // Whatever was handled and not committed is not done.
+            self.rollback().await;
+            self.forget_uncommitted();
+        }
         self.release().await;
         self.status.update(|status| {
             status.state = if outcome.is_ok() {
@@ -898,12 +925,9 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         // Events handled since the last commit; forgotten when their batch is dropped.
         let mut pending: usize = 0;
         'restart: loop {
-            if pending > 0 {
-                handled -= pending as u64;
-                self.status
-                    .update(|status| status.handled -= pending as u64);
-                pending = 0;
-            }
+            handled -= pending as u64;
+            pending = 0;
+            self.forget_uncommitted();
             // Take the lease, or wait for it (live) / give up (catching up).
             if let Some(ttl) = self.lease {
                 // Catching up waits at most one lease term: long enough for the lease of an
@@ -989,6 +1013,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                         if let Some(position) = last.take() {
                             if !self.commit_held(position).await? {
                                 if matches!(next, Next::Shutdown) {
+                                    self.forget_uncommitted();
                                     return Ok(handled - pending as u64);
                                 }
                                 continue 'restart;
@@ -1037,6 +1062,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                         }
                         handled += 1;
                         pending += 1;
+                        self.uncommitted += 1;
                         last = Some(position);
                         self.status.update(|status| {
                             status.handled += 1;

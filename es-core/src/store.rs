@@ -523,6 +523,21 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
         ttl: std::time::Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Extends lease `name` for another `ttl` if `owner` still holds it, that is, if no
+    /// other owner took it (and nobody released it) since `owner` last acquired or renewed
+    /// it, even if it ran out meanwhile. Returns whether it did. `false` means another
+    /// holder may have done the work `owner` did meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    fn renew_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Gives up lease `name` if `owner` holds it.
     ///
     /// # Errors

@@ -671,6 +671,25 @@ impl LeaseStore for MemoryEventStore {
         ready(Ok(free))
     }
 
+    fn renew_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let now = Instant::now();
+        let mut state = self.shared.write();
+        // An expired lease stays recorded under its holder until another owner takes it.
+        let held = match state.leases.get_mut(name) {
+            Some((holder, expires)) if *holder == owner => {
+                *expires = now.checked_add(ttl);
+                true
+            }
+            _ => false,
+        };
+        ready(Ok(held))
+    }
+
     fn release_lease(
         &self,
         name: &str,

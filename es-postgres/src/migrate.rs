@@ -48,6 +48,12 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
     let quoted = schema.quoted();
     let failed = PgStoreError::migrate(schema);
     let mut tx = pool.begin().await.map_err(&failed)?;
+    // Whatever the pool's default: a migrator that waited for the lock below must read
+    // what the one before it committed, which a snapshot from before the wait would hide.
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(&mut *tx)
+        .await
+        .map_err(&failed)?;
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended('es-postgres migrations ' || $1, 0))",
     )

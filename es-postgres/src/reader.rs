@@ -305,6 +305,9 @@ pub(crate) struct LogReader<E> {
     failed: bool,
     /// The pause before looking again while woken events are not readable yet.
     retry: Option<Duration>,
+    /// A wake-up was taken by a read since the reader last asked whether events are held
+    /// back: its events may be among them.
+    woken: bool,
     event: PhantomData<fn() -> E>,
 }
 
@@ -333,6 +336,8 @@ impl<E: DomainEvent> LogReader<E> {
             exhausted: false,
             failed: false,
             retry: None,
+            // Events may already wait behind the horizon, their wake-ups long gone.
+            woken: live,
             event: PhantomData,
         }
     }
@@ -344,6 +349,7 @@ impl<E: DomainEvent> LogReader<E> {
         if let Some(wake) = &mut self.wake {
             // Appends from now on wake this reader; earlier ones are in this page (or held
             // back by the horizon, which the retry pauses cover).
+            self.woken |= wake.has_changed().unwrap_or(true);
             wake.borrow_and_update();
         }
         self.query.page(self.after).await
@@ -414,9 +420,10 @@ impl<E: DomainEvent> LogReader<E> {
                 continue;
             }
             // Caught up with the horizon. Events already committed behind it will not wake
-            // this reader again (their wake-up may have been taken by the read that just
-            // came back), so while there are any, look again soon.
-            if self.retry.is_none() {
+            // this reader again (their wake-up may have been taken by a read that came back
+            // without them), so while there are any, look again soon. Asked once per
+            // wake-up taken, not on every quiet poll.
+            if self.retry.is_none() && std::mem::take(&mut self.woken) {
                 match self.query.held_back(self.after).await {
                     Ok(true) => self.retry = Some(FIRST_RETRY),
                     Ok(false) => {}
@@ -438,6 +445,7 @@ impl<E: DomainEvent> LogReader<E> {
                         tokio::time::sleep(poll).await;
                     }
                     self.retry = Some(FIRST_RETRY);
+                    self.woken = true;
                 }
                 () = tokio::time::sleep(pause) => {
                     self.retry = self.retry.map(|retry| (retry * 2).min(poll)).filter(|r| *r < poll);

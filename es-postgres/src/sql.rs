@@ -64,6 +64,9 @@ pub(crate) struct Statements {
     /// Takes or renews lease `$1` for owner `$2` for `$3` milliseconds; returns a row if
     /// the owner holds it now.
     pub(crate) acquire_lease: Arc<str>,
+    /// Extends lease `$1` by `$3` milliseconds if owner `$2` still holds it (expired or
+    /// not: an expired lease stays recorded under its holder until another takes it).
+    pub(crate) renew_lease: Arc<str>,
     pub(crate) release_lease: Arc<str>,
     /// How many events of categories `$3`, types `$4` and partition `$6` of `$5`, and of
     /// streams not archived unless `$7`, follow `($1, $2)` below the horizon.
@@ -243,13 +246,20 @@ impl Statements {
                  WHERE held.owner = EXCLUDED.owner OR held.expires_at <= now() \
                  RETURNING owner"
             )),
+            renew_lease: text(format!(
+                "UPDATE {s}.leases SET expires_at = now() + $3 * interval '1 millisecond' \
+                 WHERE name = $1 AND owner = $2 RETURNING owner"
+            )),
             release_lease: text(format!(
                 "DELETE FROM {s}.leases WHERE name = $1 AND owner = $2"
             )),
+            // The newest event after the position is behind the horizon if any is. Asked
+            // that way it is one step of a backward index scan; as an EXISTS over both
+            // conditions the planner chose a sequential scan (250 ms on 1M events).
             held_back: text(format!(
-                "SELECT EXISTS (SELECT 1 FROM {s}.events \
-                 WHERE (transaction_id, position) > ($1::xid8, $2) \
-                   AND transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))"
+                "SELECT coalesce((SELECT transaction_id >= pg_snapshot_xmin(pg_current_snapshot()) \
+                   FROM {s}.events WHERE (transaction_id, position) > ($1::xid8, $2) \
+                   ORDER BY transaction_id DESC, position DESC LIMIT 1), false)"
             )),
             count_after: text(format!(
                 "SELECT count(*) FROM {s}.events {archived_join} \

@@ -1086,6 +1086,26 @@ impl LeaseStore for PgEventStore {
         Ok(held.is_some())
     }
 
+    async fn renew_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let ttl = ttl.min(LONGEST_LEASE);
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let held = retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.renew_lease)))
+                .bind(name)
+                .bind(owner)
+                .bind(millis)
+                .fetch_optional(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("lease renewal", e).with_context(format!("lease `{name}`")))?;
+        Ok(held.is_some())
+    }
+
     async fn release_lease(&self, name: &str, owner: Uuid) -> Result<(), StoreError> {
         retry_serialization_failures(|| {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.release_lease)))

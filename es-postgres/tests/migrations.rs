@@ -67,12 +67,29 @@ async fn migrating_twice_changes_nothing_and_keeps_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_migrations_apply_once() {
+    concurrent_migrations("read committed").await;
+}
+
+/// As above on pools whose transactions default to REPEATABLE READ: a migrator that
+/// waited for the lock still sees what the one before it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_apply_once_under_repeatable_read() {
+    concurrent_migrations("repeatable read").await;
+}
+
+async fn concurrent_migrations(isolation: &str) {
     let store = common::fresh_store_with(|b| b).await;
+    let options = (*store.pool().connect_options())
+        .clone()
+        .options([("default_transaction_isolation", isolation)]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_lazy_with(options);
     // A brand-new schema, migrated by eight "processes" at once.
     let schema = format!("{}_c", store.schema());
     let mut runs = Vec::new();
     for _ in 0..8 {
-        let pool = store.pool().clone();
+        let pool = pool.clone();
         let schema = schema.clone();
         runs.push(tokio::spawn(async move {
             PgEventStore::builder(pool)

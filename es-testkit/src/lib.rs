@@ -107,6 +107,8 @@ macro_rules! conformance_tests {
             in_memory_runners_keep_their_parked_events,
             lease_outlasts_retry_pauses,
             live_runner_reports_recovering_after_a_failed_commit,
+            slow_event_outlasting_the_lease_is_handled_once,
+            lease_renewal_proves_nobody_took_it,
             process_manager_issues_each_command_once,
             parked_events_and_leases_are_stored,
             lease_with_an_unbounded_ttl_is_held,

@@ -93,6 +93,7 @@ impl LedgerStorage {
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     fail_on: Arc<Mutex<HashSet<u64>>>,
+    slow_on: Arc<Mutex<HashMap<u64, std::time::Duration>>>,
     stall_at: Arc<Mutex<Option<usize>>>,
     stalled: Arc<Notify>,
 }
@@ -109,6 +110,14 @@ impl Faults {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(amount);
+    }
+
+    /// Take `pause` over every deposit of `amount` (a slow call to another service, say).
+    pub fn slow_on(&self, amount: u64, pause: std::time::Duration) {
+        self.slow_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(amount, pause);
     }
 
     /// Stop failing.
@@ -134,6 +143,18 @@ impl Faults {
         if stall == Some(seen) {
             self.stalled.notify_one();
             std::future::pending::<()>().await;
+        }
+        let slow = match event {
+            AccountEvent::Deposited { amount } => self
+                .slow_on
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(amount)
+                .copied(),
+            _ => None,
+        };
+        if let Some(pause) = slow {
+            tokio::time::sleep(pause).await;
         }
         if let AccountEvent::Deposited { amount } = event
             && self

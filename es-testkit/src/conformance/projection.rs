@@ -875,3 +875,52 @@ pub async fn live_runner_reports_recovering_after_a_failed_commit<S: TestStore>(
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+/// An event whose handling outlasts the lease does not make the runner give up its batch
+/// when nobody else took the lease meanwhile: it goes on, each event handled once.
+pub async fn slow_event_outlasting_the_lease_is_handled_once<S: TestStore>(store: S) {
+    let ids: HashSet<Uuid> = deposit(&store, "a", 4).await.into_iter().collect();
+    settled(&store, 4).await;
+    let storage = LedgerStorage::default();
+    let faults = Faults::none();
+    faults.slow_on(2, Duration::from_millis(600));
+    let mut runner = ProjectionRunner::new(
+        store.clone(),
+        CountingView::new("counting", storage.clone(), faults),
+    )
+    .with_lease(Some(Duration::from_millis(200)))
+    .with_batch_size(10);
+    let handled = tokio::time::timeout(PATIENCE, runner.catch_up())
+        .await
+        .expect("the runner does not go round in circles")
+        .unwrap();
+    assert_eq!(handled, 4);
+    let ledger = storage.get();
+    assert!(ledger.applied_exactly(&ids), "each event once: {ledger:?}");
+}
+
+/// Renewing a lease succeeds only for the owner nobody displaced, even after it ran out
+/// unnoticed; once another owner took it, or it was released, renewal fails.
+pub async fn lease_renewal_proves_nobody_took_it<S: TestStore>(store: S) {
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let short = Duration::from_millis(50);
+    assert!(store.acquire_lease("renewed", a, short).await.unwrap());
+    tokio::time::sleep(short * 2).await;
+    assert!(
+        store.renew_lease("renewed", a, short).await.unwrap(),
+        "ran out, but nobody took it"
+    );
+    assert!(!store.renew_lease("renewed", b, short).await.unwrap());
+    tokio::time::sleep(short * 2).await;
+    assert!(store.acquire_lease("renewed", b, short).await.unwrap());
+    assert!(
+        !store.renew_lease("renewed", a, short).await.unwrap(),
+        "another owner took it"
+    );
+    store.release_lease("renewed", b).await.unwrap();
+    assert!(
+        !store.renew_lease("renewed", b, short).await.unwrap(),
+        "released"
+    );
+    assert!(!store.renew_lease("never taken", a, short).await.unwrap());
+}
