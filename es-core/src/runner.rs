@@ -591,6 +591,11 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 projection: key.clone(),
                 source: Box::new(e),
             })?;
+        // A reset that outlasted the lease may have let another instance start on the
+        // emptied model meanwhile, which this one's reset may have wiped in part.
+        if !self.keep_lease().await? {
+            return Err(RunnerError::LeaseHeld { projection: key });
+        }
         self.committed = None;
         self.status.update(|status| status.position = None);
         self.catch_up().await
@@ -1168,6 +1173,12 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                     source: Box::new(error),
                 }),
                 OnFailure::Park => {
+                    // After a slow failure another instance may hold the lease and have
+                    // handled this event: parking it then would have it applied again.
+                    if !self.keep_lease().await? {
+                        self.rollback().await;
+                        return Ok(Outcome::LeaseLost);
+                    }
                     let parked = ParkedEvent {
                         projection: key,
                         event_id: envelope.event_id,

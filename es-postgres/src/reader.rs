@@ -280,9 +280,10 @@ impl LogQuery {
         }
     }
 
-    /// Whether committed events after `after` wait behind the horizon.
-    async fn held_back(&self, after: (u64, i64)) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.held_back)))
+    /// Whether any committed event follows `after` (behind the horizon, or readable since
+    /// the last read).
+    async fn unread_after(&self, after: (u64, i64)) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.unread_after)))
             .bind(Xid8(after.0))
             .bind(after.1)
             .fetch_one(&self.inner.pool)
@@ -419,18 +420,21 @@ impl<E: DomainEvent> LogReader<E> {
                 self.retry = None;
                 continue;
             }
-            // Caught up with the horizon. Events already committed behind it will not wake
-            // this reader again (their wake-up may have been taken by a read that came back
-            // without them), so while there are any, look again soon. Asked once per
-            // wake-up taken, not on every quiet poll.
+            // Caught up with the horizon. Events committed behind it will not wake this reader
+            // again (their wake-up may have been taken by a read that came back without
+            // them), so while any event follows (held back, or readable since the read), look
+            // again soon. (Under a filter, events of other kinds count too: that costs a few
+            // quick looks.) Asked once per wake-up taken, not on every quiet poll.
             if self.retry.is_none() && std::mem::take(&mut self.woken) {
-                match self.query.held_back(self.after).await {
+                match self.query.unread_after(self.after).await {
                     Ok(true) => self.retry = Some(FIRST_RETRY),
                     Ok(false) => {}
                     Err(error) => {
+                        // Ask again after the next read.
+                        self.woken = true;
                         tracing::debug!(
                             error = &error as &dyn std::error::Error,
-                            "cannot tell whether events are held back"
+                            "cannot tell whether events follow"
                         );
                     }
                 }
