@@ -578,10 +578,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 self.store
                     .delete_checkpoint(&checkpoint)
                     .await
-                    .map_err(|source| RunnerError::Store {
-                        projection: key.clone(),
-                        source,
-                    })?;
+                    .map_err(self.store_failed())?;
             }
         }
         self.projection
@@ -614,10 +611,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         self.store
             .parked(&self.key())
             .await
-            .map_err(|source| RunnerError::Store {
-                projection: self.key(),
-                source,
-            })
+            .map_err(self.store_failed())
     }
 
     /// Hands each parked event of this projection to it again; those it now handles are
@@ -687,13 +681,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             self.parked_here.push(entry);
             return Ok(());
         }
-        self.store
-            .park(entry)
-            .await
-            .map_err(|source| RunnerError::Store {
-                projection: self.key(),
-                source,
-            })
+        self.store.park(entry).await.map_err(self.store_failed())
     }
 
     async fn unpark(&mut self, event_id: Uuid) -> Result<(), RunnerError> {
@@ -704,10 +692,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         self.store
             .unpark(&self.key(), event_id)
             .await
-            .map_err(|source| RunnerError::Store {
-                projection: self.key(),
-                source,
-            })
+            .map_err(self.store_failed())
     }
 
     async fn checkpoint(&mut self) -> Result<Option<Position>, RunnerError> {
@@ -728,10 +713,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             self.store
                 .load_checkpoint(&key)
                 .await
-                .map_err(|source| RunnerError::Store {
-                    projection: key,
-                    source,
-                })
+                .map_err(self.store_failed())
         }
     }
 
@@ -787,14 +769,8 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             .store
             .acquire_lease(&self.key(), self.owner, ttl)
             .await
-            .map_err(|source| RunnerError::Store {
-                projection: self.key(),
-                source,
-            })?;
-        if held {
-            self.lease_renew_at = asked_at + ttl / 3;
-        }
-        Ok(held)
+            .map_err(self.store_failed())?;
+        Ok(self.lease_held(held, asked_at, ttl))
     }
 
     /// Whether this runner has held its lease without a break, renewing it when due.
@@ -814,14 +790,8 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             .store
             .renew_lease(&self.key(), self.owner, ttl)
             .await
-            .map_err(|source| RunnerError::Store {
-                projection: self.key(),
-                source,
-            })?;
-        if held {
-            self.lease_renew_at = asked_at + ttl / 3;
-        }
-        Ok(held)
+            .map_err(self.store_failed())?;
+        Ok(self.lease_held(held, asked_at, ttl))
     }
 
     /// Takes the events counted since the last commit off the status: their batch was
@@ -858,6 +828,22 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         {
             tracing::warn!(projection = %self.key(), error = &error as &dyn std::error::Error, "cannot release lease");
         }
+    }
+
+    /// Wraps a store failure as this runner's error.
+    fn store_failed(&self) -> impl FnOnce(StoreError) -> RunnerError + '_ {
+        move |source| RunnerError::Store {
+            projection: self.key(),
+            source,
+        }
+    }
+
+    /// Notes a lease taken or renewed by a call made at `asked_at`; passes `held` on.
+    fn lease_held(&mut self, held: bool, asked_at: Instant, ttl: Duration) -> bool {
+        if held {
+            self.lease_renew_at = asked_at + ttl / 3;
+        }
+        held
     }
 
     fn span(&self, envelope: &EventEnvelope<P::Event>) -> tracing::Span {
@@ -1061,6 +1047,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 match outcome {
                     Outcome::Handled | Outcome::Parked => {
                         if matches!(outcome, Outcome::Handled)
+                            && !self.parked_ids.is_empty()
                             && self.parked_ids.remove(&envelope.event_id)
                         {
                             self.recovered.push(envelope.event_id);
@@ -1119,11 +1106,13 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         envelope: &EventEnvelope<P::Event>,
         pending: usize,
     ) -> Result<Outcome, RunnerError> {
-        let key = self.key();
         loop {
             let error = match self.projection.handle(envelope).await {
                 Ok(()) => {
-                    self.failing.remove(&envelope.event_id);
+                    // Per event: skip hashing the id when nothing is failing (nearly always).
+                    if !self.failing.is_empty() {
+                        self.failing.remove(&envelope.event_id);
+                    }
                     return Ok(Outcome::Handled);
                 }
                 Err(error) => error,
@@ -1164,7 +1153,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             self.failing.remove(&envelope.event_id);
             return match self.policy.then {
                 OnFailure::Stop => Err(RunnerError::Handler {
-                    projection: key,
+                    projection: self.key(),
                     stream: envelope.stream_id.clone(),
                     version: envelope.version,
                     event_type: crate::DomainEvent::event_type(&envelope.event).to_owned(),
@@ -1180,7 +1169,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                         return Ok(Outcome::LeaseLost);
                     }
                     let parked = ParkedEvent {
-                        projection: key,
+                        projection: self.key(),
                         event_id: envelope.event_id,
                         stream_id: envelope.stream_id.clone(),
                         version: envelope.version,

@@ -73,7 +73,7 @@ pub enum PgStoreError {
     /// A migration the schema applied has different text in this es-postgres: it was
     /// edited after release, and the schema may lack what the code now expects.
     #[error(
-        "schema `{schema}` applied migration {version} (`{name}`) from a different text than this es-postgres has; it was edited after it was applied"
+        "schema `{schema}` applied migration {version} (`{name}`) from a different text than this es-postgres has: the migration was edited after it was applied, so the schema may lack what this code needs; run the es-postgres release that migrated it, or migrate a new schema and move the events over"
     )]
     MigrationEdited {
         /// The schema.

@@ -1063,9 +1063,13 @@ impl DeadLetterStore for PgEventStore {
 /// The longest lease the store records: longer TTLs are cut to it.
 const LONGEST_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
-impl LeaseStore for PgEventStore {
-    async fn acquire_lease(
+impl PgEventStore {
+    /// Runs `sql`, a lease statement binding name, owner and milliseconds, which returns a
+    /// row when `owner` holds the lease afterwards.
+    async fn lease_statement(
         &self,
+        sql: &Arc<str>,
+        operation: &'static str,
         name: &str,
         owner: Uuid,
         ttl: Duration,
@@ -1075,15 +1079,27 @@ impl LeaseStore for PgEventStore {
         let ttl = ttl.min(LONGEST_LEASE);
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let held = retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.acquire_lease)))
+            sqlx::query(AssertSqlSafe(Arc::clone(sql)))
                 .bind(name)
                 .bind(owner)
                 .bind(millis)
                 .fetch_optional(&self.inner.pool)
         })
         .await
-        .map_err(|e| store_error("lease", e).with_context(format!("lease `{name}`")))?;
+        .map_err(|e| store_error(operation, e).with_context(format!("lease `{name}`")))?;
         Ok(held.is_some())
+    }
+}
+
+impl LeaseStore for PgEventStore {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.lease_statement(&self.inner.sql.acquire_lease, "lease", name, owner, ttl)
+            .await
     }
 
     async fn renew_lease(
@@ -1092,18 +1108,14 @@ impl LeaseStore for PgEventStore {
         owner: Uuid,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let ttl = ttl.min(LONGEST_LEASE);
-        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let held = retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.renew_lease)))
-                .bind(name)
-                .bind(owner)
-                .bind(millis)
-                .fetch_optional(&self.inner.pool)
-        })
+        self.lease_statement(
+            &self.inner.sql.renew_lease,
+            "lease renewal",
+            name,
+            owner,
+            ttl,
+        )
         .await
-        .map_err(|e| store_error("lease renewal", e).with_context(format!("lease `{name}`")))?;
-        Ok(held.is_some())
     }
 
     async fn release_lease(&self, name: &str, owner: Uuid) -> Result<(), StoreError> {
