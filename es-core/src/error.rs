@@ -137,6 +137,46 @@ pub enum AppendError {
         #[source]
         source: crate::event::EncodeError,
     },
+    /// An event breaks a limit every store keeps (see [`limits`](crate::limits)): it
+    /// could not be read back as written. Nothing was stored.
+    #[error("cannot store event `{event_type}` (index {index} of the append) in stream `{stream}`")]
+    Unstorable {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The event's index in the batch, from 0.
+        index: usize,
+        /// The event's type name (control characters escaped).
+        event_type: String,
+        /// Which limit it breaks.
+        #[source]
+        reason: crate::limits::LimitError,
+    },
+    /// The append takes more than [`MAX_BATCH_BYTES`](crate::limits::MAX_BATCH_BYTES) as
+    /// JSON. Nothing was stored; append the events in smaller batches.
+    #[error(
+        "an append of {events} events to stream `{stream}` takes {bytes} bytes as JSON, more than the {max} one append may take; append them in smaller batches"
+    )]
+    BatchTooLarge {
+        /// The stream appended to.
+        stream: StreamId,
+        /// How many events the batch holds.
+        events: usize,
+        /// Their size as JSON.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The stream is at the expected version, but the batch would take it past
+    /// [`Version::MAX`], the most events a stream holds.
+    #[error("stream `{stream}` is full: at version {version}, it cannot take {events} more events")]
+    StreamFull {
+        /// The stream appended to.
+        stream: StreamId,
+        /// Its version.
+        version: Version,
+        /// How many events the batch holds.
+        events: usize,
+    },
     /// The backend failed; the append may or may not have been stored (re-appending the
     /// same event ids is safe and tells).
     #[error("append to stream `{stream}` failed")]

@@ -114,6 +114,7 @@ mod cache;
 mod command;
 pub mod error;
 mod event;
+pub mod limits;
 mod process;
 mod projection;
 mod repository;
@@ -137,8 +138,7 @@ pub use crate::command::{CommandContext, CommandOutcome};
 pub use crate::error::{AppendError, CommandError, ReadError, StoreError};
 #[doc(inline)]
 pub use crate::event::{
-    DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, NewEvent, RawEvent,
-    UpcastError, check_storable,
+    DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, NewEvent, RawEvent, UpcastError,
 };
 #[doc(inline)]
 pub use crate::process::{CommandFor, ProcessError, ProcessManager, ProcessManagerProjection};

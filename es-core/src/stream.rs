@@ -309,6 +309,14 @@ impl Version {
     /// The version of a stream that holds no events.
     pub const INITIAL: Self = Self(0);
 
+    /// The highest version any store keeps (PostgreSQL's `bigint`): a stream holds at most
+    /// this many events, and an expected version beyond it matches no stream.
+    #[allow(
+        clippy::cast_sign_loss,
+        reason = "i64::MAX is positive; `try_from` is not const"
+    )]
+    pub const MAX: Self = Self(i64::MAX as u64);
+
     /// A version from its number.
     pub const fn new(version: u64) -> Self {
         Self(version)

@@ -163,27 +163,23 @@ impl MemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
-        // Run every piece of user code (encode, clone, event_type) before taking the lock.
+        // Run every piece of user code (encode, decode, clone, event_type) before taking
+        // the lock. The checks are the ones every store makes, so all refuse alike.
         let strict = self.shared.strict;
-        let mut prepared: Vec<(Box<str>, u32, E, Option<serde_json::Value>)> =
-            Vec::with_capacity(events.len());
-        for new in &events {
-            let event = &new.event;
-            let event_type = event.event_type();
-            let encode_error = |source| AppendError::Encode {
-                stream: stream.clone(),
-                event_type: event_type.to_owned(),
-                source,
-            };
-            let payload = event.encode().map_err(encode_error)?;
-            es_core::check_storable(event_type, &payload, &new.metadata).map_err(encode_error)?;
-            prepared.push((
-                event_type.into(),
-                event.schema_version(),
-                event.clone(),
-                strict.then_some(payload),
-            ));
-        }
+        let payloads = es_core::limits::encode_batch(stream, &events)?;
+        let prepared: Vec<(Box<str>, u32, E, Option<serde_json::Value>)> = events
+            .iter()
+            .zip(payloads)
+            .map(|(new, payload)| {
+                let event = &new.event;
+                (
+                    event.event_type().into(),
+                    event.schema_version(),
+                    event.clone(),
+                    strict.then_some(payload),
+                )
+            })
+            .collect();
         let mut state = self.shared.write();
         // Taken under the lock, so that recorded times follow the log's order.
         let recorded_at = Utc::now();
@@ -213,6 +209,13 @@ impl MemoryEventStore {
                 version: current,
                 events: Vec::new(),
                 duplicate: false,
+            });
+        }
+        if current.get().saturating_add(events.len() as u64) > Version::MAX.get() {
+            return Err(AppendError::StreamFull {
+                stream: stream.clone(),
+                version: current,
+                events: events.len(),
             });
         }
 
@@ -297,15 +300,9 @@ impl State {
         stream: &StreamId,
         events: &[NewEvent<E>],
     ) -> Result<Stored, AppendError> {
+        // Ids repeated within the batch were refused before (`encode_batch`).
         let mut stored: Vec<Arc<Record>> = Vec::new();
-        let mut seen = HashSet::with_capacity(events.len());
         for event in events {
-            if !seen.insert(event.event_id) {
-                return Err(AppendError::DuplicateInBatch {
-                    event_id: event.event_id,
-                    stream: stream.clone(),
-                });
-            }
             if let Some(record) = self.ids.get(&event.event_id).and_then(|&i| self.log.get(i)) {
                 stored.push(Arc::clone(record));
             }

@@ -82,6 +82,7 @@ mod row;
 mod schema;
 mod sql;
 mod store;
+mod tx;
 mod wakeup;
 mod xid;
 

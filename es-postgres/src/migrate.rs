@@ -4,6 +4,7 @@ use sqlx::{AssertSqlSafe, PgPool, Row as _};
 
 use crate::error::PgStoreError;
 use crate::schema::SchemaName;
+use crate::tx::PgTx;
 
 /// One migration: its version, its name and its SQL (with `{schema}` for the schema).
 struct Migration {
@@ -47,7 +48,7 @@ pub(crate) const LATEST: i32 = 4;
 pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, PgStoreError> {
     let quoted = schema.quoted();
     let failed = PgStoreError::migrate(schema);
-    let mut tx = pool.begin().await.map_err(&failed)?;
+    let mut tx = PgTx::begin(pool).await.map_err(&failed)?;
     // Whatever the pool's default: a migrator that waited for the lock below must read
     // what the one before it committed, which a snapshot from before the wait would hide.
     sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")

@@ -6,12 +6,13 @@ use std::future::{Future, ready};
 
 use es_core::error::BoxError;
 use es_core::{DomainEvent, EventEnvelope, EventFilter, Position, Projection};
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use crate::error::store_error;
 use crate::row::position_parts;
 use crate::store::PgEventStore;
+use crate::tx::PgTx;
 
 /// A read model kept in PostgreSQL, updated inside the transaction the runner commits its
 /// checkpoint in.
@@ -144,7 +145,7 @@ pub enum PgProjectionError {
 pub struct PgTransactionalProjection<P> {
     projection: P,
     store: PgEventStore,
-    tx: Option<Transaction<'static, Postgres>>,
+    tx: Option<PgTx>,
     /// The checkpoint as this instance last loaded or committed it.
     seen: Option<Position>,
 }
@@ -186,10 +187,7 @@ impl<P: PgProjection> PgTransactionalProjection<P> {
     /// Begins the batch's transaction unless one is open.
     async fn begin(&mut self) -> Result<(), PgProjectionError> {
         if self.tx.is_none() {
-            let tx = self
-                .store
-                .pool()
-                .begin()
+            let tx = PgTx::begin(self.store.pool())
                 .await
                 .map_err(|e| self.database_error("projection transaction", e))?;
             self.tx = Some(tx);

@@ -1,6 +1,5 @@
 //! [`PgEventStore`]: appends, reads, snapshots and checkpoints on PostgreSQL.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +22,7 @@ use crate::reader::{LogReader, StreamReader, filter_parameters};
 use crate::row::{self, position_of, position_parts};
 use crate::schema::SchemaName;
 use crate::sql::Statements;
+use crate::tx::PgTx;
 use crate::wakeup::Wakeups;
 use crate::xid::Xid8;
 
@@ -314,15 +314,25 @@ impl PgEventStore {
             });
         }
         let batch = Batch::encode(stream, &events)?;
-        // Versions are bigints in the table: an expectation beyond them cannot match.
+        // Versions are bigints in the table: a batch that would go past the last one fails
+        // here, typed, rather than as an overflow in the statement.
         if let ExpectedVersion::Exact(version) = expected
-            && i64::try_from(version.get()).is_err()
+            && version.get().saturating_add(events.len() as u64) > Version::MAX.get()
         {
             self.refuse_if_archived(stream).await?;
-            return Err(AppendError::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual: self.current_version(stream).await?,
+            let actual = self.current_version(stream).await?;
+            return Err(if actual == version {
+                AppendError::StreamFull {
+                    stream: stream.clone(),
+                    version,
+                    events: events.len(),
+                }
+            } else {
+                AppendError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
+                }
             });
         }
 
@@ -410,10 +420,19 @@ impl PgEventStore {
         events: &[NewEvent<E>],
     ) -> Result<Vec<PgRow>, Inserted> {
         retry_serialization_failures(|| async {
-            let mut tx = self.inner.pool.begin().await?;
-            let rows = self.insert_on(&mut tx, stream, expected, batch).await?;
+            let mut tx = PgTx::begin(&self.inner.pool).await?;
+            let rows = match self.insert_on(&mut tx, stream, expected, batch).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    // A refused insert (a lost race, say) is the common failure: end the
+                    // transaction so the connection stays in the pool.
+                    let _ = tx.rollback().await;
+                    return Err(error);
+                }
+            };
             if rows.len() != events.len() {
-                // Refused: the caller classifies it; the transaction rolls back on drop.
+                // Refused: the caller classifies it.
+                tx.rollback().await?;
                 return Ok(Ok(rows));
             }
             let raw = raw_envelopes(stream, batch, events, &rows);
@@ -425,6 +444,7 @@ impl PgEventStore {
                     .cloned()
                     .collect();
                 if let Err(source) = projection.handle(&mut tx, &selected).await {
+                    let _ = tx.rollback().await;
                     return Ok(Err(AppendError::Store {
                         stream: stream.clone(),
                         source: StoreError::new("inline projection", source).with_context(format!(
@@ -640,56 +660,31 @@ struct Batch {
 }
 
 impl Batch {
+    /// The batch's columns, once every event passed the checks all stores make
+    /// ([`es_core::limits::encode_batch`]).
     fn encode<E: DomainEvent>(
         stream: &StreamId,
         events: &[NewEvent<E>],
     ) -> Result<Self, AppendError> {
-        let mut seen = HashSet::with_capacity(events.len());
+        let payloads = es_core::limits::encode_batch(stream, events)?;
         let n = events.len();
         let mut batch = Self {
             ids: Vec::with_capacity(n),
             types: Vec::with_capacity(n),
             schema_versions: Vec::with_capacity(n),
-            payloads: Vec::with_capacity(n),
+            payloads,
             correlation_ids: Vec::with_capacity(n),
             causation_ids: Vec::with_capacity(n),
             actors: Vec::with_capacity(n),
             user_metadata: Vec::with_capacity(n),
         };
         for new in events {
-            if !seen.insert(new.event_id) {
-                // The unique index would reject it too, but as a violation that reads like
-                // a clash with a stored event.
-                return Err(AppendError::DuplicateInBatch {
-                    event_id: new.event_id,
-                    stream: stream.clone(),
-                });
-            }
-            let event_type = new.event.event_type();
-            let encode_error = |source| AppendError::Encode {
-                stream: stream.clone(),
-                event_type: event_type.to_owned(),
-                source,
-            };
-            let payload = new.event.encode().map_err(encode_error)?;
-            es_core::check_storable(event_type, &payload, &new.metadata).map_err(encode_error)?;
             batch.ids.push(new.event_id);
-            batch.types.push(event_type.to_owned());
-            let schema_version =
-                i32::try_from(new.event.schema_version()).map_err(|_| AppendError::Encode {
-                    stream: stream.clone(),
-                    event_type: event_type.to_owned(),
-                    source: es_core::EncodeError::new(
-                        event_type,
-                        <serde_json::Error as serde::ser::Error>::custom(format!(
-                            "schema version {} is beyond what the store keeps ({})",
-                            new.event.schema_version(),
-                            i32::MAX
-                        )),
-                    ),
-                })?;
-            batch.schema_versions.push(schema_version);
-            batch.payloads.push(payload);
+            batch.types.push(new.event.event_type().to_owned());
+            // Checked against `MAX_SCHEMA_VERSION`, which is `i32::MAX`.
+            batch
+                .schema_versions
+                .push(i32::try_from(new.event.schema_version()).unwrap_or(i32::MAX));
             let metadata = &new.metadata;
             batch.correlation_ids.push(metadata.correlation_id);
             batch.causation_ids.push(metadata.causation_id);
@@ -834,12 +829,16 @@ impl EventStore for PgEventStore {
     async fn archive_stream(&self, stream: &StreamId) -> Result<(), StoreError> {
         let sql = &self.inner.sql;
         retry_serialization_failures(|| async {
-            let mut tx = self.inner.pool.begin().await?;
+            let mut tx = PgTx::begin(&self.inner.pool).await?;
             for statement in [&sql.archive_lock, &sql.archive_read, &sql.archive_stream] {
-                sqlx::query(AssertSqlSafe(Arc::clone(statement)))
+                let done = sqlx::query(AssertSqlSafe(Arc::clone(statement)))
                     .bind(stream.as_str())
                     .execute(&mut *tx)
-                    .await?;
+                    .await;
+                if let Err(error) = done {
+                    let _ = tx.rollback().await;
+                    return Err(error);
+                }
             }
             tx.commit().await
         })

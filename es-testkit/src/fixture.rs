@@ -292,3 +292,11 @@ pub struct Tallied {
     /// Counts by pair; serde_json has no way to write tuple keys.
     pub counts: std::collections::BTreeMap<(u8, u8), u32>,
 }
+
+/// A measurement: a float payload, which JSON cannot hold when it is NaN or infinite
+/// (serde_json writes `null`), so such an event would never read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+pub struct Measured {
+    /// The reading.
+    pub value: f64,
+}

@@ -372,43 +372,6 @@ pub async fn unencodable_event_is_refused_and_writes_nothing<S: TestStore>(store
     );
 }
 
-/// Text no store can keep (a NUL character, which PostgreSQL's jsonb and text refuse) is
-/// refused alike by every store, in a payload, an actor or metadata, as an encoding error
-/// naming the event type; nothing of the batch is stored.
-pub async fn nul_characters_are_refused_alike<S: TestStore>(store: S) {
-    let stream = StreamId::new("note", "nul").unwrap();
-    let noted = |payload| NewEvent::new(RawEvent::new("Noted", 1, payload));
-    let mut by_actor = noted(json!({}));
-    by_actor.metadata.actor = Some("ada\u{0}".to_owned());
-    let mut by_metadata = noted(json!({}));
-    by_metadata
-        .metadata
-        .user
-        .insert("tenant".to_owned(), json!(["a\u{0}"]));
-    for (what, bad) in [
-        ("payload", noted(json!({ "text": "a\u{0}b" }))),
-        ("payload key", noted(json!({ "a\u{0}": 1 }))),
-        ("actor", by_actor),
-        ("metadata", by_metadata),
-    ] {
-        match store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                vec![noted(json!({ "text": "fine" })), bad],
-            )
-            .await
-        {
-            Err(AppendError::Encode { event_type, .. }) => assert_eq!(event_type, "Noted"),
-            other => panic!("a NUL in the {what}: expected an encode error, got {other:?}"),
-        }
-    }
-    assert_eq!(
-        store.stream_version(&stream).await.unwrap(),
-        Version::INITIAL
-    );
-}
-
 /// An id stored as another type in another category is reported as taken, naming where.
 pub async fn id_of_another_type_elsewhere_is_rejected<S: TestStore>(store: S) {
     let note = StreamId::new("note", "1").unwrap();

@@ -1,0 +1,98 @@
+//! Transactions that survive cancellation: [`PgTx`].
+//!
+//! sqlx 0.9.0's `Pool::begin` is not cancel safe (upstream issue 4393): a future dropped
+//! while its `BEGIN` is in flight hands the pooled connection back *inside* the open
+//! transaction, without the rollback sqlx queues in every other case. Later statements on
+//! that connection run in the stale transaction: an append "succeeds" and is rolled back
+//! when the connection closes, and after its first error every statement fails with
+//! `25P02`. Any `.await` is a point where a caller may drop the future (a timeout, an
+//! aborted task, a `select!`), so this cannot be left to callers.
+//!
+//! [`PgTx`] is the store's one way into a transaction. It owns its pooled connection and
+//! knows whether the transaction ended cleanly: only after a `COMMIT` or `ROLLBACK` that
+//! the server answered does the connection go back to the pool. Dropped at any other
+//! point (mid-`BEGIN`, mid-statement, mid-`COMMIT`, or simply without an ending), it marks
+//! the connection to be closed instead, and the server rolls back whatever the closed
+//! session had open. That costs a reconnect after a cancellation, which is rare, and
+//! nothing on the normal path; checking every released connection instead (a round
+//! trip per release) would cost every statement.
+
+use std::ops::{Deref, DerefMut};
+
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool};
+
+/// A transaction on a connection of the pool, ended by [`commit`](PgTx::commit) or
+/// [`rollback`](PgTx::rollback); dropped otherwise, its connection is closed, never pooled.
+pub(crate) struct PgTx {
+    connection: PoolConnection<Postgres>,
+    /// Set once the server confirmed the `COMMIT` or `ROLLBACK`.
+    ended: bool,
+}
+
+impl PgTx {
+    /// Begins a transaction on a connection from `pool`.
+    pub(crate) async fn begin(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        // From here on a drop closes the connection: if `BEGIN` is in flight when the
+        // caller goes away, nobody can tell whether the server opened the transaction.
+        let mut tx = Self {
+            connection: pool.acquire().await?,
+            ended: false,
+        };
+        sqlx::raw_sql("BEGIN").execute(&mut *tx.connection).await?;
+        Ok(tx)
+    }
+
+    /// Commits; the connection goes back to the pool once the server confirmed it.
+    ///
+    /// An error leaves the outcome unknown (the commit may have happened); the connection
+    /// is closed.
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await
+    }
+
+    /// Rolls back; the connection goes back to the pool once the server confirmed it (if
+    /// the connection is broken, closing it rolls back all the same).
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, statement: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(statement)
+            .execute(&mut *self.connection)
+            .await?;
+        self.ended = true;
+        Ok(())
+    }
+}
+
+impl Deref for PgTx {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.connection
+    }
+}
+
+impl DerefMut for PgTx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.connection
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if !self.ended {
+            // The transaction did not end cleanly (cancelled, failed, or abandoned): the
+            // session may still be inside it, so it must never serve another caller.
+            self.connection.close_on_drop();
+        }
+    }
+}
+
+impl std::fmt::Debug for PgTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTx").field("ended", &self.ended).finish()
+    }
+}
