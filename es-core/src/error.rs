@@ -14,27 +14,67 @@ use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version}
 /// A boxed error from a store's backend (a database driver, an I/O layer).
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
-/// A store's backend failed: the connection dropped, the server refused, a query failed.
+/// A store's backend failed: the connection dropped, the server refused, a query failed,
+/// a deadline passed.
 ///
-/// The message names the operation and, where known, what it was about (a stream, a
-/// position); the backend's own error is the [`source`](StdError::source).
+/// The message names the operation, what it was about (a stream, a position) where known,
+/// and the [kind](StoreErrorKind) of failure; the backend's own error is the
+/// [`source`](StdError::source). [`StoreError::is_transient`] tells a moment's trouble (a
+/// lost connection, a server restarting, a timeout), which trying again may cure, from a
+/// lasting one.
 #[derive(Debug, thiserror::Error)]
-#[error("event store {operation} failed{}", self.context.as_deref().map(|c| format!(" for {c}")).unwrap_or_default())]
+#[error("event store {operation} {}{}", self.kind.verb(), self.context.as_deref().map(|c| format!(" for {c}")).unwrap_or_default())]
 pub struct StoreError {
     operation: &'static str,
+    kind: StoreErrorKind,
     context: Option<String>,
     #[source]
     source: BoxError,
 }
 
+/// What kind of failure a [`StoreError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The store could not be reached, or dropped the connection: the server is down or
+    /// restarting, the network failed, or the server ended the session. Trying again
+    /// later may succeed. An append that failed so may or may not have been stored.
+    Unavailable,
+    /// A deadline passed: a statement ran too long, a lock was not granted in time, or no
+    /// connection came free in time. Nothing was done; trying again may succeed.
+    Timeout,
+    /// Anything else (a refused statement, a missing privilege, bad data): trying again
+    /// will not help.
+    Other,
+}
+
+impl StoreErrorKind {
+    fn verb(self) -> &'static str {
+        match self {
+            Self::Unavailable => "failed: the store is unavailable",
+            Self::Timeout => "timed out",
+            Self::Other => "failed",
+        }
+    }
+}
+
 impl StoreError {
-    /// A failure of `operation` (such as `"append"` or `"snapshot load"`).
+    /// A failure of `operation` (such as `"append"` or `"snapshot load"`), of kind
+    /// [`StoreErrorKind::Other`] unless [`with_kind`](StoreError::with_kind) says otherwise.
     pub fn new(operation: &'static str, source: impl Into<BoxError>) -> Self {
         Self {
             operation,
+            kind: StoreErrorKind::Other,
             context: None,
             source: source.into(),
         }
+    }
+
+    /// Says what kind of failure it is.
+    #[must_use]
+    pub fn with_kind(mut self, kind: StoreErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Says what the operation was about, such as "stream `order-42` from version 7".
@@ -47,6 +87,19 @@ impl StoreError {
     /// The operation that failed.
     pub fn operation(&self) -> &'static str {
         self.operation
+    }
+
+    /// What kind of failure it is.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// Whether trying again may succeed: the store was unavailable or a deadline passed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.kind,
+            StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+        )
     }
 
     /// What the operation was about, if known.
@@ -74,6 +127,20 @@ mod tests {
                 .as_deref(),
             Some("connection reset")
         );
+        assert!(!detailed.is_transient());
+    }
+
+    #[test]
+    fn kinds_say_whether_to_try_again() {
+        let timeout = StoreError::new("append", "lock").with_kind(StoreErrorKind::Timeout);
+        assert_eq!(timeout.to_string(), "event store append timed out");
+        assert!(timeout.is_transient());
+        let down = StoreError::new("log read", "refused").with_kind(StoreErrorKind::Unavailable);
+        assert_eq!(
+            down.to_string(),
+            "event store log read failed: the store is unavailable"
+        );
+        assert!(down.is_transient());
     }
 }
 
@@ -194,6 +261,13 @@ impl AppendError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
     }
+
+    /// Whether the store was unavailable or a deadline passed ([`StoreError::is_transient`]):
+    /// the append may or may not have been stored, and appending the same event ids again
+    /// is safe and tells.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Store { source, .. } if source.is_transient())
+    }
 }
 
 /// Why a read (of a stream, the global log or a subscription) failed.
@@ -246,6 +320,12 @@ pub enum ReadError {
 }
 
 impl ReadError {
+    /// Whether the store was unavailable or a deadline passed ([`StoreError::is_transient`]):
+    /// reading again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Store(source) if source.is_transient())
+    }
+
     /// The stored event at `version` of `stream`, of type `event_type` at schema version
     /// `schema_version` as stored, could not be decoded.
     ///
@@ -327,6 +407,17 @@ pub enum CommandError<E> {
 }
 
 impl<E> CommandError<E> {
+    /// Whether the store failed for a moment ([`StoreError::is_transient`]) while loading
+    /// or appending. [`Repository`](crate::Repository) already runs commands again after
+    /// such failures, as its retry policy says; this is what remains once it gave up.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Load { source, .. } => source.is_transient(),
+            Self::Append { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
     /// The domain error, if the aggregate rejected the command.
     pub fn rejection(&self) -> Option<&E> {
         match self {

@@ -110,6 +110,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod aggregate;
+mod backoff;
 mod cache;
 mod command;
 pub mod error;
@@ -133,9 +134,11 @@ pub mod __private;
 #[doc(inline)]
 pub use crate::aggregate::{Aggregate, AggregateType};
 #[doc(inline)]
+pub use crate::backoff::Backoff;
+#[doc(inline)]
 pub use crate::command::{CommandContext, CommandOutcome};
 #[doc(inline)]
-pub use crate::error::{AppendError, CommandError, ReadError, StoreError};
+pub use crate::error::{AppendError, CommandError, ReadError, StoreError, StoreErrorKind};
 #[doc(inline)]
 pub use crate::event::{
     DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, NewEvent, RawEvent, UpcastError,
@@ -154,7 +157,7 @@ pub use crate::runner::{
 #[doc(inline)]
 pub use crate::store::{
     CheckpointStore, Committed, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent,
-    Partition, Snapshot, SnapshotStore,
+    Partition, Snapshot, SnapshotStore, Stall,
 };
 #[doc(inline)]
 pub use crate::stream::{

@@ -54,6 +54,7 @@ use futures_util::StreamExt as _;
 use tracing::Instrument as _;
 
 use crate::aggregate::Aggregate;
+use crate::backoff::Backoff;
 use crate::cache::StateCache;
 use crate::command::{CommandContext, CommandOutcome};
 use crate::error::{AppendError, CommandError, ReadError};
@@ -76,17 +77,21 @@ use crate::stream::{ExpectedVersion, StreamId, StreamIdError, Version};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_attempts: u32,
-    initial_backoff: Duration,
-    max_backoff: Duration,
+    backoff: Backoff,
+    store_retries: u32,
+    store_backoff: Backoff,
 }
 
 impl Default for RetryPolicy {
-    /// Up to 10 attempts, backing off from up to 1 ms to up to 50 ms.
+    /// Up to 10 attempts after conflicts, backing off from up to 1 ms to up to 50 ms; up
+    /// to 10 runs again after the store failed for a moment, backing off from 25 ms to
+    /// 500 ms (about 3.5 s in all: a database restart, a connection killed).
     fn default() -> Self {
         Self {
             max_attempts: 10,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(50),
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(50)),
+            store_retries: 10,
+            store_backoff: Backoff::new(Duration::from_millis(25), Duration::from_millis(500)),
         }
     }
 }
@@ -94,7 +99,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Never retry a decision: a conflict on the current state fails the command at once.
     /// (A cached state found to be behind is still caught up first; see
-    /// [`Repository::with_cache`].)
+    /// [`Repository::with_cache`].) Store failures are still ridden out as the policy
+    /// says ([`with_store_retries`](RetryPolicy::with_store_retries)).
     pub fn never() -> Self {
         Self::default().with_max_attempts(1)
     }
@@ -106,12 +112,24 @@ impl RetryPolicy {
         self
     }
 
-    /// Sets the backoff bounds: the first retry waits up to `initial`, each later one up to
-    /// twice as long, never more than `max`. Zero disables waiting.
+    /// Sets the backoff bounds after a conflict: the first retry waits up to `initial`,
+    /// each later one up to twice as long, never more than `max`. Zero disables waiting.
     #[must_use]
     pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max.max(initial);
+        self.backoff = Backoff::new(initial, max);
+        self
+    }
+
+    /// Sets how many times a command runs again, from a fresh load, after the store failed
+    /// for a moment (its error [is transient](crate::StoreError::is_transient): the
+    /// server unavailable or restarting, a connection killed, a deadline passed), and the
+    /// pauses between runs (0 retries: fail at once). The retries are safe although an
+    /// append that failed so may have been stored: each run appends under the same event
+    /// ids, so a stored one is recognised rather than repeated.
+    #[must_use]
+    pub fn with_store_retries(mut self, retries: u32, backoff: Backoff) -> Self {
+        self.store_retries = retries;
+        self.store_backoff = backoff;
         self
     }
 
@@ -120,13 +138,13 @@ impl RetryPolicy {
         self.max_attempts
     }
 
+    /// How many times a command runs again after the store failed for a moment.
+    pub fn store_retries(&self) -> u32 {
+        self.store_retries
+    }
+
     fn backoff(&self, failed_attempts: u32) -> Duration {
-        let ceiling = self
-            .initial_backoff
-            .saturating_mul(1 << failed_attempts.saturating_sub(1).min(16))
-            .min(self.max_backoff);
-        let ceiling_micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
-        Duration::from_micros(fastrand::u64(0..=ceiling_micros))
+        self.backoff.pause(failed_attempts)
     }
 }
 
@@ -228,6 +246,46 @@ pub enum LoadError {
         #[source]
         source: ReadError,
     },
+}
+
+/// The ids of the events one execution appends.
+///
+/// Derived from the command id when the caller gave one, so that a repeat of the command
+/// is recognised; otherwise drawn once and kept for every attempt of this execution, so
+/// that an append whose reply was lost is recognised when it is tried again.
+struct EventIds<'a> {
+    context: &'a CommandContext,
+    stream: &'a StreamId,
+    drawn: Vec<uuid::Uuid>,
+    /// An append of this execution failed without telling whether it was stored.
+    uncertain: bool,
+}
+
+impl EventIds<'_> {
+    /// The id of the `index`th event of a decision.
+    fn get(&mut self, index: usize) -> uuid::Uuid {
+        if self.context.command_id_given() {
+            return self.context.event_id(self.stream, index);
+        }
+        while self.drawn.len() <= index {
+            self.drawn.push(uuid::Uuid::now_v7());
+        }
+        self.drawn[index]
+    }
+
+    /// Whether events may be stored under these ids already: by an earlier execution of
+    /// the same command id, or by an attempt of this one.
+    fn may_be_stored(&self) -> bool {
+        self.context.command_id_given() || self.uncertain
+    }
+
+    /// The id the `index`th stored event would have, if any could be stored under it.
+    fn stored(&self, index: usize) -> Option<uuid::Uuid> {
+        if self.context.command_id_given() {
+            return Some(self.context.event_id(self.stream, index));
+        }
+        self.drawn.get(index).copied()
+    }
 }
 
 /// Loads aggregates of type `A` from store `S` and executes their commands.
@@ -482,15 +540,54 @@ where
             stream = %stream,
             command_id = %context.command_id(),
         );
-        self.run(stream, command, context).instrument(span).await
+        self.run_riding_out(stream, command, context)
+            .instrument(span)
+            .await
     }
 
-    async fn run(
+    /// Runs the command, and again, from a fresh load, while the store fails for a moment
+    /// (unavailable, timing out), up to the policy's store retries. An append that failed
+    /// so may have been stored: the retry appends under the same event ids, so the store
+    /// recognises it, and a decision that now differs is checked against what was stored.
+    async fn run_riding_out(
         &self,
         stream: StreamId,
         command: A::Command,
         context: CommandContext,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let mut ids = EventIds {
+            context: &context,
+            stream: &stream,
+            drawn: Vec::new(),
+            uncertain: false,
+        };
+        let mut failures = 0;
+        loop {
+            match self.run(&stream, command.clone(), &mut ids).await {
+                Err(error) if error.is_transient() && failures < self.retry.store_retries => {
+                    ids.uncertain |= matches!(error, CommandError::Append { .. });
+                    failures += 1;
+                    let pause = self.retry.store_backoff.pause(failures);
+                    tracing::debug!(
+                        error = &error as &dyn std::error::Error,
+                        ?pause,
+                        "store failed for a moment; running the command again"
+                    );
+                    futures_timer::Delay::new(pause).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        stream: &StreamId,
+        command: A::Command,
+        ids: &mut EventIds<'_>,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let context = ids.context;
+        let stream = stream.clone();
         let load_error = |source| CommandError::Load {
             stream: stream.clone(),
             source,
@@ -546,7 +643,7 @@ where
                 Ok(_) => {
                     let version = loaded.version;
                     self.keep(loaded);
-                    return match self.first_outcome(&stream, &context).await? {
+                    return match self.first_outcome(&stream, ids).await? {
                         Some(outcome) => Ok(outcome),
                         None if self.archived(&stream).await? => {
                             Err(CommandError::Archived { stream })
@@ -561,7 +658,7 @@ where
                 }
                 Err(error) => {
                     self.keep(loaded);
-                    return match self.first_outcome(&stream, &context).await? {
+                    return match self.first_outcome(&stream, ids).await? {
                         Some(outcome) => Ok(outcome),
                         None if self.archived(&stream).await? => {
                             Err(CommandError::Archived { stream })
@@ -581,14 +678,8 @@ where
                 .into_iter()
                 .enumerate()
                 .map(|(index, event)| {
-                    let event_id = if context.command_id_given() {
-                        context.event_id(&stream, index)
-                    } else {
-                        // No repeat can come, so there is nothing to recognise.
-                        uuid::Uuid::now_v7()
-                    };
                     NewEvent::new(event)
-                        .with_id(event_id)
+                        .with_id(ids.get(index))
                         .with_metadata(metadata.clone())
                 })
                 .collect();
@@ -597,14 +688,15 @@ where
                 Ok(committed) if committed.duplicate => {
                     tracing::debug!("command already executed");
                     self.keep(loaded);
-                    return Ok(self.first_outcome(&stream, &context).await?.unwrap_or(
-                        CommandOutcome {
+                    return Ok(self
+                        .first_outcome(&stream, ids)
+                        .await?
+                        .unwrap_or(CommandOutcome {
                             stream_id: committed.stream_id,
                             version: committed.version,
                             events: committed.events,
-                            duplicate: true,
-                        },
-                    ));
+                            duplicate: context.command_id_given(),
+                        }));
                 }
                 Ok(committed) => {
                     tracing::debug!(version = %committed.version, events = committed.events.len(), "command committed");
@@ -637,7 +729,7 @@ where
                 // Some ids of this decision are stored already: the first execution of this
                 // command emitted more events than this one did.
                 Err(source @ AppendError::DuplicateEventId { .. }) => {
-                    return match self.first_outcome(&stream, &context).await? {
+                    return match self.first_outcome(&stream, ids).await? {
                         Some(outcome) => Ok(outcome),
                         None => Err(CommandError::Append { stream, source }),
                     };
@@ -842,20 +934,23 @@ where
         }
     }
 
-    /// The events a previous execution of this command recorded on `stream`, if any.
+    /// The events a previous execution of this command (or an attempt of this one whose
+    /// append may have been stored) recorded on `stream`, if any.
     async fn first_outcome(
         &self,
         stream: &StreamId,
-        context: &CommandContext,
+        ids: &EventIds<'_>,
     ) -> Result<Option<CommandOutcome<A::Event>>, CommandError<A::Error>> {
-        if !context.command_id_given() {
+        if !ids.may_be_stored() {
             return Ok(None);
         }
         let load_error = |source| CommandError::Load {
             stream: stream.clone(),
             source,
         };
-        let first_id = context.event_id(stream, 0);
+        let Some(first_id) = ids.stored(0) else {
+            return Ok(None);
+        };
         let Some(first) = self
             .store
             .find_event::<A::Event>(first_id)
@@ -872,7 +967,7 @@ where
         futures_util::pin_mut!(rest);
         while let Some(envelope) = rest.next().await {
             let envelope = envelope.map_err(load_error)?;
-            if envelope.event_id != context.event_id(stream, events.len()) {
+            if ids.stored(events.len()) != Some(envelope.event_id) {
                 break;
             }
             events.push(envelope);
@@ -881,7 +976,9 @@ where
             stream_id: stream.clone(),
             version: events.last().map_or(first.version, |e| e.version),
             events,
-            duplicate: true,
+            // Ids drawn for this execution alone: what was stored is this very command,
+            // whose first reply was lost, not an earlier one.
+            duplicate: ids.context.command_id_given(),
         }))
     }
 

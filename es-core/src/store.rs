@@ -55,8 +55,10 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// [`AppendError::Conflict`] when the version does not match,
     /// [`AppendError::DuplicateEventId`] for ids already stored elsewhere,
     /// [`AppendError::DuplicateInBatch`] for an id the batch holds twice,
-    /// [`AppendError::Encode`] when an event cannot be encoded and [`AppendError::Store`]
-    /// when the backend fails.
+    /// [`AppendError::Encode`] when an event cannot be encoded,
+    /// [`AppendError::Unstorable`] or [`AppendError::BatchTooLarge`] when the batch breaks
+    /// one of the [limits](crate::limits) every store keeps (checked before anything is
+    /// written), and [`AppendError::Store`] when the backend fails.
     fn append<E: DomainEvent>(
         &self,
         stream: &StreamId,
@@ -136,6 +138,16 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         std::future::ready(Ok(true))
     }
 
+    /// What keeps this store's log readers (subscriptions, runners) from delivering right
+    /// now, as far as the store knows: `None` when nothing does. Readers ride such
+    /// moments out by themselves; this says why they are quiet, and
+    /// [`ProjectionRunner`](crate::ProjectionRunner)s show it in their status.
+    ///
+    /// Cheap: it reports what the store's readers last found, without asking the backend.
+    fn stall(&self) -> Option<Stall> {
+        None
+    }
+
     /// Archives `stream` (a soft delete): it takes no more events (appends fail with
     /// [`AppendError::Archived`]), reads of the global log and subscriptions leave its
     /// events out unless their filter asks for archived streams
@@ -174,6 +186,40 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         event_id: Uuid,
     ) -> impl Future<Output = Result<Option<EventEnvelope<E>>, ReadError>> + Send;
+}
+
+/// Why a store's log readers are not delivering (see [`EventStore::stall`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stall {
+    /// The store cannot be read: it is unreachable, restarting, timing out, or has no
+    /// connection free. Readers keep trying and go on where they were.
+    Failing {
+        /// What the last attempt reported.
+        error: String,
+        /// When the trouble began.
+        since: DateTime<Utc>,
+    },
+    /// Committed events wait behind a transaction that is still open: they are delivered,
+    /// never skipped, once it ends.
+    HeldBack {
+        /// What holds them back, as the store can tell (for PostgreSQL, the transaction and
+        /// the session running it).
+        cause: String,
+        /// Since when.
+        since: DateTime<Utc>,
+    },
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failing { error, since } => {
+                write!(f, "cannot read the store since {since}: {error}")
+            }
+            Self::HeldBack { cause, since } => write!(f, "held back since {since}: {cause}"),
+        }
+    }
 }
 
 /// What an append recorded.

@@ -1,6 +1,8 @@
 //! Errors of the store's own operations, and how sqlx errors map onto es-core's.
 
-use es_core::StoreError;
+use std::time::Duration;
+
+use es_core::{Backoff, StoreError, StoreErrorKind};
 
 /// Why connecting, configuring or migrating the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,37 @@ pub enum PgStoreError {
         /// The newest this code knows.
         supported: i32,
     },
+    /// The schema lacks migrations this code needs ([`PgEventStore::verify`]): run
+    /// [`PgEventStore::migrate`] with a role that owns the schema.
+    ///
+    /// [`PgEventStore::verify`]: crate::PgEventStore::verify
+    /// [`PgEventStore::migrate`]: crate::PgEventStore::migrate
+    #[error(
+        "schema `{schema}` is at version {found}, behind the {latest} this es-postgres needs; run `migrate()` with the role that owns the schema"
+    )]
+    SchemaBehind {
+        /// The schema.
+        schema: String,
+        /// The newest migration it applied (0 if none, or no schema).
+        found: i32,
+        /// The newest this code has.
+        latest: i32,
+    },
+    /// The current role lacks privileges the store uses ([`PgEventStore::verify`]).
+    ///
+    /// [`PgEventStore::verify`]: crate::PgEventStore::verify
+    #[error(
+        "role `{role}` lacks privileges the event store in schema `{schema}` uses: {}; have the schema's owner run `grant_application_role(\"{role}\")`",
+        missing.join(", ")
+    )]
+    MissingPrivileges {
+        /// The schema.
+        schema: String,
+        /// The role.
+        role: String,
+        /// What it lacks, as `PRIVILEGE on table`.
+        missing: Vec<String>,
+    },
     /// A recorded migration is not the one this code has under that version.
     #[error(
         "schema `{schema}` recorded migration {version} as `{found}`, but this es-postgres has `{expected}` there"
@@ -94,67 +127,84 @@ impl PgStoreError {
     }
 }
 
-/// Whether an append failed because another writer got in the way: it violated the
-/// unique (stream, version) or event id constraint, or, under `SERIALIZABLE` or
-/// `REPEATABLE READ` isolation (set on the role or database, say), the server aborted it as
-/// a serialization failure (SQLSTATE 40001) or a deadlock victim (40P01). All of these are
-/// concurrency outcomes to classify and retry, never raw errors.
-///
-/// Unique violations are recognised through sqlx's error kind; sqlx has no kind for the
-/// other two, so their SQLSTATE codes are compared.
-pub(crate) fn is_write_race(error: &sqlx::Error) -> bool {
-    let Some(database) = error.as_database_error() else {
-        return false;
-    };
-    if database.is_unique_violation() {
-        return matches!(
-            database.constraint(),
-            Some("events_stream_version_key" | "events_event_id_key")
-        );
-    }
-    database
-        .code()
-        .is_some_and(|code| code == "40001" || code == "40P01")
-}
-
-/// Whether an error is a lost or refused connection (or a serialization failure), which a
-/// retry may cure (as opposed to a bad query or bad data, which it will not).
-///
-/// sqlx has no error kind for "the server closed the connection", so this also looks at
-/// the SQLSTATE class: 08 (connection exception) and 57P0x (the server or an administrator
-/// ended the session, e.g. `pg_terminate_backend`).
-pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
-        }),
-        _ => false,
-    }
-}
-
-/// An sqlx failure of `operation`, as es-core's [`StoreError`].
-pub(crate) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
-    StoreError::new(operation, error)
+/// The SQLSTATE code of a database error: the one place codes are read. sqlx has error
+/// kinds for constraint violations only; every other class is told by its code.
+fn sqlstate(error: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
+    error
+        .as_database_error()
+        .and_then(|database| database.code())
 }
 
 /// Whether the server aborted a statement as a serialization failure (SQLSTATE 40001) or a
 /// deadlock victim (40P01). Under `SERIALIZABLE` isolation (a role or database default,
 /// say) even a plain read can be aborted so; the statement did nothing and may simply run
-/// again. sqlx has no error kind for these, so the codes are compared.
+/// again.
 pub(crate) fn is_serialization_failure(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .and_then(|database| database.code())
-        .is_some_and(|code| code == "40001" || code == "40P01")
+    sqlstate(error).is_some_and(|code| code == "40001" || code == "40P01")
+}
+
+/// Whether an append failed because another writer got in the way: it violated the
+/// unique (stream, version) or event id constraint, or, under `SERIALIZABLE` or
+/// `REPEATABLE READ` isolation (set on the role or database, say), the server aborted it as
+/// a serialization failure or a deadlock victim. All of these are concurrency outcomes to
+/// classify and retry, never raw errors.
+pub(crate) fn is_write_race(error: &sqlx::Error) -> bool {
+    if let Some(database) = error.as_database_error()
+        && database.is_unique_violation()
+    {
+        return matches!(
+            database.constraint(),
+            Some("events_stream_version_key" | "events_event_id_key")
+        );
+    }
+    is_serialization_failure(error)
+}
+
+/// What kind of failure `error` is, for [`StoreError::kind`]:
+///
+/// - a deadline: statement timeout or cancellation (57014), lock timeout (55P03), the
+///   session's idle-in-transaction timeout (25P03), no pooled connection in time;
+/// - unavailable: a lost or refused connection (I/O, TLS, protocol), the server ending the
+///   session or shutting down or starting up (57P01-57P05), connection exceptions (class
+///   08), too many connections (53300), or serialization failures that outlasted their
+///   retries (40001, 40P01);
+/// - anything else.
+pub(crate) fn kind_of(error: &sqlx::Error) -> StoreErrorKind {
+    match error {
+        sqlx::Error::PoolTimedOut => StoreErrorKind::Timeout,
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StoreErrorKind::Unavailable,
+        sqlx::Error::Database(_) => match sqlstate(error).as_deref() {
+            Some("57014" | "55P03" | "25P03") => StoreErrorKind::Timeout,
+            Some(code)
+                if code.starts_with("08")
+                    || code.starts_with("57P")
+                    || matches!(code, "53300" | "40001" | "40P01") =>
+            {
+                StoreErrorKind::Unavailable
+            }
+            _ => StoreErrorKind::Other,
+        },
+        _ => StoreErrorKind::Other,
+    }
+}
+
+/// Whether a retry may cure `error` (see [`kind_of`]), as opposed to a bad query or bad
+/// data, which it will not.
+pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
+    kind_of(error) != StoreErrorKind::Other
+}
+
+/// An sqlx failure of `operation`, as es-core's [`StoreError`], with its kind.
+pub(crate) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
+    let kind = kind_of(&error);
+    StoreError::new(operation, error).with_kind(kind)
 }
 
 /// How many times a statement aborted as a serialization failure is run again.
-const SERIALIZATION_RETRIES: u32 = 32;
+pub(crate) const SERIALIZATION_RETRIES: u32 = 32;
 
 /// Runs `statement` again, after a short jittered pause, while the server aborts it as a
 /// serialization failure: such aborts say nothing about the data, only that another
@@ -166,14 +216,13 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, sqlx::Error>>,
 {
+    const BACKOFF: Backoff = Backoff::new(Duration::from_micros(200), Duration::from_millis(7));
     let mut attempt = 0;
     loop {
         match statement().await {
             Err(error) if is_serialization_failure(&error) && attempt < SERIALIZATION_RETRIES => {
                 attempt += 1;
-                let ceiling = 100_u64 << attempt.min(6);
-                tokio::time::sleep(std::time::Duration::from_micros(fastrand::u64(0..ceiling)))
-                    .await;
+                tokio::time::sleep(BACKOFF.pause(attempt)).await;
             }
             outcome => return outcome,
         }

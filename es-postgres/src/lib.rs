@@ -73,7 +73,9 @@
 //! single-row `INSERT` transactions on a table of the same shape, in the same run; see the
 //! crate README for the figures and what limits them.
 
+mod builder;
 mod error;
+mod health;
 mod inline;
 mod migrate;
 mod projection;
@@ -86,11 +88,12 @@ mod tx;
 mod wakeup;
 mod xid;
 
+pub use builder::{PgEventStoreBuilder, PgPoolSettings};
 pub use error::PgStoreError;
 pub use inline::PgInlineProjection;
 pub use projection::{PgProjection, PgProjectionError, PgTransactionalProjection};
 pub use schema::{InvalidSchemaName, SchemaName};
-pub use store::{Horizon, PgEventStore, PgEventStoreBuilder};
+pub use store::{Horizon, HorizonHolder, PgEventStore};
 
 #[doc(no_inline)]
 pub use es_core::{CheckpointStore, EventStore, SnapshotStore};

@@ -6,7 +6,8 @@ use crate::error::PgStoreError;
 use crate::schema::SchemaName;
 use crate::tx::PgTx;
 
-/// One migration: its version, its name and its SQL (with `{schema}` for the schema).
+/// One migration: its version, its name and its SQL (with `{schema}` for the quoted
+/// schema, `{schema_name}` for the bare name).
 struct Migration {
     version: i32,
     name: &'static str,
@@ -35,26 +36,57 @@ const MIGRATIONS: &[Migration] = &[
         name: "archive under snapshot isolation",
         sql: include_str!("../migrations/0004_archive_under_snapshot_isolation.sql"),
     },
+    Migration {
+        version: 5,
+        name: "horizon of this database",
+        sql: include_str!("../migrations/0005_horizon_of_this_database.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "application role",
+        sql: include_str!("../migrations/0006_application_role.sql"),
+    },
 ];
 
 /// The newest schema version this code knows.
-pub(crate) const LATEST: i32 = 4;
+pub(crate) const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// A migration as the schema recorded it: version, name, checksum (none if it was
+/// applied before checksums were recorded).
+type Applied = (i32, String, Option<String>);
 
 /// Creates the schema or brings it up to date, in one transaction.
 ///
-/// Concurrent callers (several processes starting at once) serialise on an advisory lock
+/// A schema that is up to date is only read, so that a role without the right to change
+/// it (the application's, see [`verify`]) may call this at every start. Otherwise
+/// concurrent callers (several processes starting at once) serialise on an advisory lock
 /// keyed by the schema, so each migration runs exactly once. The applied versions are kept
 /// in `<schema>.es_migrations`, apart from any application migration table.
 pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, PgStoreError> {
-    let quoted = schema.quoted();
     let failed = PgStoreError::migrate(schema);
+    let mut connection = pool.acquire().await.map_err(&failed)?;
+    if let Some(applied) = recorded(&mut connection, schema).await?
+        && pending(schema, &applied)?.is_empty()
+    {
+        check_transaction_ids(&mut connection, schema).await?;
+        return Ok(Vec::new());
+    }
+    drop(connection);
+
+    let quoted = schema.quoted();
     let mut tx = PgTx::begin(pool).await.map_err(&failed)?;
     // Whatever the pool's default: a migrator that waited for the lock below must read
     // what the one before it committed, which a snapshot from before the wait would hide.
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        .execute(&mut *tx)
-        .await
-        .map_err(&failed)?;
+    // A schema change on a large table may take long, and waiting for another migrator is
+    // expected: the session's deadlines do not apply here (lock waits for the schema
+    // changes themselves keep theirs, below).
+    sqlx::raw_sql(
+        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+         SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(&failed)?;
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended('es-postgres migrations ' || $1, 0))",
     )
@@ -62,6 +94,12 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
     .execute(&mut *tx)
     .await
     .map_err(&failed)?;
+    // A schema change queued behind a long transaction would block every append queued
+    // behind it: with the session's lock deadline it fails instead, and can be run again.
+    sqlx::raw_sql("SET LOCAL lock_timeout TO DEFAULT")
+        .execute(&mut *tx)
+        .await
+        .map_err(&failed)?;
     let setup = format!(
         "CREATE SCHEMA IF NOT EXISTS {quoted};
          CREATE TABLE IF NOT EXISTS {quoted}.es_migrations (
@@ -75,62 +113,30 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
         .execute(&mut *tx)
         .await
         .map_err(&failed)?;
-    let applied: Vec<(i32, String, Option<String>)> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT version, name, checksum FROM {quoted}.es_migrations ORDER BY version"
-    )))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(&failed)?
-    .iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-    .collect::<Result<_, sqlx::Error>>()
-    .map_err(&failed)?;
-
-    if let Some((newest, _, _)) = applied.last()
-        && *newest > LATEST
-    {
-        return Err(PgStoreError::SchemaTooNew {
-            schema: schema.to_string(),
-            found: *newest,
-            supported: LATEST,
-        });
-    }
+    let applied = recorded(&mut tx, schema).await?.unwrap_or_default();
     let mut ran = Vec::new();
-    for migration in MIGRATIONS {
+    for migration in pending(schema, &applied)? {
         let checksum = checksum(migration.sql);
-        match applied.iter().find(|(v, _, _)| *v == migration.version) {
-            Some((_, name, _)) if name != migration.name => {
-                return Err(PgStoreError::MigrationMismatch {
-                    schema: schema.to_string(),
-                    version: migration.version,
-                    expected: migration.name,
-                    found: name.clone(),
-                });
-            }
-            Some((_, _, Some(recorded))) if *recorded != checksum => {
-                return Err(PgStoreError::MigrationEdited {
-                    schema: schema.to_string(),
-                    version: migration.version,
-                    name: migration.name,
-                });
-            }
-            Some((_, _, Some(_))) => continue,
+        if applied
+            .iter()
+            .any(|(version, _, _)| *version == migration.version)
+        {
             // Applied before checksums were recorded: taken as it is, and recorded now.
-            Some((_, _, None)) => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "UPDATE {quoted}.es_migrations SET checksum = $2 WHERE version = $1"
-                )))
-                .bind(migration.version)
-                .bind(&checksum)
-                .execute(&mut *tx)
-                .await
-                .map_err(&failed)?;
-                continue;
-            }
-            None => {}
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {quoted}.es_migrations SET checksum = $2 WHERE version = $1"
+            )))
+            .bind(migration.version)
+            .bind(&checksum)
+            .execute(&mut *tx)
+            .await
+            .map_err(&failed)?;
+            continue;
         }
         tracing::info!(schema = %schema, version = migration.version, name = migration.name, "applying migration");
-        let sql = migration.sql.replace("{schema}", &quoted);
+        let sql = migration
+            .sql
+            .replace("{schema_name}", schema.as_str())
+            .replace("{schema}", &quoted);
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut *tx)
             .await
@@ -149,6 +155,190 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
     check_transaction_ids(&mut tx, schema).await?;
     tx.commit().await.map_err(&failed)?;
     Ok(ran)
+}
+
+/// The migrations `schema` recorded, in order; `None` if it has no migrations table.
+async fn recorded(
+    connection: &mut sqlx::PgConnection,
+    schema: &SchemaName,
+) -> Result<Option<Vec<Applied>>, PgStoreError> {
+    let failed = PgStoreError::migrate(schema);
+    let table = format!("{}.es_migrations", schema.quoted());
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(&table)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(&failed)?;
+    if !exists {
+        return Ok(None);
+    }
+    // Read as text, so that a table from before checksums were recorded reads too.
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT version, name, to_jsonb(m) ->> 'checksum' FROM {table} m ORDER BY version"
+    )))
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(&failed)?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<Result<Vec<Applied>, sqlx::Error>>()
+        .map(Some)
+        .map_err(&failed)
+}
+
+/// The migrations `schema` has yet to apply, or to record a checksum for; an error if what
+/// it recorded is not what this code has.
+fn pending(
+    schema: &SchemaName,
+    applied: &[Applied],
+) -> Result<Vec<&'static Migration>, PgStoreError> {
+    if let Some((newest, _, _)) = applied.last()
+        && *newest > LATEST
+    {
+        return Err(PgStoreError::SchemaTooNew {
+            schema: schema.to_string(),
+            found: *newest,
+            supported: LATEST,
+        });
+    }
+    let mut pending = Vec::new();
+    for migration in MIGRATIONS {
+        match applied.iter().find(|(v, _, _)| *v == migration.version) {
+            Some((_, name, _)) if name != migration.name => {
+                return Err(PgStoreError::MigrationMismatch {
+                    schema: schema.to_string(),
+                    version: migration.version,
+                    expected: migration.name,
+                    found: name.clone(),
+                });
+            }
+            Some((_, _, Some(recorded))) if *recorded != checksum(migration.sql) => {
+                return Err(PgStoreError::MigrationEdited {
+                    schema: schema.to_string(),
+                    version: migration.version,
+                    name: migration.name,
+                });
+            }
+            Some((_, _, Some(_))) => {}
+            Some((_, _, None)) | None => pending.push(migration),
+        }
+    }
+    Ok(pending)
+}
+
+/// Checks, reading only, that `schema` is what this code needs: every migration applied
+/// as this code has it, no transaction ids from another cluster, and the privileges the
+/// store uses granted to the current role.
+pub(crate) async fn verify(pool: &PgPool, schema: &SchemaName) -> Result<(), PgStoreError> {
+    let mut connection = pool
+        .acquire()
+        .await
+        .map_err(PgStoreError::migrate(schema))?;
+    let applied = recorded(&mut connection, schema).await?.unwrap_or_default();
+    let behind: Vec<i32> = pending(schema, &applied)?
+        .iter()
+        .filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version))
+        .map(|m| m.version)
+        .collect();
+    if !behind.is_empty() {
+        return Err(PgStoreError::SchemaBehind {
+            schema: schema.to_string(),
+            found: applied.last().map_or(0, |(v, _, _)| *v),
+            latest: LATEST,
+        });
+    }
+    check_transaction_ids(&mut connection, schema).await?;
+    check_privileges(&mut connection, schema).await
+}
+
+/// The privileges the store uses, as `(table, privilege)`.
+const PRIVILEGES: &[(&str, &str)] = &[
+    ("events", "SELECT"),
+    ("archived_streams", "SELECT"),
+    ("archived_streams", "INSERT"),
+    ("snapshots", "SELECT"),
+    ("snapshots", "INSERT"),
+    ("snapshots", "UPDATE"),
+    ("checkpoints", "SELECT"),
+    ("checkpoints", "INSERT"),
+    ("checkpoints", "UPDATE"),
+    ("checkpoints", "DELETE"),
+    ("parked_events", "SELECT"),
+    ("parked_events", "INSERT"),
+    ("parked_events", "UPDATE"),
+    ("parked_events", "DELETE"),
+    ("leases", "SELECT"),
+    ("leases", "INSERT"),
+    ("leases", "UPDATE"),
+    ("leases", "DELETE"),
+];
+
+/// The columns of `events` an append names.
+const APPEND_COLUMNS: &[&str] = &[
+    "stream_id",
+    "version",
+    "event_id",
+    "event_type",
+    "schema_version",
+    "payload",
+    "correlation_id",
+    "causation_id",
+    "actor",
+    "metadata",
+];
+
+async fn check_privileges(
+    connection: &mut sqlx::PgConnection,
+    schema: &SchemaName,
+) -> Result<(), PgStoreError> {
+    let quoted = schema.quoted();
+    let (tables, privileges): (Vec<String>, Vec<&str>) = PRIVILEGES
+        .iter()
+        .map(|(table, privilege)| (format!("{quoted}.{table}"), *privilege))
+        .unzip();
+    let missing: Vec<String> = sqlx::query_scalar(
+        "SELECT t.privilege || ' on ' || t.tab FROM unnest($1::text[], $2::text[]) AS t(tab, privilege) \
+         WHERE NOT has_table_privilege(t.tab, t.privilege) \
+         UNION ALL \
+         SELECT 'INSERT on ' || $3 || ' (' || c || ')' FROM unnest($4::text[]) AS c \
+         WHERE NOT has_column_privilege($3, c, 'INSERT')",
+    )
+    .bind(&tables)
+    .bind(&privileges)
+    .bind(format!("{quoted}.events"))
+    .bind(APPEND_COLUMNS)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(PgStoreError::migrate(schema))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let role: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(PgStoreError::migrate(schema))?;
+    Err(PgStoreError::MissingPrivileges {
+        schema: schema.to_string(),
+        role,
+        missing,
+    })
+}
+
+/// Grants `role` what running the store takes (migration 0006).
+pub(crate) async fn grant_application_role(
+    pool: &PgPool,
+    schema: &SchemaName,
+    role: &str,
+) -> Result<(), PgStoreError> {
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT {}.es_grant_application($1)",
+        schema.quoted()
+    )))
+    .bind(role)
+    .execute(pool)
+    .await
+    .map_err(PgStoreError::migrate(schema))?;
+    Ok(())
 }
 
 /// A fingerprint of a migration's text (FNV-1a, 64 bits, in hex): stable across builds and

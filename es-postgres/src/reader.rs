@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use es_core::{
-    DomainEvent, EventEnvelope, EventFilter, Position, ReadError, StoreError, StreamId, Version,
+    Backoff, DomainEvent, EventEnvelope, EventFilter, Position, ReadError, StoreError, StreamId,
+    Version,
 };
 use futures_core::Stream;
 use futures_util::StreamExt as _;
@@ -19,7 +20,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{
-    is_serialization_failure, is_transient, retry_serialization_failures, store_error,
+    SERIALIZATION_RETRIES, is_serialization_failure, is_transient, retry_serialization_failures,
+    store_error,
 };
 use crate::row;
 use crate::store::Inner;
@@ -29,8 +31,16 @@ use crate::xid::Xid8;
 /// transaction older than the new events still runs); it doubles up to the poll interval.
 const FIRST_RETRY: Duration = Duration::from_millis(1);
 
-/// The longest pause between attempts while the server is unreachable.
-const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+/// Pauses between attempts of a subscription whose reads fail (a lost connection, a
+/// server restarting, a timeout): short, so that it is back within a second of the
+/// server.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(250));
+
+/// How long one attempt of a failing subscription may take: a connection attempt that
+/// hangs (sqlx retries a refused connection with pauses of its own, up to the pool's
+/// acquire timeout) is cut off and started afresh, so that a server that is back is seen
+/// at once.
+const RECOVERY_ATTEMPT: Duration = Duration::from_secs(1);
 
 type Page = Result<Vec<PgRow>, sqlx::Error>;
 
@@ -140,7 +150,9 @@ async fn forward_stream(
                 }
                 // Aborted as a serialization failure: the page is simply read again from
                 // the version after the last row passed on.
-                Err(error) if is_serialization_failure(&error) && aborted < 32 => {
+                Err(error)
+                    if is_serialization_failure(&error) && aborted < SERIALIZATION_RETRIES =>
+                {
                     aborted += 1;
                     count = page;
                     break;
@@ -280,6 +292,19 @@ impl LogQuery {
         }
     }
 
+    /// Records what holds the log back, for [`EventStore::stall`](es_core::EventStore::stall).
+    async fn describe_horizon(&self) {
+        match crate::store::horizon(&self.inner).await {
+            Ok(horizon) => self.inner.health.held_back_by(horizon.to_string()),
+            Err(error) => {
+                tracing::debug!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot read the horizon"
+                );
+            }
+        }
+    }
+
     /// Whether any committed event follows `after` (behind the horizon, or readable since
     /// the last read).
     async fn unread_after(&self, after: (u64, i64)) -> Result<bool, sqlx::Error> {
@@ -309,6 +334,10 @@ pub(crate) struct LogReader<E> {
     /// A wake-up was taken by a read since the reader last asked whether events are held
     /// back: its events may be among them.
     woken: bool,
+    /// The last look found committed events waiting behind the horizon.
+    held: bool,
+    /// Reads that failed in a row (subscriptions only; they try again).
+    failures: u32,
     event: PhantomData<fn() -> E>,
 }
 
@@ -339,6 +368,8 @@ impl<E: DomainEvent> LogReader<E> {
             retry: None,
             // Events may already wait behind the horizon, their wake-ups long gone.
             woken: live,
+            held: false,
+            failures: 0,
             event: PhantomData,
         }
     }
@@ -353,11 +384,15 @@ impl<E: DomainEvent> LogReader<E> {
             self.woken |= wake.has_changed().unwrap_or(true);
             wake.borrow_and_update();
         }
-        self.query.page(self.after).await
+        if self.failures == 0 {
+            return self.query.page(self.after).await;
+        }
+        tokio::time::timeout(RECOVERY_ATTEMPT, self.query.page(self.after))
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
     async fn next(&mut self) -> Option<Result<EventEnvelope<E>, ReadError>> {
-        let mut reconnect_pause = Duration::from_millis(10);
         loop {
             // A stream of results ends at its first error.
             if self.failed {
@@ -371,13 +406,25 @@ impl<E: DomainEvent> LogReader<E> {
             if self.exhausted {
                 return None;
             }
+            let inner = Arc::clone(&self.query.inner);
+            let health = &inner.health;
             let rows = match self.fetch().await {
-                Ok(rows) => rows,
+                Ok(rows) => {
+                    self.failures = 0;
+                    rows
+                }
                 Err(error) if self.wake.is_some() && is_transient(&error) => {
-                    // A subscription outlives connections: resume from the same position.
-                    tracing::warn!(error = &error as &dyn std::error::Error, pause = ?reconnect_pause, "subscription lost its connection; retrying");
-                    tokio::time::sleep(reconnect_pause).await;
-                    reconnect_pause = (reconnect_pause * 2).min(MAX_RECONNECT_PAUSE);
+                    // A subscription outlives connections, restarts and timeouts: it says
+                    // so (`EventStore::stall`) and resumes from the same position.
+                    health.failed(&error);
+                    self.failures += 1;
+                    let pause = RECONNECT.pause(self.failures);
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        ?pause,
+                        "subscription cannot read the log; retrying"
+                    );
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
                 Err(error) => {
@@ -416,19 +463,31 @@ impl<E: DomainEvent> LogReader<E> {
                 self.exhausted = true;
                 continue;
             };
+            health.read(found);
             if found {
                 self.retry = None;
+                self.held = false;
                 continue;
             }
             // Caught up with the horizon. Events committed behind it will not wake this reader
             // again (their wake-up may have been taken by a read that came back without
             // them), so while any event follows (held back, or readable since the read), look
             // again soon. (Under a filter, events of other kinds count too: that costs a few
-            // quick looks.) Asked once per wake-up taken, not on every quiet poll.
-            if self.retry.is_none() && std::mem::take(&mut self.woken) {
+            // quick looks.) Asked once per wake-up taken, and once per poll while events are
+            // held back, not on every quiet poll.
+            if self.retry.is_none() && (std::mem::take(&mut self.woken) || self.held) {
                 match self.query.unread_after(self.after).await {
-                    Ok(true) => self.retry = Some(FIRST_RETRY),
-                    Ok(false) => {}
+                    Ok(true) => {
+                        self.retry = Some(FIRST_RETRY);
+                        self.held = true;
+                        if health.held_back() {
+                            self.query.describe_horizon().await;
+                        }
+                    }
+                    Ok(false) => {
+                        self.held = false;
+                        health.released();
+                    }
                     Err(error) => {
                         // Ask again after the next read.
                         self.woken = true;

@@ -22,6 +22,23 @@ fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// The `LISTEN`/`NOTIFY` channel of `schema`: `es_events_<schema>`, or, where that would
+/// pass PostgreSQL's 63-byte identifier limit (`NOTIFY` refuses longer names, `LISTEN`
+/// cuts them short, so the two would never meet), the name's start and a hash of all of it.
+fn channel(schema: &SchemaName) -> String {
+    use sha2::Digest as _;
+    let plain = format!("es_events_{}", schema.as_str());
+    if plain.len() <= SchemaName::MAX_LEN {
+        return plain;
+    }
+    let hash = sha2::Sha256::digest(schema.as_str().as_bytes());
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "es_events_{}_{hex}",
+        &schema.as_str()[..SchemaName::MAX_LEN - 27]
+    )
+}
+
 /// The statements of one store.
 #[derive(Debug)]
 pub(crate) struct Statements {
@@ -76,9 +93,12 @@ pub(crate) struct Statements {
     /// running), or readable since. Either way it looks again soon instead of waiting for
     /// a wake-up that may have come and gone.
     pub(crate) unread_after: Arc<str>,
-    /// The oldest running transaction's age and the count of committed events that are
-    /// beyond the horizon, for lag reporting.
+    /// The horizon, the count of committed events at or beyond it, and the backend whose
+    /// transaction is the horizon, if it still runs: pid, database, application, state and
+    /// the transaction's age.
     pub(crate) horizon: Arc<str>,
+    /// Whether transaction `$1` is below the horizon: its events are readable.
+    pub(crate) readable: Arc<str>,
     /// Archiving stream `$1`, in one transaction: take the stream's lock exclusively
     /// (waiting for the appends under way), read its end (which, under SERIALIZABLE, makes
     /// an append that raced the archive a serialization failure), record the archive.
@@ -94,15 +114,17 @@ pub(crate) struct Statements {
 impl Statements {
     pub(crate) fn new(schema: &SchemaName) -> Self {
         let s = schema.quoted();
-        // `recorded_at` is read from the clock while the row is written, after the
-        // statement's snapshot showed the stream's previous event committed: so recorded
-        // times never go backwards along a stream, which loads "as of a time" rely on. (The
-        // column default, `now()`, is the transaction's start, which can precede the
-        // previous event's commit.)
+        // The columns an append names: the position (identity), the writing transaction
+        // (`pg_current_xact_id()`) and the recorded time are the server's, from the
+        // columns' defaults, so a role granted only these columns cannot forge them
+        // (migration 0006). `recorded_at` defaults to `clock_timestamp()`, read as each row
+        // is written, after the statement's snapshot showed the stream's previous event
+        // committed: so recorded times never go backwards along a stream, which loads "as
+        // of a time" rely on.
         let insert = format!(
             "INSERT INTO {s}.events \
                  (stream_id, version, event_id, event_type, schema_version, payload, \
-                  correlation_id, causation_id, actor, metadata, recorded_at)"
+                  correlation_id, causation_id, actor, metadata)"
         );
         // The batch's columns as arrays, from parameter `$first` on.
         let unnest = |first: u8| {
@@ -127,11 +149,14 @@ impl Statements {
                  ON archived.archived_id = stream_id"
         );
         let not_archived = |flag: u8| format!("(${flag}::bool OR archived.archived_id IS NULL)");
+        // Below it, every transaction that can write here has ended (migration 0005);
+        // evaluated once per statement.
+        let horizon = format!("(SELECT {s}.es_horizon())");
         let text = |sql: String| -> Arc<str> { Arc::from(sql) };
         Self {
             append_exact: text(format!(
                 "{insert} \
-                 SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md, clock_timestamp() \
+                 SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md \
                  FROM {}, (SELECT {open} AS open OFFSET 0) guard \
                  WHERE ($2 = 0 OR EXISTS \
                      (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2)) \
@@ -142,8 +167,7 @@ impl Statements {
             )),
             append_any: text(format!(
                 "{insert} \
-                 SELECT $1, cur.v + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md, \
-                     clock_timestamp() \
+                 SELECT $1, cur.v + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md \
                  FROM {}, \
                      (SELECT coalesce(max(version), 0) AS v, {open} AS open \
                       FROM {s}.events WHERE stream_id = $1) cur \
@@ -154,7 +178,7 @@ impl Statements {
             )),
             append_one_exact: text(format!(
                 "{insert} \
-                 SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp() \
+                 SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, $10 \
                  WHERE ($2 = 0 OR EXISTS \
                      (SELECT 1 FROM {s}.events WHERE stream_id = $1 AND version = $2)) \
                    AND {open} \
@@ -162,8 +186,7 @@ impl Statements {
             )),
             append_one_any: text(format!(
                 "{insert} \
-                 SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                     clock_timestamp() \
+                 SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9 \
                  FROM {s}.events WHERE stream_id = $1 \
                  HAVING {open} \
                  {returning}"
@@ -179,7 +202,7 @@ impl Statements {
                 "WITH page AS ( \
                      SELECT * FROM {s}.events \
                      WHERE (transaction_id, position) > ($1::xid8, $2) \
-                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                       AND transaction_id < {horizon} \
                      ORDER BY transaction_id, position LIMIT $5), \
                  marked AS ( \
                      SELECT page.*, \
@@ -264,7 +287,7 @@ impl Statements {
             count_after: text(format!(
                 "SELECT count(*) FROM {s}.events {archived_join} \
                  WHERE (transaction_id, position) > ($1::xid8, $2) \
-                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                   AND transaction_id < {horizon} \
                    AND ($3::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($3)) \
                    AND ($4::text[] IS NULL OR event_type = ANY($4)) \
                    AND ($5::int8 IS NULL OR {} = $6) \
@@ -287,13 +310,37 @@ impl Statements {
                 "SELECT EXISTS (SELECT 1 FROM {s}.archived_streams WHERE stream_id = $1)"
             )),
             horizon: text(format!(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, \
-                     (SELECT count(*) FROM {s}.events \
-                      WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())), \
-                     (SELECT max(now() - xact_start) FROM pg_stat_activity \
-                      WHERE backend_xid IS NOT NULL)::text"
+                "WITH h AS (SELECT {horizon} AS horizon) \
+                 SELECT h.horizon::text, \
+                     (SELECT count(*) FROM {s}.events WHERE transaction_id >= h.horizon), \
+                     holder.pid, holder.datname::text, holder.application_name, holder.state, \
+                     (now() - holder.xact_start)::text \
+                 FROM h LEFT JOIN LATERAL \
+                     (SELECT pid, datname, application_name, state, xact_start \
+                      FROM pg_stat_activity WHERE backend_xid = h.horizon::xid LIMIT 1) holder \
+                     ON true"
             )),
-            channel: text(format!("es_events_{}", schema.as_str())),
+            readable: text(format!("SELECT $1::xid8 < {horizon}")),
+            channel: text(channel(schema)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_fit_postgres_identifiers_and_stay_apart() {
+        let short = SchemaName::new("es").unwrap();
+        assert_eq!(channel(&short), "es_events_es");
+        let long_a = SchemaName::new(&format!("{}a", "x".repeat(62))).unwrap();
+        let long_b = SchemaName::new(&format!("{}b", "x".repeat(62))).unwrap();
+        for schema in [&long_a, &long_b] {
+            assert_eq!(channel(schema).len(), SchemaName::MAX_LEN, "{schema}");
+        }
+        assert_ne!(channel(&long_a), channel(&long_b));
+        let fits = SchemaName::new(&"y".repeat(53)).unwrap();
+        assert_eq!(channel(&fits), format!("es_events_{}", "y".repeat(53)));
     }
 }

@@ -12,11 +12,13 @@ use es_core::{
 };
 use futures_core::Stream;
 use serde_json::Value;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Connection as _, Row as _};
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::{AssertSqlSafe, Row as _};
 use uuid::Uuid;
 
+use crate::builder::{PgEventStoreBuilder, PgPoolSettings};
 use crate::error::{PgStoreError, is_write_race, retry_serialization_failures, store_error};
+use crate::health::ReaderHealth;
 use crate::inline::PgInlineProjection;
 use crate::reader::{LogReader, StreamReader, filter_parameters};
 use crate::row::{self, position_of, position_parts};
@@ -49,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) poll_interval: Duration,
     pub(crate) wakeups: Wakeups,
     pub(crate) inline: Vec<Arc<dyn PgInlineProjection>>,
+    /// What the store's log readers last found.
+    pub(crate) health: ReaderHealth,
 }
 
 impl fmt::Debug for PgEventStore {
@@ -62,185 +66,105 @@ impl fmt::Debug for PgEventStore {
     }
 }
 
-/// Configures a [`PgEventStore`].
-///
-/// ```no_run
-/// use es_postgres::PgEventStore;
-/// use std::time::Duration;
-///
-/// # async fn example(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
-/// let store = PgEventStore::builder(pool)
-///     .schema("billing_events")?
-///     .poll_interval(Duration::from_millis(250))
-///     .build();
-/// store.migrate().await?;
-/// # Ok(())
-/// # }
-/// ```
-pub struct PgEventStoreBuilder {
-    pool: PgPool,
-    schema: SchemaName,
-    notify: bool,
-    poll_interval: Duration,
-    page_size: i64,
-    inline: Vec<Arc<dyn PgInlineProjection>>,
-}
-
-impl fmt::Debug for PgEventStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgEventStoreBuilder")
-            .field("schema", &self.schema)
-            .field("notify", &self.notify)
-            .field("poll_interval", &self.poll_interval)
-            .field("page_size", &self.page_size)
-            .field(
-                "inline",
-                &self
-                    .inline
-                    .iter()
-                    .map(|p| p.name().to_owned())
-                    .collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
-impl PgEventStoreBuilder {
-    /// Uses the schema `name` (default `es`).
-    ///
-    /// # Errors
-    ///
-    /// Fails unless `name` is a plain lowercase identifier (see [`SchemaName`]).
-    pub fn schema(mut self, name: &str) -> Result<Self, PgStoreError> {
-        self.schema = SchemaName::new(name)?;
-        Ok(self)
-    }
-
-    /// Whether appends send a `NOTIFY` so that subscribers in *other* processes wake at
-    /// once (default on). The notification goes out after the append's commit, from a
-    /// background task that gathers the appends of 2 ms into one notification, so it adds
-    /// no round trip to an append and takes no lock inside it. Subscribers in this process are woken directly either way, and
-    /// every subscriber also polls, so turning it off only delays other processes.
-    #[must_use]
-    pub fn notify(mut self, notify: bool) -> Self {
-        self.notify = notify;
-        self
-    }
-
-    /// How long an idle subscriber waits before looking for new events when nothing woke
-    /// it (default 1 s): the bound on delay when notifications are lost or turned off.
-    #[must_use]
-    pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval.max(Duration::from_millis(1));
-        self
-    }
-
-    /// How many rows a read fetches per query (default 2,000): larger pages mean fewer
-    /// round trips, smaller ones less memory per reader (a reader holds at most two pages).
-    #[must_use]
-    pub fn page_size(mut self, rows: u32) -> Self {
-        self.page_size = i64::from(rows.max(1));
-        self
-    }
-
-    /// Updates `projection` inside the transaction of every append it has events in (see
-    /// [`PgInlineProjection`]).
-    #[must_use]
-    pub fn inline_projection(mut self, projection: Arc<dyn PgInlineProjection>) -> Self {
-        self.inline.push(projection);
-        self
-    }
-
-    /// The store. Run [`PgEventStore::migrate`] before first use.
-    pub fn build(self) -> PgEventStore {
-        let sql = Statements::new(&self.schema);
-        let wakeups = Wakeups::new(self.pool.clone(), Arc::clone(&sql.channel), self.notify);
-        PgEventStore {
-            inner: Arc::new(Inner {
-                pool: self.pool,
-                schema: self.schema,
-                sql,
-                page_size: self.page_size,
-                poll_interval: self.poll_interval,
-                wakeups,
-                inline: self.inline,
-            }),
-        }
-    }
-}
-
 /// How far the global log is readable, and what holds it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Horizon {
-    /// The oldest transaction id still running: events written by it or later are not
-    /// delivered yet, so that none is skipped if it commits late.
+    /// The oldest transaction that may still write to this database: events written by
+    /// it or later are not delivered yet, so that none is skipped if it commits late.
+    /// (Transactions in other databases of the server do not count.)
     pub oldest_running_transaction: u64,
-    /// Committed events that wait behind that transaction.
+    /// Committed events that wait behind it.
     pub events_waiting: u64,
-    /// How long the oldest writing transaction has been open, as PostgreSQL prints an
-    /// interval, if the role may see it.
+    /// How long that transaction has been open, as PostgreSQL prints an interval, if it
+    /// still runs.
     pub oldest_transaction_age: Option<String>,
+    /// The session running that transaction, if it still runs.
+    pub held_by: Option<HorizonHolder>,
+}
+
+/// The session whose open transaction holds the log's horizon back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HorizonHolder {
+    /// Its backend's process id (`pg_terminate_backend` takes it).
+    pub pid: i32,
+    /// Its database.
+    pub database: Option<String>,
+    /// Its `application_name`, if it set one.
+    pub application: Option<String>,
+    /// What it is doing (`active`, `idle in transaction`, ...), if the role may see it.
+    pub state: Option<String>,
+}
+
+impl fmt::Display for Horizon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} events wait behind transaction {}",
+            self.events_waiting, self.oldest_running_transaction
+        )?;
+        if let Some(holder) = &self.held_by {
+            write!(f, " of backend {}", holder.pid)?;
+            if let Some(database) = &holder.database {
+                write!(f, " in database `{database}`")?;
+            }
+            if let Some(application) = holder.application.as_deref().filter(|a| !a.is_empty()) {
+                write!(f, " (application `{application}`)")?;
+            }
+            if let Some(state) = &holder.state {
+                write!(f, ", {state}")?;
+            }
+        }
+        if let Some(age) = &self.oldest_transaction_age {
+            write!(f, ", open for {age}")?;
+        }
+        Ok(())
+    }
 }
 
 impl PgEventStore {
     /// A store on `pool` with default settings (schema `es`).
+    ///
+    /// The deadlines of its statements are the pool's: see [`PgPoolSettings`] for those
+    /// the store sets on a pool it opens itself, and set them likewise on yours.
     pub fn new(pool: PgPool) -> Self {
         Self::builder(pool).build()
     }
 
     /// Configures a store on `pool`.
     pub fn builder(pool: PgPool) -> PgEventStoreBuilder {
-        PgEventStoreBuilder {
-            pool,
-            schema: SchemaName::default(),
-            notify: true,
-            poll_interval: Duration::from_secs(1),
-            page_size: 2_000,
-            inline: Vec::new(),
-        }
+        PgEventStoreBuilder::new(pool)
     }
 
-    /// Connects to `url` with a pool of up to 10 connections, in schema `es`, its sessions
-    /// at READ COMMITTED isolation.
+    /// Configures a store that opens a pool of its own to `url`, with deadlines
+    /// ([`PgPoolSettings`]); finish with [`connect`](PgEventStoreBuilder::connect).
     ///
-    /// On a pool of your own, prefer READ COMMITTED as well: under SERIALIZABLE the server
-    /// aborts some statements as serialization failures (even ones on unrelated streams,
-    /// as predicate locks cover index pages); the store runs them again, which costs time
-    /// but never correctness.
+    /// # Errors
+    ///
+    /// [`PgStoreError::Connect`] if `url` is not a PostgreSQL URL.
+    pub fn builder_for_url(url: &str) -> Result<PgEventStoreBuilder<PgPoolSettings>, PgStoreError> {
+        PgPoolSettings::parse(url).map(PgEventStoreBuilder::new)
+    }
+
+    /// Connects to `url` with the default [`PgPoolSettings`] (up to 10 connections, their
+    /// sessions at READ COMMITTED, statements cut off after 30 s, lock waits after 10 s),
+    /// in schema `es`.
     ///
     /// # Errors
     ///
     /// [`PgStoreError::Connect`] if the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, PgStoreError> {
-        let connect_error = |source| PgStoreError::Connect {
-            url: redact(url),
-            source,
-        };
-        // One direct attempt first: the pool would retry a refused connection until its
-        // acquire timeout, and a server that is down should be reported at once.
-        PgConnection::connect(url)
-            .await
-            .map_err(connect_error)?
-            .close()
-            .await
-            .map_err(connect_error)?;
-        // The store's statements are written for READ COMMITTED (the unique constraints
-        // arbitrate between writers); a database whose default is SERIALIZABLE would abort
-        // unrelated writers as serialization failures for nothing.
-        let options = url
-            .parse::<sqlx::postgres::PgConnectOptions>()
-            .map_err(connect_error)?
-            .options([("default_transaction_isolation", "read committed")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .connect_with(options)
-            .await
-            .map_err(connect_error)?;
-        Ok(Self::new(pool))
+        Self::builder_for_url(url)?.connect().await
     }
 
     /// Creates the schema and its tables, or upgrades them, through the embedded,
     /// versioned migrations. Idempotent, and safe to run from several processes at once.
+    ///
+    /// Changing the schema takes a role that may (its owner); a schema already up to date
+    /// is only read, so an application role may call this at every start as well. See
+    /// [`grant_application_role`](PgEventStore::grant_application_role) for running the
+    /// application with less.
     ///
     /// # Errors
     ///
@@ -250,6 +174,43 @@ impl PgEventStore {
         crate::migrate::run(&self.inner.pool, &self.inner.schema)
             .await
             .map(drop)
+    }
+
+    /// Checks, reading only, that the schema is ready for this code and this role: every
+    /// migration applied as this es-postgres has it, no transaction ids copied from another
+    /// cluster, and the privileges the store uses granted. For an application role that
+    /// may not migrate, at start.
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError::SchemaBehind`], [`PgStoreError::SchemaTooNew`],
+    /// [`PgStoreError::MigrationEdited`], [`PgStoreError::TransactionIdsAhead`],
+    /// [`PgStoreError::MissingPrivileges`], or [`PgStoreError::Migrate`] if the server
+    /// cannot be queried.
+    pub async fn verify(&self) -> Result<(), PgStoreError> {
+        crate::migrate::verify(&self.inner.pool, &self.inner.schema).await
+    }
+
+    /// Grants `role` what running the application takes, and no more (run it as the
+    /// schema's owner, after [`migrate`](PgEventStore::migrate)):
+    ///
+    /// - the event log: `SELECT`, and `INSERT` of the columns an append writes only. The
+    ///   position, the writing transaction's id and the recorded time are the server's to
+    ///   assign, so the role cannot backdate an event, order it before others or hide it;
+    ///   it cannot `UPDATE`, `DELETE` or `TRUNCATE` history;
+    /// - archived streams: `SELECT` and `INSERT` (it may archive, not un-archive);
+    /// - snapshots: `SELECT`, `INSERT`, `UPDATE`; checkpoints, parked events and leases:
+    ///   `SELECT`, `INSERT`, `UPDATE`, `DELETE`, as the store rewrites them as it works;
+    /// - the migrations table: `SELECT`, for [`verify`](PgEventStore::verify).
+    ///
+    /// It cannot change the schema. The role must exist (`CREATE ROLE app LOGIN`).
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError::Migrate`] if the grants fail (the role does not exist, or the
+    /// current role may not grant).
+    pub async fn grant_application_role(&self, role: &str) -> Result<(), PgStoreError> {
+        crate::migrate::grant_application_role(&self.inner.pool, &self.inner.schema, role).await
     }
 
     /// The pool.
@@ -274,20 +235,7 @@ impl PgEventStore {
     ///
     /// Fails if the server cannot be queried.
     pub async fn horizon(&self) -> Result<Horizon, StoreError> {
-        let row = retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.horizon)))
-                .fetch_one(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("horizon", e))?;
-        let xmin: String = row.try_get(0).map_err(|e| store_error("horizon", e))?;
-        let waiting: i64 = row.try_get(1).map_err(|e| store_error("horizon", e))?;
-        let age: Option<String> = row.try_get(2).map_err(|e| store_error("horizon", e))?;
-        Ok(Horizon {
-            oldest_running_transaction: xmin.parse().unwrap_or_default(),
-            events_waiting: u64::try_from(waiting).unwrap_or_default(),
-            oldest_transaction_age: age,
-        })
+        horizon(&self.inner).await
     }
 
     async fn append_batch<E: DomainEvent>(
@@ -619,6 +567,10 @@ impl PgEventStore {
             Ok(true) => Err(AppendError::Archived {
                 stream: stream.clone(),
             }),
+            Err(ReadError::Store(source)) => Err(AppendError::Store {
+                stream: stream.clone(),
+                source,
+            }),
             Err(error) => Err(AppendError::Store {
                 stream: stream.clone(),
                 source: StoreError::new("append", error),
@@ -739,7 +691,7 @@ fn committed<E: DomainEvent>(
 }
 
 /// `url` without its password, for messages.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.split_once('@') {
             Some((credentials, host)) => {
@@ -814,7 +766,7 @@ impl EventStore for PgEventStore {
     async fn readable(&self, position: Position) -> Result<bool, ReadError> {
         let (transaction, _) = position.parts();
         retry_serialization_failures(|| {
-            sqlx::query_scalar("SELECT $1::xid8 < pg_snapshot_xmin(pg_current_snapshot())")
+            sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.readable)))
                 .bind(Xid8(transaction))
                 .fetch_one(&self.inner.pool)
         })
@@ -824,6 +776,10 @@ impl EventStore for PgEventStore {
                 .with_context(format!("position {position}"))
                 .into()
         })
+    }
+
+    fn stall(&self) -> Option<es_core::Stall> {
+        self.inner.health.stall()
     }
 
     async fn archive_stream(&self, stream: &StreamId) -> Result<(), StoreError> {
@@ -1128,6 +1084,33 @@ impl LeaseStore for PgEventStore {
         .map_err(|e| store_error("lease release", e).with_context(format!("lease `{name}`")))?;
         Ok(())
     }
+}
+
+/// [`PgEventStore::horizon`], for the store's readers too.
+pub(crate) async fn horizon(inner: &Inner) -> Result<Horizon, StoreError> {
+    let row = retry_serialization_failures(|| {
+        sqlx::query(AssertSqlSafe(Arc::clone(&inner.sql.horizon))).fetch_one(&inner.pool)
+    })
+    .await
+    .map_err(|e| store_error("horizon", e))?;
+    let read = |e| store_error("horizon", e);
+    let horizon: String = row.try_get(0).map_err(read)?;
+    let waiting: i64 = row.try_get(1).map_err(read)?;
+    let pid: Option<i32> = row.try_get(2).map_err(read)?;
+    Ok(Horizon {
+        oldest_running_transaction: horizon.parse().unwrap_or_default(),
+        events_waiting: u64::try_from(waiting).unwrap_or_default(),
+        oldest_transaction_age: row.try_get(6).map_err(read)?,
+        held_by: match pid {
+            Some(pid) => Some(HorizonHolder {
+                pid,
+                database: row.try_get(3).map_err(read)?,
+                application: row.try_get(4).map_err(read)?,
+                state: row.try_get(5).map_err(read)?,
+            }),
+            None => None,
+        },
+    })
 }
 
 /// Why an append with inline projections did not insert.

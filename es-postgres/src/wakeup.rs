@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use es_core::Backoff;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{Notify, watch};
@@ -145,7 +146,9 @@ async fn listen_loop(
     counter: Arc<watch::Sender<u64>>,
     mut shutdown: watch::Receiver<()>,
 ) {
-    let mut retry = Duration::from_millis(50);
+    // Short pauses: while it is away, other processes' subscribers fall back on polling.
+    const RETRY: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+    let mut failures = 0;
     loop {
         let connected = async {
             // On a connection of its own, not one of the pool's: a listener keeps its
@@ -163,16 +166,16 @@ async fn listen_loop(
                 Ok(listener) => listener,
                 Err(error) => {
                     tracing::warn!(error = &error as &dyn std::error::Error, "cannot listen for event notifications; retrying");
+                    failures += 1;
                     tokio::select! {
                         _ = shutdown.changed() => return,
-                        () = tokio::time::sleep(retry) => {}
+                        () = tokio::time::sleep(RETRY.pause(failures)) => {}
                     }
-                    retry = (retry * 2).min(Duration::from_secs(5));
                     continue;
                 }
             },
         };
-        retry = Duration::from_millis(50);
+        failures = 0;
         // Notifications sent while no one listened are gone: have everyone look.
         bump(&counter);
         loop {

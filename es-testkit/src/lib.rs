@@ -20,6 +20,7 @@
 
 pub mod conformance;
 pub mod fixture;
+pub mod flaky;
 pub mod projections;
 
 use es_core::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, SnapshotStore};
@@ -93,6 +94,7 @@ macro_rules! conformance_tests {
             checkpoints_save_load_and_delete,
             repository_commands_under_contention_lose_nothing,
             repository_command_id_is_idempotent,
+            repository_rides_out_store_failures,
             repository_snapshot_state_equals_replayed_state,
             repository_cache_never_decides_on_stale_state,
             projection_catches_up_and_resumes_from_its_checkpoint,

@@ -266,3 +266,74 @@ pub async fn repository_cache_never_decides_on_stale_state<S: TestStore>(store: 
     let events = read_stream(&store, &account("cached")).await;
     assert_eq!(versions(&events), (1..=6).collect::<Vec<_>>());
 }
+
+/// The store fails for a moment (a killed connection, a restart): [`Repository`] runs the
+/// command again by itself, and an append whose reply was lost after it was stored is
+/// recognised, not recorded twice, also when no command id was given and when the command,
+/// decided again on the state that now includes it, is rejected. Retries are bounded.
+pub async fn repository_rides_out_store_failures<S: TestStore>(store: S) {
+    use crate::flaky::FlakyStore;
+    use es_core::Backoff;
+
+    let flaky = FlakyStore::new(store.clone());
+    let quick = Backoff::new(Duration::from_millis(1), Duration::from_millis(5));
+    let accounts = Repository::<Account, _>::new(flaky.clone())
+        .with_retry_policy(RetryPolicy::default().with_store_retries(4, quick));
+    let deposit = |amount| AccountCommand::Deposit { amount };
+
+    // Stored, then reported lost: the rejection on the new state ("already open") is seen
+    // through, and the open is recorded once.
+    flaky.lose_append_replies(1);
+    let opened = accounts
+        .execute(
+            "a",
+            AccountCommand::Open {
+                owner: "ada".into(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a lost reply to an open: {e:?}"));
+    assert_eq!(opened.version, Version::new(1));
+    assert!(!opened.duplicate, "this very command, not an earlier one");
+    assert_eq!(opened.events.len(), 1);
+
+    // Stored, reported lost twice over: one deposit.
+    flaky.lose_append_replies(2);
+    let deposited = accounts.execute("a", deposit(5)).await.unwrap();
+    assert_eq!(deposited.version, Version::new(2));
+    assert!(!deposited.duplicate);
+
+    // Failed before storing, and reads failing: run again until they pass (four
+    // failures, four retries).
+    flaky.fail_appends(2);
+    flaky.fail_reads(2);
+    assert_eq!(
+        accounts.execute("a", deposit(7)).await.unwrap().version,
+        Version::new(3)
+    );
+
+    // With a command id of the caller's: the lost reply is recognised by it.
+    flaky.lose_append_replies(1);
+    let context = CommandContext::new().with_command_id(Uuid::now_v7());
+    let given = accounts
+        .execute_with("a", deposit(11), context)
+        .await
+        .unwrap();
+    assert_eq!(given.version, Version::new(4));
+
+    let stored = read_stream(&store, &account("a")).await;
+    assert_eq!(
+        versions(&stored),
+        [1, 2, 3, 4],
+        "each command recorded once"
+    );
+
+    // A store that stays down: the command fails after the retries, saying so.
+    flaky.fail_appends(u32::MAX);
+    let before = flaky.appends();
+    let error = accounts.execute("a", deposit(1)).await.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    assert_eq!(flaky.appends() - before, 5, "one run and four more");
+    flaky.fail_appends(0);
+    assert_eq!(read_stream(&store, &account("a")).await.len(), 4);
+}

@@ -1,0 +1,312 @@
+//! Configuring a [`PgEventStore`]: [`PgEventStoreBuilder`], and [`PgPoolSettings`] for a
+//! store that opens its own pool.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::error::PgStoreError;
+use crate::health::ReaderHealth;
+use crate::inline::PgInlineProjection;
+use crate::schema::SchemaName;
+use crate::sql::Statements;
+use crate::store::{Inner, PgEventStore, redact};
+use crate::wakeup::Wakeups;
+
+/// Configures a [`PgEventStore`], on a pool of yours ([`PgEventStore::builder`]) or on
+/// one it opens with [`PgPoolSettings`] ([`PgEventStore::builder_for_url`]).
+///
+/// ```no_run
+/// use es_postgres::PgEventStore;
+/// use std::time::Duration;
+///
+/// # async fn example(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PgEventStore::builder(pool)
+///     .schema("billing_events")?
+///     .poll_interval(Duration::from_millis(250))
+///     .build();
+/// store.migrate().await?;
+///
+/// let own_pool = PgEventStore::builder_for_url("postgres://app@db/app")?
+///     .statement_timeout(Some(Duration::from_secs(5)))
+///     .max_connections(20)
+///     .connect()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct PgEventStoreBuilder<C = PgPool> {
+    connection: C,
+    schema: SchemaName,
+    notify: bool,
+    poll_interval: Duration,
+    page_size: i64,
+    inline: Vec<Arc<dyn PgInlineProjection>>,
+}
+
+impl<C: fmt::Debug> fmt::Debug for PgEventStoreBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgEventStoreBuilder")
+            .field("connection", &self.connection)
+            .field("schema", &self.schema)
+            .field("notify", &self.notify)
+            .field("poll_interval", &self.poll_interval)
+            .field("page_size", &self.page_size)
+            .field(
+                "inline",
+                &self
+                    .inline
+                    .iter()
+                    .map(|p| p.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl<C> PgEventStoreBuilder<C> {
+    pub(crate) fn new(connection: C) -> Self {
+        Self {
+            connection,
+            schema: SchemaName::default(),
+            notify: true,
+            poll_interval: Duration::from_secs(1),
+            page_size: 2_000,
+            inline: Vec::new(),
+        }
+    }
+
+    /// Uses the schema `name` (default `es`).
+    ///
+    /// # Errors
+    ///
+    /// Fails unless `name` is a plain lowercase identifier (see [`SchemaName`]).
+    pub fn schema(mut self, name: &str) -> Result<Self, PgStoreError> {
+        self.schema = SchemaName::new(name)?;
+        Ok(self)
+    }
+
+    /// Whether appends send a `NOTIFY` so that subscribers in *other* processes wake at
+    /// once (default on). The notification goes out after the append's commit, from a
+    /// background task that gathers the appends of 2 ms into one notification, so it adds
+    /// no round trip to an append and takes no lock inside it. Subscribers in this process
+    /// are woken directly either way, and every subscriber also polls, so turning it off
+    /// only delays other processes.
+    #[must_use]
+    pub fn notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    /// How long an idle subscriber waits before looking for new events when nothing woke
+    /// it (default 1 s): the bound on delay when notifications are lost or turned off.
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many rows a read fetches per query (default 2,000): larger pages mean fewer
+    /// round trips, smaller ones less memory per reader (a reader holds at most two pages).
+    #[must_use]
+    pub fn page_size(mut self, rows: u32) -> Self {
+        self.page_size = i64::from(rows.max(1));
+        self
+    }
+
+    /// Updates `projection` inside the transaction of every append it has events in (see
+    /// [`PgInlineProjection`]).
+    #[must_use]
+    pub fn inline_projection(mut self, projection: Arc<dyn PgInlineProjection>) -> Self {
+        self.inline.push(projection);
+        self
+    }
+
+    fn finish(self, pool: PgPool) -> PgEventStore {
+        let sql = Statements::new(&self.schema);
+        let wakeups = Wakeups::new(pool.clone(), Arc::clone(&sql.channel), self.notify);
+        PgEventStore {
+            inner: Arc::new(Inner {
+                pool,
+                schema: self.schema,
+                sql,
+                page_size: self.page_size,
+                poll_interval: self.poll_interval,
+                wakeups,
+                inline: self.inline,
+                health: ReaderHealth::default(),
+            }),
+        }
+    }
+}
+
+impl PgEventStoreBuilder<PgPool> {
+    /// The store. Run [`PgEventStore::migrate`] before first use.
+    pub fn build(self) -> PgEventStore {
+        let pool = self.connection.clone();
+        self.finish(pool)
+    }
+}
+
+impl PgEventStoreBuilder<PgPoolSettings> {
+    /// Opens at most `connections` connections (default 10).
+    #[must_use]
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.connection.max_connections = connections.max(1);
+        self
+    }
+
+    /// Ends any statement that runs longer than this (default 30 s), with a
+    /// [`StoreErrorKind::Timeout`](es_core::StoreErrorKind::Timeout) error; `None` for
+    /// no limit. Migrations run without it (a schema change on a large table may take
+    /// long).
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connection.statement_timeout = timeout;
+        self
+    }
+
+    /// Ends any statement that waits longer than this for a lock (default 10 s), with a
+    /// timeout error: an append stuck behind a lock someone holds fails instead of
+    /// hanging. `None` for no limit.
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connection.lock_timeout = timeout;
+        self
+    }
+
+    /// Has the server end a session left idle inside a transaction for longer than this
+    /// (default 60 s), so that no forgotten transaction holds back the log's readers for
+    /// good. `None` for no limit.
+    #[must_use]
+    pub fn idle_in_transaction_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connection.idle_in_transaction_timeout = timeout;
+        self
+    }
+
+    /// How long a call waits for a connection when all are busy (default 5 s) before it
+    /// fails with a timeout error.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.connection.acquire_timeout = timeout;
+        self
+    }
+
+    /// Connects (once, at once, so that a server that is down is reported now) and gives
+    /// the store. Run [`PgEventStore::migrate`] before first use.
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError::Connect`] if the server cannot be reached.
+    pub async fn connect(self) -> Result<PgEventStore, PgStoreError> {
+        let settings = &self.connection;
+        let options = settings.connect_options();
+        let connect_error = |source| PgStoreError::Connect {
+            url: settings.description.clone(),
+            source,
+        };
+        // One direct attempt first: the pool would retry a refused connection until its
+        // acquire timeout, and a server that is down should be reported at once.
+        sqlx::postgres::PgConnection::connect_with(&options)
+            .await
+            .map_err(connect_error)?
+            .close()
+            .await
+            .map_err(connect_error)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(self.finish(pool))
+    }
+}
+
+/// The pool a store opens for itself ([`PgEventStore::builder_for_url`]): its size and the
+/// deadlines of its sessions, which the server enforces at no cost to each statement.
+///
+/// | Setting | Default |
+/// |---|---|
+/// | [`max_connections`](PgEventStoreBuilder::max_connections) | 10 |
+/// | [`statement_timeout`](PgEventStoreBuilder::statement_timeout) | 30 s |
+/// | [`lock_timeout`](PgEventStoreBuilder::lock_timeout) | 10 s |
+/// | [`idle_in_transaction_timeout`](PgEventStoreBuilder::idle_in_transaction_timeout) | 60 s |
+/// | [`acquire_timeout`](PgEventStoreBuilder::acquire_timeout) | 5 s |
+///
+/// Sessions also run at READ COMMITTED whatever the database's default: the store's
+/// statements are written for it (the unique constraints arbitrate between writers), and
+/// under SERIALIZABLE the server would abort unrelated writers as serialization failures.
+///
+/// On a pool of your own ([`PgEventStore::builder`]), the deadlines are the pool's: set
+/// them in its connect options, for example
+/// `options.options([("statement_timeout", "30s"), ("lock_timeout", "10s")])`.
+#[derive(Clone)]
+pub struct PgPoolSettings {
+    options: PgConnectOptions,
+    /// The URL without its secrets, for messages.
+    description: String,
+    max_connections: u32,
+    statement_timeout: Option<Duration>,
+    lock_timeout: Option<Duration>,
+    idle_in_transaction_timeout: Option<Duration>,
+    acquire_timeout: Duration,
+}
+
+impl fmt::Debug for PgPoolSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgPoolSettings")
+            .field("url", &self.description)
+            .field("max_connections", &self.max_connections)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .field(
+                "idle_in_transaction_timeout",
+                &self.idle_in_transaction_timeout,
+            )
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+impl PgPoolSettings {
+    pub(crate) fn parse(url: &str) -> Result<Self, PgStoreError> {
+        let description = redact(url);
+        let options = url
+            .parse::<PgConnectOptions>()
+            .map_err(|source| PgStoreError::Connect {
+                url: description.clone(),
+                source,
+            })?;
+        Ok(Self {
+            options,
+            description,
+            max_connections: 10,
+            statement_timeout: Some(Duration::from_secs(30)),
+            lock_timeout: Some(Duration::from_secs(10)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(60)),
+            acquire_timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// The connect options with the session settings, as startup parameters: the server
+    /// applies them to every session, with no statement of their own.
+    fn connect_options(&self) -> PgConnectOptions {
+        let millis = |timeout: Option<Duration>| {
+            // 0 turns a PostgreSQL timeout off.
+            timeout
+                .map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128))
+                .to_string()
+        };
+        self.options.clone().options([
+            ("default_transaction_isolation", "read committed".to_owned()),
+            ("statement_timeout", millis(self.statement_timeout)),
+            ("lock_timeout", millis(self.lock_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                millis(self.idle_in_transaction_timeout),
+            ),
+        ])
+    }
+}

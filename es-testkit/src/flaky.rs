@@ -1,0 +1,233 @@
+//! [`FlakyStore`]: a store that fails for a moment, on purpose, the way a database does
+//! when a connection is killed or the server restarts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use es_core::{
+    AppendError, CheckpointStore, Committed, DeadLetterStore, DomainEvent, EventEnvelope,
+    EventFilter, EventStore, ExpectedVersion, LeaseStore, NewEvent, ParkedEvent, Position,
+    ReadError, Snapshot, SnapshotStore, StoreError, StoreErrorKind, StreamId, Version,
+};
+use futures_util::StreamExt as _;
+use futures_util::future::Either;
+use uuid::Uuid;
+
+/// Wraps a store and fails some of its calls with transient errors
+/// ([`StoreErrorKind::Unavailable`]), as planned:
+///
+/// - [`lose_append_replies`](FlakyStore::lose_append_replies): the next appends are
+///   *stored*, then reported failed, as when the connection drops after the commit;
+/// - [`fail_appends`](FlakyStore::fail_appends): the next appends fail before storing;
+/// - [`fail_reads`](FlakyStore::fail_reads): the next stream reads fail.
+///
+/// Everything else goes straight through.
+#[derive(Debug, Clone)]
+pub struct FlakyStore<S> {
+    inner: S,
+    plan: Arc<Plan>,
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    lost_replies: AtomicU32,
+    failed_appends: AtomicU32,
+    failed_reads: AtomicU32,
+    appends: AtomicU32,
+}
+
+/// Takes one from `counter` if it is above zero.
+fn take(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+fn unavailable(operation: &'static str) -> StoreError {
+    StoreError::new(operation, "the connection was closed (injected)")
+        .with_kind(StoreErrorKind::Unavailable)
+}
+
+impl<S> FlakyStore<S> {
+    /// `inner`, failing nothing yet.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            plan: Arc::default(),
+        }
+    }
+
+    /// The next `n` appends are stored and then reported as failed.
+    pub fn lose_append_replies(&self, n: u32) {
+        self.plan.lost_replies.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` appends fail without storing anything.
+    pub fn fail_appends(&self, n: u32) {
+        self.plan.failed_appends.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` stream reads fail.
+    pub fn fail_reads(&self, n: u32) {
+        self.plan.failed_reads.store(n, Ordering::SeqCst);
+    }
+
+    /// How many appends reached this store (failed ones included).
+    pub fn appends(&self) -> u32 {
+        self.plan.appends.load(Ordering::SeqCst)
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: EventStore> EventStore for FlakyStore<S> {
+    async fn append<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+    ) -> Result<Committed<E>, AppendError> {
+        self.plan.appends.fetch_add(1, Ordering::SeqCst);
+        let failed = || AppendError::Store {
+            stream: stream.clone(),
+            source: unavailable("append"),
+        };
+        if take(&self.plan.failed_appends) {
+            return Err(failed());
+        }
+        let committed = self.inner.append(stream, expected, events).await?;
+        if take(&self.plan.lost_replies) {
+            return Err(failed());
+        }
+        Ok(committed)
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, ReadError> {
+        self.inner.stream_version(stream).await
+    }
+
+    fn read_stream<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        from: Version,
+    ) -> impl futures_util::Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E>
+    {
+        if take(&self.plan.failed_reads) {
+            let error = ReadError::Store(unavailable("stream read"));
+            Either::Left(futures_util::stream::once(async move { Err(error) }))
+        } else {
+            Either::Right(self.inner.read_stream::<E>(stream, from))
+        }
+        .boxed()
+    }
+
+    fn read_all<E: DomainEvent>(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl futures_util::Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E>
+    {
+        self.inner.read_all::<E>(after, filter)
+    }
+
+    fn subscribe<E: DomainEvent>(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl futures_util::Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E>
+    {
+        self.inner.subscribe::<E>(after, filter)
+    }
+
+    async fn count_after(&self, after: Position, filter: EventFilter) -> Result<u64, ReadError> {
+        self.inner.count_after(after, filter).await
+    }
+
+    async fn readable(&self, position: Position) -> Result<bool, ReadError> {
+        self.inner.readable(position).await
+    }
+
+    fn stall(&self) -> Option<es_core::Stall> {
+        self.inner.stall()
+    }
+
+    async fn archive_stream(&self, stream: &StreamId) -> Result<(), StoreError> {
+        self.inner.archive_stream(stream).await
+    }
+
+    async fn is_archived(&self, stream: &StreamId) -> Result<bool, ReadError> {
+        self.inner.is_archived(stream).await
+    }
+
+    async fn find_event<E: DomainEvent>(
+        &self,
+        event_id: Uuid,
+    ) -> Result<Option<EventEnvelope<E>>, ReadError> {
+        self.inner.find_event(event_id).await
+    }
+}
+
+impl<S: SnapshotStore> SnapshotStore for FlakyStore<S> {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_snapshot(stream).await
+    }
+}
+
+impl<S: CheckpointStore> CheckpointStore for FlakyStore<S> {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        self.inner.load_checkpoint(name).await
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(name, position).await
+    }
+
+    async fn delete_checkpoint(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.delete_checkpoint(name).await
+    }
+}
+
+impl<S: DeadLetterStore> DeadLetterStore for FlakyStore<S> {
+    async fn park(&self, parked: ParkedEvent) -> Result<(), StoreError> {
+        self.inner.park(parked).await
+    }
+
+    async fn parked(&self, projection: &str) -> Result<Vec<ParkedEvent>, StoreError> {
+        self.inner.parked(projection).await
+    }
+
+    async fn unpark(&self, projection: &str, event_id: Uuid) -> Result<(), StoreError> {
+        self.inner.unpark(projection, event_id).await
+    }
+}
+
+impl<S: LeaseStore> LeaseStore for FlakyStore<S> {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.acquire_lease(name, owner, ttl).await
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.renew_lease(name, owner, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str, owner: Uuid) -> Result<(), StoreError> {
+        self.inner.release_lease(name, owner).await
+    }
+}
