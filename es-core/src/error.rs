@@ -14,6 +14,26 @@ use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version}
 /// A boxed error from a store's backend (a database driver, an I/O layer).
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
+/// `error` followed by each of its sources, joined by `: `, as a status line or a log
+/// shows it: `event store append timed out: canceling statement due to lock timeout`.
+///
+/// ```
+/// use es_core::StoreError;
+///
+/// let error = StoreError::new("append", "connection reset");
+/// assert_eq!(es_core::error::display_chain(&error), "event store append failed: connection reset");
+/// ```
+pub fn display_chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// A store's backend failed: the connection dropped, the server refused, a query failed,
 /// a deadline passed.
 ///
@@ -283,6 +303,8 @@ pub enum ReadError {
         "cannot decode event `{event_type}` (schema version {schema_version}) at version {version} of stream `{stream}` (position {position})"
     )]
     Decode {
+        /// The event's id.
+        event_id: Uuid,
         /// The stream holding the event.
         stream: StreamId,
         /// The event's version in it.
@@ -326,13 +348,14 @@ impl ReadError {
         matches!(self, Self::Store(source) if source.is_transient())
     }
 
-    /// The stored event at `version` of `stream`, of type `event_type` at schema version
+    /// The stored event `event_id` at `version` of `stream`, of type `event_type` at schema version
     /// `schema_version` as stored, could not be decoded.
     ///
     /// Give the stored type and version, not those in `source`: an upcast may have renamed
     /// the event or moved its version before failing, and the stored ones are what finds
     /// the row.
     pub fn decode(
+        event_id: Uuid,
         stream: StreamId,
         version: Version,
         position: Position,
@@ -341,6 +364,7 @@ impl ReadError {
         source: DecodeError,
     ) -> Self {
         Self::Decode {
+            event_id,
             stream,
             version,
             position,

@@ -863,6 +863,7 @@ where
             let event =
                 A::Event::decode(&event_type, schema_version, payload).map_err(|source| {
                     ReadError::decode(
+                        envelope.event_id,
                         envelope.stream_id,
                         envelope.version,
                         envelope.position,

@@ -14,11 +14,13 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use crate::backoff::Backoff;
 use crate::error::{BoxError, ReadError, StoreError};
 use crate::event::EventEnvelope;
 use crate::projection::Projection;
 use crate::store::{
     CheckpointStore, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent, Partition,
+    Stall,
 };
 use crate::stream::Position;
 
@@ -38,8 +40,10 @@ impl<S: EventStore + CheckpointStore + DeadLetterStore + LeaseStore> RunnerStore
 /// and goes on. It never drops an event silently.
 ///
 /// An event the runner cannot even decode (a stored version with no upcaster to the
-/// projection's type) stops it whatever the policy, with a read error naming the event:
-/// that calls for a deployment, not for setting the event aside.
+/// projection's type, a payload that does not fit) is parked at once under the park
+/// policy (decoding again would fail again), and stops the runner under the others, with
+/// a read error naming the event. A deployment that learns to decode it can then
+/// [`retry_parked`](ProjectionRunner::retry_parked) or rebuild.
 ///
 /// ```
 /// use es_core::{ErrorPolicy, OnFailure};
@@ -153,6 +157,11 @@ pub struct ProjectionStatus {
     pub last_error: Option<String>,
     /// When the last handled event was recorded.
     pub last_event_at: Option<DateTime<Utc>>,
+    /// What keeps the store from delivering events to the runner right now, if anything
+    /// ([`EventStore::stall`]): the store unreachable or timing out (the runner then
+    /// shows [`RunnerState::Recovering`]), or events held back behind an open
+    /// transaction.
+    pub stall: Option<Stall>,
 }
 
 /// A live view of a runner's [`ProjectionStatus`], readable from anywhere while it runs.
@@ -160,6 +169,8 @@ pub struct ProjectionStatus {
 pub struct StatusHandle {
     status: Arc<Mutex<ProjectionStatus>>,
     filter: EventFilter,
+    /// The store's [`EventStore::stall`], asked whenever the status is read.
+    stall: Arc<dyn Fn() -> Option<Stall> + Send + Sync>,
 }
 
 impl fmt::Debug for StatusHandle {
@@ -171,7 +182,14 @@ impl fmt::Debug for StatusHandle {
 impl StatusHandle {
     /// The status now.
     pub fn get(&self) -> ProjectionStatus {
-        self.lock().clone()
+        let mut status = self.lock().clone();
+        status.stall = (self.stall)();
+        if matches!(status.stall, Some(Stall::Failing { .. }))
+            && matches!(status.state, RunnerState::Live | RunnerState::CatchingUp)
+        {
+            status.state = RunnerState::Recovering;
+        }
+        status
     }
 
     /// How many events the projection has yet to handle: those after its last committed
@@ -258,12 +276,41 @@ pub enum RunnerError {
         #[source]
         source: BoxError,
     },
+    /// Events committed before a catch-up stayed held back from log readers past the
+    /// runner's catch-up wait: a transaction that began before them is still open.
+    #[error(
+        "projection `{projection}` waited {waited:?} for the log to let it read position {position}{}; find the open transaction (PgEventStore::horizon names it) or wait longer (with_catch_up_wait)",
+        cause.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()
+    )]
+    HeldBack {
+        /// The projection's checkpoint key.
+        projection: String,
+        /// The position it waited for.
+        position: Position,
+        /// How long it waited.
+        waited: Duration,
+        /// What holds the log back, as the store tells ([`EventStore::stall`]).
+        cause: Option<String>,
+    },
     /// Another instance holds the projection's lease.
     #[error("projection `{projection}` is run by another instance (it holds the lease)")]
     LeaseHeld {
         /// The projection's checkpoint key.
         projection: String,
     },
+}
+
+impl RunnerError {
+    /// Whether a live runner starts over after it (from its committed checkpoint): a
+    /// failed commit or store call (a lost connection, an instance that moved the
+    /// checkpoint first), or a read the store failed for a moment.
+    fn is_restartable(&self) -> bool {
+        match self {
+            Self::Commit { .. } | Self::Store { .. } => true,
+            Self::Read { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
 }
 
 /// What became of one event.
@@ -302,6 +349,8 @@ enum Outcome {
 pub struct ProjectionRunner<P: Projection, S> {
     projection: P,
     store: S,
+    /// How long `catch_up` waits for events held back behind open transactions.
+    catch_up_wait: Duration,
     batch_size: usize,
     commit_interval: Duration,
     policy: ErrorPolicy,
@@ -347,15 +396,6 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         let key = projection.name().to_owned();
         let filter = projection.filter();
         Self {
-            projection,
-            store,
-            batch_size: 500,
-            commit_interval: Duration::from_millis(100),
-            policy: ErrorPolicy::default(),
-            lease: Some(Duration::from_secs(10)),
-            partition: None,
-            checkpoint_in_memory: false,
-            owner: Uuid::now_v7(),
             status: StatusHandle {
                 status: Arc::new(Mutex::new(ProjectionStatus {
                     key,
@@ -365,9 +405,24 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                     parked: 0,
                     last_error: None,
                     last_event_at: None,
+                    stall: None,
                 })),
                 filter,
+                stall: {
+                    let store = store.clone();
+                    Arc::new(move || store.stall())
+                },
             },
+            projection,
+            store,
+            catch_up_wait: Duration::from_secs(30),
+            batch_size: 500,
+            commit_interval: Duration::from_millis(100),
+            policy: ErrorPolicy::default(),
+            lease: Some(Duration::from_secs(10)),
+            partition: None,
+            checkpoint_in_memory: false,
+            owner: Uuid::now_v7(),
             committed: None,
             failing: HashMap::new(),
             lease_renew_at: Instant::now(),
@@ -376,6 +431,16 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             parked_ids: HashSet::new(),
             recovered: Vec::new(),
         }
+    }
+
+    /// How long [`catch_up`](ProjectionRunner::catch_up) and
+    /// [`catch_up_through`](ProjectionRunner::catch_up_through) wait for events that a
+    /// store holds back behind transactions still open (default 30 s) before they fail
+    /// with [`RunnerError::HeldBack`].
+    #[must_use]
+    pub fn with_catch_up_wait(mut self, wait: Duration) -> Self {
+        self.catch_up_wait = wait;
+        self
     }
 
     /// Commits after this many events (at least 1).
@@ -488,43 +553,78 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         }
     }
 
-    /// Handles every event in the log now, commits, and returns how many it handled (or
-    /// parked). If another instance holds the lease, waits up to one lease term for it
+    /// Handles every event committed before the call, commits, and returns how many it
+    /// handled (or parked).
+    ///
+    /// A store may hold fresh events back from log readers for a moment (PostgreSQL does
+    /// while transactions that began before them are still open, so that none is ever
+    /// skipped). So this first waits, up to the
+    /// [catch-up wait](ProjectionRunner::with_catch_up_wait), until the newest event
+    /// committed so far ([`EventStore::head`]) is readable, then reads the log to its end:
+    /// afterwards the projection has seen every event committed before the call that it
+    /// selects. If another instance holds the lease, it waits up to one lease term for it
     /// (the lease of a crashed instance runs out by then).
     ///
     /// # Errors
     ///
-    /// Fails if the policy stops on a failure, a commit or the store fails, or another
-    /// instance still holds the lease.
+    /// [`RunnerError::HeldBack`] if the events stay held back past the wait (the error
+    /// says what holds them, as the store tells), and fails if the policy stops on a
+    /// failure, a commit or the store fails, or another instance still holds the lease.
     pub async fn catch_up(&mut self) -> Result<u64, RunnerError> {
-        self.drive(false, std::future::pending()).await
-    }
-
-    /// Waits until the event at `position` (one you appended, say) is readable from the
-    /// log, then catches up: afterwards the projection has seen it, if it selects it.
-    ///
-    /// A store may hold fresh events back from log readers for a moment (PostgreSQL does,
-    /// while older transactions are open); this is how to read your own writes through a
-    /// projection. It waits as long as that takes: bound it with a timeout if you must.
-    ///
-    /// # Errors
-    ///
-    /// As [`ProjectionRunner::catch_up`], and if the store cannot tell.
-    pub async fn catch_up_through(&mut self, position: Position) -> Result<u64, RunnerError> {
-        let mut pause = Duration::from_millis(1);
-        while !self
+        let head = self
             .store
-            .readable(position)
+            .head()
             .await
             .map_err(|source| RunnerError::Read {
                 projection: self.key(),
                 source,
-            })?
-        {
-            futures_timer::Delay::new(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
+            })?;
+        if let Some(head) = head {
+            self.wait_until_readable(head).await?;
         }
-        self.catch_up().await
+        self.drive(false, std::future::pending()).await
+    }
+
+    /// Waits until the event at `position` (one you appended, say) is readable from the
+    /// log, then catches up: afterwards the projection has seen it, if it selects it. This
+    /// is how to read your own writes through a projection.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProjectionRunner::catch_up`].
+    pub async fn catch_up_through(&mut self, position: Position) -> Result<u64, RunnerError> {
+        self.wait_until_readable(position).await?;
+        self.drive(false, std::future::pending()).await
+    }
+
+    /// Waits, up to the catch-up wait, until the store lets log readers read `position`.
+    async fn wait_until_readable(&mut self, position: Position) -> Result<(), RunnerError> {
+        const PAUSE: Backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(100));
+        let deadline = Instant::now() + self.catch_up_wait;
+        let mut tries = 0;
+        loop {
+            let readable =
+                self.store
+                    .readable(position)
+                    .await
+                    .map_err(|source| RunnerError::Read {
+                        projection: self.key(),
+                        source,
+                    })?;
+            if readable {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RunnerError::HeldBack {
+                    projection: self.key(),
+                    position,
+                    waited: self.catch_up_wait,
+                    cause: self.store.stall().map(|stall| stall.to_string()),
+                });
+            }
+            tries += 1;
+            futures_timer::Delay::new(PAUSE.pause(tries)).await;
+        }
     }
 
     /// Runs until the projection's policy stops it: the history, then every new event.
@@ -638,14 +738,23 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         let parked = self.parked().await?;
         let mut handled = 0;
         for mut entry in parked {
-            let envelope = self
-                .store
-                .find_event::<P::Event>(entry.event_id)
-                .await
-                .map_err(|source| RunnerError::Read {
-                    projection: key.clone(),
-                    source,
-                })?;
+            let envelope = match self.store.find_event::<P::Event>(entry.event_id).await {
+                Ok(envelope) => envelope,
+                // Still undecodable: it stays parked, with what decoding says now.
+                Err(error @ ReadError::Decode { .. }) => {
+                    entry.error = crate::error::display_chain(&error);
+                    entry.attempts += 1;
+                    entry.parked_at = Utc::now();
+                    self.park(entry).await?;
+                    continue;
+                }
+                Err(source) => {
+                    return Err(RunnerError::Read {
+                        projection: key.clone(),
+                        source,
+                    });
+                }
+            };
             let Some(envelope) = envelope else {
                 continue;
             };
@@ -673,6 +782,39 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             }
         }
         Ok(handled)
+    }
+
+    /// Parks the event `error` could not decode (a [`ReadError::Decode`]).
+    async fn park_undecodable(&mut self, error: &ReadError) -> Result<(), RunnerError> {
+        let ReadError::Decode {
+            event_id,
+            stream,
+            version,
+            position,
+            event_type,
+            ..
+        } = error
+        else {
+            return Ok(());
+        };
+        let message = crate::error::display_chain(error);
+        self.status.update(|status| {
+            status.last_error = Some(message.clone());
+            status.parked += 1;
+            status.handled += 1;
+        });
+        self.park(ParkedEvent {
+            projection: self.key(),
+            event_id: *event_id,
+            stream_id: stream.clone(),
+            version: *version,
+            position: *position,
+            event_type: event_type.clone(),
+            error: message,
+            attempts: 1,
+            parked_at: Utc::now(),
+        })
+        .await
     }
 
     async fn park(&mut self, entry: ParkedEvent) -> Result<(), RunnerError> {
@@ -863,13 +1005,18 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<u64, RunnerError> {
         let mut shutdown = pin!(shutdown.fuse());
-        let mut pause = Duration::from_millis(100);
+        // Short pauses: a runner is back within a second of its store.
+        const RESTART: Backoff =
+            Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+        let mut failures = 0;
         let outcome = loop {
             match self.drive_inner(live, &mut shutdown).await {
                 // A live runner outlasts a failed commit or store call (a lost connection,
                 // an instance that moved the checkpoint first): it drops the batch and
                 // starts again from the committed checkpoint.
-                Err(error @ (RunnerError::Commit { .. } | RunnerError::Store { .. })) if live => {
+                Err(error) if live && error.is_restartable() => {
+                    failures += 1;
+                    let pause = RESTART.pause(failures);
                     tracing::warn!(projection = %self.key(), error = &error as &dyn std::error::Error, ?pause, "restarting after a failure");
                     self.status.update(|status| {
                         status.last_error = Some(error.to_string());
@@ -880,7 +1027,6 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                     if wait_or_shutdown(pause, &mut shutdown).await {
                         break Ok(0);
                     }
-                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
                 outcome => break outcome,
             }
@@ -991,6 +1137,31 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 };
                 let envelope = match next {
                     Next::Event(Ok(envelope)) => envelope,
+                    // An event this build cannot decode, under the park policy: set it
+                    // aside like an event the projection failed on, and read on after it
+                    // (the read ended at it).
+                    Next::Event(Err(
+                        error @ ReadError::Decode {
+                            event_id, position, ..
+                        },
+                    )) if self.policy.then == OnFailure::Park => {
+                        tracing::warn!(projection = %key, error = &error as &dyn std::error::Error, "parking an event that cannot be decoded");
+                        if !self.keep_lease().await? {
+                            self.rollback().await;
+                            continue 'restart;
+                        }
+                        self.park_undecodable(&error).await?;
+                        self.parked_ids.insert(event_id);
+                        handled += 1;
+                        pending += 1;
+                        self.uncommitted += 1;
+                        // Committed past it, so that the next read starts after it.
+                        if !self.commit_held(position).await? {
+                            continue 'restart;
+                        }
+                        pending = 0;
+                        continue 'restart;
+                    }
                     Next::Event(Err(source)) => {
                         if let Some(position) = last {
                             self.commit_held(position).await?;

@@ -105,6 +105,17 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         filter: EventFilter,
     ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<Self, E>;
 
+    /// The position of the newest event committed so far, whether log readers may read it
+    /// yet or not (`None` for an empty log). A reader whose reads pass it has seen every
+    /// event committed before this call: [`ProjectionRunner::catch_up`] waits for that.
+    ///
+    /// [`ProjectionRunner::catch_up`]: crate::ProjectionRunner::catch_up
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    fn head(&self) -> impl Future<Output = Result<Option<Position>, ReadError>> + Send;
+
     /// How many events `filter` selects after `after`, up to the events visible now: how far
     /// a reader at `after` is behind.
     ///

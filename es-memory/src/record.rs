@@ -83,6 +83,7 @@ impl Record {
 
     fn decode_error(&self, source: DecodeError) -> ReadError {
         ReadError::decode(
+            self.event_id,
             self.stream_id.clone(),
             self.version,
             self.position,

@@ -514,6 +514,15 @@ impl EventStore for MemoryEventStore {
         self.reader::<E>(cursor, true).into_stream()
     }
 
+    fn head(&self) -> impl Future<Output = Result<Option<Position>, ReadError>> + Send {
+        ready(Ok(self
+            .shared
+            .read()
+            .log
+            .last()
+            .map(|record| record.position)))
+    }
+
     fn count_after(
         &self,
         after: Position,

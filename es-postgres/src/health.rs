@@ -53,7 +53,7 @@ impl ReaderHealth {
             .failing
             .as_ref()
             .map_or_else(Utc::now, |(_, since)| *since);
-        state.failing = Some((with_sources(error), since));
+        state.failing = Some((es_core::error::display_chain(error), since));
         self.troubled.store(true, Ordering::Release);
     }
 
@@ -131,16 +131,4 @@ impl ReaderHealth {
             since: held.since,
         })
     }
-}
-
-/// `error` and its sources, joined: what a status line shows.
-fn with_sources(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -292,19 +292,6 @@ impl LogQuery {
         }
     }
 
-    /// Records what holds the log back, for [`EventStore::stall`](es_core::EventStore::stall).
-    async fn describe_horizon(&self) {
-        match crate::store::horizon(&self.inner).await {
-            Ok(horizon) => self.inner.health.held_back_by(horizon.to_string()),
-            Err(error) => {
-                tracing::debug!(
-                    error = &error as &dyn std::error::Error,
-                    "cannot read the horizon"
-                );
-            }
-        }
-    }
-
     /// Whether any committed event follows `after` (behind the horizon, or readable since
     /// the last read).
     async fn unread_after(&self, after: (u64, i64)) -> Result<bool, sqlx::Error> {
@@ -481,7 +468,7 @@ impl<E: DomainEvent> LogReader<E> {
                         self.retry = Some(FIRST_RETRY);
                         self.held = true;
                         if health.held_back() {
-                            self.query.describe_horizon().await;
+                            describe_horizon(&self.query.inner).await;
                         }
                     }
                     Ok(false) => {
@@ -524,6 +511,19 @@ impl<E: DomainEvent> LogReader<E> {
             let item = reader.next().await?;
             Some((item, reader))
         })
+    }
+}
+
+/// Records what holds the log back, for [`EventStore::stall`](es_core::EventStore::stall).
+pub(crate) async fn describe_horizon(inner: &Inner) {
+    match crate::store::horizon(inner).await {
+        Ok(horizon) => inner.health.held_back_by(horizon.to_string()),
+        Err(error) => {
+            tracing::debug!(
+                error = &error as &dyn std::error::Error,
+                "cannot read the horizon"
+            );
+        }
     }
 }
 

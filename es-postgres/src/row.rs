@@ -57,6 +57,7 @@ pub(crate) fn envelope<E: DomainEvent>(
     })?;
     let event = E::decode_json(event_type, schema_version, payload).map_err(|source| {
         ReadError::decode(
+            event_id,
             stream_id.clone(),
             version,
             position,

@@ -97,6 +97,8 @@ pub(crate) struct Statements {
     /// transaction is the horizon, if it still runs: pid, database, application, state and
     /// the transaction's age.
     pub(crate) horizon: Arc<str>,
+    /// The newest committed event's position and transaction, horizon or not.
+    pub(crate) head: Arc<str>,
     /// Whether transaction `$1` is below the horizon: its events are readable.
     pub(crate) readable: Arc<str>,
     /// Archiving stream `$1`, in one transaction: take the stream's lock exclusively
@@ -321,6 +323,10 @@ impl Statements {
                      ON true"
             )),
             readable: text(format!("SELECT $1::xid8 < {horizon}")),
+            head: text(format!(
+                "SELECT position, transaction_id FROM {s}.events \
+                 ORDER BY transaction_id DESC, position DESC LIMIT 1"
+            )),
             channel: text(channel(schema)),
         }
     }

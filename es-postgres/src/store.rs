@@ -763,19 +763,32 @@ impl EventStore for PgEventStore {
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
+    async fn head(&self) -> Result<Option<Position>, ReadError> {
+        let row = retry_serialization_failures(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.head)))
+                .fetch_optional(&self.inner.pool)
+        })
+        .await
+        .map_err(|e| store_error("log head", e))?;
+        row.as_ref().map(position_of).transpose()
+    }
+
     async fn readable(&self, position: Position) -> Result<bool, ReadError> {
         let (transaction, _) = position.parts();
-        retry_serialization_failures(|| {
+        let readable = retry_serialization_failures(|| {
             sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.readable)))
                 .bind(Xid8(transaction))
                 .fetch_one(&self.inner.pool)
         })
         .await
-        .map_err(|e| {
-            store_error("readable", e)
-                .with_context(format!("position {position}"))
-                .into()
-        })
+        .map_err(|e| store_error("readable", e).with_context(format!("position {position}")))?;
+        // Whoever waits for it (a catch-up) learns from `stall` what holds it back.
+        if readable {
+            self.inner.health.released();
+        } else if self.inner.health.held_back() {
+            crate::reader::describe_horizon(&self.inner).await;
+        }
+        Ok(readable)
     }
 
     fn stall(&self) -> Option<es_core::Stall> {

@@ -146,6 +146,10 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
         self.inner.count_after(after, filter).await
     }
 
+    async fn head(&self) -> Result<Option<Position>, ReadError> {
+        self.inner.head().await
+    }
+
     async fn readable(&self, position: Position) -> Result<bool, ReadError> {
         self.inner.readable(position).await
     }
