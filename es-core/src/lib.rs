@@ -114,6 +114,7 @@ mod cache;
 mod command;
 pub mod error;
 mod event;
+mod payload;
 mod process;
 mod projection;
 mod repository;
@@ -140,6 +141,8 @@ pub use crate::event::{
     DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, NewEvent, RawEvent,
     UpcastError, check_storable,
 };
+#[doc(inline)]
+pub use crate::payload::{PayloadError, PayloadErrorCategory};
 #[doc(inline)]
 pub use crate::process::{CommandFor, ProcessError, ProcessManager, ProcessManagerProjection};
 #[doc(inline)]
