@@ -78,6 +78,7 @@ mod inline;
 mod migrate;
 mod projection;
 mod reader;
+mod redact;
 mod row;
 mod schema;
 mod sql;

@@ -213,7 +213,7 @@ impl PgEventStore {
     /// [`PgStoreError::Connect`] if the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, PgStoreError> {
         let connect_error = |source| PgStoreError::Connect {
-            url: redact(url),
+            url: crate::redact::redact(url),
             source,
         };
         // One direct attempt first: the pool would retry a refused connection until its
@@ -743,20 +743,6 @@ fn committed<E: DomainEvent>(
     })
 }
 
-/// `url` without its password, for messages.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((credentials, host)) => {
-                let user = credentials.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}@{host}")
-            }
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
 impl EventStore for PgEventStore {
     async fn append<E: DomainEvent>(
         &self,
@@ -1177,18 +1163,4 @@ fn raw_envelopes<E: DomainEvent>(
             },
         )
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://app:secret@db:5432/x"),
-            "postgres://app@db:5432/x"
-        );
-        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
-    }
 }
