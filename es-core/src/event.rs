@@ -262,6 +262,10 @@ impl DecodeError {
 
 /// Why an upcaster could not bring a stored event up to date.
 ///
+/// The message and the source reach logs with the decode error: say what is wrong, never
+/// the stored values. `?` on a `serde_json::Error` keeps only what [`PayloadError`] keeps
+/// of it; pass a serde error to [`UpcastError::caused_by`] as a [`PayloadError`] too.
+///
 /// ```
 /// use es_core::{RawEvent, UpcastError};
 /// use serde_json::json;
