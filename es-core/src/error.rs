@@ -9,6 +9,7 @@ use std::error::Error as StdError;
 use uuid::Uuid;
 
 use crate::event::DecodeError;
+use crate::payload::PayloadError;
 use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
 
 /// A boxed error from a store's backend (a database driver, an I/O layer).
@@ -326,9 +327,9 @@ pub enum ReadError {
         stream: StreamId,
         /// The event's version in it.
         version: Version,
-        /// What the decoder reported.
+        /// What does not fit, without the stored values.
         #[source]
-        source: serde_json::Error,
+        source: PayloadError,
     },
     /// A stored value (a stream id, a version) breaks the store's own invariants.
     #[error("corrupt stored data: {detail}")]

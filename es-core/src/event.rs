@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::payload::PayloadError;
 use crate::stream::{Position, StreamId, Version};
 
 /// A fact that happened in the domain, stored in a stream.
@@ -87,10 +88,10 @@ pub trait DomainEvent: Clone + Send + Sync + 'static {
         payload: &str,
     ) -> Result<Self, DecodeError> {
         let payload =
-            serde_json::from_str(payload).map_err(|source| DecodeError::InvalidPayload {
+            serde_json::from_str(payload).map_err(|error| DecodeError::InvalidPayload {
                 event_type: event_type.to_owned(),
                 version: schema_version,
-                source,
+                source: PayloadError::from(error),
             })?;
         Self::decode(event_type, schema_version, payload)
     }
@@ -155,9 +156,9 @@ pub enum DecodeError {
         event_type: String,
         /// The stored schema version.
         version: u32,
-        /// What serde reported.
+        /// What does not fit, without the stored values.
         #[source]
-        source: serde_json::Error,
+        source: PayloadError,
     },
     /// An upcaster failed to bring the stored event up to date.
     #[error("cannot upcast event `{event_type}` from schema version {version}")]
@@ -196,6 +197,10 @@ impl DecodeError {
 }
 
 /// Why an upcaster could not bring a stored event up to date.
+///
+/// The message and the source reach logs with the decode error: say what is wrong, never
+/// the stored values. `?` on a `serde_json::Error` keeps only what [`PayloadError`] keeps
+/// of it; pass a serde error to [`UpcastError::caused_by`] as a [`PayloadError`] too.
 ///
 /// ```
 /// use es_core::{RawEvent, UpcastError};
@@ -257,8 +262,13 @@ impl UpcastError {
 }
 
 impl From<serde_json::Error> for UpcastError {
+    /// The old payload does not fit the type it was read as; the source is a
+    /// [`PayloadError`], which keeps what serde reported without the stored values.
     fn from(error: serde_json::Error) -> Self {
-        Self::caused_by("the old payload does not have the expected shape", error)
+        Self::caused_by(
+            "the old payload does not have the expected shape",
+            PayloadError::from(error),
+        )
     }
 }
 

@@ -116,6 +116,7 @@ mod command;
 pub mod error;
 mod event;
 pub mod limits;
+mod payload;
 mod process;
 mod projection;
 mod repository;
@@ -143,6 +144,8 @@ pub use crate::error::{AppendError, CommandError, ReadError, StoreError, StoreEr
 pub use crate::event::{
     DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, NewEvent, RawEvent, UpcastError,
 };
+#[doc(inline)]
+pub use crate::payload::{PayloadError, PayloadErrorCategory};
 #[doc(inline)]
 pub use crate::process::{CommandFor, ProcessError, ProcessManager, ProcessManagerProjection};
 #[doc(inline)]

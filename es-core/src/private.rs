@@ -12,6 +12,7 @@ pub use serde_json;
 
 pub use crate::aggregate::AggregateType;
 pub use crate::event::{DecodeError, DomainEvent, EncodeError, RawEvent, UpcastError};
+use crate::payload::PayloadError;
 
 /// A type-level probe for autoref specialisation: the derive calls a method on
 /// `&Probe<T>`, which resolves to the capability impl when `T` has the capability and to
@@ -148,7 +149,8 @@ impl Payload for JsonText<'_> {
     }
 }
 
-/// Decodes a payload into `T`, mapping a serde failure to [`DecodeError::InvalidPayload`].
+/// Decodes a payload into `T`, mapping a serde failure to [`DecodeError::InvalidPayload`]
+/// (through [`PayloadError`], which drops the values serde quotes).
 ///
 /// # Errors
 ///
@@ -160,11 +162,7 @@ pub fn decode_payload<T: DeserializeOwned>(
 ) -> Result<T, DecodeError> {
     payload
         .deserialize()
-        .map_err(|source| DecodeError::InvalidPayload {
-            event_type: event_type.to_owned(),
-            version,
-            source,
-        })
+        .map_err(|error| invalid_payload(event_type, version, error))
 }
 
 /// Decodes the payload of a variant without fields: `{}` or `null`.
@@ -180,13 +178,23 @@ pub fn decode_unit_payload(
     if payload.is_unit() {
         return Ok(());
     }
-    Err(DecodeError::InvalidPayload {
-        event_type: event_type.to_owned(),
+    Err(invalid_payload(
+        event_type,
         version,
-        source: <serde_json::Error as serde::de::Error>::custom(
+        <serde_json::Error as serde::de::Error>::custom(
             "expected an empty object for an event without fields",
         ),
-    })
+    ))
+}
+
+/// The one way this module builds [`DecodeError::InvalidPayload`]: serde's error never
+/// reaches the caller, only what [`PayloadError`] keeps of it.
+fn invalid_payload(event_type: &str, version: u32, error: serde_json::Error) -> DecodeError {
+    DecodeError::InvalidPayload {
+        event_type: event_type.to_owned(),
+        version,
+        source: PayloadError::from(error),
+    }
 }
 
 /// The payload of a variant without fields.
@@ -238,11 +246,7 @@ pub fn payload_value(
 ) -> Result<Value, DecodeError> {
     payload
         .into_value()
-        .map_err(|source| DecodeError::InvalidPayload {
-            event_type: event_type.to_owned(),
-            version,
-            source,
-        })
+        .map_err(|error| invalid_payload(event_type, version, error))
 }
 
 /// Runs one JSON upcast step.

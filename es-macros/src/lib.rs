@@ -171,8 +171,8 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// upcast events; stored events are never rewritten. Failures are
 /// `DecodeError::UnknownEventType`, `DecodeError::UnsupportedVersion` (no step from that
 /// version), `DecodeError::Upcast` (a step failed, naming the type and version it read),
-/// `DecodeError::UpcastLoop` and `DecodeError::InvalidPayload` (with serde's error as its
-/// source). `EVENT_TYPES` lists every name in declaration order, then the aliases.
+/// `DecodeError::UpcastLoop` and `DecodeError::InvalidPayload` (with a `PayloadError` as
+/// its source: what serde reported, without the stored values). `EVENT_TYPES` lists every name in declaration order, then the aliases.
 ///
 /// ```
 /// use es_core::{DomainEvent, RawEvent, UpcastError};

@@ -13,7 +13,8 @@ use crate::health::ReaderHealth;
 use crate::inline::PgInlineProjection;
 use crate::schema::SchemaName;
 use crate::sql::Statements;
-use crate::store::{Inner, PgEventStore, redact};
+use crate::redact::redact;
+use crate::store::{Inner, PgEventStore};
 use crate::wakeup::Wakeups;
 
 /// Configures a [`PgEventStore`], on a pool of yours ([`PgEventStore::builder`]) or on

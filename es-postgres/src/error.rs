@@ -11,12 +11,21 @@ pub enum PgStoreError {
     /// The schema name is not a plain identifier.
     #[error(transparent)]
     InvalidSchemaName(#[from] crate::schema::InvalidSchemaName),
-    /// The server could not be reached.
+    /// The server could not be reached, or the connection string is not one sqlx reads.
+    ///
+    /// Neither the message nor `url` holds the password: `url` is built from what sqlx's
+    /// parser reads of a `postgres://` URL (user, host, port, database), without query
+    /// parameters, and other text is described rather than echoed. Passwords that hold
+    /// `@`, `/`, `?` or `#` belong percent-encoded in a URL; a URL whose `@` comes after
+    /// its host part is not shown at all, since the part after an unencoded `/`, `?` or
+    /// `#` of a password would read as the port or database.
     #[error(
         "cannot connect to PostgreSQL at {url}; is the server running? (start a local one with `pg_ctlcluster <version> main start`, or set DATABASE_URL)"
     )]
     Connect {
-        /// The URL tried, without its password.
+        /// Where the connection went, such as `postgres://app@db:5432/orders`; in
+        /// parentheses, a description of a string that is not a URL sqlx reads or that
+        /// cannot be shown safely.
         url: String,
         /// What sqlx reported.
         #[source]

@@ -80,6 +80,7 @@ mod inline;
 mod migrate;
 mod projection;
 mod reader;
+mod redact;
 mod row;
 mod schema;
 mod sql;

@@ -1,7 +1,9 @@
 //! Turning rows of the events table into envelopes.
 
 use chrono::{DateTime, Utc};
-use es_core::{DomainEvent, EventEnvelope, Metadata, Position, ReadError, StreamId, Version};
+use es_core::{
+    DomainEvent, EventEnvelope, Metadata, PayloadError, Position, ReadError, StreamId, Version,
+};
 use sqlx::postgres::PgRow;
 use sqlx::{Column as _, Row as _, TypeInfo as _};
 use uuid::Uuid;
@@ -42,10 +44,11 @@ pub(crate) fn envelope<E: DomainEvent>(
     let user = jsonb_text(row, 11)?;
     // Most events carry no free-form metadata; skip parsing the empty object.
     if user != "{}" {
-        metadata.user = serde_json::from_str(user).map_err(|source| ReadError::Metadata {
+        // Only what `PayloadError` keeps: serde's message would quote the stored values.
+        metadata.user = serde_json::from_str(user).map_err(|error| ReadError::Metadata {
             stream: stream_id.clone(),
             version,
-            source,
+            source: PayloadError::from(error),
         })?;
     }
     let recorded_at: DateTime<Utc> = row.try_get(12).map_err(column)?;

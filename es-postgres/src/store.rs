@@ -690,20 +690,6 @@ fn committed<E: DomainEvent>(
     })
 }
 
-/// `url` without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((credentials, host)) => {
-                let user = credentials.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}@{host}")
-            }
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
 impl EventStore for PgEventStore {
     async fn append<E: DomainEvent>(
         &self,
@@ -1172,18 +1158,4 @@ fn raw_envelopes<E: DomainEvent>(
             },
         )
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://app:secret@db:5432/x"),
-            "postgres://app@db:5432/x"
-        );
-        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
-    }
 }

@@ -1,0 +1,289 @@
+//! Connection strings described for messages without their secrets.
+//!
+//! A connection string carries a password in many places: the URL's user info (where it
+//! may itself hold `@` or `:`, percent-encoded or not), a `password` query parameter, a
+//! key-value DSN's `password=`. Rather than cut the secret out of the text, which misses
+//! whatever form the cutting did not foresee, the message is built from the few parts that
+//! are safe to show, as sqlx's own parser reads them.
+
+use sqlx::postgres::PgConnectOptions;
+
+/// The query parameters and key-value keys that say where a connection goes. Every other
+/// one (`password`, `sslpassword`, `options`, parameters sqlx does not know) stays out of
+/// messages, and out of the parse below: sqlx logs the value of a parameter it does not
+/// know.
+const WHERE: &[&str] = &["host", "hostaddr", "port", "dbname", "user"];
+
+/// Where `url` points, for messages: `postgres://user@host:port/database` as sqlx reads
+/// the URL (its defaults filled in), never the password or a query parameter. Text that is
+/// not a `postgres://` URL is described, never echoed.
+pub(crate) fn redact(url: &str) -> String {
+    let text = url.trim();
+    if let Some(rest) = strip_scheme(text) {
+        return describe_url(rest);
+    }
+    match key_value(text) {
+        Some(pairs) if pairs.is_empty() => {
+            "(a key-value connection string, which sqlx does not read: give a postgres:// URL)"
+                .to_owned()
+        }
+        Some(pairs) => {
+            let shown: Vec<String> = pairs
+                .iter()
+                .map(|(key, value)| format!("{key}={}", quote_value(value)))
+                .collect();
+            format!(
+                "(a key-value connection string with {}, which sqlx does not read: give a postgres:// URL)",
+                shown.join(" ")
+            )
+        }
+        None => "(a connection string that is not a postgres:// URL)".to_owned(),
+    }
+}
+
+/// The text after `postgres://` or `postgresql://` (the schemes sqlx connects with), in any
+/// case. Other text is not described as a URL: `secret:x` parses as one, with a database
+/// named `x`.
+fn strip_scheme(text: &str) -> Option<&str> {
+    ["postgres://", "postgresql://"].iter().find_map(|scheme| {
+        let head = text.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &text[scheme.len()..])
+    })
+}
+
+/// `rest` is the URL after `scheme://`.
+fn describe_url(rest: &str) -> String {
+    // The host part ends at the first `/`, `?` or `#`. A password holding one of those
+    // unencoded ends it early, and the rest of the password (up to its `@`) then reads as
+    // the port, the database or a parameter; an `@` after the host part is the sign.
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(host_end);
+    if after.contains('@') {
+        return "(a postgres:// URL with an `@` after its host part, not shown: percent-encode `@`, `/`, `?` and `#` in the password)".to_owned();
+    }
+    let after = after.split_once('#').map_or(after, |(before, _)| before);
+    let (path, query) = after.split_once('?').unwrap_or((after, ""));
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(key, _)| key);
+            WHERE.contains(&key)
+        })
+        .collect();
+    let mut safe = format!("postgres://{authority}{path}");
+    if !kept.is_empty() {
+        safe.push('?');
+        safe.push_str(&kept.join("&"));
+    }
+    match safe.parse::<PgConnectOptions>() {
+        Ok(options) => {
+            let host = match options.get_socket() {
+                Some(socket) => socket.display().to_string(),
+                None => options.get_host().to_owned(),
+            };
+            let database = options
+                .get_database()
+                .map(|database| format!("/{database}"))
+                .unwrap_or_default();
+            format!(
+                "postgres://{}@{host}:{}{database}",
+                options.get_username(),
+                options.get_port()
+            )
+        }
+        Err(_) => "(a postgres:// URL that does not parse)".to_owned(),
+    }
+}
+
+/// The `WHERE` pairs of a libpq key-value connection string (`host=db user=app
+/// password='a b'`), read by libpq's rules: `key = value` pairs apart by white space, a
+/// value either unquoted up to white space or in single quotes, `\` escaping the next
+/// character. `None` unless the whole text reads so: a value cut short must not show.
+fn key_value(text: &str) -> Option<Vec<(&str, String)>> {
+    let mut rest = text.trim_start_matches(is_space);
+    let mut pairs = Vec::new();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let key_end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let (key, after_key) = rest.split_at(key_end);
+        let after_equals = after_key
+            .trim_start_matches(is_space)
+            .strip_prefix('=')?
+            .trim_start_matches(is_space);
+        if key.is_empty() {
+            return None;
+        }
+        let (value, after_value) = read_value(after_equals)?;
+        if WHERE.contains(&key) {
+            pairs.push((key, value));
+        }
+        rest = after_value.trim_start_matches(is_space);
+        // Pairs are apart by white space; `a=b'c'` is not two pairs.
+        if !rest.is_empty() && after_value.len() == rest.len() {
+            return None;
+        }
+    }
+    Some(pairs)
+}
+
+/// White space between key-value pairs. libpq also splits at `\v`; not splitting there
+/// only ever shows less (the next pair reads as part of this value), never part of a
+/// password as a pair of its own.
+fn is_space(c: char) -> bool {
+    c.is_ascii_whitespace()
+}
+
+/// One value of a key-value connection string and the text after it.
+fn read_value(text: &str) -> Option<(String, &str)> {
+    let mut value = String::new();
+    let mut chars = text.char_indices();
+    let quoted = text.starts_with('\'');
+    if quoted {
+        chars.next();
+    }
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '\\' => value.push(chars.next()?.1),
+            '\'' if quoted => return Some((value, &text[at + 1..])),
+            c if !quoted && is_space(c) => return Some((value, &text[at..])),
+            c => value.push(c),
+        }
+    }
+    // An unquoted value may end the text; a quoted one must be closed.
+    (!quoted).then_some((value, ""))
+}
+
+/// `value` as a key-value connection string writes it: quoted when it is empty or holds
+/// white space, a quote or a backslash.
+fn quote_value(value: &str) -> String {
+    if !value.is_empty() && !value.chars().any(|c| is_space(c) || c == '\'' || c == '\\') {
+        return value.to_owned();
+    }
+    let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("'{escaped}'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connection strings of every form, each with the password `hunter2` somewhere.
+    const WITH_PASSWORDS: &[&str] = &[
+        "postgres://app:hunter2@db:5432/x",
+        "postgres://app:hun@ter2@db/x",
+        "postgres://app:hun%40ter2@db/x",
+        "postgres://app:hun:ter2@db/x",
+        "postgres://db/x?password=hunter2",
+        "postgres://app@db/x?user=other&password=hunter2",
+        "postgres://db/x?sslpassword=hunter2&application_name=hunter2",
+        "postgres://db/x?options=-c%20app.secret%3Dhunter2",
+        "postgres://db/x?passwort=hunter2",
+        "postgres://app:hunter2@db/x#hunter2",
+        "postgres://app:12/hunter2@db/x",
+        "postgres://app:/hunter2@db/x",
+        "postgres://app:12?hunter2@db/x",
+        "postgres://app:hun#ter2@db/x",
+        "postgres://app:hunter2@db:notaport/x",
+        "POSTGRESQL://app:hunter2@db/x",
+        "host=localhost user=app password=hunter2",
+        "host=localhost password='hun ter2' dbname=x",
+        "password = hunter2 host = db",
+        "host=db password='hunter2",
+        "host=db password=hunter2\\",
+        "password=hun\\ ter2 user=app",
+        "host=db password hunter2",
+        "host=db password=hun\u{a0}user=ter2",
+        "mysql://app:hunter2@db/x",
+        "hunter2:x",
+        "hunter2",
+        "",
+    ];
+
+    #[test]
+    fn never_shows_a_password() {
+        for url in WITH_PASSWORDS {
+            let shown = redact(url);
+            assert!(!shown.contains("hunter2"), "{url} shows as {shown}");
+            assert!(!shown.contains("ter2"), "{url} shows as {shown}");
+        }
+    }
+
+    #[test]
+    fn describes_urls_from_what_sqlx_reads() {
+        let cases = [
+            (
+                "postgres://app:secret@db:5433/x",
+                "postgres://app@db:5433/x",
+            ),
+            ("postgres://app:pa@ss@db/x", "postgres://app@db:5432/x"),
+            (
+                "postgres://app@db/x?user=other&password=s&port=6000",
+                "postgres://other@db:6000/x",
+            ),
+            (
+                "postgres://app@db/x?host=elsewhere&dbname=y",
+                "postgres://app@elsewhere:5432/y",
+            ),
+            (
+                "postgresql://app@%2Fvar%2Frun%2Fpostgresql/x",
+                "postgres://app@/var/run/postgresql:5432/x",
+            ),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+        // Without a user, sqlx's default (PGUSER, else the OS user) is the one tried.
+        assert!(redact("postgres://db/x").ends_with("@db:5432/x"));
+    }
+
+    #[test]
+    fn describes_what_is_not_a_url() {
+        assert_eq!(
+            redact("host=localhost port=5432 user=app password=secret dbname='my db'"),
+            "(a key-value connection string with host=localhost port=5432 user=app dbname='my db', which sqlx does not read: give a postgres:// URL)"
+        );
+        assert_eq!(
+            redact("password=secret"),
+            "(a key-value connection string, which sqlx does not read: give a postgres:// URL)"
+        );
+        for garbage in ["host=db password='secret", "secret:x", "secret", ""] {
+            assert_eq!(
+                redact(garbage),
+                "(a connection string that is not a postgres:// URL)",
+                "{garbage}"
+            );
+        }
+        assert_eq!(
+            redact("postgres://app:12/secret@db/x"),
+            "(a postgres:// URL with an `@` after its host part, not shown: percent-encode `@`, `/`, `?` and `#` in the password)"
+        );
+        assert_eq!(
+            redact("postgres://app:secret@db:port/x"),
+            "(a postgres:// URL that does not parse)"
+        );
+    }
+
+    #[test]
+    fn reads_key_values_as_libpq_does() {
+        assert_eq!(
+            key_value("host = db  user='a \\' b' password=x\\ y"),
+            Some(vec![
+                ("host", "db".to_owned()),
+                ("user", "a ' b".to_owned())
+            ])
+        );
+        assert_eq!(
+            key_value("user=a'b'"),
+            Some(vec![("user", "a'b'".to_owned())])
+        );
+        assert_eq!(key_value("user='a'b"), None);
+        assert_eq!(key_value("user"), None);
+        assert_eq!(key_value("=x"), None);
+        assert_eq!(key_value("user='a"), None);
+    }
+}
