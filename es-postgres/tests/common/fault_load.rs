@@ -298,11 +298,15 @@ impl Load {
             .execute(store.pool())
             .await
             .expect("create the projection's table");
-        let repository = Repository::<Account, _>::new(store.clone()).with_retry_policy(
-            RetryPolicy::default()
-                .with_max_attempts(1_000)
-                .with_backoff(Duration::from_micros(200), Duration::from_millis(20)),
-        );
+        // With the state cache, as a service would run it: without, every command replays
+        // its whole stream and the load slows down as the streams grow.
+        let repository = Repository::<Account, _>::new(store.clone())
+            .with_retry_policy(
+                RetryPolicy::default()
+                    .with_max_attempts(1_000)
+                    .with_backoff(Duration::from_micros(200), Duration::from_millis(20)),
+            )
+            .with_cache(64);
         let accounts: Vec<String> = (0..config.accounts).map(|a| format!("a{a}")).collect();
         for account in &accounts {
             let open = AccountCommand::Open {
