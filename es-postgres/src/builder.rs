@@ -11,9 +11,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use crate::error::PgStoreError;
 use crate::health::ReaderHealth;
 use crate::inline::PgInlineProjection;
+use crate::redact::redact;
 use crate::schema::SchemaName;
 use crate::sql::Statements;
-use crate::redact::redact;
 use crate::store::{Inner, PgEventStore};
 use crate::wakeup::Wakeups;
 

@@ -185,8 +185,8 @@ impl<E: DomainEvent> StreamReader<E> {
         }
     }
 
-    fn failure(&self, error: impl Into<es_core::error::BoxError>) -> ReadError {
-        StoreError::new("stream read", error)
+    fn failure(&self, error: StoreError) -> ReadError {
+        error
             .with_context(format!(
                 "stream `{}` from version {}",
                 self.stream, self.from
@@ -211,7 +211,10 @@ impl<E: DomainEvent> StreamReader<E> {
                 );
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                     self.finish();
-                    return Some(Err(self.failure("a Tokio runtime is required")));
+                    return Some(Err(self.failure(StoreError::new(
+                        "stream read",
+                        "a Tokio runtime is required",
+                    ))));
                 };
                 self.task = Some(runtime.spawn(query));
                 self.rows.insert(rows)
@@ -229,7 +232,7 @@ impl<E: DomainEvent> StreamReader<E> {
             }
             Some(Delivery::Failed(error)) => {
                 self.finish();
-                Some(Err(self.failure(error)))
+                Some(Err(self.failure(store_error("stream read", error))))
             }
             Some(Delivery::End) => {
                 self.finish();
@@ -237,7 +240,12 @@ impl<E: DomainEvent> StreamReader<E> {
             }
             None => {
                 self.finish();
-                Some(Err(self.failure("the read was cut short")))
+                // The reading task ended without a word: it was cancelled or panicked,
+                // which a new read may not repeat.
+                Some(Err(self.failure(
+                    StoreError::new("stream read", "the read was cut short")
+                        .with_kind(es_core::StoreErrorKind::Unavailable),
+                )))
             }
         }
     }

@@ -810,7 +810,7 @@ impl EventStore for PgEventStore {
         })
         .await
         .map_err(|e| {
-            store_error("is archived", e)
+            store_error("archive check", e)
                 .with_context(format!("stream `{stream}`"))
                 .into()
         })
