@@ -247,8 +247,9 @@ pub(crate) async fn verify(pool: &PgPool, schema: &SchemaName) -> Result<(), PgS
             latest: LATEST,
         });
     }
-    check_transaction_ids(&mut connection, schema).await?;
-    check_privileges(&mut connection, schema).await
+    // Privileges first: without them the other checks fail as raw refusals.
+    check_privileges(&mut connection, schema).await?;
+    check_transaction_ids(&mut connection, schema).await
 }
 
 /// The privileges the store uses, as `(table, privilege)`.

@@ -280,3 +280,29 @@ async fn connect_error_says_what_to_do() {
         "the password stays out: {message}"
     );
 }
+
+/// A schema name of PostgreSQL's full 63 bytes still gets a notification channel the
+/// server accepts (`es_events_` + the name would be cut short by LISTEN and refused by
+/// NOTIFY): a subscriber in another process that never polls is woken by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_wakes_another_process_on_a_long_schema_name() {
+    let name = format!("es_test_{}", "l".repeat(55));
+    assert_eq!(name.len(), 63);
+    let pool = common::connect("es-test-long-schema", 4).await;
+    let writer = PgEventStore::builder(pool).schema(&name).unwrap().build();
+    // A name without a creation time: drop what a failed run left.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+    )))
+    .execute(writer.pool())
+    .await
+    .unwrap();
+    writer.migrate().await.unwrap();
+    let reader =
+        common::second_store(&writer, "es-test-long-listener", |b| b.poll_interval(NEVER)).await;
+    let subscription = Box::pin(reader.subscribe::<RawEvent>(Position::START, EventFilter::all()));
+    let consumer = waiting_consumer(subscription, 2).await;
+    let written = append(&writer, "note-1", 2).await;
+    assert_eq!(consumer.await.unwrap().0, written);
+    common::drop_schema(writer).await;
+}

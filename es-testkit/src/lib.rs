@@ -103,6 +103,8 @@ macro_rules! conformance_tests {
             rebuild_gives_the_view_live_processing_gave,
             two_instances_handle_each_event_once,
             failing_event_is_parked_and_can_be_retried,
+            undecodable_event_is_parked_and_the_runner_goes_on,
+            undecodable_event_stops_the_runner_under_the_stop_policy,
             stop_policy_stops_at_the_failing_event,
             status_reports_position_lag_and_errors,
             partitioned_runners_split_streams_and_keep_order,

@@ -12,6 +12,7 @@ mod read;
 mod repository;
 mod storage;
 mod subscription;
+mod undecodable;
 mod upcasting;
 
 pub use append::*;
@@ -24,6 +25,7 @@ pub use read::*;
 pub use repository::*;
 pub use storage::*;
 pub use subscription::*;
+pub use undecodable::*;
 pub use upcasting::*;
 
 use es_core::{EventEnvelope, EventFilter, NewEvent, Position, StreamId, Version};
