@@ -162,7 +162,7 @@ async fn subscriptions_and_runners_ride_out_an_exhausted_pool() {
     let status = runner.status();
     let running = tokio::spawn(async move { runner.run().await });
     tokio::time::timeout(PATIENCE, async {
-        while ledger.get().applied.len() < 1 {
+        while ledger.get().applied.is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
