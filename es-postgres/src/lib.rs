@@ -11,10 +11,15 @@
 //!   SQL error; re-appending stored event ids is an idempotent no-op;
 //! - reads page through rows (never a whole stream or log in memory);
 //! - the global log is **gapless**: readers order it by (writing transaction, sequence
-//!   number) and read only below the oldest transaction still running, so an event whose
-//!   transaction commits after a later-numbered one is still delivered, once, and a
-//!   checkpoint never passes an event that may yet appear. [`PgEventStore::horizon`] shows
-//!   what holds the log back;
+//!   number) and read only below the oldest transaction of this database still running,
+//!   so an event whose transaction commits after a later-numbered one is still delivered,
+//!   once, and a checkpoint never passes an event that may yet appear.
+//!   [`PgEventStore::horizon`] shows what holds the log back;
+//! - every append is checked against `es_core::limits` before any I/O, and whatever a
+//!   caller cancels, an append that returned `Ok` is committed;
+//! - deadlines on every wait ([`PgPoolSettings`]), typed transient errors, and
+//!   least-privilege grants for the application role
+//!   ([`PgEventStore::grant_application_role`], [`PgEventStore::verify`]);
 //! - subscriptions are woken directly by appends in the same process and by
 //!   `LISTEN`/`NOTIFY` across processes, poll as a fallback, and survive lost connections,
 //!   resuming where they were.

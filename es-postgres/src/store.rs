@@ -228,8 +228,9 @@ impl PgEventStore {
         self.inner.schema.quoted()
     }
 
-    /// How far the global log is readable now, and what holds it back: a long-running
-    /// transaction anywhere on the server delays delivery (never skips), and this shows it.
+    /// How far the global log is readable now, and what holds it back: a transaction open
+    /// in this database (one in another database of the server does not count) delays
+    /// delivery, never skips, and this names its session.
     ///
     /// # Errors
     ///
