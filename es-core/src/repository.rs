@@ -907,6 +907,8 @@ where
         match A::decode_snapshot(snapshot.state)? {
             Ok(state) => Some((state, snapshot.version)),
             Err(error) => {
+                // serde's message quotes the state's values: log what is wrong only.
+                let error = crate::PayloadError::from(error);
                 tracing::warn!(%stream, version = %snapshot.version, error = &error as &dyn std::error::Error, "cannot decode snapshot; replaying events");
                 None
             }
@@ -917,6 +919,7 @@ where
         let encoded = match state.encode_snapshot() {
             Some(Ok(encoded)) => encoded,
             Some(Err(error)) => {
+                let error = crate::PayloadError::from(error);
                 tracing::warn!(stream = %last.stream_id, error = &error as &dyn std::error::Error, "cannot encode snapshot");
                 return;
             }

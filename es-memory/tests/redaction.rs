@@ -108,3 +108,65 @@ async fn undecodable_events_fail_without_showing_their_values() {
         assert!(shown.contains(what), "{what:?} is missing from:\n{shown}");
     }
 }
+
+/// A snapshot whose state no longer decodes is skipped with a warning (the events are
+/// replayed), and the warning says what is wrong without the state's values.
+#[tokio::test]
+async fn unusable_snapshots_are_logged_without_their_values() {
+    use es_core::{Repository, Snapshot, SnapshotPolicy, SnapshotStore as _};
+    use es_testkit::fixture::{Account, AccountCommand};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let store = MemoryEventStore::strict();
+    let accounts =
+        Repository::<Account, _>::new(store.clone()).with_snapshot_policy(SnapshotPolicy::every(1));
+    accounts
+        .execute(
+            "a",
+            AccountCommand::Open {
+                owner: "ada".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let stream = StreamId::new("account", "a").unwrap();
+    let mut snapshot = store.load_snapshot(&stream).await.unwrap().unwrap();
+    snapshot.state = json!({ "open": "SECRET ada@example.com", "balance": "SECRET 42" });
+    store
+        .save_snapshot(Snapshot {
+            taken_at: chrono::Utc::now(),
+            ..snapshot
+        })
+        .await
+        .unwrap();
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let loaded = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        accounts.load("a").await.unwrap()
+    };
+    assert_eq!(loaded.version, Version::new(1), "the events were replayed");
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("cannot decode snapshot"), "{log}");
+    assert!(
+        !log.contains("SECRET"),
+        "the state's values stay out of the log: {log}"
+    );
+}
