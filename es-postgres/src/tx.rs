@@ -10,7 +10,10 @@
 //!
 //! [`PgTx`] is the store's one way into a transaction. It owns its pooled connection and
 //! knows whether the transaction ended cleanly: only after a `COMMIT` or `ROLLBACK` that
-//! the server answered does the connection go back to the pool. Dropped at any other
+//! the server answered does the connection go back to the pool. It begins and ends through
+//! sqlx's transaction manager, so sqlx knows the connection is inside a transaction: a
+//! projection that opens one of its own on it (`begin()`, to try something and roll it
+//! back) gets a savepoint, not a second `BEGIN` whose rollback would undo the store's work. Dropped at any other
 //! point (mid-`BEGIN`, mid-statement, mid-`COMMIT`, or simply without an ending), it marks
 //! the connection to be closed instead, and the server rolls back whatever the closed
 //! session had open. That costs a reconnect after a cancellation, which is rare, and
@@ -21,7 +24,9 @@ use std::ops::{Deref, DerefMut};
 
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgTransactionManager;
 use sqlx::postgres::{PgConnection, PgPool};
+use sqlx_core::transaction::TransactionManager as _;
 
 /// A transaction on a connection of the pool, ended by [`commit`](PgTx::commit) or
 /// [`rollback`](PgTx::rollback); dropped otherwise, its connection is closed, never pooled.
@@ -40,7 +45,7 @@ impl PgTx {
             connection: pool.acquire().await?,
             ended: false,
         };
-        sqlx::raw_sql("BEGIN").execute(&mut *tx.connection).await?;
+        PgTransactionManager::begin(&mut tx.connection, None).await?;
         Ok(tx)
     }
 
@@ -48,22 +53,32 @@ impl PgTx {
     ///
     /// An error leaves the outcome unknown (the commit may have happened); the connection
     /// is closed.
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.end("COMMIT").await
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.outermost()?;
+        PgTransactionManager::commit(&mut self.connection).await?;
+        self.ended = true;
+        Ok(())
     }
 
     /// Rolls back; the connection goes back to the pool once the server confirmed it (if
     /// the connection is broken, closing it rolls back all the same).
-    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.end("ROLLBACK").await
-    }
-
-    async fn end(mut self, statement: &'static str) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(statement)
-            .execute(&mut *self.connection)
-            .await?;
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        self.outermost()?;
+        PgTransactionManager::rollback(&mut self.connection).await?;
         self.ended = true;
         Ok(())
+    }
+
+    /// Refuses to end anything but the store's own transaction: a projection that left a
+    /// transaction of its own open inside it (forgot to end a savepoint it began) would
+    /// otherwise have that one ended instead, and the connection pooled inside ours.
+    fn outermost(&self) -> Result<(), sqlx::Error> {
+        if PgTransactionManager::get_transaction_depth(&self.connection) == 1 {
+            return Ok(());
+        }
+        Err(sqlx::Error::Protocol(
+            "a transaction opened inside the store's transaction was left open".into(),
+        ))
     }
 }
 
