@@ -16,7 +16,13 @@ BEGIN
     EXECUTE format(
         'GRANT INSERT (stream_id, version, event_id, event_type, schema_version, payload, '
         'correlation_id, causation_id, actor, metadata) ON {schema}.events TO %I', role);
-    EXECUTE format('GRANT SELECT, INSERT ON {schema}.archived_streams TO %I', role);
+    -- Only the stream: the time of archiving is the server's.
+    EXECUTE format('GRANT SELECT, INSERT (stream_id) ON {schema}.archived_streams TO %I', role);
+    -- Appends and log reads call these; granted outright rather than left to PUBLIC,
+    -- which a hardened database revokes.
+    EXECUTE format(
+        'GRANT EXECUTE ON FUNCTION {schema}.es_stream_open(text), {schema}.es_horizon() TO %I',
+        role);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON {schema}.snapshots TO %I', role);
     EXECUTE format(
         'GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.checkpoints, {schema}.parked_events, '
@@ -25,3 +31,8 @@ END
 $$;
 -- Only the owner grants.
 REVOKE EXECUTE ON FUNCTION {schema}.es_grant_application(name) FROM PUBLIC;
+
+-- A schema version the store never writes (it keeps u32 values up to i32::MAX), refused
+-- from anyone who inserts rows by hand; rows already stored are not checked again.
+ALTER TABLE {schema}.events
+    ADD CONSTRAINT events_schema_version_not_negative CHECK (schema_version >= 0) NOT VALID;

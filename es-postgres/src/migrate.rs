@@ -256,7 +256,6 @@ pub(crate) async fn verify(pool: &PgPool, schema: &SchemaName) -> Result<(), PgS
 const PRIVILEGES: &[(&str, &str)] = &[
     ("events", "SELECT"),
     ("archived_streams", "SELECT"),
-    ("archived_streams", "INSERT"),
     ("snapshots", "SELECT"),
     ("snapshots", "INSERT"),
     ("snapshots", "UPDATE"),
@@ -298,16 +297,30 @@ async fn check_privileges(
         .map(|(table, privilege)| (format!("{quoted}.{table}"), *privilege))
         .unzip();
     let missing: Vec<String> = sqlx::query_scalar(
-        "SELECT t.privilege || ' on ' || t.tab FROM unnest($1::text[], $2::text[]) AS t(tab, privilege) \
+        "SELECT 'USAGE on schema ' || $5 WHERE NOT has_schema_privilege($7, 'USAGE') \
+         UNION ALL \
+         SELECT t.privilege || ' on ' || t.tab FROM unnest($1::text[], $2::text[]) AS t(tab, privilege) \
          WHERE NOT has_table_privilege(t.tab, t.privilege) \
          UNION ALL \
          SELECT 'INSERT on ' || $3 || ' (' || c || ')' FROM unnest($4::text[]) AS c \
-         WHERE NOT has_column_privilege($3, c, 'INSERT')",
+         WHERE NOT has_column_privilege($3, c, 'INSERT') \
+         UNION ALL \
+         SELECT 'INSERT on ' || $5 || '.archived_streams (stream_id)' \
+         WHERE NOT has_column_privilege($5 || '.archived_streams', 'stream_id', 'INSERT') \
+         UNION ALL \
+         SELECT 'EXECUTE on ' || f FROM unnest($6::text[]) AS f \
+         WHERE NOT has_function_privilege(f, 'EXECUTE')",
     )
     .bind(&tables)
     .bind(&privileges)
     .bind(format!("{quoted}.events"))
     .bind(APPEND_COLUMNS)
+    .bind(&quoted)
+    .bind([
+        format!("{quoted}.es_stream_open(text)"),
+        format!("{quoted}.es_horizon()"),
+    ])
+    .bind(schema.as_str())
     .fetch_all(&mut *connection)
     .await
     .map_err(PgStoreError::migrate(schema))?;

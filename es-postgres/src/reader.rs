@@ -36,13 +36,48 @@ const FIRST_RETRY: Duration = Duration::from_millis(1);
 /// server.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(250));
 
-/// How long one attempt of a failing subscription may take: a connection attempt that
-/// hangs (sqlx retries a refused connection with pauses of its own, up to the pool's
-/// acquire timeout) is cut off and started afresh, so that a server that is back is seen
-/// at once.
-const RECOVERY_ATTEMPT: Duration = Duration::from_secs(1);
+/// How long a failing subscription waits for a connection before it tries afresh: sqlx
+/// retries a refused connection with pauses of its own (up to a fifth of the pool's
+/// acquire timeout), and a fresh attempt sees a server that is back at once. Only the wait
+/// for a connection is cut short, never a query: a slow page must be allowed to finish.
+const RECOVERY_ACQUIRE: Duration = Duration::from_secs(1);
 
-type Page = Result<Vec<PgRow>, sqlx::Error>;
+type Page = Result<Vec<PgRow>, PageError>;
+
+/// Why a page of the log could not be read.
+#[derive(Debug, thiserror::Error)]
+enum PageError {
+    /// The query failed.
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    /// A subscription that had failed found no connection within this time (it tries
+    /// again).
+    #[error("no connection to the server within {0:?}")]
+    NoConnection(Duration),
+    /// The task reading the page ahead ended without one (it panicked or was cancelled).
+    #[error("the page read ahead was lost")]
+    Lost,
+}
+
+impl PageError {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Sql(error) => is_transient(error),
+            Self::NoConnection(_) => true,
+            Self::Lost => false,
+        }
+    }
+
+    fn into_store_error(self) -> StoreError {
+        match self {
+            Self::Sql(error) => store_error("log read", error),
+            Self::NoConnection(_) => {
+                StoreError::new("log read", self).with_kind(es_core::StoreErrorKind::Unavailable)
+            }
+            Self::Lost => StoreError::new("log read", self),
+        }
+    }
+}
 
 /// A page query running in the background.
 struct Prefetch(Option<JoinHandle<Page>>);
@@ -70,7 +105,7 @@ impl Prefetch {
                     error = &error as &dyn std::error::Error,
                     "page prefetch failed"
                 );
-                Err(sqlx::Error::WorkerCrashed)
+                Err(PageError::Lost)
             }
         })
     }
@@ -280,11 +315,23 @@ struct LogQuery {
 }
 
 impl LogQuery {
-    /// The next page after `after`, below the visibility horizon.
-    fn page(&self, after: (u64, i64)) -> impl Future<Output = Page> + Send + 'static {
+    /// The next page after `after`, below the visibility horizon; with `acquire_within`,
+    /// giving up if no connection comes within that time.
+    fn page(
+        &self,
+        after: (u64, i64),
+        acquire_within: Option<Duration>,
+    ) -> impl Future<Output = Page> + Send + 'static {
         let query = self.clone();
         async move {
-            retry_serialization_failures(|| {
+            if let Some(limit) = acquire_within {
+                // Recovering: see that a connection comes at all before the query waits
+                // for one as long as the pool would. (It goes back to the pool for the
+                // query to take.)
+                let probe = tokio::time::timeout(limit, query.inner.pool.acquire());
+                drop(probe.await.map_err(|_| PageError::NoConnection(limit))??);
+            }
+            Ok(retry_serialization_failures(|| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&query.inner.sql.read_log)))
                     .bind(Xid8(after.0))
                     .bind(after.1)
@@ -296,7 +343,7 @@ impl LogQuery {
                     .bind(query.including_archived)
                     .fetch_all(&query.inner.pool)
             })
-            .await
+            .await?)
         }
     }
 
@@ -379,12 +426,8 @@ impl<E: DomainEvent> LogReader<E> {
             self.woken |= wake.has_changed().unwrap_or(true);
             wake.borrow_and_update();
         }
-        if self.failures == 0 {
-            return self.query.page(self.after).await;
-        }
-        tokio::time::timeout(RECOVERY_ATTEMPT, self.query.page(self.after))
-            .await
-            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+        let acquire_within = (self.failures > 0).then_some(RECOVERY_ACQUIRE);
+        self.query.page(self.after, acquire_within).await
     }
 
     async fn next(&mut self) -> Option<Result<EventEnvelope<E>, ReadError>> {
@@ -408,7 +451,7 @@ impl<E: DomainEvent> LogReader<E> {
                     self.failures = 0;
                     rows
                 }
-                Err(error) if self.wake.is_some() && is_transient(&error) => {
+                Err(error) if self.wake.is_some() && error.is_transient() => {
                     // A subscription outlives connections, restarts and timeouts: it says
                     // so (`EventStore::stall`) and resumes from the same position.
                     health.failed(&error);
@@ -425,7 +468,8 @@ impl<E: DomainEvent> LogReader<E> {
                 Err(error) => {
                     self.failed = true;
                     let (transaction, sequence) = self.after;
-                    return Some(Err(store_error("log read", error)
+                    return Some(Err(error
+                        .into_store_error()
                         .with_context(format!("the log after position {transaction}:{sequence}"))
                         .into()));
                 }
@@ -450,15 +494,16 @@ impl<E: DomainEvent> LogReader<E> {
                     self.buffer.push_back(row);
                 }
             }
+            // Whatever the page held, the server answered: a failure is over.
+            health.read(found);
             if full {
-                self.prefetch.start(self.query.page(self.after));
+                self.prefetch.start(self.query.page(self.after, None));
                 continue;
             }
             let Some(wake) = &mut self.wake else {
                 self.exhausted = true;
                 continue;
             };
-            health.read(found);
             if found {
                 self.retry = None;
                 self.held = false;

@@ -231,6 +231,12 @@ async fn the_application_role_cannot_forge_or_rewrite_history() {
             "DELETE FROM {s}.archived_streams".to_owned(),
         ),
         (
+            "a backdated archive",
+            "INSERT INTO {s}.archived_streams (stream_id, archived_at) \
+             VALUES ('note-9', '2001-01-01T00:00:00Z')"
+                .to_owned(),
+        ),
+        (
             "a schema change",
             "ALTER TABLE {s}.events ADD COLUMN forged text".to_owned(),
         ),
@@ -242,6 +248,17 @@ async fn the_application_role_cannot_forge_or_rewrite_history() {
     ] {
         refused(&app, what, &sql).await;
     }
+    // A schema version the store never writes is refused, by hand or not.
+    let negative = sqlx::raw_sql(AssertSqlSafe(format!(
+        "INSERT INTO \"{}\".events ({columns}) VALUES ('note-3', 1, gen_random_uuid(), 'Forged', -5, '{{}}', '{{}}')",
+        app.schema()
+    )))
+    .execute(app.pool())
+    .await;
+    assert!(
+        matches!(&negative, Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23514")),
+        "{negative:?}"
+    );
     // What the store itself appends still goes in, with server-assigned columns.
     let appended = app
         .append(
@@ -314,5 +331,51 @@ async fn verify_says_what_is_missing() {
         app.migrate().await,
         Err(PgStoreError::Migrate { .. })
     ));
+    role.drop_with(owner).await;
+}
+
+/// In a hardened database, where PUBLIC may execute nothing, the granted role still runs
+/// the store (its grants name the functions appends and reads call), and `verify` tells an
+/// ungranted role that it lacks them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hardened_database_runs_the_granted_role_and_verify_names_the_functions() {
+    let owner = common::fresh_store().await;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA \"{}\" FROM PUBLIC",
+        owner.schema()
+    )))
+    .execute(owner.pool())
+    .await
+    .unwrap();
+    let role = Role::create(&owner).await;
+    owner.grant_application_role(&role.name).await.unwrap();
+    let app = role.store(&owner);
+    app.verify().await.unwrap();
+    let stream = StreamId::new("note", "1").unwrap();
+    let appended = app
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(RawEvent::new("Noted", 1, json!({})))],
+        )
+        .await
+        .unwrap();
+    assert!(app.readable(appended.events[0].position).await.is_ok());
+
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "REVOKE EXECUTE ON FUNCTION \"{0}\".es_stream_open(text) FROM \"{1}\"",
+        owner.schema(),
+        role.name
+    )))
+    .execute(owner.pool())
+    .await
+    .unwrap();
+    match app.verify().await {
+        Err(PgStoreError::MissingPrivileges { missing, .. }) => assert!(
+            missing.iter().any(|m| m.contains("es_stream_open")),
+            "{missing:?}"
+        ),
+        other => panic!("expected the function named, got {other:?}"),
+    }
     role.drop_with(owner).await;
 }
