@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use crate::error::PgStoreError;
 use crate::health::ReaderHealth;
 use crate::inline::PgInlineProjection;
-use crate::redact::redact;
+use crate::redact::{redact, without_unknown_parameters};
 use crate::schema::SchemaName;
 use crate::sql::Statements;
 use crate::store::{Inner, PgEventStore};
@@ -274,6 +274,10 @@ impl fmt::Debug for PgPoolSettings {
 impl PgPoolSettings {
     pub(crate) fn parse(url: &str) -> Result<Self, PgStoreError> {
         let description = redact(url);
+        let (url, ignored) = without_unknown_parameters(url);
+        if !ignored.is_empty() {
+            tracing::warn!(parameters = ?ignored, url = %description, "ignoring connection parameters sqlx does not read");
+        }
         let options = url
             .parse::<PgConnectOptions>()
             .map_err(|source| PgStoreError::Connect {

@@ -168,9 +168,84 @@ fn quote_value(value: &str) -> String {
     format!("'{escaped}'")
 }
 
+/// The query parameters sqlx reads from a `postgres://` URL (sqlx-postgres 0.9's
+/// `options/parse.rs`); `options[...]` ones too.
+const SQLX_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// `url` without the query parameters sqlx does not read, and their names. sqlx logs the
+/// *value* of every parameter it ignores, and a mistyped `pasword=` holds a password: so
+/// those are dropped before sqlx sees the URL, and only their names are reported.
+pub(crate) fn without_unknown_parameters(url: &str) -> (String, Vec<String>) {
+    let (base, fragment) = match url.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (url, None),
+    };
+    let Some((head, query)) = base.split_once('?') else {
+        return (url.to_owned(), Vec::new());
+    };
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+        if SQLX_PARAMETERS.contains(&key)
+            || key.starts_with("options%5B")
+            || key.starts_with("options[")
+        {
+            kept.push(pair);
+        } else {
+            dropped.push(key.to_owned());
+        }
+    }
+    let mut text = head.to_owned();
+    if !kept.is_empty() {
+        text.push('?');
+        text.push_str(&kept.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        text.push('#');
+        text.push_str(fragment);
+    }
+    (text, dropped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_parameters_are_dropped_by_name() {
+        let (url, dropped) = without_unknown_parameters(
+            "postgres://app@db/x?sslmode=require&pasword=hunter2&application_name=a&sslpassword=hunter3",
+        );
+        assert_eq!(
+            url,
+            "postgres://app@db/x?sslmode=require&application_name=a"
+        );
+        assert_eq!(dropped, ["pasword", "sslpassword"]);
+        assert_eq!(
+            without_unknown_parameters("postgres://db/x").0,
+            "postgres://db/x"
+        );
+    }
 
     /// Connection strings of every form, each with the password `hunter2` somewhere.
     const WITH_PASSWORDS: &[&str] = &[

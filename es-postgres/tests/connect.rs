@@ -109,3 +109,36 @@ async fn a_refusing_server_is_reported_without_the_password() {
     )
     .await;
 }
+
+/// A parameter sqlx does not read (a mistyped `pasword=`) is dropped before sqlx sees the
+/// URL, so its value reaches no log: sqlx logs the value of every parameter it ignores.
+#[tokio::test]
+async fn ignored_parameters_reach_no_log() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let url = format!("postgres://app@127.0.0.1:1/x?pasword={PASSWORD}&sslpassword={PASSWORD}");
+    let _ = PgEventStore::connect(&url).await;
+    let log = String::from_utf8(captured.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        .unwrap_or_default();
+    assert!(log.contains("pasword"), "the ignored parameter is named: {log}");
+    assert!(!log.contains(PASSWORD), "its value stays out of the log: {log}");
+}
