@@ -421,10 +421,21 @@ pub enum CommandError<E> {
         source: ReadError,
     },
     /// Appending the events failed for a reason other than a conflict.
-    #[error("cannot append to stream `{stream}`")]
+    ///
+    /// If the failure [is transient](CommandError::is_transient), the events may have been
+    /// stored all the same (the reply was lost): executing the command again with
+    /// `command_id` ([`CommandContext::with_command_id`](crate::CommandContext::with_command_id))
+    /// records it once and tells which.
+    #[error("cannot append to stream `{stream}`{}", if source.is_transient() {
+        format!("; the events may have been stored: execute the command again with command id {command_id} to record it once")
+    } else {
+        String::new()
+    })]
     Append {
         /// The aggregate's stream.
         stream: StreamId,
+        /// The id the command was executed under.
+        command_id: Uuid,
         /// The append failure.
         #[source]
         source: AppendError,

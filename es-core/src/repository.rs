@@ -248,43 +248,27 @@ pub enum LoadError {
     },
 }
 
-/// The ids of the events one execution appends.
-///
-/// Derived from the command id when the caller gave one, so that a repeat of the command
-/// is recognised; otherwise drawn once and kept for every attempt of this execution, so
-/// that an append whose reply was lost is recognised when it is tried again.
+/// The ids of the events one execution appends: derived from the command id (the caller's,
+/// or the fresh one [`CommandContext::new`] drew), so that every attempt of the execution
+/// appends under the same ids and the store recognises an append whose reply was lost, and
+/// so that a caller who runs the command again with that command id is recognised too.
 struct EventIds<'a> {
     context: &'a CommandContext,
     stream: &'a StreamId,
-    drawn: Vec<uuid::Uuid>,
     /// An append of this execution failed without telling whether it was stored.
     uncertain: bool,
 }
 
 impl EventIds<'_> {
     /// The id of the `index`th event of a decision.
-    fn get(&mut self, index: usize) -> uuid::Uuid {
-        if self.context.command_id_given() {
-            return self.context.event_id(self.stream, index);
-        }
-        while self.drawn.len() <= index {
-            self.drawn.push(uuid::Uuid::now_v7());
-        }
-        self.drawn[index]
+    fn get(&self, index: usize) -> uuid::Uuid {
+        self.context.event_id(self.stream, index)
     }
 
     /// Whether events may be stored under these ids already: by an earlier execution of
     /// the same command id, or by an attempt of this one.
     fn may_be_stored(&self) -> bool {
         self.context.command_id_given() || self.uncertain
-    }
-
-    /// The id the `index`th stored event would have, if any could be stored under it.
-    fn stored(&self, index: usize) -> Option<uuid::Uuid> {
-        if self.context.command_id_given() {
-            return Some(self.context.event_id(self.stream, index));
-        }
-        self.drawn.get(index).copied()
     }
 }
 
@@ -558,7 +542,6 @@ where
         let mut ids = EventIds {
             context: &context,
             stream: &stream,
-            drawn: Vec::new(),
             uncertain: false,
         };
         let mut failures = 0;
@@ -731,13 +714,23 @@ where
                 Err(source @ AppendError::DuplicateEventId { .. }) => {
                     return match self.first_outcome(&stream, ids).await? {
                         Some(outcome) => Ok(outcome),
-                        None => Err(CommandError::Append { stream, source }),
+                        None => Err(CommandError::Append {
+                            stream,
+                            command_id: context.command_id(),
+                            source,
+                        }),
                     };
                 }
                 Err(AppendError::Archived { .. }) => {
                     return Err(CommandError::Archived { stream });
                 }
-                Err(source) => return Err(CommandError::Append { stream, source }),
+                Err(source) => {
+                    return Err(CommandError::Append {
+                        stream,
+                        command_id: context.command_id(),
+                        source,
+                    });
+                }
             }
         }
     }
@@ -952,9 +945,7 @@ where
             stream: stream.clone(),
             source,
         };
-        let Some(first_id) = ids.stored(0) else {
-            return Ok(None);
-        };
+        let first_id = ids.get(0);
         let Some(first) = self
             .store
             .find_event::<A::Event>(first_id)
@@ -971,7 +962,7 @@ where
         futures_util::pin_mut!(rest);
         while let Some(envelope) = rest.next().await {
             let envelope = envelope.map_err(load_error)?;
-            if ids.stored(events.len()) != Some(envelope.event_id) {
+            if ids.get(events.len()) != envelope.event_id {
                 break;
             }
             events.push(envelope);
@@ -980,7 +971,7 @@ where
             stream_id: stream.clone(),
             version: events.last().map_or(first.version, |e| e.version),
             events,
-            // Ids drawn for this execution alone: what was stored is this very command,
+            // A command id of this execution alone: what was stored is this very command,
             // whose first reply was lost, not an earlier one.
             duplicate: ids.context.command_id_given(),
         }))

@@ -120,7 +120,10 @@ async fn ignored_parameters_reach_no_log() {
     struct Captured(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Captured {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(bytes);
             Ok(bytes.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -139,6 +142,12 @@ async fn ignored_parameters_reach_no_log() {
     let _ = PgEventStore::connect(&url).await;
     let log = String::from_utf8(captured.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
         .unwrap_or_default();
-    assert!(log.contains("pasword"), "the ignored parameter is named: {log}");
-    assert!(!log.contains(PASSWORD), "its value stays out of the log: {log}");
+    assert!(
+        log.contains("pasword"),
+        "the ignored parameter is named: {log}"
+    );
+    assert!(
+        !log.contains(PASSWORD),
+        "its value stays out of the log: {log}"
+    );
 }

@@ -328,12 +328,39 @@ pub async fn repository_rides_out_store_failures<S: TestStore>(store: S) {
         "each command recorded once"
     );
 
-    // A store that stays down: the command fails after the retries, saying so.
-    flaky.fail_appends(u32::MAX);
+    // Replies lost on every run: the command fails after the retries, saying that it may
+    // be stored and under which command id; run again with it, it is recorded once.
+    flaky.lose_append_replies(5);
     let before = flaky.appends();
-    let error = accounts.execute("a", deposit(1)).await.unwrap_err();
+    let error = accounts.execute("a", deposit(13)).await.unwrap_err();
     assert!(error.is_transient(), "{error:?}");
     assert_eq!(flaky.appends() - before, 5, "one run and four more");
+    let es_core::CommandError::Append { command_id, .. } = &error else {
+        panic!("expected an append error, got {error:?}");
+    };
+    assert!(
+        error.to_string().contains(&command_id.to_string()),
+        "{error}"
+    );
+    let resolved = accounts
+        .execute_with(
+            "a",
+            deposit(13),
+            CommandContext::new().with_command_id(*command_id),
+        )
+        .await
+        .unwrap();
+    assert!(resolved.duplicate, "the first run was stored");
+    assert_eq!(resolved.version, Version::new(5));
+
+    // A store that stays down: the command fails after the retries, and nothing is stored.
+    flaky.fail_appends(u32::MAX);
+    let error = accounts.execute("a", deposit(1)).await.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
     flaky.fail_appends(0);
-    assert_eq!(read_stream(&store, &account("a")).await.len(), 4);
+    assert_eq!(
+        versions(&read_stream(&store, &account("a")).await),
+        [1, 2, 3, 4, 5],
+        "each command recorded once"
+    );
 }
