@@ -111,6 +111,16 @@ pub trait Projection: Send {
         envelope: &EventEnvelope<Self::Event>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// Whether `error`, from [`handle`](Projection::handle), is the projection's storage
+    /// failing for a moment (a lost connection, a timeout) rather than the projection
+    /// failing on the event: the runner then starts over from the last commit (a live
+    /// runner after a pause; a catch-up returns the error) instead of counting it against
+    /// the event and, in the end, parking a good event. By default, no error is.
+    fn is_transient(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
     /// Forgets the read model, before it is rebuilt from the start of the log. Projections
     /// that keep their own checkpoint forget it here too, under every key it was committed
     /// with (the name, and `name#index/count` for each partition).

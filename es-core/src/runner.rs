@@ -238,6 +238,21 @@ pub enum RunnerError {
         #[source]
         source: BoxError,
     },
+    /// The projection's storage failed for a moment while it handled an event
+    /// ([`Projection::is_transient`]): nothing of the batch was committed. A live runner
+    /// starts over from its checkpoint after a pause.
+    #[error(
+        "projection `{projection}` was interrupted at position {position}: its storage failed for a moment"
+    )]
+    Interrupted {
+        /// The projection's checkpoint key.
+        projection: String,
+        /// The event it was handling.
+        position: Position,
+        /// The failure.
+        #[source]
+        source: BoxError,
+    },
     /// Committing a batch failed.
     #[error("projection `{projection}` could not commit at position {position}")]
     Commit {
@@ -302,11 +317,14 @@ pub enum RunnerError {
 
 impl RunnerError {
     /// Whether a live runner starts over after it (from its committed checkpoint): a
-    /// failed commit or store call (a lost connection, an instance that moved the
-    /// checkpoint first), or a read the store failed for a moment.
+    /// failed commit (a lost connection, an instance that moved the checkpoint first), a
+    /// projection or store interrupted for a moment, or a read the store failed for a
+    /// moment; not a lasting store failure (a missing privilege), which would only fail
+    /// again.
     fn is_restartable(&self) -> bool {
         match self {
-            Self::Commit { .. } | Self::Store { .. } => true,
+            Self::Commit { .. } | Self::Interrupted { .. } => true,
+            Self::Store { source, .. } => source.is_transient(),
             Self::Read { source, .. } => source.is_transient(),
             _ => false,
         }
@@ -1206,8 +1224,10 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 let outcome = match self.handle(&envelope, pending).await {
                     Ok(outcome) => outcome,
                     Err(error) => {
-                        // The events before the failing one are done: keep them.
+                        // The events before the failing one are done: keep them. (Not
+                        // after an interruption: the batch was rolled back with it.)
                         if let Some(position) = last
+                            && !matches!(error, RunnerError::Interrupted { .. })
                             && let Err(commit) = self.commit_held(position).await
                         {
                             tracing::warn!(projection = %key, error = &commit as &dyn std::error::Error, "cannot commit before stopping");
@@ -1285,6 +1305,15 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                         self.failing.remove(&envelope.event_id);
                     }
                     return Ok(Outcome::Handled);
+                }
+                Err(error) if self.projection.is_transient(&error) => {
+                    // Not the event's fault: start over, counting nothing against it.
+                    self.rollback().await;
+                    return Err(RunnerError::Interrupted {
+                        projection: self.key(),
+                        position: envelope.position,
+                        source: Box::new(error),
+                    });
                 }
                 Err(error) => error,
             };

@@ -140,6 +140,24 @@ pub enum PgProjectionError {
     },
 }
 
+/// What a projection's own code returned: a database failure of the moment (a killed
+/// connection, a deadline) is the database's, which the runner rides out; anything else
+/// is the projection's, which its error policy judges.
+fn handler_error(projection: String, source: BoxError) -> PgProjectionError {
+    match source.downcast::<sqlx::Error>() {
+        Ok(error) if crate::error::is_transient(&error) => PgProjectionError::Database {
+            source: store_error("projection", *error)
+                .with_context(format!("projection `{projection}`")),
+            projection,
+        },
+        Ok(error) => PgProjectionError::Handler {
+            projection,
+            source: error,
+        },
+        Err(source) => PgProjectionError::Handler { projection, source },
+    }
+}
+
 /// Runs a [`PgProjection`] as an exactly-once [`Projection`]: its writes and its
 /// checkpoint commit in one transaction per batch.
 pub struct PgTransactionalProjection<P> {
@@ -220,10 +238,11 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         self.projection
             .handle(tx, envelope)
             .await
-            .map_err(|source| PgProjectionError::Handler {
-                projection: name,
-                source,
-            })
+            .map_err(|source| handler_error(name, source))
+    }
+
+    fn is_transient(&self, error: &PgProjectionError) -> bool {
+        matches!(error, PgProjectionError::Database { source, .. } if source.is_transient())
     }
 
     async fn reset(&mut self) -> Result<(), PgProjectionError> {

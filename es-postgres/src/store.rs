@@ -394,9 +394,15 @@ impl PgEventStore {
                     .collect();
                 if let Err(source) = projection.handle(&mut tx, &selected).await {
                     let _ = tx.rollback().await;
+                    // A database failure of the moment is the store's, which callers
+                    // (Repository) ride out; anything else is the projection's.
+                    let source = match source.downcast::<sqlx::Error>() {
+                        Ok(error) => store_error("inline projection", *error),
+                        Err(source) => StoreError::new("inline projection", source),
+                    };
                     return Ok(Err(AppendError::Store {
                         stream: stream.clone(),
-                        source: StoreError::new("inline projection", source).with_context(format!(
+                        source: source.with_context(format!(
                             "projection `{}` on stream `{stream}`",
                             projection.name()
                         )),
