@@ -96,6 +96,22 @@ pub trait DomainEvent: Clone + Send + Sync + 'static {
         Self::decode(event_type, schema_version, payload)
     }
 
+    /// Decodes an event from a borrowed payload, as [`DomainEvent::decode`] does: stores
+    /// use it to check, before they write an event, that it reads back
+    /// ([`limits::encode_batch`](crate::limits::encode_batch)). The default clones the
+    /// payload; the derive reads the borrowed value.
+    ///
+    /// # Errors
+    ///
+    /// As [`DomainEvent::decode`].
+    fn decode_value(
+        event_type: &str,
+        schema_version: u32,
+        payload: &Value,
+    ) -> Result<Self, DecodeError> {
+        Self::decode(event_type, schema_version, payload.clone())
+    }
+
     /// Whether [`DomainEvent::decode`] reads this event type name. Types that read any event
     /// (such as [`RawEvent`]) override it.
     fn decodes(event_type: &str) -> bool {

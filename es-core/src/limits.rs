@@ -180,11 +180,17 @@ pub fn encode_batch<E: DomainEvent>(
     stream: &StreamId,
     events: &[NewEvent<E>],
 ) -> Result<Vec<Value>, AppendError> {
-    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    // Most batches are one or a few events: compare those directly rather than hash.
+    let mut seen =
+        (events.len() > 16).then(|| std::collections::HashSet::with_capacity(events.len()));
     let mut payloads = Vec::with_capacity(events.len());
     let mut total = 0_usize;
     for (index, new) in events.iter().enumerate() {
-        if !seen.insert(new.event_id) {
+        let repeated = match &mut seen {
+            Some(seen) => !seen.insert(new.event_id),
+            None => events[..index].iter().any(|e| e.event_id == new.event_id),
+        };
+        if repeated {
             // The stores' unique indexes would reject it too, but as a clash with a stored
             // event, which is not what happened.
             return Err(AppendError::DuplicateInBatch {
@@ -218,7 +224,7 @@ pub fn encode_batch<E: DomainEvent>(
         };
         // Types that read any event (`RawEvent`) decode everything; nothing to learn.
         if !E::EVENT_TYPES.is_empty()
-            && let Err(source) = E::decode(event_type, new.event.schema_version(), payload.clone())
+            && let Err(source) = E::decode_value(event_type, new.event.schema_version(), &payload)
         {
             return Err(unstorable(LimitError::Unreadable { source }));
         }

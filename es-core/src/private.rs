@@ -131,6 +131,20 @@ impl Payload for Value {
     }
 }
 
+impl Payload for &Value {
+    fn deserialize<T: DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        T::deserialize(self)
+    }
+
+    fn is_unit(&self) -> bool {
+        (*self).is_unit()
+    }
+
+    fn into_value(self) -> Result<Value, serde_json::Error> {
+        Ok(self.clone())
+    }
+}
+
 /// A payload as JSON text.
 #[derive(Debug, Clone, Copy)]
 pub struct JsonText<'a>(pub &'a str);

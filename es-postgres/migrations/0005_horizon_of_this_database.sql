@@ -7,7 +7,10 @@
 -- cannot write here. A transaction that ended between the snapshot and the look at the
 -- running backends cannot be placed and still counts: the horizon may be lower than it
 -- could be, never higher. Transactions without an id yet take one above the snapshot's
--- xmax when they first write, so the horizon never passes them either.
+-- xmax when they first write, so the horizon never passes them either. Prepared (two-phase)
+-- transactions have no backend: those of other databases are left out by the database
+-- pg_prepared_xacts names, those of this one hold the horizon until committed or rolled
+-- back. A backend with no database (a background worker) is not left out.
 --
 -- STABLE and in SQL, so that it sees the calling statement's snapshot; callers evaluate it
 -- once per statement, as `(SELECT es_horizon())`.
@@ -18,5 +21,8 @@ LANGUAGE sql STABLE AS $$
     WHERE running::xid NOT IN (
         SELECT backend_xid FROM pg_stat_get_activity(NULL)
         WHERE backend_xid IS NOT NULL
-          AND datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database()))
+          AND datid IS NOT NULL
+          AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+        UNION ALL
+        SELECT transaction FROM pg_prepared_xacts WHERE database <> current_database())
 $$;

@@ -5,6 +5,7 @@ use sqlx::{AssertSqlSafe, PgPool, Row as _};
 use crate::error::PgStoreError;
 use crate::schema::SchemaName;
 use crate::tx::PgTx;
+use crate::xid::Xid8;
 
 /// One migration: its version, its name and its SQL (with `{schema}` for the quoted
 /// schema, `{schema_name}` for the bare name).
@@ -376,23 +377,20 @@ async fn check_transaction_ids(
     // after it and committed while it migrated.) No `max(xid8)`: PostgreSQL 14 lacks it;
     // the primary key's order gives the newest id at once.
     let sql = format!(
-        "SELECT (SELECT transaction_id FROM {}.events ORDER BY transaction_id DESC LIMIT 1)::text, \
-                pg_snapshot_xmax(pg_current_snapshot())::text",
+        "SELECT (SELECT transaction_id FROM {}.events ORDER BY transaction_id DESC LIMIT 1), \
+                pg_snapshot_xmax(pg_current_snapshot())",
         schema.quoted()
     );
-    let (newest, current): (Option<String>, String) = sqlx::query_as(AssertSqlSafe(sql))
+    let (newest, Xid8(current)): (Option<Xid8>, Xid8) = sqlx::query_as(AssertSqlSafe(sql))
         .fetch_one(tx)
         .await
         .map_err(PgStoreError::migrate(schema))?;
-    let parse = |text: &str| text.parse::<u64>().unwrap_or_default();
     match newest {
-        Some(newest) if parse(&newest) >= parse(&current) => {
-            Err(PgStoreError::TransactionIdsAhead {
-                schema: schema.to_string(),
-                newest: parse(&newest),
-                current: parse(&current),
-            })
-        }
+        Some(Xid8(newest)) if newest >= current => Err(PgStoreError::TransactionIdsAhead {
+            schema: schema.to_string(),
+            newest,
+            current,
+        }),
         _ => Ok(()),
     }
 }

@@ -93,9 +93,10 @@ pub(crate) struct Statements {
     /// running), or readable since. Either way it looks again soon instead of waiting for
     /// a wake-up that may have come and gone.
     pub(crate) unread_after: Arc<str>,
-    /// The horizon, the count of committed events at or beyond it, and the backend whose
-    /// transaction is the horizon, if it still runs: pid, database, application, state and
-    /// the transaction's age.
+    /// The horizon, the count of committed events at or beyond it, the backend whose
+    /// transaction is the horizon, if one still runs it (pid, database, application, state
+    /// and the transaction's age), and the prepared transaction's name if it is one. Nothing
+    /// is named when the horizon is the next transaction id (nothing holds it).
     pub(crate) horizon: Arc<str>,
     /// The newest committed event's position and transaction, horizon or not.
     pub(crate) head: Arc<str>,
@@ -312,14 +313,18 @@ impl Statements {
                 "SELECT EXISTS (SELECT 1 FROM {s}.archived_streams WHERE stream_id = $1)"
             )),
             horizon: text(format!(
-                "WITH h AS (SELECT {horizon} AS horizon) \
+                "WITH h AS (SELECT {horizon} AS horizon, \
+                               pg_snapshot_xmax(pg_current_snapshot()) AS next) \
                  SELECT h.horizon::text, \
                      (SELECT count(*) FROM {s}.events WHERE transaction_id >= h.horizon), \
                      holder.pid, holder.datname::text, holder.application_name, holder.state, \
-                     (now() - holder.xact_start)::text \
+                     (now() - holder.xact_start)::text, \
+                     (SELECT gid FROM pg_prepared_xacts \
+                      WHERE h.horizon < h.next AND transaction = h.horizon::xid) \
                  FROM h LEFT JOIN LATERAL \
                      (SELECT pid, datname, application_name, state, xact_start \
-                      FROM pg_stat_activity WHERE backend_xid = h.horizon::xid LIMIT 1) holder \
+                      FROM pg_stat_activity \
+                      WHERE h.horizon < h.next AND backend_xid = h.horizon::xid LIMIT 1) holder \
                      ON true"
             )),
             readable: text(format!("SELECT $1::xid8 < {horizon}")),

@@ -81,6 +81,9 @@ pub struct Horizon {
     pub oldest_transaction_age: Option<String>,
     /// The session running that transaction, if it still runs.
     pub held_by: Option<HorizonHolder>,
+    /// The name (`gid`) of that transaction if it is a prepared (two-phase) one, which
+    /// holds the log back until it is committed or rolled back (`COMMIT PREPARED`).
+    pub prepared: Option<String>,
 }
 
 /// The session whose open transaction holds the log's horizon back.
@@ -115,6 +118,9 @@ impl fmt::Display for Horizon {
             if let Some(state) = &holder.state {
                 write!(f, ", {state}")?;
             }
+        }
+        if let Some(gid) = &self.prepared {
+            write!(f, " (prepared transaction `{gid}`)")?;
         }
         if let Some(age) = &self.oldest_transaction_age {
             write!(f, ", open for {age}")?;
@@ -1103,9 +1109,16 @@ pub(crate) async fn horizon(inner: &Inner) -> Result<Horizon, StoreError> {
     let horizon: String = row.try_get(0).map_err(read)?;
     let waiting: i64 = row.try_get(1).map_err(read)?;
     let pid: Option<i32> = row.try_get(2).map_err(read)?;
+    let oldest_running_transaction = horizon.parse().map_err(|_| {
+        StoreError::new(
+            "horizon",
+            format!("the server gave the horizon as {horizon:?}"),
+        )
+    })?;
     Ok(Horizon {
-        oldest_running_transaction: horizon.parse().unwrap_or_default(),
+        oldest_running_transaction,
         events_waiting: u64::try_from(waiting).unwrap_or_default(),
+        prepared: row.try_get(7).map_err(read)?,
         oldest_transaction_age: row.try_get(6).map_err(read)?,
         held_by: match pid {
             Some(pid) => Some(HorizonHolder {

@@ -94,9 +94,18 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
                     #private::JsonText(payload),
                 )
             }
+
+            fn decode_value(
+                event_type: &::core::primitive::str,
+                schema_version: ::core::primitive::u32,
+                payload: &#private::serde_json::Value,
+            ) -> ::core::result::Result<Self, #private::DecodeError> {
+                <Self as __DecodeFrom>::decode_from(event_type, schema_version, payload)
+            }
         }
 
-        // One decoder for every form a store holds payloads in (a JSON value, JSON text),
+        // One decoder for every form a store holds payloads in (a JSON value, borrowed or
+        // not, JSON text),
         // so that neither takes a detour through the other; stored events of older names or
         // versions go through `upcast` first.
         trait __DecodeFrom: ::core::marker::Sized {
