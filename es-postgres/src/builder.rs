@@ -41,6 +41,7 @@ use crate::wakeup::Wakeups;
 /// ```
 pub struct PgEventStoreBuilder<C = PgPool> {
     connection: C,
+    reply_timeout: Option<Duration>,
     schema: SchemaName,
     notify: bool,
     poll_interval: Duration,
@@ -72,6 +73,7 @@ impl<C> PgEventStoreBuilder<C> {
     pub(crate) fn new(connection: C) -> Self {
         Self {
             connection,
+            reply_timeout: None,
             schema: SchemaName::default(),
             notify: true,
             poll_interval: Duration::from_secs(1),
@@ -118,6 +120,18 @@ impl<C> PgEventStoreBuilder<C> {
         self
     }
 
+    /// How long any call waits for the server's reply before it gives up with a timeout
+    /// error (default: the statement timeout and 5 s more on a pool the store opens, 60 s
+    /// on a pool of yours). The server's own deadlines end statements that run or wait too
+    /// long; this one ends waits whose replies never come, as on a network that drops
+    /// packets without a word. An append that gives up so may have been stored: its error
+    /// is transient, and appending the same event ids again is safe and tells.
+    #[must_use]
+    pub fn reply_timeout(mut self, timeout: Duration) -> Self {
+        self.reply_timeout = Some(timeout.max(Duration::from_millis(1)));
+        self
+    }
+
     /// Updates `projection` inside the transaction of every append it has events in (see
     /// [`PgInlineProjection`]).
     #[must_use]
@@ -126,7 +140,7 @@ impl<C> PgEventStoreBuilder<C> {
         self
     }
 
-    fn finish(self, pool: PgPool) -> PgEventStore {
+    fn finish(self, pool: PgPool, default_reply_timeout: Duration) -> PgEventStore {
         let sql = Statements::new(&self.schema);
         let wakeups = Wakeups::new(pool.clone(), Arc::clone(&sql.channel), self.notify);
         PgEventStore {
@@ -139,6 +153,7 @@ impl<C> PgEventStoreBuilder<C> {
                 wakeups,
                 inline: self.inline,
                 health: ReaderHealth::default(),
+                reply_timeout: self.reply_timeout.unwrap_or(default_reply_timeout),
             }),
         }
     }
@@ -148,7 +163,7 @@ impl PgEventStoreBuilder<PgPool> {
     /// The store. Run [`PgEventStore::migrate`] before first use.
     pub fn build(self) -> PgEventStore {
         let pool = self.connection.clone();
-        self.finish(pool)
+        self.finish(pool, Duration::from_secs(60))
     }
 }
 
@@ -210,18 +225,26 @@ impl PgEventStoreBuilder<PgPoolSettings> {
             source,
         };
         // One direct attempt first: the pool would retry a refused connection until its
-        // acquire timeout, and a server that is down should be reported at once.
-        sqlx::postgres::PgConnection::connect_with(&options)
+        // acquire timeout, and a server that is down should be reported at once (and one
+        // that does not answer, within the acquire timeout).
+        let attempt = async {
+            sqlx::postgres::PgConnection::connect_with(&options)
+                .await?
+                .close()
+                .await
+        };
+        tokio::time::timeout(settings.acquire_timeout, attempt)
             .await
-            .map_err(connect_error)?
-            .close()
-            .await
+            .unwrap_or_else(|_| Err(crate::error::no_reply(settings.acquire_timeout)))
             .map_err(connect_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(self.finish(pool))
+        let reply = settings
+            .statement_timeout
+            .map_or(Duration::from_secs(60), |t| t + Duration::from_secs(5));
+        Ok(self.finish(pool, reply))
     }
 }
 

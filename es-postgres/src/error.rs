@@ -169,10 +169,20 @@ pub(crate) fn is_write_race(error: &sqlx::Error) -> bool {
     is_serialization_failure(error)
 }
 
+/// The server did not answer within `deadline`: an I/O timeout, as a socket's read
+/// timeout would report it.
+pub(crate) fn no_reply(deadline: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no reply from the server within {deadline:?}"),
+    ))
+}
+
 /// What kind of failure `error` is, for [`StoreError::kind`]:
 ///
 /// - a deadline: statement timeout or cancellation (57014), lock timeout (55P03), the
-///   session's idle-in-transaction timeout (25P03), no pooled connection in time;
+///   session's idle-in-transaction timeout (25P03), no pooled connection in time, no reply
+///   in time;
 /// - unavailable: a lost or refused connection (I/O, TLS, protocol), the server ending the
 ///   session or shutting down or starting up (57P01-57P05), connection exceptions (class
 ///   08), too many connections (53300), or serialization failures that outlasted their
@@ -181,6 +191,7 @@ pub(crate) fn is_write_race(error: &sqlx::Error) -> bool {
 pub(crate) fn kind_of(error: &sqlx::Error) -> StoreErrorKind {
     match error {
         sqlx::Error::PoolTimedOut => StoreErrorKind::Timeout,
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => StoreErrorKind::Timeout,
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
@@ -215,10 +226,19 @@ pub(crate) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreE
 /// How many times a statement aborted as a serialization failure is run again.
 pub(crate) const SERIALIZATION_RETRIES: u32 = 32;
 
-/// Runs `statement` again, after a short jittered pause, while the server aborts it as a
+/// Runs `statement`, giving up when the server has not answered within `deadline`, and
+/// runs it again, after a short jittered pause, while the server aborts it as a
 /// serialization failure: such aborts say nothing about the data, only that another
 /// transaction got in the way.
+///
+/// The deadline is the client's: the server's own (statement and lock timeouts) cannot end
+/// a wait whose replies never arrive, as on a network that drops packets silently. Giving
+/// up drops the call; a transaction it was in is closed with its connection ([`PgTx`]),
+/// and an append that may have been stored is an error that says so (transient).
+///
+/// [`PgTx`]: crate::tx::PgTx
 pub(crate) async fn retry_serialization_failures<T, F, Fut>(
+    deadline: Duration,
     mut statement: F,
 ) -> Result<T, sqlx::Error>
 where
@@ -228,7 +248,10 @@ where
     const BACKOFF: Backoff = Backoff::new(Duration::from_micros(200), Duration::from_millis(7));
     let mut attempt = 0;
     loop {
-        match statement().await {
+        let outcome = tokio::time::timeout(deadline, statement())
+            .await
+            .unwrap_or_else(|_| Err(no_reply(deadline)));
+        match outcome {
             Err(error) if is_serialization_failure(&error) && attempt < SERIALIZATION_RETRIES => {
                 attempt += 1;
                 tokio::time::sleep(BACKOFF.pause(attempt)).await;

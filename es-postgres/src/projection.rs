@@ -9,7 +9,7 @@ use es_core::{DomainEvent, EventEnvelope, EventFilter, Position, Projection};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 
-use crate::error::store_error;
+use crate::error::{no_reply, store_error};
 use crate::row::position_parts;
 use crate::store::PgEventStore;
 use crate::tx::PgTx;
@@ -194,6 +194,13 @@ impl<P: PgProjection> PgTransactionalProjection<P> {
         &self.projection
     }
 
+    /// The store's reply deadline, which every step of a batch keeps: a step that gets no
+    /// answer in time drops the batch's transaction (its connection is closed) and fails
+    /// as a timeout, which the runner rides out.
+    fn deadline(&self) -> std::time::Duration {
+        self.store.inner.reply_timeout
+    }
+
     fn database_error(&self, operation: &'static str, error: sqlx::Error) -> PgProjectionError {
         PgProjectionError::Database {
             projection: self.projection.name().to_owned(),
@@ -205,8 +212,9 @@ impl<P: PgProjection> PgTransactionalProjection<P> {
     /// Begins the batch's transaction unless one is open.
     async fn begin(&mut self) -> Result<(), PgProjectionError> {
         if self.tx.is_none() {
-            let tx = PgTx::begin(self.store.pool())
+            let tx = tokio::time::timeout(self.deadline(), PgTx::begin(self.store.pool()))
                 .await
+                .unwrap_or_else(|_| Err(no_reply(self.deadline())))
                 .map_err(|e| self.database_error("projection transaction", e))?;
             self.tx = Some(tx);
         }
@@ -235,10 +243,14 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         let Some(tx) = self.tx.as_mut() else {
             return Ok(());
         };
-        self.projection
-            .handle(tx, envelope)
-            .await
-            .map_err(|source| handler_error(name, source))
+        let deadline = self.store.inner.reply_timeout;
+        match tokio::time::timeout(deadline, self.projection.handle(tx, envelope)).await {
+            Ok(handled) => handled.map_err(|source| handler_error(name, source)),
+            Err(_) => {
+                self.tx = None;
+                Err(self.database_error("projection", no_reply(deadline)))
+            }
+        }
     }
 
     fn is_transient(&self, error: &PgProjectionError) -> bool {
@@ -323,12 +335,17 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         let Some(tx) = self.tx.as_mut() else {
             return Err(fenced());
         };
-        if let Err(source) = self.projection.flush(tx).await {
-            self.rollback().await?;
-            return Err(PgProjectionError::Handler {
-                projection: name,
-                source,
-            });
+        let deadline = self.store.inner.reply_timeout;
+        match tokio::time::timeout(deadline, self.projection.flush(tx)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                self.rollback().await?;
+                return Err(handler_error(name, source));
+            }
+            Err(_) => {
+                self.tx = None;
+                return Err(self.database_error("projection flush", no_reply(deadline)));
+            }
         }
         let Some(tx) = self.tx.as_mut() else {
             return Err(fenced());
@@ -340,7 +357,9 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         if let Some((old_major, old_minor)) = expected {
             query = query.bind(old_major).bind(old_minor);
         }
-        let moved = query.execute(&mut **tx).await;
+        let moved = tokio::time::timeout(deadline, query.execute(&mut **tx))
+            .await
+            .unwrap_or_else(|_| Err(no_reply(deadline)));
         let moved = match moved {
             Ok(result) => result.rows_affected(),
             Err(error) => {
@@ -353,8 +372,9 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
             return Err(fenced());
         }
         if let Some(tx) = self.tx.take() {
-            tx.commit()
+            tokio::time::timeout(deadline, tx.commit())
                 .await
+                .unwrap_or_else(|_| Err(no_reply(deadline)))
                 .map_err(|e| self.database_error("projection commit", e))?;
         }
         self.seen = Some(position);
@@ -364,7 +384,9 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
     async fn rollback(&mut self) -> Result<(), PgProjectionError> {
         self.projection.discard();
         if let Some(tx) = self.tx.take()
-            && let Err(error) = tx.rollback().await
+            && let Err(error) = tokio::time::timeout(self.deadline(), tx.rollback())
+                .await
+                .unwrap_or_else(|_| Err(no_reply(self.deadline())))
         {
             // A broken connection rolls back on its own; nothing is left to undo.
             tracing::debug!(error = &error as &dyn std::error::Error, "rollback failed");

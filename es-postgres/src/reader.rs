@@ -20,8 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{
-    SERIALIZATION_RETRIES, is_serialization_failure, is_transient, retry_serialization_failures,
-    store_error,
+    SERIALIZATION_RETRIES, is_serialization_failure, is_transient, no_reply, store_error,
 };
 use crate::row;
 use crate::store::Inner;
@@ -172,30 +171,45 @@ async fn forward_stream(
             .bind(inner.page_size)
             .fetch(&inner.pool);
         let mut count = 0;
-        while let Some(row) = rows.next().await {
-            // A page has at most `page` rows, so a reserved slot is always left.
-            let Some(slot) = slots.next() else { break };
-            match row {
-                Ok(row) => {
-                    if let Ok(version) = row.try_get::<i64, _>(3) {
-                        next = Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next();
+        // A page has its reply deadline, as every call does; rows never wait on the reader
+        // (their slots are reserved), so only the server can be slow here.
+        let read = async {
+            while let Some(row) = rows.next().await {
+                // A page has at most `page` rows, so a reserved slot is always left.
+                let Some(slot) = slots.next() else { break };
+                match row {
+                    Ok(row) => {
+                        if let Ok(version) = row.try_get::<i64, _>(3) {
+                            next = Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next();
+                        }
+                        count += 1;
+                        slot.send(Delivery::Row(row));
                     }
-                    count += 1;
-                    slot.send(Delivery::Row(row));
+                    // Aborted as a serialization failure: the page is simply read again from
+                    // the version after the last row passed on.
+                    Err(error)
+                        if is_serialization_failure(&error) && aborted < SERIALIZATION_RETRIES =>
+                    {
+                        aborted += 1;
+                        count = page;
+                        break;
+                    }
+                    Err(error) => return Err((slot, error)),
                 }
-                // Aborted as a serialization failure: the page is simply read again from
-                // the version after the last row passed on.
-                Err(error)
-                    if is_serialization_failure(&error) && aborted < SERIALIZATION_RETRIES =>
-                {
-                    aborted += 1;
-                    count = page;
-                    break;
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(inner.reply_timeout, read).await {
+            Ok(Ok(())) => {}
+            Ok(Err((slot, error))) => {
+                slot.send(Delivery::Failed(error));
+                return;
+            }
+            Err(_) => {
+                if let Some(slot) = slots.next() {
+                    slot.send(Delivery::Failed(no_reply(inner.reply_timeout)));
                 }
-                Err(error) => {
-                    slot.send(Delivery::Failed(error));
-                    return;
-                }
+                return;
             }
         }
         drop(rows);
@@ -331,29 +345,34 @@ impl LogQuery {
                 let probe = tokio::time::timeout(limit, query.inner.pool.acquire());
                 drop(probe.await.map_err(|_| PageError::NoConnection(limit))??);
             }
-            Ok(retry_serialization_failures(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&query.inner.sql.read_log)))
-                    .bind(Xid8(after.0))
-                    .bind(after.1)
-                    .bind(query.categories.as_deref())
-                    .bind(query.types.as_deref())
-                    .bind(query.inner.page_size)
-                    .bind(query.partition.map(|p| p.0))
-                    .bind(query.partition.map(|p| p.1))
-                    .bind(query.including_archived)
-                    .fetch_all(&query.inner.pool)
-            })
-            .await?)
+            Ok(query
+                .inner
+                .run(|| {
+                    sqlx::query(AssertSqlSafe(Arc::clone(&query.inner.sql.read_log)))
+                        .bind(Xid8(after.0))
+                        .bind(after.1)
+                        .bind(query.categories.as_deref())
+                        .bind(query.types.as_deref())
+                        .bind(query.inner.page_size)
+                        .bind(query.partition.map(|p| p.0))
+                        .bind(query.partition.map(|p| p.1))
+                        .bind(query.including_archived)
+                        .fetch_all(&query.inner.pool)
+                })
+                .await?)
         }
     }
 
     /// Whether any committed event follows `after` (behind the horizon, or readable since
     /// the last read).
     async fn unread_after(&self, after: (u64, i64)) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.unread_after)))
-            .bind(Xid8(after.0))
-            .bind(after.1)
-            .fetch_one(&self.inner.pool)
+        self.inner
+            .run(|| {
+                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.unread_after)))
+                    .bind(Xid8(after.0))
+                    .bind(after.1)
+                    .fetch_one(&self.inner.pool)
+            })
             .await
     }
 }

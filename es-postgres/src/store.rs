@@ -53,6 +53,20 @@ pub(crate) struct Inner {
     pub(crate) inline: Vec<Arc<dyn PgInlineProjection>>,
     /// What the store's log readers last found.
     pub(crate) health: ReaderHealth,
+    /// How long a call waits for the server's reply before it gives up.
+    pub(crate) reply_timeout: Duration,
+}
+
+impl Inner {
+    /// Runs `statement` within the store's reply deadline, again after serialization
+    /// failures (see [`retry_serialization_failures`]).
+    pub(crate) async fn run<T, F, Fut>(&self, statement: F) -> Result<T, sqlx::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        retry_serialization_failures(self.reply_timeout, statement).await
+    }
 }
 
 impl fmt::Debug for PgEventStore {
@@ -295,7 +309,9 @@ impl PgEventStore {
         loop {
             attempts += 1;
             let inserted = if self.inline_for(stream, &batch).is_empty() {
-                retry_serialization_failures(|| self.insert(stream, expected, &batch)).await
+                self.inner
+                    .run(|| self.insert(stream, expected, &batch))
+                    .await
             } else {
                 match self
                     .insert_with_inline(stream, expected, &batch, &events)
@@ -374,53 +390,54 @@ impl PgEventStore {
         batch: &Batch,
         events: &[NewEvent<E>],
     ) -> Result<Vec<PgRow>, Inserted> {
-        retry_serialization_failures(|| async {
-            let mut tx = PgTx::begin(&self.inner.pool).await?;
-            let rows = match self.insert_on(&mut tx, stream, expected, batch).await {
-                Ok(rows) => rows,
-                Err(error) => {
-                    // A refused insert (a lost race, say) is the common failure: end the
-                    // transaction so the connection stays in the pool.
-                    let _ = tx.rollback().await;
-                    return Err(error);
+        self.inner
+            .run(|| async {
+                let mut tx = PgTx::begin(&self.inner.pool).await?;
+                let rows = match self.insert_on(&mut tx, stream, expected, batch).await {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        // A refused insert (a lost race, say) is the common failure: end the
+                        // transaction so the connection stays in the pool.
+                        let _ = tx.rollback().await;
+                        return Err(error);
+                    }
+                };
+                if rows.len() != events.len() {
+                    // Refused: the caller classifies it.
+                    tx.rollback().await?;
+                    return Ok(Ok(rows));
                 }
-            };
-            if rows.len() != events.len() {
-                // Refused: the caller classifies it.
-                tx.rollback().await?;
-                return Ok(Ok(rows));
-            }
-            let raw = raw_envelopes(stream, batch, events, &rows);
-            for projection in self.inline_for(stream, batch) {
-                let filter = projection.filter();
-                let selected: Vec<EventEnvelope<RawEvent>> = raw
-                    .iter()
-                    .filter(|e| filter.matches(&e.stream_id, &e.event.event_type))
-                    .cloned()
-                    .collect();
-                if let Err(source) = projection.handle(&mut tx, &selected).await {
-                    let _ = tx.rollback().await;
-                    // A database failure of the moment is the store's, which callers
-                    // (Repository) ride out; anything else is the projection's.
-                    let source = match source.downcast::<sqlx::Error>() {
-                        Ok(error) => store_error("inline projection", *error),
-                        Err(source) => StoreError::new("inline projection", source),
-                    };
-                    return Ok(Err(AppendError::Store {
-                        stream: stream.clone(),
-                        source: source.with_context(format!(
-                            "projection `{}` on stream `{stream}`",
-                            projection.name()
-                        )),
-                    }));
+                let raw = raw_envelopes(stream, batch, events, &rows);
+                for projection in self.inline_for(stream, batch) {
+                    let filter = projection.filter();
+                    let selected: Vec<EventEnvelope<RawEvent>> = raw
+                        .iter()
+                        .filter(|e| filter.matches(&e.stream_id, &e.event.event_type))
+                        .cloned()
+                        .collect();
+                    if let Err(source) = projection.handle(&mut tx, &selected).await {
+                        let _ = tx.rollback().await;
+                        // A database failure of the moment is the store's, which callers
+                        // (Repository) ride out; anything else is the projection's.
+                        let source = match source.downcast::<sqlx::Error>() {
+                            Ok(error) => store_error("inline projection", *error),
+                            Err(source) => StoreError::new("inline projection", source),
+                        };
+                        return Ok(Err(AppendError::Store {
+                            stream: stream.clone(),
+                            source: source.with_context(format!(
+                                "projection `{}` on stream `{stream}`",
+                                projection.name()
+                            )),
+                        }));
+                    }
                 }
-            }
-            tx.commit().await?;
-            Ok(Ok(rows))
-        })
-        .await
-        .map_err(Inserted::Sql)?
-        .map_err(Inserted::Projection)
+                tx.commit().await?;
+                Ok(Ok(rows))
+            })
+            .await
+            .map_err(Inserted::Sql)?
+            .map_err(Inserted::Projection)
     }
 
     async fn insert(
@@ -523,13 +540,15 @@ impl PgEventStore {
             stream: stream.clone(),
             source: source.with_context(format!("stream `{stream}`")),
         };
-        let rows = retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_events)))
-                .bind(&batch.ids)
-                .fetch_all(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_failure(store_error("append", e)))?;
+        let rows = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_events)))
+                    .bind(&batch.ids)
+                    .fetch_all(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_failure(store_error("append", e)))?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -601,13 +620,15 @@ impl PgEventStore {
     }
 
     async fn version_of(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        let version: i64 = retry_serialization_failures(|| {
-            sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.stream_version)))
-                .bind(stream.as_str())
-                .fetch_one(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("stream version", e))?;
+        let version: i64 = self
+            .inner
+            .run(|| {
+                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.stream_version)))
+                    .bind(stream.as_str())
+                    .fetch_one(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("stream version", e))?;
         Ok(Version::new(u64::try_from(version).unwrap_or_default()))
     }
 }
@@ -744,43 +765,49 @@ impl EventStore for PgEventStore {
     async fn count_after(&self, after: Position, filter: EventFilter) -> Result<u64, ReadError> {
         let (categories, types, partition) = filter_parameters(&filter);
         let (transaction, sequence) = after.parts();
-        let count: i64 = retry_serialization_failures(|| {
-            sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.count_after)))
-                .bind(Xid8(transaction))
-                .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
-                .bind(categories.as_deref())
-                .bind(types.as_deref())
-                .bind(partition.map(|p| p.0))
-                .bind(partition.map(|p| p.1))
-                .bind(filter.includes_archived())
-                .fetch_one(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| {
-            store_error("count", e).with_context(format!("the log after position {after}"))
-        })?;
+        let count: i64 = self
+            .inner
+            .run(|| {
+                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.count_after)))
+                    .bind(Xid8(transaction))
+                    .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
+                    .bind(categories.as_deref())
+                    .bind(types.as_deref())
+                    .bind(partition.map(|p| p.0))
+                    .bind(partition.map(|p| p.1))
+                    .bind(filter.includes_archived())
+                    .fetch_one(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| {
+                store_error("count", e).with_context(format!("the log after position {after}"))
+            })?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
     async fn head(&self) -> Result<Option<Position>, ReadError> {
-        let row = retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.head)))
-                .fetch_optional(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("log head", e))?;
+        let row = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.head)))
+                    .fetch_optional(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("log head", e))?;
         row.as_ref().map(position_of).transpose()
     }
 
     async fn readable(&self, position: Position) -> Result<bool, ReadError> {
         let (transaction, _) = position.parts();
-        let readable = retry_serialization_failures(|| {
-            sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.readable)))
-                .bind(Xid8(transaction))
-                .fetch_one(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("readable", e).with_context(format!("position {position}")))?;
+        let readable = self
+            .inner
+            .run(|| {
+                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.readable)))
+                    .bind(Xid8(transaction))
+                    .fetch_one(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("readable", e).with_context(format!("position {position}")))?;
         // Whoever waits for it (a catch-up) learns from `stall` what holds it back.
         if readable {
             self.inner.health.released();
@@ -796,50 +823,54 @@ impl EventStore for PgEventStore {
 
     async fn archive_stream(&self, stream: &StreamId) -> Result<(), StoreError> {
         let sql = &self.inner.sql;
-        retry_serialization_failures(|| async {
-            let mut tx = PgTx::begin(&self.inner.pool).await?;
-            for statement in [&sql.archive_lock, &sql.archive_read, &sql.archive_stream] {
-                let done = sqlx::query(AssertSqlSafe(Arc::clone(statement)))
-                    .bind(stream.as_str())
-                    .execute(&mut *tx)
-                    .await;
-                if let Err(error) = done {
-                    let _ = tx.rollback().await;
-                    return Err(error);
+        self.inner
+            .run(|| async {
+                let mut tx = PgTx::begin(&self.inner.pool).await?;
+                for statement in [&sql.archive_lock, &sql.archive_read, &sql.archive_stream] {
+                    let done = sqlx::query(AssertSqlSafe(Arc::clone(statement)))
+                        .bind(stream.as_str())
+                        .execute(&mut *tx)
+                        .await;
+                    if let Err(error) = done {
+                        let _ = tx.rollback().await;
+                        return Err(error);
+                    }
                 }
-            }
-            tx.commit().await
-        })
-        .await
-        .map_err(|e| store_error("archive", e).with_context(format!("stream `{stream}`")))?;
+                tx.commit().await
+            })
+            .await
+            .map_err(|e| store_error("archive", e).with_context(format!("stream `{stream}`")))?;
         Ok(())
     }
 
     async fn is_archived(&self, stream: &StreamId) -> Result<bool, ReadError> {
-        retry_serialization_failures(|| {
-            sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.is_archived)))
-                .bind(stream.as_str())
-                .fetch_one(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| {
-            store_error("archive check", e)
-                .with_context(format!("stream `{stream}`"))
-                .into()
-        })
+        self.inner
+            .run(|| {
+                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.is_archived)))
+                    .bind(stream.as_str())
+                    .fetch_one(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| {
+                store_error("archive check", e)
+                    .with_context(format!("stream `{stream}`"))
+                    .into()
+            })
     }
 
     async fn find_event<E: DomainEvent>(
         &self,
         event_id: Uuid,
     ) -> Result<Option<EventEnvelope<E>>, ReadError> {
-        let row = retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_event)))
-                .bind(event_id)
-                .fetch_optional(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("find event", e))?;
+        let row = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_event)))
+                    .bind(event_id)
+                    .fetch_optional(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("find event", e))?;
         row.as_ref()
             .map(|row| row::envelope::<E>(row, None))
             .transpose()
@@ -852,28 +883,31 @@ impl SnapshotStore for PgEventStore {
             .map_err(|e| StoreError::new("snapshot save", e))?;
         let schema_version = i32::try_from(snapshot.schema_version)
             .map_err(|e| StoreError::new("snapshot save", e))?;
-        retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_snapshot)))
-                .bind(snapshot.stream_id.as_str())
-                .bind(version)
-                .bind(schema_version)
-                .bind(&snapshot.state)
-                .bind(snapshot.taken_at)
-                .execute(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("snapshot save", e))?;
+        self.inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_snapshot)))
+                    .bind(snapshot.stream_id.as_str())
+                    .bind(version)
+                    .bind(schema_version)
+                    .bind(&snapshot.state)
+                    .bind(snapshot.taken_at)
+                    .execute(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("snapshot save", e))?;
         Ok(())
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row = retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_snapshot)))
-                .bind(stream.as_str())
-                .fetch_optional(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("snapshot load", e))?;
+        let row = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_snapshot)))
+                    .bind(stream.as_str())
+                    .fetch_optional(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("snapshot load", e))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -894,13 +928,15 @@ impl SnapshotStore for PgEventStore {
 
 impl CheckpointStore for PgEventStore {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
-        let row = retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_checkpoint)))
-                .bind(name)
-                .fetch_optional(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("checkpoint load", e))?;
+        let row = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_checkpoint)))
+                    .bind(name)
+                    .fetch_optional(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("checkpoint load", e))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -920,26 +956,28 @@ impl CheckpointStore for PgEventStore {
                 format!("position {position} does not fit in PostgreSQL bigints"),
             )
         })?;
-        retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_checkpoint)))
-                .bind(name)
-                .bind(major)
-                .bind(minor)
-                .execute(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("checkpoint save", e))?;
+        self.inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_checkpoint)))
+                    .bind(name)
+                    .bind(major)
+                    .bind(minor)
+                    .execute(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("checkpoint save", e))?;
         Ok(())
     }
 
     async fn delete_checkpoint(&self, name: &str) -> Result<(), StoreError> {
-        retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.delete_checkpoint)))
-                .bind(name)
-                .execute(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("checkpoint delete", e))?;
+        self.inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.delete_checkpoint)))
+                    .bind(name)
+                    .execute(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("checkpoint delete", e))?;
         Ok(())
     }
 }
@@ -955,22 +993,23 @@ impl DeadLetterStore for PgEventStore {
         })?;
         let version = i64::try_from(parked.version.get()).unwrap_or(i64::MAX);
         let attempts = i32::try_from(parked.attempts).unwrap_or(i32::MAX);
-        retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.park)))
-                .bind(&parked.projection)
-                .bind(parked.event_id)
-                .bind(parked.stream_id.as_str())
-                .bind(version)
-                .bind(major)
-                .bind(minor)
-                .bind(&parked.event_type)
-                .bind(&parked.error)
-                .bind(attempts)
-                .bind(parked.parked_at)
-                .execute(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("park", e).with_context(context))?;
+        self.inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.park)))
+                    .bind(&parked.projection)
+                    .bind(parked.event_id)
+                    .bind(parked.stream_id.as_str())
+                    .bind(version)
+                    .bind(major)
+                    .bind(minor)
+                    .bind(&parked.event_type)
+                    .bind(&parked.error)
+                    .bind(attempts)
+                    .bind(parked.parked_at)
+                    .execute(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("park", e).with_context(context))?;
         Ok(())
     }
 
@@ -978,13 +1017,15 @@ impl DeadLetterStore for PgEventStore {
         let failed = |e: sqlx::Error| {
             store_error("parked events read", e).with_context(format!("projection `{projection}`"))
         };
-        let rows = retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.parked)))
-                .bind(projection)
-                .fetch_all(&self.inner.pool)
-        })
-        .await
-        .map_err(failed)?;
+        let rows = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.parked)))
+                    .bind(projection)
+                    .fetch_all(&self.inner.pool)
+            })
+            .await
+            .map_err(failed)?;
         let mut parked = Vec::with_capacity(rows.len());
         for row in rows {
             let stream: String = row.try_get(1).map_err(failed)?;
@@ -1012,17 +1053,18 @@ impl DeadLetterStore for PgEventStore {
     }
 
     async fn unpark(&self, projection: &str, event_id: Uuid) -> Result<(), StoreError> {
-        retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.unpark)))
-                .bind(projection)
-                .bind(event_id)
-                .execute(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| {
-            store_error("unpark", e)
-                .with_context(format!("event {event_id} of projection `{projection}`"))
-        })?;
+        self.inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.unpark)))
+                    .bind(projection)
+                    .bind(event_id)
+                    .execute(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| {
+                store_error("unpark", e)
+                    .with_context(format!("event {event_id} of projection `{projection}`"))
+            })?;
         Ok(())
     }
 }
@@ -1045,15 +1087,17 @@ impl PgEventStore {
         // failed with "interval out of range"); a century is as good as never expiring.
         let ttl = ttl.min(LONGEST_LEASE);
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let held = retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(sql)))
-                .bind(name)
-                .bind(owner)
-                .bind(millis)
-                .fetch_optional(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error(operation, e).with_context(format!("lease `{name}`")))?;
+        let held = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(sql)))
+                    .bind(name)
+                    .bind(owner)
+                    .bind(millis)
+                    .fetch_optional(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error(operation, e).with_context(format!("lease `{name}`")))?;
         Ok(held.is_some())
     }
 }
@@ -1086,25 +1130,25 @@ impl LeaseStore for PgEventStore {
     }
 
     async fn release_lease(&self, name: &str, owner: Uuid) -> Result<(), StoreError> {
-        retry_serialization_failures(|| {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.release_lease)))
-                .bind(name)
-                .bind(owner)
-                .execute(&self.inner.pool)
-        })
-        .await
-        .map_err(|e| store_error("lease release", e).with_context(format!("lease `{name}`")))?;
+        self.inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.release_lease)))
+                    .bind(name)
+                    .bind(owner)
+                    .execute(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("lease release", e).with_context(format!("lease `{name}`")))?;
         Ok(())
     }
 }
 
 /// [`PgEventStore::horizon`], for the store's readers too.
 pub(crate) async fn horizon(inner: &Inner) -> Result<Horizon, StoreError> {
-    let row = retry_serialization_failures(|| {
-        sqlx::query(AssertSqlSafe(Arc::clone(&inner.sql.horizon))).fetch_one(&inner.pool)
-    })
-    .await
-    .map_err(|e| store_error("horizon", e))?;
+    let row = inner
+        .run(|| sqlx::query(AssertSqlSafe(Arc::clone(&inner.sql.horizon))).fetch_one(&inner.pool))
+        .await
+        .map_err(|e| store_error("horizon", e))?;
     let read = |e| store_error("horizon", e);
     let horizon: String = row.try_get(0).map_err(read)?;
     let waiting: i64 = row.try_get(1).map_err(read)?;
