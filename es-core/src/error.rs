@@ -24,12 +24,19 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// let error = StoreError::new("append", "connection reset");
 /// assert_eq!(es_core::error::display_chain(&error), "event store append failed: connection reset");
 /// ```
+///
+/// A source whose message the error before it already ends with is not repeated.
 pub fn display_chain(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        // Some errors say their source's message themselves (sqlx's database errors do):
+        // say it once.
+        let said = cause.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text

@@ -85,7 +85,10 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// Up to 10 attempts after conflicts, backing off from up to 1 ms to up to 50 ms; up
     /// to 10 runs again after the store failed for a moment, backing off from 25 ms to
-    /// 500 ms (about 3.5 s in all: a database restart, a connection killed).
+    /// 500 ms: about 3.5 s of pauses in all, enough for a database restart or a killed
+    /// connection. Each run may itself wait up to the store's own deadlines (for
+    /// PostgreSQL, its acquire and reply timeouts) before it fails, so a store that stays
+    /// unreachable fails a command after the pauses plus up to 11 such waits.
     fn default() -> Self {
         Self {
             max_attempts: 10,

@@ -289,12 +289,12 @@ impl<E: DomainEvent> StreamReader<E> {
             }
             None => {
                 self.finish();
-                // The reading task ended without a word: it was cancelled or panicked,
-                // which a new read may not repeat.
-                Some(Err(self.failure(
-                    StoreError::new("stream read", "the read was cut short")
-                        .with_kind(es_core::StoreErrorKind::Unavailable),
-                )))
+                // The reading task ended without a word: it panicked, or its runtime is
+                // going away; neither is the store failing for a moment.
+                Some(Err(self.failure(StoreError::new(
+                    "stream read",
+                    "the read was cut short",
+                ))))
             }
         }
     }

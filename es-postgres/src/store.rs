@@ -211,19 +211,30 @@ impl PgEventStore {
         crate::migrate::verify(&self.inner.pool, &self.inner.schema).await
     }
 
-    /// Grants `role` what running the application takes, and no more (run it as the
-    /// schema's owner, after [`migrate`](PgEventStore::migrate)):
+    /// Grants `role` what running the application takes (run it as the schema's owner,
+    /// after [`migrate`](PgEventStore::migrate)). It only grants: privileges the role holds
+    /// otherwise (granted by hand, or by default privileges) stay, and
+    /// [`verify`](PgEventStore::verify) checks what is missing, not what is more. Give the
+    /// application a role of its own that holds nothing else:
     ///
     /// - the event log: `SELECT`, and `INSERT` of the columns an append writes only. The
     ///   position, the writing transaction's id and the recorded time are the server's to
     ///   assign, so the role cannot backdate an event, order it before others or hide it;
     ///   it cannot `UPDATE`, `DELETE` or `TRUNCATE` history;
-    /// - archived streams: `SELECT` and `INSERT` (it may archive, not un-archive);
+    /// - archived streams: `SELECT`, and `INSERT` of the stream id (it may archive, not
+    ///   un-archive or backdate an archive);
+    /// - `EXECUTE` on the functions appends and log reads call;
     /// - snapshots: `SELECT`, `INSERT`, `UPDATE`; checkpoints, parked events and leases:
     ///   `SELECT`, `INSERT`, `UPDATE`, `DELETE`, as the store rewrites them as it works;
     /// - the migrations table: `SELECT`, for [`verify`](PgEventStore::verify).
     ///
     /// It cannot change the schema. The role must exist (`CREATE ROLE app LOGIN`).
+    ///
+    /// What the role can still do, if it bypasses the store and writes SQL itself: insert
+    /// events that break the store's own rules (a version past the stream's next one, an
+    /// event in an archived stream, a payload beyond the [limits](es_core::limits)), and
+    /// write snapshots, checkpoints and leases the store then trusts. It is the writer of
+    /// the events; what it cannot do is order, date, hide, rewrite or delete them.
     ///
     /// # Errors
     ///

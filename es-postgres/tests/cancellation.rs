@@ -73,7 +73,9 @@ impl Ledger {
     fn failed(&self, what: &str, error: &(dyn std::error::Error + 'static)) {
         let kind = format!("{what}: {}", sqlstate(error).unwrap_or_else(|| "-".into()));
         let mut errors = self.errors.lock().unwrap();
-        let entry = errors.entry(kind).or_insert((0, chain(error)));
+        let entry = errors
+            .entry(kind)
+            .or_insert((0, es_core::error::display_chain(error)));
         entry.0 += 1;
     }
 }
@@ -88,18 +90,6 @@ fn sqlstate(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         current = error.source();
     }
     None
-}
-
-/// `error` and its sources, on one line.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(source) = current {
-        text.push_str(": ");
-        text.push_str(&source.to_string());
-        current = source.source();
-    }
-    text
 }
 
 /// A random moment from nothing to about 3 ms: either some scheduler yields (which lands
@@ -422,13 +412,19 @@ async fn store_works(setup: &Setup, acked: &mut Vec<Uuid>) -> Vec<String> {
                             events.len()
                         )),
                         Ok(Err(error)) => {
-                            problems.push(format!("{stream}: read failed: {}", chain(&error)));
+                            problems.push(format!(
+                                "{stream}: read failed: {}",
+                                es_core::error::display_chain(&error)
+                            ));
                         }
                         Err(_) => problems.push(format!("{stream}: read hung for {DEADLINE:?}")),
                     }
                 }
                 Ok(Err(error)) => {
-                    problems.push(format!("{stream}: append failed: {}", chain(&error)));
+                    problems.push(format!(
+                        "{stream}: append failed: {}",
+                        es_core::error::display_chain(&error)
+                    ));
                 }
                 Err(_) => problems.push(format!("{stream}: append hung for {DEADLINE:?}")),
             }

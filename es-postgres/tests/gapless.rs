@@ -6,6 +6,10 @@
     clippy::expect_used,
     reason = "test code: a failed step is a failed test"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the test holds transactions open on purpose, and never cancels them"
+)]
 
 mod common;
 

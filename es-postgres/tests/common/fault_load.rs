@@ -43,7 +43,7 @@ use uuid::Uuid;
 #[path = "fault_report.rs"]
 mod report;
 
-use report::{Acked, Failures, cause, chain, check_commands, check_streams, command_failure};
+use report::{Acked, Failures, cause, check_commands, check_streams, command_failure};
 pub(crate) use report::{Recovery, Report};
 
 /// The longest any wait may take: a fault test must never hang.
@@ -177,7 +177,7 @@ async fn subscriber(
                         log.seen.push(envelope.event_id);
                     }
                     Some(Err(error)) => {
-                        log.errors.push(chain(&error));
+                        log.errors.push(es_core::error::display_chain(&error));
                         break;
                     }
                     None => {

@@ -18,7 +18,10 @@ pub(crate) struct Failures(pub(crate) BTreeMap<String, (u64, String)>);
 
 impl Failures {
     pub(crate) fn add(&mut self, kind: String, error: &(dyn std::error::Error + 'static)) {
-        self.0.entry(kind).or_insert((0, chain(error))).0 += 1;
+        self.0
+            .entry(kind)
+            .or_insert((0, es_core::error::display_chain(error)))
+            .0 += 1;
     }
 
     pub(crate) fn merge(&mut self, other: Self) {
@@ -46,18 +49,6 @@ impl fmt::Display for Failures {
         }
         Ok(())
     }
-}
-
-/// `error` and its sources, on one line.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(source) = current {
-        text.push_str(": ");
-        text.push_str(&source.to_string());
-        current = source.source();
-    }
-    text
 }
 
 /// What kind of database failure is behind `error`: its SQLSTATE, or the kind of sqlx
