@@ -78,10 +78,11 @@
 //! single-row `INSERT` transactions on a table of the same shape, in the same run; see the
 //! crate README for the figures and what limits them.
 
-mod builder;
 mod error;
 mod health;
+mod horizon;
 mod inline;
+mod inner;
 mod migrate;
 mod projection;
 mod reader;
@@ -94,12 +95,12 @@ mod tx;
 mod wakeup;
 mod xid;
 
-pub use builder::{PgEventStoreBuilder, PgPoolSettings};
 pub use error::PgStoreError;
+pub use horizon::{Horizon, HorizonHolder};
 pub use inline::PgInlineProjection;
 pub use projection::{PgProjection, PgProjectionError, PgTransactionalProjection};
 pub use schema::{InvalidSchemaName, SchemaName};
-pub use store::{Horizon, HorizonHolder, PgEventStore};
+pub use store::{PgEventStore, PgEventStoreBuilder, PgPoolSettings};
 
 #[doc(no_inline)]
 pub use es_core::{CheckpointStore, EventStore, SnapshotStore};

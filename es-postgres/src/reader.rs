@@ -22,8 +22,8 @@ use tokio::task::JoinHandle;
 use crate::error::{
     SERIALIZATION_RETRIES, is_serialization_failure, is_transient, no_reply, store_error,
 };
+use crate::inner::Inner;
 use crate::row;
-use crate::store::Inner;
 use crate::xid::Xid8;
 
 /// The first pause of a subscriber that was woken but found nothing readable yet (a
@@ -588,7 +588,7 @@ impl<E: DomainEvent> LogReader<E> {
 
 /// Records what holds the log back, for [`EventStore::stall`](es_core::EventStore::stall).
 pub(crate) async fn describe_horizon(inner: &Inner) {
-    match crate::store::horizon(inner).await {
+    match crate::horizon::read(inner).await {
         Ok(horizon) => inner.health.held_back_by(horizon.to_string()),
         Err(error) => {
             tracing::debug!(

@@ -11,10 +11,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use crate::error::PgStoreError;
 use crate::health::ReaderHealth;
 use crate::inline::PgInlineProjection;
+use crate::inner::Inner;
 use crate::redact::{redact, without_unknown_parameters};
 use crate::schema::SchemaName;
 use crate::sql::Statements;
-use crate::store::{Inner, PgEventStore};
+use crate::store::PgEventStore;
 use crate::wakeup::Wakeups;
 
 /// Configures a [`PgEventStore`], on a pool of yours ([`PgEventStore::builder`]) or on

@@ -1,0 +1,541 @@
+//! Appends: one statement per batch (or one transaction with inline projections), and
+//! the classification of a refused one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use es_core::{
+    AppendError, Committed, DomainEvent, EventEnvelope, EventStore, ExpectedVersion, NewEvent,
+    Position, RawEvent, ReadError, StoreError, StreamId, Version,
+};
+use serde_json::Value;
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{AssertSqlSafe, Row as _};
+use uuid::Uuid;
+
+use super::PgEventStore;
+use crate::error::{is_write_race, store_error};
+use crate::inline::PgInlineProjection;
+use crate::row::{self, position_of};
+use crate::tx::PgTx;
+
+/// How many times an append with [`ExpectedVersion::Any`] is tried when concurrent writers
+/// take the versions it computed. `Any` must not fail for a race; each retry sees the other
+/// writers' commits and waits a jittered moment, so with dozens of racers on one stream all
+/// get through long before this bound.
+const ANY_RETRIES: u32 = 64;
+
+impl PgEventStore {
+    pub(super) async fn append_batch<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+    ) -> Result<Committed<E>, AppendError> {
+        if events.is_empty() {
+            self.refuse_if_archived(stream).await?;
+            let current = self.current_version(stream).await?;
+            if !expected.matches(current) {
+                return Err(AppendError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual: current,
+                });
+            }
+            return Ok(Committed {
+                stream_id: stream.clone(),
+                version: current,
+                events: Vec::new(),
+                duplicate: false,
+            });
+        }
+        let batch = Batch::encode(stream, &events)?;
+        // Versions are bigints in the table: a batch that would go past the last one fails
+        // here, typed, rather than as an overflow in the statement.
+        if let ExpectedVersion::Exact(version) = expected
+            && version.get().saturating_add(events.len() as u64) > Version::MAX.get()
+        {
+            self.refuse_if_archived(stream).await?;
+            let actual = self.current_version(stream).await?;
+            return Err(if actual == version {
+                AppendError::StreamFull {
+                    stream: stream.clone(),
+                    version,
+                    events: events.len(),
+                }
+            } else {
+                AppendError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
+                }
+            });
+        }
+
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let inserted = if self.inline_for(stream, &batch).is_empty() {
+                self.inner
+                    .run(|| self.insert(stream, expected, &batch))
+                    .await
+            } else {
+                match self
+                    .insert_with_inline(stream, expected, &batch, &events)
+                    .await
+                {
+                    Ok(rows) => Ok(rows),
+                    Err(Inserted::Sql(error)) => Err(error),
+                    Err(Inserted::Projection(error)) => return Err(error),
+                }
+            };
+            let rows = match inserted {
+                Ok(rows) if rows.len() == events.len() => rows,
+                // The guard found the stream short of the expected version.
+                Ok(rows) if rows.is_empty() => {
+                    return self.classify(stream, expected, &batch, &events).await;
+                }
+                Ok(rows) => {
+                    return Err(AppendError::Store {
+                        stream: stream.clone(),
+                        source: StoreError::new(
+                            "append",
+                            format!("inserted {} rows for {} events", rows.len(), events.len()),
+                        )
+                        .with_context(format!("stream `{stream}`")),
+                    });
+                }
+                Err(error) if is_write_race(&error) => {
+                    match self.classify(stream, expected, &batch, &events).await {
+                        Ok(repeat) => return Ok(repeat),
+                        // Another writer took the versions an `Any` append computed; `Any`
+                        // promises no conflict, and each retry sees that writer's commit.
+                        Err(AppendError::Conflict { .. })
+                            if expected == ExpectedVersion::Any && attempts < ANY_RETRIES =>
+                        {
+                            // Jittered, so that the racers spread out instead of colliding
+                            // again in step.
+                            let ceiling = 200_u64 << attempts.min(5);
+                            tokio::time::sleep(Duration::from_micros(fastrand::u64(0..ceiling)))
+                                .await;
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+                Err(error) => {
+                    return Err(AppendError::Store {
+                        stream: stream.clone(),
+                        source: store_error("append", error)
+                            .with_context(format!("stream `{stream}`")),
+                    });
+                }
+            };
+            self.inner.wakeups.appended();
+            return committed(stream, events, &rows);
+        }
+    }
+
+    /// The inline projections that select some event of `batch` on `stream`.
+    fn inline_for(&self, stream: &StreamId, batch: &Batch) -> Vec<&Arc<dyn PgInlineProjection>> {
+        self.inner
+            .inline
+            .iter()
+            .filter(|projection| {
+                let filter = projection.filter();
+                batch.types.iter().any(|t| filter.matches(stream, t))
+            })
+            .collect()
+    }
+
+    /// Inserts the batch and runs the inline projections on it, in one transaction (run
+    /// again whole if the server aborts it as a serialization failure).
+    async fn insert_with_inline<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &Batch,
+        events: &[NewEvent<E>],
+    ) -> Result<Vec<PgRow>, Inserted> {
+        self.inner
+            .run(|| async {
+                let mut tx = PgTx::begin(&self.inner.pool).await?;
+                let rows = match self.insert_on(&mut tx, stream, expected, batch).await {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        // A refused insert (a lost race, say) is the common failure: end the
+                        // transaction so the connection stays in the pool.
+                        let _ = tx.rollback().await;
+                        return Err(error);
+                    }
+                };
+                if rows.len() != events.len() {
+                    // Refused: the caller classifies it.
+                    tx.rollback().await?;
+                    return Ok(Ok(rows));
+                }
+                let raw = raw_envelopes(stream, batch, events, &rows);
+                for projection in self.inline_for(stream, batch) {
+                    let filter = projection.filter();
+                    let selected: Vec<EventEnvelope<RawEvent>> = raw
+                        .iter()
+                        .filter(|e| filter.matches(&e.stream_id, &e.event.event_type))
+                        .cloned()
+                        .collect();
+                    if let Err(source) = projection.handle(&mut tx, &selected).await {
+                        let _ = tx.rollback().await;
+                        // A database failure of the moment is the store's, which callers
+                        // (Repository) ride out; anything else is the projection's.
+                        let source = match source.downcast::<sqlx::Error>() {
+                            Ok(error) => store_error("inline projection", *error),
+                            Err(source) => StoreError::new("inline projection", source),
+                        };
+                        return Ok(Err(AppendError::Store {
+                            stream: stream.clone(),
+                            source: source.with_context(format!(
+                                "projection `{}` on stream `{stream}`",
+                                projection.name()
+                            )),
+                        }));
+                    }
+                }
+                tx.commit().await?;
+                Ok(Ok(rows))
+            })
+            .await
+            .map_err(Inserted::Sql)?
+            .map_err(Inserted::Projection)
+    }
+
+    async fn insert(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &Batch,
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        let mut connection = self.inner.pool.acquire().await?;
+        self.insert_on(&mut connection, stream, expected, batch)
+            .await
+    }
+
+    async fn insert_on(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &Batch,
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        let sql = &self.inner.sql;
+        let version = match expected {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(0_i64),
+            ExpectedVersion::Exact(version) => {
+                Some(i64::try_from(version.get()).unwrap_or(i64::MAX))
+            }
+        };
+        if batch.ids.len() == 1 {
+            let query = match version {
+                None => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_one_any)))
+                    .bind(stream.as_str()),
+                Some(version) => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_one_exact)))
+                    .bind(stream.as_str())
+                    .bind(version),
+            };
+            return query
+                .bind(batch.ids[0])
+                .bind(&batch.types[0])
+                .bind(batch.schema_versions[0])
+                .bind(&batch.payloads[0])
+                .bind(batch.correlation_ids[0])
+                .bind(batch.causation_ids[0])
+                .bind(&batch.actors[0])
+                .bind(&batch.user_metadata[0])
+                .fetch_all(&mut *connection)
+                .await;
+        }
+        let query = match version {
+            None => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_any))).bind(stream.as_str()),
+            Some(version) => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_exact)))
+                .bind(stream.as_str())
+                .bind(version),
+        };
+        query
+            .bind(&batch.ids)
+            .bind(&batch.types)
+            .bind(&batch.schema_versions)
+            .bind(&batch.payloads)
+            .bind(&batch.correlation_ids)
+            .bind(&batch.causation_ids)
+            .bind(&batch.actors)
+            .bind(&batch.user_metadata)
+            .fetch_all(&mut *connection)
+            .await
+    }
+
+    /// Explains a refused append: the batch is already stored (an idempotent repeat, which
+    /// is success), an id is taken, or the version did not match.
+    async fn classify<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &Batch,
+        events: &[NewEvent<E>],
+    ) -> Result<Committed<E>, AppendError> {
+        if let Some(repeat) = self.find_stored(stream, batch, events).await? {
+            return Ok(repeat);
+        }
+        self.refuse_if_archived(stream).await?;
+        Err(AppendError::Conflict {
+            stream: stream.clone(),
+            expected,
+            actual: self.current_version(stream).await?,
+        })
+    }
+
+    /// `Ok(None)` if none of the batch's ids is stored; the stored events if all are, in
+    /// this stream, as one run; an error otherwise.
+    ///
+    /// Where the ids are is decided from the rows' plain columns: the stored events may be
+    /// of another type (another category's), which only a true repeat needs to decode.
+    async fn find_stored<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        batch: &Batch,
+        events: &[NewEvent<E>],
+    ) -> Result<Option<Committed<E>>, AppendError> {
+        let store_failure = |source: StoreError| AppendError::Store {
+            stream: stream.clone(),
+            source: source.with_context(format!("stream `{stream}`")),
+        };
+        let rows = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_events)))
+                    .bind(&batch.ids)
+                    .fetch_all(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_failure(store_error("append", e)))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut placed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let read = |e: sqlx::Error| store_failure(store_error("append", e));
+            let event_id: Uuid = row.try_get(4).map_err(read)?;
+            let stored_in: &str = row.try_get(2).map_err(read)?;
+            let version: i64 = row.try_get(3).map_err(read)?;
+            placed.push((event_id, stored_in, version));
+        }
+        // The batch in order, all in this stream, at consecutive versions.
+        let is_repeat = placed.len() == events.len()
+            && placed.iter().zip(events).enumerate().all(|(i, (p, e))| {
+                p.1 == stream.as_str() && p.0 == e.event_id && p.2 == placed[0].2 + i as i64
+            });
+        if !is_repeat {
+            let (event_id, stored_in, version) = placed
+                .iter()
+                .find(|p| p.1 != stream.as_str())
+                .unwrap_or(&placed[0]);
+            return Err(AppendError::DuplicateEventId {
+                event_id: *event_id,
+                stream: stream.clone(),
+                existing_stream: StreamId::parse(stored_in)
+                    .map_err(|e| store_failure(StoreError::new("append", e)))?,
+                existing_version: Version::new(u64::try_from(*version).unwrap_or_default()),
+            });
+        }
+        let stored = rows
+            .iter()
+            .map(|row| row::envelope::<E>(row, Some(stream)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| store_failure(StoreError::new("idempotent append", e)))?;
+        let version = stored.last().map_or(Version::INITIAL, |e| e.version);
+        Ok(Some(Committed {
+            stream_id: stream.clone(),
+            version,
+            events: stored,
+            duplicate: true,
+        }))
+    }
+
+    /// [`AppendError::Archived`] if `stream` is archived.
+    async fn refuse_if_archived(&self, stream: &StreamId) -> Result<(), AppendError> {
+        match self.is_archived(stream).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(AppendError::Archived {
+                stream: stream.clone(),
+            }),
+            Err(ReadError::Store(source)) => Err(AppendError::Store {
+                stream: stream.clone(),
+                source,
+            }),
+            Err(error) => Err(AppendError::Store {
+                stream: stream.clone(),
+                source: StoreError::new("append", error),
+            }),
+        }
+    }
+
+    async fn current_version(&self, stream: &StreamId) -> Result<Version, AppendError> {
+        self.version_of(stream)
+            .await
+            .map_err(|source| AppendError::Store {
+                stream: stream.clone(),
+                source,
+            })
+    }
+
+    pub(super) async fn version_of(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        let version: i64 = self
+            .inner
+            .run(|| {
+                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.stream_version)))
+                    .bind(stream.as_str())
+                    .fetch_one(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("stream version", e))?;
+        Ok(Version::new(u64::try_from(version).unwrap_or_default()))
+    }
+}
+
+/// The columns of a batch, as the arrays the insert binds.
+struct Batch {
+    ids: Vec<Uuid>,
+    types: Vec<String>,
+    schema_versions: Vec<i32>,
+    payloads: Vec<Value>,
+    correlation_ids: Vec<Option<Uuid>>,
+    causation_ids: Vec<Option<Uuid>>,
+    actors: Vec<Option<String>>,
+    user_metadata: Vec<Value>,
+}
+
+impl Batch {
+    /// The batch's columns, once every event passed the checks all stores make
+    /// ([`es_core::limits::encode_batch`]).
+    fn encode<E: DomainEvent>(
+        stream: &StreamId,
+        events: &[NewEvent<E>],
+    ) -> Result<Self, AppendError> {
+        let payloads = es_core::limits::encode_batch(stream, events)?;
+        let n = events.len();
+        let mut batch = Self {
+            ids: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            schema_versions: Vec::with_capacity(n),
+            payloads,
+            correlation_ids: Vec::with_capacity(n),
+            causation_ids: Vec::with_capacity(n),
+            actors: Vec::with_capacity(n),
+            user_metadata: Vec::with_capacity(n),
+        };
+        for new in events {
+            batch.ids.push(new.event_id);
+            batch.types.push(new.event.event_type().to_owned());
+            // Checked against `MAX_SCHEMA_VERSION`, which is `i32::MAX`.
+            batch
+                .schema_versions
+                .push(i32::try_from(new.event.schema_version()).unwrap_or(i32::MAX));
+            let metadata = &new.metadata;
+            batch.correlation_ids.push(metadata.correlation_id);
+            batch.causation_ids.push(metadata.causation_id);
+            batch.actors.push(metadata.actor.clone());
+            batch
+                .user_metadata
+                .push(Value::Object(metadata.user.clone()));
+        }
+        Ok(batch)
+    }
+}
+
+/// The envelopes of a successful append, from the rows it returned.
+fn committed<E: DomainEvent>(
+    stream: &StreamId,
+    events: Vec<NewEvent<E>>,
+    rows: &[PgRow],
+) -> Result<Committed<E>, AppendError> {
+    let corrupt = |detail: String| AppendError::Store {
+        stream: stream.clone(),
+        source: StoreError::new("append", detail),
+    };
+    let mut returned = Vec::with_capacity(rows.len());
+    for row in rows {
+        let position = position_of(row).map_err(|e| corrupt(e.to_string()))?;
+        let version: i64 = row.try_get(2).map_err(|e| corrupt(e.to_string()))?;
+        let recorded_at: DateTime<Utc> = row.try_get(3).map_err(|e| corrupt(e.to_string()))?;
+        returned.push((version, position, recorded_at));
+    }
+    // RETURNING follows insertion order, which follows the batch; sorting by version
+    // makes that explicit rather than assumed.
+    returned.sort_by_key(|(version, _, _)| *version);
+    let mut envelopes = Vec::with_capacity(events.len());
+    for (new, (version, position, recorded_at)) in events.into_iter().zip(returned) {
+        envelopes.push(EventEnvelope {
+            event_id: new.event_id,
+            stream_id: stream.clone(),
+            version: Version::new(u64::try_from(version).unwrap_or_default()),
+            position,
+            recorded_at,
+            metadata: new.metadata,
+            event: new.event,
+        });
+    }
+    let version = envelopes.last().map_or(Version::INITIAL, |e| e.version);
+    Ok(Committed {
+        stream_id: stream.clone(),
+        version,
+        events: envelopes,
+        duplicate: false,
+    })
+}
+
+/// Why an append with inline projections did not insert.
+enum Inserted {
+    /// The statement failed (classified like any append's failure).
+    Sql(sqlx::Error),
+    /// An inline projection failed: the append fails with this.
+    Projection(AppendError),
+}
+
+/// The batch's events as raw envelopes, for inline projections.
+fn raw_envelopes<E: DomainEvent>(
+    stream: &StreamId,
+    batch: &Batch,
+    events: &[NewEvent<E>],
+    rows: &[PgRow],
+) -> Vec<EventEnvelope<RawEvent>> {
+    let mut placed: Vec<(i64, Position, DateTime<Utc>)> = rows
+        .iter()
+        .filter_map(|row| {
+            Some((
+                row.try_get(2).ok()?,
+                position_of(row).ok()?,
+                row.try_get(3).ok()?,
+            ))
+        })
+        .collect();
+    placed.sort_by_key(|(version, _, _)| *version);
+    events
+        .iter()
+        .zip(placed)
+        .enumerate()
+        .map(
+            |(i, (new, (version, position, recorded_at)))| EventEnvelope {
+                event_id: new.event_id,
+                stream_id: stream.clone(),
+                version: Version::new(u64::try_from(version).unwrap_or_default()),
+                position,
+                recorded_at,
+                metadata: new.metadata.clone(),
+                event: RawEvent::new(
+                    batch.types[i].clone(),
+                    u32::try_from(batch.schema_versions[i]).unwrap_or_default(),
+                    batch.payloads[i].clone(),
+                ),
+            },
+        )
+        .collect()
+}

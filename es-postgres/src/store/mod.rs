@@ -1,0 +1,331 @@
+//! [`PgEventStore`]: the store, its public calls, and the [`EventStore`] contract; the
+//! append internals, snapshots and the runner's tables live in the submodules.
+
+use std::fmt;
+use std::sync::Arc;
+
+use es_core::{
+    AppendError, Committed, DomainEvent, EventEnvelope, EventFilter, EventStore, ExpectedVersion,
+    NewEvent, Position, ReadError, StoreError, StreamId, Version,
+};
+use futures_core::Stream;
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgPool;
+use uuid::Uuid;
+
+use crate::error::{PgStoreError, store_error};
+use crate::horizon::{self, Horizon};
+use crate::inner::Inner;
+use crate::reader::{LogReader, StreamReader, filter_parameters};
+use crate::row::{self, position_of};
+use crate::schema::SchemaName;
+use crate::tx::PgTx;
+use crate::xid::Xid8;
+
+mod append;
+mod builder;
+mod runner_tables;
+mod snapshots;
+
+pub use builder::{PgEventStoreBuilder, PgPoolSettings};
+
+/// An event store on PostgreSQL.
+///
+/// Cheap to clone: clones share the pool, the prepared statements and the wake-up
+/// machinery. See the [crate docs](crate) for the schema and the guarantees.
+#[derive(Clone)]
+pub struct PgEventStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PgEventStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgEventStore")
+            .field("schema", &self.inner.schema)
+            .field("page_size", &self.inner.page_size)
+            .field("poll_interval", &self.inner.poll_interval)
+            .field("notify", &self.inner.wakeups.notifies())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgEventStore {
+    /// A store on `pool` with default settings (schema `es`).
+    ///
+    /// The deadlines of its statements are the pool's: see [`PgPoolSettings`] for those
+    /// the store sets on a pool it opens itself, and set them likewise on yours.
+    pub fn new(pool: PgPool) -> Self {
+        Self::builder(pool).build()
+    }
+
+    /// Configures a store on `pool`.
+    pub fn builder(pool: PgPool) -> PgEventStoreBuilder {
+        PgEventStoreBuilder::new(pool)
+    }
+
+    /// Configures a store that opens a pool of its own to `url`, with deadlines
+    /// ([`PgPoolSettings`]); finish with [`connect`](PgEventStoreBuilder::connect).
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError::Connect`] if `url` is not a PostgreSQL URL.
+    pub fn builder_for_url(url: &str) -> Result<PgEventStoreBuilder<PgPoolSettings>, PgStoreError> {
+        PgPoolSettings::parse(url).map(PgEventStoreBuilder::new)
+    }
+
+    /// Connects to `url` with the default [`PgPoolSettings`] (up to 10 connections, their
+    /// sessions at READ COMMITTED, statements cut off after 30 s, lock waits after 10 s),
+    /// in schema `es`.
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError::Connect`] if the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, PgStoreError> {
+        Self::builder_for_url(url)?.connect().await
+    }
+
+    /// Creates the schema and its tables, or upgrades them, through the embedded,
+    /// versioned migrations. Idempotent, and safe to run from several processes at once.
+    ///
+    /// Changing the schema takes a role that may (its owner); a schema already up to date
+    /// is only read, so an application role may call this at every start as well. See
+    /// [`grant_application_role`](PgEventStore::grant_application_role) for running the
+    /// application with less.
+    ///
+    /// # Errors
+    ///
+    /// Fails if a migration fails (the schema is then unchanged) or the schema was made by a
+    /// newer es-postgres.
+    pub async fn migrate(&self) -> Result<(), PgStoreError> {
+        crate::migrate::run(&self.inner.pool, &self.inner.schema)
+            .await
+            .map(drop)
+    }
+
+    /// Checks, reading only, that the schema is ready for this code and this role: every
+    /// migration applied as this es-postgres has it, no transaction ids copied from another
+    /// cluster, and the privileges the store uses granted. For an application role that
+    /// may not migrate, at start.
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError::SchemaBehind`], [`PgStoreError::SchemaTooNew`],
+    /// [`PgStoreError::MigrationEdited`], [`PgStoreError::TransactionIdsAhead`],
+    /// [`PgStoreError::MissingPrivileges`], or [`PgStoreError::Migrate`] if the server
+    /// cannot be queried.
+    pub async fn verify(&self) -> Result<(), PgStoreError> {
+        crate::migrate::verify(&self.inner.pool, &self.inner.schema).await
+    }
+
+    /// Grants `role` what running the application takes (run it as the schema's owner,
+    /// after [`migrate`](PgEventStore::migrate)). It only grants: privileges the role holds
+    /// otherwise (granted by hand, or by default privileges) stay, and
+    /// [`verify`](PgEventStore::verify) checks what is missing, not what is more. Give the
+    /// application a role of its own that holds nothing else:
+    ///
+    /// - the event log: `SELECT`, and `INSERT` of the columns an append writes only. The
+    ///   position, the writing transaction's id and the recorded time are the server's to
+    ///   assign, so the role cannot backdate an event, order it before others or hide it;
+    ///   it cannot `UPDATE`, `DELETE` or `TRUNCATE` history;
+    /// - archived streams: `SELECT`, and `INSERT` of the stream id (it may archive, not
+    ///   un-archive or backdate an archive);
+    /// - `EXECUTE` on the functions appends and log reads call;
+    /// - snapshots: `SELECT`, `INSERT`, `UPDATE`; checkpoints, parked events and leases:
+    ///   `SELECT`, `INSERT`, `UPDATE`, `DELETE`, as the store rewrites them as it works;
+    /// - the migrations table: `SELECT`, for [`verify`](PgEventStore::verify).
+    ///
+    /// It cannot change the schema. The role must exist (`CREATE ROLE app LOGIN`).
+    ///
+    /// What the role can still do, if it bypasses the store and writes SQL itself: insert
+    /// events that break the store's own rules (a version past the stream's next one, an
+    /// event in an archived stream, a payload beyond the [limits](es_core::limits)), and
+    /// write snapshots, checkpoints and leases the store then trusts. It is the writer of
+    /// the events; what it cannot do is order, date, hide, rewrite or delete them.
+    ///
+    /// # Errors
+    ///
+    /// [`PgStoreError::Migrate`] if the grants fail (the role does not exist, or the
+    /// current role may not grant).
+    pub async fn grant_application_role(&self, role: &str) -> Result<(), PgStoreError> {
+        crate::migrate::grant_application_role(&self.inner.pool, &self.inner.schema, role).await
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &SchemaName {
+        &self.inner.schema
+    }
+
+    /// The schema, quoted for SQL.
+    pub(crate) fn schema_quoted(&self) -> String {
+        self.inner.schema.quoted()
+    }
+
+    /// How far the global log is readable now, and what holds it back: a transaction open
+    /// in this database (one in another database of the server does not count) delays
+    /// delivery, never skips, and this names its session.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the server cannot be queried.
+    pub async fn horizon(&self) -> Result<Horizon, StoreError> {
+        horizon::read(&self.inner).await
+    }
+}
+
+impl EventStore for PgEventStore {
+    async fn append<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+    ) -> Result<Committed<E>, AppendError> {
+        self.append_batch(stream, expected, events).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, ReadError> {
+        Ok(self.version_of(stream).await?)
+    }
+
+    fn read_stream<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        from: Version,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
+        StreamReader::new(Arc::clone(&self.inner), stream.clone(), from).into_stream()
+    }
+
+    fn read_all<E: DomainEvent>(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
+        LogReader::new(Arc::clone(&self.inner), after, &filter, false).into_stream()
+    }
+
+    fn subscribe<E: DomainEvent>(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
+        LogReader::new(Arc::clone(&self.inner), after, &filter, true).into_stream()
+    }
+
+    async fn count_after(&self, after: Position, filter: EventFilter) -> Result<u64, ReadError> {
+        let (categories, types, partition) = filter_parameters(&filter);
+        let (transaction, sequence) = after.parts();
+        let count: i64 = self
+            .inner
+            .run(|| {
+                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.count_after)))
+                    .bind(Xid8(transaction))
+                    .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
+                    .bind(categories.as_deref())
+                    .bind(types.as_deref())
+                    .bind(partition.map(|p| p.0))
+                    .bind(partition.map(|p| p.1))
+                    .bind(filter.includes_archived())
+                    .fetch_one(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| {
+                store_error("count", e).with_context(format!("the log after position {after}"))
+            })?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
+    async fn head(&self) -> Result<Option<Position>, ReadError> {
+        let row = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.head)))
+                    .fetch_optional(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("log head", e))?;
+        row.as_ref().map(position_of).transpose()
+    }
+
+    async fn readable(&self, position: Position) -> Result<bool, ReadError> {
+        let (transaction, _) = position.parts();
+        let readable = self
+            .inner
+            .run(|| {
+                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.readable)))
+                    .bind(Xid8(transaction))
+                    .fetch_one(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("readable", e).with_context(format!("position {position}")))?;
+        // Whoever waits for it (a catch-up) learns from `stall` what holds it back.
+        if readable {
+            self.inner.health.released();
+        } else if self.inner.health.held_back() {
+            crate::reader::describe_horizon(&self.inner).await;
+        }
+        Ok(readable)
+    }
+
+    fn stall(&self) -> Option<es_core::Stall> {
+        self.inner.health.stall()
+    }
+
+    async fn archive_stream(&self, stream: &StreamId) -> Result<(), StoreError> {
+        let sql = &self.inner.sql;
+        self.inner
+            .run(|| async {
+                let mut tx = PgTx::begin(&self.inner.pool).await?;
+                for statement in [&sql.archive_lock, &sql.archive_read, &sql.archive_stream] {
+                    let done = sqlx::query(AssertSqlSafe(Arc::clone(statement)))
+                        .bind(stream.as_str())
+                        .execute(&mut *tx)
+                        .await;
+                    if let Err(error) = done {
+                        let _ = tx.rollback().await;
+                        return Err(error);
+                    }
+                }
+                tx.commit().await
+            })
+            .await
+            .map_err(|e| store_error("archive", e).with_context(format!("stream `{stream}`")))?;
+        Ok(())
+    }
+
+    async fn is_archived(&self, stream: &StreamId) -> Result<bool, ReadError> {
+        self.inner
+            .run(|| {
+                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.is_archived)))
+                    .bind(stream.as_str())
+                    .fetch_one(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| {
+                store_error("archive check", e)
+                    .with_context(format!("stream `{stream}`"))
+                    .into()
+            })
+    }
+
+    async fn find_event<E: DomainEvent>(
+        &self,
+        event_id: Uuid,
+    ) -> Result<Option<EventEnvelope<E>>, ReadError> {
+        let row = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_event)))
+                    .bind(event_id)
+                    .fetch_optional(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("find event", e))?;
+        row.as_ref()
+            .map(|row| row::envelope::<E>(row, None))
+            .transpose()
+    }
+}

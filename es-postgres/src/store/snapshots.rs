@@ -1,0 +1,60 @@
+//! [`SnapshotStore`] on PostgreSQL: one row per stream, never replaced by an older one.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use es_core::{Snapshot, SnapshotStore, StoreError, StreamId, Version};
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, Row as _};
+
+use super::PgEventStore;
+use crate::error::store_error;
+
+impl SnapshotStore for PgEventStore {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let version = i64::try_from(snapshot.version.get())
+            .map_err(|e| StoreError::new("snapshot save", e))?;
+        let schema_version = i32::try_from(snapshot.schema_version)
+            .map_err(|e| StoreError::new("snapshot save", e))?;
+        self.inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_snapshot)))
+                    .bind(snapshot.stream_id.as_str())
+                    .bind(version)
+                    .bind(schema_version)
+                    .bind(&snapshot.state)
+                    .bind(snapshot.taken_at)
+                    .execute(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("snapshot save", e))?;
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let row = self
+            .inner
+            .run(|| {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_snapshot)))
+                    .bind(stream.as_str())
+                    .fetch_optional(&self.inner.pool)
+            })
+            .await
+            .map_err(|e| store_error("snapshot load", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let decode = |e: sqlx::Error| store_error("snapshot load", e);
+        let version: i64 = row.try_get(0).map_err(decode)?;
+        let schema_version: i32 = row.try_get(1).map_err(decode)?;
+        let state: Value = row.try_get(2).map_err(decode)?;
+        let taken_at: DateTime<Utc> = row.try_get(3).map_err(decode)?;
+        Ok(Some(Snapshot {
+            stream_id: stream.clone(),
+            version: Version::new(u64::try_from(version).unwrap_or_default()),
+            schema_version: u32::try_from(schema_version).unwrap_or_default(),
+            state,
+            taken_at,
+        }))
+    }
+}
