@@ -6,9 +6,8 @@
 use std::fmt;
 
 use es_core::StoreError;
-use std::sync::Arc;
 
-use sqlx::{AssertSqlSafe, Row as _};
+use sqlx::Row as _;
 
 use crate::error::store_error;
 use crate::inner::Inner;
@@ -79,7 +78,7 @@ impl fmt::Display for Horizon {
 /// The horizon now, as [`PgEventStore::horizon`](crate::PgEventStore::horizon) reports it.
 pub(crate) async fn read(inner: &Inner) -> Result<Horizon, StoreError> {
     let row = inner
-        .run(|| sqlx::query(AssertSqlSafe(Arc::clone(&inner.sql.horizon))).fetch_one(&inner.pool))
+        .run(|| sqlx::query(inner.sql.horizon.clone()).fetch_one(&inner.pool))
         .await
         .map_err(|e| store_error("horizon", e))?;
     let read = |e| store_error("horizon", e);

@@ -6,7 +6,6 @@ use std::future::{Future, ready};
 
 use es_core::error::BoxError;
 use es_core::{DomainEvent, EventEnvelope, EventFilter, Position, Projection};
-use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 
 use crate::error::{no_reply, store_error};
@@ -261,13 +260,8 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         self.rollback().await?;
         let name = self.projection.name().to_owned();
         // Every partition's checkpoint too (`name#index/count`): they all fed the read
-        // model being reset. Only that exact shape, so `name#v2` stays another projection.
-        let delete = AssertSqlSafe(format!(
-            "DELETE FROM {}.checkpoints WHERE name = $1 \
-             OR (starts_with(name, $1 || '#') \
-                 AND substr(name, length($1) + 2) ~ '^[0-9]+/[0-9]+$')",
-            self.store.schema_quoted()
-        ));
+        // model being reset.
+        let delete = self.store.inner.sql.projection_reset.clone();
         self.begin().await?;
         let Some(tx) = self.tx.as_mut() else {
             return Ok(());
@@ -313,23 +307,11 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
             projection: name.clone(),
         };
         let (major, minor) = position_parts(position).ok_or_else(fenced)?;
-        let schema = self.store.schema_quoted();
         // Move the checkpoint only from where this instance saw it.
+        let statements = &self.store.inner.sql;
         let (sql, expected) = match self.seen.and_then(position_parts) {
-            Some(expected) => (
-                format!(
-                    "UPDATE {schema}.checkpoints SET position_major = $2, position_minor = $3, updated_at = now() \
-                     WHERE name = $1 AND position_major = $4 AND position_minor = $5"
-                ),
-                Some(expected),
-            ),
-            None => (
-                format!(
-                    "INSERT INTO {schema}.checkpoints (name, position_major, position_minor) \
-                     VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING"
-                ),
-                None,
-            ),
+            Some(expected) => (statements.checkpoint_advance.clone(), Some(expected)),
+            None => (statements.checkpoint_start.clone(), None),
         };
         self.begin().await?;
         let Some(tx) = self.tx.as_mut() else {
@@ -350,10 +332,7 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         let Some(tx) = self.tx.as_mut() else {
             return Err(fenced());
         };
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .bind(&name)
-            .bind(major)
-            .bind(minor);
+        let mut query = sqlx::query(sql).bind(&name).bind(major).bind(minor);
         if let Some((old_major, old_minor)) = expected {
             query = query.bind(old_major).bind(old_minor);
         }

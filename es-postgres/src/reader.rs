@@ -14,8 +14,8 @@ use es_core::{
 };
 use futures_core::Stream;
 use futures_util::StreamExt as _;
+use sqlx::Row as _;
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Row as _};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -165,7 +165,7 @@ async fn forward_stream(
         let Ok(mut slots) = sink.reserve_many(page).await else {
             return;
         };
-        let mut rows = sqlx::query(AssertSqlSafe(Arc::clone(&inner.sql.read_stream_page)))
+        let mut rows = sqlx::query(inner.sql.read_stream_page.clone())
             .bind(stream.as_str())
             .bind(i64::try_from(next.get()).unwrap_or(i64::MAX))
             .bind(inner.page_size)
@@ -348,7 +348,7 @@ impl LogQuery {
             Ok(query
                 .inner
                 .run(|| {
-                    sqlx::query(AssertSqlSafe(Arc::clone(&query.inner.sql.read_log)))
+                    sqlx::query(query.inner.sql.read_log.clone())
                         .bind(Xid8(after.0))
                         .bind(after.1)
                         .bind(query.categories.as_deref())
@@ -368,7 +368,7 @@ impl LogQuery {
     async fn unread_after(&self, after: (u64, i64)) -> Result<bool, sqlx::Error> {
         self.inner
             .run(|| {
-                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.unread_after)))
+                sqlx::query_scalar(self.inner.sql.unread_after.clone())
                     .bind(Xid8(after.0))
                     .bind(after.1)
                     .fetch_one(&self.inner.pool)

@@ -10,8 +10,8 @@ use es_core::{
     Position, RawEvent, ReadError, StoreError, StreamId, Version,
 };
 use serde_json::Value;
+use sqlx::Row as _;
 use sqlx::postgres::{PgConnection, PgRow};
-use sqlx::{AssertSqlSafe, Row as _};
 use uuid::Uuid;
 
 use super::PgEventStore;
@@ -236,9 +236,8 @@ impl PgEventStore {
         };
         if batch.ids.len() == 1 {
             let query = match version {
-                None => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_one_any)))
-                    .bind(stream.as_str()),
-                Some(version) => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_one_exact)))
+                None => sqlx::query(sql.append_one_any.clone()).bind(stream.as_str()),
+                Some(version) => sqlx::query(sql.append_one_exact.clone())
                     .bind(stream.as_str())
                     .bind(version),
             };
@@ -255,8 +254,8 @@ impl PgEventStore {
                 .await;
         }
         let query = match version {
-            None => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_any))).bind(stream.as_str()),
-            Some(version) => sqlx::query(AssertSqlSafe(Arc::clone(&sql.append_exact)))
+            None => sqlx::query(sql.append_any.clone()).bind(stream.as_str()),
+            Some(version) => sqlx::query(sql.append_exact.clone())
                 .bind(stream.as_str())
                 .bind(version),
         };
@@ -311,7 +310,7 @@ impl PgEventStore {
         let rows = self
             .inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_events)))
+                sqlx::query(self.inner.sql.find_events.clone())
                     .bind(&batch.ids)
                     .fetch_all(&self.inner.pool)
             })
@@ -391,7 +390,7 @@ impl PgEventStore {
         let version: i64 = self
             .inner
             .run(|| {
-                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.stream_version)))
+                sqlx::query_scalar(self.inner.sql.stream_version.clone())
                     .bind(stream.as_str())
                     .fetch_one(&self.inner.pool)
             })

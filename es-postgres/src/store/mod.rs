@@ -9,7 +9,6 @@ use es_core::{
     NewEvent, Position, ReadError, StoreError, StreamId, Version,
 };
 use futures_core::Stream;
-use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
@@ -160,11 +159,6 @@ impl PgEventStore {
         &self.inner.schema
     }
 
-    /// The schema, quoted for SQL.
-    pub(crate) fn schema_quoted(&self) -> String {
-        self.inner.schema.quoted()
-    }
-
     /// How far the global log is readable now, and what holds it back: a transaction open
     /// in this database (one in another database of the server does not count) delays
     /// delivery, never skips, and this names its session.
@@ -221,7 +215,7 @@ impl EventStore for PgEventStore {
         let count: i64 = self
             .inner
             .run(|| {
-                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.count_after)))
+                sqlx::query_scalar(self.inner.sql.count_after.clone())
                     .bind(Xid8(transaction))
                     .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
                     .bind(categories.as_deref())
@@ -241,10 +235,7 @@ impl EventStore for PgEventStore {
     async fn head(&self) -> Result<Option<Position>, ReadError> {
         let row = self
             .inner
-            .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.head)))
-                    .fetch_optional(&self.inner.pool)
-            })
+            .run(|| sqlx::query(self.inner.sql.head.clone()).fetch_optional(&self.inner.pool))
             .await
             .map_err(|e| store_error("log head", e))?;
         row.as_ref().map(position_of).transpose()
@@ -255,7 +246,7 @@ impl EventStore for PgEventStore {
         let readable = self
             .inner
             .run(|| {
-                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.readable)))
+                sqlx::query_scalar(self.inner.sql.readable.clone())
                     .bind(Xid8(transaction))
                     .fetch_one(&self.inner.pool)
             })
@@ -280,7 +271,7 @@ impl EventStore for PgEventStore {
             .run(|| async {
                 let mut tx = PgTx::begin(&self.inner.pool).await?;
                 for statement in [&sql.archive_lock, &sql.archive_read, &sql.archive_stream] {
-                    let done = sqlx::query(AssertSqlSafe(Arc::clone(statement)))
+                    let done = sqlx::query(statement.clone())
                         .bind(stream.as_str())
                         .execute(&mut *tx)
                         .await;
@@ -299,7 +290,7 @@ impl EventStore for PgEventStore {
     async fn is_archived(&self, stream: &StreamId) -> Result<bool, ReadError> {
         self.inner
             .run(|| {
-                sqlx::query_scalar(AssertSqlSafe(Arc::clone(&self.inner.sql.is_archived)))
+                sqlx::query_scalar(self.inner.sql.is_archived.clone())
                     .bind(stream.as_str())
                     .fetch_one(&self.inner.pool)
             })
@@ -318,7 +309,7 @@ impl EventStore for PgEventStore {
         let row = self
             .inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.find_event)))
+                sqlx::query(self.inner.sql.find_event.clone())
                     .bind(event_id)
                     .fetch_optional(&self.inner.pool)
             })

@@ -1,13 +1,12 @@
 //! The runner's tables: checkpoints, parked events and leases.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use es_core::{
     CheckpointStore, DeadLetterStore, LeaseStore, ParkedEvent, Position, StoreError, StreamId,
     Version,
 };
-use sqlx::{AssertSqlSafe, Row as _};
+use sqlx::{Row as _, SqlStr};
 use uuid::Uuid;
 
 use super::PgEventStore;
@@ -19,7 +18,7 @@ impl CheckpointStore for PgEventStore {
         let row = self
             .inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_checkpoint)))
+                sqlx::query(self.inner.sql.load_checkpoint.clone())
                     .bind(name)
                     .fetch_optional(&self.inner.pool)
             })
@@ -46,7 +45,7 @@ impl CheckpointStore for PgEventStore {
         })?;
         self.inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_checkpoint)))
+                sqlx::query(self.inner.sql.save_checkpoint.clone())
                     .bind(name)
                     .bind(major)
                     .bind(minor)
@@ -60,7 +59,7 @@ impl CheckpointStore for PgEventStore {
     async fn delete_checkpoint(&self, name: &str) -> Result<(), StoreError> {
         self.inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.delete_checkpoint)))
+                sqlx::query(self.inner.sql.delete_checkpoint.clone())
                     .bind(name)
                     .execute(&self.inner.pool)
             })
@@ -83,7 +82,7 @@ impl DeadLetterStore for PgEventStore {
         let attempts = i32::try_from(parked.attempts).unwrap_or(i32::MAX);
         self.inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.park)))
+                sqlx::query(self.inner.sql.park.clone())
                     .bind(&parked.projection)
                     .bind(parked.event_id)
                     .bind(parked.stream_id.as_str())
@@ -108,7 +107,7 @@ impl DeadLetterStore for PgEventStore {
         let rows = self
             .inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.parked)))
+                sqlx::query(self.inner.sql.parked.clone())
                     .bind(projection)
                     .fetch_all(&self.inner.pool)
             })
@@ -143,7 +142,7 @@ impl DeadLetterStore for PgEventStore {
     async fn unpark(&self, projection: &str, event_id: Uuid) -> Result<(), StoreError> {
         self.inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.unpark)))
+                sqlx::query(self.inner.sql.unpark.clone())
                     .bind(projection)
                     .bind(event_id)
                     .execute(&self.inner.pool)
@@ -165,7 +164,7 @@ impl PgEventStore {
     /// row when `owner` holds the lease afterwards.
     async fn lease_statement(
         &self,
-        sql: &Arc<str>,
+        sql: &SqlStr,
         operation: &'static str,
         name: &str,
         owner: Uuid,
@@ -178,7 +177,7 @@ impl PgEventStore {
         let held = self
             .inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(sql)))
+                sqlx::query(sql.clone())
                     .bind(name)
                     .bind(owner)
                     .bind(millis)
@@ -220,7 +219,7 @@ impl LeaseStore for PgEventStore {
     async fn release_lease(&self, name: &str, owner: Uuid) -> Result<(), StoreError> {
         self.inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.release_lease)))
+                sqlx::query(self.inner.sql.release_lease.clone())
                     .bind(name)
                     .bind(owner)
                     .execute(&self.inner.pool)

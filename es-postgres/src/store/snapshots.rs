@@ -1,11 +1,9 @@
 //! [`SnapshotStore`] on PostgreSQL: one row per stream, never replaced by an older one.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use es_core::{Snapshot, SnapshotStore, StoreError, StreamId, Version};
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Row as _};
+use sqlx::Row as _;
 
 use super::PgEventStore;
 use crate::error::store_error;
@@ -18,7 +16,7 @@ impl SnapshotStore for PgEventStore {
             .map_err(|e| StoreError::new("snapshot save", e))?;
         self.inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.save_snapshot)))
+                sqlx::query(self.inner.sql.save_snapshot.clone())
                     .bind(snapshot.stream_id.as_str())
                     .bind(version)
                     .bind(schema_version)
@@ -35,7 +33,7 @@ impl SnapshotStore for PgEventStore {
         let row = self
             .inner
             .run(|| {
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.sql.load_snapshot)))
+                sqlx::query(self.inner.sql.load_snapshot.clone())
                     .bind(stream.as_str())
                     .fetch_optional(&self.inner.pool)
             })

@@ -1,0 +1,2 @@
+-- Forgets checkpoint $1.
+DELETE FROM {schema}.checkpoints WHERE name = $1
