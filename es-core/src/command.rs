@@ -196,7 +196,7 @@ impl CommandContext {
     }
 }
 
-fn derive_event_id(command_id: Uuid, stream: &StreamId, index: usize) -> Uuid {
+pub(crate) fn derive_event_id(command_id: Uuid, stream: &StreamId, index: usize) -> Uuid {
     derive_id(command_id, &format!("{stream}\u{0}{index}"))
 }
 

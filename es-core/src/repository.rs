@@ -251,21 +251,38 @@ pub enum LoadError {
     },
 }
 
-/// The ids of the events one execution appends: derived from the command id (the caller's,
-/// or the fresh one [`CommandContext::new`] drew), so that every attempt of the execution
-/// appends under the same ids and the store recognises an append whose reply was lost, and
-/// so that a caller who runs the command again with that command id is recognised too.
+/// The ids of the events one execution appends, derived from its command id: the caller's,
+/// so that a repeat of the command is recognised; or, when the caller gave none, one drawn
+/// for this execution alone (a context may be cloned for many commands, which must not
+/// look like repeats of each other). Every attempt of the execution appends under the
+/// same ids, so the store recognises an append whose reply was lost; and a caller who runs
+/// the command again under [`EventIds::command_id`] is recognised too.
 struct EventIds<'a> {
     context: &'a CommandContext,
     stream: &'a StreamId,
+    command_id: uuid::Uuid,
     /// An append of this execution failed without telling whether it was stored.
     uncertain: bool,
 }
 
-impl EventIds<'_> {
+impl<'a> EventIds<'a> {
+    fn new(context: &'a CommandContext, stream: &'a StreamId) -> Self {
+        let command_id = if context.command_id_given() {
+            context.command_id()
+        } else {
+            uuid::Uuid::now_v7()
+        };
+        Self {
+            context,
+            stream,
+            command_id,
+            uncertain: false,
+        }
+    }
+
     /// The id of the `index`th event of a decision.
     fn get(&self, index: usize) -> uuid::Uuid {
-        self.context.event_id(self.stream, index)
+        crate::command::derive_event_id(self.command_id, self.stream, index)
     }
 
     /// Whether events may be stored under these ids already: by an earlier execution of
@@ -542,11 +559,7 @@ where
         command: A::Command,
         context: CommandContext,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
-        let mut ids = EventIds {
-            context: &context,
-            stream: &stream,
-            uncertain: false,
-        };
+        let mut ids = EventIds::new(&context, &stream);
         let mut failures = 0;
         loop {
             match self.run(&stream, command.clone(), &mut ids).await {
@@ -719,7 +732,7 @@ where
                         Some(outcome) => Ok(outcome),
                         None => Err(CommandError::Append {
                             stream,
-                            command_id: context.command_id(),
+                            command_id: ids.command_id,
                             source,
                         }),
                     };
@@ -730,7 +743,7 @@ where
                 Err(source) => {
                     return Err(CommandError::Append {
                         stream,
-                        command_id: context.command_id(),
+                        command_id: ids.command_id,
                         source,
                     });
                 }
@@ -975,7 +988,8 @@ where
             version: events.last().map_or(first.version, |e| e.version),
             events,
             // A command id of this execution alone: what was stored is this very command,
-            // whose first reply was lost, not an earlier one.
+            // whose first reply was lost, not an earlier one. (With the caller's id it may
+            // be either; it is reported as the repeat it may be.)
             duplicate: ids.context.command_id_given(),
         }))
     }

@@ -95,6 +95,7 @@ macro_rules! conformance_tests {
             repository_commands_under_contention_lose_nothing,
             repository_command_id_is_idempotent,
             repository_rides_out_store_failures,
+            repository_context_without_command_id_can_be_reused,
             repository_snapshot_state_equals_replayed_state,
             repository_cache_never_decides_on_stale_state,
             projection_catches_up_and_resumes_from_its_checkpoint,

@@ -364,3 +364,40 @@ pub async fn repository_rides_out_store_failures<S: TestStore>(store: S) {
         "each command recorded once"
     );
 }
+
+/// A context without a command id of the caller's may be cloned for many commands (to
+/// carry the same actor and metadata): each is its own command, recorded, never taken for
+/// a repeat of another.
+pub async fn repository_context_without_command_id_can_be_reused<S: TestStore>(store: S) {
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let context = CommandContext::new().with_actor("ada");
+    accounts
+        .execute_with(
+            "shared",
+            AccountCommand::Open {
+                owner: "ada".into(),
+            },
+            context.clone(),
+        )
+        .await
+        .unwrap();
+    for amount in [5, 7] {
+        let outcome = accounts
+            .execute_with(
+                "shared",
+                AccountCommand::Deposit { amount },
+                context.clone(),
+            )
+            .await
+            .unwrap();
+        assert!(!outcome.duplicate, "deposit of {amount}");
+        assert_eq!(outcome.events.len(), 1);
+    }
+    let stored = read_stream(&store, &account("shared")).await;
+    assert_eq!(versions(&stored), [1, 2, 3], "three commands, three events");
+    assert!(
+        stored
+            .iter()
+            .all(|e| e.metadata.actor.as_deref() == Some("ada"))
+    );
+}
