@@ -217,6 +217,19 @@ pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
     kind_of(error) != StoreErrorKind::Other
 }
 
+/// The kind of the first sqlx error among `error` and its sources (a handler may wrap one
+/// in an error of its own), or [`StoreErrorKind::Other`] if there is none.
+pub(crate) fn kind_within(error: &(dyn std::error::Error + 'static)) -> StoreErrorKind {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(sqlx) = error.downcast_ref::<sqlx::Error>() {
+            return kind_of(sqlx);
+        }
+        current = error.source();
+    }
+    StoreErrorKind::Other
+}
+
 /// An sqlx failure of `operation`, as es-core's [`StoreError`], with its kind.
 pub(crate) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
     let kind = kind_of(&error);
@@ -226,19 +239,10 @@ pub(crate) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreE
 /// How many times a statement aborted as a serialization failure is run again.
 pub(crate) const SERIALIZATION_RETRIES: u32 = 32;
 
-/// Runs `statement`, giving up when the server has not answered within `deadline`, and
-/// runs it again, after a short jittered pause, while the server aborts it as a
+/// Runs `statement` again, after a short jittered pause, while the server aborts it as a
 /// serialization failure: such aborts say nothing about the data, only that another
 /// transaction got in the way.
-///
-/// The deadline is the client's: the server's own (statement and lock timeouts) cannot end
-/// a wait whose replies never arrive, as on a network that drops packets silently. Giving
-/// up drops the call; a transaction it was in is closed with its connection ([`PgTx`]),
-/// and an append that may have been stored is an error that says so (transient).
-///
-/// [`PgTx`]: crate::tx::PgTx
 pub(crate) async fn retry_serialization_failures<T, F, Fut>(
-    deadline: Duration,
     mut statement: F,
 ) -> Result<T, sqlx::Error>
 where
@@ -248,10 +252,7 @@ where
     const BACKOFF: Backoff = Backoff::new(Duration::from_micros(200), Duration::from_millis(7));
     let mut attempt = 0;
     loop {
-        let outcome = tokio::time::timeout(deadline, statement())
-            .await
-            .unwrap_or_else(|_| Err(no_reply(deadline)));
-        match outcome {
+        match statement().await {
             Err(error) if is_serialization_failure(&error) && attempt < SERIALIZATION_RETRIES => {
                 attempt += 1;
                 tokio::time::sleep(BACKOFF.pause(attempt)).await;

@@ -10,7 +10,7 @@ use es_core::StoreError;
 use sqlx::Row as _;
 
 use crate::error::store_error;
-use crate::inner::Inner;
+use crate::inner::{Inner, statement};
 
 /// How far the global log is readable, and what holds it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +77,10 @@ impl fmt::Display for Horizon {
 
 /// The horizon now, as [`PgEventStore::horizon`](crate::PgEventStore::horizon) reports it.
 pub(crate) async fn read(inner: &Inner) -> Result<Horizon, StoreError> {
-    let row = inner
-        .run(|| sqlx::query(inner.sql.horizon.clone()).fetch_one(&inner.pool))
-        .await
-        .map_err(|e| store_error("horizon", e))?;
+    let row = statement!(inner, |c| sqlx::query(inner.sql.horizon.clone())
+        .fetch_one(c))
+    .await
+    .map_err(|e| store_error("horizon", e))?;
     let read = |e| store_error("horizon", e);
     let horizon: String = row.try_get(0).map_err(read)?;
     let waiting: i64 = row.try_get(1).map_err(read)?;

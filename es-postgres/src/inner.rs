@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgPool;
 
+use crate::checkout::within;
 use crate::error::retry_serialization_failures;
 use crate::health::ReaderHealth;
 use crate::inline::PgInlineProjection;
@@ -23,18 +24,39 @@ pub(crate) struct Inner {
     pub(crate) inline: Vec<Arc<dyn PgInlineProjection>>,
     /// What the store's log readers last found.
     pub(crate) health: ReaderHealth,
-    /// How long a call waits for the server's reply before it gives up.
-    pub(crate) reply_timeout: Duration,
+    /// How long a call waits for the server's reply before it gives up (`None`: as long
+    /// as the server takes).
+    pub(crate) reply_timeout: Option<Duration>,
 }
 
 impl Inner {
-    /// Runs `statement` within the store's reply deadline, again after serialization
-    /// failures (see [`retry_serialization_failures`]).
-    pub(crate) async fn run<T, F, Fut>(&self, statement: F) -> Result<T, sqlx::Error>
+    /// Runs `statement` within the store's reply deadline, and again after serialization
+    /// failures. Write it with `statement!`, which runs it on a
+    /// [`Checkout`](crate::checkout::Checkout): one cut short
+    /// by the deadline has its connection closed, not pooled.
+    pub(crate) async fn run<T, F, Fut>(&self, mut statement: F) -> Result<T, sqlx::Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        retry_serialization_failures(self.reply_timeout, statement).await
+        let deadline = self.reply_timeout;
+        retry_serialization_failures(|| within(deadline, statement())).await
     }
 }
+
+/// A statement for [`Inner::run`]: `statement!(inner, |c| query.fetch_one(c))` takes a
+/// connection of its own (a [`Checkout`]), runs the query on it as `c`, and gives the
+/// connection back to the pool only if the query finished.
+macro_rules! statement {
+    ($inner:expr, |$connection:ident| $body:expr) => {{
+        $inner.run(|| async move {
+            let mut checkout = $crate::checkout::Checkout::take(&$inner.pool).await?;
+            let $connection: &mut ::sqlx::postgres::PgConnection = &mut checkout;
+            let result = $body.await;
+            checkout.finish();
+            result
+        })
+    }};
+}
+
+pub(crate) use statement;

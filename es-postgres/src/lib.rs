@@ -78,6 +78,7 @@
 //! single-row `INSERT` transactions on a table of the same shape, in the same run; see the
 //! crate README for the figures and what limits them.
 
+mod checkout;
 mod error;
 mod health;
 mod horizon;

@@ -8,6 +8,7 @@ use es_core::error::BoxError;
 use es_core::{DomainEvent, EventEnvelope, EventFilter, Position, Projection};
 use sqlx::postgres::PgConnection;
 
+use crate::checkout::{before, within};
 use crate::error::{no_reply, store_error};
 use crate::row::position_parts;
 use crate::store::PgEventStore;
@@ -196,7 +197,7 @@ impl<P: PgProjection> PgTransactionalProjection<P> {
     /// The store's reply deadline, which every step of a batch keeps: a step that gets no
     /// answer in time drops the batch's transaction (its connection is closed) and fails
     /// as a timeout, which the runner rides out.
-    fn deadline(&self) -> std::time::Duration {
+    fn deadline(&self) -> Option<std::time::Duration> {
         self.store.inner.reply_timeout
     }
 
@@ -211,9 +212,8 @@ impl<P: PgProjection> PgTransactionalProjection<P> {
     /// Begins the batch's transaction unless one is open.
     async fn begin(&mut self) -> Result<(), PgProjectionError> {
         if self.tx.is_none() {
-            let tx = tokio::time::timeout(self.deadline(), PgTx::begin(self.store.pool()))
+            let tx = within(self.deadline(), PgTx::begin(self.store.pool()))
                 .await
-                .unwrap_or_else(|_| Err(no_reply(self.deadline())))
                 .map_err(|e| self.database_error("projection transaction", e))?;
             self.tx = Some(tx);
         }
@@ -243,11 +243,11 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
             return Ok(());
         };
         let deadline = self.store.inner.reply_timeout;
-        match tokio::time::timeout(deadline, self.projection.handle(tx, envelope)).await {
-            Ok(handled) => handled.map_err(|source| handler_error(name, source)),
-            Err(_) => {
+        match before(deadline, self.projection.handle(tx, envelope)).await {
+            Some(handled) => handled.map_err(|source| handler_error(name, source)),
+            None => {
                 self.tx = None;
-                Err(self.database_error("projection", no_reply(deadline)))
+                Err(self.database_error("projection", no_reply(deadline.unwrap_or_default())))
             }
         }
     }
@@ -318,15 +318,16 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
             return Err(fenced());
         };
         let deadline = self.store.inner.reply_timeout;
-        match tokio::time::timeout(deadline, self.projection.flush(tx)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(source)) => {
+        match before(deadline, self.projection.flush(tx)).await {
+            Some(Ok(())) => {}
+            Some(Err(source)) => {
                 self.rollback().await?;
                 return Err(handler_error(name, source));
             }
-            Err(_) => {
+            None => {
                 self.tx = None;
-                return Err(self.database_error("projection flush", no_reply(deadline)));
+                let elapsed = no_reply(deadline.unwrap_or_default());
+                return Err(self.database_error("projection flush", elapsed));
             }
         }
         let Some(tx) = self.tx.as_mut() else {
@@ -336,9 +337,7 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         if let Some((old_major, old_minor)) = expected {
             query = query.bind(old_major).bind(old_minor);
         }
-        let moved = tokio::time::timeout(deadline, query.execute(&mut **tx))
-            .await
-            .unwrap_or_else(|_| Err(no_reply(deadline)));
+        let moved = within(deadline, query.execute(&mut **tx)).await;
         let moved = match moved {
             Ok(result) => result.rows_affected(),
             Err(error) => {
@@ -351,9 +350,8 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
             return Err(fenced());
         }
         if let Some(tx) = self.tx.take() {
-            tokio::time::timeout(deadline, tx.commit())
+            within(deadline, tx.commit())
                 .await
-                .unwrap_or_else(|_| Err(no_reply(deadline)))
                 .map_err(|e| self.database_error("projection commit", e))?;
         }
         self.seen = Some(position);
@@ -363,9 +361,7 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
     async fn rollback(&mut self) -> Result<(), PgProjectionError> {
         self.projection.discard();
         if let Some(tx) = self.tx.take()
-            && let Err(error) = tokio::time::timeout(self.deadline(), tx.rollback())
-                .await
-                .unwrap_or_else(|_| Err(no_reply(self.deadline())))
+            && let Err(error) = within(self.deadline(), tx.rollback()).await
         {
             // A broken connection rolls back on its own; nothing is left to undo.
             tracing::debug!(error = &error as &dyn std::error::Error, "rollback failed");

@@ -13,16 +13,17 @@ use es_core::{
     Version,
 };
 use futures_core::Stream;
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::checkout::{Checkout, before};
 use crate::error::{
     SERIALIZATION_RETRIES, is_serialization_failure, is_transient, no_reply, store_error,
 };
-use crate::inner::Inner;
+use crate::inner::{Inner, statement};
 use crate::row;
 use crate::xid::Xid8;
 
@@ -162,63 +163,88 @@ async fn forward_stream(
     let page = usize::try_from(inner.page_size).unwrap_or(1_000);
     let mut aborted = 0;
     loop {
-        let Ok(mut slots) = sink.reserve_many(page).await else {
+        // One slot more than a page holds, so that a failure can always be handed over.
+        let Ok(mut slots) = sink.reserve_many(page + 1).await else {
             return;
+        };
+        let mut checkout = match Checkout::take(&inner.pool).await {
+            Ok(checkout) => checkout,
+            Err(error) => {
+                if let Some(slot) = slots.next() {
+                    slot.send(Delivery::Failed(error));
+                }
+                return;
+            }
         };
         let mut rows = sqlx::query(inner.sql.read_stream_page.clone())
             .bind(stream.as_str())
             .bind(i64::try_from(next.get()).unwrap_or(i64::MAX))
             .bind(inner.page_size)
-            .fetch(&inner.pool);
+            .fetch(&mut *checkout);
         let mut count = 0;
-        // A page has its reply deadline, as every call does; rows never wait on the reader
-        // (their slots are reserved), so only the server can be slow here.
-        let read = async {
-            while let Some(row) = rows.next().await {
-                // A page has at most `page` rows, so a reserved slot is always left.
-                let Some(slot) = slots.next() else { break };
-                match row {
-                    Ok(row) => {
-                        if let Ok(version) = row.try_get::<i64, _>(3) {
-                            next = Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next();
-                        }
-                        count += 1;
+        let mut failed = None;
+        // Rows never wait on the reader (their slots are reserved), so only the server can
+        // be slow here: each row has the reply deadline.
+        while let Some(row) = next_row(&mut rows, inner.reply_timeout).await {
+            match row {
+                Ok(row) => {
+                    if let Ok(version) = row.try_get::<i64, _>(3) {
+                        next = Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next();
+                    }
+                    count += 1;
+                    if let Some(slot) = slots.next() {
                         slot.send(Delivery::Row(row));
                     }
-                    // Aborted as a serialization failure: the page is simply read again from
-                    // the version after the last row passed on.
-                    Err(error)
-                        if is_serialization_failure(&error) && aborted < SERIALIZATION_RETRIES =>
-                    {
-                        aborted += 1;
-                        count = page;
-                        break;
-                    }
-                    Err(error) => return Err((slot, error)),
                 }
-            }
-            Ok(())
-        };
-        match tokio::time::timeout(inner.reply_timeout, read).await {
-            Ok(Ok(())) => {}
-            Ok(Err((slot, error))) => {
-                slot.send(Delivery::Failed(error));
-                return;
-            }
-            Err(_) => {
-                if let Some(slot) = slots.next() {
-                    slot.send(Delivery::Failed(no_reply(inner.reply_timeout)));
+                Err(error) => {
+                    failed = Some(error);
+                    break;
                 }
-                return;
             }
         }
         drop(rows);
+        match failed {
+            // Aborted as a serialization failure: the page is read again from the version
+            // after the last row passed on.
+            Some(error) if is_serialization_failure(&error) && aborted < SERIALIZATION_RETRIES => {
+                checkout.finish();
+                aborted += 1;
+                continue;
+            }
+            Some(error) => {
+                // A statement the server refused leaves the connection usable; anything
+                // else (no reply, a broken connection) closes it.
+                if error.as_database_error().is_some() {
+                    checkout.finish();
+                }
+                if let Some(slot) = slots.next() {
+                    slot.send(Delivery::Failed(error));
+                }
+                return;
+            }
+            None => checkout.finish(),
+        }
         if count < page {
             drop(slots);
             let _ = sink.send(Delivery::End).await;
             return;
         }
     }
+}
+
+/// The next row of `rows`, unless the server sends nothing for `idle` (a deadline on
+/// silence, not on the whole read: a long read that keeps coming is fine). Rows already
+/// received cost no timer.
+async fn next_row<S>(rows: &mut S, idle: Option<Duration>) -> Option<Result<PgRow, sqlx::Error>>
+where
+    S: Stream<Item = Result<PgRow, sqlx::Error>> + Unpin,
+{
+    if let Some(ready) = rows.next().now_or_never() {
+        return ready;
+    }
+    before(idle, rows.next())
+        .await
+        .unwrap_or_else(|| Some(Err(no_reply(idle.unwrap_or_default()))))
 }
 
 impl<E: DomainEvent> StreamReader<E> {
@@ -330,7 +356,8 @@ struct LogQuery {
 
 impl LogQuery {
     /// The next page after `after`, below the visibility horizon; with `acquire_within`,
-    /// giving up if no connection comes within that time.
+    /// giving up if no connection comes within that time. Each row has the reply deadline
+    /// (see [`next_row`]).
     fn page(
         &self,
         after: (u64, i64),
@@ -338,42 +365,65 @@ impl LogQuery {
     ) -> impl Future<Output = Page> + Send + 'static {
         let query = self.clone();
         async move {
-            if let Some(limit) = acquire_within {
-                // Recovering: see that a connection comes at all before the query waits
-                // for one as long as the pool would. (It goes back to the pool for the
-                // query to take.)
-                let probe = tokio::time::timeout(limit, query.inner.pool.acquire());
-                drop(probe.await.map_err(|_| PageError::NoConnection(limit))??);
+            let pool = &query.inner.pool;
+            let mut aborted = 0;
+            loop {
+                let mut checkout = match acquire_within {
+                    None => Checkout::take(pool).await?,
+                    Some(limit) => tokio::time::timeout(limit, Checkout::take(pool))
+                        .await
+                        .map_err(|_| PageError::NoConnection(limit))??,
+                };
+                let mut rows = sqlx::query(query.inner.sql.read_log.clone())
+                    .bind(Xid8(after.0))
+                    .bind(after.1)
+                    .bind(query.categories.as_deref())
+                    .bind(query.types.as_deref())
+                    .bind(query.inner.page_size)
+                    .bind(query.partition.map(|p| p.0))
+                    .bind(query.partition.map(|p| p.1))
+                    .bind(query.including_archived)
+                    .fetch(&mut *checkout);
+                let mut page = Vec::new();
+                let mut failed = None;
+                while let Some(row) = next_row(&mut rows, query.inner.reply_timeout).await {
+                    match row {
+                        Ok(row) => page.push(row),
+                        Err(error) => {
+                            failed = Some(error);
+                            break;
+                        }
+                    }
+                }
+                drop(rows);
+                let Some(error) = failed else {
+                    checkout.finish();
+                    return Ok(page);
+                };
+                // A statement the server refused leaves the connection usable; anything
+                // else (no reply, a broken connection) closes it.
+                if error.as_database_error().is_some() {
+                    checkout.finish();
+                }
+                if is_serialization_failure(&error) && aborted < SERIALIZATION_RETRIES {
+                    aborted += 1;
+                    continue;
+                }
+                return Err(error.into());
             }
-            Ok(query
-                .inner
-                .run(|| {
-                    sqlx::query(query.inner.sql.read_log.clone())
-                        .bind(Xid8(after.0))
-                        .bind(after.1)
-                        .bind(query.categories.as_deref())
-                        .bind(query.types.as_deref())
-                        .bind(query.inner.page_size)
-                        .bind(query.partition.map(|p| p.0))
-                        .bind(query.partition.map(|p| p.1))
-                        .bind(query.including_archived)
-                        .fetch_all(&query.inner.pool)
-                })
-                .await?)
         }
     }
 
     /// Whether any committed event follows `after` (behind the horizon, or readable since
     /// the last read).
     async fn unread_after(&self, after: (u64, i64)) -> Result<bool, sqlx::Error> {
-        self.inner
-            .run(|| {
-                sqlx::query_scalar(self.inner.sql.unread_after.clone())
-                    .bind(Xid8(after.0))
-                    .bind(after.1)
-                    .fetch_one(&self.inner.pool)
-            })
-            .await
+        statement!(self.inner, |c| {
+            sqlx::query_scalar(self.inner.sql.unread_after.clone())
+                .bind(Xid8(after.0))
+                .bind(after.1)
+                .fetch_one(c)
+        })
+        .await
     }
 }
 

@@ -8,9 +8,9 @@
 //! `25P02`. Any `.await` is a point where a caller may drop the future (a timeout, an
 //! aborted task, a `select!`), so this cannot be left to callers.
 //!
-//! [`PgTx`] is the store's one way into a transaction. It owns its pooled connection and
-//! knows whether the transaction ended cleanly: only after a `COMMIT` or `ROLLBACK` that
-//! the server answered does the connection go back to the pool. It begins and ends through
+//! [`PgTx`] is the store's one way into a transaction. It owns its pooled connection (a
+//! [`Checkout`]) and knows whether the transaction ended cleanly: only after a `COMMIT` or
+//! `ROLLBACK` that the server answered does the connection go back to the pool. It begins and ends through
 //! sqlx's transaction manager, so sqlx knows the connection is inside a transaction: a
 //! projection that opens one of its own on it (`begin()`, to try something and roll it
 //! back) gets a savepoint, not a second `BEGIN` whose rollback would undo the store's work. Dropped at any other
@@ -22,18 +22,17 @@
 
 use std::ops::{Deref, DerefMut};
 
-use sqlx::Postgres;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgTransactionManager;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx_core::transaction::TransactionManager as _;
 
+use crate::checkout::Checkout;
+
 /// A transaction on a connection of the pool, ended by [`commit`](PgTx::commit) or
 /// [`rollback`](PgTx::rollback); dropped otherwise, its connection is closed, never pooled.
+#[derive(Debug)]
 pub(crate) struct PgTx {
-    connection: PoolConnection<Postgres>,
-    /// Set once the server confirmed the `COMMIT` or `ROLLBACK`.
-    ended: bool,
+    connection: Checkout,
 }
 
 impl PgTx {
@@ -41,12 +40,9 @@ impl PgTx {
     pub(crate) async fn begin(pool: &PgPool) -> Result<Self, sqlx::Error> {
         // From here on a drop closes the connection: if `BEGIN` is in flight when the
         // caller goes away, nobody can tell whether the server opened the transaction.
-        let mut tx = Self {
-            connection: pool.acquire().await?,
-            ended: false,
-        };
-        PgTransactionManager::begin(&mut tx.connection, None).await?;
-        Ok(tx)
+        let mut connection = Checkout::take(pool).await?;
+        PgTransactionManager::begin(&mut connection, None).await?;
+        Ok(Self { connection })
     }
 
     /// Commits; the connection goes back to the pool once the server confirmed it.
@@ -56,7 +52,7 @@ impl PgTx {
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
         self.outermost()?;
         PgTransactionManager::commit(&mut self.connection).await?;
-        self.ended = true;
+        self.connection.finish();
         Ok(())
     }
 
@@ -65,19 +61,21 @@ impl PgTx {
     pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
         self.outermost()?;
         PgTransactionManager::rollback(&mut self.connection).await?;
-        self.ended = true;
+        self.connection.finish();
         Ok(())
     }
 
     /// Refuses to end anything but the store's own transaction: a projection that left a
     /// transaction of its own open inside it (forgot to end a savepoint it began) would
-    /// otherwise have that one ended instead, and the connection pooled inside ours.
+    /// otherwise have that one ended instead, and the connection pooled inside ours. The
+    /// connection is then closed, which rolls everything back: nothing was stored.
     fn outermost(&self) -> Result<(), sqlx::Error> {
         if PgTransactionManager::get_transaction_depth(&self.connection) == 1 {
             return Ok(());
         }
-        Err(sqlx::Error::Protocol(
-            "a transaction opened inside the store's transaction was left open".into(),
+        Err(sqlx::Error::Configuration(
+            "a transaction opened inside the store's transaction was left open; nothing was stored"
+                .into(),
         ))
     }
 }
@@ -93,21 +91,5 @@ impl Deref for PgTx {
 impl DerefMut for PgTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
         &mut self.connection
-    }
-}
-
-impl Drop for PgTx {
-    fn drop(&mut self) {
-        if !self.ended {
-            // The transaction did not end cleanly (cancelled, failed, or abandoned): the
-            // session may still be inside it, so it must never serve another caller.
-            self.connection.close_on_drop();
-        }
-    }
-}
-
-impl std::fmt::Debug for PgTx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgTx").field("ended", &self.ended).finish()
     }
 }

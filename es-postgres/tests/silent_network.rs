@@ -11,7 +11,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use es_core::{
@@ -25,9 +25,15 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A TCP proxy to the test server that, while `silent` is set, swallows what either side
-/// sends: nothing is refused, nothing arrives.
-async fn proxy(silent: Arc<AtomicBool>) -> u16 {
+/// A TCP proxy to the test server. While `silent` is set, it swallows what either side
+/// sends on the connections opened before `silent_before` was raised past them: nothing is
+/// refused, nothing arrives (a black hole for those, as when a server is gone without a
+/// word while its replacement takes new connections).
+async fn proxy(
+    silent: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
+    silent_below: Arc<AtomicU64>,
+) -> u16 {
     let options: PgConnectOptions = common::database_url().parse().unwrap();
     let target = format!("{}:{}", options.get_host(), options.get_port());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -37,38 +43,66 @@ async fn proxy(silent: Arc<AtomicBool>) -> u16 {
             let Ok(server) = TcpStream::connect(&target).await else {
                 continue;
             };
+            let born = generation.fetch_add(1, Ordering::SeqCst);
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
-            tokio::spawn(pipe(client_read, server_write, Arc::clone(&silent)));
-            tokio::spawn(pipe(server_read, client_write, Arc::clone(&silent)));
+            let mute = Mute {
+                silent: Arc::clone(&silent),
+                below: Arc::clone(&silent_below),
+                born,
+            };
+            tokio::spawn(pipe(client_read, server_write, mute.clone()));
+            tokio::spawn(pipe(server_read, client_write, mute));
         }
     });
     port
 }
 
+/// Whether a connection's traffic is swallowed now.
+#[derive(Clone)]
+struct Mute {
+    silent: Arc<AtomicBool>,
+    below: Arc<AtomicU64>,
+    born: u64,
+}
+
+impl Mute {
+    fn now(&self) -> bool {
+        self.silent.load(Ordering::SeqCst) || self.born < self.below.load(Ordering::SeqCst)
+    }
+}
+
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    silent: Arc<AtomicBool>,
+    mute: Mute,
 ) {
     let mut buffer = vec![0; 16 * 1024];
     while let Ok(n) = from.read(&mut buffer).await {
         if n == 0 {
             return;
         }
-        if !silent.load(Ordering::SeqCst) && to.write_all(&buffer[..n]).await.is_err() {
+        if !mute.now() && to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
     }
 }
 
 /// Through a network gone silent, appends and reads give up within the reply deadline,
-/// as transient timeouts, and the store works again once the network is back.
+/// as transient timeouts, and once new connections get through again (while the old ones
+/// stay silent) the store works again at once: it holds no pool slot for a call it gave up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_give_up_on_a_silent_network() {
     let owner = common::fresh_store().await;
     let silent = Arc::new(AtomicBool::new(false));
-    let port = proxy(Arc::clone(&silent)).await;
+    let generation = Arc::new(AtomicU64::new(0));
+    let silent_below = Arc::new(AtomicU64::new(0));
+    let port = proxy(
+        Arc::clone(&silent),
+        Arc::clone(&generation),
+        Arc::clone(&silent_below),
+    )
+    .await;
     let options: PgConnectOptions = common::database_url().parse().unwrap();
     let url = format!(
         "postgres://{}@127.0.0.1:{port}/{}",
@@ -79,7 +113,8 @@ async fn calls_give_up_on_a_silent_network() {
         .unwrap()
         .schema(owner.schema().as_str())
         .unwrap()
-        .reply_timeout(Duration::from_millis(500))
+        .reply_timeout(Some(Duration::from_millis(500)))
+        .max_connections(2)
         .acquire_timeout(Duration::from_millis(500))
         .connect()
         .await
@@ -128,9 +163,11 @@ async fn calls_give_up_on_a_silent_network() {
     .expect("the log read gave up instead of hanging");
     assert!(logged.is_err_and(|e| e.is_transient()));
 
+    // The old connections stay a black hole, new ones get through (a failover): the store
+    // closed the connections whose calls it gave up on, instead of waiting to pool them
+    // again, so it can open new ones at once.
+    silent_below.store(generation.load(Ordering::SeqCst), Ordering::SeqCst);
     silent.store(false, Ordering::SeqCst);
-    // Connections that lived through the silence may be out of step with the server and
-    // are dropped as they fail; fresh ones work.
     let back = tokio::time::timeout(patience, async {
         loop {
             if store

@@ -15,10 +15,14 @@ use sqlx::postgres::{PgConnection, PgRow};
 use uuid::Uuid;
 
 use super::PgEventStore;
+use crate::checkout::{before, within};
 use crate::error::{is_write_race, store_error};
+use crate::error::{no_reply, retry_serialization_failures};
 use crate::inline::PgInlineProjection;
+use crate::inner::statement;
 use crate::row::{self, position_of};
 use crate::tx::PgTx;
+use crate::xid::Xid8;
 
 /// How many times an append with [`ExpectedVersion::Any`] is tried when concurrent writers
 /// take the versions it computed. `Any` must not fail for a race; each retry sees the other
@@ -77,9 +81,8 @@ impl PgEventStore {
         loop {
             attempts += 1;
             let inserted = if self.inline_for(stream, &batch).is_empty() {
-                self.inner
-                    .run(|| self.insert(stream, expected, &batch))
-                    .await
+                let batch = &batch;
+                statement!(self.inner, |c| self.insert_on(c, stream, expected, batch)).await
             } else {
                 match self
                     .insert_with_inline(stream, expected, &batch, &events)
@@ -151,6 +154,10 @@ impl PgEventStore {
 
     /// Inserts the batch and runs the inline projections on it, in one transaction (run
     /// again whole if the server aborts it as a serialization failure).
+    ///
+    /// Each step has the reply deadline: beginning, the insert, each projection's work on
+    /// the batch, the commit. A step cut short drops the transaction, whose connection is
+    /// then closed ([`PgTx`]): nothing is stored, and the error is transient.
     async fn insert_with_inline<E: DomainEvent>(
         &self,
         stream: &StreamId,
@@ -158,65 +165,62 @@ impl PgEventStore {
         batch: &Batch,
         events: &[NewEvent<E>],
     ) -> Result<Vec<PgRow>, Inserted> {
-        self.inner
-            .run(|| async {
-                let mut tx = PgTx::begin(&self.inner.pool).await?;
-                let rows = match self.insert_on(&mut tx, stream, expected, batch).await {
+        let deadline = self.inner.reply_timeout;
+        retry_serialization_failures(|| async move {
+            let mut tx = within(deadline, PgTx::begin(&self.inner.pool)).await?;
+            let rows =
+                match within(deadline, self.insert_on(&mut tx, stream, expected, batch)).await {
                     Ok(rows) => rows,
                     Err(error) => {
                         // A refused insert (a lost race, say) is the common failure: end the
                         // transaction so the connection stays in the pool.
-                        let _ = tx.rollback().await;
+                        let _ = within(deadline, tx.rollback()).await;
                         return Err(error);
                     }
                 };
-                if rows.len() != events.len() {
-                    // Refused: the caller classifies it.
-                    tx.rollback().await?;
-                    return Ok(Ok(rows));
+            if rows.len() != events.len() {
+                // Refused: the caller classifies it.
+                within(deadline, tx.rollback()).await?;
+                return Ok(Ok(rows));
+            }
+            let raw = raw_envelopes(stream, batch, events, &rows);
+            for projection in self.inline_for(stream, batch) {
+                let filter = projection.filter();
+                let selected: Vec<EventEnvelope<RawEvent>> = raw
+                    .iter()
+                    .filter(|e| filter.matches(&e.stream_id, &e.event.event_type))
+                    .cloned()
+                    .collect();
+                let handled = before(deadline, projection.handle(&mut tx, &selected))
+                    .await
+                    .unwrap_or_else(|| Err(Box::new(no_reply(deadline.unwrap_or_default()))));
+                if let Err(source) = handled {
+                    let _ = within(deadline, tx.rollback()).await;
+                    return Ok(Err(AppendError::Store {
+                        stream: stream.clone(),
+                        source: projection_failure(source).with_context(format!(
+                            "projection `{}` on stream `{stream}`",
+                            projection.name()
+                        )),
+                    }));
                 }
-                let raw = raw_envelopes(stream, batch, events, &rows);
-                for projection in self.inline_for(stream, batch) {
-                    let filter = projection.filter();
-                    let selected: Vec<EventEnvelope<RawEvent>> = raw
-                        .iter()
-                        .filter(|e| filter.matches(&e.stream_id, &e.event.event_type))
-                        .cloned()
-                        .collect();
-                    if let Err(source) = projection.handle(&mut tx, &selected).await {
-                        let _ = tx.rollback().await;
-                        // A database failure of the moment is the store's, which callers
-                        // (Repository) ride out; anything else is the projection's.
-                        let source = match source.downcast::<sqlx::Error>() {
-                            Ok(error) => store_error("inline projection", *error),
-                            Err(source) => StoreError::new("inline projection", source),
-                        };
-                        return Ok(Err(AppendError::Store {
-                            stream: stream.clone(),
-                            source: source.with_context(format!(
-                                "projection `{}` on stream `{stream}`",
-                                projection.name()
-                            )),
-                        }));
-                    }
-                }
-                tx.commit().await?;
-                Ok(Ok(rows))
-            })
-            .await
-            .map_err(Inserted::Sql)?
-            .map_err(Inserted::Projection)
-    }
-
-    async fn insert(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        batch: &Batch,
-    ) -> Result<Vec<PgRow>, sqlx::Error> {
-        let mut connection = self.inner.pool.acquire().await?;
-        self.insert_on(&mut connection, stream, expected, batch)
-            .await
+            }
+            // The projections ran on the append's transaction: one that swallowed an error
+            // (the transaction is then aborted, and COMMIT rolls it back without a word),
+            // or ended it, must not let the append report success.
+            if let Err(refusal) = within(deadline, still_ours(&mut tx, &rows)).await? {
+                let _ = within(deadline, tx.rollback()).await;
+                return Ok(Err(AppendError::Store {
+                    stream: stream.clone(),
+                    source: refusal.with_context(format!("stream `{stream}`")),
+                }));
+            }
+            within(deadline, tx.commit()).await?;
+            Ok(Ok(rows))
+        })
+        .await
+        .map_err(Inserted::Sql)?
+        .map_err(Inserted::Projection)
     }
 
     async fn insert_on(
@@ -307,15 +311,13 @@ impl PgEventStore {
             stream: stream.clone(),
             source: source.with_context(format!("stream `{stream}`")),
         };
-        let rows = self
-            .inner
-            .run(|| {
-                sqlx::query(self.inner.sql.find_events.clone())
-                    .bind(&batch.ids)
-                    .fetch_all(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_failure(store_error("append", e)))?;
+        let rows = statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.find_events.clone())
+                .bind(&batch.ids)
+                .fetch_all(c)
+        })
+        .await
+        .map_err(|e| store_failure(store_error("append", e)))?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -387,15 +389,13 @@ impl PgEventStore {
     }
 
     pub(super) async fn version_of(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        let version: i64 = self
-            .inner
-            .run(|| {
-                sqlx::query_scalar(self.inner.sql.stream_version.clone())
-                    .bind(stream.as_str())
-                    .fetch_one(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error("stream version", e))?;
+        let version: i64 = statement!(self.inner, |c| {
+            sqlx::query_scalar(self.inner.sql.stream_version.clone())
+                .bind(stream.as_str())
+                .fetch_one(c)
+        })
+        .await
+        .map_err(|e| store_error("stream version", e))?;
         Ok(Version::new(u64::try_from(version).unwrap_or_default()))
     }
 }
@@ -489,6 +489,40 @@ fn committed<E: DomainEvent>(
         events: envelopes,
         duplicate: false,
     })
+}
+
+/// A failure of an inline projection's work, as the append's store error: a database
+/// failure of the moment (anywhere in its sources) is the store's, which callers
+/// (`Repository`) ride out; anything else is the projection's.
+fn projection_failure(source: es_core::error::BoxError) -> StoreError {
+    let kind = crate::error::kind_within(&*source);
+    StoreError::new("inline projection", source).with_kind(kind)
+}
+
+/// Whether the append's transaction is still the one that inserted `rows`, and usable:
+/// `Ok(Err(..))` says why not (an inline projection swallowed an error, or committed or
+/// rolled back the store's transaction itself).
+async fn still_ours(tx: &mut PgTx, rows: &[PgRow]) -> Result<Result<(), StoreError>, sqlx::Error> {
+    let refused = |why: &str| {
+        Ok(Err(StoreError::new(
+            "inline projection",
+            format!("an inline projection {why}; nothing was stored"),
+        )))
+    };
+    let current = sqlx::query_scalar::<_, Xid8>("SELECT pg_current_xact_id()")
+        .fetch_one(&mut **tx)
+        .await;
+    let inserted_by = rows.first().map(|row| row.try_get::<Xid8, _>(1));
+    match (current, inserted_by) {
+        (Ok(current), Some(Ok(inserted))) if current == inserted => Ok(Ok(())),
+        (Ok(_), _) => refused("ended the append's transaction"),
+        (Err(error), _)
+            if error.as_database_error().and_then(|e| e.code()).as_deref() == Some("25P02") =>
+        {
+            refused("let a statement fail and went on, which aborted the append's transaction")
+        }
+        (Err(error), _) => Err(error),
+    }
 }
 
 /// Why an append with inline projections did not insert.

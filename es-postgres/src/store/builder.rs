@@ -42,7 +42,7 @@ use crate::wakeup::Wakeups;
 /// ```
 pub struct PgEventStoreBuilder<C = PgPool> {
     connection: C,
-    reply_timeout: Option<Duration>,
+    reply_timeout: Option<Option<Duration>>,
     schema: SchemaName,
     notify: bool,
     poll_interval: Duration,
@@ -121,15 +121,18 @@ impl<C> PgEventStoreBuilder<C> {
         self
     }
 
-    /// How long any call waits for the server's reply before it gives up with a timeout
-    /// error (default: the statement timeout and 5 s more on a pool the store opens, 60 s
-    /// on a pool of yours). The server's own deadlines end statements that run or wait too
-    /// long; this one ends waits whose replies never come, as on a network that drops
-    /// packets without a word. An append that gives up so may have been stored: its error
-    /// is transient, and appending the same event ids again is safe and tells.
+    /// How long any call waits for a reply from the server before it gives up with a
+    /// timeout error: for each statement, each row of a read, each step of a transaction
+    /// and each inline projection's work on an append (default: the statement timeout and
+    /// 5 s more on a pool the store opens, none when that has none; 60 s on a pool of
+    /// yours). `None` waits as long as the server takes. The server's own deadlines end
+    /// statements that run or wait too long; this one ends waits whose replies never come,
+    /// as on a network that drops packets without a word. An append that gives up so may
+    /// have been stored: its error is transient, and appending the same event ids again is
+    /// safe and tells.
     #[must_use]
-    pub fn reply_timeout(mut self, timeout: Duration) -> Self {
-        self.reply_timeout = Some(timeout.max(Duration::from_millis(1)));
+    pub fn reply_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.reply_timeout = Some(timeout.map(|t| t.max(Duration::from_millis(1))));
         self
     }
 
@@ -141,7 +144,7 @@ impl<C> PgEventStoreBuilder<C> {
         self
     }
 
-    fn finish(self, pool: PgPool, default_reply_timeout: Duration) -> PgEventStore {
+    fn finish(self, pool: PgPool, default_reply_timeout: Option<Duration>) -> PgEventStore {
         let sql = Statements::new(&self.schema);
         let wakeups = Wakeups::new(pool.clone(), Arc::clone(&sql.channel), self.notify);
         PgEventStore {
@@ -164,7 +167,7 @@ impl PgEventStoreBuilder<PgPool> {
     /// The store. Run [`PgEventStore::migrate`] before first use.
     pub fn build(self) -> PgEventStore {
         let pool = self.connection.clone();
-        self.finish(pool, Duration::from_secs(60))
+        self.finish(pool, Some(Duration::from_secs(60)))
     }
 }
 
@@ -244,7 +247,7 @@ impl PgEventStoreBuilder<PgPoolSettings> {
             .connect_lazy_with(options);
         let reply = settings
             .statement_timeout
-            .map_or(Duration::from_secs(60), |t| t + Duration::from_secs(5));
+            .map(|t| t + Duration::from_secs(5));
         Ok(self.finish(pool, reply))
     }
 }

@@ -12,9 +12,10 @@ use futures_core::Stream;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
-use crate::error::{PgStoreError, store_error};
+use crate::checkout::within;
+use crate::error::{PgStoreError, retry_serialization_failures, store_error};
 use crate::horizon::{self, Horizon};
-use crate::inner::Inner;
+use crate::inner::{Inner, statement};
 use crate::reader::{LogReader, StreamReader, filter_parameters};
 use crate::row::{self, position_of};
 use crate::schema::SchemaName;
@@ -211,47 +212,43 @@ impl EventStore for PgEventStore {
 
     async fn count_after(&self, after: Position, filter: EventFilter) -> Result<u64, ReadError> {
         let (categories, types, partition) = filter_parameters(&filter);
+        let (categories, types, filter) = (&categories, &types, &filter);
         let (transaction, sequence) = after.parts();
-        let count: i64 = self
-            .inner
-            .run(|| {
-                sqlx::query_scalar(self.inner.sql.count_after.clone())
-                    .bind(Xid8(transaction))
-                    .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
-                    .bind(categories.as_deref())
-                    .bind(types.as_deref())
-                    .bind(partition.map(|p| p.0))
-                    .bind(partition.map(|p| p.1))
-                    .bind(filter.includes_archived())
-                    .fetch_one(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| {
-                store_error("count", e).with_context(format!("the log after position {after}"))
-            })?;
+        let count: i64 = statement!(self.inner, |c| {
+            sqlx::query_scalar(self.inner.sql.count_after.clone())
+                .bind(Xid8(transaction))
+                .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
+                .bind(categories.as_deref())
+                .bind(types.as_deref())
+                .bind(partition.map(|p| p.0))
+                .bind(partition.map(|p| p.1))
+                .bind(filter.includes_archived())
+                .fetch_one(c)
+        })
+        .await
+        .map_err(|e| {
+            store_error("count", e).with_context(format!("the log after position {after}"))
+        })?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
     async fn head(&self) -> Result<Option<Position>, ReadError> {
-        let row = self
-            .inner
-            .run(|| sqlx::query(self.inner.sql.head.clone()).fetch_optional(&self.inner.pool))
-            .await
-            .map_err(|e| store_error("log head", e))?;
+        let row = statement!(self.inner, |c| sqlx::query(self.inner.sql.head.clone())
+            .fetch_optional(c))
+        .await
+        .map_err(|e| store_error("log head", e))?;
         row.as_ref().map(position_of).transpose()
     }
 
     async fn readable(&self, position: Position) -> Result<bool, ReadError> {
         let (transaction, _) = position.parts();
-        let readable = self
-            .inner
-            .run(|| {
-                sqlx::query_scalar(self.inner.sql.readable.clone())
-                    .bind(Xid8(transaction))
-                    .fetch_one(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error("readable", e).with_context(format!("position {position}")))?;
+        let readable = statement!(self.inner, |c| {
+            sqlx::query_scalar(self.inner.sql.readable.clone())
+                .bind(Xid8(transaction))
+                .fetch_one(c)
+        })
+        .await
+        .map_err(|e| store_error("readable", e).with_context(format!("position {position}")))?;
         // Whoever waits for it (a catch-up) learns from `stall` what holds it back.
         if readable {
             self.inner.health.released();
@@ -267,54 +264,54 @@ impl EventStore for PgEventStore {
 
     async fn archive_stream(&self, stream: &StreamId) -> Result<(), StoreError> {
         let sql = &self.inner.sql;
-        self.inner
-            .run(|| async {
-                let mut tx = PgTx::begin(&self.inner.pool).await?;
-                for statement in [&sql.archive_lock, &sql.archive_read, &sql.archive_stream] {
-                    let done = sqlx::query(statement.clone())
+        let deadline = self.inner.reply_timeout;
+        retry_serialization_failures(|| async move {
+            let mut tx = within(deadline, PgTx::begin(&self.inner.pool)).await?;
+            for statement in [&sql.archive_lock, &sql.archive_read, &sql.archive_stream] {
+                let done = within(
+                    deadline,
+                    sqlx::query(statement.clone())
                         .bind(stream.as_str())
-                        .execute(&mut *tx)
-                        .await;
-                    if let Err(error) = done {
-                        let _ = tx.rollback().await;
-                        return Err(error);
-                    }
+                        .execute(&mut *tx),
+                )
+                .await;
+                if let Err(error) = done {
+                    let _ = within(deadline, tx.rollback()).await;
+                    return Err(error);
                 }
-                tx.commit().await
-            })
-            .await
-            .map_err(|e| store_error("archive", e).with_context(format!("stream `{stream}`")))?;
+            }
+            within(deadline, tx.commit()).await
+        })
+        .await
+        .map_err(|e| store_error("archive", e).with_context(format!("stream `{stream}`")))?;
         Ok(())
     }
 
     async fn is_archived(&self, stream: &StreamId) -> Result<bool, ReadError> {
-        self.inner
-            .run(|| {
-                sqlx::query_scalar(self.inner.sql.is_archived.clone())
-                    .bind(stream.as_str())
-                    .fetch_one(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| {
-                store_error("archive check", e)
-                    .with_context(format!("stream `{stream}`"))
-                    .into()
-            })
+        statement!(self.inner, |c| {
+            sqlx::query_scalar(self.inner.sql.is_archived.clone())
+                .bind(stream.as_str())
+                .fetch_one(c)
+        })
+        .await
+        .map_err(|e| {
+            store_error("archive check", e)
+                .with_context(format!("stream `{stream}`"))
+                .into()
+        })
     }
 
     async fn find_event<E: DomainEvent>(
         &self,
         event_id: Uuid,
     ) -> Result<Option<EventEnvelope<E>>, ReadError> {
-        let row = self
-            .inner
-            .run(|| {
-                sqlx::query(self.inner.sql.find_event.clone())
-                    .bind(event_id)
-                    .fetch_optional(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error("find event", e))?;
+        let row = statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.find_event.clone())
+                .bind(event_id)
+                .fetch_optional(c)
+        })
+        .await
+        .map_err(|e| store_error("find event", e))?;
         row.as_ref()
             .map(|row| row::envelope::<E>(row, None))
             .transpose()

@@ -11,19 +11,18 @@ use uuid::Uuid;
 
 use super::PgEventStore;
 use crate::error::store_error;
+use crate::inner::statement;
 use crate::row::position_parts;
 
 impl CheckpointStore for PgEventStore {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
-        let row = self
-            .inner
-            .run(|| {
-                sqlx::query(self.inner.sql.load_checkpoint.clone())
-                    .bind(name)
-                    .fetch_optional(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error("checkpoint load", e))?;
+        let row = statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.load_checkpoint.clone())
+                .bind(name)
+                .fetch_optional(c)
+        })
+        .await
+        .map_err(|e| store_error("checkpoint load", e))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -43,34 +42,33 @@ impl CheckpointStore for PgEventStore {
                 format!("position {position} does not fit in PostgreSQL bigints"),
             )
         })?;
-        self.inner
-            .run(|| {
-                sqlx::query(self.inner.sql.save_checkpoint.clone())
-                    .bind(name)
-                    .bind(major)
-                    .bind(minor)
-                    .execute(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error("checkpoint save", e))?;
+        statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.save_checkpoint.clone())
+                .bind(name)
+                .bind(major)
+                .bind(minor)
+                .execute(c)
+        })
+        .await
+        .map_err(|e| store_error("checkpoint save", e))?;
         Ok(())
     }
 
     async fn delete_checkpoint(&self, name: &str) -> Result<(), StoreError> {
-        self.inner
-            .run(|| {
-                sqlx::query(self.inner.sql.delete_checkpoint.clone())
-                    .bind(name)
-                    .execute(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error("checkpoint delete", e))?;
+        statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.delete_checkpoint.clone())
+                .bind(name)
+                .execute(c)
+        })
+        .await
+        .map_err(|e| store_error("checkpoint delete", e))?;
         Ok(())
     }
 }
 
 impl DeadLetterStore for PgEventStore {
     async fn park(&self, parked: ParkedEvent) -> Result<(), StoreError> {
+        let parked = &parked;
         let context = format!(
             "event {} of projection `{}`",
             parked.event_id, parked.projection
@@ -80,23 +78,22 @@ impl DeadLetterStore for PgEventStore {
         })?;
         let version = i64::try_from(parked.version.get()).unwrap_or(i64::MAX);
         let attempts = i32::try_from(parked.attempts).unwrap_or(i32::MAX);
-        self.inner
-            .run(|| {
-                sqlx::query(self.inner.sql.park.clone())
-                    .bind(&parked.projection)
-                    .bind(parked.event_id)
-                    .bind(parked.stream_id.as_str())
-                    .bind(version)
-                    .bind(major)
-                    .bind(minor)
-                    .bind(&parked.event_type)
-                    .bind(&parked.error)
-                    .bind(attempts)
-                    .bind(parked.parked_at)
-                    .execute(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error("park", e).with_context(context))?;
+        statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.park.clone())
+                .bind(&parked.projection)
+                .bind(parked.event_id)
+                .bind(parked.stream_id.as_str())
+                .bind(version)
+                .bind(major)
+                .bind(minor)
+                .bind(&parked.event_type)
+                .bind(&parked.error)
+                .bind(attempts)
+                .bind(parked.parked_at)
+                .execute(c)
+        })
+        .await
+        .map_err(|e| store_error("park", e).with_context(context))?;
         Ok(())
     }
 
@@ -104,15 +101,13 @@ impl DeadLetterStore for PgEventStore {
         let failed = |e: sqlx::Error| {
             store_error("parked events read", e).with_context(format!("projection `{projection}`"))
         };
-        let rows = self
-            .inner
-            .run(|| {
-                sqlx::query(self.inner.sql.parked.clone())
-                    .bind(projection)
-                    .fetch_all(&self.inner.pool)
-            })
-            .await
-            .map_err(failed)?;
+        let rows = statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.parked.clone())
+                .bind(projection)
+                .fetch_all(c)
+        })
+        .await
+        .map_err(failed)?;
         let mut parked = Vec::with_capacity(rows.len());
         for row in rows {
             let stream: String = row.try_get(1).map_err(failed)?;
@@ -140,18 +135,17 @@ impl DeadLetterStore for PgEventStore {
     }
 
     async fn unpark(&self, projection: &str, event_id: Uuid) -> Result<(), StoreError> {
-        self.inner
-            .run(|| {
-                sqlx::query(self.inner.sql.unpark.clone())
-                    .bind(projection)
-                    .bind(event_id)
-                    .execute(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| {
-                store_error("unpark", e)
-                    .with_context(format!("event {event_id} of projection `{projection}`"))
-            })?;
+        statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.unpark.clone())
+                .bind(projection)
+                .bind(event_id)
+                .execute(c)
+        })
+        .await
+        .map_err(|e| {
+            store_error("unpark", e)
+                .with_context(format!("event {event_id} of projection `{projection}`"))
+        })?;
         Ok(())
     }
 }
@@ -174,17 +168,15 @@ impl PgEventStore {
         // failed with "interval out of range"); a century is as good as never expiring.
         let ttl = ttl.min(LONGEST_LEASE);
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let held = self
-            .inner
-            .run(|| {
-                sqlx::query(sql.clone())
-                    .bind(name)
-                    .bind(owner)
-                    .bind(millis)
-                    .fetch_optional(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error(operation, e).with_context(format!("lease `{name}`")))?;
+        let held = statement!(self.inner, |c| {
+            sqlx::query(sql.clone())
+                .bind(name)
+                .bind(owner)
+                .bind(millis)
+                .fetch_optional(c)
+        })
+        .await
+        .map_err(|e| store_error(operation, e).with_context(format!("lease `{name}`")))?;
         Ok(held.is_some())
     }
 }
@@ -217,15 +209,14 @@ impl LeaseStore for PgEventStore {
     }
 
     async fn release_lease(&self, name: &str, owner: Uuid) -> Result<(), StoreError> {
-        self.inner
-            .run(|| {
-                sqlx::query(self.inner.sql.release_lease.clone())
-                    .bind(name)
-                    .bind(owner)
-                    .execute(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error("lease release", e).with_context(format!("lease `{name}`")))?;
+        statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.release_lease.clone())
+                .bind(name)
+                .bind(owner)
+                .execute(c)
+        })
+        .await
+        .map_err(|e| store_error("lease release", e).with_context(format!("lease `{name}`")))?;
         Ok(())
     }
 }

@@ -7,38 +7,37 @@ use sqlx::Row as _;
 
 use super::PgEventStore;
 use crate::error::store_error;
+use crate::inner::statement;
 
 impl SnapshotStore for PgEventStore {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let snapshot = &snapshot;
         let version = i64::try_from(snapshot.version.get())
             .map_err(|e| StoreError::new("snapshot save", e))?;
         let schema_version = i32::try_from(snapshot.schema_version)
             .map_err(|e| StoreError::new("snapshot save", e))?;
-        self.inner
-            .run(|| {
-                sqlx::query(self.inner.sql.save_snapshot.clone())
-                    .bind(snapshot.stream_id.as_str())
-                    .bind(version)
-                    .bind(schema_version)
-                    .bind(&snapshot.state)
-                    .bind(snapshot.taken_at)
-                    .execute(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error("snapshot save", e))?;
+        statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.save_snapshot.clone())
+                .bind(snapshot.stream_id.as_str())
+                .bind(version)
+                .bind(schema_version)
+                .bind(&snapshot.state)
+                .bind(snapshot.taken_at)
+                .execute(c)
+        })
+        .await
+        .map_err(|e| store_error("snapshot save", e))?;
         Ok(())
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row = self
-            .inner
-            .run(|| {
-                sqlx::query(self.inner.sql.load_snapshot.clone())
-                    .bind(stream.as_str())
-                    .fetch_optional(&self.inner.pool)
-            })
-            .await
-            .map_err(|e| store_error("snapshot load", e))?;
+        let row = statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.load_snapshot.clone())
+                .bind(stream.as_str())
+                .fetch_optional(c)
+        })
+        .await
+        .map_err(|e| store_error("snapshot load", e))?;
         let Some(row) = row else {
             return Ok(None);
         };
