@@ -191,3 +191,69 @@ async fn a_transactional_projection_rolling_back_its_own_transaction_keeps_its_b
     assert_eq!(again.catch_up().await.unwrap(), 0, "the checkpoint moved");
     common::drop_schema(store).await;
 }
+
+/// Does something to the append's transaction that a projection must not.
+struct Careless {
+    sql: &'static str,
+}
+
+impl PgInlineProjection for Careless {
+    fn name(&self) -> &str {
+        "careless"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        _events: &'a [EventEnvelope<RawEvent>],
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            // The error is swallowed, or the statement "succeeds": either way the projection
+            // reports success.
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(self.sql))
+                .execute(&mut *tx)
+                .await;
+            Ok(())
+        })
+    }
+}
+
+/// An inline projection that swallows a failed statement (the transaction is then
+/// aborted, and COMMIT rolls it back without a word) or ends the store's transaction
+/// itself gets an error for the append, never an acknowledgement of events not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_projection_that_breaks_the_transaction_fails_the_append() {
+    let plain = common::fresh_store().await;
+    for (n, sql) in ["SELECT 1 / 0", "ROLLBACK", "COMMIT"]
+        .into_iter()
+        .enumerate()
+    {
+        let store = PgEventStore::builder(plain.pool().clone())
+            .schema(plain.schema().as_str())
+            .unwrap()
+            .inline_projection(Arc::new(Careless { sql }))
+            .build();
+        let stream = StreamId::new("note", &n.to_string()).unwrap();
+        let appended = store
+            .append(
+                &stream,
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new(RawEvent::new("Noted", 1, json!({})))],
+            )
+            .await;
+        let stored = plain.stream_version(&stream).await.unwrap();
+        match appended {
+            Ok(committed) => {
+                panic!("`{sql}`: the append was acknowledged ({committed:?}); stored: {stored}")
+            }
+            Err(error) => {
+                let said = es_core::error::display_chain(&error);
+                assert!(said.contains("an inline projection"), "`{sql}`: {said}");
+            }
+        }
+        if sql != "COMMIT" {
+            assert_eq!(stored, Version::INITIAL, "`{sql}`: nothing stored");
+        }
+    }
+    common::drop_schema(plain).await;
+}

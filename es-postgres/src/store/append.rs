@@ -503,23 +503,24 @@ fn projection_failure(source: es_core::error::BoxError) -> StoreError {
 /// `Ok(Err(..))` says why not (an inline projection swallowed an error, or committed or
 /// rolled back the store's transaction itself).
 async fn still_ours(tx: &mut PgTx, rows: &[PgRow]) -> Result<Result<(), StoreError>, sqlx::Error> {
-    let refused = |why: &str| {
-        Ok(Err(StoreError::new(
-            "inline projection",
-            format!("an inline projection {why}; nothing was stored"),
-        )))
-    };
+    let refused = |why: &str| Ok(Err(StoreError::new("inline projection", why.to_owned())));
     let current = sqlx::query_scalar::<_, Xid8>("SELECT pg_current_xact_id()")
         .fetch_one(&mut **tx)
         .await;
     let inserted_by = rows.first().map(|row| row.try_get::<Xid8, _>(1));
     match (current, inserted_by) {
         (Ok(current), Some(Ok(inserted))) if current == inserted => Ok(Ok(())),
-        (Ok(_), _) => refused("ended the append's transaction"),
+        (Ok(_), _) => refused(
+            "an inline projection ended the append's transaction itself, so its events may or \
+             may not be stored: append the same event ids again to find out",
+        ),
         (Err(error), _)
             if error.as_database_error().and_then(|e| e.code()).as_deref() == Some("25P02") =>
         {
-            refused("let a statement fail and went on, which aborted the append's transaction")
+            refused(
+                "an inline projection let a statement fail and went on, which aborted the \
+                 append's transaction; nothing was stored",
+            )
         }
         (Err(error), _) => Err(error),
     }
