@@ -15,6 +15,31 @@ use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version}
 /// A boxed error from a store's backend (a database driver, an I/O layer).
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
+/// The first [`StoreError`] among `error` and its sources: what a store said, when a
+/// failure of another layer (a command, a projection) comes from one. Whether it
+/// [is transient](StoreError::is_transient) tells whether trying again may help.
+///
+/// ```
+/// use es_core::{AppendError, StoreError, StoreErrorKind, StreamId};
+///
+/// let error = AppendError::Store {
+///     stream: StreamId::new("order", "1")?,
+///     source: StoreError::new("append", "reset").with_kind(StoreErrorKind::Unavailable),
+/// };
+/// assert!(es_core::error::store_failure_within(&error).is_some_and(StoreError::is_transient));
+/// # Ok::<(), es_core::StreamIdError>(())
+/// ```
+pub fn store_failure_within<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e StoreError> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(store) = error.downcast_ref::<StoreError>() {
+            return Some(store);
+        }
+        current = error.source();
+    }
+    None
+}
+
 /// `error` followed by each of its sources, joined by `: `, as a status line or a log
 /// shows it: `event store append timed out: canceling statement due to lock timeout`.
 ///

@@ -17,7 +17,7 @@ use std::future::Future;
 
 use crate::aggregate::{Aggregate, AggregateType};
 use crate::command::CommandContext;
-use crate::error::{BoxError, CommandError};
+use crate::error::{BoxError, CommandError, StoreError};
 use crate::event::{DomainEvent, EventEnvelope};
 use crate::projection::Projection;
 use crate::repository::Repository;
@@ -202,6 +202,13 @@ where
 
     fn filter(&self) -> EventFilter {
         self.manager.filter()
+    }
+
+    /// A command that failed because its store failed for a moment (and stayed so through
+    /// the repository's retries) is no fault of the event.
+    fn is_transient(&self, error: &ProcessError) -> bool {
+        matches!(error, ProcessError::Command { source, .. }
+            if crate::error::store_failure_within(&**source).is_some_and(StoreError::is_transient))
     }
 
     async fn handle(&mut self, envelope: &EventEnvelope<M::Event>) -> Result<(), ProcessError> {

@@ -323,13 +323,25 @@ impl RunnerError {
     /// again.
     fn is_restartable(&self) -> bool {
         match self {
-            Self::Commit { .. } | Self::Interrupted { .. } => true,
+            Self::Interrupted { .. } => true,
+            // A store failure that lasts (a missing table, a revoked privilege) would only
+            // fail again; anything else (a lost connection, an instance that moved the
+            // checkpoint first) is worth starting over for.
+            Self::Commit { source, .. } => {
+                crate::error::store_failure_within(&**source).is_none_or(StoreError::is_transient)
+            }
             Self::Store { source, .. } => source.is_transient(),
             Self::Read { source, .. } => source.is_transient(),
             _ => false,
         }
     }
 }
+
+/// How many times in a row the projection's storage may fail on one event (a timeout, a
+/// lost connection) before the failure is taken for the event's own and the error policy
+/// judges it: a statement that times out on that event every time would otherwise be
+/// retried forever.
+const INTERRUPTIONS_PER_EVENT: u32 = 5;
 
 /// What became of one event.
 enum Outcome {
@@ -381,6 +393,9 @@ pub struct ProjectionRunner<P: Projection, S> {
     committed: Option<Position>,
     /// Attempts at the event that is failing, across the replays that isolate it.
     failing: HashMap<uuid::Uuid, u32>,
+    /// The event the projection's storage failed on, and how many times in a row: a
+    /// storage failure that recurs at one event is taken for the event's own.
+    interrupted: Option<(uuid::Uuid, u32)>,
     /// When the lease is due for renewal.
     lease_renew_at: Instant,
     /// Events counted in the status as handled since the last commit: taken off again when
@@ -443,6 +458,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
             owner: Uuid::now_v7(),
             committed: None,
             failing: HashMap::new(),
+            interrupted: None,
             lease_renew_at: Instant::now(),
             uncommitted: 0,
             parked_here: Vec::new(),
@@ -954,6 +970,16 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         Ok(self.lease_held(held, asked_at, ttl))
     }
 
+    /// Counts one more storage failure at `event_id`; how many in a row now.
+    fn interruption(&mut self, event_id: Uuid) -> u32 {
+        let count = match self.interrupted {
+            Some((at, count)) if at == event_id => count + 1,
+            _ => 1,
+        };
+        self.interrupted = Some((event_id, count));
+        count
+    }
+
     /// Takes the events counted since the last commit off the status: their batch was
     /// dropped and they will be handled again.
     fn forget_uncommitted(&mut self) {
@@ -1037,7 +1063,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                     let pause = RESTART.pause(failures);
                     tracing::warn!(projection = %self.key(), error = &error as &dyn std::error::Error, ?pause, "restarting after a failure");
                     self.status.update(|status| {
-                        status.last_error = Some(error.to_string());
+                        status.last_error = Some(crate::error::display_chain(&error));
                         status.state = RunnerState::Recovering;
                     });
                     self.rollback().await;
@@ -1225,9 +1251,12 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                     Ok(outcome) => outcome,
                     Err(error) => {
                         // The events before the failing one are done: keep them. (Not
-                        // after an interruption: the batch was rolled back with it.)
+                        // after an interruption of a projection that keeps its own
+                        // checkpoint: the batch was rolled back with it.)
+                        let rolled_back = matches!(error, RunnerError::Interrupted { .. })
+                            && self.projection.keeps_own_checkpoint();
                         if let Some(position) = last
-                            && !matches!(error, RunnerError::Interrupted { .. })
+                            && !rolled_back
                             && let Err(commit) = self.commit_held(position).await
                         {
                             tracing::warn!(projection = %key, error = &commit as &dyn std::error::Error, "cannot commit before stopping");
@@ -1300,14 +1329,26 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
         loop {
             let error = match self.projection.handle(envelope).await {
                 Ok(()) => {
+                    // Events before it succeed on every start over: only its own success
+                    // ends the count.
+                    if self
+                        .interrupted
+                        .is_some_and(|(at, _)| at == envelope.event_id)
+                    {
+                        self.interrupted = None;
+                    }
                     // Per event: skip hashing the id when nothing is failing (nearly always).
                     if !self.failing.is_empty() {
                         self.failing.remove(&envelope.event_id);
                     }
                     return Ok(Outcome::Handled);
                 }
-                Err(error) if self.projection.is_transient(&error) => {
-                    // Not the event's fault: start over, counting nothing against it.
+                Err(error)
+                    if self.projection.is_transient(&error)
+                        && self.interruption(envelope.event_id) <= INTERRUPTIONS_PER_EVENT =>
+                {
+                    // Not the event's fault, as far as can be told: start over, counting
+                    // nothing against it.
                     self.rollback().await;
                     return Err(RunnerError::Interrupted {
                         projection: self.key(),
@@ -1327,7 +1368,7 @@ impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
                 error = &error as &dyn std::error::Error,
                 "projection failed on an event"
             );
-            let message = error.to_string();
+            let message = crate::error::display_chain(&error);
             self.status
                 .update(|status| status.last_error = Some(message.clone()));
             if self.projection.keeps_own_checkpoint() {

@@ -210,3 +210,121 @@ async fn a_killed_connection_in_an_inline_projection_is_ridden_out() {
     );
     common::drop_schema(plain).await;
 }
+
+/// Times out (the store's statement deadline) on the event at `at`, every time.
+struct Slow {
+    table: String,
+    at: Version,
+}
+
+impl PgProjection for Slow {
+    type Event = AccountEvent;
+
+    fn name(&self) -> &str {
+        "slow"
+    }
+
+    async fn handle(
+        &mut self,
+        tx: &mut PgConnection,
+        envelope: &EventEnvelope<AccountEvent>,
+    ) -> Result<(), BoxError> {
+        if envelope.version == self.at {
+            sqlx::query("SELECT pg_sleep(5)").execute(&mut *tx).await?;
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (event_id) VALUES ($1)",
+            self.table
+        )))
+        .bind(envelope.event_id)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A storage failure that recurs at one event every time (here a statement that always
+/// outlasts the statement deadline) is, after a few tries, taken for the event's own: the
+/// live runner parks it under the park policy and goes on, instead of starting over
+/// forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_that_recurs_at_one_event_is_that_events_failure() {
+    let owner = common::fresh_store().await;
+    let table = create_table(&owner, "slow").await;
+    let store = PgEventStore::builder_for_url(&common::database_url())
+        .unwrap()
+        .schema(owner.schema().as_str())
+        .unwrap()
+        .statement_timeout(Some(Duration::from_millis(200)))
+        .connect()
+        .await
+        .unwrap();
+    let stream = StreamId::new("account", "1").unwrap();
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            (1..=4)
+                .map(|amount| NewEvent::new(AccountEvent::Deposited { amount }))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let projection = PgTransactionalProjection::new(
+        store.clone(),
+        Slow {
+            table: table.clone(),
+            at: Version::new(2),
+        },
+    );
+    let mut runner = ProjectionRunner::new(store.clone(), projection)
+        .with_error_policy(ErrorPolicy::park())
+        .with_lease(None);
+    let status = runner.status();
+    let running = tokio::spawn(async move { runner.run().await });
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let now = status.get();
+            if now.parked == 1 && count(&owner, &table).await == 3 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the event is parked and the others handled");
+    assert!(!running.is_finished());
+    running.abort();
+    common::drop_schema(owner).await;
+}
+
+/// A store failure that lasts (here: the checkpoints table is gone) stops a live runner
+/// with the error, instead of having it start over forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lasting_store_failure_stops_a_live_runner() {
+    let store = common::fresh_store().await;
+    let table = create_table(&store, "recording").await;
+    sqlx::query(AssertSqlSafe(format!(
+        "ALTER TABLE \"{}\".checkpoints RENAME TO checkpoints_gone",
+        store.schema()
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let projection = PgTransactionalProjection::new(
+        store.clone(),
+        Recording {
+            table,
+            kill_at: Version::new(0),
+            armed: Arc::new(AtomicBool::new(false)),
+        },
+    );
+    let mut runner = ProjectionRunner::new(store.clone(), projection).with_lease(None);
+    let stopped = tokio::time::timeout(Duration::from_secs(30), runner.run())
+        .await
+        .expect("the runner stops");
+    assert!(stopped.is_err(), "{stopped:?}");
+    let said = es_core::error::display_chain(&stopped.unwrap_err());
+    assert!(said.contains("checkpoints"), "the cause is told: {said}");
+    common::drop_schema(store).await;
+}
