@@ -546,6 +546,27 @@ mod tests {
     }
 
     #[test]
+    fn repeated_ids_are_found_in_small_and_large_batches() {
+        use crate::event::{NewEvent, RawEvent};
+        let stream = StreamId::new("note", "1").unwrap();
+        for size in [2, 16, 17, 40] {
+            let mut events: Vec<_> = (0..size)
+                .map(|_| NewEvent::new(RawEvent::new("Noted", 1, json!({}))))
+                .collect();
+            assert!(encode_batch(&stream, &events).is_ok(), "{size}");
+            let repeated = events[0].event_id;
+            events[size - 1].event_id = repeated;
+            assert!(
+                matches!(
+                    encode_batch(&stream, &events),
+                    Err(AppendError::DuplicateInBatch { event_id, .. }) if event_id == repeated
+                ),
+                "{size}"
+            );
+        }
+    }
+
+    #[test]
     fn size_counts_payload_and_metadata() {
         let big = "x".repeat(MAX_EVENT_BYTES / 2);
         let metadata = Metadata::new().with_user("note", big.clone());

@@ -310,7 +310,14 @@ async fn check_privileges(
          WHERE NOT has_column_privilege($5 || '.archived_streams', 'stream_id', 'INSERT') \
          UNION ALL \
          SELECT 'EXECUTE on ' || f FROM unnest($6::text[]) AS f \
-         WHERE NOT has_function_privilege(f, 'EXECUTE')",
+         WHERE NOT has_function_privilege(f, 'EXECUTE') \
+         UNION ALL \
+         SELECT 'SELECT on ' || c FROM unnest(ARRAY['pg_catalog.pg_prepared_xacts', \
+             'pg_catalog.pg_database', 'pg_catalog.pg_stat_activity']) AS c \
+         WHERE NOT has_table_privilege(c, 'SELECT') \
+         UNION ALL \
+         SELECT 'EXECUTE on pg_catalog.pg_stat_get_activity(integer)' \
+         WHERE NOT has_function_privilege('pg_catalog.pg_stat_get_activity(integer)', 'EXECUTE')",
     )
     .bind(&tables)
     .bind(&privileges)

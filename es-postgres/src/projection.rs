@@ -144,17 +144,15 @@ pub enum PgProjectionError {
 /// connection, a deadline) is the database's, which the runner rides out; anything else
 /// is the projection's, which its error policy judges.
 fn handler_error(projection: String, source: BoxError) -> PgProjectionError {
-    match source.downcast::<sqlx::Error>() {
-        Ok(error) if crate::error::is_transient(&error) => PgProjectionError::Database {
-            source: store_error("projection", *error)
+    // Wherever the sqlx error sits in the handler's error (it may wrap it in its own).
+    match crate::error::kind_within(&*source) {
+        es_core::StoreErrorKind::Other => PgProjectionError::Handler { projection, source },
+        kind => PgProjectionError::Database {
+            source: es_core::StoreError::new("projection", source)
+                .with_kind(kind)
                 .with_context(format!("projection `{projection}`")),
             projection,
         },
-        Ok(error) => PgProjectionError::Handler {
-            projection,
-            source: error,
-        },
-        Err(source) => PgProjectionError::Handler { projection, source },
     }
 }
 
@@ -262,23 +260,33 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         // Every partition's checkpoint too (`name#index/count`): they all fed the read
         // model being reset.
         let delete = self.store.inner.sql.projection_reset.clone();
+        let deadline = self.deadline();
         self.begin().await?;
         let Some(tx) = self.tx.as_mut() else {
             return Ok(());
         };
-        self.projection
-            .reset(tx)
-            .await
-            .map_err(|source| PgProjectionError::Handler {
-                projection: name.clone(),
-                source,
-            })?;
-        let deleted = sqlx::query(delete).bind(&name).execute(&mut **tx).await;
+        match before(deadline, self.projection.reset(tx)).await {
+            Some(Ok(())) => {}
+            Some(Err(source)) => {
+                self.rollback().await?;
+                return Err(handler_error(name, source));
+            }
+            None => {
+                self.tx = None;
+                let elapsed = no_reply(deadline.unwrap_or_default());
+                return Err(self.database_error("projection reset", elapsed));
+            }
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return Ok(());
+        };
+        let deleted = within(deadline, sqlx::query(delete).bind(&name).execute(&mut **tx)).await;
         if let Err(error) = deleted {
+            self.tx = None;
             return Err(self.database_error("projection reset", error));
         }
         if let Some(tx) = self.tx.take() {
-            tx.commit()
+            within(deadline, tx.commit())
                 .await
                 .map_err(|e| self.database_error("projection reset", e))?;
         }

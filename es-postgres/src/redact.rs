@@ -168,6 +168,28 @@ fn quote_value(value: &str) -> String {
     format!("'{escaped}'")
 }
 
+/// `text` with `%XX` escapes decoded (`+` stays: sqlx reads it as itself in keys); an
+/// escape that is not one stays as it is.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The query parameters sqlx reads from a `postgres://` URL (sqlx-postgres 0.9's
 /// `options/parse.rs`); `options[...]` ones too.
 const SQLX_PARAMETERS: &[&str] = &[
@@ -205,14 +227,22 @@ pub(crate) fn without_unknown_parameters(url: &str) -> (String, Vec<String>) {
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
-        if SQLX_PARAMETERS.contains(&key)
-            || key.starts_with("options%5B")
-            || key.starts_with("options[")
-        {
+        // sqlx reads keys percent-decoded (`application%5Fname` is `application_name`).
+        let (key, named) = match pair.split_once('=') {
+            Some((key, _)) => (percent_decoded(key), true),
+            None => (percent_decoded(pair), false),
+        };
+        if SQLX_PARAMETERS.contains(&key.as_str()) || key.starts_with("options[") {
             kept.push(pair);
+        } else if named
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c))
+        {
+            dropped.push(key);
         } else {
-            dropped.push(key.to_owned());
+            // A pair without `=` may be a value that lost its key: it is not shown.
+            dropped.push("(a parameter)".to_owned());
         }
     }
     let mut text = head.to_owned();
@@ -241,6 +271,17 @@ mod tests {
             "postgres://app@db/x?sslmode=require&application_name=a"
         );
         assert_eq!(dropped, ["pasword", "sslpassword"]);
+        // Keys as sqlx reads them: percent-decoded.
+        let (url, dropped) = without_unknown_parameters(
+            "postgres://db/x?application%5Fname=a&ssl%6Dode=require&options%5bx%5d=1&hunter2",
+        );
+        assert_eq!(
+            url,
+            "postgres://db/x?application%5Fname=a&ssl%6Dode=require&options%5bx%5d=1"
+        );
+        assert_eq!(dropped, ["(a parameter)"]);
+        let (_, dropped) = without_unknown_parameters("postgres://db/x?hun%20ter2=1");
+        assert_eq!(dropped, ["(a parameter)"]);
         assert_eq!(
             without_unknown_parameters("postgres://db/x").0,
             "postgres://db/x"

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use es_core::Backoff;
+
+use crate::checkout::{Checkout, within};
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{Notify, watch};
@@ -109,6 +111,9 @@ fn bump(counter: &watch::Sender<u64>) {
 /// the cost of this much delay for subscribers in other processes.
 const NOTIFY_GATHER: Duration = Duration::from_millis(2);
 
+/// How long a notification may take before it is given up.
+const NOTIFY_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Sends a `NOTIFY` for every burst of appends, outside their transactions.
 async fn notify_loop(
     pool: PgPool,
@@ -124,10 +129,18 @@ async fn notify_loop(
         // Appends poking meanwhile leave one permit: they are covered by this notification
         // or, at the latest, the next.
         tokio::time::sleep(NOTIFY_GATHER).await;
-        let sent = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(&*channel)
-            .execute(&pool)
-            .await;
+        // A notification lost to a silent network only delays other processes (they poll):
+        // give up on it rather than hold a connection for it.
+        let sent = within(Some(NOTIFY_DEADLINE), async {
+            let mut checkout = Checkout::take(&pool).await?;
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(&*channel)
+                .execute(&mut *checkout)
+                .await?;
+            checkout.finish();
+            Ok(())
+        })
+        .await;
         if let Err(error) = sent {
             // Other processes' subscribers fall back on polling; nothing is lost.
             tracing::debug!(

@@ -114,7 +114,8 @@ impl PgEventStore {
     /// [`PgStoreError::MissingPrivileges`], or [`PgStoreError::Migrate`] if the server
     /// cannot be queried.
     pub async fn verify(&self) -> Result<(), PgStoreError> {
-        crate::migrate::verify(&self.inner.pool, &self.inner.schema).await
+        self.administer(crate::migrate::verify(&self.inner.pool, &self.inner.schema))
+            .await
     }
 
     /// Grants `role` what running the application takes (run it as the schema's owner,
@@ -147,7 +148,29 @@ impl PgEventStore {
     /// [`PgStoreError::Migrate`] if the grants fail (the role does not exist, or the
     /// current role may not grant).
     pub async fn grant_application_role(&self, role: &str) -> Result<(), PgStoreError> {
-        crate::migrate::grant_application_role(&self.inner.pool, &self.inner.schema, role).await
+        self.administer(crate::migrate::grant_application_role(
+            &self.inner.pool,
+            &self.inner.schema,
+            role,
+        ))
+        .await
+    }
+
+    /// `call` within the reply deadline (migrations have none: a schema change on a large
+    /// table may take long).
+    async fn administer(
+        &self,
+        call: impl Future<Output = Result<(), PgStoreError>>,
+    ) -> Result<(), PgStoreError> {
+        let deadline = self.inner.reply_timeout;
+        crate::checkout::before(deadline, call)
+            .await
+            .unwrap_or_else(|| {
+                Err(PgStoreError::Migrate {
+                    schema: self.inner.schema.to_string(),
+                    source: crate::error::no_reply(deadline.unwrap_or_default()),
+                })
+            })
     }
 
     /// The pool.
