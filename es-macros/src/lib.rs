@@ -18,6 +18,7 @@ mod check;
 mod ctxt;
 mod expand;
 mod fallback;
+mod serde_attr;
 mod symbol;
 
 use proc_macro::TokenStream;
