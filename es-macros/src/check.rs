@@ -127,6 +127,7 @@ fn no_serde_attrs_on_an_event_enum(cx: &Ctxt, keys: &[SerdeKey]) {
 /// nothing (and would change stored payloads if honoured later).
 fn no_serde_attrs_on_an_event_variant(cx: &Ctxt, keys: &[SerdeKey]) {
     for key in keys {
+        let on_the_field;
         let advice = match key.key.as_deref() {
             Some("rename") => {
                 "the stored event type name is set with `#[event(name = \"...\")]`, and field \
@@ -144,8 +145,11 @@ fn no_serde_attrs_on_an_event_variant(cx: &Ctxt, keys: &[SerdeKey]) {
                 "every variant is an event type that is stored and read back; remove the \
                  attribute, or the variant"
             }
-            Some("with" | "serialize_with" | "deserialize_with") => {
-                "put it on the field instead, like `Variant(#[serde(with = \"...\")] Type)`"
+            Some(with @ ("with" | "serialize_with" | "deserialize_with")) => {
+                on_the_field = format!(
+                    "put it on the field instead, like `Variant(#[serde({with} = \"...\")] Type)`"
+                );
+                &on_the_field
             }
             _ => {
                 "the payload is built from the variant's fields and their own \
