@@ -167,7 +167,7 @@ fn no_serde_attrs_on_an_event_variant(cx: &Ctxt, keys: &[SerdeKey]) {
 }
 
 /// On the field of a newtype variant, serde's keys that a newtype payload ignores are
-/// refused; `with`, `serialize_with`, `deserialize_with` and `bound` are honoured.
+/// refused; `with`, `serialize_with` and `deserialize_with` are honoured.
 ///
 /// Why: the payload is the field's own encoding, (de)serialized through a newtype helper
 /// that carries the field's attributes, and serde applies no name, default or skip to a
