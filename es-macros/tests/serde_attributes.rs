@@ -3,6 +3,11 @@
 //! for, and reads it back, from a value and from JSON text as stores do. The placements
 //! the derives refuse are locked in `tests/ui/domain_event/serde_*.rs`.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: the helpers' failed encode or decode is a failed test"
+)]
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
