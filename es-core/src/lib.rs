@@ -176,7 +176,8 @@ pub use es_macros::Aggregate;
 
 /// Derives [`DomainEvent`] for an enum (one event type per variant) or a struct.
 ///
-/// See [`es_macros::DomainEvent`] for the attribute reference.
+/// See [`es_macros::DomainEvent`] for the attribute reference, including which
+/// `#[serde(...)]` placements shape the stored payload and which are refused.
 #[cfg(feature = "derive")]
 #[cfg_attr(docsrs, doc(cfg(feature = "derive")))]
 pub use es_macros::DomainEvent;

@@ -11,6 +11,7 @@ use syn::{Attribute, Data, DeriveInput, Fields, Generics, Ident, LitStr, Path, T
 
 use crate::attr::{self, AggregateAttrs, EventAttrs, EventPosition, Upcast};
 use crate::ctxt::Ctxt;
+use crate::serde_attr::{self, SerdeKey};
 use crate::symbol::Symbol;
 
 /// The version an event or snapshot has when none is declared.
@@ -30,6 +31,9 @@ pub(crate) struct EventInput<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) generics: &'a Generics,
     pub(crate) krate: Path,
+    /// The `#[serde(...)]` keys on the enum or struct itself, which only a struct with
+    /// fields honours (through its own serde implementation).
+    pub(crate) serde: Vec<SerdeKey>,
     pub(crate) data: EventData<'a>,
 }
 
@@ -65,6 +69,8 @@ pub(crate) struct EventVariant<'a> {
     pub(crate) aliases: Vec<LitStr>,
     /// Steps from older stored versions towards `version`.
     pub(crate) upcasts: Vec<Upcast>,
+    /// The `#[serde(...)]` keys on the variant, which no payload honours.
+    pub(crate) serde: Vec<SerdeKey>,
     pub(crate) shape: Shape<'a>,
 }
 
@@ -112,6 +118,9 @@ pub(crate) struct Field<'a> {
     pub(crate) ty: &'a Type,
     /// Its `#[serde(...)]` attributes, which the payload helpers carry over.
     pub(crate) serde_attrs: Vec<&'a Attribute>,
+    /// The keys of those attributes, judged where the helper would ignore some (the field
+    /// of a newtype variant).
+    pub(crate) serde_keys: Vec<SerdeKey>,
 }
 
 impl<'a> EventInput<'a> {
@@ -158,6 +167,7 @@ impl<'a> EventInput<'a> {
             ident: &input.ident,
             generics: &input.generics,
             krate: krate.clone(),
+            serde: serde_attr::serde_keys(&input.attrs),
             data,
         };
         (Some(model), krate)
@@ -203,6 +213,7 @@ impl<'a> EventVariant<'a> {
             version: attrs.version.map_or(DEFAULT_VERSION, |v| v.value),
             aliases: attrs.aliases,
             upcasts: attrs.upcasts,
+            serde: serde_attr::serde_keys(&variant.attrs),
             shape,
         })
     }
@@ -213,7 +224,8 @@ impl<'a> Field<'a> {
         Self {
             ident: field.ident.as_ref(),
             ty: &field.ty,
-            serde_attrs: attr::serde_attrs(&field.attrs),
+            serde_attrs: serde_attr::serde_attrs(&field.attrs),
+            serde_keys: serde_attr::serde_keys(&field.attrs),
         }
     }
 }

@@ -14,7 +14,7 @@ use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, ALIAS, COMMAND, CRATE, ERROR, EVENT, EVENT_TYPE, FROM, NAME, SERDE, SERVICES,
+    AGGREGATE, ALIAS, COMMAND, CRATE, ERROR, EVENT, EVENT_TYPE, FROM, NAME, SERVICES,
     SNAPSHOT_VERSION, Symbol, TYPED, UPCAST, VERSION, WITH,
 };
 
@@ -146,11 +146,6 @@ pub(crate) fn reject_event_attrs_on_field(cx: &Ctxt, attrs: &[Attribute]) {
              the struct (use `#[serde(...)]` to rename or skip a field)",
         );
     }
-}
-
-/// The `#[serde(...)]` attributes of a field, copied onto the generated payload helpers.
-pub(crate) fn serde_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
-    attrs.iter().filter(|attr| *attr.path() == SERDE).collect()
 }
 
 /// The keys of `#[aggregate(...)]`.
@@ -300,7 +295,7 @@ fn for_each_key(
 }
 
 /// `key` as written, for messages.
-fn key_name(path: &Path) -> String {
+pub(crate) fn key_name(path: &Path) -> String {
     path.to_token_stream().to_string().replace(' ', "")
 }
 
@@ -382,7 +377,7 @@ fn misplaced_key(
 }
 
 /// Consumes the tokens up to the next top-level `,` (or the end), returning them.
-fn rest_of_value(input: ParseStream<'_>) -> syn::Result<TokenStream> {
+pub(crate) fn rest_of_value(input: ParseStream<'_>) -> syn::Result<TokenStream> {
     let mut tokens = TokenStream::new();
     while !input.is_empty() && !input.peek(Token![,]) {
         tokens.extend([input.parse::<TokenTree>()?]);

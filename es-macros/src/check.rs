@@ -7,9 +7,10 @@ use proc_macro2::Span;
 
 use syn::{Generics, LitStr};
 
-use crate::ast::{EventData, EventInput, EventName};
+use crate::ast::{EventData, EventInput, EventName, Field, Shape};
 use crate::attr::Upcast;
 use crate::ctxt::Ctxt;
+use crate::serde_attr::SerdeKey;
 
 /// Every rule for `#[derive(DomainEvent)]`.
 pub(crate) fn domain_event(cx: &Ctxt, input: &EventInput<'_>) {
@@ -22,9 +23,14 @@ pub(crate) fn domain_event(cx: &Ctxt, input: &EventInput<'_>) {
     match &input.data {
         EventData::Enum { variants } => {
             enum_has_variants(cx, input, variants.is_empty());
+            no_serde_attrs_on_an_event_enum(cx, &input.serde);
             for variant in variants {
                 event_name_is_exact(cx, &variant.name);
                 upcasts_lead_to_the_current_version(cx, variant.version, &variant.upcasts);
+                no_serde_attrs_on_an_event_variant(cx, &variant.serde);
+                if let Shape::Newtype(field) = &variant.shape {
+                    newtype_field_serde_attrs_apply(cx, field);
+                }
             }
             event_names_are_unique(cx, input);
         }
@@ -32,6 +38,9 @@ pub(crate) fn domain_event(cx: &Ctxt, input: &EventInput<'_>) {
             event_name_is_exact(cx, &event.name);
             upcasts_lead_to_the_current_version(cx, event.version, &event.upcasts);
             event_names_are_unique(cx, input);
+            if event.unit {
+                no_serde_attrs_on_a_struct_without_fields(cx, &input.serde);
+            }
         }
     }
 }
@@ -59,6 +68,166 @@ fn upcasts_lead_to_the_current_version(cx: &Ctxt, version: u32, upcasts: &[Upcas
                 format!("version {} already has an upcast step", upcast.from_value),
             );
         }
+    }
+}
+
+/// `#[serde(...)]` on an event enum is refused, whatever the key.
+///
+/// Why: each variant is stored as its own untagged payload, through helpers the derive
+/// builds from the variant's fields; the enum's serde attributes never reach them, so
+/// `rename_all` or `deny_unknown_fields` there would look as if they shaped the stored
+/// payloads while changing nothing (the derive registers `serde` as a helper attribute for
+/// fields, so without this rule nothing would complain). A serde derive on the enum applies
+/// them to serde's own tagged encoding only, which is never stored. Starting to honour them
+/// instead would silently change the payloads of events already stored without them.
+fn no_serde_attrs_on_an_event_enum(cx: &Ctxt, keys: &[SerdeKey]) {
+    for key in keys {
+        let advice = match key.key.as_deref() {
+            Some("rename_all") => {
+                "rename a field with `#[serde(rename = \"...\")]` on the field, or an event \
+                 type with `#[event(name = \"...\")]` on its variant"
+            }
+            Some("rename_all_fields") => {
+                "rename each field with `#[serde(rename = \"...\")]` on the field"
+            }
+            Some("rename" | "alias") => {
+                "the enum's name is never stored; name each event type with \
+                 `#[event(name = \"...\")]` on its variant"
+            }
+            Some("tag" | "content" | "untagged") => {
+                "payloads are stored without a tag, with the event type name beside each \
+                 one; remove it"
+            }
+            Some("deny_unknown_fields") => {
+                "unknown fields in a stored payload are ignored; to refuse them for one event \
+                 type, make its variant wrap a struct that has `#[serde(deny_unknown_fields)]` \
+                 (`Variant(Struct)` stores that struct's own encoding)"
+            }
+            _ => {
+                "each variant's payload is built from its fields and their own \
+                 `#[serde(...)]` attributes; put the attribute on a field, or on a struct the \
+                 variant wraps (`Variant(Struct)` stores that struct's own encoding)"
+            }
+        };
+        cx.error_spanned_by(
+            &key.tokens,
+            format!(
+                "{} on an event enum is not applied to payloads: {advice}",
+                shown(key)
+            ),
+        );
+    }
+}
+
+/// `#[serde(...)]` on a variant of an event enum is refused, whatever the key.
+///
+/// Why: a variant's payload helper is built from its fields alone and its event type name
+/// from `#[event(name)]`, so serde's variant attributes change neither; a `rename` there,
+/// read as naming the stored event, or a `with` meant for the field, would silently do
+/// nothing (and would change stored payloads if honoured later).
+fn no_serde_attrs_on_an_event_variant(cx: &Ctxt, keys: &[SerdeKey]) {
+    for key in keys {
+        let on_the_field;
+        let advice = match key.key.as_deref() {
+            Some("rename") => {
+                "the stored event type name is set with `#[event(name = \"...\")]`, and field \
+                 names with `#[serde(rename = \"...\")]` on each field"
+            }
+            Some("alias") => {
+                "a name the event type was stored under before is declared with \
+                 `#[event(alias = \"...\")]`"
+            }
+            Some("rename_all") => {
+                "rename each field with `#[serde(rename = \"...\")]`, or wrap a struct that has \
+                 its own `rename_all` (`Variant(Struct)` stores that struct's own encoding)"
+            }
+            Some("skip" | "skip_serializing" | "skip_deserializing") => {
+                "every variant is an event type that is stored and read back; remove the \
+                 attribute, or the variant"
+            }
+            Some(with @ ("with" | "serialize_with" | "deserialize_with")) => {
+                on_the_field = format!(
+                    "put it on the field instead, like `Variant(#[serde({with} = \"...\")] Type)`"
+                );
+                &on_the_field
+            }
+            _ => {
+                "the payload is built from the variant's fields and their own \
+                 `#[serde(...)]` attributes; put the attribute on a field, or remove it"
+            }
+        };
+        cx.error_spanned_by(
+            &key.tokens,
+            format!(
+                "{} on an event variant is not applied to its payload: {advice}",
+                shown(key)
+            ),
+        );
+    }
+}
+
+/// On the field of a newtype variant, serde's keys that a newtype payload ignores are
+/// refused; `with`, `serialize_with` and `deserialize_with` are honoured.
+///
+/// Why: the payload is the field's own encoding, (de)serialized through a newtype helper
+/// that carries the field's attributes, and serde applies no name, default or skip to a
+/// newtype's field (it accepts them silently, except `flatten`, which it refuses with a
+/// message about a helper the user never wrote). A `rename` there reads as if the payload
+/// became `{"name": ...}`, and a `default` as if a missing payload were filled in; neither
+/// happens. Keys serde does not know are left to serde, which names them better.
+fn newtype_field_serde_attrs_apply(cx: &Ctxt, field: &Field<'_>) {
+    for key in &field.serde_keys {
+        let advice = match key.key.as_deref() {
+            Some("rename" | "alias") => {
+                "the payload is the field's own encoding, without a field name; use a struct \
+                 variant, like `Variant { name: Type }`, to store a named field"
+            }
+            Some("default") => {
+                "the payload is the field's value itself, so it is never missing; use a struct \
+                 variant for a field that older events may lack"
+            }
+            Some("skip" | "skip_serializing" | "skip_deserializing" | "skip_serializing_if") => {
+                "the payload is the field's own encoding, which cannot leave the field out; use \
+                 a struct variant, whose fields can be skipped, or a unit variant"
+            }
+            Some("flatten") => "the payload already is the field's own encoding; remove it",
+            // Honoured (`with` and friends), not a field key at all (serde reports it), or
+            // not a list (serde reports that too).
+            _ => continue,
+        };
+        cx.error_spanned_by(
+            &key.tokens,
+            format!(
+                "{} on the field of a newtype variant is not applied to its payload: {advice}",
+                shown(key)
+            ),
+        );
+    }
+}
+
+/// `#[serde(...)]` on an event struct without fields is refused, whatever the key.
+///
+/// Why: such a struct's payload is always `{}`, written and read without serde (so that it
+/// needs no serde derive, like a unit variant); an attribute such as `into` would change
+/// the struct's serde encoding but not its payload.
+fn no_serde_attrs_on_a_struct_without_fields(cx: &Ctxt, keys: &[SerdeKey]) {
+    for key in keys {
+        cx.error_spanned_by(
+            &key.tokens,
+            format!(
+                "{} on an event struct without fields is not applied to its payload: the \
+                 payload is always `{{}}`, written without serde; remove it",
+                shown(key)
+            ),
+        );
+    }
+}
+
+/// A serde attribute as messages name it: `#[serde(rename_all)]`, without its value.
+fn shown(key: &SerdeKey) -> String {
+    match &key.key {
+        Some(name) => format!("`#[serde({name})]`"),
+        None => "`#[serde]`".to_owned(),
     }
 }
 

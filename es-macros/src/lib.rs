@@ -18,6 +18,7 @@ mod check;
 mod ctxt;
 mod expand;
 mod fallback;
+mod serde_attr;
 mod symbol;
 
 use proc_macro::TokenStream;
@@ -52,6 +53,11 @@ use syn::{DeriveInput, parse_macro_input};
 /// otherwise they return `None` and the aggregate is always replayed from its events. If it
 /// implements `PartialEq`, the test harness compares states with it to check that `apply` is
 /// deterministic. Both are detected at compile time; nothing needs to be declared.
+///
+/// A snapshot is the state's own serde encoding, so serde's attributes on the aggregate
+/// and its fields (`rename_all`, `default`, `skip`, ...) shape it, as anywhere else. This
+/// derive registers no `serde` helper attribute, so without serde's derives such an
+/// attribute is the compiler's error rather than silently ignored.
 ///
 /// # Example
 ///
@@ -131,21 +137,43 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// names. Use a struct variant.
 ///
 /// The enum itself needs no serde derives; only the field types must implement
-/// `Serialize` and `DeserializeOwned`. Field-level `#[serde(...)]` attributes (`rename`,
-/// `default`, `skip_serializing_if`, `with`, ...) are honoured: the derive copies them onto
-/// the private helper it (de)serializes each variant through. serde attributes on the enum
-/// or its variants are *not* applied to payloads (rename event types with `#[event(name)]`).
-/// The derive registers `serde` as one of its helper attributes, so field attributes work
-/// without a serde derive on the enum.
-/// Unknown fields in a stored payload are ignored, so adding a field with
-/// `#[serde(default)]` reads older events without a version bump.
+/// `Serialize` and `DeserializeOwned`. `#[serde(...)]` on fields works without a serde
+/// derive on the enum; on the enum or a variant it is refused (see *`#[serde(...)]`
+/// attributes* below). Unknown fields in a stored payload are ignored, so adding a field
+/// with `#[serde(default)]` reads older events without a version bump.
 ///
 /// # On a struct: one event type
 ///
 /// The struct is one event type, named after the struct unless renamed. Its payload is its
 /// own serde encoding, so a struct with fields must implement `Serialize` and
 /// `Deserialize` (derive them; container attributes such as `rename_all` then apply). A unit
-/// struct needs no serde: its payload is `{}`, like a unit variant's.
+/// struct needs no serde: its payload is `{}`, like a unit variant's, and `#[serde(...)]` on
+/// it is refused.
+///
+/// # `#[serde(...)]` attributes
+///
+/// The derive does not read serde's keys itself. It copies a field's `#[serde(...)]` onto
+/// the private helper it (de)serializes that variant through, and a struct with fields is
+/// (de)serialized by its own serde implementation. Where neither would carry an attribute
+/// to the payload, the attribute is a compile error at its tokens saying what to write
+/// instead, rather than accepted and ignored:
+///
+/// | Placement | Applied to the payload |
+/// |-----------|------------------------|
+/// | a field of a struct variant | every key: `rename`, `alias`, `default`, `skip`, `skip_serializing_if`, `with`, `flatten`, ... |
+/// | the field of a newtype variant | `with`, `serialize_with`, `deserialize_with`. `rename`, `alias`, `default`, `skip`, `skip_serializing`, `skip_deserializing`, `skip_serializing_if` and `flatten` are **refused**: the payload is the field's own encoding, with no name, never missing (serde ignores them on a newtype) |
+/// | the event enum | none: **refused**, whatever the key (`rename_all`, `rename_all_fields`, `tag`, `untagged`, `deny_unknown_fields`, ...) |
+/// | a variant | none: **refused** (for `rename` and `alias`, use `#[event(name)]` and `#[event(alias)]`; put `with` on the field) |
+/// | a struct event with fields, and its fields | every key, by the struct's own serde derive |
+/// | a struct event without fields | none: **refused**; its payload is always `{}` |
+///
+/// Refused placements stay refused when the enum also derives `Serialize` or
+/// `Deserialize`: serde would apply them to its own, tagged encoding, which is never stored
+/// (keep that encoding on a separate type if it needs them). To give one event type
+/// container attributes such as `rename_all` or `deny_unknown_fields`, let its variant wrap
+/// a struct that carries them: `Opened(Opened)` stores `Opened`'s own serde encoding. A
+/// struct event that implements serde by hand should carry no `#[serde(...)]`: nothing would
+/// read it, and the derive cannot see whether serde's derive is there.
 ///
 /// # `#[event(...)]` keys
 ///

@@ -12,7 +12,8 @@ pub(crate) struct Symbol(&'static str);
 pub(crate) const EVENT: Symbol = Symbol("event");
 /// `#[aggregate(...)]`, the `Aggregate` derive's attribute.
 pub(crate) const AGGREGATE: Symbol = Symbol("aggregate");
-/// `#[serde(...)]` on fields, copied onto the payload helpers.
+/// `#[serde(...)]`: copied onto the payload helpers from fields, refused where no payload
+/// would honour it.
 pub(crate) const SERDE: Symbol = Symbol("serde");
 
 pub(crate) const CRATE: Symbol = Symbol("crate");

@@ -500,6 +500,26 @@ fn a_serde_derive_on_the_enum_does_not_change_the_payload() {
     );
 }
 
+mod as_is {
+    //! A `#[serde(with)]` module that changes nothing, so that a newtype variant gets a
+    //! payload helper of its own.
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<T: Serialize, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value.serialize(serializer)
+    }
+
+    pub(crate) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        T::deserialize(deserializer)
+    }
+}
+
 /// An event that contains its own type: the payload helpers cannot name the outer `Self`, so
 /// the derive writes the enum's name instead. (The enum needs serde here, as its own field.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
@@ -510,7 +530,7 @@ enum Recursive {
         right: Box<Self>,
     },
     #[event(name = "Boxed")]
-    Wrapped(#[serde(default)] Option<Box<Self>>),
+    Wrapped(#[serde(with = "as_is")] Option<Box<Self>>),
 }
 
 #[test]
