@@ -10,7 +10,7 @@ use es_core::{Backoff, StoreError, StoreErrorKind};
 pub enum PgStoreError {
     /// The schema name is not a plain identifier.
     #[error(transparent)]
-    InvalidSchemaName(#[from] crate::schema::InvalidSchemaName),
+    PgInvalidSchemaName(#[from] crate::schema::PgInvalidSchemaName),
     /// The server could not be reached, or the connection string is not one sqlx reads.
     ///
     /// Neither the message nor `url` holds the password: `url` is built from what sqlx's
@@ -128,7 +128,9 @@ pub enum PgStoreError {
 }
 
 impl PgStoreError {
-    pub(crate) fn migrate(schema: &crate::schema::SchemaName) -> impl Fn(sqlx::Error) -> Self + '_ {
+    pub(crate) fn migrate(
+        schema: &crate::schema::PgSchemaName,
+    ) -> impl Fn(sqlx::Error) -> Self + '_ {
         move |source| Self::Migrate {
             schema: schema.to_string(),
             source,

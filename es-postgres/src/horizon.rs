@@ -1,4 +1,4 @@
-//! What holds the global log back: [`Horizon`], read by [`PgEventStore::horizon`] and by
+//! What holds the global log back: [`PgHorizon`], read by [`PgEventStore::horizon`] and by
 //! the store's readers.
 //!
 //! [`PgEventStore::horizon`]: crate::PgEventStore::horizon
@@ -15,7 +15,7 @@ use crate::inner::{Inner, statement};
 /// How far the global log is readable, and what holds it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Horizon {
+pub struct PgHorizon {
     /// The oldest transaction that may still write to this database: events written by
     /// it or later are not delivered yet, so that none is skipped if it commits late.
     /// (Transactions in other databases of the server do not count.)
@@ -26,7 +26,7 @@ pub struct Horizon {
     /// still runs.
     pub oldest_transaction_age: Option<String>,
     /// The session running that transaction, if it still runs.
-    pub held_by: Option<HorizonHolder>,
+    pub held_by: Option<PgHorizonHolder>,
     /// The name (`gid`) of that transaction if it is a prepared (two-phase) one, which
     /// holds the log back until it is committed or rolled back (`COMMIT PREPARED`).
     pub prepared: Option<String>,
@@ -35,7 +35,7 @@ pub struct Horizon {
 /// The session whose open transaction holds the log's horizon back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct HorizonHolder {
+pub struct PgHorizonHolder {
     /// Its backend's process id (`pg_terminate_backend` takes it).
     pub pid: i32,
     /// Its database.
@@ -46,7 +46,7 @@ pub struct HorizonHolder {
     pub state: Option<String>,
 }
 
-impl fmt::Display for Horizon {
+impl fmt::Display for PgHorizon {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -76,7 +76,7 @@ impl fmt::Display for Horizon {
 }
 
 /// The horizon now, as [`PgEventStore::horizon`](crate::PgEventStore::horizon) reports it.
-pub(crate) async fn read(inner: &Inner) -> Result<Horizon, StoreError> {
+pub(crate) async fn read(inner: &Inner) -> Result<PgHorizon, StoreError> {
     let row = statement!(inner, |c| sqlx::query(inner.sql.horizon.clone())
         .fetch_one(c))
     .await
@@ -91,13 +91,13 @@ pub(crate) async fn read(inner: &Inner) -> Result<Horizon, StoreError> {
             format!("the server gave the horizon as {horizon:?}"),
         )
     })?;
-    Ok(Horizon {
+    Ok(PgHorizon {
         oldest_running_transaction,
         events_waiting: u64::try_from(waiting).unwrap_or_default(),
         prepared: row.try_get(7).map_err(read)?,
         oldest_transaction_age: row.try_get(6).map_err(read)?,
         held_by: match pid {
-            Some(pid) => Some(HorizonHolder {
+            Some(pid) => Some(PgHorizonHolder {
                 pid,
                 database: row.try_get(3).map_err(read)?,
                 application: row.try_get(4).map_err(read)?,

@@ -10,13 +10,13 @@ use crate::checkout::within;
 use crate::error::retry_serialization_failures;
 use crate::health::ReaderHealth;
 use crate::inline::PgInlineProjection;
-use crate::schema::SchemaName;
+use crate::schema::PgSchemaName;
 use crate::sql::Statements;
 use crate::wakeup::Wakeups;
 
 pub(crate) struct Inner {
     pub(crate) pool: PgPool,
-    pub(crate) schema: SchemaName,
+    pub(crate) schema: PgSchemaName,
     pub(crate) sql: Statements,
     pub(crate) page_size: i64,
     pub(crate) poll_interval: Duration,

@@ -97,10 +97,10 @@ mod wakeup;
 mod xid;
 
 pub use error::PgStoreError;
-pub use horizon::{Horizon, HorizonHolder};
+pub use horizon::{PgHorizon, PgHorizonHolder};
 pub use inline::PgInlineProjection;
 pub use projection::{PgProjection, PgProjectionError, PgTransactionalProjection};
-pub use schema::{InvalidSchemaName, SchemaName};
+pub use schema::{PgInvalidSchemaName, PgSchemaName};
 pub use store::{PgEventStore, PgEventStoreBuilder, PgPoolSettings};
 
 #[doc(no_inline)]

@@ -3,7 +3,7 @@
 use sqlx::{AssertSqlSafe, PgPool, Row as _};
 
 use crate::error::PgStoreError;
-use crate::schema::SchemaName;
+use crate::schema::PgSchemaName;
 use crate::tx::PgTx;
 use crate::xid::Xid8;
 
@@ -63,7 +63,7 @@ type Applied = (i32, String, Option<String>);
 /// concurrent callers (several processes starting at once) serialise on an advisory lock
 /// keyed by the schema, so each migration runs exactly once. The applied versions are kept
 /// in `<schema>.es_migrations`, apart from any application migration table.
-pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, PgStoreError> {
+pub(crate) async fn run(pool: &PgPool, schema: &PgSchemaName) -> Result<Vec<i32>, PgStoreError> {
     let failed = PgStoreError::migrate(schema);
     let mut connection = pool.acquire().await.map_err(&failed)?;
     if let Some(applied) = recorded(&mut connection, schema).await?
@@ -161,7 +161,7 @@ pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<Vec<i32>, 
 /// The migrations `schema` recorded, in order; `None` if it has no migrations table.
 async fn recorded(
     connection: &mut sqlx::PgConnection,
-    schema: &SchemaName,
+    schema: &PgSchemaName,
 ) -> Result<Option<Vec<Applied>>, PgStoreError> {
     let failed = PgStoreError::migrate(schema);
     let table = format!("{}.es_migrations", schema.quoted());
@@ -190,7 +190,7 @@ async fn recorded(
 /// The migrations `schema` has yet to apply, or to record a checksum for; an error if what
 /// it recorded is not what this code has.
 fn pending(
-    schema: &SchemaName,
+    schema: &PgSchemaName,
     applied: &[Applied],
 ) -> Result<Vec<&'static Migration>, PgStoreError> {
     if let Some((newest, _, _)) = applied.last()
@@ -230,7 +230,7 @@ fn pending(
 /// Checks, reading only, that `schema` is what this code needs: every migration applied
 /// as this code has it, no transaction ids from another cluster, and the privileges the
 /// store uses granted to the current role.
-pub(crate) async fn verify(pool: &PgPool, schema: &SchemaName) -> Result<(), PgStoreError> {
+pub(crate) async fn verify(pool: &PgPool, schema: &PgSchemaName) -> Result<(), PgStoreError> {
     let mut connection = pool
         .acquire()
         .await
@@ -290,7 +290,7 @@ const APPEND_COLUMNS: &[&str] = &[
 
 async fn check_privileges(
     connection: &mut sqlx::PgConnection,
-    schema: &SchemaName,
+    schema: &PgSchemaName,
 ) -> Result<(), PgStoreError> {
     let quoted = schema.quoted();
     let (tables, privileges): (Vec<String>, Vec<&str>) = PRIVILEGES
@@ -349,7 +349,7 @@ async fn check_privileges(
 /// Grants `role` what running the store takes (migration 0006).
 pub(crate) async fn grant_application_role(
     pool: &PgPool,
-    schema: &SchemaName,
+    schema: &PgSchemaName,
     role: &str,
 ) -> Result<(), PgStoreError> {
     sqlx::query(AssertSqlSafe(format!(
@@ -376,7 +376,7 @@ fn checksum(sql: &str) -> String {
 /// [`PgStoreError::TransactionIdsAhead`].
 async fn check_transaction_ids(
     tx: &mut sqlx::PgConnection,
-    schema: &SchemaName,
+    schema: &PgSchemaName,
 ) -> Result<(), PgStoreError> {
     // Every transaction that committed a row this statement can see began below its
     // snapshot's xmax, so a stored id at or above it was not handed out by this server.

@@ -10,24 +10,24 @@ use std::fmt;
 /// in SQL. Everything else in every query is a bind parameter.
 ///
 /// ```
-/// use es_postgres::SchemaName;
+/// use es_postgres::PgSchemaName;
 ///
-/// assert!(SchemaName::new("es").is_ok());
-/// assert!(SchemaName::new("tenant_42_events").is_ok());
-/// assert!(SchemaName::new("es; DROP TABLE x").is_err());
-/// assert!(SchemaName::new("Es").is_err());
+/// assert!(PgSchemaName::new("es").is_ok());
+/// assert!(PgSchemaName::new("tenant_42_events").is_ok());
+/// assert!(PgSchemaName::new("es; DROP TABLE x").is_err());
+/// assert!(PgSchemaName::new("Es").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SchemaName(String);
+pub struct PgSchemaName(String);
 
 /// The text is not a schema name the store accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "`{0}` is not a valid schema name: use 1 to 63 lowercase ASCII letters, digits or `_`, not starting with a digit"
 )]
-pub struct InvalidSchemaName(String);
+pub struct PgInvalidSchemaName(String);
 
-impl SchemaName {
+impl PgSchemaName {
     /// The longest name PostgreSQL keeps whole.
     pub const MAX_LEN: usize = 63;
 
@@ -35,8 +35,8 @@ impl SchemaName {
     ///
     /// # Errors
     ///
-    /// Returns [`InvalidSchemaName`] unless `name` is a plain lowercase identifier.
-    pub fn new(name: &str) -> Result<Self, InvalidSchemaName> {
+    /// Returns [`PgInvalidSchemaName`] unless `name` is a plain lowercase identifier.
+    pub fn new(name: &str) -> Result<Self, PgInvalidSchemaName> {
         let mut chars = name.chars();
         let valid = name.len() <= Self::MAX_LEN
             && chars
@@ -46,7 +46,7 @@ impl SchemaName {
         if valid {
             Ok(Self(name.to_owned()))
         } else {
-            Err(InvalidSchemaName(name.escape_debug().to_string()))
+            Err(PgInvalidSchemaName(name.escape_debug().to_string()))
         }
     }
 
@@ -61,27 +61,27 @@ impl SchemaName {
     }
 }
 
-impl Default for SchemaName {
+impl Default for PgSchemaName {
     /// `es`.
     fn default() -> Self {
         Self("es".to_owned())
     }
 }
 
-impl fmt::Display for SchemaName {
+impl fmt::Display for PgSchemaName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl fmt::Debug for SchemaName {
+impl fmt::Debug for PgSchemaName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SchemaName({:?})", self.0)
+        write!(f, "PgSchemaName({:?})", self.0)
     }
 }
 
-impl std::str::FromStr for SchemaName {
-    type Err = InvalidSchemaName;
+impl std::str::FromStr for PgSchemaName {
+    type Err = PgInvalidSchemaName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::new(s)
@@ -95,7 +95,7 @@ mod tests {
     #[test]
     fn accepts_plain_identifiers_only() {
         for good in ["es", "_es", "es_2", "a", &"x".repeat(63)] {
-            assert!(SchemaName::new(good).is_ok(), "{good}");
+            assert!(PgSchemaName::new(good).is_ok(), "{good}");
         }
         for bad in [
             "",
@@ -108,12 +108,12 @@ mod tests {
             "ès",
             &"x".repeat(64),
         ] {
-            assert!(SchemaName::new(bad).is_err(), "{bad:?}");
+            assert!(PgSchemaName::new(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn quotes_for_sql() {
-        assert_eq!(SchemaName::new("es").unwrap().quoted(), "\"es\"");
+        assert_eq!(PgSchemaName::new("es").unwrap().quoted(), "\"es\"");
     }
 }

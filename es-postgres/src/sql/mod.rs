@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, SqlSafeStr as _, SqlStr};
 
-use crate::schema::SchemaName;
+use crate::schema::PgSchemaName;
 
 /// Declares the statements, one field per `sql/<name>.sql` file.
 macro_rules! statements {
@@ -28,7 +28,7 @@ macro_rules! statements {
         }
 
         impl Statements {
-            pub(crate) fn new(schema: &SchemaName) -> Self {
+            pub(crate) fn new(schema: &PgSchemaName) -> Self {
                 let quoted = schema.quoted();
                 Self {
                     $(
@@ -93,17 +93,17 @@ fn complete(text: &str, quoted_schema: &str) -> SqlStr {
 /// The `LISTEN`/`NOTIFY` channel of `schema`: `es_events_<schema>`, or, where that would
 /// pass PostgreSQL's 63-byte identifier limit (`NOTIFY` refuses longer names, `LISTEN`
 /// cuts them short, so the two would never meet), the name's start and a hash of all of it.
-fn channel(schema: &SchemaName) -> String {
+fn channel(schema: &PgSchemaName) -> String {
     use sha2::Digest as _;
     let plain = format!("es_events_{}", schema.as_str());
-    if plain.len() <= SchemaName::MAX_LEN {
+    if plain.len() <= PgSchemaName::MAX_LEN {
         return plain;
     }
     let hash = sha2::Sha256::digest(schema.as_str().as_bytes());
     let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "es_events_{}_{hex}",
-        &schema.as_str()[..SchemaName::MAX_LEN - 27]
+        &schema.as_str()[..PgSchemaName::MAX_LEN - 27]
     )
 }
 
@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn every_statement_is_complete() {
-        let statements = Statements::new(&SchemaName::new("es").unwrap());
+        let statements = Statements::new(&PgSchemaName::new("es").unwrap());
         for (name, sql) in statements.all() {
             assert!(!sql.as_str().contains('{'), "{name} keeps a placeholder");
             assert!(
@@ -125,15 +125,15 @@ mod tests {
 
     #[test]
     fn channels_fit_postgres_identifiers_and_stay_apart() {
-        let short = SchemaName::new("es").unwrap();
+        let short = PgSchemaName::new("es").unwrap();
         assert_eq!(channel(&short), "es_events_es");
-        let long_a = SchemaName::new(&format!("{}a", "x".repeat(62))).unwrap();
-        let long_b = SchemaName::new(&format!("{}b", "x".repeat(62))).unwrap();
+        let long_a = PgSchemaName::new(&format!("{}a", "x".repeat(62))).unwrap();
+        let long_b = PgSchemaName::new(&format!("{}b", "x".repeat(62))).unwrap();
         for schema in [&long_a, &long_b] {
-            assert_eq!(channel(schema).len(), SchemaName::MAX_LEN, "{schema}");
+            assert_eq!(channel(schema).len(), PgSchemaName::MAX_LEN, "{schema}");
         }
         assert_ne!(channel(&long_a), channel(&long_b));
-        let fits = SchemaName::new(&"y".repeat(53)).unwrap();
+        let fits = PgSchemaName::new(&"y".repeat(53)).unwrap();
         assert_eq!(channel(&fits), format!("es_events_{}", "y".repeat(53)));
     }
 }

@@ -13,7 +13,7 @@ use crate::health::ReaderHealth;
 use crate::inline::PgInlineProjection;
 use crate::inner::Inner;
 use crate::redact::{redact, without_unknown_parameters};
-use crate::schema::SchemaName;
+use crate::schema::PgSchemaName;
 use crate::sql::Statements;
 use crate::store::PgEventStore;
 use crate::wakeup::Wakeups;
@@ -43,7 +43,7 @@ use crate::wakeup::Wakeups;
 pub struct PgEventStoreBuilder<C = PgPool> {
     connection: C,
     reply_timeout: Option<Option<Duration>>,
-    schema: SchemaName,
+    schema: PgSchemaName,
     notify: bool,
     poll_interval: Duration,
     page_size: i64,
@@ -75,7 +75,7 @@ impl<C> PgEventStoreBuilder<C> {
         Self {
             connection,
             reply_timeout: None,
-            schema: SchemaName::default(),
+            schema: PgSchemaName::default(),
             notify: true,
             poll_interval: Duration::from_secs(1),
             page_size: 2_000,
@@ -87,9 +87,9 @@ impl<C> PgEventStoreBuilder<C> {
     ///
     /// # Errors
     ///
-    /// Fails unless `name` is a plain lowercase identifier (see [`SchemaName`]).
+    /// Fails unless `name` is a plain lowercase identifier (see [`PgSchemaName`]).
     pub fn schema(mut self, name: &str) -> Result<Self, PgStoreError> {
-        self.schema = SchemaName::new(name)?;
+        self.schema = PgSchemaName::new(name)?;
         Ok(self)
     }
 

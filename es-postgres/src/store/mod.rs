@@ -14,11 +14,11 @@ use uuid::Uuid;
 
 use crate::checkout::within;
 use crate::error::{PgStoreError, retry_serialization_failures, store_error};
-use crate::horizon::{self, Horizon};
+use crate::horizon::{self, PgHorizon};
 use crate::inner::{Inner, statement};
 use crate::reader::{LogReader, StreamReader, filter_parameters};
 use crate::row::{self, position_of};
-use crate::schema::SchemaName;
+use crate::schema::PgSchemaName;
 use crate::tx::PgTx;
 use crate::xid::Xid8;
 
@@ -179,7 +179,7 @@ impl PgEventStore {
     }
 
     /// The schema.
-    pub fn schema(&self) -> &SchemaName {
+    pub fn schema(&self) -> &PgSchemaName {
         &self.inner.schema
     }
 
@@ -190,7 +190,7 @@ impl PgEventStore {
     /// # Errors
     ///
     /// Fails if the server cannot be queried.
-    pub async fn horizon(&self) -> Result<Horizon, StoreError> {
+    pub async fn horizon(&self) -> Result<PgHorizon, StoreError> {
         horizon::read(&self.inner).await
     }
 }
