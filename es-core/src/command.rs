@@ -4,7 +4,8 @@
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, Metadata};
-use crate::stream::{StreamId, Version};
+use crate::store::Committed;
+use crate::stream::StreamId;
 
 /// The identity and metadata of one command execution.
 ///
@@ -41,10 +42,9 @@ use crate::stream::{StreamId, Version};
 pub struct CommandContext {
     command_id: Uuid,
     command_id_given: bool,
-    correlation_id: Option<Uuid>,
-    causation_id: Option<Uuid>,
-    actor: Option<String>,
-    user: serde_json::Map<String, serde_json::Value>,
+    /// What the events carry, as set; correlation and causation default to the command id
+    /// when the events are made ([`CommandContext::event_metadata`]).
+    metadata: Metadata,
 }
 
 impl Default for CommandContext {
@@ -59,10 +59,7 @@ impl CommandContext {
         Self {
             command_id: Uuid::now_v7(),
             command_id_given: false,
-            correlation_id: None,
-            causation_id: None,
-            actor: None,
-            user: serde_json::Map::new(),
+            metadata: Metadata::new(),
         }
     }
 
@@ -109,8 +106,8 @@ impl CommandContext {
                     .unwrap_or(envelope.event_id),
             )
             .with_causation_id(envelope.event_id);
-        context.actor.clone_from(&envelope.metadata.actor);
-        context.user.clone_from(&envelope.metadata.user);
+        context.metadata.actor.clone_from(&envelope.metadata.actor);
+        context.metadata.user.clone_from(&envelope.metadata.user);
         context
     }
 
@@ -129,7 +126,7 @@ impl CommandContext {
     /// Sets the correlation id, for a command that continues a flow.
     #[must_use]
     pub fn with_correlation_id(mut self, correlation_id: Uuid) -> Self {
-        self.correlation_id = Some(correlation_id);
+        self.metadata = self.metadata.with_correlation_id(correlation_id);
         self
     }
 
@@ -138,14 +135,14 @@ impl CommandContext {
     /// command id.
     #[must_use]
     pub fn with_causation_id(mut self, causation_id: Uuid) -> Self {
-        self.causation_id = Some(causation_id);
+        self.metadata = self.metadata.with_causation_id(causation_id);
         self
     }
 
     /// Sets who issues the command.
     #[must_use]
     pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
-        self.actor = Some(actor.into());
+        self.metadata = self.metadata.with_actor(actor);
         self
     }
 
@@ -156,7 +153,15 @@ impl CommandContext {
         key: impl Into<String>,
         value: impl Into<serde_json::Value>,
     ) -> Self {
-        self.user.insert(key.into(), value.into());
+        self.metadata = self.metadata.with_user(key, value);
+        self
+    }
+
+    /// Sets all the metadata the events carry at once (replacing what was set); a
+    /// correlation or causation id left unset defaults to the command id.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
         self
     }
 
@@ -172,16 +177,14 @@ impl CommandContext {
 
     /// The correlation id events get: the one set, or the command id.
     pub fn correlation_id(&self) -> Uuid {
-        self.correlation_id.unwrap_or(self.command_id)
+        self.metadata.correlation_id.unwrap_or(self.command_id)
     }
 
     /// The metadata every event of this command carries.
     pub fn event_metadata(&self) -> Metadata {
-        let mut metadata = Metadata::new()
-            .with_correlation_id(self.correlation_id())
-            .with_causation_id(self.causation_id.unwrap_or(self.command_id));
-        metadata.actor.clone_from(&self.actor);
-        metadata.user.clone_from(&self.user);
+        let mut metadata = self.metadata.clone();
+        metadata.correlation_id = Some(self.correlation_id());
+        metadata.causation_id = Some(metadata.causation_id.unwrap_or(self.command_id));
         metadata
     }
 
@@ -213,19 +216,11 @@ fn derive_id(base: Uuid, name: &str) -> Uuid {
         .into_uuid()
 }
 
-/// What executing a command recorded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommandOutcome<E> {
-    /// The aggregate's stream.
-    pub stream_id: StreamId,
-    /// The stream's version after the command (unchanged if it produced no events).
-    pub version: Version,
-    /// The events the command recorded, in order; empty if it changed nothing.
-    pub events: Vec<EventEnvelope<E>>,
-    /// Whether this command id had already been executed, so that these are the events of
-    /// that first execution and nothing new was recorded.
-    pub duplicate: bool,
-}
+/// What executing a command recorded: the [`Committed`] append of its events (none if it
+/// changed nothing, the stream's version then unchanged), with
+/// [`duplicate`](Committed::duplicate) set when this command id had already been executed,
+/// so that these are the events of that first execution and nothing new was recorded.
+pub type CommandOutcome<E> = Committed<E>;
 
 #[cfg(test)]
 mod tests {

@@ -3,14 +3,25 @@
 //!
 //! Each names the stream, version and event type involved where it has them. Conflicts are a
 //! variant you can match, never a string to parse.
+//!
+//! Every error type of es-core is here, also those that belong with what fails: decoding
+//! and encoding events ([`DecodeError`], [`EncodeError`], [`UpcastError`],
+//! [`PayloadError`]), the [limits](crate::limits) ([`LimitError`]), loading an aggregate
+//! ([`LoadError`]), runners and process managers ([`RunnerError`], [`ProcessError`]), and
+//! parsing ids ([`StreamIdError`], [`ParsePositionError`]).
 
 use std::error::Error as StdError;
 
 use uuid::Uuid;
 
-use crate::event::DecodeError;
-use crate::payload::PayloadError;
-use crate::stream::{ExpectedVersion, Position, StreamId, StreamIdError, Version};
+pub use crate::event::{DecodeError, EncodeError, UpcastError};
+pub use crate::limits::LimitError;
+pub use crate::payload::{PayloadError, PayloadErrorCategory};
+pub use crate::process::ProcessError;
+pub use crate::repository::LoadError;
+pub use crate::runner::RunnerError;
+use crate::stream::{ExpectedVersion, Position, StreamId, Version};
+pub use crate::stream::{ParsePositionError, StreamIdError};
 
 /// A boxed error from a store's backend (a database driver, an I/O layer).
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;

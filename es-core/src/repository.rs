@@ -691,21 +691,14 @@ where
                         .first_outcome(&stream, ids)
                         .await?
                         .unwrap_or(CommandOutcome {
-                            stream_id: committed.stream_id,
-                            version: committed.version,
-                            events: committed.events,
                             duplicate: context.command_id_given(),
+                            ..committed
                         }));
                 }
                 Ok(committed) => {
                     tracing::debug!(version = %committed.version, events = committed.events.len(), "command committed");
                     self.after_commit(loaded, &committed.events).await;
-                    return Ok(CommandOutcome {
-                        stream_id: committed.stream_id,
-                        version: committed.version,
-                        events: committed.events,
-                        duplicate: false,
-                    });
+                    return Ok(committed);
                 }
                 Err(AppendError::Conflict {
                     expected, actual, ..
