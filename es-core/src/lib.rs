@@ -155,12 +155,12 @@ pub use crate::repository::{AsOf, LoadError, Loaded, Repository, RetryPolicy, Sn
 #[doc(inline)]
 pub use crate::runner::{
     ErrorPolicy, OnFailure, ProjectionRunner, ProjectionStatus, RunnerError, RunnerState,
-    RunnerStore, StatusHandle,
+    StatusHandle,
 };
 #[doc(inline)]
 pub use crate::store::{
     CheckpointStore, Committed, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent,
-    Partition, Snapshot, SnapshotStore, Stall,
+    Partition, Snapshot, SnapshotStore, Stall, Store,
 };
 #[doc(inline)]
 pub use crate::stream::{

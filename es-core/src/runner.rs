@@ -18,25 +18,17 @@ use crate::backoff::Backoff;
 use crate::error::{BoxError, ReadError, StoreError};
 use crate::event::EventEnvelope;
 use crate::projection::Projection;
-use crate::store::{
-    CheckpointStore, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent, Partition,
-    Stall,
-};
+use crate::store::{EventFilter, EventStore, ParkedEvent, Partition, Stall, Store};
 use crate::stream::Position;
 
 /// The events a runner reads, boxed so that history and live reads share one type.
 type Events<E> = Pin<Box<dyn Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send>>;
 
-/// Everything a store offers that a runner uses.
-pub trait RunnerStore: EventStore + CheckpointStore + DeadLetterStore + LeaseStore {}
-
-impl<S: EventStore + CheckpointStore + DeadLetterStore + LeaseStore> RunnerStore for S {}
-
 /// What a runner does when a projection fails on an event.
 ///
 /// It first tries again `retries` times, waiting `backoff`, then twice as long each time;
 /// then it stops or parks the event (sets it aside in the store's dead-letter table, visible
-/// through [`DeadLetterStore::parked`] and retried by [`ProjectionRunner::retry_parked`])
+/// through [`DeadLetterStore::parked`](crate::DeadLetterStore::parked) and retried by [`ProjectionRunner::retry_parked`])
 /// and goes on. It never drops an event silently.
 ///
 /// An event the runner cannot even decode (a stored version with no upcaster to the
@@ -422,7 +414,7 @@ impl<P: Projection + fmt::Debug, S: fmt::Debug> fmt::Debug for ProjectionRunner<
     }
 }
 
-impl<P: Projection, S: RunnerStore> ProjectionRunner<P, S> {
+impl<P: Projection, S: Store> ProjectionRunner<P, S> {
     /// A runner of `projection` on `store`: batches of 500 events, commits at least every
     /// 100 ms while live, the default [`ErrorPolicy`], and a lease of 10 s.
     pub fn new(store: S, projection: P) -> Self {

@@ -1,6 +1,8 @@
-//! The event store contract: [`EventStore`], [`SnapshotStore`] and [`CheckpointStore`].
+//! The event store contract: [`EventStore`] (streams and the global log), [`SnapshotStore`],
+//! [`CheckpointStore`], [`DeadLetterStore`] and [`LeaseStore`] (what projection runners
+//! keep), and [`Store`], all five at once.
 //!
-//! Every backend (`es-memory`, `es-postgres`) implements all three with the same semantics,
+//! Every backend (`es-memory`, `es-postgres`) implements all five with the same semantics,
 //! which one conformance suite (`es-testkit`) checks. Reads return async streams so that a
 //! long stream or the whole log is never held in memory at once.
 
@@ -16,6 +18,19 @@ use crate::aggregate::AggregateType;
 use crate::error::{AppendError, ReadError, StoreError};
 use crate::event::{DomainEvent, EventEnvelope, NewEvent};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
+
+/// Everything a complete store implements: the events, snapshots, checkpoints, parked
+/// events and leases. Runners, process managers and the conformance suite ask for this one
+/// bound; implement the five traits and it comes for free.
+pub trait Store:
+    EventStore + SnapshotStore + CheckpointStore + DeadLetterStore + LeaseStore
+{
+}
+
+impl<S> Store for S where
+    S: EventStore + SnapshotStore + CheckpointStore + DeadLetterStore + LeaseStore
+{
+}
 
 /// An append-only store of event streams with a global log.
 ///

@@ -23,19 +23,6 @@ pub mod fixture;
 pub mod flaky;
 pub mod projections;
 
-use es_core::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, SnapshotStore};
-
-/// Everything a store under test implements.
-pub trait TestStore:
-    EventStore + SnapshotStore + CheckpointStore + DeadLetterStore + LeaseStore
-{
-}
-
-impl<S> TestStore for S where
-    S: EventStore + SnapshotStore + CheckpointStore + DeadLetterStore + LeaseStore
-{
-}
-
 #[doc(hidden)]
 pub mod __private {
     pub use tokio;

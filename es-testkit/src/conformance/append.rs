@@ -4,11 +4,11 @@ use es_core::{AppendError, ExpectedVersion, NewEvent, RawEvent, StreamId, Versio
 use serde_json::json;
 
 use super::{account, deposits, read_stream, versions};
-use crate::TestStore;
 use crate::fixture::AccountEvent;
+use es_core::Store;
 
 /// `NoStream` on a new stream succeeds and numbers events from 1.
-pub async fn append_to_new_stream<S: TestStore>(store: S) {
+pub async fn append_to_new_stream<S: Store>(store: S) {
     let stream = account("new");
     let committed = store
         .append(&stream, ExpectedVersion::NoStream, deposits(3))
@@ -25,7 +25,7 @@ pub async fn append_to_new_stream<S: TestStore>(store: S) {
 }
 
 /// `Exact(n)` on a stream at `n` succeeds and continues the numbering.
-pub async fn append_with_exact_version<S: TestStore>(store: S) {
+pub async fn append_with_exact_version<S: Store>(store: S) {
     let stream = account("exact");
     store
         .append(&stream, ExpectedVersion::NoStream, deposits(2))
@@ -53,7 +53,7 @@ pub async fn append_with_exact_version<S: TestStore>(store: S) {
 }
 
 /// `Any` appends whatever the version is, to new and existing streams.
-pub async fn append_with_any_version<S: TestStore>(store: S) {
+pub async fn append_with_any_version<S: Store>(store: S) {
     let stream = account("any");
     store
         .append(&stream, ExpectedVersion::Any, deposits(1))
@@ -90,7 +90,7 @@ fn assert_conflict(
 }
 
 /// `NoStream` on an existing stream is a conflict that writes nothing.
-pub async fn no_stream_conflicts_on_existing_stream<S: TestStore>(store: S) {
+pub async fn no_stream_conflicts_on_existing_stream<S: Store>(store: S) {
     let stream = account("exists");
     store
         .append(&stream, ExpectedVersion::NoStream, deposits(1))
@@ -104,7 +104,7 @@ pub async fn no_stream_conflicts_on_existing_stream<S: TestStore>(store: S) {
 }
 
 /// A stale `Exact` version is a typed conflict naming the stream, and writes nothing.
-pub async fn stale_version_conflicts_and_writes_nothing<S: TestStore>(store: S) {
+pub async fn stale_version_conflicts_and_writes_nothing<S: Store>(store: S) {
     let stream = account("stale");
     store
         .append(&stream, ExpectedVersion::NoStream, deposits(3))
@@ -125,7 +125,7 @@ pub async fn stale_version_conflicts_and_writes_nothing<S: TestStore>(store: S) 
 }
 
 /// An `Exact` version beyond the stream's is a conflict too, also on a missing stream.
-pub async fn version_ahead_conflicts<S: TestStore>(store: S) {
+pub async fn version_ahead_conflicts<S: Store>(store: S) {
     let stream = account("ahead");
     let expected = ExpectedVersion::Exact(Version::new(5));
     let result = store.append(&stream, expected, deposits(1)).await;
@@ -138,7 +138,7 @@ pub async fn version_ahead_conflicts<S: TestStore>(store: S) {
 }
 
 /// An empty batch writes nothing, but its expected version is still checked.
-pub async fn empty_append_checks_version_and_writes_nothing<S: TestStore>(store: S) {
+pub async fn empty_append_checks_version_and_writes_nothing<S: Store>(store: S) {
     let stream = account("empty");
     let committed = store
         .append::<AccountEvent>(&stream, ExpectedVersion::NoStream, Vec::new())
@@ -169,7 +169,7 @@ pub async fn empty_append_checks_version_and_writes_nothing<S: TestStore>(store:
 }
 
 /// A batch is stored whole with consecutive versions, or not at all.
-pub async fn batch_is_atomic_and_consecutive<S: TestStore>(store: S) {
+pub async fn batch_is_atomic_and_consecutive<S: Store>(store: S) {
     let stream = account("batch");
     store
         .append(&stream, ExpectedVersion::NoStream, deposits(2))
@@ -211,7 +211,7 @@ pub async fn batch_is_atomic_and_consecutive<S: TestStore>(store: S) {
 }
 
 /// A thousand events go in one append.
-pub async fn large_batch_in_one_append<S: TestStore>(store: S) {
+pub async fn large_batch_in_one_append<S: Store>(store: S) {
     let stream = account("large");
     let committed = store
         .append(&stream, ExpectedVersion::NoStream, deposits(1000))
@@ -226,7 +226,7 @@ pub async fn large_batch_in_one_append<S: TestStore>(store: S) {
 
 /// Appending events whose ids are all stored, in this stream, stores nothing more and
 /// returns the stored events, whatever the expected version.
-pub async fn reappending_stored_ids_is_idempotent<S: TestStore>(store: S) {
+pub async fn reappending_stored_ids_is_idempotent<S: Store>(store: S) {
     let stream = account("idem");
     let batch = deposits(2);
     let first = store
@@ -256,7 +256,7 @@ pub async fn reappending_stored_ids_is_idempotent<S: TestStore>(store: S) {
 }
 
 /// A batch with some ids stored and some new is rejected and writes nothing.
-pub async fn partly_stored_batch_is_rejected<S: TestStore>(store: S) {
+pub async fn partly_stored_batch_is_rejected<S: Store>(store: S) {
     let stream = account("partly");
     let first = store
         .append(&stream, ExpectedVersion::NoStream, deposits(1))
@@ -276,7 +276,7 @@ pub async fn partly_stored_batch_is_rejected<S: TestStore>(store: S) {
 }
 
 /// An id stored in another stream is rejected, naming that stream.
-pub async fn id_stored_in_another_stream_is_rejected<S: TestStore>(store: S) {
+pub async fn id_stored_in_another_stream_is_rejected<S: Store>(store: S) {
     let a = account("a");
     let b = account("b");
     let first = store
@@ -309,7 +309,7 @@ pub async fn id_stored_in_another_stream_is_rejected<S: TestStore>(store: S) {
 
 /// A batch that holds one event id twice is refused whole with an error naming the id,
 /// whether the id is new or already stored, and nothing is written.
-pub async fn id_twice_in_one_batch_is_rejected<S: TestStore>(store: S) {
+pub async fn id_twice_in_one_batch_is_rejected<S: Store>(store: S) {
     let stream = account("twice");
     let event = NewEvent::new(AccountEvent::Deposited { amount: 1 });
     let twice = vec![event.clone(), event.clone()];
@@ -340,7 +340,7 @@ pub async fn id_twice_in_one_batch_is_rejected<S: TestStore>(store: S) {
 
 /// An event that cannot be encoded is refused with an error naming the stream and type, and
 /// nothing of its batch is stored.
-pub async fn unencodable_event_is_refused_and_writes_nothing<S: TestStore>(store: S) {
+pub async fn unencodable_event_is_refused_and_writes_nothing<S: Store>(store: S) {
     let stream = StreamId::new("tally", "1").unwrap();
     let bad = crate::fixture::Tallied {
         counts: [((1, 2), 3)].into(),
@@ -373,7 +373,7 @@ pub async fn unencodable_event_is_refused_and_writes_nothing<S: TestStore>(store
 }
 
 /// An id stored as another type in another category is reported as taken, naming where.
-pub async fn id_of_another_type_elsewhere_is_rejected<S: TestStore>(store: S) {
+pub async fn id_of_another_type_elsewhere_is_rejected<S: Store>(store: S) {
     let note = StreamId::new("note", "1").unwrap();
     let stored = store
         .append(

@@ -10,12 +10,12 @@ use uuid::Uuid;
 
 use super::subscription::{assert_quiet, take};
 use super::{account, deposits, read_log, read_stream, versions};
-use crate::TestStore;
 use crate::fixture::{Account, AccountCommand, AccountEvent};
+use es_core::Store;
 
 /// Archiving refuses every later append, whatever its expected version, but the stream's
 /// events stay readable; archiving twice is harmless and other streams are untouched.
-pub async fn archived_stream_refuses_appends_and_keeps_its_history<S: TestStore>(store: S) {
+pub async fn archived_stream_refuses_appends_and_keeps_its_history<S: Store>(store: S) {
     let stream = account("old");
     let other = account("current");
     let written = store
@@ -81,7 +81,7 @@ pub async fn archived_stream_refuses_appends_and_keeps_its_history<S: TestStore>
 
 /// Reads of the global log, counts and subscriptions leave archived streams out unless the
 /// filter asks for them; the events are still there for those that do.
-pub async fn archived_stream_leaves_the_log_and_subscriptions<S: TestStore>(store: S) {
+pub async fn archived_stream_leaves_the_log_and_subscriptions<S: Store>(store: S) {
     let archived = account("gone");
     let kept = account("kept");
     let gone = store
@@ -150,7 +150,7 @@ pub async fn archived_stream_leaves_the_log_and_subscriptions<S: TestStore>(stor
 /// typed error, whether the command would be accepted or rejected and whether its state
 /// was cached; a command executed before the archive still repeats as a duplicate; the
 /// history stays readable.
-pub async fn repository_refuses_archived_aggregates<S: TestStore>(store: S) {
+pub async fn repository_refuses_archived_aggregates<S: Store>(store: S) {
     let repository = Repository::<Account, _>::new(store.clone()).with_cache(16);
     let open = CommandContext::new().with_command_id(Uuid::now_v7());
     let opened = repository
@@ -232,7 +232,7 @@ pub async fn repository_refuses_archived_aggregates<S: TestStore>(store: S) {
 /// `archive_stream` returns is final: no append lands after it, not even one that was
 /// under way. Every append that succeeded is stored once at consecutive versions, and each
 /// writer sees the archive.
-pub async fn archive_while_writers_append_refuses_every_later_append<S: TestStore>(store: S) {
+pub async fn archive_while_writers_append_refuses_every_later_append<S: Store>(store: S) {
     const WRITERS: usize = 4;
     let stream = account("closing");
     store
@@ -345,7 +345,7 @@ impl es_core::ProcessManager for ReferralBonus {
 
 /// A process manager's command on an archived aggregate fails the reaction, unless the
 /// manager tolerates archived targets: then the reaction counts as done.
-pub async fn process_manager_commands_on_archived_aggregates<S: TestStore>(store: S) {
+pub async fn process_manager_commands_on_archived_aggregates<S: Store>(store: S) {
     let accounts = Repository::<Account, _>::new(store.clone());
     for owner in ["referrer", "newcomer"] {
         accounts

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use es_core::{AppendError, EventFilter, ExpectedVersion, NewEvent, Position};
 
 use super::{account, read_log, read_stream, versions};
-use crate::TestStore;
 use crate::fixture::AccountEvent;
+use es_core::Store;
 
 /// Writers in the concurrency behaviours.
 pub const WRITERS: u64 = 8;
@@ -21,7 +21,7 @@ fn amount(writer: u64, n: u64) -> u64 {
 /// Eight writers append to one stream, each reading the version and appending with
 /// `Exact`, retrying on conflicts. Every append lands exactly once, versions run 1..n
 /// without gaps, and conflicts are the only failure.
-pub async fn concurrent_writers_on_one_stream_lose_nothing<S: TestStore>(store: S) {
+pub async fn concurrent_writers_on_one_stream_lose_nothing<S: Store>(store: S) {
     let stream = account("contended");
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
@@ -84,7 +84,7 @@ pub async fn concurrent_writers_on_one_stream_lose_nothing<S: TestStore>(store: 
 
 /// Eight writers on eight streams never see a conflict, and the global log holds every
 /// event once.
-pub async fn concurrent_writers_on_distinct_streams_never_conflict<S: TestStore>(store: S) {
+pub async fn concurrent_writers_on_distinct_streams_never_conflict<S: Store>(store: S) {
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
         let store = store.clone();
@@ -123,7 +123,7 @@ pub async fn concurrent_writers_on_distinct_streams_never_conflict<S: TestStore>
 
 /// Sixteen writers append to one stream with [`ExpectedVersion::Any`]: none of them ever
 /// sees a conflict (the store resolves the race), and every event is stored once.
-pub async fn any_version_appends_never_conflict<S: TestStore>(store: S) {
+pub async fn any_version_appends_never_conflict<S: Store>(store: S) {
     const ANY_WRITERS: u64 = 16;
     const APPENDS: u64 = 25;
     let stream = account("any-race");

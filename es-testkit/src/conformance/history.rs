@@ -13,8 +13,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::account;
-use crate::TestStore;
 use crate::fixture::{Account, AccountCommand, AccountError, AccountEvent};
+use es_core::Store;
 
 /// The state after applying `events` to a new account.
 fn replayed(events: &[AccountEvent]) -> Account {
@@ -28,7 +28,7 @@ fn replayed(events: &[AccountEvent]) -> Account {
 /// Loading as of each version, and as of each event's recorded time, gives the state of
 /// that prefix of the stream, whatever snapshot is stored; before the first event it is
 /// the new aggregate, past the last the current one.
-pub async fn load_as_of_version_and_time<S: TestStore>(store: S) {
+pub async fn load_as_of_version_and_time<S: Store>(store: S) {
     let repository =
         Repository::<Account, _>::new(store.clone()).with_snapshot_policy(SnapshotPolicy::every(3));
     let mut commands = vec![AccountCommand::Open {
@@ -100,7 +100,7 @@ pub async fn load_as_of_version_and_time<S: TestStore>(store: S) {
 /// A load as of a version or a time reads no further than it must: an event after the
 /// target that this build cannot decode (here an unknown type, as a newer build might
 /// write) leaves it unharmed, while a load of the latest state reports it.
-pub async fn load_as_of_ignores_undecodable_events_after_the_target<S: TestStore>(store: S) {
+pub async fn load_as_of_ignores_undecodable_events_after_the_target<S: Store>(store: S) {
     let repository = Repository::<Account, _>::new(store.clone());
     let opened = repository
         .execute(
@@ -153,7 +153,7 @@ pub async fn load_as_of_ignores_undecodable_events_after_the_target<S: TestStore
 /// A load as of a version or time uses a stored snapshot exactly when it holds no later
 /// events. The snapshot here is planted with a balance no replay gives, so the result
 /// shows whether it was used.
-pub async fn load_as_of_uses_only_snapshots_from_before<S: TestStore>(store: S) {
+pub async fn load_as_of_uses_only_snapshots_from_before<S: Store>(store: S) {
     let repository = Repository::<Account, _>::new(store.clone())
         .with_snapshot_policy(SnapshotPolicy::every(1_000));
     let mut envelopes = Vec::new();
@@ -212,7 +212,7 @@ pub async fn load_as_of_uses_only_snapshots_from_before<S: TestStore>(store: S) 
 /// A snapshot the aggregate cannot use (written by another snapshot schema version, or
 /// holding a state that no longer decodes) is ignored: loading replays the events and
 /// never fails, and commands go on.
-pub async fn unusable_snapshots_are_ignored<S: TestStore>(store: S) {
+pub async fn unusable_snapshots_are_ignored<S: Store>(store: S) {
     let repository = Repository::<Account, _>::new(store.clone())
         .with_snapshot_policy(SnapshotPolicy::every(1_000));
     let stale = Account {
@@ -289,7 +289,7 @@ pub async fn unusable_snapshots_are_ignored<S: TestStore>(store: S) {
 /// A stream's history lists every event in order with who caused it, when, and within
 /// which flow: the context's correlation id, causation id, actor and user metadata reach
 /// every event a command produces.
-pub async fn history_lists_events_with_their_metadata<S: TestStore>(store: S) {
+pub async fn history_lists_events_with_their_metadata<S: Store>(store: S) {
     let repository = Repository::<Account, _>::new(store.clone());
     let flow = Uuid::now_v7();
     let request = Uuid::now_v7();

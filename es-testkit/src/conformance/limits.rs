@@ -13,8 +13,8 @@ use futures_util::TryStreamExt as _;
 use serde_json::{Value, json};
 
 use super::read_log;
-use crate::TestStore;
 use crate::fixture::Measured;
+use es_core::Store;
 
 /// `levels` arrays nested around `1`.
 fn nested(levels: usize) -> Value {
@@ -30,7 +30,7 @@ fn noted(payload: Value) -> NewEvent<RawEvent> {
 
 /// Appends `[fine, bad]` and expects `bad` refused with a reason `check` accepts, and
 /// nothing stored.
-async fn assert_refused<S: TestStore>(
+async fn assert_refused<S: Store>(
     store: &S,
     what: &str,
     bad: NewEvent<RawEvent>,
@@ -63,7 +63,7 @@ async fn assert_refused<S: TestStore>(
 /// Text no store can keep (a NUL character, which PostgreSQL's jsonb and text refuse) is
 /// refused alike by every store, in a payload, a key, an actor or metadata, naming the
 /// event's index and type; nothing of the batch is stored.
-pub async fn nul_characters_are_refused_alike<S: TestStore>(store: S) {
+pub async fn nul_characters_are_refused_alike<S: Store>(store: S) {
     let mut by_actor = noted(json!({}));
     by_actor.metadata.actor = Some("ada\u{0}".to_owned());
     let mut by_metadata = noted(json!({}));
@@ -87,7 +87,7 @@ pub async fn nul_characters_are_refused_alike<S: TestStore>(store: S) {
 /// Every limit is refused alike, before anything is written: nesting, floats that would
 /// read back as integers, size, event type names, schema versions, and events that do not
 /// decode from their own encoding.
-pub async fn limits_are_refused_alike<S: TestStore>(store: S) {
+pub async fn limits_are_refused_alike<S: Store>(store: S) {
     let mut deep_metadata = noted(json!({}));
     deep_metadata
         .metadata
@@ -162,7 +162,7 @@ pub async fn limits_are_refused_alike<S: TestStore>(store: S) {
 }
 
 /// A batch larger than one append may take is refused whole, though each event fits.
-pub async fn batch_over_the_size_limit_is_refused<S: TestStore>(store: S) {
+pub async fn batch_over_the_size_limit_is_refused<S: Store>(store: S) {
     let stream = StreamId::new("note", "big").unwrap();
     let each = MAX_EVENT_BYTES - 1024;
     let count = MAX_BATCH_BYTES / each + 1;
@@ -181,7 +181,7 @@ pub async fn batch_over_the_size_limit_is_refused<S: TestStore>(store: S) {
 
 /// An expected version past the last one any stream can reach is a conflict, typed, on
 /// every store (not an arithmetic overflow in the store's backend).
-pub async fn expected_version_beyond_the_last_conflicts<S: TestStore>(store: S) {
+pub async fn expected_version_beyond_the_last_conflicts<S: Store>(store: S) {
     let stream = StreamId::new("note", "far").unwrap();
     for expected in [Version::MAX, Version::new(u64::MAX)] {
         let result = store
@@ -201,7 +201,7 @@ pub async fn expected_version_beyond_the_last_conflicts<S: TestStore>(store: S) 
 /// What a store accepts it reads back exactly as written, through every read path: the
 /// deepest nesting allowed, extreme and subnormal floats, 64-bit integers, escapes and
 /// non-ASCII text, in payloads and metadata, and an event just under the size limit.
-pub async fn accepted_values_read_back_identically<S: TestStore>(store: S) {
+pub async fn accepted_values_read_back_identically<S: Store>(store: S) {
     let stream = StreamId::new("note", "edges").unwrap();
     let payload = json!({
         "deepest": nested(MAX_DEPTH - 1),

@@ -31,8 +31,8 @@ pub use upcasting::*;
 use es_core::{EventEnvelope, EventFilter, NewEvent, Position, StreamId, Version};
 use futures_util::TryStreamExt as _;
 
-use crate::TestStore;
 use crate::fixture::AccountEvent;
+use es_core::Store;
 
 /// The account stream `account-<id>`.
 pub(crate) fn account(id: &str) -> StreamId {
@@ -47,7 +47,7 @@ pub(crate) fn deposits(n: u64) -> Vec<NewEvent<AccountEvent>> {
 }
 
 /// The whole stream, typed.
-pub(crate) async fn read_stream<S: TestStore>(
+pub(crate) async fn read_stream<S: Store>(
     store: &S,
     stream: &StreamId,
 ) -> Vec<EventEnvelope<AccountEvent>> {
@@ -65,7 +65,7 @@ pub(crate) async fn read_stream<S: TestStore>(
 /// right after an append may not show it yet. This waits for the expected count (a store
 /// that lost events never gets there and fails the test); callers then check the exact
 /// contents.
-pub(crate) async fn read_log<S: TestStore, E: es_core::DomainEvent>(
+pub(crate) async fn read_log<S: Store, E: es_core::DomainEvent>(
     store: &S,
     after: Position,
     filter: EventFilter,

@@ -11,18 +11,18 @@ use es_core::{
 use uuid::Uuid;
 
 use super::{account, read_log};
-use crate::TestStore;
 use crate::fixture::{AccountCommand, AccountEvent};
 use crate::projections::{
     CountingView, Faults, LedgerStorage, LedgerView, WELCOME_BONUS, WelcomeBonus,
 };
+use es_core::Store;
 
 /// Generous bound on work that should finish at once; it bounds a hang, it does not
 /// measure speed.
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Appends `n` deposits of 1..=n to `id`, one append each; returns their event ids.
-async fn deposit<S: TestStore>(store: &S, id: &str, n: u64) -> Vec<Uuid> {
+async fn deposit<S: Store>(store: &S, id: &str, n: u64) -> Vec<Uuid> {
     let stream = account(id);
     let mut ids = Vec::new();
     for amount in 1..=n {
@@ -41,15 +41,12 @@ async fn deposit<S: TestStore>(store: &S, id: &str, n: u64) -> Vec<Uuid> {
 
 /// Waits until the global log shows `total` events: a store may hold back fresh events
 /// for a moment (see [`read_log`]), and a catch-up reads only what is visible.
-async fn settled<S: TestStore>(store: &S, total: usize) {
+async fn settled<S: Store>(store: &S, total: usize) {
     read_log::<S, es_core::RawEvent>(store, es_core::Position::START, EventFilter::all(), total)
         .await;
 }
 
-fn runner<S: TestStore, P: es_core::Projection>(
-    store: &S,
-    projection: P,
-) -> ProjectionRunner<P, S> {
+fn runner<S: Store, P: es_core::Projection>(store: &S, projection: P) -> ProjectionRunner<P, S> {
     ProjectionRunner::new(store.clone(), projection)
         .with_batch_size(5)
         .with_lease(Some(Duration::from_millis(500)))
@@ -58,7 +55,7 @@ fn runner<S: TestStore, P: es_core::Projection>(
 
 /// A runner handles the history, commits, and a later runner resumes after the
 /// checkpoint: each event once.
-pub async fn projection_catches_up_and_resumes_from_its_checkpoint<S: TestStore>(store: S) {
+pub async fn projection_catches_up_and_resumes_from_its_checkpoint<S: Store>(store: S) {
     let storage = LedgerStorage::default();
     let mut ids: HashSet<Uuid> = deposit(&store, "a", 7).await.into_iter().collect();
     settled(&store, 7).await;
@@ -93,7 +90,7 @@ pub async fn projection_catches_up_and_resumes_from_its_checkpoint<S: TestStore>
 /// A projection that keeps its own checkpoint is killed mid-batch (its task dropped
 /// between writes and the commit): a new runner finishes the job, and every event is
 /// applied exactly once.
-pub async fn killed_projection_resumes_exactly_once<S: TestStore>(store: S) {
+pub async fn killed_projection_resumes_exactly_once<S: Store>(store: S) {
     let ids: HashSet<Uuid> = deposit(&store, "a", 23).await.into_iter().collect();
     settled(&store, 23).await;
     let storage = LedgerStorage::default();
@@ -142,7 +139,7 @@ pub async fn killed_projection_resumes_exactly_once<S: TestStore>(store: S) {
 
 /// A projection that lets the runner keep its checkpoint, killed mid-batch, loses nothing:
 /// the events since the last checkpoint come again (at least once).
-pub async fn killed_projection_without_own_checkpoint_loses_nothing<S: TestStore>(store: S) {
+pub async fn killed_projection_without_own_checkpoint_loses_nothing<S: Store>(store: S) {
     let ids: HashSet<Uuid> = deposit(&store, "a", 23).await.into_iter().collect();
     settled(&store, 23).await;
     let storage = LedgerStorage::default();
@@ -176,7 +173,7 @@ pub async fn killed_projection_without_own_checkpoint_loses_nothing<S: TestStore
 }
 
 /// Rebuilding from the start of the log gives exactly the view that live processing gave.
-pub async fn rebuild_gives_the_view_live_processing_gave<S: TestStore>(store: S) {
+pub async fn rebuild_gives_the_view_live_processing_gave<S: Store>(store: S) {
     let mut ids: HashSet<Uuid> = deposit(&store, "a", 6).await.into_iter().collect();
     let storage = LedgerStorage::default();
     let mut live = runner(
@@ -215,7 +212,7 @@ pub async fn rebuild_gives_the_view_live_processing_gave<S: TestStore>(store: S)
 /// Two instances of one projection run at once while events arrive: the lease lets one
 /// work and the other wait, each event is applied exactly once, and when the first stops
 /// the second takes over.
-pub async fn two_instances_handle_each_event_once<S: TestStore>(store: S) {
+pub async fn two_instances_handle_each_event_once<S: Store>(store: S) {
     let storage = LedgerStorage::default();
     let mut ids: HashSet<Uuid> = HashSet::new();
     let mut instances = Vec::new();
@@ -269,7 +266,7 @@ pub async fn two_instances_handle_each_event_once<S: TestStore>(store: S) {
 
 /// An event the projection keeps failing on is parked (visible, with its error) and the
 /// projection goes on; once the cause is fixed, retrying the parked event applies it.
-pub async fn failing_event_is_parked_and_can_be_retried<S: TestStore>(store: S) {
+pub async fn failing_event_is_parked_and_can_be_retried<S: Store>(store: S) {
     let ids: HashSet<Uuid> = deposit(&store, "a", 12).await.into_iter().collect();
     settled(&store, 12).await;
     let storage = LedgerStorage::default();
@@ -314,7 +311,7 @@ pub async fn failing_event_is_parked_and_can_be_retried<S: TestStore>(store: S) 
 
 /// With the stop policy the runner stops at the failing event, naming it, having committed
 /// everything before it; after a fix it goes on from there.
-pub async fn stop_policy_stops_at_the_failing_event<S: TestStore>(store: S) {
+pub async fn stop_policy_stops_at_the_failing_event<S: Store>(store: S) {
     let ids: HashSet<Uuid> = deposit(&store, "a", 12).await.into_iter().collect();
     settled(&store, 12).await;
     let storage = LedgerStorage::default();
@@ -358,7 +355,7 @@ pub async fn stop_policy_stops_at_the_failing_event<S: TestStore>(store: S) {
 }
 
 /// The status tells where the projection is, how far behind, and what failed.
-pub async fn status_reports_position_lag_and_errors<S: TestStore>(store: S) {
+pub async fn status_reports_position_lag_and_errors<S: Store>(store: S) {
     deposit(&store, "a", 10).await;
     settled(&store, 10).await;
     let storage = LedgerStorage::default();
@@ -397,7 +394,7 @@ pub async fn status_reports_position_lag_and_errors<S: TestStore>(store: S) {
 
 /// Runners of different partitions share the streams out: together they apply every event
 /// once, each stream's events in order, no stream in two partitions.
-pub async fn partitioned_runners_split_streams_and_keep_order<S: TestStore>(store: S) {
+pub async fn partitioned_runners_split_streams_and_keep_order<S: Store>(store: S) {
     const PARTITIONS: u32 = 3;
     let mut ids = HashSet::new();
     for stream in 0..12 {
@@ -448,7 +445,7 @@ pub async fn partitioned_runners_split_streams_and_keep_order<S: TestStore>(stor
 /// whether the projection commits it with its writes ([`LedgerView`]) or the runner saves
 /// it in the store ([`CountingView`]); restarted runners resume each from its own; a
 /// rebuild through one partition resets them all, and the others then start over.
-pub async fn partitions_of_one_read_model_resume_and_rebuild_together<S: TestStore>(store: S) {
+pub async fn partitions_of_one_read_model_resume_and_rebuild_together<S: Store>(store: S) {
     // Every event in the log so far: each view reads all account streams.
     let mut ids = HashSet::new();
     partitions_share_a_read_model(&store, &mut ids, "ledger", |storage| {
@@ -467,7 +464,7 @@ async fn partitions_share_a_read_model<S, P>(
     name: &str,
     view: impl Fn(LedgerStorage) -> P,
 ) where
-    S: TestStore,
+    S: Store,
     P: es_core::Projection + Sync + 'static,
 {
     const PARTITIONS: u32 = 3;
@@ -535,7 +532,7 @@ async fn partitions_share_a_read_model<S, P>(
 /// A process manager run by a runner issues each command once, even when the events it
 /// reacts to are handled again (here: a rebuild), and the commands' events carry the
 /// reacting event as causation, its correlation id, its actor and its user metadata.
-pub async fn process_manager_issues_each_command_once<S: TestStore>(store: S) {
+pub async fn process_manager_issues_each_command_once<S: Store>(store: S) {
     let accounts = Repository::<crate::fixture::Account, _>::new(store.clone());
     let mut openings = HashMap::new();
     for owner in ["ada", "bob", "cy"] {
@@ -588,7 +585,7 @@ pub async fn process_manager_issues_each_command_once<S: TestStore>(store: S) {
 
 /// A runner reading through a just-appended position sees that event, even where the store
 /// holds fresh events back for a moment.
-pub async fn catch_up_through_sees_the_append<S: TestStore>(store: S) {
+pub async fn catch_up_through_sees_the_append<S: Store>(store: S) {
     let storage = LedgerStorage::default();
     let mut runner = runner(
         &store,
@@ -620,7 +617,7 @@ pub async fn catch_up_through_sees_the_append<S: TestStore>(store: S) {
 
 /// A runner with its checkpoint in memory stores none: a new runner (a new process, with a
 /// new, empty read model) reads the log from the start.
-pub async fn checkpoint_in_memory_is_not_stored<S: TestStore>(store: S) {
+pub async fn checkpoint_in_memory_is_not_stored<S: Store>(store: S) {
     let ids: HashSet<Uuid> = deposit(&store, "a", 6).await.into_iter().collect();
     settled(&store, 6).await;
     let first = LedgerStorage::default();
@@ -649,7 +646,7 @@ pub async fn checkpoint_in_memory_is_not_stored<S: TestStore>(store: S) {
 
 /// A process manager that tolerates a rejection goes on past it; one that does not is
 /// stopped by its error policy, naming the event.
-pub async fn process_manager_tolerated_rejections_count_as_done<S: TestStore>(store: S) {
+pub async fn process_manager_tolerated_rejections_count_as_done<S: Store>(store: S) {
     let accounts = Repository::<crate::fixture::Account, _>::new(store.clone());
     for owner in ["ada", "bob"] {
         accounts
@@ -685,7 +682,7 @@ pub async fn process_manager_tolerated_rejections_count_as_done<S: TestStore>(st
 
 /// A runner that resumes from a stored checkpoint reports that position, and no lag,
 /// before it has handled anything.
-pub async fn resumed_runner_reports_its_checkpoint<S: TestStore>(store: S) {
+pub async fn resumed_runner_reports_its_checkpoint<S: Store>(store: S) {
     deposit(&store, "a", 5).await;
     settled(&store, 5).await;
     let storage = LedgerStorage::default();
@@ -709,7 +706,7 @@ pub async fn resumed_runner_reports_its_checkpoint<S: TestStore>(store: S) {
 
 /// With the stop policy, what came before the failing event in its batch is committed,
 /// even for a read model in process memory: after the fix, nothing is applied twice.
-pub async fn stop_policy_keeps_the_events_before_the_failure<S: TestStore>(store: S) {
+pub async fn stop_policy_keeps_the_events_before_the_failure<S: Store>(store: S) {
     let ids: HashSet<Uuid> = deposit(&store, "a", 5).await.into_iter().collect();
     settled(&store, 5).await;
     let storage = LedgerStorage::default();
@@ -735,7 +732,7 @@ pub async fn stop_policy_keeps_the_events_before_the_failure<S: TestStore>(store
 
 /// A rebuild replays parked events with the rest: one the projection now handles is
 /// unparked, so retrying parked events afterwards applies nothing twice.
-pub async fn rebuild_settles_parked_events<S: TestStore>(store: S) {
+pub async fn rebuild_settles_parked_events<S: Store>(store: S) {
     let ids: HashSet<Uuid> = deposit(&store, "a", 5).await.into_iter().collect();
     settled(&store, 5).await;
     let storage = LedgerStorage::default();
@@ -760,7 +757,7 @@ pub async fn rebuild_settles_parked_events<S: TestStore>(store: S) {
 
 /// Runners whose read model lives in process memory keep their parked events to
 /// themselves: one process retrying its parked event does not take it from another's.
-pub async fn in_memory_runners_keep_their_parked_events<S: TestStore>(store: S) {
+pub async fn in_memory_runners_keep_their_parked_events<S: Store>(store: S) {
     let ids: HashSet<Uuid> = deposit(&store, "a", 5).await.into_iter().collect();
     settled(&store, 5).await;
     let faults = Faults::none();
@@ -795,7 +792,7 @@ pub async fn in_memory_runners_keep_their_parked_events<S: TestStore>(store: S) 
 
 /// A runner retrying a failing event with pauses longer than its lease keeps renewing
 /// the lease: a second instance cannot take over meanwhile and handle the same events.
-pub async fn lease_outlasts_retry_pauses<S: TestStore>(store: S) {
+pub async fn lease_outlasts_retry_pauses<S: Store>(store: S) {
     let ids: HashSet<Uuid> = deposit(&store, "a", 10).await.into_iter().collect();
     settled(&store, 10).await;
     let storage = LedgerStorage::default();
@@ -837,7 +834,7 @@ pub async fn lease_outlasts_retry_pauses<S: TestStore>(store: S) {
 
 /// A live runner whose commit fails (here: another instance moved the checkpoint) says so
 /// in its status, as recovering with the error, while it waits to start over.
-pub async fn live_runner_reports_recovering_after_a_failed_commit<S: TestStore>(store: S) {
+pub async fn live_runner_reports_recovering_after_a_failed_commit<S: Store>(store: S) {
     deposit(&store, "a", 3).await;
     settled(&store, 3).await;
     let storage = LedgerStorage::default();
@@ -878,7 +875,7 @@ pub async fn live_runner_reports_recovering_after_a_failed_commit<S: TestStore>(
 
 /// An event whose handling outlasts the lease does not make the runner give up its batch
 /// when nobody else took the lease meanwhile: it goes on, each event handled once.
-pub async fn slow_event_outlasting_the_lease_is_handled_once<S: TestStore>(store: S) {
+pub async fn slow_event_outlasting_the_lease_is_handled_once<S: Store>(store: S) {
     let ids: HashSet<Uuid> = deposit(&store, "a", 4).await.into_iter().collect();
     settled(&store, 4).await;
     let storage = LedgerStorage::default();
@@ -901,7 +898,7 @@ pub async fn slow_event_outlasting_the_lease_is_handled_once<S: TestStore>(store
 
 /// Renewing a lease succeeds only for the owner nobody displaced, even after it ran out
 /// unnoticed; once another owner took it, or it was released, renewal fails.
-pub async fn lease_renewal_proves_nobody_took_it<S: TestStore>(store: S) {
+pub async fn lease_renewal_proves_nobody_took_it<S: Store>(store: S) {
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
     let short = Duration::from_millis(50);
     assert!(store.acquire_lease("renewed", a, short).await.unwrap());

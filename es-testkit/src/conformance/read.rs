@@ -10,11 +10,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{account, deposits, read_log, read_stream, versions};
-use crate::TestStore;
 use crate::fixture::AccountEvent;
+use es_core::Store;
 
 /// Reading from a version returns that event and the ones after it.
-pub async fn read_stream_from_version<S: TestStore>(store: S) {
+pub async fn read_stream_from_version<S: Store>(store: S) {
     let stream = account("from");
     store
         .append(&stream, ExpectedVersion::NoStream, deposits(5))
@@ -36,7 +36,7 @@ pub async fn read_stream_from_version<S: TestStore>(store: S) {
 }
 
 /// A stream with no events reads empty and is at version 0.
-pub async fn missing_stream_is_empty<S: TestStore>(store: S) {
+pub async fn missing_stream_is_empty<S: Store>(store: S) {
     let stream = account("missing");
     assert!(read_stream(&store, &stream).await.is_empty());
     assert_eq!(
@@ -46,7 +46,7 @@ pub async fn missing_stream_is_empty<S: TestStore>(store: S) {
 }
 
 /// Event ids, metadata (every field) and the recorded time come back as written.
-pub async fn metadata_and_ids_round_trip<S: TestStore>(store: S) {
+pub async fn metadata_and_ids_round_trip<S: Store>(store: S) {
     let stream = account("meta");
     let id = Uuid::now_v7();
     let metadata = Metadata::new()
@@ -98,7 +98,7 @@ pub async fn metadata_and_ids_round_trip<S: TestStore>(store: S) {
 }
 
 /// Stream ids holding quotes, semicolons and non-ASCII text are plain data.
-pub async fn stream_ids_with_special_characters<S: TestStore>(store: S) {
+pub async fn stream_ids_with_special_characters<S: Store>(store: S) {
     let ids = [
         "it's \"quoted\"; DROP TABLE events; --",
         "ünïcødé-✓",
@@ -120,7 +120,7 @@ pub async fn stream_ids_with_special_characters<S: TestStore>(store: S) {
 
 /// The global log holds every event once, in position order, and resumes after any
 /// position.
-pub async fn global_log_is_ordered_and_resumable<S: TestStore>(store: S) {
+pub async fn global_log_is_ordered_and_resumable<S: Store>(store: S) {
     let mut appended = Vec::new();
     for (round, id) in ["x", "y", "x", "z", "y"].into_iter().enumerate() {
         let stream = account(id);
@@ -163,7 +163,7 @@ pub async fn global_log_is_ordered_and_resumable<S: TestStore>(store: S) {
 }
 
 /// Global reads keep only the selected categories and event types.
-pub async fn global_log_filters_by_category_and_type<S: TestStore>(store: S) {
+pub async fn global_log_filters_by_category_and_type<S: Store>(store: S) {
     let note = StreamId::new("note", "1").unwrap();
     store
         .append(
@@ -233,7 +233,7 @@ pub async fn global_log_filters_by_category_and_type<S: TestStore>(store: S) {
 
 /// Events read as another type go through their encoding: typed in, raw out, and raw in,
 /// typed out.
-pub async fn reading_as_another_type_decodes_the_payload<S: TestStore>(store: S) {
+pub async fn reading_as_another_type_decodes_the_payload<S: Store>(store: S) {
     let stream = account("raw");
     store
         .append(
@@ -276,7 +276,7 @@ pub async fn reading_as_another_type_decodes_the_payload<S: TestStore>(store: S)
 
 /// An event that does not decode is an error naming its stream, version and type; the
 /// events before it still arrive and the read ends there.
-pub async fn undecodable_event_names_stream_version_and_type<S: TestStore>(store: S) {
+pub async fn undecodable_event_names_stream_version_and_type<S: Store>(store: S) {
     let stream = account("bad");
     store
         .append(
@@ -348,7 +348,7 @@ pub async fn undecodable_event_names_stream_version_and_type<S: TestStore>(store
 }
 
 /// Events are found by id, with their envelope.
-pub async fn find_event_by_id<S: TestStore>(store: S) {
+pub async fn find_event_by_id<S: Store>(store: S) {
     let stream = account("find");
     let committed = store
         .append(&stream, ExpectedVersion::NoStream, deposits(3))

@@ -6,12 +6,12 @@ use es_core::{CommandContext, Repository, RetryPolicy, SnapshotPolicy, Version};
 use uuid::Uuid;
 
 use super::{account, read_stream, versions};
-use crate::TestStore;
 use crate::fixture::{Account, AccountCommand, AccountError};
+use es_core::Store;
 
 /// Eight tasks each deposit 25 times into one account through [`Repository`]: every command
 /// succeeds (conflicts are retried), each is recorded exactly once, and the balance adds up.
-pub async fn repository_commands_under_contention_lose_nothing<S: TestStore>(store: S) {
+pub async fn repository_commands_under_contention_lose_nothing<S: Store>(store: S) {
     const TASKS: u64 = 8;
     const COMMANDS: u64 = 25;
     let repository = Repository::<Account, _>::new(store.clone()).with_retry_policy(
@@ -63,7 +63,7 @@ pub async fn repository_commands_under_contention_lose_nothing<S: TestStore>(sto
 
 /// The same command id executed twice records once and returns the first outcome, even
 /// when the repeat would now be rejected.
-pub async fn repository_command_id_is_idempotent<S: TestStore>(store: S) {
+pub async fn repository_command_id_is_idempotent<S: Store>(store: S) {
     let repository = Repository::<Account, _>::new(store.clone());
     let open = CommandContext::new().with_command_id(Uuid::now_v7());
     let open_id = open.command_id();
@@ -146,7 +146,7 @@ pub async fn repository_command_id_is_idempotent<S: TestStore>(store: S) {
 
 /// State loaded through snapshots equals the state replayed from every event, for several
 /// snapshot intervals, and each snapshot holds exactly the state at its version.
-pub async fn repository_snapshot_state_equals_replayed_state<S: TestStore>(store: S) {
+pub async fn repository_snapshot_state_equals_replayed_state<S: Store>(store: S) {
     for every in [1, 2, 3, 7] {
         let id = format!("snap-{every}");
         let snapshots = Repository::<Account, _>::new(store.clone())
@@ -207,7 +207,7 @@ pub async fn repository_snapshot_state_equals_replayed_state<S: TestStore>(store
 
 /// Two repositories with state caches share a store: each sees the other's events before
 /// it rejects or records anything, so a cached state never decides.
-pub async fn repository_cache_never_decides_on_stale_state<S: TestStore>(store: S) {
+pub async fn repository_cache_never_decides_on_stale_state<S: Store>(store: S) {
     let first = Repository::<Account, _>::new(store.clone()).with_cache(16);
     let second = Repository::<Account, _>::new(store.clone()).with_cache(16);
     first
@@ -271,7 +271,7 @@ pub async fn repository_cache_never_decides_on_stale_state<S: TestStore>(store: 
 /// command again by itself, and an append whose reply was lost after it was stored is
 /// recognised, not recorded twice, also when no command id was given and when the command,
 /// decided again on the state that now includes it, is rejected. Retries are bounded.
-pub async fn repository_rides_out_store_failures<S: TestStore>(store: S) {
+pub async fn repository_rides_out_store_failures<S: Store>(store: S) {
     use crate::flaky::FlakyStore;
     use es_core::Backoff;
 
@@ -368,7 +368,7 @@ pub async fn repository_rides_out_store_failures<S: TestStore>(store: S) {
 /// A context without a command id of the caller's may be cloned for many commands (to
 /// carry the same actor and metadata): each is its own command, recorded, never taken for
 /// a repeat of another.
-pub async fn repository_context_without_command_id_can_be_reused<S: TestStore>(store: S) {
+pub async fn repository_context_without_command_id_can_be_reused<S: Store>(store: S) {
     let accounts = Repository::<Account, _>::new(store.clone());
     let context = CommandContext::new().with_actor("ada");
     accounts

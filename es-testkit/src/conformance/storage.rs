@@ -5,7 +5,7 @@ use es_core::{Position, Snapshot, Version};
 use serde_json::json;
 
 use super::account;
-use crate::TestStore;
+use es_core::Store;
 
 fn snapshot(id: &str, version: u64) -> Snapshot {
     Snapshot {
@@ -19,7 +19,7 @@ fn snapshot(id: &str, version: u64) -> Snapshot {
 
 /// A stream keeps its newest snapshot; an older one never replaces it; streams are
 /// independent.
-pub async fn snapshots_keep_the_newest<S: TestStore>(store: S) {
+pub async fn snapshots_keep_the_newest<S: Store>(store: S) {
     assert_eq!(store.load_snapshot(&account("s")).await.unwrap(), None);
     store.save_snapshot(snapshot("s", 5)).await.unwrap();
     let loaded = store.load_snapshot(&account("s")).await.unwrap().unwrap();
@@ -45,7 +45,7 @@ pub async fn snapshots_keep_the_newest<S: TestStore>(store: S) {
 
 /// Checkpoints are saved, overwritten (also backwards, for rebuilds), kept apart by name
 /// and deleted.
-pub async fn checkpoints_save_load_and_delete<S: TestStore>(store: S) {
+pub async fn checkpoints_save_load_and_delete<S: Store>(store: S) {
     assert_eq!(store.load_checkpoint("orders-view").await.unwrap(), None);
     let p1 = Position::from_parts(7, 123_456_789);
     let p2 = Position::from_parts(8, 123_456_790);
@@ -86,7 +86,7 @@ pub async fn checkpoints_save_load_and_delete<S: TestStore>(store: S) {
 
 /// Parked events are kept per projection, replaced by event id, listed in log order and
 /// removed; leases go to one owner at a time until released or expired.
-pub async fn parked_events_and_leases_are_stored<S: TestStore>(store: S) {
+pub async fn parked_events_and_leases_are_stored<S: Store>(store: S) {
     use es_core::ParkedEvent;
     use std::time::Duration;
     use uuid::Uuid;
@@ -147,7 +147,7 @@ pub async fn parked_events_and_leases_are_stored<S: TestStore>(store: S) {
 /// A lease taken for longer than the store can count (`Duration::MAX`) is not an error: it
 /// is held as long as the store can hold it, renewed by its holder, refused to others, and
 /// freed by release.
-pub async fn lease_with_an_unbounded_ttl_is_held<S: TestStore>(store: S) {
+pub async fn lease_with_an_unbounded_ttl_is_held<S: Store>(store: S) {
     use std::time::Duration;
     use uuid::Uuid;
 

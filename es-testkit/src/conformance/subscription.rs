@@ -11,8 +11,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{account, deposits};
-use crate::TestStore;
 use crate::fixture::AccountEvent;
+use es_core::Store;
 
 /// How long a subscriber may go without an expected event before the test calls it lost.
 /// Generous: this bounds a hang, it does not measure speed.
@@ -53,7 +53,7 @@ where
 
 /// A subscription first delivers the history, then, while it waits, events appended later:
 /// the append itself must wake it.
-pub async fn subscriber_sees_history_then_live_events<S: TestStore>(store: S) {
+pub async fn subscriber_sees_history_then_live_events<S: Store>(store: S) {
     let stream = account("sub");
     let history = store
         .append(&stream, ExpectedVersion::NoStream, deposits(3))
@@ -86,7 +86,7 @@ pub async fn subscriber_sees_history_then_live_events<S: TestStore>(store: S) {
 /// While eight writers append (four to one stream, four to their own), a subscriber that
 /// was already waiting receives every committed event exactly once, in increasing
 /// positions, and nothing else.
-pub async fn subscriber_sees_every_event_once_while_writers_run<S: TestStore>(store: S) {
+pub async fn subscriber_sees_every_event_once_while_writers_run<S: Store>(store: S) {
     const WRITERS: usize = 8;
     const APPENDS: usize = 40;
     // The subscriber runs from before the first append until it has as many events as were
@@ -163,7 +163,7 @@ pub async fn subscriber_sees_every_event_once_while_writers_run<S: TestStore>(st
 }
 
 /// A subscription started after a position delivers only the events after it.
-pub async fn subscriber_resumes_after_position<S: TestStore>(store: S) {
+pub async fn subscriber_resumes_after_position<S: Store>(store: S) {
     let stream = account("resume");
     let committed = store
         .append(&stream, ExpectedVersion::NoStream, deposits(5))
@@ -178,7 +178,7 @@ pub async fn subscriber_resumes_after_position<S: TestStore>(store: S) {
 }
 
 /// A subscription with a filter delivers only the selected events, history and live.
-pub async fn subscriber_filters<S: TestStore>(store: S) {
+pub async fn subscriber_filters<S: Store>(store: S) {
     let note = StreamId::new("note", "1").unwrap();
     let raw_note = || NewEvent::new(RawEvent::new("NoteTaken", 1, json!({})));
     store

@@ -10,13 +10,13 @@ use es_core::{
 use serde_json::json;
 
 use super::{account, read_log};
-use crate::TestStore;
 use crate::fixture::AccountEvent;
 use crate::projections::{CountingView, Faults, LedgerStorage};
+use es_core::Store;
 
 /// Three deposits into `account-poison`, the second of which no `AccountEvent` reader can
 /// decode (its amount is text): the poison event an old deployment wrote.
-async fn write_with_poison<S: TestStore>(store: &S) -> uuid::Uuid {
+async fn write_with_poison<S: Store>(store: &S) -> uuid::Uuid {
     let stream = account("poison");
     let deposit = |amount| NewEvent::new(AccountEvent::Deposited { amount });
     store
@@ -49,7 +49,7 @@ async fn write_with_poison<S: TestStore>(store: &S) -> uuid::Uuid {
     poison.events[0].event_id
 }
 
-fn runner<S: TestStore>(
+fn runner<S: Store>(
     store: &S,
     ledger: &LedgerStorage,
     policy: ErrorPolicy,
@@ -65,7 +65,7 @@ fn runner<S: TestStore>(
 /// Under the park policy an undecodable event is parked, named and explained, and the
 /// runner handles the events after it; the checkpoint passes it, so a restart does not
 /// meet it again; retrying it while it still cannot be decoded keeps it parked.
-pub async fn undecodable_event_is_parked_and_the_runner_goes_on<S: TestStore>(store: S) {
+pub async fn undecodable_event_is_parked_and_the_runner_goes_on<S: Store>(store: S) {
     let poison = write_with_poison(&store).await;
     let ledger = LedgerStorage::default();
     let park = ErrorPolicy::retry(3, Duration::from_millis(1)).then(OnFailure::Park);
@@ -105,7 +105,7 @@ pub async fn undecodable_event_is_parked_and_the_runner_goes_on<S: TestStore>(st
 
 /// Under the stop policy the runner stops at the undecodable event with a read error
 /// naming it, having committed the event before it.
-pub async fn undecodable_event_stops_the_runner_under_the_stop_policy<S: TestStore>(store: S) {
+pub async fn undecodable_event_stops_the_runner_under_the_stop_policy<S: Store>(store: S) {
     let poison = write_with_poison(&store).await;
     let ledger = LedgerStorage::default();
     let mut stopping = runner(&store, &ledger, ErrorPolicy::stop());

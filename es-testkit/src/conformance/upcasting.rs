@@ -13,12 +13,12 @@ use serde_json::json;
 
 use super::subscription::{assert_quiet, take};
 use super::{account, read_log, read_stream};
-use crate::TestStore;
 use crate::fixture::{Account, AccountEvent};
 use crate::projections::{Faults, LedgerStorage, LedgerView};
+use es_core::Store;
 
 /// Appends events as an older build of the application wrote them.
-async fn append_raw<S: TestStore>(
+async fn append_raw<S: Store>(
     store: &S,
     stream: &StreamId,
     events: impl IntoIterator<Item = (&'static str, u32, serde_json::Value)>,
@@ -38,9 +38,7 @@ async fn append_raw<S: TestStore>(
 
 /// Two accounts written over the fixture's history: every shape `Opened` and `Deposited`
 /// ever had, next to today's events. Returns them with what they read as today.
-async fn legacy_accounts<S: TestStore>(
-    store: &S,
-) -> (Vec<EventEnvelope<RawEvent>>, Vec<AccountEvent>) {
+async fn legacy_accounts<S: Store>(store: &S) -> (Vec<EventEnvelope<RawEvent>>, Vec<AccountEvent>) {
     let mut stored = append_raw(
         store,
         &account("legacy-1"),
@@ -81,7 +79,7 @@ async fn legacy_accounts<S: TestStore>(
 /// Stream reads, aggregate loads, the global log (filtered by category and by event type,
 /// which counts the old names), lookups by id, subscriptions and projections all see old
 /// events as today's; the stored events keep their old names, versions and payloads.
-pub async fn old_event_versions_upcast_on_every_read_path<S: TestStore>(store: S) {
+pub async fn old_event_versions_upcast_on_every_read_path<S: Store>(store: S) {
     let (stored, today) = legacy_accounts(&store).await;
     let expected: Vec<EventEnvelope<AccountEvent>> = stored
         .iter()
@@ -171,7 +169,7 @@ pub async fn old_event_versions_upcast_on_every_read_path<S: TestStore>(store: S
 /// A stored version with no path to today's is a typed error naming the stream, the
 /// version in it, the event type and the schema version as stored (an old alias, not the
 /// name it would upcast to), on reads and loads alike; the events before it still read.
-pub async fn stored_version_without_a_path_is_a_typed_error<S: TestStore>(store: S) {
+pub async fn stored_version_without_a_path_is_a_typed_error<S: Store>(store: S) {
     let stream = account("future");
     append_raw(
         &store,

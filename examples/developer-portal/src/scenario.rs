@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{SubsecRound as _, TimeDelta, Utc};
 use es_core::{
     CommandError, DomainEvent, EventEnvelope, EventStore, ProcessManagerProjection,
-    ProjectionRunner, Repository, RunnerStore, SnapshotPolicy, SnapshotStore, Version,
+    ProjectionRunner, Repository, SnapshotPolicy, SnapshotStore, Store, Version,
 };
 use futures_util::TryStreamExt as _;
 
@@ -67,7 +67,7 @@ pub struct Report {
 /// within 30 s; rejected commands are part of the scenario and recorded in the report.
 pub async fn run<S>(store: S) -> Result<Report, Error>
 where
-    S: RunnerStore + SnapshotStore,
+    S: Store,
 {
     let run = uuid::Uuid::now_v7().simple().to_string();
     let run = &run[run.len() - 6..];
@@ -255,7 +255,7 @@ impl<S: EventStore + SnapshotStore> Portal<S> {
 
 /// Builds the catalog from the log, catching up until it has seen every version the
 /// scenario wrote.
-async fn build_catalog<S: RunnerStore>(
+async fn build_catalog<S: Store>(
     store: &S,
     written: &BTreeMap<String, Version>,
 ) -> Result<ApplicationCatalog, Error> {
@@ -281,7 +281,7 @@ async fn build_catalog<S: RunnerStore>(
 /// Runs the survey flows until every expected survey has been sent: the flow that adds
 /// surveys, then the one that sends them, again while the log still holds events back.
 /// Returns how many events each handled.
-async fn run_flows<S: RunnerStore + SnapshotStore>(
+async fn run_flows<S: Store>(
     store: &S,
     surveys: &Repository<Survey, S>,
     expected: &[String],
