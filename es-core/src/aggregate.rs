@@ -3,7 +3,7 @@
 //! An aggregate is split into two traits so that the derive can write one and you the other:
 //!
 //! - [`AggregateType`] says *what* the aggregate is: its category name and its command,
-//!   event, error and services types, plus snapshot encoding. `#[derive(Aggregate)]`
+//!   event, error and services types, plus snapshot encoding. `#[derive(AggregateType)]`
 //!   implements it from `#[aggregate(...)]`.
 //! - [`Aggregate`] holds the business logic you write: [`Aggregate::handle`] decides which
 //!   events a command produces (or rejects it), [`Aggregate::apply`] evolves the state from
@@ -28,7 +28,7 @@
 //!     Zero,
 //! }
 //!
-//! #[derive(Debug, Default, Aggregate)]
+//! #[derive(Debug, Default, AggregateType)]
 //! #[aggregate(name = "counter", command = CounterCommand, event = CounterEvent, error = CounterError)]
 //! struct Counter {
 //!     total: u64,
@@ -71,7 +71,7 @@ use serde_json::Value;
 
 use crate::event::DomainEvent;
 
-/// What an aggregate is: its name and types. Implemented by `#[derive(Aggregate)]`.
+/// What an aggregate is: its name and types. Implemented by `#[derive(AggregateType)]`.
 ///
 /// The derive also fills in the snapshot hooks: when the aggregate implements serde's
 /// `Serialize` and `Deserialize`, [`AggregateType::encode_snapshot`] and
@@ -79,7 +79,7 @@ use crate::event::DomainEvent;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an aggregate type",
     label = "not an aggregate",
-    note = "add `#[derive(Aggregate)]` and `#[aggregate(name = \"...\", command = ..., event = ..., error = ...)]` to `{Self}`"
+    note = "add `#[derive(AggregateType)]` and `#[aggregate(name = \"...\", command = ..., event = ..., error = ...)]` to `{Self}`"
 )]
 pub trait AggregateType: Default + Send + Sync + 'static {
     /// The category of this aggregate's streams, such as `order` (stream ids `order-<id>`).

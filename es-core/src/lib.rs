@@ -4,11 +4,13 @@
 //!
 //! - **Events**: [`DomainEvent`] (derive it), recorded as [`EventEnvelope`]s with
 //!   [`Metadata`] (correlation, causation, actor).
-//! - **Aggregates**: [`AggregateType`] (derive it with `#[derive(Aggregate)]`) says what an
+//! - **Aggregates**: [`AggregateType`] (derive it with `#[derive(AggregateType)]`) says what an
 //!   aggregate is; [`Aggregate`] holds the decide (`handle`) and evolve (`apply`) logic you
 //!   write.
-//! - **The store contract**: [`EventStore`], [`SnapshotStore`] and [`CheckpointStore`],
-//!   implemented by `es-memory` and `es-postgres` with identical semantics.
+//! - **The store contract**: [`EventStore`] (streams and the global log), [`SnapshotStore`],
+//!   and what runners keep ([`CheckpointStore`], [`DeadLetterStore`], [`LeaseStore`]); all
+//!   five together are [`Store`], implemented by `es-memory` and `es-postgres` with
+//!   identical semantics.
 //! - **Command execution**: [`Repository`] loads, decides, appends with optimistic
 //!   concurrency, retries conflicts, deduplicates by command id and takes snapshots.
 //! - **Projections**: [`Projection`] folds events into read models; [`ProjectionRunner`]
@@ -49,7 +51,7 @@
 //!     InsufficientFunds { balance: u64, requested: u64 },
 //! }
 //!
-//! #[derive(Debug, Default, PartialEq, Serialize, Deserialize, Aggregate)]
+//! #[derive(Debug, Default, PartialEq, Serialize, Deserialize, AggregateType)]
 //! #[aggregate(name = "account", command = AccountCommand, event = AccountEvent, error = AccountError)]
 //! struct Account {
 //!     open: bool,
@@ -103,7 +105,7 @@
 //!
 //! | Feature   | Default | What it adds                                                  |
 //! |-----------|---------|---------------------------------------------------------------|
-//! | `derive`  | yes     | `#[derive(Aggregate)]` and `#[derive(DomainEvent)]`           |
+//! | `derive`  | yes     | `#[derive(AggregateType)]` and `#[derive(DomainEvent)]`           |
 //! | `testing` | no      | [`testing`]: the given/when/then harness                      |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -169,9 +171,14 @@ pub use crate::stream::{
 
 /// Derives [`AggregateType`] from `#[aggregate(...)]`; you write [`Aggregate`].
 ///
-/// See [`es_macros::Aggregate`] for the attribute reference.
+/// See [`es_macros::AggregateType`] for the attribute reference.
 #[cfg(feature = "derive")]
 #[cfg_attr(docsrs, doc(cfg(feature = "derive")))]
+pub use es_macros::AggregateType;
+
+// `#[derive(Aggregate)]` is a compile error that points to `AggregateType`.
+#[doc(hidden)]
+#[cfg(feature = "derive")]
 pub use es_macros::Aggregate;
 
 /// Derives [`DomainEvent`] for an enum (one event type per variant) or a struct.
@@ -182,16 +189,19 @@ pub use es_macros::Aggregate;
 #[cfg_attr(docsrs, doc(cfg(feature = "derive")))]
 pub use es_macros::DomainEvent;
 
-/// The traits (and, with their features, derives and test entry points) most code needs:
-/// `use es_core::prelude::*;`.
+/// What most application code needs, `use es_core::prelude::*;`: the traits you implement
+/// or derive (aggregates, events, projections, process managers), the types their methods
+/// take, what runs them, and with the `testing` feature the harness entry points.
+///
+/// Not here, because code that needs them names them: the store traits other than
+/// [`EventStore`] (implemented by stores and used through [`Store`] bounds), policies,
+/// errors and the raw append types.
 pub mod prelude {
     pub use crate::{
-        Aggregate, AggregateType, CheckpointStore, DeadLetterStore, DomainEvent, EventStore,
-        LeaseStore, ProcessManager, Projection, SnapshotStore,
+        Aggregate, AggregateType, DomainEvent, EventStore, ProcessManager, Projection,
     };
     pub use crate::{
-        CommandContext, EventFilter, ExpectedVersion, NewEvent, ProjectionRunner, Repository,
-        StreamId,
+        CommandContext, EventEnvelope, EventFilter, ProjectionRunner, Repository, StreamId,
     };
 
     #[cfg(feature = "testing")]

@@ -17,7 +17,7 @@ use crate::payload::PayloadError;
 /// A type-level probe for autoref specialisation: the derive calls a method on
 /// `&Probe<T>`, which resolves to the capability impl when `T` has the capability and to
 /// the fallback impl (on `&Probe<T>`, one autoref further) when it does not. This lets
-/// `#[derive(Aggregate)]` snapshot serde-capable aggregates without a flag.
+/// `#[derive(AggregateType)]` snapshot serde-capable aggregates without a flag.
 #[derive(Debug)]
 pub struct Probe<T>(PhantomData<T>);
 

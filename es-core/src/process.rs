@@ -37,7 +37,7 @@ pub type CommandFor<A> = (String, <A as AggregateType>::Command);
 /// # #[derive(Debug, Clone, PartialEq)]
 /// # enum CustomerCommand { Welcome }
 /// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
-/// # #[derive(Debug, Default, es_core::Aggregate)]
+/// # #[derive(Debug, Default, es_core::AggregateType)]
 /// # #[aggregate(name = "customer", command = CustomerCommand, event = CustomerEvent, error = Never)]
 /// # struct Customer { welcomed: bool }
 /// # impl Aggregate for Customer {

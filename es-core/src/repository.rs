@@ -2,7 +2,7 @@
 //! outcome with optimistic concurrency.
 //!
 //! ```
-//! use es_core::{Aggregate, CommandContext, DomainEvent, Repository};
+//! use es_core::{Aggregate, AggregateType, CommandContext, DomainEvent, Repository};
 //! use es_memory::MemoryEventStore;
 //!
 //! # #[derive(Debug, Clone, PartialEq, DomainEvent)]
@@ -11,7 +11,7 @@
 //! # enum CounterCommand { Increment { by: u32 } }
 //! # #[derive(Debug, PartialEq, thiserror::Error)]
 //! # enum CounterError { #[error("zero")] Zero }
-//! # #[derive(Debug, Default, Aggregate)]
+//! # #[derive(Debug, Default, AggregateType)]
 //! # #[aggregate(name = "counter", command = CounterCommand, event = CounterEvent, error = CounterError)]
 //! # struct Counter { total: u64 }
 //! # impl Aggregate for Counter {
@@ -437,7 +437,7 @@ where
     /// events. Archived streams load too: this is a read of the audit history.
     ///
     /// ```
-    /// # use es_core::{Aggregate, AsOf, DomainEvent, Repository, Version};
+    /// # use es_core::{Aggregate, AggregateType, AsOf, DomainEvent, Repository, Version};
     /// # use es_memory::MemoryEventStore;
     /// # #[derive(Debug, Clone, PartialEq, DomainEvent)]
     /// # enum CounterEvent { Incremented { by: u32 } }
@@ -445,7 +445,7 @@ where
     /// # enum CounterCommand { Increment { by: u32 } }
     /// # #[derive(Debug, PartialEq, thiserror::Error)]
     /// # enum CounterError { #[error("zero")] Zero }
-    /// # #[derive(Debug, Default, Aggregate)]
+    /// # #[derive(Debug, Default, AggregateType)]
     /// # #[aggregate(name = "counter", command = CounterCommand, event = CounterEvent, error = CounterError)]
     /// # struct Counter { total: u64 }
     /// # impl Aggregate for Counter {

@@ -230,7 +230,7 @@ impl<'a> Field<'a> {
     }
 }
 
-/// A `#[derive(Aggregate)]` input.
+/// A `#[derive(AggregateType)]` input.
 pub(crate) struct AggregateInput<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) krate: Path,
@@ -251,14 +251,14 @@ impl<'a> AggregateInput<'a> {
         if let Data::Union(data) = &input.data {
             cx.error_spanned_by(
                 data.union_token,
-                "`Aggregate` cannot be derived for a union; an aggregate is a struct or an enum",
+                "`AggregateType` cannot be derived for a union; an aggregate is a struct or an enum",
             );
         }
 
         match &attrs.first {
             None => cx.error_at(
                 Span::call_site(),
-                "`#[derive(Aggregate)]` needs an `#[aggregate(...)]` attribute, like \
+                "`#[derive(AggregateType)]` needs an `#[aggregate(...)]` attribute, like \
                  `#[aggregate(name = \"order\", command = OrderCommand, event = OrderEvent, error = OrderError)]`",
             ),
             Some(first) => report_missing_keys(cx, first, &attrs.missing),

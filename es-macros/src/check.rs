@@ -231,7 +231,7 @@ fn shown(key: &SerdeKey) -> String {
     }
 }
 
-/// Every rule for `#[derive(Aggregate)]`. Takes the parts rather than the model, so the rules
+/// Every rule for `#[derive(AggregateType)]`. Takes the parts rather than the model, so the rules
 /// run even when a missing key keeps the model from being built.
 pub(crate) fn aggregate(cx: &Ctxt, generics: &Generics, name: Option<&LitStr>) {
     no_generics(

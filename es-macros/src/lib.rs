@@ -1,8 +1,8 @@
 //! Derive macros for [es-core](https://docs.rs/es-core): `#[derive(DomainEvent)]` and
-//! `#[derive(Aggregate)]`.
+//! `#[derive(AggregateType)]`.
 //!
 //! This crate is an implementation detail of es-core, which re-exports both derives at the
-//! paths of their traits (`es_core::DomainEvent`, `es_core::Aggregate`) and pins this crate
+//! paths of their traits (`es_core::DomainEvent`, `es_core::AggregateType`) and pins this crate
 //! with `=`. Depend on es-core, not on this crate. Generated code reaches es-core only
 //! through its hidden `__private` module and absolute paths, so it works under any imports
 //! and lints; `crate = "..."` points it elsewhere when es-core is re-exported under another
@@ -62,7 +62,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// # Example
 ///
 /// ```
-/// use es_core::{Aggregate, DomainEvent};
+/// use es_core::{Aggregate, AggregateType, DomainEvent};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug, Clone, PartialEq, DomainEvent)]
@@ -81,7 +81,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// #[error("the door is already {0}")]
 /// struct DoorError(&'static str);
 ///
-/// #[derive(Debug, Default, PartialEq, Serialize, Deserialize, Aggregate)]
+/// #[derive(Debug, Default, PartialEq, Serialize, Deserialize, AggregateType)]
 /// #[aggregate(name = "door", command = DoorCommand, event = DoorEvent, error = DoorError)]
 /// enum Door {
 ///     #[default]
@@ -107,15 +107,38 @@ use syn::{DeriveInput, parse_macro_input};
 ///     }
 /// }
 ///
-/// use es_core::AggregateType;
 /// assert_eq!(Door::NAME, "door");
 /// // Serializable, so snapshotted:
 /// assert!(Door::Open.encode_snapshot().is_some());
 /// ```
-#[proc_macro_derive(Aggregate, attributes(aggregate))]
+#[proc_macro_derive(AggregateType, attributes(aggregate))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::aggregate::derive(&input).into()
+}
+
+/// A signpost, not a derive: `#[derive(Aggregate)]` is a compile error that says to derive
+/// [`AggregateType`](macro@AggregateType) and implement `Aggregate` by hand.
+///
+/// `Aggregate` is the trait holding the business logic (`handle` and `apply`), which no
+/// derive can write; the derivable part, the name and types, is `AggregateType`. Without
+/// this signpost, `#[derive(Aggregate)]` would fail with rustc's "not a derive macro" and
+/// leave the reader to find out why.
+#[doc(hidden)]
+#[proc_macro_derive(Aggregate)]
+pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    syn::Error::new_spanned(
+        &input.ident,
+        format!(
+            "`Aggregate` is the trait you implement yourself (`handle` and `apply`); \
+             derive `AggregateType` instead, the name and types from `#[aggregate(...)]`, \
+             and write `impl Aggregate for {}`",
+            input.ident
+        ),
+    )
+    .to_compile_error()
+    .into()
 }
 
 /// Derives `es_core::DomainEvent`: stable event type names, schema versions, and a JSON

@@ -10,7 +10,7 @@ pub(crate) struct Symbol(&'static str);
 
 /// `#[event(...)]`, the `DomainEvent` derive's attribute.
 pub(crate) const EVENT: Symbol = Symbol("event");
-/// `#[aggregate(...)]`, the `Aggregate` derive's attribute.
+/// `#[aggregate(...)]`, the `AggregateType` derive's attribute.
 pub(crate) const AGGREGATE: Symbol = Symbol("aggregate");
 /// `#[serde(...)]`: copied onto the payload helpers from fields, refused where no payload
 /// would honour it.

@@ -1,4 +1,4 @@
-//! What `#[derive(Aggregate)]` generates: the name and types, and snapshot and comparison
+//! What `#[derive(AggregateType)]` generates: the name and types, and snapshot and comparison
 //! hooks chosen by what the aggregate implements.
 
 use std::any::TypeId;
@@ -26,7 +26,7 @@ enum CounterError {
 }
 
 /// Serializable and comparable: snapshotted and compared.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize, Aggregate)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize, AggregateType)]
 #[aggregate(
     name = "counter",
     command = CounterCommand,
@@ -147,7 +147,7 @@ fn the_harness_fails_on_other_events() {
 }
 
 /// Neither serde nor `PartialEq`: never snapshotted, never compared, and still an aggregate.
-#[derive(Debug, Default, Aggregate)]
+#[derive(Debug, Default, AggregateType)]
 #[aggregate(name = "plain", command = CounterCommand, event = CounterEvent, error = CounterError)]
 struct Plain {
     total: u64,
@@ -186,13 +186,13 @@ fn the_harness_runs_an_aggregate_with_neither() {
 }
 
 /// Only one of the two capabilities: each hook follows its own.
-#[derive(Debug, Default, Serialize, Deserialize, Aggregate)]
+#[derive(Debug, Default, Serialize, Deserialize, AggregateType)]
 #[aggregate(name = "serde_only", command = (), event = CounterEvent, error = CounterError)]
 struct SerdeOnly {
     total: u64,
 }
 
-#[derive(Debug, Default, PartialEq, Aggregate)]
+#[derive(Debug, Default, PartialEq, AggregateType)]
 #[aggregate(name = "eq_only", command = (), event = CounterEvent, error = CounterError)]
 struct EqOnly {
     total: u64,
@@ -213,7 +213,7 @@ fn each_hook_follows_its_own_capability() {
 }
 
 /// A state machine as an enum, with services the handler consults.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, Aggregate)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, AggregateType)]
 #[aggregate(name = "door_2", command = DoorCommand, event = DoorEvent)]
 #[aggregate(error = DoorError, services = Limits)]
 enum Door {
@@ -307,7 +307,7 @@ fn the_harness_catches_a_non_deterministic_apply_through_state_eq() {
 
     static CALLS: AtomicU64 = AtomicU64::new(0);
 
-    #[derive(Debug, Default, PartialEq, Aggregate)]
+    #[derive(Debug, Default, PartialEq, AggregateType)]
     #[aggregate(name = "flaky", command = (), event = CounterEvent, error = CounterError)]
     struct Flaky {
         seen: u64,
@@ -342,7 +342,7 @@ mod facade {
     pub(crate) use es_core as es;
 }
 
-#[derive(Debug, Default, facade::es::Aggregate)]
+#[derive(Debug, Default, facade::es::AggregateType)]
 #[aggregate(crate = "facade::es", name = "via_facade", command = (), event = CounterEvent, error = CounterError)]
 struct ViaFacade;
 

@@ -76,7 +76,7 @@ mod shadowed {
         ::core::cmp::PartialEq,
         ::serde::Serialize,
         ::serde::Deserialize,
-        Aggregate,
+        AggregateType,
     )]
     #[aggregate(name = "shadowed", command = (), event = Event, error = ::std::io::Error)]
     pub(crate) struct State {
@@ -108,7 +108,7 @@ mod shadowed {
 mod primitives_shadowed {
     #![allow(dead_code, non_camel_case_types)]
 
-    use ::es_core::{Aggregate, DomainEvent};
+    use ::es_core::{AggregateType, DomainEvent};
 
     struct u32;
     struct u8;
@@ -125,7 +125,7 @@ mod primitives_shadowed {
     #[derive(Debug, ::core::clone::Clone, DomainEvent)]
     pub(crate) struct UnitEvent;
 
-    #[derive(Debug, ::core::default::Default, ::core::cmp::PartialEq, Aggregate)]
+    #[derive(Debug, ::core::default::Default, ::core::cmp::PartialEq, AggregateType)]
     #[aggregate(name = "primitive", command = (), event = Event, error = ::std::io::Error, snapshot_version = 2)]
     pub(crate) struct State;
 }
@@ -133,7 +133,7 @@ mod primitives_shadowed {
 /// No prelude at all: not even `Option` or `Clone` by their short names.
 #[no_implicit_prelude]
 mod without_prelude {
-    use ::es_core::{Aggregate, DomainEvent};
+    use ::es_core::{AggregateType, DomainEvent};
 
     #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq, DomainEvent)]
     pub(crate) enum Event {
@@ -146,7 +146,9 @@ mod without_prelude {
         Unit,
     }
 
-    #[derive(::core::fmt::Debug, ::core::default::Default, ::core::cmp::PartialEq, Aggregate)]
+    #[derive(
+        ::core::fmt::Debug, ::core::default::Default, ::core::cmp::PartialEq, AggregateType,
+    )]
     #[aggregate(name = "bare", command = (), event = Event, error = ::std::io::Error, services = ::std::string::String)]
     pub(crate) struct State;
 }

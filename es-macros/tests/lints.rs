@@ -34,7 +34,7 @@
     clippy::question_mark_used
 )]
 
-use es_core::{Aggregate, DomainEvent};
+use es_core::{Aggregate, AggregateType, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 /// Events with every variant shape, field attributes, and versions.
@@ -92,7 +92,7 @@ pub struct Heartbeat;
 pub struct Rejected;
 
 /// An aggregate with serde and `PartialEq` (both hooks active).
-#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize, Aggregate)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize, AggregateType)]
 #[aggregate(name = "linted", command = (), event = LintedEvent, error = Rejected, snapshot_version = 2)]
 pub struct Linted {
     /// Whether it is open.
@@ -100,7 +100,7 @@ pub struct Linted {
 }
 
 /// An aggregate with neither (both hooks fall back).
-#[derive(Debug, Default, Aggregate)]
+#[derive(Debug, Default, AggregateType)]
 #[aggregate(name = "bare", command = (), event = Heartbeat, error = Rejected, services = Services)]
 pub struct Bare;
 

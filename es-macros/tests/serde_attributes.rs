@@ -336,7 +336,7 @@ enum CounterEvent {
     Added,
 }
 
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize, es_core::Aggregate)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize, es_core::AggregateType)]
 #[aggregate(name = "counter", command = (), event = CounterEvent, error = std::io::Error)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Counter {

@@ -43,7 +43,7 @@ struct Record(String);
 #[error("never")]
 struct Never;
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize, es_core::Aggregate)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, es_core::AggregateType)]
 #[aggregate(name = "ledger", command = Record, event = LedgerEvent, error = Never)]
 struct Ledger {
     entries: u64,

@@ -107,7 +107,7 @@ pub enum AccountError {
 }
 
 /// A bank account.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, es_core::Aggregate)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, es_core::AggregateType)]
 #[aggregate(
     name = "account",
     command = AccountCommand,

@@ -259,7 +259,7 @@ where
     /// # enum E { Happened }
     /// # #[derive(Debug, thiserror::Error)]
     /// # enum Problem { #[error("too big: {0}")] TooBig(u32) }
-    /// # #[derive(Debug, Default, Aggregate)]
+    /// # #[derive(Debug, Default, AggregateType)]
     /// # #[aggregate(name = "thing", command = u32, event = E, error = Problem)]
     /// # struct Thing;
     /// # impl Aggregate for Thing {

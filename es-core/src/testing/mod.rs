@@ -15,7 +15,7 @@
 //! # enum CounterCommand { Increment { by: u32 } }
 //! # #[derive(Debug, PartialEq, thiserror::Error)]
 //! # enum CounterError { #[error("cannot increment by zero")] Zero }
-//! # #[derive(Debug, Default, PartialEq, Aggregate)]
+//! # #[derive(Debug, Default, PartialEq, AggregateType)]
 //! # #[aggregate(name = "counter", command = CounterCommand, event = CounterEvent, error = CounterError)]
 //! # struct Counter { total: u64 }
 //! # impl Aggregate for Counter {

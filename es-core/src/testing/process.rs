@@ -24,7 +24,7 @@ use super::diff::debug_diff;
 /// # #[derive(Debug, Clone, PartialEq)]
 /// # enum CustomerCommand { Welcome }
 /// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
-/// # #[derive(Debug, Default, es_core::Aggregate)]
+/// # #[derive(Debug, Default, es_core::AggregateType)]
 /// # #[aggregate(name = "customer", command = CustomerCommand, event = CustomerEvent, error = Never)]
 /// # struct Customer;
 /// # impl Aggregate for Customer {

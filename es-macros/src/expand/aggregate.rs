@@ -1,4 +1,4 @@
-//! `#[derive(Aggregate)]`: `AggregateType` from `#[aggregate(...)]`, with snapshot and state
+//! `#[derive(AggregateType)]`: `AggregateType` from `#[aggregate(...)]`, with snapshot and state
 //! comparison hooks chosen by what the aggregate implements.
 
 use proc_macro2::{Literal, TokenStream};

@@ -220,7 +220,7 @@ impl Credential {
 }
 
 /// An application, as its events made it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, es_core::Aggregate)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, es_core::AggregateType)]
 #[aggregate(
     name = "application",
     command = ApplicationCommand,

@@ -121,7 +121,7 @@ pub struct Feedback {
 }
 
 /// A survey, as its events made it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, es_core::Aggregate)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, es_core::AggregateType)]
 #[aggregate(name = "survey", command = SurveyCommand, event = SurveyEvent, error = SurveyError)]
 pub struct Survey {
     /// Where it is.

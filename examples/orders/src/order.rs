@@ -163,7 +163,7 @@ pub enum OrderStatus {
 }
 
 /// An order, as its events made it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, es_core::Aggregate)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, es_core::AggregateType)]
 #[aggregate(name = "order", command = OrderCommand, event = OrderEvent, error = OrderError)]
 pub struct Order {
     /// Where it is in its life.

@@ -1,6 +1,6 @@
 // Every mistake in one input is reported in one compile, each at its own tokens, and the
 // stub impl keeps `uses_it` free of follow-up errors.
-use es_core::{Aggregate, AggregateType, DomainEvent};
+use es_core::{AggregateType, DomainEvent};
 
 #[derive(Debug, Clone, PartialEq, DomainEvent)]
 enum OrderEvent {
@@ -16,7 +16,7 @@ enum OrderCommand {
 #[error("the order is already placed")]
 struct OrderError;
 
-#[derive(Debug, Default, Aggregate)]
+#[derive(Debug, Default, AggregateType)]
 #[aggregate(name = "order line", command = OrderCommand, event = OrderEvent, eror = OrderError)]
 #[aggregate(snapshot_version = -1, command = OrderCommand)]
 struct Order {

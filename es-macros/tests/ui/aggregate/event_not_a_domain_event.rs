@@ -1,4 +1,4 @@
-use es_core::Aggregate;
+use es_core::AggregateType;
 
 #[derive(Debug, Clone, PartialEq)]
 enum OrderEvent {
@@ -14,7 +14,7 @@ enum OrderCommand {
 #[error("the order is already placed")]
 struct OrderError;
 
-#[derive(Debug, Default, Aggregate)]
+#[derive(Debug, Default, AggregateType)]
 #[aggregate(name = "order", command = OrderCommand, event = OrderEvent, error = OrderError)]
 struct Order {
     placed: bool,

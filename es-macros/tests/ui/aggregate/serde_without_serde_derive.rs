@@ -1,7 +1,7 @@
-// The Aggregate derive does not register `serde` as a helper attribute: its snapshots are
+// The AggregateType derive does not register `serde` as a helper attribute: its snapshots are
 // the aggregate's own serde encoding, so serde attributes need serde's derives, and without
 // them the compiler refuses the attribute instead of letting it do nothing.
-use es_core::{Aggregate, DomainEvent};
+use es_core::{Aggregate, AggregateType, DomainEvent};
 
 #[derive(Debug, Clone, DomainEvent)]
 enum CounterEvent {
@@ -12,7 +12,7 @@ enum CounterEvent {
 #[error("never")]
 struct Never;
 
-#[derive(Debug, Default, Aggregate)]
+#[derive(Debug, Default, AggregateType)]
 #[aggregate(name = "counter", command = (), event = CounterEvent, error = Never)]
 #[serde(rename_all = "camelCase")]
 struct Counter {

@@ -1,4 +1,4 @@
-use es_core::{Aggregate, DomainEvent};
+use es_core::{AggregateType, DomainEvent};
 
 #[derive(Debug, Clone, PartialEq, DomainEvent)]
 enum OrderEvent {
@@ -14,7 +14,7 @@ enum OrderCommand {
 #[error("the order is already placed")]
 struct OrderError;
 
-#[derive(Debug, Default, Aggregate)]
+#[derive(Debug, Default, AggregateType)]
 #[aggregate(name = "order", command = "OrderCommand", event = OrderEvent, error = OrderError)]
 struct Order {
     placed: bool,

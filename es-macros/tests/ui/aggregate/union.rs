@@ -1,4 +1,4 @@
-use es_core::{Aggregate, DomainEvent};
+use es_core::{AggregateType, DomainEvent};
 
 #[derive(Debug, Clone, PartialEq, DomainEvent)]
 enum OrderEvent {
@@ -14,7 +14,7 @@ enum OrderCommand {
 #[error("the order is already placed")]
 struct OrderError;
 
-#[derive(Clone, Copy, Aggregate)]
+#[derive(Clone, Copy, AggregateType)]
 #[aggregate(name = "bits", command = OrderCommand, event = OrderEvent, error = OrderError)]
 union Bits {
     int: u32,

@@ -28,7 +28,7 @@ enum Status {
     Paid,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize, Aggregate)]
+#[derive(Debug, Default, Serialize, Deserialize, AggregateType)]
 #[aggregate(name = "order", command = OrderCommand, event = OrderEvent, error = OrderError)]
 pub struct Order { status: Status, paid_cents: i64 }
 
