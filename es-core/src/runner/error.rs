@@ -31,7 +31,7 @@ pub enum RunnerError {
         source: BoxError,
     },
     /// The projection's storage failed for a moment while it handled an event
-    /// ([`Projection::is_transient`]): nothing of the batch was committed. A live runner
+    /// ([`Projection::is_transient`](crate::Projection::is_transient)): nothing of the batch was committed. A live runner
     /// starts over from its checkpoint after a pause.
     #[error(
         "projection `{projection}` was interrupted at position {position}: its storage failed for a moment"
@@ -96,7 +96,7 @@ pub enum RunnerError {
         position: Position,
         /// How long it waited.
         waited: Duration,
-        /// What holds the log back, as the store tells ([`EventStore::stall`]).
+        /// What holds the log back, as the store tells ([`EventStore::stall`](crate::EventStore::stall)).
         cause: Option<String>,
     },
     /// Another instance holds the projection's lease.

@@ -252,7 +252,7 @@ impl<P: Projection, S: Store> ProjectionRunner<P, S> {
     /// while transactions that began before them are still open, so that none is ever
     /// skipped). So this first waits, up to the
     /// [catch-up wait](ProjectionRunner::with_catch_up_wait), until the newest event
-    /// committed so far ([`EventStore::head`]) is readable, then reads the log to its end:
+    /// committed so far ([`EventStore::head`](crate::EventStore::head)) is readable, then reads the log to its end:
     /// afterwards the projection has seen every event committed before the call that it
     /// selects. If another instance holds the lease, it waits up to one lease term for it
     /// (the lease of a crashed instance runs out by then).
