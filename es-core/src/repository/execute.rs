@@ -1,0 +1,356 @@
+//! Running a command: decide, append expecting the loaded version, and again after a
+//! lost race or a moment's store failure, under event ids that make every attempt of one
+//! execution recognisable to the store.
+
+use futures_util::StreamExt as _;
+
+use crate::aggregate::Aggregate;
+use crate::command::{CommandContext, CommandOutcome};
+use crate::error::{AppendError, CommandError};
+use crate::event::{EventEnvelope, NewEvent};
+use crate::store::{EventStore, SnapshotStore};
+use crate::stream::{ExpectedVersion, StreamId};
+
+use super::{Loaded, Repository};
+
+/// The ids of the events one execution appends, derived from its command id: the caller's,
+/// so that a repeat of the command is recognised; or, when the caller gave none, one drawn
+/// for this execution alone (a context may be cloned for many commands, which must not
+/// look like repeats of each other). Every attempt of the execution appends under the
+/// same ids, so the store recognises an append whose reply was lost; and a caller who runs
+/// the command again under [`EventIds::command_id`] is recognised too.
+struct EventIds<'a> {
+    context: &'a CommandContext,
+    stream: &'a StreamId,
+    command_id: uuid::Uuid,
+    /// An append of this execution failed without telling whether it was stored.
+    uncertain: bool,
+}
+
+impl<'a> EventIds<'a> {
+    fn new(context: &'a CommandContext, stream: &'a StreamId) -> Self {
+        let command_id = if context.command_id_given() {
+            context.command_id()
+        } else {
+            uuid::Uuid::now_v7()
+        };
+        Self {
+            context,
+            stream,
+            command_id,
+            uncertain: false,
+        }
+    }
+
+    /// The id of the `index`th event of a decision.
+    fn get(&self, index: usize) -> uuid::Uuid {
+        crate::command::derive_event_id(self.command_id, self.stream, index)
+    }
+
+    /// Whether events may be stored under these ids already: by an earlier execution of
+    /// the same command id, or by an attempt of this one.
+    fn may_be_stored(&self) -> bool {
+        self.context.command_id_given() || self.uncertain
+    }
+}
+
+impl<A, S> Repository<A, S>
+where
+    A: Aggregate,
+    S: EventStore + SnapshotStore,
+{
+    /// Runs the command, and again, from a fresh load, while the store fails for a moment
+    /// (unavailable, timing out), up to the policy's store retries. An append that failed
+    /// so may have been stored: the retry appends under the same event ids, so the store
+    /// recognises it, and a decision that now differs is checked against what was stored.
+    pub(super) async fn run_riding_out(
+        &self,
+        stream: StreamId,
+        command: A::Command,
+        context: CommandContext,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let mut ids = EventIds::new(&context, &stream);
+        let mut failures = 0;
+        loop {
+            match self.run(&stream, command.clone(), &mut ids).await {
+                Err(error) if error.is_transient() && failures < self.retry.store_retries() => {
+                    ids.uncertain |= matches!(error, CommandError::Append { .. });
+                    failures += 1;
+                    let pause = self.retry.store_backoff().pause(failures);
+                    tracing::debug!(
+                        error = &error as &dyn std::error::Error,
+                        ?pause,
+                        "store failed for a moment; running the command again"
+                    );
+                    futures_timer::Delay::new(pause).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        stream: &StreamId,
+        command: A::Command,
+        ids: &mut EventIds<'_>,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let context = ids.context;
+        let stream = stream.clone();
+        let load_error = |source| CommandError::Load {
+            stream: stream.clone(),
+            source,
+        };
+        let mut attempt = 0;
+        // The state to catch up and decide on again after a lost race.
+        let mut previous: Option<Loaded<A>> = None;
+        loop {
+            // A cached state is used as is: if other writers moved the stream on, the append
+            // below conflicts and the retry catches up. So the usual command costs one
+            // round trip to the store, not two.
+            let (loaded, fresh) = match previous.take() {
+                Some(stale) => {
+                    let start = Some((stale.state, stale.version));
+                    (
+                        self.catch_up(&stream, start, None)
+                            .await
+                            .map_err(load_error)?,
+                        true,
+                    )
+                }
+                None => match self.cache.as_ref().and_then(|cache| cache.take(&stream)) {
+                    Some((state, version)) => (
+                        Loaded {
+                            stream_id: stream.clone(),
+                            version,
+                            state,
+                        },
+                        false,
+                    ),
+                    None => {
+                        let start = self.load_snapshot(&stream, None).await;
+                        (
+                            self.catch_up(&stream, start, None)
+                                .await
+                                .map_err(load_error)?,
+                            true,
+                        )
+                    }
+                },
+            };
+            let decision = loaded.state.handle(command.clone(), &self.services).await;
+            let events = match decision {
+                Ok(events) if !events.is_empty() => events,
+                // A rejection or a no-op must come from the current state, never a cached
+                // one that other writers have moved past: catch up and decide again.
+                _ if !fresh => {
+                    previous = Some(loaded);
+                    continue;
+                }
+                // A repeated command may be rejected or be a no-op now *because* its first
+                // execution went through, so look for that first.
+                Ok(_) => {
+                    let version = loaded.version;
+                    self.keep(loaded);
+                    return match self.first_outcome(&stream, ids).await? {
+                        Some(outcome) => Ok(outcome),
+                        None if self.archived(&stream).await? => {
+                            Err(CommandError::Archived { stream })
+                        }
+                        None => Ok(CommandOutcome {
+                            stream_id: stream,
+                            version,
+                            events: Vec::new(),
+                            duplicate: false,
+                        }),
+                    };
+                }
+                Err(error) => {
+                    self.keep(loaded);
+                    return match self.first_outcome(&stream, ids).await? {
+                        Some(outcome) => Ok(outcome),
+                        None if self.archived(&stream).await? => {
+                            Err(CommandError::Archived { stream })
+                        }
+                        None => Err(CommandError::Rejected { stream, error }),
+                    };
+                }
+            };
+
+            // Only decisions on the current state count: a cached state that was merely
+            // behind is caught up for free.
+            if fresh {
+                attempt += 1;
+            }
+            let metadata = context.event_metadata();
+            let new_events = events
+                .into_iter()
+                .enumerate()
+                .map(|(index, event)| {
+                    NewEvent::new(event)
+                        .with_id(ids.get(index))
+                        .with_metadata(metadata.clone())
+                })
+                .collect();
+            let expected = ExpectedVersion::Exact(loaded.version);
+            match self.store.append(&stream, expected, new_events).await {
+                Ok(committed) if committed.duplicate => {
+                    tracing::debug!("command already executed");
+                    self.keep(loaded);
+                    return Ok(self
+                        .first_outcome(&stream, ids)
+                        .await?
+                        .unwrap_or(CommandOutcome {
+                            duplicate: context.command_id_given(),
+                            ..committed
+                        }));
+                }
+                Ok(committed) => {
+                    tracing::debug!(version = %committed.version, events = committed.events.len(), "command committed");
+                    self.after_commit(loaded, &committed.events).await;
+                    return Ok(committed);
+                }
+                Err(AppendError::Conflict {
+                    expected, actual, ..
+                }) => {
+                    if fresh && attempt >= self.retry.max_attempts() {
+                        self.keep(loaded);
+                        return Err(CommandError::Conflict {
+                            stream,
+                            attempts: attempt,
+                            expected,
+                            actual,
+                        });
+                    }
+                    tracing::debug!(attempt, %actual, "concurrency conflict, retrying");
+                    if fresh {
+                        self.back_off(attempt).await;
+                    }
+                    previous = Some(loaded);
+                }
+                // Some ids of this decision are stored already: the first execution of this
+                // command emitted more events than this one did.
+                Err(source @ AppendError::DuplicateEventId { .. }) => {
+                    return match self.first_outcome(&stream, ids).await? {
+                        Some(outcome) => Ok(outcome),
+                        None => Err(CommandError::Append {
+                            stream,
+                            command_id: ids.command_id,
+                            source,
+                        }),
+                    };
+                }
+                Err(AppendError::Archived { .. }) => {
+                    return Err(CommandError::Archived { stream });
+                }
+                Err(source) => {
+                    return Err(CommandError::Append {
+                        stream,
+                        command_id: ids.command_id,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether `stream` is archived, asked only where no append has answered it: before a
+    /// rejection or a no-op is returned, so that every command on an archived stream fails
+    /// alike.
+    async fn archived(&self, stream: &StreamId) -> Result<bool, CommandError<A::Error>> {
+        self.store
+            .is_archived(stream)
+            .await
+            .map_err(|source| CommandError::Load {
+                stream: stream.clone(),
+                source,
+            })
+    }
+
+    /// Puts a state that is right as of its version back into the cache.
+    fn keep(&self, loaded: Loaded<A>) {
+        if let Some(cache) = &self.cache {
+            cache.put(&loaded.stream_id, loaded.state, loaded.version);
+        }
+    }
+
+    /// Evolves the state by the committed events, once, when the cache or a due snapshot
+    /// needs it.
+    async fn after_commit(&self, loaded: Loaded<A>, committed: &[EventEnvelope<A::Event>]) {
+        let Some(last) = committed.last() else {
+            return;
+        };
+        let snapshot_due = self.snapshots.is_due(loaded.version, last.version);
+        if !snapshot_due && self.cache.is_none() {
+            return;
+        }
+        let mut state = loaded.state;
+        for envelope in committed {
+            state.apply(&envelope.event);
+        }
+        if snapshot_due {
+            self.save_snapshot(&state, last).await;
+        }
+        self.keep(Loaded {
+            stream_id: loaded.stream_id,
+            version: last.version,
+            state,
+        });
+    }
+
+    /// The events a previous execution of this command (or an attempt of this one whose
+    /// append may have been stored) recorded on `stream`, if any.
+    async fn first_outcome(
+        &self,
+        stream: &StreamId,
+        ids: &EventIds<'_>,
+    ) -> Result<Option<CommandOutcome<A::Event>>, CommandError<A::Error>> {
+        if !ids.may_be_stored() {
+            return Ok(None);
+        }
+        let load_error = |source| CommandError::Load {
+            stream: stream.clone(),
+            source,
+        };
+        let first_id = ids.get(0);
+        let Some(first) = self
+            .store
+            .find_event::<A::Event>(first_id)
+            .await
+            .map_err(load_error)?
+        else {
+            return Ok(None);
+        };
+        if &first.stream_id != stream {
+            return Ok(None);
+        }
+        let mut events = Vec::new();
+        let rest = self.store.read_stream::<A::Event>(stream, first.version);
+        futures_util::pin_mut!(rest);
+        while let Some(envelope) = rest.next().await {
+            let envelope = envelope.map_err(load_error)?;
+            if ids.get(events.len()) != envelope.event_id {
+                break;
+            }
+            events.push(envelope);
+        }
+        Ok(Some(CommandOutcome {
+            stream_id: stream.clone(),
+            version: events.last().map_or(first.version, |e| e.version),
+            events,
+            // A command id of this execution alone: what was stored is this very command,
+            // whose first reply was lost, not an earlier one. (With the caller's id it may
+            // be either; it is reported as the repeat it may be.)
+            duplicate: ids.context.command_id_given(),
+        }))
+    }
+
+    async fn back_off(&self, failed_attempts: u32) {
+        let delay = self.retry.backoff(failed_attempts);
+        if !delay.is_zero() {
+            // A timer of its own, so that command execution works on any runtime (or on a
+            // Tokio runtime built without its time driver).
+            futures_timer::Delay::new(delay).await;
+        }
+    }
+}
