@@ -107,6 +107,7 @@
 //! |-----------|---------|---------------------------------------------------------------|
 //! | `derive`  | yes     | `#[derive(AggregateType)]` and `#[derive(DomainEvent)]`           |
 //! | `testing` | no      | [`testing`]: the given/when/then harness                      |
+//! | `schema`  | no      | [`EventSchema`] and its derive: each event type's payload schema |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -123,6 +124,8 @@ mod process;
 mod projection;
 mod repository;
 mod runner;
+#[cfg(feature = "schema")]
+mod schema;
 mod store;
 mod stream;
 
@@ -188,6 +191,18 @@ pub use es_macros::Aggregate;
 #[cfg(feature = "derive")]
 #[cfg_attr(docsrs, doc(cfg(feature = "derive")))]
 pub use es_macros::DomainEvent;
+
+/// Derives [`EventSchema`] for a type that derives [`DomainEvent`]: the JSON Schema of
+/// every event type's payload, with its name, version and doc comment.
+///
+/// See [`es_macros::EventSchema`] for what it reads.
+#[cfg(feature = "schema")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schema")))]
+pub use es_macros::EventSchema;
+
+#[cfg(feature = "schema")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schema")))]
+pub use crate::schema::{EventDescription, EventSchema};
 
 /// What most application code needs, `use es_core::prelude::*;`: the traits you implement
 /// or derive (aggregates, events, projections, process managers), the types their methods

@@ -10,6 +10,11 @@ use serde_json::Value;
 pub use serde;
 pub use serde_json;
 
+#[cfg(feature = "schema")]
+pub use crate::schema::{EventDescription, EventSchema};
+#[cfg(feature = "schema")]
+pub use schemars;
+
 pub use crate::aggregate::AggregateType;
 pub use crate::event::{DecodeError, DomainEvent, EncodeError, RawEvent, UpcastError};
 use crate::payload::PayloadError;

@@ -2,6 +2,7 @@
 
 pub(crate) mod aggregate;
 pub(crate) mod domain_event;
+pub(crate) mod event_schema;
 
 use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
@@ -30,6 +31,12 @@ pub(crate) fn private(krate: &Path) -> TokenStream {
 
 /// The string for serde's `#[serde(crate = "...")]`: es-core's re-export of serde.
 pub(crate) fn serde_crate(krate: &Path) -> LitStr {
+    reexport_string(krate, "serde")
+}
+
+/// `"<crate>::__private::<name>"` as a string literal, for derives of other crates (serde,
+/// schemars) that take their crate's path as `crate = "..."`.
+pub(crate) fn reexport_string(krate: &Path, name: &str) -> LitStr {
     let mut text = String::new();
     if krate.leading_colon.is_some() {
         text.push_str("::");
@@ -38,7 +45,8 @@ pub(crate) fn serde_crate(krate: &Path) -> LitStr {
         text.push_str(&segment.ident.to_string());
         text.push_str("::");
     }
-    text.push_str("__private::serde");
+    text.push_str("__private::");
+    text.push_str(name);
     LitStr::new(&text, Span::call_site())
 }
 

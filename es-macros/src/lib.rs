@@ -282,3 +282,45 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::domain_event::derive(&input).into()
 }
+
+/// Derives `es_core::EventSchema` (es-core feature `schema`) beside `DomainEvent`: for each
+/// event type, its stored name, schema version, Rust name, doc comment, aliases, the older
+/// versions its `upcast` steps read, and the JSON Schema of its payload.
+///
+/// The payload schema is [schemars](https://docs.rs/schemars)' `JsonSchema` of the payload
+/// exactly as `DomainEvent` stores it: a struct variant's fields as an object, a newtype
+/// variant's field's own schema, `{}` for a unit variant, a struct event's own fields and
+/// container attributes. Field attributes carry over as they do for the stored payload:
+/// `#[serde(...)]` (`rename`, `default`, `skip`, `flatten`, ...), doc comments (the fields'
+/// descriptions), and `#[schemars(...)]`, which this derive accepts on fields for what
+/// schemars alone needs (`#[schemars(with = "String")]` for a field type without a schema).
+///
+/// Every field type must implement `schemars::JsonSchema`; one that does not is a compile
+/// error at the field's type. The `#[event(...)]` keys are `DomainEvent`'s: mistakes in them
+/// are reported once, by that derive.
+///
+/// ```
+/// use es_core::{DomainEvent, EventSchema};
+///
+/// #[derive(Debug, Clone, DomainEvent, EventSchema)]
+/// enum AccountEvent {
+///     /// An account was opened.
+///     Opened {
+///         /// Who owns it.
+///         owner: String,
+///         #[serde(default)]
+///         nickname: Option<String>,
+///     },
+/// }
+///
+/// let mut generator = schemars::SchemaGenerator::default();
+/// let opened = &AccountEvent::describe(&mut generator)[0];
+/// let schema = opened.payload().as_value();
+/// assert_eq!(schema["properties"]["owner"]["description"], "Who owns it.");
+/// assert_eq!(schema["required"], serde_json::json!(["owner"]));
+/// ```
+#[proc_macro_derive(EventSchema, attributes(event, serde, schemars))]
+pub fn derive_event_schema(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::event_schema::derive(&input).into()
+}
