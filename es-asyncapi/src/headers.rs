@@ -1,0 +1,93 @@
+//! The message headers every relayed event carries, named once for the document and for
+//! relays that set them.
+//!
+//! Names follow the CloudEvents 1.0 binary mode (`ce-` attributes) where an attribute fits,
+//! so generic CloudEvents tooling can route and log them; what CloudEvents has no attribute
+//! for is prefixed `es-`. All values are strings, as message headers are.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+/// The CloudEvents version, always `1.0`.
+pub const SPEC_VERSION: &str = "ce-specversion";
+/// The event id (a UUID): unique per event, the key consumers deduplicate by.
+pub const EVENT_ID: &str = "ce-id";
+/// The stored event type name: the discriminator between a channel's messages.
+pub const EVENT_TYPE: &str = "ce-type";
+/// The stream category the event belongs to, such as `order`.
+pub const SOURCE: &str = "ce-source";
+/// The stream id, such as `order-42`.
+pub const STREAM_ID: &str = "ce-subject";
+/// When the store recorded the event, RFC 3339.
+pub const RECORDED_AT: &str = "ce-time";
+/// The payload's schema version as stored: the current one or an older one upcasters read.
+pub const SCHEMA_VERSION: &str = "es-schema-version";
+/// The event's version within its stream, from 1.
+pub const VERSION: &str = "es-version";
+/// The event's position in the store's global log.
+pub const POSITION: &str = "es-position";
+/// The id shared by everything one business flow caused, if the event has one.
+pub const CORRELATION_ID: &str = "es-correlation-id";
+/// The id of the command or event that caused this one, if the event has one.
+pub const CAUSATION_ID: &str = "es-causation-id";
+
+/// The JSON Schema of the headers of one message: `event_type` as a constant (the
+/// discriminator), `versions` as the schema versions that may arrive.
+pub(crate) fn schema(category: &str, event_type: &str, versions: &[u32]) -> Value {
+    let versions: Vec<String> = versions.iter().map(u32::to_string).collect();
+    let counter = |description: &str| json!({ "type": "string", "pattern": "^[1-9][0-9]*$", "description": description });
+    let uuid = |description: &str| json!({ "type": "string", "format": "uuid", "description": description });
+    let properties: BTreeMap<&str, Value> = BTreeMap::from([
+        (
+            SPEC_VERSION,
+            json!({ "type": "string", "const": "1.0", "description": "The CloudEvents version." }),
+        ),
+        (
+            EVENT_ID,
+            uuid("The event id, unique per event: deduplicate by it."),
+        ),
+        (
+            EVENT_TYPE,
+            json!({ "type": "string", "const": event_type, "description": "The event type: which message this is." }),
+        ),
+        (
+            SOURCE,
+            json!({ "type": "string", "const": category, "description": "The stream category." }),
+        ),
+        (
+            STREAM_ID,
+            json!({ "type": "string", "description": "The stream id, `<category>-<id>`." }),
+        ),
+        (
+            RECORDED_AT,
+            json!({ "type": "string", "format": "date-time", "description": "When the store recorded the event." }),
+        ),
+        (
+            SCHEMA_VERSION,
+            json!({ "type": "string", "enum": versions, "description": "The payload's schema version as stored." }),
+        ),
+        (
+            VERSION,
+            counter("The event's version within its stream, from 1."),
+        ),
+        (
+            POSITION,
+            counter("The event's position in the store's global log."),
+        ),
+        (
+            CORRELATION_ID,
+            uuid("The id shared by everything one business flow caused."),
+        ),
+        (
+            CAUSATION_ID,
+            uuid("The id of the command or event that caused this one."),
+        ),
+    ]);
+    json!({
+        "type": "object",
+        "discriminator": EVENT_TYPE,
+        "required": [SPEC_VERSION, EVENT_ID, EVENT_TYPE, SOURCE, STREAM_ID, RECORDED_AT, SCHEMA_VERSION, VERSION, POSITION],
+        "properties": properties,
+    })
+}
