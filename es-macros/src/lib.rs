@@ -294,6 +294,9 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 /// `#[serde(...)]` (`rename`, `default`, `skip`, `flatten`, ...), doc comments (the fields'
 /// descriptions), and `#[schemars(...)]`, which this derive accepts on fields for what
 /// schemars alone needs (`#[schemars(with = "String")]` for a field type without a schema).
+/// schemars reads serde's `with = "module"` as a *type*, so a field stored through
+/// `#[serde(with = "module")]` also needs `#[schemars(with = "Type")]` naming what the
+/// stored value looks like.
 ///
 /// Every field type must implement `schemars::JsonSchema`; one that does not is a compile
 /// error at the field's type. The `#[event(...)]` keys are `DomainEvent`'s: mistakes in them

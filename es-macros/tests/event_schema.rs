@@ -165,3 +165,44 @@ fn struct_event_schema_carries_its_container_attributes() {
     .unwrap();
     assert_eq!(stored, json!({"newName": "x"}));
 }
+
+/// A number stored as a string, through serde's `with`.
+mod as_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&n.to_string())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, DomainEvent, EventSchema)]
+enum CounterEvent {
+    /// `serde(with)` names a module, which schemars cannot describe; `schemars(with)` says
+    /// what the stored value looks like.
+    Counted {
+        #[serde(with = "as_string")]
+        #[schemars(with = "String")]
+        count: u64,
+    },
+}
+
+#[test]
+fn schemars_attributes_describe_what_serde_with_stores() {
+    let mut generator = SchemaGenerator::default();
+    let described = CounterEvent::describe(&mut generator);
+    assert_eq!(
+        described[0].payload().as_value()["properties"]["count"]["type"],
+        "string"
+    );
+    assert_eq!(
+        CounterEvent::Counted { count: 7 }.encode().unwrap(),
+        json!({"count": "7"}),
+        "and that is what is stored"
+    );
+}

@@ -10,5 +10,6 @@ fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/domain_event/*.rs");
     t.compile_fail("tests/ui/aggregate/*.rs");
+    t.compile_fail("tests/ui/event_schema/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use es_core::{Aggregate, DomainEvent};
+use es_core::{Aggregate, DomainEvent, EventSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::services::PortalServices;
@@ -14,7 +14,7 @@ pub const MAX_VALIDITY_DAYS: u32 = 365;
 
 /// What happens to an application. Each variant is its own event type in the
 /// application's stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent, EventSchema)]
 pub enum ApplicationEvent {
     /// A developer registered the application.
     #[event(name = "ApplicationCreated")]

@@ -12,10 +12,12 @@
 //! - [`survey`]: the survey aggregate and its rules;
 //! - [`catalog`]: a read model listing live applications;
 //! - [`flows`]: the process managers from product removal to sent survey;
-//! - [`scenario`]: the realistic run the `developer-portal` binary prints.
+//! - [`scenario`]: the realistic run the `developer-portal` binary prints;
+//! - [`channels`]: the AsyncAPI document of the events it shares (`developer-portal asyncapi`).
 
 pub mod application;
 pub mod catalog;
+pub mod channels;
 pub mod flows;
 pub mod scenario;
 pub mod services;

@@ -1,4 +1,7 @@
-//! Runs the developer portal scenario and prints each application's history, the rejected
+//! `asyncapi` (with `--json` for JSON instead of YAML) prints the AsyncAPI document of the
+//! events it shares instead.
+//!
+//! Otherwise runs the developer portal scenario and prints each application's history, the rejected
 //! commands, the catalog read model and the surveys the flows added and sent.
 //!
 //! On the in-memory store by default; on PostgreSQL when `DATABASE_URL` is set (the schema
@@ -16,6 +19,26 @@ use es_postgres::PgEventStore;
 
 #[tokio::main]
 async fn main() -> Result<(), scenario::Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => {}
+        ["asyncapi"] => {
+            print!("{}", developer_portal::channels::asyncapi()?.to_yaml()?);
+            return Ok(());
+        }
+        ["asyncapi", "--json"] => {
+            print!(
+                "{}",
+                developer_portal::channels::asyncapi()?.to_json_pretty()
+            );
+            return Ok(());
+        }
+        _ => {
+            return Err(
+                format!("usage: developer-portal [asyncapi [--json]]; got {args:?}").into(),
+            );
+        }
+    }
     let report = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
             let store = PgEventStore::connect(&url).await?;

@@ -1,14 +1,14 @@
 //! The survey aggregate: a question to an application's owner about an API product it
 //! stopped using, sent once and answered once.
 
-use es_core::{Aggregate, DomainEvent};
+use es_core::{Aggregate, DomainEvent, EventSchema};
 use serde::{Deserialize, Serialize};
 
 /// The ratings a respondent may give.
 pub const RATINGS: std::ops::RangeInclusive<u8> = 1..=5;
 
 /// What happens to a survey.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent, EventSchema)]
 pub enum SurveyEvent {
     /// A survey was requested.
     #[event(name = "SurveyAdded")]

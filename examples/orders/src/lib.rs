@@ -7,8 +7,10 @@
 //!
 //! - [`order`]: the aggregate, its events, commands and rules;
 //! - [`summary`]: a read model of all orders;
-//! - [`scenario`]: the realistic run the `orders` binary prints.
+//! - [`scenario`]: the realistic run the `orders` binary prints;
+//! - [`channels`]: the AsyncAPI document of the events it shares (`orders asyncapi`).
 
+pub mod channels;
 pub mod order;
 pub mod scenario;
 pub mod summary;

@@ -1,4 +1,7 @@
-//! Runs the order scenario and prints each order's history, its rebuilt state, the rejected
+//! `asyncapi` (with `--json` for JSON instead of YAML) prints the AsyncAPI document of the
+//! events it shares instead.
+//!
+//! Otherwise runs the order scenario and prints each order's history, its rebuilt state, the rejected
 //! commands and the read model.
 //!
 //! On the in-memory store by default; on PostgreSQL when `DATABASE_URL` is set (the schema
@@ -15,6 +18,19 @@ use orders::scenario;
 
 #[tokio::main]
 async fn main() -> Result<(), scenario::Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => {}
+        ["asyncapi"] => {
+            print!("{}", orders::channels::asyncapi()?.to_yaml()?);
+            return Ok(());
+        }
+        ["asyncapi", "--json"] => {
+            print!("{}", orders::channels::asyncapi()?.to_json_pretty());
+            return Ok(());
+        }
+        _ => return Err(format!("usage: orders [asyncapi [--json]]; got {args:?}").into()),
+    }
     let report = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
             let store = PgEventStore::connect(&url).await?;

@@ -1,10 +1,10 @@
 //! The order aggregate: its events, commands, rules and state.
 
-use es_core::{Aggregate, DomainEvent};
+use es_core::{Aggregate, DomainEvent, EventSchema};
 use serde::{Deserialize, Serialize};
 
 /// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LineItem {
     /// The product's stock-keeping unit.
     pub sku: String,
@@ -30,7 +30,7 @@ impl LineItem {
 }
 
 /// What happens to an order. Each variant is its own event type in the order's stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent, EventSchema)]
 pub enum OrderEvent {
     /// The customer placed the order.
     #[event(name = "OrderNew")]
