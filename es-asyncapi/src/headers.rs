@@ -25,7 +25,7 @@ pub const RECORDED_AT: &str = "ce-time";
 pub const SCHEMA_VERSION: &str = "es-schema-version";
 /// The event's version within its stream, from 1.
 pub const VERSION: &str = "es-version";
-/// The event's position in the store's global log.
+/// The event's position in the store's global log, `major:minor` (es-core's `Position` text).
 pub const POSITION: &str = "es-position";
 /// The id shared by everything one business flow caused, if the event has one.
 pub const CORRELATION_ID: &str = "es-correlation-id";
@@ -73,7 +73,13 @@ pub(crate) fn schema(category: &str, event_type: &str, versions: &[u32]) -> Valu
         ),
         (
             POSITION,
-            counter("The event's position in the store's global log."),
+            json!({
+                "type": "string",
+                "pattern": "^[0-9]+:[0-9]+$",
+                "description": "The event's position in the store's global log, `major:minor`: \
+                    opaque, but in log order (compare the parts as numbers); consumers skip \
+                    what they have handled by it.",
+            }),
         ),
         (
             CORRELATION_ID,

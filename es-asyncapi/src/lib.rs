@@ -65,6 +65,7 @@ mod document;
 mod error;
 pub mod headers;
 
+pub use crate::address::Address;
 pub use crate::channel::Channel;
 pub use crate::document::{AsyncApi, Document, Operation};
 pub use crate::error::AsyncApiError;

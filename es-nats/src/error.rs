@@ -1,0 +1,135 @@
+//! Why the relay or a consumer stopped: [`RelayError`], [`ConsumeError`].
+
+use es_asyncapi::AsyncApiError;
+use es_core::{ReadError, StoreError, StreamId, Version};
+
+use crate::message::MessageError;
+
+/// Why the relay could not be set up or could not relay an event.
+///
+/// Run by a [`ProjectionRunner`](es_core::ProjectionRunner), the relay is restarted from
+/// what JetStream holds after a [transient](RelayError::is_transient) error; any other
+/// stops it under the runner's error policy.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// A route's address is not a valid subject pattern.
+    #[error("invalid route for category `{category}`")]
+    InvalidRoute {
+        /// The route's category.
+        category: String,
+        /// What is wrong with its address.
+        #[source]
+        source: AsyncApiError,
+    },
+    /// Two routes for one category: each event must have exactly one subject.
+    #[error("two routes for category `{category}`; each category is relayed to one address")]
+    DuplicateRoute {
+        /// The category.
+        category: String,
+    },
+    /// The relay was built without routes: it would relay nothing.
+    #[error(
+        "the relay has no routes; add one with `RelayBuilder::route` or `RelayBuilder::channel`"
+    )]
+    NoRoutes,
+    /// The NATS server does not offer JetStream (it runs without `-js`, or the account has
+    /// none): there is nothing to store the events.
+    #[error(
+        "the NATS server does not offer JetStream ({reason}); start it with JetStream enabled (`nats-server -js`)"
+    )]
+    JetStreamUnavailable {
+        /// What the server or client said.
+        reason: String,
+    },
+    /// The JetStream stream exists with a configuration the relay cannot publish to safely,
+    /// or holds messages the relay did not publish.
+    #[error("JetStream stream `{stream}` cannot take the relay's events: {reason}")]
+    StreamConflict {
+        /// The stream's name.
+        stream: String,
+        /// What conflicts, and what to do.
+        reason: String,
+    },
+    /// A JetStream request failed (the connection dropped, a request timed out); transient.
+    #[error("a JetStream request failed")]
+    JetStream(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Publishing an event failed. Transient, except for an event larger than the server
+    /// takes (`max_payload`), which no retry fixes.
+    #[error("event {version} of stream `{stream}` ({event_type}) was not relayed: {kind}")]
+    Publish {
+        /// The event's stream.
+        stream: StreamId,
+        /// Its version.
+        version: Version,
+        /// Its type.
+        event_type: String,
+        /// What went wrong.
+        kind: async_nats::jetstream::context::PublishErrorKind,
+        /// The client's error.
+        #[source]
+        source: async_nats::jetstream::context::PublishError,
+    },
+    /// The event store failed (loading or saving the relay's checkpoint).
+    #[error("the event store failed")]
+    Store(#[from] StoreError),
+    /// The event store failed to say where its log ends.
+    #[error("the event store failed to read its log")]
+    Read(#[from] ReadError),
+}
+
+impl RelayError {
+    /// Whether trying again may succeed: a dropped connection, a timeout, another publisher
+    /// that got ahead. The runner then starts over from what JetStream holds last.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        use async_nats::jetstream::context::PublishErrorKind as Kind;
+        match self {
+            Self::JetStream(_) => true,
+            Self::Publish { kind, .. } => !matches!(kind, Kind::MaxPayloadExceeded),
+            Self::Store(error) => error.is_transient(),
+            Self::Read(error) => error.is_transient(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn jetstream(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let text = error.to_string();
+        // The server answers "no responders" to JetStream API requests when JetStream is off.
+        if text.contains("no responders") || text.contains("not enabled") {
+            Self::JetStreamUnavailable { reason: text }
+        } else {
+            Self::JetStream(Box::new(error))
+        }
+    }
+}
+
+/// Why consuming relayed events stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumeError<E: std::error::Error + 'static> {
+    /// A message could not be read back as an event (left unacknowledged, so it is
+    /// redelivered once the consumer is fixed).
+    #[error("a relayed message could not be read")]
+    Message(#[from] MessageError),
+    /// The projection failed on an event.
+    #[error("the projection failed on event {version} of stream `{stream}`")]
+    Projection {
+        /// The event's stream.
+        stream: StreamId,
+        /// Its version.
+        version: Version,
+        /// The projection's error.
+        #[source]
+        source: E,
+    },
+    /// The projection failed to commit.
+    #[error("the projection failed to commit")]
+    Commit(#[source] E),
+    /// The consumer's checkpoint could not be loaded or saved.
+    #[error("the consumer's checkpoint store failed")]
+    Checkpoint(#[source] StoreError),
+    /// JetStream failed (fetching messages, acknowledging them).
+    #[error("JetStream failed")]
+    JetStream(#[source] Box<dyn std::error::Error + Send + Sync>),
+}

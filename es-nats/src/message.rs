@@ -1,0 +1,222 @@
+//! One event as one NATS message, both ways: the headers and payload the relay publishes,
+//! and [`decode`] for the services that consume them.
+//!
+//! The payload is the event's stored JSON, as stored (type, schema version and payload
+//! unchanged): a consumer upcasts older versions with its own `DomainEvent` derive, exactly
+//! as a reader of the store does. Everything else travels in headers named by
+//! [`es_asyncapi::headers`], so the AsyncAPI document and the messages cannot disagree.
+
+use async_nats::HeaderMap;
+use async_nats::header::{NATS_EXPECTED_LAST_MESSAGE_ID, NATS_MESSAGE_ID};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use es_asyncapi::headers;
+use es_core::{
+    DecodeError, DomainEvent, EventEnvelope, Metadata, Position, RawEvent, StreamId, Version,
+};
+use uuid::Uuid;
+
+/// The header and payload of `envelope`'s message; `previous` is the id of the event
+/// published just before it, which JetStream must hold last for this one to be stored.
+pub(crate) fn encode(
+    envelope: &EventEnvelope<RawEvent>,
+    previous: Option<Uuid>,
+) -> Result<(HeaderMap, Bytes), serde_json::Error> {
+    let mut map = HeaderMap::new();
+    let id = envelope.event_id.to_string();
+    map.insert(NATS_MESSAGE_ID, id.as_str());
+    if let Some(previous) = previous {
+        map.insert(NATS_EXPECTED_LAST_MESSAGE_ID, previous.to_string().as_str());
+    }
+    map.insert("Content-Type", "application/json");
+    map.insert(headers::SPEC_VERSION, "1.0");
+    map.insert(headers::EVENT_ID, id.as_str());
+    map.insert(headers::EVENT_TYPE, envelope.event.event_type.as_str());
+    map.insert(headers::SOURCE, envelope.stream_id.category());
+    map.insert(headers::STREAM_ID, envelope.stream_id.as_str());
+    map.insert(
+        headers::RECORDED_AT,
+        envelope.recorded_at.to_rfc3339().as_str(),
+    );
+    map.insert(
+        headers::SCHEMA_VERSION,
+        envelope.event.schema_version.to_string().as_str(),
+    );
+    map.insert(
+        headers::VERSION,
+        envelope.version.get().to_string().as_str(),
+    );
+    map.insert(headers::POSITION, envelope.position.to_string().as_str());
+    if let Some(id) = envelope.metadata.correlation_id {
+        map.insert(headers::CORRELATION_ID, id.to_string().as_str());
+    }
+    if let Some(id) = envelope.metadata.causation_id {
+        map.insert(headers::CAUSATION_ID, id.to_string().as_str());
+    }
+    let payload = serde_json::to_vec(&envelope.event.payload)?;
+    Ok((map, Bytes::from(payload)))
+}
+
+/// Why a message could not be read back as an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// A header every relayed event carries is missing: the message was not published by an
+    /// es-rs relay, or by an incompatible one.
+    #[error("message on `{subject}` has no `{header}` header; was it published by an es-rs relay?")]
+    MissingHeader {
+        /// The message's subject.
+        subject: String,
+        /// The missing header.
+        header: &'static str,
+    },
+    /// A header holds something that is not what its name promises.
+    #[error("message on `{subject}`: header `{header}` is not {expected}")]
+    BadHeader {
+        /// The message's subject.
+        subject: String,
+        /// The header.
+        header: &'static str,
+        /// What it should hold.
+        expected: &'static str,
+    },
+    /// The event did not decode (unknown type, unsupported version, or a payload that does
+    /// not fit); the source names the stream's event type and version, never payload values.
+    #[error("event {version} of stream `{stream}` did not decode")]
+    Decode {
+        /// The event's stream.
+        stream: StreamId,
+        /// Its version.
+        version: Version,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+}
+
+/// What a relayed message's headers say about its event, before the payload is decoded.
+#[derive(Debug, Clone)]
+pub(crate) struct Described {
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) schema_version: u32,
+    pub(crate) stream_id: StreamId,
+    pub(crate) version: Version,
+    pub(crate) position: Position,
+    pub(crate) recorded_at: DateTime<Utc>,
+    pub(crate) metadata: Metadata,
+}
+
+impl Described {
+    /// Reads the headers of a message on `subject`.
+    pub(crate) fn read(subject: &str, map: Option<&HeaderMap>) -> Result<Self, MessageError> {
+        let get = |header: &'static str| {
+            map.and_then(|map| map.get(header))
+                .map(|value| value.as_str())
+                .ok_or_else(|| MessageError::MissingHeader {
+                    subject: subject.to_owned(),
+                    header,
+                })
+        };
+        let bad = |header: &'static str, expected: &'static str| MessageError::BadHeader {
+            subject: subject.to_owned(),
+            header,
+            expected,
+        };
+        let uuid = |header: &'static str| -> Result<Option<Uuid>, MessageError> {
+            match map.and_then(|map| map.get(header)) {
+                None => Ok(None),
+                Some(value) => value
+                    .as_str()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| bad(header, "a UUID")),
+            }
+        };
+        let mut metadata = Metadata::new();
+        metadata.correlation_id = uuid(headers::CORRELATION_ID)?;
+        metadata.causation_id = uuid(headers::CAUSATION_ID)?;
+        Ok(Self {
+            event_id: get(headers::EVENT_ID)?
+                .parse()
+                .map_err(|_| bad(headers::EVENT_ID, "a UUID"))?,
+            event_type: get(headers::EVENT_TYPE)?.to_owned(),
+            schema_version: get(headers::SCHEMA_VERSION)?
+                .parse()
+                .map_err(|_| bad(headers::SCHEMA_VERSION, "a schema version (1 or more)"))?,
+            stream_id: get(headers::STREAM_ID)?
+                .parse()
+                .map_err(|_| bad(headers::STREAM_ID, "a stream id (`category-id`)"))?,
+            version: get(headers::VERSION)?
+                .parse::<u64>()
+                .ok()
+                .filter(|version| *version >= 1)
+                .map(Version::new)
+                .ok_or_else(|| bad(headers::VERSION, "a stream version (1 or more)"))?,
+            position: get(headers::POSITION)?
+                .parse()
+                .map_err(|_| bad(headers::POSITION, "a log position (`major:minor`)"))?,
+            recorded_at: DateTime::parse_from_rfc3339(get(headers::RECORDED_AT)?)
+                .map_err(|_| bad(headers::RECORDED_AT, "an RFC 3339 time"))?
+                .with_timezone(&Utc),
+            metadata,
+        })
+    }
+
+    /// The envelope of `event`.
+    pub(crate) fn into_envelope<E>(self, event: E) -> EventEnvelope<E> {
+        EventEnvelope {
+            event_id: self.event_id,
+            stream_id: self.stream_id,
+            version: self.version,
+            position: self.position,
+            recorded_at: self.recorded_at,
+            metadata: self.metadata,
+            event,
+        }
+    }
+}
+
+/// Reads a relayed message back as the typed event it carries, upcast by `E`'s own
+/// declarations like any read of the store.
+///
+/// ```no_run
+/// # async fn example(consumer: async_nats::jetstream::consumer::PullConsumer) -> Result<(), Box<dyn std::error::Error>> {
+/// use es_core::DomainEvent;
+/// use futures_util::StreamExt as _;
+///
+/// #[derive(Debug, Clone, DomainEvent)]
+/// enum OrderEvent {
+///     #[event(name = "OrderShipped")]
+///     Shipped { carrier: String },
+/// }
+///
+/// let mut messages = consumer.messages().await?;
+/// while let Some(message) = messages.next().await {
+///     let message = message?;
+///     let envelope = es_nats::decode::<OrderEvent>(&message)?;
+///     println!("{} shipped by {:?}", envelope.stream_id, envelope.event);
+///     message.ack().await?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// A [`MessageError`] naming the subject and header, or the stream and version of an event
+/// that does not decode.
+pub fn decode<E: DomainEvent>(
+    message: &async_nats::Message,
+) -> Result<EventEnvelope<E>, MessageError> {
+    let described = Described::read(message.subject.as_str(), message.headers.as_ref())?;
+    let payload = std::str::from_utf8(&message.payload).unwrap_or("\u{fffd}");
+    match E::decode_json(&described.event_type, described.schema_version, payload) {
+        Ok(event) => Ok(described.into_envelope(event)),
+        Err(source) => Err(MessageError::Decode {
+            stream: described.stream_id,
+            version: described.version,
+            source,
+        }),
+    }
+}

@@ -1,0 +1,362 @@
+//! The relay: the committed log, in order, to JetStream, each event once.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use async_nats::jetstream::Context;
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::PublishMessage;
+use es_asyncapi::{Address, Channel};
+use es_core::{
+    CheckpointStore, EventEnvelope, EventFilter, EventStore, Position, Projection, RawEvent,
+    StreamId, Version,
+};
+use uuid::Uuid;
+
+use crate::error::RelayError;
+use crate::message;
+use crate::stream::{self, StreamSpec};
+
+/// Relays the committed log to a JetStream stream: every event of the routed categories,
+/// in log order, each stored once.
+///
+/// A relay is a [`Projection`] of [`RawEvent`]s: run it with a
+/// [`ProjectionRunner`](es_core::ProjectionRunner) (with a lease, so one instance runs it),
+/// which brings the runner's status, error policy and restarts. Each event is published to
+/// its route's subject with the [headers](es_asyncapi::headers) the AsyncAPI document
+/// describes and its stored payload, unchanged (consumers upcast). How it keeps its
+/// promises:
+///
+/// - **Each event once.** `Nats-Msg-Id` is the event id, so JetStream drops a message
+///   published again within the stream's duplicate window. Beyond it too: on every
+///   (re)start the relay asks JetStream for the last message it holds and resumes after
+///   that event's position, or after the relay's checkpoint if that is later (messages
+///   removed by retention are not published again).
+/// - **In order.** Each message carries `Nats-Expected-Last-Msg-Id`, the previous event's
+///   id: JetStream stores it only right after that event, so a message lost on the way is
+///   never overtaken by a later one; the later ones are refused, the relay restarts from
+///   what JetStream holds, and publishes again in order. Per-stream order follows.
+/// - **Acknowledged before the checkpoint moves.** Publishes are pipelined, at most
+///   [`max_in_flight`](RelayBuilder::max_in_flight) unacknowledged, and the checkpoint is
+///   saved (in the event store's [`CheckpointStore`]) only after every ack came back.
+///
+/// The relay must be the only publisher to its JetStream stream. Events of streams archived
+/// before the relay reached them are not relayed (the log's default filter, as for every
+/// projection); archiving a stream later does not remove what was relayed.
+///
+/// ```no_run
+/// # async fn example(store: es_memory::MemoryEventStore) -> Result<(), Box<dyn std::error::Error>> {
+/// use es_core::ProjectionRunner;
+/// use es_nats::Relay;
+/// use std::time::Duration;
+///
+/// let client = async_nats::connect("127.0.0.1:4222").await?;
+/// let relay = Relay::builder(store.clone(), async_nats::jetstream::new(client))
+///     .route("order", "orders.{streamId}")
+///     .build()
+///     .await?;
+/// let mut runner = ProjectionRunner::new(store, relay).with_lease(Some(Duration::from_secs(30)));
+/// runner.run(std::future::pending()).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Relay<S> {
+    store: S,
+    jetstream: Context,
+    name: String,
+    stream: String,
+    routes: BTreeMap<String, Address>,
+    max_in_flight: usize,
+    in_flight: VecDeque<Pending>,
+    /// The id of the last event published (or found last in JetStream): what the next
+    /// message expects JetStream to hold last.
+    previous: Option<Uuid>,
+    relayed: u64,
+}
+
+/// A publish whose ack has not come back yet.
+struct Pending {
+    ack: PublishAckFuture,
+    stream: StreamId,
+    version: Version,
+    event_type: String,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("stream", &self.stream)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sets up a [`Relay`]: its routes, JetStream stream and limits.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is awaited"]
+pub struct RelayBuilder<S> {
+    store: S,
+    jetstream: Context,
+    name: String,
+    stream: String,
+    routes: Vec<(String, String)>,
+    duplicate_window: Duration,
+    max_age: Option<Duration>,
+    max_in_flight: usize,
+}
+
+impl<S> Relay<S>
+where
+    S: EventStore + CheckpointStore,
+{
+    /// A builder for a relay of `store`'s log over `jetstream`.
+    pub fn builder(store: S, jetstream: Context) -> RelayBuilder<S> {
+        RelayBuilder {
+            store,
+            jetstream,
+            name: "nats-relay".to_owned(),
+            stream: "ES_EVENTS".to_owned(),
+            routes: Vec::new(),
+            duplicate_window: Duration::from_secs(120),
+            max_age: None,
+            max_in_flight: 256,
+        }
+    }
+
+    /// How many events JetStream acknowledged since this relay was built, duplicates
+    /// included.
+    #[must_use]
+    pub fn relayed(&self) -> u64 {
+        self.relayed
+    }
+
+    /// The JetStream stream it publishes to.
+    #[must_use]
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    async fn await_oldest(&mut self) -> Result<(), RelayError> {
+        let Some(pending) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        match pending.ack.await {
+            Ok(_) => {
+                self.relayed += 1;
+                Ok(())
+            }
+            Err(source) => Err(RelayError::Publish {
+                stream: pending.stream,
+                version: pending.version,
+                event_type: pending.event_type,
+                kind: source.kind(),
+                source,
+            }),
+        }
+    }
+}
+
+impl<S> RelayBuilder<S>
+where
+    S: EventStore + CheckpointStore,
+{
+    /// Names the relay: its checkpoint and, under a runner with a lease, its lease.
+    /// Default `nats-relay`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The JetStream stream to publish to, created if missing. Default `ES_EVENTS`.
+    pub fn stream(mut self, name: impl Into<String>) -> Self {
+        self.stream = name.into();
+        self
+    }
+
+    /// Relays category `category`'s events to `address`, a subject pattern such as
+    /// `orders.{streamId}` (see [`Address`]).
+    pub fn route(mut self, category: impl Into<String>, address: impl Into<String>) -> Self {
+        self.routes.push((category.into(), address.into()));
+        self
+    }
+
+    /// Relays an AsyncAPI channel's category to its address, so the document and the
+    /// relay agree.
+    pub fn channel(self, channel: &Channel) -> Self {
+        self.route(channel.category(), channel.address())
+    }
+
+    /// How long JetStream remembers message ids to drop repeats, for a stream the relay
+    /// creates. Default 2 minutes. The relay does not rely on it across restarts (it
+    /// resumes after what JetStream holds); it covers two instances racing without a lease.
+    pub fn duplicate_window(mut self, window: Duration) -> Self {
+        self.duplicate_window = window;
+        self
+    }
+
+    /// How long JetStream keeps messages, for a stream the relay creates. Default: for ever
+    /// (limits retention, no age limit): the stream is a replica of the log.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// How many publishes may await their ack at once. Default 256.
+    pub fn max_in_flight(mut self, publishes: usize) -> Self {
+        self.max_in_flight = publishes.max(1);
+        self
+    }
+
+    /// Checks the routes, creates the JetStream stream or checks that it can take the
+    /// relay's subjects, and builds the relay.
+    ///
+    /// # Errors
+    ///
+    /// [`RelayError::InvalidRoute`], [`DuplicateRoute`](RelayError::DuplicateRoute) or
+    /// [`NoRoutes`](RelayError::NoRoutes) for bad routes;
+    /// [`JetStreamUnavailable`](RelayError::JetStreamUnavailable) for a server without
+    /// JetStream; [`StreamConflict`](RelayError::StreamConflict) for a stream that cannot
+    /// take them; [`JetStream`](RelayError::JetStream) if a request fails.
+    pub async fn build(self) -> Result<Relay<S>, RelayError> {
+        if self.routes.is_empty() {
+            return Err(RelayError::NoRoutes);
+        }
+        let mut routes = BTreeMap::new();
+        for (category, address) in self.routes {
+            let parsed =
+                Address::parse(&format!("route for `{category}`"), &address).map_err(|source| {
+                    RelayError::InvalidRoute {
+                        category: category.clone(),
+                        source,
+                    }
+                })?;
+            if routes.insert(category.clone(), parsed).is_some() {
+                return Err(RelayError::DuplicateRoute { category });
+            }
+        }
+        let spec = StreamSpec {
+            name: self.stream.clone(),
+            subjects: routes.values().map(Address::filter).collect(),
+            duplicate_window: self.duplicate_window,
+            max_age: self.max_age,
+        };
+        stream::ensure(&self.jetstream, &spec).await?;
+        Ok(Relay {
+            store: self.store,
+            jetstream: self.jetstream,
+            name: self.name,
+            stream: self.stream,
+            routes,
+            max_in_flight: self.max_in_flight,
+            in_flight: VecDeque::new(),
+            previous: None,
+            relayed: 0,
+        })
+    }
+}
+
+impl<S> Projection for Relay<S>
+where
+    S: EventStore + CheckpointStore,
+{
+    type Event = RawEvent;
+    type Error = RelayError;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::all().with_categories(self.routes.keys().cloned())
+    }
+
+    async fn handle(&mut self, envelope: &EventEnvelope<RawEvent>) -> Result<(), RelayError> {
+        let publish_error =
+            |source: async_nats::jetstream::context::PublishError| RelayError::Publish {
+                stream: envelope.stream_id.clone(),
+                version: envelope.version,
+                event_type: envelope.event.event_type.clone(),
+                kind: source.kind(),
+                source,
+            };
+        // The filter selects only routed categories.
+        let Some(address) = self.routes.get(envelope.stream_id.category()) else {
+            return Ok(());
+        };
+        let subject = address.subject(&envelope.stream_id);
+        let (headers, payload) = message::encode(envelope, self.previous)
+            .map_err(|error| RelayError::JetStream(Box::new(error)))?;
+        let ack = self
+            .jetstream
+            .send_publish(
+                subject,
+                PublishMessage::build().headers(headers).payload(payload),
+            )
+            .await
+            .map_err(publish_error)?;
+        self.previous = Some(envelope.event_id);
+        self.in_flight.push_back(Pending {
+            ack,
+            stream: envelope.stream_id.clone(),
+            version: envelope.version,
+            event_type: envelope.event.event_type.clone(),
+        });
+        while self.in_flight.len() > self.max_in_flight {
+            self.await_oldest().await?;
+        }
+        Ok(())
+    }
+
+    fn is_transient(&self, error: &RelayError) -> bool {
+        error.is_transient()
+    }
+
+    async fn reset(&mut self) -> Result<(), RelayError> {
+        // JetStream stays the record of what was relayed: a rebuild publishes only what it
+        // does not hold.
+        self.store.delete_checkpoint(&self.name).await?;
+        Ok(())
+    }
+
+    fn keeps_own_checkpoint(&self) -> bool {
+        true
+    }
+
+    async fn load_checkpoint(&mut self, key: &str) -> Result<Option<Position>, RelayError> {
+        self.in_flight.clear();
+        let saved = self.store.load_checkpoint(key).await?;
+        let last = stream::last_relayed(&self.jetstream, &self.stream).await?;
+        self.previous = last.map(|(id, _)| id);
+        let held = last.map(|(_, position)| position);
+        if let Some(held) = held {
+            let head = self.store.head().await?;
+            if head.is_none_or(|head| held > head) {
+                return Err(RelayError::StreamConflict {
+                    stream: self.stream.clone(),
+                    reason: format!(
+                        "it holds an event at position {held}, beyond this store's log (head \
+                         {}): it was filled from another store; relay to another stream",
+                        head.map_or_else(|| "none".to_owned(), |head| head.to_string())
+                    ),
+                });
+            }
+        }
+        Ok(saved.max(held))
+    }
+
+    async fn commit(&mut self, key: &str, position: Position) -> Result<(), RelayError> {
+        while !self.in_flight.is_empty() {
+            self.await_oldest().await?;
+        }
+        self.store.save_checkpoint(key, position).await?;
+        Ok(())
+    }
+
+    async fn rollback(&mut self) -> Result<(), RelayError> {
+        // Whether these were stored is JetStream's to say: the next load asks it.
+        self.in_flight.clear();
+        self.previous = None;
+        Ok(())
+    }
+}

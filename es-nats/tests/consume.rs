@@ -1,0 +1,230 @@
+//! Another service consuming relayed events: typed and upcast, each handled once, through
+//! redelivery and replays.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step is a failed test"
+)]
+
+mod common;
+
+use std::convert::Infallible;
+
+use async_nats::jetstream::consumer::pull;
+use common::{Cleanup, ParcelEvent, jetstream, nats_url, unique};
+use es_core::{
+    EventEnvelope, EventFilter, EventStore as _, ExpectedVersion, NewEvent, Projection,
+    ProjectionRunner, RawEvent, StreamId,
+};
+use es_memory::MemoryEventStore;
+use es_nats::{ConsumeError, Consumer, MessageError, Relay};
+use serde_json::json;
+
+/// Where each parcel is, as a consuming service would keep it.
+#[derive(Debug, Default)]
+struct Whereabouts {
+    handled: Vec<(String, u64)>,
+    places: std::collections::BTreeMap<String, String>,
+}
+
+impl Projection for Whereabouts {
+    type Event = ParcelEvent;
+    type Error = Infallible;
+
+    fn name(&self) -> &str {
+        "whereabouts"
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_event::<ParcelEvent>()
+            .with_event_types(["ParcelMoved", "ParcelRegistered"])
+    }
+
+    async fn handle(&mut self, envelope: &EventEnvelope<ParcelEvent>) -> Result<(), Infallible> {
+        self.handled
+            .push((envelope.stream_id.to_string(), envelope.version.get()));
+        if let ParcelEvent::Moved { place } = &envelope.event {
+            self.places
+                .insert(envelope.stream_id.id().to_owned(), place.clone());
+        }
+        Ok(())
+    }
+}
+
+async fn relayed_store(name: &str) -> MemoryEventStore {
+    let store = MemoryEventStore::new();
+    for n in 0..4 {
+        let stream = StreamId::new("parcel", &n.to_string()).unwrap();
+        store
+            .append(
+                &stream,
+                ExpectedVersion::NoStream,
+                vec![
+                    NewEvent::new(ParcelEvent::Registered {
+                        weight_grams: 1,
+                        to: "Ada".into(),
+                    }),
+                    NewEvent::new(ParcelEvent::Delivered),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    // An event stored at its old version: consumers upcast it as any reader does.
+    let old = StreamId::new("parcel", "0").unwrap();
+    store
+        .append(
+            &old,
+            ExpectedVersion::Any,
+            vec![NewEvent::new(RawEvent::new(
+                "ParcelMoved",
+                1,
+                json!({ "at": "depot" }),
+            ))],
+        )
+        .await
+        .unwrap();
+    let relay = Relay::builder(store.clone(), jetstream().await)
+        .stream(name)
+        .route("parcel", format!("{name}.parcels.{{streamId}}"))
+        .build()
+        .await
+        .unwrap();
+    ProjectionRunner::new(store.clone(), relay)
+        .catch_up()
+        .await
+        .unwrap();
+    store
+}
+
+async fn durable(name: &str, consumer: &str) -> async_nats::jetstream::consumer::PullConsumer {
+    jetstream()
+        .await
+        .get_stream(name)
+        .await
+        .unwrap()
+        .get_or_create_consumer(
+            consumer,
+            pull::Config {
+                durable_name: Some(consumer.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_projection_handles_each_selected_event_once_typed_and_upcast() {
+    let name = unique("CONSUME_ONCE_");
+    let _cleanup = Cleanup(nats_url(), name.clone());
+    relayed_store(&name).await;
+    // The consuming service's own store keeps the consumer's checkpoint.
+    let own = MemoryEventStore::new();
+    let mut consumer = Consumer::new(
+        durable(&name, "whereabouts").await,
+        Whereabouts::default(),
+        own.clone(),
+    )
+    .with_batch_size(3);
+    assert_eq!(
+        consumer.catch_up().await.unwrap(),
+        5,
+        "4 registered and 1 moved; deliveries skipped"
+    );
+    let projection = consumer.projection();
+    assert_eq!(
+        projection.places.get("0").map(String::as_str),
+        Some("depot"),
+        "upcast from `at`"
+    );
+    assert_eq!(
+        projection
+            .handled
+            .iter()
+            .filter(|(s, _)| s == "parcel-0")
+            .count(),
+        2
+    );
+    assert_eq!(
+        consumer.catch_up().await.unwrap(),
+        0,
+        "everything was acked"
+    );
+
+    // A new durable consumer replays the stream from the start (as after a lost ack, or
+    // a consumer recreated): the checkpoint makes it skip everything handled.
+    let mut again = Consumer::new(
+        durable(&name, "replay").await,
+        Whereabouts::default(),
+        own.clone(),
+    );
+    // Same projection name, so the same checkpoint.
+    assert_eq!(again.catch_up().await.unwrap(), 0);
+    assert!(again.projection().handled.is_empty());
+}
+
+#[tokio::test]
+async fn decode_reads_a_message_back_as_the_store_reads_the_event() {
+    let name = unique("CONSUME_DECODE_");
+    let _cleanup = Cleanup(nats_url(), name.clone());
+    let store = relayed_store(&name).await;
+    let consumer = durable(&name, "decode").await;
+    let mut messages = consumer.fetch().max_messages(100).messages().await.unwrap();
+    let mut decoded = Vec::new();
+    while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+        let message = message.unwrap();
+        decoded.push(es_nats::decode::<ParcelEvent>(&message).unwrap());
+        message.ack().await.unwrap();
+    }
+    let read: Vec<EventEnvelope<ParcelEvent>> = futures_util::TryStreamExt::try_collect(
+        store.read_all::<ParcelEvent>(es_core::Position::START, EventFilter::all()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(decoded.len(), 9);
+    assert_eq!(
+        decoded, read,
+        "envelopes equal to the store's own reads, metadata included"
+    );
+}
+
+#[tokio::test]
+async fn a_message_not_from_a_relay_is_a_typed_error_and_stays_unacknowledged() {
+    let name = unique("CONSUME_BAD_");
+    let _cleanup = Cleanup(nats_url(), name.clone());
+    relayed_store(&name).await;
+    let js = jetstream().await;
+    js.publish(format!("{name}.parcels.9"), "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let own = MemoryEventStore::new();
+    let mut consumer = Consumer::new(
+        durable(&name, "strict").await,
+        Whereabouts::default(),
+        own.clone(),
+    )
+    .with_batch_size(100);
+    let error = consumer.catch_up().await.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            ConsumeError::Message(MessageError::MissingHeader {
+                header: "ce-id",
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("could not be read"), "{error}");
+    // Nothing of that batch was acknowledged or checkpointed.
+    assert_eq!(
+        es_core::CheckpointStore::load_checkpoint(&own, "whereabouts")
+            .await
+            .unwrap(),
+        None
+    );
+}
