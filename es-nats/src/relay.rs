@@ -56,7 +56,7 @@ use crate::stream::{self, StreamSpec};
 ///     .build()
 ///     .await?;
 /// let mut runner = ProjectionRunner::new(store, relay).with_lease(Some(Duration::from_secs(30)));
-/// runner.run(std::future::pending()).await?;
+/// runner.run().await?;
 /// # Ok(())
 /// # }
 /// ```
