@@ -329,15 +329,21 @@ where
         let last = stream::last_relayed(&self.jetstream, &self.stream).await?;
         self.previous = last.map(|(id, _)| id);
         let held = last.map(|(_, position)| position);
-        if let Some(held) = held {
-            let head = self.store.head().await?;
-            if head.is_none_or(|head| held > head) {
+        if let Some((id, position)) = last {
+            // What JetStream holds last must be this log's event at that position; anything
+            // else means the stream was filled from another store (or the log was reset),
+            // and resuming after that position would skip events silently.
+            let found = self.store.find_event::<RawEvent>(id).await?;
+            if found
+                .as_ref()
+                .is_none_or(|event| event.position != position)
+            {
                 return Err(RelayError::StreamConflict {
                     stream: self.stream.clone(),
                     reason: format!(
-                        "it holds an event at position {held}, beyond this store's log (head \
-                         {}): it was filled from another store; relay to another stream",
-                        head.map_or_else(|| "none".to_owned(), |head| head.to_string())
+                        "its last message is event {id} at position {position}, which this \
+                         store's log does not hold there: the stream was filled from another \
+                         store; relay to another stream, or purge it if the log was reset"
                     ),
                 });
             }

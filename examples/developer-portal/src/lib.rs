@@ -13,7 +13,9 @@
 //! - [`catalog`]: a read model listing live applications;
 //! - [`flows`]: the process managers from product removal to sent survey;
 //! - [`scenario`]: the realistic run the `developer-portal` binary prints;
-//! - [`channels`]: the AsyncAPI document of the events it shares (`developer-portal asyncapi`).
+//! - [`channels`]: the AsyncAPI document of the events it shares (`developer-portal asyncapi`);
+//! - [`shared`]: its log relayed to NATS JetStream, and the survey service that consumes it
+//!   (`survey-service`, a second binary).
 
 pub mod application;
 pub mod catalog;
@@ -21,6 +23,7 @@ pub mod channels;
 pub mod flows;
 pub mod scenario;
 pub mod services;
+pub mod shared;
 pub mod survey;
 
 pub use application::{

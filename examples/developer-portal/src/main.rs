@@ -1,3 +1,6 @@
+//! With `NATS_URL` set, the log is then relayed to NATS JetStream, for the `survey-service`
+//! binary.
+//!
 //! `asyncapi` (with `--json` for JSON instead of YAML) prints the AsyncAPI document of the
 //! events it shares instead.
 //!
@@ -39,7 +42,7 @@ async fn main() -> Result<(), scenario::Error> {
             );
         }
     }
-    let report = match std::env::var("DATABASE_URL") {
+    match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
             let store = PgEventStore::connect(&url).await?;
             store.migrate().await?;
@@ -47,15 +50,36 @@ async fn main() -> Result<(), scenario::Error> {
                 "es-rs developer portal example on PostgreSQL (schema `{}`)\n",
                 store.schema()
             );
-            scenario::run(store).await?
+            run(store, false).await
         }
         _ => {
             println!(
                 "es-rs developer portal example on the in-memory store (set DATABASE_URL for PostgreSQL)\n"
             );
-            scenario::run(MemoryEventStore::new()).await?
+            run(MemoryEventStore::new(), true).await
         }
-    };
+    }
+}
+
+/// The scenario, then, when `NATS_URL` is set, the log relayed to NATS JetStream, where
+/// the `survey-service` binary picks up the product removals.
+async fn run<S: es_core::Store>(store: S, fresh_log: bool) -> Result<(), scenario::Error> {
+    let report = scenario::run(store.clone()).await?;
     print!("{}", report.text);
+    if let Ok(url) = std::env::var("NATS_URL") {
+        let jetstream = async_nats::jetstream::new(async_nats::connect(&url).await?);
+        let topology = developer_portal::shared::Topology::default();
+        if fresh_log && let Ok(stream) = jetstream.get_stream(&topology.stream).await {
+            // The in-memory log starts empty on every run: what an earlier run relayed is
+            // another log's, which the relay would refuse to continue.
+            stream.purge().await?;
+        }
+        let relayed = developer_portal::shared::relay(&store, &jetstream, &topology).await?;
+        println!(
+            "\nRelayed {relayed} events to NATS JetStream stream `{}` at {url}; \
+             `cargo run -p developer-portal --bin survey-service` consumes the product removals.",
+            topology.stream
+        );
+    }
     Ok(())
 }

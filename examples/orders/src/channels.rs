@@ -12,6 +12,9 @@ use crate::Order;
 /// The channel of order events.
 pub const CHANNEL: &str = "EventSourceOrders";
 
+/// The JetStream stream the example relays order events to.
+pub const STREAM: &str = "ORDERS";
+
 /// The orders service's AsyncAPI document.
 ///
 /// # Errors

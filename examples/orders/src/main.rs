@@ -1,3 +1,5 @@
+//! With `NATS_URL` set, the log is then relayed to NATS JetStream (stream `ORDERS`).
+//!
 //! `asyncapi` (with `--json` for JSON instead of YAML) prints the AsyncAPI document of the
 //! events it shares instead.
 //!
@@ -31,7 +33,7 @@ async fn main() -> Result<(), scenario::Error> {
         }
         _ => return Err(format!("usage: orders [asyncapi [--json]]; got {args:?}").into()),
     }
-    let report = match std::env::var("DATABASE_URL") {
+    match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
             let store = PgEventStore::connect(&url).await?;
             store.migrate().await?;
@@ -39,15 +41,41 @@ async fn main() -> Result<(), scenario::Error> {
                 "es-rs orders example on PostgreSQL (schema `{}`)\n",
                 store.schema()
             );
-            scenario::run(store).await?
+            run(store, false).await
         }
         _ => {
             println!(
                 "es-rs orders example on the in-memory store (set DATABASE_URL for PostgreSQL)\n"
             );
-            scenario::run(MemoryEventStore::new()).await?
+            run(MemoryEventStore::new(), true).await
         }
-    };
+    }
+}
+
+/// The scenario, then, when `NATS_URL` is set, the log relayed to NATS JetStream on the
+/// `EventSourceOrders` channel's address (`orders.{streamId}`).
+async fn run<S: es_core::Store>(store: S, fresh_log: bool) -> Result<(), scenario::Error> {
+    let report = scenario::run(store.clone()).await?;
     print!("{}", report.text);
+    if let Ok(url) = std::env::var("NATS_URL") {
+        let jetstream = async_nats::jetstream::new(async_nats::connect(&url).await?);
+        if fresh_log && let Ok(stream) = jetstream.get_stream(orders::channels::STREAM).await {
+            // The in-memory log starts empty on every run: what an earlier run relayed is
+            // another log's, which the relay would refuse to continue.
+            stream.purge().await?;
+        }
+        let relay = es_nats::Relay::builder(store.clone(), jetstream)
+            .stream(orders::channels::STREAM)
+            .channel(&es_asyncapi::Channel::for_aggregate::<orders::Order>())
+            .build()
+            .await?;
+        let relayed = es_core::ProjectionRunner::new(store, relay)
+            .catch_up()
+            .await?;
+        println!(
+            "\nRelayed {relayed} events to NATS JetStream stream `{}` at {url}",
+            orders::channels::STREAM
+        );
+    }
     Ok(())
 }
