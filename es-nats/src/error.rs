@@ -94,10 +94,23 @@ impl RelayError {
     }
 
     pub(crate) fn jetstream(error: impl std::error::Error + Send + Sync + 'static) -> Self {
-        let text = error.to_string();
-        // The server answers "no responders" to JetStream API requests when JetStream is off.
-        if text.contains("no responders") || text.contains("not enabled") {
-            Self::JetStreamUnavailable { reason: text }
+        use async_nats::jetstream::context::{RequestError, RequestErrorKind};
+        // Nobody answers JetStream API requests on a server with JetStream off (the client
+        // calls that "no responders", and words it as a missing resource); an account
+        // without JetStream gets error 10039 instead. Both are in the error's sources.
+        let mut unavailable = false;
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(current) = next {
+            unavailable |= current
+                .downcast_ref::<RequestError>()
+                .is_some_and(|request| request.kind() == RequestErrorKind::NoResponders)
+                || current.to_string().contains("not enabled");
+            next = current.source();
+        }
+        if unavailable {
+            Self::JetStreamUnavailable {
+                reason: "no JetStream API answers on this server".to_owned(),
+            }
         } else {
             Self::JetStream(Box::new(error))
         }

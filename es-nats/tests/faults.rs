@@ -28,15 +28,21 @@ use es_nats::Relay;
 use es_postgres::PgEventStore;
 use sqlx::AssertSqlSafe;
 
-/// A NATS server of this test's own, with JetStream, on a free port.
+/// A NATS server of this test's own, with JetStream (unless asked otherwise), on a free
+/// port.
 struct PrivateNats {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    jetstream: bool,
 }
 
 impl PrivateNats {
     fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(jetstream: bool) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -47,6 +53,7 @@ impl PrivateNats {
             child: None,
             port,
             dir,
+            jetstream,
         };
         server.restart();
         server
@@ -58,9 +65,12 @@ impl PrivateNats {
 
     fn restart(&mut self) {
         let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".to_owned());
-        let child = Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(&self.dir)
+        let mut command = Command::new(&binary);
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.jetstream {
+            command.arg("-js").arg("-sd").arg(&self.dir);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -247,4 +257,23 @@ async fn every_event_once_through_kills_server_restarts_and_stale_checkpoints() 
     .execute(store.pool())
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_server_without_jetstream_is_named() {
+    let nats = PrivateNats::start_with(false);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let error = Relay::builder(
+        es_memory::MemoryEventStore::new(),
+        async_nats::jetstream::new(client),
+    )
+    .route("parcel", "parcels.{streamId}")
+    .build()
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, es_nats::RelayError::JetStreamUnavailable { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("nats-server -js"), "{error}");
 }
