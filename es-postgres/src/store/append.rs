@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::PgEventStore;
 use crate::checkout::{before, within};
-use crate::error::{is_write_race, store_error};
+use crate::error::{is_in_failed_transaction, is_write_race, store_error};
 use crate::error::{no_reply, retry_serialization_failures};
 use crate::inline::PgInlineProjection;
 use crate::inner::statement;
@@ -514,14 +514,10 @@ async fn still_ours(tx: &mut PgTx, rows: &[PgRow]) -> Result<Result<(), StoreErr
             "an inline projection ended the append's transaction itself, so its events may or \
              may not be stored: append the same event ids again to find out",
         ),
-        (Err(error), _)
-            if error.as_database_error().and_then(|e| e.code()).as_deref() == Some("25P02") =>
-        {
-            refused(
-                "an inline projection let a statement fail and went on, which aborted the \
+        (Err(error), _) if is_in_failed_transaction(&error) => refused(
+            "an inline projection let a statement fail and went on, which aborted the \
                  append's transaction; nothing was stored",
-            )
-        }
+        ),
         (Err(error), _) => Err(error),
     }
 }
