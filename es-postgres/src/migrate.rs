@@ -64,7 +64,7 @@ pub(crate) const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// A migration as the schema recorded it (`sql/migrations_recorded.sql`).
 #[derive(Debug)]
-struct Applied {
+pub(crate) struct Applied {
     version: i32,
     name: String,
     /// None if it was applied before checksums were recorded.

@@ -189,7 +189,7 @@ async fn forward_stream(
         while let Some(row) = next_row(&mut rows, inner.reply_timeout).await {
             match row {
                 Ok(row) => {
-                    if let Ok(version) = row.try_get::<i64, _>(3) {
+                    if let Ok(version) = row.try_get::<i64, _>("version") {
                         next = Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next();
                     }
                     count += 1;
@@ -560,7 +560,7 @@ impl<E: DomainEvent> LogReader<E> {
             }
             let mut found = false;
             for row in rows {
-                if row.try_get::<bool, _>(13).unwrap_or(true) {
+                if row.try_get::<bool, _>("selected").unwrap_or(true) {
                     found = true;
                     self.buffer.push_back(row);
                 }

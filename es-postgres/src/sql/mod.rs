@@ -124,6 +124,9 @@ fn channel(schema: &PgSchemaName) -> String {
 }
 
 #[cfg(test)]
+mod catalogue;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
