@@ -1,6 +1,7 @@
-//! The conformance suite again, with every transaction SERIALIZABLE (as a role or database
+//! The store contract again, with every transaction SERIALIZABLE (as a role or database
 //! default might make it): serialization failures must surface as typed conflicts or be
-//! absorbed, never as raw SQL errors.
+//! absorbed, never as raw SQL errors. The engine cases check es-core rather than the
+//! store, and run once, at the default isolation (`conformance.rs`).
 
 #![allow(
     clippy::expect_used,
@@ -23,4 +24,4 @@ async fn serializable_store() -> es_postgres::PgEventStore {
         .build()
 }
 
-es_testkit::conformance_tests!(serializable_store(), teardown = common::drop_schema);
+es_testkit::store_contract!(serializable_store(), teardown = common::drop_schema);
