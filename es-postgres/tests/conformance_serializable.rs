@@ -15,11 +15,14 @@ async fn serializable_store() -> es_postgres::PgEventStore {
     let options = (*store.pool().connect_options())
         .clone()
         .options([("default_transaction_isolation", "serializable")]);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(12)
-        .connect_lazy_with(options);
+    let schema = store.schema().as_str().to_owned();
+    // The migrating pool goes back to the connection budget before the serializable one
+    // takes its share: a test holding one pool while waiting for another could wait on
+    // tests doing the same.
+    drop(store);
+    let pool = common::connect_with(options, 12).await;
     es_postgres::PgEventStore::builder(pool)
-        .schema(store.schema().as_str())
+        .schema(&schema)
         .expect("valid schema")
         .build()
 }

@@ -22,7 +22,8 @@
 //! ```
 //!
 //! The factory expression is evaluated once per test and must give a fresh, empty store
-//! (for PostgreSQL: a new schema), so tests run in parallel
+//! (for PostgreSQL: a new schema, as `postgres::fresh_store` with the feature `postgres`
+//! gives), so tests run in parallel
 //! without sharing data.
 
 #![allow(
@@ -35,6 +36,8 @@ pub mod conformance;
 pub mod engine;
 pub mod fixture;
 pub mod flaky;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod projections;
 
 #[doc(hidden)]
