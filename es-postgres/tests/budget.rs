@@ -32,7 +32,11 @@ async fn a_pool_holds_its_share_of_the_budget_until_its_last_handle_is_dropped()
     common::drop_schema(store.clone()).await;
 
     drop(store);
-    assert_ne!(budget.available(), before, "a clone of the pool still holds it");
+    assert_ne!(
+        budget.available(),
+        before,
+        "a clone of the pool still holds it"
+    );
     drop(pool);
     // Connections being handed back to the pool (sqlx does that in a task) and the
     // store's background tasks hold the pool a moment longer.

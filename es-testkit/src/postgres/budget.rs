@@ -195,16 +195,29 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains(BUDGET_VAR), "{message}");
         assert!(message.contains("RUST_TEST_THREADS"), "{message}");
-        assert_eq!(budget.available(), 1, "a request that timed out holds nothing");
+        assert_eq!(
+            budget.available(),
+            1,
+            "a request that timed out holds nothing"
+        );
     }
 
     #[tokio::test]
     async fn more_than_the_whole_budget_fails_at_once() {
         let budget = ConnectionBudget::new(4);
         let started = std::time::Instant::now();
-        let error = budget.acquire(5, Duration::from_secs(60)).await.unwrap_err();
+        let error = budget
+            .acquire(5, Duration::from_secs(60))
+            .await
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(1), "no waiting");
-        assert_eq!(error, BudgetError::OverBudget { asked: 5, budget: 4 });
+        assert_eq!(
+            error,
+            BudgetError::OverBudget {
+                asked: 5,
+                budget: 4
+            }
+        );
         let message = error.to_string();
         assert!(
             message.contains("5 PostgreSQL connections")
