@@ -75,14 +75,17 @@ pub async fn lease_outlasts_retry_pauses<S: Store>(store: S) {
     let faults = Faults::none();
     faults.fail_on(3);
     let lease = Some(Duration::from_secs(2));
-    // Pauses of 0.5 s, 1 s and 2 s: together well past the lease's 2 s.
+    // Pauses of up to 1 s, 2 s and 4 s, each at least half of that (the policy jitters
+    // them): together at least 3.5 s, past both the lease's 2 s and the 2.2 s a catching-up
+    // runner waits for a lease before it gives up. Shorter ones could end in the first
+    // runner stopping (and releasing) while the second still waits.
     let mut first = ProjectionRunner::new(
         store.clone(),
         CountingView::new("counting", storage.clone(), faults.clone()),
     )
     .with_lease(lease)
     .with_batch_size(3)
-    .with_error_policy(ErrorPolicy::retry(3, Duration::from_millis(500)).then(OnFailure::Stop));
+    .with_error_policy(ErrorPolicy::retry(3, Duration::from_secs(1)).then(OnFailure::Stop));
     let first = tokio::spawn(async move { first.catch_up().await });
     tokio::time::timeout(PATIENCE, async {
         while storage.get().applied.len() < 2 {
@@ -98,9 +101,10 @@ pub async fn lease_outlasts_retry_pauses<S: Store>(store: S) {
     )
     .with_lease(lease)
     .with_batch_size(3);
+    let taken = second.catch_up().await;
     assert!(
-        matches!(second.catch_up().await, Err(RunnerError::LeaseHeld { .. })),
-        "the lease is still held by the runner that is retrying"
+        matches!(taken, Err(RunnerError::LeaseHeld { .. })),
+        "the lease is still held by the runner that is retrying; the second runner got {taken:?}"
     );
     faults.heal();
     assert_eq!(first.await.unwrap().unwrap(), 10);
