@@ -43,12 +43,26 @@ impl Backoff {
 
     /// The pause before retry `retry` (1 for the first retry).
     pub fn pause(&self, retry: u32) -> Duration {
-        let ceiling = self
-            .first
-            .saturating_mul(1 << retry.saturating_sub(1).min(20))
-            .min(self.max);
-        let ceiling = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
+        let ceiling = u64::try_from(self.ceiling(retry).as_micros()).unwrap_or(u64::MAX);
         Duration::from_micros(fastrand::u64(ceiling / 2..=ceiling))
+    }
+
+    /// The longest [`pause`](Self::pause) before retry `retry`: `first * 2^(retry-1)`, at
+    /// most [`max`](Self::max). A loop that stops backing off once the pauses reach a
+    /// bound of its own asks this.
+    ///
+    /// ```
+    /// use es_core::Backoff;
+    /// use std::time::Duration;
+    ///
+    /// let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(5));
+    /// assert_eq!(backoff.ceiling(3), Duration::from_millis(4));
+    /// assert_eq!(backoff.ceiling(4), Duration::from_millis(5));
+    /// ```
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        self.first
+            .saturating_mul(1 << retry.saturating_sub(1).min(20))
+            .min(self.max)
     }
 
     /// The longest pause this backoff waits.
@@ -75,6 +89,7 @@ mod tests {
                     "{retry}: {pause:?}"
                 );
             }
+            assert_eq!(backoff.ceiling(retry), ceiling, "{retry}");
         }
         assert_eq!(Backoff::none().pause(3), Duration::ZERO);
         assert_eq!(

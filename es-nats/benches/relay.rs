@@ -23,7 +23,6 @@ use es_memory::MemoryEventStore;
 use es_nats::Relay;
 use es_postgres::PgEventStore;
 use futures_util::StreamExt as _;
-use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 const EVENTS: usize = 20_000;
@@ -230,16 +229,7 @@ async fn main() {
         .await
         .expect("a NATS server with JetStream");
     let jetstream = jetstream::new(client.clone());
-    let database = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(8)
-        .connect(&database)
-        .await
-        .unwrap();
-    let schema = unique("es_bench_nats_");
-    let pg = PgEventStore::builder(pool).schema(&schema).unwrap().build();
-    pg.migrate().await.unwrap();
+    let pg: PgEventStore = es_testkit::postgres::fresh_store().await;
 
     let memory = MemoryEventStore::new();
     fill(&memory).await;
@@ -293,8 +283,5 @@ async fn main() {
         "PostgreSQL store"
     );
 
-    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
-        .execute(pg.pool())
-        .await
-        .unwrap();
+    es_testkit::postgres::drop_schema(pg).await;
 }

@@ -26,7 +26,6 @@ use es_core::{
 };
 use es_nats::Relay;
 use es_postgres::PgEventStore;
-use sqlx::AssertSqlSafe;
 
 /// A NATS server of this test's own, with JetStream (unless asked otherwise), on a free
 /// port.
@@ -104,22 +103,6 @@ impl Drop for PrivateNats {
     }
 }
 
-async fn fresh_store() -> PgEventStore {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(8)
-        .connect(&url)
-        .await
-        .unwrap_or_else(|error| {
-            panic!("No PostgreSQL server answers at {url}: {error}; these tests need one")
-        });
-    let schema = unique("es_test_nats_").to_lowercase();
-    let store = PgEventStore::builder(pool).schema(&schema).unwrap().build();
-    store.migrate().await.unwrap();
-    store
-}
-
 async fn build_relay(store: &PgEventStore, url: &str, stream: &str) -> Relay<PgEventStore> {
     // While the server is down, building fails; keep trying, as a supervisor would.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -155,7 +138,7 @@ async fn build_relay(store: &PgEventStore, url: &str, stream: &str) -> Relay<PgE
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_once_through_kills_server_restarts_and_stale_checkpoints() {
     let mut nats = PrivateNats::start();
-    let store = fresh_store().await;
+    let store = es_testkit::postgres::fresh_store().await;
     let stream = unique("FAULTS_");
 
     // Four writers, each on streams of its own, until told to stop.
@@ -250,13 +233,7 @@ async fn every_event_once_through_kills_server_restarts_and_stale_checkpoints() 
         "too few faults injected to mean anything"
     );
 
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP SCHEMA \"{}\" CASCADE",
-        store.schema()
-    )))
-    .execute(store.pool())
-    .await
-    .unwrap();
+    es_testkit::postgres::drop_schema(store).await;
 }
 
 #[tokio::test]

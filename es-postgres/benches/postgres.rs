@@ -22,7 +22,6 @@ use es_core::{
 use es_postgres::PgEventStore;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
 use uuid::Uuid;
 
@@ -142,20 +141,16 @@ fn rate(count: u64, elapsed: Duration) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pool = PgPoolOptions::new()
-        .max_connections(10)
-        .connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("no PostgreSQL at {url}: {e} (run ./scripts/ensure-postgres)"));
-    let schema = format!("es_bench_{}", Uuid::now_v7().simple());
+    // The tests' helper: the same server (DATABASE_URL), a migrated schema of its own, and
+    // the "no server answers" message with how to start one.
+    let store = es_testkit::postgres::fresh_store_sized(10, |b| b).await;
+    let pool = store.pool().clone();
+    let schema = store.schema().as_str().to_owned();
     let mut bench = Bench {
         pool: pool.clone(),
         schema: schema.clone(),
         rows: Vec::new(),
     };
-    bench.store(true).migrate().await.unwrap();
     sqlx::query(AssertSqlSafe(format!(
         "CREATE TABLE \"{schema}\".baseline (LIKE \"{schema}\".events INCLUDING ALL)"
     )))
@@ -196,10 +191,7 @@ async fn main() {
         projection_rebuild(&mut bench).await;
     }
 
-    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
-        .execute(&pool)
-        .await
-        .unwrap();
+    es_testkit::postgres::drop_schema(store).await;
 }
 
 /// Bare single-row INSERT transactions by `writers` connections, `per_writer` each, each
@@ -566,11 +558,9 @@ async fn latency(bench: &mut Bench) {
         let reader = if same_process {
             writer.clone()
         } else {
-            let pool = PgPoolOptions::new()
-                .max_connections(2)
-                .connect_with((*bench.pool.connect_options()).clone())
-                .await
-                .unwrap();
+            let pool =
+                es_testkit::postgres::connect_with((*bench.pool.connect_options()).clone(), 2)
+                    .await;
             PgEventStore::builder(pool)
                 .schema(&bench.schema)
                 .unwrap()

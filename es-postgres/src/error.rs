@@ -139,11 +139,31 @@ impl PgStoreError {
 }
 
 /// The SQLSTATE code of a database error: the one place codes are read. sqlx has error
-/// kinds for constraint violations only; every other class is told by its code.
+/// kinds for constraint violations only; every other class is told by its code, through
+/// the named sets below (each code is written once, there).
 fn sqlstate(error: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
     error
         .as_database_error()
         .and_then(|database| database.code())
+}
+
+/// Serialization failure (40001) or deadlock victim (40P01): the statement did nothing
+/// because another transaction got in the way, and may simply run again.
+fn is_serialization_code(code: &str) -> bool {
+    matches!(code, "40001" | "40P01")
+}
+
+/// A deadline the server enforced: statement timeout or cancellation (57014), lock timeout
+/// (55P03), the session's idle-in-transaction timeout (25P03).
+fn is_deadline_code(code: &str) -> bool {
+    matches!(code, "57014" | "55P03" | "25P03")
+}
+
+/// The server cannot serve the session for now: connection exceptions (class 08), the
+/// server ending the session, shutting down or starting up (57P01-57P05), too many
+/// connections (53300).
+fn is_unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "53300"
 }
 
 /// Whether the server aborted a statement as a serialization failure (SQLSTATE 40001) or a
@@ -151,7 +171,14 @@ fn sqlstate(error: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
 /// say) even a plain read can be aborted so; the statement did nothing and may simply run
 /// again.
 pub(crate) fn is_serialization_failure(error: &sqlx::Error) -> bool {
-    sqlstate(error).is_some_and(|code| code == "40001" || code == "40P01")
+    sqlstate(error).is_some_and(|code| is_serialization_code(&code))
+}
+
+/// Whether a statement failed because its transaction was already aborted (25P02, "current
+/// transaction is aborted, commands ignored until end of transaction block"): an earlier
+/// statement of the transaction failed and someone went on.
+pub(crate) fn is_in_failed_transaction(error: &sqlx::Error) -> bool {
+    sqlstate(error).as_deref() == Some("25P02")
 }
 
 /// Whether an append failed because another writer got in the way: it violated the
@@ -199,12 +226,8 @@ pub(crate) fn kind_of(error: &sqlx::Error) -> StoreErrorKind {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => StoreErrorKind::Unavailable,
         sqlx::Error::Database(_) => match sqlstate(error).as_deref() {
-            Some("57014" | "55P03" | "25P03") => StoreErrorKind::Timeout,
-            Some(code)
-                if code.starts_with("08")
-                    || code.starts_with("57P")
-                    || matches!(code, "53300" | "40001" | "40P01") =>
-            {
+            Some(code) if is_deadline_code(code) => StoreErrorKind::Timeout,
+            Some(code) if is_unavailable_code(code) || is_serialization_code(code) => {
                 StoreErrorKind::Unavailable
             }
             _ => StoreErrorKind::Other,
@@ -260,6 +283,42 @@ where
                 tokio::time::sleep(BACKOFF.pause(attempt)).await;
             }
             outcome => return outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sqlstate_is_in_one_set() {
+        type Set = (&'static str, fn(&str) -> bool);
+        let sets: [Set; 3] = [
+            ("serialization", is_serialization_code),
+            ("deadline", is_deadline_code),
+            ("unavailable", is_unavailable_code),
+        ];
+        let cases = [
+            ("40001", "serialization"),
+            ("40P01", "serialization"),
+            ("57014", "deadline"),
+            ("55P03", "deadline"),
+            ("25P03", "deadline"),
+            ("08006", "unavailable"),
+            ("57P01", "unavailable"),
+            ("53300", "unavailable"),
+            ("23505", ""),
+            ("25P02", ""),
+        ];
+        for (code, set) in cases {
+            let matching: Vec<&str> = sets
+                .iter()
+                .filter(|(_, is)| is(code))
+                .map(|(name, _)| *name)
+                .collect();
+            let expected: Vec<&str> = [set].into_iter().filter(|s| !s.is_empty()).collect();
+            assert_eq!(matching, expected, "{code}");
         }
     }
 }

@@ -82,9 +82,9 @@ pub(crate) async fn read(inner: &Inner) -> Result<PgHorizon, StoreError> {
     .await
     .map_err(|e| store_error("horizon", e))?;
     let read = |e| store_error("horizon", e);
-    let horizon: String = row.try_get(0).map_err(read)?;
-    let waiting: i64 = row.try_get(1).map_err(read)?;
-    let pid: Option<i32> = row.try_get(2).map_err(read)?;
+    let horizon: String = row.try_get("horizon").map_err(read)?;
+    let waiting: i64 = row.try_get("waiting").map_err(read)?;
+    let pid: Option<i32> = row.try_get("pid").map_err(read)?;
     let oldest_running_transaction = horizon.parse().map_err(|_| {
         StoreError::new(
             "horizon",
@@ -94,14 +94,14 @@ pub(crate) async fn read(inner: &Inner) -> Result<PgHorizon, StoreError> {
     Ok(PgHorizon {
         oldest_running_transaction,
         events_waiting: u64::try_from(waiting).unwrap_or_default(),
-        prepared: row.try_get(7).map_err(read)?,
-        oldest_transaction_age: row.try_get(6).map_err(read)?,
+        prepared: row.try_get("prepared").map_err(read)?,
+        oldest_transaction_age: row.try_get("age").map_err(read)?,
         held_by: match pid {
             Some(pid) => Some(PgHorizonHolder {
                 pid,
-                database: row.try_get(3).map_err(read)?,
-                application: row.try_get(4).map_err(read)?,
-                state: row.try_get(5).map_err(read)?,
+                database: row.try_get("database").map_err(read)?,
+                application: row.try_get("application").map_err(read)?,
+                state: row.try_get("state").map_err(read)?,
             }),
             None => None,
         },

@@ -1,9 +1,10 @@
 //! Embedded, versioned migrations, applied by [`PgEventStore::migrate`](crate::PgEventStore::migrate).
 
-use sqlx::{AssertSqlSafe, PgPool, Row as _};
+use sqlx::PgPool;
 
 use crate::error::PgStoreError;
 use crate::schema::PgSchemaName;
+use crate::sql::{self, Statements};
 use crate::tx::PgTx;
 use crate::xid::Xid8;
 
@@ -49,12 +50,43 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The schema and the migrations table, before any migration (idempotent).
+const SETUP: &str = "CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.es_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE {schema}.es_migrations ADD COLUMN IF NOT EXISTS checksum text;";
+
 /// The newest schema version this code knows.
 pub(crate) const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
-/// A migration as the schema recorded it: version, name, checksum (none if it was
-/// applied before checksums were recorded).
-type Applied = (i32, String, Option<String>);
+/// A migration as the schema recorded it (`sql/migrations_recorded.sql`).
+#[derive(Debug)]
+pub(crate) struct Applied {
+    version: i32,
+    name: String,
+    /// None if it was applied before checksums were recorded.
+    checksum: Option<String>,
+}
+
+impl Applied {
+    /// The columns it is read from, by name.
+    #[cfg(test)]
+    pub(crate) const COLUMNS: &[&str] = &["version", "name", "checksum"];
+}
+
+impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for Applied {
+    fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row as _;
+        Ok(Self {
+            version: row.try_get("version")?,
+            name: row.try_get("name")?,
+            checksum: row.try_get("checksum")?,
+        })
+    }
+}
 
 /// Creates the schema or brings it up to date, in one transaction.
 ///
@@ -63,18 +95,25 @@ type Applied = (i32, String, Option<String>);
 /// concurrent callers (several processes starting at once) serialise on an advisory lock
 /// keyed by the schema, so each migration runs exactly once. The applied versions are kept
 /// in `<schema>.es_migrations`, apart from any application migration table.
-pub(crate) async fn run(pool: &PgPool, schema: &PgSchemaName) -> Result<Vec<i32>, PgStoreError> {
+pub(crate) async fn run(
+    pool: &PgPool,
+    schema: &PgSchemaName,
+    statements: &Statements,
+) -> Result<Vec<i32>, PgStoreError> {
     let failed = PgStoreError::migrate(schema);
     let mut connection = pool.acquire().await.map_err(&failed)?;
-    if let Some(applied) = recorded(&mut connection, schema).await?
-        && pending(schema, &applied)?.is_empty()
-    {
-        check_transaction_ids(&mut connection, schema).await?;
-        return Ok(Vec::new());
+    if let Some(applied) = recorded(&mut connection, schema, statements).await? {
+        let pending = pending(schema, &applied)?;
+        if pending.is_empty()
+            || (only_legacy_checksums(&pending, &applied)
+                && !may_record_checksums(&mut connection, schema).await?)
+        {
+            check_transaction_ids(&mut connection, schema, statements).await?;
+            return Ok(Vec::new());
+        }
     }
     drop(connection);
 
-    let quoted = schema.quoted();
     let mut tx = PgTx::begin(pool).await.map_err(&failed)?;
     // Whatever the pool's default: a migrator that waited for the lock below must read
     // what the one before it committed, which a snapshot from before the wait would hide.
@@ -101,59 +140,42 @@ pub(crate) async fn run(pool: &PgPool, schema: &PgSchemaName) -> Result<Vec<i32>
         .execute(&mut *tx)
         .await
         .map_err(&failed)?;
-    let setup = format!(
-        "CREATE SCHEMA IF NOT EXISTS {quoted};
-         CREATE TABLE IF NOT EXISTS {quoted}.es_migrations (
-             version    integer PRIMARY KEY,
-             name       text NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         );
-         ALTER TABLE {quoted}.es_migrations ADD COLUMN IF NOT EXISTS checksum text;"
-    );
-    sqlx::raw_sql(AssertSqlSafe(setup))
+    sqlx::raw_sql(sql::migration(SETUP, schema))
         .execute(&mut *tx)
         .await
         .map_err(&failed)?;
-    let applied = recorded(&mut tx, schema).await?.unwrap_or_default();
+    let applied = recorded(&mut tx, schema, statements)
+        .await?
+        .unwrap_or_default();
     let mut ran = Vec::new();
     for migration in pending(schema, &applied)? {
         let checksum = checksum(migration.sql);
-        if applied
-            .iter()
-            .any(|(version, _, _)| *version == migration.version)
-        {
-            // Applied before checksums were recorded: taken as it is, and recorded now.
-            sqlx::query(AssertSqlSafe(format!(
-                "UPDATE {quoted}.es_migrations SET checksum = $2 WHERE version = $1"
-            )))
+        if applied.iter().any(|a| a.version == migration.version) {
+            // Applied before checksums were recorded, or recorded with the legacy
+            // fingerprint of this same text: taken as it is, and recorded now.
+            sqlx::query(statements.migration_checksum.clone())
+                .bind(migration.version)
+                .bind(&checksum)
+                .execute(&mut *tx)
+                .await
+                .map_err(&failed)?;
+            continue;
+        }
+        tracing::info!(schema = %schema, version = migration.version, name = migration.name, "applying migration");
+        sqlx::raw_sql(sql::migration(migration.sql, schema))
+            .execute(&mut *tx)
+            .await
+            .map_err(&failed)?;
+        sqlx::query(statements.migration_record.clone())
             .bind(migration.version)
+            .bind(migration.name)
             .bind(&checksum)
             .execute(&mut *tx)
             .await
             .map_err(&failed)?;
-            continue;
-        }
-        tracing::info!(schema = %schema, version = migration.version, name = migration.name, "applying migration");
-        let sql = migration
-            .sql
-            .replace("{schema_name}", schema.as_str())
-            .replace("{schema}", &quoted);
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&mut *tx)
-            .await
-            .map_err(&failed)?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {quoted}.es_migrations (version, name, checksum) VALUES ($1, $2, $3)"
-        )))
-        .bind(migration.version)
-        .bind(migration.name)
-        .bind(&checksum)
-        .execute(&mut *tx)
-        .await
-        .map_err(&failed)?;
         ran.push(migration.version);
     }
-    check_transaction_ids(&mut tx, schema).await?;
+    check_transaction_ids(&mut tx, schema, statements).await?;
     tx.commit().await.map_err(&failed)?;
     Ok(ran)
 }
@@ -162,6 +184,7 @@ pub(crate) async fn run(pool: &PgPool, schema: &PgSchemaName) -> Result<Vec<i32>
 async fn recorded(
     connection: &mut sqlx::PgConnection,
     schema: &PgSchemaName,
+    statements: &Statements,
 ) -> Result<Option<Vec<Applied>>, PgStoreError> {
     let failed = PgStoreError::migrate(schema);
     let table = format!("{}.es_migrations", schema.quoted());
@@ -173,16 +196,9 @@ async fn recorded(
     if !exists {
         return Ok(None);
     }
-    // Read as text, so that a table from before checksums were recorded reads too.
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT version, name, to_jsonb(m) ->> 'checksum' FROM {table} m ORDER BY version"
-    )))
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(&failed)?;
-    rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-        .collect::<Result<Vec<Applied>, sqlx::Error>>()
+    sqlx::query_as(statements.migrations_recorded.clone())
+        .fetch_all(&mut *connection)
+        .await
         .map(Some)
         .map_err(&failed)
 }
@@ -193,64 +209,102 @@ fn pending(
     schema: &PgSchemaName,
     applied: &[Applied],
 ) -> Result<Vec<&'static Migration>, PgStoreError> {
-    if let Some((newest, _, _)) = applied.last()
-        && *newest > LATEST
+    if let Some(newest) = applied.last()
+        && newest.version > LATEST
     {
         return Err(PgStoreError::SchemaTooNew {
             schema: schema.to_string(),
-            found: *newest,
+            found: newest.version,
             supported: LATEST,
         });
     }
     let mut pending = Vec::new();
     for migration in MIGRATIONS {
-        match applied.iter().find(|(v, _, _)| *v == migration.version) {
-            Some((_, name, _)) if name != migration.name => {
-                return Err(PgStoreError::MigrationMismatch {
-                    schema: schema.to_string(),
-                    version: migration.version,
-                    expected: migration.name,
-                    found: name.clone(),
-                });
-            }
-            Some((_, _, Some(recorded))) if *recorded != checksum(migration.sql) => {
+        let Some(recorded) = applied.iter().find(|a| a.version == migration.version) else {
+            pending.push(migration);
+            continue;
+        };
+        if recorded.name != migration.name {
+            return Err(PgStoreError::MigrationMismatch {
+                schema: schema.to_string(),
+                version: migration.version,
+                expected: migration.name,
+                found: recorded.name.clone(),
+            });
+        }
+        match recorded.checksum.as_deref() {
+            None => pending.push(migration),
+            Some(sum) if sum == checksum(migration.sql) => {}
+            // The same text, fingerprinted by an older es-postgres: its checksum is
+            // recorded anew.
+            Some(sum) if sum == legacy_checksum(migration.sql) => pending.push(migration),
+            Some(_) => {
                 return Err(PgStoreError::MigrationEdited {
                     schema: schema.to_string(),
                     version: migration.version,
                     name: migration.name,
                 });
             }
-            Some((_, _, Some(_))) => {}
-            Some((_, _, None)) | None => pending.push(migration),
         }
     }
     Ok(pending)
 }
 
+/// Whether all that `pending` holds is migrations `applied` recorded with a checksum (the
+/// legacy one, as [`pending`] let through only those): nothing to change in the schema.
+fn only_legacy_checksums(pending: &[&Migration], applied: &[Applied]) -> bool {
+    pending.iter().all(|migration| {
+        applied
+            .iter()
+            .any(|a| a.version == migration.version && a.checksum.is_some())
+    })
+}
+
+/// Whether the current role may record checksums. The application's role may not (it
+/// only reads the migrations table, see migration 0006), yet calls `migrate` at every
+/// start: a schema whose only lack is new-style checksums is then taken as it is, read
+/// only, and its owner's next `migrate` records them.
+async fn may_record_checksums(
+    connection: &mut sqlx::PgConnection,
+    schema: &PgSchemaName,
+) -> Result<bool, PgStoreError> {
+    sqlx::query_scalar("SELECT has_table_privilege($1, 'UPDATE')")
+        .bind(format!("{}.es_migrations", schema.quoted()))
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(PgStoreError::migrate(schema))
+}
+
 /// Checks, reading only, that `schema` is what this code needs: every migration applied
 /// as this code has it, no transaction ids from another cluster, and the privileges the
 /// store uses granted to the current role.
-pub(crate) async fn verify(pool: &PgPool, schema: &PgSchemaName) -> Result<(), PgStoreError> {
+pub(crate) async fn verify(
+    pool: &PgPool,
+    schema: &PgSchemaName,
+    statements: &Statements,
+) -> Result<(), PgStoreError> {
     let mut connection = pool
         .acquire()
         .await
         .map_err(PgStoreError::migrate(schema))?;
-    let applied = recorded(&mut connection, schema).await?.unwrap_or_default();
+    let applied = recorded(&mut connection, schema, statements)
+        .await?
+        .unwrap_or_default();
     let behind: Vec<i32> = pending(schema, &applied)?
         .iter()
-        .filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version))
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
         .map(|m| m.version)
         .collect();
     if !behind.is_empty() {
         return Err(PgStoreError::SchemaBehind {
             schema: schema.to_string(),
-            found: applied.last().map_or(0, |(v, _, _)| *v),
+            found: applied.last().map_or(0, |a| a.version),
             latest: LATEST,
         });
     }
     // Privileges first: without them the other checks fail as raw refusals.
     check_privileges(&mut connection, schema).await?;
-    check_transaction_ids(&mut connection, schema).await
+    check_transaction_ids(&mut connection, schema, statements).await
 }
 
 /// The privileges the store uses, as `(table, privilege)`.
@@ -350,22 +404,33 @@ async fn check_privileges(
 pub(crate) async fn grant_application_role(
     pool: &PgPool,
     schema: &PgSchemaName,
+    statements: &Statements,
     role: &str,
 ) -> Result<(), PgStoreError> {
-    sqlx::query(AssertSqlSafe(format!(
-        "SELECT {}.es_grant_application($1)",
-        schema.quoted()
-    )))
-    .bind(role)
-    .execute(pool)
-    .await
-    .map_err(PgStoreError::migrate(schema))?;
+    sqlx::query(statements.grant_application.clone())
+        .bind(role)
+        .execute(pool)
+        .await
+        .map_err(PgStoreError::migrate(schema))?;
     Ok(())
 }
 
-/// A fingerprint of a migration's text (FNV-1a, 64 bits, in hex): stable across builds and
-/// platforms, so a database can tell when the migration it applied was edited since.
+/// The checksum of a migration's text (SHA-256, in lowercase hex), which the schema
+/// records with each migration, so that it can tell when the migration it applied was
+/// edited since.
 fn checksum(sql: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(sql.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The fingerprint earlier es-postgres releases recorded instead of [`checksum`]
+/// (FNV-1a, 64 bits, in hex). Kept only to read what those releases wrote: a recorded
+/// value equal to this fingerprint of the same text is that text, and is recorded anew
+/// with the SHA-256 checksum. Never written.
+fn legacy_checksum(sql: &str) -> String {
     let hash = sql.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     });
@@ -377,21 +442,18 @@ fn checksum(sql: &str) -> String {
 async fn check_transaction_ids(
     tx: &mut sqlx::PgConnection,
     schema: &PgSchemaName,
+    statements: &Statements,
 ) -> Result<(), PgStoreError> {
-    // Every transaction that committed a row this statement can see began below its
-    // snapshot's xmax, so a stored id at or above it was not handed out by this server.
-    // (Comparing with this transaction's own id instead would blame appends that began
-    // after it and committed while it migrated.) No `max(xid8)`: PostgreSQL 14 lacks it;
-    // the primary key's order gives the newest id at once.
-    let sql = format!(
-        "SELECT (SELECT transaction_id FROM {}.events ORDER BY transaction_id DESC LIMIT 1), \
-                pg_snapshot_xmax(pg_current_snapshot())",
-        schema.quoted()
-    );
-    let (newest, Xid8(current)): (Option<Xid8>, Xid8) = sqlx::query_as(AssertSqlSafe(sql))
+    use sqlx::Row as _;
+    // Why the server's next id is the bound: see the statement.
+    let row = sqlx::query(statements.transaction_ids.clone())
         .fetch_one(tx)
         .await
         .map_err(PgStoreError::migrate(schema))?;
+    let ids = || -> Result<(Option<Xid8>, Xid8), sqlx::Error> {
+        Ok((row.try_get("newest")?, row.try_get("next_id")?))
+    };
+    let (newest, Xid8(current)) = ids().map_err(PgStoreError::migrate(schema))?;
     match newest {
         Some(Xid8(newest)) if newest >= current => Err(PgStoreError::TransactionIdsAhead {
             schema: schema.to_string(),

@@ -28,7 +28,8 @@ use crate::row;
 use crate::xid::Xid8;
 
 /// The first pause of a subscriber that was woken but found nothing readable yet (a
-/// transaction older than the new events still runs); it doubles up to the poll interval.
+/// transaction older than the new events still runs); it doubles (with jitter, see
+/// [`Backoff`]) until it would reach the poll interval, after which the subscriber polls.
 const FIRST_RETRY: Duration = Duration::from_millis(1);
 
 /// Pauses between attempts of a subscription whose reads fail (a lost connection, a
@@ -188,7 +189,7 @@ async fn forward_stream(
         while let Some(row) = next_row(&mut rows, inner.reply_timeout).await {
             match row {
                 Ok(row) => {
-                    if let Ok(version) = row.try_get::<i64, _>(3) {
+                    if let Ok(version) = row.try_get::<i64, _>("version") {
                         next = Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next();
                     }
                     count += 1;
@@ -440,8 +441,9 @@ pub(crate) struct LogReader<E> {
     /// For a read that ends: the log is read up to the horizon.
     exhausted: bool,
     failed: bool,
-    /// The pause before looking again while woken events are not readable yet.
-    retry: Option<Duration>,
+    /// The number of the next retry pause (1 for the first; see [`FIRST_RETRY`]) while
+    /// woken events are not readable yet; `None` to wait for the poll.
+    retry: Option<u32>,
     /// A wake-up was taken by a read since the reader last asked whether events are held
     /// back: its events may be among them.
     woken: bool,
@@ -558,7 +560,7 @@ impl<E: DomainEvent> LogReader<E> {
             }
             let mut found = false;
             for row in rows {
-                if row.try_get::<bool, _>(13).unwrap_or(true) {
+                if row.try_get::<bool, _>("selected").unwrap_or(true) {
                     found = true;
                     self.buffer.push_back(row);
                 }
@@ -587,7 +589,7 @@ impl<E: DomainEvent> LogReader<E> {
             if self.retry.is_none() && (std::mem::take(&mut self.woken) || self.held) {
                 match self.query.unread_after(self.after).await {
                     Ok(true) => {
-                        self.retry = Some(FIRST_RETRY);
+                        self.retry = Some(1);
                         self.held = true;
                         if health.held_back() {
                             describe_horizon(&self.query.inner).await;
@@ -609,18 +611,23 @@ impl<E: DomainEvent> LogReader<E> {
             }
             // Wait for a wake-up, a retry pause or the poll.
             let poll = self.query.inner.poll_interval;
-            let pause = self.retry.unwrap_or(poll);
+            let retries = Backoff::new(FIRST_RETRY, poll);
+            let pause = self.retry.map_or(poll, |retry| retries.pause(retry));
             tokio::select! {
                 changed = wake.changed() => {
                     if changed.is_err() {
                         // Cannot happen while this reader holds the store; poll regardless.
                         tokio::time::sleep(poll).await;
                     }
-                    self.retry = Some(FIRST_RETRY);
+                    self.retry = Some(1);
                     self.woken = true;
                 }
                 () = tokio::time::sleep(pause) => {
-                    self.retry = self.retry.map(|retry| (retry * 2).min(poll)).filter(|r| *r < poll);
+                    // Back to polling once the pauses would reach the poll interval.
+                    self.retry = self
+                        .retry
+                        .map(|retry| retry + 1)
+                        .filter(|retry| retries.ceiling(*retry) < poll);
                 }
             }
         }

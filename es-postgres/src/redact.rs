@@ -5,8 +5,14 @@
 //! key-value DSN's `password=`. Rather than cut the secret out of the text, which misses
 //! whatever form the cutting did not foresee, the message is built from the few parts that
 //! are safe to show, as sqlx's own parser reads them.
+//!
+//! URLs are taken apart by the `url` crate, the parser sqlx itself reads them with, so that
+//! both see the same user, host, path and parameters. Key-value connection strings
+//! (`host=db password=...`), which sqlx does not read and `url` cannot parse, are read
+//! here by libpq's rules.
 
 use sqlx::postgres::PgConnectOptions;
+use url::Url;
 
 /// The query parameters and key-value keys that say where a connection goes. Every other
 /// one (`password`, `sslpassword`, `options`, parameters sqlx does not know) stays out of
@@ -19,8 +25,8 @@ const WHERE: &[&str] = &["host", "hostaddr", "port", "dbname", "user"];
 /// not a `postgres://` URL is described, never echoed.
 pub(crate) fn redact(url: &str) -> String {
     let text = url.trim();
-    if let Some(rest) = strip_scheme(text) {
-        return describe_url(rest);
+    if is_postgres_url(text) {
+        return describe_url(text);
     }
     match key_value(text) {
         Some(pairs) if pairs.is_empty() => {
@@ -41,42 +47,47 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-/// The text after `postgres://` or `postgresql://` (the schemes sqlx connects with), in any
-/// case. Other text is not described as a URL: `secret:x` parses as one, with a database
-/// named `x`.
-fn strip_scheme(text: &str) -> Option<&str> {
-    ["postgres://", "postgresql://"].iter().find_map(|scheme| {
-        let head = text.get(..scheme.len())?;
-        head.eq_ignore_ascii_case(scheme)
-            .then(|| &text[scheme.len()..])
+/// Whether `text` starts with `postgres://` or `postgresql://` (the schemes sqlx connects
+/// with), in any case. Other text is not described as a URL: `secret:x` parses as one,
+/// with a database named `x`.
+fn is_postgres_url(text: &str) -> bool {
+    ["postgres://", "postgresql://"].iter().any(|scheme| {
+        text.get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
     })
 }
 
-/// `rest` is the URL after `scheme://`.
-fn describe_url(rest: &str) -> String {
+/// `text` is a `postgres://` URL.
+fn describe_url(text: &str) -> String {
+    let Ok(mut url) = Url::parse(text) else {
+        return "(a postgres:// URL that does not parse)".to_owned();
+    };
     // The host part ends at the first `/`, `?` or `#`. A password holding one of those
     // unencoded ends it early, and the rest of the password (up to its `@`) then reads as
-    // the port, the database or a parameter; an `@` after the host part is the sign.
-    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, after) = rest.split_at(host_end);
-    if after.contains('@') {
+    // the path, a parameter or the fragment; an `@` there is the sign.
+    if [Some(url.path()), url.query(), url.fragment()]
+        .into_iter()
+        .flatten()
+        .any(|part| part.contains('@'))
+    {
         return "(a postgres:// URL with an `@` after its host part, not shown: percent-encode `@`, `/`, `?` and `#` in the password)".to_owned();
     }
-    let after = after.split_once('#').map_or(after, |(before, _)| before);
-    let (path, query) = after.split_once('?').unwrap_or((after, ""));
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let key = pair.split_once('=').map_or(*pair, |(key, _)| key);
-            WHERE.contains(&key)
-        })
+    // Only what says where the connection goes reaches sqlx's parser: it logs the value
+    // of a parameter it does not know.
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(key, _)| WHERE.contains(&key.as_ref()))
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
         .collect();
-    let mut safe = format!("postgres://{authority}{path}");
+    url.set_fragment(None);
+    url.set_query(None);
     if !kept.is_empty() {
-        safe.push('?');
-        safe.push_str(&kept.join("&"));
+        url.query_pairs_mut().extend_pairs(kept);
     }
-    match safe.parse::<PgConnectOptions>() {
+    if url.set_password(None).is_err() {
+        return "(a postgres:// URL that does not parse)".to_owned();
+    }
+    match url.as_str().parse::<PgConnectOptions>() {
         Ok(options) => {
             let host = match options.get_socket() {
                 Some(socket) => socket.display().to_string(),
@@ -168,28 +179,6 @@ fn quote_value(value: &str) -> String {
     format!("'{escaped}'")
 }
 
-/// `text` with `%XX` escapes decoded (`+` stays: sqlx reads it as itself in keys); an
-/// escape that is not one stays as it is.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The query parameters sqlx reads from a `postgres://` URL (sqlx-postgres 0.9's
 /// `options/parse.rs`); `options[...]` ones too.
 const SQLX_PARAMETERS: &[&str] = &[
@@ -217,24 +206,26 @@ const SQLX_PARAMETERS: &[&str] = &[
 /// *value* of every parameter it ignores, and a mistyped `pasword=` holds a password: so
 /// those are dropped before sqlx sees the URL, and only their names are reported.
 pub(crate) fn without_unknown_parameters(url: &str) -> (String, Vec<String>) {
-    let (base, fragment) = match url.split_once('#') {
-        Some((base, fragment)) => (base, Some(fragment)),
-        None => (url, None),
+    // Text that `url` cannot parse, sqlx cannot either (it parses with `url`), so it never
+    // reads its parameters.
+    let Ok(mut parsed) = Url::parse(url) else {
+        return (url.to_owned(), Vec::new());
     };
-    let Some((head, query)) = base.split_once('?') else {
+    let Some(query) = parsed.query() else {
         return (url.to_owned(), Vec::new());
     };
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        // sqlx reads keys percent-decoded (`application%5Fname` is `application_name`).
-        let (key, named) = match pair.split_once('=') {
-            Some((key, _)) => (percent_decoded(key), true),
-            None => (percent_decoded(pair), false),
-        };
+        // The key as sqlx reads it: form-decoded (`application%5Fname` is
+        // `application_name`).
+        let key = url::form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .map(|(key, _)| key.into_owned())
+            .unwrap_or_default();
         if SQLX_PARAMETERS.contains(&key.as_str()) || key.starts_with("options[") {
-            kept.push(pair);
-        } else if named
+            kept.push(pair.to_owned());
+        } else if pair.contains('=')
             && key
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c))
@@ -245,16 +236,9 @@ pub(crate) fn without_unknown_parameters(url: &str) -> (String, Vec<String>) {
             dropped.push("(a parameter)".to_owned());
         }
     }
-    let mut text = head.to_owned();
-    if !kept.is_empty() {
-        text.push('?');
-        text.push_str(&kept.join("&"));
-    }
-    if let Some(fragment) = fragment {
-        text.push('#');
-        text.push_str(fragment);
-    }
-    (text, dropped)
+    // The kept pairs as they were written: `set_query` keeps their escapes.
+    parsed.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
+    (parsed.into(), dropped)
 }
 
 #[cfg(test)]

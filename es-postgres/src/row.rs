@@ -1,126 +1,235 @@
-//! Turning rows of the events table into envelopes.
+//! Rows of the events table, read by column name into small structs, and turned into
+//! envelopes.
 
 use chrono::{DateTime, Utc};
 use es_core::{
     DomainEvent, EventEnvelope, Metadata, PayloadError, Position, ReadError, StreamId, Version,
 };
-use sqlx::postgres::PgRow;
-use sqlx::{Column as _, Row as _, TypeInfo as _};
+use sqlx::postgres::{PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
+use sqlx::{FromRow, Postgres, Row as _};
 use uuid::Uuid;
 
 use crate::xid::Xid8;
 
-/// Reads a row with `sql::ENVELOPE_COLUMNS` into an envelope of `E`. `stream`, when the
-/// caller knows it (a stream read), spares parsing the stream id of every row.
+/// Where a row sits in the global log: the `position` and `transaction_id` columns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PositionRow {
+    pub(crate) position: i64,
+    pub(crate) transaction_id: Xid8,
+}
+
+impl PositionRow {
+    /// The columns it is read from (checked against the statements in `sql/tests.rs`).
+    #[cfg(test)]
+    pub(crate) const COLUMNS: &[&str] = &["position", "transaction_id"];
+
+    /// As es-core's position.
+    pub(crate) fn to_position(self) -> Result<Position, ReadError> {
+        let Xid8(transaction) = self.transaction_id;
+        Ok(Position::from_parts(
+            transaction,
+            non_negative(self.position, "position")?,
+        ))
+    }
+}
+
+impl FromRow<'_, PgRow> for PositionRow {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            position: row.try_get("position")?,
+            transaction_id: row.try_get("transaction_id")?,
+        })
+    }
+}
+
+/// What an append's `RETURNING` gives back for each event (`sql/append_*.sql`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppendedRow {
+    pub(crate) at: PositionRow,
+    pub(crate) version: i64,
+    pub(crate) recorded_at: DateTime<Utc>,
+}
+
+impl AppendedRow {
+    /// The columns it is read from.
+    #[cfg(test)]
+    pub(crate) const COLUMNS: &[&str] = &["position", "transaction_id", "version", "recorded_at"];
+}
+
+impl FromRow<'_, PgRow> for AppendedRow {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            at: PositionRow::from_row(row)?,
+            version: row.try_get("version")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+}
+
+/// A stored event as the reads select it (`sql/read_stream_page.sql`, `read_log.sql`,
+/// `find_event.sql`, `find_events.sql`), its text columns borrowed from the row.
+#[derive(Debug)]
+pub(crate) struct EventRow<'r> {
+    pub(crate) at: PositionRow,
+    pub(crate) stream_id: &'r str,
+    pub(crate) version: i64,
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: &'r str,
+    pub(crate) schema_version: i32,
+    pub(crate) payload: JsonbText<'r>,
+    pub(crate) correlation_id: Option<Uuid>,
+    pub(crate) causation_id: Option<Uuid>,
+    pub(crate) actor: Option<String>,
+    /// The free-form entries.
+    pub(crate) metadata: JsonbText<'r>,
+    pub(crate) recorded_at: DateTime<Utc>,
+}
+
+impl EventRow<'_> {
+    /// The columns it is read from.
+    #[cfg(test)]
+    pub(crate) const COLUMNS: &'static [&'static str] = &[
+        "position",
+        "transaction_id",
+        "stream_id",
+        "version",
+        "event_id",
+        "event_type",
+        "schema_version",
+        "payload",
+        "correlation_id",
+        "causation_id",
+        "actor",
+        "metadata",
+        "recorded_at",
+    ];
+}
+
+impl<'r> FromRow<'r, PgRow> for EventRow<'r> {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            at: PositionRow::from_row(row)?,
+            stream_id: row.try_get("stream_id")?,
+            version: row.try_get("version")?,
+            event_id: row.try_get("event_id")?,
+            event_type: row.try_get("event_type")?,
+            schema_version: row.try_get("schema_version")?,
+            payload: row.try_get("payload")?,
+            correlation_id: row.try_get("correlation_id")?,
+            causation_id: row.try_get("causation_id")?,
+            actor: row.try_get("actor")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+}
+
+/// The text of a `jsonb` value, borrowed from the row.
+///
+/// In the binary protocol PostgreSQL sends `jsonb` as a format version byte (1) followed by
+/// the JSON text; reading those bytes directly spares a parse whose only use would be to
+/// check text that the decoder parses anyway. Only `jsonb` columns decode so (a `json` or
+/// `text` column is a type mismatch, as sqlx reports it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonbText<'r>(pub(crate) &'r str);
+
+impl sqlx::Type<Postgres> for JsonbText<'_> {
+    fn type_info() -> PgTypeInfo {
+        <serde_json::Value as sqlx::Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        *ty == Self::type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for JsonbText<'r> {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let binary = value.format() == PgValueFormat::Binary;
+        let bytes = value.as_bytes()?;
+        let text = match bytes.split_first() {
+            Some((1, text)) if binary => text,
+            Some((version, _)) if binary => {
+                return Err(format!("unknown jsonb format version {version}").into());
+            }
+            _ => bytes,
+        };
+        Ok(Self(std::str::from_utf8(text)?))
+    }
+}
+
+/// A row that is not what its statement promises, as a read error.
+pub(crate) fn unexpected(error: &sqlx::Error) -> ReadError {
+    ReadError::Corrupt {
+        detail: format!("unexpected events row: {error}"),
+    }
+}
+
+/// Reads an events row ([`EventRow`]) into an envelope of `E`. `stream`, when the caller
+/// knows it (a stream read), spares parsing the stream id of every row.
 pub(crate) fn envelope<E: DomainEvent>(
     row: &PgRow,
     stream: Option<&StreamId>,
 ) -> Result<EventEnvelope<E>, ReadError> {
-    let column = |error: sqlx::Error| ReadError::Corrupt {
-        detail: format!("unexpected events row: {error}"),
-    };
-    let position = position_of(row)?;
+    let row = EventRow::from_row(row).map_err(|e| unexpected(&e))?;
+    let position = row.at.to_position()?;
     let stream_id = match stream {
         Some(stream) => stream.clone(),
-        None => {
-            let text: &str = row.try_get(2).map_err(column)?;
-            StreamId::parse(text).map_err(|error| ReadError::Corrupt {
-                detail: format!("stored stream id {text:?} is invalid: {error}"),
-            })?
-        }
+        None => StreamId::parse(row.stream_id).map_err(|error| ReadError::Corrupt {
+            detail: format!("stored stream id {:?} is invalid: {error}", row.stream_id),
+        })?,
     };
-    let version: i64 = row.try_get(3).map_err(column)?;
-    let version = Version::new(non_negative(version, "version")?);
-    let event_id: Uuid = row.try_get(4).map_err(column)?;
-    let event_type: &str = row.try_get(5).map_err(column)?;
-    let schema_version: i32 = row.try_get(6).map_err(column)?;
-    // Borrowed as JSON text and decoded straight into the event: no intermediate `Value`,
-    // and no separate validation pass (decoding validates).
-    let payload = jsonb_text(row, 7)?;
+    let version = Version::new(non_negative(row.version, "version")?);
     let mut metadata = Metadata::new();
-    metadata.correlation_id = row.try_get(8).map_err(column)?;
-    metadata.causation_id = row.try_get(9).map_err(column)?;
-    metadata.actor = row.try_get(10).map_err(column)?;
-    let user = jsonb_text(row, 11)?;
+    metadata.correlation_id = row.correlation_id;
+    metadata.causation_id = row.causation_id;
+    metadata.actor = row.actor;
     // Most events carry no free-form metadata; skip parsing the empty object.
-    if user != "{}" {
+    if row.metadata.0 != "{}" {
         // Only what `PayloadError` keeps: serde's message would quote the stored values.
-        metadata.user = serde_json::from_str(user).map_err(|error| ReadError::Metadata {
-            stream: stream_id.clone(),
-            version,
-            source: PayloadError::from(error),
-        })?;
+        metadata.user =
+            serde_json::from_str(row.metadata.0).map_err(|error| ReadError::Metadata {
+                stream: stream_id.clone(),
+                version,
+                source: PayloadError::from(error),
+            })?;
     }
-    let recorded_at: DateTime<Utc> = row.try_get(12).map_err(column)?;
-
+    let schema_version = row.schema_version;
     let schema_version = u32::try_from(schema_version).map_err(|_| ReadError::Corrupt {
         detail: format!(
             "negative schema version {schema_version} at version {version} of `{stream_id}`"
         ),
     })?;
-    let event = E::decode_json(event_type, schema_version, payload).map_err(|source| {
-        ReadError::decode(
-            event_id,
-            stream_id.clone(),
-            version,
-            position,
-            event_type,
-            schema_version,
-            source,
-        )
-    })?;
+    // The payload is decoded straight from its JSON text into the event: no intermediate
+    // `Value`, and no separate validation pass (decoding validates).
+    let event =
+        E::decode_json(row.event_type, schema_version, row.payload.0).map_err(|source| {
+            ReadError::decode(
+                row.event_id,
+                stream_id.clone(),
+                version,
+                position,
+                row.event_type,
+                schema_version,
+                source,
+            )
+        })?;
     Ok(EventEnvelope {
-        event_id,
+        event_id: row.event_id,
         stream_id,
         version,
         position,
-        recorded_at,
+        recorded_at: row.recorded_at,
         metadata,
         event,
     })
 }
 
-/// The text of a `jsonb` column, borrowed from the row.
-///
-/// In the binary protocol PostgreSQL sends `jsonb` as a format version byte (1) followed by
-/// the JSON text; reading those bytes directly spares a parse whose only use would be to
-/// check text that the decoder parses anyway.
-fn jsonb_text(row: &PgRow, index: usize) -> Result<&str, ReadError> {
-    let corrupt = |detail: String| ReadError::Corrupt { detail };
-    let column = row
-        .columns()
-        .get(index)
-        .ok_or_else(|| corrupt(format!("no column {index}")))?;
-    if column.type_info().name() != "JSONB" {
-        return Err(corrupt(format!(
-            "column {} is {}, not jsonb",
-            column.name(),
-            column.type_info().name()
-        )));
-    }
-    let bytes: &[u8] = row
-        .try_get_unchecked(index)
-        .map_err(|error| corrupt(format!("unreadable jsonb column: {error}")))?;
-    // JSON text never starts with byte 1, so this also reads the text format unchanged.
-    let text = match bytes.split_first() {
-        Some((1, text)) => text,
-        _ => bytes,
-    };
-    std::str::from_utf8(text)
-        .map_err(|error| corrupt(format!("jsonb column is not UTF-8: {error}")))
-}
-
-/// The log position of a row whose first two columns are `position, transaction_id`.
+/// The log position of a row with the [`PositionRow`] columns.
 pub(crate) fn position_of(row: &PgRow) -> Result<Position, ReadError> {
-    let column = |error: sqlx::Error| ReadError::Corrupt {
-        detail: format!("unexpected events row: {error}"),
-    };
-    let sequence: i64 = row.try_get(0).map_err(column)?;
-    let Xid8(transaction) = row.try_get(1).map_err(column)?;
-    Ok(Position::from_parts(
-        transaction,
-        non_negative(sequence, "position")?,
-    ))
+    PositionRow::from_row(row)
+        .map_err(|e| unexpected(&e))?
+        .to_position()
 }
 
 fn non_negative(value: i64, what: &str) -> Result<u64, ReadError> {

@@ -152,14 +152,10 @@ async fn archive_holds_under(isolation: &str) {
     let options = (*base.pool().connect_options())
         .clone()
         .options([("default_transaction_isolation", isolation)]);
-    let repeatable = PgEventStore::builder(
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect_lazy_with(options),
-    )
-    .schema(base.schema().as_str())
-    .unwrap()
-    .build();
+    let repeatable = PgEventStore::builder(common::connect_with(options, 2).await)
+        .schema(base.schema().as_str())
+        .unwrap()
+        .build();
 
     // An archive in progress, as `archive_stream` makes it: the stream's lock taken
     // exclusively, its last version read, its row written, not yet committed.

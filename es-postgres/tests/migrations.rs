@@ -82,9 +82,7 @@ async fn concurrent_migrations(isolation: &str) {
     let options = (*store.pool().connect_options())
         .clone()
         .options([("default_transaction_isolation", isolation)]);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(8)
-        .connect_lazy_with(options);
+    let pool = common::connect_with(options, 8).await;
     // A brand-new schema, migrated by eight "processes" at once.
     let schema = format!("{}_c", store.schema());
     let mut runs = Vec::new();

@@ -1,16 +1,30 @@
 //! The conformance suite every es-rs event store runs, and the fixture domain it uses.
 //!
-//! Each behaviour of the store contract is one `pub async fn` in [`conformance`], generic
-//! over the store. [`conformance_tests!`] turns a store factory into one `#[tokio::test]` per
-//! behaviour, so a failing behaviour shows up by name:
+//! The suite has two parts, each case one `pub async fn` generic over the store:
+//!
+//! - the **store contract** ([`conformance`]): appends, reads, the global log, limits,
+//!   subscriptions, snapshots, checkpoints, leases, archiving, history and upcasting. It
+//!   checks the store, so it runs on every configuration of every store;
+//! - the **engine cases** ([`engine`]): es-core's `Repository`, `ProjectionRunner` and
+//!   process managers on top of the store. They check es-core, and need to run only once
+//!   per kind of store.
+//!
+//! Macros turn a store factory into one `#[tokio::test]` per case, so a failing case shows
+//! up by name. For a new store, run [`conformance_tests!`] (both parts) on its main
+//! configuration, and [`store_contract!`] alone on each further configuration of the same
+//! store; [`engine_cases!`] is the second half on its own:
 //!
 //! ```ignore
 //! // es-memory/tests/conformance.rs
 //! es_testkit::conformance_tests!(async { es_memory::MemoryEventStore::new() });
+//! // es-memory/tests/conformance_strict.rs: the same store, reading through its encoding
+//! es_testkit::store_contract!(async { es_memory::MemoryEventStore::strict() });
 //! ```
 //!
 //! The factory expression is evaluated once per test and must give a fresh, empty store
-//! (for PostgreSQL: a new schema), so tests run in parallel without sharing data.
+//! (for PostgreSQL: a new schema, as `postgres::fresh_store` with the feature `postgres`
+//! gives), so tests run in parallel
+//! without sharing data.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,8 +33,11 @@
 )]
 
 pub mod conformance;
+pub mod engine;
 pub mod fixture;
 pub mod flaky;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod projections;
 
 #[doc(hidden)]
@@ -28,8 +45,12 @@ pub mod __private {
     pub use tokio;
 }
 
-/// Stamps one `#[tokio::test]` per conformance behaviour, each on a fresh store from
+/// Stamps one `#[tokio::test]` per case of the whole suite, the [store
+/// contract](conformance) and the [engine cases](engine), each on a fresh store from
 /// `$factory` (an expression giving a future of the store, such as an `async` block).
+///
+/// Use it once per kind of store, on its main configuration; further configurations of the
+/// same store (another isolation level, a stricter mode) run [`store_contract!`] alone.
 ///
 /// With `teardown = $teardown` (a function from the store to a future), each test that
 /// passes hands its store to it afterwards, to drop its schema or database; a failing test
@@ -40,7 +61,20 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!($factory, teardown = |_store| async {});
     };
     ($factory:expr, teardown = $teardown:expr) => {
-        $crate::__conformance_cases! { $factory; $teardown;
+        $crate::store_contract!($factory, teardown = $teardown);
+        $crate::engine_cases!($factory, teardown = $teardown);
+    };
+}
+
+/// Stamps one `#[tokio::test]` per case of the [store contract](conformance): what every
+/// store, in every configuration, must do. Arguments as for [`conformance_tests!`].
+#[macro_export]
+macro_rules! store_contract {
+    ($factory:expr) => {
+        $crate::store_contract!($factory, teardown = |_store| async {});
+    };
+    ($factory:expr, teardown = $teardown:expr) => {
+        $crate::__conformance_cases! { conformance; $factory; $teardown;
             append_to_new_stream,
             append_with_exact_version,
             append_with_any_version,
@@ -79,38 +113,11 @@ macro_rules! conformance_tests {
             subscriber_filters,
             snapshots_keep_the_newest,
             checkpoints_save_load_and_delete,
-            repository_commands_under_contention_lose_nothing,
-            repository_command_id_is_idempotent,
-            repository_rides_out_store_failures,
-            repository_context_without_command_id_can_be_reused,
-            repository_snapshot_state_equals_replayed_state,
-            repository_cache_never_decides_on_stale_state,
-            projection_catches_up_and_resumes_from_its_checkpoint,
-            killed_projection_resumes_exactly_once,
-            killed_projection_without_own_checkpoint_loses_nothing,
-            rebuild_gives_the_view_live_processing_gave,
-            two_instances_handle_each_event_once,
-            failing_event_is_parked_and_can_be_retried,
             undecodable_event_is_parked_and_the_runner_goes_on,
             undecodable_event_stops_the_runner_under_the_stop_policy,
-            stop_policy_stops_at_the_failing_event,
-            status_reports_position_lag_and_errors,
-            partitioned_runners_split_streams_and_keep_order,
-            partitions_of_one_read_model_resume_and_rebuild_together,
-            resumed_runner_reports_its_checkpoint,
-            stop_policy_keeps_the_events_before_the_failure,
-            rebuild_settles_parked_events,
-            in_memory_runners_keep_their_parked_events,
-            lease_outlasts_retry_pauses,
-            live_runner_reports_recovering_after_a_failed_commit,
-            slow_event_outlasting_the_lease_is_handled_once,
             lease_renewal_proves_nobody_took_it,
-            process_manager_issues_each_command_once,
             parked_events_and_leases_are_stored,
             lease_with_an_unbounded_ttl_is_held,
-            catch_up_through_sees_the_append,
-            checkpoint_in_memory_is_not_stored,
-            process_manager_tolerated_rejections_count_as_done,
             archived_stream_refuses_appends_and_keeps_its_history,
             archived_stream_leaves_the_log_and_subscriptions,
             repository_refuses_archived_aggregates,
@@ -127,10 +134,52 @@ macro_rules! conformance_tests {
     };
 }
 
+/// Stamps one `#[tokio::test]` per [engine case](engine): es-core's repository, projection
+/// runner and process managers on top of the store. Arguments as for
+/// [`conformance_tests!`], which includes these; use this macro alone only where the
+/// contract runs elsewhere.
+#[macro_export]
+macro_rules! engine_cases {
+    ($factory:expr) => {
+        $crate::engine_cases!($factory, teardown = |_store| async {});
+    };
+    ($factory:expr, teardown = $teardown:expr) => {
+        $crate::__conformance_cases! { engine; $factory; $teardown;
+            repository_commands_under_contention_lose_nothing,
+            repository_command_id_is_idempotent,
+            repository_rides_out_store_failures,
+            repository_context_without_command_id_can_be_reused,
+            repository_snapshot_state_equals_replayed_state,
+            repository_cache_never_decides_on_stale_state,
+            projection_catches_up_and_resumes_from_its_checkpoint,
+            killed_projection_resumes_exactly_once,
+            killed_projection_without_own_checkpoint_loses_nothing,
+            rebuild_gives_the_view_live_processing_gave,
+            two_instances_handle_each_event_once,
+            failing_event_is_parked_and_can_be_retried,
+            stop_policy_stops_at_the_failing_event,
+            status_reports_position_lag_and_errors,
+            partitioned_runners_split_streams_and_keep_order,
+            partitions_of_one_read_model_resume_and_rebuild_together,
+            resumed_runner_reports_its_checkpoint,
+            stop_policy_keeps_the_events_before_the_failure,
+            rebuild_settles_parked_events,
+            in_memory_runners_keep_their_parked_events,
+            lease_outlasts_retry_pauses,
+            live_runner_reports_recovering_after_a_failed_commit,
+            slow_event_outlasting_the_lease_is_handled_once,
+            process_manager_issues_each_command_once,
+            catch_up_through_sees_the_append,
+            checkpoint_in_memory_is_not_stored,
+            process_manager_tolerated_rejections_count_as_done,
+        }
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_cases {
-    ($factory:expr; $teardown:expr; $($case:ident),* $(,)?) => {
+    ($module:ident; $factory:expr; $teardown:expr; $($case:ident),* $(,)?) => {
         $(
             #[::es_testkit::__private::tokio::test(
                 flavor = "multi_thread",
@@ -139,7 +188,7 @@ macro_rules! __conformance_cases {
             )]
             async fn $case() {
                 let store = $factory.await;
-                $crate::conformance::$case(::core::clone::Clone::clone(&store)).await;
+                $crate::$module::$case(::core::clone::Clone::clone(&store)).await;
                 ($teardown)(store).await;
             }
         )*

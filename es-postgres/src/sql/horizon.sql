@@ -5,12 +5,12 @@
 WITH h AS (
     SELECT (SELECT {schema}.es_horizon()) AS horizon,
            pg_snapshot_xmax(pg_current_snapshot()) AS next)
-SELECT h.horizon::text,
-       (SELECT count(*) FROM {schema}.events WHERE transaction_id >= h.horizon),
-       holder.pid, holder.datname::text, holder.application_name, holder.state,
-       (now() - holder.xact_start)::text,
+SELECT h.horizon::text AS horizon,
+       (SELECT count(*) FROM {schema}.events WHERE transaction_id >= h.horizon) AS waiting,
+       holder.pid, holder.datname::text AS database, holder.application_name AS application,
+       holder.state, (now() - holder.xact_start)::text AS age,
        (SELECT gid FROM pg_prepared_xacts
-        WHERE h.horizon < h.next AND transaction = h.horizon::xid)
+        WHERE h.horizon < h.next AND transaction = h.horizon::xid) AS prepared
 FROM h
 LEFT JOIN LATERAL (
     SELECT pid, datname, application_name, state, xact_start

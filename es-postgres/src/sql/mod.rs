@@ -2,8 +2,8 @@
 //! schema goes, read into the binary and completed once when a store is built.
 //!
 //! Every value is a bind parameter; the schema name (validated, quoted) is the only text put
-//! into a statement, here and nowhere else, which is why this is the one place that asserts
-//! the statements safe for sqlx. Each text is built once, so sqlx prepares each statement
+//! into a statement, here and nowhere else (the migrations too go through [`migration`]),
+//! which is why this is the one place that asserts the statements safe for sqlx. Each text is built once, so sqlx prepares each statement
 //! once per connection and reuses it. What each statement does and binds is said at the top
 //! of its file.
 
@@ -83,11 +83,27 @@ statements! {
     projection_reset,
     checkpoint_advance,
     checkpoint_start,
+    migrations_recorded,
+    migration_record,
+    migration_checksum,
+    transaction_ids,
+    grant_application,
 }
 
 /// `text` with the schema in place.
 fn complete(text: &str, quoted_schema: &str) -> SqlStr {
     AssertSqlSafe(text.replace("{schema}", quoted_schema)).into_sql_str()
+}
+
+/// A migration's text (or the migrations table's setup) for `schema`: `{schema}` quoted,
+/// and `{schema_name}` bare, where a migration needs the name as a value (`format('%I')`).
+/// The bare name is safe there for the same reason the quoted one is: it is a validated
+/// plain identifier, with no quote of either kind.
+pub(crate) fn migration(text: &str, schema: &PgSchemaName) -> SqlStr {
+    complete(
+        &text.replace("{schema_name}", schema.as_str()),
+        &schema.quoted(),
+    )
 }
 
 /// The `LISTEN`/`NOTIFY` channel of `schema`: `es_events_<schema>`, or, where that would
@@ -106,6 +122,9 @@ fn channel(schema: &PgSchemaName) -> String {
         &schema.as_str()[..PgSchemaName::MAX_LEN - 27]
     )
 }
+
+#[cfg(test)]
+mod catalogue;
 
 #[cfg(test)]
 mod tests {

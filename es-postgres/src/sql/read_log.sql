@@ -22,7 +22,7 @@ marked AS (
     LEFT JOIN (SELECT stream_id AS archived_id FROM {schema}.archived_streams) archived
         ON archived.archived_id = stream_id)
 SELECT position, transaction_id, stream_id, version, event_id, event_type, schema_version,
-       CASE WHEN selected THEN payload END, correlation_id, causation_id, actor,
-       CASE WHEN selected THEN metadata END, recorded_at, selected
+       CASE WHEN selected THEN payload END AS payload, correlation_id, causation_id, actor,
+       CASE WHEN selected THEN metadata END AS metadata, recorded_at, selected
 FROM marked
 ORDER BY transaction_id, position

@@ -6,21 +6,21 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use es_core::{
-    AppendError, Committed, DomainEvent, EventEnvelope, EventStore, ExpectedVersion, NewEvent,
-    Position, RawEvent, ReadError, StoreError, StreamId, Version,
+    AppendError, Backoff, Committed, DomainEvent, EventEnvelope, EventStore, ExpectedVersion,
+    NewEvent, Position, RawEvent, ReadError, StoreError, StreamId, Version,
 };
 use serde_json::Value;
-use sqlx::Row as _;
+use sqlx::FromRow as _;
 use sqlx::postgres::{PgConnection, PgRow};
 use uuid::Uuid;
 
 use super::PgEventStore;
 use crate::checkout::{before, within};
-use crate::error::{is_write_race, store_error};
+use crate::error::{is_in_failed_transaction, is_write_race, store_error};
 use crate::error::{no_reply, retry_serialization_failures};
 use crate::inline::PgInlineProjection;
 use crate::inner::statement;
-use crate::row::{self, position_of};
+use crate::row::{self, AppendedRow, EventRow, PositionRow};
 use crate::tx::PgTx;
 use crate::xid::Xid8;
 
@@ -29,6 +29,10 @@ use crate::xid::Xid8;
 /// writers' commits and waits a jittered moment, so with dozens of racers on one stream all
 /// get through long before this bound.
 const ANY_RETRIES: u32 = 64;
+
+/// The pauses between those tries: up to 400 µs after the first lost race, doubling to at
+/// most 6.4 ms.
+const ANY_BACKOFF: Backoff = Backoff::new(Duration::from_micros(400), Duration::from_micros(6_400));
 
 impl PgEventStore {
     pub(super) async fn append_batch<E: DomainEvent>(
@@ -119,9 +123,7 @@ impl PgEventStore {
                         {
                             // Jittered, so that the racers spread out instead of colliding
                             // again in step.
-                            let ceiling = 200_u64 << attempts.min(5);
-                            tokio::time::sleep(Duration::from_micros(fastrand::u64(0..ceiling)))
-                                .await;
+                            tokio::time::sleep(ANY_BACKOFF.pause(attempts)).await;
                             continue;
                         }
                         Err(error) => return Err(error),
@@ -323,11 +325,9 @@ impl PgEventStore {
         }
         let mut placed = Vec::with_capacity(rows.len());
         for row in &rows {
-            let read = |e: sqlx::Error| store_failure(store_error("append", e));
-            let event_id: Uuid = row.try_get(4).map_err(read)?;
-            let stored_in: &str = row.try_get(2).map_err(read)?;
-            let version: i64 = row.try_get(3).map_err(read)?;
-            placed.push((event_id, stored_in, version));
+            let row = EventRow::from_row(row)
+                .map_err(|e| store_failure(StoreError::new("append", row::unexpected(&e))))?;
+            placed.push((row.event_id, row.stream_id, row.version));
         }
         // The batch in order, all in this stream, at consecutive versions.
         let is_repeat = placed.len() == events.len()
@@ -462,10 +462,9 @@ fn committed<E: DomainEvent>(
     };
     let mut returned = Vec::with_capacity(rows.len());
     for row in rows {
-        let position = position_of(row).map_err(|e| corrupt(e.to_string()))?;
-        let version: i64 = row.try_get(2).map_err(|e| corrupt(e.to_string()))?;
-        let recorded_at: DateTime<Utc> = row.try_get(3).map_err(|e| corrupt(e.to_string()))?;
-        returned.push((version, position, recorded_at));
+        let row = AppendedRow::from_row(row).map_err(|e| corrupt(e.to_string()))?;
+        let position = row.at.to_position().map_err(|e| corrupt(e.to_string()))?;
+        returned.push((row.version, position, row.recorded_at));
     }
     // RETURNING follows insertion order, which follows the batch; sorting by version
     // makes that explicit rather than assumed.
@@ -507,21 +506,19 @@ async fn still_ours(tx: &mut PgTx, rows: &[PgRow]) -> Result<Result<(), StoreErr
     let current = sqlx::query_scalar::<_, Xid8>("SELECT pg_current_xact_id()")
         .fetch_one(&mut **tx)
         .await;
-    let inserted_by = rows.first().map(|row| row.try_get::<Xid8, _>(1));
+    let inserted_by = rows
+        .first()
+        .map(|row| PositionRow::from_row(row).map(|at| at.transaction_id));
     match (current, inserted_by) {
         (Ok(current), Some(Ok(inserted))) if current == inserted => Ok(Ok(())),
         (Ok(_), _) => refused(
             "an inline projection ended the append's transaction itself, so its events may or \
              may not be stored: append the same event ids again to find out",
         ),
-        (Err(error), _)
-            if error.as_database_error().and_then(|e| e.code()).as_deref() == Some("25P02") =>
-        {
-            refused(
-                "an inline projection let a statement fail and went on, which aborted the \
+        (Err(error), _) if is_in_failed_transaction(&error) => refused(
+            "an inline projection let a statement fail and went on, which aborted the \
                  append's transaction; nothing was stored",
-            )
-        }
+        ),
         (Err(error), _) => Err(error),
     }
 }
@@ -544,11 +541,8 @@ fn raw_envelopes<E: DomainEvent>(
     let mut placed: Vec<(i64, Position, DateTime<Utc>)> = rows
         .iter()
         .filter_map(|row| {
-            Some((
-                row.try_get(2).ok()?,
-                position_of(row).ok()?,
-                row.try_get(3).ok()?,
-            ))
+            let row = AppendedRow::from_row(row).ok()?;
+            Some((row.version, row.at.to_position().ok()?, row.recorded_at))
         })
         .collect();
     placed.sort_by_key(|(version, _, _)| *version);

@@ -97,7 +97,7 @@ impl PgEventStore {
     /// Fails if a migration fails (the schema is then unchanged) or the schema was made by a
     /// newer es-postgres.
     pub async fn migrate(&self) -> Result<(), PgStoreError> {
-        crate::migrate::run(&self.inner.pool, &self.inner.schema)
+        crate::migrate::run(&self.inner.pool, &self.inner.schema, &self.inner.sql)
             .await
             .map(drop)
     }
@@ -114,8 +114,12 @@ impl PgEventStore {
     /// [`PgStoreError::MissingPrivileges`], or [`PgStoreError::Migrate`] if the server
     /// cannot be queried.
     pub async fn verify(&self) -> Result<(), PgStoreError> {
-        self.administer(crate::migrate::verify(&self.inner.pool, &self.inner.schema))
-            .await
+        self.administer(crate::migrate::verify(
+            &self.inner.pool,
+            &self.inner.schema,
+            &self.inner.sql,
+        ))
+        .await
     }
 
     /// Grants `role` what running the application takes (run it as the schema's owner,
@@ -151,6 +155,7 @@ impl PgEventStore {
         self.administer(crate::migrate::grant_application_role(
             &self.inner.pool,
             &self.inner.schema,
+            &self.inner.sql,
             role,
         ))
         .await

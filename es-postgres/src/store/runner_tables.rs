@@ -27,8 +27,8 @@ impl CheckpointStore for PgEventStore {
             return Ok(None);
         };
         let decode = |e: sqlx::Error| store_error("checkpoint load", e);
-        let major: i64 = row.try_get(0).map_err(decode)?;
-        let minor: i64 = row.try_get(1).map_err(decode)?;
+        let major: i64 = row.try_get("position_major").map_err(decode)?;
+        let minor: i64 = row.try_get("position_minor").map_err(decode)?;
         Ok(Some(Position::from_parts(
             u64::try_from(major).unwrap_or_default(),
             u64::try_from(minor).unwrap_or_default(),
@@ -110,14 +110,14 @@ impl DeadLetterStore for PgEventStore {
         .map_err(failed)?;
         let mut parked = Vec::with_capacity(rows.len());
         for row in rows {
-            let stream: String = row.try_get(1).map_err(failed)?;
-            let version: i64 = row.try_get(2).map_err(failed)?;
-            let major: i64 = row.try_get(3).map_err(failed)?;
-            let minor: i64 = row.try_get(4).map_err(failed)?;
-            let attempts: i32 = row.try_get(7).map_err(failed)?;
+            let stream: String = row.try_get("stream_id").map_err(failed)?;
+            let version: i64 = row.try_get("version").map_err(failed)?;
+            let major: i64 = row.try_get("position_major").map_err(failed)?;
+            let minor: i64 = row.try_get("position_minor").map_err(failed)?;
+            let attempts: i32 = row.try_get("attempts").map_err(failed)?;
             parked.push(ParkedEvent {
                 projection: projection.to_owned(),
-                event_id: row.try_get(0).map_err(failed)?,
+                event_id: row.try_get("event_id").map_err(failed)?,
                 stream_id: StreamId::parse(&stream)
                     .map_err(|e| StoreError::new("parked events read", e))?,
                 version: Version::new(u64::try_from(version).unwrap_or_default()),
@@ -125,10 +125,10 @@ impl DeadLetterStore for PgEventStore {
                     u64::try_from(major).unwrap_or_default(),
                     u64::try_from(minor).unwrap_or_default(),
                 ),
-                event_type: row.try_get(5).map_err(failed)?,
-                error: row.try_get(6).map_err(failed)?,
+                event_type: row.try_get("event_type").map_err(failed)?,
+                error: row.try_get("error").map_err(failed)?,
                 attempts: u32::try_from(attempts).unwrap_or_default(),
-                parked_at: row.try_get(8).map_err(failed)?,
+                parked_at: row.try_get("parked_at").map_err(failed)?,
             });
         }
         Ok(parked)

@@ -42,10 +42,10 @@ impl SnapshotStore for PgEventStore {
             return Ok(None);
         };
         let decode = |e: sqlx::Error| store_error("snapshot load", e);
-        let version: i64 = row.try_get(0).map_err(decode)?;
-        let schema_version: i32 = row.try_get(1).map_err(decode)?;
-        let state: Value = row.try_get(2).map_err(decode)?;
-        let taken_at: DateTime<Utc> = row.try_get(3).map_err(decode)?;
+        let version: i64 = row.try_get("version").map_err(decode)?;
+        let schema_version: i32 = row.try_get("schema_version").map_err(decode)?;
+        let state: Value = row.try_get("state").map_err(decode)?;
+        let taken_at: DateTime<Utc> = row.try_get("taken_at").map_err(decode)?;
         Ok(Some(Snapshot {
             stream_id: stream.clone(),
             version: Version::new(u64::try_from(version).unwrap_or_default()),

@@ -1,15 +1,19 @@
-//! The behaviours every store must show, one `pub async fn` each.
+//! The store contract: the behaviours every store must show, one `pub async fn` each.
 //!
+//! These check the store itself (appends, reads, the global log, limits, subscriptions,
+//! snapshots, checkpoints, leases, archiving, history and upcasting on its read paths), so
+//! they run on every configuration of every store (see [`store_contract!`]). Cases that
+//! check es-core's engine on top of a store are in [`engine`](crate::engine).
 //! Each function takes a fresh, empty store and panics with a message saying what broke.
+//!
+//! [`store_contract!`]: crate::store_contract
 
 mod append;
 mod archive;
 mod concurrency;
 mod history;
 mod limits;
-mod projection;
 mod read;
-mod repository;
 mod storage;
 mod subscription;
 mod undecodable;
@@ -20,9 +24,7 @@ pub use archive::*;
 pub use concurrency::*;
 pub use history::*;
 pub use limits::*;
-pub use projection::*;
 pub use read::*;
-pub use repository::*;
 pub use storage::*;
 pub use subscription::*;
 pub use undecodable::*;

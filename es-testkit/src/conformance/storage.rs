@@ -1,8 +1,10 @@
-//! Snapshots and checkpoints.
+//! Snapshots, checkpoints, parked events and leases, as the store keeps them.
 
 use chrono::Utc;
 use es_core::{Position, Snapshot, Version};
 use serde_json::json;
+use std::time::Duration;
+use uuid::Uuid;
 
 use super::account;
 use es_core::Store;
@@ -180,4 +182,30 @@ pub async fn lease_with_an_unbounded_ttl_is_held<S: Store>(store: S) {
             .unwrap(),
         "released: free"
     );
+}
+
+/// Renewing a lease succeeds only for the owner nobody displaced, even after it ran out
+/// unnoticed; once another owner took it, or it was released, renewal fails.
+pub async fn lease_renewal_proves_nobody_took_it<S: Store>(store: S) {
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let short = Duration::from_millis(50);
+    assert!(store.acquire_lease("renewed", a, short).await.unwrap());
+    tokio::time::sleep(short * 2).await;
+    assert!(
+        store.renew_lease("renewed", a, short).await.unwrap(),
+        "ran out, but nobody took it"
+    );
+    assert!(!store.renew_lease("renewed", b, short).await.unwrap());
+    tokio::time::sleep(short * 2).await;
+    assert!(store.acquire_lease("renewed", b, short).await.unwrap());
+    assert!(
+        !store.renew_lease("renewed", a, short).await.unwrap(),
+        "another owner took it"
+    );
+    store.release_lease("renewed", b).await.unwrap();
+    assert!(
+        !store.renew_lease("renewed", b, short).await.unwrap(),
+        "released"
+    );
+    assert!(!store.renew_lease("never taken", a, short).await.unwrap());
 }

@@ -290,24 +290,14 @@ async fn scenario_runs_the_portal_on_the_in_memory_store() {
 /// catalog built from the whole log and flows that resume after their checkpoints.
 #[tokio::test]
 async fn scenario_runs_on_postgres_and_again_on_the_same_schema() {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|error| {
-        panic!("no PostgreSQL server answers at {url} ({error}); run ./scripts/ensure-postgres")
-    });
-    let schema = format!("es_test_portal_{}", uuid::Uuid::now_v7().simple());
-    let store = es_postgres::PgEventStore::builder(pool.clone())
-        .schema(&schema)
-        .unwrap()
-        .build();
-    store.migrate().await.unwrap();
+    let store = es_testkit::postgres::fresh_store().await;
 
     let first = scenario::run(store.clone()).await.unwrap();
     check(&first);
     assert_eq!(first.catalog.applications.len(), 3);
     assert_eq!((first.removals_handled, first.surveys_handled), (2, 2));
 
-    let second = scenario::run(store).await.unwrap();
+    let second = scenario::run(store.clone()).await.unwrap();
     check(&second);
     assert_ne!(first.application_ids, second.application_ids);
     assert_eq!(
@@ -321,10 +311,5 @@ async fn scenario_runs_on_postgres_and_again_on_the_same_schema() {
         "the flows resumed after the first run's events"
     );
 
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    es_testkit::postgres::drop_schema(store).await;
 }

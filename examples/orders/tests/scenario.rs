@@ -135,19 +135,9 @@ async fn scenario_plays_the_whole_lifecycle() {
 /// its own.
 #[tokio::test]
 async fn scenario_runs_on_postgres() {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|error| {
-        panic!("no PostgreSQL server answers at {url} ({error}); run ./scripts/ensure-postgres")
-    });
-    let schema = format!("es_test_orders_{}", uuid::Uuid::now_v7().simple());
-    let store = es_postgres::PgEventStore::builder(pool.clone())
-        .schema(&schema)
-        .unwrap()
-        .build();
-    store.migrate().await.unwrap();
+    let store = es_testkit::postgres::fresh_store().await;
 
-    let report = scenario::run(store).await.unwrap();
+    let report = scenario::run(store.clone()).await.unwrap();
     let statuses: Vec<OrderStatus> = report.states.iter().map(|(_, s)| s.status).collect();
     assert_eq!(
         statuses,
@@ -168,10 +158,5 @@ async fn scenario_runs_on_postgres() {
         Some("warehouse")
     );
 
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    es_testkit::postgres::drop_schema(store).await;
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use es_core::{CommandContext, Repository, RetryPolicy, SnapshotPolicy, Version};
 use uuid::Uuid;
 
-use super::{account, read_stream, versions};
+use crate::conformance::{account, read_stream, versions};
 use crate::fixture::{Account, AccountCommand, AccountError};
 use es_core::Store;
 

@@ -1,0 +1,104 @@
+//! Process managers run by a runner: each command once, causation and correlation carried
+//! over, tolerated rejections.
+
+use std::collections::HashMap;
+
+use es_core::{
+    ErrorPolicy, EventFilter, ProcessManagerProjection, ProjectionRunner, Repository, RunnerError,
+};
+
+use super::{runner, settled};
+use crate::conformance::read_log;
+use crate::fixture::{AccountCommand, AccountEvent};
+use crate::projections::{WELCOME_BONUS, WelcomeBonus};
+use es_core::Store;
+
+/// A process manager run by a runner issues each command once, even when the events it
+/// reacts to are handled again (here: a rebuild), and the commands' events carry the
+/// reacting event as causation, its correlation id, its actor and its user metadata.
+pub async fn process_manager_issues_each_command_once<S: Store>(store: S) {
+    let accounts = Repository::<crate::fixture::Account, _>::new(store.clone());
+    let mut openings = HashMap::new();
+    for owner in ["ada", "bob", "cy"] {
+        let outcome = accounts
+            .execute_with(
+                owner,
+                AccountCommand::Open {
+                    owner: owner.into(),
+                },
+                es_core::CommandContext::new()
+                    .with_actor(format!("clerk-{owner}"))
+                    .with_user("tenant", "acme"),
+            )
+            .await
+            .unwrap();
+        openings.insert(owner, outcome.events[0].clone());
+    }
+    settled(&store, 3).await;
+    let manager = ProcessManagerProjection::new(WelcomeBonus, accounts.clone());
+    let mut runner = runner(&store, manager);
+    assert_eq!(runner.catch_up().await.unwrap(), 3);
+    // Handling the same events again issues nothing new.
+    assert_eq!(runner.rebuild().await.unwrap(), 3);
+
+    for owner in openings.keys() {
+        let loaded = accounts.load(owner).await.unwrap();
+        assert_eq!(loaded.state.balance, WELCOME_BONUS, "{owner}: one bonus");
+        assert_eq!(loaded.version.get(), 2);
+    }
+    let bonuses = read_log::<S, AccountEvent>(
+        &store,
+        es_core::Position::START,
+        EventFilter::all().with_event_types(["Deposited"]),
+        3,
+    )
+    .await;
+    assert_eq!(bonuses.len(), 3);
+    for bonus in bonuses {
+        let opened = &openings[bonus.stream_id.id()];
+        assert_eq!(bonus.metadata.causation_id, Some(opened.event_id));
+        assert_eq!(
+            bonus.metadata.correlation_id,
+            opened.metadata.correlation_id
+        );
+        // The flow carries who started it and the application's metadata along.
+        assert_eq!(bonus.metadata.actor, opened.metadata.actor);
+        assert_eq!(bonus.metadata.user["tenant"], "acme");
+    }
+}
+
+/// A process manager that tolerates a rejection goes on past it; one that does not is
+/// stopped by its error policy, naming the event.
+pub async fn process_manager_tolerated_rejections_count_as_done<S: Store>(store: S) {
+    let accounts = Repository::<crate::fixture::Account, _>::new(store.clone());
+    for owner in ["ada", "bob"] {
+        accounts
+            .execute(
+                owner,
+                AccountCommand::Open {
+                    owner: owner.into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    settled(&store, 2).await;
+    let tolerant = ProcessManagerProjection::new(
+        crate::projections::OpeningFee { tolerant: true },
+        accounts.clone(),
+    );
+    let mut runner = runner(&store, tolerant).with_error_policy(ErrorPolicy::stop());
+    assert_eq!(runner.catch_up().await.unwrap(), 2);
+
+    let strict = ProcessManagerProjection::new(
+        crate::projections::OpeningFee { tolerant: false },
+        accounts.clone(),
+    );
+    let mut runner = ProjectionRunner::new(store.clone(), strict)
+        .with_lease(None)
+        .with_error_policy(ErrorPolicy::stop());
+    match runner.rebuild().await {
+        Err(RunnerError::Handler { event_type, .. }) => assert_eq!(event_type, "Opened"),
+        other => panic!("expected the rejection to stop the flow, got {other:?}"),
+    }
+}
