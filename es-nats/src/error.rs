@@ -51,6 +51,34 @@ pub enum RelayError {
         /// What conflicts, and what to do.
         reason: String,
     },
+    /// The relay was asked to publish before the runner asked it where to resume, which
+    /// is the case under [`with_checkpoint_in_memory`](es_core::ProjectionRunner::with_checkpoint_in_memory):
+    /// JetStream's own record is the relay's checkpoint.
+    #[error(
+        "the relay publishes only after it resumed from what JetStream holds; run it without `with_checkpoint_in_memory` (see `Relay::runner`)"
+    )]
+    NotResumed,
+    /// The relay was run on one partition of the log: the log has one order, and a
+    /// partition's relay would resume after, and chain against, the others' events.
+    #[error(
+        "the relay cannot run on a partition (checkpoint key `{key}`); run one relay over the whole log (see `Relay::runner`)"
+    )]
+    Partitioned {
+        /// The partition's checkpoint key.
+        key: String,
+    },
+    /// An event's payload could not be written as JSON (never for a payload the store
+    /// accepted).
+    #[error("event {version} of stream `{stream}` could not be written as JSON")]
+    Encode {
+        /// The event's stream.
+        stream: StreamId,
+        /// Its version.
+        version: Version,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A JetStream request failed (the connection dropped, a request timed out); transient.
     #[error("a JetStream request failed")]
     JetStream(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -94,17 +122,26 @@ impl RelayError {
     }
 
     pub(crate) fn jetstream(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        use async_nats::jetstream::ErrorCode;
         use async_nats::jetstream::context::{RequestError, RequestErrorKind};
         // Nobody answers JetStream API requests on a server with JetStream off (the client
         // calls that "no responders", and words it as a missing resource); an account
-        // without JetStream gets error 10039 instead. Both are in the error's sources.
+        // without JetStream gets an API error with its own code. Both are in the sources.
         let mut unavailable = false;
         let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&error);
         while let Some(current) = next {
             unavailable |= current
                 .downcast_ref::<RequestError>()
                 .is_some_and(|request| request.kind() == RequestErrorKind::NoResponders)
-                || current.to_string().contains("not enabled");
+                || current
+                    .downcast_ref::<async_nats::jetstream::Error>()
+                    .is_some_and(|api| {
+                        matches!(
+                            api.error_code(),
+                            ErrorCode::JETSTREAM_NOT_ENABLED
+                                | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT
+                        )
+                    });
             next = current.source();
         }
         if unavailable {

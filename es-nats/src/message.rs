@@ -7,7 +7,7 @@
 //! [`es_asyncapi::headers`], so the AsyncAPI document and the messages cannot disagree.
 
 use async_nats::HeaderMap;
-use async_nats::header::{NATS_EXPECTED_LAST_MESSAGE_ID, NATS_MESSAGE_ID};
+use async_nats::header::NATS_MESSAGE_ID;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use es_asyncapi::headers;
@@ -16,18 +16,14 @@ use es_core::{
 };
 use uuid::Uuid;
 
-/// The header and payload of `envelope`'s message; `previous` is the id of the event
-/// published just before it, which JetStream must hold last for this one to be stored.
+/// The headers and payload of `envelope`'s message (the relay adds what it expects
+/// JetStream to hold before it).
 pub(crate) fn encode(
     envelope: &EventEnvelope<RawEvent>,
-    previous: Option<Uuid>,
 ) -> Result<(HeaderMap, Bytes), serde_json::Error> {
     let mut map = HeaderMap::new();
     let id = envelope.event_id.to_string();
     map.insert(NATS_MESSAGE_ID, id.as_str());
-    if let Some(previous) = previous {
-        map.insert(NATS_EXPECTED_LAST_MESSAGE_ID, previous.to_string().as_str());
-    }
     map.insert("Content-Type", "application/json");
     map.insert(headers::SPEC_VERSION, "1.0");
     map.insert(headers::EVENT_ID, id.as_str());

@@ -8,8 +8,8 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use es_asyncapi::{Address, Channel};
 use es_core::{
-    CheckpointStore, EventEnvelope, EventFilter, EventStore, Position, Projection, RawEvent,
-    StreamId, Version,
+    CheckpointStore, ErrorPolicy, EventEnvelope, EventFilter, EventStore, OnFailure, Position,
+    Projection, ProjectionRunner, RawEvent, StreamId, Version,
 };
 use uuid::Uuid;
 
@@ -20,22 +20,27 @@ use crate::stream::{self, StreamSpec};
 /// Relays the committed log to a JetStream stream: every event of the routed categories,
 /// in log order, each stored once.
 ///
-/// A relay is a [`Projection`] of [`RawEvent`]s: run it with a
-/// [`ProjectionRunner`](es_core::ProjectionRunner) (with a lease, so one instance runs it),
-/// which brings the runner's status, error policy and restarts. Each event is published to
+/// A relay is a [`Projection`] of [`RawEvent`]s, run by a [`ProjectionRunner`], which
+/// brings the runner's status, lease and restarts; [`Relay::runner`] sets one up as a relay
+/// must run (a lease; the whole log, not a partition; its own checkpoint, not one in memory;
+/// stop, never park, after retries). Run otherwise, it refuses with a typed error. Each event is published to
 /// its route's subject with the [headers](es_asyncapi::headers) the AsyncAPI document
 /// describes and its stored payload, unchanged (consumers upcast). How it keeps its
 /// promises:
 ///
 /// - **Each event once.** `Nats-Msg-Id` is the event id, so JetStream drops a message
 ///   published again within the stream's duplicate window. Beyond it too: on every
-///   (re)start the relay asks JetStream for the last message it holds and resumes after
-///   that event's position, or after the relay's checkpoint if that is later (messages
-///   removed by retention are not published again).
-/// - **In order.** Each message carries `Nats-Expected-Last-Msg-Id`, the previous event's
-///   id: JetStream stores it only right after that event, so a message lost on the way is
-///   never overtaken by a later one; the later ones are refused, the relay restarts from
-///   what JetStream holds, and publishes again in order. Per-stream order follows.
+///   (re)start the relay lets its publishes still in flight be answered, asks JetStream for
+///   the newest message it holds, checks that it is this log's event at that position, and
+///   resumes after it (after the relay's checkpoint only when the stream is empty, as when
+///   retention removed everything).
+/// - **In order.** Each message expects its predecessor: `Nats-Expected-Last-Msg-Id`, the
+///   previous event's id, or, for the first after a (re)start, `Nats-Expected-Last-Sequence`
+///   (JetStream keeps sequences across its own restarts, message ids only within the
+///   duplicate window). JetStream stores a message only right after the one it expects, so a
+///   message lost on the way is never overtaken by a later one; the later ones are refused,
+///   the relay restarts from what JetStream holds, and publishes again in order. Per-stream
+///   order follows.
 /// - **Acknowledged before the checkpoint moves.** Publishes are pipelined, at most
 ///   [`max_in_flight`](RelayBuilder::max_in_flight) unacknowledged, and the checkpoint is
 ///   saved (in the event store's [`CheckpointStore`]) only after every ack came back.
@@ -46,7 +51,6 @@ use crate::stream::{self, StreamSpec};
 ///
 /// ```no_run
 /// # async fn example(store: es_memory::MemoryEventStore) -> Result<(), Box<dyn std::error::Error>> {
-/// use es_core::ProjectionRunner;
 /// use es_nats::Relay;
 /// use std::time::Duration;
 ///
@@ -55,8 +59,7 @@ use crate::stream::{self, StreamSpec};
 ///     .route("order", "orders.{streamId}")
 ///     .build()
 ///     .await?;
-/// let mut runner = ProjectionRunner::new(store, relay).with_lease(Some(Duration::from_secs(30)));
-/// runner.run().await?;
+/// relay.runner(Duration::from_secs(30)).run().await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -69,10 +72,28 @@ pub struct Relay<S> {
     routes: BTreeMap<String, Address>,
     max_in_flight: usize,
     in_flight: VecDeque<Pending>,
-    /// The id of the last event published (or found last in JetStream): what the next
-    /// message expects JetStream to hold last.
-    previous: Option<Uuid>,
+    /// What the next message expects JetStream to hold last: the previous event's id, or,
+    /// right after a (re)start, the stream's last sequence (JetStream forgets the last
+    /// message id when it restarts after a quiet spell longer than its duplicate window, but
+    /// never the sequence).
+    expect: Expect,
+    /// What `expect` was after the last commit or resume: where a rolled-back batch's
+    /// chain starts again.
+    committed: Expect,
+    /// Whether the runner asked where to resume: only then is `expect` known.
+    loaded: bool,
     relayed: u64,
+}
+
+/// What a publish expects JetStream to hold last.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// Nothing: the stream is empty.
+    Nothing,
+    /// The message with this sequence, whatever its id.
+    Sequence(u64),
+    /// The message with this id (the event before).
+    Event(Uuid),
 }
 
 /// A publish whose ack has not come back yet.
@@ -137,6 +158,15 @@ where
         &self.stream
     }
 
+    /// Waits for every publish still in flight to be answered (each ack has the client's
+    /// deadline), whatever the answer: after a failure, what JetStream holds last must be
+    /// final before anyone asks it.
+    async fn drain(&mut self) {
+        while let Some(pending) = self.in_flight.pop_front() {
+            let _ = pending.ack.await;
+        }
+    }
+
     async fn await_oldest(&mut self) -> Result<(), RelayError> {
         let Some(pending) = self.in_flight.pop_front() else {
             return Ok(());
@@ -154,6 +184,26 @@ where
                 source,
             }),
         }
+    }
+}
+
+impl<S: es_core::Store> Relay<S> {
+    /// A runner for this relay, set up as a relay must run: with a lease of `lease` (so one
+    /// instance publishes at a time), on the whole log (not a partition), its checkpoint
+    /// kept by the relay (not in memory), and an error policy that retries and then stops,
+    /// never parks (a parked event would leave a gap in the stream and arrive later, out of
+    /// order). Transient failures (a dropped connection, a timeout) do not count against an
+    /// event: the runner starts over from what JetStream holds.
+    ///
+    /// Run it with [`run`](ProjectionRunner::run), or
+    /// [`catch_up`](ProjectionRunner::catch_up) to relay what the log holds now.
+    pub fn runner(self, lease: Duration) -> ProjectionRunner<Self, S> {
+        let store = self.store.clone();
+        ProjectionRunner::new(store, self)
+            .with_lease(Some(lease))
+            .with_error_policy(
+                ErrorPolicy::retry(5, Duration::from_millis(200)).then(OnFailure::Stop),
+            )
     }
 }
 
@@ -188,8 +238,10 @@ where
     }
 
     /// How long JetStream remembers message ids to drop repeats, for a stream the relay
-    /// creates. Default 2 minutes. The relay does not rely on it across restarts (it
-    /// resumes after what JetStream holds); it covers two instances racing without a lease.
+    /// creates. Default 2 minutes. Across restarts the relay resumes after what JetStream
+    /// holds, once the publishes it had in flight were answered; the window is what drops
+    /// the repeats of two instances racing (without a lease, or when one outlived its lease
+    /// in a pause), so keep it longer than the lease.
     pub fn duplicate_window(mut self, window: Duration) -> Self {
         self.duplicate_window = window;
         self
@@ -250,7 +302,9 @@ where
             routes,
             max_in_flight: self.max_in_flight,
             in_flight: VecDeque::new(),
-            previous: None,
+            expect: Expect::Nothing,
+            committed: Expect::Nothing,
+            loaded: false,
             relayed: 0,
         })
     }
@@ -280,13 +334,31 @@ where
                 kind: source.kind(),
                 source,
             };
+        if !self.loaded {
+            return Err(RelayError::NotResumed);
+        }
         // The filter selects only routed categories.
         let Some(address) = self.routes.get(envelope.stream_id.category()) else {
             return Ok(());
         };
         let subject = address.subject(&envelope.stream_id);
-        let (headers, payload) = message::encode(envelope, self.previous)
-            .map_err(|error| RelayError::JetStream(Box::new(error)))?;
+        let (mut headers, payload) =
+            message::encode(envelope).map_err(|source| RelayError::Encode {
+                stream: envelope.stream_id.clone(),
+                version: envelope.version,
+                source,
+            })?;
+        match self.expect {
+            Expect::Nothing => {}
+            Expect::Sequence(sequence) => headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
+                sequence.to_string().as_str(),
+            ),
+            Expect::Event(id) => headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_MESSAGE_ID,
+                id.to_string().as_str(),
+            ),
+        }
         let ack = self
             .jetstream
             .send_publish(
@@ -295,7 +367,7 @@ where
             )
             .await
             .map_err(publish_error)?;
-        self.previous = Some(envelope.event_id);
+        self.expect = Expect::Event(envelope.event_id);
         self.in_flight.push_back(Pending {
             ack,
             stream: envelope.stream_id.clone(),
@@ -324,45 +396,68 @@ where
     }
 
     async fn load_checkpoint(&mut self, key: &str) -> Result<Option<Position>, RelayError> {
-        self.in_flight.clear();
+        if key != self.name {
+            // A partition's relay would resume after the other partitions' events and
+            // chain against them: the log's order is one order.
+            return Err(RelayError::Partitioned {
+                key: key.to_owned(),
+            });
+        }
+        self.drain().await;
         let saved = self.store.load_checkpoint(key).await?;
         let last = stream::last_relayed(&self.jetstream, &self.stream).await?;
-        self.previous = last.map(|(id, _)| id);
-        let held = last.map(|(_, position)| position);
-        if let Some((id, position)) = last {
-            // What JetStream holds last must be this log's event at that position; anything
-            // else means the stream was filled from another store (or the log was reset),
-            // and resuming after that position would skip events silently.
-            let found = self.store.find_event::<RawEvent>(id).await?;
-            if found
-                .as_ref()
-                .is_none_or(|event| event.position != position)
-            {
-                return Err(RelayError::StreamConflict {
-                    stream: self.stream.clone(),
-                    reason: format!(
-                        "its last message is event {id} at position {position}, which this \
-                         store's log does not hold there: the stream was filled from another \
-                         store; relay to another stream, or purge it if the log was reset"
-                    ),
-                });
-            }
+        self.loaded = true;
+        let Some(last) = last else {
+            self.expect = Expect::Nothing;
+            self.committed = Expect::Nothing;
+            tracing::info!(relay = %self.name, stream = %self.stream, checkpoint = ?saved, "the stream holds no event: resuming after the checkpoint");
+            return Ok(saved);
+        };
+        // What JetStream holds last must be this log's event at that position; anything
+        // else means the stream was filled from another store (or the log was reset), and
+        // resuming after that position would skip events silently.
+        let found = self.store.find_event::<RawEvent>(last.event_id).await?;
+        if found
+            .as_ref()
+            .is_none_or(|event| event.position != last.position)
+        {
+            return Err(RelayError::StreamConflict {
+                stream: self.stream.clone(),
+                reason: format!(
+                    "its last message is event {} at position {}, which this store's log does \
+                     not hold there: the stream was filled from another store; relay to \
+                     another stream, or purge it if the log was reset",
+                    last.event_id, last.position
+                ),
+            });
         }
-        Ok(saved.max(held))
+        self.expect = Expect::Sequence(last.sequence);
+        self.committed = self.expect;
+        if saved.is_some_and(|saved| saved > last.position) {
+            // The checkpoint is ahead of what JetStream holds: messages it acknowledged were
+            // lost (a broker host crash before its flush) or removed by hand. Publishing
+            // them again loses nothing; skipping them would.
+            tracing::warn!(relay = %self.name, stream = %self.stream, checkpoint = ?saved, held = %last.position, "JetStream holds less than the checkpoint says was relayed: resuming after what it holds");
+        }
+        Ok(Some(last.position))
     }
 
     async fn commit(&mut self, key: &str, position: Position) -> Result<(), RelayError> {
         while !self.in_flight.is_empty() {
             self.await_oldest().await?;
         }
+        self.committed = self.expect;
         self.store.save_checkpoint(key, position).await?;
         Ok(())
     }
 
     async fn rollback(&mut self) -> Result<(), RelayError> {
-        // Whether these were stored is JetStream's to say: the next load asks it.
-        self.in_flight.clear();
-        self.previous = None;
+        // The batch's publishes may or may not be stored; let them be answered. If the
+        // runner then retries an event without reloading, its chain starts after the last
+        // committed event: a repeat of a stored message is then a duplicate JetStream drops,
+        // and a message after a lost one is refused. A reload asks JetStream instead.
+        self.drain().await;
+        self.expect = self.committed;
         Ok(())
     }
 }

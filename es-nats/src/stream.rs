@@ -41,6 +41,13 @@ pub(crate) async fn ensure(jetstream: &Context, spec: &StreamSpec) -> Result<(),
                     )));
                 }
             }
+            if config.retention != RetentionPolicy::Limits {
+                return Err(conflict(format!(
+                    "its retention is {:?}: messages leave it when consumed, so it cannot say \
+                     what was relayed; the relay needs limits retention",
+                    config.retention
+                )));
+            }
             if config.duplicate_window.is_zero() {
                 return Err(conflict(
                     "its duplicate window is 0, so a message published again after a crash \
@@ -99,43 +106,79 @@ fn covers(held: &str, wanted: &str) -> bool {
     }
 }
 
-/// The last message the stream holds, as the relay published it: its event id and position.
+/// The newest message the stream holds, as the relay published it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LastRelayed {
+    pub(crate) sequence: u64,
+    pub(crate) event_id: Uuid,
+    pub(crate) position: Position,
+}
+
+/// How far back past deleted messages the relay looks for the newest one it holds.
+const WALK_BACK: u64 = 10_000;
+
+/// The newest message the stream holds: the last sequence, or, if that message was
+/// deleted (by hand, or a subject purged), the newest one before it.
 pub(crate) async fn last_relayed(
     jetstream: &Context,
     name: &str,
-) -> Result<Option<(Uuid, Position)>, RelayError> {
+) -> Result<Option<LastRelayed>, RelayError> {
     let mut stream = jetstream
         .get_stream(name)
         .await
         .map_err(RelayError::jetstream)?;
-    let last = stream
+    let state = stream
         .info()
         .await
         .map_err(RelayError::jetstream)?
         .state
-        .last_sequence;
-    if last == 0 {
+        .clone();
+    if state.messages == 0 {
         return Ok(None);
     }
-    let message = match stream.get_raw_message(last).await {
-        Ok(message) => message,
-        // Deleted or purged since: nothing to continue from.
-        Err(error) if error.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
-            return Ok(None);
+    let lowest = state
+        .first_sequence
+        .max(state.last_sequence.saturating_sub(WALK_BACK));
+    let mut sequence = state.last_sequence;
+    let message = loop {
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => break message,
+            Err(error)
+                if error.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound
+                    && sequence > lowest =>
+            {
+                sequence -= 1;
+            }
+            Err(error)
+                if error.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+            {
+                return Err(RelayError::StreamConflict {
+                    stream: name.to_owned(),
+                    reason: format!(
+                        "it holds {} messages, but none of the last {WALK_BACK} sequences \
+                         before {}: too many deleted to find where to resume",
+                        state.messages, state.last_sequence
+                    ),
+                });
+            }
+            Err(error) => return Err(RelayError::jetstream(error)),
         }
-        Err(error) => return Err(RelayError::jetstream(error)),
     };
     let described =
         Described::read(message.subject.as_str(), Some(&message.headers)).map_err(|error| {
             RelayError::StreamConflict {
                 stream: name.to_owned(),
                 reason: format!(
-                    "its last message (sequence {last}) was not published by an es-rs relay \
+                    "its last message (sequence {sequence}) was not published by an es-rs relay \
                  ({error}); a relay must be the stream's only publisher"
                 ),
             }
         })?;
-    Ok(Some((described.event_id, described.position)))
+    Ok(Some(LastRelayed {
+        sequence: state.last_sequence,
+        event_id: described.event_id,
+        position: described.position,
+    }))
 }
 
 #[cfg(test)]

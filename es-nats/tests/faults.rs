@@ -104,6 +104,15 @@ impl Drop for PrivateNats {
 }
 
 async fn build_relay(store: &PgEventStore, url: &str, stream: &str) -> Relay<PgEventStore> {
+    build_relay_with(store, url, stream, Duration::from_secs(120)).await
+}
+
+async fn build_relay_with(
+    store: &PgEventStore,
+    url: &str,
+    stream: &str,
+    duplicate_window: Duration,
+) -> Relay<PgEventStore> {
     // While the server is down, building fails; keep trying, as a supervisor would.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -120,6 +129,7 @@ async fn build_relay(store: &PgEventStore, url: &str, stream: &str) -> Relay<PgE
                 .stream(stream)
                 .route("parcel", format!("{stream}.parcels.{{streamId}}"))
                 .max_in_flight(64)
+                .duplicate_window(duplicate_window)
                 .build()
                 .await
                 .ok()
@@ -253,4 +263,62 @@ async fn a_server_without_jetstream_is_named() {
         "{error:?}"
     );
     assert!(error.to_string().contains("nats-server -js"), "{error}");
+}
+
+#[tokio::test]
+async fn the_relay_goes_on_after_the_broker_restarts_from_a_quiet_spell() {
+    // JetStream forgets the last message id when it restarts more than a duplicate window
+    // after the last message; it keeps the sequence. A relay that chained by id alone would
+    // be refused for ever.
+    let mut nats = PrivateNats::start();
+    let store = es_testkit::postgres::fresh_store().await;
+    let stream = unique("QUIET_");
+    for n in 0..3 {
+        let id = StreamId::new("parcel", &format!("q{n}")).unwrap();
+        store
+            .append(
+                &id,
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new(ParcelEvent::Delivered)],
+            )
+            .await
+            .unwrap();
+    }
+    let window = Duration::from_secs(1);
+    let relay = build_relay_with(&store, &nats.url(), &stream, window).await;
+    assert_eq!(
+        relay
+            .runner(Duration::from_secs(5))
+            .catch_up()
+            .await
+            .unwrap(),
+        3
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    nats.kill();
+    nats.restart();
+    let id = StreamId::new("parcel", "after").unwrap();
+    store
+        .append(
+            &id,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(ParcelEvent::Delivered)],
+        )
+        .await
+        .unwrap();
+    let relay = build_relay_with(&store, &nats.url(), &stream, window).await;
+    let relayed = tokio::time::timeout(
+        Duration::from_secs(30),
+        relay.runner(Duration::from_secs(5)).catch_up(),
+    )
+    .await
+    .expect("the relay does not go round in circles")
+    .unwrap();
+    assert_eq!(relayed, 1);
+    let jetstream = jetstream_at(&nats.url()).await;
+    assert_eq!(
+        assert_holds_exactly_the_log(&store, &jetstream, &stream, &["parcel"]).await,
+        4
+    );
+    es_testkit::postgres::drop_schema(store).await;
 }

@@ -374,3 +374,101 @@ async fn held_is_empty_for_an_empty_stream() {
     let _relay = relay(&store, &name).await;
     assert!(held(&jetstream().await, &name).await.is_empty());
 }
+
+#[tokio::test]
+async fn run_other_than_as_a_relay_must_it_refuses() {
+    let name = unique("RELAY_MISUSE_");
+    let _cleanup = Cleanup(nats_url(), name.clone());
+    let store = MemoryEventStore::new();
+    append_parcels(&store, 1).await;
+    // A checkpoint in memory: the runner never asks the relay where to resume.
+    let error = ProjectionRunner::new(store.clone(), relay(&store, &name).await)
+        .with_checkpoint_in_memory()
+        .catch_up()
+        .await
+        .unwrap_err();
+    assert!(format!("{error:?}").contains("NotResumed"), "{error:?}");
+    // One partition of the log.
+    let error = ProjectionRunner::new(store.clone(), relay(&store, &name).await)
+        .with_partition(es_core::Partition::new(0, 2).unwrap())
+        .catch_up()
+        .await
+        .unwrap_err();
+    assert!(format!("{error:?}").contains("Partitioned"), "{error:?}");
+    assert!(
+        held(&jetstream().await, &name).await.is_empty(),
+        "nothing published"
+    );
+    // As `Relay::runner` sets it up, it relays.
+    let relayed = relay(&store, &name)
+        .await
+        .runner(Duration::from_secs(5))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(relayed, 3);
+}
+
+#[tokio::test]
+async fn a_deleted_last_message_resumes_after_the_newest_held() {
+    let name = unique("RELAY_DELETED_");
+    let _cleanup = Cleanup(nats_url(), name.clone());
+    let store = MemoryEventStore::new();
+    append_parcels(&store, 3).await;
+    let build = || async {
+        Relay::builder(store.clone(), jetstream().await)
+            .stream(&name)
+            .route("parcel", format!("{name}.parcels.{{streamId}}"))
+            .duplicate_window(Duration::from_secs(1))
+            .build()
+            .await
+            .unwrap()
+    };
+    build()
+        .await
+        .runner(Duration::from_secs(5))
+        .catch_up()
+        .await
+        .unwrap();
+    let js = jetstream().await;
+    let stream = js.get_stream(&name).await.unwrap();
+    // The last message removed by hand, the checkpoint set back, and the duplicate window
+    // past (within it, JetStream would drop the deleted id's repeat): the relay publishes
+    // again exactly what is no longer held, resuming after the newest message that is.
+    assert!(stream.delete_message(9).await.unwrap());
+    store.delete_checkpoint("nats-relay").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let relayed = build()
+        .await
+        .runner(Duration::from_secs(5))
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(relayed, 1, "only the deleted one");
+    assert_eq!(
+        assert_holds_exactly_the_log(&store, &js, &name, &["parcel"]).await,
+        9
+    );
+}
+
+#[tokio::test]
+async fn a_stream_that_forgets_consumed_messages_is_refused() {
+    let name = unique("RELAY_WORKQUEUE_");
+    let _cleanup = Cleanup(nats_url(), name.clone());
+    let js = jetstream().await;
+    js.create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{name}.parcels.*")],
+        retention: stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let error = Relay::builder(MemoryEventStore::new(), js)
+        .stream(&name)
+        .route("parcel", format!("{name}.parcels.{{streamId}}"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("limits retention"), "{error}");
+}

@@ -92,7 +92,16 @@ pub(crate) async fn held(jetstream: &Context, stream: &str) -> Vec<Held> {
         if state.messages == 0 {
             break;
         }
-        let message = handle.get_raw_message(sequence).await.unwrap();
+        let message = match handle.get_raw_message(sequence).await {
+            Ok(message) => message,
+            // A deleted message leaves a hole in the sequence.
+            Err(error)
+                if error.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+            {
+                continue;
+            }
+            Err(error) => panic!("message {sequence}: {error}"),
+        };
         let header = |name: &str| {
             message
                 .headers
