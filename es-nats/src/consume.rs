@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::{AckPolicy, PullConsumer};
 use es_core::{CheckpointStore, EventFilter, Position, Projection};
 use futures_util::StreamExt as _;
 
@@ -23,13 +24,23 @@ use crate::message::{self, Described};
 ///
 /// Idempotent by position: the relay publishes in log order, so a message at or before the
 /// checkpoint (redelivered after a crash between commit and ack, or published again) was
-/// handled, and is acked and skipped. A message that cannot be read, or an event the
-/// projection fails on, stops the consumer with a [`ConsumeError`]; its batch is rolled
-/// back and left unacknowledged, so JetStream delivers it again.
+/// handled, and is acked and skipped. That needs JetStream to deliver nothing past a
+/// message that is still unacknowledged, so the consumer must be created with
+/// [`AckPolicy::Explicit`] and a `max_ack_pending` of at least 1 and at most
+/// [`MAX_ACK_PENDING`] (batches are then at least that large, so each batch takes every
+/// message JetStream lets out): after a crash, nothing new comes until the unacknowledged
+/// messages are redelivered (after the consumer's `ack_wait`), in order. Another
+/// configuration is refused on the first batch with [`ConsumeError::Config`]. Several
+/// `Consumer`s may share a durable consumer (they take turns) if they share the checkpoint.
+///
+/// A message that cannot be read, or an event the projection fails on, stops the consumer
+/// with a [`ConsumeError`]: the events before it in its batch are committed and acked (for
+/// a projection that keeps its own checkpoint, the batch is rolled back instead), and the
+/// rest are handed back to JetStream (`nak`), which delivers them again.
 ///
 /// ```no_run
 /// # async fn example(store: es_memory::MemoryEventStore, projection: impl es_core::Projection) -> Result<(), Box<dyn std::error::Error>> {
-/// use async_nats::jetstream::consumer::pull;
+/// use async_nats::jetstream::consumer::{AckPolicy, pull};
 ///
 /// let jetstream = async_nats::jetstream::new(async_nats::connect("127.0.0.1:4222").await?);
 /// let consumer = jetstream
@@ -40,6 +51,8 @@ use crate::message::{self, Described};
 ///         pull::Config {
 ///             durable_name: Some("surveys".into()),
 ///             filter_subject: "applications.*".into(),
+///             ack_policy: AckPolicy::Explicit,
+///             max_ack_pending: 256,
 ///             ..Default::default()
 ///         },
 ///     )
@@ -57,7 +70,12 @@ pub struct Consumer<P, C> {
     batch_size: usize,
     wait: Duration,
     checkpoint: Option<Option<Position>>,
+    verified: bool,
 }
+
+/// The largest `max_ack_pending` a [`Consumer`]'s durable consumer may have: a batch holds
+/// that many messages in memory.
+pub const MAX_ACK_PENDING: i64 = 10_000;
 
 impl<P, C> Consumer<P, C>
 where
@@ -74,13 +92,23 @@ where
             batch_size: 256,
             wait: Duration::from_secs(1),
             checkpoint: None,
+            verified: false,
         }
     }
 
-    /// At most `messages` per batch (and per commit). Default 256.
+    /// At least `messages` per batch (and per commit); a batch is never smaller than the
+    /// consumer's `max_ack_pending`. Default 256.
     #[must_use]
     pub fn with_batch_size(mut self, messages: usize) -> Self {
         self.batch_size = messages.max(1);
+        self
+    }
+
+    /// How long a fetch waits for messages (in [`run`](Consumer::run)) or for JetStream's
+    /// answer (in [`catch_up`](Consumer::catch_up)). Default 1 s.
+    #[must_use]
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait.max(Duration::from_millis(10));
         self
     }
 
@@ -89,12 +117,23 @@ where
         &self.projection
     }
 
-    /// Handles every message the consumer has now, and returns how many events the
-    /// projection handled (skipped ones not counted).
+    /// The projection, to change.
+    pub fn projection_mut(&mut self) -> &mut P {
+        &mut self.projection
+    }
+
+    /// The projection, giving up the consumer.
+    pub fn into_projection(self) -> P {
+        self.projection
+    }
+
+    /// Handles every message the consumer lets out now, and returns how many events the
+    /// projection handled (skipped ones not counted). Messages still unacknowledged by an
+    /// earlier, crashed consumer come only once JetStream redelivers them.
     ///
     /// # Errors
     ///
-    /// A [`ConsumeError`]; the batch it happened in is rolled back and redelivered later.
+    /// A [`ConsumeError`]; see the type's docs for what becomes of the batch.
     pub async fn catch_up(&mut self) -> Result<u64, ConsumeError<P::Error>> {
         let mut handled = 0;
         loop {
@@ -105,7 +144,9 @@ where
         }
     }
 
-    /// Handles messages as they come until `shutdown` completes.
+    /// Handles messages as they come until `shutdown` completes. Shutdown is seen between
+    /// batches (each fetch waits at most [`with_wait`](Consumer::with_wait)), never in the
+    /// middle of one, so no delivered message is left unanswered.
     ///
     /// # Errors
     ///
@@ -116,11 +157,53 @@ where
     ) -> Result<(), ConsumeError<P::Error>> {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                batch = self.batch(true) => { batch?; }
+            if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+                return Ok(());
             }
+            self.batch(true).await?;
         }
+    }
+
+    /// Checks, once, that the durable consumer delivers nothing past an unacknowledged
+    /// message, and sizes batches to take all it lets out.
+    async fn verify(&mut self) -> Result<(), ConsumeError<P::Error>> {
+        if self.verified {
+            return Ok(());
+        }
+        let info = self
+            .consumer
+            .info()
+            .await
+            .map_err(|error| ConsumeError::JetStream(Box::new(error)))?;
+        let config = &info.config;
+        let name = config
+            .durable_name
+            .clone()
+            .unwrap_or_else(|| info.name.clone());
+        if config.ack_policy != AckPolicy::Explicit {
+            return Err(ConsumeError::Config {
+                consumer: name,
+                reason: format!(
+                    "its ack policy is {:?}; it must be explicit",
+                    config.ack_policy
+                ),
+            });
+        }
+        if !(1..=MAX_ACK_PENDING).contains(&config.max_ack_pending) {
+            return Err(ConsumeError::Config {
+                consumer: name,
+                reason: format!(
+                    "its max_ack_pending is {}; it must be from 1 to {MAX_ACK_PENDING}, so that \
+                     nothing is delivered past a message still unacknowledged",
+                    config.max_ack_pending
+                ),
+            });
+        }
+        self.batch_size = self
+            .batch_size
+            .max(usize::try_from(config.max_ack_pending).unwrap_or(self.batch_size));
+        self.verified = true;
+        Ok(())
     }
 
     /// One batch: `None` if the consumer had nothing (waiting up to `wait` for it when
@@ -128,6 +211,7 @@ where
     async fn batch(&mut self, wait: bool) -> Result<Option<u64>, ConsumeError<P::Error>> {
         let jetstream =
             |error: Box<dyn std::error::Error + Send + Sync>| ConsumeError::JetStream(error);
+        self.verify().await?;
         let fetched = if wait {
             self.consumer
                 .batch()
@@ -136,64 +220,99 @@ where
                 .messages()
                 .await
         } else {
+            // No waiting for messages, but a deadline for JetStream's answer.
             self.consumer
                 .fetch()
                 .max_messages(self.batch_size)
+                .expires(self.wait)
                 .messages()
                 .await
         }
         .map_err(|error| jetstream(Box::new(error)))?;
-        let messages: Vec<_> = fetched.collect().await;
+        let mut messages = Vec::new();
+        let mut fetched = std::pin::pin!(fetched);
+        while let Some(message) = fetched.next().await {
+            messages.push(message.map_err(jetstream)?);
+        }
         if messages.is_empty() {
             return Ok(None);
         }
         let checkpoint = self.checkpoint().await?;
         let filter = self.projection.filter();
-        let mut acks = Vec::with_capacity(messages.len());
-        let mut last = None;
-        let mut handled = 0;
-        let outcome: Result<(), ConsumeError<P::Error>> = async {
-            for message in messages {
-                let message = message.map_err(jetstream)?;
-                let described =
-                    Described::read(message.subject.as_str(), message.headers.as_ref())?;
-                let selected = checkpoint.is_none_or(|at| described.position > at)
-                    && selects(
-                        &filter,
-                        described.stream_id.category(),
-                        &described.event_type,
-                    );
-                if selected {
-                    let envelope = message::decode::<P::Event>(&message)?;
-                    self.projection.handle(&envelope).await.map_err(|source| {
-                        ConsumeError::Projection {
-                            stream: envelope.stream_id.clone(),
-                            version: envelope.version,
-                            source,
-                        }
-                    })?;
+        let (mut handled, mut last, mut done) = (0, None, 0);
+        let mut failure = None;
+        for message in &messages {
+            match self.handle(message, checkpoint, &filter).await {
+                Ok(Some(position)) => {
                     handled += 1;
-                    last = Some(envelope.position);
+                    last = Some(position);
                 }
-                acks.push(message);
+                Ok(None) => {}
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
             }
-            Ok(())
+            done += 1;
         }
-        .await;
-        if let Err(error) = outcome {
-            // Nothing of this batch is acknowledged: it comes again, and the checkpoint is
-            // read again then.
-            let _ = self.projection.rollback().await;
-            self.checkpoint = None;
+        if let Some(error) = failure {
+            let kept = if self.projection.keeps_own_checkpoint() {
+                // Its writes and checkpoint go together: the batch goes back whole.
+                let _ = self.projection.rollback().await;
+                self.checkpoint = None;
+                0
+            } else {
+                // What was handled before the failure is done: keep it, so it is not
+                // applied again when the rest comes back.
+                match last {
+                    Some(position) => {
+                        self.commit(position).await?;
+                        done
+                    }
+                    None => done,
+                }
+            };
+            for message in &messages[..kept] {
+                message.ack().await.map_err(jetstream)?;
+            }
+            for message in &messages[kept..] {
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+            }
             return Err(error);
         }
         if let Some(position) = last {
             self.commit(position).await?;
         }
-        for message in acks {
-            message.ack().await.map_err(ConsumeError::JetStream)?;
+        for message in &messages {
+            message.ack().await.map_err(jetstream)?;
         }
         Ok(Some(handled))
+    }
+
+    /// Handles one message: `Some(position)` if the projection handled its event, `None`
+    /// if it was skipped (handled before, or not selected).
+    async fn handle(
+        &mut self,
+        message: &async_nats::jetstream::Message,
+        checkpoint: Option<Position>,
+        filter: &EventFilter,
+    ) -> Result<Option<Position>, ConsumeError<P::Error>> {
+        let described = Described::read(message.subject.as_str(), message.headers.as_ref())?;
+        let selected = checkpoint.is_none_or(|at| described.position > at)
+            && filter.matches(&described.stream_id, &described.event_type);
+        if !selected {
+            return Ok(None);
+        }
+        let envelope = message::decode::<P::Event>(message)?;
+        self.projection
+            .handle(&envelope)
+            .await
+            .map_err(|source| ConsumeError::Projection {
+                stream: envelope.stream_id.clone(),
+                version: envelope.version,
+                source,
+            })?;
+        Ok(Some(envelope.position))
     }
 
     /// The checkpoint, loaded once and then kept as committed.
@@ -206,7 +325,7 @@ where
             self.projection
                 .load_checkpoint(&name)
                 .await
-                .map_err(ConsumeError::Commit)?
+                .map_err(ConsumeError::Resume)?
         } else {
             self.checkpoints
                 .load_checkpoint(&name)
@@ -237,15 +356,4 @@ where
         self.checkpoint = Some(Some(position));
         Ok(())
     }
-}
-
-/// Whether `filter` selects an event of `event_type` in `category` (partitions and archive
-/// state are the store's business, not a consumer's).
-fn selects(filter: &EventFilter, category: &str, event_type: &str) -> bool {
-    filter
-        .categories()
-        .is_none_or(|categories| categories.iter().any(|c| c == category))
-        && filter
-            .event_types()
-            .is_none_or(|types| types.iter().any(|t| t == event_type))
 }

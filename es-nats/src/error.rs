@@ -158,8 +158,8 @@ impl RelayError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConsumeError<E: std::error::Error + 'static> {
-    /// A message could not be read back as an event (left unacknowledged, so it is
-    /// redelivered once the consumer is fixed).
+    /// A message could not be read back as an event (handed back to JetStream, so it is
+    /// delivered again).
     #[error("a relayed message could not be read")]
     Message(#[from] MessageError),
     /// The projection failed on an event.
@@ -176,6 +176,17 @@ pub enum ConsumeError<E: std::error::Error + 'static> {
     /// The projection failed to commit.
     #[error("the projection failed to commit")]
     Commit(#[source] E),
+    /// The projection, which keeps its own checkpoint, failed to say where it resumes.
+    #[error("the projection failed to load its checkpoint")]
+    Resume(#[source] E),
+    /// The durable consumer is set up so that skipping by position could lose events.
+    #[error("JetStream consumer `{consumer}` cannot feed a projection: {reason}")]
+    Config {
+        /// The consumer's name.
+        consumer: String,
+        /// What to change.
+        reason: String,
+    },
     /// The consumer's checkpoint could not be loaded or saved.
     #[error("the consumer's checkpoint store failed")]
     Checkpoint(#[source] StoreError),

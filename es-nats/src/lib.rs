@@ -26,7 +26,7 @@ mod message;
 mod relay;
 mod stream;
 
-pub use crate::consume::Consumer;
+pub use crate::consume::{Consumer, MAX_ACK_PENDING};
 pub use crate::error::{ConsumeError, RelayError};
 pub use crate::message::{MessageError, decode};
 pub use crate::relay::{Relay, RelayBuilder};

@@ -76,6 +76,14 @@ pub enum MessageError {
         /// What it should hold.
         expected: &'static str,
     },
+    /// The payload is not UTF-8, so not JSON.
+    #[error("event {version} of stream `{stream}`: the payload is not UTF-8 text")]
+    NotUtf8 {
+        /// The event's stream.
+        stream: StreamId,
+        /// Its version.
+        version: Version,
+    },
     /// The event did not decode (unknown type, unsupported version, or a payload that does
     /// not fit); the source names the stream's event type and version, never payload values.
     #[error("event {version} of stream `{stream}` did not decode")]
@@ -206,7 +214,12 @@ pub fn decode<E: DomainEvent>(
     message: &async_nats::Message,
 ) -> Result<EventEnvelope<E>, MessageError> {
     let described = Described::read(message.subject.as_str(), message.headers.as_ref())?;
-    let payload = std::str::from_utf8(&message.payload).unwrap_or("\u{fffd}");
+    let Ok(payload) = std::str::from_utf8(&message.payload) else {
+        return Err(MessageError::NotUtf8 {
+            stream: described.stream_id,
+            version: described.version,
+        });
+    };
     match E::decode_json(&described.event_type, described.schema_version, payload) {
         Ok(event) => Ok(described.into_envelope(event)),
         Err(source) => Err(MessageError::Decode {

@@ -99,6 +99,14 @@ async fn relayed_store(name: &str) -> MemoryEventStore {
 }
 
 async fn durable(name: &str, consumer: &str) -> async_nats::jetstream::consumer::PullConsumer {
+    durable_with(name, consumer, pull::Config::default()).await
+}
+
+async fn durable_with(
+    name: &str,
+    consumer: &str,
+    config: pull::Config,
+) -> async_nats::jetstream::consumer::PullConsumer {
     jetstream()
         .await
         .get_stream(name)
@@ -108,7 +116,7 @@ async fn durable(name: &str, consumer: &str) -> async_nats::jetstream::consumer:
             consumer,
             pull::Config {
                 durable_name: Some(consumer.to_owned()),
-                ..Default::default()
+                ..config
             },
         )
         .await
@@ -191,7 +199,7 @@ async fn decode_reads_a_message_back_as_the_store_reads_the_event() {
 }
 
 #[tokio::test]
-async fn a_message_not_from_a_relay_is_a_typed_error_and_stays_unacknowledged() {
+async fn a_message_not_from_a_relay_is_a_typed_error_and_is_delivered_again() {
     let name = unique("CONSUME_BAD_");
     let _cleanup = Cleanup(nats_url(), name.clone());
     relayed_store(&name).await;
@@ -220,11 +228,164 @@ async fn a_message_not_from_a_relay_is_a_typed_error_and_stays_unacknowledged() 
         "{error:?}"
     );
     assert!(error.to_string().contains("could not be read"), "{error}");
-    // Nothing of that batch was acknowledged or checkpointed.
-    assert_eq!(
-        es_core::CheckpointStore::load_checkpoint(&own, "whereabouts")
-            .await
-            .unwrap(),
-        None
+    // What came before it in its batch is kept (checkpointed, acked); the bad message is
+    // handed back, not acked, so it comes again.
+    let kept = es_core::CheckpointStore::load_checkpoint(&own, "whereabouts")
+        .await
+        .unwrap();
+    assert!(kept.is_some(), "the events before it are kept");
+    assert_eq!(consumer.projection().handled.len(), 5);
+    let again = consumer.catch_up().await.unwrap_err();
+    assert!(
+        matches!(again, ConsumeError::Message(_)),
+        "delivered again: {again:?}"
     );
+    assert_eq!(
+        consumer.projection().handled.len(),
+        5,
+        "and nothing applied twice"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_mid_batch_loses_nothing() {
+    // A consumer that took messages and died without acking them: JetStream lets nothing
+    // else out until it redelivers them, so the next consumer cannot skip past them.
+    let name = unique("CONSUME_CRASH_");
+    let _cleanup = Cleanup(nats_url(), name.clone());
+    relayed_store(&name).await;
+    let config = pull::Config {
+        ack_wait: std::time::Duration::from_secs(1),
+        max_ack_pending: 4,
+        ..Default::default()
+    };
+    let crashed = durable_with(&name, "crashy", config.clone()).await;
+    let mut taken = crashed.fetch().max_messages(4).messages().await.unwrap();
+    let mut count = 0;
+    while let Some(message) = futures_util::StreamExt::next(&mut taken).await {
+        message.unwrap();
+        count += 1;
+    }
+    assert_eq!(count, 4, "taken, never acked");
+    let own = MemoryEventStore::new();
+    let mut consumer = Consumer::new(
+        durable_with(&name, "crashy", config).await,
+        Whereabouts::default(),
+        own,
+    );
+    // The next consumer gets the redelivered ones first (after `ack_wait`), then the rest.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut total = 0;
+    while total < 5 && std::time::Instant::now() < deadline {
+        total += consumer.catch_up().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        total, 5,
+        "every selected event, none skipped past the unacked ones"
+    );
+    assert_eq!(
+        consumer
+            .projection()
+            .handled
+            .first()
+            .map(|(s, v)| (s.as_str(), *v)),
+        Some(("parcel-0", 1)),
+        "the redelivered first"
+    );
+    let handled = &consumer.projection().handled;
+    let mut unique_handled = handled.clone();
+    unique_handled.sort();
+    unique_handled.dedup();
+    assert_eq!(
+        unique_handled.len(),
+        handled.len(),
+        "each once: {handled:?}"
+    );
+}
+
+/// Fails on the `fail_at`-th event it is given, once.
+#[derive(Debug, Default)]
+struct FailsOnce {
+    seen: usize,
+    fail_at: usize,
+    failed: bool,
+    handled: Vec<(String, u64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("refused")]
+struct Refused;
+
+impl Projection for FailsOnce {
+    type Event = ParcelEvent;
+    type Error = Refused;
+
+    fn name(&self) -> &str {
+        "fails-once"
+    }
+
+    async fn handle(&mut self, envelope: &EventEnvelope<ParcelEvent>) -> Result<(), Refused> {
+        self.seen += 1;
+        if self.seen == self.fail_at && !self.failed {
+            self.failed = true;
+            return Err(Refused);
+        }
+        self.handled
+            .push((envelope.stream_id.to_string(), envelope.version.get()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failed_event_keeps_what_came_before_and_comes_again() {
+    let name = unique("CONSUME_FAIL_");
+    let _cleanup = Cleanup(nats_url(), name.clone());
+    relayed_store(&name).await;
+    let own = MemoryEventStore::new();
+    let mut consumer = Consumer::new(
+        durable(&name, "failing").await,
+        FailsOnce {
+            fail_at: 4,
+            ..FailsOnce::default()
+        },
+        own,
+    );
+    let error = consumer.catch_up().await.unwrap_err();
+    assert!(
+        matches!(error, ConsumeError::Projection { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        consumer.projection().handled.len(),
+        3,
+        "the three before it"
+    );
+    // The failed one and the rest come again at once (handed back), each handled once.
+    assert_eq!(consumer.catch_up().await.unwrap(), 6);
+    let handled = &consumer.projection().handled;
+    assert_eq!(handled.len(), 9);
+    let mut unique_handled = handled.clone();
+    unique_handled.sort();
+    unique_handled.dedup();
+    assert_eq!(unique_handled.len(), 9, "each once: {handled:?}");
+}
+
+#[tokio::test]
+async fn a_consumer_that_could_skip_events_is_refused() {
+    let name = unique("CONSUME_CONFIG_");
+    let _cleanup = Cleanup(nats_url(), name.clone());
+    relayed_store(&name).await;
+    let unlimited = pull::Config {
+        max_ack_pending: -1,
+        ..Default::default()
+    };
+    let mut consumer = Consumer::new(
+        durable_with(&name, "unlimited", unlimited).await,
+        Whereabouts::default(),
+        MemoryEventStore::new(),
+    );
+    let error = consumer.catch_up().await.unwrap_err();
+    assert!(matches!(error, ConsumeError::Config { .. }), "{error:?}");
+    assert!(error.to_string().contains("max_ack_pending"), "{error}");
 }
