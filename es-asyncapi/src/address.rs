@@ -13,7 +13,7 @@ pub(crate) const PARAMETERS: &[(&str, &str)] = &[
     ),
     (
         "streamId",
-        "The id of the stream within its category, such as `42` in stream `order-42`.",
+        "The id of the stream within its category, such as `42` in stream `order-42`; characters a subject token cannot hold (`.`, `*`, `>`, `%`, whitespace, control and non-ASCII) are percent-encoded, so `a.b` is `a%2Eb`.",
     ),
 ];
 

@@ -130,8 +130,9 @@ impl AsyncApi {
             .with(|settings| {
                 settings.definitions_path = SCHEMAS_PATH.into();
                 settings.meta_schema = None;
-                // The payload as the owning service writes it.
-                settings.contract = Contract::Serialize;
+                // What a reader may find in the store, which is what the relay publishes:
+                // events written before a field with a default was added lack it.
+                settings.contract = Contract::Deserialize;
             })
             .into_generator();
 
@@ -145,7 +146,15 @@ impl AsyncApi {
                 return Err(duplicate("channel", &channel.name));
             }
             let address = Address::parse(&channel.name, &channel.address)?;
-            let described = (channel.describe)(&mut generator);
+            let mut described = (channel.describe)(&mut generator);
+            // `describe` builds each payload's schema directly; the draft-07 rewrites the
+            // generator applies to definitions apply to the payloads too.
+            for event in &mut described {
+                let payload = event.payload_mut();
+                for transform in generator.transforms_mut() {
+                    transform.transform(payload);
+                }
+            }
             let mut refs = BTreeMap::new();
             for event in &described {
                 check_id(
@@ -396,7 +405,7 @@ fn message(category: &str, event: &EventDescription) -> Value {
         "name": event.name(),
         "title": words(event.rust_name()),
         "contentType": "application/json",
-        "headers": headers::schema(category, event.name(), &versions),
+        "headers": headers::schema(category, event.name(), event.aliases(), &versions),
         "payload": event.payload(),
         "correlationId": {
             "description": "Everything one business flow caused shares this id.",

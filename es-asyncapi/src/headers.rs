@@ -32,9 +32,17 @@ pub const CORRELATION_ID: &str = "es-correlation-id";
 /// The id of the command or event that caused this one, if the event has one.
 pub const CAUSATION_ID: &str = "es-causation-id";
 
-/// The JSON Schema of the headers of one message: `event_type` as a constant (the
-/// discriminator), `versions` as the schema versions that may arrive.
-pub(crate) fn schema(category: &str, event_type: &str, versions: &[u32]) -> Value {
+/// The JSON Schema of the headers of one message: `event_type` and its older `aliases` as
+/// the discriminator's values (an event stored under an alias is relayed under it), and
+/// `versions` as the schema versions that may arrive.
+pub(crate) fn schema(
+    category: &str,
+    event_type: &str,
+    aliases: &[&str],
+    versions: &[u32],
+) -> Value {
+    let mut names = vec![event_type];
+    names.extend_from_slice(aliases);
     let versions: Vec<String> = versions.iter().map(u32::to_string).collect();
     let counter = |description: &str| json!({ "type": "string", "pattern": "^[1-9][0-9]*$", "description": description });
     let uuid = |description: &str| json!({ "type": "string", "format": "uuid", "description": description });
@@ -49,7 +57,7 @@ pub(crate) fn schema(category: &str, event_type: &str, versions: &[u32]) -> Valu
         ),
         (
             EVENT_TYPE,
-            json!({ "type": "string", "const": event_type, "description": "The event type: which message this is." }),
+            json!({ "type": "string", "enum": names, "description": "The event type as stored: which message this is (older names listed after the current one)." }),
         ),
         (
             SOURCE,

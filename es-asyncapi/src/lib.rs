@@ -10,7 +10,8 @@
 //! - one [`Channel`] per aggregate category, at an address pattern such as
 //!   `orders.{streamId}`;
 //! - one message per event type that `#[derive(EventSchema)]` describes: its stored name,
-//!   schema version, a title and summary from the doc comment, the payload's JSON Schema
+//!   schema version, a title from the Rust name and a summary and description from the doc
+//!   comment, the payload's JSON Schema
 //!   (from [schemars](https://docs.rs/schemars), following the fields' `#[serde(...)]`
 //!   attributes as the stored payload does), the [`headers`] every relayed event carries,
 //!   and the older versions and names that upcasters still read (`x-es-older-versions`,

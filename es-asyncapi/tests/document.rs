@@ -206,8 +206,9 @@ fn headers_name_the_event_and_its_versions() {
     let headers = &document.as_json()["components"]["messages"]["CartLineAdded"]["headers"];
     assert_eq!(headers["discriminator"], headers::EVENT_TYPE);
     assert_eq!(
-        headers["properties"][headers::EVENT_TYPE]["const"],
-        "CartLineAdded"
+        headers["properties"][headers::EVENT_TYPE]["enum"],
+        json!(["CartLineAdded", "LineAdded"]),
+        "an event stored under its old name is relayed under it"
     );
     assert_eq!(headers["properties"][headers::SOURCE]["const"], "cart");
     assert_eq!(
@@ -328,4 +329,81 @@ fn an_event_type_name_that_is_not_a_message_id_is_refused() {
         error.to_string(),
         "event type `billing/Invoiced` cannot be an AsyncAPI id: use only ASCII letters, digits, `.`, `-` and `_` (in channel `EventSourceInvoices`)"
     );
+}
+
+/// Every variant's stored payload is valid against its message's payload schema (with the
+/// document's shared schemas in reach of its `$ref`s).
+#[test]
+fn each_stored_payload_is_valid_against_its_schema() {
+    let document = shop().build().unwrap();
+    let json = document.as_json();
+    let stored = [
+        (
+            "CartOpened",
+            CartEvent::Opened {
+                customer: "ada".into(),
+            }
+            .encode()
+            .unwrap(),
+        ),
+        (
+            "CartLineAdded",
+            CartEvent::LineAdded {
+                line: Line {
+                    sku: "a".into(),
+                    quantity: 2,
+                },
+            }
+            .encode()
+            .unwrap(),
+        ),
+        ("CartAbandoned", CartEvent::Abandoned.encode().unwrap()),
+        (
+            "StockDepleted",
+            StockEvent::Depleted { sku: "x".into() }.encode().unwrap(),
+        ),
+    ];
+    for (name, payload) in stored {
+        let mut schema = json["components"]["messages"][name]["payload"].clone();
+        schema["components"] = json!({ "schemas": json["components"]["schemas"] });
+        let validator = jsonschema::draft7::new(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&payload)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{name}: {payload} against {schema}: {errors:?}"
+        );
+        // And the schema is not vacuous: a payload of the wrong shape fails it.
+        assert!(
+            !validator.is_valid(&json!(["not", "an", "object"])),
+            "{name}"
+        );
+    }
+}
+
+/// A field with a default is not required: events stored before it was added lack it, and
+/// the relay publishes them as stored.
+#[test]
+fn a_field_with_a_default_is_not_required() {
+    #[derive(Debug, Clone, DomainEvent, EventSchema)]
+    enum NoteEvent {
+        #[event(name = "NoteTaken")]
+        Taken {
+            text: String,
+            #[serde(default)]
+            pinned: bool,
+            tag: Option<String>,
+        },
+    }
+    aggregate!(Note, "note", NoteEvent);
+    let document = AsyncApi::new("x", "1")
+        .channel(Channel::for_aggregate::<Note>())
+        .build()
+        .unwrap();
+    let payload = &document.as_json()["components"]["messages"]["NoteTaken"]["payload"];
+    assert_eq!(payload["required"], json!(["text"]), "{payload}");
+    let old = NoteEvent::decode("NoteTaken", 1, json!({ "text": "hi" }));
+    assert!(old.is_ok(), "and such an old payload reads");
 }

@@ -88,10 +88,10 @@ impl EventDescription {
         self.version
     }
 
-    /// The Rust variant's (or struct's) name, for titles.
+    /// The Rust variant's (or struct's) name, for titles, without a raw identifier's `r#`.
     #[must_use]
     pub fn rust_name(&self) -> &'static str {
-        self.rust_name
+        self.rust_name.trim_start_matches("r#")
     }
 
     /// The doc comment, lines joined with `\n` and trimmed; empty if there is none.
@@ -116,5 +116,10 @@ impl EventDescription {
     #[must_use]
     pub fn payload(&self) -> &Schema {
         &self.payload
+    }
+
+    /// The payload's schema, to rewrite (as a document applies its generator's transforms).
+    pub fn payload_mut(&mut self) -> &mut Schema {
+        &mut self.payload
     }
 }
