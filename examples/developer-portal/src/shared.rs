@@ -93,6 +93,10 @@ pub async fn survey_service<S: Store>(
             pull::Config {
                 durable_name: Some(SURVEY_CONSUMER.to_owned()),
                 filter_subject: address.filter(),
+                // What `Consumer` needs to skip by position safely: explicit acks (the pull
+                // default) and a bounded number of unacknowledged messages.
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                max_ack_pending: 256,
                 ..Default::default()
             },
         )
