@@ -185,7 +185,7 @@ impl Described {
 /// declarations like any read of the store.
 ///
 /// ```no_run
-/// # async fn example(consumer: async_nats::jetstream::consumer::PullConsumer) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn example(consumer: async_nats::jetstream::consumer::PullConsumer) -> Result<(), async_nats::Error> {
 /// use es_core::DomainEvent;
 /// use futures_util::StreamExt as _;
 ///
