@@ -33,6 +33,18 @@ async fn relay(store: &MemoryEventStore, name: &str) -> Relay<MemoryEventStore> 
         .unwrap()
 }
 
+/// A relay of category `parcel` whose stream drops repeats for 1 s only, so that tests can
+/// get past JetStream's duplicate window.
+async fn short_window_relay(store: &MemoryEventStore, name: &str) -> Relay<MemoryEventStore> {
+    Relay::builder(store.clone(), jetstream().await)
+        .stream(name)
+        .route("parcel", format!("{name}.parcels.{{streamId}}"))
+        .duplicate_window(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap()
+}
+
 async fn append_parcels(store: &MemoryEventStore, parcels: usize) {
     for n in 0..parcels {
         let stream = StreamId::new("parcel", &format!("p.{n}")).unwrap();
@@ -210,15 +222,7 @@ async fn a_stale_checkpoint_republishes_nothing_even_past_the_duplicate_window()
     let _cleanup = Cleanup(nats_url(), name.clone());
     let store = MemoryEventStore::new();
     append_parcels(&store, 5).await;
-    let build = || async {
-        Relay::builder(store.clone(), jetstream().await)
-            .stream(&name)
-            .route("parcel", format!("{name}.parcels.{{streamId}}"))
-            .duplicate_window(Duration::from_secs(1))
-            .build()
-            .await
-            .unwrap()
-    };
+    let build = || short_window_relay(&store, &name);
     let mut runner = ProjectionRunner::new(store.clone(), build().await);
     assert_eq!(runner.catch_up().await.unwrap(), 15);
     // The duplicate window passes, and the checkpoint goes back to the start.
@@ -415,15 +419,7 @@ async fn a_deleted_last_message_resumes_after_the_newest_held() {
     let _cleanup = Cleanup(nats_url(), name.clone());
     let store = MemoryEventStore::new();
     append_parcels(&store, 3).await;
-    let build = || async {
-        Relay::builder(store.clone(), jetstream().await)
-            .stream(&name)
-            .route("parcel", format!("{name}.parcels.{{streamId}}"))
-            .duplicate_window(Duration::from_secs(1))
-            .build()
-            .await
-            .unwrap()
-    };
+    let build = || short_window_relay(&store, &name);
     build()
         .await
         .runner(Duration::from_secs(5))

@@ -20,15 +20,7 @@ fn the_document_is_valid_asyncapi_3() {
 #[test]
 fn the_document_equals_the_committed_copy() {
     let yaml = channels::asyncapi().unwrap().to_yaml().unwrap();
-    if std::env::var_os("UPDATE_ASYNCAPI").is_some() {
-        std::fs::write(COMMITTED, &yaml).unwrap();
-    }
-    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
-    assert!(
-        committed == yaml,
-        "the events changed the AsyncAPI document; review the change and run\n         UPDATE_ASYNCAPI=1 cargo test -p developer-portal --test asyncapi\n         to commit it. First differing line: {:?}",
-        committed.lines().zip(yaml.lines()).find(|(a, b)| a != b)
-    );
+    support::assert_committed(&yaml, COMMITTED, "developer-portal");
 }
 
 #[test]
