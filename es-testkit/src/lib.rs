@@ -171,6 +171,7 @@ macro_rules! engine_cases {
             process_manager_issues_each_command_once,
             catch_up_through_sees_the_append,
             checkpoint_in_memory_is_not_stored,
+            checkpoint_in_memory_rolls_back_a_projection_keeping_its_own,
             process_manager_tolerated_rejections_count_as_done,
         }
     };

@@ -322,7 +322,7 @@ impl<P: Projection, S: Store> ProjectionRunner<P, S> {
                     // The events before the failing one are done: keep them. (Not after an
                     // interruption of a projection whose batch rolled back with it.)
                     let rolled_back = matches!(error, RunnerError::Interrupted { .. })
-                        && self.checkpoint.mode().rolls_back_batches();
+                        && self.checkpoint.rolls_back_batches();
                     if let Some(position) = last
                         && !rolled_back
                         && let Err(commit) = self.commit_held(position).await
@@ -479,7 +479,7 @@ impl<P: Projection, S: Store> ProjectionRunner<P, S> {
             let message = crate::error::display_chain(&error);
             self.status
                 .update(|status| status.last_error = Some(message.clone()));
-            if self.checkpoint.mode().rolls_back_batches() {
+            if self.checkpoint.rolls_back_batches() {
                 // The failed event's writes may be half done: drop the whole batch.
                 self.rollback().await;
                 if pending > 0 {

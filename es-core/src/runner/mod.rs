@@ -101,7 +101,7 @@ impl<P: Projection, S: Store> ProjectionRunner<P, S> {
             Arc::new(move || store.stall())
         });
         Self {
-            checkpoint: Checkpoint::new(CheckpointMode::of(&projection)),
+            checkpoint: Checkpoint::of(&projection),
             status,
             projection,
             store,
@@ -164,10 +164,11 @@ impl<P: Projection, S: Store> ProjectionRunner<P, S> {
     /// and which each process holds on its own. Its parked events stay in the runner too
     /// ([`parked`](ProjectionRunner::parked)).
     ///
-    /// Not for a projection that keeps its own checkpoint
+    /// Not meant for a projection that keeps its own checkpoint
     /// ([`Projection::keeps_own_checkpoint`]): the runner would ignore the stored one and
-    /// start from the beginning of the log, and would no longer roll a failed event's
-    /// batch back whole.
+    /// start from the beginning of the log. It still rolls a failed or interrupted
+    /// event's batch back whole, as that projection's writes and checkpoint go together,
+    /// and commits the checkpoint in memory only past what the projection committed.
     #[must_use]
     pub fn with_checkpoint_in_memory(mut self) -> Self {
         if self.checkpoint.mode() == CheckpointMode::Projection {
