@@ -167,6 +167,7 @@ macro_rules! engine_cases {
             in_memory_runners_keep_their_parked_events,
             lease_outlasts_retry_pauses,
             live_runner_reports_recovering_after_a_failed_commit,
+            live_runner_stops_when_its_checkpoint_cannot_be_loaded,
             slow_event_outlasting_the_lease_is_handled_once,
             process_manager_issues_each_command_once,
             catch_up_through_sees_the_append,

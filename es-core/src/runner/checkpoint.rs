@@ -93,16 +93,24 @@ impl Checkpoint {
     {
         self.committed = match self.mode {
             CheckpointMode::Memory => self.committed,
-            CheckpointMode::Projection => {
-                projection
-                    .load_checkpoint(key)
-                    .await
-                    .map_err(|e| RunnerError::Commit {
+            CheckpointMode::Projection => match projection.load_checkpoint(key).await {
+                Ok(position) => position,
+                // What the projection says lasts stops a live runner too: starting over
+                // would only load it again.
+                Err(e) if !projection.is_transient(&e) => {
+                    return Err(RunnerError::LoadCheckpoint {
+                        projection: key.to_owned(),
+                        source: Box::new(e),
+                    });
+                }
+                Err(e) => {
+                    return Err(RunnerError::Commit {
                         projection: key.to_owned(),
                         position: Position::START,
                         source: Box::new(e),
-                    })?
-            }
+                    });
+                }
+            },
             CheckpointMode::Store => {
                 store
                     .load_checkpoint(key)
@@ -285,6 +293,8 @@ mod tests {
         own: bool,
         commits: Vec<Position>,
         fail_commits: bool,
+        /// Fail loads: transiently (`Some(true)`) or not (`Some(false)`).
+        fail_loads: Option<bool>,
     }
 
     impl Projection for View {
@@ -303,8 +313,16 @@ mod tests {
             self.own
         }
 
+        fn is_transient(&self, error: &std::io::Error) -> bool {
+            error.kind() == std::io::ErrorKind::TimedOut
+        }
+
         async fn load_checkpoint(&mut self, _: &str) -> Result<Option<Position>, std::io::Error> {
-            Ok(self.commits.last().copied())
+            match self.fail_loads {
+                Some(true) => Err(std::io::ErrorKind::TimedOut.into()),
+                Some(false) => Err(std::io::Error::other("stream conflicts")),
+                None => Ok(self.commits.last().copied()),
+            }
         }
 
         async fn commit(&mut self, _: &str, position: Position) -> Result<(), std::io::Error> {
@@ -412,6 +430,32 @@ mod tests {
         tables.save_checkpoint("view", at(9)).await.unwrap();
         fresh.forget(&tables, &["view".to_owned()]).await.unwrap();
         assert!(tables.checkpoints.lock().unwrap().contains_key("view"));
+    }
+
+    #[tokio::test]
+    async fn a_projections_load_error_restarts_a_live_runner_only_if_transient() {
+        let tables = Tables::default();
+        let mut view = View {
+            own: true,
+            fail_loads: Some(false),
+            ..View::default()
+        };
+        let mut checkpoint = Checkpoint::of(&view);
+        let error = checkpoint
+            .load(&mut view, &tables, "view")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, RunnerError::LoadCheckpoint { .. }),
+            "{error:?}"
+        );
+        assert!(!error.is_restartable());
+        view.fail_loads = Some(true);
+        let error = checkpoint
+            .load(&mut view, &tables, "view")
+            .await
+            .unwrap_err();
+        assert!(error.is_restartable(), "{error:?}");
     }
 
     #[tokio::test]
