@@ -10,7 +10,7 @@ use es_core::{Backoff, StoreError, StoreErrorKind};
 pub enum PgStoreError {
     /// The schema name is not a plain identifier.
     #[error(transparent)]
-    PgInvalidSchemaName(#[from] crate::schema::PgInvalidSchemaName),
+    InvalidSchemaName(#[from] crate::schema::PgInvalidSchemaName),
     /// The server could not be reached, or the connection string is not one sqlx reads.
     ///
     /// Neither the message nor `url` holds the password: `url` is built from what sqlx's

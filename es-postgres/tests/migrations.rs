@@ -225,7 +225,7 @@ async fn schema_names_are_identifiers_only() {
     let injected = PgEventStore::builder(pool).schema("es\"; DROP TABLE x; --");
     assert!(matches!(
         injected,
-        Err(PgStoreError::PgInvalidSchemaName(_))
+        Err(PgStoreError::InvalidSchemaName(_))
     ));
 }
 
