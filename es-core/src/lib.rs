@@ -103,10 +103,10 @@
 //!
 //! # Features
 //!
-//! | Feature   | Default | What it adds                                                  |
-//! |-----------|---------|---------------------------------------------------------------|
-//! | `derive`  | yes     | `#[derive(AggregateType)]` and `#[derive(DomainEvent)]`           |
-//! | `testing` | no      | [`testing`]: the given/when/then harness                      |
+//! | Feature   | Default | What it adds                                           |
+//! |-----------|---------|--------------------------------------------------------|
+//! | `derive`  | yes     | `#[derive(AggregateType)]` and `#[derive(DomainEvent)]` |
+//! | `testing` | no      | [`testing`]: the given/when/then harness               |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]

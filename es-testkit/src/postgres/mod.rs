@@ -10,9 +10,9 @@
 //!
 //! Every pool opened here takes its connections from [`ConnectionBudget::global`] first,
 //! and gives them back when the pool is gone (when the last clone of it, or of a store on
-//! it, is dropped, and the tasks that hand connections back to it have run): `cargo test` runs a test per core at once, and a 16-core machine would
-//! otherwise open more connections than the server's default `max_connections` of 100
-//! allows. The budget is [`DEFAULT_BUDGET`] connections, or what [`BUDGET_VAR`] says. A pool
+//! it, is dropped, and the tasks that hand connections back to it have run): `cargo test`
+//! runs a test per core at once, and a 16-core machine would otherwise open more
+//! connections than the server's default `max_connections` of 100 allows. The budget is [`DEFAULT_BUDGET`] connections, or what [`BUDGET_VAR`] says. A pool
 //! reserves one connection more than its size, for the notification listener a store on it
 //! may open beside the pool.
 //!
