@@ -223,10 +223,7 @@ async fn checksums_are_recorded_for_older_schemas() {
 async fn schema_names_are_identifiers_only() {
     let pool = sqlx::PgPool::connect_lazy("postgres://localhost/x").unwrap();
     let injected = PgEventStore::builder(pool).schema("es\"; DROP TABLE x; --");
-    assert!(matches!(
-        injected,
-        Err(PgStoreError::InvalidSchemaName(_))
-    ));
+    assert!(matches!(injected, Err(PgStoreError::InvalidSchemaName(_))));
 }
 
 /// Events copied from a cluster whose transaction counter was further on are refused.

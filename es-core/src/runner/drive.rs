@@ -19,7 +19,7 @@ use crate::backoff::Backoff;
 use crate::error::ReadError;
 use crate::event::EventEnvelope;
 use crate::projection::Projection;
-use crate::store::{ParkedEvent, Store};
+use crate::store::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, ParkedEvent};
 use crate::stream::Position;
 
 /// The events a runner reads, boxed so that history and live reads share one type.
@@ -82,7 +82,11 @@ enum Next<E> {
     Shutdown,
 }
 
-impl<P: Projection, S: Store> ProjectionRunner<P, S> {
+impl<P, S> ProjectionRunner<P, S>
+where
+    P: Projection,
+    S: EventStore + CheckpointStore + DeadLetterStore + LeaseStore,
+{
     /// Drives the projection: to the end of the log (`live == false`), or until
     /// `shutdown` completes, starting over after failures a live runner outlasts.
     pub(super) async fn drive(

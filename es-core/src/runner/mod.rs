@@ -33,7 +33,9 @@ use crate::backoff::Backoff;
 use crate::error::{ReadError, StoreError};
 use crate::event::EventEnvelope;
 use crate::projection::Projection;
-use crate::store::{EventFilter, ParkedEvent, Partition, Store};
+use crate::store::{
+    CheckpointStore, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent, Partition,
+};
 use crate::stream::Position;
 
 /// Feeds a [`Projection`] from the log.
@@ -92,7 +94,13 @@ impl<P: Projection + fmt::Debug, S: fmt::Debug> fmt::Debug for ProjectionRunner<
     }
 }
 
-impl<P: Projection, S: Store> ProjectionRunner<P, S> {
+/// The runner asks of its store the four traits it uses, not snapshots
+/// ([`Store`](crate::Store) without [`SnapshotStore`](crate::SnapshotStore)).
+impl<P, S> ProjectionRunner<P, S>
+where
+    P: Projection,
+    S: EventStore + CheckpointStore + DeadLetterStore + LeaseStore,
+{
     /// A runner of `projection` on `store`: batches of 500 events, commits at least every
     /// 100 ms while live, the default [`ErrorPolicy`], and a lease of 10 s.
     pub fn new(store: S, projection: P) -> Self {
