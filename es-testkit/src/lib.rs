@@ -12,7 +12,10 @@
 //! Macros turn a store factory into one `#[tokio::test]` per case, so a failing case shows
 //! up by name. For a new store, run [`conformance_tests!`] (both parts) on its main
 //! configuration, and [`store_contract!`] alone on each further configuration of the same
-//! store; [`engine_cases!`] is the second half on its own:
+//! store that only changes what the store does (es-memory's strict mode); a configuration
+//! that changes how every statement runs (es-postgres under SERIALIZABLE) runs both parts
+//! again, since the engine's runners, leases and checkpoints issue statements of their own.
+//! [`engine_cases!`] is the second half on its own:
 //!
 //! ```ignore
 //! // es-memory/tests/conformance.rs
@@ -49,8 +52,10 @@ pub mod __private {
 /// contract](conformance) and the [engine cases](engine), each on a fresh store from
 /// `$factory` (an expression giving a future of the store, such as an `async` block).
 ///
-/// Use it once per kind of store, on its main configuration; further configurations of the
-/// same store (another isolation level, a stricter mode) run [`store_contract!`] alone.
+/// Use it once per kind of store, on its main configuration, and on every further
+/// configuration that changes how the store's statements run (another isolation level);
+/// configurations that change only what the store does (a stricter mode) run
+/// [`store_contract!`] alone.
 ///
 /// With `teardown = $teardown` (a function from the store to a future), each test that
 /// passes hands its store to it afterwards, to drop its schema or database; a failing test
