@@ -174,6 +174,12 @@ pub(crate) fn is_serialization_failure(error: &sqlx::Error) -> bool {
     sqlstate(error).is_some_and(|code| is_serialization_code(&code))
 }
 
+/// Whether the server refused a statement for lack of privilege (42501, "permission
+/// denied"), or for not being the owner of what it changes.
+pub(crate) fn is_insufficient_privilege(error: &sqlx::Error) -> bool {
+    sqlstate(error).as_deref() == Some("42501")
+}
+
 /// Whether a statement failed because its transaction was already aborted (25P02, "current
 /// transaction is aborted, commands ignored until end of transaction block"): an earlier
 /// statement of the transaction failed and someone went on.
