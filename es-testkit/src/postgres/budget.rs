@@ -220,8 +220,10 @@ impl ConnectionBudget {
     /// So a test waits only while it holds nothing: tests that held one pool each while
     /// waiting for a second (pool by pool, three tests of 13 could hold 39 of 40 and wait on
     /// each other until the deadline) cannot wait on one another. A request larger than a
-    /// share, one past what the share has left, and pools opened on another thread (a
-    /// spawned task's worker) take from the budget itself, as [`acquire`](Self::acquire).
+    /// share and pools opened on another thread (a spawned task's worker) take from the
+    /// budget itself, as [`acquire`](Self::acquire); one past what the share has left takes
+    /// from whichever gives first, the share (as the test's own pools are dropped) or the
+    /// budget, within `deadline`.
     ///
     /// # Errors
     ///
@@ -264,16 +266,26 @@ impl ConnectionBudget {
                 share
             }
         };
-        match Arc::clone(&share.left).try_acquire_many_owned(connections) {
-            Ok(permit) => Ok(TestPermit {
-                drawn: Drawn::Share {
-                    permit,
-                    _share: share,
-                },
-            }),
-            // Past the share: waiting while holding it is the risk the share avoids, kept
-            // to tests that need more than a share.
-            Err(_) => self.acquire(connections, deadline).await.map(from_budget),
+        let drawn = |permit, share| TestPermit {
+            drawn: Drawn::Share {
+                permit,
+                _share: share,
+            },
+        };
+        if let Ok(permit) = Arc::clone(&share.left).try_acquire_many_owned(connections) {
+            return Ok(drawn(permit, share));
+        }
+        // Past what the share has left: whichever comes first, the test's own pools giving
+        // connections back to the share (a pool just dropped, whose tasks still hold it),
+        // or the budget, within the deadline. Only a test that really needs more than a
+        // share waits on other tests while holding it.
+        let from_share = Arc::clone(&share.left).acquire_many_owned(connections);
+        tokio::select! {
+            permit = from_share => {
+                let permit = permit.unwrap_or_else(|_| unreachable!("a share is never closed"));
+                Ok(drawn(permit, share))
+            }
+            permit = self.acquire(connections, deadline) => permit.map(from_budget),
         }
     }
 }
@@ -373,7 +385,16 @@ mod tests {
         drop(other);
         let past = budget.acquire_for_test(1, SHORT).await.unwrap();
         assert!(!past.is_from_share());
-        drop((first, second, past));
+        // Or the share, once the test's own pool gives connections back to it.
+        let other = budget.acquire(budget.available(), SHORT).await.unwrap();
+        let waiting = budget.acquire_for_test(13, Duration::from_secs(60));
+        let (reused, ()) = tokio::join!(waiting, async {
+            tokio::time::sleep(SHORT).await;
+            drop(first);
+        });
+        let reused = reused.unwrap();
+        assert!(reused.is_from_share());
+        drop((other, reused, second, past));
         assert_eq!(
             budget.available(),
             30 - TEST_SHARE,
