@@ -279,6 +279,12 @@ impl ConnectionBudget {
         // connections back to the share (a pool just dropped, whose tasks still hold it),
         // or the budget, within the deadline. Only a test that really needs more than a
         // share waits on other tests while holding it.
+        eprintln!(
+            "a test asked for {connections} PostgreSQL connections more than its share of \
+             {size} has left: it waits for its own pools to give some back or for the budget, \
+             and two tests doing so at once can wait on each other; keep a test's pools within \
+             {size} connections (a pool of n takes n + 1)"
+        );
         let from_share = Arc::clone(&share.left).acquire_many_owned(connections);
         tokio::select! {
             permit = from_share => {
