@@ -272,7 +272,16 @@ impl ConnectionBudget {
                 _share: share,
             },
         };
-        if let Ok(permit) = Arc::clone(&share.left).try_acquire_many_owned(connections) {
+        // A pool the test just dropped gives its connections back to the share a moment
+        // later, when its tasks have run.
+        let soon = Duration::from_secs(1).min(deadline);
+        if let Ok(permit) = tokio::time::timeout(
+            soon,
+            Arc::clone(&share.left).acquire_many_owned(connections),
+        )
+        .await
+        {
+            let permit = permit.unwrap_or_else(|_| unreachable!("a share is never closed"));
             return Ok(drawn(permit, share));
         }
         // Past what the share has left: whichever comes first, the test's own pools giving
