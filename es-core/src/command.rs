@@ -26,6 +26,13 @@ use crate::stream::StreamId;
 /// (the command id if none is set), its causation id (the command id if none is set), the
 /// actor and the free-form entries.
 ///
+/// The ids of those events derive from the command id only when the caller gave one
+/// ([`with_command_id`](CommandContext::with_command_id), or
+/// [`reacting_to`](CommandContext::reacting_to)): then
+/// [`event_id`](CommandContext::event_id) tells them beforehand. Without one, each
+/// execution derives its event ids from a fresh id of its own, so that a context reused
+/// for many commands is no repeat of them, and nothing predicts those ids.
+///
 /// ```
 /// use es_core::CommandContext;
 /// use uuid::Uuid;
@@ -188,12 +195,16 @@ impl CommandContext {
         metadata
     }
 
-    /// The id of the `index`th event this command produces on `stream`.
+    /// The id the `index`th event of this command on `stream` is stored under, if the
+    /// caller gave the command id ([`with_command_id`](CommandContext::with_command_id) or
+    /// [`reacting_to`](CommandContext::reacting_to)).
     ///
-    /// Ids are derived, not random, so that executing the same command again produces the
-    /// same ids and the store recognises the repeat. The result is a valid UUID v7: its time
-    /// is the command id's time (when the command id is itself a v7), its other bits a hash of
-    /// the command id, the stream and the index.
+    /// Ids are then derived, not random, so that executing the same command again produces
+    /// the same ids and the store recognises the repeat. Without a caller's command id,
+    /// each execution derives its events' ids from a fresh id of its own instead, and this
+    /// predicts none of them. The result is a valid UUID v7: its time is the command id's
+    /// time (when the command id is itself a v7), its other bits a hash of the command id,
+    /// the stream and the index.
     pub fn event_id(&self, stream: &StreamId, index: usize) -> Uuid {
         derive_event_id(self.command_id, stream, index)
     }

@@ -103,11 +103,11 @@
 //!
 //! # Features
 //!
-//! | Feature   | Default | What it adds                                                  |
-//! |-----------|---------|---------------------------------------------------------------|
+//! | Feature   | Default | What it adds                                                      |
+//! |-----------|---------|-------------------------------------------------------------------|
 //! | `derive`  | yes     | `#[derive(AggregateType)]` and `#[derive(DomainEvent)]`           |
-//! | `testing` | no      | [`testing`]: the given/when/then harness                      |
-//! | `schema`  | no      | [`EventSchema`] and its derive: each event type's payload schema |
+//! | `testing` | no      | [`testing`]: the given/when/then harness                          |
+//! | `schema`  | no      | [`EventSchema`] and its derive: each event type's payload schema  |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]

@@ -20,8 +20,9 @@ use crate::event::{DomainEvent, EventEnvelope, NewEvent};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
 /// Everything a complete store implements: the events, snapshots, checkpoints, parked
-/// events and leases. Runners, process managers and the conformance suite ask for this one
-/// bound; implement the five traits and it comes for free.
+/// events and leases. Process managers and the conformance suite ask for this one bound
+/// (a [`ProjectionRunner`](crate::ProjectionRunner) asks for all but [`SnapshotStore`]);
+/// implement the five traits and it comes for free.
 pub trait Store:
     EventStore + SnapshotStore + CheckpointStore + DeadLetterStore + LeaseStore
 {

@@ -124,11 +124,15 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// derive can write; the derivable part, the name and types, is `AggregateType`. Without
 /// this signpost, `#[derive(Aggregate)]` would fail with rustc's "not a derive macro" and
 /// leave the reader to find out why.
+///
+/// Beside the error it expands as [`AggregateType`](macro@AggregateType) would, and takes
+/// its `#[aggregate(...)]` attribute: the reader sees this one error, not a second for the
+/// attribute and more for every use of the missing trait.
 #[doc(hidden)]
-#[proc_macro_derive(Aggregate)]
+#[proc_macro_derive(Aggregate, attributes(aggregate))]
 pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    syn::Error::new_spanned(
+    let signpost = syn::Error::new_spanned(
         &input.ident,
         format!(
             "`Aggregate` is the trait you implement yourself (`handle` and `apply`); \
@@ -137,8 +141,9 @@ pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
             input.ident
         ),
     )
-    .to_compile_error()
-    .into()
+    .to_compile_error();
+    let expansion = expand::aggregate::derive(&input);
+    quote::quote!(#signpost #expansion).into()
 }
 
 /// Derives `es_core::DomainEvent`: stable event type names, schema versions, and a JSON

@@ -1,7 +1,8 @@
 //! An in-memory event store for es-rs.
 //!
-//! [`MemoryEventStore`] implements the whole `es-core` store contract ([`EventStore`],
-//! [`SnapshotStore`], [`CheckpointStore`]) with the semantics of the PostgreSQL store:
+//! [`MemoryEventStore`] implements the whole `es-core` store contract, the five traits
+//! [`EventStore`], [`SnapshotStore`], [`CheckpointStore`], [`DeadLetterStore`] and
+//! [`LeaseStore`] (together, [`Store`]), with the semantics of the PostgreSQL store:
 //! atomic batches, expected-version checks, idempotent event ids, a global log with
 //! positions, and live subscriptions. The `es-testkit` conformance suite proves it.
 //!
@@ -39,4 +40,4 @@ mod store;
 pub use store::MemoryEventStore;
 
 #[doc(no_inline)]
-pub use es_core::{CheckpointStore, EventStore, SnapshotStore};
+pub use es_core::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, SnapshotStore, Store};

@@ -10,7 +10,7 @@ use es_core::{Backoff, StoreError, StoreErrorKind};
 pub enum PgStoreError {
     /// The schema name is not a plain identifier.
     #[error(transparent)]
-    PgInvalidSchemaName(#[from] crate::schema::PgInvalidSchemaName),
+    InvalidSchemaName(#[from] crate::schema::PgInvalidSchemaName),
     /// The server could not be reached, or the connection string is not one sqlx reads.
     ///
     /// Neither the message nor `url` holds the password: `url` is built from what sqlx's
@@ -172,6 +172,12 @@ fn is_unavailable_code(code: &str) -> bool {
 /// again.
 pub(crate) fn is_serialization_failure(error: &sqlx::Error) -> bool {
     sqlstate(error).is_some_and(|code| is_serialization_code(&code))
+}
+
+/// Whether the server refused a statement for lack of privilege (42501, "permission
+/// denied"), or for not being the owner of what it changes.
+pub(crate) fn is_insufficient_privilege(error: &sqlx::Error) -> bool {
+    sqlstate(error).as_deref() == Some("42501")
 }
 
 /// Whether a statement failed because its transaction was already aborted (25P02, "current

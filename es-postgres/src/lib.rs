@@ -1,7 +1,8 @@
 //! The PostgreSQL event store of es-rs.
 //!
-//! [`PgEventStore`] implements the whole `es-core` store contract ([`EventStore`],
-//! [`SnapshotStore`], [`CheckpointStore`]) on a stock PostgreSQL 14 or newer, with the same
+//! [`PgEventStore`] implements the whole `es-core` store contract, the five traits
+//! [`EventStore`], [`SnapshotStore`], [`CheckpointStore`], [`DeadLetterStore`] and
+//! [`LeaseStore`] (together, [`Store`]), on a stock PostgreSQL 14 or newer, with the same
 //! semantics as the in-memory store (one conformance suite checks both):
 //!
 //! - an append is one `INSERT ... SELECT FROM UNNEST(...)` statement for the whole batch:
@@ -104,6 +105,6 @@ pub use schema::{PgInvalidSchemaName, PgSchemaName};
 pub use store::{PgEventStore, PgEventStoreBuilder, PgPoolSettings};
 
 #[doc(no_inline)]
-pub use es_core::{CheckpointStore, EventStore, SnapshotStore};
+pub use es_core::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, SnapshotStore, Store};
 #[doc(no_inline)]
 pub use sqlx::PgPool;

@@ -57,19 +57,24 @@ fn is_postgres_url(text: &str) -> bool {
     })
 }
 
+/// Whether part of a password may read as the path, a parameter or the fragment of `url`.
+///
+/// The host part ends at the first `/`, `?` or `#`. A password holding one of those
+/// unencoded ends it early, and the rest of the password (up to its `@`) then reads as the
+/// path, a parameter or the fragment; an `@` there is the sign.
+fn password_may_spill(url: &Url) -> bool {
+    [Some(url.path()), url.query(), url.fragment()]
+        .into_iter()
+        .flatten()
+        .any(|part| part.contains('@'))
+}
+
 /// `text` is a `postgres://` URL.
 fn describe_url(text: &str) -> String {
     let Ok(mut url) = Url::parse(text) else {
         return "(a postgres:// URL that does not parse)".to_owned();
     };
-    // The host part ends at the first `/`, `?` or `#`. A password holding one of those
-    // unencoded ends it early, and the rest of the password (up to its `@`) then reads as
-    // the path, a parameter or the fragment; an `@` there is the sign.
-    if [Some(url.path()), url.query(), url.fragment()]
-        .into_iter()
-        .flatten()
-        .any(|part| part.contains('@'))
-    {
+    if password_may_spill(&url) {
         return "(a postgres:// URL with an `@` after its host part, not shown: percent-encode `@`, `/`, `?` and `#` in the password)".to_owned();
     }
     // Only what says where the connection goes reaches sqlx's parser: it logs the value
@@ -84,7 +89,9 @@ fn describe_url(text: &str) -> String {
     if !kept.is_empty() {
         url.query_pairs_mut().extend_pairs(kept);
     }
-    if url.set_password(None).is_err() {
+    // Without a host (a socket given as `?host=`), `url` refuses to set any password, even
+    // none: there is none to clear then.
+    if url.password().is_some() && url.set_password(None).is_err() {
         return "(a postgres:// URL that does not parse)".to_owned();
     }
     match url.as_str().parse::<PgConnectOptions>() {
@@ -204,7 +211,9 @@ const SQLX_PARAMETERS: &[&str] = &[
 
 /// `url` without the query parameters sqlx does not read, and their names. sqlx logs the
 /// *value* of every parameter it ignores, and a mistyped `pasword=` holds a password: so
-/// those are dropped before sqlx sees the URL, and only their names are reported.
+/// those are dropped before sqlx sees the URL, and only their names are reported; not even
+/// those where part of a password may read as a parameter (`postgres://app:12?hunter2=x@db/x`
+/// has the "key" `hunter2`), each of them then reported as "(a parameter)".
 pub(crate) fn without_unknown_parameters(url: &str) -> (String, Vec<String>) {
     // Text that `url` cannot parse, sqlx cannot either (it parses with `url`), so it never
     // reads its parameters.
@@ -214,6 +223,7 @@ pub(crate) fn without_unknown_parameters(url: &str) -> (String, Vec<String>) {
     let Some(query) = parsed.query() else {
         return (url.to_owned(), Vec::new());
     };
+    let spilled = password_may_spill(&parsed);
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
@@ -225,7 +235,8 @@ pub(crate) fn without_unknown_parameters(url: &str) -> (String, Vec<String>) {
             .unwrap_or_default();
         if SQLX_PARAMETERS.contains(&key.as_str()) || key.starts_with("options[") {
             kept.push(pair.to_owned());
-        } else if pair.contains('=')
+        } else if !spilled
+            && pair.contains('=')
             && key
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c))
@@ -266,6 +277,12 @@ mod tests {
         assert_eq!(dropped, ["(a parameter)"]);
         let (_, dropped) = without_unknown_parameters("postgres://db/x?hun%20ter2=1");
         assert_eq!(dropped, ["(a parameter)"]);
+        // Part of a password read as a parameter: no name is reported.
+        let (_, dropped) = without_unknown_parameters("postgres://app:12?hunter2=x@db/x");
+        assert_eq!(dropped, ["(a parameter)"]);
+        let (_, dropped) =
+            without_unknown_parameters("postgres://app:12?sslmode=x&hunter2=y&z=1@db/x");
+        assert_eq!(dropped, ["(a parameter)", "(a parameter)"]);
         assert_eq!(
             without_unknown_parameters("postgres://db/x").0,
             "postgres://db/x"
@@ -339,6 +356,16 @@ mod tests {
         }
         // Without a user, sqlx's default (PGUSER, else the OS user) is the one tried.
         assert!(redact("postgres://db/x").ends_with("@db:5432/x"));
+        // No host in the authority: a socket directory as a parameter, as sqlx reads it.
+        let socket = redact("postgres:///mydb?host=/var/run/postgresql");
+        assert!(
+            socket.starts_with("postgres://") && socket.ends_with("@/var/run/postgresql:5432/mydb"),
+            "{socket}"
+        );
+        assert_eq!(
+            redact("postgres:///mydb?host=/var/run/postgresql&user=app&port=6000"),
+            "postgres://app@/var/run/postgresql:6000/mydb"
+        );
     }
 
     #[test]

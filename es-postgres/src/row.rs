@@ -19,7 +19,7 @@ pub(crate) struct PositionRow {
 }
 
 impl PositionRow {
-    /// The columns it is read from (checked against the statements in `sql/tests.rs`).
+    /// The columns it is read from (checked against the statements in `sql/catalogue.rs`).
     #[cfg(test)]
     pub(crate) const COLUMNS: &[&str] = &["position", "transaction_id"];
 

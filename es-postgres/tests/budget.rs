@@ -1,6 +1,7 @@
-//! The connection budget every PostgreSQL test shares (`es_testkit::postgres`): a pool takes
-//! its connections from it before connecting and gives them back when the last handle on
-//! it is gone, and a pool larger than the whole budget fails the test at once. (The budget
+//! The connection budget every PostgreSQL test shares (`es_testkit::postgres`): a test's
+//! first pool takes the test's share of it before connecting, its later pools draw from
+//! the share, the share goes back when the last handle on its pools is gone, and a pool
+//! larger than the whole budget fails the test at once. (The budget
 //! alone, without a server, is tested in es-testkit.)
 //!
 //! Nothing else in this binary uses the budget, so its counts are this file's alone.
@@ -21,9 +22,16 @@ async fn a_pool_holds_its_share_of_the_budget_until_its_last_handle_is_dropped()
     let store = common::fresh_store_with(|b| b).await;
     assert_eq!(
         budget.available(),
-        before - 13,
-        "12 connections and the listener's"
+        before - es_testkit::postgres::TEST_SHARE,
+        "the test's share, for 12 connections and the listener's and the pools to come"
     );
+    // A second pool of the same test draws from its share.
+    let second = common::second_store(&store, "es-test-budget-second", |b| b).await;
+    assert_eq!(
+        budget.available(),
+        before - es_testkit::postgres::TEST_SHARE
+    );
+    drop(second);
     // Two connections open at once.
     let pool = store.pool().clone();
     let (a, b) = tokio::join!(pool.acquire(), pool.acquire());

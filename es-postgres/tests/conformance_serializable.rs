@@ -1,7 +1,8 @@
-//! The store contract again, with every transaction SERIALIZABLE (as a role or database
+//! The whole suite again, with every transaction SERIALIZABLE (as a role or database
 //! default might make it): serialization failures must surface as typed conflicts or be
-//! absorbed, never as raw SQL errors. The engine cases check es-core rather than the
-//! store, and run once, at the default isolation (`conformance.rs`).
+//! absorbed, never as raw SQL errors. The engine cases run here too, not only the store
+//! contract: racing runners, leases, checkpoints and parked events issue statements of
+//! their own, which serialization failures must not break either.
 
 #![allow(
     clippy::expect_used,
@@ -27,4 +28,4 @@ async fn serializable_store() -> es_postgres::PgEventStore {
         .build()
 }
 
-es_testkit::store_contract!(serializable_store(), teardown = common::drop_schema);
+es_testkit::conformance_tests!(serializable_store(), teardown = common::drop_schema);

@@ -96,6 +96,8 @@ async fn late_commit_with_lower_sequence_is_delivered() {
     let mut subscription =
         Box::pin(store.subscribe::<RawEvent>(Position::START, EventFilter::all()));
 
+    // Opened directly, within the test's share of the connection budget.
+    let _budget = common::hold_connections(1).await;
     let mut held = PgConnection::connect(&common::database_url())
         .await
         .unwrap();
@@ -147,6 +149,8 @@ async fn older_transaction_inserting_later_is_delivered_first() {
     let mut subscription =
         Box::pin(store.subscribe::<RawEvent>(Position::START, EventFilter::all()));
 
+    // Opened directly, within the test's share of the connection budget.
+    let _budget = common::hold_connections(1).await;
     let mut held = PgConnection::connect(&common::database_url())
         .await
         .unwrap();
@@ -198,6 +202,8 @@ async fn rolled_back_events_never_appear() {
     let store = common::fresh_store().await;
     let mut subscription =
         Box::pin(store.subscribe::<RawEvent>(Position::START, EventFilter::all()));
+    // Opened directly, within the test's share of the connection budget.
+    let _budget = common::hold_connections(1).await;
     let mut held = PgConnection::connect(&common::database_url())
         .await
         .unwrap();

@@ -85,6 +85,7 @@ async fn append(store: &PgEventStore, stream: &str, n: usize) -> Vec<EventEnvelo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_in_another_database_holds_nothing_back() {
     let store = common::fresh_store().await;
+    let _budget = common::hold_connections(1).await;
     let mut elsewhere = other_database(&store, "es-test-elsewhere").await;
     let held = open_writing_transaction(&mut elsewhere).await;
     let written = append(&store, "note-1", 3).await;
@@ -130,6 +131,8 @@ async fn a_transaction_here_holds_back_and_is_named() {
         .parse::<PgConnectOptions>()
         .unwrap()
         .application_name("es-test-holder");
+    // Opened directly, within the test's share of the connection budget.
+    let _budget = common::hold_connections(1).await;
     let mut holder = PgConnection::connect_with(&options).await.unwrap();
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut holder)
@@ -216,6 +219,7 @@ async fn the_log_stays_gapless_while_other_databases_churn() {
     let done = Arc::new(AtomicBool::new(false));
     let mut churn = Vec::new();
     for i in 0..2 {
+        let _budget = common::hold_connections(1).await;
         let mut elsewhere = other_database(&store, &format!("es-test-churn-{i}")).await;
         let done = Arc::clone(&done);
         churn.push(tokio::spawn(async move {

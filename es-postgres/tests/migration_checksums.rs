@@ -156,3 +156,105 @@ async fn a_checksum_of_neither_kind_is_an_edited_migration() {
     }
     drop_schema(&pool, &schema).await;
 }
+
+/// A login role of its own, and a pool that logs in as it.
+async fn role(pool: &PgPool, tag: &str) -> (String, PgPool) {
+    let name = format!("es_checksums_{tag}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(AssertSqlSafe(format!("CREATE ROLE \"{name}\" LOGIN")))
+        .execute(pool)
+        .await
+        .unwrap();
+    let options = (*pool.connect_options()).clone().username(&name);
+    let as_role = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with(options);
+    (name, as_role)
+}
+
+async fn drop_role(pool: &PgPool, name: &str) {
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP OWNED BY \"{name}\"; DROP ROLE \"{name}\""
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+fn store_as(pool: &PgPool, schema: &str) -> PgEventStore {
+    PgEventStore::builder(pool.clone())
+        .schema(schema)
+        .unwrap()
+        .build()
+}
+
+fn expected(of: fn(&str) -> String) -> Vec<(i32, String)> {
+    migrations()
+        .iter()
+        .map(|(version, text)| (*version, of(text)))
+        .collect()
+}
+
+/// The application's role (it may not write the migrations table) migrates a schema with
+/// legacy checksums as it is, leaving them; the owner's migrate then records SHA-256.
+#[tokio::test]
+async fn the_application_role_leaves_legacy_checksums_to_the_owner() {
+    let (pool, store, schema) = migrated("app").await;
+    for (version, text) in migrations() {
+        set_checksum(&pool, &schema, version, &fnv(&text)).await;
+    }
+    let (name, as_app) = role(&pool, "app").await;
+    store.grant_application_role(&name).await.unwrap();
+    store_as(&as_app, &schema).migrate().await.unwrap();
+    assert_eq!(recorded(&pool, &schema).await, expected(fnv));
+    store.migrate().await.unwrap();
+    assert_eq!(recorded(&pool, &schema).await, expected(sha256));
+    as_app.close().await;
+    drop_schema(&pool, &schema).await;
+    drop_role(&pool, &name).await;
+}
+
+/// A role that may update every table but owns nothing (and may not create schemas)
+/// upgrades legacy checksums: only the checksums change, so the schema setup, which
+/// PostgreSQL refuses a non-owner even where it would do nothing, does not run.
+#[tokio::test]
+async fn a_role_that_may_update_but_not_own_records_the_checksums() {
+    let (pool, store, schema) = migrated("writer").await;
+    for (version, text) in migrations() {
+        set_checksum(&pool, &schema, version, &fnv(&text)).await;
+    }
+    let (name, as_writer) = role(&pool, "writer").await;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "GRANT USAGE ON SCHEMA \"{schema}\" TO \"{name}\";
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{name}\""
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    store_as(&as_writer, &schema).migrate().await.unwrap();
+    assert_eq!(recorded(&pool, &schema).await, expected(sha256));
+    store.migrate().await.unwrap();
+    assert_eq!(recorded(&pool, &schema).await, expected(sha256));
+
+    // Refused the update itself for lack of privilege (here by a trigger of the owner's,
+    // as a column privilege or policy might): the checksums stay for the owner.
+    for (version, text) in migrations() {
+        set_checksum(&pool, &schema, version, &fnv(&text)).await;
+    }
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE FUNCTION \"{schema}\".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'permission denied' USING ERRCODE = '42501'; END $$;
+         CREATE TRIGGER refuse BEFORE UPDATE ON \"{schema}\".es_migrations
+         FOR EACH ROW WHEN (current_user = '{name}')
+         EXECUTE FUNCTION \"{schema}\".refuse()"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    store_as(&as_writer, &schema).migrate().await.unwrap();
+    assert_eq!(recorded(&pool, &schema).await, expected(fnv));
+    store.migrate().await.unwrap();
+    assert_eq!(recorded(&pool, &schema).await, expected(sha256));
+    as_writer.close().await;
+    drop_schema(&pool, &schema).await;
+    drop_role(&pool, &name).await;
+}

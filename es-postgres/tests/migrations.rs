@@ -82,7 +82,9 @@ async fn concurrent_migrations(isolation: &str) {
     let options = (*store.pool().connect_options())
         .clone()
         .options([("default_transaction_isolation", isolation)]);
-    let pool = common::connect_with(options, 8).await;
+    // Within the test's share of the connection budget with the store's 13: the eight
+    // migrators below take turns on its connections.
+    let pool = common::connect_with(options, 6).await;
     // A brand-new schema, migrated by eight "processes" at once.
     let schema = format!("{}_c", store.schema());
     let mut runs = Vec::new();
@@ -119,8 +121,10 @@ async fn concurrent_migrations(isolation: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemas_are_independent() {
-    let a = common::fresh_store().await;
-    let b = common::fresh_store().await;
+    // Small pools: two stores of the full size would pass the test's share of the
+    // connection budget.
+    let a = es_testkit::postgres::fresh_store_sized(4, |b| b).await;
+    let b = es_testkit::postgres::fresh_store_sized(4, |b| b).await;
     let stream = StreamId::new("note", "1").unwrap();
     let event = || vec![NewEvent::new(RawEvent::new("Noted", 1, json!({})))];
     a.append(&stream, ExpectedVersion::NoStream, event())
@@ -223,10 +227,7 @@ async fn checksums_are_recorded_for_older_schemas() {
 async fn schema_names_are_identifiers_only() {
     let pool = sqlx::PgPool::connect_lazy("postgres://localhost/x").unwrap();
     let injected = PgEventStore::builder(pool).schema("es\"; DROP TABLE x; --");
-    assert!(matches!(
-        injected,
-        Err(PgStoreError::PgInvalidSchemaName(_))
-    ));
+    assert!(matches!(injected, Err(PgStoreError::InvalidSchemaName(_))));
 }
 
 /// Events copied from a cluster whose transaction counter was further on are refused.

@@ -12,7 +12,10 @@
 //! Macros turn a store factory into one `#[tokio::test]` per case, so a failing case shows
 //! up by name. For a new store, run [`conformance_tests!`] (both parts) on its main
 //! configuration, and [`store_contract!`] alone on each further configuration of the same
-//! store; [`engine_cases!`] is the second half on its own:
+//! store that only changes what the store does (es-memory's strict mode); a configuration
+//! that changes how every statement runs (es-postgres under SERIALIZABLE) runs both parts
+//! again, since the engine's runners, leases and checkpoints issue statements of their own.
+//! [`engine_cases!`] is the second half on its own:
 //!
 //! ```ignore
 //! // es-memory/tests/conformance.rs
@@ -49,8 +52,10 @@ pub mod __private {
 /// contract](conformance) and the [engine cases](engine), each on a fresh store from
 /// `$factory` (an expression giving a future of the store, such as an `async` block).
 ///
-/// Use it once per kind of store, on its main configuration; further configurations of the
-/// same store (another isolation level, a stricter mode) run [`store_contract!`] alone.
+/// Use it once per kind of store, on its main configuration, and on every further
+/// configuration that changes how the store's statements run (another isolation level);
+/// configurations that change only what the store does (a stricter mode) run
+/// [`store_contract!`] alone.
 ///
 /// With `teardown = $teardown` (a function from the store to a future), each test that
 /// passes hands its store to it afterwards, to drop its schema or database; a failing test
@@ -167,10 +172,12 @@ macro_rules! engine_cases {
             in_memory_runners_keep_their_parked_events,
             lease_outlasts_retry_pauses,
             live_runner_reports_recovering_after_a_failed_commit,
+            live_runner_stops_when_its_checkpoint_cannot_be_loaded,
             slow_event_outlasting_the_lease_is_handled_once,
             process_manager_issues_each_command_once,
             catch_up_through_sees_the_append,
             checkpoint_in_memory_is_not_stored,
+            checkpoint_in_memory_rolls_back_a_projection_keeping_its_own,
             process_manager_tolerated_rejections_count_as_done,
         }
     };

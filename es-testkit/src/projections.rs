@@ -19,6 +19,13 @@ pub enum ViewError {
     /// It was told to fail on this deposit.
     #[error("told to fail on a deposit of {0}")]
     Told(u64),
+    /// Its storage failed for a moment on this deposit
+    /// ([`Projection::is_transient`]): the runner starts over.
+    #[error("storage lost its connection on a deposit of {0}")]
+    Interrupted(u64),
+    /// Its checkpoint cannot be read, and will not be on a second try.
+    #[error("the stored checkpoint is unreadable")]
+    CheckpointUnreadable,
     /// Another instance committed since this one loaded: its batch is a duplicate.
     #[error(
         "the stored checkpoint moved from {expected:?} to {found:?}: another instance committed"
@@ -96,6 +103,8 @@ pub struct Faults {
     slow_on: Arc<Mutex<HashMap<u64, std::time::Duration>>>,
     stall_at: Arc<Mutex<Option<usize>>>,
     stalled: Arc<Notify>,
+    interrupt_on: Arc<Mutex<HashSet<u64>>>,
+    unreadable_checkpoint: Arc<Mutex<bool>>,
 }
 
 impl Faults {
@@ -118,6 +127,35 @@ impl Faults {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(amount, pause);
+    }
+
+    /// Fail once, transiently ([`ViewError::Interrupted`]), on the next deposit of
+    /// `amount`.
+    pub fn interrupt_once_on(&self, amount: u64) {
+        self.interrupt_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(amount);
+    }
+
+    /// Fail every load of a checkpoint the view keeps, not transiently
+    /// ([`ViewError::CheckpointUnreadable`]).
+    pub fn make_checkpoint_unreadable(&self) {
+        *self
+            .unreadable_checkpoint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+    }
+
+    fn check_load(&self) -> Result<(), ViewError> {
+        if *self
+            .unreadable_checkpoint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            return Err(ViewError::CheckpointUnreadable);
+        }
+        Ok(())
     }
 
     /// Stop failing.
@@ -155,6 +193,15 @@ impl Faults {
         };
         if let Some(pause) = slow {
             tokio::time::sleep(pause).await;
+        }
+        if let AccountEvent::Deposited { amount } = event
+            && self
+                .interrupt_on
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(amount)
+        {
+            return Err(ViewError::Interrupted(*amount));
         }
         if let AccountEvent::Deposited { amount } = event
             && self
@@ -222,11 +269,16 @@ impl Projection for LedgerView {
         Ok(())
     }
 
+    fn is_transient(&self, error: &ViewError) -> bool {
+        matches!(error, ViewError::Interrupted(_))
+    }
+
     fn keeps_own_checkpoint(&self) -> bool {
         true
     }
 
     async fn load_checkpoint(&mut self, key: &str) -> Result<Option<Position>, ViewError> {
+        self.faults.check_load()?;
         self.loaded = self.storage.lock().checkpoints.get(key).copied();
         Ok(self.loaded)
     }
@@ -296,6 +348,10 @@ impl Projection for CountingView {
         self.faults.check(self.seen, &envelope.event).await?;
         self.storage.lock().apply(envelope);
         Ok(())
+    }
+
+    fn is_transient(&self, error: &ViewError) -> bool {
+        matches!(error, ViewError::Interrupted(_))
     }
 
     async fn reset(&mut self) -> Result<(), ViewError> {

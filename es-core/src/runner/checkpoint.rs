@@ -37,12 +37,6 @@ impl CheckpointMode {
             Self::Store
         }
     }
-
-    /// Whether the projection's writes and checkpoint commit and roll back together, so
-    /// that a failed event takes its batch's other writes with it.
-    pub(super) fn rolls_back_batches(self) -> bool {
-        self == Self::Projection
-    }
 }
 
 /// A runner's checkpoint: where it lives, what was last committed, and (in memory) the
@@ -50,15 +44,23 @@ impl CheckpointMode {
 #[derive(Debug)]
 pub(super) struct Checkpoint {
     mode: CheckpointMode,
+    /// Whether the projection's writes commit and roll back together
+    /// ([`Projection::keeps_own_checkpoint`]), so that a failed event takes its batch's
+    /// other writes with it. Its own, whichever [`CheckpointMode`] the runner uses: a
+    /// projection that keeps its own checkpoint still rolls back with the checkpoint in
+    /// memory.
+    rolls_back_batches: bool,
     /// The position loaded or committed last: where a runner in memory starts over.
     committed: Option<Position>,
     parked_here: Vec<ParkedEvent>,
 }
 
 impl Checkpoint {
-    pub(super) fn new(mode: CheckpointMode) -> Self {
+    /// The checkpoint of `projection`, where it says it lives.
+    pub(super) fn of<P: Projection>(projection: &P) -> Self {
         Self {
-            mode,
+            mode: CheckpointMode::of(projection),
+            rolls_back_batches: projection.keeps_own_checkpoint(),
             committed: None,
             parked_here: Vec::new(),
         }
@@ -66,6 +68,12 @@ impl Checkpoint {
 
     pub(super) fn mode(&self) -> CheckpointMode {
         self.mode
+    }
+
+    /// Whether a failed event's batch is rolled back whole (and replayed event by event
+    /// to commit the others), rather than committed up to the failed event.
+    pub(super) fn rolls_back_batches(&self) -> bool {
+        self.rolls_back_batches
     }
 
     pub(super) fn set_mode(&mut self, mode: CheckpointMode) {
@@ -85,16 +93,24 @@ impl Checkpoint {
     {
         self.committed = match self.mode {
             CheckpointMode::Memory => self.committed,
-            CheckpointMode::Projection => {
-                projection
-                    .load_checkpoint(key)
-                    .await
-                    .map_err(|e| RunnerError::Commit {
+            CheckpointMode::Projection => match projection.load_checkpoint(key).await {
+                Ok(position) => position,
+                // What the projection says lasts stops a live runner too: starting over
+                // would only load it again.
+                Err(e) if !projection.is_transient(&e) => {
+                    return Err(RunnerError::LoadCheckpoint {
+                        projection: key.to_owned(),
+                        source: Box::new(e),
+                    });
+                }
+                Err(e) => {
+                    return Err(RunnerError::Commit {
                         projection: key.to_owned(),
                         position: Position::START,
                         source: Box::new(e),
-                    })?
-            }
+                    });
+                }
+            },
             CheckpointMode::Store => {
                 store
                     .load_checkpoint(key)
@@ -277,6 +293,8 @@ mod tests {
         own: bool,
         commits: Vec<Position>,
         fail_commits: bool,
+        /// Fail loads: transiently (`Some(true)`) or not (`Some(false)`).
+        fail_loads: Option<bool>,
     }
 
     impl Projection for View {
@@ -295,8 +313,16 @@ mod tests {
             self.own
         }
 
+        fn is_transient(&self, error: &std::io::Error) -> bool {
+            error.kind() == std::io::ErrorKind::TimedOut
+        }
+
         async fn load_checkpoint(&mut self, _: &str) -> Result<Option<Position>, std::io::Error> {
-            Ok(self.commits.last().copied())
+            match self.fail_loads {
+                Some(true) => Err(std::io::ErrorKind::TimedOut.into()),
+                Some(false) => Err(std::io::Error::other("stream conflicts")),
+                None => Ok(self.commits.last().copied()),
+            }
         }
 
         async fn commit(&mut self, _: &str, position: Position) -> Result<(), std::io::Error> {
@@ -334,16 +360,29 @@ mod tests {
         };
         assert_eq!(CheckpointMode::of(&own), CheckpointMode::Projection);
         assert_eq!(CheckpointMode::of(&View::default()), CheckpointMode::Store);
-        assert!(CheckpointMode::Projection.rolls_back_batches());
-        assert!(!CheckpointMode::Store.rolls_back_batches());
-        assert!(!CheckpointMode::Memory.rolls_back_batches());
+        assert!(Checkpoint::of(&own).rolls_back_batches());
+        assert!(!Checkpoint::of(&View::default()).rolls_back_batches());
+    }
+
+    #[test]
+    fn in_memory_a_projection_keeping_its_own_still_rolls_back_its_batches() {
+        let own = View {
+            own: true,
+            ..View::default()
+        };
+        let mut checkpoint = Checkpoint::of(&own);
+        checkpoint.set_mode(CheckpointMode::Memory);
+        assert!(checkpoint.rolls_back_batches());
+        let mut checkpoint = Checkpoint::of(&View::default());
+        checkpoint.set_mode(CheckpointMode::Memory);
+        assert!(!checkpoint.rolls_back_batches());
     }
 
     #[tokio::test]
     async fn in_the_store_it_is_saved_after_the_projection_commits() {
         let tables = Tables::default();
         let mut view = View::default();
-        let mut checkpoint = Checkpoint::new(CheckpointMode::Store);
+        let mut checkpoint = Checkpoint::of(&View::default());
         checkpoint
             .commit(&mut view, &tables, "view", at(3))
             .await
@@ -360,7 +399,7 @@ mod tests {
         assert!(matches!(error, RunnerError::Commit { position, .. } if position == at(5)));
         assert_eq!(tables.checkpoints.lock().unwrap().get("view"), Some(&at(3)));
 
-        let mut fresh = Checkpoint::new(CheckpointMode::Store);
+        let mut fresh = Checkpoint::of(&View::default());
         assert_eq!(
             fresh.load(&mut view, &tables, "view").await.unwrap(),
             Some(at(3))
@@ -376,13 +415,13 @@ mod tests {
             own: true,
             ..View::default()
         };
-        let mut checkpoint = Checkpoint::new(CheckpointMode::of(&view));
+        let mut checkpoint = Checkpoint::of(&view);
         checkpoint
             .commit(&mut view, &tables, "view", at(4))
             .await
             .unwrap();
         assert!(tables.checkpoints.lock().unwrap().is_empty());
-        let mut fresh = Checkpoint::new(CheckpointMode::of(&view));
+        let mut fresh = Checkpoint::of(&view);
         assert_eq!(
             fresh.load(&mut view, &tables, "view").await.unwrap(),
             Some(at(4))
@@ -394,11 +433,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_projections_load_error_restarts_a_live_runner_only_if_transient() {
+        let tables = Tables::default();
+        let mut view = View {
+            own: true,
+            fail_loads: Some(false),
+            ..View::default()
+        };
+        let mut checkpoint = Checkpoint::of(&view);
+        let error = checkpoint
+            .load(&mut view, &tables, "view")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, RunnerError::LoadCheckpoint { .. }),
+            "{error:?}"
+        );
+        assert!(!error.is_restartable());
+        view.fail_loads = Some(true);
+        let error = checkpoint
+            .load(&mut view, &tables, "view")
+            .await
+            .unwrap_err();
+        assert!(error.is_restartable(), "{error:?}");
+    }
+
+    #[tokio::test]
     async fn in_memory_neither_checkpoint_nor_parked_events_reach_the_store() {
         let tables = Tables::default();
         tables.save_checkpoint("view", at(7)).await.unwrap();
         let mut view = View::default();
-        let mut checkpoint = Checkpoint::new(CheckpointMode::Memory);
+        let mut checkpoint = Checkpoint::of(&view);
+        checkpoint.set_mode(CheckpointMode::Memory);
         // A new process starts at the beginning, whatever the store holds.
         assert_eq!(
             checkpoint.load(&mut view, &tables, "view").await.unwrap(),
@@ -435,7 +501,7 @@ mod tests {
     #[tokio::test]
     async fn outside_memory_parked_events_are_the_stores() {
         let tables = Tables::default();
-        let mut checkpoint = Checkpoint::new(CheckpointMode::Store);
+        let mut checkpoint = Checkpoint::of(&View::default());
         let event = Uuid::now_v7();
         checkpoint
             .park(&tables, parked(event, "bad"))

@@ -19,7 +19,7 @@ use crate::backoff::Backoff;
 use crate::error::ReadError;
 use crate::event::EventEnvelope;
 use crate::projection::Projection;
-use crate::store::{ParkedEvent, Store};
+use crate::store::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, ParkedEvent};
 use crate::stream::Position;
 
 /// The events a runner reads, boxed so that history and live reads share one type.
@@ -82,7 +82,11 @@ enum Next<E> {
     Shutdown,
 }
 
-impl<P: Projection, S: Store> ProjectionRunner<P, S> {
+impl<P, S> ProjectionRunner<P, S>
+where
+    P: Projection,
+    S: EventStore + CheckpointStore + DeadLetterStore + LeaseStore,
+{
     /// Drives the projection: to the end of the log (`live == false`), or until
     /// `shutdown` completes, starting over after failures a live runner outlasts.
     pub(super) async fn drive(
@@ -322,7 +326,7 @@ impl<P: Projection, S: Store> ProjectionRunner<P, S> {
                     // The events before the failing one are done: keep them. (Not after an
                     // interruption of a projection whose batch rolled back with it.)
                     let rolled_back = matches!(error, RunnerError::Interrupted { .. })
-                        && self.checkpoint.mode().rolls_back_batches();
+                        && self.checkpoint.rolls_back_batches();
                     if let Some(position) = last
                         && !rolled_back
                         && let Err(commit) = self.commit_held(position).await
@@ -479,7 +483,7 @@ impl<P: Projection, S: Store> ProjectionRunner<P, S> {
             let message = crate::error::display_chain(&error);
             self.status
                 .update(|status| status.last_error = Some(message.clone()));
-            if self.checkpoint.mode().rolls_back_batches() {
+            if self.checkpoint.rolls_back_batches() {
                 // The failed event's writes may be half done: drop the whole batch.
                 self.rollback().await;
                 if pending > 0 {

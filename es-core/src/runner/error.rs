@@ -56,6 +56,20 @@ pub enum RunnerError {
         #[source]
         source: BoxError,
     },
+    /// A projection that keeps its own checkpoint
+    /// ([`Projection::keeps_own_checkpoint`](crate::Projection::keeps_own_checkpoint))
+    /// could not load it, with an error it does not call transient
+    /// ([`Projection::is_transient`](crate::Projection::is_transient)): a live runner stops
+    /// with it rather than loading it again and again. (A transient one is a
+    /// [`Commit`](RunnerError::Commit) error, which a live runner starts over after.)
+    #[error("projection `{projection}` could not load the checkpoint it keeps")]
+    LoadCheckpoint {
+        /// The projection's checkpoint key.
+        projection: String,
+        /// The projection's error.
+        #[source]
+        source: BoxError,
+    },
     /// Reading the log failed, or an event cannot be decoded as the projection's type.
     #[error("projection `{projection}` cannot read the log")]
     Read {
@@ -198,6 +212,11 @@ mod tests {
             source: Box::new(std::io::Error::other("bad data")),
         };
         assert!(!handler.is_restartable());
+        let load = RunnerError::LoadCheckpoint {
+            projection: projection.clone(),
+            source: Box::new(std::io::Error::other("stream conflicts")),
+        };
+        assert!(!load.is_restartable());
         let held = RunnerError::LeaseHeld { projection };
         assert!(!held.is_restartable());
     }

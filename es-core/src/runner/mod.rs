@@ -33,7 +33,9 @@ use crate::backoff::Backoff;
 use crate::error::{ReadError, StoreError};
 use crate::event::EventEnvelope;
 use crate::projection::Projection;
-use crate::store::{EventFilter, ParkedEvent, Partition, Store};
+use crate::store::{
+    CheckpointStore, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent, Partition,
+};
 use crate::stream::Position;
 
 /// Feeds a [`Projection`] from the log.
@@ -92,7 +94,13 @@ impl<P: Projection + fmt::Debug, S: fmt::Debug> fmt::Debug for ProjectionRunner<
     }
 }
 
-impl<P: Projection, S: Store> ProjectionRunner<P, S> {
+/// The runner asks of its store the four traits it uses, not snapshots
+/// ([`Store`](crate::Store) without [`SnapshotStore`](crate::SnapshotStore)).
+impl<P, S> ProjectionRunner<P, S>
+where
+    P: Projection,
+    S: EventStore + CheckpointStore + DeadLetterStore + LeaseStore,
+{
     /// A runner of `projection` on `store`: batches of 500 events, commits at least every
     /// 100 ms while live, the default [`ErrorPolicy`], and a lease of 10 s.
     pub fn new(store: S, projection: P) -> Self {
@@ -101,7 +109,7 @@ impl<P: Projection, S: Store> ProjectionRunner<P, S> {
             Arc::new(move || store.stall())
         });
         Self {
-            checkpoint: Checkpoint::new(CheckpointMode::of(&projection)),
+            checkpoint: Checkpoint::of(&projection),
             status,
             projection,
             store,
@@ -164,10 +172,11 @@ impl<P: Projection, S: Store> ProjectionRunner<P, S> {
     /// and which each process holds on its own. Its parked events stay in the runner too
     /// ([`parked`](ProjectionRunner::parked)).
     ///
-    /// Not for a projection that keeps its own checkpoint
+    /// Not meant for a projection that keeps its own checkpoint
     /// ([`Projection::keeps_own_checkpoint`]): the runner would ignore the stored one and
-    /// start from the beginning of the log, and would no longer roll a failed event's
-    /// batch back whole.
+    /// start from the beginning of the log. It still rolls a failed or interrupted
+    /// event's batch back whole, as that projection's writes and checkpoint go together,
+    /// and commits the checkpoint in memory only past what the projection committed.
     #[must_use]
     pub fn with_checkpoint_in_memory(mut self) -> Self {
         if self.checkpoint.mode() == CheckpointMode::Projection {

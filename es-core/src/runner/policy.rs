@@ -12,7 +12,7 @@ use crate::backoff::Backoff;
 ///
 /// It first tries again `retries` times, pausing about `backoff` (between half and all of
 /// it, so that runners that failed together do not retry together), twice as long each
-/// time up to a minute; then it stops or parks the event (sets it aside in the store's
+/// time up to 1024 × `backoff` or a minute, whichever is less; then it stops or parks the event (sets it aside in the store's
 /// dead-letter table, visible through
 /// [`DeadLetterStore::parked`](crate::DeadLetterStore::parked) and retried by
 /// [`ProjectionRunner::retry_parked`](crate::ProjectionRunner::retry_parked)) and goes on.
@@ -50,6 +50,9 @@ pub enum OnFailure {
 /// The longest pause between two attempts at one event.
 const LONGEST_PAUSE: Duration = Duration::from_secs(60);
 
+/// The pauses stop doubling at this many times the first: 2^10.
+const MOST_DOUBLED: u32 = 1 << 10;
+
 impl Default for ErrorPolicy {
     /// Three retries from 100 ms, then stop.
     fn default() -> Self {
@@ -72,7 +75,12 @@ impl ErrorPolicy {
     pub fn retry(retries: u32, backoff: Duration) -> Self {
         Self {
             retries,
-            backoff: Backoff::new(backoff, LONGEST_PAUSE.max(backoff)),
+            // Ceilings from `backoff` doubling, up to 1024 × `backoff` and never past a
+            // minute (a first pause above it included).
+            backoff: Backoff::new(
+                backoff.min(LONGEST_PAUSE),
+                backoff.saturating_mul(MOST_DOUBLED).min(LONGEST_PAUSE),
+            ),
             then: OnFailure::Stop,
         }
     }
@@ -91,7 +99,7 @@ impl ErrorPolicy {
 
     /// The pause before retry `attempt` (1 for the first).
     pub(super) fn pause(&self, attempt: u32) -> Duration {
-        self.backoff.pause(attempt).min(LONGEST_PAUSE)
+        self.backoff.pause(attempt)
     }
 }
 
@@ -168,10 +176,34 @@ mod tests {
         }
         assert!(policy.pause(30) <= LONGEST_PAUSE);
         assert!(policy.pause(30) >= LONGEST_PAUSE / 2);
-        // A first pause above the ceiling is kept, not raised or cut to zero.
+        // A first pause above the ceiling is capped at it (within its jitter), not
+        // raised or cut to zero.
         let slow = ErrorPolicy::retry(1, Duration::from_secs(90));
         assert!(slow.pause(1) <= LONGEST_PAUSE);
+        assert!(slow.pause(1) >= LONGEST_PAUSE / 2);
         assert_eq!(ErrorPolicy::stop().pause(1), Duration::ZERO);
+    }
+
+    #[test]
+    fn pauses_stop_doubling_at_1024_times_the_first() {
+        let policy = ErrorPolicy::retry(20, Duration::from_millis(1));
+        let cap = Duration::from_millis(1024);
+        for attempt in 11..=20 {
+            let pause = policy.pause(attempt);
+            assert!(
+                pause >= cap / 2 && pause <= cap,
+                "attempt {attempt}: {pause:?} not within {cap:?}"
+            );
+        }
+        // Twenty retries from 1 ms pause about 11 s in all, at most (not minutes).
+        let total: Duration = (1..=20).map(|attempt| policy.pause(attempt)).sum();
+        assert!(
+            total <= Duration::from_millis(1023 + 10 * 1024),
+            "{total:?}"
+        );
+        // Where 1024 × backoff passes a minute, the minute bounds it.
+        let policy = ErrorPolicy::retry(20, Duration::from_millis(100));
+        assert!(policy.pause(20) <= LONGEST_PAUSE);
     }
 
     #[test]

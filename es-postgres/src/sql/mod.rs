@@ -3,9 +3,9 @@
 //!
 //! Every value is a bind parameter; the schema name (validated, quoted) is the only text put
 //! into a statement, here and nowhere else (the migrations too go through [`migration`]),
-//! which is why this is the one place that asserts the statements safe for sqlx. Each text is built once, so sqlx prepares each statement
-//! once per connection and reuses it. What each statement does and binds is said at the top
-//! of its file.
+//! which is why this is the one place that asserts the statements safe for sqlx. Each text
+//! is built once, so sqlx prepares each statement once per connection and reuses it. What
+//! each statement does and binds is said at the top of its file.
 
 use std::sync::Arc;
 

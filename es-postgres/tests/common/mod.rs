@@ -6,5 +6,5 @@
 
 pub(crate) use es_testkit::postgres::{
     connect, connect_to, connect_with, database_url, drop_schema, fresh_store, fresh_store_with,
-    second_store,
+    hold_connections, second_store,
 };

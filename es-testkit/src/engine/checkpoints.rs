@@ -230,6 +230,49 @@ pub async fn checkpoint_in_memory_is_not_stored<S: Store>(store: S) {
     assert!(first.get().applied_exactly(&ids) && second.get().applied_exactly(&ids));
 }
 
+/// A projection that keeps its own checkpoint, run with the checkpoint in memory, still has
+/// a failed or interrupted event's batch rolled back whole: the runner commits nothing past
+/// writes the projection dropped, so no event is skipped and each is applied once.
+pub async fn checkpoint_in_memory_rolls_back_a_projection_keeping_its_own<S: Store>(store: S) {
+    let ids: Vec<Uuid> = deposit(&store, "a", 12).await;
+    settled(&store, 12).await;
+    let storage = LedgerStorage::default();
+    let faults = Faults::none();
+    // Mid-batch: the view's storage drops the staged deposits of 1 and 2 with it.
+    faults.interrupt_once_on(3);
+    // Mid-batch too, later: parked after its batch is rolled back and replayed.
+    faults.fail_on(8);
+    let mut runner = runner(
+        &store,
+        LedgerView::new("own-in-memory", storage.clone(), faults.clone()),
+    )
+    .with_checkpoint_in_memory()
+    .with_error_policy(es_core::ErrorPolicy::park());
+    assert!(
+        matches!(
+            runner.catch_up().await,
+            Err(RunnerError::Interrupted { .. })
+        ),
+        "a catch-up returns the interruption"
+    );
+    assert!(storage.get().applied.is_empty(), "nothing was committed");
+    assert_eq!(runner.catch_up().await.unwrap(), 12);
+    let ledger = storage.get();
+    let expected: HashSet<Uuid> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 7)
+        .map(|(_, id)| *id)
+        .collect();
+    assert!(
+        ledger.applied_exactly(&expected),
+        "every event but the parked one, each once: {ledger:?}"
+    );
+    let parked = runner.parked().await.unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].event_id, ids[7]);
+}
+
 /// A runner that resumes from a stored checkpoint reports that position, and no lag,
 /// before it has handled anything.
 pub async fn resumed_runner_reports_its_checkpoint<S: Store>(store: S) {

@@ -266,3 +266,30 @@ pub async fn live_runner_reports_recovering_after_a_failed_commit<S: Store>(stor
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+/// A live runner whose projection cannot load the checkpoint it keeps, with an error the
+/// projection does not call transient, stops with that error instead of starting over
+/// for good.
+pub async fn live_runner_stops_when_its_checkpoint_cannot_be_loaded<S: Store>(store: S) {
+    deposit(&store, "a", 2).await;
+    settled(&store, 2).await;
+    let storage = LedgerStorage::default();
+    let faults = Faults::none();
+    faults.make_checkpoint_unreadable();
+    let mut live = runner(
+        &store,
+        LedgerView::new("unreadable", storage.clone(), faults.clone()),
+    );
+    let outcome = tokio::time::timeout(PATIENCE, live.run())
+        .await
+        .expect("the runner stops rather than loading the checkpoint again and again");
+    match outcome {
+        Err(RunnerError::LoadCheckpoint { projection, source }) => {
+            assert_eq!(projection, "unreadable");
+            assert!(source.to_string().contains("unreadable"), "{source}");
+        }
+        other => panic!("expected the checkpoint's error, got {other:?}"),
+    }
+    assert_eq!(live.status().get().state, es_core::RunnerState::Failed);
+    assert!(storage.get().applied.is_empty());
+}

@@ -10,11 +10,18 @@
 //!
 //! Every pool opened here takes its connections from [`ConnectionBudget::global`] first,
 //! and gives them back when the pool is gone (when the last clone of it, or of a store on
-//! it, is dropped, and the tasks that hand connections back to it have run): `cargo test` runs a test per core at once, and a 16-core machine would
-//! otherwise open more connections than the server's default `max_connections` of 100
-//! allows. The budget is [`DEFAULT_BUDGET`] connections, or what [`BUDGET_VAR`] says. A pool
-//! reserves one connection more than its size, for the notification listener a store on it
-//! may open beside the pool.
+//! it, is dropped, and the tasks that hand connections back to it have run): `cargo test`
+//! runs a test per core at once, and a 16-core machine would otherwise open more
+//! connections than the server's default `max_connections` of 100 allows. The budget is
+//! [`DEFAULT_BUDGET`] connections, or what [`BUDGET_VAR`] says. A pool reserves one
+//! connection more than its size, for the notification listener a store on it may open
+//! beside the pool.
+//!
+//! The budget is counted per test, not per pool: a test's first pool takes the test's
+//! whole share ([`TEST_SHARE`]), and the pools it opens after it on the same thread draw
+//! from that share without waiting, so tests holding a pool never wait on each other for
+//! their next one ([`ConnectionBudget::acquire_for_test`]). Connections a test opens itself
+//! are held with [`hold_connections`].
 //!
 //! When no server answers, the first connection fails the test at once, with a message that
 //! says how to start one.
@@ -23,6 +30,7 @@ mod budget;
 
 pub use budget::{
     ACQUIRE_DEADLINE, BUDGET_VAR, BudgetError, BudgetPermit, ConnectionBudget, DEFAULT_BUDGET,
+    TEST_SHARE, TestPermit,
 };
 
 use std::sync::{Arc, Once};
@@ -87,10 +95,7 @@ pub async fn connect_to(url: &str, application_name: &str, max: u32) -> PgPool {
 ///
 /// As [`connect`].
 pub async fn connect_with(options: PgConnectOptions, max: u32) -> PgPool {
-    let permit = ConnectionBudget::global()
-        .acquire(max + 1, ACQUIRE_DEADLINE)
-        .await
-        .unwrap_or_else(|error| panic!("\n\n{error}\n"));
+    let permit = hold_connections(max + 1).await;
     probe(&options).await;
     // The pool owns the permit through its callback, which lives as long as the pool; the
     // pool's background tasks hold it only weakly, so the last handle dropped frees both.
@@ -102,6 +107,21 @@ pub async fn connect_with(options: PgConnectOptions, max: u32) -> PgPool {
             Box::pin(async { Ok(()) })
         })
         .connect_lazy_with(options)
+}
+
+/// Takes `connections` from the test's share of [`ConnectionBudget::global`]
+/// ([`ConnectionBudget::acquire_for_test`]), for connections a test opens itself rather than
+/// through a pool of this module's (a `PgConnection`, a pool of its own): hold the permit
+/// as long as they are open.
+///
+/// # Panics
+///
+/// When the budget cannot give them (see [`BudgetError`]).
+pub async fn hold_connections(connections: u32) -> TestPermit {
+    ConnectionBudget::global()
+        .acquire_for_test(connections, ACQUIRE_DEADLINE)
+        .await
+        .unwrap_or_else(|error| panic!("\n\n{error}\n"))
 }
 
 /// One direct connection, so that a missing server fails the test at once rather than
