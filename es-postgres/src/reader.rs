@@ -28,8 +28,8 @@ use crate::row;
 use crate::xid::Xid8;
 
 /// The first pause of a subscriber that was woken but found nothing readable yet (a
-/// transaction older than the new events still runs); it doubles ([`Backoff::ceiling`])
-/// until it would reach the poll interval, after which the subscriber polls.
+/// transaction older than the new events still runs); it doubles (with jitter, see
+/// [`Backoff`]) until it would reach the poll interval, after which the subscriber polls.
 const FIRST_RETRY: Duration = Duration::from_millis(1);
 
 /// Pauses between attempts of a subscription whose reads fail (a lost connection, a
@@ -576,8 +576,12 @@ impl<E: DomainEvent> LogReader<E> {
                 continue;
             };
             if found {
+                // `held` stays: what this read found may be only the first of the events that
+                // were held back (another database transaction held the horizon below them,
+                // and ended), while later ones still wait behind a transaction of their own.
+                // The next read that comes back empty asks again; clearing it here left such a
+                // subscriber waiting for a wake-up that never comes, until the poll.
                 self.retry = None;
-                self.held = false;
                 continue;
             }
             // Caught up with the horizon. Events committed behind it will not wake this reader
@@ -612,11 +616,7 @@ impl<E: DomainEvent> LogReader<E> {
             // Wait for a wake-up, a retry pause or the poll.
             let poll = self.query.inner.poll_interval;
             let retries = Backoff::new(FIRST_RETRY, poll);
-            // The ceilings themselves, without the jitter `Backoff::pause` draws: each
-            // subscriber looks again on its own, so there is no herd to spread, and with the
-            // jitter `subscriber_looks_again_for_events_held_back` failed in 2 of 4 runs of
-            // its test binary (not alone); the cause is not understood yet.
-            let pause = self.retry.map_or(poll, |retry| retries.ceiling(retry));
+            let pause = self.retry.map_or(poll, |retry| retries.pause(retry));
             tokio::select! {
                 changed = wake.changed() => {
                     if changed.is_err() {
