@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::{count, create_table};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -35,24 +37,6 @@ async fn kill_own_connection_once(
             .await?;
     }
     Ok(())
-}
-
-async fn create_table(store: &PgEventStore, name: &str) -> String {
-    let table = format!("\"{}\".{name}", store.schema());
-    sqlx::query(AssertSqlSafe(format!(
-        "CREATE TABLE {table} (event_id uuid PRIMARY KEY)"
-    )))
-    .execute(store.pool())
-    .await
-    .unwrap();
-    table
-}
-
-async fn count(store: &PgEventStore, table: &str) -> i64 {
-    sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
 }
 
 struct Recording {

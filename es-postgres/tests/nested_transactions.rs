@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::{count, create_table};
+
 use std::sync::Arc;
 
 use es_core::error::BoxError;
@@ -62,24 +64,6 @@ async fn try_then_record(
     let after = transaction_id(connection).await?;
     assert_eq!(before, after, "still inside the store's transaction");
     Ok(())
-}
-
-async fn create_table(store: &PgEventStore, name: &str) -> String {
-    let table = format!("\"{}\".{name}", store.schema());
-    sqlx::query(AssertSqlSafe(format!(
-        "CREATE TABLE {table} (event_id uuid PRIMARY KEY)"
-    )))
-    .execute(store.pool())
-    .await
-    .unwrap();
-    table
-}
-
-async fn count(store: &PgEventStore, table: &str) -> i64 {
-    sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
 }
 
 struct Careful {
