@@ -4,7 +4,8 @@
 //! repository's README are the docs of a module here, so `cargo test -p es-guide` (and
 //! `cargo test --workspace`) compiles every Rust snippet in them and runs those that are
 //! not marked `no_run`. A snippet the guide shows is then one that works with the code as
-//! it is. `tests/links.rs` checks the links between the pages.
+//! it is. `tests/links.rs` checks the links between the pages. `cargo doc` skips the crate
+//! (`doc = false`): the book, `mdbook build docs`, is the guide's rendering.
 
 /// The repository's README.
 #[doc = include_str!("../README.md")]
