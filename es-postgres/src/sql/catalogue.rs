@@ -74,6 +74,16 @@ const FEEDS: &[(&str, &[&str], &[&str])] = &[
         &["horizon"],
     ),
     (
+        "admin::streams",
+        crate::admin::STREAM_COLUMNS,
+        &["admin_streams"],
+    ),
+    (
+        "admin::projections",
+        crate::admin::PROJECTION_COLUMNS,
+        &["admin_projections"],
+    ),
+    (
         "check_transaction_ids",
         &["newest", "next_id"],
         &["transaction_ids"],
