@@ -44,9 +44,12 @@ impl Output {
     pub(crate) fn table<const N: usize>(&self, headers: [&str; N]) -> Table {
         let mut table = Table::new();
         if self.terminal {
-            table
-                .load_preset(presets::UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic);
+            table.load_preset(presets::UTF8_FULL_CONDENSED);
+            // Wrapped to the terminal's width when it tells one that fits a table (a
+            // terminal of unknown size reports none, or zero columns).
+            if table.width().is_some_and(|width| width >= 60) {
+                table.set_content_arrangement(ContentArrangement::Dynamic);
+            }
         } else {
             // Piped or in a log: plain ASCII, every column at full width.
             table
