@@ -98,11 +98,14 @@ where
                     projection: name.clone(),
                     source: Box::new(e),
                 })?;
-                Ok(forgotten)
+                Ok::<_, CliError>(forgotten)
             }
             .await;
-            store.release_lease(&name, owner).await?;
-            outcome
+            // The reset's own failure is the one to report, if both fail.
+            let released = store.release_lease(&name, owner).await;
+            let forgotten = outcome?;
+            released?;
+            Ok(forgotten)
         })
     }
 

@@ -247,3 +247,62 @@ async fn forgetting_checkpoints_takes_the_partitions_and_leaves_other_names() {
     assert_eq!(admin.forget_checkpoints("view").await.unwrap(), 0);
     common::drop_schema(store).await;
 }
+
+#[tokio::test]
+async fn following_from_the_readable_head_misses_no_late_commit() {
+    use futures_util::StreamExt as _;
+
+    let store = common::fresh_store().await;
+    append(&store, "order-1", 1).await;
+    settle(&store).await;
+    // A transaction that takes its id now and writes only later, after a newer one
+    // committed: its event sorts before that one.
+    let _permit = common::hold_connections(1).await;
+    let options: sqlx::postgres::PgConnectOptions = common::database_url().parse().unwrap();
+    let mut late = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut late).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut late)
+        .await
+        .unwrap();
+    let newer = append(&store, "order-2", 1).await[0];
+    let admin = store.admin();
+    let start = admin.readable_head().await.unwrap();
+    assert_eq!(store.head().await.unwrap(), Some(newer));
+    assert!(
+        start < Some(newer),
+        "the newer event waits behind the open transaction"
+    );
+
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO \"{}\".events (stream_id, version, event_id, event_type, schema_version, payload, metadata) \
+         VALUES ('order-3', 1, $1, 'Late', 1, '{{}}', '{{}}')",
+        store.schema()
+    )))
+    .bind(Uuid::now_v7())
+    .execute(&mut late)
+    .await
+    .unwrap();
+    sqlx::query("COMMIT").execute(&mut late).await.unwrap();
+    settle(&store).await;
+
+    let after = store.read_all::<RawEvent>(
+        start.unwrap_or(Position::START),
+        es_core::EventFilter::all(),
+    );
+    let streams: Vec<String> = after
+        .map(|e| e.unwrap().stream_id.to_string())
+        .collect()
+        .await;
+    assert!(
+        streams.ends_with(&["order-3".to_owned(), "order-2".to_owned()]),
+        "the late event and the newer one, in log order: {streams:?}"
+    );
+    assert_eq!(
+        admin.readable_head().await.unwrap(),
+        store.head().await.unwrap()
+    );
+    common::drop_schema(store).await;
+}

@@ -23,8 +23,13 @@ pub(crate) async fn run(
     }
     let after = match args.from {
         TailFrom::Start => Position::START,
-        // After the newest event committed now: only what comes later is shown.
-        TailFrom::End => store.head().await?.unwrap_or(Position::START),
+        // After the newest event readable now, not the newest committed: an event of a
+        // transaction still open sorts after the one, and may sort before the other.
+        TailFrom::End => store
+            .admin()
+            .readable_head()
+            .await?
+            .unwrap_or(Position::START),
         TailFrom::After(position) => position,
     };
     if args.limit == Some(0) {

@@ -10,7 +10,7 @@
 mod projections;
 
 use chrono::{DateTime, Utc};
-use es_core::{StoreError, StreamId, Version};
+use es_core::{Position, ReadError, StoreError, StreamId, Version};
 use sqlx::Row as _;
 
 use crate::error::store_error;
@@ -146,6 +146,26 @@ impl PgAdmin {
             applied,
             latest: crate::migrate::LATEST,
         })
+    }
+
+    /// The position of the newest event that log readers can be given now, `None` when
+    /// there is none. Unlike [`EventStore::head`](es_core::EventStore::head), which is the
+    /// newest committed event whatever holds it back, this is a safe place to start
+    /// following the log from "now": an event of a transaction still open (older than the
+    /// head's, say) sorts after it once it commits, so a subscription after this position
+    /// delivers it, where one after the head would miss it.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the server cannot be queried.
+    pub async fn readable_head(&self) -> Result<Option<Position>, ReadError> {
+        let inner = &self.store.inner;
+        let row = statement!(inner, |c| {
+            sqlx::query(inner.sql.admin_readable_head.clone()).fetch_optional(c)
+        })
+        .await
+        .map_err(|e| store_error("readable head", e))?;
+        row.as_ref().map(crate::row::position_of).transpose()
     }
 
     /// Up to `limit` streams in stream id order, of `category` only if given, after the

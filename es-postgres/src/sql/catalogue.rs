@@ -31,7 +31,11 @@ const FEEDS: &[(&str, &[&str], &[&str])] = &[
             "append_one_any",
         ],
     ),
-    ("PositionRow", PositionRow::COLUMNS, &["head"]),
+    (
+        "PositionRow",
+        PositionRow::COLUMNS,
+        &["head", "admin_readable_head"],
+    ),
     ("the log reader's filter", &["selected"], &["read_log"]),
     ("Applied", Applied::COLUMNS, &["migrations_recorded"]),
     (
