@@ -19,15 +19,20 @@ pub(crate) struct Output {
     terminal: bool,
 }
 
-/// Whether colours are wanted at all: not when `NO_COLOR` is set to anything non-empty
-/// (<https://no-color.org>).
-fn no_color() -> bool {
-    std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty())
+/// Whether output to a terminal or not (`terminal`) takes colours, with `no_color` the
+/// value of `NO_COLOR`: only on a terminal, and not when `NO_COLOR` is set to anything
+/// non-empty (<https://no-color.org>).
+fn colors(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
+fn colors_for(terminal: bool) -> bool {
+    colors(terminal, std::env::var_os("NO_COLOR").as_deref())
 }
 
 /// Whether standard error takes colours.
 pub(crate) fn stderr_color() -> bool {
-    std::io::stderr().is_terminal() && !no_color()
+    colors_for(std::io::stderr().is_terminal())
 }
 
 impl Output {
@@ -35,7 +40,7 @@ impl Output {
         let terminal = std::io::stdout().is_terminal();
         Self {
             json,
-            color: terminal && !no_color(),
+            color: colors_for(terminal),
             terminal,
         }
     }
@@ -105,5 +110,24 @@ impl Output {
         writeln!(out, "{text}")
             .and_then(|()| out.flush())
             .map_err(CliError::Output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::colors;
+
+    #[test]
+    fn colours_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colors(true, None));
+        assert!(!colors(false, None), "not in a pipe or a file");
+        assert!(!colors(true, Some(OsStr::new("1"))));
+        assert!(
+            !colors(true, Some(OsStr::new("false"))),
+            "any value turns them off"
+        );
+        assert!(colors(true, Some(OsStr::new(""))), "an empty one does not");
     }
 }
