@@ -113,7 +113,9 @@ impl App {
     /// (see [`CliError::exit_code`]).
     ///
     /// A usage error prints clap's help and gives exit code 2; a failed command prints one
-    /// line on standard error. Run it on a Tokio runtime with timers (`#[tokio::main]`).
+    /// line on standard error. Run it on a Tokio runtime with timers and signals, as the
+    /// main task (`#[tokio::main]`): the future is not `Send`, since the registered
+    /// factories need not be.
     pub async fn run(self) -> ExitCode {
         self.run_from(std::env::args_os()).await
     }
