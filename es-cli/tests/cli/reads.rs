@@ -75,6 +75,12 @@ async fn streams_are_listed_as_a_table_and_as_json() {
         limited.contains("the first 1 streams; pass --limit for more"),
         "{limited}"
     );
+    // An archived stream keeps its history, marked.
+    let archived = es(&store, &["show", "order-2"]).await.ok().stdout;
+    assert!(
+        archived.starts_with("stream `order-2` (archived): 1 events"),
+        "{archived}"
+    );
     let none = es(&store, &["streams", "--category", "invoice"]).await.ok();
     assert_eq!(none.stdout.trim(), "no streams in category `invoice`");
     drop_schema(store).await;
