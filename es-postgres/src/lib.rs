@@ -108,3 +108,5 @@ pub use store::{PgEventStore, PgEventStoreBuilder, PgPoolSettings};
 pub use es_core::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, SnapshotStore, Store};
 #[doc(no_inline)]
 pub use sqlx::PgPool;
+#[doc(no_inline)]
+pub use sqlx::postgres::PgPoolOptions;

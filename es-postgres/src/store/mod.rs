@@ -73,9 +73,24 @@ impl PgEventStore {
         PgPoolSettings::parse(url).map(PgEventStoreBuilder::new)
     }
 
-    /// Connects to `url` with the default [`PgPoolSettings`] (up to 10 connections, their
-    /// sessions at READ COMMITTED, statements cut off after 30 s, lock waits after 10 s),
-    /// in schema `es`.
+    /// Connects to `url` with the default [`PgPoolSettings`], in schema `es`: a pool of up
+    /// to 10 connections (none kept open while idle; a call waits up to 5 s for one;
+    /// connections idle 10 min or open 30 min are closed), their sessions at READ
+    /// COMMITTED, statements cut off after 30 s, lock waits after 10 s, transactions left
+    /// idle after 60 s. For any other size or deadline, use
+    /// [`builder_for_url`](PgEventStore::builder_for_url) (or
+    /// [`builder`](PgEventStore::builder) with a pool of your own):
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), es_postgres::PgStoreError> {
+    /// let store = es_postgres::PgEventStore::builder_for_url("postgres://app@db/app")?
+    ///     .max_connections(40)
+    ///     .min_connections(5)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
