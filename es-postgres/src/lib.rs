@@ -58,6 +58,7 @@
 //! | `snapshots`      | `stream_id` (primary key), `version`, `schema_version`, `state` jsonb, `taken_at` |
 //! | `checkpoints`    | `name` (primary key), `position_major`, `position_minor`, `updated_at`  |
 //! | `es_migrations`  | the applied migration versions and checksums, apart from the application's own |
+//! | `es_read_model_migrations` | `read_model`, `version`, `name`, `checksum`, `applied_at`: the read models' migrations ([`PgMigration`]), made when the first is applied |
 //!
 //! Positions are `(transaction id, sequence)`: compare and store them, do not compute with
 //! them, and resume only after positions a read of the log delivered (see
@@ -87,6 +88,7 @@ mod inline;
 mod inner;
 mod migrate;
 mod projection;
+mod read_model;
 mod reader;
 mod redact;
 mod row;
@@ -101,6 +103,7 @@ pub use error::PgStoreError;
 pub use horizon::{PgHorizon, PgHorizonHolder};
 pub use inline::PgInlineProjection;
 pub use projection::{PgProjection, PgProjectionError, PgTransactionalProjection};
+pub use read_model::{PgInvalidTableName, PgMigration, PgTable};
 pub use schema::{PgInvalidSchemaName, PgSchemaName};
 pub use store::{PgEventStore, PgEventStoreBuilder, PgPoolSettings};
 
