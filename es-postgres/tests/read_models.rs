@@ -2,7 +2,8 @@
 //! [`PgTable`]: the steps run once each, in the store's schema, before the first batch and
 //! before a rebuild's reset; again at every restart and from instances that start at once
 //! they run no more; an edited, renamed or unknown step is refused, typed; a failing step
-//! leaves nothing behind; and table names are quoted whatever they hold.
+//! leaves nothing behind; and table names are quoted whatever they hold. Inline
+//! projections' steps run in `migrate`.
 
 #![allow(
     clippy::unwrap_used,
@@ -21,8 +22,10 @@ use es_core::{
     RawEvent, RunnerError, StreamId,
 };
 use es_postgres::{
-    PgEventStore, PgMigration, PgProjection, PgProjectionError, PgTable, PgTransactionalProjection,
+    PgEventStore, PgInlineProjection, PgMigration, PgProjection, PgProjectionError, PgTable,
+    PgTransactionalProjection,
 };
+use futures_util::future::BoxFuture;
 use serde_json::json;
 use sqlx::{PgConnection, SqlStr};
 
@@ -503,4 +506,102 @@ async fn hostile_table_names_are_quoted() {
     assert_eq!(names, expected);
     assert!(store.table(&"x".repeat(64)).is_err());
     common::drop_schema(store).await;
+}
+
+/// Counts the events of each append's streams in `inline_counts`, inside the append.
+struct InlineCounts {
+    migrations: Vec<PgMigration>,
+    count: SqlStr,
+}
+
+const INLINE_STEPS: &[PgMigration] = &[PgMigration::new(
+    1,
+    "inline counts",
+    "CREATE TABLE {schema}.inline_counts (stream_id text PRIMARY KEY, events bigint NOT NULL);
+     CREATE TABLE {schema}.inline_steps (version integer NOT NULL);
+     INSERT INTO {schema}.inline_steps VALUES (1);",
+)];
+
+impl PgInlineProjection for InlineCounts {
+    fn name(&self) -> &str {
+        "inline-counts"
+    }
+
+    fn migrations(&self) -> &[PgMigration] {
+        &self.migrations
+    }
+
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [EventEnvelope<RawEvent>],
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            for event in events {
+                sqlx::query(self.count.clone())
+                    .bind(event.stream_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A store on `base`'s schema with the inline projection of `migrations`, migrated.
+async fn with_inline(
+    base: &PgEventStore,
+    migrations: &[PgMigration],
+) -> Result<PgEventStore, es_postgres::PgStoreError> {
+    let table = PgTable::new(base.schema(), "inline_counts").unwrap();
+    let projection = InlineCounts {
+        migrations: migrations.to_vec(),
+        count: table.sql(
+            "INSERT INTO {table} (stream_id, events) VALUES ($1, 1)
+             ON CONFLICT (stream_id) DO UPDATE SET events = {table}.events + 1",
+        ),
+    };
+    let store = PgEventStore::builder(base.pool().clone())
+        .schema(base.schema().as_str())
+        .unwrap()
+        .inline_projection(Arc::new(projection))
+        .build();
+    store.migrate().await.map(|()| store)
+}
+
+#[tokio::test]
+async fn migrate_makes_the_tables_of_inline_projections() {
+    let base = common::fresh_store().await;
+    let store = with_inline(&base, INLINE_STEPS).await.unwrap();
+    append(&store, "a", "Received").await;
+    append(&store, "a", "Shipped").await;
+    let counts = store.table("inline_counts").unwrap();
+    let events: i64 = sqlx::query_scalar(counts.sql("SELECT events FROM {table}"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(events, 2);
+    // Again, from another start: nothing runs twice.
+    let again = with_inline(&base, INLINE_STEPS).await.unwrap();
+    let steps = again.table("inline_steps").unwrap();
+    let ran: Vec<i32> = sqlx::query_scalar(steps.sql("SELECT version FROM {table}"))
+        .fetch_all(again.pool())
+        .await
+        .unwrap();
+    assert_eq!(ran, [1]);
+
+    let edited = [PgMigration::new(1, "inline counts", "SELECT 1")];
+    let error = with_inline(&base, &edited).await.unwrap_err();
+    let es_postgres::PgStoreError::InlineProjection { projection, source } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(projection, "inline-counts");
+    assert!(
+        matches!(
+            **source,
+            PgProjectionError::MigrationEdited { version: 1, .. }
+        ),
+        "{source:?}"
+    );
+    common::drop_schema(base).await;
 }

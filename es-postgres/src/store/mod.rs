@@ -100,7 +100,9 @@ impl PgEventStore {
     }
 
     /// Creates the schema and its tables, or upgrades them, through the embedded,
-    /// versioned migrations. Idempotent, and safe to run from several processes at once.
+    /// versioned migrations; then the tables of the inline projections
+    /// ([`PgInlineProjection::migrations`](crate::PgInlineProjection::migrations)).
+    /// Idempotent, and safe to run from several processes at once.
     ///
     /// Changing the schema takes a role that may (its owner); a schema already up to date
     /// is only read, so an application role may call this at every start as well. See
@@ -110,11 +112,19 @@ impl PgEventStore {
     /// # Errors
     ///
     /// Fails if a migration fails (the schema is then unchanged) or the schema was made by a
-    /// newer es-postgres.
+    /// newer es-postgres; [`PgStoreError::InlineProjection`] if an inline projection's
+    /// migrations are refused or fail.
     pub async fn migrate(&self) -> Result<(), PgStoreError> {
-        crate::migrate::run(&self.inner.pool, &self.inner.schema, &self.inner.sql)
-            .await
-            .map(drop)
+        crate::migrate::run(&self.inner.pool, &self.inner.schema, &self.inner.sql).await?;
+        for projection in &self.inner.inline {
+            crate::read_model::apply(self, projection.name(), projection.migrations())
+                .await
+                .map_err(|source| PgStoreError::InlineProjection {
+                    projection: projection.name().to_owned(),
+                    source: Box::new(source),
+                })?;
+        }
+        Ok(())
     }
 
     /// Checks, reading only, that the schema is ready for this code and this role: every
