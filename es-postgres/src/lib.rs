@@ -24,6 +24,11 @@
 //! - subscriptions are woken directly by appends in the same process and by
 //!   `LISTEN`/`NOTIFY` across processes, poll as a fallback, and survive lost connections,
 //!   resuming where they were.
+//! - read models in the same database ([`PgProjection`], [`PgInlineProjection`]) declare
+//!   their tables as versioned [`PgMigration`]s, which the runner (or
+//!   [`PgEventStore::migrate`], for inline ones) applies once in the store's schema and
+//!   refuses if edited, and name them through [`PgTable`], quoted: no DDL to run by hand,
+//!   no SQL text to build.
 //!
 //! ```no_run
 //! use es_core::{EventFilter, EventStore, ExpectedVersion, NewEvent, Position, RawEvent, StreamId};
