@@ -349,6 +349,9 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         envelope: &EventEnvelope<P::Event>,
     ) -> Result<(), PgProjectionError> {
         let name = self.projection.name().to_owned();
+        // Done at the checkpoint's load; here too for a runner that keeps the checkpoint
+        // in memory (`with_checkpoint_in_memory`) and so never asks for it.
+        self.migrate().await?;
         self.begin().await?;
         let Some(tx) = self.tx.as_mut() else {
             return Ok(());

@@ -605,3 +605,14 @@ async fn migrate_makes_the_tables_of_inline_projections() {
     );
     common::drop_schema(base).await;
 }
+
+#[tokio::test]
+async fn a_runner_that_keeps_its_checkpoint_in_memory_gets_the_tables_too() {
+    let store = common::fresh_store().await;
+    append(&store, "a", "Received").await;
+    let mut runner = runner(&store, STEPS).with_checkpoint_in_memory();
+    assert_eq!(runner.catch_up().await.unwrap(), 1);
+    assert_eq!(levels(&store).await.len(), 1);
+    assert_eq!(steps_run(&store).await, [1, 2]);
+    common::drop_schema(store).await;
+}
