@@ -125,6 +125,18 @@ pub enum PgStoreError {
         /// Its name.
         name: &'static str,
     },
+    /// The tables of an inline projection could not be brought up to date by
+    /// [`PgEventStore::migrate`](crate::PgEventStore::migrate): its migrations were refused
+    /// or failed (the source says which, and what to do). The store's own schema is
+    /// migrated.
+    #[error("migrating the tables of inline projection `{projection}` failed")]
+    InlineProjection {
+        /// The inline projection.
+        projection: String,
+        /// Why.
+        #[source]
+        source: Box<crate::projection::PgProjectionError>,
+    },
 }
 
 impl PgStoreError {

@@ -19,13 +19,21 @@ use sqlx::postgres::PgConnection;
 /// ```no_run
 /// use es_core::error::BoxError;
 /// use es_core::{EventEnvelope, EventFilter, RawEvent};
-/// use es_postgres::{PgEventStore, PgInlineProjection};
+/// use es_postgres::{PgEventStore, PgInlineProjection, PgMigration, PgSchemaName, PgTable};
 /// use futures_util::future::BoxFuture;
-/// use sqlx::PgConnection;
+/// use sqlx::{PgConnection, SqlStr};
 /// use std::sync::Arc;
 ///
+/// const MIGRATIONS: &[PgMigration] = &[PgMigration::new(
+///     1,
+///     "balances",
+///     "CREATE TABLE {schema}.balances (account text PRIMARY KEY, balance bigint NOT NULL)",
+/// )];
+///
 /// /// The current balance of every account, always up to date with the log.
-/// struct Balances;
+/// struct Balances {
+///     add: SqlStr,
+/// }
 ///
 /// impl PgInlineProjection for Balances {
 ///     fn name(&self) -> &str {
@@ -36,26 +44,34 @@ use sqlx::postgres::PgConnection;
 ///         EventFilter::all().with_categories(["account"])
 ///     }
 ///
+///     fn migrations(&self) -> &[PgMigration] {
+///         MIGRATIONS
+///     }
+///
 ///     fn handle<'a>(&'a self, tx: &'a mut PgConnection, events: &'a [EventEnvelope<RawEvent>]) -> BoxFuture<'a, Result<(), BoxError>> {
 ///         Box::pin(async move {
 ///             for event in events {
 ///                 let amount = event.event.payload["amount"].as_i64().unwrap_or(0);
-///                 sqlx::query(
-///                     "INSERT INTO balances (account, balance) VALUES ($1, $2)
-///                      ON CONFLICT (account) DO UPDATE SET balance = balances.balance + $2",
-///                 )
-///                 .bind(event.stream_id.id())
-///                 .bind(amount)
-///                 .execute(&mut *tx)
-///                 .await?;
+///                 sqlx::query(self.add.clone())
+///                     .bind(event.stream_id.id())
+///                     .bind(amount)
+///                     .execute(&mut *tx)
+///                     .await?;
 ///             }
 ///             Ok(())
 ///         })
 ///     }
 /// }
 ///
-/// # fn example(pool: sqlx::PgPool) {
-/// let store = PgEventStore::builder(pool).inline_projection(Arc::new(Balances)).build();
+/// # async fn example(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// let table = PgTable::new(&PgSchemaName::default(), "balances")?;
+/// let add = table.sql(
+///     "INSERT INTO {table} (account, balance) VALUES ($1, $2)
+///      ON CONFLICT (account) DO UPDATE SET balance = {table}.balance + $2",
+/// );
+/// let store = PgEventStore::builder(pool).inline_projection(Arc::new(Balances { add })).build();
+/// store.migrate().await?; // the store's tables, then `balances`
+/// # Ok(())
 /// # }
 /// ```
 pub trait PgInlineProjection: Send + Sync + 'static {
@@ -68,6 +84,15 @@ pub trait PgInlineProjection: Send + Sync + 'static {
     /// the same partition; inline projections are not meant to be partitioned.
     fn filter(&self) -> EventFilter {
         EventFilter::all()
+    }
+
+    /// The steps that make and change its tables, in order of version (none by default),
+    /// as for a transactional projection ([`PgProjection::migrations`](crate::PgProjection::migrations)):
+    /// [`PgEventStore::migrate`](crate::PgEventStore::migrate) applies those the schema
+    /// lacks, after the store's own, recorded under the projection's
+    /// [`name`](PgInlineProjection::name) (keep it apart from other read models' names).
+    fn migrations(&self) -> &[crate::PgMigration] {
+        &[]
     }
 
     /// Updates the read model with the events of one append (those the filter selects),

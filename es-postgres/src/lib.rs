@@ -24,6 +24,11 @@
 //! - subscriptions are woken directly by appends in the same process and by
 //!   `LISTEN`/`NOTIFY` across processes, poll as a fallback, and survive lost connections,
 //!   resuming where they were.
+//! - read models in the same database ([`PgProjection`], [`PgInlineProjection`]) declare
+//!   their tables as versioned [`PgMigration`]s, which the runner (or
+//!   [`PgEventStore::migrate`], for inline ones) applies once in the store's schema and
+//!   refuses if edited, and name them through [`PgTable`], quoted: no DDL to run by hand,
+//!   no SQL text to build.
 //!
 //! ```no_run
 //! use es_core::{EventFilter, EventStore, ExpectedVersion, NewEvent, Position, RawEvent, StreamId};
@@ -58,6 +63,7 @@
 //! | `snapshots`      | `stream_id` (primary key), `version`, `schema_version`, `state` jsonb, `taken_at` |
 //! | `checkpoints`    | `name` (primary key), `position_major`, `position_minor`, `updated_at`  |
 //! | `es_migrations`  | the applied migration versions and checksums, apart from the application's own |
+//! | `es_read_model_migrations` | `read_model`, `version`, `name`, `checksum`, `applied_at`: the read models' migrations ([`PgMigration`]), made when the first is applied |
 //!
 //! Positions are `(transaction id, sequence)`: compare and store them, do not compute with
 //! them, and resume only after positions a read of the log delivered (see
@@ -88,6 +94,7 @@ mod inline;
 mod inner;
 mod migrate;
 mod projection;
+mod read_model;
 mod reader;
 mod redact;
 mod row;
@@ -103,6 +110,7 @@ pub use error::PgStoreError;
 pub use horizon::{PgHorizon, PgHorizonHolder};
 pub use inline::PgInlineProjection;
 pub use projection::{PgProjection, PgProjectionError, PgTransactionalProjection};
+pub use read_model::{PgInvalidTableName, PgMigration, PgTable};
 pub use schema::{PgInvalidSchemaName, PgSchemaName};
 pub use store::{PgEventStore, PgEventStoreBuilder, PgPoolSettings};
 
@@ -110,3 +118,5 @@ pub use store::{PgEventStore, PgEventStoreBuilder, PgPoolSettings};
 pub use es_core::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, SnapshotStore, Store};
 #[doc(no_inline)]
 pub use sqlx::PgPool;
+#[doc(no_inline)]
+pub use sqlx::postgres::PgPoolOptions;

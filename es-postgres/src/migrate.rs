@@ -177,7 +177,10 @@ pub(crate) async fn run(
 }
 
 /// A transaction holding the migration lock of `schema`: concurrent migrators take turns.
-async fn begin_locked(pool: &PgPool, schema: &PgSchemaName) -> Result<PgTx, PgStoreError> {
+pub(crate) async fn begin_locked(
+    pool: &PgPool,
+    schema: &PgSchemaName,
+) -> Result<PgTx, PgStoreError> {
     let failed = PgStoreError::migrate(schema);
     let mut tx = PgTx::begin(pool).await.map_err(&failed)?;
     // Whatever the pool's default: a migrator that waited for the lock below must read
@@ -476,7 +479,7 @@ pub(crate) async fn grant_application_role(
 /// The checksum of a migration's text (SHA-256, in lowercase hex), which the schema
 /// records with each migration, so that it can tell when the migration it applied was
 /// edited since.
-fn checksum(sql: &str) -> String {
+pub(crate) fn checksum(sql: &str) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(sql.as_bytes())
         .iter()

@@ -10,6 +10,9 @@ use sqlx::postgres::PgConnection;
 
 use crate::checkout::{before, within};
 use crate::error::{no_reply, store_error};
+use crate::read_model::PgMigration;
+#[cfg(doc)]
+use crate::read_model::PgTable;
 use crate::row::position_parts;
 use crate::store::PgEventStore;
 use crate::tx::PgTx;
@@ -24,14 +27,42 @@ use crate::tx::PgTx;
 /// applies one twice. The checkpoint only moves from the position this instance last saw,
 /// so a second instance that slipped past the lease cannot commit a duplicate batch.
 ///
+/// A read model declares its tables as [`migrations`](PgProjection::migrations), which
+/// the runner applies in the store's schema before the first batch (each once, however
+/// many instances start), and names them in statements through [`PgTable`]: no DDL to run
+/// by hand, and no SQL text to build.
+///
 /// ```no_run
 /// use es_core::error::BoxError;
 /// use es_core::{EventEnvelope, ProjectionRunner, RawEvent};
-/// use es_postgres::{PgEventStore, PgProjection, PgTransactionalProjection};
-/// use sqlx::PgConnection;
+/// use es_postgres::{PgEventStore, PgMigration, PgProjection, PgTransactionalProjection};
+/// use sqlx::{PgConnection, SqlStr};
 ///
-/// /// Counts events per stream in `event_counts`.
-/// struct EventCounts;
+/// /// The table's steps, in order; never edit one that ran, add another.
+/// const MIGRATIONS: &[PgMigration] = &[PgMigration::new(
+///     1,
+///     "event counts",
+///     "CREATE TABLE {schema}.event_counts (stream_id text PRIMARY KEY, events bigint NOT NULL)",
+/// )];
+///
+/// /// Counts events per stream in the table `event_counts` of the store's schema.
+/// struct EventCounts {
+///     count: SqlStr,
+///     empty: SqlStr,
+/// }
+///
+/// impl EventCounts {
+///     fn new(store: &PgEventStore) -> Result<Self, es_postgres::PgInvalidTableName> {
+///         let table = store.table("event_counts")?;
+///         Ok(Self {
+///             count: table.sql(
+///                 "INSERT INTO {table} (stream_id, events) VALUES ($1, 1)
+///                  ON CONFLICT (stream_id) DO UPDATE SET events = {table}.events + 1",
+///             ),
+///             empty: table.sql("TRUNCATE {table}"),
+///         })
+///     }
+/// }
 ///
 /// impl PgProjection for EventCounts {
 ///     type Event = RawEvent;
@@ -40,20 +71,26 @@ use crate::tx::PgTx;
 ///         "event-counts"
 ///     }
 ///
+///     fn migrations(&self) -> &[PgMigration] {
+///         MIGRATIONS
+///     }
+///
 ///     async fn handle(&mut self, tx: &mut PgConnection, envelope: &EventEnvelope<RawEvent>) -> Result<(), BoxError> {
-///         sqlx::query(
-///             "INSERT INTO event_counts (stream_id, events) VALUES ($1, 1)
-///              ON CONFLICT (stream_id) DO UPDATE SET events = event_counts.events + 1",
-///         )
-///         .bind(envelope.stream_id.as_str())
-///         .execute(tx)
-///         .await?;
+///         sqlx::query(self.count.clone())
+///             .bind(envelope.stream_id.as_str())
+///             .execute(tx)
+///             .await?;
+///         Ok(())
+///     }
+///
+///     async fn reset(&mut self, tx: &mut PgConnection) -> Result<(), BoxError> {
+///         sqlx::query(self.empty.clone()).execute(tx).await?;
 ///         Ok(())
 ///     }
 /// }
 ///
 /// # async fn example(store: PgEventStore) -> Result<(), Box<dyn std::error::Error>> {
-/// let projection = PgTransactionalProjection::new(store.clone(), EventCounts);
+/// let projection = PgTransactionalProjection::new(store.clone(), EventCounts::new(&store)?);
 /// ProjectionRunner::new(store, projection).run().await?;
 /// # Ok(())
 /// # }
@@ -69,6 +106,19 @@ pub trait PgProjection: Send {
     /// The events it reads (by default, the event types `Self::Event` decodes).
     fn filter(&self) -> EventFilter {
         EventFilter::for_event::<Self::Event>()
+    }
+
+    /// The steps that make and change its tables, in order of version (none by default).
+    ///
+    /// [`PgTransactionalProjection`] applies those the store's schema has not applied yet,
+    /// recorded under the projection's [`name`](PgProjection::name), before it loads its
+    /// checkpoint (so before the first batch, at every runner start) and before a
+    /// [`reset`](PgProjection::reset); see [`PgMigration`] for the placeholders, and
+    /// [`PgEventStore::migrate_read_model`] to apply them at deployment instead. A step
+    /// applied once is never applied again, nor taken back: a rebuild empties the tables
+    /// through `reset`, it does not make them again.
+    fn migrations(&self) -> &[PgMigration] {
+        &[]
     }
 
     /// Updates the read model with one event, through `tx`, the batch's transaction.
@@ -99,7 +149,9 @@ pub trait PgProjection: Send {
     fn discard(&mut self) {}
 
     /// Empties the read model before a rebuild, through `tx` (which also removes its
-    /// checkpoints, those of every partition included).
+    /// checkpoints, those of every partition included), for example with a
+    /// `TRUNCATE {table}` completed by [`PgTable::sql`]. Its
+    /// [`migrations`](PgProjection::migrations) were applied before.
     fn reset(
         &mut self,
         tx: &mut PgConnection,
@@ -138,6 +190,53 @@ pub enum PgProjectionError {
         /// The projection.
         projection: String,
     },
+    /// A migration of the read model's was applied from another text (or name) than the one
+    /// it declares now ([`PgProjection::migrations`]): it was edited after it ran, so the
+    /// tables may not be what the code expects. Nothing was applied.
+    #[error(
+        "read model `{projection}` in schema `{schema}` applied migration {version} (`{applied}`) from a different text than the one declared now (`{declared}`): an applied migration is never edited; restore it and put the change in a new migration with a higher version"
+    )]
+    MigrationEdited {
+        /// The read model (the projection's name).
+        projection: String,
+        /// The schema.
+        schema: String,
+        /// The migration's version.
+        version: u32,
+        /// The name it was applied under.
+        applied: String,
+        /// The name it is declared under now.
+        declared: &'static str,
+    },
+    /// The schema applied a migration of the read model's that its code does not declare:
+    /// a newer release migrated it, or the migration was taken out of the list. Nothing
+    /// was applied.
+    #[error(
+        "read model `{projection}` in schema `{schema}` applied migration {version} (`{name}`), which this code does not declare: run the release that migrated it, or declare the migration again"
+    )]
+    UnknownMigration {
+        /// The read model (the projection's name).
+        projection: String,
+        /// The schema.
+        schema: String,
+        /// The migration's version.
+        version: u32,
+        /// The name it was applied under.
+        name: String,
+    },
+    /// The read model declares its migrations out of order: versions start at 1 and
+    /// increase (and fit an `i32`). Nothing was applied.
+    #[error(
+        "read model `{projection}` declares migration {version} after {previous}: migration versions start at 1 and increase"
+    )]
+    MigrationsOutOfOrder {
+        /// The read model (the projection's name).
+        projection: String,
+        /// The version out of order.
+        version: u32,
+        /// The version declared before it (0 for none).
+        previous: u32,
+    },
 }
 
 /// What a projection's own code returned: a database failure of the moment (a killed
@@ -164,6 +263,8 @@ pub struct PgTransactionalProjection<P> {
     tx: Option<PgTx>,
     /// The checkpoint as this instance last loaded or committed it.
     seen: Option<Position>,
+    /// Whether the projection's migrations are applied (checked once per instance).
+    migrated: bool,
 }
 
 impl<P: fmt::Debug> fmt::Debug for PgTransactionalProjection<P> {
@@ -172,6 +273,7 @@ impl<P: fmt::Debug> fmt::Debug for PgTransactionalProjection<P> {
             .field("projection", &self.projection)
             .field("in_transaction", &self.tx.is_some())
             .field("seen", &self.seen)
+            .field("migrated", &self.migrated)
             .finish_non_exhaustive()
     }
 }
@@ -184,6 +286,7 @@ impl<P: PgProjection> PgTransactionalProjection<P> {
             store,
             tx: None,
             seen: None,
+            migrated: false,
         }
     }
 
@@ -205,6 +308,16 @@ impl<P: PgProjection> PgTransactionalProjection<P> {
             source: store_error(operation, error)
                 .with_context(format!("projection `{}`", self.projection.name())),
         }
+    }
+
+    /// Applies the projection's migrations the schema lacks, once per instance.
+    async fn migrate(&mut self) -> Result<(), PgProjectionError> {
+        if !self.migrated {
+            let migrations = self.projection.migrations();
+            crate::read_model::apply(&self.store, self.projection.name(), migrations).await?;
+            self.migrated = true;
+        }
+        Ok(())
     }
 
     /// Begins the batch's transaction unless one is open.
@@ -236,6 +349,9 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         envelope: &EventEnvelope<P::Event>,
     ) -> Result<(), PgProjectionError> {
         let name = self.projection.name().to_owned();
+        // Done at the checkpoint's load; here too for a runner that keeps the checkpoint
+        // in memory (`with_checkpoint_in_memory`) and so never asks for it.
+        self.migrate().await?;
         self.begin().await?;
         let Some(tx) = self.tx.as_mut() else {
             return Ok(());
@@ -256,6 +372,9 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
 
     async fn reset(&mut self) -> Result<(), PgProjectionError> {
         self.rollback().await?;
+        // A rebuild may be the first thing an instance does: its tables must be there
+        // for `reset` to empty.
+        self.migrate().await?;
         let name = self.projection.name().to_owned();
         // Every partition's checkpoint too (`name#index/count`): they all fed the read
         // model being reset.
@@ -299,6 +418,8 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
     }
 
     async fn load_checkpoint(&mut self, key: &str) -> Result<Option<Position>, PgProjectionError> {
+        // Before the first batch: the runner loads the checkpoint at every start.
+        self.migrate().await?;
         let loaded = es_core::CheckpointStore::load_checkpoint(&self.store, key)
             .await
             .map_err(|source| PgProjectionError::Database {

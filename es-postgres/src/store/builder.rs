@@ -172,10 +172,73 @@ impl PgEventStoreBuilder<PgPool> {
 }
 
 impl PgEventStoreBuilder<PgPoolSettings> {
-    /// Opens at most `connections` connections (default 10).
+    /// Opens at most `connections` connections (default 10; at least 1).
+    ///
+    /// Every append, read page and projection batch holds one connection while it runs
+    /// (a live subscription only between its reads), and a store that notifies opens one
+    /// more, outside the pool, to listen. Size it for the calls the process makes at once,
+    /// within the server's `max_connections` (100 by default) shared by all processes.
     #[must_use]
     pub fn max_connections(mut self, connections: u32) -> Self {
-        self.connection.max_connections = connections.max(1);
+        self.connection.pool = self.connection.pool.max_connections(connections.max(1));
+        self
+    }
+
+    /// Keeps at least `connections` connections open, idle or not (default 0: none are
+    /// opened before a call needs them). [`connect`](Self::connect) opens them (and fails
+    /// if it cannot within the acquire timeout); the pool replaces those it closes.
+    #[must_use]
+    pub fn min_connections(mut self, connections: u32) -> Self {
+        self.connection.pool = self.connection.pool.min_connections(connections);
+        self
+    }
+
+    /// Closes a connection left idle this long (default 10 min), down to
+    /// [`min_connections`](Self::min_connections); `None` keeps idle connections open.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connection.pool = self.connection.pool.idle_timeout(timeout);
+        self
+    }
+
+    /// Closes (and replaces when needed) a connection once it has been open this long
+    /// (default 30 min), so that none outlives a proxy's or the server's own limits and
+    /// memory a session grew is given back; `None` keeps connections for good.
+    #[must_use]
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.connection.pool = self.connection.pool.max_lifetime(lifetime);
+        self
+    }
+
+    /// Opens the pool with `options` instead of the store's (for example to add an
+    /// `after_connect` hook or `test_before_acquire`): its size, acquire timeout, idle
+    /// timeout and lifetime are then those of `options`, and the builder's setters called
+    /// after this one change them. The session deadlines
+    /// ([`statement_timeout`](Self::statement_timeout) and the others) and READ COMMITTED
+    /// are still set on every connection, as startup parameters: they are the store's to
+    /// keep. The first connection is still tried once, directly, within `options`' acquire
+    /// timeout.
+    ///
+    /// ```no_run
+    /// use es_postgres::{PgEventStore, PgPoolOptions};
+    /// use std::time::Duration;
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = PgEventStore::builder_for_url("postgres://app@db/app")?
+    ///     .pool_options(
+    ///         PgPoolOptions::new()
+    ///             .max_connections(32)
+    ///             .min_connections(4)
+    ///             .test_before_acquire(false),
+    ///     )
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn pool_options(mut self, options: PgPoolOptions) -> Self {
+        self.connection.pool = options;
         self
     }
 
@@ -208,10 +271,11 @@ impl PgEventStoreBuilder<PgPoolSettings> {
     }
 
     /// How long a call waits for a connection when all are busy (default 5 s) before it
-    /// fails with a timeout error.
+    /// fails with a timeout error; also how long [`connect`](Self::connect) waits for the
+    /// server's first answer.
     #[must_use]
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.connection.acquire_timeout = timeout;
+        self.connection.pool = self.connection.pool.acquire_timeout(timeout);
         self
     }
 
@@ -237,14 +301,25 @@ impl PgEventStoreBuilder<PgPoolSettings> {
                 .close()
                 .await
         };
-        tokio::time::timeout(settings.acquire_timeout, attempt)
+        let acquire_timeout = settings.pool.get_acquire_timeout();
+        tokio::time::timeout(acquire_timeout, attempt)
             .await
-            .unwrap_or_else(|_| Err(crate::error::no_reply(settings.acquire_timeout)))
+            .unwrap_or_else(|_| Err(crate::error::no_reply(acquire_timeout)))
             .map_err(connect_error)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_lazy_with(options);
+        // A pool of no connections would only time out; more kept open than allowed, never
+        // be full.
+        let max = settings.pool.get_max_connections().max(1);
+        let min = settings.pool.get_min_connections().min(max);
+        let pool = (settings.pool.clone())
+            .max_connections(max)
+            .min_connections(min);
+        // sqlx's lazy pool opens its minimum only at its first maintenance round (up to the
+        // idle timeout later): a minimum asked for is opened now, as the server answered.
+        let pool = if min > 0 {
+            pool.connect_with(options).await.map_err(connect_error)?
+        } else {
+            pool.connect_lazy_with(options)
+        };
         let reply = settings
             .statement_timeout
             .map(|t| t + Duration::from_secs(5));
@@ -258,10 +333,21 @@ impl PgEventStoreBuilder<PgPoolSettings> {
 /// | Setting | Default |
 /// |---|---|
 /// | [`max_connections`](PgEventStoreBuilder::max_connections) | 10 |
+/// | [`min_connections`](PgEventStoreBuilder::min_connections) | 0 |
+/// | [`acquire_timeout`](PgEventStoreBuilder::acquire_timeout) | 5 s |
+/// | [`idle_timeout`](PgEventStoreBuilder::idle_timeout) | 10 min |
+/// | [`max_lifetime`](PgEventStoreBuilder::max_lifetime) | 30 min |
 /// | [`statement_timeout`](PgEventStoreBuilder::statement_timeout) | 30 s |
 /// | [`lock_timeout`](PgEventStoreBuilder::lock_timeout) | 10 s |
 /// | [`idle_in_transaction_timeout`](PgEventStoreBuilder::idle_in_transaction_timeout) | 60 s |
-/// | [`acquire_timeout`](PgEventStoreBuilder::acquire_timeout) | 5 s |
+///
+/// Any other pool option (an `after_connect` hook, `test_before_acquire`...) through
+/// [`pool_options`](PgEventStoreBuilder::pool_options), with sqlx's [`PgPoolOptions`]
+/// (re-exported by this crate). Ten connections serve a process that makes a few calls at
+/// once and leave room for ten such processes on a server with PostgreSQL's default
+/// `max_connections` of 100; a process that runs more at once (many projection runners,
+/// many concurrent commands) needs more, or its calls wait for a connection, up to the
+/// acquire timeout.
 ///
 /// Sessions also run at READ COMMITTED whatever the database's default: the store's
 /// statements are written for it (the unique constraints arbitrate between writers), and
@@ -275,25 +361,28 @@ pub struct PgPoolSettings {
     options: PgConnectOptions,
     /// The URL without its secrets, for messages.
     description: String,
-    max_connections: u32,
+    /// The pool's own options: size, acquire timeout, idle timeout, lifetime.
+    pool: PgPoolOptions,
     statement_timeout: Option<Duration>,
     lock_timeout: Option<Duration>,
     idle_in_transaction_timeout: Option<Duration>,
-    acquire_timeout: Duration,
 }
 
 impl fmt::Debug for PgPoolSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgPoolSettings")
             .field("url", &self.description)
-            .field("max_connections", &self.max_connections)
+            .field("max_connections", &self.pool.get_max_connections())
+            .field("min_connections", &self.pool.get_min_connections())
+            .field("acquire_timeout", &self.pool.get_acquire_timeout())
+            .field("idle_timeout", &self.pool.get_idle_timeout())
+            .field("max_lifetime", &self.pool.get_max_lifetime())
             .field("statement_timeout", &self.statement_timeout)
             .field("lock_timeout", &self.lock_timeout)
             .field(
                 "idle_in_transaction_timeout",
                 &self.idle_in_transaction_timeout,
             )
-            .field("acquire_timeout", &self.acquire_timeout)
             .finish()
     }
 }
@@ -314,11 +403,18 @@ impl PgPoolSettings {
         Ok(Self {
             options,
             description,
-            max_connections: 10,
+            // sqlx's defaults but for the size and the acquire timeout (its 30 s would
+            // leave a caller waiting long for a pool that is exhausted); written out, so
+            // that the documented defaults do not move with sqlx's.
+            pool: PgPoolOptions::new()
+                .max_connections(10)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(5))
+                .idle_timeout(Some(Duration::from_secs(10 * 60)))
+                .max_lifetime(Some(Duration::from_secs(30 * 60))),
             statement_timeout: Some(Duration::from_secs(30)),
             lock_timeout: Some(Duration::from_secs(10)),
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
-            acquire_timeout: Duration::from_secs(5),
         })
     }
 

@@ -73,9 +73,24 @@ impl PgEventStore {
         PgPoolSettings::parse(url).map(PgEventStoreBuilder::new)
     }
 
-    /// Connects to `url` with the default [`PgPoolSettings`] (up to 10 connections, their
-    /// sessions at READ COMMITTED, statements cut off after 30 s, lock waits after 10 s),
-    /// in schema `es`.
+    /// Connects to `url` with the default [`PgPoolSettings`], in schema `es`: a pool of up
+    /// to 10 connections (none kept open while idle; a call waits up to 5 s for one;
+    /// connections idle 10 min or open 30 min are closed), their sessions at READ
+    /// COMMITTED, statements cut off after 30 s, lock waits after 10 s, transactions left
+    /// idle after 60 s. For any other size or deadline, use
+    /// [`builder_for_url`](PgEventStore::builder_for_url) (or
+    /// [`builder`](PgEventStore::builder) with a pool of your own):
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), es_postgres::PgStoreError> {
+    /// let store = es_postgres::PgEventStore::builder_for_url("postgres://app@db/app")?
+    ///     .max_connections(40)
+    ///     .min_connections(5)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -85,7 +100,9 @@ impl PgEventStore {
     }
 
     /// Creates the schema and its tables, or upgrades them, through the embedded,
-    /// versioned migrations. Idempotent, and safe to run from several processes at once.
+    /// versioned migrations; then the tables of the inline projections
+    /// ([`PgInlineProjection::migrations`](crate::PgInlineProjection::migrations)).
+    /// Idempotent, and safe to run from several processes at once.
     ///
     /// Changing the schema takes a role that may (its owner); a schema already up to date
     /// is only read, so an application role may call this at every start as well. See
@@ -95,11 +112,19 @@ impl PgEventStore {
     /// # Errors
     ///
     /// Fails if a migration fails (the schema is then unchanged) or the schema was made by a
-    /// newer es-postgres.
+    /// newer es-postgres; [`PgStoreError::InlineProjection`] if an inline projection's
+    /// migrations are refused or fail.
     pub async fn migrate(&self) -> Result<(), PgStoreError> {
-        crate::migrate::run(&self.inner.pool, &self.inner.schema, &self.inner.sql)
-            .await
-            .map(drop)
+        crate::migrate::run(&self.inner.pool, &self.inner.schema, &self.inner.sql).await?;
+        for projection in &self.inner.inline {
+            crate::read_model::apply(self, projection.name(), projection.migrations())
+                .await
+                .map_err(|source| PgStoreError::InlineProjection {
+                    projection: projection.name().to_owned(),
+                    source: Box::new(source),
+                })?;
+        }
+        Ok(())
     }
 
     /// Checks, reading only, that the schema is ready for this code and this role: every

@@ -1,0 +1,618 @@
+//! Read models declare their tables ([`PgProjection::migrations`]) and name them through
+//! [`PgTable`]: the steps run once each, in the store's schema, before the first batch and
+//! before a rebuild's reset; again at every restart and from instances that start at once
+//! they run no more; an edited, renamed or unknown step is refused, typed; a failing step
+//! leaves nothing behind; and table names are quoted whatever they hold. Inline
+//! projections' steps run in `migrate`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed step is a failed test"
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use es_core::error::BoxError;
+use es_core::{
+    EventEnvelope, EventStore as _, ExpectedVersion, NewEvent, Partition, ProjectionRunner,
+    RawEvent, RunnerError, StreamId,
+};
+use es_postgres::{
+    PgEventStore, PgInlineProjection, PgMigration, PgProjection, PgProjectionError, PgTable,
+    PgTransactionalProjection,
+};
+use futures_util::future::BoxFuture;
+use serde_json::json;
+use sqlx::{PgConnection, SqlStr};
+
+/// Bounds every wait of these tests; none measures speed.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Steps that fail if run twice: each creates a table (no `IF NOT EXISTS`) and logs itself
+/// in `level_steps`.
+const STEPS: &[PgMigration] = &[
+    PgMigration::new(
+        1,
+        "levels",
+        "CREATE TABLE {schema}.levels (stream_id text PRIMARY KEY, events bigint NOT NULL);
+         CREATE TABLE {schema}.level_steps (version integer NOT NULL);
+         INSERT INTO {schema}.level_steps VALUES (1);",
+    ),
+    PgMigration::new(
+        2,
+        "last event type",
+        "ALTER TABLE {schema}.levels ADD COLUMN last_type text;
+         INSERT INTO {schema}.level_steps VALUES (2);",
+    ),
+];
+
+/// Events per stream, and the type of the last, in `levels`.
+struct Levels {
+    migrations: Vec<PgMigration>,
+    count: SqlStr,
+    empty: SqlStr,
+}
+
+impl Levels {
+    fn new(store: &PgEventStore, migrations: &[PgMigration]) -> Self {
+        let table = store.table("levels").unwrap();
+        Self {
+            migrations: migrations.to_vec(),
+            count: table.sql(
+                "INSERT INTO {table} (stream_id, events, last_type) VALUES ($1, 1, $2)
+                 ON CONFLICT (stream_id) DO UPDATE
+                 SET events = {table}.events + 1, last_type = EXCLUDED.last_type",
+            ),
+            empty: table.sql("TRUNCATE {table}"),
+        }
+    }
+}
+
+impl PgProjection for Levels {
+    type Event = RawEvent;
+
+    fn name(&self) -> &str {
+        "levels"
+    }
+
+    fn migrations(&self) -> &[PgMigration] {
+        &self.migrations
+    }
+
+    async fn handle(
+        &mut self,
+        tx: &mut PgConnection,
+        envelope: &EventEnvelope<RawEvent>,
+    ) -> Result<(), BoxError> {
+        sqlx::query(self.count.clone())
+            .bind(envelope.stream_id.as_str())
+            .bind(&envelope.event.event_type)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn reset(&mut self, tx: &mut PgConnection) -> Result<(), BoxError> {
+        sqlx::query(self.empty.clone()).execute(tx).await?;
+        Ok(())
+    }
+}
+
+fn runner(
+    store: &PgEventStore,
+    migrations: &[PgMigration],
+) -> ProjectionRunner<PgTransactionalProjection<Levels>, PgEventStore> {
+    let projection = PgTransactionalProjection::new(store.clone(), Levels::new(store, migrations));
+    ProjectionRunner::new(store.clone(), projection)
+}
+
+async fn append(store: &PgEventStore, stream: &str, event_type: &str) {
+    let stream = StreamId::new("item", stream).unwrap();
+    let event = RawEvent::new(event_type, 1, json!({}));
+    store
+        .append(&stream, ExpectedVersion::Any, vec![NewEvent::new(event)])
+        .await
+        .unwrap();
+}
+
+/// `(stream, events, last type)` of every row of `levels`.
+async fn levels(store: &PgEventStore) -> Vec<(String, i64, Option<String>)> {
+    let table = store.table("levels").unwrap();
+    sqlx::query_as(table.sql("SELECT stream_id, events, last_type FROM {table} ORDER BY stream_id"))
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+}
+
+/// The steps that ran, in the order they ran.
+async fn steps_run(store: &PgEventStore) -> Vec<i32> {
+    let table = store.table("level_steps").unwrap();
+    sqlx::query_scalar(table.sql("SELECT version FROM {table}"))
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+}
+
+/// What the schema recorded of read model `read_model`: `(version, name)`.
+async fn recorded(store: &PgEventStore, read_model: &str) -> Vec<(i32, String)> {
+    let table = store.table("es_read_model_migrations").unwrap();
+    sqlx::query_as(
+        table.sql("SELECT version, name FROM {table} WHERE read_model = $1 ORDER BY version"),
+    )
+    .bind(read_model)
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+}
+
+/// The projection's own error under a runner's.
+fn projection_error(error: &RunnerError) -> &PgProjectionError {
+    let mut source = std::error::Error::source(error);
+    while let Some(error) = source {
+        if let Some(found) = error.downcast_ref::<PgProjectionError>() {
+            return found;
+        }
+        source = error.source();
+    }
+    panic!("no projection error under {error:?}")
+}
+
+#[tokio::test]
+async fn steps_run_once_before_the_first_batch_and_never_again_on_restarts() {
+    let store = common::fresh_store().await;
+    append(&store, "a", "Received").await;
+    append(&store, "a", "Shipped").await;
+    append(&store, "b", "Received").await;
+
+    // No table was made by hand: the runner's start makes it, before the first batch.
+    assert_eq!(runner(&store, STEPS).catch_up().await.unwrap(), 3);
+    assert_eq!(
+        levels(&store).await,
+        [
+            ("item-a".to_owned(), 2, Some("Shipped".to_owned())),
+            ("item-b".to_owned(), 1, Some("Received".to_owned())),
+        ]
+    );
+    assert_eq!(steps_run(&store).await, [1, 2]);
+    assert_eq!(
+        recorded(&store, "levels").await,
+        [(1, "levels".to_owned()), (2, "last event type".to_owned())]
+    );
+
+    // Restarts (new instances) find the steps applied, and run none again.
+    for _ in 0..3 {
+        append(&store, "b", "Shipped").await;
+        runner(&store, STEPS).catch_up().await.unwrap();
+    }
+    assert_eq!(steps_run(&store).await, [1, 2]);
+    assert_eq!(levels(&store).await[1].1, 4);
+    assert!(
+        store
+            .migrate_read_model("levels", STEPS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A step added later runs once, on the next start.
+    let mut more = STEPS.to_vec();
+    more.push(PgMigration::new(
+        3,
+        "by type",
+        "CREATE INDEX levels_by_type ON {schema}.levels (last_type);
+         INSERT INTO {schema}.level_steps VALUES (3);",
+    ));
+    runner(&store, &more).catch_up().await.unwrap();
+    runner(&store, &more).catch_up().await.unwrap();
+    assert_eq!(steps_run(&store).await, [1, 2, 3]);
+    common::drop_schema(store).await;
+}
+
+#[tokio::test]
+async fn instances_that_start_at_once_apply_each_step_once() {
+    let store = es_testkit::postgres::fresh_store_sized(2, |builder| builder).await;
+    for n in 0..20 {
+        append(&store, &n.to_string(), "Received").await;
+    }
+    // Four partitions of the read model, each on a store of its own (its own connections,
+    // as separate processes), all starting together.
+    let mut instances = Vec::new();
+    for index in 0..4 {
+        let pool = common::connect(&format!("read-models-{index}"), 2).await;
+        let own = PgEventStore::builder(pool)
+            .schema(store.schema().as_str())
+            .unwrap()
+            .notify(false)
+            .build();
+        instances.push(own);
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(instances.len()));
+    let mut runs = Vec::new();
+    for (index, own) in instances.iter().enumerate() {
+        let start = Arc::clone(&start);
+        let mut runner = runner(own, STEPS)
+            .with_partition(Partition::new(u32::try_from(index).unwrap(), 4).unwrap());
+        runs.push(tokio::spawn(async move {
+            start.wait().await;
+            runner.catch_up().await
+        }));
+    }
+    let mut handled = 0;
+    for run in runs {
+        let caught_up = tokio::time::timeout(PATIENCE, run)
+            .await
+            .expect("the runners finish")
+            .expect("a runner task");
+        handled += caught_up.expect("no starter fails");
+    }
+    assert_eq!(handled, 20);
+    assert_eq!(steps_run(&store).await, [1, 2]);
+    assert_eq!(recorded(&store, "levels").await.len(), 2);
+    assert_eq!(levels(&store).await.len(), 20);
+
+    // And deployment tools calling it at once, likewise.
+    let mut calls = Vec::new();
+    let mut more = STEPS.to_vec();
+    more.push(PgMigration::new(
+        3,
+        "third",
+        "INSERT INTO {schema}.level_steps VALUES (3);",
+    ));
+    let more: &'static [PgMigration] = Vec::leak(more);
+    for own in &instances {
+        let own = own.clone();
+        calls.push(tokio::spawn(async move {
+            own.migrate_read_model("levels", more).await
+        }));
+    }
+    let mut ran = Vec::new();
+    for call in calls {
+        ran.extend(call.await.unwrap().unwrap());
+    }
+    assert_eq!(
+        ran,
+        [3],
+        "one of the callers ran step 3, the others nothing"
+    );
+    assert_eq!(steps_run(&store).await, [1, 2, 3]);
+    common::drop_schema(store).await;
+}
+
+#[tokio::test]
+async fn an_edited_renamed_or_unknown_step_is_refused() {
+    let store = common::fresh_store().await;
+    append(&store, "a", "Received").await;
+    runner(&store, STEPS).catch_up().await.unwrap();
+
+    let mut edited = STEPS.to_vec();
+    edited[1] = PgMigration::new(
+        2,
+        "last event type",
+        "ALTER TABLE {schema}.levels ADD COLUMN last_kind text;",
+    );
+    let error = store
+        .migrate_read_model("levels", &edited)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            PgProjectionError::MigrationEdited { projection, schema, version: 2, applied, declared: "last event type" }
+                if projection == "levels" && schema == store.schema().as_str() && applied == "last event type"
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("new migration"), "{error}");
+    // The runner stops with it, before any batch.
+    append(&store, "a", "Shipped").await;
+    let stopped = runner(&store, &edited).catch_up().await.unwrap_err();
+    assert!(
+        matches!(stopped, RunnerError::LoadCheckpoint { .. }),
+        "{stopped:?}"
+    );
+    assert!(
+        matches!(
+            projection_error(&stopped),
+            PgProjectionError::MigrationEdited { version: 2, .. }
+        ),
+        "{stopped:?}"
+    );
+    assert_eq!(levels(&store).await[0].1, 1, "no batch ran");
+
+    let mut renamed = STEPS.to_vec();
+    renamed[0] = PgMigration::new(1, "stock", STEPS[0].sql());
+    let error = store
+        .migrate_read_model("levels", &renamed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PgProjectionError::MigrationEdited { version: 1, applied, declared: "stock", .. } if applied == "levels"),
+        "{error:?}"
+    );
+
+    let error = store
+        .migrate_read_model("levels", &STEPS[..1])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PgProjectionError::UnknownMigration { version: 2, name, .. } if name == "last event type"),
+        "{error:?}"
+    );
+
+    let backwards = [STEPS[1], STEPS[0]];
+    let error = store
+        .migrate_read_model("levels", &backwards)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            PgProjectionError::MigrationsOutOfOrder {
+                version: 1,
+                previous: 2,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // Nothing of the refused lists ran; the declared one still goes on.
+    assert_eq!(steps_run(&store).await, [1, 2]);
+    runner(&store, STEPS).catch_up().await.unwrap();
+    assert_eq!(levels(&store).await[0].1, 2);
+    common::drop_schema(store).await;
+}
+
+#[tokio::test]
+async fn a_failing_step_leaves_nothing_behind() {
+    let store = common::fresh_store().await;
+    let broken = [
+        STEPS[0],
+        PgMigration::new(
+            2,
+            "broken",
+            "ALTER TABLE {schema}.no_such_table ADD COLUMN x int;",
+        ),
+    ];
+    let error = store
+        .migrate_read_model("levels", &broken)
+        .await
+        .unwrap_err();
+    let PgProjectionError::Database { projection, source } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(projection, "levels");
+    assert!(!source.is_transient(), "{source:?}");
+    let message = format!("{source}");
+    assert!(message.contains("migration 2 (`broken`)"), "{message}");
+    // Step 1 rolled back with it: no table, nothing recorded (not even the record's table,
+    // made in the same transaction).
+    for table in ["levels", "level_steps", "es_read_model_migrations"] {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(store.table(table).unwrap().qualified())
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert!(!exists, "{table}");
+    }
+    // Fixed, it runs.
+    assert_eq!(
+        store.migrate_read_model("levels", STEPS).await.unwrap(),
+        [1, 2]
+    );
+    common::drop_schema(store).await;
+}
+
+#[tokio::test]
+async fn tables_live_in_the_stores_schema_and_a_rebuild_empties_them() {
+    let first = common::fresh_store().await;
+    let second = common::fresh_store().await;
+    append(&first, "a", "Received").await;
+    append(&second, "b", "Received").await;
+    append(&second, "c", "Received").await;
+
+    // A rebuild on a new instance is its first act: the steps run before its reset.
+    for store in [&first, &second] {
+        runner(store, STEPS).rebuild().await.unwrap();
+    }
+    assert_eq!(levels(&first).await.len(), 1);
+    assert_eq!(levels(&second).await.len(), 2);
+    for store in [&first, &second] {
+        let schemas: Vec<String> = sqlx::query_scalar(
+            "SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'levels'
+             AND table_schema = ANY($1)",
+        )
+        .bind([first.schema().as_str(), second.schema().as_str()])
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            schemas.len(),
+            2,
+            "each store's schema has a table of its own"
+        );
+    }
+
+    // A rebuild empties the table through `reset` and builds it again.
+    sqlx::query(
+        first
+            .table("levels")
+            .unwrap()
+            .sql("UPDATE {table} SET events = 99"),
+    )
+    .execute(first.pool())
+    .await
+    .unwrap();
+    runner(&first, STEPS).rebuild().await.unwrap();
+    assert_eq!(levels(&first).await[0].1, 1);
+    assert_eq!(steps_run(&first).await, [1, 2]);
+    common::drop_schema(first).await;
+    common::drop_schema(second).await;
+}
+
+#[tokio::test]
+async fn hostile_table_names_are_quoted() {
+    let store = common::fresh_store().await;
+    let canary = store.table("canary").unwrap();
+    sqlx::query(canary.sql("CREATE TABLE {table} (n int)"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let hostile = [
+        "x\"; DROP TABLE canary; --",
+        "Mixed Case",
+        "{schema}",
+        "\"",
+        "levels'); DROP TABLE canary; --",
+        "ünïcødé ✓",
+    ];
+    for name in hostile {
+        let table: PgTable = store.table(name).unwrap();
+        sqlx::query(table.sql("CREATE TABLE {table} (n int)"))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query(table.sql("INSERT INTO {table} VALUES ($1)"))
+            .bind(7)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let n: i32 = sqlx::query_scalar(table.sql("SELECT n FROM {table}"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 7, "{name}");
+    }
+    // Each table has exactly the name asked for, in the store's schema, and the canary
+    // still stands.
+    let mut names: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 AND tablename = ANY($2)",
+    )
+    .bind(store.schema().as_str())
+    .bind(hostile.iter().chain(&["canary"]).collect::<Vec<_>>())
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    names.sort();
+    let mut expected: Vec<String> = hostile
+        .iter()
+        .chain(&["canary"])
+        .map(|n| (*n).to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    assert!(store.table(&"x".repeat(64)).is_err());
+    common::drop_schema(store).await;
+}
+
+/// Counts the events of each append's streams in `inline_counts`, inside the append.
+struct InlineCounts {
+    migrations: Vec<PgMigration>,
+    count: SqlStr,
+}
+
+const INLINE_STEPS: &[PgMigration] = &[PgMigration::new(
+    1,
+    "inline counts",
+    "CREATE TABLE {schema}.inline_counts (stream_id text PRIMARY KEY, events bigint NOT NULL);
+     CREATE TABLE {schema}.inline_steps (version integer NOT NULL);
+     INSERT INTO {schema}.inline_steps VALUES (1);",
+)];
+
+impl PgInlineProjection for InlineCounts {
+    fn name(&self) -> &str {
+        "inline-counts"
+    }
+
+    fn migrations(&self) -> &[PgMigration] {
+        &self.migrations
+    }
+
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [EventEnvelope<RawEvent>],
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            for event in events {
+                sqlx::query(self.count.clone())
+                    .bind(event.stream_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A store on `base`'s schema with the inline projection of `migrations`, migrated.
+async fn with_inline(
+    base: &PgEventStore,
+    migrations: &[PgMigration],
+) -> Result<PgEventStore, es_postgres::PgStoreError> {
+    let table = PgTable::new(base.schema(), "inline_counts").unwrap();
+    let projection = InlineCounts {
+        migrations: migrations.to_vec(),
+        count: table.sql(
+            "INSERT INTO {table} (stream_id, events) VALUES ($1, 1)
+             ON CONFLICT (stream_id) DO UPDATE SET events = {table}.events + 1",
+        ),
+    };
+    let store = PgEventStore::builder(base.pool().clone())
+        .schema(base.schema().as_str())
+        .unwrap()
+        .inline_projection(Arc::new(projection))
+        .build();
+    store.migrate().await.map(|()| store)
+}
+
+#[tokio::test]
+async fn migrate_makes_the_tables_of_inline_projections() {
+    let base = common::fresh_store().await;
+    let store = with_inline(&base, INLINE_STEPS).await.unwrap();
+    append(&store, "a", "Received").await;
+    append(&store, "a", "Shipped").await;
+    let counts = store.table("inline_counts").unwrap();
+    let events: i64 = sqlx::query_scalar(counts.sql("SELECT events FROM {table}"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(events, 2);
+    // Again, from another start: nothing runs twice.
+    let again = with_inline(&base, INLINE_STEPS).await.unwrap();
+    let steps = again.table("inline_steps").unwrap();
+    let ran: Vec<i32> = sqlx::query_scalar(steps.sql("SELECT version FROM {table}"))
+        .fetch_all(again.pool())
+        .await
+        .unwrap();
+    assert_eq!(ran, [1]);
+
+    let edited = [PgMigration::new(1, "inline counts", "SELECT 1")];
+    let error = with_inline(&base, &edited).await.unwrap_err();
+    let es_postgres::PgStoreError::InlineProjection { projection, source } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(projection, "inline-counts");
+    assert!(
+        matches!(
+            **source,
+            PgProjectionError::MigrationEdited { version: 1, .. }
+        ),
+        "{source:?}"
+    );
+    common::drop_schema(base).await;
+}
+
+#[tokio::test]
+async fn a_runner_that_keeps_its_checkpoint_in_memory_gets_the_tables_too() {
+    let store = common::fresh_store().await;
+    append(&store, "a", "Received").await;
+    let mut runner = runner(&store, STEPS).with_checkpoint_in_memory();
+    assert_eq!(runner.catch_up().await.unwrap(), 1);
+    assert_eq!(levels(&store).await.len(), 1);
+    assert_eq!(steps_run(&store).await, [1, 2]);
+    common::drop_schema(store).await;
+}
