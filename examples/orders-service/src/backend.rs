@@ -125,15 +125,6 @@ impl Orders {
         let filter = EventFilter::for_aggregate::<Order>();
         dispatch!(self, repo => repo.store().subscribe::<RawEvent>(after, filter).boxed())
     }
-
-    /// The newest position of the log, if any.
-    ///
-    /// # Errors
-    ///
-    /// Fails if the store fails.
-    pub async fn head(&self) -> Result<Option<Position>, ReadError> {
-        dispatch!(self, repo => repo.store().head().await)
-    }
 }
 
 /// Why an order's history could not be read.
