@@ -175,8 +175,12 @@ async fn over_http(base: &str, clients: usize, budget: Arc<Budget>) -> Figures {
         tasks.spawn(async move {
             let mut figures = Figures::default();
             let mut n = 0;
+            let mut id = String::new();
             while budget.take() {
-                let id = format!("load-{}-{c}-{}", uuid::Uuid::now_v7().simple(), n / 4);
+                // A new order every four commands: its place, pay, prepare and ship.
+                if n % 4 == 0 {
+                    id = format!("load-{}-{c}", uuid::Uuid::now_v7().simple());
+                }
                 let (path, body, _) = step(n);
                 let start = Instant::now();
                 let sent = client
@@ -205,8 +209,12 @@ async fn direct(orders: &Orders, clients: usize, budget: Arc<Budget>) -> Figures
         tasks.spawn(async move {
             let mut figures = Figures::default();
             let mut n = 0;
+            let mut id = String::new();
             while budget.take() {
-                let id = format!("base-{}-{c}-{}", uuid::Uuid::now_v7().simple(), n / 4);
+                // A new order every four commands: its place, pay, prepare and ship.
+                if n % 4 == 0 {
+                    id = format!("base-{}-{c}", uuid::Uuid::now_v7().simple());
+                }
                 let (_, _, command) = step(n);
                 let start = Instant::now();
                 let done = orders.execute(&id, command, CommandContext::new()).await;
