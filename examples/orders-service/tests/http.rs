@@ -814,3 +814,52 @@ async fn store_unavailable_is_503() {
     fixture.finish().await;
     es_testkit::postgres::drop_schema(store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_read_model_survives_a_restart() {
+    let fixture = Fixture::postgres(Config::default()).await;
+    let store = fixture.store.clone().expect("a PostgreSQL store");
+    let id = order_id();
+    place(&fixture, &id, 900).await;
+    let (_, paid) = json_of(
+        post(
+            &fixture,
+            &format!("/orders/{id}/pay"),
+            json!({ "amount_cents": 400, "reference": "r" }),
+        )
+        .await,
+    )
+    .await;
+    let position = paid["position"].as_str().expect("a position").to_owned();
+    let (status, _) = json_of(get(&fixture, &format!("/orders?after={position}")).await).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::timeout(PATIENCE, fixture.running.stop())
+        .await
+        .expect("stops in time")
+        .expect("served");
+
+    // A new process on the same database: the read model resumes from its stored
+    // checkpoint, and applies nothing twice.
+    let again = Fixture {
+        running: serve(Backend::Postgres(store.clone()), Config::default()).await,
+        store: Some(store),
+    };
+    let (_, paid) = json_of(
+        post(
+            &again,
+            &format!("/orders/{id}/pay"),
+            json!({ "amount_cents": 500, "reference": "r2" }),
+        )
+        .await,
+    )
+    .await;
+    let position = paid["position"].as_str().expect("a position").to_owned();
+    let (status, body) =
+        json_of(get(&again, &format!("/orders?status=paid&after={position}")).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let orders = body["orders"].as_array().expect("a list");
+    assert_eq!(orders.len(), 1, "{body}");
+    assert_eq!(orders[0]["paid_cents"], 900, "each payment counted once");
+    assert_eq!(orders[0]["version"], 3);
+    again.finish().await;
+}
