@@ -122,6 +122,7 @@ pub mod limits;
 mod payload;
 mod process;
 mod projection;
+mod reads;
 mod repository;
 mod runner;
 #[cfg(feature = "schema")]
@@ -156,11 +157,13 @@ pub use crate::process::{CommandFor, ProcessError, ProcessManager, ProcessManage
 #[doc(inline)]
 pub use crate::projection::Projection;
 #[doc(inline)]
+pub use crate::reads::Reads;
+#[doc(inline)]
 pub use crate::repository::{AsOf, LoadError, Loaded, Repository, RetryPolicy, SnapshotPolicy};
 #[doc(inline)]
 pub use crate::runner::{
     ErrorPolicy, OnFailure, ProjectionRunner, ProjectionStatus, RunnerError, RunnerState,
-    StatusHandle,
+    StatusHandle, WaitError,
 };
 #[doc(inline)]
 pub use crate::store::{
@@ -216,7 +219,7 @@ pub mod prelude {
         Aggregate, AggregateType, DomainEvent, EventStore, ProcessManager, Projection,
     };
     pub use crate::{
-        CommandContext, EventEnvelope, EventFilter, ProjectionRunner, Repository, StreamId,
+        CommandContext, EventEnvelope, EventFilter, ProjectionRunner, Reads, Repository, StreamId,
     };
 
     #[cfg(feature = "testing")]

@@ -17,9 +17,10 @@ use std::future::Future;
 
 use crate::aggregate::{Aggregate, AggregateType};
 use crate::command::CommandContext;
-use crate::error::{BoxError, CommandError, StoreError};
+use crate::error::{BoxError, CommandError, ReadError};
 use crate::event::{DomainEvent, EventEnvelope};
 use crate::projection::Projection;
+use crate::reads::Reads;
 use crate::repository::Repository;
 use crate::store::{EventFilter, EventStore, SnapshotStore};
 
@@ -29,7 +30,7 @@ pub type CommandFor<A> = (String, <A as AggregateType>::Command);
 /// Reacts to events of one kind by issuing commands to aggregates of one type.
 ///
 /// ```
-/// use es_core::{Aggregate, DomainEvent, EventEnvelope, ProcessManager};
+/// use es_core::{Aggregate, DomainEvent, EventEnvelope, ProcessManager, Reads};
 /// # #[derive(Debug, Clone, PartialEq, DomainEvent)]
 /// # enum OrderEvent { Placed { customer: String } }
 /// # #[derive(Debug, Clone, PartialEq, DomainEvent)]
@@ -57,7 +58,7 @@ pub type CommandFor<A> = (String, <A as AggregateType>::Command);
 ///         "welcome"
 ///     }
 ///
-///     async fn react(&self, envelope: &EventEnvelope<OrderEvent>) -> Result<Vec<(String, CustomerCommand)>, Self::Error> {
+///     async fn react(&self, envelope: &EventEnvelope<OrderEvent>, _: &Reads<'_>) -> Result<Vec<(String, CustomerCommand)>, Self::Error> {
 ///         let OrderEvent::Placed { customer } = &envelope.event;
 ///         Ok(vec![(customer.clone(), CustomerCommand::Welcome)])
 ///     }
@@ -115,9 +116,15 @@ pub trait ProcessManager: Send + Sync {
 
     /// The commands `envelope` calls for, each with the id of the aggregate it goes to
     /// (often none).
+    ///
+    /// A reaction that depends on state reads it through `reads`: aggregates as they were
+    /// when the event was recorded, so that handling the event again calls for the same
+    /// commands ([`Reads`]). Loading the latest state from a repository instead would make
+    /// the reaction depend on when it runs.
     fn react(
         &self,
         envelope: &EventEnvelope<Self::Event>,
+        reads: &Reads<'_>,
     ) -> impl Future<Output = Result<Vec<CommandFor<Self::Target>>, Self::Error>> + Send;
 }
 
@@ -205,22 +212,24 @@ where
     }
 
     /// A command that failed because its store failed for a moment (and stayed so through
-    /// the repository's retries) is no fault of the event.
+    /// the repository's retries), or a reaction whose [`Reads`] did, is no fault of the
+    /// event.
     fn is_transient(&self, error: &ProcessError) -> bool {
-        matches!(error, ProcessError::Command { source, .. }
-            if crate::error::store_failure_within(&**source).is_some_and(StoreError::is_transient))
+        let (ProcessError::Command { source, .. } | ProcessError::React { source, .. }) = error;
+        transient_within(&**source)
     }
 
     async fn handle(&mut self, envelope: &EventEnvelope<M::Event>) -> Result<(), ProcessError> {
         let name = self.manager.name();
-        let orders = self
-            .manager
-            .react(envelope)
-            .await
-            .map_err(|e| ProcessError::React {
-                manager: name.to_owned(),
-                source: Box::new(e),
-            })?;
+        let reads = Reads::new(self.repository.store(), envelope.position);
+        let orders =
+            self.manager
+                .react(envelope, &reads)
+                .await
+                .map_err(|e| ProcessError::React {
+                    manager: name.to_owned(),
+                    source: Box::new(e),
+                })?;
         for (index, (target, command)) in orders.into_iter().enumerate() {
             let context = CommandContext::reacting_to(envelope, name, index);
             match self
@@ -247,6 +256,23 @@ where
         }
         Ok(())
     }
+}
+
+/// Whether a store failure that may pass is behind `error`: a [`StoreError`](crate::StoreError) in its chain,
+/// or a [`ReadError`] (which shows its store error transparently, so that the chain skips
+/// it).
+fn transient_within(error: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(store) = crate::error::store_failure_within(error) {
+        return store.is_transient();
+    }
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(read) = error.downcast_ref::<ReadError>() {
+            return read.is_transient();
+        }
+        current = error.source();
+    }
+    false
 }
 
 fn boxed<E: std::error::Error + Send + Sync + 'static>(error: CommandError<E>) -> BoxError {

@@ -263,6 +263,35 @@ pub struct Committed<E> {
     pub duplicate: bool,
 }
 
+impl<E> Committed<E> {
+    /// The log position of the last event recorded, or `None` if the append recorded none
+    /// (a command that changed nothing). For a duplicate, the position of the first
+    /// execution's last event.
+    ///
+    /// This is the position to wait for when reading one's own writes through a projection:
+    /// once its runner has [seen it](crate::StatusHandle::wait_for), the read model reflects
+    /// this append.
+    ///
+    /// ```
+    /// use es_core::{EventStore, ExpectedVersion, NewEvent, RawEvent, StreamId};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let store = es_memory::MemoryEventStore::new();
+    /// let stream = StreamId::new("order", "1")?;
+    /// let event = RawEvent::new("OrderPlaced", 1, serde_json::json!({}));
+    /// let committed = store.append(&stream, ExpectedVersion::Any, vec![NewEvent::new(event)]).await?;
+    /// assert_eq!(committed.position(), Some(committed.events[0].position));
+    ///
+    /// let nothing = store.append::<RawEvent>(&stream, ExpectedVersion::Any, vec![]).await?;
+    /// assert_eq!(nothing.position(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn position(&self) -> Option<Position> {
+        self.events.last().map(|envelope| envelope.position)
+    }
+}
+
 /// Which events a read of the global log returns: by stream category, by event type, by
 /// partition, and whether archived streams count.
 ///

@@ -17,7 +17,7 @@
 //!   manager from a durable JetStream consumer with explicit acks, skipping what it has
 //!   handled.
 //!
-//! See the guide page *Sharing events with other services* (`docs/sharing-events.md`) for
+//! See the guide page *Sharing events with other services* (`docs/src/sharing-events.md`) for
 //! the guarantees and their limits.
 
 mod consume;

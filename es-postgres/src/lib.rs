@@ -79,6 +79,7 @@
 //! single-row `INSERT` transactions on a table of the same shape, in the same run; see the
 //! crate README for the figures and what limits them.
 
+mod admin;
 mod checkout;
 mod error;
 mod health;
@@ -97,6 +98,7 @@ mod tx;
 mod wakeup;
 mod xid;
 
+pub use admin::{PgAdmin, PgLeaseInfo, PgProjectionInfo, PgSchemaStatus, PgStreamSummary};
 pub use error::PgStoreError;
 pub use horizon::{PgHorizon, PgHorizonHolder};
 pub use inline::PgInlineProjection;

@@ -383,6 +383,7 @@ impl ProcessManager for WelcomeBonus {
     async fn react(
         &self,
         envelope: &EventEnvelope<AccountEvent>,
+        _: &es_core::Reads<'_>,
     ) -> Result<Vec<(String, AccountCommand)>, Self::Error> {
         Ok(match envelope.event {
             AccountEvent::Opened { .. } => vec![(
@@ -396,10 +397,84 @@ impl ProcessManager for WelcomeBonus {
     }
 }
 
+/// The account into which [`MatchFirstDeposit`] matches first deposits.
+pub const MATCHING_POT: &str = "pot";
+
+/// Matches the first deposit into every account with a deposit of the same amount into
+/// [`MATCHING_POT`]. Whether a deposit was the first is read from the account's state as of
+/// the deposit ([`es_core::Reads`]), so later deposits do not change the answer, and
+/// handling the deposit again (a rebuild) decides the same.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MatchFirstDeposit;
+
+impl ProcessManager for MatchFirstDeposit {
+    type Event = AccountEvent;
+    type Target = Account;
+    type Error = es_core::LoadError;
+
+    fn name(&self) -> &str {
+        "match-first-deposit"
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::for_aggregate::<Account>().with_event_types(["Deposited"])
+    }
+
+    async fn react(
+        &self,
+        envelope: &EventEnvelope<AccountEvent>,
+        reads: &es_core::Reads<'_>,
+    ) -> Result<Vec<(String, AccountCommand)>, Self::Error> {
+        let AccountEvent::Deposited { amount } = envelope.event else {
+            return Ok(Vec::new());
+        };
+        let id = envelope.stream_id.id();
+        if id == MATCHING_POT {
+            return Ok(Vec::new());
+        }
+        let account = reads.state::<Account>(id).await?;
+        assert_eq!(
+            account.version, envelope.version,
+            "the state read includes the event itself and nothing after it"
+        );
+        Ok(if account.state.movements == 1 {
+            vec![(MATCHING_POT.to_owned(), AccountCommand::Deposit { amount })]
+        } else {
+            Vec::new()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use es_core::testing::{ProcessManagerFixture, ProjectionFixture};
+
+    #[test]
+    fn match_first_deposit_reads_the_state_it_is_given() {
+        let deposit = AccountEvent::Deposited { amount: 7 };
+        ProcessManagerFixture::new(MatchFirstDeposit)
+            .given_state::<Account>(
+                "ada",
+                [AccountEvent::Opened {
+                    owner: "ada".into(),
+                }],
+            )
+            .given_at("account-ada", 2, deposit.clone())
+            .then_expect_commands([(MATCHING_POT, AccountCommand::Deposit { amount: 7 })]);
+        ProcessManagerFixture::new(MatchFirstDeposit)
+            .given_state::<Account>(
+                "ada",
+                [
+                    AccountEvent::Opened {
+                        owner: "ada".into(),
+                    },
+                    AccountEvent::Deposited { amount: 1 },
+                ],
+            )
+            .given_at("account-ada", 3, deposit)
+            .then_expect_no_commands();
+    }
 
     #[test]
     fn welcome_bonus_reacts_to_openings_only() {
@@ -512,6 +587,7 @@ impl ProcessManager for OpeningFee {
     async fn react(
         &self,
         envelope: &EventEnvelope<AccountEvent>,
+        _: &es_core::Reads<'_>,
     ) -> Result<Vec<(String, AccountCommand)>, Self::Error> {
         Ok(vec![(
             envelope.stream_id.id().to_owned(),

@@ -13,6 +13,7 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use super::checkpoint::CheckpointMode;
 use super::policy::OnFailure;
 use super::{ProjectionRunner, RunnerError, RunnerState};
 use crate::backoff::Backoff;
@@ -208,6 +209,11 @@ where
             .checkpoint
             .load(&mut self.projection, &self.store, &key)
             .await?;
+        if let Some(position) = committed
+            && self.checkpoint.mode() != CheckpointMode::Memory
+        {
+            tracing::info!(projection = %key, %position, "resuming from the stored checkpoint");
+        }
         self.status.update(|status| status.position = committed);
         self.parked_ids = self
             .parked()

@@ -5,7 +5,7 @@
 //! events are kept (`checkpoint`), the lease that lets one of several instances run
 //! (`lease`), the error policy and the attempts it counts (`policy`), what a runner reports
 //! (`status`), why it stops (`error`), and the loop that reads, handles and commits
-//! (`drive`). This module holds the runner itself: its settings and what callers ask of it.
+//! (`drive`), and how a caller waits for it to reach a position (`wait`). This module holds the runner itself: its settings and what callers ask of it.
 
 mod checkpoint;
 mod drive;
@@ -13,6 +13,7 @@ mod error;
 mod lease;
 mod policy;
 mod status;
+mod wait;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -29,6 +30,7 @@ use self::lease::Lease;
 use self::policy::Attempts;
 pub use self::policy::{ErrorPolicy, OnFailure};
 pub use self::status::{ProjectionStatus, RunnerState, StatusHandle};
+pub use self::wait::WaitError;
 use crate::backoff::Backoff;
 use crate::error::{ReadError, StoreError};
 use crate::event::EventEnvelope;
@@ -101,8 +103,15 @@ where
     P: Projection,
     S: EventStore + CheckpointStore + DeadLetterStore + LeaseStore,
 {
-    /// A runner of `projection` on `store`: batches of 500 events, commits at least every
-    /// 100 ms while live, the default [`ErrorPolicy`], and a lease of 10 s.
+    /// A runner of `projection` on `store` that **resumes from the checkpoint stored under
+    /// the projection's name**: batches of 500 events, commits at least every 100 ms while
+    /// live, the default [`ErrorPolicy`], and a lease of 10 s.
+    ///
+    /// This is the runner for a read model that outlives the process (a table, a document
+    /// store) or keeps its own checkpoint. For a read model held in process memory, which
+    /// a new process starts empty, use [`in_memory`](ProjectionRunner::in_memory): resuming
+    /// from a checkpoint stored by an earlier process would leave it empty of everything
+    /// before. A runner that resumes from a stored checkpoint says so in an `info` event.
     pub fn new(store: S, projection: P) -> Self {
         let status = StatusHandle::new(projection.name().to_owned(), projection.filter(), {
             let store = store.clone();
@@ -124,6 +133,48 @@ where
             parked_ids: HashSet::new(),
             recovered: Vec::new(),
         }
+    }
+
+    /// A runner for a read model held in process memory: it starts from the beginning of
+    /// the log in every process, whatever checkpoint an earlier one stored, and runs without
+    /// a lease (each process holds its own copy). The same as
+    /// [`new`](ProjectionRunner::new) followed by
+    /// [`with_checkpoint_in_memory`](ProjectionRunner::with_checkpoint_in_memory).
+    ///
+    /// ```
+    /// use es_core::{EventEnvelope, EventStore, ExpectedVersion, NewEvent, Projection, ProjectionRunner, RawEvent, StreamId};
+    ///
+    /// #[derive(Debug, Default)]
+    /// struct Count(u64);
+    ///
+    /// impl Projection for Count {
+    ///     type Event = RawEvent;
+    ///     type Error = std::convert::Infallible;
+    ///     fn name(&self) -> &str { "count" }
+    ///     async fn handle(&mut self, _: &EventEnvelope<RawEvent>) -> Result<(), Self::Error> {
+    ///         self.0 += 1;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let store = es_memory::MemoryEventStore::new();
+    /// let stream = StreamId::new("order", "1")?;
+    /// let event = NewEvent::new(RawEvent::new("OrderPlaced", 1, serde_json::json!({})));
+    /// store.append(&stream, ExpectedVersion::NoStream, vec![event]).await?;
+    ///
+    /// // An earlier process's runner stored a checkpoint past the event ...
+    /// ProjectionRunner::new(store.clone(), Count::default()).catch_up().await?;
+    /// // ... which a fresh view in memory must not resume from.
+    /// let mut fresh = ProjectionRunner::in_memory(store, Count::default());
+    /// fresh.catch_up().await?;
+    /// assert_eq!(fresh.projection().0, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn in_memory(store: S, projection: P) -> Self {
+        Self::new(store, projection).with_checkpoint_in_memory()
     }
 
     /// How long [`catch_up`](ProjectionRunner::catch_up) and

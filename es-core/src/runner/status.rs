@@ -60,6 +60,8 @@ pub struct ProjectionStatus {
 #[derive(Clone)]
 pub struct StatusHandle {
     status: Arc<Mutex<ProjectionStatus>>,
+    /// Notified on every change, for those [waiting](StatusHandle::wait_for) for a position.
+    pub(super) changed: Arc<event_listener::Event>,
     pub(super) filter: EventFilter,
     /// The store's [`EventStore::stall`], asked whenever the status is read.
     stall: Arc<dyn Fn() -> Option<Stall> + Send + Sync>,
@@ -90,6 +92,7 @@ impl StatusHandle {
                 last_event_at: None,
                 stall: None,
             })),
+            changed: Arc::new(event_listener::Event::new()),
             filter,
             stall,
         }
@@ -127,6 +130,8 @@ impl StatusHandle {
 
     pub(super) fn update(&self, change: impl FnOnce(&mut ProjectionStatus)) {
         change(&mut self.lock());
+        // Cheap without listeners: one atomic load.
+        self.changed.notify(usize::MAX);
     }
 }
 

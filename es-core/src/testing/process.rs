@@ -4,9 +4,15 @@ use std::fmt::{self, Debug};
 
 use chrono::Utc;
 
-use crate::aggregate::AggregateType;
-use crate::event::{EventEnvelope, Metadata};
+use std::collections::HashMap;
+
+use futures_util::stream::BoxStream;
+
+use crate::aggregate::{Aggregate, AggregateType};
+use crate::error::ReadError;
+use crate::event::{EventEnvelope, Metadata, RawEvent};
 use crate::process::{CommandFor, ProcessManager};
+use crate::reads::{RawStreams, Reads};
 use crate::stream::{Position, StreamId, Version};
 
 use super::block_on::block_on;
@@ -16,7 +22,7 @@ use super::diff::debug_diff;
 ///
 /// ```
 /// use es_core::testing::ProcessManagerFixture;
-/// use es_core::{Aggregate, DomainEvent, EventEnvelope, ProcessManager};
+/// use es_core::{Aggregate, DomainEvent, EventEnvelope, ProcessManager, Reads};
 /// # #[derive(Debug, Clone, PartialEq, DomainEvent)]
 /// # enum OrderEvent { Placed { customer: String }, Cancelled }
 /// # #[derive(Debug, Clone, PartialEq, DomainEvent)]
@@ -42,7 +48,7 @@ use super::diff::debug_diff;
 ///         "welcome"
 ///     }
 ///
-///     async fn react(&self, envelope: &EventEnvelope<OrderEvent>) -> Result<Vec<(String, CustomerCommand)>, Self::Error> {
+///     async fn react(&self, envelope: &EventEnvelope<OrderEvent>, _: &Reads<'_>) -> Result<Vec<(String, CustomerCommand)>, Self::Error> {
 ///         Ok(match &envelope.event {
 ///             OrderEvent::Placed { customer } => vec![(customer.clone(), CustomerCommand::Welcome)],
 ///             OrderEvent::Cancelled => vec![],
@@ -60,6 +66,8 @@ use super::diff::debug_diff;
 /// ```
 pub struct ProcessManagerFixture<M: ProcessManager> {
     manager: M,
+    /// The state the reaction may read ([`given_state`](Self::given_state)).
+    state: GivenState,
 }
 
 impl<M: ProcessManager + Debug> Debug for ProcessManagerFixture<M> {
@@ -73,7 +81,50 @@ impl<M: ProcessManager + Debug> Debug for ProcessManagerFixture<M> {
 impl<M: ProcessManager> ProcessManagerFixture<M> {
     /// A fixture around `manager`.
     pub fn new(manager: M) -> Self {
-        Self { manager }
+        Self {
+            manager,
+            state: GivenState::default(),
+        }
+    }
+
+    /// The aggregate `A` with id `id` had recorded these events before the event the
+    /// manager reacts to: what its [`Reads::state`] then reads. Aggregates not given read
+    /// as new (their default state). Given twice, the events add up.
+    ///
+    /// # Panics
+    ///
+    /// If `id` makes no valid stream id, or an event cannot be encoded.
+    #[track_caller]
+    #[must_use]
+    pub fn given_state<A: Aggregate>(
+        mut self,
+        id: &str,
+        events: impl IntoIterator<Item = A::Event>,
+    ) -> Self {
+        let stream = match StreamId::new(A::NAME, id) {
+            Ok(stream) => stream,
+            Err(error) => panic!("`{id}` is not an id of a `{}` aggregate: {error}", A::NAME),
+        };
+        let recorded = self.state.streams.entry(stream.clone()).or_default();
+        for event in events {
+            let raw = match RawEvent::from_event(&event) {
+                Ok(raw) => raw,
+                Err(error) => panic!("cannot encode a given event of `{stream}`: {error}"),
+            };
+            let version = Version::new(recorded.len() as u64 + 1);
+            recorded.push(EventEnvelope {
+                event_id: uuid::Uuid::now_v7(),
+                stream_id: stream.clone(),
+                version,
+                // Before every position a reaction can be given at: given state precedes
+                // the event.
+                position: Position::START,
+                recorded_at: Utc::now(),
+                metadata: Metadata::new(),
+                event: raw,
+            });
+        }
+        self
     }
 
     /// This event happened on `stream` (`category-id`), as its first event.
@@ -124,8 +175,36 @@ impl<M: ProcessManager> ProcessManagerFixture<M> {
     /// This recorded event happened, exactly as given (for reactions that depend on
     /// metadata).
     pub fn given_envelope(self, envelope: &EventEnvelope<M::Event>) -> Reaction<M> {
-        let result = block_on(self.manager.react(envelope));
+        // As in a store, the state read includes the event itself; and all the given
+        // state counts, whatever position the test gave the event.
+        let mut state = self.state;
+        match RawEvent::from_event(&envelope.event) {
+            Ok(raw) => state
+                .streams
+                .entry(envelope.stream_id.clone())
+                .or_default()
+                .push(envelope.clone().map(|_| raw)),
+            Err(error) => panic!("cannot encode the given event: {error}"),
+        }
+        let reads = Reads::new(&state, Position::from_parts(u64::MAX, u64::MAX));
+        let result = block_on(self.manager.react(envelope, &reads));
         Reaction { result }
+    }
+}
+
+/// The streams a test gave ([`ProcessManagerFixture::given_state`]).
+#[derive(Debug, Default)]
+struct GivenState {
+    streams: HashMap<StreamId, Vec<EventEnvelope<RawEvent>>>,
+}
+
+impl RawStreams for GivenState {
+    fn raw_stream(
+        &self,
+        stream: &StreamId,
+    ) -> BoxStream<'static, Result<EventEnvelope<RawEvent>, ReadError>> {
+        let events = self.streams.get(stream).cloned().unwrap_or_default();
+        Box::pin(futures_util::stream::iter(events.into_iter().map(Ok)))
     }
 }
 

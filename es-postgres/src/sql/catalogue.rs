@@ -31,7 +31,11 @@ const FEEDS: &[(&str, &[&str], &[&str])] = &[
             "append_one_any",
         ],
     ),
-    ("PositionRow", PositionRow::COLUMNS, &["head"]),
+    (
+        "PositionRow",
+        PositionRow::COLUMNS,
+        &["head", "admin_readable_head"],
+    ),
     ("the log reader's filter", &["selected"], &["read_log"]),
     ("Applied", Applied::COLUMNS, &["migrations_recorded"]),
     (
@@ -72,6 +76,16 @@ const FEEDS: &[(&str, &[&str], &[&str])] = &[
             "prepared",
         ],
         &["horizon"],
+    ),
+    (
+        "admin::streams",
+        crate::admin::STREAM_COLUMNS,
+        &["admin_streams"],
+    ),
+    (
+        "admin::projections",
+        crate::admin::PROJECTION_COLUMNS,
+        &["admin_projections"],
     ),
     (
         "check_transaction_ids",

@@ -88,6 +88,12 @@ statements! {
     migration_checksum,
     transaction_ids,
     grant_application,
+    admin_migrations_table,
+    admin_schema_version,
+    admin_streams,
+    admin_projections,
+    admin_parked_names,
+    admin_readable_head,
 }
 
 /// `text` with the schema in place.

@@ -335,6 +335,7 @@ impl es_core::ProcessManager for ReferralBonus {
     async fn react(
         &self,
         _envelope: &es_core::EventEnvelope<AccountEvent>,
+        _: &es_core::Reads<'_>,
     ) -> Result<Vec<(String, AccountCommand)>, Self::Error> {
         Ok(vec![(
             self.referrer.to_owned(),

@@ -13,6 +13,7 @@ mod failures;
 mod leases;
 mod partitions;
 mod process_managers;
+mod read_your_writes;
 mod repository;
 
 pub use checkpoints::*;
@@ -20,6 +21,7 @@ pub use failures::*;
 pub use leases::*;
 pub use partitions::*;
 pub use process_managers::*;
+pub use read_your_writes::*;
 pub use repository::*;
 
 use std::time::Duration;

@@ -10,7 +10,7 @@ use es_core::{
 use super::{runner, settled};
 use crate::conformance::read_log;
 use crate::fixture::{AccountCommand, AccountEvent};
-use crate::projections::{WELCOME_BONUS, WelcomeBonus};
+use crate::projections::{MATCHING_POT, MatchFirstDeposit, WELCOME_BONUS, WelcomeBonus};
 use es_core::Store;
 
 /// A process manager run by a runner issues each command once, even when the events it
@@ -101,4 +101,43 @@ pub async fn process_manager_tolerated_rejections_count_as_done<S: Store>(store:
         Err(RunnerError::Handler { event_type, .. }) => assert_eq!(event_type, "Opened"),
         other => panic!("expected the rejection to stop the flow, got {other:?}"),
     }
+}
+
+/// A process manager reads state as of the event it reacts to: whether a deposit was an
+/// account's first does not change with the deposits after it, when it is handled late or
+/// handled again.
+pub async fn process_manager_reads_state_as_of_its_event<S: Store>(store: S) {
+    let accounts = Repository::<crate::fixture::Account, _>::new(store.clone());
+    for id in [MATCHING_POT, "ada", "bob"] {
+        accounts
+            .execute(id, AccountCommand::Open { owner: id.into() })
+            .await
+            .unwrap();
+    }
+    for (id, amount) in [("ada", 10), ("ada", 20), ("bob", 7), ("bob", 1)] {
+        accounts
+            .execute(id, AccountCommand::Deposit { amount })
+            .await
+            .unwrap();
+    }
+    settled(&store, 7).await;
+    // Handled only now, after every deposit: read as of now, no deposit would be a first.
+    let manager = ProcessManagerProjection::new(MatchFirstDeposit, accounts.clone());
+    let mut runner = runner(&store, manager);
+    runner.catch_up().await.unwrap();
+    let pot = accounts.load(MATCHING_POT).await.unwrap().state;
+    assert_eq!(
+        (pot.balance, pot.movements),
+        (17, 2),
+        "the first deposits of ada and bob"
+    );
+
+    settled(&store, 9).await;
+    runner.rebuild().await.unwrap();
+    let pot = accounts.load(MATCHING_POT).await.unwrap().state;
+    assert_eq!(
+        (pot.balance, pot.movements),
+        (17, 2),
+        "handled again, the same decisions"
+    );
 }

@@ -51,6 +51,7 @@ impl ProcessManager for SurveyOnProductRemoval {
     async fn react(
         &self,
         envelope: &EventEnvelope<ApplicationEvent>,
+        _: &es_core::Reads<'_>,
     ) -> Result<Vec<CommandFor<Survey>>, Infallible> {
         let ApplicationEvent::ApiProductRemoved { product, owner } = &envelope.event else {
             return Ok(Vec::new());
@@ -92,6 +93,7 @@ impl ProcessManager for SendNewSurveys {
     async fn react(
         &self,
         envelope: &EventEnvelope<SurveyEvent>,
+        _: &es_core::Reads<'_>,
     ) -> Result<Vec<CommandFor<Survey>>, Infallible> {
         Ok(match envelope.event {
             SurveyEvent::Added { .. } => vec![(

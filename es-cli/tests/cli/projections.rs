@@ -1,0 +1,198 @@
+//! `es projections`, and what runs the application's code: rebuild, reset and the
+//! AsyncAPI document, through the `embedded` example (an application's own `es`).
+
+use std::time::Duration;
+
+use es_core::{CheckpointStore as _, LeaseStore as _};
+use es_testkit::postgres::{drop_schema, fresh_store};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projections_show_status_position_lag_error_and_lease() {
+    let store = fresh_store().await;
+    let (first, event_id) = append(&store, "order-1", "OrderPlaced").await;
+    append(&store, "order-1", "OrderPaid").await;
+    settle(&store).await;
+    store.save_checkpoint("open-orders", first).await.unwrap();
+    let owner = Uuid::now_v7();
+    store
+        .acquire_lease("open-orders", owner, Duration::from_secs(60))
+        .await
+        .unwrap();
+    park(&store, "open-orders", event_id, first).await;
+    store.save_checkpoint("totals", first).await.unwrap();
+
+    let table = es(&store, &["projections"]).await.ok().stdout;
+    for expected in [
+        "projection",
+        "status",
+        "position",
+        "lag",
+        "parked",
+        "last error",
+        "lease holder",
+    ] {
+        assert!(table.contains(expected), "{expected:?} in\n{table}");
+    }
+    let row = table.lines().find(|l| l.contains("open-orders")).unwrap();
+    for expected in [
+        "(not registered)",
+        "running",
+        &first.to_string(),
+        "no such customer",
+        &owner.simple().to_string()[..8],
+    ] {
+        assert!(row.contains(expected), "{expected:?} in {row}");
+    }
+    let row = table.lines().find(|l| l.contains("totals")).unwrap();
+    assert!(row.contains("stopped"), "{row}");
+
+    let json = es(&store, &["projections", "--json"]).await.ok().json();
+    let open = &json[0];
+    assert_eq!(open["name"], "open-orders");
+    assert_eq!(open["registered"], false);
+    assert_eq!(open["status"], "running");
+    assert_eq!(open["checkpoint"], first.to_string());
+    assert!(open["checkpoint_updated_at"].is_string());
+    assert_eq!(open["lag"], 1);
+    assert_eq!(open["parked"], 1);
+    assert_eq!(open["last_error"], "no such customer");
+    assert!(open["last_parked_at"].is_string());
+    assert_eq!(open["lease"]["owner"], owner.to_string());
+    assert_eq!(open["lease"]["held"], true);
+    assert!(open["lease"]["expires_at"].is_string());
+    assert_eq!(json[1]["name"], "totals");
+    assert_eq!(json[1]["lease"], Value::Null);
+
+    // The stock binary runs no projection code, and says how to get one that does.
+    es(&store, &["projections", "rebuild", "open-orders"])
+        .await
+        .fails(
+            1,
+            "is not registered in this binary, and a rebuild runs its code",
+        );
+    es(&store, &["projections", "reset", "open-orders"])
+        .await
+        .fails(1, "--checkpoint-only");
+    es(
+        &store,
+        &["projections", "reset", "nothing", "--checkpoint-only"],
+    )
+    .await
+    .fails(1, "no projection `nothing`");
+    let reset = es(
+        &store,
+        &[
+            "projections",
+            "reset",
+            "totals",
+            "--checkpoint-only",
+            "--json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(
+        reset,
+        json!({ "projection": "totals", "checkpoints_forgotten": 1, "read_model_reset": false })
+    );
+    assert_eq!(store.load_checkpoint("totals").await.unwrap(), None);
+    drop_schema(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_binary_rebuilds_and_resets_its_projection() {
+    let store = fresh_store().await;
+    append(&store, "order-1", "OrderPlaced").await;
+    append(&store, "order-1", "OrderPaid").await;
+    append(&store, "order-2", "OrderPlaced").await;
+    settle(&store).await;
+
+    let listed = app(&store, &["projections", "--json"]).await.ok().json();
+    assert_eq!(listed[0]["name"], "stream-sizes");
+    assert_eq!(listed[0]["registered"], true);
+    assert_eq!(listed[0]["status"], "not started");
+    assert_eq!(listed[0]["lag"], 3);
+
+    let rebuilt = app(
+        &store,
+        &["projections", "rebuild", "stream-sizes", "--json"],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        rebuilt.json(),
+        json!({ "projection": "stream-sizes", "handled": 3 })
+    );
+    assert_eq!(
+        stream_sizes(&store).await,
+        [("order-1".to_owned(), 2), ("order-2".to_owned(), 1)]
+    );
+    let again = app(&store, &["projections", "rebuild", "stream-sizes"])
+        .await
+        .ok();
+    assert!(
+        again
+            .stdout
+            .contains("rebuilt projection `stream-sizes`: 3 events handled"),
+        "{again:?}"
+    );
+    assert_eq!(
+        stream_sizes(&store).await.len(),
+        2,
+        "emptied before the replay"
+    );
+    let listed = app(&store, &["projections", "--json"]).await.ok().json();
+    assert_eq!(
+        (listed[0]["status"].clone(), listed[0]["lag"].clone()),
+        (json!("stopped"), json!(0))
+    );
+
+    let reset = app(&store, &["projections", "reset", "stream-sizes"])
+        .await
+        .ok();
+    assert!(
+        reset
+            .stdout
+            .contains("emptied its read model and forgot 1 checkpoint(s)"),
+        "{reset:?}"
+    );
+    assert!(stream_sizes(&store).await.is_empty());
+    assert_eq!(store.load_checkpoint("stream-sizes").await.unwrap(), None);
+
+    // Not while a runner of the application holds the lease.
+    store
+        .acquire_lease("stream-sizes", Uuid::now_v7(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    app(&store, &["projections", "rebuild", "stream-sizes"])
+        .await
+        .fails(1, "projection `stream-sizes` is running elsewhere");
+    app(&store, &["projections", "reset", "stream-sizes"])
+        .await
+        .fails(1, "is running elsewhere");
+    app(&store, &["projections", "rebuild", "other"])
+        .await
+        .fails(1, "projection `other` is not registered");
+    drop_schema(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncapi_prints_what_the_application_registered() {
+    run_with(es_binary(), &[], &["asyncapi"])
+        .await
+        .fails(1, "this binary has no AsyncAPI document: register");
+    let yaml = run_with(app_binary(), &[], &["asyncapi"]).await.ok();
+    assert!(yaml.stdout.starts_with("asyncapi: 3.0.0"), "{yaml:?}");
+    assert!(yaml.stdout.contains("title: Stream sizes"), "{yaml:?}");
+    let json = run_with(app_binary(), &[], &["asyncapi", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(json["asyncapi"], "3.0.0");
+    assert_eq!(json["info"]["title"], "Stream sizes");
+}
