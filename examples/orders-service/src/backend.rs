@@ -5,10 +5,12 @@
 //! this module dispatches the handful of operations the service uses to whichever store it
 //! was started on.
 
+use std::time::Duration;
+
 use es_core::{
     AsOf, CommandContext, CommandError, CommandOutcome, EventEnvelope, EventFilter,
     EventStore as _, LoadError, Loaded, Position, RawEvent, ReadError, Repository, RetryPolicy,
-    StreamIdError, Version,
+    StatusHandle, StreamIdError, Version, WaitError,
 };
 use es_memory::MemoryEventStore;
 use es_postgres::PgEventStore;
@@ -115,6 +117,21 @@ impl Orders {
                 .await
                 .map_err(HistoryError::Read)
         })
+    }
+
+    /// Waits, up to `timeout`, until the runner behind `status` has seen `position`
+    /// ([`StatusHandle::wait_for`] on this store).
+    ///
+    /// # Errors
+    ///
+    /// As [`StatusHandle::wait_for`].
+    pub async fn wait_for(
+        &self,
+        status: &StatusHandle,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<(), WaitError> {
+        dispatch!(self, repo => status.wait_for(repo.store(), position, timeout).await)
     }
 
     /// The orders' events after `after`, first the history and then live, as stored.

@@ -23,7 +23,7 @@ use crate::api::{
 use crate::backend::{HistoryError, Orders};
 use crate::consistency::wait_for_checkpoint;
 use crate::correlation::CorrelationId;
-use crate::error::{ApiError, ErrorKind};
+use crate::error::ApiError;
 use crate::read_model::ReadModel;
 
 /// The header that makes a command idempotent: a UUID the client picks per command.
@@ -82,7 +82,7 @@ async fn execute(
     Ok(Json(CommandAccepted {
         order_id: id.to_owned(),
         version: outcome.version.get(),
-        position: outcome.events.last().map(|e| e.position.to_string()),
+        position: outcome.position().map(|p| p.to_string()),
         events: outcome
             .events
             .iter()
@@ -327,9 +327,8 @@ pub async fn list_orders(
     let mut checkpoint = state.projection.get().position;
     if let Some(after) = query.after.as_deref() {
         let after = parse_position(after, "after")?;
-        checkpoint = wait_for_checkpoint(&state.projection, after, state.read_wait)
-            .await
-            .map_err(|not_yet| ApiError::new(ErrorKind::Stale, not_yet.to_string()))?;
+        checkpoint =
+            wait_for_checkpoint(&state.orders, &state.projection, after, state.read_wait).await?;
     }
     let orders = state
         .read_model

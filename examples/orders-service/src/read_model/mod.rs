@@ -82,8 +82,7 @@ pub async fn start(
             let list = MemoryOrderList::default();
             // The view lives in this process: a stored checkpoint would resume a new
             // process past events its empty view never saw.
-            let runner = ProjectionRunner::new(store.clone(), list.clone())
-                .with_checkpoint_in_memory()
+            let runner = ProjectionRunner::in_memory(store.clone(), list.clone())
                 .with_commit_interval(COMMIT_INTERVAL);
             let status = runner.status();
             Projector {
