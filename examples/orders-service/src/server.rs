@@ -1,0 +1,213 @@
+//! The service: its router, started on a store, served with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use es_core::RetryPolicy;
+use es_postgres::PgStoreError;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::backend::{Backend, Orders};
+use crate::read_model::{self, PgReadModelError};
+use crate::routes::{self, AppState};
+use crate::{correlation, observe, openapi};
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How commands retry conflicts and store failures.
+    pub retry: RetryPolicy,
+    /// How long `GET /orders?after=` waits for the read model before answering 504.
+    pub read_wait: Duration,
+}
+
+impl Default for Config {
+    /// The repository's default retries; reads of your writes wait up to 5 s.
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            read_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The PostgreSQL schema could not be migrated.
+    #[error("cannot migrate the event store's schema")]
+    Migrate(#[source] PgStoreError),
+    /// The read model's table could not be created.
+    #[error(transparent)]
+    ReadModel(#[from] PgReadModelError),
+}
+
+/// Declares the routes once: the router is built from this list, and [`ROUTES`] lists it
+/// for the test that checks the OpenAPI document against it.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every route the service serves (besides `/metrics` with the `prometheus`
+        /// feature), as `(method, path)`.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn with_routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+            router $(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+routes! {
+    post "/orders/{id}/place" => routes::place,
+    post "/orders/{id}/pay" => routes::pay,
+    post "/orders/{id}/prepare" => routes::prepare,
+    post "/orders/{id}/ship" => routes::ship,
+    get "/orders/{id}" => routes::get_order,
+    get "/orders/{id}/as-of" => routes::get_order_as_of,
+    get "/orders/{id}/history" => routes::history,
+    get "/orders" => routes::list_orders,
+    get "/events" => routes::events,
+    get "/openapi.json" => openapi::openapi_json,
+}
+
+/// A started service: the read model's runner is running; [`serve`](Service::serve) or
+/// [`spawn`](Service::spawn) it.
+#[derive(Debug)]
+pub struct Service {
+    state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    projector: JoinHandle<()>,
+}
+
+impl Service {
+    /// Starts the service on `backend`: migrates PostgreSQL's schema (and creates the read
+    /// model's table), and starts the read model's runner.
+    ///
+    /// # Errors
+    ///
+    /// Fails if PostgreSQL cannot be migrated.
+    pub async fn start(backend: Backend, config: Config) -> Result<Self, StartError> {
+        if let Backend::Postgres(store) = &backend {
+            store.migrate().await.map_err(StartError::Migrate)?;
+        }
+        let (shutdown, stopping) = watch::channel(false);
+        let projector = read_model::start(&backend, stopping.clone()).await?;
+        let state = Arc::new(AppState {
+            orders: Orders::new(&backend, config.retry),
+            read_model: projector.read_model,
+            projection: projector.status,
+            read_wait: config.read_wait,
+            shutdown: stopping,
+        });
+        Ok(Self {
+            state,
+            shutdown,
+            projector: projector.task,
+        })
+    }
+
+    /// The orders repository the service executes commands with.
+    pub fn orders(&self) -> &Orders {
+        &self.state.orders
+    }
+
+    /// The router: every route, with correlation ids and request metrics.
+    pub fn router(&self) -> Router {
+        let router = with_routes(Router::new())
+            .route_layer(axum::middleware::from_fn(observe::record))
+            .layer(axum::middleware::from_fn(correlation::middleware))
+            .with_state(self.state.clone());
+        #[cfg(feature = "prometheus")]
+        let router = router.merge(
+            Router::new()
+                .route("/metrics", axum::routing::get(observe::prometheus::metrics))
+                .with_state(observe::prometheus::handle()),
+        );
+        router
+    }
+
+    /// Serves on `listener` until `signal` completes, then shuts down gracefully: stops
+    /// accepting, ends the live event streams, lets requests under way finish, and stops
+    /// the read model's runner (which commits what it handled).
+    ///
+    /// # Errors
+    ///
+    /// Fails if serving fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        let shutdown = self.shutdown.clone();
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                signal.await;
+                tracing::info!("shutting down");
+                let _ = shutdown.send(true);
+            })
+            .await;
+        let _ = self.shutdown.send(true);
+        if let Err(error) = self.projector.await {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "the read model's runner panicked"
+            );
+        }
+        served
+    }
+
+    /// Binds `addr` and serves there in a task of its own until [`Running::stop`].
+    ///
+    /// # Errors
+    ///
+    /// Fails if `addr` cannot be bound.
+    pub async fn spawn(self, addr: SocketAddr) -> std::io::Result<Running> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Running {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+}
+
+/// A service serving in the background.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Its base URL, `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Shuts it down gracefully and waits until it has.
+    ///
+    /// # Errors
+    ///
+    /// Fails if serving failed.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(served) => served,
+            Err(error) => Err(std::io::Error::other(error)),
+        }
+    }
+}
