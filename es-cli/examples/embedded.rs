@@ -9,6 +9,9 @@
 //!
 //! The projection counts each stream's events in the table `stream_sizes` of the store's
 //! schema, in the transaction that moves its checkpoint ([`PgTransactionalProjection`]).
+//! It declares the table as a migration, which the runner applies before the first batch
+//! (and before a rebuild's reset), and names it through [`PgTable`](es_postgres::PgTable),
+//! so no SQL text is built here.
 
 use std::process::ExitCode;
 
@@ -16,37 +19,46 @@ use es_asyncapi::AsyncApi;
 use es_cli::App;
 use es_core::error::BoxError;
 use es_core::{EventEnvelope, RawEvent};
-use es_postgres::{PgEventStore, PgProjection, PgTransactionalProjection};
-use sqlx::{AssertSqlSafe, PgConnection};
+use es_postgres::{
+    PgEventStore, PgInvalidTableName, PgMigration, PgProjection, PgTransactionalProjection,
+};
+use sqlx::{PgConnection, SqlStr};
+
+/// The steps of the `stream_sizes` table, in order; a released step is never edited: a
+/// change is a new step.
+const MIGRATIONS: &[PgMigration] = &[PgMigration::new(
+    1,
+    "stream sizes",
+    "CREATE TABLE {schema}.stream_sizes (stream_id text PRIMARY KEY, events bigint NOT NULL)",
+)];
+
+/// The projection's statements, completed with the store's schema.
+struct Statements {
+    count: SqlStr,
+    empty: SqlStr,
+}
 
 /// Counts the events of every stream.
 struct StreamSizes {
-    /// `"schema".stream_sizes`.
-    table: String,
-    /// Whether the table is known to exist in this process.
-    ready: bool,
+    /// A bad table name (which `stream_sizes` is not) fails the first batch: the CLI
+    /// builds the projection just to learn its name too, which must not fail.
+    sql: Result<Statements, PgInvalidTableName>,
 }
 
 impl StreamSizes {
     fn new(store: &PgEventStore) -> Self {
-        Self {
-            // A schema name is a validated plain identifier: quoting it is enough.
-            table: format!("\"{}\".stream_sizes", store.schema().as_str()),
-            ready: false,
-        }
+        let sql = store.table("stream_sizes").map(|table| Statements {
+            count: table.sql(
+                "INSERT INTO {table} (stream_id, events) VALUES ($1, 1)
+                 ON CONFLICT (stream_id) DO UPDATE SET events = {table}.events + 1",
+            ),
+            empty: table.sql("TRUNCATE {table}"),
+        });
+        Self { sql }
     }
 
-    async fn create(&mut self, tx: &mut PgConnection) -> Result<(), BoxError> {
-        if !self.ready {
-            sqlx::query(AssertSqlSafe(format!(
-                "CREATE TABLE IF NOT EXISTS {} (stream_id text PRIMARY KEY, events bigint NOT NULL)",
-                self.table
-            )))
-            .execute(&mut *tx)
-            .await?;
-            self.ready = true;
-        }
-        Ok(())
+    fn sql(&self) -> Result<&Statements, PgInvalidTableName> {
+        self.sql.as_ref().map_err(Clone::clone)
     }
 }
 
@@ -57,26 +69,24 @@ impl PgProjection for StreamSizes {
         "stream-sizes"
     }
 
+    fn migrations(&self) -> &[PgMigration] {
+        MIGRATIONS
+    }
+
     async fn handle(
         &mut self,
         tx: &mut PgConnection,
         envelope: &EventEnvelope<RawEvent>,
     ) -> Result<(), BoxError> {
-        self.create(tx).await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (stream_id, events) VALUES ($1, 1) \
-             ON CONFLICT (stream_id) DO UPDATE SET events = EXCLUDED.events + {0}.events",
-            self.table
-        )))
-        .bind(envelope.stream_id.as_str())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(self.sql()?.count.clone())
+            .bind(envelope.stream_id.as_str())
+            .execute(&mut *tx)
+            .await?;
         Ok(())
     }
 
     async fn reset(&mut self, tx: &mut PgConnection) -> Result<(), BoxError> {
-        self.create(tx).await?;
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {}", self.table)))
+        sqlx::query(self.sql()?.empty.clone())
             .execute(&mut *tx)
             .await?;
         Ok(())
