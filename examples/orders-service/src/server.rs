@@ -13,7 +13,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::backend::{Backend, Orders};
-use crate::read_model::{self, PgReadModelError};
+use crate::read_model::{self, PgSetupError};
 use crate::routes::{self, AppState};
 use crate::{correlation, observe, openapi};
 
@@ -42,9 +42,9 @@ pub enum StartError {
     /// The PostgreSQL schema could not be migrated.
     #[error("cannot migrate the event store's schema")]
     Migrate(#[source] PgStoreError),
-    /// The read model's table could not be created.
+    /// The read model's table could not be migrated.
     #[error(transparent)]
-    ReadModel(#[from] PgReadModelError),
+    ReadModel(#[from] PgSetupError),
 }
 
 /// Declares the routes once: the router is built from this list, and [`ROUTES`] lists it
@@ -84,12 +84,13 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts the service on `backend`: migrates PostgreSQL's schema (and creates the read
-    /// model's table), and starts the read model's runner.
+    /// Starts the service on `backend`: migrates PostgreSQL's schema (and the read model's
+    /// table, so that a read before the runner's first batch finds it), and starts the
+    /// read model's runner. Safe from several processes starting at once on one schema.
     ///
     /// # Errors
     ///
-    /// Fails if PostgreSQL cannot be migrated.
+    /// Fails if PostgreSQL's schema or the read model's table cannot be migrated.
     pub async fn start(backend: Backend, config: Config) -> Result<Self, StartError> {
         if let Backend::Postgres(store) = &backend {
             store.migrate().await.map_err(StartError::Migrate)?;

@@ -898,3 +898,102 @@ async fn postgres_read_model_survives_a_restart() {
     assert_eq!(orders[0]["version"], 3);
     again.finish().await;
 }
+
+/// The versions of the read model's migrations `store`'s schema recorded, in order.
+async fn read_model_migrations(store: &PgEventStore) -> Vec<i32> {
+    let recorded = store
+        .table("es_read_model_migrations")
+        .expect("a table name")
+        .sql("SELECT version FROM {table} WHERE read_model = $1 ORDER BY version");
+    sqlx::query_scalar(recorded)
+        .bind(orders_service::read_model::NAME)
+        .fetch_all(store.pool())
+        .await
+        .expect("the recorded migrations")
+}
+
+/// Lists `/orders` on `fixture` until `id` is in it, up to [`PATIENCE`]: whichever
+/// instance holds the read model's lease writes the table they all read.
+async fn until_listed(fixture: &Fixture, id: &str) -> Value {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let (status, body) = json_of(get(fixture, "/orders").await).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let listed = body["orders"]
+                .as_array()
+                .expect("a list")
+                .iter()
+                .any(|order| order["order_id"] == id);
+            if listed {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the order reaches the read model in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_at_once_share_one_table() {
+    // Three processes of the service on one schema, started at once: each migrates the
+    // read model's table at start, and they take turns, so none fails on another's
+    // half-made table and the table is made once. (Pools sized to fit the test's share.)
+    let store = es_testkit::postgres::fresh_store_sized(6, |builder| builder).await;
+    let second = es_testkit::postgres::second_store(&store, "orders-service-b", |b| b).await;
+    let third = es_testkit::postgres::second_store(&store, "orders-service-c", |b| b).await;
+    let (first, second, third) = tokio::join!(
+        serve(Backend::Postgres(store.clone()), Config::default()),
+        serve(Backend::Postgres(second), Config::default()),
+        serve(Backend::Postgres(third), Config::default()),
+    );
+    let instances = [first, second, third].map(|running| Fixture {
+        running,
+        store: None,
+    });
+    assert_eq!(read_model_migrations(&store).await, vec![1], "made once");
+    for instance in &instances {
+        let (status, body) = json_of(get(instance, "/orders").await).await;
+        assert_eq!(status, StatusCode::OK, "the table is there: {body}");
+    }
+
+    let id = order_id();
+    place(&instances[1], &id, 300).await;
+    for instance in &instances {
+        until_listed(instance, &id).await;
+    }
+    for instance in instances {
+        instance.finish().await;
+    }
+    es_testkit::postgres::drop_schema(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_made_before_it_was_declared_is_kept() {
+    // A schema from a release that made the table by hand at start, recording nothing:
+    // the first migration adopts the table, rows and all.
+    let store = es_testkit::postgres::fresh_store().await;
+    let table = store
+        .table(orders_service::read_model::TABLE)
+        .expect("a table name");
+    sqlx::raw_sql(table.sql(include_str!("../src/sql/create_orders_by_status.sql")))
+        .execute(store.pool())
+        .await
+        .expect("the table as the earlier release made it");
+    sqlx::query(table.sql(
+        "INSERT INTO {table} (order_id, customer, status, total_cents, paid_cents, version)
+         VALUES ('o-earlier', 'ada', 'paid', 100, 100, 2)",
+    ))
+    .execute(store.pool())
+    .await
+    .expect("a row of the earlier release");
+
+    let fixture = Fixture {
+        running: serve(Backend::Postgres(store.clone()), Config::default()).await,
+        store: Some(store.clone()),
+    };
+    assert_eq!(read_model_migrations(&store).await, vec![1]);
+    let body = until_listed(&fixture, "o-earlier").await;
+    assert_eq!(body["orders"][0]["paid_cents"], 100, "{body}");
+    fixture.finish().await;
+}

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use self::memory::MemoryOrderList;
-pub use self::postgres::{PgOrderList, PgReadModelError};
+pub use self::postgres::{MIGRATIONS, PgOrderList, PgReadModelError, PgSetupError, TABLE};
 use crate::api::{OrderRow, Status};
 use crate::backend::Backend;
 
@@ -67,16 +67,17 @@ pub struct Projector {
     pub task: JoinHandle<()>,
 }
 
-/// Starts the read model's runner on `backend` (creating its table on PostgreSQL); it
-/// runs until `shutdown` turns `true`, then commits and releases its lease.
+/// Starts the read model's runner on `backend` (on PostgreSQL, its table migrated first:
+/// the handlers may read it before the runner's first batch); it runs until `shutdown`
+/// turns `true`, then commits and releases its lease.
 ///
 /// # Errors
 ///
-/// Fails if the PostgreSQL table cannot be created.
+/// Fails if the PostgreSQL table cannot be migrated.
 pub async fn start(
     backend: &Backend,
     shutdown: watch::Receiver<bool>,
-) -> Result<Projector, PgReadModelError> {
+) -> Result<Projector, PgSetupError> {
     Ok(match backend {
         Backend::Memory(store) => {
             let list = MemoryOrderList::default();
@@ -92,7 +93,7 @@ pub async fn start(
             }
         }
         Backend::Postgres(store) => {
-            let list = PgOrderList::create(store).await?;
+            let list = PgOrderList::prepare(store).await?;
             let projection = PgTransactionalProjection::new(store.clone(), list.clone());
             let runner = ProjectionRunner::new(store.clone(), projection)
                 .with_commit_interval(COMMIT_INTERVAL);

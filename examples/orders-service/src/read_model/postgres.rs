@@ -7,16 +7,29 @@ use std::sync::Arc;
 
 use es_core::error::BoxError;
 use es_core::{EventEnvelope, EventFilter};
-use es_postgres::{PgEventStore, PgProjection};
+use es_postgres::{
+    PgEventStore, PgInvalidTableName, PgMigration, PgProjection, PgProjectionError, PgTable,
+};
 use orders::{Order, OrderEvent};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, SqlSafeStr as _, SqlStr};
+use sqlx::{PgConnection, PgPool, SqlStr};
 
 use crate::api::{OrderRow, Status};
 
-/// The statements, with the store's schema in place.
+/// The read model's table, in the store's schema.
+pub const TABLE: &str = "orders_by_status";
+
+/// The table's steps, in order of version, applied once per schema (by
+/// [`PgOrderList::prepare`] at start, and by the runner before its first batch). A step
+/// that ran is never edited: a change to the table is a new step.
+pub const MIGRATIONS: &[PgMigration] = &[PgMigration::new(
+    1,
+    "orders by status",
+    include_str!("../sql/create_orders_by_status.sql"),
+)];
+
+/// The statements, completed once with the table's quoted, schema-qualified name.
 #[derive(Debug)]
 struct Statements {
-    create: SqlStr,
     placed: SqlStr,
     paid: SqlStr,
     status: SqlStr,
@@ -25,18 +38,13 @@ struct Statements {
 }
 
 impl Statements {
-    fn for_store(store: &PgEventStore) -> Self {
-        // The schema name is validated by `PgSchemaName` (a plain lowercase identifier),
-        // and quoted: safe to splice where a bind parameter cannot go.
-        let schema = format!("\"{}\"", store.schema().as_str());
-        let complete = |text: &str| AssertSqlSafe(text.replace("{schema}", &schema)).into_sql_str();
+    fn for_table(table: &PgTable) -> Self {
         Self {
-            create: complete(include_str!("../sql/create_orders_by_status.sql")),
-            placed: complete(include_str!("../sql/order_placed.sql")),
-            paid: complete(include_str!("../sql/order_paid.sql")),
-            status: complete(include_str!("../sql/order_status.sql")),
-            list: complete(include_str!("../sql/list_orders.sql")),
-            reset: complete(include_str!("../sql/reset_orders.sql")),
+            placed: table.sql(include_str!("../sql/order_placed.sql")),
+            paid: table.sql(include_str!("../sql/order_paid.sql")),
+            status: table.sql(include_str!("../sql/order_status.sql")),
+            list: table.sql(include_str!("../sql/list_orders.sql")),
+            reset: table.sql(include_str!("../sql/reset_orders.sql")),
         }
     }
 }
@@ -48,18 +56,24 @@ pub struct PgOrderList {
     sql: Arc<Statements>,
 }
 
-/// Why the read model's table could not be created or read.
+/// Why the read model's table could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum PgSetupError {
+    /// Its migrations could not be applied: the database failed, or the schema recorded
+    /// other steps than the service declares (the source says which, and what to do).
+    #[error("the orders read model's table cannot be migrated")]
+    Migrate(#[source] PgProjectionError),
+    /// The table's name is not one PostgreSQL keeps whole.
+    #[error(transparent)]
+    Table(#[from] PgInvalidTableName),
+}
+
+/// Why the read model's table could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PgReadModelError {
     /// The database failed.
-    #[error("the orders read model's table cannot be {action}")]
-    Database {
-        /// `created` or `read`.
-        action: &'static str,
-        /// What sqlx reported.
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error("the orders read model's table cannot be read")]
+    Database(#[source] sqlx::Error),
     /// A row holds a status the service does not know.
     #[error("order `{order_id}` has an unknown status in the read model; rebuild it")]
     UnknownStatus {
@@ -73,37 +87,47 @@ impl PgReadModelError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Database {
-                source: sqlx::Error::PoolTimedOut
+            Self::Database(
+                sqlx::Error::PoolTimedOut
                     | sqlx::Error::PoolClosed
                     | sqlx::Error::Io(_)
                     | sqlx::Error::Tls(_)
-                    | sqlx::Error::Protocol(_),
-                ..
-            }
+                    | sqlx::Error::Protocol(_)
+            )
         )
     }
 }
 
 impl PgOrderList {
-    /// The read model in `store`'s schema, its table created if missing.
+    /// The read model in `store`'s schema. Its table is made by its
+    /// [`migrations`](PgProjection::migrations), which the runner applies before its
+    /// first batch; [`prepare`](Self::prepare) applies them before that.
     ///
     /// # Errors
     ///
-    /// Fails if the table cannot be created.
-    pub async fn create(store: &PgEventStore) -> Result<Self, PgReadModelError> {
-        let sql = Arc::new(Statements::for_store(store));
-        sqlx::raw_sql(sql.create.clone())
-            .execute(store.pool())
-            .await
-            .map_err(|source| PgReadModelError::Database {
-                action: "created",
-                source,
-            })?;
+    /// [`PgInvalidTableName`] if [`TABLE`] is not a valid name (it is).
+    pub fn new(store: &PgEventStore) -> Result<Self, PgInvalidTableName> {
+        let table = store.table(TABLE)?;
         Ok(Self {
             pool: store.pool().clone(),
-            sql,
+            sql: Arc::new(Statements::for_table(&table)),
         })
+    }
+
+    /// The read model in `store`'s schema, its table there: the handlers may read it
+    /// before the runner's first batch. Safe from several processes starting at once:
+    /// they take turns, and the table is made once.
+    ///
+    /// # Errors
+    ///
+    /// [`PgSetupError::Migrate`] if the migrations cannot be applied.
+    pub async fn prepare(store: &PgEventStore) -> Result<Self, PgSetupError> {
+        let list = Self::new(store)?;
+        store
+            .migrate_read_model(super::NAME, MIGRATIONS)
+            .await
+            .map_err(PgSetupError::Migrate)?;
+        Ok(list)
     }
 
     /// Up to `limit` orders by id, those in `status` only if given.
@@ -122,10 +146,7 @@ impl PgOrderList {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await
-                .map_err(|source| PgReadModelError::Database {
-                    action: "read",
-                    source,
-                })?;
+                .map_err(PgReadModelError::Database)?;
         rows.into_iter()
             .map(
                 |(order_id, customer, status, total_cents, paid_cents, version)| {
@@ -155,6 +176,10 @@ impl PgProjection for PgOrderList {
 
     fn filter(&self) -> EventFilter {
         EventFilter::for_aggregate::<Order>()
+    }
+
+    fn migrations(&self) -> &[PgMigration] {
+        MIGRATIONS
     }
 
     async fn handle(

@@ -1,2 +1,2 @@
 -- Empties the read model before a rebuild.
-DELETE FROM {schema}.orders_by_status
+DELETE FROM {table}
