@@ -120,8 +120,8 @@ impl<'a> Reads<'a> {
 
     /// The state of the aggregate `A` with id `id` as of the triggering event: its events
     /// at or before that event's position, applied to its default state (version
-    /// [`Version::INITIAL`] if there were none). Events after it are not decoded, so one
-    /// this build cannot read does not fail the reaction.
+    /// [`Version::INITIAL`] if there were none). Events after it are not decoded as
+    /// `A::Event`, so one this build cannot read does not fail the reaction.
     ///
     /// It replays the stream from its start (snapshots hold the latest state, not the state
     /// at a past position).
@@ -143,7 +143,12 @@ impl<'a> Reads<'a> {
         let mut events = self.source.raw_stream(&stream);
         let (mut state, mut version) = (A::default(), Version::INITIAL);
         while let Some(envelope) = events.next().await {
-            let envelope = envelope.map_err(failed)?;
+            let envelope = match envelope {
+                Ok(envelope) => envelope,
+                // An event after the trigger that does not even read raw is none of ours.
+                Err(ReadError::Decode { position, .. }) if position > self.through => break,
+                Err(error) => return Err(failed(error)),
+            };
             // Streams grow in log order, so the first later event ends the state.
             if envelope.position > self.through {
                 break;

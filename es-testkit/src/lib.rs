@@ -185,6 +185,7 @@ macro_rules! engine_cases {
             waiting_passes_events_the_projection_does_not_read,
             waiting_ends_when_the_runner_fails,
             in_memory_runner_ignores_a_stored_checkpoint,
+            a_standing_by_instance_sees_the_shared_checkpoint,
         }
     };
 }

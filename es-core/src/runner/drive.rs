@@ -193,8 +193,30 @@ where
             }
             self.status
                 .update(|status| status.state = RunnerState::Standby);
+            self.refresh_standby_position().await;
             if wait_or_shutdown(ttl / 3, shutdown).await {
                 return Ok(false);
+            }
+        }
+    }
+
+    /// Shows in the status the checkpoint the instance holding the lease has committed:
+    /// the read model the instances share is that far, and a caller waiting on this
+    /// instance's status to read its own writes ([`StatusHandle::wait_for`], on another
+    /// replica of a service) waits for that, not for a lease this instance may never get.
+    /// A failed read only leaves the status as it was: standing by goes on.
+    ///
+    /// [`StatusHandle::wait_for`]: super::StatusHandle::wait_for
+    async fn refresh_standby_position(&mut self) {
+        let key = self.key();
+        match self
+            .checkpoint
+            .load(&mut self.projection, &self.store, &key)
+            .await
+        {
+            Ok(committed) => self.status.update(|status| status.position = committed),
+            Err(error) => {
+                tracing::debug!(projection = %key, error = &error as &dyn std::error::Error, "cannot read the checkpoint while standing by");
             }
         }
     }

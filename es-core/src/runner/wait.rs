@@ -115,9 +115,13 @@ impl StatusHandle {
     ///
     /// # Errors
     ///
-    /// [`WaitError::Timeout`] when `timeout` passes first (the runner not started, behind,
-    /// or standing by for another instance that holds the lease: a handle only sees its own
-    /// runner), [`WaitError::Failed`] as soon as the runner has failed, and
+    /// A runner standing by while another instance holds the lease shows the checkpoint
+    /// that instance committed (read again every third of the lease's time to live), so a
+    /// wait on any instance of a shared read model ends once the holder has seen the
+    /// position.
+    ///
+    /// [`WaitError::Timeout`] when `timeout` passes first (the runner not started or
+    /// behind), [`WaitError::Failed`] as soon as the runner has failed, and
     /// [`WaitError::Read`] when the store cannot say what lies before `position`.
     ///
     /// # Cancel safety

@@ -212,3 +212,59 @@ pub async fn in_memory_runner_ignores_a_stored_checkpoint<S: Store>(store: S) {
     assert_eq!(fresh.get().applied.len(), 3);
     assert_eq!(store.load_checkpoint("view").await.unwrap(), stored);
 }
+
+/// An instance standing by while another holds the lease shows the checkpoint the holder
+/// commits, so waiting on it (another replica of a service sharing the read model) ends
+/// once the holder has seen the position, rather than at the deadline.
+pub async fn a_standing_by_instance_sees_the_shared_checkpoint<S: Store>(store: S) {
+    let storage = LedgerStorage::default();
+    let start = |name: &str| {
+        let mut instance = runner(
+            &store,
+            LedgerView::new(name, storage.clone(), Faults::none()),
+        );
+        let status = instance.status();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            instance
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        (status, stop, task)
+    };
+    let until = |status: es_core::StatusHandle, state: es_core::RunnerState| async move {
+        tokio::time::timeout(PATIENCE, async {
+            while status.get().state != state {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the runner reaches the state");
+    };
+    let (holder, stop_holder, holder_task) = start("ledger");
+    until(holder.clone(), es_core::RunnerState::Live).await;
+    let (standby, stop_standby, standby_task) = start("ledger");
+    until(standby.clone(), es_core::RunnerState::Standby).await;
+
+    let ids = deposit(&store, "ada", 1).await;
+    let position = store
+        .find_event::<RawEvent>(ids[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .position;
+    standby.wait_for(&store, position, PATIENCE).await.unwrap();
+    assert_eq!(
+        standby.get().state,
+        es_core::RunnerState::Standby,
+        "the holder did the work"
+    );
+    assert_eq!(storage.get().applied.get(&ids[0]), Some(&1));
+
+    let _ = stop_standby.send(());
+    let _ = stop_holder.send(());
+    standby_task.await.unwrap().unwrap();
+    holder_task.await.unwrap().unwrap();
+}
