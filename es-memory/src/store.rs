@@ -273,11 +273,18 @@ impl MemoryEventStore {
     }
 
     fn reader<E: DomainEvent>(&self, cursor: Cursor, live: bool) -> Reader<E> {
+        let span = match (&cursor, live) {
+            (Cursor::Log { after, .. }, true) => {
+                tracing::debug_span!(es_core::telemetry::SUBSCRIPTION_SPAN, after)
+            }
+            _ => tracing::Span::none(),
+        };
         Reader {
             shared: Arc::clone(&self.shared),
             cursor,
             buffer: VecDeque::new(),
             live: live.then(|| self.shared.head.subscribe()),
+            span,
             finished: false,
             event: PhantomData,
         }
@@ -417,6 +424,9 @@ struct Reader<E> {
     cursor: Cursor,
     buffer: VecDeque<Arc<Record>>,
     live: Option<watch::Receiver<u64>>,
+    /// The subscription's span (`es.subscription`, debug), for its wake-ups; none for a
+    /// read of history.
+    span: tracing::Span,
     finished: bool,
     event: PhantomData<fn() -> E>,
 }
@@ -449,6 +459,7 @@ impl<E: DomainEvent> Reader<E> {
             if live.changed().await.is_err() {
                 return None;
             }
+            tracing::trace!(parent: &self.span, "woken by an append");
         }
     }
 
@@ -469,6 +480,16 @@ impl EventStore for MemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent<E>>,
     ) -> impl Future<Output = Result<Committed<E>, AppendError>> + Send {
+        // The append is done here, at once: the span covers it, not the ready future.
+        let _span = tracing::debug_span!(
+            es_core::telemetry::APPEND_SPAN,
+            %stream,
+            events = events.len(),
+            %expected,
+        )
+        .entered();
+        let mut events = events;
+        es_core::telemetry::drop_invalid_traceparents(&mut events);
         ready(self.append_now(stream, expected, events))
     }
 

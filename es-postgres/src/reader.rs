@@ -451,6 +451,9 @@ pub(crate) struct LogReader<E> {
     held: bool,
     /// Reads that failed in a row (subscriptions only; they try again).
     failures: u32,
+    /// A subscription's span ([`es_core::telemetry::SUBSCRIPTION_SPAN`], debug), which
+    /// its wake-ups and polls are `trace` events of; none for a read that ends.
+    span: tracing::Span,
     event: PhantomData<fn() -> E>,
 }
 
@@ -464,6 +467,11 @@ impl<E: DomainEvent> LogReader<E> {
         let (categories, types, partition) = filter_parameters(filter);
         let (transaction, sequence) = after.parts();
         let wake = live.then(|| inner.wakeups.subscribe());
+        let span = if live {
+            tracing::debug_span!(es_core::telemetry::SUBSCRIPTION_SPAN, %after)
+        } else {
+            tracing::Span::none()
+        };
         Self {
             query: LogQuery {
                 inner,
@@ -483,6 +491,7 @@ impl<E: DomainEvent> LogReader<E> {
             woken: live,
             held: false,
             failures: 0,
+            span,
             event: PhantomData,
         }
     }
@@ -625,8 +634,10 @@ impl<E: DomainEvent> LogReader<E> {
                     }
                     self.retry = Some(1);
                     self.woken = true;
+                    tracing::trace!(parent: &self.span, "woken by an append");
                 }
                 () = tokio::time::sleep(pause) => {
+                    tracing::trace!(parent: &self.span, retry = ?self.retry, "looking again");
                     // Back to polling once the pauses would reach the poll interval.
                     self.retry = self
                         .retry

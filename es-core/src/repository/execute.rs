@@ -2,7 +2,10 @@
 //! lost race or a moment's store failure, under event ids that make every attempt of one
 //! execution recognisable to the store.
 
+use std::time::Instant;
+
 use futures_util::StreamExt as _;
+use tracing::Instrument as _;
 
 use crate::aggregate::Aggregate;
 use crate::command::{CommandContext, CommandOutcome};
@@ -10,6 +13,7 @@ use crate::error::{AppendError, CommandError};
 use crate::event::{EventEnvelope, NewEvent};
 use crate::store::{EventStore, SnapshotStore};
 use crate::stream::{ExpectedVersion, StreamId};
+use crate::telemetry;
 
 use super::{Loaded, Repository};
 
@@ -25,6 +29,10 @@ struct EventIds<'a> {
     command_id: uuid::Uuid,
     /// An append of this execution failed without telling whether it was stored.
     uncertain: bool,
+    /// Times the command was decided again (after a conflict or a store failure), and
+    /// appends that lost a race: for the span and the metrics.
+    retries: u32,
+    conflicts: u32,
 }
 
 impl<'a> EventIds<'a> {
@@ -39,6 +47,8 @@ impl<'a> EventIds<'a> {
             stream,
             command_id,
             uncertain: false,
+            retries: 0,
+            conflicts: 0,
         }
     }
 
@@ -59,23 +69,50 @@ where
     A: Aggregate,
     S: EventStore + SnapshotStore,
 {
-    /// Runs the command, and again, from a fresh load, while the store fails for a moment
-    /// (unavailable, timing out), up to the policy's store retries. An append that failed
-    /// so may have been stored: the retry appends under the same event ids, so the store
-    /// recognises it, and a decision that now differs is checked against what was stored.
-    pub(super) async fn run_riding_out(
+    /// Runs the command in its span ([`telemetry::COMMAND_SPAN`]), recording its outcome
+    /// there and in the command metrics.
+    pub(super) async fn run_observed(
         &self,
         stream: StreamId,
         command: A::Command,
         context: CommandContext,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let span = tracing::info_span!(
+            telemetry::COMMAND_SPAN,
+            aggregate = A::NAME,
+            stream = %stream,
+            command_id = %context.command_id(),
+            outcome = tracing::field::Empty,
+            retries = tracing::field::Empty,
+        );
+        let started = Instant::now();
         let mut ids = EventIds::new(&context, &stream);
+        let result = self
+            .run_riding_out(&stream, command, &mut ids)
+            .instrument(span.clone())
+            .await;
+        let outcome = telemetry::command_outcome(&result);
+        telemetry::command_done(A::NAME, &span, started, outcome, ids.retries, ids.conflicts);
+        result
+    }
+
+    /// Runs the command, and again, from a fresh load, while the store fails for a moment
+    /// (unavailable, timing out), up to the policy's store retries. An append that failed
+    /// so may have been stored: the retry appends under the same event ids, so the store
+    /// recognises it, and a decision that now differs is checked against what was stored.
+    async fn run_riding_out(
+        &self,
+        stream: &StreamId,
+        command: A::Command,
+        ids: &mut EventIds<'_>,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
         let mut failures = 0;
         loop {
-            match self.run(&stream, command.clone(), &mut ids).await {
+            match self.run(stream, command.clone(), ids).await {
                 Err(error) if error.is_transient() && failures < self.retry.store_retries() => {
                     ids.uncertain |= matches!(error, CommandError::Append { .. });
                     failures += 1;
+                    ids.retries += 1;
                     let pause = self.retry.store_backoff().pause(failures);
                     tracing::debug!(
                         error = &error as &dyn std::error::Error,
@@ -182,7 +219,12 @@ where
             if fresh {
                 attempt += 1;
             }
-            let metadata = context.event_metadata();
+            let mut metadata = context.event_metadata();
+            if metadata.traceparent.is_none() {
+                // The command's span (feature `opentelemetry`): its events continue the
+                // trace.
+                metadata.traceparent = telemetry::current_traceparent();
+            }
             let new_events = events
                 .into_iter()
                 .enumerate()
@@ -213,6 +255,7 @@ where
                 Err(AppendError::Conflict {
                     expected, actual, ..
                 }) => {
+                    ids.conflicts += 1;
                     if fresh && attempt >= self.retry.max_attempts() {
                         self.keep(loaded);
                         return Err(CommandError::Conflict {
@@ -223,6 +266,7 @@ where
                         });
                     }
                     tracing::debug!(attempt, %actual, "concurrency conflict, retrying");
+                    ids.retries += 1;
                     if fresh {
                         self.back_off(attempt).await;
                     }

@@ -56,8 +56,6 @@ mod policy;
 use std::fmt;
 use std::sync::Arc;
 
-use tracing::Instrument as _;
-
 use crate::aggregate::Aggregate;
 use crate::cache::StateCache;
 use crate::command::{CommandContext, CommandOutcome};
@@ -315,14 +313,6 @@ where
         context: CommandContext,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
         let stream = self.stream_id(id)?;
-        let span = tracing::info_span!(
-            "es.command",
-            aggregate = A::NAME,
-            stream = %stream,
-            command_id = %context.command_id(),
-        );
-        self.run_riding_out(stream, command, context)
-            .instrument(span)
-            .await
+        self.run_observed(stream, command, context).await
     }
 }
