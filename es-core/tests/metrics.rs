@@ -1,0 +1,163 @@
+//! The metrics a command, a lost race and a projection batch record, as a recorder
+//! installed by the application sees them (metrics-util's `DebuggingRecorder`, installed
+//! for this thread only).
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use common::{Account, AccountCommand, Deposits, Race, runtime};
+use es_core::telemetry;
+use es_core::{ProjectionRunner, Repository};
+use es_memory::MemoryEventStore;
+use metrics_util::CompositeKey;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+/// What was recorded since the last snapshot (a snapshot drains counters and histograms).
+struct Recorded(Vec<(CompositeKey, DebugValue)>);
+
+impl Recorded {
+    fn take(snapshotter: &Snapshotter) -> Self {
+        Self(
+            snapshotter
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .map(|(key, _, _, value)| (key, value))
+                .collect(),
+        )
+    }
+
+    /// Every value recorded under `name` with exactly `labels`.
+    fn values(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&DebugValue> {
+        self.0
+            .iter()
+            .filter(|(key, _)| {
+            let key = key.key();
+            let mut have: Vec<(&str, &str)> =
+                key.labels().map(|l| (l.key(), l.value())).collect();
+            have.sort_unstable();
+            let mut want = labels.to_vec();
+            want.sort_unstable();
+            key.name() == name && have == want
+        })
+        .map(|(_, value)| value)
+        .collect()
+    }
+}
+
+fn histogram_count(value: &[&DebugValue]) -> usize {
+    match value {
+        [DebugValue::Histogram(samples)] => samples.len(),
+        other => panic!("not one histogram: {other:?}"),
+    }
+}
+
+#[test]
+fn commands_record_duration_by_outcome_conflicts_and_retries() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        runtime().block_on(async {
+            let store = MemoryEventStore::new();
+            let race = Arc::new(Race {
+                store: Some(store.clone()),
+                ..Race::default()
+            });
+            let accounts = Repository::<Account, _>::with_services(store.clone(), race.clone());
+
+            accounts
+                .execute("1", AccountCommand::Deposit { amount: 5 })
+                .await
+                .unwrap();
+            let committed = [("aggregate", "account"), ("outcome", "committed")];
+            let account = [("aggregate", "account")];
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(
+                histogram_count(&recorded.values(telemetry::COMMAND_DURATION, &committed)),
+                1
+            );
+            // No race, no retry: nothing counted.
+            assert!(recorded.values(telemetry::COMMAND_CONFLICTS, &account).is_empty());
+            assert!(recorded.values(telemetry::COMMAND_RETRIES, &account).is_empty());
+
+            // The first append loses a race, the retry goes through.
+            race.armed.store(true, Ordering::SeqCst);
+            accounts
+                .execute("1", AccountCommand::Deposit { amount: 7 })
+                .await
+                .unwrap();
+            assert_eq!(accounts.load("1").await.unwrap().state.balance, 13);
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(
+                recorded.values(telemetry::COMMAND_CONFLICTS, &account),
+                [&DebugValue::Counter(1)]
+            );
+            assert_eq!(
+                recorded.values(telemetry::COMMAND_RETRIES, &account),
+                [&DebugValue::Counter(1)]
+            );
+            assert_eq!(
+                histogram_count(&recorded.values(telemetry::COMMAND_DURATION, &committed)),
+                1,
+                "the retried command is one command"
+            );
+
+            accounts
+                .execute("1", AccountCommand::Deposit { amount: 0 })
+                .await
+                .unwrap_err();
+            let rejected = [("aggregate", "account"), ("outcome", "rejected")];
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(
+                histogram_count(&recorded.values(telemetry::COMMAND_DURATION, &rejected)),
+                1
+            );
+            assert_eq!(
+                histogram_count(&recorded.values(telemetry::COMMAND_DURATION, &committed)),
+                0
+            );
+        });
+    });
+}
+
+#[test]
+fn a_projection_batch_records_its_events_duration_and_lag() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        runtime().block_on(async {
+            let store = MemoryEventStore::new();
+            let accounts = Repository::<Account, _>::with_services(store.clone(), Arc::default());
+            for amount in 1..=5 {
+                accounts
+                    .execute("1", AccountCommand::Deposit { amount })
+                    .await
+                    .unwrap();
+            }
+            let mut runner = ProjectionRunner::new(store.clone(), Deposits::default())
+                .with_batch_size(3);
+            assert_eq!(runner.catch_up().await.unwrap(), 5);
+
+            let projection = [("projection", "deposits")];
+            let recorded = Recorded::take(&snapshotter);
+            assert_eq!(
+                recorded.values(telemetry::PROJECTION_EVENTS, &projection),
+                [&DebugValue::Counter(5)]
+            );
+            // A batch of three, then one of two.
+            assert_eq!(
+                histogram_count(&recorded.values(telemetry::PROJECTION_BATCH_DURATION, &projection)),
+                2
+            );
+            // Sampled at the first commit, two events behind it.
+            assert_eq!(
+                recorded.values(telemetry::PROJECTION_LAG, &projection),
+                [&DebugValue::Gauge(2.0.into())]
+            );
+        });
+    });
+}
