@@ -36,16 +36,16 @@ impl Recorded {
         self.0
             .iter()
             .filter(|(key, _)| {
-            let key = key.key();
-            let mut have: Vec<(&str, &str)> =
-                key.labels().map(|l| (l.key(), l.value())).collect();
-            have.sort_unstable();
-            let mut want = labels.to_vec();
-            want.sort_unstable();
-            key.name() == name && have == want
-        })
-        .map(|(_, value)| value)
-        .collect()
+                let key = key.key();
+                let mut have: Vec<(&str, &str)> =
+                    key.labels().map(|l| (l.key(), l.value())).collect();
+                have.sort_unstable();
+                let mut want = labels.to_vec();
+                want.sort_unstable();
+                key.name() == name && have == want
+            })
+            .map(|(_, value)| value)
+            .collect()
     }
 }
 
@@ -81,8 +81,16 @@ fn commands_record_duration_by_outcome_conflicts_and_retries() {
                 1
             );
             // No race, no retry: nothing counted.
-            assert!(recorded.values(telemetry::COMMAND_CONFLICTS, &account).is_empty());
-            assert!(recorded.values(telemetry::COMMAND_RETRIES, &account).is_empty());
+            assert!(
+                recorded
+                    .values(telemetry::COMMAND_CONFLICTS, &account)
+                    .is_empty()
+            );
+            assert!(
+                recorded
+                    .values(telemetry::COMMAND_RETRIES, &account)
+                    .is_empty()
+            );
 
             // The first append loses a race, the retry goes through.
             race.armed.store(true, Ordering::SeqCst);
@@ -138,8 +146,8 @@ fn a_projection_batch_records_its_events_duration_and_lag() {
                     .await
                     .unwrap();
             }
-            let mut runner = ProjectionRunner::new(store.clone(), Deposits::default())
-                .with_batch_size(3);
+            let mut runner =
+                ProjectionRunner::new(store.clone(), Deposits::default()).with_batch_size(3);
             assert_eq!(runner.catch_up().await.unwrap(), 5);
 
             let projection = [("projection", "deposits")];
@@ -150,7 +158,9 @@ fn a_projection_batch_records_its_events_duration_and_lag() {
             );
             // A batch of three, then one of two.
             assert_eq!(
-                histogram_count(&recorded.values(telemetry::PROJECTION_BATCH_DURATION, &projection)),
+                histogram_count(
+                    &recorded.values(telemetry::PROJECTION_BATCH_DURATION, &projection)
+                ),
                 2
             );
             // Sampled at the first commit, two events behind it.

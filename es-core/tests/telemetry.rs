@@ -57,7 +57,10 @@ fn ids(traceparent: &str) -> (TraceId, SpanId) {
 
 async fn all_events<E: es_core::DomainEvent>(store: &MemoryEventStore) -> Vec<EventEnvelope<E>> {
     store
-        .read_all::<E>(es_core::Position::START, es_core::EventFilter::for_event::<E>())
+        .read_all::<E>(
+            es_core::Position::START,
+            es_core::EventFilter::for_event::<E>(),
+        )
         .map(Result::unwrap)
         .collect()
         .await
@@ -164,7 +167,8 @@ fn an_event_with_a_bad_traceparent_is_handled_in_a_trace_of_its_own() {
         let stream = StreamId::new("account", "1").unwrap();
         let mut metadata = Metadata::new();
         // Set by hand, past the checks of `with_traceparent`: the store drops it.
-        metadata.traceparent = Some("00-00000000000000000000000000000000-b7ad6b7169203331-01".into());
+        metadata.traceparent =
+            Some("00-00000000000000000000000000000000-b7ad6b7169203331-01".into());
         store
             .append(
                 &stream,

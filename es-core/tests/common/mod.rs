@@ -2,7 +2,10 @@
 //! lose a race, a projection that counts, and a process manager that answers a deposit
 //! with a note on a ledger.
 
-#![allow(dead_code, reason = "each test binary uses its own part of this module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of this module"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
