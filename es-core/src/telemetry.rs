@@ -325,9 +325,15 @@ impl Batch {
     }
 }
 
-/// The span in which a projection handles `envelope`, under `batch` if given (else the
-/// current span), continuing the trace the event carries.
-pub(crate) fn handle_span<E>(
+/// The span in which projection `projection` handles `envelope` ([`HANDLE_SPAN`]), a child
+/// of the current span that continues the trace the event carries ([`set_parent`]): for
+/// code that feeds a projection events itself, as the es-nats consumer does.
+pub fn handle_span<E>(projection: &str, envelope: &crate::EventEnvelope<E>) -> tracing::Span {
+    handle_span_in(projection, envelope, None)
+}
+
+/// [`handle_span`], under `batch` if given (else the current span).
+pub(crate) fn handle_span_in<E>(
     projection: &str,
     envelope: &crate::EventEnvelope<E>,
     batch: Option<&tracing::Span>,

@@ -475,7 +475,7 @@ where
         key: &str,
         batch: &tracing::Span,
     ) -> Result<Outcome, RunnerError> {
-        let span = telemetry::handle_span(key, envelope, Some(batch));
+        let span = telemetry::handle_span_in(key, envelope, Some(batch));
         self.handle_with_policy(envelope, pending)
             .instrument(span)
             .await

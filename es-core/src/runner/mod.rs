@@ -513,6 +513,6 @@ where
     }
 
     fn span(&self, envelope: &EventEnvelope<P::Event>) -> tracing::Span {
-        crate::telemetry::handle_span(&self.key(), envelope, None)
+        crate::telemetry::handle_span(&self.key(), envelope)
     }
 }
