@@ -9,9 +9,9 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::{Account, AccountCommand, Deposits, Race, runtime};
+use common::{Account, AccountCommand, AccountEvent, Race, runtime};
 use es_core::telemetry;
-use es_core::{ProjectionRunner, Repository};
+use es_core::{EventEnvelope, Projection, ProjectionRunner, Repository};
 use es_memory::MemoryEventStore;
 use metrics_util::CompositeKey;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -132,6 +132,26 @@ fn commands_record_duration_by_outcome_conflicts_and_retries() {
     });
 }
 
+/// Notes the lag gauge as each event is handled.
+struct Peek {
+    snapshotter: Snapshotter,
+    taken: Vec<Recorded>,
+}
+
+impl Projection for Peek {
+    type Event = AccountEvent;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &str {
+        "deposits"
+    }
+
+    async fn handle(&mut self, _: &EventEnvelope<AccountEvent>) -> Result<(), Self::Error> {
+        self.taken.push(Recorded::take(&self.snapshotter));
+        Ok(())
+    }
+}
+
 #[test]
 fn a_projection_batch_records_its_events_duration_and_lag() {
     let recorder = DebuggingRecorder::new();
@@ -146,28 +166,43 @@ fn a_projection_batch_records_its_events_duration_and_lag() {
                     .await
                     .unwrap();
             }
-            let mut runner =
-                ProjectionRunner::new(store.clone(), Deposits::default()).with_batch_size(3);
+            let peek = Peek {
+                snapshotter: snapshotter.clone(),
+                taken: Vec::new(),
+            };
+            let mut runner = ProjectionRunner::new(store.clone(), peek).with_batch_size(3);
             assert_eq!(runner.catch_up().await.unwrap(), 5);
+            let mut taken = std::mem::take(&mut runner.projection_mut().taken);
+            taken.push(Recorded::take(&snapshotter));
 
             let projection = [("projection", "deposits")];
-            let recorded = Recorded::take(&snapshotter);
-            assert_eq!(
-                recorded.values(telemetry::PROJECTION_EVENTS, &projection),
-                [&DebugValue::Counter(5)]
-            );
-            // A batch of three, then one of two.
-            assert_eq!(
-                histogram_count(
-                    &recorded.values(telemetry::PROJECTION_BATCH_DURATION, &projection)
-                ),
-                2
-            );
-            // Sampled at the first commit, two events behind it.
-            assert_eq!(
-                recorded.values(telemetry::PROJECTION_LAG, &projection),
-                [&DebugValue::Gauge(2.0.into())]
-            );
+            let lag: Vec<_> = taken
+                .iter()
+                .map(|recorded| recorded.values(telemetry::PROJECTION_LAG, &projection))
+                .collect();
+            // Nothing before the first commit; two events behind it after it (taken as
+            // the fourth event is handled); none once caught up.
+            assert!(lag[0].is_empty());
+            assert_eq!(lag[3], [&DebugValue::Gauge(2.0.into())]);
+            assert_eq!(lag[5], [&DebugValue::Gauge(0.0.into())]);
+
+            // A batch of three, then one of two (a snapshot drains what it shows).
+            let events: u64 = taken
+                .iter()
+                .flat_map(|recorded| recorded.values(telemetry::PROJECTION_EVENTS, &projection))
+                .map(|value| match value {
+                    DebugValue::Counter(n) => *n,
+                    other => panic!("not a counter: {other:?}"),
+                })
+                .sum();
+            assert_eq!(events, 5);
+            let batches: usize = taken
+                .iter()
+                .map(|recorded| recorded.values(telemetry::PROJECTION_BATCH_DURATION, &projection))
+                .filter(|values| !values.is_empty())
+                .map(|values| histogram_count(&values))
+                .sum();
+            assert_eq!(batches, 2);
         });
     });
 }

@@ -80,11 +80,12 @@ impl Progress {
         self.pending = 0;
     }
 
-    /// Whether the lag is due to be asked of the store again.
-    fn lag_due(&mut self) -> bool {
-        let due = self
-            .lag_sampled
-            .is_none_or(|at| at.elapsed() >= telemetry::LAG_SAMPLE_INTERVAL);
+    /// Whether the lag is due to be asked of the store again (always when `now`).
+    fn lag_due(&mut self, now: bool) -> bool {
+        let due = now
+            || self
+                .lag_sampled
+                .is_none_or(|at| at.elapsed() >= telemetry::LAG_SAMPLE_INTERVAL);
         if due {
             self.lag_sampled = Some(Instant::now());
         }
@@ -323,7 +324,9 @@ where
                             return Ok(Read::Restart);
                         }
                         progress.committed(&key, position);
-                        self.sample_lag(progress, position).await;
+                        // Caught up (or stopping): say so now, not when the next sample
+                        // is due, which may be long after the last batch.
+                        self.sample_lag(progress, position, true).await;
                     }
                     commit_by = None;
                     match next {
@@ -406,7 +409,7 @@ where
                     return Ok(Read::Restart);
                 }
                 progress.committed(&key, position);
-                self.sample_lag(progress, position).await;
+                self.sample_lag(progress, position, false).await;
                 last = None;
                 commit_by = None;
             } else if commit_by.is_none() {
@@ -482,9 +485,9 @@ where
     }
 
     /// Asks the store how far behind the commit at `position` is, for the lag gauge, if it
-    /// was not asked lately. A failure only leaves the gauge as it was.
-    async fn sample_lag(&self, progress: &mut Progress, position: Position) {
-        if !progress.lag_due() {
+    /// was not asked lately (or `now`). A failure only leaves the gauge as it was.
+    async fn sample_lag(&self, progress: &mut Progress, position: Position, now: bool) {
+        if !progress.lag_due(now) {
             return;
         }
         match self.store.count_after(position, self.filter()).await {
