@@ -267,16 +267,33 @@ pub(crate) fn command_outcome<E, R>(
     }
 }
 
-/// Records a finished command: its span's `outcome` and `retries`, and the command
-/// metrics.
+/// The span of a command on `stream` ([`COMMAND_SPAN`]), its outcome to be recorded by
+/// [`command_done`] within it.
+pub(crate) fn command_span(
+    aggregate: &'static str,
+    stream: &crate::StreamId,
+    command_id: uuid::Uuid,
+) -> tracing::Span {
+    tracing::info_span!(
+        COMMAND_SPAN,
+        aggregate,
+        %stream,
+        %command_id,
+        outcome = tracing::field::Empty,
+        retries = tracing::field::Empty,
+    )
+}
+
+/// Records a finished command, within its span: the span's `outcome` and `retries`, and
+/// the command metrics.
 pub(crate) fn command_done(
     aggregate: &'static str,
-    span: &tracing::Span,
     started: Instant,
     outcome: &'static str,
     retries: u32,
     conflicts: u32,
 ) {
+    let span = tracing::Span::current();
     span.record("outcome", outcome);
     span.record("retries", retries);
     metrics::histogram!(COMMAND_DURATION, "aggregate" => aggregate, "outcome" => outcome)

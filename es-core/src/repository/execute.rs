@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use futures_util::StreamExt as _;
-use tracing::Instrument as _;
 
 use crate::aggregate::Aggregate;
 use crate::command::{CommandContext, CommandOutcome};
@@ -69,46 +68,26 @@ where
     A: Aggregate,
     S: EventStore + SnapshotStore,
 {
-    /// Runs the command in its span ([`telemetry::COMMAND_SPAN`]), recording its outcome
-    /// there and in the command metrics.
-    pub(super) async fn run_observed(
+    /// Runs the command, and again, from a fresh load, while the store fails for a moment
+    /// (unavailable, timing out), up to the policy's store retries. An append that failed
+    /// so may have been stored: the retry appends under the same event ids, so the store
+    /// recognises it, and a decision that now differs is checked against what was stored.
+    ///
+    /// Runs in the command's span ([`telemetry::command_span`]), where it records the
+    /// outcome, as it does in the command metrics.
+    pub(super) async fn run_riding_out(
         &self,
         stream: StreamId,
         command: A::Command,
         context: CommandContext,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
-        let span = tracing::info_span!(
-            telemetry::COMMAND_SPAN,
-            aggregate = A::NAME,
-            stream = %stream,
-            command_id = %context.command_id(),
-            outcome = tracing::field::Empty,
-            retries = tracing::field::Empty,
-        );
         let started = Instant::now();
         let mut ids = EventIds::new(&context, &stream);
-        let result = self
-            .run_riding_out(&stream, command, &mut ids)
-            .instrument(span.clone())
-            .await;
-        let outcome = telemetry::command_outcome(&result);
-        telemetry::command_done(A::NAME, &span, started, outcome, ids.retries, ids.conflicts);
-        result
-    }
-
-    /// Runs the command, and again, from a fresh load, while the store fails for a moment
-    /// (unavailable, timing out), up to the policy's store retries. An append that failed
-    /// so may have been stored: the retry appends under the same event ids, so the store
-    /// recognises it, and a decision that now differs is checked against what was stored.
-    async fn run_riding_out(
-        &self,
-        stream: &StreamId,
-        command: A::Command,
-        ids: &mut EventIds<'_>,
-    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
         let mut failures = 0;
-        loop {
-            match self.run(stream, command.clone(), ids).await {
+        // One loop in this function rather than a function of its own: each level of
+        // future moves the command's whole state once more.
+        let result = loop {
+            match self.run(&stream, command.clone(), &mut ids).await {
                 Err(error) if error.is_transient() && failures < self.retry.store_retries() => {
                     ids.uncertain |= matches!(error, CommandError::Append { .. });
                     failures += 1;
@@ -121,9 +100,12 @@ where
                     );
                     futures_timer::Delay::new(pause).await;
                 }
-                outcome => return outcome,
+                outcome => break outcome,
             }
-        }
+        };
+        let outcome = telemetry::command_outcome(&result);
+        telemetry::command_done(A::NAME, started, outcome, ids.retries, ids.conflicts);
+        result
     }
 
     async fn run(

@@ -56,6 +56,8 @@ mod policy;
 use std::fmt;
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use crate::aggregate::Aggregate;
 use crate::cache::StateCache;
 use crate::command::{CommandContext, CommandOutcome};
@@ -313,6 +315,9 @@ where
         context: CommandContext,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
         let stream = self.stream_id(id)?;
-        self.run_observed(stream, command, context).await
+        let span = crate::telemetry::command_span(A::NAME, &stream, context.command_id());
+        self.run_riding_out(stream, command, context)
+            .instrument(span)
+            .await
     }
 }
