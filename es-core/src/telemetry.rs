@@ -34,6 +34,8 @@
 
 use std::time::Instant;
 
+use metrics::{Key, Label};
+
 /// The span of one command execution ([`Repository::execute_with`](crate::Repository::execute_with)).
 pub const COMMAND_SPAN: &str = "es.command";
 /// The span of one append to a stream, in each store.
@@ -252,20 +254,61 @@ mod otel {
     }
 }
 
-/// The label of a command's outcome (one of [`OUTCOMES`]).
+/// The index in [`OUTCOMES`] of a command's outcome.
 pub(crate) fn command_outcome<E, R>(
     result: &Result<crate::CommandOutcome<E>, crate::CommandError<R>>,
-) -> &'static str {
+) -> usize {
     use crate::CommandError;
     match result {
-        Ok(outcome) if outcome.duplicate => "duplicate",
-        Ok(outcome) if outcome.events.is_empty() => "unchanged",
-        Ok(_) => "committed",
-        Err(CommandError::Rejected { .. }) => "rejected",
-        Err(CommandError::Conflict { .. }) => "conflict",
-        Err(_) => "error",
+        Ok(outcome) if outcome.duplicate => 1,
+        Ok(outcome) if outcome.events.is_empty() => 2,
+        Ok(_) => 0,
+        Err(CommandError::Rejected { .. }) => 3,
+        Err(CommandError::Conflict { .. }) => 4,
+        Err(_) => 5,
     }
 }
+
+/// The metric keys of the commands of aggregate `A`, made at compile time: recording a
+/// command then allocates and hashes nothing, which the `metrics` macros would do for a
+/// label that is not a literal, recorder or not.
+struct CommandKeys<A>(std::marker::PhantomData<A>);
+
+/// The labels of `A`'s commands with outcome `$outcome`.
+macro_rules! outcome_labels {
+    ($outcome:literal) => {
+        &[
+            Label::from_static_parts("aggregate", A::NAME),
+            Label::from_static_parts("outcome", $outcome),
+        ]
+    };
+}
+
+impl<A: crate::AggregateType> CommandKeys<A> {
+    const COMMITTED: &'static [Label] = outcome_labels!("committed");
+    const DUPLICATE: &'static [Label] = outcome_labels!("duplicate");
+    const UNCHANGED: &'static [Label] = outcome_labels!("unchanged");
+    const REJECTED: &'static [Label] = outcome_labels!("rejected");
+    const CONFLICT: &'static [Label] = outcome_labels!("conflict");
+    const ERROR: &'static [Label] = outcome_labels!("error");
+    /// By outcome, in the order of [`OUTCOMES`]; behind a reference, so that a use reads
+    /// the one key rather than copying them all.
+    const DURATION: &'static [Key; 6] = &[
+        Key::from_static_parts(COMMAND_DURATION, Self::COMMITTED),
+        Key::from_static_parts(COMMAND_DURATION, Self::DUPLICATE),
+        Key::from_static_parts(COMMAND_DURATION, Self::UNCHANGED),
+        Key::from_static_parts(COMMAND_DURATION, Self::REJECTED),
+        Key::from_static_parts(COMMAND_DURATION, Self::CONFLICT),
+        Key::from_static_parts(COMMAND_DURATION, Self::ERROR),
+    ];
+    const AGGREGATE: &'static [Label] = &[Label::from_static_parts("aggregate", A::NAME)];
+    const CONFLICTS: &'static Key = &Key::from_static_parts(COMMAND_CONFLICTS, Self::AGGREGATE);
+    const RETRIES: &'static Key = &Key::from_static_parts(COMMAND_RETRIES, Self::AGGREGATE);
+}
+
+/// What the command metrics are recorded as coming from.
+static COMMAND_METRICS: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// The span of a command on `stream` ([`COMMAND_SPAN`]), its outcome to be recorded by
 /// [`command_done`] within it.
@@ -284,27 +327,35 @@ pub(crate) fn command_span(
     )
 }
 
-/// Records a finished command, within its span: the span's `outcome` and `retries`, and
-/// the command metrics.
-pub(crate) fn command_done(
-    aggregate: &'static str,
+/// Records a finished command of aggregate `A`, within its span: the span's `outcome`
+/// (the index in [`OUTCOMES`]) and `retries`, and the command metrics.
+pub(crate) fn command_done<A: crate::AggregateType>(
     started: Instant,
-    outcome: &'static str,
+    outcome: usize,
     retries: u32,
     conflicts: u32,
 ) {
     let span = tracing::Span::current();
-    span.record("outcome", outcome);
-    span.record("retries", retries);
-    metrics::histogram!(COMMAND_DURATION, "aggregate" => aggregate, "outcome" => outcome)
-        .record(started.elapsed().as_secs_f64());
-    if conflicts > 0 {
-        metrics::counter!(COMMAND_CONFLICTS, "aggregate" => aggregate)
-            .increment(u64::from(conflicts));
+    if !span.is_disabled() {
+        span.record("outcome", OUTCOMES[outcome]);
+        span.record("retries", retries);
     }
-    if retries > 0 {
-        metrics::counter!(COMMAND_RETRIES, "aggregate" => aggregate).increment(u64::from(retries));
-    }
+    let seconds = started.elapsed().as_secs_f64();
+    metrics::with_recorder(|recorder| {
+        recorder
+            .register_histogram(&CommandKeys::<A>::DURATION[outcome], &COMMAND_METRICS)
+            .record(seconds);
+        if conflicts > 0 {
+            recorder
+                .register_counter(CommandKeys::<A>::CONFLICTS, &COMMAND_METRICS)
+                .increment(u64::from(conflicts));
+        }
+        if retries > 0 {
+            recorder
+                .register_counter(CommandKeys::<A>::RETRIES, &COMMAND_METRICS)
+                .increment(u64::from(retries));
+        }
+    });
 }
 
 /// One batch of a projection runner, from its first event to its commit.

@@ -162,8 +162,17 @@ impl MemoryEventStore {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent<E>>,
+        mut events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
+        // The append is done here, at once: the span covers it, not the ready future.
+        let _span = tracing::debug_span!(
+            es_core::telemetry::APPEND_SPAN,
+            %stream,
+            events = events.len(),
+            %expected,
+        )
+        .entered();
+        es_core::telemetry::drop_invalid_traceparents(&mut events);
         // Run every piece of user code (encode, decode, clone, event_type) before taking
         // the lock. The checks are the ones every store makes, so all refuse alike.
         let strict = self.shared.strict;
@@ -480,16 +489,6 @@ impl EventStore for MemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent<E>>,
     ) -> impl Future<Output = Result<Committed<E>, AppendError>> + Send {
-        // The append is done here, at once: the span covers it, not the ready future.
-        let _span = tracing::debug_span!(
-            es_core::telemetry::APPEND_SPAN,
-            %stream,
-            events = events.len(),
-            %expected,
-        )
-        .entered();
-        let mut events = events;
-        es_core::telemetry::drop_invalid_traceparents(&mut events);
         ready(self.append_now(stream, expected, events))
     }
 

@@ -104,7 +104,7 @@ where
             }
         };
         let outcome = telemetry::command_outcome(&result);
-        telemetry::command_done(A::NAME, started, outcome, ids.retries, ids.conflicts);
+        telemetry::command_done::<A>(started, outcome, ids.retries, ids.conflicts);
         result
     }
 
