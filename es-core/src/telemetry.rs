@@ -53,8 +53,8 @@ pub const REACTION_SPAN: &str = "es.process.reaction";
 /// The values of the `outcome` field of [`COMMAND_SPAN`] and label of
 /// [`COMMAND_DURATION`]: the events were recorded; the command id had been executed
 /// before; the command changed nothing; the aggregate rejected it; every attempt lost a
-/// concurrency race; anything else failed (the store, an archived stream). An invalid aggregate id fails before the command starts:
-/// it has no span and no metrics.
+/// concurrency race; anything else failed (the store, an archived stream). An invalid
+/// aggregate id fails before the command starts: it has no span and no metrics.
 pub const OUTCOMES: [&str; 6] = [
     "committed",
     "duplicate",
