@@ -33,7 +33,7 @@ pub const CORRELATION_ID: &str = "es-correlation-id";
 pub const CAUSATION_ID: &str = "es-causation-id";
 /// The W3C trace context of the span that recorded the event, if it has one: consumers
 /// continue that trace (`es_core::telemetry`).
-pub const TRACEPARENT: &str = "traceparent";
+pub const TRACEPARENT: &str = es_core::telemetry::TRACEPARENT_HEADER;
 
 /// The JSON Schema of the headers of one message: `event_type` and its older `aliases` as
 /// the discriminator's values (an event stored under an alias is relayed under it), and
