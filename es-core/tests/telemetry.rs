@@ -185,3 +185,27 @@ fn an_event_with_a_bad_traceparent_is_handled_in_a_trace_of_its_own() {
     assert!(handled.span_context.is_valid());
     assert!(!handled.parent_span_is_remote);
 }
+
+#[test]
+fn set_parent_ignores_what_is_not_a_traceparent() {
+    let spans = traced(async || {
+        for bad in [
+            "",
+            "garbage",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ] {
+            let span = tracing::info_span!("consumer");
+            es_core::telemetry::set_parent(&span, Some(bad));
+            drop(span);
+        }
+        let span = tracing::info_span!("consumer");
+        es_core::telemetry::set_parent(&span, None);
+    });
+    let consumers = named(&spans, "consumer");
+    assert_eq!(consumers.len(), 5);
+    for span in consumers {
+        assert_eq!(span.parent_span_id, SpanId::INVALID, "a root span");
+        assert!(!span.parent_span_is_remote);
+    }
+}
