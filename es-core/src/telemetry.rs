@@ -77,9 +77,10 @@ pub const COMMAND_RETRIES: &str = "es_command_retries_total";
 /// Gauge, events: how many events the projection's filter selects after its last
 /// committed position, as the store counts them
 /// ([`EventStore::count_after`](crate::EventStore::count_after)). Sampled after a batch
-/// commit at most once per [`LAG_SAMPLE_INTERVAL`], and after every commit the runner makes
-/// once it has read all there was (caught up, or idle): so a runner that caught up shows
-/// its lag then, not the one of its last busy batch. Label `projection` (the runner's key).
+/// commit once per [`LAG_SAMPLE_INTERVAL`] of reading (not at the first: counting a long
+/// history costs a scan of it), and after every commit the runner makes once it has read
+/// all there was (caught up, or idle): so a runner that caught up shows its lag then, not
+/// the one of its last busy batch. Label `projection` (the runner's key).
 pub const PROJECTION_LAG: &str = "es_projection_lag";
 /// Histogram, seconds: from a batch's first event to its commit. Label `projection`.
 pub const PROJECTION_BATCH_DURATION: &str = "es_projection_batch_duration_seconds";

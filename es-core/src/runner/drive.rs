@@ -60,7 +60,7 @@ struct Progress {
     isolate_until: Option<Position>,
     /// The span and start of the batch since the last commit.
     batch: Option<Batch>,
-    /// When the lag was last asked of the store.
+    /// When the lag was last asked of the store (or the drive began).
     lag_sampled: Option<Instant>,
 }
 
@@ -170,7 +170,12 @@ where
     where
         F: Future<Output = ()> + Send,
     {
-        let mut progress = Progress::default();
+        let mut progress = Progress {
+            // Not at the first commit: counting what is left of a long history costs a scan
+            // of it, which a short catch-up should not pay.
+            lag_sampled: Some(Instant::now()),
+            ..Progress::default()
+        };
         loop {
             progress.drop_pending();
             self.forget_uncommitted();
