@@ -283,10 +283,11 @@ impl MemoryEventStore {
 
     fn reader<E: DomainEvent>(&self, cursor: Cursor, live: bool) -> Reader<E> {
         let span = match (&cursor, live) {
-            (Cursor::Log { after, .. }, true) => {
-                tracing::debug_span!(es_core::telemetry::SUBSCRIPTION_SPAN, after)
-            }
-            _ => tracing::Span::none(),
+            (Cursor::Log { after, .. }, true) => Some(Box::new(tracing::debug_span!(
+                es_core::telemetry::SUBSCRIPTION_SPAN,
+                after
+            ))),
+            _ => None,
         };
         Reader {
             shared: Arc::clone(&self.shared),
@@ -434,8 +435,8 @@ struct Reader<E> {
     buffer: VecDeque<Arc<Record>>,
     live: Option<watch::Receiver<u64>>,
     /// The subscription's span (`es.subscription`, debug), for its wake-ups; none for a
-    /// read of history.
-    span: tracing::Span,
+    /// read of history. Boxed: the reader moves with every event it hands out.
+    span: Option<Box<tracing::Span>>,
     finished: bool,
     event: PhantomData<fn() -> E>,
 }
@@ -468,7 +469,9 @@ impl<E: DomainEvent> Reader<E> {
             if live.changed().await.is_err() {
                 return None;
             }
-            tracing::trace!(parent: &self.span, "woken by an append");
+            if let Some(span) = &self.span {
+                tracing::trace!(parent: &**span, "woken by an append");
+            }
         }
     }
 
