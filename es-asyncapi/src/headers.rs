@@ -31,6 +31,9 @@ pub const POSITION: &str = "es-position";
 pub const CORRELATION_ID: &str = "es-correlation-id";
 /// The id of the command or event that caused this one, if the event has one.
 pub const CAUSATION_ID: &str = "es-causation-id";
+/// The W3C trace context of the span that recorded the event, if it has one: consumers
+/// continue that trace (`es_core::telemetry`).
+pub const TRACEPARENT: &str = es_core::telemetry::TRACEPARENT_HEADER;
 
 /// The JSON Schema of the headers of one message: `event_type` and its older `aliases` as
 /// the discriminator's values (an event stored under an alias is relayed under it), and
@@ -96,6 +99,15 @@ pub(crate) fn schema(
         (
             CAUSATION_ID,
             uuid("The id of the command or event that caused this one."),
+        ),
+        (
+            TRACEPARENT,
+            json!({
+                "type": "string",
+                "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$",
+                "description": "The W3C trace context of the span that recorded the event: \
+                    continue its trace.",
+            }),
         ),
     ]);
     json!({

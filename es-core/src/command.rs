@@ -79,6 +79,9 @@ impl CommandContext {
     ///   the event's id, as the start of the flow) its correlation;
     /// - the event's actor and user metadata are its own, so a tenant or request id set
     ///   where the flow began reaches every event the flow produces.
+    /// - its trace context is not copied from the event: the reaction runs in a span that
+    ///   continues the event's trace (feature `opentelemetry`), and the command's events
+    ///   carry the context of the command's span within it.
     ///
     /// ```
     /// use es_core::{CommandContext, EventEnvelope, Metadata, Position, StreamId, Version};
@@ -161,6 +164,27 @@ impl CommandContext {
         value: impl Into<serde_json::Value>,
     ) -> Self {
         self.metadata = self.metadata.with_user(key, value);
+        self
+    }
+
+    /// Sets the W3C trace context (`traceparent`) the events carry, such as the header of
+    /// the HTTP request that issues the command, so that whoever handles the events
+    /// continues that trace. An invalid value is dropped (see
+    /// [`is_valid_traceparent`](crate::telemetry::is_valid_traceparent)). Without one, and
+    /// with the `opentelemetry` feature, the events carry the context of the command's
+    /// span.
+    ///
+    /// ```
+    /// use es_core::CommandContext;
+    ///
+    /// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// let context = CommandContext::new().with_traceparent(header);
+    /// assert_eq!(context.event_metadata().traceparent.as_deref(), Some(header));
+    /// assert_eq!(CommandContext::new().with_traceparent("garbage").event_metadata().traceparent, None);
+    /// ```
+    #[must_use]
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.metadata = self.metadata.with_traceparent(traceparent);
         self
     }
 

@@ -321,6 +321,27 @@ pub struct Metadata {
     /// Free-form application metadata.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub user: serde_json::Map<String, Value>,
+    /// The W3C trace context (`traceparent`) of the span that recorded the event, so that
+    /// whoever handles it continues the trace (see [`telemetry`](crate::telemetry)). An
+    /// invalid value is dropped when read, never an error.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "valid_traceparent"
+    )]
+    pub traceparent: Option<String>,
+}
+
+/// Reads a traceparent, dropping one that is not valid: a bad trace context must never
+/// make an event unreadable.
+fn valid_traceparent<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let value = Option::<Value>::deserialize(deserializer)?;
+    Ok(match value {
+        Some(Value::String(text)) => crate::telemetry::valid(text),
+        _ => None,
+    })
 }
 
 impl Metadata {
@@ -354,6 +375,17 @@ impl Metadata {
     #[must_use]
     pub fn with_user(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.user.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the W3C trace context, if `traceparent` is a valid one
+    /// ([`is_valid_traceparent`](crate::telemetry::is_valid_traceparent)); an invalid one
+    /// is dropped (and leaves what was set).
+    #[must_use]
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        if let Some(valid) = crate::telemetry::valid(traceparent.into()) {
+            self.traceparent = Some(valid);
+        }
         self
     }
 }
@@ -594,6 +626,40 @@ mod tests {
             .with_user("ip", "10.0.0.1");
         let json = serde_json::to_value(&metadata).unwrap();
         assert_eq!(serde_json::from_value::<Metadata>(json).unwrap(), metadata);
+    }
+
+    #[test]
+    fn metadata_stored_before_traceparents_reads_unchanged() {
+        let stored = json!({
+            "correlation_id": "0190a0c8-0000-7000-8000-000000000001",
+            "actor": "ada",
+            "user": { "tenant": "acme" }
+        });
+        let metadata: Metadata = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(metadata.traceparent, None);
+        assert_eq!(metadata.actor.as_deref(), Some("ada"));
+        // And writes back exactly as it was: no `traceparent` key.
+        assert_eq!(serde_json::to_value(&metadata).unwrap(), stored);
+    }
+
+    #[test]
+    fn traceparent_round_trips_and_an_invalid_one_is_dropped() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let metadata = Metadata::new().with_traceparent(traceparent);
+        let json = serde_json::to_value(&metadata).unwrap();
+        assert_eq!(json, json!({ "traceparent": traceparent }));
+        assert_eq!(serde_json::from_value::<Metadata>(json).unwrap(), metadata);
+
+        assert_eq!(
+            Metadata::new().with_traceparent("nonsense").traceparent,
+            None
+        );
+        for bad in [json!("nonsense"), json!(42), json!(null), json!({ "a": 1 })] {
+            let read: Metadata =
+                serde_json::from_value(json!({ "actor": "ada", "traceparent": bad })).unwrap();
+            assert_eq!(read.traceparent, None, "{bad} was kept");
+            assert_eq!(read.actor.as_deref(), Some("ada"));
+        }
     }
 
     #[test]

@@ -129,6 +129,7 @@ mod runner;
 mod schema;
 mod store;
 mod stream;
+pub mod telemetry;
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

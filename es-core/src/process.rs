@@ -15,6 +15,8 @@
 use std::fmt;
 use std::future::Future;
 
+use tracing::Instrument as _;
+
 use crate::aggregate::{Aggregate, AggregateType};
 use crate::command::CommandContext;
 use crate::error::{BoxError, CommandError, ReadError};
@@ -221,20 +223,30 @@ where
 
     async fn handle(&mut self, envelope: &EventEnvelope<M::Event>) -> Result<(), ProcessError> {
         let name = self.manager.name();
+        // Under the runner's span of the event, which continues the event's trace: the
+        // commands' spans are its children, and their events carry it onward.
+        let span = tracing::info_span!(
+            crate::telemetry::REACTION_SPAN,
+            manager = name,
+            commands = tracing::field::Empty
+        );
         let reads = Reads::new(self.repository.store(), envelope.position);
-        let orders =
-            self.manager
-                .react(envelope, &reads)
-                .await
-                .map_err(|e| ProcessError::React {
-                    manager: name.to_owned(),
-                    source: Box::new(e),
-                })?;
+        let orders = self
+            .manager
+            .react(envelope, &reads)
+            .instrument(span.clone())
+            .await
+            .map_err(|e| ProcessError::React {
+                manager: name.to_owned(),
+                source: Box::new(e),
+            })?;
+        span.record("commands", orders.len());
         for (index, (target, command)) in orders.into_iter().enumerate() {
             let context = CommandContext::reacting_to(envelope, name, index);
             match self
                 .repository
                 .execute_with(&target, command, context)
+                .instrument(span.clone())
                 .await
             {
                 Ok(_) => {}

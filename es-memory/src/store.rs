@@ -162,8 +162,17 @@ impl MemoryEventStore {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent<E>>,
+        mut events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
+        // The append is done here, at once: the span covers it, not the ready future.
+        let _span = tracing::debug_span!(
+            es_core::telemetry::APPEND_SPAN,
+            %stream,
+            events = events.len(),
+            %expected,
+        )
+        .entered();
+        es_core::telemetry::drop_invalid_traceparents(&mut events);
         // Run every piece of user code (encode, decode, clone, event_type) before taking
         // the lock. The checks are the ones every store makes, so all refuse alike.
         let strict = self.shared.strict;
@@ -273,11 +282,19 @@ impl MemoryEventStore {
     }
 
     fn reader<E: DomainEvent>(&self, cursor: Cursor, live: bool) -> Reader<E> {
+        let span = match (&cursor, live) {
+            (Cursor::Log { after, .. }, true) => Some(Box::new(tracing::debug_span!(
+                es_core::telemetry::SUBSCRIPTION_SPAN,
+                after
+            ))),
+            _ => None,
+        };
         Reader {
             shared: Arc::clone(&self.shared),
             cursor,
             buffer: VecDeque::new(),
             live: live.then(|| self.shared.head.subscribe()),
+            span,
             finished: false,
             event: PhantomData,
         }
@@ -417,6 +434,9 @@ struct Reader<E> {
     cursor: Cursor,
     buffer: VecDeque<Arc<Record>>,
     live: Option<watch::Receiver<u64>>,
+    /// The subscription's span (`es.subscription`, debug), for its wake-ups; none for a
+    /// read of history. Boxed: the reader moves with every event it hands out.
+    span: Option<Box<tracing::Span>>,
     finished: bool,
     event: PhantomData<fn() -> E>,
 }
@@ -448,6 +468,9 @@ impl<E: DomainEvent> Reader<E> {
             // looked, so an append between the page above and this call is not missed.
             if live.changed().await.is_err() {
                 return None;
+            }
+            if let Some(span) = &self.span {
+                tracing::trace!(parent: &**span, "woken by an append");
             }
         }
     }

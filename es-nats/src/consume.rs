@@ -8,6 +8,7 @@ use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer};
 use es_core::{CheckpointStore, EventFilter, Position, Projection};
 use futures_util::StreamExt as _;
+use tracing::Instrument as _;
 
 use crate::error::ConsumeError;
 use crate::message::{self, Described};
@@ -304,8 +305,12 @@ where
             return Ok(None);
         }
         let envelope = message::decode::<P::Event>(message)?;
+        // Continues the trace of the command that recorded the event (feature
+        // `opentelemetry`).
+        let span = es_core::telemetry::handle_span(self.projection.name(), &envelope);
         self.projection
             .handle(&envelope)
+            .instrument(span)
             .await
             .map_err(|source| ConsumeError::Projection {
                 stream: envelope.stream_id.clone(),

@@ -49,6 +49,9 @@ pub(crate) fn encode(
     if let Some(id) = envelope.metadata.causation_id {
         map.insert(headers::CAUSATION_ID, id.to_string().as_str());
     }
+    if let Some(traceparent) = &envelope.metadata.traceparent {
+        map.insert(headers::TRACEPARENT, traceparent.as_str());
+    }
     let payload = serde_json::to_vec(&envelope.event.payload)?;
     Ok((map, Bytes::from(payload)))
 }
@@ -140,6 +143,12 @@ impl Described {
         let mut metadata = Metadata::new();
         metadata.correlation_id = uuid(headers::CORRELATION_ID)?;
         metadata.causation_id = uuid(headers::CAUSATION_ID)?;
+        // A bad trace context is dropped: it must never make an event unreadable.
+        metadata.traceparent = map
+            .and_then(|map| map.get(headers::TRACEPARENT))
+            .map(|value| value.as_str())
+            .filter(|value| es_core::telemetry::is_valid_traceparent(value))
+            .map(str::to_owned);
         Ok(Self {
             event_id: get(headers::EVENT_ID)?
                 .parse()

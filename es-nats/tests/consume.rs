@@ -52,6 +52,9 @@ impl Projection for Whereabouts {
     }
 }
 
+/// The trace context the registrations carry across the relay.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 async fn relayed_store(name: &str) -> MemoryEventStore {
     let store = MemoryEventStore::new();
     for n in 0..4 {
@@ -64,7 +67,8 @@ async fn relayed_store(name: &str) -> MemoryEventStore {
                     NewEvent::new(ParcelEvent::Registered {
                         weight_grams: 1,
                         to: "Ada".into(),
-                    }),
+                    })
+                    .with_metadata(es_core::Metadata::new().with_traceparent(TRACEPARENT)),
                     NewEvent::new(ParcelEvent::Delivered),
                 ],
             )
@@ -192,6 +196,11 @@ async fn decode_reads_a_message_back_as_the_store_reads_the_event() {
     .await
     .unwrap();
     assert_eq!(decoded.len(), 9);
+    assert_eq!(
+        decoded[0].metadata.traceparent.as_deref(),
+        Some(TRACEPARENT),
+        "the traceparent crosses the relay"
+    );
     assert_eq!(
         decoded, read,
         "envelopes equal to the store's own reads, metadata included"

@@ -114,6 +114,7 @@ async fn every_event_once_in_log_order_and_nothing_else() {
 
 #[tokio::test]
 async fn subjects_headers_and_payload_are_those_described() {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let name = unique("RELAY_HEADERS_");
     let _cleanup = Cleanup(nats_url(), name.clone());
     let store = MemoryEventStore::new();
@@ -128,7 +129,11 @@ async fn subjects_headers_and_payload_are_those_described() {
                     weight_grams: 5,
                     to: "Grace".into(),
                 })
-                .with_metadata(es_core::Metadata::new().with_correlation_id(correlation)),
+                .with_metadata(
+                    es_core::Metadata::new()
+                        .with_correlation_id(correlation)
+                        .with_traceparent(TRACEPARENT),
+                ),
             ],
         )
         .await
@@ -168,6 +173,7 @@ async fn subjects_headers_and_payload_are_those_described() {
     assert_eq!(header(h::POSITION), Some(event.position.to_string()));
     assert_eq!(header(h::CORRELATION_ID), Some(correlation.to_string()));
     assert_eq!(header(h::CAUSATION_ID), None);
+    assert_eq!(header(h::TRACEPARENT).as_deref(), Some(TRACEPARENT));
     let time = chrono::DateTime::parse_from_rfc3339(&header(h::RECORDED_AT).unwrap()).unwrap();
     assert_eq!(time, event.recorded_at);
     let payload: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();

@@ -48,6 +48,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "application role",
         sql: include_str!("../migrations/0006_application_role.sql"),
     },
+    Migration {
+        version: 7,
+        name: "traceparent",
+        sql: include_str!("../migrations/0007_traceparent.sql"),
+    },
 ];
 
 /// The schema and the migrations table, before any migration (idempotent).
@@ -401,6 +406,7 @@ const APPEND_COLUMNS: &[&str] = &[
     "causation_id",
     "actor",
     "metadata",
+    "traceparent",
 ];
 
 async fn check_privileges(

@@ -451,6 +451,10 @@ pub(crate) struct LogReader<E> {
     held: bool,
     /// Reads that failed in a row (subscriptions only; they try again).
     failures: u32,
+    /// A subscription's span ([`es_core::telemetry::SUBSCRIPTION_SPAN`], debug), which
+    /// its wake-ups and polls are `trace` events of; none for a read that ends. Boxed: the
+    /// reader moves with every event it hands out.
+    span: Option<Box<tracing::Span>>,
     event: PhantomData<fn() -> E>,
 }
 
@@ -464,6 +468,12 @@ impl<E: DomainEvent> LogReader<E> {
         let (categories, types, partition) = filter_parameters(filter);
         let (transaction, sequence) = after.parts();
         let wake = live.then(|| inner.wakeups.subscribe());
+        let span = live.then(|| {
+            Box::new(tracing::debug_span!(
+                es_core::telemetry::SUBSCRIPTION_SPAN,
+                %after
+            ))
+        });
         Self {
             query: LogQuery {
                 inner,
@@ -483,6 +493,7 @@ impl<E: DomainEvent> LogReader<E> {
             woken: live,
             held: false,
             failures: 0,
+            span,
             event: PhantomData,
         }
     }
@@ -625,8 +636,14 @@ impl<E: DomainEvent> LogReader<E> {
                     }
                     self.retry = Some(1);
                     self.woken = true;
+                    if let Some(span) = &self.span {
+                        tracing::trace!(parent: &**span, "woken by an append");
+                    }
                 }
                 () = tokio::time::sleep(pause) => {
+                    if let Some(span) = &self.span {
+                        tracing::trace!(parent: &**span, retry = ?self.retry, "looking again");
+                    }
                     // Back to polling once the pauses would reach the poll interval.
                     self.retry = self
                         .retry

@@ -82,6 +82,8 @@ pub(crate) struct EventRow<'r> {
     pub(crate) actor: Option<String>,
     /// The free-form entries.
     pub(crate) metadata: JsonbText<'r>,
+    /// The W3C trace context, as stored (migration 0007).
+    pub(crate) traceparent: Option<&'r str>,
     pub(crate) recorded_at: DateTime<Utc>,
 }
 
@@ -101,6 +103,7 @@ impl EventRow<'_> {
         "causation_id",
         "actor",
         "metadata",
+        "traceparent",
         "recorded_at",
     ];
 }
@@ -119,6 +122,7 @@ impl<'r> FromRow<'r, PgRow> for EventRow<'r> {
             causation_id: row.try_get("causation_id")?,
             actor: row.try_get("actor")?,
             metadata: row.try_get("metadata")?,
+            traceparent: row.try_get("traceparent")?,
             recorded_at: row.try_get("recorded_at")?,
         })
     }
@@ -184,6 +188,12 @@ pub(crate) fn envelope<E: DomainEvent>(
     metadata.correlation_id = row.correlation_id;
     metadata.causation_id = row.causation_id;
     metadata.actor = row.actor;
+    // Checked again on the way out: a row written by hand must not hand an invalid trace
+    // context to a handler.
+    metadata.traceparent = row
+        .traceparent
+        .filter(|value| es_core::telemetry::is_valid_traceparent(value))
+        .map(str::to_owned);
     // Most events carry no free-form metadata; skip parsing the empty object.
     if row.metadata.0 != "{}" {
         // Only what `PayloadError` keeps: serde's message would quote the stored values.

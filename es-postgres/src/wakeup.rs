@@ -195,7 +195,10 @@ async fn listen_loop(
             tokio::select! {
                 _ = shutdown.changed() => return,
                 received = listener.try_recv() => match received {
-                    Ok(Some(_)) => bump(&counter),
+                    Ok(Some(_)) => {
+                        tracing::trace!("event notification from another process");
+                        bump(&counter);
+                    }
                     // The connection dropped; the next `try_recv` reconnects.
                     Ok(None) => bump(&counter),
                     Err(error) => {

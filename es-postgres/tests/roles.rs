@@ -379,3 +379,47 @@ async fn a_hardened_database_runs_the_granted_role_and_verify_names_the_function
     }
     role.drop_with(owner).await;
 }
+
+/// A role granted before migration 0007 added the traceparent column appends after it, with
+/// a traceparent: the migration grants the new column to the roles that may append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_granted_before_the_traceparent_column_appends_after_it() {
+    let owner = common::fresh_store().await;
+    let role = Role::create(&owner).await;
+    owner.grant_application_role(&role.name).await.unwrap();
+    // Put the schema back as migration 0006 left it (dropping the column drops its grant).
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "ALTER TABLE \"{0}\".events DROP COLUMN traceparent; \
+         DELETE FROM \"{0}\".es_migrations WHERE version = 7",
+        owner.schema()
+    )))
+    .execute(owner.pool())
+    .await
+    .unwrap();
+    owner.migrate().await.unwrap();
+
+    let app = role.store(&owner);
+    app.verify()
+        .await
+        .expect("the role may write the new column");
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let stream = StreamId::new("account", "1").unwrap();
+    let appended = app
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![
+                NewEvent::new(es_testkit::fixture::AccountEvent::Deposited { amount: 5 })
+                    .with_metadata(es_core::Metadata::new().with_traceparent(traceparent)),
+            ],
+        )
+        .await
+        .unwrap();
+    let read = app
+        .find_event::<RawEvent>(appended.events[0].event_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.metadata.traceparent.as_deref(), Some(traceparent));
+    role.drop_with(owner).await;
+}

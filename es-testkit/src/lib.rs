@@ -103,6 +103,7 @@ macro_rules! store_contract {
             read_stream_from_version,
             missing_stream_is_empty,
             metadata_and_ids_round_trip,
+            traceparent_round_trips_on_every_read_path,
             stream_ids_with_special_characters,
             global_log_is_ordered_and_resumable,
             global_log_filters_by_category_and_type,

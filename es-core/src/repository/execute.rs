@@ -2,6 +2,8 @@
 //! lost race or a moment's store failure, under event ids that make every attempt of one
 //! execution recognisable to the store.
 
+use std::time::Instant;
+
 use futures_util::StreamExt as _;
 
 use crate::aggregate::Aggregate;
@@ -10,6 +12,7 @@ use crate::error::{AppendError, CommandError};
 use crate::event::{EventEnvelope, NewEvent};
 use crate::store::{EventStore, SnapshotStore};
 use crate::stream::{ExpectedVersion, StreamId};
+use crate::telemetry;
 
 use super::{Loaded, Repository};
 
@@ -25,6 +28,10 @@ struct EventIds<'a> {
     command_id: uuid::Uuid,
     /// An append of this execution failed without telling whether it was stored.
     uncertain: bool,
+    /// Times the command was decided again (after a conflict or a store failure), and
+    /// appends that lost a race: for the span and the metrics.
+    retries: u32,
+    conflicts: u32,
 }
 
 impl<'a> EventIds<'a> {
@@ -39,6 +46,8 @@ impl<'a> EventIds<'a> {
             stream,
             command_id,
             uncertain: false,
+            retries: 0,
+            conflicts: 0,
         }
     }
 
@@ -63,19 +72,26 @@ where
     /// (unavailable, timing out), up to the policy's store retries. An append that failed
     /// so may have been stored: the retry appends under the same event ids, so the store
     /// recognises it, and a decision that now differs is checked against what was stored.
+    ///
+    /// Runs in the command's span ([`telemetry::command_span`]), where it records the
+    /// outcome, as it does in the command metrics.
     pub(super) async fn run_riding_out(
         &self,
         stream: StreamId,
         command: A::Command,
         context: CommandContext,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let started = Instant::now();
         let mut ids = EventIds::new(&context, &stream);
         let mut failures = 0;
-        loop {
+        // One loop in this function rather than a function of its own: each level of
+        // future moves the command's whole state once more.
+        let result = loop {
             match self.run(&stream, command.clone(), &mut ids).await {
                 Err(error) if error.is_transient() && failures < self.retry.store_retries() => {
                     ids.uncertain |= matches!(error, CommandError::Append { .. });
                     failures += 1;
+                    ids.retries += 1;
                     let pause = self.retry.store_backoff().pause(failures);
                     tracing::debug!(
                         error = &error as &dyn std::error::Error,
@@ -84,9 +100,12 @@ where
                     );
                     futures_timer::Delay::new(pause).await;
                 }
-                outcome => return outcome,
+                outcome => break outcome,
             }
-        }
+        };
+        let outcome = telemetry::command_outcome(&result);
+        telemetry::command_done::<A>(started, outcome, ids.retries, ids.conflicts);
+        result
     }
 
     async fn run(
@@ -182,7 +201,12 @@ where
             if fresh {
                 attempt += 1;
             }
-            let metadata = context.event_metadata();
+            let mut metadata = context.event_metadata();
+            if metadata.traceparent.is_none() {
+                // The command's span (feature `opentelemetry`): its events continue the
+                // trace.
+                metadata.traceparent = telemetry::current_traceparent();
+            }
             let new_events = events
                 .into_iter()
                 .enumerate()
@@ -213,6 +237,7 @@ where
                 Err(AppendError::Conflict {
                     expected, actual, ..
                 }) => {
+                    ids.conflicts += 1;
                     if fresh && attempt >= self.retry.max_attempts() {
                         self.keep(loaded);
                         return Err(CommandError::Conflict {
@@ -223,6 +248,7 @@ where
                         });
                     }
                     tracing::debug!(attempt, %actual, "concurrency conflict, retrying");
+                    ids.retries += 1;
                     if fresh {
                         self.back_off(attempt).await;
                     }

@@ -315,12 +315,7 @@ where
         context: CommandContext,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
         let stream = self.stream_id(id)?;
-        let span = tracing::info_span!(
-            "es.command",
-            aggregate = A::NAME,
-            stream = %stream,
-            command_id = %context.command_id(),
-        );
+        let span = crate::telemetry::command_span(A::NAME, &stream, context.command_id());
         self.run_riding_out(stream, command, context)
             .instrument(span)
             .await

@@ -22,6 +22,7 @@ use crate::event::EventEnvelope;
 use crate::projection::Projection;
 use crate::store::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, ParkedEvent};
 use crate::stream::Position;
+use crate::telemetry::{self, Batch};
 
 /// The events a runner reads, boxed so that history and live reads share one type.
 type Events<E> = Pin<Box<dyn Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send>>;
@@ -58,6 +59,10 @@ struct Progress {
     pending: usize,
     /// Commit event by event up to here: a failed event is being isolated.
     isolate_until: Option<Position>,
+    /// The span and start of the batch since the last commit.
+    batch: Option<Batch>,
+    /// When the lag was last asked of the store (or the drive began).
+    lag_sampled: Option<Instant>,
 }
 
 impl Progress {
@@ -65,6 +70,27 @@ impl Progress {
     fn drop_pending(&mut self) {
         self.handled -= self.pending as u64;
         self.pending = 0;
+        self.batch = None;
+    }
+
+    /// The batch since the last commit was committed, up to `last`.
+    fn committed(&mut self, projection: &str, last: Position) {
+        if let Some(batch) = self.batch.take() {
+            batch.committed(projection, last, self.pending);
+        }
+        self.pending = 0;
+    }
+
+    /// Whether the lag is due to be asked of the store again (always when `now`).
+    fn lag_due(&mut self, now: bool) -> bool {
+        let due = now
+            || self
+                .lag_sampled
+                .is_none_or(|at| at.elapsed() >= telemetry::LAG_SAMPLE_INTERVAL);
+        if due {
+            self.lag_sampled = Some(Instant::now());
+        }
+        due
     }
 
     fn count_one(&mut self) {
@@ -145,7 +171,12 @@ where
     where
         F: Future<Output = ()> + Send,
     {
-        let mut progress = Progress::default();
+        let mut progress = Progress {
+            // Not at the first commit: counting what is left of a long history costs a scan
+            // of it, which a short catch-up should not pay.
+            lag_sampled: Some(Instant::now()),
+            ..Progress::default()
+        };
         loop {
             progress.drop_pending();
             self.forget_uncommitted();
@@ -325,7 +356,10 @@ where
                             }
                             return Ok(Read::Restart);
                         }
-                        progress.pending = 0;
+                        progress.committed(&key, position);
+                        // Caught up (or stopping): say so now, not when the next sample
+                        // is due, which may be long after the last batch.
+                        self.sample_lag(progress, position, true).await;
                     }
                     commit_by = None;
                     match next {
@@ -348,7 +382,12 @@ where
             };
 
             let position = envelope.position;
-            let outcome = match self.handle(&envelope, progress.pending).await {
+            let batch = progress
+                .batch
+                .get_or_insert_with(|| Batch::start(&key, position))
+                .span()
+                .clone();
+            let outcome = match self.handle(&envelope, progress.pending, &key, &batch).await {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     // The events before the failing one are done: keep them. (Not after an
@@ -399,10 +438,11 @@ where
                 progress.isolate_until = None;
             }
             if progress.pending >= self.batch_size || isolating {
-                if !self.commit_held(position).await? {
+                if !self.commit_held(position).instrument(batch).await? {
                     return Ok(Read::Restart);
                 }
-                progress.pending = 0;
+                progress.committed(&key, position);
+                self.sample_lag(progress, position, false).await;
                 last = None;
                 commit_by = None;
             } else if commit_by.is_none() {
@@ -457,22 +497,38 @@ where
         progress.count_one();
         self.uncommitted += 1;
         if self.commit_held(*position).await? {
-            progress.pending = 0;
+            progress.committed(&self.key(), *position);
         }
         Ok(())
     }
 
-    /// Hands one event to the projection, applying the error policy, in a span named
-    /// `es.projection`.
+    /// Hands one event to the projection, applying the error policy, in its span
+    /// ([`telemetry::HANDLE_SPAN`]) under the batch's.
     async fn handle(
         &mut self,
         envelope: &EventEnvelope<P::Event>,
         pending: usize,
+        key: &str,
+        batch: &tracing::Span,
     ) -> Result<Outcome, RunnerError> {
-        let span = self.span(envelope);
+        let span = telemetry::handle_span_in(key, envelope, Some(batch));
         self.handle_with_policy(envelope, pending)
             .instrument(span)
             .await
+    }
+
+    /// Asks the store how far behind the commit at `position` is, for the lag gauge, if it
+    /// was not asked lately (or `now`). A failure only leaves the gauge as it was.
+    async fn sample_lag(&self, progress: &mut Progress, position: Position, now: bool) {
+        if !progress.lag_due(now) {
+            return;
+        }
+        match self.store.count_after(position, self.filter()).await {
+            Ok(behind) => telemetry::projection_lag(&self.key(), behind),
+            Err(error) => {
+                tracing::debug!(projection = %self.key(), error = &error as &dyn std::error::Error, "cannot tell the lag");
+            }
+        }
     }
 
     async fn handle_with_policy(

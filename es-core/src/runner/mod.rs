@@ -564,11 +564,6 @@ where
     }
 
     fn span(&self, envelope: &EventEnvelope<P::Event>) -> tracing::Span {
-        tracing::debug_span!(
-            "es.projection",
-            projection = %self.key(),
-            stream = %envelope.stream_id,
-            version = %envelope.version,
-        )
+        crate::telemetry::handle_span(&self.key(), envelope)
     }
 }

@@ -11,11 +11,11 @@
 -- defaults, which a role granted only these columns cannot forge (migration 0006).
 INSERT INTO {schema}.events
     (stream_id, version, event_id, event_type, schema_version, payload,
-     correlation_id, causation_id, actor, metadata)
-SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md
+     correlation_id, causation_id, actor, metadata, traceparent)
+SELECT $1, $2 + e.ord, e.id, e.typ, e.sv, e.pl, e.co, e.ca, e.ac, e.md, e.tp
 FROM UNNEST($3::uuid[], $4::text[], $5::int4[], $6::jsonb[], $7::uuid[], $8::uuid[],
-            $9::text[], $10::jsonb[])
-         WITH ORDINALITY AS e(id, typ, sv, pl, co, ca, ac, md, ord),
+            $9::text[], $10::jsonb[], $11::text[])
+         WITH ORDINALITY AS e(id, typ, sv, pl, co, ca, ac, md, tp, ord),
      (SELECT {schema}.es_stream_open($1) AS open OFFSET 0) guard
 WHERE ($2 = 0 OR EXISTS (SELECT 1 FROM {schema}.events WHERE stream_id = $1 AND version = $2))
   AND guard.open

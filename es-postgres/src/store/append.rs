@@ -12,6 +12,7 @@ use es_core::{
 use serde_json::Value;
 use sqlx::FromRow as _;
 use sqlx::postgres::{PgConnection, PgRow};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::PgEventStore;
@@ -35,7 +36,26 @@ const ANY_RETRIES: u32 = 64;
 const ANY_BACKOFF: Backoff = Backoff::new(Duration::from_micros(400), Duration::from_micros(6_400));
 
 impl PgEventStore {
+    /// Appends `events`, in the span of an append ([`es_core::telemetry::APPEND_SPAN`]).
     pub(super) async fn append_batch<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        mut events: Vec<NewEvent<E>>,
+    ) -> Result<Committed<E>, AppendError> {
+        let span = tracing::debug_span!(
+            es_core::telemetry::APPEND_SPAN,
+            %stream,
+            events = events.len(),
+            %expected,
+        );
+        es_core::telemetry::drop_invalid_traceparents(&mut events);
+        self.append_in_span(stream, expected, events)
+            .instrument(span)
+            .await
+    }
+
+    async fn append_in_span<E: DomainEvent>(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
@@ -256,6 +276,7 @@ impl PgEventStore {
                 .bind(batch.causation_ids[0])
                 .bind(&batch.actors[0])
                 .bind(&batch.user_metadata[0])
+                .bind(&batch.traceparents[0])
                 .fetch_all(&mut *connection)
                 .await;
         }
@@ -274,6 +295,7 @@ impl PgEventStore {
             .bind(&batch.causation_ids)
             .bind(&batch.actors)
             .bind(&batch.user_metadata)
+            .bind(&batch.traceparents)
             .fetch_all(&mut *connection)
             .await
     }
@@ -410,6 +432,7 @@ struct Batch {
     causation_ids: Vec<Option<Uuid>>,
     actors: Vec<Option<String>>,
     user_metadata: Vec<Value>,
+    traceparents: Vec<Option<String>>,
 }
 
 impl Batch {
@@ -430,6 +453,7 @@ impl Batch {
             causation_ids: Vec::with_capacity(n),
             actors: Vec::with_capacity(n),
             user_metadata: Vec::with_capacity(n),
+            traceparents: Vec::with_capacity(n),
         };
         for new in events {
             batch.ids.push(new.event_id);
@@ -445,6 +469,7 @@ impl Batch {
             batch
                 .user_metadata
                 .push(Value::Object(metadata.user.clone()));
+            batch.traceparents.push(metadata.traceparent.clone());
         }
         Ok(batch)
     }

@@ -369,3 +369,58 @@ pub async fn find_event_by_id<S: Store>(store: S) {
             .is_none()
     );
 }
+
+/// A traceparent comes back as written on every read path (stream, log, by id, the reply
+/// to a repeated append), an event without one reads without one, and one that is not a
+/// valid W3C traceparent (set on the metadata by hand) is dropped, not stored.
+pub async fn traceparent_round_trips_on_every_read_path<S: Store>(store: S) {
+    let stream = account("traced");
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut invalid = Metadata::new().with_actor("ada");
+    invalid.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-zzzz-01".to_owned());
+    let batch = vec![
+        NewEvent::new(AccountEvent::Opened {
+            owner: "ada".into(),
+        })
+        .with_metadata(Metadata::new().with_traceparent(traceparent)),
+        NewEvent::new(AccountEvent::Deposited { amount: 1 }).with_metadata(invalid),
+        NewEvent::new(AccountEvent::Closed),
+    ];
+    let committed = store
+        .append(&stream, ExpectedVersion::NoStream, batch.clone())
+        .await
+        .unwrap();
+    let expected = [Some(traceparent), None, None];
+    let traceparents = |events: &[es_core::EventEnvelope<AccountEvent>]| {
+        events
+            .iter()
+            .map(|e| e.metadata.traceparent.clone())
+            .collect::<Vec<_>>()
+    };
+    let expected: Vec<Option<String>> = expected.iter().map(|t| t.map(str::to_owned)).collect();
+    assert_eq!(
+        traceparents(&committed.events),
+        expected,
+        "the append's reply"
+    );
+    assert_eq!(
+        traceparents(&read_stream(&store, &stream).await),
+        expected,
+        "a stream read"
+    );
+    let log = read_log::<S, AccountEvent>(&store, Position::START, EventFilter::all(), 3).await;
+    assert_eq!(traceparents(&log), expected, "a log read");
+    let found = store
+        .find_event::<AccountEvent>(committed.events[0].event_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.metadata.traceparent.as_deref(), Some(traceparent));
+    let repeat = store
+        .append(&stream, ExpectedVersion::NoStream, batch)
+        .await
+        .unwrap();
+    assert!(repeat.duplicate);
+    assert_eq!(traceparents(&repeat.events), expected, "a repeat's reply");
+    assert_eq!(log[1].metadata.actor.as_deref(), Some("ada"));
+}

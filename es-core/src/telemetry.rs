@@ -1,0 +1,492 @@
+//! What es-rs tells an observer: the names of its `tracing` spans and of its metrics, and
+//! the W3C trace context (`traceparent`) that events carry from the command that recorded
+//! them to the projections and process managers that handle them.
+//!
+//! # Spans
+//!
+//! | span | level | fields |
+//! | --- | --- | --- |
+//! | [`COMMAND_SPAN`] | info | `aggregate`, `stream`, `command_id`; when done `outcome` (one of [`OUTCOMES`]) and `retries` |
+//! | [`APPEND_SPAN`] | debug | `stream`, `events`, `expected` (the expected version) |
+//! | [`SUBSCRIPTION_SPAN`] | debug | `after`; its wake-ups are `trace` events |
+//! | [`BATCH_SPAN`] | info | `projection`, `first`; when committed `last` and `events` |
+//! | [`HANDLE_SPAN`] | info | `projection`, `stream`, `version`, `position`, `event_id` |
+//! | [`REACTION_SPAN`] | info | `manager`, `commands` |
+//!
+//! # Metrics
+//!
+//! Recorded through the [`metrics`] facade: the library installs no recorder, so an
+//! application that installs none pays next to nothing, and one that does (a Prometheus
+//! exporter, say) gets [`COMMAND_DURATION`], [`COMMAND_CONFLICTS`], [`COMMAND_RETRIES`],
+//! [`PROJECTION_LAG`], [`PROJECTION_BATCH_DURATION`] and [`PROJECTION_EVENTS`].
+//!
+//! # Trace context
+//!
+//! [`Metadata::traceparent`](crate::Metadata::traceparent) holds a W3C `traceparent`
+//! (`00-<trace id>-<span id>-<flags>`). A caller sets it with
+//! [`CommandContext::with_traceparent`](crate::CommandContext::with_traceparent) (from an
+//! incoming request's header, say). With the `opentelemetry` feature, command execution
+//! stores the current span's OpenTelemetry context there when none was set, and the
+//! runner gives the span that handles the event that context as its parent
+//! ([`set_parent`]), so that one trace runs from the command through its events to every
+//! reaction. Without the feature, a traceparent set by the caller is stored and read back
+//! as it is, and nothing else happens. An invalid traceparent is dropped, never an error.
+
+use std::time::Instant;
+
+use metrics::{Key, Label};
+
+/// The span of one command execution ([`Repository::execute_with`](crate::Repository::execute_with)).
+pub const COMMAND_SPAN: &str = "es.command";
+/// The span of one append to a stream, in each store.
+pub const APPEND_SPAN: &str = "es.append";
+/// The span of a store's live subscription; its wake-ups are `trace` events within it.
+pub const SUBSCRIPTION_SPAN: &str = "es.subscription";
+/// The span of one batch of a projection runner: from its first event to its commit.
+pub const BATCH_SPAN: &str = "es.projection.batch";
+/// The span in which a projection handles one event; its parent is the event's trace
+/// context when there is one (feature `opentelemetry`).
+pub const HANDLE_SPAN: &str = "es.projection.handle";
+/// The span of a process manager's reaction to one event, around the commands it issues.
+pub const REACTION_SPAN: &str = "es.process.reaction";
+
+/// The values of the `outcome` field of [`COMMAND_SPAN`] and label of
+/// [`COMMAND_DURATION`]: the events were recorded; the command id had been executed
+/// before; the command changed nothing; the aggregate rejected it; every attempt lost a
+/// concurrency race; anything else failed (the store, an archived stream). An invalid
+/// aggregate id fails before the command starts: it has no span and no metrics.
+pub const OUTCOMES: [&str; 6] = [
+    "committed",
+    "duplicate",
+    "unchanged",
+    "rejected",
+    "conflict",
+    "error",
+];
+
+/// Histogram, seconds: how long a command took, from its first load to its outcome,
+/// retries included. Labels `aggregate` (the aggregate type's name) and `outcome` (one of
+/// [`OUTCOMES`]).
+pub const COMMAND_DURATION: &str = "es_command_duration_seconds";
+/// Counter: appends of a command that lost a concurrency race (another writer appended
+/// first). Label `aggregate`.
+pub const COMMAND_CONFLICTS: &str = "es_command_conflicts_total";
+/// Counter: times a command was decided and appended again, after a conflict or a
+/// transient store failure. Label `aggregate`.
+pub const COMMAND_RETRIES: &str = "es_command_retries_total";
+/// Gauge, events: how many events the projection's filter selects after its last
+/// committed position, as the store counts them
+/// ([`EventStore::count_after`](crate::EventStore::count_after)). Sampled after a batch
+/// commit once per [`LAG_SAMPLE_INTERVAL`] of reading (not at the first: counting a long
+/// history costs a scan of it), and after every commit the runner makes once it has read
+/// all there was (caught up, or idle): so a runner that caught up shows its lag then, not
+/// the one of its last busy batch. Label `projection` (the runner's key).
+pub const PROJECTION_LAG: &str = "es_projection_lag";
+/// Histogram, seconds: from a batch's first event to its commit. Label `projection`.
+pub const PROJECTION_BATCH_DURATION: &str = "es_projection_batch_duration_seconds";
+/// Counter: events a projection handled (or parked) and committed. Label `projection`.
+pub const PROJECTION_EVENTS: &str = "es_projection_events_total";
+
+/// How often at most a runner asks its store how far behind it is, for [`PROJECTION_LAG`]:
+/// counting costs a query, so it is not done at every commit.
+pub const LAG_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The name of the header that carries the trace context (HTTP, NATS): `traceparent`.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// A parsed W3C traceparent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TraceParent {
+    trace_id: u128,
+    span_id: u64,
+    flags: u8,
+}
+
+/// Whether `value` is a valid W3C traceparent: `version-traceid-spanid-flags` in lowercase
+/// hex of 2, 32, 16 and 2 digits, the version not `ff`, neither id all zeros. (A version
+/// above `00` may carry more fields after the flags, which are ignored.)
+///
+/// ```
+/// use es_core::telemetry::is_valid_traceparent;
+///
+/// assert!(is_valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+/// assert!(!is_valid_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+/// assert!(!is_valid_traceparent("not a traceparent"));
+/// ```
+pub fn is_valid_traceparent(value: &str) -> bool {
+    parse(value).is_some()
+}
+
+fn parse(value: &str) -> Option<TraceParent> {
+    let bytes = value.as_bytes();
+    // version(2) - trace id(32) - span id(16) - flags(2)
+    const LEN: usize = 55;
+    if bytes.len() < LEN {
+        return None;
+    }
+    let version = hex(value.get(0..2)?)?;
+    if version == 0xff || (version == 0 && bytes.len() != LEN) {
+        return None;
+    }
+    if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+        return None;
+    }
+    if bytes.len() > LEN && bytes[LEN] != b'-' {
+        return None;
+    }
+    let trace_id = hex(value.get(3..35)?)?;
+    let span_id = u64::try_from(hex(value.get(36..52)?)?).ok()?;
+    let flags = u8::try_from(hex(value.get(53..55)?)?).ok()?;
+    if trace_id == 0 || span_id == 0 {
+        return None;
+    }
+    Some(TraceParent {
+        trace_id,
+        span_id,
+        flags,
+    })
+}
+
+/// Lowercase hex digits only (no sign, no uppercase, which the W3C format forbids).
+fn hex(digits: &str) -> Option<u128> {
+    if digits.is_empty()
+        || !digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    u128::from_str_radix(digits, 16).ok()
+}
+
+/// `value` if it is a valid traceparent ([`is_valid_traceparent`]).
+pub(crate) fn valid(value: String) -> Option<String> {
+    is_valid_traceparent(&value).then_some(value)
+}
+
+/// Drops the traceparent of every event whose one is not valid ([`is_valid_traceparent`]):
+/// stores call it before storing, so that what a handler reads back is valid, or absent,
+/// in every store alike.
+pub fn drop_invalid_traceparents<E>(events: &mut [crate::NewEvent<E>]) {
+    for event in events {
+        if event
+            .metadata
+            .traceparent
+            .as_deref()
+            .is_some_and(|value| !is_valid_traceparent(value))
+        {
+            event.metadata.traceparent = None;
+        }
+    }
+}
+
+/// The traceparent of the current span: its OpenTelemetry context, with the
+/// `opentelemetry` feature, if the span is recorded and has a valid one. Always `None`
+/// without the feature, and cheap when no subscriber records the span.
+pub fn current_traceparent() -> Option<String> {
+    #[cfg(feature = "opentelemetry")]
+    {
+        otel::current()
+    }
+    #[cfg(not(feature = "opentelemetry"))]
+    {
+        None
+    }
+}
+
+/// Makes the trace context `traceparent` the OpenTelemetry parent of `span` (feature
+/// `opentelemetry`; without it, and for an invalid or absent traceparent, it does
+/// nothing). Call it before the span is entered: its children take their trace from it.
+///
+/// This is how the runner continues a command's trace in the span that handles one of its
+/// events; a consumer of events relayed elsewhere (es-nats) does the same with the
+/// `traceparent` header.
+pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
+    #[cfg(feature = "opentelemetry")]
+    if let Some(traceparent) = traceparent {
+        otel::set_parent(span, traceparent);
+    }
+    #[cfg(not(feature = "opentelemetry"))]
+    let _ = (span, traceparent);
+}
+
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    pub(super) fn current() -> Option<String> {
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            return None;
+        }
+        let context = span.context();
+        let span = context.span();
+        let span_context = span.span_context();
+        if !span_context.is_valid() {
+            return None;
+        }
+        Some(format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        ))
+    }
+
+    pub(super) fn set_parent(span: &tracing::Span, traceparent: &str) {
+        if span.is_disabled() {
+            return;
+        }
+        let Some(parsed) = super::parse(traceparent) else {
+            return;
+        };
+        let remote = SpanContext::new(
+            TraceId::from(parsed.trace_id),
+            SpanId::from(parsed.span_id),
+            TraceFlags::new(parsed.flags),
+            true,
+            TraceState::default(),
+        );
+        // Fails only for a span that is closed or not recorded by OpenTelemetry: then
+        // there is nothing to continue.
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+}
+
+/// The index in [`OUTCOMES`] of a command's outcome.
+pub(crate) fn command_outcome<E, R>(
+    result: &Result<crate::CommandOutcome<E>, crate::CommandError<R>>,
+) -> usize {
+    use crate::CommandError;
+    match result {
+        Ok(outcome) if outcome.duplicate => 1,
+        Ok(outcome) if outcome.events.is_empty() => 2,
+        Ok(_) => 0,
+        Err(CommandError::Rejected { .. }) => 3,
+        Err(CommandError::Conflict { .. }) => 4,
+        Err(_) => 5,
+    }
+}
+
+/// The metric keys of the commands of aggregate `A`, made at compile time: recording a
+/// command then allocates and hashes nothing, which the `metrics` macros would do for a
+/// label that is not a literal, recorder or not.
+struct CommandKeys<A>(std::marker::PhantomData<A>);
+
+/// The labels of `A`'s commands with outcome `$outcome`.
+macro_rules! outcome_labels {
+    ($outcome:literal) => {
+        &[
+            Label::from_static_parts("aggregate", A::NAME),
+            Label::from_static_parts("outcome", $outcome),
+        ]
+    };
+}
+
+impl<A: crate::AggregateType> CommandKeys<A> {
+    const COMMITTED: &'static [Label] = outcome_labels!("committed");
+    const DUPLICATE: &'static [Label] = outcome_labels!("duplicate");
+    const UNCHANGED: &'static [Label] = outcome_labels!("unchanged");
+    const REJECTED: &'static [Label] = outcome_labels!("rejected");
+    const CONFLICT: &'static [Label] = outcome_labels!("conflict");
+    const ERROR: &'static [Label] = outcome_labels!("error");
+    /// By outcome, in the order of [`OUTCOMES`]; behind a reference, so that a use reads
+    /// the one key rather than copying them all.
+    const DURATION: &'static [Key; 6] = &[
+        Key::from_static_parts(COMMAND_DURATION, Self::COMMITTED),
+        Key::from_static_parts(COMMAND_DURATION, Self::DUPLICATE),
+        Key::from_static_parts(COMMAND_DURATION, Self::UNCHANGED),
+        Key::from_static_parts(COMMAND_DURATION, Self::REJECTED),
+        Key::from_static_parts(COMMAND_DURATION, Self::CONFLICT),
+        Key::from_static_parts(COMMAND_DURATION, Self::ERROR),
+    ];
+    const AGGREGATE: &'static [Label] = &[Label::from_static_parts("aggregate", A::NAME)];
+    const CONFLICTS: &'static Key = &Key::from_static_parts(COMMAND_CONFLICTS, Self::AGGREGATE);
+    const RETRIES: &'static Key = &Key::from_static_parts(COMMAND_RETRIES, Self::AGGREGATE);
+}
+
+/// What the command metrics are recorded as coming from.
+static COMMAND_METRICS: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The span of a command on `stream` ([`COMMAND_SPAN`]), its outcome to be recorded by
+/// [`command_done`] within it.
+pub(crate) fn command_span(
+    aggregate: &'static str,
+    stream: &crate::StreamId,
+    command_id: uuid::Uuid,
+) -> tracing::Span {
+    tracing::info_span!(
+        COMMAND_SPAN,
+        aggregate,
+        %stream,
+        %command_id,
+        outcome = tracing::field::Empty,
+        retries = tracing::field::Empty,
+    )
+}
+
+/// Records a finished command of aggregate `A`, within its span: the span's `outcome`
+/// (the index in [`OUTCOMES`]) and `retries`, and the command metrics.
+pub(crate) fn command_done<A: crate::AggregateType>(
+    started: Instant,
+    outcome: usize,
+    retries: u32,
+    conflicts: u32,
+) {
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("outcome", OUTCOMES[outcome]);
+        span.record("retries", retries);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    metrics::with_recorder(|recorder| {
+        recorder
+            .register_histogram(&CommandKeys::<A>::DURATION[outcome], &COMMAND_METRICS)
+            .record(seconds);
+        if conflicts > 0 {
+            recorder
+                .register_counter(CommandKeys::<A>::CONFLICTS, &COMMAND_METRICS)
+                .increment(u64::from(conflicts));
+        }
+        if retries > 0 {
+            recorder
+                .register_counter(CommandKeys::<A>::RETRIES, &COMMAND_METRICS)
+                .increment(u64::from(retries));
+        }
+    });
+}
+
+/// One batch of a projection runner, from its first event to its commit.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    span: tracing::Span,
+    started: Instant,
+}
+
+impl Batch {
+    pub(crate) fn start(projection: &str, first: crate::Position) -> Self {
+        Self {
+            span: tracing::info_span!(
+                BATCH_SPAN,
+                projection,
+                %first,
+                last = tracing::field::Empty,
+                events = tracing::field::Empty,
+            ),
+            started: Instant::now(),
+        }
+    }
+
+    /// The batch's span, the parent of the spans of its events.
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// The batch was committed, with `events` events up to `last`.
+    pub(crate) fn committed(self, projection: &str, last: crate::Position, events: usize) {
+        self.span.record("last", tracing::field::display(last));
+        self.span.record("events", events);
+        let projection = projection.to_owned();
+        metrics::histogram!(PROJECTION_BATCH_DURATION, "projection" => projection.clone())
+            .record(self.started.elapsed().as_secs_f64());
+        metrics::counter!(PROJECTION_EVENTS, "projection" => projection).increment(events as u64);
+    }
+}
+
+/// The span in which projection `projection` handles `envelope` ([`HANDLE_SPAN`]), a child
+/// of the current span that continues the trace the event carries ([`set_parent`]): for
+/// code that feeds a projection events itself, as the es-nats consumer does.
+pub fn handle_span<E>(projection: &str, envelope: &crate::EventEnvelope<E>) -> tracing::Span {
+    handle_span_in(projection, envelope, None)
+}
+
+/// [`handle_span`], under `batch` if given (else the current span).
+pub(crate) fn handle_span_in<E>(
+    projection: &str,
+    envelope: &crate::EventEnvelope<E>,
+    batch: Option<&tracing::Span>,
+) -> tracing::Span {
+    let span = match batch {
+        Some(batch) => tracing::info_span!(
+            parent: batch,
+            HANDLE_SPAN,
+            projection,
+            stream = %envelope.stream_id,
+            version = %envelope.version,
+            position = %envelope.position,
+            event_id = %envelope.event_id,
+        ),
+        None => tracing::info_span!(
+            HANDLE_SPAN,
+            projection,
+            stream = %envelope.stream_id,
+            version = %envelope.version,
+            position = %envelope.position,
+            event_id = %envelope.event_id,
+        ),
+    };
+    set_parent(&span, envelope.metadata.traceparent.as_deref());
+    span
+}
+
+/// Records how many events `projection` has yet to handle.
+pub(crate) fn projection_lag(projection: &str, events: u64) {
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "a gauge is an f64; a lag beyond 2^53 events loses only precision"
+    )]
+    metrics::gauge!(PROJECTION_LAG, "projection" => projection.to_owned()).set(events as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn accepts_a_w3c_traceparent() {
+        assert_eq!(
+            parse(GOOD),
+            Some(TraceParent {
+                trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+                span_id: 0x00f0_67aa_0ba9_02b7,
+                flags: 1,
+            })
+        );
+        // A later version may append fields.
+        assert!(is_valid_traceparent(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"
+        ));
+    }
+
+    #[test]
+    fn refuses_what_is_not_one() {
+        for bad in [
+            "",
+            "00",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "0é-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é",
+        ] {
+            assert!(!is_valid_traceparent(bad), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn no_span_no_traceparent() {
+        assert_eq!(current_traceparent(), None);
+    }
+}
