@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{clip, short, time};
+use super::{clip, plain, short, time};
 use crate::app::Registry;
 use crate::error::CliError;
 use crate::output::Output;
@@ -125,9 +125,9 @@ pub(crate) async fn list(
             )
         });
         let name = if record.registered {
-            record.name.clone()
+            plain(&record.name)
         } else {
-            format!("{} (not registered)", record.name)
+            format!("{} (not registered)", plain(&record.name))
         };
         table.add_row(vec![
             comfy_table::Cell::new(name),
