@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{clip, plain, short, time};
 use crate::app::Registry;
 use crate::error::CliError;
+use crate::fence::{Own, fenced};
 use crate::output::Output;
 
 /// A projection as `es projections --json` writes it.
@@ -167,9 +168,15 @@ pub(crate) async fn reset(
 ) -> Result<(), CliError> {
     let record = if checkpoint_only {
         known(store, registry, name).await?;
+        // Under the projection's leases, as a full reset: a runner still going would
+        // write its checkpoint back at its next commit (it saves with an upsert).
+        let forgotten = fenced(store, name, Own::Take, async {
+            Ok(store.admin().forget_checkpoints(name).await?)
+        })
+        .await?;
         ResetRecord {
             projection: name.to_owned(),
-            checkpoints_forgotten: store.admin().forget_checkpoints(name).await?,
+            checkpoints_forgotten: forgotten,
             read_model_reset: false,
         }
     } else {
