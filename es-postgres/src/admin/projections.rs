@@ -204,6 +204,9 @@ impl PgAdmin {
     /// model is left as it is: empty it first, or the projection sees every event again
     /// on top of what it holds. Returns how many checkpoints were forgotten.
     ///
+    /// It takes no lease: a runner still going saves its checkpoint again at its next
+    /// commit. Hold the projection's [leases](PgAdmin::lease_keys) meanwhile.
+    ///
     /// # Errors
     ///
     /// Fails if the server cannot be queried.
