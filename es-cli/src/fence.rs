@@ -63,7 +63,8 @@ impl Fence {
             match store.acquire_lease(&key, fence.owner, term).await {
                 Ok(true) => fence.keys.push(key),
                 Ok(false) => {
-                    fence.release(store).await?;
+                    // The held lease is what to report; those taken run out anyway.
+                    let _ = fence.release(store).await;
                     return Err(CliError::Running { projection: key });
                 }
                 Err(error) => {
@@ -79,7 +80,8 @@ impl Fence {
     /// Runs `work`, renewing the leases a third of the way through each term meanwhile.
     /// Stops the work if one was lost (another owner took it after it ran out, which only a
     /// store unreachable for a whole term allows): a runner may be writing again, and
-    /// going on would empty what it writes.
+    /// going on would empty what it writes. A renewal that fails is tried again at the
+    /// next tick, until the leases would have run out.
     async fn hold<T>(
         &self,
         store: &PgEventStore,
@@ -89,18 +91,33 @@ impl Fence {
         let mut renew = tokio::time::interval(self.term / 3);
         // The first tick is at once: the leases were just taken.
         renew.tick().await;
+        let mut renewed_at = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 done = &mut work => return done,
                 _ = renew.tick() => {
-                    for key in &self.keys {
-                        if !store.renew_lease(key, self.owner, self.term).await? {
-                            return Err(CliError::Running { projection: key.clone() });
-                        }
+                    let asked_at = tokio::time::Instant::now();
+                    match self.renew(store).await {
+                        Ok(()) => renewed_at = asked_at,
+                        Err(error @ CliError::Running { .. }) => return Err(error),
+                        Err(error) if asked_at >= renewed_at + self.term => return Err(error),
+                        Err(_) => {}
                     }
                 }
             }
         }
+    }
+
+    /// Renews every lease: [`CliError::Running`] naming one another owner took.
+    async fn renew(&self, store: &PgEventStore) -> Result<(), CliError> {
+        for key in &self.keys {
+            if !store.renew_lease(key, self.owner, self.term).await? {
+                return Err(CliError::Running {
+                    projection: key.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Gives the leases up, so that the application's runners start at once.
