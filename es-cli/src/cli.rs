@@ -18,7 +18,8 @@ pub(crate) struct Cli {
 /// The options every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The PostgreSQL server and database, as a `postgres://` URL.
+    /// The PostgreSQL server and database, as a `postgres://` URL. Prefer setting
+    /// DATABASE_URL: other users of the machine can read a command line (`ps`).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub(crate) database_url: Option<String>,
     /// The schema of the event store.

@@ -66,6 +66,7 @@ mod app;
 mod cli;
 mod commands;
 mod error;
+mod fence;
 mod output;
 mod registry;
 mod retry;

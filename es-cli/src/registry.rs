@@ -5,18 +5,15 @@
 
 use std::time::Duration;
 
-use es_core::{EventFilter, LeaseStore as _, Projection, ProjectionRunner, RunnerError};
+use es_core::{EventFilter, Projection, ProjectionRunner, RunnerError};
 use es_postgres::PgEventStore;
 use futures_util::future::LocalBoxFuture;
 use indicatif::ProgressBar;
 use uuid::Uuid;
 
 use crate::error::CliError;
+use crate::fence::{Own, fenced};
 use crate::retry::OnlyParked;
-
-/// How long the CLI holds a projection's lease while it resets it: longer than any reset
-/// should take, short enough that a crashed `es` does not block the application for long.
-const RESET_LEASE: Duration = Duration::from_secs(30);
 
 /// A registered projection, with its type erased.
 pub(crate) trait Registered {
@@ -84,28 +81,20 @@ where
         Box::pin(async move {
             let mut projection = (self.build)(store);
             let name = projection.name().to_owned();
-            // The lease keeps a runner of the application from handling events into the
-            // read model while it is emptied (and this from emptying it under one).
-            let owner = Uuid::now_v7();
-            if !store.acquire_lease(&name, owner, RESET_LEASE).await? {
-                return Err(CliError::Running { projection: name });
-            }
-            // Checkpoints first, as a rebuild does: a failure between the two then replays
-            // into the old read model, rather than resuming past an emptied one.
-            let outcome = async {
+            // The leases (its own and its partitions') keep the application's runners from
+            // handling events into the read model while it is emptied (and this from
+            // emptying it under one); they are renewed for as long as the reset takes.
+            fenced(store, &name, Own::Take, async {
+                // Checkpoints first, as a rebuild does: a failure between the two then
+                // replays into the old read model, rather than resuming past an emptied one.
                 let forgotten = store.admin().forget_checkpoints(&name).await?;
                 projection.reset().await.map_err(|e| CliError::Projection {
                     projection: name.clone(),
                     source: Box::new(e),
                 })?;
-                Ok::<_, CliError>(forgotten)
-            }
-            .await;
-            // The reset's own failure is the one to report, if both fail.
-            let released = store.release_lease(&name, owner).await;
-            let forgotten = outcome?;
-            released?;
-            Ok(forgotten)
+                Ok(forgotten)
+            })
+            .await
         })
     }
 
@@ -116,19 +105,26 @@ where
     ) -> LocalBoxFuture<'a, Result<u64, CliError>> {
         Box::pin(async move {
             let mut runner = ProjectionRunner::new(store.clone(), (self.build)(store));
+            let name = runner.key();
             let status = runner.status();
-            let rebuild = runner.rebuild();
-            tokio::pin!(rebuild);
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tokio::select! {
-                    done = &mut rebuild => {
-                        progress.set_position(status.get().handled);
-                        return done.map_err(runner_failed);
+            // The runner takes the projection's own lease and renews it while it rebuilds;
+            // the fence holds its partitions' (whose runners would write into the read
+            // model the rebuild empties), renewed just as long, and leaves `name` to it.
+            fenced(store, &name, Own::LeaveToRunner, async {
+                let rebuild = runner.rebuild();
+                tokio::pin!(rebuild);
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                loop {
+                    tokio::select! {
+                        done = &mut rebuild => {
+                            progress.set_position(status.get().handled);
+                            return done.map_err(runner_failed);
+                        }
+                        _ = tick.tick() => progress.set_position(status.get().handled),
                     }
-                    _ = tick.tick() => progress.set_position(status.get().handled),
                 }
-            }
+            })
+            .await
         })
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use es_core::{
     CheckpointStore as _, DeadLetterStore as _, EventStore as _, ExpectedVersion, LeaseStore as _,
-    NewEvent, ParkedEvent, Position, RawEvent, StreamId,
+    NewEvent, ParkedEvent, Partition, Position, RawEvent, StreamId,
 };
 use es_postgres::PgEventStore;
 use serde_json::json;
@@ -206,9 +206,10 @@ async fn a_partition_key_lags_by_its_partition_only() {
         append(&store, &format!("order-{n}"), 1).await;
     }
     settle(&store).await;
-    for index in 0..2 {
+    // The keys partitioned runners write: `view#1/2` and `view#2/2`.
+    for partition in Partition::all(2) {
         store
-            .save_checkpoint(&format!("view#{index}/2"), Position::START)
+            .save_checkpoint(&format!("view#{partition}"), Position::START)
             .await
             .unwrap();
     }
@@ -218,6 +219,89 @@ async fn a_partition_key_lags_by_its_partition_only() {
         lags.iter().sum::<u64>(),
         8,
         "each event in one partition: {lags:?}"
+    );
+    common::drop_schema(store).await;
+}
+
+#[tokio::test]
+async fn a_category_is_its_streams_only_not_those_of_categories_it_begins() {
+    let store = common::fresh_store().await;
+    for stream in [
+        "order-1",
+        "order-zz",
+        "order-Ω",
+        "order--x",
+        "order2-1",
+        "orders-1",
+        "order_x-1",
+        "orde-1",
+        "ordes-1",
+    ] {
+        append(&store, stream, 1).await;
+    }
+    let admin = store.admin();
+    let ids = |streams: Vec<es_postgres::PgStreamSummary>| -> Vec<String> {
+        streams
+            .iter()
+            .map(|s| s.stream_id.as_str().to_owned())
+            .collect()
+    };
+    let mut expected = vec!["order--x", "order-1", "order-zz", "order-Ω"];
+    let mut orders = ids(admin.streams(Some("order"), None, 10).await.unwrap());
+    orders.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(orders, expected);
+    assert_eq!(
+        ids(admin.streams(Some("orders"), None, 10).await.unwrap()),
+        ["orders-1"]
+    );
+    assert_eq!(
+        ids(admin.streams(Some("order2"), None, 10).await.unwrap()),
+        ["order2-1"]
+    );
+    assert_eq!(
+        ids(admin.streams(Some("orde"), None, 10).await.unwrap()),
+        ["orde-1"]
+    );
+    // Paging within the category, one at a time, meets each of its streams once.
+    let mut paged = Vec::new();
+    let mut after: Option<StreamId> = None;
+    loop {
+        let page = admin
+            .streams(Some("order"), after.as_ref(), 1)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.stream_id.clone());
+        paged.push(last.stream_id.as_str().to_owned());
+    }
+    paged.sort_unstable();
+    assert_eq!(paged, expected);
+    common::drop_schema(store).await;
+}
+
+#[tokio::test]
+async fn a_projections_lease_keys_are_its_own_and_every_partitions() {
+    let store = common::fresh_store().await;
+    let admin = store.admin();
+    assert_eq!(admin.lease_keys("view").await.unwrap(), ["view"]);
+    let owner = Uuid::now_v7();
+    store
+        .acquire_lease("view#2/3", owner, Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Other projections' keys, which look alike.
+    for name in ["view#v2", "viewer", "viewer#1/2", "view#0/2", "view#3/2"] {
+        store.save_checkpoint(name, Position::START).await.unwrap();
+    }
+    let position = append(&store, "order-1", 1).await[0];
+    store.save_checkpoint("view#1/2", position).await.unwrap();
+    assert_eq!(
+        admin.lease_keys("view").await.unwrap(),
+        [
+            "view", "view#1/2", "view#1/3", "view#2/2", "view#2/3", "view#3/3"
+        ],
+        "the siblings of each count seen, whether a lease or a checkpoint showed it"
     );
     common::drop_schema(store).await;
 }

@@ -3,6 +3,7 @@
 use es_postgres::{PgEventStore, PgHorizon};
 use serde::Serialize;
 
+use super::plain;
 use crate::error::CliError;
 use crate::output::Output;
 
@@ -85,7 +86,9 @@ pub(crate) async fn run(out: &Output, store: &PgEventStore) -> Result<(), CliErr
     ] {
         table.add_row(vec![
             label.to_owned(),
-            value.filter(|v| !v.is_empty()).unwrap_or_else(none),
+            value
+                .filter(|v| !v.is_empty())
+                .map_or_else(none, |v| plain(&v)),
         ]);
     }
     out.line(&record.summary)?;

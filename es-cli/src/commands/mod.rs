@@ -56,11 +56,29 @@ pub(crate) fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// `text` cut to `max` characters, with an ellipsis if it was longer: long payloads and
-/// errors stay readable in a table (`--json` has them whole).
+/// `text` for a table cell: its control characters (ESC, CR, a newline, ...) written as
+/// Rust escapes (`\u{1b}`, `\r`, `\n`), everything else as it is. Errors, projection names
+/// and the like come from the application's code or a client (PostgreSQL's
+/// `application_name`), and a raw ESC or CR would reach the terminal: recolour it, move the
+/// cursor, or overwrite the row. (`--json` needs none of this: serde escapes them.)
+pub(crate) fn plain(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            plain.extend(c.escape_default());
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// `text` as a cell ([`plain`]) cut to `max` characters, with an ellipsis if it was
+/// longer: long payloads and errors stay readable in a table (`--json` has them whole).
 pub(crate) fn clip(text: &str, max: usize) -> String {
+    let text = plain(text);
     if text.chars().count() <= max {
-        text.to_owned()
+        text
     } else {
         let mut clipped: String = text.chars().take(max.saturating_sub(1)).collect();
         clipped.push('…');
@@ -71,4 +89,23 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
 /// An id's first eight characters, enough to tell ids apart in a table.
 pub(crate) fn short(id: Uuid) -> String {
     id.simple().to_string()[..8].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{clip, plain};
+
+    #[test]
+    fn cells_carry_no_control_characters() {
+        let error = "\x1b[2J\x1b[31mboom\rok\n\tnext\u{7f}";
+        let cell = plain(error);
+        assert!(!cell.chars().any(char::is_control), "{cell:?}");
+        assert_eq!(cell, "\\u{1b}[2J\\u{1b}[31mboom\\rok\\n\\tnext\\u{7f}");
+        assert_eq!(plain("no such customer: é ✓"), "no such customer: é ✓");
+        let clipped = clip(error, 12);
+        assert!(!clipped.chars().any(char::is_control), "{clipped:?}");
+        assert_eq!(clipped.chars().count(), 12);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(clip("short", 12), "short");
+    }
 }

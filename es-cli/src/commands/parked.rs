@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::projections::known;
-use super::{clip, time};
+use super::{clip, plain, time};
 use crate::app::Registry;
 use crate::error::CliError;
 use crate::output::Output;
@@ -73,11 +73,11 @@ pub(crate) async fn list(
     ]);
     for record in &records {
         table.add_row(vec![
-            record.projection.clone(),
+            plain(&record.projection),
             record.event_id.to_string(),
             record.stream_id.clone(),
             record.version.to_string(),
-            record.event_type.clone(),
+            plain(&record.event_type),
             record.attempts.to_string(),
             time(record.parked_at),
             clip(&record.error, 60),

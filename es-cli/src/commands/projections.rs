@@ -10,9 +10,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{clip, short, time};
+use super::{clip, plain, short, time};
 use crate::app::Registry;
 use crate::error::CliError;
+use crate::fence::{Own, fenced};
 use crate::output::Output;
 
 /// A projection as `es projections --json` writes it.
@@ -125,9 +126,9 @@ pub(crate) async fn list(
             )
         });
         let name = if record.registered {
-            record.name.clone()
+            plain(&record.name)
         } else {
-            format!("{} (not registered)", record.name)
+            format!("{} (not registered)", plain(&record.name))
         };
         table.add_row(vec![
             comfy_table::Cell::new(name),
@@ -167,9 +168,15 @@ pub(crate) async fn reset(
 ) -> Result<(), CliError> {
     let record = if checkpoint_only {
         known(store, registry, name).await?;
+        // Under the projection's leases, as a full reset: a runner still going would
+        // write its checkpoint back at its next commit (it saves with an upsert).
+        let forgotten = fenced(store, name, Own::Take, async {
+            Ok(store.admin().forget_checkpoints(name).await?)
+        })
+        .await?;
         ResetRecord {
             projection: name.to_owned(),
-            checkpoints_forgotten: store.admin().forget_checkpoints(name).await?,
+            checkpoints_forgotten: forgotten,
             read_model_reset: false,
         }
     } else {

@@ -6,7 +6,7 @@ use es_postgres::{PgEventStore, PgStreamSummary};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use super::{EventRecord, clip, short, time};
+use super::{EventRecord, clip, plain, short, time};
 use crate::error::CliError;
 use crate::output::Output;
 
@@ -119,7 +119,7 @@ pub(crate) async fn show(
         table.add_row(vec![
             record.version.to_string(),
             record.position.clone(),
-            format!("{} v{}", record.event_type, record.schema_version),
+            format!("{} v{}", plain(&record.event_type), record.schema_version),
             time(record.recorded_at),
             metadata_text(record),
             clip(&record.payload.to_string(), 60),
@@ -149,7 +149,7 @@ fn metadata_text(record: &EventRecord) -> String {
         parts.push(format!("causation {}", short(id)));
     }
     if let Some(actor) = &record.actor {
-        parts.push(format!("actor {actor}"));
+        parts.push(format!("actor {}", plain(actor)));
     }
     if !record.metadata.is_empty() {
         parts.push(clip(

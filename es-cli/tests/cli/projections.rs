@@ -196,3 +196,125 @@ async fn asyncapi_prints_what_the_application_registered() {
     assert_eq!(json["asyncapi"], "3.0.0");
     assert_eq!(json["info"]["title"], "Stream sizes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_checkpoints_waits_for_no_runner() {
+    let store = fresh_store().await;
+    let (first, _) = append(&store, "order-1", "OrderPlaced").await;
+    settle(&store).await;
+    store.save_checkpoint("totals", first).await.unwrap();
+    // A runner still going would save its checkpoint again at its next commit.
+    let runner = Uuid::now_v7();
+    store
+        .acquire_lease("totals", runner, Duration::from_secs(60))
+        .await
+        .unwrap();
+    es(
+        &store,
+        &["projections", "reset", "totals", "--checkpoint-only"],
+    )
+    .await
+    .fails(1, "projection `totals` is running elsewhere");
+    assert_eq!(store.load_checkpoint("totals").await.unwrap(), Some(first));
+    assert!(
+        store
+            .renew_lease("totals", runner, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        "the runner's lease is left to it"
+    );
+
+    store.release_lease("totals", runner).await.unwrap();
+    es(
+        &store,
+        &["projections", "reset", "totals", "--checkpoint-only"],
+    )
+    .await
+    .ok();
+    assert_eq!(store.load_checkpoint("totals").await.unwrap(), None);
+    assert!(
+        store
+            .acquire_lease("totals", Uuid::now_v7(), Duration::from_secs(60))
+            .await
+            .unwrap(),
+        "given up after"
+    );
+    drop_schema(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_partition_stops_resets_and_rebuilds() {
+    let store = fresh_store().await;
+    append(&store, "order-1", "OrderPlaced").await;
+    let (last, _) = append(&store, "order-2", "OrderPlaced").await;
+    settle(&store).await;
+    app(&store, &["projections", "rebuild", "stream-sizes"])
+        .await
+        .ok();
+    let built = stream_sizes(&store).await;
+    assert_eq!(built.len(), 2);
+    // The application runs the projection in two partitions; one of them is running.
+    store
+        .save_checkpoint("stream-sizes#1/2", last)
+        .await
+        .unwrap();
+    let runner = Uuid::now_v7();
+    store
+        .acquire_lease("stream-sizes#2/2", runner, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for args in [
+        &["projections", "reset", "stream-sizes"][..],
+        &["projections", "reset", "stream-sizes", "--checkpoint-only"],
+        &["projections", "rebuild", "stream-sizes"],
+    ] {
+        app(&store, args)
+            .await
+            .fails(1, "projection `stream-sizes#2/2` is running elsewhere");
+        assert_eq!(stream_sizes(&store).await, built, "{args:?}");
+        assert_eq!(
+            store.load_checkpoint("stream-sizes#1/2").await.unwrap(),
+            Some(last),
+            "{args:?}"
+        );
+        assert!(
+            store
+                .load_checkpoint("stream-sizes")
+                .await
+                .unwrap()
+                .is_some(),
+            "{args:?}"
+        );
+        // Nothing stays taken: the other partition's runner and the projection's own
+        // can start.
+        for key in ["stream-sizes", "stream-sizes#1/2"] {
+            let owner = Uuid::now_v7();
+            assert!(
+                store
+                    .acquire_lease(key, owner, Duration::from_secs(60))
+                    .await
+                    .unwrap(),
+                "{key} after {args:?}"
+            );
+            store.release_lease(key, owner).await.unwrap();
+        }
+    }
+
+    store
+        .release_lease("stream-sizes#2/2", runner)
+        .await
+        .unwrap();
+    let reset = app(&store, &["projections", "reset", "stream-sizes"])
+        .await
+        .ok();
+    assert!(
+        reset.stdout.contains("forgot 2 checkpoint(s)"),
+        "its own and the partition's: {reset:?}"
+    );
+    assert!(stream_sizes(&store).await.is_empty());
+    app(&store, &["projections", "rebuild", "stream-sizes"])
+        .await
+        .ok();
+    assert_eq!(stream_sizes(&store).await, built);
+    drop_schema(store).await;
+}

@@ -166,10 +166,46 @@ impl PgAdmin {
         Ok(parked)
     }
 
+    /// Every lease key projection `name` may run under, as far as the store's tables tell:
+    /// `name` itself, and, for each partition count its partitioned runners used (by a
+    /// checkpoint, a lease or parked events), every partition's `name#number/count`, in
+    /// name order. A tool that resets the projection holds all of them meanwhile, so that
+    /// no runner of any partition writes into the read model it empties.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the server cannot be queried.
+    pub async fn lease_keys(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let inner = &self.store.inner;
+        let failed = |e| store_error("list projections", e);
+        let rows = statement!(inner, |c| {
+            sqlx::query(inner.sql.admin_projections.clone()).fetch_all(c)
+        })
+        .await
+        .map_err(failed)?;
+        // A count beyond this is no deployment's (a key written by hand, say): its keys
+        // found are kept, without naming every sibling.
+        const MOST_SIBLINGS: u32 = 1024;
+        let mut keys = std::collections::BTreeSet::from([name.to_owned()]);
+        for row in rows {
+            let key: String = row.try_get("name").map_err(failed)?;
+            if let Some(partition) = partition_of(name, &key) {
+                if partition.count() <= MOST_SIBLINGS {
+                    keys.extend(Partition::all(partition.count()).map(|p| format!("{name}#{p}")));
+                }
+                keys.insert(key);
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
     /// Forgets the checkpoints of projection `name` (its own and every partition's, as a
     /// rebuild does), so that its next runner starts at the beginning of the log. Its read
     /// model is left as it is: empty it first, or the projection sees every event again
     /// on top of what it holds. Returns how many checkpoints were forgotten.
+    ///
+    /// It takes no lease: a runner still going saves its checkpoint again at its next
+    /// commit. Hold the projection's [leases](PgAdmin::lease_keys) meanwhile.
     ///
     /// # Errors
     ///
@@ -189,17 +225,31 @@ impl PgAdmin {
     }
 }
 
+/// The partition a slice `number/count` names, as a partition's runner writes it after the
+/// `#` of its key ([`Partition`]'s display: numbered from 1).
+fn partition_in(slice: &str) -> Option<Partition> {
+    let (number, count) = slice.split_once('/')?;
+    let number: u32 = number.parse().ok()?;
+    Partition::new(number.checked_sub(1)?, count.parse().ok()?)
+}
+
 /// The events a consumer under checkpoint key `name` may read, as far as the key tells:
-/// all of them, or one partition's for a key `projection#index/count`.
+/// all of them, or one partition's for a key `projection#number/count`.
 fn filter_of(name: &str) -> EventFilter {
-    let partition = name.rsplit_once('#').and_then(|(_, slice)| {
-        let (index, count) = slice.split_once('/')?;
-        Partition::new(index.parse().ok()?, count.parse().ok()?)
-    });
+    let partition = name
+        .rsplit_once('#')
+        .and_then(|(_, slice)| partition_in(slice));
     match partition {
         Some(partition) => EventFilter::all().with_partition(partition),
         None => EventFilter::all(),
     }
+}
+
+/// The partition of projection `name` whose key `key` is (`name#number/count`), if it is one.
+fn partition_of(name: &str, key: &str) -> Option<Partition> {
+    key.strip_prefix(name)?
+        .strip_prefix('#')
+        .and_then(partition_in)
 }
 
 #[cfg(test)]
@@ -211,14 +261,33 @@ mod tests {
         assert_eq!(filter_of("orders").partition(), None);
         assert_eq!(
             filter_of("orders#1/4").partition(),
-            Partition::new(1, 4),
-            "the slice after the last `#`"
+            Partition::new(0, 4),
+            "the slice after the last `#`, numbered from 1 as the runner writes it"
         );
-        assert_eq!(filter_of("orders#v2").partition(), None);
-        assert_eq!(
-            filter_of("orders#5/4").partition(),
-            None,
-            "no such partition"
-        );
+        assert_eq!(filter_of("orders#4/4").partition(), Partition::new(3, 4));
+        for key in ["orders#v2", "orders#0/4", "orders#5/4"] {
+            assert_eq!(filter_of(key).partition(), None, "{key}: no such partition");
+        }
+        for partition in Partition::all(3) {
+            assert_eq!(
+                filter_of(&format!("orders#{partition}")).partition(),
+                Some(partition),
+                "the key a runner of {partition} has"
+            );
+        }
+    }
+
+    #[test]
+    fn partition_keys_are_their_projections_only() {
+        assert_eq!(partition_of("orders", "orders#2/4"), Partition::new(1, 4));
+        for key in [
+            "orders",
+            "orders#v2",
+            "orders2#1/4",
+            "order#1/4",
+            "orders#1/4x",
+        ] {
+            assert_eq!(partition_of("orders", key), None, "{key}");
+        }
     }
 }

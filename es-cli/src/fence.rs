@@ -1,0 +1,213 @@
+//! [`Fence`]: the leases `es` holds while it resets or rebuilds a projection, so that no
+//! runner of the application (of the whole log, or of any of its partitions) writes into
+//! the read model or the checkpoints it empties.
+//!
+//! A runner commits its checkpoint with an upsert, so a reset that only deleted it would be
+//! undone by the next commit of a runner still going; and a partitioned runner leases
+//! `name#number/count`, not `name`. So the fence takes every key
+//! [`PgAdmin::lease_keys`](es_postgres::PgAdmin::lease_keys) finds, refuses if any is held,
+//! and renews them while the work runs.
+
+use std::future::Future;
+use std::time::Duration;
+
+use es_core::LeaseStore as _;
+use es_postgres::PgEventStore;
+use uuid::Uuid;
+
+use crate::error::CliError;
+
+/// How long each lease is taken for. It is renewed a third of the way through, so a slow
+/// reset or rebuild keeps it however long it takes, while a crashed `es` blocks the
+/// application's runners for half a minute at most.
+const TERM: Duration = Duration::from_secs(30);
+
+/// Whether the fence takes the projection's own key, `name`, or leaves it to a
+/// [`ProjectionRunner`](es_core::ProjectionRunner) that takes and renews it itself (a
+/// rebuild's: its lease has another owner, so taking it here would lock the runner out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Own {
+    /// Take `name` too.
+    Take,
+    /// Only its partitions' keys.
+    LeaveToRunner,
+}
+
+/// Leases of one projection held by this `es`.
+#[derive(Debug)]
+pub(crate) struct Fence {
+    owner: Uuid,
+    keys: Vec<String>,
+    term: Duration,
+}
+
+impl Fence {
+    /// Takes every lease key of projection `name` (as [`Own`] says for `name` itself) for
+    /// `term`, or none: [`CliError::Running`] naming the first key another owner holds.
+    async fn take(
+        store: &PgEventStore,
+        name: &str,
+        own: Own,
+        term: Duration,
+    ) -> Result<Self, CliError> {
+        let mut fence = Self {
+            owner: Uuid::now_v7(),
+            keys: Vec::new(),
+            term,
+        };
+        let keys = store.admin().lease_keys(name).await?;
+        for key in keys {
+            if own == Own::LeaveToRunner && key == name {
+                continue;
+            }
+            match store.acquire_lease(&key, fence.owner, term).await {
+                Ok(true) => fence.keys.push(key),
+                Ok(false) => {
+                    // The held lease is what to report; those taken run out anyway.
+                    let _ = fence.release(store).await;
+                    return Err(CliError::Running { projection: key });
+                }
+                Err(error) => {
+                    // The failure to report is this one; the leases taken run out anyway.
+                    let _ = fence.release(store).await;
+                    return Err(error.into());
+                }
+            }
+        }
+        Ok(fence)
+    }
+
+    /// Runs `work`, renewing the leases a third of the way through each term meanwhile.
+    /// Stops the work if one was lost (another owner took it after it ran out, which only a
+    /// store unreachable for a whole term allows): a runner may be writing again, and
+    /// going on would empty what it writes. A renewal that fails is tried again at the
+    /// next tick, until the leases would have run out.
+    async fn hold<T>(
+        &self,
+        store: &PgEventStore,
+        work: impl Future<Output = Result<T, CliError>>,
+    ) -> Result<T, CliError> {
+        tokio::pin!(work);
+        let mut renew = tokio::time::interval(self.term / 3);
+        // The first tick is at once: the leases were just taken.
+        renew.tick().await;
+        let mut renewed_at = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = renew.tick() => {
+                    let asked_at = tokio::time::Instant::now();
+                    match self.renew(store).await {
+                        Ok(()) => renewed_at = asked_at,
+                        Err(error @ CliError::Running { .. }) => return Err(error),
+                        Err(error) if asked_at >= renewed_at + self.term => return Err(error),
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renews every lease: [`CliError::Running`] naming one another owner took.
+    async fn renew(&self, store: &PgEventStore) -> Result<(), CliError> {
+        for key in &self.keys {
+            if !store.renew_lease(key, self.owner, self.term).await? {
+                return Err(CliError::Running {
+                    projection: key.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the leases up, so that the application's runners start at once.
+    async fn release(&self, store: &PgEventStore) -> Result<(), CliError> {
+        let mut failed = None;
+        for key in &self.keys {
+            if let Err(error) = store.release_lease(key, self.owner).await {
+                failed.get_or_insert(error);
+            }
+        }
+        failed.map_or(Ok(()), |error| Err(error.into()))
+    }
+}
+
+/// Runs `work` on projection `name` holding its leases ([`Fence`]) for [`TERM`], renewed:
+/// refuses with [`CliError::Running`] while a runner of it holds any, and gives them up
+/// after. The work's own failure is the one reported if the release fails too.
+pub(crate) async fn fenced<T>(
+    store: &PgEventStore,
+    name: &str,
+    own: Own,
+    work: impl Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    fenced_for(store, name, own, TERM, work).await
+}
+
+async fn fenced_for<T>(
+    store: &PgEventStore,
+    name: &str,
+    own: Own,
+    term: Duration,
+    work: impl Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    let fence = Fence::take(store, name, own, term).await?;
+    let outcome = fence.hold(store, work).await;
+    let released = fence.release(store).await;
+    let value = outcome?;
+    released?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::time::Duration;
+
+    use es_core::LeaseStore as _;
+    use es_testkit::postgres::{drop_schema, fresh_store};
+    use uuid::Uuid;
+
+    use super::{Own, fenced_for};
+    use crate::error::CliError;
+
+    #[tokio::test]
+    async fn a_slow_operation_keeps_its_leases_past_their_term() {
+        let store = fresh_store().await;
+        // A partition's runner ran once: its siblings are fenced too.
+        let runner = Uuid::now_v7();
+        assert!(
+            store
+                .acquire_lease("totals#2/2", runner, Duration::from_millis(1))
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let term = Duration::from_millis(1500);
+        let probe = store.clone();
+        let outcome = fenced_for(&store, "totals", Own::Take, term, async move {
+            // Three terms: without renewal every lease would have run out twice over.
+            for _ in 0..3 {
+                tokio::time::sleep(term).await;
+                for key in ["totals", "totals#1/2", "totals#2/2"] {
+                    let taken = probe
+                        .acquire_lease(key, Uuid::now_v7(), Duration::from_secs(60))
+                        .await?;
+                    assert!(!taken, "{key} is still fenced");
+                }
+            }
+            Ok::<_, CliError>("done")
+        })
+        .await;
+        assert_eq!(outcome.unwrap(), "done");
+        // Given up after: the runner takes its lease again at once.
+        assert!(
+            store
+                .acquire_lease("totals#2/2", runner, Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        drop_schema(store).await;
+    }
+}
