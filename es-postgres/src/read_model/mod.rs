@@ -14,7 +14,7 @@ use crate::error::{PgStoreError, store_error};
 use crate::migrate;
 use crate::projection::PgProjectionError;
 use crate::schema::PgSchemaName;
-use crate::sql;
+use crate::sql::{self, Statements};
 use crate::store::PgEventStore;
 
 /// One step of a read model's tables: its version, its name and its SQL.
@@ -211,11 +211,17 @@ impl PgEventStore {
     }
 }
 
-/// A migration as the schema recorded it (`recorded.sql`).
-struct Recorded {
+/// A migration as the schema recorded it (`sql/read_model_recorded.sql`).
+pub(crate) struct Recorded {
     version: i32,
     name: String,
     checksum: String,
+}
+
+impl Recorded {
+    /// The columns it is read from, by name.
+    #[cfg(test)]
+    pub(crate) const COLUMNS: &[&str] = &["version", "name", "checksum"];
 }
 
 /// The migrations of `read_model` that `store`'s schema has yet to apply; see
@@ -235,6 +241,7 @@ pub(crate) async fn apply(
     refused.check_order(migrations)?;
     let pool = store.pool();
     let schema = store.schema();
+    let statements = &store.inner.sql;
     let failed = |operation| move |error| refused.database(operation, error);
 
     // Read only, first: a read model up to date costs one query and takes no lock, and a
@@ -243,7 +250,7 @@ pub(crate) async fn apply(
     let mut connection = within(deadline, Checkout::take(pool))
         .await
         .map_err(failed("read model migrations"))?;
-    let applied = within(deadline, recorded(&mut connection, schema, read_model))
+    let applied = within(deadline, recorded(&mut connection, statements, read_model))
         .await
         .map_err(failed("read model migrations"))?;
     connection.finish();
@@ -265,12 +272,12 @@ pub(crate) async fn apply(
                 source: es_core::StoreError::new("read model migrations", other),
             },
         })?;
-    sqlx::raw_sql(sql::migration(include_str!("setup.sql"), schema))
+    sqlx::raw_sql(statements.read_model_setup.clone())
         .execute(&mut *tx)
         .await
         .map_err(failed("read model migrations"))?;
     // Again under the lock: another instance may have applied them meanwhile.
-    let applied = recorded(&mut tx, schema, read_model)
+    let applied = recorded(&mut tx, statements, read_model)
         .await
         .map_err(failed("read model migrations"))?;
     let mut ran = Vec::new();
@@ -287,7 +294,7 @@ pub(crate) async fn apply(
             .execute(&mut *tx)
             .await
             .map_err(step)?;
-        sqlx::query(sql::migration(include_str!("record.sql"), schema))
+        sqlx::query(statements.read_model_record.clone())
             .bind(read_model)
             .bind(version_of(migration))
             .bind(migration.name)
@@ -305,18 +312,17 @@ pub(crate) async fn apply(
 /// read model's yet.
 async fn recorded(
     connection: &mut sqlx::PgConnection,
-    schema: &PgSchemaName,
+    statements: &Statements,
     read_model: &str,
 ) -> Result<Vec<Recorded>, sqlx::Error> {
     use sqlx::Row as _;
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(format!("{}.es_read_model_migrations", schema.quoted()))
+    let exists: bool = sqlx::query_scalar(statements.read_model_exists.clone())
         .fetch_one(&mut *connection)
         .await?;
     if !exists {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(sql::migration(include_str!("recorded.sql"), schema))
+    let rows = sqlx::query(statements.read_model_recorded.clone())
         .bind(read_model)
         .fetch_all(&mut *connection)
         .await?;
