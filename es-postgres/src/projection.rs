@@ -224,6 +224,24 @@ pub enum PgProjectionError {
         /// The name it was applied under.
         name: String,
     },
+    /// The read model declares a migration the schema has not applied with a lower version
+    /// than one it has: applied now, it would run after that one here but before it on a
+    /// fresh schema, so the two schemas could differ. Nothing was applied.
+    #[error(
+        "read model `{projection}` in schema `{schema}` declares migration {version} (`{name}`), not applied, below migration {highest}, applied already: a new migration must come after every applied one; give it a version above {highest}"
+    )]
+    MigrationBelowApplied {
+        /// The read model (the projection's name).
+        projection: String,
+        /// The schema.
+        schema: String,
+        /// The version of the migration not applied.
+        version: u32,
+        /// Its name.
+        name: &'static str,
+        /// The highest version the schema applied.
+        highest: u32,
+    },
     /// The read model declares its migrations out of order: versions start at 1 and
     /// increase (and fit an `i32`). Nothing was applied.
     #[error(

@@ -616,3 +616,56 @@ async fn a_runner_that_keeps_its_checkpoint_in_memory_gets_the_tables_too() {
     assert_eq!(steps_run(&store).await, [1, 2]);
     common::drop_schema(store).await;
 }
+
+#[tokio::test]
+async fn a_step_inserted_below_an_applied_one_is_refused() {
+    let store = common::fresh_store().await;
+    let step =
+        |version: u32, name: &'static str, sql: &'static str| PgMigration::new(version, name, sql);
+    let first = step(
+        1,
+        "log",
+        "CREATE TABLE {schema}.level_steps (version integer NOT NULL);",
+    );
+    let third = step(3, "third", "INSERT INTO {schema}.level_steps VALUES (3);");
+    assert_eq!(
+        store
+            .migrate_read_model("levels", &[first, third])
+            .await
+            .unwrap(),
+        [1, 3]
+    );
+
+    // Step 2 would run after 3 here, before it on a fresh schema.
+    let second = step(2, "second", "INSERT INTO {schema}.level_steps VALUES (2);");
+    let error = store
+        .migrate_read_model("levels", &[first, second, third])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            PgProjectionError::MigrationBelowApplied { projection, schema, version: 2, name: "second", highest: 3 }
+                if projection == "levels" && schema == store.schema().as_str()
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("version above 3"), "{error}");
+    assert_eq!(
+        steps_run(&store).await,
+        [3],
+        "nothing of the refused list ran"
+    );
+
+    // Given a version above the highest applied, it runs.
+    let fourth = step(4, "second", "INSERT INTO {schema}.level_steps VALUES (2);");
+    assert_eq!(
+        store
+            .migrate_read_model("levels", &[first, third, fourth])
+            .await
+            .unwrap(),
+        [4]
+    );
+    assert_eq!(steps_run(&store).await, [3, 2]);
+    common::drop_schema(store).await;
+}

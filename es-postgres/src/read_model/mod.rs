@@ -198,7 +198,8 @@ impl PgEventStore {
     ///
     /// # Errors
     ///
-    /// [`PgProjectionError::MigrationEdited`], [`PgProjectionError::UnknownMigration`] or
+    /// [`PgProjectionError::MigrationEdited`], [`PgProjectionError::UnknownMigration`],
+    /// [`PgProjectionError::MigrationBelowApplied`] or
     /// [`PgProjectionError::MigrationsOutOfOrder`] (nothing is applied), or
     /// [`PgProjectionError::Database`] if a step fails (the transaction, and so every
     /// step of this call, is rolled back) or the server cannot be reached.
@@ -367,7 +368,8 @@ impl Refusals<'_> {
     }
 
     /// What of `migrations` the schema has not applied; an error if what it applied is not
-    /// what they say.
+    /// what they say, or if one not applied comes below one applied (it would run in
+    /// another order here than on a fresh schema).
     fn pending<'m>(
         &self,
         migrations: &'m [PgMigration],
@@ -401,6 +403,16 @@ impl Refusals<'_> {
                     });
                 }
             }
+        }
+        let highest = recorded.iter().map(|r| r.version).max().unwrap_or(0);
+        if let Some(below) = pending.iter().find(|m| version_of(m) < highest) {
+            return Err(PgProjectionError::MigrationBelowApplied {
+                projection: self.read_model.to_owned(),
+                schema: self.schema.to_string(),
+                version: below.version,
+                name: below.name,
+                highest: u32::try_from(highest).unwrap_or_default(),
+            });
         }
         Ok(pending)
     }
