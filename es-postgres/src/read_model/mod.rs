@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, SqlSafeStr as _, SqlStr};
 
@@ -232,6 +233,36 @@ pub(crate) async fn apply(
     read_model: &str,
     migrations: &[PgMigration],
 ) -> Result<Vec<u32>, PgProjectionError> {
+    apply_waiting(store, read_model, migrations, None).await
+}
+
+/// How long a runner's start waits for the migration lock where the store has no reply
+/// deadline.
+pub(crate) const LOCK_WAIT_WITHOUT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// As [`apply`], for a runner's start: waiting for the migration lock at most the store's
+/// reply deadline ([`LOCK_WAIT_WITHOUT_DEADLINE`] where it has none), then failing with
+/// [`PgProjectionError::MigrationLockTimeout`], transient, rather than hanging the
+/// runner's start behind a deployment's long migration.
+pub(crate) async fn apply_at_start(
+    store: &PgEventStore,
+    read_model: &str,
+    migrations: &[PgMigration],
+) -> Result<Vec<u32>, PgProjectionError> {
+    let limit = store
+        .inner
+        .reply_timeout
+        .unwrap_or(LOCK_WAIT_WITHOUT_DEADLINE);
+    apply_waiting(store, read_model, migrations, Some(limit)).await
+}
+
+/// [`apply`], waiting for the migration lock without end (`None`) or at most `limit`.
+async fn apply_waiting(
+    store: &PgEventStore,
+    read_model: &str,
+    migrations: &[PgMigration],
+    limit: Option<Duration>,
+) -> Result<Vec<u32>, PgProjectionError> {
     if migrations.is_empty() {
         return Ok(Vec::new());
     }
@@ -262,17 +293,20 @@ pub(crate) async fn apply(
 
     // The store's migration lock, transaction and deadlines: a schema change may wait for
     // the lock and take long, and concurrent migrators take turns.
-    let mut tx = migrate::begin_locked(pool, schema)
-        .await
-        .map_err(|error| match error {
-            PgStoreError::Migrate { source, .. } => {
-                refused.database("read model migrations", source)
-            }
-            other => PgProjectionError::Database {
-                projection: read_model.to_owned(),
-                source: es_core::StoreError::new("read model migrations", other),
-            },
-        })?;
+    let locked = match limit {
+        None => migrate::begin_locked(pool, schema).await.map(Some),
+        Some(limit) => migrate::begin_locked_within(pool, schema, limit).await,
+    };
+    let locked = locked.map_err(|error| match error {
+        PgStoreError::Migrate { source, .. } => refused.database("read model migrations", source),
+        other => PgProjectionError::Database {
+            projection: read_model.to_owned(),
+            source: es_core::StoreError::new("read model migrations", other),
+        },
+    })?;
+    let Some(mut tx) = locked else {
+        return Err(refused.lock_timeout(limit.unwrap_or_default()));
+    };
     sqlx::raw_sql(statements.read_model_setup.clone())
         .execute(&mut *tx)
         .await
@@ -415,6 +449,19 @@ impl Refusals<'_> {
             });
         }
         Ok(pending)
+    }
+
+    fn lock_timeout(&self, waited: Duration) -> PgProjectionError {
+        PgProjectionError::MigrationLockTimeout {
+            projection: self.read_model.to_owned(),
+            schema: self.schema.to_string(),
+            waited,
+            source: es_core::StoreError::new(
+                "read model migration lock",
+                "another migration of the schema held the lock",
+            )
+            .with_kind(es_core::StoreErrorKind::Timeout),
+        }
     }
 
     fn database(&self, operation: &'static str, error: sqlx::Error) -> PgProjectionError {
