@@ -117,6 +117,13 @@ pub trait PgProjection: Send {
     /// [`PgEventStore::migrate_read_model`] to apply them at deployment instead. A step
     /// applied once is never applied again, nor taken back: a rebuild empties the tables
     /// through `reset`, it does not make them again.
+    ///
+    /// A refused or failing step stops the runner, whatever its error policy (for a
+    /// runner keeping its checkpoint in memory, at the first batch's commit, which it
+    /// fails with [`PgProjectionError::Database`] holding the refusal): the schema is at
+    /// fault, not an event. The start waits for the schema's migration lock at most the
+    /// store's reply deadline (60 s where it has none), then fails with
+    /// [`PgProjectionError::MigrationLockTimeout`], which a live runner rides out.
     fn migrations(&self) -> &[PgMigration] {
         &[]
     }

@@ -1,9 +1,10 @@
 //! Read models declare their tables ([`PgProjection::migrations`]) and name them through
 //! [`PgTable`]: the steps run once each, in the store's schema, before the first batch and
 //! before a rebuild's reset; again at every restart and from instances that start at once
-//! they run no more; an edited, renamed or unknown step is refused, typed; a failing step
-//! leaves nothing behind; and table names are quoted whatever they hold. Inline
-//! projections' steps run in `migrate`.
+//! they run no more; an edited, renamed, unknown or inserted-below step is refused, typed,
+//! and stops the runner (in memory too) without parking anything; a failing step leaves
+//! nothing behind; a runner's start waits a bounded time for the migration lock; and table
+//! names are quoted whatever they hold. Inline projections' steps run in `migrate`.
 
 #![allow(
     clippy::unwrap_used,

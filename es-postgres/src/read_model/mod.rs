@@ -27,7 +27,9 @@ use crate::store::PgEventStore;
 /// so each step runs exactly once however many instances start at once. What ran is
 /// recorded in the schema's `es_read_model_migrations` table, with a checksum of the SQL:
 /// a step edited after it ran is refused ([`PgProjectionError::MigrationEdited`]). Never
-/// edit a released step; add one with the change.
+/// edit a released step; add one with the change, with a version above every applied
+/// one (one slipped in below is refused, [`PgProjectionError::MigrationBelowApplied`]:
+/// it would run in another order here than on a fresh schema).
 ///
 /// The text is `'static` (a literal or `include_str!`): a migration is code, not data, and
 /// nothing but the schema is ever put into it.
