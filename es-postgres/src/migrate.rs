@@ -1,5 +1,7 @@
 //! Embedded, versioned migrations, applied by [`PgEventStore::migrate`](crate::PgEventStore::migrate).
 
+use std::time::{Duration, Instant};
+
 use sqlx::PgPool;
 
 use crate::error::PgStoreError;
@@ -181,7 +183,8 @@ pub(crate) async fn run(
     Ok(ran)
 }
 
-/// A transaction holding the migration lock of `schema`: concurrent migrators take turns.
+/// A transaction holding the migration lock of `schema`: concurrent migrators take turns,
+/// each waiting as long as the one before it takes (a deployment's migration).
 pub(crate) async fn begin_locked(
     pool: &PgPool,
     schema: &PgSchemaName,
@@ -207,12 +210,67 @@ pub(crate) async fn begin_locked(
     .execute(&mut *tx)
     .await
     .map_err(&failed)?;
+    keep_lock_deadline(tx, schema).await
+}
+
+/// Pauses between tries of [`begin_locked_within`]: another migrator's step is usually
+/// over in milliseconds, a long one is not worth asking after more than a few times a
+/// second.
+const LOCK_RETRY: es_core::Backoff =
+    es_core::Backoff::new(Duration::from_millis(10), Duration::from_millis(250));
+
+/// As [`begin_locked`], but waiting at most `limit` for the lock: `None` if another
+/// migrator held it all that time. For a migration that runs where waiting without end
+/// would hang something else (a projection runner's start).
+pub(crate) async fn begin_locked_within(
+    pool: &PgPool,
+    schema: &PgSchemaName,
+    limit: Duration,
+) -> Result<Option<PgTx>, PgStoreError> {
+    let failed = PgStoreError::migrate(schema);
+    let give_up = Instant::now() + limit;
+    let mut tx = PgTx::begin(pool).await.map_err(&failed)?;
+    // As in `begin_locked`; the session's statement deadline holds each try, which does
+    // not wait.
+    sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(&mut *tx)
+        .await
+        .map_err(&failed)?;
+    let mut tries = 0;
+    loop {
+        let locked: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('es-postgres migrations ' || $1, 0))",
+        )
+        .bind(schema.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(&failed)?;
+        if locked {
+            break;
+        }
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        tries += 1;
+        tokio::time::sleep(LOCK_RETRY.pause(tries).min(left)).await;
+    }
+    // Held: the schema changes may take long, as in `begin_locked`.
+    sqlx::raw_sql("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await
+        .map_err(&failed)?;
+    keep_lock_deadline(tx, schema).await.map(Some)
+}
+
+/// `tx`, holding the migration lock, with the session's lock deadline for what follows.
+async fn keep_lock_deadline(mut tx: PgTx, schema: &PgSchemaName) -> Result<PgTx, PgStoreError> {
     // A schema change queued behind a long transaction would block every append queued
     // behind it: with the session's lock deadline it fails instead, and can be run again.
     sqlx::raw_sql("SET LOCAL lock_timeout TO DEFAULT")
         .execute(&mut *tx)
         .await
-        .map_err(&failed)?;
+        .map_err(PgStoreError::migrate(schema))?;
     Ok(tx)
 }
 

@@ -117,6 +117,13 @@ pub trait PgProjection: Send {
     /// [`PgEventStore::migrate_read_model`] to apply them at deployment instead. A step
     /// applied once is never applied again, nor taken back: a rebuild empties the tables
     /// through `reset`, it does not make them again.
+    ///
+    /// A refused or failing step stops the runner, whatever its error policy (for a
+    /// runner keeping its checkpoint in memory, at the first batch's commit, which it
+    /// fails with [`PgProjectionError::Database`] holding the refusal): the schema is at
+    /// fault, not an event. The start waits for the schema's migration lock at most the
+    /// store's reply deadline (60 s where it has none), then fails with
+    /// [`PgProjectionError::MigrationLockTimeout`], which a live runner rides out.
     fn migrations(&self) -> &[PgMigration] {
         &[]
     }
@@ -224,6 +231,43 @@ pub enum PgProjectionError {
         /// The name it was applied under.
         name: String,
     },
+    /// The read model declares a migration the schema has not applied with a lower version
+    /// than one it has: applied now, it would run after that one here but before it on a
+    /// fresh schema, so the two schemas could differ. Nothing was applied.
+    #[error(
+        "read model `{projection}` in schema `{schema}` declares migration {version} (`{name}`), not applied, below migration {highest}, applied already: a new migration must come after every applied one; give it a version above {highest}"
+    )]
+    MigrationBelowApplied {
+        /// The read model (the projection's name).
+        projection: String,
+        /// The schema.
+        schema: String,
+        /// The version of the migration not applied.
+        version: u32,
+        /// Its name.
+        name: &'static str,
+        /// The highest version the schema applied.
+        highest: u32,
+    },
+    /// A runner's start waited for the schema's migration lock as long as it may (the
+    /// store's reply deadline, or 60 s where it has none) while another migration held
+    /// it, a deployment's perhaps: transient, so a live runner shows it as recovering and
+    /// tries again; a catch-up returns it. Nothing was applied.
+    #[error(
+        "read model `{projection}` in schema `{schema}`: waited {waited:?} for the schema's migration lock, which another migration holds; it starts once that one is done (or apply the read model's migrations at deployment with `migrate_read_model`)"
+    )]
+    MigrationLockTimeout {
+        /// The read model (the projection's name).
+        projection: String,
+        /// The schema.
+        schema: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+        /// The timeout, as a store failure of kind
+        /// [`Timeout`](es_core::StoreErrorKind::Timeout).
+        #[source]
+        source: es_core::StoreError,
+    },
     /// The read model declares its migrations out of order: versions start at 1 and
     /// increase (and fit an `i32`). Nothing was applied.
     #[error(
@@ -237,6 +281,19 @@ pub enum PgProjectionError {
         /// The version declared before it (0 for none).
         previous: u32,
     },
+}
+
+impl PgProjectionError {
+    /// Whether it is the database failing for a moment (a lost connection, a deadline,
+    /// a migration lock held elsewhere): trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database { source, .. } | Self::MigrationLockTimeout { source, .. } => {
+                source.is_transient()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What a projection's own code returned: a database failure of the moment (a killed
@@ -265,6 +322,12 @@ pub struct PgTransactionalProjection<P> {
     seen: Option<Position>,
     /// Whether the projection's migrations are applied (checked once per instance).
     migrated: bool,
+    /// Why the migrations failed in `handle` (a runner keeping its checkpoint in memory
+    /// asks for no checkpoint to load, so `handle` is the first it calls): kept for the
+    /// batch's `commit` to return, so that the failure stops (or, transient, restarts)
+    /// the runner instead of being taken for the events' own and judged by its error
+    /// policy. Until then the batch's events are not handled: it will not commit.
+    failed_migration: Option<PgProjectionError>,
 }
 
 impl<P: fmt::Debug> fmt::Debug for PgTransactionalProjection<P> {
@@ -274,6 +337,7 @@ impl<P: fmt::Debug> fmt::Debug for PgTransactionalProjection<P> {
             .field("in_transaction", &self.tx.is_some())
             .field("seen", &self.seen)
             .field("migrated", &self.migrated)
+            .field("failed_migration", &self.failed_migration)
             .finish_non_exhaustive()
     }
 }
@@ -287,6 +351,7 @@ impl<P: PgProjection> PgTransactionalProjection<P> {
             tx: None,
             seen: None,
             migrated: false,
+            failed_migration: None,
         }
     }
 
@@ -310,14 +375,33 @@ impl<P: PgProjection> PgTransactionalProjection<P> {
         }
     }
 
-    /// Applies the projection's migrations the schema lacks, once per instance.
+    /// Applies the projection's migrations the schema lacks, once per instance, waiting
+    /// a bounded time for the migration lock.
     async fn migrate(&mut self) -> Result<(), PgProjectionError> {
         if !self.migrated {
             let migrations = self.projection.migrations();
-            crate::read_model::apply(&self.store, self.projection.name(), migrations).await?;
+            crate::read_model::apply_at_start(&self.store, self.projection.name(), migrations)
+                .await?;
             self.migrated = true;
         }
         Ok(())
+    }
+
+    /// `error`, from the migrations, as the batch's commit returns it: one that lasts (a
+    /// refused or failing step) with a store failure that is not transient in its
+    /// chain, which is what stops a runner whose commit failed, rather than starting it
+    /// over to be refused again; a transient one as it is.
+    fn stopping(&self, error: PgProjectionError) -> PgProjectionError {
+        match error {
+            PgProjectionError::Database { .. } | PgProjectionError::MigrationLockTimeout { .. } => {
+                error
+            }
+            refused => PgProjectionError::Database {
+                projection: self.projection.name().to_owned(),
+                source: es_core::StoreError::new("read model migrations", refused)
+                    .with_context(format!("projection `{}`", self.projection.name())),
+            },
+        }
     }
 
     /// Begins the batch's transaction unless one is open.
@@ -350,8 +434,23 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
     ) -> Result<(), PgProjectionError> {
         let name = self.projection.name().to_owned();
         // Done at the checkpoint's load; here too for a runner that keeps the checkpoint
-        // in memory (`with_checkpoint_in_memory`) and so never asks for it.
-        self.migrate().await?;
+        // in memory (`with_checkpoint_in_memory`) and so never asks for it. A failure is
+        // not this event's: it is kept for the commit to return (see `failed_migration`).
+        if !self.migrated {
+            if self.failed_migration.is_none()
+                && let Err(error) = self.migrate().await
+            {
+                tracing::warn!(
+                    projection = %name,
+                    error = &error as &dyn std::error::Error,
+                    "read model migrations failed; the runner stops at the batch's commit"
+                );
+                self.failed_migration = Some(error);
+            }
+            if self.failed_migration.is_some() {
+                return Ok(());
+            }
+        }
         self.begin().await?;
         let Some(tx) = self.tx.as_mut() else {
             return Ok(());
@@ -367,7 +466,7 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
     }
 
     fn is_transient(&self, error: &PgProjectionError) -> bool {
-        matches!(error, PgProjectionError::Database { source, .. } if source.is_transient())
+        error.is_transient()
     }
 
     async fn reset(&mut self) -> Result<(), PgProjectionError> {
@@ -431,6 +530,10 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
     }
 
     async fn commit(&mut self, key: &str, position: Position) -> Result<(), PgProjectionError> {
+        if let Some(error) = self.failed_migration.take() {
+            self.rollback().await?;
+            return Err(self.stopping(error));
+        }
         let name = key.to_owned();
         let fenced = || PgProjectionError::Fenced {
             projection: name.clone(),
@@ -488,6 +591,8 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
     }
 
     async fn rollback(&mut self) -> Result<(), PgProjectionError> {
+        // The batch is dropped: its next start tries the migrations again.
+        self.failed_migration = None;
         self.projection.discard();
         if let Some(tx) = self.tx.take()
             && let Err(error) = within(self.deadline(), tx.rollback()).await

@@ -1,9 +1,10 @@
 //! Read models declare their tables ([`PgProjection::migrations`]) and name them through
 //! [`PgTable`]: the steps run once each, in the store's schema, before the first batch and
 //! before a rebuild's reset; again at every restart and from instances that start at once
-//! they run no more; an edited, renamed or unknown step is refused, typed; a failing step
-//! leaves nothing behind; and table names are quoted whatever they hold. Inline
-//! projections' steps run in `migrate`.
+//! they run no more; an edited, renamed, unknown or inserted-below step is refused, typed,
+//! and stops the runner (in memory too) without parking anything; a failing step leaves
+//! nothing behind; a runner's start waits a bounded time for the migration lock; and table
+//! names are quoted whatever they hold. Inline projections' steps run in `migrate`.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use es_core::error::BoxError;
 use es_core::{
-    EventEnvelope, EventStore as _, ExpectedVersion, NewEvent, Partition, ProjectionRunner,
-    RawEvent, RunnerError, StreamId,
+    DeadLetterStore as _, ErrorPolicy, EventEnvelope, EventStore as _, ExpectedVersion, NewEvent,
+    Partition, ProjectionRunner, RawEvent, RunnerError, RunnerState, StreamId,
 };
 use es_postgres::{
     PgEventStore, PgInlineProjection, PgMigration, PgProjection, PgProjectionError, PgTable,
@@ -615,4 +616,247 @@ async fn a_runner_that_keeps_its_checkpoint_in_memory_gets_the_tables_too() {
     assert_eq!(levels(&store).await.len(), 1);
     assert_eq!(steps_run(&store).await, [1, 2]);
     common::drop_schema(store).await;
+}
+
+#[tokio::test]
+async fn a_step_inserted_below_an_applied_one_is_refused() {
+    let store = common::fresh_store().await;
+    let step =
+        |version: u32, name: &'static str, sql: &'static str| PgMigration::new(version, name, sql);
+    let first = step(
+        1,
+        "log",
+        "CREATE TABLE {schema}.level_steps (version integer NOT NULL);",
+    );
+    let third = step(3, "third", "INSERT INTO {schema}.level_steps VALUES (3);");
+    assert_eq!(
+        store
+            .migrate_read_model("levels", &[first, third])
+            .await
+            .unwrap(),
+        [1, 3]
+    );
+
+    // Step 2 would run after 3 here, before it on a fresh schema.
+    let second = step(2, "second", "INSERT INTO {schema}.level_steps VALUES (2);");
+    let error = store
+        .migrate_read_model("levels", &[first, second, third])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            PgProjectionError::MigrationBelowApplied { projection, schema, version: 2, name: "second", highest: 3 }
+                if projection == "levels" && schema == store.schema().as_str()
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("version above 3"), "{error}");
+    assert_eq!(
+        steps_run(&store).await,
+        [3],
+        "nothing of the refused list ran"
+    );
+
+    // Given a version above the highest applied, it runs.
+    let fourth = step(4, "second", "INSERT INTO {schema}.level_steps VALUES (2);");
+    assert_eq!(
+        store
+            .migrate_read_model("levels", &[first, third, fourth])
+            .await
+            .unwrap(),
+        [4]
+    );
+    assert_eq!(steps_run(&store).await, [3, 2]);
+    common::drop_schema(store).await;
+}
+
+/// The first error under `error` that `wanted` picks, however deep.
+fn find_error(
+    error: &RunnerError,
+    wanted: impl Fn(&PgProjectionError) -> bool,
+) -> Option<&PgProjectionError> {
+    let mut source = std::error::Error::source(error);
+    while let Some(error) = source {
+        if let Some(found) = error.downcast_ref::<PgProjectionError>()
+            && wanted(found)
+        {
+            return Some(found);
+        }
+        source = error.source();
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_refused_step_stops_a_runner_in_memory_and_parks_nothing() {
+    let store = common::fresh_store().await;
+    append(&store, "a", "Received").await;
+    runner(&store, STEPS)
+        .with_checkpoint_in_memory()
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(levels(&store).await.len(), 1);
+
+    let mut edited = STEPS.to_vec();
+    edited[1] = PgMigration::new(2, "last event type", "SELECT 1;");
+    append(&store, "a", "Shipped").await;
+    append(&store, "b", "Received").await;
+    // Catching up, and live: neither takes the refusal for an event's fault.
+    for live in [false, true] {
+        let mut runner = runner(&store, &edited)
+            .with_checkpoint_in_memory()
+            .with_error_policy(ErrorPolicy::park());
+        let stopped = if live {
+            tokio::time::timeout(PATIENCE, runner.run())
+                .await
+                .expect("a live runner stops")
+                .unwrap_err()
+        } else {
+            runner.catch_up().await.unwrap_err()
+        };
+        assert!(matches!(stopped, RunnerError::Commit { .. }), "{stopped:?}");
+        assert!(
+            find_error(&stopped, |e| matches!(
+                e,
+                PgProjectionError::MigrationEdited { version: 2, .. }
+            ))
+            .is_some(),
+            "{stopped:?}"
+        );
+        let message = es_core::error::display_chain(&stopped);
+        assert!(message.contains("migration 2"), "{message}");
+        assert!(runner.parked().await.unwrap().is_empty(), "live: {live}");
+        assert_eq!(runner.status().get().parked, 0);
+        assert_eq!(runner.status().get().state, RunnerState::Failed);
+    }
+    assert!(store.parked("levels").await.unwrap().is_empty());
+    assert_eq!(
+        levels(&store).await,
+        [("item-a".to_owned(), 1, Some("Received".to_owned()))],
+        "no batch ran"
+    );
+
+    // A step whose SQL fails stops it as well, naming the step.
+    let mut broken = STEPS.to_vec();
+    broken.push(PgMigration::new(
+        3,
+        "broken",
+        "ALTER TABLE {schema}.no_such_table ADD COLUMN x int;",
+    ));
+    let mut runner = runner(&store, &broken)
+        .with_checkpoint_in_memory()
+        .with_error_policy(ErrorPolicy::park());
+    let stopped = tokio::time::timeout(PATIENCE, runner.run())
+        .await
+        .expect("a live runner stops")
+        .unwrap_err();
+    let message = es_core::error::display_chain(&stopped);
+    assert!(message.contains("migration 3 (`broken`)"), "{message}");
+    assert!(runner.parked().await.unwrap().is_empty());
+    assert_eq!(steps_run(&store).await, [1, 2]);
+    common::drop_schema(store).await;
+}
+
+/// Holds the migration lock of `store`'s schema on a connection of its own, as a
+/// deployment's long migration would, until the connection is dropped or unlocks.
+async fn hold_migration_lock(store: &PgEventStore) -> sqlx::PgConnection {
+    use sqlx::Connection as _;
+    let mut operator = sqlx::PgConnection::connect(&common::database_url())
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended('es-postgres migrations ' || $1, 0))")
+        .bind(store.schema().as_str())
+        .execute(&mut operator)
+        .await
+        .unwrap();
+    operator
+}
+
+#[tokio::test]
+async fn a_runner_start_waits_for_the_migration_lock_a_bounded_time() {
+    let bound = Duration::from_secs(1);
+    let store = common::fresh_store_with(|builder| builder.reply_timeout(Some(bound))).await;
+    append(&store, "a", "Received").await;
+    let mut operator = hold_migration_lock(&store).await;
+
+    // At the checkpoint's load, and at the first commit of a runner in memory.
+    for in_memory in [false, true] {
+        let mut runner = runner(&store, STEPS).with_error_policy(ErrorPolicy::park());
+        if in_memory {
+            runner = runner.with_checkpoint_in_memory();
+        }
+        let stopped = tokio::time::timeout(PATIENCE, runner.catch_up())
+            .await
+            .expect("the wait is bounded")
+            .unwrap_err();
+        let Some(error) = find_error(&stopped, |e| {
+            matches!(e, PgProjectionError::MigrationLockTimeout { .. })
+        }) else {
+            panic!("{stopped:?}");
+        };
+        assert!(
+            matches!(error, PgProjectionError::MigrationLockTimeout { projection, schema, waited, .. }
+                if projection == "levels" && schema == store.schema().as_str() && *waited == bound),
+            "{error:?}"
+        );
+        assert!(error.is_transient(), "{error:?}");
+        assert!(runner.parked().await.unwrap().is_empty());
+    }
+    let recording: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(store.table("es_read_model_migrations").unwrap().qualified())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(!recording, "nothing was applied, nor recorded");
+
+    // A live runner shows it as recovering, and starts once the lock is released.
+    let mut live = runner(&store, STEPS);
+    let status = live.status();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        live.run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let recovering = tokio::time::timeout(PATIENCE, async {
+        while status.get().state != RunnerState::Recovering {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(recovering.is_ok(), "{:?}", status.get());
+    let shown = status.get().last_error.unwrap_or_default();
+    assert!(shown.contains("migration lock"), "{shown}");
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut operator)
+        .await
+        .unwrap();
+    let caught_up = tokio::time::timeout(PATIENCE, async {
+        while levels_if_any(&store).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(caught_up.is_ok(), "{:?}", status.get());
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    assert_eq!(steps_run(&store).await, [1, 2]);
+    common::drop_schema(store).await;
+}
+
+/// The rows of `levels`, none while it is not made yet.
+async fn levels_if_any(store: &PgEventStore) -> Vec<(String, i64, Option<String>)> {
+    let made: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(store.table("levels").unwrap().qualified())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    if made {
+        levels(store).await
+    } else {
+        Vec::new()
+    }
 }

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, SqlSafeStr as _, SqlStr};
 
@@ -14,7 +15,7 @@ use crate::error::{PgStoreError, store_error};
 use crate::migrate;
 use crate::projection::PgProjectionError;
 use crate::schema::PgSchemaName;
-use crate::sql;
+use crate::sql::{self, Statements};
 use crate::store::PgEventStore;
 
 /// One step of a read model's tables: its version, its name and its SQL.
@@ -26,7 +27,9 @@ use crate::store::PgEventStore;
 /// so each step runs exactly once however many instances start at once. What ran is
 /// recorded in the schema's `es_read_model_migrations` table, with a checksum of the SQL:
 /// a step edited after it ran is refused ([`PgProjectionError::MigrationEdited`]). Never
-/// edit a released step; add one with the change.
+/// edit a released step; add one with the change, with a version above every applied
+/// one (one slipped in below is refused, [`PgProjectionError::MigrationBelowApplied`]:
+/// it would run in another order here than on a fresh schema).
 ///
 /// The text is `'static` (a literal or `include_str!`): a migration is code, not data, and
 /// nothing but the schema is ever put into it.
@@ -198,7 +201,8 @@ impl PgEventStore {
     ///
     /// # Errors
     ///
-    /// [`PgProjectionError::MigrationEdited`], [`PgProjectionError::UnknownMigration`] or
+    /// [`PgProjectionError::MigrationEdited`], [`PgProjectionError::UnknownMigration`],
+    /// [`PgProjectionError::MigrationBelowApplied`] or
     /// [`PgProjectionError::MigrationsOutOfOrder`] (nothing is applied), or
     /// [`PgProjectionError::Database`] if a step fails (the transaction, and so every
     /// step of this call, is rolled back) or the server cannot be reached.
@@ -211,11 +215,17 @@ impl PgEventStore {
     }
 }
 
-/// A migration as the schema recorded it (`recorded.sql`).
-struct Recorded {
+/// A migration as the schema recorded it (`sql/read_model_recorded.sql`).
+pub(crate) struct Recorded {
     version: i32,
     name: String,
     checksum: String,
+}
+
+impl Recorded {
+    /// The columns it is read from, by name.
+    #[cfg(test)]
+    pub(crate) const COLUMNS: &[&str] = &["version", "name", "checksum"];
 }
 
 /// The migrations of `read_model` that `store`'s schema has yet to apply; see
@@ -224,6 +234,36 @@ pub(crate) async fn apply(
     store: &PgEventStore,
     read_model: &str,
     migrations: &[PgMigration],
+) -> Result<Vec<u32>, PgProjectionError> {
+    apply_waiting(store, read_model, migrations, None).await
+}
+
+/// How long a runner's start waits for the migration lock where the store has no reply
+/// deadline.
+pub(crate) const LOCK_WAIT_WITHOUT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// As [`apply`], for a runner's start: waiting for the migration lock at most the store's
+/// reply deadline ([`LOCK_WAIT_WITHOUT_DEADLINE`] where it has none), then failing with
+/// [`PgProjectionError::MigrationLockTimeout`], transient, rather than hanging the
+/// runner's start behind a deployment's long migration.
+pub(crate) async fn apply_at_start(
+    store: &PgEventStore,
+    read_model: &str,
+    migrations: &[PgMigration],
+) -> Result<Vec<u32>, PgProjectionError> {
+    let limit = store
+        .inner
+        .reply_timeout
+        .unwrap_or(LOCK_WAIT_WITHOUT_DEADLINE);
+    apply_waiting(store, read_model, migrations, Some(limit)).await
+}
+
+/// [`apply`], waiting for the migration lock without end (`None`) or at most `limit`.
+async fn apply_waiting(
+    store: &PgEventStore,
+    read_model: &str,
+    migrations: &[PgMigration],
+    limit: Option<Duration>,
 ) -> Result<Vec<u32>, PgProjectionError> {
     if migrations.is_empty() {
         return Ok(Vec::new());
@@ -235,6 +275,7 @@ pub(crate) async fn apply(
     refused.check_order(migrations)?;
     let pool = store.pool();
     let schema = store.schema();
+    let statements = &store.inner.sql;
     let failed = |operation| move |error| refused.database(operation, error);
 
     // Read only, first: a read model up to date costs one query and takes no lock, and a
@@ -243,7 +284,7 @@ pub(crate) async fn apply(
     let mut connection = within(deadline, Checkout::take(pool))
         .await
         .map_err(failed("read model migrations"))?;
-    let applied = within(deadline, recorded(&mut connection, schema, read_model))
+    let applied = within(deadline, recorded(&mut connection, statements, read_model))
         .await
         .map_err(failed("read model migrations"))?;
     connection.finish();
@@ -254,23 +295,26 @@ pub(crate) async fn apply(
 
     // The store's migration lock, transaction and deadlines: a schema change may wait for
     // the lock and take long, and concurrent migrators take turns.
-    let mut tx = migrate::begin_locked(pool, schema)
-        .await
-        .map_err(|error| match error {
-            PgStoreError::Migrate { source, .. } => {
-                refused.database("read model migrations", source)
-            }
-            other => PgProjectionError::Database {
-                projection: read_model.to_owned(),
-                source: es_core::StoreError::new("read model migrations", other),
-            },
-        })?;
-    sqlx::raw_sql(sql::migration(include_str!("setup.sql"), schema))
+    let locked = match limit {
+        None => migrate::begin_locked(pool, schema).await.map(Some),
+        Some(limit) => migrate::begin_locked_within(pool, schema, limit).await,
+    };
+    let locked = locked.map_err(|error| match error {
+        PgStoreError::Migrate { source, .. } => refused.database("read model migrations", source),
+        other => PgProjectionError::Database {
+            projection: read_model.to_owned(),
+            source: es_core::StoreError::new("read model migrations", other),
+        },
+    })?;
+    let Some(mut tx) = locked else {
+        return Err(refused.lock_timeout(limit.unwrap_or_default()));
+    };
+    sqlx::raw_sql(statements.read_model_setup.clone())
         .execute(&mut *tx)
         .await
         .map_err(failed("read model migrations"))?;
     // Again under the lock: another instance may have applied them meanwhile.
-    let applied = recorded(&mut tx, schema, read_model)
+    let applied = recorded(&mut tx, statements, read_model)
         .await
         .map_err(failed("read model migrations"))?;
     let mut ran = Vec::new();
@@ -287,7 +331,7 @@ pub(crate) async fn apply(
             .execute(&mut *tx)
             .await
             .map_err(step)?;
-        sqlx::query(sql::migration(include_str!("record.sql"), schema))
+        sqlx::query(statements.read_model_record.clone())
             .bind(read_model)
             .bind(version_of(migration))
             .bind(migration.name)
@@ -305,18 +349,17 @@ pub(crate) async fn apply(
 /// read model's yet.
 async fn recorded(
     connection: &mut sqlx::PgConnection,
-    schema: &PgSchemaName,
+    statements: &Statements,
     read_model: &str,
 ) -> Result<Vec<Recorded>, sqlx::Error> {
     use sqlx::Row as _;
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(format!("{}.es_read_model_migrations", schema.quoted()))
+    let exists: bool = sqlx::query_scalar(statements.read_model_exists.clone())
         .fetch_one(&mut *connection)
         .await?;
     if !exists {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(sql::migration(include_str!("recorded.sql"), schema))
+    let rows = sqlx::query(statements.read_model_recorded.clone())
         .bind(read_model)
         .fetch_all(&mut *connection)
         .await?;
@@ -361,7 +404,8 @@ impl Refusals<'_> {
     }
 
     /// What of `migrations` the schema has not applied; an error if what it applied is not
-    /// what they say.
+    /// what they say, or if one not applied comes below one applied (it would run in
+    /// another order here than on a fresh schema).
     fn pending<'m>(
         &self,
         migrations: &'m [PgMigration],
@@ -396,7 +440,30 @@ impl Refusals<'_> {
                 }
             }
         }
+        let highest = recorded.iter().map(|r| r.version).max().unwrap_or(0);
+        if let Some(below) = pending.iter().find(|m| version_of(m) < highest) {
+            return Err(PgProjectionError::MigrationBelowApplied {
+                projection: self.read_model.to_owned(),
+                schema: self.schema.to_string(),
+                version: below.version,
+                name: below.name,
+                highest: u32::try_from(highest).unwrap_or_default(),
+            });
+        }
         Ok(pending)
+    }
+
+    fn lock_timeout(&self, waited: Duration) -> PgProjectionError {
+        PgProjectionError::MigrationLockTimeout {
+            projection: self.read_model.to_owned(),
+            schema: self.schema.to_string(),
+            waited,
+            source: es_core::StoreError::new(
+                "read model migration lock",
+                "another migration of the schema held the lock",
+            )
+            .with_kind(es_core::StoreErrorKind::Timeout),
+        }
     }
 
     fn database(&self, operation: &'static str, error: sqlx::Error) -> PgProjectionError {

@@ -94,6 +94,10 @@ statements! {
     admin_projections,
     admin_parked_names,
     admin_readable_head,
+    read_model_exists,
+    read_model_setup,
+    read_model_recorded,
+    read_model_record,
 }
 
 /// `text` with the schema in place.
