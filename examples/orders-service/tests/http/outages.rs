@@ -1,4 +1,4 @@
-//! The store unreachable: commands and reads answer 503, not 500.
+//! The store unreachable or refusing for a moment: commands and reads answer 503, not 500.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::support::{Fixture, LOOPBACK, assert_error, get, order_id, place, post, serve};
+use crate::support::{Fixture, LOOPBACK, assert_error, get, json_of, order_id, place, post, serve};
 
 /// A TCP proxy to `target` on a loopback port; aborting its tasks cuts every connection
 /// and refuses new ones.
@@ -80,4 +80,52 @@ async fn store_unavailable_is_503() {
     .await;
     fixture.finish().await;
     es_testkit::postgres::drop_schema(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test holds a transaction open on purpose, to hold its lock"
+)]
+async fn read_model_lock_timeout_is_503() {
+    // The server refuses the read model's query with a lock timeout (55P03): a deadline,
+    // worth trying again, so 503 as for a lost connection, not 500.
+    let store = es_testkit::postgres::fresh_store().await;
+    let options = es_testkit::postgres::connect_options("orders-service-lock-timeout")
+        .options([("lock_timeout", "200ms")]);
+    let pool = es_testkit::postgres::connect_with(options, 4).await;
+    let impatient = PgEventStore::builder(pool)
+        .schema(store.schema().as_str())
+        .expect("the schema")
+        .build();
+    let fixture = Fixture {
+        running: serve(Backend::Postgres(impatient), Config::default()).await,
+        store: Some(store.clone()),
+    };
+    let (status, body) = json_of(get(&fixture, "/orders").await).await;
+    assert_eq!(status, StatusCode::OK, "the table is there: {body}");
+
+    let table = store
+        .table(orders_service::read_model::TABLE)
+        .expect("a table name");
+    let mut locked = store.pool().begin().await.expect("a transaction");
+    sqlx::query(table.sql("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut *locked)
+        .await
+        .expect("the table locked");
+    let message = assert_error(
+        get(&fixture, "/orders").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    )
+    .await;
+    assert!(message.contains("try again"), "{message}");
+    locked.rollback().await.expect("the lock released");
+    let (status, body) = json_of(get(&fixture, "/orders").await).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "answers again once the lock is gone: {body}"
+    );
+    fixture.finish().await;
 }
