@@ -1,9 +1,12 @@
-//! The live log over server-sent events, and graceful shutdown ending its streams.
+//! The live log over server-sent events, and graceful shutdown: ending its streams, and
+//! not waiting for a stuck request past its grace.
+
+use std::time::Duration;
 
 use orders_service::Config;
 use serde_json::json;
 
-use crate::support::{Fixture, SseReader, on_both_stores, order_id, place, post};
+use crate::support::{Fixture, PATIENCE, SseReader, on_both_stores, order_id, place, post};
 
 on_both_stores!(live_log_over_sse, orders_service::Config::default());
 
@@ -45,4 +48,43 @@ async fn shutdown_ends_live_streams() {
     // Graceful shutdown finishes although a client keeps a stream open: the stream ends.
     fixture.finish().await;
     assert!(live.next().await.is_none(), "the stream ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_stuck_request_only_so_long() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let fixture = Fixture::memory(Config {
+        shutdown_grace: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    // A client that announces a body and never sends it: the handler waits for it, and
+    // a graceful shutdown waits for the handler. `Expect: 100-continue` makes the server
+    // say when the handler has started reading, so the request is surely under way.
+    let mut stuck = tokio::net::TcpStream::connect(fixture.running.addr)
+        .await
+        .expect("connected");
+    stuck
+        .write_all(
+            b"POST /orders/o-stuck/place HTTP/1.1\r\nhost: localhost\r\n\
+              content-type: application/json\r\ncontent-length: 100\r\n\
+              expect: 100-continue\r\n\r\n{\"customer\"",
+        )
+        .await
+        .expect("sent");
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        while !answer.windows(3).any(|w| w == b"100") {
+            let mut chunk = [0; 256];
+            let read = stuck.read(&mut chunk).await.expect("read");
+            assert!(read > 0, "the server closed the connection");
+            answer.extend_from_slice(&chunk[..read]);
+        }
+    })
+    .await
+    .expect("the server reads the body");
+    // Without the grace, this would wait for the client forever.
+    fixture.finish().await;
+    drop(stuck);
 }
