@@ -1,6 +1,5 @@
 //! What the service says of itself: its OpenAPI document and its metrics.
 
-use orders_service::Config;
 use orders_service::server::ROUTES;
 use reqwest::StatusCode;
 
@@ -34,7 +33,7 @@ async fn openapi_describes_every_route(fixture: &Fixture) {
 #[cfg(feature = "prometheus")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests() {
-    let fixture = Fixture::memory(Config::default()).await;
+    let fixture = Fixture::memory(orders_service::Config::default()).await;
     get(&fixture, "/orders").await;
     let text = get(&fixture, "/metrics")
         .await
