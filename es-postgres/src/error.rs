@@ -254,9 +254,29 @@ pub(crate) fn kind_of(error: &sqlx::Error) -> StoreErrorKind {
     }
 }
 
-/// Whether a retry may cure `error` (see [`kind_of`]), as opposed to a bad query or bad
-/// data, which it will not.
-pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
+/// Whether a retry may cure `error`, a failure of a statement an application ran on the
+/// store's pool (a read model's query, say), as opposed to a bad query or bad data, which
+/// it will not. This is the store's own classification, the one behind
+/// [`StoreError::kind`] and the runners' retries, so an application answers "try again"
+/// (an HTTP 503, say) exactly when the store would retry:
+///
+/// - a deadline the server enforced: statement timeout or cancellation (SQLSTATE 57014),
+///   lock timeout (55P03), the session's idle-in-transaction timeout (25P03); or one the
+///   pool enforced: no connection came free in time, no reply in time;
+/// - the server unavailable: a lost or refused connection (I/O, TLS, protocol), the
+///   server ending the session, shutting down or starting up (57P01-57P05), connection
+///   exceptions (class 08), too many connections (53300);
+/// - serialization failures and deadlock victims (40001, 40P01): another transaction got
+///   in the way.
+///
+/// Anything else is not: a refused statement, a constraint violated, a missing privilege,
+/// a closed pool, a row that does not decode.
+///
+/// ```
+/// assert!(es_postgres::is_transient(&sqlx::Error::PoolTimedOut));
+/// assert!(!es_postgres::is_transient(&sqlx::Error::RowNotFound));
+/// ```
+pub fn is_transient(error: &sqlx::Error) -> bool {
     kind_of(error) != StoreErrorKind::Other
 }
 
@@ -308,6 +328,85 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database error with SQLSTATE `code`, as the server would report it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("server error {code}")]
+    struct ServerError {
+        code: &'static str,
+    }
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "server error"
+        }
+
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.code.into())
+        }
+
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn server(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(ServerError { code }))
+    }
+
+    #[test]
+    fn deadlines_and_lost_servers_are_transient_and_refusals_are_not() {
+        let transient = [
+            ("statement timeout", server("57014")),
+            ("lock timeout", server("55P03")),
+            ("idle in transaction timeout", server("25P03")),
+            ("admin shutdown", server("57P01")),
+            ("crash shutdown", server("57P02")),
+            ("cannot connect now", server("57P03")),
+            ("connection failure", server("08006")),
+            ("connection exception", server("08000")),
+            ("too many connections", server("53300")),
+            ("serialization failure", server("40001")),
+            ("deadlock", server("40P01")),
+            ("pool timed out", sqlx::Error::PoolTimedOut),
+            ("no reply", no_reply(Duration::from_secs(1))),
+            (
+                "connection reset",
+                sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+            ),
+            (
+                "protocol",
+                sqlx::Error::Protocol("unexpected message".into()),
+            ),
+        ];
+        for (what, error) in &transient {
+            assert!(is_transient(error), "{what} should be transient");
+        }
+        let permanent = [
+            ("unique violation", server("23505")),
+            ("insufficient privilege", server("42501")),
+            ("syntax error", server("42601")),
+            ("undefined table", server("42P01")),
+            ("aborted transaction", server("25P02")),
+            ("no row", sqlx::Error::RowNotFound),
+            ("closed pool", sqlx::Error::PoolClosed),
+        ];
+        for (what, error) in &permanent {
+            assert!(!is_transient(error), "{what} should not be transient");
+        }
+    }
 
     #[test]
     fn each_sqlstate_is_in_one_set() {

@@ -106,7 +106,7 @@ mod wakeup;
 mod xid;
 
 pub use admin::{PgAdmin, PgLeaseInfo, PgProjectionInfo, PgSchemaStatus, PgStreamSummary};
-pub use error::PgStoreError;
+pub use error::{PgStoreError, is_transient};
 pub use horizon::{PgHorizon, PgHorizonHolder};
 pub use inline::PgInlineProjection;
 pub use projection::{PgProjection, PgProjectionError, PgTransactionalProjection};

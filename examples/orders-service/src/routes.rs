@@ -10,7 +10,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use es_core::{AsOf, CommandContext, Position, StatusHandle, Version};
+use es_core::{AsOf, CommandContext, EventEnvelope, Position, RawEvent, StatusHandle, Version};
 use futures_util::{Stream, StreamExt as _};
 use orders::OrderCommand;
 use tokio::sync::watch;
@@ -396,20 +396,7 @@ pub async fn events(
                 return std::future::ready(None);
             }
             let event = match item {
-                Ok(envelope) => {
-                    let id = envelope.position.to_string();
-                    let kind = envelope.event.event_type.clone();
-                    let data = RecordedEvent::from(envelope);
-                    Event::default()
-                        .id(id)
-                        .event(kind)
-                        .json_data(&data)
-                        .unwrap_or_else(|_| {
-                            Event::default()
-                                .event("error")
-                                .data("cannot encode the event")
-                        })
-                }
+                Ok(envelope) => live_event(envelope),
                 Err(error) => {
                     *failed = true;
                     tracing::warn!(error = &error as &dyn std::error::Error, "live log failed");
@@ -420,4 +407,89 @@ pub async fn events(
         })
         .take_until(stopping);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The `event` field of an event whose stored type cannot be one: SSE's default type, the
+/// one `EventSource.onmessage` receives.
+const UNNAMED_EVENT: &str = "message";
+
+/// The SSE `event` field for an event of type `event_type`: the type itself, or
+/// [`UNNAMED_EVENT`] if it holds a line break, which would end the field (axum panics on
+/// one rather than write it). es-rs checks the types it appends, but rows written by
+/// anything else could hold anything; the event's `data` still carries its type as stored.
+fn event_name(event_type: &str) -> &str {
+    if event_type.contains(['\n', '\r']) {
+        UNNAMED_EVENT
+    } else {
+        event_type
+    }
+}
+
+/// One event of the live log as an SSE event: its position as the `id`, its type as the
+/// `event` (see [`event_name`]), the [`RecordedEvent`] as JSON `data`.
+fn live_event(envelope: EventEnvelope<RawEvent>) -> Event {
+    let id = envelope.position.to_string();
+    let event = Event::default()
+        .id(id)
+        .event(event_name(&envelope.event.event_type));
+    event
+        .json_data(RecordedEvent::from(envelope))
+        .unwrap_or_else(|_| {
+            Event::default()
+                .event("error")
+                .data("cannot encode the event")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, reason = "tests: a failed step is a failed test")]
+
+    use axum::response::IntoResponse as _;
+    use es_core::{Metadata, StreamId};
+
+    use super::*;
+
+    /// `envelope` as the bytes a client of `/events` receives.
+    async fn sent(envelope: EventEnvelope<RawEvent>) -> String {
+        let stream = futures_util::stream::iter([Ok::<_, Infallible>(live_event(envelope))]);
+        let body = Sse::new(stream).into_response().into_body();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .expect("the body");
+        String::from_utf8(bytes.to_vec()).expect("UTF-8")
+    }
+
+    fn envelope(event_type: &str) -> EventEnvelope<RawEvent> {
+        EventEnvelope {
+            event_id: Uuid::nil(),
+            stream_id: StreamId::new("order", "o-1").expect("a stream id"),
+            version: Version::new(1),
+            position: Position::from_parts(7, 3),
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            metadata: Metadata::default(),
+            event: RawEvent::new(event_type, 1, serde_json::json!({ "customer": "ada" })),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_type_is_the_event_name() {
+        let text = sent(envelope("OrderNew")).await;
+        assert!(text.contains("event: OrderNew\n"), "{text}");
+        assert!(text.contains("id: 7:3\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_event_type_with_a_line_break_is_sent_unnamed() {
+        for event_type in ["Order\nNew", "Order\rNew", "Order\r\nNew\n"] {
+            let text = sent(envelope(event_type)).await;
+            assert!(text.contains("event: message\n"), "{text}");
+            let data = text
+                .lines()
+                .find_map(|line| line.strip_prefix("data: "))
+                .expect("a data line");
+            let data: serde_json::Value = serde_json::from_str(data).expect("JSON");
+            assert_eq!(data["event_type"], event_type, "the data keeps the type");
+        }
+    }
 }

@@ -24,14 +24,21 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// How long `GET /orders?after=` waits for the read model before answering 504.
     pub read_wait: Duration,
+    /// How long a graceful shutdown waits, once signalled, for the requests under way to
+    /// finish: a client that never sends the rest of its request cannot hold the process.
+    /// Connections still open then are abandoned: [`Service::serve`] returns without them,
+    /// and they end with the process.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Config {
-    /// The repository's default retries; reads of your writes wait up to 5 s.
+    /// The repository's default retries; reads of your writes wait up to 5 s; a shutdown
+    /// waits up to 10 s for the requests under way.
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
             read_wait: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -80,6 +87,7 @@ routes! {
 pub struct Service {
     state: Arc<AppState>,
     shutdown: watch::Sender<bool>,
+    shutdown_grace: Duration,
     projector: JoinHandle<()>,
 }
 
@@ -107,6 +115,7 @@ impl Service {
         Ok(Self {
             state,
             shutdown,
+            shutdown_grace: config.shutdown_grace,
             projector: projector.task,
         })
     }
@@ -132,8 +141,9 @@ impl Service {
     }
 
     /// Serves on `listener` until `signal` completes, then shuts down gracefully: stops
-    /// accepting, ends the live event streams, lets requests under way finish, and stops
-    /// the read model's runner (which commits what it handled).
+    /// accepting, ends the live event streams, lets requests under way finish (for up to
+    /// [`Config::shutdown_grace`], then abandons the connections still open), and stops the
+    /// read model's runner (which commits what it handled).
     ///
     /// # Errors
     ///
@@ -145,13 +155,30 @@ impl Service {
     ) -> std::io::Result<()> {
         let router = self.router();
         let shutdown = self.shutdown.clone();
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                tracing::info!("shutting down");
-                let _ = shutdown.send(true);
-            })
-            .await;
+        let served = axum::serve(listener, router).with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("shutting down");
+            let _ = shutdown.send(true);
+        });
+        let mut stopping = self.shutdown.subscribe();
+        let grace = self.shutdown_grace;
+        let deadline = async move {
+            // A dropped sender is a shutdown too.
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        let served = tokio::select! {
+            served = served => served,
+            () = deadline => {
+                // axum serves each connection in a task of its own: dropping the server
+                // stops the wait, and the process ending ends them.
+                tracing::warn!(
+                    grace = ?grace,
+                    "requests still under way after the shutdown grace; not waiting for them"
+                );
+                Ok(())
+            }
+        };
         let _ = self.shutdown.send(true);
         if let Err(error) = self.projector.await {
             tracing::error!(

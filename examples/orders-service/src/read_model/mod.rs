@@ -107,37 +107,81 @@ pub async fn start(
     })
 }
 
-/// Runs `runner` until `shutdown`, starting it again (after a growing pause) when its
-/// error policy stops it: the read model should not stay behind for good because one
-/// store call failed.
+/// The pauses before the runner starts again: from 100 ms, doubling, up to 5 s.
+const RESTART: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
+/// The runner's failures in a row, for the pause before it starts again.
+#[derive(Debug, Default)]
+struct Restarts {
+    failures: u32,
+}
+
+impl Restarts {
+    /// Counts a run that stopped with an error, and says how many in a row have. A run
+    /// that `progressed` (committed events of its own) was healthy until it failed, so the
+    /// count starts again from one: a runner that fails once a day waits the shortest
+    /// pause each time, not the ceiling it reached while the database was down last week.
+    fn failed(&mut self, progressed: bool) -> u32 {
+        if progressed {
+            self.failures = 0;
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.failures
+    }
+}
+
+/// Runs `runner` until `shutdown`, starting it again (after a pause that grows while runs
+/// fail without progress, see [`Restarts`]) when its error policy stops it: the read model
+/// should not stay behind for good because one store call failed.
 async fn run<P, S>(mut runner: ProjectionRunner<P, S>, mut shutdown: watch::Receiver<bool>)
 where
     P: Projection,
     S: EventStore + CheckpointStore + DeadLetterStore + LeaseStore,
 {
-    const RESTART: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut failures = 0;
+    let status = runner.status();
+    let mut restarts = Restarts::default();
     loop {
+        // Events handled and kept: those of a batch dropped before its commit are taken
+        // off again, so growth means the run committed.
+        let handled_before = status.get().handled;
         let mut stop = shutdown.clone();
         let until = async move {
             // A dropped sender is a shutdown too.
             let _ = stop.wait_for(|stopping| *stopping).await;
         };
-        match runner.run_until(until).await {
+        let failures = match runner.run_until(until).await {
             Ok(()) => return,
             Err(error) => {
-                failures += 1;
+                let failures = restarts.failed(status.get().handled > handled_before);
                 tracing::error!(
                     projection = NAME,
                     error = &error as &dyn std::error::Error,
                     failures,
                     "read model runner stopped; starting it again"
                 );
+                failures
             }
-        }
+        };
         tokio::select! {
             () = tokio::time::sleep(RESTART.pause(failures)) => {}
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_without_progress_back_off_and_progress_starts_again() {
+        let mut restarts = Restarts::default();
+        let counts: Vec<u32> = (0..8).map(|_| restarts.failed(false)).collect();
+        assert_eq!(counts, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(RESTART.ceiling(8), Duration::from_secs(5), "at the ceiling");
+        // A run that committed, then failed: the next pause is the shortest again.
+        assert_eq!(restarts.failed(true), 1);
+        assert_eq!(RESTART.ceiling(1), Duration::from_millis(100));
+        assert_eq!(restarts.failed(false), 2, "and grows again from there");
     }
 }

@@ -83,18 +83,12 @@ pub enum PgReadModelError {
 }
 
 impl PgReadModelError {
-    /// Whether the database was unreachable or timed out, rather than refusing.
+    /// Whether the database was unreachable or timed out, rather than refusing: the
+    /// store's own classification ([`es_postgres::is_transient`]), so the service answers
+    /// 503 for a statement or lock timeout, a server shutting down or too many connections
+    /// just as for a lost connection.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Database(
-                sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::Protocol(_)
-            )
-        )
+        matches!(self, Self::Database(error) if es_postgres::is_transient(error))
     }
 }
 
