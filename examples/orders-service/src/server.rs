@@ -125,10 +125,9 @@ impl Service {
         &self.state.orders
     }
 
-    /// The router: every route, with correlation ids and request metrics.
+    /// The router: every route, with correlation ids, and request metrics of every request.
     pub fn router(&self) -> Router {
         let router = with_routes(Router::new())
-            .route_layer(axum::middleware::from_fn(observe::record))
             .layer(axum::middleware::from_fn(correlation::middleware))
             .with_state(self.state.clone());
         #[cfg(feature = "prometheus")]
@@ -137,7 +136,10 @@ impl Service {
                 .route("/metrics", axum::routing::get(observe::prometheus::metrics))
                 .with_state(observe::prometheus::handle()),
         );
-        router
+        // `layer`, not `route_layer`, and after the merge (which would keep a fallback
+        // without it): requests that match no route (404) or no method of their route
+        // (405) are counted too, under fixed labels.
+        router.layer(axum::middleware::from_fn(observe::record))
     }
 
     /// Serves on `listener` until `signal` completes, then shuts down gracefully: stops
