@@ -221,6 +221,9 @@ pub struct RecordedEvent {
     pub correlation_id: Option<Uuid>,
     /// What caused it: the id of the command that recorded it.
     pub causation_id: Option<Uuid>,
+    /// The W3C trace context it carries: the trusted `traceparent` header of the request
+    /// that caused it, if any.
+    pub traceparent: Option<String>,
     /// The payload, as stored.
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
@@ -238,6 +241,7 @@ impl From<EventEnvelope<RawEvent>> for RecordedEvent {
             recorded_at: envelope.recorded_at,
             correlation_id: envelope.metadata.correlation_id,
             causation_id: envelope.metadata.causation_id,
+            traceparent: envelope.metadata.traceparent,
             payload: envelope.event.payload,
         }
     }

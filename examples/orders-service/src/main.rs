@@ -2,7 +2,8 @@
 //!
 //! Serves on 127.0.0.1:3000 (`--addr`, or `ORDERS_ADDR`), on the in-memory store, or on
 //! PostgreSQL when `DATABASE_URL` is set (its schema migrated on start). Stops gracefully
-//! on Ctrl-C or SIGTERM.
+//! on Ctrl-C or SIGTERM. `--trust-traceparent` puts a command request's `traceparent` in its
+//! events (only behind upstreams that set or sanitise it).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -22,6 +23,11 @@ struct Args {
     /// The PostgreSQL server to store events in; the in-memory store if not given.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Put a command request's `traceparent` header in its events' metadata. Only behind
+    /// upstreams that set or sanitise the header: otherwise any client picks the trace
+    /// context the events carry.
+    #[arg(long)]
+    trust_traceparent: bool,
 }
 
 #[tokio::main]
@@ -53,7 +59,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => Backend::memory(),
     };
     let name = backend.name();
-    let service = Service::start(backend, Config::default()).await?;
+    let config = Config {
+        trust_traceparent: args.trust_traceparent,
+        ..Config::default()
+    };
+    let service = Service::start(backend, config).await?;
     let listener = TcpListener::bind(args.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, store = name, "serving orders");
     service.serve(listener, shutdown_signal()).await?;

@@ -10,6 +10,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use es_core::telemetry::TRACEPARENT_HEADER;
 use es_core::{AsOf, CommandContext, EventEnvelope, Position, RawEvent, StatusHandle, Version};
 use futures_util::{Stream, StreamExt as _};
 use orders::OrderCommand;
@@ -40,6 +41,9 @@ pub struct AppState {
     pub projection: StatusHandle,
     /// How long `?after=` waits for the read model.
     pub read_wait: Duration,
+    /// Whether a command's `traceparent` header goes into its events
+    /// ([`Config::trust_traceparent`](crate::Config::trust_traceparent)).
+    pub trust_traceparent: bool,
     /// Turns `true` when the service shuts down: live event streams end then.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -62,7 +66,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
         })
 }
 
-/// Executes `command` on order `id` with the request's correlation id.
+/// The request's `traceparent` header, if the service trusts it and it is text. Whether
+/// it is a valid trace context is es-core's to say
+/// ([`CommandContext::with_traceparent`] drops one that is not): a bad one is ignored,
+/// never refused, because tracing must not fail a command.
+fn traceparent(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    if !state.trust_traceparent {
+        return None;
+    }
+    let value = headers.get(TRACEPARENT_HEADER)?.to_str().ok()?;
+    Some(value.to_owned())
+}
+
+/// Executes `command` on order `id` with the request's correlation id, and its trace
+/// context if trusted.
 async fn execute(
     state: &AppState,
     id: &str,
@@ -73,6 +90,9 @@ async fn execute(
     let mut context = CommandContext::new().with_correlation_id(correlation.0);
     if let Some(key) = idempotency_key(headers)? {
         context = context.with_command_id(key);
+    }
+    if let Some(traceparent) = traceparent(state, headers) {
+        context = context.with_traceparent(traceparent);
     }
     let outcome = state
         .orders
@@ -102,7 +122,8 @@ async fn execute(
     post, path = "/orders/{id}/place", tag = "commands",
     params(("id" = String, Path, description = "The order's id, chosen by the client"),
            ("idempotency-key" = Option<String>, Header, description = "A UUID for this one command: sending it again records it once"),
-           ("x-correlation-id" = Option<String>, Header, description = "A UUID tying the events to a flow; a new one if absent")),
+           ("x-correlation-id" = Option<String>, Header, description = "A UUID tying the events to a flow; a new one if absent"),
+           ("traceparent" = Option<String>, Header, description = "A W3C trace context the events carry, if the service trusts it (`--trust-traceparent`); an invalid one is ignored")),
     request_body = PlaceOrder,
     responses((status = 200, description = "Placed", body = CommandAccepted),
               (status = 400, description = "Malformed request", body = ErrorBody),
@@ -130,7 +151,8 @@ pub async fn place(
     post, path = "/orders/{id}/pay", tag = "commands",
     params(("id" = String, Path, description = "The order's id"),
            ("idempotency-key" = Option<String>, Header, description = "A UUID for this one command"),
-           ("x-correlation-id" = Option<String>, Header, description = "A UUID tying the events to a flow")),
+           ("x-correlation-id" = Option<String>, Header, description = "A UUID tying the events to a flow"),
+           ("traceparent" = Option<String>, Header, description = "A W3C trace context the events carry, if trusted")),
     request_body = Pay,
     responses((status = 200, description = "Paid", body = CommandAccepted),
               (status = 400, description = "Malformed request", body = ErrorBody),
@@ -159,7 +181,8 @@ pub async fn pay(
     post, path = "/orders/{id}/prepare", tag = "commands",
     params(("id" = String, Path, description = "The order's id"),
            ("idempotency-key" = Option<String>, Header, description = "A UUID for this one command"),
-           ("x-correlation-id" = Option<String>, Header, description = "A UUID tying the events to a flow")),
+           ("x-correlation-id" = Option<String>, Header, description = "A UUID tying the events to a flow"),
+           ("traceparent" = Option<String>, Header, description = "A W3C trace context the events carry, if trusted")),
     request_body = Prepare,
     responses((status = 200, description = "Being prepared", body = CommandAccepted),
               (status = 400, description = "Malformed request", body = ErrorBody),
@@ -187,7 +210,8 @@ pub async fn prepare(
     post, path = "/orders/{id}/ship", tag = "commands",
     params(("id" = String, Path, description = "The order's id"),
            ("idempotency-key" = Option<String>, Header, description = "A UUID for this one command"),
-           ("x-correlation-id" = Option<String>, Header, description = "A UUID tying the events to a flow")),
+           ("x-correlation-id" = Option<String>, Header, description = "A UUID tying the events to a flow"),
+           ("traceparent" = Option<String>, Header, description = "A W3C trace context the events carry, if trusted")),
     request_body = Ship,
     responses((status = 200, description = "Shipped", body = CommandAccepted),
               (status = 400, description = "Malformed request", body = ErrorBody),

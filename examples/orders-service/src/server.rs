@@ -29,16 +29,24 @@ pub struct Config {
     /// Connections still open then are abandoned: [`Service::serve`] returns without them,
     /// and they end with the process.
     pub shutdown_grace: Duration,
+    /// Whether a command request's `traceparent` header goes into its events' metadata
+    /// ([`CommandContext::with_traceparent`](es_core::CommandContext::with_traceparent)),
+    /// so that whatever handles the events continues the caller's trace. Off by default:
+    /// a client that sets it picks the trace id, sampling flag and parent that the
+    /// service's events carry for good, so only a service behind upstreams that set or
+    /// sanitise the header (a gateway, another service of yours) should turn it on.
+    pub trust_traceparent: bool,
 }
 
 impl Default for Config {
     /// The repository's default retries; reads of your writes wait up to 5 s; a shutdown
-    /// waits up to 10 s for the requests under way.
+    /// waits up to 10 s for the requests under way; a request's `traceparent` is not trusted.
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
             read_wait: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            trust_traceparent: false,
         }
     }
 }
@@ -110,6 +118,7 @@ impl Service {
             read_model: projector.read_model,
             projection: projector.status,
             read_wait: config.read_wait,
+            trust_traceparent: config.trust_traceparent,
             shutdown: stopping,
         });
         Ok(Self {
@@ -125,10 +134,9 @@ impl Service {
         &self.state.orders
     }
 
-    /// The router: every route, with correlation ids and request metrics.
+    /// The router: every route, with correlation ids, and request metrics of every request.
     pub fn router(&self) -> Router {
         let router = with_routes(Router::new())
-            .route_layer(axum::middleware::from_fn(observe::record))
             .layer(axum::middleware::from_fn(correlation::middleware))
             .with_state(self.state.clone());
         #[cfg(feature = "prometheus")]
@@ -137,7 +145,10 @@ impl Service {
                 .route("/metrics", axum::routing::get(observe::prometheus::metrics))
                 .with_state(observe::prometheus::handle()),
         );
-        router
+        // `layer`, not `route_layer`, and after the merge (which would keep a fallback
+        // without it): requests that match no route (404) or no method of their route
+        // (405) are counted too, under fixed labels.
+        router.layer(axum::middleware::from_fn(observe::record))
     }
 
     /// Serves on `listener` until `signal` completes, then shuts down gracefully: stops

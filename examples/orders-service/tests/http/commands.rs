@@ -1,12 +1,12 @@
 //! Commands and the reads of an order: the happy path and its history, each error's
-//! status, conflicts, correlation ids.
+//! status, conflicts, correlation ids, trace contexts.
 
 use es_core::RetryPolicy;
 use tokio::task::JoinSet;
 
 use orders_service::Config;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::{
@@ -367,4 +367,66 @@ async fn correlation_ids_round_trip(fixture: &Fixture) {
     // Errors carry it too.
     let response = get(fixture, "/orders/nobody").await;
     assert!(response.headers().contains_key("x-correlation-id"));
+}
+
+/// A canonical W3C trace context, as a caller's tracer would send it.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn trusting_traceparent() -> Config {
+    Config {
+        trust_traceparent: true,
+        ..Config::default()
+    }
+}
+
+/// Places order `id` and pays it, both with `traceparent` as the header, and answers the
+/// `traceparent` of each event of its history.
+async fn traceparents_recorded(fixture: &Fixture, id: &str, traceparent: &str) -> Vec<Value> {
+    for (path, body) in [
+        ("place", placement(100)),
+        ("pay", json!({ "amount_cents": 10, "reference": "r" })),
+    ] {
+        let response = client()
+            .post(fixture.url(&format!("/orders/{id}/{path}")))
+            .header("traceparent", traceparent)
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        // Never refused, whatever the header holds.
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (status, history) = json_of(get(fixture, &format!("/orders/{id}/history")).await).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let events = history.as_array().expect("an array");
+    assert_eq!(events.len(), 2, "{history}");
+    events.iter().map(|e| e["traceparent"].clone()).collect()
+}
+
+on_both_stores!(
+    trusted_traceparent_reaches_the_events,
+    super::trusting_traceparent()
+);
+
+async fn trusted_traceparent_reaches_the_events(fixture: &Fixture) {
+    let recorded = traceparents_recorded(fixture, &order_id(), TRACEPARENT).await;
+    assert_eq!(recorded, vec![json!(TRACEPARENT); 2]);
+
+    // An invalid one (here upper-case hex, which W3C forbids) is ignored, not refused.
+    let invalid = TRACEPARENT.to_uppercase();
+    let recorded = traceparents_recorded(fixture, &order_id(), &invalid).await;
+    assert_eq!(recorded, vec![Value::Null; 2]);
+    let recorded = traceparents_recorded(fixture, &order_id(), "not a trace context").await;
+    assert_eq!(recorded, vec![Value::Null; 2]);
+}
+
+on_both_stores!(
+    untrusted_traceparent_is_ignored,
+    orders_service::Config::default()
+);
+
+async fn untrusted_traceparent_is_ignored(fixture: &Fixture) {
+    let recorded = traceparents_recorded(fixture, &order_id(), TRACEPARENT).await;
+    assert_eq!(recorded, vec![Value::Null; 2]);
 }

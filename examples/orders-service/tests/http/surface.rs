@@ -50,3 +50,40 @@ async fn metrics_count_requests() {
     );
     fixture.finish().await;
 }
+
+/// What a client chooses (its method, its path) never becomes a label of its own.
+#[cfg(feature = "prometheus")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_labels_stay_in_closed_sets() {
+    let fixture = Fixture::memory(orders_service::Config::default()).await;
+    let scanned = format!("/wp-admin-{}", uuid::Uuid::now_v7().simple());
+    assert_eq!(
+        get(&fixture, &scanned).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let purge = reqwest::Method::from_bytes(b"PURGE-EVERYTHING").expect("a method");
+    let response = crate::support::client()
+        .request(purge, fixture.url("/orders"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let text = get(&fixture, "/metrics")
+        .await
+        .text()
+        .await
+        .expect("a body");
+    assert!(!text.contains(&scanned), "{text}");
+    assert!(!text.contains("PURGE"), "{text}");
+    let counted = |route: &str, method: &str, status: &str| {
+        text.lines().any(|line| {
+            line.starts_with("orders_service_http_requests_total")
+                && line.contains(&format!("route=\"{route}\""))
+                && line.contains(&format!("method=\"{method}\""))
+                && line.contains(&format!("status=\"{status}\""))
+        })
+    };
+    assert!(counted("unmatched", "GET", "404"), "{text}");
+    assert!(counted("/orders", "other", "405"), "{text}");
+    fixture.finish().await;
+}
