@@ -22,19 +22,25 @@
 //!
 //! # Trace context
 //!
-//! [`Metadata::traceparent`](crate::Metadata::traceparent) holds a W3C `traceparent`
-//! (`00-<trace id>-<span id>-<flags>`). A caller sets it with
+//! [`Metadata::traceparent`](crate::Metadata::traceparent) holds a [`TraceContext`],
+//! stored and sent as a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`) in its
+//! canonical form only, rebuilt from what was parsed. A caller sets it with
 //! [`CommandContext::with_traceparent`](crate::CommandContext::with_traceparent) (from an
 //! incoming request's header, say). With the `opentelemetry` feature, command execution
 //! stores the current span's OpenTelemetry context there when none was set, and the
 //! runner gives the span that handles the event that context as its parent
 //! ([`set_parent`]), so that one trace runs from the command through its events to every
 //! reaction. Without the feature, a traceparent set by the caller is stored and read back
-//! as it is, and nothing else happens. An invalid traceparent is dropped, never an error.
+//! (in canonical form), and nothing else happens. An invalid traceparent is dropped, never
+//! an error; a later version's extra fields are not kept.
 
 use std::time::Instant;
 
 use metrics::{Key, Label};
+
+mod trace_context;
+
+pub use trace_context::{TraceContext, is_valid_traceparent};
 
 /// The span of one command execution ([`Repository::execute_with`](crate::Repository::execute_with)).
 pub const COMMAND_SPAN: &str = "es.command";
@@ -94,96 +100,18 @@ pub const LAG_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_s
 /// The name of the header that carries the trace context (HTTP, NATS): `traceparent`.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-/// A parsed W3C traceparent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct TraceParent {
-    trace_id: u128,
-    span_id: u64,
-    flags: u8,
-}
-
-/// Whether `value` is a valid W3C traceparent: `version-traceid-spanid-flags` in lowercase
-/// hex of 2, 32, 16 and 2 digits, the version not `ff`, neither id all zeros. (A version
-/// above `00` may carry more fields after the flags, which are ignored.)
-///
-/// ```
-/// use es_core::telemetry::is_valid_traceparent;
-///
-/// assert!(is_valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
-/// assert!(!is_valid_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
-/// assert!(!is_valid_traceparent("not a traceparent"));
-/// ```
-pub fn is_valid_traceparent(value: &str) -> bool {
-    parse(value).is_some()
-}
-
-fn parse(value: &str) -> Option<TraceParent> {
-    let bytes = value.as_bytes();
-    // version(2) - trace id(32) - span id(16) - flags(2)
-    const LEN: usize = 55;
-    if bytes.len() < LEN {
-        return None;
-    }
-    let version = hex(value.get(0..2)?)?;
-    if version == 0xff || (version == 0 && bytes.len() != LEN) {
-        return None;
-    }
-    if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
-        return None;
-    }
-    if bytes.len() > LEN && bytes[LEN] != b'-' {
-        return None;
-    }
-    let trace_id = hex(value.get(3..35)?)?;
-    let span_id = u64::try_from(hex(value.get(36..52)?)?).ok()?;
-    let flags = u8::try_from(hex(value.get(53..55)?)?).ok()?;
-    if trace_id == 0 || span_id == 0 {
-        return None;
-    }
-    Some(TraceParent {
-        trace_id,
-        span_id,
-        flags,
-    })
-}
-
-/// Lowercase hex digits only (no sign, no uppercase, which the W3C format forbids).
-fn hex(digits: &str) -> Option<u128> {
-    if digits.is_empty()
-        || !digits
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    u128::from_str_radix(digits, 16).ok()
-}
-
-/// `value` if it is a valid traceparent ([`is_valid_traceparent`]).
-pub(crate) fn valid(value: String) -> Option<String> {
-    is_valid_traceparent(&value).then_some(value)
-}
-
-/// Drops the traceparent of every event whose one is not valid ([`is_valid_traceparent`]):
-/// stores call it before storing, so that what a handler reads back is valid, or absent,
-/// in every store alike.
+/// Does nothing, and is kept only for the stores that still call it: a
+/// [`Metadata::traceparent`](crate::Metadata::traceparent) is a [`TraceContext`], valid by
+/// construction, so there is nothing left to drop before storing.
+#[doc(hidden)]
 pub fn drop_invalid_traceparents<E>(events: &mut [crate::NewEvent<E>]) {
-    for event in events {
-        if event
-            .metadata
-            .traceparent
-            .as_deref()
-            .is_some_and(|value| !is_valid_traceparent(value))
-        {
-            event.metadata.traceparent = None;
-        }
-    }
+    let _ = events;
 }
 
 /// The traceparent of the current span: its OpenTelemetry context, with the
 /// `opentelemetry` feature, if the span is recorded and has a valid one. Always `None`
 /// without the feature, and cheap when no subscriber records the span.
-pub fn current_traceparent() -> Option<String> {
+pub fn current_traceparent() -> Option<TraceContext> {
     #[cfg(feature = "opentelemetry")]
     {
         otel::current()
@@ -195,13 +123,12 @@ pub fn current_traceparent() -> Option<String> {
 }
 
 /// Makes the trace context `traceparent` the OpenTelemetry parent of `span` (feature
-/// `opentelemetry`; without it, and for an invalid or absent traceparent, it does
-/// nothing). Call it before the span is entered: its children take their trace from it.
+/// `opentelemetry`; without it, and for an absent traceparent, it does nothing). Call it before the span is entered: its children take their trace from it.
 ///
 /// This is how the runner continues a command's trace in the span that handles one of its
 /// events; a consumer of events relayed elsewhere (es-nats) does the same with the
-/// `traceparent` header.
-pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
+/// `traceparent` header, parsed with [`TraceContext::parse`].
+pub fn set_parent(span: &tracing::Span, traceparent: Option<TraceContext>) {
     #[cfg(feature = "opentelemetry")]
     if let Some(traceparent) = traceparent {
         otel::set_parent(span, traceparent);
@@ -217,7 +144,7 @@ mod otel {
     };
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-    pub(super) fn current() -> Option<String> {
+    pub(super) fn current() -> Option<super::TraceContext> {
         let span = tracing::Span::current();
         if span.is_disabled() {
             return None;
@@ -228,25 +155,21 @@ mod otel {
         if !span_context.is_valid() {
             return None;
         }
-        Some(format!(
-            "00-{}-{}-{:02x}",
-            span_context.trace_id(),
-            span_context.span_id(),
-            span_context.trace_flags().to_u8()
-        ))
+        super::TraceContext::new(
+            u128::from_be_bytes(span_context.trace_id().to_bytes()),
+            u64::from_be_bytes(span_context.span_id().to_bytes()),
+            span_context.trace_flags().to_u8(),
+        )
     }
 
-    pub(super) fn set_parent(span: &tracing::Span, traceparent: &str) {
+    pub(super) fn set_parent(span: &tracing::Span, parent: super::TraceContext) {
         if span.is_disabled() {
             return;
         }
-        let Some(parsed) = super::parse(traceparent) else {
-            return;
-        };
         let remote = SpanContext::new(
-            TraceId::from(parsed.trace_id),
-            SpanId::from(parsed.span_id),
-            TraceFlags::new(parsed.flags),
+            TraceId::from(parent.trace_id()),
+            SpanId::from(parent.span_id()),
+            TraceFlags::new(parent.flags()),
             true,
             TraceState::default(),
         );
@@ -429,7 +352,7 @@ pub(crate) fn handle_span_in<E>(
             event_id = %envelope.event_id,
         ),
     };
-    set_parent(&span, envelope.metadata.traceparent.as_deref());
+    set_parent(&span, envelope.metadata.traceparent);
     span
 }
 
@@ -445,45 +368,6 @@ pub(crate) fn projection_lag(projection: &str, events: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-    #[test]
-    fn accepts_a_w3c_traceparent() {
-        assert_eq!(
-            parse(GOOD),
-            Some(TraceParent {
-                trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
-                span_id: 0x00f0_67aa_0ba9_02b7,
-                flags: 1,
-            })
-        );
-        // A later version may append fields.
-        assert!(is_valid_traceparent(
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"
-        ));
-    }
-
-    #[test]
-    fn refuses_what_is_not_one() {
-        for bad in [
-            "",
-            "00",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
-            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
-            "0é-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é",
-        ] {
-            assert!(!is_valid_traceparent(bad), "{bad:?} was accepted");
-        }
-    }
 
     #[test]
     fn no_span_no_traceparent() {
