@@ -10,8 +10,8 @@
 //! | [`APPEND_SPAN`] | debug | `stream`, `events`, `expected` (the expected version) |
 //! | [`SUBSCRIPTION_SPAN`] | debug | `after`; its wake-ups are `trace` events |
 //! | [`BATCH_SPAN`] | info | `projection`, `first`; when committed `last` and `events` |
-//! | [`HANDLE_SPAN`] | info | `projection`, `stream`, `version`, `position`, `event_id` |
-//! | [`REACTION_SPAN`] | info | `manager`, `commands` |
+//! | [`HANDLE_SPAN`] | debug, info with `opentelemetry` ([`PER_EVENT_LEVEL`]) | `projection`, `stream`, `version`, `position`, `event_id` |
+//! | [`REACTION_SPAN`] | debug, info with `opentelemetry` ([`PER_EVENT_LEVEL`]) | `manager`, `commands` |
 //!
 //! # Metrics
 //!
@@ -56,6 +56,16 @@ pub const HANDLE_SPAN: &str = "es.projection.handle";
 /// The span of a process manager's reaction to one event, around the commands it issues.
 pub const REACTION_SPAN: &str = "es.process.reaction";
 
+/// The level of the spans made per event ([`HANDLE_SPAN`], [`REACTION_SPAN`]): `debug`, so
+/// that an application logging at `info` does not format two spans per event handled, and
+/// `info` with the `opentelemetry` feature, so that a trace pipeline filtered at `info`
+/// still links an event's handling to the command that recorded it.
+pub const PER_EVENT_LEVEL: tracing::Level = if cfg!(feature = "opentelemetry") {
+    tracing::Level::INFO
+} else {
+    tracing::Level::DEBUG
+};
+
 /// The values of the `outcome` field of [`COMMAND_SPAN`] and label of
 /// [`COMMAND_DURATION`]: the events were recorded; the command id had been executed
 /// before; the command changed nothing; the aggregate rejected it; every attempt lost a
@@ -82,19 +92,25 @@ pub const COMMAND_CONFLICTS: &str = "es_command_conflicts_total";
 pub const COMMAND_RETRIES: &str = "es_command_retries_total";
 /// Gauge, events: how many events the projection's filter selects after its last
 /// committed position, as the store counts them
-/// ([`EventStore::count_after`](crate::EventStore::count_after)). Sampled after a batch
-/// commit once per [`LAG_SAMPLE_INTERVAL`] of reading (not at the first: counting a long
-/// history costs a scan of it), and after every commit the runner makes once it has read
-/// all there was (caught up, or idle): so a runner that caught up shows its lag then, not
-/// the one of its last busy batch. Label `projection` (the runner's key).
+/// ([`EventStore::count_after`](crate::EventStore::count_after), unbounded: on a long log
+/// a scan). Sampled after a commit the gauge does not show yet, at most once per sample
+/// interval ([`LAG_SAMPLE_INTERVAL`] by default,
+/// [`with_lag_sample_interval`](crate::ProjectionRunner::with_lag_sample_interval)) and
+/// never before one interval of the drive has passed (a short catch-up pays no count);
+/// after a count that took `t`, not again for nine times `t` either, so that counting
+/// takes at most a tenth of the runner's time. A live runner that goes idle with a commit
+/// not yet shown wakes when the next sample is due: a runner that caught up shows it
+/// within about one interval. The gauge is only set while the runner runs: it keeps its
+/// last value once the runner stops or while it stands by (another instance holds the
+/// lease). Label `projection` (the runner's key).
 pub const PROJECTION_LAG: &str = "es_projection_lag";
 /// Histogram, seconds: from a batch's first event to its commit. Label `projection`.
 pub const PROJECTION_BATCH_DURATION: &str = "es_projection_batch_duration_seconds";
 /// Counter: events a projection handled (or parked) and committed. Label `projection`.
 pub const PROJECTION_EVENTS: &str = "es_projection_events_total";
 
-/// How often at most a runner asks its store how far behind it is, for [`PROJECTION_LAG`]:
-/// counting costs a query, so it is not done at every commit.
+/// How often at most a runner asks its store how far behind it is, for [`PROJECTION_LAG`],
+/// unless set otherwise: counting costs a query, so it is not done at every commit.
 pub const LAG_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The name of the header that carries the trace context (HTTP, NATS): `traceparent`.
@@ -334,8 +350,9 @@ pub(crate) fn handle_span_in<E>(
     batch: Option<&tracing::Span>,
 ) -> tracing::Span {
     let span = match batch {
-        Some(batch) => tracing::info_span!(
+        Some(batch) => tracing::span!(
             parent: batch,
+            PER_EVENT_LEVEL,
             HANDLE_SPAN,
             projection,
             stream = %envelope.stream_id,
@@ -343,7 +360,8 @@ pub(crate) fn handle_span_in<E>(
             position = %envelope.position,
             event_id = %envelope.event_id,
         ),
-        None => tracing::info_span!(
+        None => tracing::span!(
+            PER_EVENT_LEVEL,
             HANDLE_SPAN,
             projection,
             stream = %envelope.stream_id,
@@ -372,5 +390,27 @@ mod tests {
     #[test]
     fn no_span_no_traceparent() {
         assert_eq!(current_traceparent(), None);
+    }
+
+    /// An application logging at info formats no span per event, unless it exports traces.
+    #[test]
+    fn the_per_event_span_is_below_info_without_opentelemetry() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let envelope = crate::EventEnvelope {
+            event_id: uuid::Uuid::now_v7(),
+            stream_id: crate::StreamId::new("account", "1").unwrap(),
+            version: crate::Version::new(1),
+            position: crate::Position::from_parts(1, 0),
+            recorded_at: chrono::Utc::now(),
+            metadata: crate::Metadata::new(),
+            event: (),
+        };
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::INFO);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = handle_span("deposits", &envelope);
+            assert_eq!(span.is_disabled(), !cfg!(feature = "opentelemetry"));
+        });
     }
 }
