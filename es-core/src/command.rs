@@ -172,9 +172,9 @@ impl CommandContext {
     /// continues that trace. An invalid value is dropped, and only the parsed context is
     /// kept (see [`TraceContext::parse`](crate::telemetry::TraceContext::parse)). Accept a
     /// traceparent only from an upstream you trust: at a public edge, start a new trace
-    /// instead (a client's header would otherwise pick the trace your spans join). Without one, and
-    /// with the `opentelemetry` feature, the events carry the context of the command's
-    /// span.
+    /// instead (a client's header would otherwise pick the trace your spans join). Without
+    /// one, and with the `opentelemetry` feature, the events carry the context of the
+    /// command's span.
     ///
     /// ```
     /// use es_core::CommandContext;
