@@ -104,7 +104,7 @@ pub(crate) fn schema(
             TRACEPARENT,
             json!({
                 "type": "string",
-                "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$",
+                "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
                 "description": "The W3C trace context of the span that recorded the event: \
                     continue its trace.",
             }),
@@ -116,4 +116,27 @@ pub(crate) fn schema(
         "required": [SPEC_VERSION, EVENT_ID, EVENT_TYPE, SOURCE, STREAM_ID, RECORDED_AT, SCHEMA_VERSION, VERSION, POSITION],
         "properties": properties,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented header admits exactly what a relay sends: the canonical form
+    /// `es_core::telemetry::TraceContext` writes, nothing a later version might append.
+    #[test]
+    fn the_traceparent_header_is_the_canonical_form() {
+        let schema = schema("parcel", "Sent", &[], &[1])["properties"][TRACEPARENT].clone();
+        let validator = jsonschema::draft7::new(&schema).unwrap();
+        let canonical = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(validator.is_valid(&json!(canonical)));
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(!validator.is_valid(&json!(bad)), "{bad:?}");
+        }
+    }
 }

@@ -169,21 +169,24 @@ impl CommandContext {
 
     /// Sets the W3C trace context (`traceparent`) the events carry, such as the header of
     /// the HTTP request that issues the command, so that whoever handles the events
-    /// continues that trace. An invalid value is dropped (see
-    /// [`is_valid_traceparent`](crate::telemetry::is_valid_traceparent)). Without one, and
-    /// with the `opentelemetry` feature, the events carry the context of the command's
-    /// span.
+    /// continues that trace. An invalid value is dropped, and only the parsed context is
+    /// kept (see [`TraceContext::parse`](crate::telemetry::TraceContext::parse)). Accept a
+    /// traceparent only from an upstream you trust: at a public edge, start a new trace
+    /// instead (a client's header would otherwise pick the trace your spans join). Without
+    /// one, and with the `opentelemetry` feature, the events carry the context of the
+    /// command's span.
     ///
     /// ```
     /// use es_core::CommandContext;
     ///
     /// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     /// let context = CommandContext::new().with_traceparent(header);
-    /// assert_eq!(context.event_metadata().traceparent.as_deref(), Some(header));
+    /// let stored = context.event_metadata().traceparent.map(|c| c.to_string());
+    /// assert_eq!(stored.as_deref(), Some(header));
     /// assert_eq!(CommandContext::new().with_traceparent("garbage").event_metadata().traceparent, None);
     /// ```
     #[must_use]
-    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+    pub fn with_traceparent(mut self, traceparent: impl AsRef<str>) -> Self {
         self.metadata = self.metadata.with_traceparent(traceparent);
         self
     }

@@ -322,24 +322,25 @@ pub struct Metadata {
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub user: serde_json::Map<String, Value>,
     /// The W3C trace context (`traceparent`) of the span that recorded the event, so that
-    /// whoever handles it continues the trace (see [`telemetry`](crate::telemetry)). An
-    /// invalid value is dropped when read, never an error.
+    /// whoever handles it continues the trace (see [`telemetry`](crate::telemetry)).
+    /// Serialized as its canonical `traceparent` string; an invalid stored value is
+    /// dropped when read, never an error.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "valid_traceparent"
     )]
-    pub traceparent: Option<String>,
+    pub traceparent: Option<crate::telemetry::TraceContext>,
 }
 
 /// Reads a traceparent, dropping one that is not valid: a bad trace context must never
 /// make an event unreadable.
 fn valid_traceparent<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
-) -> Result<Option<String>, D::Error> {
+) -> Result<Option<crate::telemetry::TraceContext>, D::Error> {
     let value = Option::<Value>::deserialize(deserializer)?;
     Ok(match value {
-        Some(Value::String(text)) => crate::telemetry::valid(text),
+        Some(Value::String(text)) => crate::telemetry::TraceContext::parse(&text),
         _ => None,
     })
 }
@@ -379,12 +380,13 @@ impl Metadata {
     }
 
     /// Sets the W3C trace context, if `traceparent` is a valid one
-    /// ([`is_valid_traceparent`](crate::telemetry::is_valid_traceparent)); an invalid one
-    /// is dropped (and leaves what was set).
+    /// ([`TraceContext::parse`](crate::telemetry::TraceContext::parse)); an invalid one
+    /// is dropped (and leaves what was set). Only the parsed context is kept, never the
+    /// text: a later version's extra fields are not.
     #[must_use]
-    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
-        if let Some(valid) = crate::telemetry::valid(traceparent.into()) {
-            self.traceparent = Some(valid);
+    pub fn with_traceparent(mut self, traceparent: impl AsRef<str>) -> Self {
+        if let Some(context) = crate::telemetry::TraceContext::parse(traceparent.as_ref()) {
+            self.traceparent = Some(context);
         }
         self
     }
@@ -659,6 +661,28 @@ mod tests {
                 serde_json::from_value(json!({ "actor": "ada", "traceparent": bad })).unwrap();
             assert_eq!(read.traceparent, None, "{bad} was kept");
             assert_eq!(read.actor.as_deref(), Some("ada"));
+        }
+    }
+
+    #[test]
+    fn only_the_canonical_traceparent_is_kept() {
+        let canonical = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-vendor=x";
+        let metadata = Metadata::new().with_traceparent(later);
+        assert_eq!(
+            serde_json::to_value(&metadata).unwrap(),
+            json!({ "traceparent": canonical })
+        );
+        let read: Metadata = serde_json::from_value(json!({ "traceparent": later })).unwrap();
+        assert_eq!(read, metadata);
+        for bad in [
+            format!("{later}-\0"),
+            format!("{later}\r\nNats-Msg-Id: x"),
+            format!("{later}-{}", "x".repeat(1 << 20)),
+        ] {
+            assert_eq!(Metadata::new().with_traceparent(&bad).traceparent, None);
+            let read: Metadata = serde_json::from_value(json!({ "traceparent": bad })).unwrap();
+            assert_eq!(read.traceparent, None);
         }
     }
 

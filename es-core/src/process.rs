@@ -225,7 +225,8 @@ where
         let name = self.manager.name();
         // Under the runner's span of the event, which continues the event's trace: the
         // commands' spans are its children, and their events carry it onward.
-        let span = tracing::info_span!(
+        let span = tracing::span!(
+            crate::telemetry::PER_EVENT_LEVEL,
             crate::telemetry::REACTION_SPAN,
             manager = name,
             commands = tracing::field::Empty

@@ -7,6 +7,7 @@
 //! [`es_asyncapi::headers`], so the AsyncAPI document and the messages cannot disagree.
 
 use async_nats::HeaderMap;
+use async_nats::header::HeaderValue;
 use async_nats::header::NATS_MESSAGE_ID;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -49,8 +50,13 @@ pub(crate) fn encode(
     if let Some(id) = envelope.metadata.causation_id {
         map.insert(headers::CAUSATION_ID, id.to_string().as_str());
     }
-    if let Some(traceparent) = &envelope.metadata.traceparent {
-        map.insert(headers::TRACEPARENT, traceparent.as_str());
+    if let Some(traceparent) = envelope.metadata.traceparent {
+        // The canonical form, hex digits and dashes, holds no CR or LF, on which
+        // async-nats's infallible conversion from a `&str` panics; the fallible one keeps
+        // a panic out of the relay should that ever change (the header is then left out).
+        if let Ok(value) = traceparent.to_string().parse::<HeaderValue>() {
+            map.insert(headers::TRACEPARENT, value);
+        }
     }
     let payload = serde_json::to_vec(&envelope.event.payload)?;
     Ok((map, Bytes::from(payload)))
@@ -146,9 +152,7 @@ impl Described {
         // A bad trace context is dropped: it must never make an event unreadable.
         metadata.traceparent = map
             .and_then(|map| map.get(headers::TRACEPARENT))
-            .map(|value| value.as_str())
-            .filter(|value| es_core::telemetry::is_valid_traceparent(value))
-            .map(str::to_owned);
+            .and_then(|value| es_core::telemetry::TraceContext::parse(value.as_str()));
         Ok(Self {
             event_id: get(headers::EVENT_ID)?
                 .parse()
@@ -236,5 +240,56 @@ pub fn decode<E: DomainEvent>(
             version: described.version,
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CANONICAL: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn envelope(metadata: Metadata) -> EventEnvelope<RawEvent> {
+        EventEnvelope {
+            event_id: Uuid::now_v7(),
+            stream_id: StreamId::new("parcel", "1").unwrap(),
+            version: Version::new(1),
+            position: Position::from_parts(1, 0),
+            recorded_at: Utc::now(),
+            metadata,
+            event: RawEvent::new("Sent", 1, serde_json::json!({})),
+        }
+    }
+
+    #[test]
+    fn the_traceparent_header_is_the_canonical_form() {
+        let metadata = Metadata::new().with_traceparent(format!("01{}-vendor=x", &CANONICAL[2..]));
+        let (map, _) = encode(&envelope(metadata)).unwrap();
+        assert_eq!(
+            map.get(headers::TRACEPARENT).map(HeaderValue::as_str),
+            Some(CANONICAL)
+        );
+    }
+
+    #[test]
+    fn a_traceparent_header_is_read_through_the_one_parser() {
+        let (mut map, _) = encode(&envelope(Metadata::new())).unwrap();
+        for (header, read) in [
+            (format!("01{}-vendor=x", &CANONICAL[2..]), Some(CANONICAL)),
+            (format!("01{}-{}", &CANONICAL[2..], "x".repeat(4096)), None),
+            ("01-garbage".to_owned(), None),
+        ] {
+            map.insert(headers::TRACEPARENT, header.as_str());
+            let described = Described::read("es.parcel", Some(&map)).unwrap();
+            assert_eq!(
+                described
+                    .metadata
+                    .traceparent
+                    .map(|c| c.to_string())
+                    .as_deref(),
+                read,
+                "{header:?}"
+            );
+        }
     }
 }

@@ -197,7 +197,11 @@ async fn decode_reads_a_message_back_as_the_store_reads_the_event() {
     .unwrap();
     assert_eq!(decoded.len(), 9);
     assert_eq!(
-        decoded[0].metadata.traceparent.as_deref(),
+        decoded[0]
+            .metadata
+            .traceparent
+            .map(|c| c.to_string())
+            .as_deref(),
         Some(TRACEPARENT),
         "the traceparent crosses the relay"
     );

@@ -37,7 +37,8 @@ impl Projection for Traces {
     }
 
     async fn handle(&mut self, envelope: &EventEnvelope<ParcelEvent>) -> Result<(), Infallible> {
-        self.0.push(envelope.metadata.traceparent.clone());
+        self.0
+            .push(envelope.metadata.traceparent.map(|c| c.to_string()));
         Ok(())
     }
 }

@@ -188,12 +188,12 @@ pub(crate) fn envelope<E: DomainEvent>(
     metadata.correlation_id = row.correlation_id;
     metadata.causation_id = row.causation_id;
     metadata.actor = row.actor;
-    // Checked again on the way out: a row written by hand must not hand an invalid trace
-    // context to a handler.
+    // Parsed again on the way out, through the one parser: a row written by hand (or by a
+    // version that stored what it was given) hands a handler a valid, canonical trace
+    // context or none.
     metadata.traceparent = row
         .traceparent
-        .filter(|value| es_core::telemetry::is_valid_traceparent(value))
-        .map(str::to_owned);
+        .and_then(es_core::telemetry::TraceContext::parse);
     // Most events carry no free-form metadata; skip parsing the empty object.
     if row.metadata.0 != "{}" {
         // Only what `PayloadError` keeps: serde's message would quote the stored values.

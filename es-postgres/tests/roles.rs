@@ -420,6 +420,9 @@ async fn a_role_granted_before_the_traceparent_column_appends_after_it() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(read.metadata.traceparent.as_deref(), Some(traceparent));
+    assert_eq!(
+        read.metadata.traceparent.map(|c| c.to_string()).as_deref(),
+        Some(traceparent)
+    );
     role.drop_with(owner).await;
 }

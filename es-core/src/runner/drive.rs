@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::checkpoint::CheckpointMode;
 use super::policy::OnFailure;
+use super::progress::Progress;
 use super::{ProjectionRunner, RunnerError, RunnerState};
 use crate::backoff::Backoff;
 use crate::error::ReadError;
@@ -48,55 +49,6 @@ enum Read {
     Restart,
     /// The history is read (catching up), or the runner was asked to shut down.
     Done,
-}
-
-/// What a drive has done so far, kept across the reads that start over.
-#[derive(Default)]
-struct Progress {
-    /// Events handled (or parked) and kept.
-    handled: u64,
-    /// Of those, the ones since the last commit: not kept if their batch is dropped.
-    pending: usize,
-    /// Commit event by event up to here: a failed event is being isolated.
-    isolate_until: Option<Position>,
-    /// The span and start of the batch since the last commit.
-    batch: Option<Batch>,
-    /// When the lag was last asked of the store (or the drive began).
-    lag_sampled: Option<Instant>,
-}
-
-impl Progress {
-    /// The batch was dropped: its events are not done.
-    fn drop_pending(&mut self) {
-        self.handled -= self.pending as u64;
-        self.pending = 0;
-        self.batch = None;
-    }
-
-    /// The batch since the last commit was committed, up to `last`.
-    fn committed(&mut self, projection: &str, last: Position) {
-        if let Some(batch) = self.batch.take() {
-            batch.committed(projection, last, self.pending);
-        }
-        self.pending = 0;
-    }
-
-    /// Whether the lag is due to be asked of the store again (always when `now`).
-    fn lag_due(&mut self, now: bool) -> bool {
-        let due = now
-            || self
-                .lag_sampled
-                .is_none_or(|at| at.elapsed() >= telemetry::LAG_SAMPLE_INTERVAL);
-        if due {
-            self.lag_sampled = Some(Instant::now());
-        }
-        due
-    }
-
-    fn count_one(&mut self) {
-        self.handled += 1;
-        self.pending += 1;
-    }
 }
 
 /// What the next step of a read is.
@@ -171,12 +123,7 @@ where
     where
         F: Future<Output = ()> + Send,
     {
-        let mut progress = Progress {
-            // Not at the first commit: counting what is left of a long history costs a scan
-            // of it, which a short catch-up should not pay.
-            lag_sampled: Some(Instant::now()),
-            ..Progress::default()
-        };
+        let mut progress = Progress::new(self.lag_sample_interval);
         loop {
             progress.drop_pending();
             self.forget_uncommitted();
@@ -302,8 +249,10 @@ where
         let mut commit_by: Option<Instant> = None;
         // One timer, moved when its deadline changes: a timer per event would cost more
         // than the event.
+        // `None` once it fired: reset at the next turn even to the same deadline (a fired
+        // timer would fire again at once).
         let mut timer = futures_timer::Delay::new(Duration::from_secs(3600));
-        let mut timer_at = Instant::now() + Duration::from_secs(3600);
+        let mut timer_at = Some(Instant::now() + Duration::from_secs(3600));
         loop {
             // Keep the lease while working.
             if !self.keep_lease().await? {
@@ -314,12 +263,19 @@ where
             let next = if live {
                 let far = Instant::now() + Duration::from_secs(3600);
                 let renewal = self.lease.renew_at().unwrap_or(far);
-                let deadline = commit_by.unwrap_or(far).min(renewal);
-                if deadline != timer_at {
+                // An owed lag sample wakes an idle runner too: that is how a runner that
+                // caught up shows it, without counting at every idle commit.
+                let lag = progress.lag.wake_at().unwrap_or(far);
+                let deadline = commit_by.unwrap_or(far).min(renewal).min(lag);
+                if Some(deadline) != timer_at {
                     timer.reset(deadline.saturating_duration_since(Instant::now()));
-                    timer_at = deadline;
+                    timer_at = Some(deadline);
                 }
-                next_event(events, &mut timer, shutdown).await
+                let next = next_event(events, &mut timer, shutdown).await;
+                if matches!(next, Next::Idle) {
+                    timer_at = None;
+                }
+                next
             } else {
                 match events.next().await {
                     Some(event) => Next::Event(event),
@@ -357,11 +313,13 @@ where
                             return Ok(Read::Restart);
                         }
                         progress.committed(&key, position);
-                        // Caught up (or stopping): say so now, not when the next sample
-                        // is due, which may be long after the last batch.
-                        self.sample_lag(progress, position, true).await;
                     }
                     commit_by = None;
+                    // Idle, nothing held up: the time to count, if a sample is owed and
+                    // due (not when stopping: a shutdown waits for no count).
+                    if !matches!(next, Next::Shutdown) {
+                        self.sample_lag(progress).await;
+                    }
                     match next {
                         Next::End if !live => return Ok(Read::Done),
                         Next::Shutdown => return Ok(Read::Done),
@@ -442,7 +400,9 @@ where
                     return Ok(Read::Restart);
                 }
                 progress.committed(&key, position);
-                self.sample_lag(progress, position, false).await;
+                // Reading a long history never idles: sample between batches too, as
+                // rarely as the sampler allows.
+                self.sample_lag(progress).await;
                 last = None;
                 commit_by = None;
             } else if commit_by.is_none() {
@@ -515,20 +475,6 @@ where
         self.handle_with_policy(envelope, pending)
             .instrument(span)
             .await
-    }
-
-    /// Asks the store how far behind the commit at `position` is, for the lag gauge, if it
-    /// was not asked lately (or `now`). A failure only leaves the gauge as it was.
-    async fn sample_lag(&self, progress: &mut Progress, position: Position, now: bool) {
-        if !progress.lag_due(now) {
-            return;
-        }
-        match self.store.count_after(position, self.filter()).await {
-            Ok(behind) => telemetry::projection_lag(&self.key(), behind),
-            Err(error) => {
-                tracing::debug!(projection = %self.key(), error = &error as &dyn std::error::Error, "cannot tell the lag");
-            }
-        }
     }
 
     async fn handle_with_policy(

@@ -12,6 +12,7 @@ mod drive;
 mod error;
 mod lease;
 mod policy;
+mod progress;
 mod status;
 mod wait;
 
@@ -69,6 +70,8 @@ pub struct ProjectionRunner<P: Projection, S> {
     catch_up_wait: Duration,
     batch_size: usize,
     commit_interval: Duration,
+    /// How often at most the lag gauge is sampled.
+    lag_sample_interval: Duration,
     policy: ErrorPolicy,
     lease: Lease,
     partition: Option<Partition>,
@@ -125,6 +128,7 @@ where
             catch_up_wait: Duration::from_secs(30),
             batch_size: 500,
             commit_interval: Duration::from_millis(100),
+            lag_sample_interval: crate::telemetry::LAG_SAMPLE_INTERVAL,
             policy: ErrorPolicy::default(),
             lease: Lease::new(Some(Duration::from_secs(10))),
             partition: None,
@@ -198,6 +202,17 @@ where
     #[must_use]
     pub fn with_commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
+        self
+    }
+
+    /// Asks the store how far behind the runner is (the
+    /// [`PROJECTION_LAG`](crate::telemetry::PROJECTION_LAG) gauge) at most this often;
+    /// [`LAG_SAMPLE_INTERVAL`](crate::telemetry::LAG_SAMPLE_INTERVAL) by default. Each
+    /// sample is a count of the events left, which on a long log is a scan: a shorter
+    /// interval costs queries, a longer one leaves the gauge behind.
+    #[must_use]
+    pub fn with_lag_sample_interval(mut self, interval: Duration) -> Self {
+        self.lag_sample_interval = interval;
         self
     }
 

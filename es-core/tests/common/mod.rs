@@ -23,7 +23,11 @@ pub(crate) enum AccountEvent {
 
 #[derive(Debug, Clone)]
 pub(crate) enum AccountCommand {
-    Deposit { amount: u64 },
+    Deposit {
+        amount: u64,
+    },
+    /// Decides nothing: the command changes nothing.
+    Nothing,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,8 @@ pub(crate) enum AccountError {
 pub(crate) struct Race {
     pub(crate) store: Option<MemoryEventStore>,
     pub(crate) armed: AtomicBool,
+    /// Lose every race, not only the first.
+    pub(crate) always: AtomicBool,
 }
 
 #[derive(Debug, Default, AggregateType)]
@@ -58,12 +64,15 @@ impl Aggregate for Account {
         command: AccountCommand,
         race: &Arc<Race>,
     ) -> Result<Vec<AccountEvent>, AccountError> {
-        let AccountCommand::Deposit { amount } = command;
+        let amount = match command {
+            AccountCommand::Deposit { amount } => amount,
+            AccountCommand::Nothing => return Ok(Vec::new()),
+        };
         if amount == 0 {
             return Err(AccountError::Nothing);
         }
         if let Some(store) = &race.store
-            && race.armed.swap(false, Ordering::SeqCst)
+            && (race.armed.swap(false, Ordering::SeqCst) || race.always.load(Ordering::SeqCst))
         {
             let stream = StreamId::new("account", "1").unwrap();
             store
@@ -99,7 +108,12 @@ impl Projection for Deposits {
     }
 
     async fn handle(&mut self, envelope: &EventEnvelope<AccountEvent>) -> Result<(), Self::Error> {
-        self.seen.push(envelope.metadata.traceparent.clone());
+        self.seen.push(
+            envelope
+                .metadata
+                .traceparent
+                .map(|context| context.to_string()),
+        );
         Ok(())
     }
 }

@@ -41,7 +41,7 @@ impl PgEventStore {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        mut events: Vec<NewEvent<E>>,
+        events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
         let span = tracing::debug_span!(
             es_core::telemetry::APPEND_SPAN,
@@ -49,7 +49,6 @@ impl PgEventStore {
             events = events.len(),
             %expected,
         );
-        es_core::telemetry::drop_invalid_traceparents(&mut events);
         self.append_in_span(stream, expected, events)
             .instrument(span)
             .await
@@ -469,7 +468,11 @@ impl Batch {
             batch
                 .user_metadata
                 .push(Value::Object(metadata.user.clone()));
-            batch.traceparents.push(metadata.traceparent.clone());
+            // Always the canonical form (`TraceContext`'s `Display`): 55 bytes of hex digits and
+            // dashes, never what a caller's header held beyond it.
+            batch
+                .traceparents
+                .push(metadata.traceparent.map(|context| context.to_string()));
         }
         Ok(batch)
     }

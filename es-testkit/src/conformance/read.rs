@@ -370,34 +370,54 @@ pub async fn find_event_by_id<S: Store>(store: S) {
     );
 }
 
-/// A traceparent comes back as written on every read path (stream, log, by id, the reply
-/// to a repeated append), an event without one reads without one, and one that is not a
-/// valid W3C traceparent (set on the metadata by hand) is dropped, not stored.
+/// A traceparent comes back on every read path (stream, log, by id, the reply to a
+/// repeated append) in its canonical form, the same in every store: a later version's
+/// extra fields are not kept; a value with a NUL, a CR/LF (a header injected into a relayed
+/// message), an over-long one or one that is not a traceparent at all is dropped, never
+/// stored (PostgreSQL would refuse the NUL) nor an error; an event without one reads
+/// without one.
 pub async fn traceparent_round_trips_on_every_read_path<S: Store>(store: S) {
     let stream = account("traced");
-    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let mut invalid = Metadata::new().with_actor("ada");
-    invalid.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-zzzz-01".to_owned());
-    let batch = vec![
-        NewEvent::new(AccountEvent::Opened {
-            owner: "ada".into(),
-        })
-        .with_metadata(Metadata::new().with_traceparent(traceparent)),
-        NewEvent::new(AccountEvent::Deposited { amount: 1 }).with_metadata(invalid),
-        NewEvent::new(AccountEvent::Closed),
+    let canonical = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let given = [
+        canonical.to_owned(),
+        format!("{later}-vendor=x"),
+        format!("{later}-\0"),
+        format!("{later}-\r\nNats-Msg-Id: x"),
+        format!("{later}-{}", "x".repeat(1 << 20)),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-zzzz-01".to_owned(),
     ];
+    let mut expected: Vec<Option<String>> = vec![
+        Some(canonical.to_owned()),
+        Some(canonical.to_owned()),
+        None,
+        None,
+        None,
+        None,
+    ];
+    let mut batch: Vec<_> = given
+        .iter()
+        .map(|traceparent| {
+            NewEvent::new(AccountEvent::Deposited { amount: 1 }).with_metadata(
+                Metadata::new()
+                    .with_actor("ada")
+                    .with_traceparent(traceparent),
+            )
+        })
+        .collect();
+    batch.push(NewEvent::new(AccountEvent::Closed));
+    expected.push(None);
     let committed = store
         .append(&stream, ExpectedVersion::NoStream, batch.clone())
         .await
         .unwrap();
-    let expected = [Some(traceparent), None, None];
     let traceparents = |events: &[es_core::EventEnvelope<AccountEvent>]| {
         events
             .iter()
-            .map(|e| e.metadata.traceparent.clone())
+            .map(|e| e.metadata.traceparent.map(|context| context.to_string()))
             .collect::<Vec<_>>()
     };
-    let expected: Vec<Option<String>> = expected.iter().map(|t| t.map(str::to_owned)).collect();
     assert_eq!(
         traceparents(&committed.events),
         expected,
@@ -408,19 +428,23 @@ pub async fn traceparent_round_trips_on_every_read_path<S: Store>(store: S) {
         expected,
         "a stream read"
     );
-    let log = read_log::<S, AccountEvent>(&store, Position::START, EventFilter::all(), 3).await;
+    let log = read_log::<S, AccountEvent>(&store, Position::START, EventFilter::all(), 7).await;
     assert_eq!(traceparents(&log), expected, "a log read");
     let found = store
-        .find_event::<AccountEvent>(committed.events[0].event_id)
+        .find_event::<AccountEvent>(committed.events[1].event_id)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(found.metadata.traceparent.as_deref(), Some(traceparent));
+    assert_eq!(
+        found.metadata.traceparent.map(|c| c.to_string()).as_deref(),
+        Some(canonical),
+        "a read by id"
+    );
     let repeat = store
         .append(&stream, ExpectedVersion::NoStream, batch)
         .await
         .unwrap();
     assert!(repeat.duplicate);
     assert_eq!(traceparents(&repeat.events), expected, "a repeat's reply");
-    assert_eq!(log[1].metadata.actor.as_deref(), Some("ada"));
+    assert_eq!(log[3].metadata.actor.as_deref(), Some("ada"));
 }

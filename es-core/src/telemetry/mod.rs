@@ -10,8 +10,8 @@
 //! | [`APPEND_SPAN`] | debug | `stream`, `events`, `expected` (the expected version) |
 //! | [`SUBSCRIPTION_SPAN`] | debug | `after`; its wake-ups are `trace` events |
 //! | [`BATCH_SPAN`] | info | `projection`, `first`; when committed `last` and `events` |
-//! | [`HANDLE_SPAN`] | info | `projection`, `stream`, `version`, `position`, `event_id` |
-//! | [`REACTION_SPAN`] | info | `manager`, `commands` |
+//! | [`HANDLE_SPAN`] | debug, info with `opentelemetry` ([`PER_EVENT_LEVEL`]) | `projection`, `stream`, `version`, `position`, `event_id` |
+//! | [`REACTION_SPAN`] | debug, info with `opentelemetry` ([`PER_EVENT_LEVEL`]) | `manager`, `commands` |
 //!
 //! # Metrics
 //!
@@ -22,19 +22,25 @@
 //!
 //! # Trace context
 //!
-//! [`Metadata::traceparent`](crate::Metadata::traceparent) holds a W3C `traceparent`
-//! (`00-<trace id>-<span id>-<flags>`). A caller sets it with
+//! [`Metadata::traceparent`](crate::Metadata::traceparent) holds a [`TraceContext`],
+//! stored and sent as a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`) in its
+//! canonical form only, rebuilt from what was parsed. A caller sets it with
 //! [`CommandContext::with_traceparent`](crate::CommandContext::with_traceparent) (from an
 //! incoming request's header, say). With the `opentelemetry` feature, command execution
 //! stores the current span's OpenTelemetry context there when none was set, and the
 //! runner gives the span that handles the event that context as its parent
 //! ([`set_parent`]), so that one trace runs from the command through its events to every
 //! reaction. Without the feature, a traceparent set by the caller is stored and read back
-//! as it is, and nothing else happens. An invalid traceparent is dropped, never an error.
+//! (in canonical form), and nothing else happens. An invalid traceparent is dropped, never
+//! an error; a later version's extra fields are not kept.
 
 use std::time::Instant;
 
 use metrics::{Key, Label};
+
+mod trace_context;
+
+pub use trace_context::{TraceContext, is_valid_traceparent};
 
 /// The span of one command execution ([`Repository::execute_with`](crate::Repository::execute_with)).
 pub const COMMAND_SPAN: &str = "es.command";
@@ -49,6 +55,16 @@ pub const BATCH_SPAN: &str = "es.projection.batch";
 pub const HANDLE_SPAN: &str = "es.projection.handle";
 /// The span of a process manager's reaction to one event, around the commands it issues.
 pub const REACTION_SPAN: &str = "es.process.reaction";
+
+/// The level of the spans made per event ([`HANDLE_SPAN`], [`REACTION_SPAN`]): `debug`, so
+/// that an application logging at `info` does not format two spans per event handled, and
+/// `info` with the `opentelemetry` feature, so that a trace pipeline filtered at `info`
+/// still links an event's handling to the command that recorded it.
+pub const PER_EVENT_LEVEL: tracing::Level = if cfg!(feature = "opentelemetry") {
+    tracing::Level::INFO
+} else {
+    tracing::Level::DEBUG
+};
 
 /// The values of the `outcome` field of [`COMMAND_SPAN`] and label of
 /// [`COMMAND_DURATION`]: the events were recorded; the command id had been executed
@@ -76,114 +92,42 @@ pub const COMMAND_CONFLICTS: &str = "es_command_conflicts_total";
 pub const COMMAND_RETRIES: &str = "es_command_retries_total";
 /// Gauge, events: how many events the projection's filter selects after its last
 /// committed position, as the store counts them
-/// ([`EventStore::count_after`](crate::EventStore::count_after)). Sampled after a batch
-/// commit once per [`LAG_SAMPLE_INTERVAL`] of reading (not at the first: counting a long
-/// history costs a scan of it), and after every commit the runner makes once it has read
-/// all there was (caught up, or idle): so a runner that caught up shows its lag then, not
-/// the one of its last busy batch. Label `projection` (the runner's key).
+/// ([`EventStore::count_after`](crate::EventStore::count_after), unbounded: on a long log
+/// a scan). Sampled after a commit the gauge does not show yet, at most once per sample
+/// interval ([`LAG_SAMPLE_INTERVAL`] by default,
+/// [`with_lag_sample_interval`](crate::ProjectionRunner::with_lag_sample_interval)) and
+/// never before one interval of the drive has passed (a short catch-up pays no count);
+/// after a count that took `t`, not again for nine times `t` either, so that counting
+/// takes at most a tenth of the runner's time. A live runner that goes idle with a commit
+/// not yet shown wakes when the next sample is due: a runner that caught up shows it
+/// within about one interval. The gauge is only set while the runner runs: it keeps its
+/// last value once the runner stops or while it stands by (another instance holds the
+/// lease). Label `projection` (the runner's key).
 pub const PROJECTION_LAG: &str = "es_projection_lag";
 /// Histogram, seconds: from a batch's first event to its commit. Label `projection`.
 pub const PROJECTION_BATCH_DURATION: &str = "es_projection_batch_duration_seconds";
 /// Counter: events a projection handled (or parked) and committed. Label `projection`.
 pub const PROJECTION_EVENTS: &str = "es_projection_events_total";
 
-/// How often at most a runner asks its store how far behind it is, for [`PROJECTION_LAG`]:
-/// counting costs a query, so it is not done at every commit.
+/// How often at most a runner asks its store how far behind it is, for [`PROJECTION_LAG`],
+/// unless set otherwise: counting costs a query, so it is not done at every commit.
 pub const LAG_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The name of the header that carries the trace context (HTTP, NATS): `traceparent`.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-/// A parsed W3C traceparent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct TraceParent {
-    trace_id: u128,
-    span_id: u64,
-    flags: u8,
-}
-
-/// Whether `value` is a valid W3C traceparent: `version-traceid-spanid-flags` in lowercase
-/// hex of 2, 32, 16 and 2 digits, the version not `ff`, neither id all zeros. (A version
-/// above `00` may carry more fields after the flags, which are ignored.)
-///
-/// ```
-/// use es_core::telemetry::is_valid_traceparent;
-///
-/// assert!(is_valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
-/// assert!(!is_valid_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
-/// assert!(!is_valid_traceparent("not a traceparent"));
-/// ```
-pub fn is_valid_traceparent(value: &str) -> bool {
-    parse(value).is_some()
-}
-
-fn parse(value: &str) -> Option<TraceParent> {
-    let bytes = value.as_bytes();
-    // version(2) - trace id(32) - span id(16) - flags(2)
-    const LEN: usize = 55;
-    if bytes.len() < LEN {
-        return None;
-    }
-    let version = hex(value.get(0..2)?)?;
-    if version == 0xff || (version == 0 && bytes.len() != LEN) {
-        return None;
-    }
-    if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
-        return None;
-    }
-    if bytes.len() > LEN && bytes[LEN] != b'-' {
-        return None;
-    }
-    let trace_id = hex(value.get(3..35)?)?;
-    let span_id = u64::try_from(hex(value.get(36..52)?)?).ok()?;
-    let flags = u8::try_from(hex(value.get(53..55)?)?).ok()?;
-    if trace_id == 0 || span_id == 0 {
-        return None;
-    }
-    Some(TraceParent {
-        trace_id,
-        span_id,
-        flags,
-    })
-}
-
-/// Lowercase hex digits only (no sign, no uppercase, which the W3C format forbids).
-fn hex(digits: &str) -> Option<u128> {
-    if digits.is_empty()
-        || !digits
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    u128::from_str_radix(digits, 16).ok()
-}
-
-/// `value` if it is a valid traceparent ([`is_valid_traceparent`]).
-pub(crate) fn valid(value: String) -> Option<String> {
-    is_valid_traceparent(&value).then_some(value)
-}
-
-/// Drops the traceparent of every event whose one is not valid ([`is_valid_traceparent`]):
-/// stores call it before storing, so that what a handler reads back is valid, or absent,
-/// in every store alike.
+/// Does nothing, and is kept only for the stores that still call it: a
+/// [`Metadata::traceparent`](crate::Metadata::traceparent) is a [`TraceContext`], valid by
+/// construction, so there is nothing left to drop before storing.
+#[doc(hidden)]
 pub fn drop_invalid_traceparents<E>(events: &mut [crate::NewEvent<E>]) {
-    for event in events {
-        if event
-            .metadata
-            .traceparent
-            .as_deref()
-            .is_some_and(|value| !is_valid_traceparent(value))
-        {
-            event.metadata.traceparent = None;
-        }
-    }
+    let _ = events;
 }
 
 /// The traceparent of the current span: its OpenTelemetry context, with the
 /// `opentelemetry` feature, if the span is recorded and has a valid one. Always `None`
 /// without the feature, and cheap when no subscriber records the span.
-pub fn current_traceparent() -> Option<String> {
+pub fn current_traceparent() -> Option<TraceContext> {
     #[cfg(feature = "opentelemetry")]
     {
         otel::current()
@@ -195,13 +139,12 @@ pub fn current_traceparent() -> Option<String> {
 }
 
 /// Makes the trace context `traceparent` the OpenTelemetry parent of `span` (feature
-/// `opentelemetry`; without it, and for an invalid or absent traceparent, it does
-/// nothing). Call it before the span is entered: its children take their trace from it.
+/// `opentelemetry`; without it, and for an absent traceparent, it does nothing). Call it before the span is entered: its children take their trace from it.
 ///
 /// This is how the runner continues a command's trace in the span that handles one of its
 /// events; a consumer of events relayed elsewhere (es-nats) does the same with the
-/// `traceparent` header.
-pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
+/// `traceparent` header, parsed with [`TraceContext::parse`].
+pub fn set_parent(span: &tracing::Span, traceparent: Option<TraceContext>) {
     #[cfg(feature = "opentelemetry")]
     if let Some(traceparent) = traceparent {
         otel::set_parent(span, traceparent);
@@ -217,7 +160,7 @@ mod otel {
     };
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-    pub(super) fn current() -> Option<String> {
+    pub(super) fn current() -> Option<super::TraceContext> {
         let span = tracing::Span::current();
         if span.is_disabled() {
             return None;
@@ -228,25 +171,21 @@ mod otel {
         if !span_context.is_valid() {
             return None;
         }
-        Some(format!(
-            "00-{}-{}-{:02x}",
-            span_context.trace_id(),
-            span_context.span_id(),
-            span_context.trace_flags().to_u8()
-        ))
+        super::TraceContext::new(
+            u128::from_be_bytes(span_context.trace_id().to_bytes()),
+            u64::from_be_bytes(span_context.span_id().to_bytes()),
+            span_context.trace_flags().to_u8(),
+        )
     }
 
-    pub(super) fn set_parent(span: &tracing::Span, traceparent: &str) {
+    pub(super) fn set_parent(span: &tracing::Span, parent: super::TraceContext) {
         if span.is_disabled() {
             return;
         }
-        let Some(parsed) = super::parse(traceparent) else {
-            return;
-        };
         let remote = SpanContext::new(
-            TraceId::from(parsed.trace_id),
-            SpanId::from(parsed.span_id),
-            TraceFlags::new(parsed.flags),
+            TraceId::from(parent.trace_id()),
+            SpanId::from(parent.span_id()),
+            TraceFlags::new(parent.flags()),
             true,
             TraceState::default(),
         );
@@ -411,8 +350,9 @@ pub(crate) fn handle_span_in<E>(
     batch: Option<&tracing::Span>,
 ) -> tracing::Span {
     let span = match batch {
-        Some(batch) => tracing::info_span!(
+        Some(batch) => tracing::span!(
             parent: batch,
+            PER_EVENT_LEVEL,
             HANDLE_SPAN,
             projection,
             stream = %envelope.stream_id,
@@ -420,7 +360,8 @@ pub(crate) fn handle_span_in<E>(
             position = %envelope.position,
             event_id = %envelope.event_id,
         ),
-        None => tracing::info_span!(
+        None => tracing::span!(
+            PER_EVENT_LEVEL,
             HANDLE_SPAN,
             projection,
             stream = %envelope.stream_id,
@@ -429,7 +370,7 @@ pub(crate) fn handle_span_in<E>(
             event_id = %envelope.event_id,
         ),
     };
-    set_parent(&span, envelope.metadata.traceparent.as_deref());
+    set_parent(&span, envelope.metadata.traceparent);
     span
 }
 
@@ -446,47 +387,30 @@ pub(crate) fn projection_lag(projection: &str, events: u64) {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-    #[test]
-    fn accepts_a_w3c_traceparent() {
-        assert_eq!(
-            parse(GOOD),
-            Some(TraceParent {
-                trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
-                span_id: 0x00f0_67aa_0ba9_02b7,
-                flags: 1,
-            })
-        );
-        // A later version may append fields.
-        assert!(is_valid_traceparent(
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"
-        ));
-    }
-
-    #[test]
-    fn refuses_what_is_not_one() {
-        for bad in [
-            "",
-            "00",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
-            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
-            "0é-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é",
-        ] {
-            assert!(!is_valid_traceparent(bad), "{bad:?} was accepted");
-        }
-    }
-
     #[test]
     fn no_span_no_traceparent() {
         assert_eq!(current_traceparent(), None);
+    }
+
+    /// An application logging at info formats no span per event, unless it exports traces.
+    #[test]
+    fn the_per_event_span_is_below_info_without_opentelemetry() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let envelope = crate::EventEnvelope {
+            event_id: uuid::Uuid::now_v7(),
+            stream_id: crate::StreamId::new("account", "1").unwrap(),
+            version: crate::Version::new(1),
+            position: crate::Position::from_parts(1, 0),
+            recorded_at: chrono::Utc::now(),
+            metadata: crate::Metadata::new(),
+            event: (),
+        };
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::INFO);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = handle_span("deposits", &envelope);
+            assert_eq!(span.is_disabled(), !cfg!(feature = "opentelemetry"));
+        });
     }
 }
