@@ -162,7 +162,7 @@ impl MemoryEventStore {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        mut events: Vec<NewEvent<E>>,
+        events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
         // The append is done here, at once: the span covers it, not the ready future.
         let _span = tracing::debug_span!(
@@ -172,7 +172,6 @@ impl MemoryEventStore {
             %expected,
         )
         .entered();
-        es_core::telemetry::drop_invalid_traceparents(&mut events);
         // Run every piece of user code (encode, decode, clone, event_type) before taking
         // the lock. The checks are the ones every store makes, so all refuse alike.
         let strict = self.shared.strict;

@@ -116,14 +116,6 @@ pub const LAG_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_s
 /// The name of the header that carries the trace context (HTTP, NATS): `traceparent`.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-/// Does nothing, and is kept only for the stores that still call it: a
-/// [`Metadata::traceparent`](crate::Metadata::traceparent) is a [`TraceContext`], valid by
-/// construction, so there is nothing left to drop before storing.
-#[doc(hidden)]
-pub fn drop_invalid_traceparents<E>(events: &mut [crate::NewEvent<E>]) {
-    let _ = events;
-}
-
 /// The traceparent of the current span: its OpenTelemetry context, with the
 /// `opentelemetry` feature, if the span is recorded and has a valid one. Always `None`
 /// without the feature, and cheap when no subscriber records the span.

@@ -241,7 +241,10 @@ impl From<EventEnvelope<RawEvent>> for RecordedEvent {
             recorded_at: envelope.recorded_at,
             correlation_id: envelope.metadata.correlation_id,
             causation_id: envelope.metadata.causation_id,
-            traceparent: envelope.metadata.traceparent,
+            traceparent: envelope
+                .metadata
+                .traceparent
+                .map(|context| context.to_string()),
             payload: envelope.event.payload,
         }
     }
