@@ -151,6 +151,21 @@ pub trait Projection: Send {
         ready(Ok(None))
     }
 
+    /// The position committed under `key`, read for a runner standing by while another
+    /// instance holds the lease: it shows in the runner's status, so that callers waiting
+    /// to read their own writes on this instance see the shared read model's progress.
+    ///
+    /// It must have no effect beyond the read: the instance may never take the lease, and
+    /// another instance is committing meanwhile. By default it is
+    /// [`load_checkpoint`](Projection::load_checkpoint); override it when loading prepares
+    /// anything (applies migrations, sets the position a commit is fenced on).
+    fn committed_checkpoint(
+        &mut self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Position>, Self::Error>> + Send {
+        self.load_checkpoint(key)
+    }
+
     /// Makes the writes of the events handled since the last commit durable, together with
     /// `position` as the checkpoint under `key` if the projection keeps its own (`key` as
     /// in [`load_checkpoint`](Projection::load_checkpoint)). Projections that buffer writes

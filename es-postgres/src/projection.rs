@@ -529,6 +529,20 @@ impl<P: PgProjection> Projection for PgTransactionalProjection<P> {
         Ok(loaded)
     }
 
+    /// The stored checkpoint only: no migrations (an instance standing by must not change
+    /// the schema under the one running, say during a rolling deploy) and no fence moved.
+    async fn committed_checkpoint(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<Position>, PgProjectionError> {
+        es_core::CheckpointStore::load_checkpoint(&self.store, key)
+            .await
+            .map_err(|source| PgProjectionError::Database {
+                projection: key.to_owned(),
+                source,
+            })
+    }
+
     async fn commit(&mut self, key: &str, position: Position) -> Result<(), PgProjectionError> {
         if let Some(error) = self.failed_migration.take() {
             self.rollback().await?;

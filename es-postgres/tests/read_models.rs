@@ -860,3 +860,74 @@ async fn levels_if_any(store: &PgEventStore) -> Vec<(String, i64, Option<String>
         Vec::new()
     }
 }
+
+/// An instance of a newer version standing by (another instance holds the lease, as in a
+/// rolling deploy) shows the checkpoint the holder commits, and applies none of its new
+/// steps: the schema changes only when it takes over.
+#[tokio::test]
+async fn a_standing_by_instance_shows_progress_and_migrates_nothing() {
+    let store = common::fresh_store().await;
+    let lease = Some(Duration::from_millis(600));
+    let mut holder = runner(&store, STEPS).with_lease(lease);
+    let (stop_holder, stopped) = tokio::sync::oneshot::channel::<()>();
+    let holder_status = holder.status();
+    let holder_task = tokio::spawn(async move {
+        holder
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let until = |status: es_core::StatusHandle, state: RunnerState| async move {
+        tokio::time::timeout(PATIENCE, async {
+            while status.get().state != state {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the runner reaches the state");
+    };
+    until(holder_status.clone(), RunnerState::Live).await;
+
+    let mut newer_steps = STEPS.to_vec();
+    newer_steps.push(PgMigration::new(
+        3,
+        "by type",
+        "CREATE INDEX levels_by_type ON {schema}.levels (last_type);
+         INSERT INTO {schema}.level_steps VALUES (3);",
+    ));
+    let mut newer = runner(&store, &newer_steps).with_lease(lease);
+    let standby = newer.status();
+    let (stop_newer, stopped) = tokio::sync::oneshot::channel::<()>();
+    let newer_task = tokio::spawn(async move {
+        newer
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    until(standby.clone(), RunnerState::Standby).await;
+
+    append(&store, "a", "Received").await;
+    let position = store.head().await.unwrap().unwrap();
+    standby.wait_for(&store, position, PATIENCE).await.unwrap();
+    // Several refreshes (each third of the lease) have passed by now.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        standby.get().state,
+        RunnerState::Standby,
+        "holder: {:?}",
+        holder_status.get()
+    );
+    assert_eq!(
+        steps_run(&store).await,
+        [1, 2],
+        "the standby applied no step"
+    );
+
+    let _ = stop_newer.send(());
+    newer_task.await.unwrap().unwrap();
+    let _ = stop_holder.send(());
+    holder_task.await.unwrap().unwrap();
+    common::drop_schema(store).await;
+}

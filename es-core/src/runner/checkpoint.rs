@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::RunnerError;
-use crate::error::StoreError;
+use crate::error::{BoxError, StoreError};
 use crate::projection::Projection;
 use crate::store::{CheckpointStore, DeadLetterStore, ParkedEvent};
 use crate::stream::Position;
@@ -155,6 +155,39 @@ impl Checkpoint {
         }
         self.committed = Some(position);
         Ok(())
+    }
+
+    /// The position committed under `key` by whichever instance holds the lease, read
+    /// without preparing anything ([`Projection::committed_checkpoint`]): for a runner
+    /// standing by. `None` when it cannot be read.
+    pub(super) async fn peek<P, S>(
+        &self,
+        projection: &mut P,
+        store: &S,
+        key: &str,
+    ) -> Option<Position>
+    where
+        P: Projection,
+        S: CheckpointStore,
+    {
+        let read = match self.mode {
+            CheckpointMode::Memory => return self.committed,
+            CheckpointMode::Store => store
+                .load_checkpoint(key)
+                .await
+                .map_err(|e| Box::new(e) as BoxError),
+            CheckpointMode::Projection => projection
+                .committed_checkpoint(key)
+                .await
+                .map_err(|e| Box::new(e) as BoxError),
+        };
+        match read {
+            Ok(position) => position,
+            Err(error) => {
+                tracing::debug!(projection = %key, error = &*error as &dyn std::error::Error, "cannot read the checkpoint while standing by");
+                None
+            }
+        }
     }
 
     /// Forgets the checkpoints under `keys`, for a rebuild: reading starts over at the

@@ -171,7 +171,7 @@ where
             }
             self.status
                 .update(|status| status.state = RunnerState::Standby);
-            self.refresh_standby_position().await;
+            self.refresh_standby_position(ttl / 3).await;
             if wait_or_shutdown(ttl / 3, shutdown).await {
                 return Ok(false);
             }
@@ -182,20 +182,20 @@ where
     /// the read model the instances share is that far, and a caller waiting on this
     /// instance's status to read its own writes ([`StatusHandle::wait_for`], on another
     /// replica of a service) waits for that, not for a lease this instance may never get.
-    /// A failed read only leaves the status as it was: standing by goes on.
+    /// The read prepares nothing ([`Projection::committed_checkpoint`]: no migrations
+    /// applied by an instance that is not running the projection) and is bounded by
+    /// `bound`; a failed or late read leaves the status as it was.
     ///
     /// [`StatusHandle::wait_for`]: super::StatusHandle::wait_for
-    async fn refresh_standby_position(&mut self) {
+    async fn refresh_standby_position(&mut self, bound: Duration) {
         let key = self.key();
-        match self
+        let read = self
             .checkpoint
-            .load(&mut self.projection, &self.store, &key)
-            .await
-        {
-            Ok(committed) => self.status.update(|status| status.position = committed),
-            Err(error) => {
-                tracing::debug!(projection = %key, error = &error as &dyn std::error::Error, "cannot read the checkpoint while standing by");
-            }
+            .peek(&mut self.projection, &self.store, &key);
+        let late = futures_timer::Delay::new(bound);
+        if let Either::Left((Some(committed), _)) = select(pin!(read), late).await {
+            self.status
+                .update(|status| status.position = Some(committed));
         }
     }
 
