@@ -119,6 +119,7 @@ mod command;
 pub mod error;
 mod event;
 pub mod limits;
+mod metadata;
 mod payload;
 mod process;
 mod projection;
