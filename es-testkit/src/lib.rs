@@ -181,6 +181,7 @@ macro_rules! engine_cases {
             checkpoint_in_memory_rolls_back_a_projection_keeping_its_own,
             process_manager_tolerated_rejections_count_as_done,
             process_manager_reads_state_as_of_its_event,
+            process_manager_reads_stop_at_their_event,
             outcome_tells_its_last_position,
             waiting_for_a_position_sees_ones_own_writes,
             waiting_passes_events_the_projection_does_not_read,

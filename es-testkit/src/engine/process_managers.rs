@@ -141,3 +141,37 @@ pub async fn process_manager_reads_state_as_of_its_event<S: Store>(store: S) {
         "handled again, the same decisions"
     );
 }
+
+/// What a reaction reads stops at its event: an event recorded after it, even one this
+/// build cannot decode, is not read, so it cannot fail the reaction.
+pub async fn process_manager_reads_stop_at_their_event<S: Store>(store: S) {
+    let accounts = Repository::<crate::fixture::Account, _>::new(store.clone());
+    for id in [MATCHING_POT, "ada"] {
+        accounts
+            .execute(id, AccountCommand::Open { owner: id.into() })
+            .await
+            .unwrap();
+    }
+    accounts
+        .execute("ada", AccountCommand::Deposit { amount: 10 })
+        .await
+        .unwrap();
+    // A later event of a type no version of this build knows.
+    store
+        .append(
+            &crate::conformance::account("ada"),
+            es_core::ExpectedVersion::Any,
+            vec![es_core::NewEvent::new(es_core::RawEvent::new(
+                "FromTheFuture",
+                1,
+                serde_json::json!({}),
+            ))],
+        )
+        .await
+        .unwrap();
+    settled(&store, 4).await;
+    let manager = ProcessManagerProjection::new(MatchFirstDeposit, accounts.clone());
+    runner(&store, manager).catch_up().await.unwrap();
+    let pot = accounts.load(MATCHING_POT).await.unwrap().state;
+    assert_eq!(pot.balance, 10, "the reaction read ada as of her deposit");
+}
