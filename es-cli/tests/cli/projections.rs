@@ -263,10 +263,22 @@ async fn a_running_partition_stops_resets_and_rebuilds() {
         .acquire_lease("stream-sizes#2/2", runner, Duration::from_secs(60))
         .await
         .unwrap();
+    // A rebuild (one runner of the whole log) would forget the partitions' checkpoints
+    // and leave only its own at the head: their runners would replay the whole log on
+    // top of the rebuilt model. It is refused, running or not.
+    let partitioned = "projection `stream-sizes` runs in partitions (`stream-sizes#1/2`)";
+    let rebuild = app(&store, &["projections", "rebuild", "stream-sizes"])
+        .await
+        .fails(1, partitioned);
+    assert!(
+        rebuild
+            .stderr
+            .contains("run `es projections reset stream-sizes`"),
+        "says what to do: {rebuild:?}"
+    );
     for args in [
         &["projections", "reset", "stream-sizes"][..],
         &["projections", "reset", "stream-sizes", "--checkpoint-only"],
-        &["projections", "rebuild", "stream-sizes"],
     ] {
         app(&store, args)
             .await
@@ -300,10 +312,16 @@ async fn a_running_partition_stops_resets_and_rebuilds() {
         }
     }
 
+    // The partition runners stopped: a rebuild is still refused (their checkpoints say
+    // how the application runs it), and a reset is what to do.
     store
         .release_lease("stream-sizes#2/2", runner)
         .await
         .unwrap();
+    app(&store, &["projections", "rebuild", "stream-sizes"])
+        .await
+        .fails(1, partitioned);
+    assert_eq!(stream_sizes(&store).await, built);
     let reset = app(&store, &["projections", "reset", "stream-sizes"])
         .await
         .ok();
@@ -312,9 +330,10 @@ async fn a_running_partition_stops_resets_and_rebuilds() {
         "its own and the partition's: {reset:?}"
     );
     assert!(stream_sizes(&store).await.is_empty());
-    app(&store, &["projections", "rebuild", "stream-sizes"])
-        .await
-        .ok();
-    assert_eq!(stream_sizes(&store).await, built);
+    // Every partition's runner starts again from the beginning of the log (no
+    // checkpoint is left at the head), rebuilding it between them.
+    for key in ["stream-sizes", "stream-sizes#1/2", "stream-sizes#2/2"] {
+        assert_eq!(store.load_checkpoint(key).await.unwrap(), None, "{key}");
+    }
     drop_schema(store).await;
 }
