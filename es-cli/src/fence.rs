@@ -9,6 +9,8 @@
 //! and renews them while the work runs.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use es_core::LeaseStore as _;
@@ -96,11 +98,10 @@ impl Fence {
     async fn hold<T>(
         &self,
         store: &PgEventStore,
+        mut interrupted: Pin<&mut impl Future<Output = ()>>,
         work: impl Future<Output = Result<T, CliError>>,
     ) -> Result<T, CliError> {
         tokio::pin!(work);
-        let interrupted = interrupted();
-        tokio::pin!(interrupted);
         let mut renew = tokio::time::interval(self.term / 3);
         // The first tick is at once: the leases were just taken.
         renew.tick().await;
@@ -221,8 +222,18 @@ async fn fenced_for<T>(
     term: Duration,
     work: impl Future<Output = Result<T, CliError>>,
 ) -> Result<T, CliError> {
+    // Listened for before any lease is taken (the first poll installs the handler), so
+    // that a Ctrl-C from here on is answered by giving them up, not by the default end of
+    // the process that would leave them for a term.
+    let interrupted = interrupted();
+    tokio::pin!(interrupted);
+    if let Poll::Ready(()) = futures_util::poll!(interrupted.as_mut()) {
+        return Err(CliError::Interrupted {
+            projection: name.to_owned(),
+        });
+    }
     let fence = Fence::take(store, name, own, term).await?;
-    let outcome = fence.hold(store, work).await;
+    let outcome = fence.hold(store, interrupted, work).await;
     let released = fence.release(store).await;
     let value = outcome?;
     released?;
@@ -283,6 +294,10 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "holds a transaction open on purpose: the lock the renewal waits on"
+    )]
     async fn a_renewal_that_hangs_past_the_term_stops_the_work() {
         let store = fresh_store().await;
         let term = Duration::from_millis(1500);
