@@ -244,11 +244,14 @@ async fn fenced_for<T>(
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     use es_core::LeaseStore as _;
-    use es_testkit::postgres::{drop_schema, fresh_store};
+    use es_testkit::postgres::{drop_schema, fresh_store, second_store};
     use sqlx::AssertSqlSafe;
+    use tokio::time::Instant;
     use uuid::Uuid;
 
     use super::{Own, fenced_for};
@@ -326,6 +329,40 @@ mod tests {
         assert!(
             matches!(outcome, Err(CliError::FenceLapsed { ref projection }) if projection == "totals"),
             "{outcome:?}"
+        );
+        drop_schema(store).await;
+    }
+
+    #[tokio::test]
+    async fn renewals_that_fail_stop_the_work_before_the_leases_run_out() {
+        let store = fresh_store().await;
+        let cli = second_store(&store, "fence-renewals-fail", |builder| builder).await;
+        let term = Duration::from_millis(1500);
+        let closing = cli.clone();
+        let ran_unleased = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran_unleased);
+        let outcome = fenced_for(&cli, "totals", Own::Take, term, async move {
+            // The leases were taken before this began: they run out a term from now at
+            // the latest, unless renewed. Every renewal fails from here on, at once, so
+            // the work must stop while a third of the term is left (the margin for a
+            // renewal's round trip and the server's clock), never in it.
+            let unleased_at = Instant::now() + term - term / 3;
+            closing.pool().close().await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if Instant::now() >= unleased_at {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                if Instant::now() >= unleased_at + 2 * term {
+                    return Ok::<_, CliError>("went on without its leases");
+                }
+            }
+        })
+        .await;
+        assert!(matches!(outcome, Err(CliError::Store(_))), "{outcome:?}");
+        assert!(
+            !ran_unleased.load(Ordering::SeqCst),
+            "the work was stopped with a third of the leases' term left"
         );
         drop_schema(store).await;
     }
