@@ -108,6 +108,34 @@ pub enum CliError {
         /// The projection.
         projection: String,
     },
+    /// The store did not renew the leases of a reset or rebuild in time (it failed or
+    /// hung until they would run out), so the work was stopped.
+    #[error(
+        "could not renew the leases of projection `{projection}` before they ran out (the database failed or did not answer): stopped, with what was not committed rolled back; run the command again"
+    )]
+    FenceLapsed {
+        /// The projection.
+        projection: String,
+    },
+    /// Ctrl-C stopped a reset or rebuild; its leases were given up.
+    #[error(
+        "interrupted: stopped working on projection `{projection}` (what was not committed is rolled back) and gave its leases up"
+    )]
+    Interrupted {
+        /// The projection.
+        projection: String,
+    },
+    /// The application runs the projection in partitions, which a rebuild (one runner of
+    /// the whole log) would leave replaying from the start on top of the rebuilt model.
+    #[error(
+        "projection `{projection}` runs in partitions (`{partition}`), and a rebuild by one runner would leave their checkpoints forgotten, so they would apply every event again on top of it: stop its partition runners, run `es projections reset {projection}`, and start them again to rebuild it"
+    )]
+    Partitioned {
+        /// The projection.
+        projection: String,
+        /// One of its partitions' keys.
+        partition: String,
+    },
     /// No AsyncAPI document was registered.
     #[error(
         "this binary has no AsyncAPI document: register your aggregates' channels with `es_cli::App::new().asyncapi(...)` in your application's binary"
@@ -153,13 +181,18 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// The exit code of `es migrate --check` (and of any command) when the schema is behind.
 pub const EXIT_BEHIND: u8 = 3;
+/// The exit code of a reset or rebuild that Ctrl-C stopped (128 + SIGINT, as a shell
+/// reports a process the signal ended).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 impl CliError {
     /// The process exit code for this failure: [`EXIT_BEHIND`] when the schema lacks
-    /// migrations (what a deploy script waits for), [`EXIT_FAILED`] otherwise.
+    /// migrations (what a deploy script waits for), [`EXIT_INTERRUPTED`] after Ctrl-C,
+    /// [`EXIT_FAILED`] otherwise.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Self::SchemaBehind { .. } | Self::NotMigrated { .. } => EXIT_BEHIND,
+            Self::Interrupted { .. } => EXIT_INTERRUPTED,
             _ => EXIT_FAILED,
         })
     }

@@ -9,10 +9,14 @@
 //! and renews them while the work runs.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use es_core::LeaseStore as _;
 use es_postgres::PgEventStore;
+use futures_util::future::join_all;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::CliError;
@@ -36,9 +40,12 @@ pub(crate) enum Own {
 /// Leases of one projection held by this `es`.
 #[derive(Debug)]
 pub(crate) struct Fence {
+    name: String,
     owner: Uuid,
     keys: Vec<String>,
     term: Duration,
+    /// When the leases were asked for: they run out a term after, at the earliest.
+    taken_at: Instant,
 }
 
 impl Fence {
@@ -51,9 +58,11 @@ impl Fence {
         term: Duration,
     ) -> Result<Self, CliError> {
         let mut fence = Self {
+            name: name.to_owned(),
             owner: Uuid::now_v7(),
             keys: Vec::new(),
             term,
+            taken_at: Instant::now(),
         };
         let keys = store.admin().lease_keys(name).await?;
         for key in keys {
@@ -78,57 +87,119 @@ impl Fence {
     }
 
     /// Runs `work`, renewing the leases a third of the way through each term meanwhile.
-    /// Stops the work if one was lost (another owner took it after it ran out, which only a
-    /// store unreachable for a whole term allows): a runner may be writing again, and
-    /// going on would empty what it writes. A renewal that fails is tried again at the
-    /// next tick, until the leases would have run out.
+    ///
+    /// Stops the work (drops it: its transaction rolls back) when going on could let it
+    /// run without the leases: one was lost (another owner took it after it ran out), or
+    /// renewals failed or hung until less than a third of a term is left of what the last
+    /// one gave. A runner may be writing again by then, and going on would empty what it
+    /// writes. A renewal that fails earlier is logged and tried again at the next tick.
+    /// Stops it too on Ctrl-C ([`CliError::Interrupted`]), so that the leases are given up
+    /// rather than left to run out.
     async fn hold<T>(
         &self,
         store: &PgEventStore,
+        mut interrupted: Pin<&mut impl Future<Output = ()>>,
         work: impl Future<Output = Result<T, CliError>>,
     ) -> Result<T, CliError> {
         tokio::pin!(work);
         let mut renew = tokio::time::interval(self.term / 3);
         // The first tick is at once: the leases were just taken.
         renew.tick().await;
-        let mut renewed_at = tokio::time::Instant::now();
+        let mut renewed_at = self.taken_at;
         loop {
+            // Biased, renewal first: a renewal due is made (or the work stopped) before
+            // the work is polled again, however ready it is.
             tokio::select! {
-                done = &mut work => return done,
+                biased;
                 _ = renew.tick() => {
-                    let asked_at = tokio::time::Instant::now();
-                    match self.renew(store).await {
+                    let asked_at = Instant::now();
+                    let expires_at = renewed_at + self.term;
+                    let renewed = tokio::time::timeout_at(expires_at, self.renew(store))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(CliError::FenceLapsed {
+                                projection: self.name.clone(),
+                            })
+                        });
+                    match renewed {
+                        // The store extended them from when it was asked, or later.
                         Ok(()) => renewed_at = asked_at,
                         Err(error @ CliError::Running { .. }) => return Err(error),
-                        Err(error) if asked_at >= renewed_at + self.term => return Err(error),
-                        Err(_) => {}
+                        // Measured now, after the call: a renewal that hung used up the
+                        // term it waited through.
+                        Err(error) if Instant::now() + self.term / 3 >= expires_at => {
+                            return Err(error);
+                        }
+                        Err(error) => tracing::warn!(
+                            projection = %self.name,
+                            error = %error.line(),
+                            "renewing the leases failed; trying again at the next tick"
+                        ),
                     }
+                }
+                () = &mut interrupted => {
+                    return Err(CliError::Interrupted {
+                        projection: self.name.clone(),
+                    });
+                }
+                done = &mut work => return done,
+            }
+        }
+    }
+
+    /// Renews every lease, all at once (each waits on the store, not on the others):
+    /// [`CliError::Running`] naming one another owner took.
+    async fn renew(&self, store: &PgEventStore) -> Result<(), CliError> {
+        let renewals = self
+            .keys
+            .iter()
+            .map(|key| store.renew_lease(key, self.owner, self.term));
+        let outcomes = join_all(renewals).await;
+        let mut failed = None;
+        for (key, outcome) in self.keys.iter().zip(outcomes) {
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(CliError::Running {
+                        projection: key.clone(),
+                    });
+                }
+                Err(error) => {
+                    failed.get_or_insert(error);
                 }
             }
         }
-    }
-
-    /// Renews every lease: [`CliError::Running`] naming one another owner took.
-    async fn renew(&self, store: &PgEventStore) -> Result<(), CliError> {
-        for key in &self.keys {
-            if !store.renew_lease(key, self.owner, self.term).await? {
-                return Err(CliError::Running {
-                    projection: key.clone(),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Gives the leases up, so that the application's runners start at once.
-    async fn release(&self, store: &PgEventStore) -> Result<(), CliError> {
-        let mut failed = None;
-        for key in &self.keys {
-            if let Err(error) = store.release_lease(key, self.owner).await {
-                failed.get_or_insert(error);
-            }
-        }
         failed.map_or(Ok(()), |error| Err(error.into()))
+    }
+
+    /// Gives the leases up, so that the application's runners start at once; waits a term
+    /// at most (by then they have run out anyway).
+    async fn release(&self, store: &PgEventStore) -> Result<(), CliError> {
+        let releases = self
+            .keys
+            .iter()
+            .map(|key| store.release_lease(key, self.owner));
+        let Ok(outcomes) = tokio::time::timeout(self.term, join_all(releases)).await else {
+            // What the leases guarded is done (or failed, which is reported instead).
+            tracing::warn!(
+                projection = %self.name,
+                "giving the leases up timed out; they run out within {}",
+                humantime::format_duration(self.term)
+            );
+            return Ok(());
+        };
+        match outcomes.into_iter().find_map(Result::err) {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT); never, if the signal cannot be listened for (the default,
+/// ending the process, then stays).
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -151,8 +222,18 @@ async fn fenced_for<T>(
     term: Duration,
     work: impl Future<Output = Result<T, CliError>>,
 ) -> Result<T, CliError> {
+    // Listened for before any lease is taken (the first poll installs the handler), so
+    // that a Ctrl-C from here on is answered by giving them up, not by the default end of
+    // the process that would leave them for a term.
+    let interrupted = interrupted();
+    tokio::pin!(interrupted);
+    if let Poll::Ready(()) = futures_util::poll!(interrupted.as_mut()) {
+        return Err(CliError::Interrupted {
+            projection: name.to_owned(),
+        });
+    }
     let fence = Fence::take(store, name, own, term).await?;
-    let outcome = fence.hold(store, work).await;
+    let outcome = fence.hold(store, interrupted, work).await;
     let released = fence.release(store).await;
     let value = outcome?;
     released?;
@@ -163,10 +244,14 @@ async fn fenced_for<T>(
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     use es_core::LeaseStore as _;
-    use es_testkit::postgres::{drop_schema, fresh_store};
+    use es_testkit::postgres::{drop_schema, fresh_store, second_store};
+    use sqlx::AssertSqlSafe;
+    use tokio::time::Instant;
     use uuid::Uuid;
 
     use super::{Own, fenced_for};
@@ -207,6 +292,77 @@ mod tests {
                 .acquire_lease("totals#2/2", runner, Duration::from_secs(60))
                 .await
                 .unwrap()
+        );
+        drop_schema(store).await;
+    }
+
+    #[tokio::test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "holds a transaction open on purpose: the lock the renewal waits on"
+    )]
+    async fn a_renewal_that_hangs_past_the_term_stops_the_work() {
+        let store = fresh_store().await;
+        let term = Duration::from_millis(1500);
+        let probe = store.clone();
+        let outcome = fenced_for(&store, "totals", Own::Take, term, async move {
+            // Another transaction locks the lease's row: the renewal a third of the way
+            // through waits on it, past the term, as on a database that stopped answering.
+            let mut lock = probe.pool().begin().await.unwrap();
+            let sql = format!(
+                "SELECT 1 FROM \"{}\".leases WHERE name = 'totals' FOR UPDATE",
+                probe.schema()
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *lock)
+                .await
+                .unwrap();
+            tokio::spawn(async move {
+                tokio::time::sleep(term * 3).await;
+                drop(lock);
+            });
+            // Would resume when the lock goes, two terms after the leases ran out.
+            tokio::time::sleep(term * 4).await;
+            Ok::<_, CliError>("went on without its leases")
+        })
+        .await;
+        assert!(
+            matches!(outcome, Err(CliError::FenceLapsed { ref projection }) if projection == "totals"),
+            "{outcome:?}"
+        );
+        drop_schema(store).await;
+    }
+
+    #[tokio::test]
+    async fn renewals_that_fail_stop_the_work_before_the_leases_run_out() {
+        let store = fresh_store().await;
+        let cli = second_store(&store, "fence-renewals-fail", |builder| builder).await;
+        let term = Duration::from_millis(1500);
+        let closing = cli.clone();
+        let ran_unleased = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran_unleased);
+        let outcome = fenced_for(&cli, "totals", Own::Take, term, async move {
+            // The leases were taken before this began: they run out a term from now at
+            // the latest, unless renewed. Every renewal fails from here on, at once, so
+            // the work must stop while a third of the term is left (the margin for a
+            // renewal's round trip and the server's clock), never in it.
+            let unleased_at = Instant::now() + term - term / 3;
+            closing.pool().close().await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if Instant::now() >= unleased_at {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                if Instant::now() >= unleased_at + 2 * term {
+                    return Ok::<_, CliError>("went on without its leases");
+                }
+            }
+        })
+        .await;
+        assert!(matches!(outcome, Err(CliError::Store(_))), "{outcome:?}");
+        assert!(
+            !ran_unleased.load(Ordering::SeqCst),
+            "the work was stopped with a third of the leases' term left"
         );
         drop_schema(store).await;
     }

@@ -72,4 +72,4 @@ mod registry;
 mod retry;
 
 pub use app::App;
-pub use error::{CliError, EXIT_BEHIND, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+pub use error::{CliError, EXIT_BEHIND, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};

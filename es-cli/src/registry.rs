@@ -106,10 +106,27 @@ where
         Box::pin(async move {
             let mut runner = ProjectionRunner::new(store.clone(), (self.build)(store));
             let name = runner.key();
+            // A rebuild forgets every partition's checkpoint and leaves only its own at
+            // the head: the application's partition runners would then replay the whole
+            // log on top of the rebuilt model. Their reset, then their own catch-up, is
+            // the rebuild of a partitioned projection.
+            if let Some(partition) = store
+                .admin()
+                .lease_keys(&name)
+                .await?
+                .into_iter()
+                .find(|key| *key != name)
+            {
+                return Err(CliError::Partitioned {
+                    projection: name,
+                    partition,
+                });
+            }
             let status = runner.status();
             // The runner takes the projection's own lease and renews it while it rebuilds;
-            // the fence holds its partitions' (whose runners would write into the read
-            // model the rebuild empties), renewed just as long, and leaves `name` to it.
+            // the fence holds any partition's key that appeared since (whose runner would
+            // write into the read model the rebuild empties), renewed just as long, and
+            // leaves `name` to it.
             fenced(store, &name, Own::LeaveToRunner, async {
                 let rebuild = runner.rebuild();
                 tokio::pin!(rebuild);

@@ -263,10 +263,22 @@ async fn a_running_partition_stops_resets_and_rebuilds() {
         .acquire_lease("stream-sizes#2/2", runner, Duration::from_secs(60))
         .await
         .unwrap();
+    // A rebuild (one runner of the whole log) would forget the partitions' checkpoints
+    // and leave only its own at the head: their runners would replay the whole log on
+    // top of the rebuilt model. It is refused, running or not.
+    let partitioned = "projection `stream-sizes` runs in partitions (`stream-sizes#1/2`)";
+    let rebuild = app(&store, &["projections", "rebuild", "stream-sizes"])
+        .await
+        .fails(1, partitioned);
+    assert!(
+        rebuild
+            .stderr
+            .contains("run `es projections reset stream-sizes`"),
+        "says what to do: {rebuild:?}"
+    );
     for args in [
         &["projections", "reset", "stream-sizes"][..],
         &["projections", "reset", "stream-sizes", "--checkpoint-only"],
-        &["projections", "rebuild", "stream-sizes"],
     ] {
         app(&store, args)
             .await
@@ -300,10 +312,16 @@ async fn a_running_partition_stops_resets_and_rebuilds() {
         }
     }
 
+    // The partition runners stopped: a rebuild is still refused (their checkpoints say
+    // how the application runs it), and a reset is what to do.
     store
         .release_lease("stream-sizes#2/2", runner)
         .await
         .unwrap();
+    app(&store, &["projections", "rebuild", "stream-sizes"])
+        .await
+        .fails(1, partitioned);
+    assert_eq!(stream_sizes(&store).await, built);
     let reset = app(&store, &["projections", "reset", "stream-sizes"])
         .await
         .ok();
@@ -312,9 +330,105 @@ async fn a_running_partition_stops_resets_and_rebuilds() {
         "its own and the partition's: {reset:?}"
     );
     assert!(stream_sizes(&store).await.is_empty());
-    app(&store, &["projections", "rebuild", "stream-sizes"])
+    // Every partition's runner starts again from the beginning of the log (no
+    // checkpoint is left at the head), rebuilding it between them.
+    for key in ["stream-sizes", "stream-sizes#1/2", "stream-sizes#2/2"] {
+        assert_eq!(store.load_checkpoint(key).await.unwrap(), None, "{key}");
+    }
+    drop_schema(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "holds a transaction open on purpose: the lock the reset waits on"
+)]
+async fn ctrl_c_stops_a_reset_and_gives_its_leases_up() {
+    let store = fresh_store().await;
+    let (first, _) = append(&store, "order-1", "OrderPlaced").await;
+    settle(&store).await;
+    store.save_checkpoint("totals", first).await.unwrap();
+    // The checkpoint's row is locked: the reset waits on it, holding its leases.
+    let mut lock = store.pool().begin().await.unwrap();
+    let sql = format!(
+        "SELECT 1 FROM \"{}\".checkpoints WHERE name = 'totals' FOR UPDATE",
+        store.schema()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *lock)
         .await
-        .ok();
-    assert_eq!(stream_sizes(&store).await, built);
+        .unwrap();
+
+    let _permit = es_testkit::postgres::hold_connections(3).await;
+    let mut child = std::process::Command::new(es_binary())
+        .env("DATABASE_URL", es_testkit::postgres::database_url())
+        .env_remove("ES_SCHEMA")
+        .args([
+            "--schema",
+            store.schema().as_str(),
+            "projections",
+            "reset",
+            "totals",
+            "--checkpoint-only",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let held = format!(
+        "SELECT count(*) FROM \"{}\".leases WHERE name = 'totals' AND expires_at > now()",
+        store.schema()
+    );
+    loop {
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(held.clone()))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        if count == 1 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "es ended before taking the lease"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "es never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = tokio::task::spawn_blocking(move || {
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    };
+    run.fails(130, "interrupted: stopped working on projection `totals`");
+    // Given up, not left to run out: the application's runner starts at once.
+    assert!(
+        store
+            .acquire_lease("totals", Uuid::now_v7(), Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    lock.rollback().await.unwrap();
     drop_schema(store).await;
 }
