@@ -11,6 +11,10 @@
 #[doc = include_str!("../README.md")]
 pub mod readme {}
 
+/// The es-postgres crate's README (the crates' other READMEs hold no Rust snippet).
+#[doc = include_str!("../es-postgres/README.md")]
+pub mod es_postgres_readme {}
+
 /// Introduction.
 #[doc = include_str!("src/introduction.md")]
 pub mod introduction {}
