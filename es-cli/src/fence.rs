@@ -102,9 +102,15 @@ impl Fence {
         work: impl Future<Output = Result<T, CliError>>,
     ) -> Result<T, CliError> {
         tokio::pin!(work);
-        let mut renew = tokio::time::interval(self.term / 3);
-        // The first tick is at once: the leases were just taken.
-        renew.tick().await;
+        let period = self.term / 3;
+        // Counted from when the leases were taken, not from now: taking them all may have
+        // used up part of the term.
+        if Instant::now() + period >= self.taken_at + self.term {
+            return Err(CliError::FenceLapsed {
+                projection: self.name.clone(),
+            });
+        }
+        let mut renew = tokio::time::interval_at(self.taken_at + period, period);
         let mut renewed_at = self.taken_at;
         loop {
             // Biased, renewal first: a renewal due is made (or the work stopped) before

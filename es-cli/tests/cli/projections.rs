@@ -430,5 +430,28 @@ async fn ctrl_c_stops_a_reset_and_gives_its_leases_up() {
             .unwrap()
     );
     lock.rollback().await.unwrap();
+    // The delete es had sent was still waiting on the lock when it gave up: once the lock
+    // is gone and that session has ended, the checkpoint must still be there (rolled back
+    // with its client, not committed after it).
+    let orphans = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+         AND query LIKE '%{}%checkpoints%'",
+        store.schema()
+    );
+    loop {
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(orphans.clone()))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        if count == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphaned delete never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.load_checkpoint("totals").await.unwrap(), Some(first));
     drop_schema(store).await;
 }

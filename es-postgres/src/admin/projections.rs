@@ -10,8 +10,10 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::PgAdmin;
-use crate::error::store_error;
+use crate::checkout::within;
+use crate::error::{retry_serialization_failures, store_error};
 use crate::inner::statement;
+use crate::tx::PgTx;
 
 /// One projection (or other consumer of the log with a checkpoint, lease or parked
 /// events), as [`PgAdmin::projections`] finds it in the store's tables.
@@ -212,16 +214,36 @@ impl PgAdmin {
     /// Fails if the server cannot be queried.
     pub async fn forget_checkpoints(&self, name: &str) -> Result<u64, StoreError> {
         let inner = &self.store.inner;
-        let done = statement!(inner, |c| {
-            sqlx::query(inner.sql.projection_reset.clone())
-                .bind(name)
-                .execute(c)
+        let deadline = inner.reply_timeout;
+        // In a transaction of the store's own, which closes its connection if this call is
+        // dropped before COMMIT (an operator's Ctrl-C, a fence that lapsed): the server then
+        // rolls the delete back, even one still waiting on a lock. A lone statement would
+        // commit whenever it got its lock, after its caller had given up and released the
+        // leases that kept runners off.
+        retry_serialization_failures(|| async move {
+            let mut tx = within(deadline, PgTx::begin(&inner.pool)).await?;
+            let done = within(
+                deadline,
+                sqlx::query(inner.sql.projection_reset.clone())
+                    .bind(name)
+                    .execute(&mut *tx),
+            )
+            .await;
+            match done {
+                Ok(done) => {
+                    within(deadline, tx.commit()).await?;
+                    Ok(done.rows_affected())
+                }
+                Err(error) => {
+                    let _ = within(deadline, tx.rollback()).await;
+                    Err(error)
+                }
+            }
         })
         .await
         .map_err(|e| {
             store_error("checkpoint delete", e).with_context(format!("projection `{name}`"))
-        })?;
-        Ok(done.rows_affected())
+        })
     }
 }
 
