@@ -395,6 +395,13 @@ where
         true
     }
 
+    /// The stored checkpoint only, for a relay standing by: loading drains acks, asks
+    /// JetStream for its last message and sets the chain the next publish expects, none
+    /// of which an instance that is not relaying may do.
+    async fn committed_checkpoint(&mut self, key: &str) -> Result<Option<Position>, RelayError> {
+        Ok(self.store.load_checkpoint(key).await?)
+    }
+
     async fn load_checkpoint(&mut self, key: &str) -> Result<Option<Position>, RelayError> {
         if key != self.name {
             // A partition's relay would resume after the other partitions' events and

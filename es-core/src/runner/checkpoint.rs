@@ -159,19 +159,20 @@ impl Checkpoint {
 
     /// The position committed under `key` by whichever instance holds the lease, read
     /// without preparing anything ([`Projection::committed_checkpoint`]): for a runner
-    /// standing by. `None` when it cannot be read.
+    /// standing by: `Some` of what is stored (`Some(None)` when no checkpoint is, as after
+    /// a reset), `None` when it cannot be read.
     pub(super) async fn peek<P, S>(
         &self,
         projection: &mut P,
         store: &S,
         key: &str,
-    ) -> Option<Position>
+    ) -> Option<Option<Position>>
     where
         P: Projection,
         S: CheckpointStore,
     {
         let read = match self.mode {
-            CheckpointMode::Memory => return self.committed,
+            CheckpointMode::Memory => return Some(self.committed),
             CheckpointMode::Store => store
                 .load_checkpoint(key)
                 .await
@@ -182,7 +183,7 @@ impl Checkpoint {
                 .map_err(|e| Box::new(e) as BoxError),
         };
         match read {
-            Ok(position) => position,
+            Ok(position) => Some(position),
             Err(error) => {
                 tracing::debug!(projection = %key, error = &*error as &dyn std::error::Error, "cannot read the checkpoint while standing by");
                 None

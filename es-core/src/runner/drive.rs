@@ -193,9 +193,10 @@ where
             .checkpoint
             .peek(&mut self.projection, &self.store, &key);
         let late = futures_timer::Delay::new(bound);
+        // What is stored, none included: after a reset the shared read model is empty, and
+        // a position shown from before would let a wait end too early.
         if let Either::Left((Some(committed), _)) = select(pin!(read), late).await {
-            self.status
-                .update(|status| status.position = Some(committed));
+            self.status.update(|status| status.position = committed);
         }
     }
 

@@ -2,13 +2,19 @@
 //! batch since the last commit and its telemetry, and when the projection's lag
 //! ([`telemetry::PROJECTION_LAG`]) is next asked of the store ([`LagSampler`]).
 
+use std::pin::pin;
 use std::time::{Duration, Instant};
+
+use futures_util::future::{Either, select};
 
 use super::ProjectionRunner;
 use crate::projection::Projection;
 use crate::store::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore};
 use crate::stream::Position;
 use crate::telemetry::{self, Batch};
+
+/// The longest a lag count holds a runner up.
+const LAG_COUNT_BOUND: Duration = Duration::from_secs(2);
 
 /// At most this share of a runner's time goes to counting its lag: after a count that
 /// took `t`, the next waits at least `t * LAG_COST_FACTOR` (and the sample interval), so a
@@ -117,15 +123,30 @@ where
 {
     /// Asks the store how far behind the last commit is, for the lag gauge, if a sample is
     /// owed and due ([`LagSampler`]). A failure only leaves the gauge as it was.
+    ///
+    /// The count is given until the lease is due for renewal (at most
+    /// [`LAG_COUNT_BOUND`]): the runner handles nothing meanwhile, and a count of a long log
+    /// must not cost it its lease. A count cut short leaves the gauge as it was, and puts
+    /// the next one off as a slow one would.
     pub(super) async fn sample_lag(&self, progress: &mut Progress) {
         let Some(position) = progress.lag.due() else {
             return;
         };
         let started = Instant::now();
-        match self.store.count_after(position, self.filter()).await {
-            Ok(behind) => telemetry::projection_lag(&self.key(), behind),
-            Err(error) => {
+        let bound = self
+            .lease
+            .renew_at()
+            .map_or(LAG_COUNT_BOUND, |at| at.saturating_duration_since(started))
+            .min(LAG_COUNT_BOUND);
+        let count = self.store.count_after(position, self.filter());
+        let late = futures_timer::Delay::new(bound);
+        match select(pin!(count), late).await {
+            Either::Left((Ok(behind), _)) => telemetry::projection_lag(&self.key(), behind),
+            Either::Left((Err(error), _)) => {
                 tracing::debug!(projection = %self.key(), error = &error as &dyn std::error::Error, "cannot tell the lag");
+            }
+            Either::Right(_) => {
+                tracing::debug!(projection = %self.key(), ?bound, "counting the lag took too long; left as it was");
             }
         }
         progress.lag.sampled(started);
