@@ -188,6 +188,7 @@ macro_rules! engine_cases {
             waiting_ends_when_the_runner_fails,
             in_memory_runner_ignores_a_stored_checkpoint,
             a_standing_by_instance_sees_the_shared_checkpoint,
+            a_standing_by_instance_shows_a_forgotten_checkpoint_as_none,
         }
     };
 }

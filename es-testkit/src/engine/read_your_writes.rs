@@ -268,3 +268,57 @@ pub async fn a_standing_by_instance_sees_the_shared_checkpoint<S: Store>(store: 
     standby_task.await.unwrap().unwrap();
     holder_task.await.unwrap().unwrap();
 }
+
+/// A standby shows what is stored, nothing included: once the shared checkpoint is
+/// forgotten (a reset), it shows none rather than the position from before, which would
+/// let a wait end against an emptied read model.
+pub async fn a_standing_by_instance_shows_a_forgotten_checkpoint_as_none<S: Store>(store: S) {
+    let start = || {
+        let mut instance = runner(
+            &store,
+            crate::projections::CountingView::new("view", LedgerStorage::default(), Faults::none()),
+        );
+        let status = instance.status();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            instance
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        (status, stop, task)
+    };
+    let until = |status: es_core::StatusHandle, seen: fn(&es_core::ProjectionStatus) -> bool| async move {
+        tokio::time::timeout(PATIENCE, async {
+            while !seen(&status.get()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the status shows it");
+    };
+    let (holder, stop_holder, holder_task) = start();
+    until(holder.clone(), |s| s.state == es_core::RunnerState::Live).await;
+    let (standby, stop_standby, standby_task) = start();
+    until(standby.clone(), |s| {
+        s.state == es_core::RunnerState::Standby
+    })
+    .await;
+    let ids = deposit(&store, "ada", 1).await;
+    let position = store
+        .find_event::<RawEvent>(ids[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .position;
+    standby.wait_for(&store, position, PATIENCE).await.unwrap();
+
+    store.delete_checkpoint("view").await.unwrap();
+    until(standby.clone(), |s| s.position.is_none()).await;
+
+    let _ = stop_standby.send(());
+    let _ = stop_holder.send(());
+    standby_task.await.unwrap().unwrap();
+    holder_task.await.unwrap().unwrap();
+}
