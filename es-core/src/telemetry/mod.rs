@@ -92,8 +92,9 @@ pub const COMMAND_CONFLICTS: &str = "es_command_conflicts_total";
 pub const COMMAND_RETRIES: &str = "es_command_retries_total";
 /// Gauge, events: how many events the projection's filter selects after its last
 /// committed position, as the store counts them
-/// ([`EventStore::count_after`](crate::EventStore::count_after), unbounded: on a long log
-/// a scan). Sampled after a commit the gauge does not show yet, at most once per sample
+/// ([`EventStore::count_after`](crate::EventStore::count_after): on a long log a scan, so
+/// each count is cut short after 2 s, or sooner when the runner's lease is due for
+/// renewal, leaving the gauge as it was). Sampled after a commit the gauge does not show yet, at most once per sample
 /// interval ([`LAG_SAMPLE_INTERVAL`] by default,
 /// [`with_lag_sample_interval`](crate::ProjectionRunner::with_lag_sample_interval)) and
 /// never before one interval of the drive has passed (a short catch-up pays no count);

@@ -16,6 +16,49 @@ use crate::fixture::{Account, AccountCommand};
 use crate::projections::{Faults, LedgerStorage, LedgerView};
 use es_core::Store;
 
+/// A runner running live on a task of its own, until [`Live::stop`].
+struct Live {
+    status: es_core::StatusHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), es_core::RunnerError>>,
+}
+
+impl Live {
+    fn start<P, S>(mut runner: ProjectionRunner<P, S>) -> Self
+    where
+        P: es_core::Projection + Sync + 'static,
+        S: Store,
+    {
+        let status = runner.status();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            runner
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self { status, stop, task }
+    }
+
+    /// Stops the runner; it must have ended without an error.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Waits (at most [`PATIENCE`]) until `status` shows what `seen` looks for.
+async fn until(status: &es_core::StatusHandle, seen: impl Fn(&es_core::ProjectionStatus) -> bool) {
+    tokio::time::timeout(PATIENCE, async {
+        while !seen(&status.get()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the status shows it");
+}
+
 /// A command's outcome names the position of its last event, and a repeat of the command
 /// (same command id) names the first execution's.
 pub async fn outcome_tells_its_last_position<S: Store>(store: S) {
@@ -58,18 +101,11 @@ pub async fn outcome_tells_its_last_position<S: Store>(store: S) {
 /// command's event.
 pub async fn waiting_for_a_position_sees_ones_own_writes<S: Store>(store: S) {
     let storage = LedgerStorage::default();
-    let mut live = runner(
+    let live = Live::start(runner(
         &store,
         LedgerView::new("ledger", storage.clone(), Faults::none()),
-    );
-    let status = live.status();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        live.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    ));
+    let status = live.status.clone();
     let mut ids = HashSet::new();
     for round in 0..5 {
         let [id] = deposit(&store, &format!("acct-{round}"), 1).await[..] else {
@@ -89,8 +125,7 @@ pub async fn waiting_for_a_position_sees_ones_own_writes<S: Store>(store: S) {
             "the view holds the write as soon as the wait returns"
         );
     }
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    live.stop().await;
     assert!(storage.get().applied_exactly(&ids));
 }
 
@@ -218,35 +253,19 @@ pub async fn in_memory_runner_ignores_a_stored_checkpoint<S: Store>(store: S) {
 /// once the holder has seen the position, rather than at the deadline.
 pub async fn a_standing_by_instance_sees_the_shared_checkpoint<S: Store>(store: S) {
     let storage = LedgerStorage::default();
-    let start = |name: &str| {
-        let mut instance = runner(
+    let start = || {
+        Live::start(runner(
             &store,
-            LedgerView::new(name, storage.clone(), Faults::none()),
-        );
-        let status = instance.status();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            instance
-                .run_until(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        (status, stop, task)
+            LedgerView::new("ledger", storage.clone(), Faults::none()),
+        ))
     };
-    let until = |status: es_core::StatusHandle, state: es_core::RunnerState| async move {
-        tokio::time::timeout(PATIENCE, async {
-            while status.get().state != state {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the runner reaches the state");
-    };
-    let (holder, stop_holder, holder_task) = start("ledger");
-    until(holder.clone(), es_core::RunnerState::Live).await;
-    let (standby, stop_standby, standby_task) = start("ledger");
-    until(standby.clone(), es_core::RunnerState::Standby).await;
+    let holder = start();
+    until(&holder.status, |s| s.state == es_core::RunnerState::Live).await;
+    let standby = start();
+    until(&standby.status, |s| {
+        s.state == es_core::RunnerState::Standby
+    })
+    .await;
 
     let ids = deposit(&store, "ada", 1).await;
     let position = store
@@ -255,18 +274,20 @@ pub async fn a_standing_by_instance_sees_the_shared_checkpoint<S: Store>(store: 
         .unwrap()
         .unwrap()
         .position;
-    standby.wait_for(&store, position, PATIENCE).await.unwrap();
+    standby
+        .status
+        .wait_for(&store, position, PATIENCE)
+        .await
+        .unwrap();
     assert_eq!(
-        standby.get().state,
+        standby.status.get().state,
         es_core::RunnerState::Standby,
         "the holder did the work"
     );
     assert_eq!(storage.get().applied.get(&ids[0]), Some(&1));
 
-    let _ = stop_standby.send(());
-    let _ = stop_holder.send(());
-    standby_task.await.unwrap().unwrap();
-    holder_task.await.unwrap().unwrap();
+    standby.stop().await;
+    holder.stop().await;
 }
 
 /// A standby shows what is stored, nothing included: once the shared checkpoint is
@@ -274,37 +295,19 @@ pub async fn a_standing_by_instance_sees_the_shared_checkpoint<S: Store>(store: 
 /// let a wait end against an emptied read model.
 pub async fn a_standing_by_instance_shows_a_forgotten_checkpoint_as_none<S: Store>(store: S) {
     let start = || {
-        let mut instance = runner(
+        Live::start(runner(
             &store,
             crate::projections::CountingView::new("view", LedgerStorage::default(), Faults::none()),
-        );
-        let status = instance.status();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            instance
-                .run_until(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        (status, stop, task)
+        ))
     };
-    let until = |status: es_core::StatusHandle, seen: fn(&es_core::ProjectionStatus) -> bool| async move {
-        tokio::time::timeout(PATIENCE, async {
-            while !seen(&status.get()) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the status shows it");
-    };
-    let (holder, stop_holder, holder_task) = start();
-    until(holder.clone(), |s| s.state == es_core::RunnerState::Live).await;
-    let (standby, stop_standby, standby_task) = start();
-    until(standby.clone(), |s| {
+    let holder = start();
+    until(&holder.status, |s| s.state == es_core::RunnerState::Live).await;
+    let standby = start();
+    until(&standby.status, |s| {
         s.state == es_core::RunnerState::Standby
     })
     .await;
+
     let ids = deposit(&store, "ada", 1).await;
     let position = store
         .find_event::<RawEvent>(ids[0])
@@ -312,13 +315,15 @@ pub async fn a_standing_by_instance_shows_a_forgotten_checkpoint_as_none<S: Stor
         .unwrap()
         .unwrap()
         .position;
-    standby.wait_for(&store, position, PATIENCE).await.unwrap();
+    standby
+        .status
+        .wait_for(&store, position, PATIENCE)
+        .await
+        .unwrap();
 
     store.delete_checkpoint("view").await.unwrap();
-    until(standby.clone(), |s| s.position.is_none()).await;
+    until(&standby.status, |s| s.position.is_none()).await;
 
-    let _ = stop_standby.send(());
-    let _ = stop_holder.send(());
-    standby_task.await.unwrap().unwrap();
-    holder_task.await.unwrap().unwrap();
+    standby.stop().await;
+    holder.stop().await;
 }
