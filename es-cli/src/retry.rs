@@ -35,6 +35,24 @@ impl EventStore for OnlyParked {
         self.store.append(stream, expected, events)
     }
 
+    fn append_if<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+        condition: es_core::AppendCondition,
+    ) -> impl Future<Output = Result<Committed<E>, AppendError>> + Send {
+        self.store.append_if(stream, expected, events, condition)
+    }
+
+    fn read_query<E: DomainEvent>(
+        &self,
+        query: &es_core::Query,
+        after: Position,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
+        self.store.read_query(query, after)
+    }
+
     fn stream_version(
         &self,
         stream: &StreamId,

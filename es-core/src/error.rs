@@ -308,6 +308,39 @@ pub enum AppendError {
         /// How many events the batch holds.
         events: usize,
     },
+    /// The append's [condition](crate::AppendCondition) failed: an event its query selects
+    /// was stored after the position the decision was made on. Nothing was stored; read
+    /// again, decide again (a [`Decider`](crate::Decider) does that by itself).
+    #[error(
+        "condition failed for an append to stream `{stream}`: an event matching {query} was stored at position {position} (a `{event_type}`), after {after}; read the events again and decide again"
+    , after = after.map_or_else(|| "the start of the log".to_owned(), |p| format!("position {p}")))]
+    ConditionFailed {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The condition's query, as text (types and tag keys, never tag values).
+        query: String,
+        /// The position the condition counted from.
+        after: Option<crate::stream::Position>,
+        /// The first event that made it fail.
+        position: crate::stream::Position,
+        /// That event's type.
+        event_type: String,
+    },
+    /// An event's tags are not valid: one of its `#[tag]` fields does not make a valid
+    /// [`Tag`](crate::Tag), or it carries more than
+    /// [`MAX_TAGS`](crate::limits::MAX_TAGS). Nothing was stored.
+    #[error("cannot tag event `{event_type}` (index {index} of the append) in stream `{stream}`")]
+    InvalidTag {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The event's index in the batch, from 0.
+        index: usize,
+        /// The event's type name.
+        event_type: String,
+        /// What is wrong.
+        #[source]
+        source: crate::TagError,
+    },
     /// The backend failed; the append may or may not have been stored (re-appending the
     /// same event ids is safe and tells).
     #[error("append to stream `{stream}` failed")]

@@ -114,6 +114,18 @@ pub trait DomainEvent: Clone + Send + Sync + 'static {
         Self::decode(event_type, schema_version, payload.clone())
     }
 
+    /// The [tags](crate::Tag) this event carries because of what it says (the derive's
+    /// `#[tag]` fields): stores add them to the event's [`Metadata::tags`] when they
+    /// append it. None by default.
+    ///
+    /// # Errors
+    ///
+    /// [`TagError`](crate::TagError) when a field's value does not make a valid tag; the
+    /// append then fails with [`AppendError::InvalidTag`](crate::AppendError::InvalidTag).
+    fn tags(&self) -> Result<Vec<crate::Tag>, crate::TagError> {
+        Ok(Vec::new())
+    }
+
     /// Whether [`DomainEvent::decode`] reads this event type name. Types that read any event
     /// (such as [`RawEvent`]) override it.
     fn decodes(event_type: &str) -> bool {

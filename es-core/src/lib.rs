@@ -123,6 +123,7 @@ mod metadata;
 mod payload;
 mod process;
 mod projection;
+mod query;
 mod reads;
 mod repository;
 mod runner;
@@ -130,6 +131,7 @@ mod runner;
 mod schema;
 mod store;
 mod stream;
+mod tag;
 pub mod telemetry;
 
 #[cfg(feature = "testing")]
@@ -159,6 +161,8 @@ pub use crate::process::{CommandFor, ProcessError, ProcessManager, ProcessManage
 #[doc(inline)]
 pub use crate::projection::Projection;
 #[doc(inline)]
+pub use crate::query::{AppendCondition, Query, QueryItem};
+#[doc(inline)]
 pub use crate::reads::Reads;
 #[doc(inline)]
 pub use crate::repository::{AsOf, LoadError, Loaded, Repository, RetryPolicy, SnapshotPolicy};
@@ -176,6 +180,8 @@ pub use crate::store::{
 pub use crate::stream::{
     ExpectedVersion, ParsePositionError, Position, StreamId, StreamIdError, Version,
 };
+#[doc(inline)]
+pub use crate::tag::{Tag, TagError};
 
 /// Derives [`AggregateType`] from `#[aggregate(...)]`; you write [`Aggregate`].
 ///

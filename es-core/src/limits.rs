@@ -14,6 +14,7 @@
 //! | one append, as JSON                    | [`MAX_BATCH_BYTES`]                     |
 //! | event type names                       | 1 to [`MAX_EVENT_TYPE_BYTES`] bytes, no control characters |
 //! | schema versions                        | up to [`MAX_SCHEMA_VERSION`]            |
+//! | tags                                   | up to [`MAX_TAGS`] per event, each a valid [`Tag`](crate::Tag) |
 //! | stream versions                        | up to [`Version::MAX`](crate::Version::MAX) |
 //! | the event itself                       | it decodes from its own encoding        |
 //!
@@ -57,6 +58,10 @@ pub const MAX_EVENT_TYPE_BYTES: usize = 255;
     reason = "i32::MAX is positive; `try_from` is not const"
 )]
 pub const MAX_SCHEMA_VERSION: u32 = i32::MAX as u32;
+
+/// The most [tags](crate::Tag) one event may carry (its own and those set in its metadata
+/// together).
+pub const MAX_TAGS: usize = 64;
 
 /// The part of an event a limit was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,10 +170,10 @@ pub enum LimitError {
 ///
 /// let stream = StreamId::new("note", "1")?;
 /// let fine = NewEvent::new(RawEvent::new("Noted", 1, json!({ "text": "hi" })));
-/// assert_eq!(encode_batch(&stream, &[fine])?, vec![json!({ "text": "hi" })]);
+/// assert_eq!(encode_batch(&stream, &mut [fine])?, vec![json!({ "text": "hi" })]);
 ///
 /// let nul = NewEvent::new(RawEvent::new("Noted", 1, json!({ "text": "a\u{0}b" })));
-/// assert!(matches!(encode_batch(&stream, &[nul]), Err(AppendError::Unstorable { index: 0, .. })));
+/// assert!(matches!(encode_batch(&stream, &mut [nul]), Err(AppendError::Unstorable { index: 0, .. })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -178,8 +183,10 @@ pub enum LimitError {
 /// (naming the event by its index and type) or [`AppendError::BatchTooLarge`].
 pub fn encode_batch<E: DomainEvent>(
     stream: &StreamId,
-    events: &[NewEvent<E>],
+    events: &mut [NewEvent<E>],
 ) -> Result<Vec<Value>, AppendError> {
+    add_declared_tags(stream, events)?;
+    let events = &*events;
     // Most batches are one or a few events: compare those directly rather than hash.
     let mut seen =
         (events.len() > 16).then(|| std::collections::HashSet::with_capacity(events.len()));
@@ -272,6 +279,10 @@ pub fn check_event(
         // The entries form one object, level 1; each value starts at level 2.
         bytes += text_bytes(Part::Metadata, key)? + 2 + measure(Part::Metadata, value, 2)?;
     }
+    for tag in &metadata.tags {
+        // Quoted and separated in JSON.
+        bytes += tag.as_str().len() + 3;
+    }
     if bytes > MAX_EVENT_BYTES {
         return Err(LimitError::TooLarge {
             bytes,
@@ -279,6 +290,28 @@ pub fn check_event(
         });
     }
     Ok(bytes)
+}
+
+/// Adds to each event's [`Metadata::tags`] the tags it declares ([`DomainEvent::tags`]),
+/// so that what a store records and returns shows them all, and checks their number.
+fn add_declared_tags<E: DomainEvent>(
+    stream: &StreamId,
+    events: &mut [NewEvent<E>],
+) -> Result<(), AppendError> {
+    for (index, new) in events.iter_mut().enumerate() {
+        let invalid = |source| AppendError::InvalidTag {
+            stream: stream.clone(),
+            index,
+            event_type: printable(new.event.event_type()),
+            source,
+        };
+        let declared = new.event.tags().map_err(invalid)?;
+        new.metadata.tags.extend(declared);
+        if new.metadata.tags.len() > MAX_TAGS {
+            return Err(invalid(crate::tag::too_many(new.metadata.tags.len())));
+        }
+    }
+    Ok(())
 }
 
 fn check_event_type(event_type: &str) -> Result<(), LimitError> {
@@ -553,12 +586,12 @@ mod tests {
             let mut events: Vec<_> = (0..size)
                 .map(|_| NewEvent::new(RawEvent::new("Noted", 1, json!({}))))
                 .collect();
-            assert!(encode_batch(&stream, &events).is_ok(), "{size}");
+            assert!(encode_batch(&stream, &mut events).is_ok(), "{size}");
             let repeated = events[0].event_id;
             events[size - 1].event_id = repeated;
             assert!(
                 matches!(
-                    encode_batch(&stream, &events),
+                    encode_batch(&stream, &mut events),
                     Err(AppendError::DuplicateInBatch { event_id, .. }) if event_id == repeated
                 ),
                 "{size}"

@@ -1,6 +1,8 @@
 //! [`Metadata`]: who and what caused an event (correlation, causation, actor, trace
 //! context and the application's own entries), carried beside it in the store.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -48,6 +50,12 @@ pub struct Metadata {
         deserialize_with = "valid_traceparent"
     )]
     pub traceparent: Option<crate::telemetry::TraceContext>,
+    /// The event's [tags](crate::Tag), which [queries](crate::Query) select it by. Stores
+    /// add the tags the event declares itself ([`DomainEvent::tags`](crate::DomainEvent::tags),
+    /// the derive's `#[tag]` fields) to these when they append it, so a stored event shows
+    /// them all.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub tags: BTreeSet<crate::Tag>,
 }
 
 /// Reads a traceparent, dropping one that is not valid: a bad trace context must never
@@ -93,6 +101,20 @@ impl Metadata {
     #[must_use]
     pub fn with_user(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.user.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a tag.
+    #[must_use]
+    pub fn with_tag(mut self, tag: crate::Tag) -> Self {
+        self.tags.insert(tag);
+        self
+    }
+
+    /// Adds tags.
+    #[must_use]
+    pub fn with_tags(mut self, tags: impl IntoIterator<Item = crate::Tag>) -> Self {
+        self.tags.extend(tags);
         self
     }
 

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::aggregate::AggregateType;
 use crate::error::{AppendError, ReadError, StoreError};
 use crate::event::{DomainEvent, EventEnvelope, NewEvent};
+use crate::query::{AppendCondition, Query, QueryItem};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
 /// Everything a complete store implements: the events, snapshots, checkpoints, parked
@@ -121,6 +122,75 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         filter: EventFilter,
     ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<Self, E>;
 
+    /// Appends `events` to `stream` as [`append`](EventStore::append) does, on the further
+    /// `condition` that no event its query selects was stored after its position: the
+    /// append of a decision that spans streams (Dynamic Consistency Boundaries).
+    ///
+    /// The check and the write are one atomic step: of two appends whose events each
+    /// match the other's condition, at most one succeeds, and an event that sorts between
+    /// the condition's position and the appended events in the log always counts, whoever
+    /// wrote it and however late it committed. The stream's expected version is checked
+    /// too (use [`ExpectedVersion::Any`] for a decision that only the condition guards).
+    /// An exact repeat of an append that succeeded (every event id stored, in this stream,
+    /// as one run) succeeds again as a duplicate without checking the condition, which
+    /// its own events would now fail. Events of archived streams count.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::ConditionFailed`], naming the query and the first event that broke
+    /// it; otherwise as [`append`](EventStore::append).
+    fn append_if<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+        condition: AppendCondition,
+    ) -> impl Future<Output = Result<Committed<E>, AppendError>> + Send;
+
+    /// Reads the global log after `after`, up to the events visible now, keeping the events
+    /// `query` selects, in position order: what a decision reads before it appends with
+    /// [`append_if`](EventStore::append_if). Events of archived streams are included.
+    ///
+    /// Each position it delivers is a resume point as for
+    /// [`read_all`](EventStore::read_all): an event not yet delivered, committed later,
+    /// sorts after it. So the last one delivered is the position for the append's
+    /// [`AppendCondition`].
+    ///
+    /// Each item is an error if the event cannot be decoded as `E` (read
+    /// [`RawEvent`](crate::RawEvent)s to decode them yourself) or the backend fails.
+    ///
+    /// The default reads the log through [`read_all`](EventStore::read_all) and filters;
+    /// stores with an index on tags override it.
+    fn read_query<E: DomainEvent>(
+        &self,
+        query: &Query,
+        after: Position,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<Self, E>
+    {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        let mut filter = EventFilter::all().including_archived();
+        // Every item names types: the log read can leave the other types out.
+        if !query.is_none() && query.items().iter().all(|item| item.types().len() > 0) {
+            let types: std::collections::BTreeSet<&str> =
+                query.items().iter().flat_map(QueryItem::types).collect();
+            filter = filter.with_event_types(types);
+        }
+        let events = if query.is_none() {
+            futures_util::stream::empty().boxed()
+        } else {
+            self.read_all::<crate::RawEvent>(after, filter).boxed()
+        };
+        let query = query.clone();
+        events.try_filter_map(move |envelope| {
+            let selected = query.matches(&envelope.event.event_type, &envelope.metadata.tags);
+            std::future::ready(if selected {
+                decode_raw(envelope).map(Some)
+            } else {
+                Ok(None)
+            })
+        })
+    }
+
     /// The position of the newest event committed so far, whether log readers may read it
     /// yet or not (`None` for an empty log). A reader whose reads pass it has seen every
     /// event committed before this call: [`ProjectionRunner::catch_up`] waits for that.
@@ -213,6 +283,37 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         event_id: Uuid,
     ) -> impl Future<Output = Result<Option<EventEnvelope<E>>, ReadError>> + Send;
+}
+
+/// A raw envelope decoded as `E`, failing as a typed read does.
+fn decode_raw<E: DomainEvent>(
+    envelope: EventEnvelope<crate::RawEvent>,
+) -> Result<EventEnvelope<E>, ReadError> {
+    let crate::RawEvent {
+        event_type,
+        schema_version,
+        payload,
+    } = envelope.event;
+    match E::decode(&event_type, schema_version, payload) {
+        Ok(event) => Ok(EventEnvelope {
+            event_id: envelope.event_id,
+            stream_id: envelope.stream_id,
+            version: envelope.version,
+            position: envelope.position,
+            recorded_at: envelope.recorded_at,
+            metadata: envelope.metadata,
+            event,
+        }),
+        Err(source) => Err(ReadError::Decode {
+            event_id: envelope.event_id,
+            stream: envelope.stream_id,
+            version: envelope.version,
+            position: envelope.position,
+            event_type,
+            schema_version,
+            source,
+        }),
+    }
 }
 
 /// Why a store's log readers are not delivering (see [`EventStore::stall`]).

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use chrono::Utc;
 use es_core::{
-    AppendError, Committed, DomainEvent, EventEnvelope, EventFilter, EventStore, ExpectedVersion,
-    NewEvent, ParkedEvent, Position, ReadError, Snapshot, StoreError, StreamId, Version,
+    AppendCondition, AppendError, Committed, DomainEvent, EventEnvelope, EventFilter, EventStore,
+    ExpectedVersion, NewEvent, ParkedEvent, Position, ReadError, Snapshot, StoreError, StreamId,
+    Version,
 };
 use futures_core::Stream;
 use tokio::sync::watch;
@@ -162,7 +163,8 @@ impl MemoryEventStore {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent<E>>,
+        mut events: Vec<NewEvent<E>>,
+        condition: Option<&AppendCondition>,
     ) -> Result<Committed<E>, AppendError> {
         // The append is done here, at once: the span covers it, not the ready future.
         let _span = tracing::debug_span!(
@@ -175,7 +177,7 @@ impl MemoryEventStore {
         // Run every piece of user code (encode, decode, clone, event_type) before taking
         // the lock. The checks are the ones every store makes, so all refuse alike.
         let strict = self.shared.strict;
-        let payloads = es_core::limits::encode_batch(stream, &events)?;
+        let payloads = es_core::limits::encode_batch(stream, &mut events)?;
         let prepared: Vec<(Box<str>, u32, E, Option<serde_json::Value>)> = events
             .iter()
             .zip(payloads)
@@ -198,6 +200,19 @@ impl MemoryEventStore {
                 drop(state);
                 return repeat(stream, &records);
             }
+        }
+        // Checked under the write lock that the append below takes too: nothing can be
+        // stored between the check and the write.
+        if let Some(condition) = condition
+            && let Some(record) = state.first_failing(condition)
+        {
+            return Err(AppendError::ConditionFailed {
+                stream: stream.clone(),
+                query: condition.fail_if_events_match.to_string(),
+                after: condition.after,
+                position: record.position,
+                event_type: record.event_type.to_string(),
+            });
         }
         if state.archived.contains(stream) {
             return Err(AppendError::Archived {
@@ -301,6 +316,22 @@ impl MemoryEventStore {
 }
 
 impl State {
+    /// The first stored event that makes `condition` fail, archived streams' included.
+    fn first_failing(&self, condition: &AppendCondition) -> Option<&Arc<Record>> {
+        if condition.fail_if_events_match.is_none() {
+            return None;
+        }
+        // The log is in position order: skip what is not after the condition's position.
+        let start = condition
+            .after
+            .map_or(0, |after| self.log.partition_point(|r| r.position <= after));
+        self.log[start..].iter().find(|record| {
+            condition
+                .fail_if_events_match
+                .matches(&record.event_type, &record.metadata.tags)
+        })
+    }
+
     fn version_of(&self, stream: &StreamId) -> Version {
         self.streams
             .get(stream)
@@ -491,7 +522,17 @@ impl EventStore for MemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent<E>>,
     ) -> impl Future<Output = Result<Committed<E>, AppendError>> + Send {
-        ready(self.append_now(stream, expected, events))
+        ready(self.append_now(stream, expected, events, None))
+    }
+
+    fn append_if<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+        condition: AppendCondition,
+    ) -> impl Future<Output = Result<Committed<E>, AppendError>> + Send {
+        ready(self.append_now(stream, expected, events, Some(&condition)))
     }
 
     fn stream_version(

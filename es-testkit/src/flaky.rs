@@ -105,6 +105,40 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
         Ok(committed)
     }
 
+    async fn append_if<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+        condition: es_core::AppendCondition,
+    ) -> Result<Committed<E>, AppendError> {
+        self.plan.appends.fetch_add(1, Ordering::SeqCst);
+        let failed = || AppendError::Store {
+            stream: stream.clone(),
+            source: unavailable("append"),
+        };
+        if take(&self.plan.failed_appends) {
+            return Err(failed());
+        }
+        let committed = self
+            .inner
+            .append_if(stream, expected, events, condition)
+            .await?;
+        if take(&self.plan.lost_replies) {
+            return Err(failed());
+        }
+        Ok(committed)
+    }
+
+    fn read_query<E: DomainEvent>(
+        &self,
+        query: &es_core::Query,
+        after: Position,
+    ) -> impl futures_util::Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E>
+    {
+        self.inner.read_query::<E>(query, after)
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, ReadError> {
         self.inner.stream_version(stream).await
     }

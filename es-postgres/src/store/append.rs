@@ -58,7 +58,7 @@ impl PgEventStore {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent<E>>,
+        mut events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
         if events.is_empty() {
             self.refuse_if_archived(stream).await?;
@@ -77,7 +77,7 @@ impl PgEventStore {
                 duplicate: false,
             });
         }
-        let batch = Batch::encode(stream, &events)?;
+        let batch = Batch::encode(stream, &mut events)?;
         // Versions are bigints in the table: a batch that would go past the last one fails
         // here, typed, rather than as an overflow in the statement.
         if let ExpectedVersion::Exact(version) = expected
@@ -439,9 +439,10 @@ impl Batch {
     /// ([`es_core::limits::encode_batch`]).
     fn encode<E: DomainEvent>(
         stream: &StreamId,
-        events: &[NewEvent<E>],
+        events: &mut [NewEvent<E>],
     ) -> Result<Self, AppendError> {
         let payloads = es_core::limits::encode_batch(stream, events)?;
+        let events = &*events;
         let n = events.len();
         let mut batch = Self {
             ids: Vec::with_capacity(n),

@@ -235,6 +235,20 @@ impl EventStore for PgEventStore {
         self.append_batch(stream, expected, events).await
     }
 
+    async fn append_if<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        _expected: ExpectedVersion,
+        _events: Vec<NewEvent<E>>,
+        _condition: es_core::AppendCondition,
+    ) -> Result<Committed<E>, AppendError> {
+        // Placeholder while the PostgreSQL implementation is built (issue 13).
+        Err(AppendError::Store {
+            stream: stream.clone(),
+            source: StoreError::new("conditional append", "not implemented yet".to_owned()),
+        })
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, ReadError> {
         Ok(self.version_of(stream).await?)
     }
