@@ -52,6 +52,9 @@ enum Read {
 }
 
 /// What the next step of a read is.
+// Made and matched at once, never stored: boxing the envelope would cost an allocation per
+// event for nothing.
+#[expect(clippy::large_enum_variant)]
 enum Next<E> {
     Event(Result<EventEnvelope<E>, ReadError>),
     /// Nothing came for a while: time to commit or renew.
