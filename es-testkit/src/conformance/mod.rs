@@ -1,16 +1,18 @@
 //! The store contract: the behaviours every store must show, one `pub async fn` each.
 //!
 //! These check the store itself (appends, reads, the global log, limits, subscriptions,
-//! snapshots, checkpoints, leases, archiving, history and upcasting on its read paths), so
-//! they run on every configuration of every store (see [`store_contract!`]). Cases that
-//! check es-core's engine on top of a store are in [`engine`](crate::engine).
-//! Each function takes a fresh, empty store and panics with a message saying what broke.
+//! snapshots, checkpoints, leases, archiving, history and upcasting on its read paths, tags,
+//! queries and conditional appends), so they run on every configuration of every store
+//! (see [`store_contract!`]). Cases that check es-core's engine on top of a store are in
+//! [`engine`](crate::engine). Each function takes a fresh, empty store and panics with a
+//! message saying what broke.
 //!
 //! [`store_contract!`]: crate::store_contract
 
 mod append;
 mod archive;
 mod concurrency;
+mod dcb;
 mod history;
 mod limits;
 mod read;
@@ -22,6 +24,7 @@ mod upcasting;
 pub use append::*;
 pub use archive::*;
 pub use concurrency::*;
+pub use dcb::*;
 pub use history::*;
 pub use limits::*;
 pub use read::*;
