@@ -59,8 +59,8 @@ pub const MAX_EVENT_TYPE_BYTES: usize = 255;
 )]
 pub const MAX_SCHEMA_VERSION: u32 = i32::MAX as u32;
 
-/// The most [tags](crate::Tag) one event may carry (its own and those set in its metadata
-/// together).
+/// The most [tags](crate::Tag) one event may carry: its own and those set in its metadata
+/// together, each distinct tag counted once.
 pub const MAX_TAGS: usize = 64;
 
 /// The part of an event a limit was found in.

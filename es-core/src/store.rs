@@ -135,6 +135,9 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// as one run) succeeds again as a duplicate without checking the condition, which
     /// its own events would now fail. Events of archived streams count.
     ///
+    /// When more than one check fails, the error is the first of: the stream is archived,
+    /// the version does not match, the condition fails (every store reports the same).
+    ///
     /// # Errors
     ///
     /// [`AppendError::ConditionFailed`], naming the query and the first event that broke

@@ -201,19 +201,6 @@ impl MemoryEventStore {
                 return repeat(stream, &records);
             }
         }
-        // Checked under the write lock that the append below takes too: nothing can be
-        // stored between the check and the write.
-        if let Some(condition) = condition
-            && let Some(record) = state.first_failing(condition)
-        {
-            return Err(AppendError::ConditionFailed {
-                stream: stream.clone(),
-                query: condition.fail_if_events_match.to_string(),
-                after: condition.after,
-                position: record.position,
-                event_type: record.event_type.to_string(),
-            });
-        }
         if state.archived.contains(stream) {
             return Err(AppendError::Archived {
                 stream: stream.clone(),
@@ -225,6 +212,19 @@ impl MemoryEventStore {
                 stream: stream.clone(),
                 expected,
                 actual: current,
+            });
+        }
+        // Checked under the write lock that the append below takes too: nothing can be
+        // stored between the check and the write.
+        if let Some(condition) = condition
+            && let Some(record) = state.first_failing(condition)
+        {
+            return Err(AppendError::ConditionFailed {
+                stream: stream.clone(),
+                query: condition.fail_if_events_match.to_string(),
+                after: condition.after,
+                position: record.position,
+                event_type: record.event_type.to_string(),
             });
         }
         if events.is_empty() {

@@ -147,6 +147,7 @@ macro_rules! store_contract {
             append_if_without_a_position_counts_every_matching_event,
             append_if_ignores_events_that_do_not_match,
             append_if_still_checks_the_expected_version,
+            append_if_reports_archive_then_version_then_condition,
             append_if_repeat_is_a_duplicate,
             append_if_empty_batch_checks_the_condition,
             append_if_failure_shows_no_tag_value,

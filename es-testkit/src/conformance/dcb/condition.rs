@@ -287,6 +287,36 @@ pub async fn append_if_still_checks_the_expected_version<S: Store>(store: S) {
     assert_eq!(committed.version, Version::new(2));
 }
 
+/// When several checks fail at once, every store reports the same one: an archived stream
+/// before a version mismatch, a version mismatch before a failed condition.
+pub async fn append_if_reports_archive_then_version_then_condition<S: Store>(store: S) {
+    let target = stream("student", "s1");
+    // Fails: the event stored here matches, and counts with no position given.
+    put_one(&store, &target, subscribed("s1", "c1")).await;
+    let failing = AppendCondition::new(course_query("c1"));
+    let event = NewEvent::new(subscribed("s1", "c2"));
+    match store
+        .append_if(
+            &target,
+            ExpectedVersion::NoStream,
+            vec![event.clone()],
+            failing.clone(),
+        )
+        .await
+    {
+        Err(AppendError::Conflict { .. }) => {}
+        other => panic!("expected the version conflict first, got {other:?}"),
+    }
+    store.archive_stream(&target).await.unwrap();
+    match store
+        .append_if(&target, ExpectedVersion::NoStream, vec![event], failing)
+        .await
+    {
+        Err(AppendError::Archived { .. }) => {}
+        other => panic!("expected the archive first, got {other:?}"),
+    }
+}
+
 /// Repeating a conditional append that succeeded (the same event ids, the same condition)
 /// succeeds as a duplicate, returning the stored events and storing nothing, though its
 /// own events now match its condition; an append of other events on the same condition
