@@ -20,6 +20,7 @@ mod expand;
 mod fallback;
 mod serde_attr;
 mod symbol;
+mod tag;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
@@ -282,7 +283,7 @@ pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
 /// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[proc_macro_derive(DomainEvent, attributes(event, serde))]
+#[proc_macro_derive(DomainEvent, attributes(event, serde, tag))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::domain_event::derive(&input).into()

@@ -1,0 +1,194 @@
+//! `#[tag]` on the fields of an event: parsing into [`TaggedField`]s, the part of the model
+//! that `DomainEvent::tags` is generated from.
+//!
+//! Mistakes that concern one attribute on its own (a bad key, a second `#[tag]`, an
+//! unnamed field without a prefix, `#[tag]` on a variant) are recorded while reading; the
+//! rules that need a reason (the prefix's text, a field serde skips) are in
+//! [`crate::check`].
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::spanned::Spanned as _;
+use syn::{Attribute, Fields, GenericArgument, LitStr, Member, Meta, PathArguments, Type};
+
+use crate::attr::{Slot, parse_lit_str, unknown_key};
+use crate::ctxt::Ctxt;
+use crate::serde_attr::{self, SerdeKey};
+use crate::symbol::{PREFIX, TAG};
+
+/// A field marked `#[tag]`: it gives the tag `key:{value}`, `value` being the field's
+/// `Display` (or nothing, for an `Option` that is `None`).
+pub(crate) struct TaggedField<'a> {
+    /// How the generated code reaches the field (`name`, or `0` for an unnamed one).
+    pub(crate) member: Member,
+    /// The tag's key: the prefix if given, else the field's name (`r#type` gives `type`).
+    pub(crate) key: String,
+    /// The `prefix = "..."` literal, whose text [`crate::check`] judges.
+    pub(crate) prefix: Option<LitStr>,
+    /// The field's type is an `Option<T>` (read from its syntax, as serde does): `None`
+    /// gives no tag, `Some(value)` the tag of `value`.
+    pub(crate) option: bool,
+    /// The field's type: where a missing `Display` is reported.
+    pub(crate) ty: &'a Type,
+    /// The field's `#[serde(...)]` keys: a tag must not be made of a field serde skips.
+    pub(crate) serde_keys: Vec<SerdeKey>,
+}
+
+/// The tagged fields among `fields`, in declaration order.
+pub(crate) fn tagged_fields<'a>(cx: &Ctxt, fields: &'a Fields) -> Vec<TaggedField<'a>> {
+    let mut tagged = Vec::new();
+    for (index, field) in fields.iter().enumerate() {
+        let Some((attr, prefix)) = tag_attr(cx, &field.attrs) else {
+            continue;
+        };
+        let (member, key) = match (&field.ident, &prefix) {
+            (_, Some(prefix)) => (member(field, index), prefix.value()),
+            (Some(ident), None) => (Member::Named(ident.clone()), ident.unraw().to_string()),
+            (None, None) => {
+                cx.error_spanned_by(
+                    attr,
+                    "an unnamed field has no name to make the tag's key of; give one, like \
+                     `#[tag(prefix = \"course\")]` for the tag `course:{value}`",
+                );
+                continue;
+            }
+        };
+        tagged.push(TaggedField {
+            member,
+            key,
+            prefix,
+            option: is_option(&field.ty),
+            ty: &field.ty,
+            serde_keys: serde_attr::serde_keys(&field.attrs),
+        });
+    }
+    tagged
+}
+
+fn member(field: &syn::Field, index: usize) -> Member {
+    match &field.ident {
+        Some(ident) => Member::Named(ident.clone()),
+        None => Member::Unnamed(syn::Index {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            span: field.ty.span(),
+        }),
+    }
+}
+
+/// Reads the field's `#[tag]`: the attribute and its prefix, if any. `None` if there is
+/// none, or if it is so malformed that no tag can be made of it (recorded in `cx`).
+fn tag_attr<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> Option<(&'a Attribute, Option<LitStr>)> {
+    let mut found: Option<(&Attribute, Option<LitStr>)> = None;
+    for attr in attrs.iter().filter(|attr| *attr.path() == TAG) {
+        if found.is_some() {
+            cx.error_spanned_by(
+                attr,
+                "this field already has a `#[tag]`; a field gives one tag (tag another field \
+                 for another tag)",
+            );
+            continue;
+        }
+        let prefix = match &attr.meta {
+            Meta::Path(_) => None,
+            Meta::List(_) => {
+                let mut prefix = Slot::new(TAG, PREFIX);
+                let parsed = attr.parse_nested_meta(|meta| {
+                    if meta.path == PREFIX {
+                        let value = parse_lit_str(cx, &meta, PREFIX, "\"course\"")?;
+                        prefix.record(cx, &meta.path, value);
+                        Ok(())
+                    } else {
+                        unknown_key(cx, &meta, TAG, &[PREFIX])
+                    }
+                });
+                if let Err(error) = parsed {
+                    cx.syn_error(error);
+                }
+                prefix.value
+            }
+            Meta::NameValue(meta) => {
+                cx.error_spanned_by(
+                    meta,
+                    "`#[tag]` takes no value: write `#[tag]` (the key is the field's name) or \
+                     `#[tag(prefix = \"course\")]`",
+                );
+                None
+            }
+        };
+        found = Some((attr, prefix));
+    }
+    found
+}
+
+/// Refuses `#[tag]` where no field is: on an enum, a variant or a struct, `what` saying
+/// which. Tags come from fields' values; a fixed tag on every event of a kind would be
+/// the same for all of them and select nothing a type does not already select.
+pub(crate) fn reject_tag_attrs(cx: &Ctxt, attrs: &[Attribute], what: &str) {
+    for attr in attrs.iter().filter(|attr| *attr.path() == TAG) {
+        cx.error_spanned_by(
+            attr,
+            format!(
+                "`#[tag]` goes on a field, whose value makes the tag, not on {what}; to tag one \
+                 event with a fixed tag, add it to its metadata (`Metadata::with_tag`)"
+            ),
+        );
+    }
+}
+
+/// Whether `ty` is written as an `Option<T>` (with any path: `Option`, `std::option::Option`,
+/// ...). Read from the syntax, as serde reads it for `default`: a type alias of an `Option`
+/// is not recognised (and then needs `Display` itself).
+fn is_option(ty: &Type) -> bool {
+    let ty = ungroup(ty);
+    let Type::Path(path) = ty else {
+        return false;
+    };
+    if path.qself.is_some() {
+        return false;
+    }
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    let PathArguments::AngleBracketed(arguments) = &last.arguments else {
+        return false;
+    };
+    last.ident == "Option"
+        && arguments.args.len() == 1
+        && matches!(arguments.args.first(), Some(GenericArgument::Type(_)))
+}
+
+/// `ty` without the invisible groups a `macro_rules!` expansion may wrap it in.
+fn ungroup(mut ty: &Type) -> &Type {
+    while let Type::Group(group) = ty {
+        ty = &group.elem;
+    }
+    ty
+}
+
+/// A span for a generated name that stands for the field's value: the field's type, so
+/// that a type without `Display` is reported at the field.
+pub(crate) fn value_span(field: &TaggedField<'_>) -> Span {
+    field.ty.span()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_recognised_by_their_syntax() {
+        let yes: [Type; 3] = [
+            syn::parse_quote!(Option<String>),
+            syn::parse_quote!(::std::option::Option<u32>),
+            syn::parse_quote!(core::option::Option<Vec<u8>>),
+        ];
+        let no: [Type; 4] = [
+            syn::parse_quote!(String),
+            syn::parse_quote!(Maybe<String>),
+            syn::parse_quote!(Option),
+            syn::parse_quote!(<T as Trait>::Option<u8>),
+        ];
+        assert!(yes.iter().all(is_option));
+        assert!(!no.iter().any(is_option));
+    }
+}
