@@ -28,8 +28,9 @@ pub(crate) struct TaggedField<'a> {
     /// The field's type is an `Option<T>` (read from its syntax, as serde does): `None`
     /// gives no tag, `Some(value)` the tag of `value`.
     pub(crate) option: bool,
-    /// The field's type: where a missing `Display` is reported.
-    pub(crate) ty: &'a Type,
+    /// The type whose `Display` makes the value: the field's, or the `T` of its
+    /// `Option<T>`. Where a missing `Display` is reported.
+    pub(crate) value_ty: &'a Type,
     /// The field's `#[serde(...)]` keys: a tag must not be made of a field serde skips.
     pub(crate) serde_keys: Vec<SerdeKey>,
 }
@@ -57,8 +58,8 @@ pub(crate) fn tagged_fields<'a>(cx: &Ctxt, fields: &'a Fields) -> Vec<TaggedFiel
             member,
             key,
             prefix,
-            option: is_option(&field.ty),
-            ty: &field.ty,
+            option: option_of(&field.ty).is_some(),
+            value_ty: option_of(&field.ty).unwrap_or(&field.ty),
             serde_keys: serde_attr::serde_keys(&field.attrs),
         });
     }
@@ -135,26 +136,25 @@ pub(crate) fn reject_tag_attrs(cx: &Ctxt, attrs: &[Attribute], what: &str) {
     }
 }
 
-/// Whether `ty` is written as an `Option<T>` (with any path: `Option`, `std::option::Option`,
-/// ...). Read from the syntax, as serde reads it for `default`: a type alias of an `Option`
-/// is not recognised (and then needs `Display` itself).
-fn is_option(ty: &Type) -> bool {
-    let ty = ungroup(ty);
-    let Type::Path(path) = ty else {
-        return false;
+/// The `T` of `ty` if it is written as an `Option<T>` (with any path: `Option`,
+/// `std::option::Option`, ...). Read from the syntax, as serde reads it: a type alias of
+/// an `Option` is not recognised (and then needs `Display` itself), and a type of one's own
+/// named `Option` is taken for one.
+fn option_of(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ungroup(ty) else {
+        return None;
     };
     if path.qself.is_some() {
-        return false;
+        return None;
     }
-    let Some(last) = path.path.segments.last() else {
-        return false;
-    };
+    let last = path.path.segments.last()?;
     let PathArguments::AngleBracketed(arguments) = &last.arguments else {
-        return false;
+        return None;
     };
-    last.ident == "Option"
-        && arguments.args.len() == 1
-        && matches!(arguments.args.first(), Some(GenericArgument::Type(_)))
+    match (arguments.args.len(), arguments.args.first()) {
+        (1, Some(GenericArgument::Type(inner))) if last.ident == "Option" => Some(inner),
+        _ => None,
+    }
 }
 
 /// `ty` without the invisible groups a `macro_rules!` expansion may wrap it in.
@@ -165,10 +165,10 @@ fn ungroup(mut ty: &Type) -> &Type {
     ty
 }
 
-/// A span for a generated name that stands for the field's value: the field's type, so
-/// that a type without `Display` is reported at the field.
+/// A span for a generated name that stands for the field's value: the type whose
+/// `Display` it needs, so that a type without one is reported at the field.
 pub(crate) fn value_span(field: &TaggedField<'_>) -> Span {
-    field.ty.span()
+    field.value_ty.span()
 }
 
 #[cfg(test)]
@@ -188,7 +188,9 @@ mod tests {
             syn::parse_quote!(Option),
             syn::parse_quote!(<T as Trait>::Option<u8>),
         ];
-        assert!(yes.iter().all(is_option));
-        assert!(!no.iter().any(is_option));
+        assert!(yes.iter().all(|ty| option_of(ty).is_some()));
+        assert!(no.iter().all(|ty| option_of(ty).is_none()));
+        let inner: Type = syn::parse_quote!(u32);
+        assert_eq!(yes.get(1).and_then(option_of), Some(&inner));
     }
 }
