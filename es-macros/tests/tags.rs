@@ -63,7 +63,10 @@ struct InvoiceIssued {
 struct TokenUsed(#[tag(prefix = "token")] String, u8);
 
 fn tags(list: &[&str]) -> Vec<Tag> {
-    let tags: Vec<Tag> = list.iter().filter_map(|text| Tag::new(*text).ok()).collect();
+    let tags: Vec<Tag> = list
+        .iter()
+        .filter_map(|text| Tag::new(*text).ok())
+        .collect();
     assert_eq!(tags.len(), list.len(), "the expected tags are valid");
     tags
 }
