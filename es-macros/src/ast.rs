@@ -13,6 +13,7 @@ use crate::attr::{self, AggregateAttrs, EventAttrs, EventPosition, Upcast};
 use crate::ctxt::Ctxt;
 use crate::serde_attr::{self, SerdeKey};
 use crate::symbol::Symbol;
+use crate::tag::{self, TaggedField};
 
 /// The version an event or snapshot has when none is declared.
 const DEFAULT_VERSION: u32 = 1;
@@ -44,11 +45,11 @@ pub(crate) enum EventData<'a> {
         variants: Vec<EventVariant<'a>>,
     },
     /// The struct is one event type.
-    Struct(StructEvent),
+    Struct(StructEvent<'a>),
 }
 
 /// A struct deriving `DomainEvent`.
-pub(crate) struct StructEvent {
+pub(crate) struct StructEvent<'a> {
     pub(crate) name: EventName,
     pub(crate) version: u32,
     /// Older names of this event type, still decoded.
@@ -58,6 +59,8 @@ pub(crate) struct StructEvent {
     /// A unit struct has the empty payload `{}` and needs no serde; any other struct is its
     /// own payload through its `Serialize` and `Deserialize` implementations.
     pub(crate) unit: bool,
+    /// Its `#[tag]` fields.
+    pub(crate) tags: Vec<TaggedField<'a>>,
 }
 
 /// One variant of an event enum: one event type.
@@ -72,6 +75,8 @@ pub(crate) struct EventVariant<'a> {
     /// The `#[serde(...)]` keys on the variant, which no payload honours.
     pub(crate) serde: Vec<SerdeKey>,
     pub(crate) shape: Shape<'a>,
+    /// Its `#[tag]` fields.
+    pub(crate) tags: Vec<TaggedField<'a>>,
 }
 
 /// An event type name and where it came from.
@@ -131,6 +136,11 @@ impl<'a> EventInput<'a> {
             Data::Enum(_) | Data::Union(_) => EventPosition::Enum,
         };
         let attrs = EventAttrs::from_attrs(cx, &input.attrs, position);
+        let what = match position {
+            EventPosition::Struct => "a struct",
+            EventPosition::Enum | EventPosition::Variant => "an enum",
+        };
+        tag::reject_tag_attrs(cx, &input.attrs, what);
         let krate = crate_path(attrs.krate.as_ref());
 
         let data = match &input.data {
@@ -151,6 +161,7 @@ impl<'a> EventInput<'a> {
                     aliases: attrs.aliases,
                     upcasts: attrs.upcasts,
                     unit: data.fields.is_empty(),
+                    tags: tag::tagged_fields(cx, &data.fields),
                 })
             }
             Data::Union(data) => {
@@ -178,6 +189,7 @@ impl<'a> EventVariant<'a> {
     /// Models one variant; `None` if its shape cannot be encoded (recorded in `cx`).
     fn from_syn(cx: &Ctxt, variant: &'a syn::Variant) -> Option<Self> {
         let attrs = EventAttrs::from_attrs(cx, &variant.attrs, EventPosition::Variant);
+        tag::reject_tag_attrs(cx, &variant.attrs, "a variant");
         for field in &variant.fields {
             attr::reject_event_attrs_on_field(cx, &field.attrs);
         }
@@ -215,6 +227,7 @@ impl<'a> EventVariant<'a> {
             upcasts: attrs.upcasts,
             serde: serde_attr::serde_keys(&variant.attrs),
             shape,
+            tags: tag::tagged_fields(cx, &variant.fields),
         })
     }
 }

@@ -241,15 +241,15 @@ impl AggregateAttrs {
 
 /// One key's value, remembering whether the key was seen so a second occurrence is reported
 /// even when the first one's value was invalid.
-struct Slot<T> {
+pub(crate) struct Slot<T> {
     attr: Symbol,
     key: Symbol,
     seen: bool,
-    value: Option<T>,
+    pub(crate) value: Option<T>,
 }
 
 impl<T> Slot<T> {
-    fn new(attr: Symbol, key: Symbol) -> Self {
+    pub(crate) fn new(attr: Symbol, key: Symbol) -> Self {
         Self {
             attr,
             key,
@@ -261,7 +261,7 @@ impl<T> Slot<T> {
     /// Records an occurrence of the key at `path` with its parsed value (`None` if the value
     /// was invalid, which is already reported). A second occurrence is an error at its key,
     /// whatever the values, and the first one's value is kept.
-    fn record(&mut self, cx: &Ctxt, path: &Path, value: Option<T>) {
+    pub(crate) fn record(&mut self, cx: &Ctxt, path: &Path, value: Option<T>) {
         if self.seen {
             cx.error_spanned_by(
                 path,
@@ -299,7 +299,7 @@ pub(crate) fn key_name(path: &Path) -> String {
     path.to_token_stream().to_string().replace(' ', "")
 }
 
-fn unknown_key(
+pub(crate) fn unknown_key(
     cx: &Ctxt,
     meta: &ParseNestedMeta<'_>,
     attr: Symbol,
@@ -416,7 +416,7 @@ fn wrong_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, value: TokenStream, messag
     }
 }
 
-fn parse_lit_str(
+pub(crate) fn parse_lit_str(
     cx: &Ctxt,
     meta: &ParseNestedMeta<'_>,
     key: Symbol,

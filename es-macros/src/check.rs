@@ -11,6 +11,7 @@ use crate::ast::{EventData, EventInput, EventName, Field, Shape};
 use crate::attr::Upcast;
 use crate::ctxt::Ctxt;
 use crate::serde_attr::SerdeKey;
+use crate::tag::TaggedField;
 
 /// Every rule for `#[derive(DomainEvent)]`.
 pub(crate) fn domain_event(cx: &Ctxt, input: &EventInput<'_>) {
@@ -31,6 +32,7 @@ pub(crate) fn domain_event(cx: &Ctxt, input: &EventInput<'_>) {
                 if let Shape::Newtype(field) = &variant.shape {
                     newtype_field_serde_attrs_apply(cx, field);
                 }
+                tagged_fields_are_usable(cx, &variant.tags);
             }
             event_names_are_unique(cx, input);
         }
@@ -41,6 +43,72 @@ pub(crate) fn domain_event(cx: &Ctxt, input: &EventInput<'_>) {
             if event.unit {
                 no_serde_attrs_on_a_struct_without_fields(cx, &input.serde);
             }
+            tagged_fields_are_usable(cx, &event.tags);
+        }
+    }
+}
+
+/// The rules for each `#[tag]` field.
+fn tagged_fields_are_usable(cx: &Ctxt, tags: &[TaggedField<'_>]) {
+    for field in tags {
+        if let Some(prefix) = &field.prefix {
+            tag_prefix_is_a_key(cx, prefix);
+        }
+        tagged_field_is_stored(cx, field);
+    }
+}
+
+/// A `prefix` is a usable tag key: not empty, no `:`, no control character, short enough
+/// to leave room for a value.
+///
+/// Why: `Tag::pair` refuses such a key at run time, so every event would fail to append
+/// with `AppendError::InvalidTag`; the literal is known now, so the mistake is a compile
+/// error at it. A `:` would also move the key/value split: `Tag::key` is the text before
+/// the first `:`, so `prefix = "a:b"` would tag with the key `a`. The length bound is
+/// es-core's `Tag::MAX_BYTES` (255) less the `:`.
+fn tag_prefix_is_a_key(cx: &Ctxt, prefix: &LitStr) {
+    const MAX_PREFIX_BYTES: usize = 255 - 1;
+    let text = prefix.value();
+    let problem = if text.is_empty() {
+        "cannot be empty"
+    } else if text.contains(':') {
+        "cannot hold a `:`, which separates the key from the value"
+    } else if text.chars().any(char::is_control) {
+        "cannot hold a control character"
+    } else if text.len() > MAX_PREFIX_BYTES {
+        "is too long: a tag takes at most 255 bytes, key, `:` and value together"
+    } else {
+        return;
+    };
+    cx.error_spanned_by(
+        prefix,
+        format!("a tag prefix {problem}; write the tag's key, like `prefix = \"course\"`"),
+    );
+}
+
+/// A tagged field is stored in the payload: `#[tag]` is refused on a field with
+/// `#[serde(skip)]`, `skip_serializing` or `skip_deserializing`.
+///
+/// Why: an event read back from the store would hold another value in that field (its
+/// default) than the tag recorded beside it, so its `tags()` would disagree with its stored
+/// tags, and whatever recomputes tags from events (a test harness folding given events, a
+/// copy to another store) would see different events than the store. Keeping the value
+/// only in a tag is no way out either: tags are stored in the clear, for queries, not as a
+/// record. `skip_serializing_if` is allowed: a value it leaves out reads back as the same
+/// value through `default`.
+fn tagged_field_is_stored(cx: &Ctxt, field: &TaggedField<'_>) {
+    for key in &field.serde_keys {
+        if let Some(skip @ ("skip" | "skip_serializing" | "skip_deserializing")) =
+            key.key.as_deref()
+        {
+            cx.error_spanned_by(
+                &key.tokens,
+                format!(
+                    "`#[serde({skip})]` on a `#[tag]` field: the field would not read back as \
+                     stored, so the event's tags would not either; store the field, or put the \
+                     tag in the event's metadata (`Metadata::with_tag`) instead"
+                ),
+            );
         }
     }
 }

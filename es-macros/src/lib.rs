@@ -20,6 +20,7 @@ mod expand;
 mod fallback;
 mod serde_attr;
 mod symbol;
+mod tag;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
@@ -217,6 +218,82 @@ pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
 /// `#[event]` on a field is an error: use `#[serde(...)]` there. Generic types and unions
 /// are rejected, since events are stored data decoded into owned `'static` values.
 ///
+/// # `#[tag]` fields: tags from what an event says
+///
+/// A field marked `#[tag]` gives the event the [tag](https://docs.rs/es-core/latest/es_core/struct.Tag.html)
+/// `key:{value}`, which queries and conditional appends select it by. The derived
+/// `DomainEvent::tags` returns them, and stores add them to the event's `Metadata::tags`
+/// when they append it, so a stored event shows them beside any set in its metadata.
+///
+/// | Attribute | Tag |
+/// |-----------|-----|
+/// | `#[tag] student: StudentId` | `student:{student}`: the key is the field's Rust name (`r#type` gives `type`) |
+/// | `#[tag(prefix = "course")] id: CourseId` | `course:{id}` |
+/// | `#[tag] cohort: Option<String>` | `cohort:{value}` when `Some(value)`, none when `None` |
+/// | `Renamed(#[tag(prefix = "course")] CourseId)` | `course:{0}`: an unnamed field needs a `prefix` |
+///
+/// - **The value** is the field's `Display`; a type without one is a compile error at the
+///   field's type. A value that makes no valid tag (a control character, more than 255
+///   bytes with its key) is no panic: `tags()` returns the `TagError` (which names the key,
+///   never the value), and the append fails with `AppendError::InvalidTag`.
+/// - **The key** is the Rust field name or the `prefix`, never serde's name for the field:
+///   `#[serde(rename)]` and `rename_all` shape the stored JSON, tags are what queries name
+///   in Rust (`Tag::pair("course", id)`). The key is stored with every event, so renaming a
+///   field changes the tags of the events appended after; pin the key with `prefix` where
+///   it must outlive the field's name. A prefix is checked at compile time: not empty, no
+///   `:` (which separates key and value), no control character.
+/// - **`Option`** is recognised by its syntax, as serde recognises it: the last path
+///   segment is `Option` with one type argument (`Option<T>`, `std::option::Option<T>`).
+///   An alias of it is not, and then needs `Display` itself.
+/// - **Where:** on the named fields of a struct event and of struct variants, and on
+///   unnamed fields (newtype variants, tuple structs) with a `prefix`. Several fields may
+///   give tags, even under one key (`#[tag(prefix = "student")]` on `from` and `to`); one
+///   field gives one tag (`#[tag]` twice is an error). `#[tag]` on an enum, a variant or
+///   a struct itself is an error: a fixed tag goes in the event's metadata
+///   (`Metadata::with_tag`).
+/// - **Not on a field serde skips** (`skip`, `skip_serializing`, `skip_deserializing`): the
+///   event read back would hold another value than its stored tag, so its `tags()` would
+///   disagree with the store. `skip_serializing_if` is fine.
+///
+/// Tags are stored and indexed in the clear: tag with the ids of things, never with
+/// personal data such as an email address.
+///
+/// ```
+/// use es_core::{DomainEvent, Tag};
+///
+/// #[derive(Debug, Clone, PartialEq, DomainEvent)]
+/// enum CourseEvent {
+///     Defined {
+///         #[tag(prefix = "course")]
+///         id: String,
+///         capacity: u32,
+///     },
+///     StudentSubscribed {
+///         #[tag(prefix = "course")]
+///         course: String,
+///         #[tag]
+///         student: u64,
+///         #[tag]
+///         #[serde(default, skip_serializing_if = "Option::is_none")]
+///         cohort: Option<String>,
+///     },
+///     Closed,
+/// }
+///
+/// let subscribed = CourseEvent::StudentSubscribed {
+///     course: "c1".into(),
+///     student: 42,
+///     cohort: None,
+/// };
+/// assert_eq!(subscribed.tags()?, [Tag::pair("course", "c1")?, Tag::new("student:42")?]);
+/// assert!(CourseEvent::Closed.tags()?.is_empty());
+///
+/// // A value that makes no valid tag is an error, not a panic.
+/// let defined = CourseEvent::Defined { id: "c\n1".into(), capacity: 3 };
+/// assert!(defined.tags().is_err());
+/// # Ok::<(), es_core::TagError>(())
+/// ```
+///
 /// # Decoding
 ///
 /// `decode(event_type, schema_version, payload)` (and `decode_json`, from text) decodes a
@@ -282,7 +359,7 @@ pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
 /// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[proc_macro_derive(DomainEvent, attributes(event, serde))]
+#[proc_macro_derive(DomainEvent, attributes(event, serde, tag))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::domain_event::derive(&input).into()

@@ -15,6 +15,10 @@ pub(crate) const AGGREGATE: Symbol = Symbol("aggregate");
 /// `#[serde(...)]`: copied onto the payload helpers from fields, refused where no payload
 /// would honour it.
 pub(crate) const SERDE: Symbol = Symbol("serde");
+/// `#[tag]` and `#[tag(prefix = "...")]`: a field of an event that becomes one of its tags.
+pub(crate) const TAG: Symbol = Symbol("tag");
+/// The key of `#[tag(...)]`: the tag's key, instead of the field's name.
+pub(crate) const PREFIX: Symbol = Symbol("prefix");
 
 pub(crate) const CRATE: Symbol = Symbol("crate");
 pub(crate) const NAME: Symbol = Symbol("name");

@@ -32,6 +32,8 @@ mod shadowed {
     mod __private {}
     struct __Payload;
     struct Probe;
+    struct Tag;
+    struct TagError;
 
     #[derive(
         Debug,
@@ -43,7 +45,9 @@ mod shadowed {
     )]
     pub(crate) enum Event {
         Named {
+            #[tag]
             text: ::std::string::String,
+            #[tag(prefix = "m")]
             #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
             maybe: ::std::option::Option<::core::primitive::u32>,
         },
@@ -64,6 +68,7 @@ mod shadowed {
         DomainEvent,
     )]
     pub(crate) struct StructEvent {
+        #[tag]
         pub(crate) n: ::core::primitive::u64,
     }
 
@@ -138,11 +143,12 @@ mod without_prelude {
     #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq, DomainEvent)]
     pub(crate) enum Event {
         Named {
+            #[tag]
             text: ::std::string::String,
             #[serde(default)]
             count: ::core::primitive::u32,
         },
-        Newtype(::core::primitive::i64),
+        Newtype(#[tag(prefix = "n")] ::core::primitive::i64),
         Unit,
     }
 
@@ -165,6 +171,14 @@ fn shadowed_names_do_not_change_the_generated_code() {
         maybe: None,
     };
     assert_eq!(event.encode().unwrap(), json!({ "text": "x" }));
+    let tags: Vec<String> = event
+        .tags()
+        .unwrap()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(tags, ["text:x"]);
+    assert_eq!(shadowed::StructEvent { n: 1 }.tags().unwrap().len(), 1);
     assert_eq!(
         Event::decode("Named", 1, json!({ "text": "x" })).unwrap(),
         event
@@ -215,6 +229,7 @@ fn the_derives_work_without_a_prelude() {
             count: 0
         }
     );
+    assert_eq!(Event::Newtype(-1).tags().unwrap()[0].as_str(), "n:-1");
     assert_eq!(State::NAME, "bare");
     assert!(State.encode_snapshot().is_none());
     assert_eq!(State.__state_eq(&State), Some(true));

@@ -64,6 +64,17 @@ pub enum LintedEvent {
     Renamed(String),
     /// A newtype variant with a serde attribute (owned payload helper).
     Tagged(#[serde(serialize_with = "serialize_tags")] Vec<String>),
+    /// A variant with tags, one of them optional.
+    Enrolled {
+        /// Gives the tag `course:{course}`.
+        #[tag(prefix = "course")]
+        course: String,
+        /// Gives the tag `student:{student}`, if any.
+        #[tag]
+        student: Option<u64>,
+    },
+    /// A newtype variant with a tag.
+    Moved(#[tag(prefix = "course")] u32),
     /// A unit variant.
     Closed,
 }
@@ -78,7 +89,8 @@ fn serialize_tags<S: serde::Serializer>(tags: &[String], serializer: S) -> Resul
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 #[event(name = "Pinged", version = 3)]
 pub struct Ping {
-    /// A counter.
+    /// A counter, also a tag.
+    #[tag]
     pub seq: u64,
 }
 
@@ -139,5 +151,12 @@ fn the_linted_derives_still_work() {
         event
     );
     assert_eq!(Ping { seq: 1 }.schema_version(), 3);
+    assert_eq!(Ping { seq: 1 }.tags().unwrap().len(), 1);
+    let enrolled = LintedEvent::Enrolled {
+        course: String::from("c1"),
+        student: Some(2),
+    };
+    assert_eq!(enrolled.tags().unwrap().len(), 2);
+    assert_eq!(LintedEvent::Moved(1).tags().unwrap().len(), 1);
     assert_eq!(Heartbeat.encode().unwrap(), serde_json::json!({}));
 }

@@ -5,6 +5,10 @@
 //! unchanged): a consumer upcasts older versions with its own `DomainEvent` derive, exactly
 //! as a reader of the store does. Everything else travels in headers named by
 //! [`es_asyncapi::headers`], so the AsyncAPI document and the messages cannot disagree.
+//!
+//! Tags ([`Metadata::tags`]) travel in one [`TAGS_HEADER`] header, each tag
+//! percent-encoded (see [`encode_tag`]) and separated by `,`, so that every tag survives a
+//! NATS header intact.
 
 use async_nats::HeaderMap;
 use async_nats::header::HeaderValue;
@@ -13,7 +17,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use es_asyncapi::headers;
 use es_core::{
-    DecodeError, DomainEvent, EventEnvelope, Metadata, Position, RawEvent, StreamId, Version,
+    DecodeError, DomainEvent, EventEnvelope, Metadata, Position, RawEvent, StreamId, Tag, Version,
 };
 use uuid::Uuid;
 
@@ -58,8 +62,86 @@ pub(crate) fn encode(
             map.insert(headers::TRACEPARENT, value);
         }
     }
+    if !envelope.metadata.tags.is_empty() {
+        let tags: Vec<String> = envelope.metadata.tags.iter().map(encode_tag).collect();
+        // Printable ASCII only (see `encode_tag`), so never a CR or LF: the conversion
+        // cannot fail, and would only leave the tags out if it ever did.
+        if let Ok(value) = tags.join(",").parse::<HeaderValue>() {
+            map.insert(TAGS_HEADER, value);
+        }
+    }
     let payload = serde_json::to_vec(&envelope.event.payload)?;
     Ok((map, Bytes::from(payload)))
+}
+
+/// The header that carries an event's tags, encoded by [`encode_tag`] and separated by
+/// `,`; absent when it has none.
+///
+/// One header rather than one per tag: async-nats reads a repeated header back as its last
+/// value alone in some paths (a message fetched from a stream by sequence), and proxies
+/// may fold repeated headers into one line anyway. (Its name belongs with the others in
+/// `es_asyncapi::headers`, where the AsyncAPI document would list it; until it moves there
+/// it is defined here.)
+pub(crate) const TAGS_HEADER: &str = "es-tags";
+
+/// A tag as a header value: printable ASCII except `%` and `,` as it is, every other byte
+/// (space, non-ASCII UTF-8, `%`, `,`) as `%XX`.
+///
+/// Why not the tag as it is: NATS clients trim the whitespace around a header value
+/// (async-nats trims Unicode whitespace, so even a trailing U+3000 would be lost), other
+/// clients and proxies may fold repeated headers into one comma-separated value, and some
+/// mishandle non-ASCII bytes. A tag holds no control characters, but may hold any of
+/// these; encoded, it reads back byte for byte. `:` stays readable (`course:c1`): NATS
+/// splits a header line at its first `:` only.
+pub(crate) fn encode_tag(tag: &Tag) -> String {
+    use std::fmt::Write as _;
+    let mut value = String::with_capacity(tag.as_str().len());
+    for &byte in tag.as_str().as_bytes() {
+        if byte.is_ascii_graphic() && byte != b'%' && byte != b',' {
+            value.push(char::from(byte));
+        } else {
+            // Writing to a `String` cannot fail.
+            let _ = write!(value, "%{byte:02X}");
+        }
+    }
+    value
+}
+
+/// The tags in a message's [`TAGS_HEADER`] (every value, should it be repeated). One that
+/// is not an encoded valid tag is dropped: a bad tag must never make an event unreadable.
+fn decode_tags(map: Option<&HeaderMap>) -> std::collections::BTreeSet<Tag> {
+    map.into_iter()
+        .flat_map(|map| map.get_all(TAGS_HEADER))
+        .flat_map(|value| value.as_str().split(','))
+        .filter_map(decode_tag)
+        .collect()
+}
+
+/// One percent-encoded tag; `None` if the encoding is broken, the bytes are not UTF-8 or
+/// the text is not a valid [`Tag`].
+fn decode_tag(value: &str) -> Option<Tag> {
+    // The header parser has trimmed the value; an encoded tag has no spaces to lose.
+    let value = value.trim();
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut rest = value.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let (&high, &low) = (tail.first()?, tail.get(1)?);
+            bytes.push(hex_digit(high)? * 16 + hex_digit(low)?);
+            rest = tail.get(2..)?;
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    Tag::new(String::from_utf8(bytes).ok()?).ok()
+}
+
+/// The value of one hex digit (either case), if `byte` is one.
+fn hex_digit(byte: u8) -> Option<u8> {
+    char::from(byte)
+        .to_digit(16)
+        .and_then(|digit| u8::try_from(digit).ok())
 }
 
 /// Why a message could not be read back as an event.
@@ -153,6 +235,7 @@ impl Described {
         metadata.traceparent = map
             .and_then(|map| map.get(headers::TRACEPARENT))
             .and_then(|value| es_core::telemetry::TraceContext::parse(value.as_str()));
+        metadata.tags = decode_tags(map);
         Ok(Self {
             event_id: get(headers::EVENT_ID)?
                 .parse()
@@ -195,7 +278,9 @@ impl Described {
 }
 
 /// Reads a relayed message back as the typed event it carries, upcast by `E`'s own
-/// declarations like any read of the store.
+/// declarations like any read of the store. Its metadata holds what the headers carry:
+/// the correlation and causation ids, the trace context and the tags (an invalid trace
+/// context or tag is dropped, never an error).
 ///
 /// ```no_run
 /// # async fn example(consumer: async_nats::jetstream::consumer::PullConsumer) -> Result<(), async_nats::Error> {
@@ -269,6 +354,45 @@ mod tests {
             map.get(headers::TRACEPARENT).map(HeaderValue::as_str),
             Some(CANONICAL)
         );
+    }
+
+    #[test]
+    fn tags_are_encoded_as_printable_ascii_and_read_back_exactly() {
+        let texts = [
+            "course:c1",
+            " padded ",
+            "a,b:c, d",
+            "100%",
+            "%41",
+            "naïve:日本",
+            "x:\u{3000}",
+            "k:v:w",
+        ];
+        let tags: std::collections::BTreeSet<Tag> =
+            texts.iter().map(|text| Tag::new(*text).unwrap()).collect();
+        let (map, _) = encode(&envelope(Metadata::new().with_tags(tags.clone()))).unwrap();
+        let header = map.get(TAGS_HEADER).map(HeaderValue::as_str).unwrap();
+        let values: Vec<&str> = header.split(',').collect();
+        assert_eq!(values.len(), texts.len(), "{header}");
+        assert!(header.bytes().all(|b| b.is_ascii_graphic()), "{header}");
+        assert!(values.contains(&"course:c1"), "`:` stays readable");
+        assert!(values.contains(&"%20padded%20"));
+        let described = Described::read("es.parcel", Some(&map)).unwrap();
+        assert_eq!(described.metadata.tags, tags);
+    }
+
+    #[test]
+    fn repeated_tag_headers_are_read_and_invalid_tags_are_dropped() {
+        let (mut map, _) = encode(&envelope(Metadata::new())).unwrap();
+        assert!(map.get(TAGS_HEADER).is_none(), "no tags, no header");
+        map.append(TAGS_HEADER, "a:1,b%2C2");
+        for bad in ["%ZZ", "%4", "%", "%FF", "%0A", "", "%+F", &"x".repeat(256)] {
+            map.append(TAGS_HEADER, bad);
+        }
+        map.append(TAGS_HEADER, "c:3,,%2");
+        let described = Described::read("es.parcel", Some(&map)).unwrap();
+        let tags: Vec<&str> = described.metadata.tags.iter().map(Tag::as_str).collect();
+        assert_eq!(tags, ["a:1", "b,2", "c:3"]);
     }
 
     #[test]

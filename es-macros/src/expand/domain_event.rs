@@ -3,7 +3,7 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned as _;
-use syn::{DeriveInput, Ident, LitStr};
+use syn::{DeriveInput, Ident, LitStr, Path};
 
 use crate::ast::{EventData, EventInput, EventVariant, Field, Shape, StructEvent};
 use crate::attr::{Upcast, UpcastStep};
@@ -11,6 +11,7 @@ use crate::check;
 use crate::ctxt::Ctxt;
 use crate::expand::{private, replace_self, serde_crate, wrap_in_const};
 use crate::fallback;
+use crate::tag::{self, TaggedField};
 
 /// The derive: model, check, then generate, or emit the errors beside a stub impl.
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
@@ -34,12 +35,15 @@ struct Items {
     encode: TokenStream,
     decode: TokenStream,
     upcast: TokenStream,
+    /// `tags`'s body, if any field is tagged (otherwise the trait's default, no tags).
+    tags: Option<TokenStream>,
 }
 
 fn expand(input: &EventInput<'_>) -> TokenStream {
     let private = private(&input.krate);
     let generator = Gen {
         ident: input.ident,
+        krate: &input.krate,
         private: &private,
         serde_crate: serde_crate(&input.krate),
     };
@@ -50,11 +54,22 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
         encode,
         decode,
         upcast,
+        tags,
     } = match &input.data {
         EventData::Enum { variants } => generator.enum_items(variants),
         EventData::Struct(event) => generator.struct_items(event),
     };
     let ident = input.ident;
+    let krate = &input.krate;
+    let tags = tags.map(|body| {
+        quote! {
+            fn tags(
+                &self,
+            ) -> ::core::result::Result<::std::vec::Vec<#krate::Tag>, #krate::TagError> {
+                #body
+            }
+        }
+    });
 
     wrap_in_const(&quote! {
         #[automatically_derived]
@@ -102,6 +117,8 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
             ) -> ::core::result::Result<Self, #private::DecodeError> {
                 <Self as __DecodeFrom>::decode_from(event_type, schema_version, payload)
             }
+
+            #tags
         }
 
         // One decoder for every form a store holds payloads in (a JSON value, borrowed or
@@ -142,6 +159,7 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
 /// What every generated item of one event type refers to.
 struct Gen<'a> {
     ident: &'a Ident,
+    krate: &'a Path,
     private: &'a TokenStream,
     serde_crate: LitStr,
 }
@@ -176,7 +194,21 @@ impl Gen<'_> {
             })
             .collect();
 
+        let tags = variants.iter().any(|v| !v.tags.is_empty()).then(|| {
+            let arms = variants.iter().map(|variant| {
+                let ident = variant.ident;
+                let (pattern, body) = self.tags_of(&variant.tags);
+                quote!(Self::#ident { #pattern .. } => { #body })
+            });
+            quote! {
+                match self {
+                    #(#arms)*
+                }
+            }
+        });
+
         Items {
+            tags,
             schema_version: schema_version(variants),
             names: with_aliases(names, &kinds),
             event_type,
@@ -423,7 +455,7 @@ impl Gen<'_> {
             .collect()
     }
 
-    fn struct_items(&self, event: &StructEvent) -> Items {
+    fn struct_items(&self, event: &StructEvent<'_>) -> Items {
         let private = self.private;
         let name = name_lit(&event.name.value);
         let version = Literal::u32_suffixed(event.version);
@@ -455,7 +487,15 @@ impl Gen<'_> {
             aliases: &event.aliases,
             upcasts: &event.upcasts,
         }];
+        let tags = (!event.tags.is_empty()).then(|| {
+            let (pattern, body) = self.tags_of(&event.tags);
+            quote! {
+                let Self { #pattern .. } = self;
+                #body
+            }
+        });
         Items {
+            tags,
             event_type: quote!(#name),
             schema_version: quote!(#version),
             names: with_aliases(vec![name], &kinds),
@@ -463,6 +503,47 @@ impl Gen<'_> {
             decode,
             upcast: self.upcast(&kinds),
         }
+    }
+}
+
+impl Gen<'_> {
+    /// For the tagged fields of one event type: the pattern binding them (`name: __tag0,`)
+    /// and the body that makes their tags, each `Tag::pair(key, value)?` so that a value
+    /// that makes no valid tag is the caller's `TagError`, never a panic.
+    fn tags_of(&self, fields: &[TaggedField<'_>]) -> (TokenStream, TokenStream) {
+        let krate = self.krate;
+        let mut pattern = TokenStream::new();
+        let mut pushes = TokenStream::new();
+        for (index, field) in fields.iter().enumerate() {
+            // Spanned at the field's type: a type without `Display` is reported there.
+            let binding = Ident::new(&format!("__tag{index}"), tag::value_span(field));
+            let member = &field.member;
+            let key = LitStr::new(&field.key, proc_macro2::Span::call_site());
+            pattern.extend(quote!(#member: #binding,));
+            pushes.extend(if field.option {
+                let value = Ident::new("__value", tag::value_span(field));
+                quote! {
+                    if let ::core::option::Option::Some(#value) = #binding {
+                        __tags.push(#krate::Tag::pair(#key, #value)?);
+                    }
+                }
+            } else {
+                quote! {
+                    __tags.push(#krate::Tag::pair(#key, #binding)?);
+                }
+            });
+        }
+        let body = if fields.is_empty() {
+            quote!(::core::result::Result::Ok(::std::vec::Vec::new()))
+        } else {
+            let capacity = fields.len();
+            quote! {
+                let mut __tags = ::std::vec::Vec::with_capacity(#capacity);
+                #pushes
+                ::core::result::Result::Ok(__tags)
+            }
+        };
+        (pattern, body)
     }
 }
 

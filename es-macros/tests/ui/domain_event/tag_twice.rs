@@ -1,0 +1,12 @@
+use es_core::DomainEvent;
+
+#[derive(Debug, Clone, DomainEvent)]
+enum CourseEvent {
+    Defined {
+        #[tag]
+        #[tag(prefix = "course")]
+        id: String,
+    },
+}
+
+fn main() {}
