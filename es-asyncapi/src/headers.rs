@@ -34,6 +34,10 @@ pub const CAUSATION_ID: &str = "es-causation-id";
 /// The W3C trace context of the span that recorded the event, if it has one: consumers
 /// continue that trace (`es_core::telemetry`).
 pub const TRACEPARENT: &str = es_core::telemetry::TRACEPARENT_HEADER;
+/// The event's tags (`es_core::Tag`), if it has any: separated by `,`, each with every
+/// byte outside printable ASCII, and `%` and `,`, written as `%XX` (so `course:c1` reads
+/// as it is), so that every tag survives a NATS header intact.
+pub const TAGS: &str = "es-tags";
 
 /// The JSON Schema of the headers of one message: `event_type` and its older `aliases` as
 /// the discriminator's values (an event stored under an alias is relayed under it), and
@@ -99,6 +103,14 @@ pub(crate) fn schema(
         (
             CAUSATION_ID,
             uuid("The id of the command or event that caused this one."),
+        ),
+        (
+            TAGS,
+            json!({
+                "type": "string",
+                "description": "The event's tags, separated by `,`; in each, every byte \
+                    outside printable ASCII, and `%` and `,`, is written as `%XX`.",
+            }),
         ),
         (
             TRACEPARENT,

@@ -79,10 +79,8 @@ pub(crate) fn encode(
 ///
 /// One header rather than one per tag: async-nats reads a repeated header back as its last
 /// value alone in some paths (a message fetched from a stream by sequence), and proxies
-/// may fold repeated headers into one line anyway. (Its name belongs with the others in
-/// `es_asyncapi::headers`, where the AsyncAPI document would list it; until it moves there
-/// it is defined here.)
-pub(crate) const TAGS_HEADER: &str = "es-tags";
+/// may fold repeated headers into one line anyway.
+pub(crate) const TAGS_HEADER: &str = es_asyncapi::headers::TAGS;
 
 /// A tag as a header value: printable ASCII except `%` and `,` as it is, every other byte
 /// (space, non-ASCII UTF-8, `%`, `,`) as `%XX`.
