@@ -335,7 +335,6 @@ impl<S: EventStore> Decider<S> {
         while let Some(envelope) = events.next().await {
             let envelope = envelope.map_err(|source| DecisionError::Read {
                 stream: stream.clone(),
-                query: query.to_string(),
                 source,
             })?;
             states
@@ -372,7 +371,6 @@ impl<S: EventStore> Decider<S> {
         }
         let read_error = |source| DecisionError::Read {
             stream: stream.clone(),
-            query: format!("the events of command {}", ids.command_id),
             source,
         };
         let Some(first) = self

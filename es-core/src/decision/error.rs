@@ -60,13 +60,11 @@ pub enum DecisionError<E> {
         #[source]
         source: DecodeError,
     },
-    /// Reading the events failed.
-    #[error("cannot read the events of {query} for a decision on stream `{stream}`")]
+    /// Reading the events the decision depends on failed (its query is in its span).
+    #[error("cannot read the events of a decision on stream `{stream}`")]
     Read {
         /// The stream the decision appends to.
         stream: StreamId,
-        /// The decision's query, as text.
-        query: String,
         /// The read failure.
         #[source]
         source: ReadError,

@@ -2,8 +2,8 @@
 //! the events of several entities, checked and recorded atomically without a saga.
 //!
 //! A [`Decision`] is a command whose rule reads one or more small states, each a
-//! [`DecisionState`] that declares the [`Query`] of the events it needs (by type and
-//! [`Tag`]) and folds them. A [`Decider`] reads them all with one query (the union),
+//! [`DecisionState`] that declares the [`Query`](crate::Query) of the events it needs (by type and
+//! [`Tag`](crate::Tag)) and folds them. A [`Decider`] reads them all with one query (the union),
 //! hands the folded states to [`Decision::decide`], and appends the events it returns on
 //! the [condition](crate::AppendCondition) that no event the query selects was stored
 //! after the last one it read. If one was (another decision on the same course got there
@@ -11,7 +11,7 @@
 //! pause, up to its [`RetryPolicy`](crate::RetryPolicy).
 //!
 //! Events carry the tags that make them selectable: the ones the event type declares
-//! ([`DomainEvent::tags`](crate::DomainEvent::tags)) and any set in their metadata. The
+//! ([`DomainEvent::tags`]) and any set in their metadata. The
 //! events a decision appends must be selected by its own query, or two racing decisions
 //! would not see each other: the harness (feature `testing`, `Subscribe::test()`) checks
 //! it with `then_expect_selected_by_query`.
@@ -261,7 +261,8 @@ pub struct Decided<E> {
     /// The position the decision was made on: the last event its query selected when it
     /// read (`None` if there was none).
     pub after: Option<Position>,
-    /// How many times it was decided: 1 unless it lost races.
+    /// How many times it was decided: 1 unless it lost races or the store failed for a
+    /// moment.
     pub attempts: u32,
 }
 
