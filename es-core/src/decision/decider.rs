@@ -34,8 +34,9 @@ const DECISION_SPAN: &str = "es.decision";
 ///    query selects was stored after the last one read
 ///    ([`EventStore::append_if`], with [`ExpectedVersion::Any`]);
 /// 4. if the condition failed (another decision on the same entities got there first),
-///    starts again from 1 after a jittered pause, up to the [`RetryPolicy`]'s attempts,
-///    and rides out a store's passing failures as the policy says.
+///    reads the events stored since into the same states and decides again, after a
+///    jittered pause, up to the [`RetryPolicy`]'s attempts; and rides out a store's
+///    passing failures as the policy says.
 ///
 /// A decision that emits nothing appends nothing and succeeds. Its events carry the
 /// metadata of the [`CommandContext`] it runs in; with a command id the caller gave, a
@@ -183,16 +184,20 @@ impl<S: EventStore> Decider<S> {
         context: &CommandContext,
     ) -> Result<Decided<D::Event>, DecisionError<D::Error>> {
         let mut ids = EventIds::new(context, stream);
-        let mut states = Some(first_states);
+        // The states as folded so far, and the position they were folded up to: after a
+        // lost race, only the events stored since are read (the log only grows, and a
+        // position read_query delivered is one nothing can commit before any more).
+        let mut folded = Some((first_states, None));
         let mut attempts = 0_u32;
         let mut failures = 0_u32;
         let mut retries = 0_u32;
         // One loop in this function rather than a function per attempt: each level of
         // future would move the decision's whole state once more.
         let result = loop {
-            let mut current = states.take().unwrap_or_else(|| decision.state());
-            let after = match self.read(&mut current, queries, query, stream).await {
-                Ok(after) => after,
+            let (mut current, from) = folded.take().unwrap_or_else(|| (decision.state(), None));
+            let after = match self.read(&mut current, queries, query, from, stream).await {
+                Ok(last) => last.or(from),
+                // The states may be half folded: start again from nothing.
                 Err(error) if error.is_transient() && failures < self.retry.store_retries() => {
                     failures += 1;
                     retries += 1;
@@ -278,6 +283,7 @@ impl<S: EventStore> Decider<S> {
                     }
                     tracing::debug!(attempts, %position, "decision condition failed, retrying");
                     retries += 1;
+                    folded = Some((current, after));
                     let pause = self.retry.backoff(attempts);
                     if !pause.is_zero() {
                         // A timer of its own, so that decisions run on any runtime.
@@ -299,6 +305,7 @@ impl<S: EventStore> Decider<S> {
                 }
                 Err(source) if source.is_transient() && failures < self.retry.store_retries() => {
                     ids.uncertain = true;
+                    folded = Some((current, after));
                     failures += 1;
                     retries += 1;
                     let error = DecisionError::<D::Error>::Append {
@@ -321,15 +328,18 @@ impl<S: EventStore> Decider<S> {
         result
     }
 
-    /// Reads the events `query` selects into `states`; the position of the last one.
+    /// Reads the events `query` selects after `from` (from the start if `None`) into
+    /// `states`; the position of the last one read, if any.
     async fn read<T: DecisionStates, E>(
         &self,
         states: &mut T,
         queries: &[Query],
         query: &Query,
+        from: Option<Position>,
         stream: &StreamId,
     ) -> Result<Option<Position>, DecisionError<E>> {
-        let events = self.store.read_query::<RawEvent>(query, Position::START);
+        let from = from.unwrap_or(Position::START);
+        let events = self.store.read_query::<RawEvent>(query, from);
         futures_util::pin_mut!(events);
         let mut last = None;
         while let Some(envelope) = events.next().await {
