@@ -873,6 +873,114 @@ fn the_decider_future_is_send() {
     assert_send(&future);
 }
 
+/// What the spans of a test recorded, by span: name and fields.
+#[derive(Clone, Default)]
+struct Spans(Arc<std::sync::Mutex<Vec<(u64, String, Fields)>>>);
+
+#[derive(Default)]
+struct Fields(std::collections::BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(
+        &self,
+        attributes: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = Fields::default();
+        attributes.record(&mut fields);
+        let name = attributes.metadata().name().to_owned();
+        self.0.lock().unwrap().push((id.into_u64(), name, fields));
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut spans = self.0.lock().unwrap();
+        if let Some((_, _, fields)) = spans.iter_mut().rev().find(|(n, ..)| *n == id.into_u64()) {
+            values.record(fields);
+        }
+    }
+}
+
+#[test]
+fn each_decision_runs_in_a_span_with_its_outcome() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        block_on(async {
+            let store = Meddling::default();
+            let decider = Decider::new(store.clone()).with_retry_policy(eager(3));
+            decider.execute(&define("c1", 1)).await.unwrap();
+            decider.execute(&define("c2", 9)).await.unwrap();
+            decider.execute(&Subscribe::new("c1", "ada")).await.unwrap();
+            decider
+                .execute(&Subscribe::new("c1", "bob"))
+                .await
+                .unwrap_err();
+            decider.execute(&define("c1", 1)).await.unwrap();
+            *store.hooks.interlope.lock().unwrap() = Some("c2".into());
+            decider
+                .execute(&Subscribe::new("c2", "eve"))
+                .await
+                .unwrap_err();
+        });
+    });
+
+    let spans = spans.0.lock().unwrap();
+    let decisions: Vec<&Fields> = spans
+        .iter()
+        .filter(|(_, name, _)| name == "es.decision")
+        .map(|(_, _, fields)| fields)
+        .collect();
+    let seen: Vec<(&str, &str, &str)> = decisions
+        .iter()
+        .map(|f| {
+            (
+                f.0["stream"].as_str(),
+                f.0["outcome"].as_str(),
+                f.0["retries"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("course-c1", "committed", "0"),
+            ("course-c2", "committed", "0"),
+            ("student-ada", "committed", "0"),
+            ("student-bob", "rejected", "0"),
+            ("course-c1", "unchanged", "0"),
+            ("student-eve", "conflict", "2"),
+        ]
+    );
+    let query = &decisions[2].0["query"];
+    assert!(
+        query.contains("tags course:…") && query.contains("tags student:…"),
+        "{query}"
+    );
+    assert!(
+        !query.contains("c1") && !query.contains("ada"),
+        "no tag values: {query}"
+    );
+    assert!(decisions[2].0.contains_key("command_id"));
+}
+
 // ---- The harness ------------------------------------------------------------------------
 
 #[cfg(feature = "testing")]
