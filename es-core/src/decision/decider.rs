@@ -150,6 +150,12 @@ impl<S: EventStore> Decider<S> {
     /// selects an event it cannot decode, and [`DecisionError::Read`] or
     /// [`DecisionError::Append`] when the store fails (after the retries the policy
     /// allows for passing failures).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the decision's events appended or not, never some of
+    /// them (an append is atomic). Executing it again with the same command id tells
+    /// which, and records it once.
     pub async fn execute_with<D: Decision>(
         &self,
         decision: &D,

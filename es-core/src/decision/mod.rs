@@ -189,9 +189,10 @@
 //!
 //! # Costs and guarantees
 //!
-//! A decision reads every event its query selects, from the start of the log, on each
-//! attempt: keep states about single entities (one course, one student), so that their
-//! queries stay short. The store checks the condition and writes atomically (see
+//! A decision reads every event its query selects, from the start of the log (a retry
+//! reads only those stored since): keep states about single entities (one course, one
+//! student), so that what their queries select stays short. Each state decodes the
+//! events it is given itself, so an event that feeds two states is decoded twice. The store checks the condition and writes atomically (see
 //! [`EventStore::append_if`](crate::EventStore::append_if)): of two decisions whose
 //! events each fall in the other's query, at most one appends on what it read; the other
 //! reads again. Decisions on disjoint tags never retry because of each other.
