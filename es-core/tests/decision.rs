@@ -268,6 +268,59 @@ fn define(course: &str, capacity: u32) -> DefineCourse {
     }
 }
 
+/// A student subscribes to several courses at once, all or none: a `Vec` of states
+/// nested in a tuple.
+struct SubscribeMany {
+    courses: Vec<Tag>,
+    student: Subscribe,
+}
+
+impl SubscribeMany {
+    fn new(courses: &[&str], student: &str) -> Self {
+        Self {
+            courses: courses.iter().map(|c| tag("course", c)).collect(),
+            student: Subscribe::new(courses.first().copied().unwrap_or("none"), student),
+        }
+    }
+}
+
+impl Decision for SubscribeMany {
+    type State = (Vec<CourseSeats>, StudentCourses);
+    type Event = CourseEvent;
+    type Error = SubscriptionError;
+
+    fn state(&self) -> Self::State {
+        let seats = self.courses.iter().cloned().map(CourseSeats::new).collect();
+        (seats, self.student.state().1)
+    }
+
+    fn stream(&self) -> StreamId {
+        self.student.stream()
+    }
+
+    fn decide(
+        &self,
+        (courses, student): &Self::State,
+    ) -> Result<Vec<CourseEvent>, SubscriptionError> {
+        if student.courses.len() + courses.len() > MAX_COURSES {
+            return Err(SubscriptionError::TooManyCourses);
+        }
+        courses
+            .iter()
+            .map(|seats| {
+                let capacity = seats.capacity.ok_or(SubscriptionError::NoCourse)?;
+                if seats.taken >= capacity {
+                    return Err(SubscriptionError::CourseFull { capacity });
+                }
+                Ok(subscribed(
+                    seats.course.value(),
+                    self.student.student.value(),
+                ))
+            })
+            .collect()
+    }
+}
+
 /// Retries without pauses: the tests race on purpose and must not wait for it.
 fn eager(attempts: u32) -> RetryPolicy {
     RetryPolicy::default()
@@ -536,6 +589,43 @@ fn the_second_state_limits_the_courses_of_a_student() {
         );
         // Another student's courses do not count.
         decider.execute(&Subscribe::new("c4", "bob")).await.unwrap();
+    });
+}
+
+#[test]
+fn nested_states_decide_on_several_courses_at_once() {
+    block_on(async {
+        let store = MemoryEventStore::new();
+        let decider = Decider::new(store.clone());
+        for (course, capacity) in [("c1", 1), ("c2", 5), ("c3", 5)] {
+            decider.execute(&define(course, capacity)).await.unwrap();
+        }
+        decider.execute(&Subscribe::new("c1", "bob")).await.unwrap();
+
+        let all_or_none = decider
+            .execute(&SubscribeMany::new(&["c2", "c1"], "ada"))
+            .await;
+        assert_eq!(
+            all_or_none.unwrap_err().into_rejection(),
+            Some(SubscriptionError::CourseFull { capacity: 1 })
+        );
+        assert_eq!(all_events(&store).await.len(), 4, "nothing appended");
+
+        let both = decider
+            .execute(&SubscribeMany::new(&["c2", "c3"], "ada"))
+            .await
+            .unwrap();
+        let events: Vec<CourseEvent> = both.events.into_iter().map(|e| e.event).collect();
+        assert_eq!(events, [subscribed("c2", "ada"), subscribed("c3", "ada")]);
+
+        // Two of three taken: a pair more is one too many.
+        let more = decider
+            .execute(&SubscribeMany::new(&["c1", "c3"], "ada"))
+            .await;
+        assert_eq!(
+            more.unwrap_err().into_rejection(),
+            Some(SubscriptionError::TooManyCourses)
+        );
     });
 }
 
@@ -873,114 +963,6 @@ fn the_decider_future_is_send() {
     assert_send(&future);
 }
 
-/// What the spans of a test recorded, by span: name and fields.
-#[derive(Clone, Default)]
-struct Spans(Arc<std::sync::Mutex<Vec<(u64, String, Fields)>>>);
-
-#[derive(Default)]
-struct Fields(std::collections::BTreeMap<String, String>);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
-    fn on_new_span(
-        &self,
-        attributes: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let mut fields = Fields::default();
-        attributes.record(&mut fields);
-        let name = attributes.metadata().name().to_owned();
-        self.0.lock().unwrap().push((id.into_u64(), name, fields));
-    }
-
-    fn on_record(
-        &self,
-        id: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let mut spans = self.0.lock().unwrap();
-        if let Some((_, _, fields)) = spans.iter_mut().rev().find(|(n, ..)| *n == id.into_u64()) {
-            values.record(fields);
-        }
-    }
-}
-
-#[test]
-fn each_decision_runs_in_a_span_with_its_outcome() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry().with(spans.clone());
-    tracing::subscriber::with_default(subscriber, || {
-        block_on(async {
-            let store = Meddling::default();
-            let decider = Decider::new(store.clone()).with_retry_policy(eager(3));
-            decider.execute(&define("c1", 1)).await.unwrap();
-            decider.execute(&define("c2", 9)).await.unwrap();
-            decider.execute(&Subscribe::new("c1", "ada")).await.unwrap();
-            decider
-                .execute(&Subscribe::new("c1", "bob"))
-                .await
-                .unwrap_err();
-            decider.execute(&define("c1", 1)).await.unwrap();
-            *store.hooks.interlope.lock().unwrap() = Some("c2".into());
-            decider
-                .execute(&Subscribe::new("c2", "eve"))
-                .await
-                .unwrap_err();
-        });
-    });
-
-    let spans = spans.0.lock().unwrap();
-    let decisions: Vec<&Fields> = spans
-        .iter()
-        .filter(|(_, name, _)| name == "es.decision")
-        .map(|(_, _, fields)| fields)
-        .collect();
-    let seen: Vec<(&str, &str, &str)> = decisions
-        .iter()
-        .map(|f| {
-            (
-                f.0["stream"].as_str(),
-                f.0["outcome"].as_str(),
-                f.0["retries"].as_str(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        seen,
-        [
-            ("course-c1", "committed", "0"),
-            ("course-c2", "committed", "0"),
-            ("student-ada", "committed", "0"),
-            ("student-bob", "rejected", "0"),
-            ("course-c1", "unchanged", "0"),
-            ("student-eve", "conflict", "2"),
-        ]
-    );
-    let query = &decisions[2].0["query"];
-    assert!(
-        query.contains("tags course:…") && query.contains("tags student:…"),
-        "{query}"
-    );
-    assert!(
-        !query.contains("c1") && !query.contains("ada"),
-        "no tag values: {query}"
-    );
-    assert!(decisions[2].0.contains_key("command_id"));
-}
-
 // ---- The harness ------------------------------------------------------------------------
 
 #[cfg(feature = "testing")]
@@ -1029,6 +1011,21 @@ mod harness {
             .then_expect_state(|(seats, ada)| {
                 assert_eq!((seats.capacity, seats.taken), (Some(5), 1));
                 assert_eq!(ada.courses, ["c2"]);
+            });
+    }
+
+    #[test]
+    fn nested_states_each_get_their_events() {
+        SubscribeMany::test()
+            .given([defined("c1", 1), defined("c2", 2), defined("c3", 3)])
+            .given([subscribed("c2", "bob"), subscribed("c3", "ada")])
+            .when(SubscribeMany::new(&["c1", "c2"], "ada"))
+            .then_expect_selected_by_query()
+            .then_expect_state(|(courses, ada)| {
+                let seats: Vec<(Option<u32>, u32)> =
+                    courses.iter().map(|s| (s.capacity, s.taken)).collect();
+                assert_eq!(seats, [(Some(1), 0), (Some(2), 1)]);
+                assert_eq!(ada.courses, ["c3"]);
             });
     }
 

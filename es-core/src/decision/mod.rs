@@ -224,7 +224,8 @@ pub use self::states::{DecisionState, DecisionStates};
 /// [`stream`](Decision::stream) then cannot fail. See the
 /// [module docs](crate::decision) for a whole example.
 pub trait Decision: Send + Sync {
-    /// The states it decides on: one [`DecisionState`], or a tuple (or `Vec`) of them.
+    /// The states it decides on: one [`DecisionState`], or tuples and `Vec`s of them,
+    /// nested as the rule needs ([`DecisionStates`]).
     type State: DecisionStates;
     /// The events it records.
     type Event: DomainEvent;

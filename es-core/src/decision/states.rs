@@ -73,12 +73,13 @@ pub trait DecisionState: Send + Sync + 'static {
 }
 
 /// The states a [`Decision`](super::Decision) decides on: one [`DecisionState`], a tuple
-/// of up to eight, or a `Vec` of one type (the seats of each course a student picks).
+/// of up to eight sets of states, or a `Vec` of them (the seats of each course a student
+/// picks). They nest: `(Vec<CourseSeats>, StudentCourses)` is a set.
 ///
 /// The decision's query is the union of theirs ([`DecisionStates::query`]); each event
 /// read is applied to every state whose own query selects it, so an event may feed
-/// several. Implemented here for those shapes only (it is sealed): nest the states in a
-/// tuple rather than a struct of your own.
+/// several. Implemented here for those shapes only (it is sealed): nest the states in
+/// tuples rather than a struct of your own.
 pub trait DecisionStates: sealed::Fold + Send + Sync + 'static {
     /// The union of the states' queries: what the decision reads, and what its append
     /// is conditioned on.
@@ -106,20 +107,30 @@ pub(crate) mod sealed {
 
     /// What the decider and the harness do with a set of states; not for use elsewhere.
     pub trait Fold {
-        /// Each state's query, in order.
+        /// Each state's query, in order, added to `queries`.
         #[doc(hidden)]
-        fn queries(&self) -> Vec<Query>;
+        fn add_queries(&self, queries: &mut Vec<Query>);
 
-        /// Applies `envelope` to each state whose query (`queries`, as
-        /// [`Fold::queries`] returned them) selects it.
+        /// Applies `envelope` to each state whose query selects it, `queries` starting
+        /// with this set's own (as [`Fold::add_queries`] gave them); how many it used.
         #[doc(hidden)]
         fn fold(
             &mut self,
             queries: &[Query],
             envelope: &EventEnvelope<RawEvent>,
-        ) -> Result<(), Undecodable>;
+        ) -> Result<usize, Undecodable>;
+
+        /// Each state's query, in order.
+        #[doc(hidden)]
+        fn queries(&self) -> Vec<Query> {
+            let mut queries = Vec::new();
+            self.add_queries(&mut queries);
+            queries
+        }
     }
 }
+
+use self::sealed::Fold;
 
 /// Applies `envelope` to `state` if `query` (the state's) selects it.
 fn fold_one<S: DecisionState>(
@@ -148,67 +159,80 @@ fn fold_one<S: DecisionState>(
     }
 }
 
-impl<S: DecisionState> sealed::Fold for S {
-    fn queries(&self) -> Vec<Query> {
-        vec![self.query()]
+/// Folds `envelope` into `states` with the queries left from `used` on; how many are used
+/// then. (The queries were made from these very states, so they are never short; if
+/// they were, the states without one would get nothing.)
+fn fold_part<T: Fold>(
+    states: &mut T,
+    queries: &[Query],
+    used: usize,
+    envelope: &EventEnvelope<RawEvent>,
+) -> Result<usize, Undecodable> {
+    let rest = queries.get(used..).unwrap_or_default();
+    Ok(used + states.fold(rest, envelope)?)
+}
+
+impl<S: DecisionState> Fold for S {
+    fn add_queries(&self, queries: &mut Vec<Query>) {
+        queries.push(self.query());
     }
 
     fn fold(
         &mut self,
         queries: &[Query],
         envelope: &EventEnvelope<RawEvent>,
-    ) -> Result<(), Undecodable> {
-        match queries {
-            [query] => fold_one(self, query, envelope),
-            _ => Ok(()),
+    ) -> Result<usize, Undecodable> {
+        match queries.first() {
+            Some(query) => fold_one(self, query, envelope).map(|()| 1),
+            None => Ok(0),
         }
     }
 }
 
 impl<S: DecisionState> DecisionStates for S {}
 
-impl<S: DecisionState> sealed::Fold for Vec<S> {
-    fn queries(&self) -> Vec<Query> {
-        self.iter().map(DecisionState::query).collect()
+impl<T: DecisionStates> Fold for Vec<T> {
+    fn add_queries(&self, queries: &mut Vec<Query>) {
+        for states in self {
+            states.add_queries(queries);
+        }
     }
 
     fn fold(
         &mut self,
         queries: &[Query],
         envelope: &EventEnvelope<RawEvent>,
-    ) -> Result<(), Undecodable> {
-        for (state, query) in self.iter_mut().zip(queries) {
-            fold_one(state, query, envelope)?;
+    ) -> Result<usize, Undecodable> {
+        let mut used = 0;
+        for states in self {
+            used = fold_part(states, queries, used, envelope)?;
         }
-        Ok(())
+        Ok(used)
     }
 }
 
-impl<S: DecisionState> DecisionStates for Vec<S> {}
+impl<T: DecisionStates> DecisionStates for Vec<T> {}
 
-/// The impls for a tuple of states, `$index` each member's position.
+/// The impls for a tuple of sets of states, `$index` each member's position.
 macro_rules! tuple_states {
-    ($($state:ident $index:tt),+) => {
-        impl<$($state: DecisionState),+> sealed::Fold for ($($state,)+) {
-            fn queries(&self) -> Vec<Query> {
-                vec![$(self.$index.query()),+]
+    ($($states:ident $index:tt),+) => {
+        impl<$($states: DecisionStates),+> Fold for ($($states,)+) {
+            fn add_queries(&self, queries: &mut Vec<Query>) {
+                $(self.$index.add_queries(queries);)+
             }
 
-                    fn fold(
+            fn fold(
                 &mut self,
                 queries: &[Query],
                 envelope: &EventEnvelope<RawEvent>,
-            ) -> Result<(), Undecodable> {
-                $(
-                    if let Some(query) = queries.get($index) {
-                        fold_one(&mut self.$index, query, envelope)?;
-                    }
-                )+
-                Ok(())
+            ) -> Result<usize, Undecodable> {
+                let used = 0;
+                $(let used = fold_part(&mut self.$index, queries, used, envelope)?;)+
+                Ok(used)
             }
         }
 
-        impl<$($state: DecisionState),+> DecisionStates for ($($state,)+) {}
+        impl<$($states: DecisionStates),+> DecisionStates for ($($states,)+) {}
     };
 }
 
