@@ -116,6 +116,7 @@ mod aggregate;
 mod backoff;
 mod cache;
 mod command;
+pub mod decision;
 pub mod error;
 mod event;
 pub mod limits;
@@ -148,6 +149,10 @@ pub use crate::aggregate::{Aggregate, AggregateType};
 pub use crate::backoff::Backoff;
 #[doc(inline)]
 pub use crate::command::{CommandContext, CommandOutcome};
+#[doc(inline)]
+pub use crate::decision::{
+    Decided, Decider, Decision, DecisionError, DecisionState, DecisionStates,
+};
 #[doc(inline)]
 pub use crate::error::{AppendError, CommandError, ReadError, StoreError, StoreErrorKind};
 #[doc(inline)]
@@ -224,12 +229,14 @@ pub use crate::schema::{EventDescription, EventSchema};
 /// errors and the raw append types.
 pub mod prelude {
     pub use crate::{
-        Aggregate, AggregateType, DomainEvent, EventStore, ProcessManager, Projection,
+        Aggregate, AggregateType, Decision, DecisionState, DomainEvent, EventStore, ProcessManager,
+        Projection,
     };
     pub use crate::{
-        CommandContext, EventEnvelope, EventFilter, ProjectionRunner, Reads, Repository, StreamId,
+        CommandContext, Decider, EventEnvelope, EventFilter, ProjectionRunner, Reads, Repository,
+        StreamId,
     };
 
     #[cfg(feature = "testing")]
-    pub use crate::testing::{AggregateTestExt, EventTestExt};
+    pub use crate::testing::{AggregateTestExt, DecisionTestExt, EventTestExt};
 }

@@ -131,11 +131,11 @@ impl RetryPolicy {
     }
 
     /// The pause between store-failure retries.
-    pub(super) fn store_backoff(&self) -> Backoff {
+    pub(crate) fn store_backoff(&self) -> Backoff {
         self.store_backoff
     }
 
-    pub(super) fn backoff(&self, failed_attempts: u32) -> Duration {
+    pub(crate) fn backoff(&self, failed_attempts: u32) -> Duration {
         self.backoff.pause(failed_attempts)
     }
 }

@@ -66,12 +66,14 @@
 
 mod aggregate;
 mod block_on;
+mod decision;
 mod diff;
 mod process;
 mod projection;
 mod upcast;
 
 pub use aggregate::{AggregateFixture, AggregateTestExt, Given, Then};
+pub use decision::{DecisionFixture, DecisionGiven, DecisionTestExt, DecisionThen};
 pub use process::{ProcessManagerFixture, Reaction};
 pub use projection::ProjectionFixture;
 pub use upcast::{EventTestExt, StoredEvent};

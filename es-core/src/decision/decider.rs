@@ -1,0 +1,444 @@
+//! [`Decider`]: reads what a decision depends on with one query, lets it decide, and
+//! appends on the condition that nothing it read changed, again after a lost race.
+
+use std::fmt;
+
+use futures_util::StreamExt as _;
+use tracing::Instrument as _;
+
+use crate::command::CommandContext;
+use crate::error::AppendError;
+use crate::event::{EventEnvelope, NewEvent, RawEvent};
+use crate::query::{AppendCondition, Query};
+use crate::repository::RetryPolicy;
+use crate::store::EventStore;
+use crate::stream::{ExpectedVersion, Position, StreamId};
+use crate::telemetry;
+
+use super::states::DecisionStates;
+use super::states::sealed::Fold as _;
+use super::{Decided, Decision, DecisionError};
+
+/// The name of the span of one decision's execution.
+const DECISION_SPAN: &str = "es.decision";
+
+/// Executes [`Decision`]s on store `S`.
+///
+/// Executing a decision:
+///
+/// 1. makes its states ([`Decision::state`]) and reads every event their queries select,
+///    with one query (their union), from the start of the log, folding each event into
+///    the states whose own query selects it;
+/// 2. lets it decide ([`Decision::decide`]) on the folded states;
+/// 3. appends the events to [`Decision::stream`] on the condition that no event the
+///    query selects was stored after the last one read
+///    ([`EventStore::append_if`], with [`ExpectedVersion::Any`]);
+/// 4. if the condition failed (another decision on the same entities got there first),
+///    reads the events stored since into the same states and decides again, after a
+///    jittered pause, up to the [`RetryPolicy`]'s attempts; and rides out a store's
+///    passing failures as the policy says.
+///
+/// A decision that emits nothing appends nothing and succeeds. Its events carry the
+/// metadata of the [`CommandContext`] it runs in; with a command id the caller gave, a
+/// decision executed twice records once (see [`Decider::execute_with`]).
+///
+/// Each execution runs in a `tracing` span named `es.decision`, with the fields `stream`,
+/// `command_id` and `query`, and when done `outcome` (one of
+/// [`telemetry::OUTCOMES`]) and `retries`.
+///
+/// See the [module docs](crate::decision) for an example.
+#[derive(Clone)]
+pub struct Decider<S> {
+    store: S,
+    retry: RetryPolicy,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Decider<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decider")
+            .field("store", &self.store)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// The ids of the events one execution appends, derived from its command id (the
+/// caller's, or one drawn for this execution): every attempt appends under the same ids,
+/// so the store recognises an append whose reply was lost.
+struct EventIds<'a> {
+    context: &'a CommandContext,
+    stream: &'a StreamId,
+    command_id: uuid::Uuid,
+    /// An append of this execution failed without telling whether it was stored.
+    uncertain: bool,
+}
+
+impl<'a> EventIds<'a> {
+    fn new(context: &'a CommandContext, stream: &'a StreamId) -> Self {
+        let command_id = if context.command_id_given() {
+            context.command_id()
+        } else {
+            uuid::Uuid::now_v7()
+        };
+        Self {
+            context,
+            stream,
+            command_id,
+            uncertain: false,
+        }
+    }
+
+    fn get(&self, index: usize) -> uuid::Uuid {
+        crate::command::derive_event_id(self.command_id, self.stream, index)
+    }
+
+    fn may_be_stored(&self) -> bool {
+        self.context.command_id_given() || self.uncertain
+    }
+}
+
+impl<S: EventStore> Decider<S> {
+    /// A decider on `store`, with the [default](RetryPolicy::default) retry policy.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Sets how often a decision is read, decided and appended again after its condition
+    /// failed (the policy's attempts and backoff), and after the store failed for a
+    /// moment (its store retries).
+    #[must_use]
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Executes `decision` with a fresh command id and no metadata.
+    ///
+    /// # Errors
+    ///
+    /// See [`Decider::execute_with`].
+    pub async fn execute<D: Decision>(
+        &self,
+        decision: &D,
+    ) -> Result<Decided<D::Event>, DecisionError<D::Error>> {
+        self.execute_with(decision, CommandContext::new()).await
+    }
+
+    /// Executes `decision` in `context`: its events carry the context's metadata
+    /// (correlation, causation, actor, trace context), and their ids derive from its
+    /// command id.
+    ///
+    /// If the context's command id (one the caller gave) was executed before and recorded
+    /// events, nothing is appended and those events are returned with
+    /// [`Decided::duplicate`] set, even when the decision, decided again, would now be
+    /// rejected because of them (the course it filled is full). A first execution that
+    /// was rejected or emitted nothing leaves no trace, so a repeat of it is decided
+    /// afresh.
+    ///
+    /// # Errors
+    ///
+    /// [`DecisionError::Rejected`] when the rule says no, [`DecisionError::Conflict`] when
+    /// every attempt's condition failed, [`DecisionError::Undecodable`] when a state
+    /// selects an event it cannot decode, and [`DecisionError::Read`] or
+    /// [`DecisionError::Append`] when the store fails (after the retries the policy
+    /// allows for passing failures).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the decision's events appended or not, never some of
+    /// them (an append is atomic). Executing it again with the same command id tells
+    /// which, and records it once.
+    pub async fn execute_with<D: Decision>(
+        &self,
+        decision: &D,
+        context: CommandContext,
+    ) -> Result<Decided<D::Event>, DecisionError<D::Error>> {
+        let stream = decision.stream();
+        let states = decision.state();
+        let queries = states.queries();
+        let query = union(&queries);
+        let span = tracing::info_span!(
+            DECISION_SPAN,
+            %stream,
+            command_id = %context.command_id(),
+            %query,
+            outcome = tracing::field::Empty,
+            retries = tracing::field::Empty,
+        );
+        self.run(decision, states, &queries, &query, &stream, &context)
+            .instrument(span)
+            .await
+    }
+
+    /// Reads, decides and appends until the decision is recorded, rejected or out of
+    /// attempts, and records the outcome in the current span.
+    async fn run<D: Decision>(
+        &self,
+        decision: &D,
+        first_states: D::State,
+        queries: &[Query],
+        query: &Query,
+        stream: &StreamId,
+        context: &CommandContext,
+    ) -> Result<Decided<D::Event>, DecisionError<D::Error>> {
+        let mut ids = EventIds::new(context, stream);
+        // The states as folded so far, and the position they were folded up to: after a
+        // lost race, only the events stored since are read (the log only grows, and a
+        // position read_query delivered is one nothing can commit before any more).
+        let mut folded = Some((first_states, None));
+        let mut attempts = 0_u32;
+        let mut failures = 0_u32;
+        let mut retries = 0_u32;
+        // One loop in this function rather than a function per attempt: each level of
+        // future would move the decision's whole state once more.
+        let result = loop {
+            let (mut current, from) = folded.take().unwrap_or_else(|| (decision.state(), None));
+            let after = match self.read(&mut current, queries, query, from, stream).await {
+                Ok(last) => last.or(from),
+                // The states may be half folded: start again from nothing.
+                Err(error) if error.is_transient() && failures < self.retry.store_retries() => {
+                    failures += 1;
+                    retries += 1;
+                    self.pause_after_failure(&error, failures).await;
+                    continue;
+                }
+                Err(error) => break Err(error),
+            };
+            attempts += 1;
+            let events = match decision.decide(&current) {
+                Ok(events) if events.is_empty() => {
+                    break match self.first_outcome(stream, &ids, attempts, after).await {
+                        Ok(Some(decided)) => Ok(decided),
+                        Ok(None) => Ok(Decided {
+                            stream_id: stream.clone(),
+                            events: Vec::new(),
+                            duplicate: false,
+                            after,
+                            attempts,
+                        }),
+                        Err(error) => Err(error),
+                    };
+                }
+                Ok(events) => events,
+                Err(error) => {
+                    // A repeat may be rejected *because* its first execution went
+                    // through: look for that first.
+                    break match self.first_outcome(stream, &ids, attempts, after).await {
+                        Ok(Some(decided)) => Ok(decided),
+                        Ok(None) => Err(DecisionError::Rejected {
+                            stream: stream.clone(),
+                            error,
+                        }),
+                        Err(error) => Err(error),
+                    };
+                }
+            };
+            let mut metadata = context.event_metadata();
+            if metadata.traceparent.is_none() {
+                metadata.traceparent = telemetry::current_traceparent();
+            }
+            let new_events = events
+                .into_iter()
+                .enumerate()
+                .map(|(index, event)| {
+                    NewEvent::new(event)
+                        .with_id(ids.get(index))
+                        .with_metadata(metadata.clone())
+                })
+                .collect();
+            let condition = AppendCondition::new(query.clone()).after(after);
+            let appended = self
+                .store
+                .append_if(stream, ExpectedVersion::Any, new_events, condition)
+                .await;
+            match appended {
+                Ok(committed) => {
+                    tracing::debug!(events = committed.events.len(), "decision committed");
+                    break Ok(Decided {
+                        stream_id: committed.stream_id,
+                        events: committed.events,
+                        // Stored by an attempt of this very execution, whose reply was
+                        // lost, unless the caller's command id may name an earlier one.
+                        duplicate: committed.duplicate && context.command_id_given(),
+                        after,
+                        attempts,
+                    });
+                }
+                Err(AppendError::ConditionFailed {
+                    position,
+                    event_type,
+                    ..
+                }) => {
+                    if attempts >= self.retry.max_attempts() {
+                        break Err(DecisionError::Conflict {
+                            stream: stream.clone(),
+                            query: query.to_string(),
+                            attempts,
+                            after,
+                            position,
+                            event_type,
+                        });
+                    }
+                    tracing::debug!(attempts, %position, "decision condition failed, retrying");
+                    retries += 1;
+                    folded = Some((current, after));
+                    let pause = self.retry.backoff(attempts);
+                    if !pause.is_zero() {
+                        // A timer of its own, so that decisions run on any runtime.
+                        futures_timer::Delay::new(pause).await;
+                    }
+                }
+                // Some ids of this execution are stored already: its first run emitted
+                // more events than this one.
+                Err(source @ AppendError::DuplicateEventId { .. }) => {
+                    break match self.first_outcome(stream, &ids, attempts, after).await {
+                        Ok(Some(decided)) => Ok(decided),
+                        Ok(None) => Err(DecisionError::Append {
+                            stream: stream.clone(),
+                            command_id: ids.command_id,
+                            source,
+                        }),
+                        Err(error) => Err(error),
+                    };
+                }
+                Err(source) if source.is_transient() && failures < self.retry.store_retries() => {
+                    ids.uncertain = true;
+                    folded = Some((current, after));
+                    failures += 1;
+                    retries += 1;
+                    let error = DecisionError::<D::Error>::Append {
+                        stream: stream.clone(),
+                        command_id: ids.command_id,
+                        source,
+                    };
+                    self.pause_after_failure(&error, failures).await;
+                }
+                Err(source) => {
+                    break Err(DecisionError::Append {
+                        stream: stream.clone(),
+                        command_id: ids.command_id,
+                        source,
+                    });
+                }
+            }
+        };
+        record_outcome(&result, retries);
+        result
+    }
+
+    /// Reads the events `query` selects after `from` (from the start if `None`) into
+    /// `states`; the position of the last one read, if any.
+    async fn read<T: DecisionStates, E>(
+        &self,
+        states: &mut T,
+        queries: &[Query],
+        query: &Query,
+        from: Option<Position>,
+        stream: &StreamId,
+    ) -> Result<Option<Position>, DecisionError<E>> {
+        let from = from.unwrap_or(Position::START);
+        let events = self.store.read_query::<RawEvent>(query, from);
+        futures_util::pin_mut!(events);
+        let mut last = None;
+        while let Some(envelope) = events.next().await {
+            let envelope = envelope.map_err(|source| DecisionError::Read {
+                stream: stream.clone(),
+                source,
+            })?;
+            states
+                .fold(queries, &envelope)
+                .map_err(DecisionError::undecodable)?;
+            last = Some(envelope.position);
+        }
+        Ok(last)
+    }
+
+    async fn pause_after_failure<E>(&self, error: &DecisionError<E>, failures: u32)
+    where
+        DecisionError<E>: std::error::Error + 'static,
+    {
+        let pause = self.retry.store_backoff().pause(failures);
+        tracing::debug!(
+            error = error as &dyn std::error::Error,
+            ?pause,
+            "store failed for a moment; running the decision again"
+        );
+        futures_timer::Delay::new(pause).await;
+    }
+
+    /// The events an earlier execution under these ids recorded on `stream`, if any.
+    async fn first_outcome<E: crate::DomainEvent, R>(
+        &self,
+        stream: &StreamId,
+        ids: &EventIds<'_>,
+        attempts: u32,
+        after: Option<Position>,
+    ) -> Result<Option<Decided<E>>, DecisionError<R>> {
+        if !ids.may_be_stored() {
+            return Ok(None);
+        }
+        let read_error = |source| DecisionError::Read {
+            stream: stream.clone(),
+            source,
+        };
+        let Some(first) = self
+            .store
+            .find_event::<E>(ids.get(0))
+            .await
+            .map_err(read_error)?
+        else {
+            return Ok(None);
+        };
+        if &first.stream_id != stream {
+            return Ok(None);
+        }
+        let mut events: Vec<EventEnvelope<E>> = Vec::new();
+        let rest = self.store.read_stream::<E>(stream, first.version);
+        futures_util::pin_mut!(rest);
+        while let Some(envelope) = rest.next().await {
+            let envelope = envelope.map_err(read_error)?;
+            if ids.get(events.len()) != envelope.event_id {
+                break;
+            }
+            events.push(envelope);
+        }
+        Ok(Some(Decided {
+            stream_id: stream.clone(),
+            events,
+            duplicate: ids.context.command_id_given(),
+            after,
+            attempts,
+        }))
+    }
+}
+
+/// The union of `queries`.
+fn union(queries: &[Query]) -> Query {
+    queries.iter().cloned().fold(Query::none(), Query::or)
+}
+
+/// Records a finished decision's outcome and retries in the current span.
+fn record_outcome<E, R>(result: &Result<Decided<E>, DecisionError<R>>, retries: u32) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    let outcome = match result {
+        Ok(decided) if decided.duplicate => 1,
+        Ok(decided) if decided.events.is_empty() => 2,
+        Ok(_) => 0,
+        Err(DecisionError::Rejected { .. }) => 3,
+        Err(DecisionError::Conflict { .. }) => 4,
+        Err(_) => 5,
+    };
+    span.record("outcome", telemetry::OUTCOMES[outcome]);
+    span.record("retries", retries);
+}
