@@ -14,6 +14,7 @@ use std::error::Error as StdError;
 
 use uuid::Uuid;
 
+pub use crate::decision::DecisionError;
 pub use crate::event::{DecodeError, EncodeError, UpcastError};
 pub use crate::limits::LimitError;
 pub use crate::payload::{PayloadError, PayloadErrorCategory};

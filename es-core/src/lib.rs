@@ -16,6 +16,11 @@
 //! - **Projections**: [`Projection`] folds events into read models; [`ProjectionRunner`]
 //!   feeds it from its checkpoint, with batching, error policies, leases, partitions and
 //!   rebuilds.
+//! - **Decisions across aggregates** (Dynamic Consistency Boundaries): events carry
+//!   [`Tag`]s, a [`Query`] selects them by type and tag across streams, and
+//!   [`EventStore::append_if`] appends only if nothing the query selects was stored since
+//!   the decision read; a [`Decision`] declares its [`DecisionState`]s and a [`Decider`]
+//!   reads, decides, appends and retries.
 //! - **Process managers**: [`ProcessManager`] reacts to events with commands, run
 //!   idempotently by [`ProcessManagerProjection`].
 //! - **Testing** (feature `testing`): the given/when/then harness in [`testing`].

@@ -19,9 +19,6 @@ use super::states::DecisionStates;
 use super::states::sealed::Fold as _;
 use super::{Decided, Decision, DecisionError};
 
-/// The name of the span of one decision's execution.
-const DECISION_SPAN: &str = "es.decision";
-
 /// Executes [`Decision`]s on store `S`.
 ///
 /// Executing a decision:
@@ -166,7 +163,7 @@ impl<S: EventStore> Decider<S> {
         let queries = states.queries();
         let query = union(&queries);
         let span = tracing::info_span!(
-            DECISION_SPAN,
+            crate::telemetry::DECISION_SPAN,
             %stream,
             command_id = %context.command_id(),
             %query,

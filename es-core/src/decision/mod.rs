@@ -22,49 +22,24 @@
 //! than three courses: a rule over two entities, neither of which can own it alone.
 //!
 //! ```
-//! use es_core::{Decider, Decision, DecisionState, Query, QueryItem, StreamId, Tag};
+//! use es_core::{Decider, Decision, DecisionState, DomainEvent, Query, QueryItem, StreamId, Tag};
 //! use es_memory::MemoryEventStore;
-//! # use es_core::DomainEvent;
 //!
-//! #[derive(Debug, Clone, PartialEq)]
+//! /// Tagged `course:<id>`, and a subscription also `student:<id>`, by their `#[tag]` fields.
+//! #[derive(Debug, Clone, PartialEq, DomainEvent)]
 //! enum CourseEvent {
-//!     CourseDefined { course: String, capacity: u32 },
-//!     StudentSubscribed { course: String, student: String },
+//!     CourseDefined {
+//!         #[tag(prefix = "course")]
+//!         course: String,
+//!         capacity: u32,
+//!     },
+//!     StudentSubscribed {
+//!         #[tag(prefix = "course")]
+//!         course: String,
+//!         #[tag(prefix = "student")]
+//!         student: String,
+//!     },
 //! }
-//! // Tagged `course:<id>`, and a subscription also `student:<id>` (by hand here; with the
-//! // derive, by the `#[tag]` fields).
-//! # impl DomainEvent for CourseEvent {
-//! #     const EVENT_TYPES: &'static [&'static str] = &["CourseDefined", "StudentSubscribed"];
-//! #     fn event_type(&self) -> &str {
-//! #         match self { Self::CourseDefined { .. } => "CourseDefined", Self::StudentSubscribed { .. } => "StudentSubscribed" }
-//! #     }
-//! #     fn schema_version(&self) -> u32 { 1 }
-//! #     fn encode(&self) -> Result<serde_json::Value, es_core::EncodeError> {
-//! #         Ok(match self {
-//! #             Self::CourseDefined { course, capacity } => serde_json::json!({ "course": course, "capacity": capacity }),
-//! #             Self::StudentSubscribed { course, student } => serde_json::json!({ "course": course, "student": student }),
-//! #         })
-//! #     }
-//! #     fn decode(event_type: &str, _: u32, payload: serde_json::Value) -> Result<Self, es_core::DecodeError> {
-//! #         let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
-//! #         match event_type {
-//! #             "CourseDefined" => Ok(Self::CourseDefined {
-//! #                 course: text("course"),
-//! #                 capacity: u32::try_from(payload["capacity"].as_u64().unwrap_or_default()).unwrap_or_default(),
-//! #             }),
-//! #             "StudentSubscribed" => Ok(Self::StudentSubscribed { course: text("course"), student: text("student") }),
-//! #             other => Err(es_core::DecodeError::UnknownEventType { event_type: other.to_owned() }),
-//! #         }
-//! #     }
-//! #     fn tags(&self) -> Result<Vec<Tag>, es_core::TagError> {
-//! #         match self {
-//! #             Self::CourseDefined { course, .. } => Ok(vec![Tag::pair("course", course)?]),
-//! #             Self::StudentSubscribed { course, student } => {
-//! #                 Ok(vec![Tag::pair("course", course)?, Tag::pair("student", student)?])
-//! #             }
-//! #         }
-//! #     }
-//! # }
 //!
 //! /// The seats of one course.
 //! struct CourseSeats {

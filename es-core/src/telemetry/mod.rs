@@ -7,6 +7,7 @@
 //! | span | level | fields |
 //! | --- | --- | --- |
 //! | [`COMMAND_SPAN`] | info | `aggregate`, `stream`, `command_id`; when done `outcome` (one of [`OUTCOMES`]) and `retries` |
+//! | [`DECISION_SPAN`] | info | `stream`, `command_id`, `query` (types and tag keys, never tag values); when done `outcome` (one of [`OUTCOMES`]) and `retries` |
 //! | [`APPEND_SPAN`] | debug | `stream`, `events`, `expected` (the expected version) |
 //! | [`SUBSCRIPTION_SPAN`] | debug | `after`; its wake-ups are `trace` events |
 //! | [`BATCH_SPAN`] | info | `projection`, `first`; when committed `last` and `events` |
@@ -46,6 +47,8 @@ pub use trace_context::{TraceContext, is_valid_traceparent};
 pub const COMMAND_SPAN: &str = "es.command";
 /// The span of one append to a stream, in each store.
 pub const APPEND_SPAN: &str = "es.append";
+/// The span of a decision across streams ([`Decider::execute`](crate::Decider::execute)).
+pub const DECISION_SPAN: &str = "es.decision";
 /// The span of a store's live subscription; its wake-ups are `trace` events within it.
 pub const SUBSCRIPTION_SPAN: &str = "es.subscription";
 /// The span of one batch of a projection runner: from its first event to its commit.

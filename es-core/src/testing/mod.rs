@@ -58,6 +58,14 @@
 //! ([`StoredEvent::fails`]); [`AggregateFixture::given_stored`] starts an aggregate test
 //! from such events.
 //!
+//! # Decisions
+//!
+//! [`DecisionTestExt::test`] starts a test of a [`Decision`](crate::Decision): *given*
+//! events (with the tags they declare, or [`given_tagged`](DecisionFixture::given_tagged)),
+//! *when* the decision, *then* expect events (with their tags), an error or the folded
+//! states; [`then_expect_selected_by_query`](DecisionThen::then_expect_selected_by_query)
+//! checks that what it appends falls in its own query, which racing decisions rely on.
+//!
 //! # Projections and process managers
 //!
 //! [`ProjectionFixture`] feeds events to a projection and compares the view it built;
