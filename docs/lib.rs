@@ -43,6 +43,10 @@ pub mod postgres {}
 #[doc = include_str!("src/projections.md")]
 pub mod projections {}
 
+/// Rules across aggregates: tagged decisions.
+#[doc = include_str!("src/decisions.md")]
+pub mod decisions {}
+
 /// Living with history.
 #[doc = include_str!("src/living-with-history.md")]
 pub mod living_with_history {}
