@@ -224,9 +224,11 @@ async fn execute<S: EventStore>(
     decision: &Subscribe,
     context: CommandContext,
 ) -> Result<Decided<CourseEvent>, DecisionError<SubscriptionError>> {
-    let decided = tokio::time::timeout(PATIENCE, decider.execute_with(decision, context))
-        .await
-        .unwrap_or_else(|_| panic!("a decision on `{}` hangs", decision.stream))?;
+    let Ok(outcome) = tokio::time::timeout(PATIENCE, decider.execute_with(decision, context)).await
+    else {
+        panic!("a decision on `{}` hangs", decision.stream);
+    };
+    let decided = outcome?;
     settle(decider.store(), decided.position()).await;
     Ok(decided)
 }
@@ -360,7 +362,7 @@ pub async fn decider_subscribes_until_the_course_is_full<S: Store>(store: S) {
 }
 
 /// Rounds of the race, each on a course of its own.
-const ROUNDS: usize = 4;
+const ROUNDS: usize = 3;
 /// Deciders racing in each round, each for another student: no more than the
 /// PostgreSQL test pool's connections, so none waits for one.
 const RACERS: usize = 12;
@@ -369,7 +371,7 @@ const CAPACITY: u32 = 3;
 /// Seats taken before the race starts.
 const TAKEN: u32 = 1;
 
-/// Twelve tasks decide at once, over four rounds, whether a seat is left on a course with
+/// Twelve tasks decide at once, over three rounds, whether a seat is left on a course with
 /// three seats, one taken: exactly the two free seats are given each round, the others
 /// are refused as full, and the log (by `read_query`) holds exactly the capacity.
 pub async fn deciders_racing_for_the_last_seats_fill_exactly_the_capacity<S: Store>(store: S) {
