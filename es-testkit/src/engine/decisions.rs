@@ -172,8 +172,9 @@ impl Decision for Subscribe {
     }
 }
 
-/// A decider that retries lost races often and briefly: PostgreSQL may show a decision
-/// the log a moment behind, and every such read costs one failed condition.
+/// A decider that retries lost races often and briefly: PostgreSQL may hold the newest
+/// events back from a decision's read for a moment, and each such read costs one failed
+/// condition.
 fn decider<S: EventStore>(store: S) -> Decider<S> {
     Decider::new(store).with_retry_policy(
         RetryPolicy::default()
@@ -279,7 +280,7 @@ async fn refused<S: EventStore>(
     }
 }
 
-/// The subscriptions to `course` in the log, by `read_query`, as (student, position).
+/// The subscriptions to `course` in the log, by `read_query`.
 async fn subscriptions<S: EventStore>(store: &S, course: &str) -> Vec<EventEnvelope<CourseEvent>> {
     let query: Query = QueryItem::new()
         .with_types(["StudentSubscribed"])
@@ -438,6 +439,8 @@ pub async fn deciders_racing_for_the_last_seats_fill_exactly_the_capacity<S: Sto
             "round {round}: the log holds exactly the capacity, the winners' seats and the early ones"
         );
     }
+    // Without it the case could pass on deciders that never overlapped (on the memory
+    // store, without `Overlapping`, none does), proving nothing about the condition.
     assert!(
         lost_races > 0,
         "in {ROUNDS} rounds of {RACERS} deciders, some decision lost a race and decided again"
