@@ -5,9 +5,9 @@
 //! - the **store contract** ([`conformance`]): appends, reads, the global log, limits,
 //!   subscriptions, snapshots, checkpoints, leases, archiving, history and upcasting. It
 //!   checks the store, so it runs on every configuration of every store;
-//! - the **engine cases** ([`engine`]): es-core's `Repository`, `ProjectionRunner` and
-//!   process managers on top of the store. They check es-core, and need to run only once
-//!   per kind of store.
+//! - the **engine cases** ([`engine`]): es-core's `Repository`, `ProjectionRunner`,
+//!   process managers and `Decider` on top of the store. They check es-core, and need to
+//!   run only once per kind of store.
 //!
 //! Macros turn a store factory into one `#[tokio::test]` per case, so a failing case shows
 //! up by name. For a new store, run [`conformance_tests!`] (both parts) on its main
@@ -161,7 +161,7 @@ macro_rules! store_contract {
 }
 
 /// Stamps one `#[tokio::test]` per [engine case](engine): es-core's repository, projection
-/// runner and process managers on top of the store. Arguments as for
+/// runner, process managers and decider on top of the store. Arguments as for
 /// [`conformance_tests!`], which includes these; use this macro alone only where the
 /// contract runs elsewhere.
 #[macro_export]
@@ -209,6 +209,10 @@ macro_rules! engine_cases {
             in_memory_runner_ignores_a_stored_checkpoint,
             a_standing_by_instance_sees_the_shared_checkpoint,
             a_standing_by_instance_shows_a_forgotten_checkpoint_as_none,
+            decider_subscribes_until_the_course_is_full,
+            deciders_racing_for_the_last_seats_fill_exactly_the_capacity,
+            decider_repeated_command_id_records_once,
+            decided_events_carry_their_tags,
         }
     };
 }

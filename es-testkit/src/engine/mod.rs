@@ -1,5 +1,5 @@
 //! The engine cases: the code of es-core that runs on top of any store ([`Repository`],
-//! [`ProjectionRunner`], process managers), one `pub async fn` each.
+//! [`ProjectionRunner`], process managers, [`Decider`]), one `pub async fn` each.
 //!
 //! These check es-core, not the store: the store underneath only needs to keep the
 //! [store contract](crate::conformance). They run once per kind of store (see
@@ -7,8 +7,10 @@
 //! Each function takes a fresh, empty store and panics with a message saying what broke.
 //!
 //! [`Repository`]: es_core::Repository
+//! [`Decider`]: es_core::Decider
 
 mod checkpoints;
+mod decisions;
 mod failures;
 mod leases;
 mod partitions;
@@ -17,6 +19,7 @@ mod read_your_writes;
 mod repository;
 
 pub use checkpoints::*;
+pub use decisions::*;
 pub use failures::*;
 pub use leases::*;
 pub use partitions::*;
