@@ -8,6 +8,9 @@
 //! (`SurveySent`) and answered (`SurveyFeedbackRecorded`).
 //!
 //! - [`application`]: the application aggregate and its rules;
+//! - [`products`]: the API product catalog, and the decisions that keep a rule across it
+//!   and the applications: a product is withdrawn only when no application uses it, and
+//!   added only while it is offered;
 //! - [`services`]: the clock and key generator its handler uses, real or fixed;
 //! - [`survey`]: the survey aggregate and its rules;
 //! - [`catalog`]: a read model listing live applications;
@@ -21,6 +24,7 @@ pub mod application;
 pub mod catalog;
 pub mod channels;
 pub mod flows;
+pub mod products;
 pub mod scenario;
 pub mod services;
 pub mod shared;
@@ -28,10 +32,14 @@ pub mod survey;
 
 pub use application::{
     Application, ApplicationCommand, ApplicationError, ApplicationEvent, ApplicationStatus,
-    Credential, MAX_VALIDITY_DAYS,
+    Credential, MAX_VALIDITY_DAYS, application_tag, tagged_context,
 };
 pub use catalog::{ApplicationCatalog, ApplicationSummary};
 pub use flows::{SURVEY_CHANNEL, SendNewSurveys, SurveyOnProductRemoval, survey_id};
+pub use products::{
+    AddProductToApplication, OfferProduct, ProductError, ProductEvent,
+    RemoveProductFromApplication, WithdrawProduct,
+};
 pub use services::{
     Clock, KeyGenerator, ManualClock, PortalServices, RandomKeys, SequentialKeys, SystemClock,
 };
