@@ -48,18 +48,20 @@ pub enum ApplicationEvent {
         /// Who owns it.
         owner: String,
     },
-    /// The application may now call an API product. Tagged `product:<product>`, so that
-    /// the decision withdrawing the product sees it ([`crate::products`]).
+    /// The application may now call an API product.
     #[event(name = "ApiProductAdded")]
     ApiProductAdded {
         /// The product.
+        // Tagged `product:<product>`, so that the decision withdrawing the product sees
+        // it (see `crate::products`); tags are not part of the payload's schema.
         #[tag(prefix = "product")]
         product: String,
     },
-    /// The application no longer uses an API product. Tagged `product:<product>`.
+    /// The application no longer uses an API product.
     #[event(name = "ApiProductRemoved")]
     ApiProductRemoved {
         /// The product.
+        // Tagged `product:<product>`, as the add is.
         #[tag(prefix = "product")]
         product: String,
         /// Who owned the application when the product was removed: the one to ask why.
