@@ -1,7 +1,9 @@
 //! A developer portal on es-rs.
 //!
-//! Developers register applications (`ApplicationCreated`), give them access to API
-//! products (`ApiProductAdded`, `ApiProductRemoved`), hand them to other owners
+//! The portal offers API products (`ApiProductOffered`) and withdraws them
+//! (`ApiProductWithdrawn`) once no application uses them. Developers register
+//! applications (`ApplicationCreated`), give them access to offered API products
+//! (`ApiProductAdded`, `ApiProductRemoved`), hand them to other owners
 //! (`OwnerChanged`), issue credential keys that expire (`CredentialsGenerated`,
 //! `CredentialsExpired`) and delete them (`ApplicationDeleted`). When an application stops
 //! using a product, a flow asks its owner why: a survey is added (`SurveyAdded`), sent

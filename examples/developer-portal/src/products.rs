@@ -18,7 +18,7 @@
 //! `ApiProductAdded` / `ApiProductRemoved` with `product:<id>` (their `#[tag]` fields), and
 //! every application event with `application:<id>` (set in its metadata by
 //! [`tagged_context`]: the events hold no application id). Each decision folds small
-//! states from the events their queries select, and the [`Decider`](es_core::Decider)
+//! states from the events their queries select, and the [`Decider`]
 //! appends only if none of those events was stored after the ones it read:
 //!
 //! | decision | reads | appends to |
