@@ -109,6 +109,11 @@ pub enum ApplicationCommand {
         owner: String,
     },
     /// Let the application call an API product.
+    ///
+    /// The aggregate checks only its own rules here: it cannot see the catalog. The
+    /// portal adds products with the
+    /// [`AddProductToApplication`](crate::products::AddProductToApplication) decision,
+    /// which applies the same rules and also requires the product to be offered.
     AddApiProduct {
         /// The product.
         product: String,
