@@ -4,10 +4,34 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use es_core::{Aggregate, DomainEvent, EventSchema};
+use es_core::{Aggregate, CommandContext, DomainEvent, EventSchema, Metadata, Tag, TagError};
 use serde::{Deserialize, Serialize};
 
 use crate::services::PortalServices;
+
+/// The tag every event of application `id` carries, `application:<id>`: what the
+/// decisions about its products ([`crate::products`]) select its events by.
+///
+/// The events hold no application id (the stream names it), so the tag is set in their
+/// metadata by whoever appends them: run application commands in [`tagged_context`].
+///
+/// # Errors
+///
+/// If `id` makes no valid tag (a control character, too long).
+pub fn application_tag(id: &str) -> Result<Tag, TagError> {
+    Tag::pair("application", id)
+}
+
+/// A command context whose events carry [`application_tag`]`(id)`: every command on
+/// application `id`, through the repository or a decision, runs in one, so that a
+/// decision about the application sees every event of it.
+///
+/// # Errors
+///
+/// If `id` makes no valid tag.
+pub fn tagged_context(id: &str) -> Result<CommandContext, TagError> {
+    Ok(CommandContext::new().with_metadata(Metadata::new().with_tag(application_tag(id)?)))
+}
 
 /// The longest validity credentials may have, in days: every key expires.
 pub const MAX_VALIDITY_DAYS: u32 = 365;
@@ -28,12 +52,17 @@ pub enum ApplicationEvent {
     #[event(name = "ApiProductAdded")]
     ApiProductAdded {
         /// The product.
+        // Tagged `product:<product>`, so that the decision withdrawing the product sees
+        // it (see `crate::products`); tags are not part of the payload's schema.
+        #[tag(prefix = "product")]
         product: String,
     },
     /// The application no longer uses an API product.
     #[event(name = "ApiProductRemoved")]
     ApiProductRemoved {
         /// The product.
+        // Tagged `product:<product>`, as the add is.
+        #[tag(prefix = "product")]
         product: String,
         /// Who owned the application when the product was removed: the one to ask why.
         owner: String,
@@ -80,6 +109,11 @@ pub enum ApplicationCommand {
         owner: String,
     },
     /// Let the application call an API product.
+    ///
+    /// The aggregate checks only its own rules here: it cannot see the catalog. The
+    /// portal adds products with the
+    /// [`AddProductToApplication`](crate::products::AddProductToApplication) decision,
+    /// which applies the same rules and also requires the product to be offered.
     AddApiProduct {
         /// The product.
         product: String,
@@ -250,6 +284,61 @@ impl Application {
             .map(|(key, _)| key.as_str())
     }
 
+    /// Whether the application accepts commands other than `Create` and `Delete`: it
+    /// exists and is not deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplicationError::NotCreated`] or [`ApplicationError::Deleted`].
+    pub fn check_active(&self) -> Result<(), ApplicationError> {
+        match self.status {
+            ApplicationStatus::Draft => Err(ApplicationError::NotCreated),
+            ApplicationStatus::Active => Ok(()),
+            ApplicationStatus::Deleted => Err(ApplicationError::Deleted),
+        }
+    }
+
+    /// The application's own rule for adding `product` (it exists, is not deleted and
+    /// does not use the product yet): the events to record, or why not. The
+    /// `AddApiProduct` command and the [`AddProductToApplication`](crate::products::AddProductToApplication)
+    /// decision both apply it, so the rule lives here once.
+    ///
+    /// # Errors
+    ///
+    /// Why the application refuses.
+    pub fn add_api_product(
+        &self,
+        product: &str,
+    ) -> Result<Vec<ApplicationEvent>, ApplicationError> {
+        self.check_active()?;
+        let product = required(product, ApplicationError::ProductNameRequired)?;
+        if self.products.contains(&product) {
+            return Err(ApplicationError::ProductAlreadyAdded { product });
+        }
+        Ok(vec![ApplicationEvent::ApiProductAdded { product }])
+    }
+
+    /// The application's own rule for removing `product` (it exists, is not deleted and
+    /// uses the product), as [`Application::add_api_product`] is for adding.
+    ///
+    /// # Errors
+    ///
+    /// Why the application refuses.
+    pub fn remove_api_product(
+        &self,
+        product: &str,
+    ) -> Result<Vec<ApplicationEvent>, ApplicationError> {
+        self.check_active()?;
+        let product = product.trim().to_owned();
+        if !self.products.contains(&product) {
+            return Err(ApplicationError::ProductNotAdded { product });
+        }
+        Ok(vec![ApplicationEvent::ApiProductRemoved {
+            product,
+            owner: self.owner.clone(),
+        }])
+    }
+
     /// Decides a command for an application that exists and is not deleted.
     fn decide(
         &self,
@@ -258,23 +347,8 @@ impl Application {
     ) -> Result<Vec<ApplicationEvent>, ApplicationError> {
         match command {
             ApplicationCommand::Create { .. } => Err(ApplicationError::AlreadyCreated),
-            ApplicationCommand::AddApiProduct { product } => {
-                let product = required(&product, ApplicationError::ProductNameRequired)?;
-                if self.products.contains(&product) {
-                    return Err(ApplicationError::ProductAlreadyAdded { product });
-                }
-                Ok(vec![ApplicationEvent::ApiProductAdded { product }])
-            }
-            ApplicationCommand::RemoveApiProduct { product } => {
-                let product = product.trim().to_owned();
-                if !self.products.contains(&product) {
-                    return Err(ApplicationError::ProductNotAdded { product });
-                }
-                Ok(vec![ApplicationEvent::ApiProductRemoved {
-                    product,
-                    owner: self.owner.clone(),
-                }])
-            }
+            ApplicationCommand::AddApiProduct { product } => self.add_api_product(&product),
+            ApplicationCommand::RemoveApiProduct { product } => self.remove_api_product(&product),
             ApplicationCommand::ChangeOwner { owner } => {
                 let owner = required(&owner, ApplicationError::OwnerRequired)?;
                 if owner == self.owner {

@@ -4,7 +4,8 @@
 //! `asyncapi` (with `--json` for JSON instead of YAML) prints the AsyncAPI document of the
 //! events it shares instead.
 //!
-//! Otherwise runs the developer portal scenario and prints each application's history, the rejected
+//! Otherwise runs the developer portal scenario and prints each application's history, the
+//! product decisions (offers and withdrawals, and adds the catalog refused), the rejected
 //! commands, the catalog read model and the surveys the flows added and sent.
 //!
 //! On the in-memory store by default; on PostgreSQL when `DATABASE_URL` is set (the schema

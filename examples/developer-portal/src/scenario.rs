@@ -6,14 +6,21 @@ use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound as _, TimeDelta, Utc};
 use es_core::{
-    CommandError, DomainEvent, EventEnvelope, EventStore, ProcessManagerProjection,
-    ProjectionRunner, Repository, SnapshotPolicy, SnapshotStore, Store, Version,
+    CommandError, Decider, DecisionError, DomainEvent, EventEnvelope, EventStore,
+    ProcessManagerProjection, ProjectionRunner, Repository, SnapshotPolicy, SnapshotStore, Store,
+    Version,
 };
 use futures_util::TryStreamExt as _;
 
-use crate::application::{Application, ApplicationCommand, ApplicationError, ApplicationEvent};
+use crate::application::{
+    Application, ApplicationCommand, ApplicationError, ApplicationEvent, tagged_context,
+};
 use crate::catalog::ApplicationCatalog;
 use crate::flows::{SendNewSurveys, SurveyOnProductRemoval, survey_id};
+use crate::products::{
+    AddProductToApplication, OfferProduct, ProductError, RemoveProductFromApplication,
+    WithdrawProduct,
+};
 use crate::services::{ManualClock, PortalServices, RandomKeys};
 use crate::survey::{Survey, SurveyCommand, SurveyEvent, SurveyStatus};
 
@@ -35,8 +42,12 @@ pub struct Report {
     pub histories: Vec<(String, Vec<EventEnvelope<ApplicationEvent>>)>,
     /// Each application's state as rebuilt from its events.
     pub states: Vec<(String, Application)>,
-    /// The application commands that were rejected, with why.
+    /// The application commands that were rejected, with why (an add or removal of a
+    /// product the application's own rules refuse too).
     pub rejections: Vec<(String, ApplicationCommand, ApplicationError)>,
+    /// The product decisions (offers, withdrawals, and adds the catalog refused), in
+    /// order: what was asked, and how many events it recorded or why it was refused.
+    pub product_decisions: Vec<(String, Result<usize, ProductError>)>,
     /// The catalog built from the whole log (on a persistent store, earlier runs'
     /// applications too).
     pub catalog: ApplicationCatalog,
@@ -53,9 +64,10 @@ pub struct Report {
     pub text: String,
 }
 
-/// Plays the scenario on `store`: four applications of four owners gain and lose API
-/// products and credentials, one changes hands, one is deleted, and three commands are
-/// rejected; then the catalog and the survey flows catch up with the log, and one owner
+/// Plays the scenario on `store`: the catalog offers six API products; four applications
+/// of four owners gain and lose them and credentials, one changes hands, one is deleted,
+/// and three commands are rejected; a product is withdrawn once no application uses it,
+/// after being refused while one did, and adds of products not offered are refused; then the catalog and the survey flows catch up with the log, and one owner
 /// answers a survey.
 ///
 /// The application's clock is a [`ManualClock`] that starts now and is moved forward 10,
@@ -76,14 +88,28 @@ where
     let mut portal = Portal {
         apps: Repository::<Application, _>::with_services(store.clone(), services)
             .with_snapshot_policy(SnapshotPolicy::every(5)),
+        decider: Decider::new(store.clone()),
         rejections: Vec::new(),
+        product_decisions: Vec::new(),
         written: BTreeMap::new(),
         surveys: Vec::new(),
     };
     let [weather, checkout, fleet, sandbox] =
         ["weather", "checkout", "fleet", "sandbox"].map(|app| format!("{run}-{app}"));
 
-    // Day 0: four developers register applications.
+    // Day 0: the catalog offers its products (on a persistent store, offered already by an
+    // earlier run, or offered again after its withdrawal), and four developers register
+    // applications.
+    for (product, name) in [
+        ("forecast-api", "Forecasts"),
+        ("maps-api", "Maps"),
+        ("payments-api", "Payments"),
+        ("fraud-check-api", "Fraud check"),
+        ("geocoding-api", "Geocoding"),
+        ("sms-api", "SMS"),
+    ] {
+        portal.offer(product, name).await?;
+    }
     portal.create(&weather, "Weather Dashboard", "ada").await?;
     portal.add(&weather, "forecast-api").await?;
     portal.add(&weather, "maps-api").await?;
@@ -93,6 +119,10 @@ where
     portal.add(&checkout, "payments-api").await?;
     portal.add(&checkout, "fraud-check-api").await?;
     let checkout_key = portal.generate(&checkout, 90).await?;
+    // Refused: checkout uses the fraud check.
+    portal.withdraw("fraud-check-api").await?;
+    // Refused: the catalog does not offer a ledger.
+    portal.add(&checkout, "ledger-api").await?;
 
     portal.create(&fleet, "Fleet Tracker", "barbara").await?;
     portal.add(&fleet, "maps-api").await?;
@@ -115,6 +145,9 @@ where
         )
         .await?;
     portal.remove(&checkout, "fraud-check-api").await?;
+    // Accepted now that no application uses it; then refused to the fleet tracker.
+    portal.withdraw("fraud-check-api").await?;
+    portal.add(&fleet, "fraud-check-api").await?;
     portal.remove(&weather, "maps-api").await?;
     portal.execute(&sandbox, ApplicationCommand::Delete).await?;
     // Rejected: a deleted application accepts nothing.
@@ -171,6 +204,7 @@ where
         histories,
         states,
         rejections: portal.rejections,
+        product_decisions: portal.product_decisions,
         catalog,
         surveys: survey_histories,
         survey_states,
@@ -185,7 +219,9 @@ where
 /// Executes the scenario's application commands and keeps track of what they did.
 struct Portal<S> {
     apps: Repository<Application, S>,
+    decider: Decider<S>,
     rejections: Vec<(String, ApplicationCommand, ApplicationError)>,
+    product_decisions: Vec<(String, Result<usize, ProductError>)>,
     /// The stream version each application reached.
     written: BTreeMap<String, Version>,
     /// The surveys the removals call for.
@@ -194,12 +230,14 @@ struct Portal<S> {
 
 impl<S: EventStore + SnapshotStore> Portal<S> {
     /// Executes `command` on application `id`: its events, or none if it was rejected.
+    /// Its events are tagged `application:<id>`, for the product decisions to see.
     async fn execute(
         &mut self,
         id: &str,
         command: ApplicationCommand,
     ) -> Result<Vec<EventEnvelope<ApplicationEvent>>, Error> {
-        match self.apps.execute(id, command.clone()).await {
+        let context = tagged_context(id)?;
+        match self.apps.execute_with(id, command.clone(), context).await {
             Ok(outcome) => {
                 self.written.insert(id.to_owned(), outcome.version);
                 Ok(outcome.events)
@@ -220,23 +258,95 @@ impl<S: EventStore + SnapshotStore> Portal<S> {
         self.execute(id, command).await.map(drop)
     }
 
+    /// Adds `product` to application `id`, by the decision that also asks the catalog.
     async fn add(&mut self, id: &str, product: &str) -> Result<(), Error> {
+        let decided = AddProductToApplication::new(id, product)?
+            .execute(&self.decider)
+            .await;
         let command = ApplicationCommand::AddApiProduct {
             product: product.to_owned(),
         };
-        self.execute(id, command).await.map(drop)
+        let asked = format!("add {product} to application-{id}");
+        self.decided(id, command, asked, decided).map(drop)
     }
 
-    /// Removes `product`, noting the survey the removal calls for.
+    /// Removes `product` from application `id` (by a decision, tagged as the adds are),
+    /// noting the survey the removal calls for.
     async fn remove(&mut self, id: &str, product: &str) -> Result<(), Error> {
+        let decided = RemoveProductFromApplication::new(id, product)?
+            .execute(&self.decider)
+            .await;
         let command = ApplicationCommand::RemoveApiProduct {
             product: product.to_owned(),
         };
-        for envelope in self.execute(id, command).await? {
+        let asked = format!("remove {product} from application-{id}");
+        for envelope in self.decided(id, command, asked, decided)? {
             if let ApplicationEvent::ApiProductRemoved { product, .. } = &envelope.event {
                 self.surveys.push(survey_id(id, product, envelope.version));
             }
         }
+        Ok(())
+    }
+
+    /// The events a product decision on application `id` recorded, or none if it was
+    /// rejected: as if `command` was, when the application's own rules refused it, or
+    /// as a product decision refused, when the catalog did.
+    fn decided(
+        &mut self,
+        id: &str,
+        command: ApplicationCommand,
+        asked: String,
+        decided: Result<es_core::Decided<ApplicationEvent>, DecisionError<ProductError>>,
+    ) -> Result<Vec<EventEnvelope<ApplicationEvent>>, Error> {
+        match decided {
+            Ok(decided) => {
+                if let Some(last) = decided.events.last() {
+                    self.written.insert(id.to_owned(), last.version);
+                }
+                Ok(decided.events)
+            }
+            Err(DecisionError::Rejected {
+                error: ProductError::Application(error),
+                ..
+            }) => {
+                self.rejections.push((id.to_owned(), command, error));
+                Ok(Vec::new())
+            }
+            Err(DecisionError::Rejected { error, .. }) => {
+                self.product_decisions.push((asked, Err(error)));
+                Ok(Vec::new())
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Offers `product` in the catalog.
+    async fn offer(&mut self, product: &str, name: &str) -> Result<(), Error> {
+        let decided = self
+            .decider
+            .execute(&OfferProduct::new(product, name)?)
+            .await;
+        self.product(format!("offer {product}"), decided)
+    }
+
+    /// Withdraws `product` from the catalog, if no application uses it.
+    async fn withdraw(&mut self, product: &str) -> Result<(), Error> {
+        let decided = self.decider.execute(&WithdrawProduct::new(product)?).await;
+        self.product(format!("withdraw {product}"), decided)
+    }
+
+    /// Notes the outcome of a decision on a product.
+    fn product<E>(
+        &mut self,
+        asked: String,
+        decided: Result<es_core::Decided<E>, DecisionError<ProductError>>,
+    ) -> Result<(), Error> {
+        let outcome = match decided {
+            Ok(decided) => Ok(decided.events.len()),
+            Err(DecisionError::Rejected { error, .. }) => Err(error),
+            Err(other) => return Err(other.into()),
+        };
+        self.product_decisions.push((asked, outcome));
         Ok(())
     }
 
@@ -362,7 +472,19 @@ fn render(report: &Report) -> Result<String, Error> {
         )?;
     }
 
-    writeln!(out, "rejected commands:")?;
+    writeln!(
+        out,
+        "API product decisions (across the catalog and the applications that use it):"
+    )?;
+    for (asked, outcome) in &report.product_decisions {
+        match outcome {
+            Ok(0) => writeln!(out, "  {asked}: accepted, nothing to record")?,
+            Ok(events) => writeln!(out, "  {asked}: accepted, {events} event(s) recorded")?,
+            Err(error) => writeln!(out, "  {asked}\n    -> refused: {error}")?,
+        }
+    }
+
+    writeln!(out, "\nrejected commands:")?;
     for (id, command, error) in &report.rejections {
         writeln!(out, "  application-{id}: {command:?}\n    -> {error}")?;
     }

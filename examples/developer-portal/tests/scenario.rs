@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 use developer_portal::scenario::{self, Report};
 use developer_portal::{
     ApplicationCommand, ApplicationError, ApplicationEvent, ApplicationStatus, ApplicationSummary,
-    SurveyEvent, SurveyStatus, survey_id,
+    ProductError, SurveyEvent, SurveyStatus, survey_id,
 };
 use es_core::{DomainEvent, EventEnvelope, Version};
 use es_memory::MemoryEventStore;
@@ -170,6 +170,41 @@ fn check(report: &Report) {
             ),
         ]
     );
+
+    // The product decisions: six offers (new, or already offered on a store an earlier run
+    // left), then the rule across the catalog and the applications at work.
+    let (offers, rules) = report.product_decisions.split_at(6);
+    for (asked, outcome) in offers {
+        assert!(asked.starts_with("offer "), "{asked}");
+        assert!(matches!(outcome, Ok(0 | 1)), "{asked}: {outcome:?}");
+    }
+    let fraud_check = || "fraud-check-api".to_owned();
+    assert_eq!(
+        rules,
+        [
+            (
+                "withdraw fraud-check-api".to_owned(),
+                Err(ProductError::InUse {
+                    product: fraud_check(),
+                    applications: 1
+                })
+            ),
+            (
+                format!("add ledger-api to application-{checkout}"),
+                Err(ProductError::NotOffered {
+                    product: "ledger-api".into()
+                })
+            ),
+            ("withdraw fraud-check-api".to_owned(), Ok(1)),
+            (
+                format!("add fraud-check-api to application-{fleet}"),
+                Err(ProductError::Withdrawn {
+                    product: fraud_check()
+                })
+            ),
+        ]
+    );
+    assert!(report.text.contains("is still used by 1 application(s)"));
 
     // The catalog: this run's live applications, as their states say.
     let catalog: BTreeMap<&str, &ApplicationSummary> = report
