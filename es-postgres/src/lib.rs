@@ -94,6 +94,7 @@ mod inline;
 mod inner;
 mod migrate;
 mod projection;
+mod query;
 mod read_model;
 mod reader;
 mod redact;
