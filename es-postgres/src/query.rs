@@ -211,3 +211,120 @@ impl<E: DomainEvent> QueryReader<E> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use es_core::{QueryItem, Tag};
+    use sqlx::postgres::PgPoolOptions;
+    use sqlx::{AssertSqlSafe, Executor as _};
+
+    use crate::schema::PgSchemaName;
+    use crate::sql::Statements;
+
+    #[test]
+    fn only_queries_whose_items_all_have_tags_use_the_index() {
+        let course = Tag::pair("course", "c1").unwrap();
+        let tagged = Query::from(QueryItem::new().with_tag(course.clone())).or(QueryItem::new()
+            .with_types(["A"])
+            .with_tag(Tag::new("x").unwrap()));
+        let parameters = QueryParameters::new(&tagged).unwrap();
+        assert_eq!(
+            parameters.any_tags.as_deref(),
+            Some(&["course:c1".to_owned(), "x".to_owned()][..])
+        );
+        assert_eq!(parameters.any_types, None);
+        let typed = Query::from(QueryItem::new().with_types(["B", "A"]))
+            .or(QueryItem::new().with_tag(course));
+        let parameters = QueryParameters::new(&typed).unwrap();
+        assert_eq!(parameters.any_tags, None);
+        assert_eq!(parameters.any_types, None);
+        let types_only =
+            QueryParameters::new(&QueryItem::new().with_types(["B", "A"]).into()).unwrap();
+        assert_eq!(
+            types_only.any_types.as_deref(),
+            Some(&["A".to_owned(), "B".to_owned()][..])
+        );
+        assert!(QueryParameters::new(&Query::none()).is_none());
+        assert_eq!(
+            QueryParameters::new(&Query::all()).unwrap().items,
+            json!([{ "types": [], "tags": [] }])
+        );
+    }
+
+    /// The query read of a tagged query, planned for a table of many tagged events, reads
+    /// the GIN index, with the parameters' values (a custom plan) and without (the generic
+    /// plan a prepared statement settles on).
+    #[tokio::test]
+    async fn tagged_query_reads_plan_the_tags_index() {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("no PostgreSQL at {url}: {e}"));
+        let name = format!("es_plan_{}", uuid::Uuid::now_v7().simple());
+        let schema = PgSchemaName::new(&name).expect("a valid schema name");
+        let statements = Statements::new(&schema);
+        crate::migrate::run(&pool, &schema, &statements)
+            .await
+            .expect("migrate");
+        let quoted = schema.quoted();
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "INSERT INTO {quoted}.events (stream_id, version, event_id, event_type, schema_version, \
+             payload, metadata, tags) \
+             SELECT 's-' || n, 1, gen_random_uuid(), 'StudentSubscribed', 1, '{{}}', '{{}}', \
+                    ARRAY['course:' || (n % 500), 'student:' || n] \
+             FROM generate_series(1, 20000) AS n; \
+             ANALYZE {quoted}.events"
+        )))
+        .execute(&pool)
+        .await
+        .expect("the events");
+        let items = r#"[{"types": ["StudentSubscribed"], "tags": ["course:42"]}]"#;
+        let custom: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "EXPLAIN {}",
+            statements.read_query_tagged.as_str()
+        )))
+        .bind(Xid8(0))
+        .bind(0_i64)
+        .bind(vec!["course:42".to_owned()])
+        .bind(serde_json::from_str::<Value>(items).unwrap())
+        .bind(2_000_i64)
+        .fetch_all(&pool)
+        .await
+        .expect("explain");
+        let mut connection = pool.acquire().await.unwrap();
+        connection
+            .execute(AssertSqlSafe(format!(
+                "PREPARE q(xid8, bigint, text[], jsonb, bigint) AS {}",
+                statements.read_query_tagged.as_str()
+            )))
+            .await
+            .expect("prepare");
+        sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        let generic: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "EXPLAIN EXECUTE q('0', 0, ARRAY['course:42'], '{items}', 2000)"
+        )))
+        .fetch_all(&mut *connection)
+        .await
+        .expect("explain the generic plan");
+        drop(connection);
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {quoted} CASCADE")))
+            .execute(&pool)
+            .await
+            .expect("drop the schema");
+        for (plan, lines) in [("custom", custom), ("generic", generic)] {
+            assert!(
+                lines.iter().any(|line| line.contains("events_tags_idx")),
+                "the {plan} plan does not use the tags index:\n{}",
+                lines.join("\n")
+            );
+        }
+    }
+}

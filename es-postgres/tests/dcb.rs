@@ -648,7 +648,7 @@ async fn a_late_commit_of_an_older_transaction_counts() {
             &mut held,
             &store,
             &format!("late-{}", course.value()),
-            &[course.clone()],
+            std::slice::from_ref(&course),
         )
         .await;
         // The decision, made on what it could read: the held event is not among it.
@@ -1070,4 +1070,161 @@ async fn query_reads_and_conditions_use_the_tags_index() {
     writer.pool().close().await;
     wait_for_scans(&store, before, "a conditional append").await;
     common::drop_schema(store).await;
+}
+
+/// A login role of its own for one test.
+struct Role {
+    name: String,
+}
+
+impl Role {
+    async fn create(owner: &PgEventStore) -> Self {
+        let name = format!("es_test_dcb_{}", Uuid::new_v4().simple());
+        sqlx::query(AssertSqlSafe(format!("CREATE ROLE \"{name}\" LOGIN")))
+            .execute(owner.pool())
+            .await
+            .unwrap();
+        Self { name }
+    }
+
+    /// The store as this role sees it, on a small pool of its own.
+    fn store(&self, owner: &PgEventStore) -> PgEventStore {
+        let options =
+            es_testkit::postgres::connect_options("es-test-dcb-role").username(&self.name);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_lazy_with(options);
+        PgEventStore::builder(pool)
+            .schema(owner.schema().as_str())
+            .unwrap()
+            .build()
+    }
+
+    async fn drop_with(self, owner: PgEventStore) {
+        let pool = owner.pool().clone();
+        common::drop_schema(owner).await;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP OWNED BY \"{0}\"; DROP ROLE \"{0}\"",
+            self.name
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// What the application role does with tags: appends tagged events, appends on a
+/// condition (and is refused one), reads by query; it still cannot forge the columns the
+/// server assigns, tags or not.
+async fn application_role_uses_tags(app: &PgEventStore) {
+    app.verify()
+        .await
+        .expect("verify passes for the granted role");
+    let name = tag("username", "carol");
+    let condition = AppendCondition::new(QueryItem::new().with_tag(name.clone()));
+    app.append(
+        &stream("note", "1"),
+        ExpectedVersion::NoStream,
+        vec![tagged("Noted", [tag("k", 1)])],
+    )
+    .await
+    .unwrap();
+    let registered = app
+        .append_if(
+            &stream("account", "carol"),
+            ExpectedVersion::NoStream,
+            vec![tagged("AccountRegistered", [name.clone()])],
+            condition.clone(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        app.append_if(
+            &stream("account", "carol2"),
+            ExpectedVersion::NoStream,
+            vec![tagged("AccountRegistered", [name.clone()])],
+            condition.clone()
+        )
+        .await,
+        Err(AppendError::ConditionFailed { .. })
+    ));
+    // Waiting for older transactions needs nothing more: held by one, it still decides.
+    settle(app).await;
+    let read = query_all(app, &Query::from(QueryItem::new().with_tag(name))).await;
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].event_id, registered.events[0].event_id);
+    let columns =
+        "stream_id, version, event_id, event_type, schema_version, payload, metadata, tags";
+    let values = "'note-2', 1, gen_random_uuid(), 'Forged', 1, '{}', '{}', ARRAY['username:carol']";
+    for (what, sql) in [
+        (
+            "a chosen position",
+            format!(
+                "INSERT INTO {{s}}.events (position, {columns}) OVERRIDING SYSTEM VALUE VALUES (1, {values})"
+            ),
+        ),
+        (
+            "a transaction id from the future",
+            format!(
+                "INSERT INTO {{s}}.events (transaction_id, {columns}) VALUES ('999999999999'::xid8, {values})"
+            ),
+        ),
+        (
+            "a recorded time of 2001",
+            format!(
+                "INSERT INTO {{s}}.events (recorded_at, {columns}) VALUES ('2001-01-01T00:00:00Z', {values})"
+            ),
+        ),
+        (
+            "a rewrite of tags",
+            "UPDATE {s}.events SET tags = NULL".to_owned(),
+        ),
+        (
+            "dropping the index",
+            "DROP INDEX {s}.events_tags_idx".to_owned(),
+        ),
+    ] {
+        let sql = sql.replace("{s}", &format!("\"{}\"", app.schema()));
+        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(app.pool()).await {
+            Err(sqlx::Error::Database(error))
+                if matches!(error.code().as_deref(), Some("42501")) => {}
+            other => panic!("{what}: expected a refusal for lack of privilege, got {other:?}"),
+        }
+    }
+}
+
+/// The granted application role appends tagged events and on conditions, and reads by
+/// query, with no privilege beyond the grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_role_appends_on_conditions() {
+    let owner = common::fresh_store().await;
+    let role = Role::create(&owner).await;
+    owner.grant_application_role(&role.name).await.unwrap();
+    let app = role.store(&owner);
+    application_role_uses_tags(&app).await;
+    app.pool().close().await;
+    role.drop_with(owner).await;
+}
+
+/// A role granted before migration 0008 may write the tags column and make conditional
+/// appends after it: the migration grants both to the roles that may append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_granted_before_the_tags_migration_uses_tags_after_it() {
+    let owner = common::fresh_store().await;
+    let role = Role::create(&owner).await;
+    owner.grant_application_role(&role.name).await.unwrap();
+    // Put the schema back as migration 0007 left it, grants included.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP FUNCTION \"{0}\".es_append_if; ALTER TABLE \"{0}\".events DROP COLUMN tags; \
+         DELETE FROM \"{0}\".es_migrations WHERE version = 8",
+        owner.schema()
+    )))
+    .execute(owner.pool())
+    .await
+    .unwrap();
+    owner.migrate().await.unwrap();
+    let app = role.store(&owner);
+    application_role_uses_tags(&app).await;
+    app.pool().close().await;
+    role.drop_with(owner).await;
 }
