@@ -58,7 +58,12 @@ CREATE FUNCTION {schema}.es_append_if(
     p_items jsonb, p_any_tags text[], p_after_transaction xid8, p_after_position bigint,
     p_pauses float8[], p_wait_limit float8)
 RETURNS TABLE ("position" bigint, transaction_id xid8, version bigint, recorded_at timestamptz)
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+-- Plans made once per session: planning the check anew on every call (a custom plan for
+-- each set of values) cost more than the rest of the call. The statements are written for
+-- plans that do not depend on the values (see the candidates below).
+SET plan_cache_mode = force_generic_plan
+AS $$
 #variable_conflict use_column
 DECLARE
     me xid8;
@@ -66,7 +71,16 @@ DECLARE
     waits int := 0;
     give_up timestamptz;
     statement_limit float8;
-    older boolean;
+    older xid8[];
+    snapshot_xmax xid8;
+    clear boolean;
+    announced bigint[];
+    query_keys bigint[];
+    key bigint;
+    older_id xid8;
+    holder_pid int;
+    -- The first half of the key an announcing backend locks (the second is its pid).
+    marker CONSTANT int := hashtext('es-postgres conditional append');
     first_transaction xid8;
     first_position bigint;
     first_type text;
@@ -76,6 +90,19 @@ BEGIN
         IF current_setting('transaction_isolation') <> 'read committed' THEN
             RAISE EXCEPTION 'a conditional append runs at READ COMMITTED, not %',
                 current_setting('transaction_isolation') USING ERRCODE = 'ESRC0';
+        END IF;
+        -- Announce the batch's tags before the insert gives the transaction its id, for
+        -- the conditional appends that will wait for it (below): the lock on (marker, this
+        -- backend's pid), exclusive, says that this transaction's events are this batch,
+        -- and a shared lock per tag that one of them carries it. Shared, so announcers of
+        -- one tag do not wait for each other. A batch of many tags does not announce, and
+        -- is waited for like any other writer.
+        announced := ARRAY(SELECT DISTINCT hashtextextended('{schema} tag ' || t, 1)
+                           FROM unnest(p_tags) AS e(tg),
+                                unnest(string_to_array(e.tg, E'\x1f')) AS t);
+        IF cardinality(announced) <= 32 THEN
+            PERFORM pg_advisory_xact_lock(marker, pg_backend_pid());
+            PERFORM pg_advisory_xact_lock_shared(k) FROM unnest(announced) AS k;
         END IF;
         IF p_expected IS NULL THEN
             RETURN QUERY
@@ -116,31 +143,85 @@ BEGIN
         END IF;
         me := pg_current_xact_id();
     END IF;
+    query_keys := ARRAY(SELECT DISTINCT hashtextextended('{schema} tag ' || t, 1)
+                        FROM unnest(p_any_tags) AS t);
     LOOP
-        -- One statement, so one snapshot for both questions: is a transaction older than
-        -- this one still running (es_horizon leaves out those of other databases), and the
-        -- first selected event after the position that another transaction wrote.
+        -- One statement, so one snapshot S for both questions: which transactions older
+        -- than this one are still running, and the first selected event after the position
+        -- that another transaction wrote.
         IF p_any_tags IS NOT NULL THEN
-            SELECT me IS NOT NULL AND (SELECT {schema}.es_horizon()) < me,
+            SELECT ARRAY(
+                       SELECT r FROM (
+                           -- Listed running, and every id from the snapshot's xmax up: no
+                           -- transaction above the newest one completed has completed, and
+                           -- a snapshot does not list them.
+                           SELECT x AS r FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+                           WHERE x < me
+                           UNION ALL
+                           SELECT g::text::xid8
+                           FROM generate_series(
+                               pg_snapshot_xmax(pg_current_snapshot())::text::int8,
+                               least(coalesce(me::text::int8, 0) - 1,
+                                     pg_snapshot_xmax(pg_current_snapshot())::text::int8 + 255)) AS g
+                       ) ids
+                       -- Those seen running in another database, as es_horizon does.
+                       WHERE r::xid NOT IN (
+                             SELECT a.backend_xid FROM pg_stat_get_activity(NULL) a
+                             WHERE a.backend_xid IS NOT NULL AND a.datid IS NOT NULL
+                               AND a.datid <> (SELECT oid FROM pg_database
+                                               WHERE datname = current_database())
+                             UNION ALL
+                             SELECT p.transaction FROM pg_prepared_xacts p
+                             WHERE p.database <> current_database())),
+                   pg_snapshot_xmax(pg_current_snapshot()),
                    m.transaction_id, m.position, m.event_type
-            INTO older, first_transaction, first_position, first_type
+            INTO older, snapshot_xmax, first_transaction, first_position, first_type
             FROM (SELECT 1) one
             LEFT JOIN LATERAL (
-                SELECT e.transaction_id, e.position, e.event_type
-                FROM {schema}.events e
-                WHERE e.tags && p_any_tags AND e.tags IS NOT NULL
-                  AND (e.transaction_id, e.position) > (p_after_transaction, p_after_position)
-                  AND e.transaction_id IS DISTINCT FROM me
+                -- The events carrying one of the tags, from the index alone: a plan made
+                -- without the values would otherwise scan the primary key for the
+                -- position, or read it in order hoping for an early match.
+                WITH candidates AS MATERIALIZED (
+                    SELECT e.transaction_id, e.position, e.event_type, e.tags
+                    FROM {schema}.events e
+                    WHERE e.tags && p_any_tags AND e.tags IS NOT NULL
+                      AND e.transaction_id IS DISTINCT FROM me)
+                SELECT c.transaction_id, c.position, c.event_type
+                FROM candidates c
+                WHERE (c.transaction_id, c.position) > (p_after_transaction, p_after_position)
                   AND EXISTS (
                       SELECT 1 FROM jsonb_to_recordset(p_items) AS i(types text[], tags text[])
-                      WHERE (coalesce(cardinality(i.types), 0) = 0 OR e.event_type = ANY (i.types))
-                        AND e.tags @> coalesce(i.tags, '{}'))
-                ORDER BY e.transaction_id, e.position
+                      WHERE (coalesce(cardinality(i.types), 0) = 0 OR c.event_type = ANY (i.types))
+                        AND c.tags @> coalesce(i.tags, '{}'))
+                ORDER BY c.transaction_id, c.position
                 LIMIT 1) m ON true;
         ELSE
-            SELECT me IS NOT NULL AND (SELECT {schema}.es_horizon()) < me,
+            SELECT ARRAY(
+                       SELECT r FROM (
+                           -- Listed running, and every id from the snapshot's xmax up: no
+                           -- transaction above the newest one completed has completed, and
+                           -- a snapshot does not list them.
+                           SELECT x AS r FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+                           WHERE x < me
+                           UNION ALL
+                           SELECT g::text::xid8
+                           FROM generate_series(
+                               pg_snapshot_xmax(pg_current_snapshot())::text::int8,
+                               least(coalesce(me::text::int8, 0) - 1,
+                                     pg_snapshot_xmax(pg_current_snapshot())::text::int8 + 255)) AS g
+                       ) ids
+                       -- Those seen running in another database, as es_horizon does.
+                       WHERE r::xid NOT IN (
+                             SELECT a.backend_xid FROM pg_stat_get_activity(NULL) a
+                             WHERE a.backend_xid IS NOT NULL AND a.datid IS NOT NULL
+                               AND a.datid <> (SELECT oid FROM pg_database
+                                               WHERE datname = current_database())
+                             UNION ALL
+                             SELECT p.transaction FROM pg_prepared_xacts p
+                             WHERE p.database <> current_database())),
+                   pg_snapshot_xmax(pg_current_snapshot()),
                    m.transaction_id, m.position, m.event_type
-            INTO older, first_transaction, first_position, first_type
+            INTO older, snapshot_xmax, first_transaction, first_position, first_type
             FROM (SELECT 1) one
             LEFT JOIN LATERAL (
                 SELECT e.transaction_id, e.position, e.event_type
@@ -161,7 +242,56 @@ BEGIN
                                            'position', first_position,
                                            'event_type', first_type)::text;
         END IF;
-        EXIT WHEN NOT older;
+        EXIT WHEN coalesce(cardinality(older), 0) = 0;
+        -- Older conditional appends whose tags hold none of the query's cannot write a
+        -- selected event: when every item of the query has a tag, they need not be waited
+        -- for. Told by their announcements, without reading the lock table: no other
+        -- transaction may hold a query tag (an exclusive try of its lock succeeds), and
+        -- each older transaction's backend must hold its marker (a shared try fails). An
+        -- older transaction announced before it had its id, so before S; both tries hold
+        -- what they took until this transaction ends, so that an announcement after them
+        -- (a younger transaction's: it takes its id after) waits for this one's commit. The
+        -- backends' transactions are still those of S if they are all still running after
+        -- the tries (pg_xact_status); if one ended meanwhile, look again.
+        IF p_any_tags IS NOT NULL THEN
+            -- More unlisted ids than were looked at: wait for them.
+            clear := me::text::int8 - snapshot_xmax::text::int8 <= 256;
+            FOREACH key IN ARRAY query_keys LOOP
+                EXIT WHEN NOT clear;
+                IF NOT pg_try_advisory_xact_lock(key) THEN
+                    clear := false;
+                    EXIT;
+                END IF;
+            END LOOP;
+            IF clear THEN
+                FOR older_id, holder_pid IN
+                    SELECT x, a.pid FROM unnest(older) AS x
+                    LEFT JOIN pg_stat_get_activity(NULL) a ON a.backend_xid = x::xid
+                LOOP
+                    -- One that ended since S is looked at again, with a new snapshot, at
+                    -- once; before the try, so as not to hold up its backend's next
+                    -- announcement.
+                    IF pg_xact_status(older_id) IS DISTINCT FROM 'in progress' THEN
+                        clear := NULL;
+                        EXIT;
+                    END IF;
+                    IF holder_pid IS NULL OR pg_try_advisory_xact_lock_shared(marker, holder_pid) THEN
+                        clear := false;
+                        EXIT;
+                    END IF;
+                END LOOP;
+            END IF;
+            IF clear AND NOT EXISTS (
+                SELECT 1 FROM unnest(older) AS x
+                WHERE pg_xact_status(x) IS DISTINCT FROM 'in progress')
+            THEN
+                EXIT;
+            END IF;
+            IF clear IS NULL OR clear THEN
+                PERFORM pg_stat_clear_snapshot();
+                CONTINUE;
+            END IF;
+        END IF;
 
         IF waits = 0 THEN
             statement_limit := extract(epoch FROM current_setting('statement_timeout')::interval);

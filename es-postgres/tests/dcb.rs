@@ -1228,3 +1228,119 @@ async fn a_role_granted_before_the_tags_migration_uses_tags_after_it() {
     app.pool().close().await;
     role.drop_with(owner).await;
 }
+
+/// Holds the append's transaction open in its inline projection until released: an
+/// older conditional append still running.
+struct Blocker {
+    entered: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl PgInlineProjection for Blocker {
+    fn name(&self) -> &str {
+        "blocker"
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::all().with_categories(["blocker"])
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _tx: &'a mut PgConnection,
+        _events: &'a [EventEnvelope<RawEvent>],
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            self.entered.notify_one();
+            self.release.notified().await;
+            Ok(())
+        })
+    }
+}
+
+/// A conditional append waits for an older conditional append whose events may match its
+/// query (a tag in common), and fails when that one commits a selected event; one whose
+/// announced tags hold none of the query's it need not wait for, and commits while that
+/// one is still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_appends_wait_only_for_older_ones_that_may_match() {
+    let base = common::fresh_store().await;
+    let (entered, release) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let blocking = PgEventStore::builder(base.pool().clone())
+        .schema(base.schema().as_str())
+        .unwrap()
+        .inline_projection(Arc::new(Blocker {
+            entered: Arc::clone(&entered),
+            release: Arc::clone(&release),
+        }))
+        .build();
+    let (x, y) = (tag("course", "x"), tag("course", "y"));
+    let older = {
+        let (blocking, x) = (blocking.clone(), x.clone());
+        tokio::spawn(async move {
+            blocking
+                .append_if(
+                    &stream("blocker", 1),
+                    ExpectedVersion::NoStream,
+                    vec![tagged("StudentSubscribed", [x.clone()])],
+                    AppendCondition::new(QueryItem::new().with_tag(tag("course", "none"))),
+                )
+                .await
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(30), entered.notified())
+        .await
+        .expect("the older append runs its projection");
+    // Disjoint: commits while the older one is open.
+    let disjoint = tokio::time::timeout(
+        Duration::from_secs(20),
+        base.append_if(
+            &stream("subscription", "y"),
+            ExpectedVersion::NoStream,
+            vec![tagged("StudentSubscribed", [y.clone()])],
+            AppendCondition::new(QueryItem::new().with_tag(y)),
+        ),
+    )
+    .await
+    .expect("a disjoint conditional append does not wait for the older one");
+    disjoint.unwrap();
+    // Overlapping: waits, then sees the older one's event.
+    let overlapping = {
+        let (base, x) = (base.clone(), x.clone());
+        tokio::spawn(async move {
+            base.append_if(
+                &stream("subscription", "x"),
+                ExpectedVersion::NoStream,
+                vec![tagged("StudentSubscribed", [x.clone()])],
+                AppendCondition::new(QueryItem::new().with_tag(x)),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !overlapping.is_finished(),
+        "the overlapping append did not wait"
+    );
+    release.notify_one();
+    let committed = tokio::time::timeout(Duration::from_secs(30), older)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(30), overlapping)
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Err(AppendError::ConditionFailed { position, .. }) => {
+            assert_eq!(position, committed.events[0].position)
+        }
+        other => panic!("expected the condition to fail, got {other:?}"),
+    }
+    drop(blocking);
+    common::drop_schema(base).await;
+}

@@ -207,7 +207,11 @@ impl PgEventStore {
             });
         }
         let batch = Batch::encode(stream, &mut events)?;
-        self.refuse_overflow(stream, expected, events.len()).await?;
+        if let Err(full) = self.refuse_overflow(stream, expected, events.len()).await {
+            // The condition comes first, as in the memory store.
+            self.check_only(stream, check).await?;
+            return Err(full);
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
