@@ -85,13 +85,10 @@ DECLARE
     statement_limit float8;
     older xid8[];
     snapshot_xmax xid8;
-    clear boolean;
     announced bigint[];
     query_keys bigint[];
-    key bigint;
-    older_id xid8;
-    holder_pid int;
-    -- The first half of the key an announcing backend locks (the second is its pid).
+    undecided xid8[];
+    -- The first half of the key an announcing transaction locks (the second is its id).
     marker CONSTANT int := hashtext('es-postgres conditional append');
     first_transaction xid8;
     first_position bigint;
@@ -104,17 +101,18 @@ BEGIN
                 current_setting('transaction_isolation') USING ERRCODE = 'ESRC0';
         END IF;
         -- Announce the batch's tags before the insert gives the transaction its id, for
-        -- the conditional appends that will wait for it (below): the lock on (marker, this
-        -- backend's pid), exclusive, says that this transaction's events are this batch,
-        -- and a shared lock per tag that one of them carries it. Shared, so announcers of
-        -- one tag do not wait for each other. A batch of many tags does not announce, and
-        -- is waited for like any other writer.
+        -- the conditional appends that will wait for it (below): a shared lock per tag
+        -- that one of its events carries it (shared, so announcers of one tag do not wait
+        -- for each other), and after the insert the lock on (marker, its id), exclusive,
+        -- that its events are this batch. A batch of many tags does not announce, and is
+        -- waited for like any other writer.
         announced := ARRAY(SELECT DISTINCT hashtextextended('{schema} tag ' || t, 1)
                            FROM unnest(p_tags) AS e(tg),
                                 unnest(string_to_array(e.tg, E'\x1f')) AS t);
         IF cardinality(announced) <= 32 THEN
-            PERFORM pg_advisory_xact_lock(marker, pg_backend_pid());
             PERFORM pg_advisory_xact_lock_shared(k) FROM unnest(announced) AS k;
+        ELSE
+            announced := NULL;
         END IF;
         IF p_expected IS NULL THEN
             RETURN QUERY
@@ -154,6 +152,11 @@ BEGIN
             RETURN;
         END IF;
         me := pg_current_xact_id();
+        -- A try: should a younger append be looking at this id right now, this one is
+        -- simply not announced, and is waited for.
+        IF announced IS NOT NULL THEN
+            PERFORM pg_try_advisory_xact_lock(marker, (me::text::int8 % 4294967296 - 2147483648)::int4);
+        END IF;
     END IF;
     query_keys := ARRAY(SELECT DISTINCT hashtextextended('{schema} tag ' || t, 1)
                         FROM unnest(p_any_tags) AS t);
@@ -175,16 +178,7 @@ BEGIN
                                pg_snapshot_xmax(pg_current_snapshot())::text::int8,
                                least(coalesce(me::text::int8, 0) - 1,
                                      pg_snapshot_xmax(pg_current_snapshot())::text::int8 + 255)) AS g
-                       ) ids
-                       -- Those seen running in another database, as es_horizon does.
-                       WHERE r::xid NOT IN (
-                             SELECT a.backend_xid FROM pg_stat_get_activity(NULL) a
-                             WHERE a.backend_xid IS NOT NULL AND a.datid IS NOT NULL
-                               AND a.datid <> (SELECT oid FROM pg_database
-                                               WHERE datname = current_database())
-                             UNION ALL
-                             SELECT p.transaction FROM pg_prepared_xacts p
-                             WHERE p.database <> current_database())),
+                       ) ids),
                    pg_snapshot_xmax(pg_current_snapshot()),
                    m.transaction_id, m.position, m.event_type
             INTO older, snapshot_xmax, first_transaction, first_position, first_type
@@ -221,16 +215,7 @@ BEGIN
                                pg_snapshot_xmax(pg_current_snapshot())::text::int8,
                                least(coalesce(me::text::int8, 0) - 1,
                                      pg_snapshot_xmax(pg_current_snapshot())::text::int8 + 255)) AS g
-                       ) ids
-                       -- Those seen running in another database, as es_horizon does.
-                       WHERE r::xid NOT IN (
-                             SELECT a.backend_xid FROM pg_stat_get_activity(NULL) a
-                             WHERE a.backend_xid IS NOT NULL AND a.datid IS NOT NULL
-                               AND a.datid <> (SELECT oid FROM pg_database
-                                               WHERE datname = current_database())
-                             UNION ALL
-                             SELECT p.transaction FROM pg_prepared_xacts p
-                             WHERE p.database <> current_database())),
+                       ) ids),
                    pg_snapshot_xmax(pg_current_snapshot()),
                    m.transaction_id, m.position, m.event_type
             INTO older, snapshot_xmax, first_transaction, first_position, first_type
@@ -259,50 +244,43 @@ BEGIN
         -- selected event: when every item of the query has a tag, they need not be waited
         -- for. Told by their announcements, without reading the lock table: no other
         -- transaction may hold a query tag (an exclusive try of its lock succeeds), and
-        -- each older transaction's backend must hold its marker (a shared try fails). An
-        -- older transaction announced before it had its id, so before S; both tries hold
-        -- what they took until this transaction ends, so that an announcement after them
-        -- (a younger transaction's: it takes its id after) waits for this one's commit. The
-        -- backends' transactions are still those of S if they are all still running after
-        -- the tries (pg_xact_status); if one ended meanwhile, look again.
-        IF p_any_tags IS NOT NULL THEN
-            -- More unlisted ids than were looked at: wait for them.
-            clear := me::text::int8 - snapshot_xmax::text::int8 <= 256;
-            FOREACH key IN ARRAY query_keys LOOP
-                EXIT WHEN NOT clear;
-                IF NOT pg_try_advisory_xact_lock(key) THEN
-                    clear := false;
-                    EXIT;
-                END IF;
-            END LOOP;
-            IF clear THEN
-                FOR older_id, holder_pid IN
-                    SELECT x, a.pid FROM unnest(older) AS x
-                    LEFT JOIN pg_stat_get_activity(NULL) a ON a.backend_xid = x::xid
-                LOOP
-                    -- One that ended since S is looked at again, with a new snapshot, at
-                    -- once; before the try, so as not to hold up its backend's next
-                    -- announcement.
-                    IF pg_xact_status(older_id) IS DISTINCT FROM 'in progress' THEN
-                        clear := NULL;
-                        EXIT;
-                    END IF;
-                    IF holder_pid IS NULL OR pg_try_advisory_xact_lock_shared(marker, holder_pid) THEN
-                        clear := false;
-                        EXIT;
-                    END IF;
-                END LOOP;
-            END IF;
-            IF clear AND NOT EXISTS (
-                SELECT 1 FROM unnest(older) AS x
-                WHERE pg_xact_status(x) IS DISTINCT FROM 'in progress')
-            THEN
-                EXIT;
-            END IF;
-            IF clear IS NULL OR clear THEN
+        -- the older one must hold its marker (a shared try fails: only it takes that key,
+        -- and only while it runs). An older transaction announced its tags before it had
+        -- its id, so before S, and holds them while it runs: one still holding its marker
+        -- after the tag tries held its tags during them. The tries keep what they took
+        -- until this transaction ends, so that a younger transaction announcing a query
+        -- tag meanwhile waits for this one (it takes its id after, and sorts after).
+        undecided := older;
+        IF p_any_tags IS NOT NULL
+           -- More unlisted ids than were enumerated: wait for them.
+           AND me::text::int8 - snapshot_xmax::text::int8 <= 256
+           AND NOT EXISTS (SELECT 1 FROM unnest(query_keys) AS k
+                           WHERE NOT pg_try_advisory_xact_lock(k))
+        THEN
+            undecided := ARRAY(
+                SELECT x FROM unnest(older) AS x
+                WHERE pg_try_advisory_xact_lock_shared(
+                    marker, (x::text::int8 % 4294967296 - 2147483648)::int4));
+        END IF;
+        IF me::text::int8 - snapshot_xmax::text::int8 <= 256 THEN
+            EXIT WHEN cardinality(undecided) = 0;
+            -- One that ended since S is looked at again, with a new snapshot, at once.
+            IF EXISTS (SELECT 1 FROM unnest(undecided) AS x
+                       WHERE pg_xact_status(x) IS DISTINCT FROM 'in progress') THEN
                 PERFORM pg_stat_clear_snapshot();
                 CONTINUE;
             END IF;
+            -- Those seen running in another database cannot write here (as es_horizon).
+            EXIT WHEN NOT EXISTS (
+                SELECT 1 FROM unnest(undecided) AS x
+                WHERE x::xid NOT IN (
+                    SELECT a.backend_xid FROM pg_stat_get_activity(NULL) a
+                    WHERE a.backend_xid IS NOT NULL AND a.datid IS NOT NULL
+                      AND a.datid <> (SELECT oid FROM pg_database
+                                      WHERE datname = current_database())
+                    UNION ALL
+                    SELECT p.transaction FROM pg_prepared_xacts p
+                    WHERE p.database <> current_database()));
         END IF;
 
         IF waits = 0 THEN
