@@ -178,6 +178,41 @@ fn is_unavailable_code(code: &str) -> bool {
     code.starts_with("08") || code.starts_with("57P") || code == "53300"
 }
 
+/// How a conditional append (`es_append_if`, migration 0008) refused, by the SQLSTATE it
+/// raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConditionalRefusal {
+    /// ESRC0: the transaction is not at READ COMMITTED (a session default); nothing was
+    /// written. Run it in a transaction begun at READ COMMITTED.
+    NotReadCommitted,
+    /// ESCF0: an event the query selects follows the position; the DETAIL names it.
+    ConditionFailed,
+    /// ESWT0: a transaction older than the append was still open at the limit; the DETAIL
+    /// names it.
+    HeldBack,
+    /// ESYL0: an older transaction waits for a lock the append holds; try again.
+    GaveWay,
+}
+
+/// What `es_append_if` raised, if `error` is one of its refusals.
+pub(crate) fn conditional_refusal(error: &sqlx::Error) -> Option<ConditionalRefusal> {
+    match sqlstate(error)?.as_ref() {
+        "ESRC0" => Some(ConditionalRefusal::NotReadCommitted),
+        "ESCF0" => Some(ConditionalRefusal::ConditionFailed),
+        "ESWT0" => Some(ConditionalRefusal::HeldBack),
+        "ESYL0" => Some(ConditionalRefusal::GaveWay),
+        _ => None,
+    }
+}
+
+/// The DETAIL of a database error, as PostgreSQL sent it.
+pub(crate) fn detail(error: &sqlx::Error) -> Option<&str> {
+    error
+        .as_database_error()?
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?
+        .detail()
+}
+
 /// Whether the server aborted a statement as a serialization failure (SQLSTATE 40001) or a
 /// deadlock victim (40P01). Under `SERIALIZABLE` isolation (a role or database default,
 /// say) even a plain read can be aborted so; the statement did nothing and may simply run

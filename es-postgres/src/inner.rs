@@ -2,6 +2,7 @@
 //! and the one way it runs a statement.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use sqlx::postgres::PgPool;
@@ -27,6 +28,9 @@ pub(crate) struct Inner {
     /// How long a call waits for the server's reply before it gives up (`None`: as long
     /// as the server takes).
     pub(crate) reply_timeout: Option<Duration>,
+    /// Conditional appends found a session at another isolation level than READ
+    /// COMMITTED: they begin a transaction at READ COMMITTED from then on.
+    pub(crate) conditional_in_transaction: AtomicBool,
 }
 
 impl Inner {

@@ -24,6 +24,11 @@
 //! - subscriptions are woken directly by appends in the same process and by
 //!   `LISTEN`/`NOTIFY` across processes, poll as a fallback, and survive lost connections,
 //!   resuming where they were.
+//! - tags are stored in a `text[]` column with a partial GIN index, which
+//!   [`EventStore::read_query`] reads for queries whose every item has a tag; the
+//!   conditional append ([`EventStore::append_if`]) is one statement that inserts, then
+//!   checks the condition with a fresh snapshot and waits for older transactions, race-free
+//!   under every isolation level and against late commits (see the crate README);
 //! - read models in the same database ([`PgProjection`], [`PgInlineProjection`]) declare
 //!   their tables as versioned [`PgMigration`]s, which the runner (or
 //!   [`PgEventStore::migrate`], for inline ones) applies once in the store's schema and
@@ -59,7 +64,7 @@
 //!
 //! | Table            | Columns                                                                 |
 //! |------------------|-------------------------------------------------------------------------|
-//! | `events`         | `position` bigint identity, `transaction_id` xid8 (the writer's `pg_current_xact_id()`), `stream_id` text, `version` bigint, `event_id` uuid, `event_type` text, `schema_version` integer, `payload` jsonb, `correlation_id` uuid, `causation_id` uuid, `actor` text, `metadata` jsonb (the free-form entries), `recorded_at` timestamptz. Primary key (`transaction_id`, `position`), the global log's order; unique (`stream_id`, `version`); unique `event_id`. |
+//! | `events`         | `position` bigint identity, `transaction_id` xid8 (the writer's `pg_current_xact_id()`), `stream_id` text, `version` bigint, `event_id` uuid, `event_type` text, `schema_version` integer, `payload` jsonb, `correlation_id` uuid, `causation_id` uuid, `actor` text, `metadata` jsonb (the free-form entries), `traceparent` text, `tags` text[] (NULL for none, a partial GIN index for queries), `recorded_at` timestamptz. Primary key (`transaction_id`, `position`), the global log's order; unique (`stream_id`, `version`); unique `event_id`. |
 //! | `snapshots`      | `stream_id` (primary key), `version`, `schema_version`, `state` jsonb, `taken_at` |
 //! | `checkpoints`    | `name` (primary key), `position_major`, `position_minor`, `updated_at`  |
 //! | `es_migrations`  | the applied migration versions and checksums, apart from the application's own |
@@ -94,6 +99,7 @@ mod inline;
 mod inner;
 mod migrate;
 mod projection;
+mod query;
 mod read_model;
 mod reader;
 mod redact;

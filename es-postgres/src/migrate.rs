@@ -55,6 +55,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "traceparent",
         sql: include_str!("../migrations/0007_traceparent.sql"),
     },
+    Migration {
+        version: 8,
+        name: "tags",
+        sql: include_str!("../migrations/0008_tags.sql"),
+    },
 ];
 
 /// The schema and the migrations table, before any migration (idempotent).
@@ -465,6 +470,7 @@ const APPEND_COLUMNS: &[&str] = &[
     "actor",
     "metadata",
     "traceparent",
+    "tags",
 ];
 
 async fn check_privileges(
@@ -495,8 +501,9 @@ async fn check_privileges(
              'pg_catalog.pg_database', 'pg_catalog.pg_stat_activity']) AS c \
          WHERE NOT has_table_privilege(c, 'SELECT') \
          UNION ALL \
-         SELECT 'EXECUTE on pg_catalog.pg_stat_get_activity(integer)' \
-         WHERE NOT has_function_privilege('pg_catalog.pg_stat_get_activity(integer)', 'EXECUTE')",
+         SELECT 'EXECUTE on ' || f FROM unnest(ARRAY['pg_catalog.pg_stat_get_activity(integer)', \
+             'pg_catalog.pg_blocking_pids(integer)', 'pg_catalog.pg_sleep(double precision)']) AS f \
+         WHERE NOT has_function_privilege(f, 'EXECUTE')",
     )
     .bind(&tables)
     .bind(&privileges)
@@ -506,6 +513,11 @@ async fn check_privileges(
     .bind([
         format!("{quoted}.es_stream_open(text)"),
         format!("{quoted}.es_horizon()"),
+        format!(
+            "{quoted}.es_append_if(text, bigint, uuid[], text[], int4[], jsonb[], uuid[], \
+             uuid[], text[], jsonb[], text[], text[], jsonb, text[], xid8, bigint, float8[], \
+             float8)"
+        ),
     ])
     .bind(schema.as_str())
     .fetch_all(&mut *connection)

@@ -43,11 +43,11 @@ const RECONNECT: Backoff = Backoff::new(Duration::from_millis(10), Duration::fro
 /// for a connection is cut short, never a query: a slow page must be allowed to finish.
 const RECOVERY_ACQUIRE: Duration = Duration::from_secs(1);
 
-type Page = Result<Vec<PgRow>, PageError>;
+pub(crate) type Page = Result<Vec<PgRow>, PageError>;
 
 /// Why a page of the log could not be read.
 #[derive(Debug, thiserror::Error)]
-enum PageError {
+pub(crate) enum PageError {
     /// The query failed.
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
@@ -69,7 +69,7 @@ impl PageError {
         }
     }
 
-    fn into_store_error(self) -> StoreError {
+    pub(crate) fn into_store_error(self) -> StoreError {
         match self {
             Self::Sql(error) => store_error("log read", error),
             Self::NoConnection(_) => {
@@ -81,23 +81,23 @@ impl PageError {
 }
 
 /// A page query running in the background.
-struct Prefetch(Option<JoinHandle<Page>>);
+pub(crate) struct Prefetch(Option<JoinHandle<Page>>);
 
 impl Prefetch {
-    fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Self(None)
     }
 
     /// Starts `query` in the background if a runtime is at hand; otherwise it runs when
     /// taken.
-    fn start(&mut self, query: impl Future<Output = Page> + Send + 'static) {
+    pub(crate) fn start(&mut self, query: impl Future<Output = Page> + Send + 'static) {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.0 = Some(runtime.spawn(query));
         }
     }
 
     /// The prefetched page, if one was started.
-    async fn take(&mut self) -> Option<Page> {
+    pub(crate) async fn take(&mut self) -> Option<Page> {
         let handle = self.0.take()?;
         Some(match handle.await {
             Ok(page) => page,
@@ -236,7 +236,10 @@ async fn forward_stream(
 /// The next row of `rows`, unless the server sends nothing for `idle` (a deadline on
 /// silence, not on the whole read: a long read that keeps coming is fine). Rows already
 /// received cost no timer.
-async fn next_row<S>(rows: &mut S, idle: Option<Duration>) -> Option<Result<PgRow, sqlx::Error>>
+pub(crate) async fn next_row<S>(
+    rows: &mut S,
+    idle: Option<Duration>,
+) -> Option<Result<PgRow, sqlx::Error>>
 where
     S: Stream<Item = Result<PgRow, sqlx::Error>> + Unpin,
 {

@@ -1,9 +1,11 @@
 //! Rows of the events table, read by column name into small structs, and turned into
 //! envelopes.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use es_core::{
-    DomainEvent, EventEnvelope, Metadata, PayloadError, Position, ReadError, StreamId, Version,
+    DomainEvent, EventEnvelope, Metadata, PayloadError, Position, ReadError, StreamId, Tag, Version,
 };
 use sqlx::postgres::{PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::{FromRow, Postgres, Row as _};
@@ -84,6 +86,10 @@ pub(crate) struct EventRow<'r> {
     pub(crate) metadata: JsonbText<'r>,
     /// The W3C trace context, as stored (migration 0007).
     pub(crate) traceparent: Option<&'r str>,
+    /// The tags, as stored (migration 0008): NULL for none. Kept undecoded when they do not
+    /// decode as a one-dimensional text array (written by hand), so that the envelope can
+    /// fail with the event's stream and version.
+    pub(crate) tags: Result<Option<Vec<Option<String>>>, sqlx::Error>,
     pub(crate) recorded_at: DateTime<Utc>,
 }
 
@@ -104,6 +110,7 @@ impl EventRow<'_> {
         "actor",
         "metadata",
         "traceparent",
+        "tags",
         "recorded_at",
     ];
 }
@@ -123,6 +130,7 @@ impl<'r> FromRow<'r, PgRow> for EventRow<'r> {
             actor: row.try_get("actor")?,
             metadata: row.try_get("metadata")?,
             traceparent: row.try_get("traceparent")?,
+            tags: row.try_get("tags"),
             recorded_at: row.try_get("recorded_at")?,
         })
     }
@@ -194,6 +202,11 @@ pub(crate) fn envelope<E: DomainEvent>(
     metadata.traceparent = row
         .traceparent
         .and_then(es_core::telemetry::TraceContext::parse);
+    metadata.tags = tags(row.tags).map_err(|source| ReadError::Metadata {
+        stream: stream_id.clone(),
+        version,
+        source,
+    })?;
     // Most events carry no free-form metadata; skip parsing the empty object.
     if row.metadata.0 != "{}" {
         // Only what `PayloadError` keeps: serde's message would quote the stored values.
@@ -233,6 +246,37 @@ pub(crate) fn envelope<E: DomainEvent>(
         metadata,
         event,
     })
+}
+
+/// Stored tags as [`Tag`]s, each checked as a tag written by the store would be: a tag
+/// written by hand that is not valid fails, saying what is wrong but not what it holds.
+fn tags(
+    stored: Result<Option<Vec<Option<String>>>, sqlx::Error>,
+) -> Result<BTreeSet<Tag>, PayloadError> {
+    let invalid = |what: String| {
+        PayloadError::from(<serde_json::Error as serde::de::Error>::custom(format!(
+            "stored tags: {what}"
+        )))
+    };
+    let Some(stored) = stored.map_err(|_| invalid("not a one-dimensional text array".into()))?
+    else {
+        return Ok(BTreeSet::new());
+    };
+    let count = stored.len();
+    let mut tags = BTreeSet::new();
+    for (index, tag) in stored.into_iter().enumerate() {
+        let tag = tag.ok_or_else(|| invalid(format!("tag {} of {count} is NULL", index + 1)))?;
+        // The tag's own error names its key only; the payload error takes quoted parts out
+        // all the same.
+        let tag = Tag::new(tag).map_err(|error| {
+            invalid(format!(
+                "tag {} of {count} is not valid ({error})",
+                index + 1
+            ))
+        })?;
+        tags.insert(tag);
+    }
+    Ok(tags)
 }
 
 /// The log position of a row with the [`PositionRow`] columns.

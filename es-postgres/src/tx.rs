@@ -22,6 +22,7 @@
 
 use std::ops::{Deref, DerefMut};
 
+use sqlx::SqlSafeStr as _;
 use sqlx::postgres::PgTransactionManager;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx_core::transaction::TransactionManager as _;
@@ -42,6 +43,16 @@ impl PgTx {
         // caller goes away, nobody can tell whether the server opened the transaction.
         let mut connection = Checkout::take(pool).await?;
         PgTransactionManager::begin(&mut connection, None).await?;
+        Ok(Self { connection })
+    }
+
+    /// Begins a transaction at READ COMMITTED, whatever the session's default (a role's
+    /// `default_transaction_isolation`, say): for work whose statements must each see what
+    /// committed before it (a conditional append's check).
+    pub(crate) async fn begin_read_committed(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let mut connection = Checkout::take(pool).await?;
+        let begin = "BEGIN ISOLATION LEVEL READ COMMITTED".into_sql_str();
+        PgTransactionManager::begin(&mut connection, Some(begin)).await?;
         Ok(Self { connection })
     }
 

@@ -19,7 +19,14 @@ const FEEDS: &[(&str, &[&str], &[&str])] = &[
     (
         "EventRow",
         EventRow::COLUMNS,
-        &["read_stream_page", "read_log", "find_event", "find_events"],
+        &[
+            "read_stream_page",
+            "read_log",
+            "read_query_tagged",
+            "read_query_scan",
+            "find_event",
+            "find_events",
+        ],
     ),
     (
         "AppendedRow",
@@ -29,6 +36,7 @@ const FEEDS: &[(&str, &[&str], &[&str])] = &[
             "append_any",
             "append_one_exact",
             "append_one_any",
+            "append_if",
         ],
     ),
     (

@@ -24,6 +24,7 @@ marked AS (
 SELECT position, transaction_id, stream_id, version, event_id, event_type, schema_version,
        CASE WHEN selected THEN payload END AS payload, correlation_id, causation_id, actor,
        CASE WHEN selected THEN metadata END AS metadata,
-       CASE WHEN selected THEN traceparent END AS traceparent, recorded_at, selected
+       CASE WHEN selected THEN traceparent END AS traceparent,
+       CASE WHEN selected THEN tags END AS tags, recorded_at, selected
 FROM marked
 ORDER BY transaction_id, position

@@ -16,6 +16,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::PgEventStore;
+use super::conditional::Check;
 use crate::checkout::{before, within};
 use crate::error::{is_in_failed_transaction, is_write_race, store_error};
 use crate::error::{no_reply, retry_serialization_failures};
@@ -78,27 +79,7 @@ impl PgEventStore {
             });
         }
         let batch = Batch::encode(stream, &mut events)?;
-        // Versions are bigints in the table: a batch that would go past the last one fails
-        // here, typed, rather than as an overflow in the statement.
-        if let ExpectedVersion::Exact(version) = expected
-            && version.get().saturating_add(events.len() as u64) > Version::MAX.get()
-        {
-            self.refuse_if_archived(stream).await?;
-            let actual = self.current_version(stream).await?;
-            return Err(if actual == version {
-                AppendError::StreamFull {
-                    stream: stream.clone(),
-                    version,
-                    events: events.len(),
-                }
-            } else {
-                AppendError::Conflict {
-                    stream: stream.clone(),
-                    expected,
-                    actual,
-                }
-            });
-        }
+        self.refuse_overflow(stream, expected, events.len()).await?;
 
         let mut attempts = 0;
         loop {
@@ -108,7 +89,7 @@ impl PgEventStore {
                 statement!(self.inner, |c| self.insert_on(c, stream, expected, batch)).await
             } else {
                 match self
-                    .insert_with_inline(stream, expected, &batch, &events)
+                    .insert_with_inline(stream, expected, &batch, &events, None)
                     .await
                 {
                     Ok(rows) => Ok(rows),
@@ -161,8 +142,44 @@ impl PgEventStore {
         }
     }
 
+    /// Refuses a batch of `events` that would take `stream` past the last version: versions
+    /// are bigints in the table, and this fails typed rather than as an overflow in the
+    /// statement.
+    pub(super) async fn refuse_overflow(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: usize,
+    ) -> Result<(), AppendError> {
+        let ExpectedVersion::Exact(version) = expected else {
+            return Ok(());
+        };
+        if version.get().saturating_add(events as u64) <= Version::MAX.get() {
+            return Ok(());
+        }
+        self.refuse_if_archived(stream).await?;
+        let actual = self.current_version(stream).await?;
+        Err(if actual == version {
+            AppendError::StreamFull {
+                stream: stream.clone(),
+                version,
+                events,
+            }
+        } else {
+            AppendError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            }
+        })
+    }
+
     /// The inline projections that select some event of `batch` on `stream`.
-    fn inline_for(&self, stream: &StreamId, batch: &Batch) -> Vec<&Arc<dyn PgInlineProjection>> {
+    pub(super) fn inline_for(
+        &self,
+        stream: &StreamId,
+        batch: &Batch,
+    ) -> Vec<&Arc<dyn PgInlineProjection>> {
         self.inner
             .inline
             .iter()
@@ -174,38 +191,56 @@ impl PgEventStore {
     }
 
     /// Inserts the batch and runs the inline projections on it, in one transaction (run
-    /// again whole if the server aborts it as a serialization failure).
+    /// again whole if the server aborts it as a serialization failure). With a `condition`,
+    /// the insert is the conditional one, in a transaction begun at READ COMMITTED whatever
+    /// the session's default, and its check comes before the projections' work (which
+    /// cannot make it wrong: the check only needs to follow the insert).
     ///
     /// Each step has the reply deadline: beginning, the insert, each projection's work on
     /// the batch, the commit. A step cut short drops the transaction, whose connection is
     /// then closed ([`PgTx`]): nothing is stored, and the error is transient.
-    async fn insert_with_inline<E: DomainEvent>(
+    pub(super) async fn insert_with_inline<E: DomainEvent>(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         batch: &Batch,
         events: &[NewEvent<E>],
+        condition: Option<&Check>,
     ) -> Result<Vec<PgRow>, Inserted> {
         let deadline = self.inner.reply_timeout;
         retry_serialization_failures(|| async move {
-            let mut tx = within(deadline, PgTx::begin(&self.inner.pool)).await?;
-            let rows =
-                match within(deadline, self.insert_on(&mut tx, stream, expected, batch)).await {
-                    Ok(rows) => rows,
-                    Err(error) => {
-                        // A refused insert (a lost race, say) is the common failure: end the
-                        // transaction so the connection stays in the pool.
-                        let _ = within(deadline, tx.rollback()).await;
-                        return Err(error);
+            let pool = &self.inner.pool;
+            let mut tx = match condition {
+                None => within(deadline, PgTx::begin(pool)).await?,
+                Some(_) => within(deadline, PgTx::begin_read_committed(pool)).await?,
+            };
+            let insert = async {
+                match condition {
+                    None => self.insert_on(&mut tx, stream, expected, batch).await,
+                    Some(check) => {
+                        check
+                            .append_on(&self.inner, &mut tx, stream, expected, batch)
+                            .await
                     }
-                };
+                }
+            };
+            let rows = match within(deadline, insert).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    // A refused insert (a lost race, say) is the common failure: end the
+                    // transaction so the connection stays in the pool.
+                    let _ = within(deadline, tx.rollback()).await;
+                    return Err(error);
+                }
+            };
             if rows.len() != events.len() {
                 // Refused: the caller classifies it.
                 within(deadline, tx.rollback()).await?;
                 return Ok(Ok(rows));
             }
             let raw = raw_envelopes(stream, batch, events, &rows);
-            for projection in self.inline_for(stream, batch) {
+            let projections = self.inline_for(stream, batch);
+            for projection in &projections {
                 let filter = projection.filter();
                 let selected: Vec<EventEnvelope<RawEvent>> = raw
                     .iter()
@@ -229,7 +264,9 @@ impl PgEventStore {
             // The projections ran on the append's transaction: one that swallowed an error
             // (the transaction is then aborted, and COMMIT rolls it back without a word),
             // or ended it, must not let the append report success.
-            if let Err(refusal) = within(deadline, still_ours(&mut tx, &rows)).await? {
+            if !projections.is_empty()
+                && let Err(refusal) = within(deadline, still_ours(&mut tx, &rows)).await?
+            {
                 let _ = within(deadline, tx.rollback()).await;
                 return Ok(Err(AppendError::Store {
                     stream: stream.clone(),
@@ -276,6 +313,7 @@ impl PgEventStore {
                 .bind(&batch.actors[0])
                 .bind(&batch.user_metadata[0])
                 .bind(&batch.traceparents[0])
+                .bind(&batch.tags[0])
                 .fetch_all(&mut *connection)
                 .await;
         }
@@ -295,13 +333,14 @@ impl PgEventStore {
             .bind(&batch.actors)
             .bind(&batch.user_metadata)
             .bind(&batch.traceparents)
+            .bind(&batch.tags)
             .fetch_all(&mut *connection)
             .await
     }
 
     /// Explains a refused append: the batch is already stored (an idempotent repeat, which
     /// is success), an id is taken, or the version did not match.
-    async fn classify<E: DomainEvent>(
+    pub(super) async fn classify<E: DomainEvent>(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
@@ -324,7 +363,7 @@ impl PgEventStore {
     ///
     /// Where the ids are is decided from the rows' plain columns: the stored events may be
     /// of another type (another category's), which only a true repeat needs to decode.
-    async fn find_stored<E: DomainEvent>(
+    pub(super) async fn find_stored<E: DomainEvent>(
         &self,
         stream: &StreamId,
         batch: &Batch,
@@ -383,7 +422,7 @@ impl PgEventStore {
     }
 
     /// [`AppendError::Archived`] if `stream` is archived.
-    async fn refuse_if_archived(&self, stream: &StreamId) -> Result<(), AppendError> {
+    pub(super) async fn refuse_if_archived(&self, stream: &StreamId) -> Result<(), AppendError> {
         match self.is_archived(stream).await {
             Ok(false) => Ok(()),
             Ok(true) => Err(AppendError::Archived {
@@ -400,7 +439,7 @@ impl PgEventStore {
         }
     }
 
-    async fn current_version(&self, stream: &StreamId) -> Result<Version, AppendError> {
+    pub(super) async fn current_version(&self, stream: &StreamId) -> Result<Version, AppendError> {
         self.version_of(stream)
             .await
             .map_err(|source| AppendError::Store {
@@ -422,22 +461,45 @@ impl PgEventStore {
 }
 
 /// The columns of a batch, as the arrays the insert binds.
-struct Batch {
-    ids: Vec<Uuid>,
-    types: Vec<String>,
-    schema_versions: Vec<i32>,
-    payloads: Vec<Value>,
-    correlation_ids: Vec<Option<Uuid>>,
-    causation_ids: Vec<Option<Uuid>>,
-    actors: Vec<Option<String>>,
-    user_metadata: Vec<Value>,
-    traceparents: Vec<Option<String>>,
+pub(super) struct Batch {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) types: Vec<String>,
+    pub(super) schema_versions: Vec<i32>,
+    pub(super) payloads: Vec<Value>,
+    pub(super) correlation_ids: Vec<Option<Uuid>>,
+    pub(super) causation_ids: Vec<Option<Uuid>>,
+    pub(super) actors: Vec<Option<String>>,
+    pub(super) user_metadata: Vec<Value>,
+    pub(super) traceparents: Vec<Option<String>>,
+    /// Each event's tags (its final ones, merged by `encode_batch`), joined by U+001F,
+    /// which no tag holds (tags have no control characters): the statements split them
+    /// into the `text[]` column. `None` for an event without tags, stored as NULL.
+    pub(super) tags: Vec<Option<String>>,
 }
+
+/// What joins an event's tags in [`Batch::tags`].
+const TAG_SEPARATOR: &str = "\u{1f}";
 
 impl Batch {
     /// The batch's columns, once every event passed the checks all stores make
     /// ([`es_core::limits::encode_batch`]).
-    fn encode<E: DomainEvent>(
+    /// No events: the columns of a check that writes nothing.
+    pub(super) fn empty() -> Self {
+        Self {
+            ids: Vec::new(),
+            types: Vec::new(),
+            schema_versions: Vec::new(),
+            payloads: Vec::new(),
+            correlation_ids: Vec::new(),
+            causation_ids: Vec::new(),
+            actors: Vec::new(),
+            user_metadata: Vec::new(),
+            traceparents: Vec::new(),
+            tags: Vec::new(),
+        }
+    }
+
+    pub(super) fn encode<E: DomainEvent>(
         stream: &StreamId,
         events: &mut [NewEvent<E>],
     ) -> Result<Self, AppendError> {
@@ -454,6 +516,7 @@ impl Batch {
             actors: Vec::with_capacity(n),
             user_metadata: Vec::with_capacity(n),
             traceparents: Vec::with_capacity(n),
+            tags: Vec::with_capacity(n),
         };
         for new in events {
             batch.ids.push(new.event_id);
@@ -474,13 +537,26 @@ impl Batch {
             batch
                 .traceparents
                 .push(metadata.traceparent.map(|context| context.to_string()));
+            batch.tags.push(joined(&metadata.tags));
         }
         Ok(batch)
     }
 }
 
+/// `tags` joined by [`TAG_SEPARATOR`], in order; `None` for none.
+fn joined(tags: &std::collections::BTreeSet<es_core::Tag>) -> Option<String> {
+    let mut tags = tags.iter();
+    let first = tags.next()?;
+    let mut text = first.as_str().to_owned();
+    for tag in tags {
+        text.push_str(TAG_SEPARATOR);
+        text.push_str(tag.as_str());
+    }
+    Some(text)
+}
+
 /// The envelopes of a successful append, from the rows it returned.
-fn committed<E: DomainEvent>(
+pub(super) fn committed<E: DomainEvent>(
     stream: &StreamId,
     events: Vec<NewEvent<E>>,
     rows: &[PgRow],
@@ -553,7 +629,7 @@ async fn still_ours(tx: &mut PgTx, rows: &[PgRow]) -> Result<Result<(), StoreErr
 }
 
 /// Why an append with inline projections did not insert.
-enum Inserted {
+pub(super) enum Inserted {
     /// The statement failed (classified like any append's failure).
     Sql(sqlx::Error),
     /// An inline projection failed: the append fails with this.

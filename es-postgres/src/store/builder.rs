@@ -158,6 +158,7 @@ impl<C> PgEventStoreBuilder<C> {
                 inline: self.inline,
                 health: ReaderHealth::default(),
                 reply_timeout: self.reply_timeout.unwrap_or(default_reply_timeout),
+                conditional_in_transaction: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
