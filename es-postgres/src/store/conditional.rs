@@ -187,9 +187,8 @@ impl PgEventStore {
         check: &Check,
     ) -> Result<Committed<E>, AppendError> {
         if events.is_empty() {
-            // Nothing is written, so nothing is ordered: the check alone, then what an
-            // empty append checks.
-            self.check_only(stream, check).await?;
+            // Nothing is written, so nothing is ordered: what an empty append checks, then
+            // the condition alone (the order every store reports failures in).
             self.refuse_if_archived(stream).await?;
             let current = self.current_version(stream).await?;
             if !expected.matches(current) {
@@ -199,6 +198,7 @@ impl PgEventStore {
                     actual: current,
                 });
             }
+            self.check_only(stream, check).await?;
             return Ok(Committed {
                 stream_id: stream.clone(),
                 version: current,
@@ -207,10 +207,15 @@ impl PgEventStore {
             });
         }
         let batch = Batch::encode(stream, &mut events)?;
-        if let Err(full) = self.refuse_overflow(stream, expected, events.len()).await {
-            // The condition comes first, as in the memory store.
-            self.check_only(stream, check).await?;
-            return Err(full);
+        match self.refuse_overflow(stream, expected, events.len()).await {
+            Ok(()) => {}
+            // A stream too full for the batch ranks after the condition, as in the memory
+            // store; an archive or a version mismatch before it.
+            Err(full @ AppendError::StreamFull { .. }) => {
+                self.check_only(stream, check).await?;
+                return Err(full);
+            }
+            Err(refused) => return Err(refused),
         }
         let mut attempts = 0;
         loop {
@@ -322,9 +327,9 @@ impl PgEventStore {
         }
     }
 
-    /// Explains a refused conditional append, in the memory store's order: an exact
-    /// repeat succeeds (its condition is not checked: its own events would fail it), then
-    /// the condition, the archive and the version.
+    /// Explains a refused conditional append, in the order every store reports failures
+    /// in: an exact repeat succeeds (its condition is not checked: its own events would
+    /// fail it), then the archive, the version, and the condition.
     async fn classify_conditional<E: DomainEvent>(
         &self,
         stream: &StreamId,
@@ -336,12 +341,22 @@ impl PgEventStore {
         if let Some(repeat) = self.find_stored(stream, batch, events).await? {
             return Ok(repeat);
         }
-        self.check_only(stream, check).await?;
         self.refuse_if_archived(stream).await?;
+        let actual = self.current_version(stream).await?;
+        if !expected.matches(actual) {
+            return Err(AppendError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            });
+        }
+        // Refused though archive and version allow it now: the stream moved on under an
+        // `Any` append (which the caller tries again), or the condition fails.
+        self.check_only(stream, check).await?;
         Err(AppendError::Conflict {
             stream: stream.clone(),
             expected,
-            actual: self.current_version(stream).await?,
+            actual,
         })
     }
 
