@@ -3,7 +3,8 @@
 //! eight on disjoint tags (against bare single-row INSERT transactions on as many
 //! connections), eight clients contending for the seats of one course (accepted, retried,
 //! refused, and violations, which must be zero), and a query read of 10,000 tagged events
-//! (against a bare SELECT of the same rows).
+//! (against a bare SELECT of the same rows); and single-event appends, untagged and
+//! tagged, against bare inserts: what tags cost an ordinary append.
 //!
 //! Run with `cargo bench -p es-postgres --bench dcb` (DATABASE_URL, or the local server).
 //! It works in a schema of its own and drops it at the end. Prints figures; it asserts
@@ -21,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use es_core::{
-    AppendCondition, AppendError, DomainEvent, EventStore as _, ExpectedVersion, NewEvent,
-    Position, Query, QueryItem, RawEvent, StreamId, Tag,
+    Decider, Decision, DecisionError, DecisionState, DomainEvent, EventStore as _, ExpectedVersion,
+    NewEvent, Position, Query, QueryItem, RawEvent, StreamId, Tag,
 };
 use es_postgres::PgEventStore;
 use futures_util::TryStreamExt as _;
@@ -33,26 +34,75 @@ use uuid::Uuid;
 mod support;
 use support::{Bench, alternate, baseline_inserts, median, memo, rate};
 
-/// A student took a seat in a course: tagged with both, so that a course's seats and a
-/// student's courses are each one query.
+/// A student took a seat in a course: tagged with both by the derive, so that a course's
+/// seats and a student's courses are each one query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
 enum CourseEvent {
     Subscribed {
+        #[tag(prefix = "course")]
         course: String,
+        #[tag(prefix = "student")]
         student: String,
         memo: String,
     },
 }
 
-impl CourseEvent {
-    fn tags_of(&self) -> Vec<Tag> {
-        let Self::Subscribed {
-            course, student, ..
-        } = self;
-        vec![
-            Tag::pair("course", course).unwrap(),
-            Tag::pair("student", student).unwrap(),
-        ]
+/// The seats taken in one course.
+struct Seats {
+    course: Tag,
+    taken: u64,
+}
+
+impl DecisionState for Seats {
+    type Event = CourseEvent;
+
+    fn query(&self) -> Query {
+        QueryItem::of::<CourseEvent>()
+            .with_tag(self.course.clone())
+            .into()
+    }
+
+    fn apply(&mut self, _: &CourseEvent) {
+        self.taken += 1;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the course is full")]
+struct Full;
+
+/// A student takes a seat in a course while it has one.
+struct Subscribe {
+    course: String,
+    student: String,
+    capacity: u64,
+}
+
+impl Decision for Subscribe {
+    type State = Seats;
+    type Event = CourseEvent;
+    type Error = Full;
+
+    fn state(&self) -> Seats {
+        Seats {
+            course: Tag::pair("course", &self.course).unwrap(),
+            taken: 0,
+        }
+    }
+
+    fn stream(&self) -> StreamId {
+        StreamId::new("student", &self.student).unwrap()
+    }
+
+    fn decide(&self, seats: &Seats) -> Result<Vec<CourseEvent>, Full> {
+        if seats.taken >= self.capacity {
+            return Err(Full);
+        }
+        Ok(vec![CourseEvent::Subscribed {
+            course: self.course.clone(),
+            student: self.student.clone(),
+            memo: memo(seats.taken),
+        }])
     }
 }
 
@@ -71,69 +121,55 @@ struct Tally {
     retried: AtomicU64,
 }
 
-/// One decision: read the course's seats, refuse if full, else take one on the condition
-/// that no seat was taken since the read; a failed condition reads and decides again.
+/// One decision through the `Decider`: it reads the course's seats, refuses if full, else
+/// takes one on the condition that no seat was taken since its read, reading and deciding
+/// again (after a jittered pause) when one was.
 async fn subscribe(
-    store: &PgEventStore,
+    decider: &Decider<PgEventStore>,
     course: &str,
     student: &str,
     capacity: u64,
     tally: &Tally,
 ) -> Outcome {
-    let seats =
-        Query::from(QueryItem::of::<CourseEvent>().with_tag(Tag::pair("course", course).unwrap()));
-    let stream = StreamId::new("student", student).unwrap();
-    for _ in 0..200 {
-        let read: Vec<_> = store
-            .read_query::<RawEvent>(&seats, Position::START)
-            .try_collect()
-            .await
-            .unwrap();
-        if read.len() as u64 >= capacity {
+    let decision = Subscribe {
+        course: course.to_owned(),
+        student: student.to_owned(),
+        capacity,
+    };
+    match decider.execute(&decision).await {
+        Ok(decided) => {
+            tally
+                .retried
+                .fetch_add(u64::from(decided.attempts - 1), Ordering::Relaxed);
+            tally.accepted.fetch_add(1, Ordering::Relaxed);
+            Outcome::Accepted
+        }
+        Err(DecisionError::Rejected { .. }) => {
             tally.full.fetch_add(1, Ordering::Relaxed);
-            return Outcome::Full;
+            Outcome::Full
         }
-        let event = CourseEvent::Subscribed {
-            course: course.to_owned(),
-            student: student.to_owned(),
-            memo: memo(read.len() as u64),
-        };
-        let new = NewEvent::new(event.clone())
-            .with_metadata(es_core::Metadata::new().with_tags(event.tags_of()));
-        let condition = AppendCondition::new(seats.clone()).after(read.last().map(|e| e.position));
-        match store
-            .append_if(&stream, ExpectedVersion::Any, vec![new], condition)
-            .await
-        {
-            Ok(_) => {
-                tally.accepted.fetch_add(1, Ordering::Relaxed);
-                return Outcome::Accepted;
-            }
-            Err(AppendError::ConditionFailed { .. }) => {
-                tally.retried.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(error) => panic!("decision failed: {error}"),
-        }
+        Err(error) => panic!("decision failed: {error}"),
     }
-    panic!("a decision failed its condition 200 times in a row");
 }
 
-/// `clients` tasks, `per_client` decisions each, every decision on a course of its own
-/// (capacity 1, so each reads nothing and takes the seat): the cost of a decision when
-/// nothing contends.
-async fn disjoint(store: &PgEventStore, clients: u64, per_client: u64) -> f64 {
+/// `clients` tasks, `per_client` decisions each, each task on courses of its own: with
+/// `per_course` 1 every decision is on a new course (it reads nothing), with 10 a course
+/// takes ten decisions (they read 0 to 9 events). The cost of a decision when nothing
+/// contends.
+async fn disjoint(store: &PgEventStore, clients: u64, per_client: u64, per_course: u64) -> f64 {
     let run = Uuid::now_v7().simple().to_string();
     let tally = Arc::new(Tally::default());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..clients {
-        let store = store.clone();
+        let decider = Decider::new(store.clone());
         let tally = Arc::clone(&tally);
         let run = run.clone();
         tasks.push(tokio::spawn(async move {
             for n in 0..per_client {
-                let course = format!("{run}-{client}-{n}");
-                let outcome = subscribe(&store, &course, &format!("s{client}"), 1, &tally).await;
+                let course = format!("{run}-{client}-{}", n / per_course);
+                let student = format!("s{client}-{n}");
+                let outcome = subscribe(&decider, &course, &student, per_course, &tally).await;
                 assert_eq!(outcome, Outcome::Accepted);
             }
         }));
@@ -149,39 +185,46 @@ async fn uncontended(bench: &mut Bench) {
     let store = bench.store(true);
     // Warm the server and the statement caches.
     baseline_inserts(bench, 8, 50).await;
-    disjoint(&store, 8, 50).await;
+    disjoint(&store, 8, 50, 1).await;
     let b = &*bench;
     let mut rows = Vec::new();
     for (clients, per_client) in [(1, 400), (8, 150)] {
-        let (base, ours, ratio) = alternate(
-            ROUNDS,
-            || baseline_inserts(b, clients, per_client),
-            || disjoint(&store, clients, per_client),
-        )
-        .await;
-        rows.push((clients, base, ours, ratio));
+        let mut figures = Vec::new();
+        for per_course in [1, 10] {
+            let (base, ours, ratio) = alternate(
+                ROUNDS,
+                || baseline_inserts(b, clients, per_client),
+                || disjoint(&store, clients, per_client, per_course),
+            )
+            .await;
+            figures.push((per_course, base, ours, ratio));
+        }
+        rows.push((clients, figures));
     }
-    for (clients, base, ours, ratio) in rows {
+    for (clients, figures) in rows {
         let plural = if clients == 1 { "" } else { "s" };
+        let base = median(figures.iter().map(|f| f.1).collect());
         bench.record(
             format!("baseline: bare single-row INSERT, {clients} connection{plural}"),
             base,
             "rows/s",
             None,
         );
-        bench.record(
-            format!("decisions, {clients} client{plural}, disjoint tags"),
-            ours,
-            "dec/s",
-            Some(ratio),
-        );
-        if clients == 1 {
+        for (per_course, _, ours, ratio) in figures {
+            let reads = if per_course == 1 {
+                "reading no event"
+            } else {
+                "reading 0-9 events"
+            };
             bench.record(
-                "  one decision (read + conditional append), microseconds",
-                1e6 / ours,
-                "µs",
-                None,
+                format!("decisions, {clients} client{plural}, disjoint tags, {reads}"),
+                ours,
+                "dec/s",
+                Some(ratio),
             );
+            if clients == 1 {
+                bench.record("  one decision (Decider::execute)", 1e6 / ours, "µs", None);
+            }
         }
     }
 }
@@ -203,13 +246,13 @@ async fn contended(bench: &mut Bench) {
         let start = Instant::now();
         let mut tasks = Vec::new();
         for client in 0..CLIENTS {
-            let store = store.clone();
+            let decider = Decider::new(store.clone());
             let tally = Arc::clone(&tally);
             let course = course.clone();
             tasks.push(tokio::spawn(async move {
                 for n in 0..PER_CLIENT {
                     let student = format!("s{client}-{n}");
-                    subscribe(&store, &course, &student, CAPACITY, &tally).await;
+                    subscribe(&decider, &course, &student, CAPACITY, &tally).await;
                 }
             }));
         }
@@ -250,12 +293,89 @@ async fn contended(bench: &mut Bench) {
         None,
     );
     bench.record(
-        "  condition failed, read and decided again",
+        "  conditions failed, read and decided again",
         tally.retried.load(Ordering::Relaxed) as f64,
         "",
         None,
     );
     bench.record("  violations (must be 0)", violations as f64, "", None);
+}
+
+/// Single-event appends by `writers` tasks, each to a stream of its own: untagged (a
+/// `RawEvent` of the same payload) or carrying two tags (the derive's): what tagging costs
+/// an ordinary append.
+async fn appends(store: &PgEventStore, writers: u64, per_writer: u64, tagged: bool) -> f64 {
+    let run = Uuid::now_v7().simple().to_string();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let store = store.clone();
+        let stream = StreamId::new("student", &format!("{run}-{writer}")).unwrap();
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_writer {
+                let event = CourseEvent::Subscribed {
+                    course: format!("{run}-{writer}-{n}"),
+                    student: format!("s{writer}"),
+                    memo: memo(n),
+                };
+                if tagged {
+                    store
+                        .append(&stream, ExpectedVersion::Any, vec![NewEvent::new(event)])
+                        .await
+                        .unwrap();
+                } else {
+                    let raw = RawEvent::from_event(&event).unwrap();
+                    store
+                        .append(&stream, ExpectedVersion::Any, vec![NewEvent::new(raw)])
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    rate(writers * per_writer, start.elapsed())
+}
+
+async fn tagged_appends(bench: &mut Bench) {
+    const ROUNDS: usize = 5;
+    let store = bench.store(true);
+    let b = &*bench;
+    let mut rows = Vec::new();
+    for (writers, per_writer) in [(1, 400), (8, 150)] {
+        let mut figures = Vec::new();
+        for tagged in [false, true] {
+            let (base, ours, ratio) = alternate(
+                ROUNDS,
+                || baseline_inserts(b, writers, per_writer),
+                || appends(&store, writers, per_writer, tagged),
+            )
+            .await;
+            figures.push((tagged, base, ours, ratio));
+        }
+        rows.push((writers, figures));
+    }
+    for (writers, figures) in rows {
+        let plural = if writers == 1 { "" } else { "s" };
+        bench.record(
+            format!("baseline: bare single-row INSERT, {writers} connection{plural}"),
+            median(figures.iter().map(|f| f.1).collect()),
+            "rows/s",
+            None,
+        );
+        for (tagged, _, ours, ratio) in figures {
+            let what = if tagged { "two tags" } else { "untagged" };
+            bench.record(
+                format!("single-event appends, {writers} writer{plural}, {what}"),
+                ours,
+                "events/s",
+                Some(ratio),
+            );
+        }
+    }
 }
 
 /// A query read of 10,000 tagged events among as many others, against a bare SELECT of
@@ -279,8 +399,7 @@ async fn query_reads(bench: &mut Bench) {
                         student: format!("s{chunk}-{i}"),
                         memo: memo(i),
                     };
-                    let tags = event.tags_of();
-                    NewEvent::new(event).with_metadata(es_core::Metadata::new().with_tags(tags))
+                    NewEvent::new(event)
                 })
                 .collect();
             store
@@ -362,6 +481,9 @@ async fn main() {
     }
     if wanted("reads") {
         query_reads(&mut bench).await;
+    }
+    if wanted("appends") {
+        tagged_appends(&mut bench).await;
     }
     bench.finish().await;
 }
