@@ -410,7 +410,11 @@ async fn query_reads(bench: &mut Bench) {
     }
     let tag = format!("course:{course}");
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO \"{s}\".baseline SELECT * FROM \"{s}\".events WHERE tags @> ARRAY[$1]::text[]",
+        "INSERT INTO \"{s}\".baseline (stream_id, version, event_id, event_type, schema_version, \
+             payload, correlation_id, causation_id, actor, metadata, tags) \
+         SELECT stream_id, version, event_id, event_type, schema_version, payload, correlation_id, \
+             causation_id, actor, metadata, tags \
+         FROM \"{s}\".events WHERE tags @> ARRAY[$1]::text[] ORDER BY transaction_id, position",
         s = bench.schema
     )))
     .bind(&tag)
