@@ -767,6 +767,72 @@ async fn an_open_older_transaction_is_named_when_the_wait_ends() {
     common::drop_schema(base).await;
 }
 
+/// A conditional append announces its batch (its tags, then the marker of its id) only
+/// when the batch is all its transaction wrote: one that had written before the call
+/// would have younger appends skip it without seeing those writes, so it announces
+/// nothing and is waited for like any other writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_wrote_before_does_not_announce() {
+    let store = common::fresh_store().await;
+    let _budget = common::hold_connections(1).await;
+    let mut session = own_connection("es-test-dcb-wrote-before").await;
+    let append_if = AssertSqlSafe(format!(
+        "SELECT count(*) FROM \"{}\".es_append_if($1, NULL, ARRAY[$2::uuid], ARRAY['Noted'], \
+         ARRAY[1], ARRAY['{{}}'::jsonb], ARRAY[NULL::uuid], ARRAY[NULL::uuid], ARRAY[NULL::text], \
+         ARRAY['{{}}'::jsonb], ARRAY[NULL::text], ARRAY['k:v'], '[{{\"tags\": [\"k:w\"]}}]', \
+         ARRAY['k:w'], '0'::xid8, 0, ARRAY[0.001::float8], 5)",
+        store.schema()
+    ))
+    .into_sql_str();
+    // (the batch's tag's shared lock, markers) this session holds; the stream's own
+    // shared lock (migration 0003) is a bigint key too, so the tag's is matched exactly.
+    let announced = "SELECT count(*) FILTER (WHERE objsubid = 1 AND mode = 'ShareLock' \
+                         AND classid = oid((k >> 32) & 4294967295) \
+                         AND objid = oid(k & 4294967295)), \
+                     count(*) FILTER (WHERE objsubid = 2) \
+                     FROM pg_locks, hashtextextended($1, 1) AS k \
+                     WHERE pid = pg_backend_pid() AND locktype = 'advisory'";
+    let tag_key = format!("\"{}\" tag k:v", store.schema().as_str());
+    for wrote_before in [false, true] {
+        sqlx::raw_sql("BEGIN").execute(&mut session).await.unwrap();
+        if wrote_before {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO \"{}\".events (stream_id, version, event_id, event_type, \
+                 schema_version, payload, metadata) VALUES ('other-1', 1, $1, 'Noted', 1, \
+                 '{{}}', '{{}}')",
+                store.schema()
+            )))
+            .bind(Uuid::now_v7())
+            .execute(&mut session)
+            .await
+            .unwrap();
+        }
+        let inserted: i64 = sqlx::query_scalar(append_if.clone())
+            .bind(format!("mine-{wrote_before}"))
+            .bind(Uuid::now_v7())
+            .fetch_one(&mut session)
+            .await
+            .unwrap();
+        assert_eq!(inserted, 1);
+        let (tags, markers): (i64, i64) = sqlx::query_as(announced)
+            .bind(&tag_key)
+            .fetch_one(&mut session)
+            .await
+            .unwrap();
+        if wrote_before {
+            assert_eq!((tags, markers), (0, 0), "announced after an earlier write");
+        } else {
+            assert_eq!((tags, markers), (1, 1), "the batch alone is announced");
+        }
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut session)
+            .await
+            .unwrap();
+    }
+    session.close().await.unwrap();
+    common::drop_schema(store).await;
+}
+
 /// A conditional append announces its tags with shared locks that a younger check of
 /// those tags holds exclusively until it ends: that wait is bounded by the wait limit too,
 /// and ends with the same transient error, naming the backend that held the lock.
