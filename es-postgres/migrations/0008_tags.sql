@@ -174,8 +174,10 @@ BEGIN
                   AND l.classid = oid((k >> 32) & 4294967295)
                   AND l.objid = oid(k & 4294967295);
                 RAISE EXCEPTION 'an older transaction is still open' USING
-                    ERRCODE = 'ESWT0', DETAIL = 'the conditional append of '
-                        || coalesce(holder, 'another backend') || ', checking a tag of this batch,';
+                    -- The prefix tells the store this wait from the one for older ones.
+                    ERRCODE = 'ESWT0', DETAIL = 'tag lock held by '
+                        || coalesce('the conditional append of ' || holder,
+                                    'another conditional append');
             END;
             PERFORM set_config('lock_timeout', saved_lock_timeout, true);
         END IF;

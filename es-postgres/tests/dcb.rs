@@ -785,11 +785,12 @@ async fn a_transaction_that_wrote_before_does_not_announce() {
     ))
     .into_sql_str();
     // (the batch's tag's shared lock, markers) this session holds; the stream's own
-    // shared lock (migration 0003) is a bigint key too, so the tag's is matched exactly.
+    // shared lock (migration 0003) is a bigint key too, so the tag's is matched exactly,
+    // and the markers of other transactions that the checks try are taken shared.
     let announced = "SELECT count(*) FILTER (WHERE objsubid = 1 AND mode = 'ShareLock' \
                          AND classid = oid((k >> 32) & 4294967295) \
                          AND objid = oid(k & 4294967295)), \
-                     count(*) FILTER (WHERE objsubid = 2) \
+                     count(*) FILTER (WHERE objsubid = 2 AND mode = 'ExclusiveLock') \
                      FROM pg_locks, hashtextextended($1, 1) AS k \
                      WHERE pid = pg_backend_pid() AND locktype = 'advisory'";
     let tag_key = format!("\"{}\" tag k:v", store.schema().as_str());
@@ -877,6 +878,7 @@ async fn the_announcement_waits_no_longer_than_the_limit() {
             assert!(source.is_transient(), "{source:?}");
             let text = chain(&source);
             assert!(text.contains(&format!("backend {pid}")), "{text}");
+            assert!(text.contains("holds the lock of a tag"), "{text}");
         }
         other => panic!("expected a transient failure, got {other:?}"),
     }

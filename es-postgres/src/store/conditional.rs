@@ -53,6 +53,10 @@ const WAIT_PAUSES: u32 = 16;
 /// deadline (the session's statement timeout, if shorter, bounds it too).
 const WAIT_WITHOUT_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How `es_append_if`'s DETAIL begins when the wait that ran out was the announcement's
+/// (for a tag lock a younger check holds), not the wait for an older transaction.
+const ANNOUNCEMENT_HELD: &str = "tag lock held by ";
+
 /// A condition as the statement binds it.
 pub(crate) struct Check {
     query: QueryParameters,
@@ -326,17 +330,21 @@ impl PgEventStore {
                     continue;
                 }
                 Some(ConditionalRefusal::HeldBack) => {
-                    let holder = detail(&error).unwrap_or("an older transaction").to_owned();
+                    let holder = detail(&error).unwrap_or("an older transaction");
+                    // The announcement's own wait (migration 0008) names a younger check.
+                    let why = match holder.strip_prefix(ANNOUNCEMENT_HELD) {
+                        Some(checker) => format!(
+                            "{checker} holds the lock of a tag this batch carries until its transaction ends, and the append announces its tags under that lock before inserting (nothing was stored; end that transaction, or try again)"
+                        ),
+                        None => format!(
+                            "{holder} is still open, older than this append: an event it commits would sort before this append's, so the condition cannot be decided until it ends (nothing was stored; end that transaction, or try again)"
+                        ),
+                    };
                     return Err(AppendError::Store {
                         stream: stream.clone(),
-                        source: StoreError::new(
-                            "conditional append",
-                            format!(
-                                "{holder} is still open, older than this append: an event it commits would sort before this append's, so the condition cannot be decided until it ends (nothing was stored; end that transaction, or try again)"
-                            ),
-                        )
-                        .with_kind(StoreErrorKind::Timeout)
-                        .with_context(format!("stream `{stream}`")),
+                        source: StoreError::new("conditional append", why)
+                            .with_kind(StoreErrorKind::Timeout)
+                            .with_context(format!("stream `{stream}`")),
                     });
                 }
                 _ if is_write_race(&error) => {
