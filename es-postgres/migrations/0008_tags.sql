@@ -315,9 +315,11 @@ BEGIN
         -- for. Told by their announcements, without reading the lock table: no other
         -- transaction may hold a query tag (an exclusive try of its lock succeeds), and
         -- the older one must hold its marker (a shared try fails: only it takes that key,
-        -- and only while it runs). An older transaction announced its tags before it had
-        -- its id, so before S, and holds them while it runs: one still holding its marker
-        -- after the tag tries held its tags during them. The tries keep what they took
+        -- and only while it runs), and still be in progress after the tries (a commit
+        -- releases its locks only after it is recorded, and not all at once: see the
+        -- argument at the top). An older transaction announced its tags before it had
+        -- its id, so before S, and holds them until its commit is recorded: one still in
+        -- progress after the tries held its tags during them. The tries keep what they took
         -- until this transaction ends, so that a younger transaction announcing a query
         -- tag meanwhile waits for this one (it takes its id after, and sorts after).
         undecided := older;
