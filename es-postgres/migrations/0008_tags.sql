@@ -12,6 +12,10 @@ ALTER TABLE {schema}.events ADD COLUMN tags text[];
 -- Without the fast-update list: every conditional append searches the index, and a pending
 -- list would make each search scan it unsorted (up to 4 MB), then make one unlucky insert
 -- merge it all; tagged inserts update the tree at once instead.
+-- Not built CONCURRENTLY (a migration runs in a transaction): while it is built, appends
+-- to the log wait (the build holds a SHARE lock on the table), which on a large log takes a
+-- while (the whole log is read, though only tagged rows are indexed). On a large log,
+-- apply this migration in a quiet moment.
 CREATE INDEX events_tags_idx ON {schema}.events USING gin (tags) WITH (fastupdate = off)
     WHERE tags IS NOT NULL;
 
@@ -42,9 +46,40 @@ CREATE INDEX events_tags_idx ON {schema}.events USING gin (tags) WITH (fastupdat
 -- it its id, that its events are this batch and which tags they carry (advisory locks,
 -- below), and an older transaction that announced none of the query's tags is not waited
 -- for: it cannot write a selected event. Every other older transaction (an ordinary
--- append, a projection's batch, a session of the application's) is waited for. (An inline
--- projection must not insert events itself: its transaction's announcement would not show
--- them.)
+-- append, a projection's batch, a session of the application's) is waited for. Only a
+-- transaction whose sole writes are this batch announces: one that had written before the
+-- call (it has its id at entry) does not, and the store refuses (before COMMIT) an
+-- announced transaction that inserted other events afterwards (an inline projection must
+-- not insert events: the announcement would not show them).
+--
+-- The skip, step by step. A younger append Y, whose snapshot S saw the older B running,
+-- skips B when (1) an exclusive try of each query tag's lock succeeds: no running
+-- transaction announced one; (2) a shared try of (marker, B) fails: B still runs (only B
+-- takes that key); and (3) after the tries, B is still 'in progress' (pg_xact_status).
+-- (3) is needed because a commit records B's status (and takes it off the running list)
+-- before it releases B's locks, one lock partition at a time: in between, B's tag lock
+-- may be gone while its marker is held, so (1) and (2) pass though B has committed a
+-- selected event that S does not show. A transaction still in progress after the tries
+-- had released none of its locks during them, so it held its tags then, and (1) shows it
+-- announced none of the query's. A skipped one that is no longer in progress is looked at
+-- again with a new snapshot.
+--
+-- Every wait is bounded by p_wait_limit: the announcement's shared tag locks (held
+-- exclusively by a younger check until it ends) under a lock_timeout set from it, and the
+-- looks for older transactions by the give-up check, which also ends a look again without
+-- a pause.
+--
+-- What the advisory locks expose and trust. They live in the cluster-wide lock table: a
+-- tag's lock key (a hash of the schema and the tag) shows in pg_locks to every role, so a
+-- tag from a small domain (a country, a yes/no) can be confirmed by hashing candidates;
+-- do not rely on tags being secret from other database users. And the marker can be
+-- forged: any session allowed pg_advisory_lock (PUBLIC by default) that holds (marker, x)
+-- makes conditional appends skip waiting for transaction x, if x announced no query tag
+-- (an ordinary append announces none), so that a selected event x commits can be missed.
+-- The markers are not checked against their holders (that reads pg_locks, which takes
+-- every lock partition, on the common path); where untrusted roles reach the database,
+-- revoke EXECUTE on the advisory lock functions from PUBLIC and grant them to the
+-- application role only.
 --
 -- p_items: the query as [{"types": [...], "tags": [...]}], an item selecting the events of
 -- one of its types (any type if none) that carry all its tags. p_any_tags: every item's
@@ -94,7 +129,17 @@ DECLARE
     first_position bigint;
     first_type text;
     holder text;
+    look_again boolean;
+    saved_lock_timeout text;
 BEGIN
+    -- The limit and the connection check first: the announcement below may wait too. A
+    -- caller that gives up closes its connection: end the wait with it, rather than commit
+    -- after the caller reported a failure.
+    statement_limit := extract(epoch FROM current_setting('statement_timeout')::interval);
+    give_up := statement_timestamp() + make_interval(secs => CASE
+        WHEN statement_limit > 0 THEN least(p_wait_limit, statement_limit * 0.8)
+        ELSE p_wait_limit END);
+    PERFORM set_config('client_connection_check_interval', '100', true);
     IF cardinality(p_ids) > 0 THEN
         IF current_setting('transaction_isolation') <> 'read committed' THEN
             RAISE EXCEPTION 'a conditional append runs at READ COMMITTED, not %',
@@ -105,14 +150,36 @@ BEGIN
         -- that one of its events carries it (shared, so announcers of one tag do not wait
         -- for each other), and after the insert the lock on (marker, its id), exclusive,
         -- that its events are this batch. A batch of many tags does not announce, and is
-        -- waited for like any other writer.
+        -- waited for like any other writer. Nor does a transaction that already wrote
+        -- (it has its id): the announcement would not show those writes.
         announced := ARRAY(SELECT DISTINCT hashtextextended('{schema} tag ' || t, 1)
                            FROM unnest(p_tags) AS e(tg),
                                 unnest(string_to_array(e.tg, E'\x1f')) AS t);
-        IF cardinality(announced) <= 32 THEN
-            PERFORM pg_advisory_xact_lock_shared(k) FROM unnest(announced) AS k;
-        ELSE
+        IF cardinality(announced) > 32 OR pg_current_xact_id_if_assigned() IS NOT NULL THEN
             announced := NULL;
+        ELSIF EXISTS (SELECT 1 FROM unnest(announced) AS k
+                      WHERE NOT pg_try_advisory_xact_lock_shared(k)) THEN
+            -- A younger check holds one of the tags until it ends: wait for it, but no
+            -- longer than the limit (then as for an older transaction, ESWT0).
+            saved_lock_timeout := current_setting('lock_timeout');
+            PERFORM set_config('lock_timeout', greatest(1, ceil(1000 * extract(epoch FROM
+                give_up - clock_timestamp())))::int8::text || 'ms', true);
+            BEGIN
+                PERFORM pg_advisory_xact_lock_shared(k) FROM unnest(announced) AS k;
+            EXCEPTION WHEN lock_not_available THEN
+                SELECT string_agg(DISTINCT 'backend ' || l.pid, ', ') INTO holder
+                FROM pg_locks l, unnest(announced) AS k
+                WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock'
+                  AND l.objsubid = 1 AND l.pid <> pg_backend_pid()
+                  AND l.classid = oid((k >> 32) & 4294967295)
+                  AND l.objid = oid(k & 4294967295);
+                RAISE EXCEPTION 'an older transaction is still open' USING
+                    -- The prefix tells the store this wait from the one for older ones.
+                    ERRCODE = 'ESWT0', DETAIL = 'tag lock held by '
+                        || coalesce('the conditional append of ' || holder,
+                                    'another conditional append');
+            END;
+            PERFORM set_config('lock_timeout', saved_lock_timeout, true);
         END IF;
         IF p_expected IS NULL THEN
             RETURN QUERY
@@ -187,10 +254,13 @@ BEGIN
                 -- The events carrying one of the tags, from the index alone: a plan made
                 -- without the values would otherwise scan the primary key for the
                 -- position, or read it in order hoping for an early match.
+                -- The position is filtered here too, so that the heap rows before it
+                -- are dropped as they are read rather than carried to the sort.
                 WITH candidates AS MATERIALIZED (
                     SELECT e.transaction_id, e.position, e.event_type, e.tags
                     FROM {schema}.events e
                     WHERE e.tags && p_any_tags AND e.tags IS NOT NULL
+                      AND (e.transaction_id, e.position) > (p_after_transaction, p_after_position)
                       AND e.transaction_id IS DISTINCT FROM me)
                 SELECT c.transaction_id, c.position, c.event_type
                 FROM candidates c
@@ -245,12 +315,15 @@ BEGIN
         -- for. Told by their announcements, without reading the lock table: no other
         -- transaction may hold a query tag (an exclusive try of its lock succeeds), and
         -- the older one must hold its marker (a shared try fails: only it takes that key,
-        -- and only while it runs). An older transaction announced its tags before it had
-        -- its id, so before S, and holds them while it runs: one still holding its marker
-        -- after the tag tries held its tags during them. The tries keep what they took
+        -- and only while it runs), and still be in progress after the tries (a commit
+        -- releases its locks only after it is recorded, and not all at once: see the
+        -- argument at the top). An older transaction announced its tags before it had
+        -- its id, so before S, and holds them until its commit is recorded: one still in
+        -- progress after the tries held its tags during them. The tries keep what they took
         -- until this transaction ends, so that a younger transaction announcing a query
         -- tag meanwhile waits for this one (it takes its id after, and sorts after).
         undecided := older;
+        look_again := false;
         IF p_any_tags IS NOT NULL
            -- More unlisted ids than were enumerated: wait for them.
            AND me::text::int8 - snapshot_xmax::text::int8 <= 256
@@ -261,17 +334,23 @@ BEGIN
                 SELECT x FROM unnest(older) AS x
                 WHERE pg_try_advisory_xact_lock_shared(
                     marker, (x::text::int8 % 4294967296 - 2147483648)::int4));
+            -- A commit marks the transaction committed (and no longer running) before it
+            -- releases its locks, lock partition by partition: in between, its tag lock
+            -- may be gone while its marker is still held, and a skip would miss its
+            -- events. One skipped that is no longer in progress may have ended so: it is
+            -- looked at again, with a new snapshot (which shows its events if it committed).
+            look_again := EXISTS (
+                SELECT 1 FROM unnest(older) AS x
+                WHERE x <> ALL (undecided)
+                  AND pg_xact_status(x) IS DISTINCT FROM 'in progress');
         END IF;
-        IF me::text::int8 - snapshot_xmax::text::int8 <= 256 THEN
+        IF NOT look_again AND me::text::int8 - snapshot_xmax::text::int8 <= 256 THEN
             EXIT WHEN cardinality(undecided) = 0;
             -- One that ended since S is looked at again, with a new snapshot, at once.
-            IF EXISTS (SELECT 1 FROM unnest(undecided) AS x
-                       WHERE pg_xact_status(x) IS DISTINCT FROM 'in progress') THEN
-                PERFORM pg_stat_clear_snapshot();
-                CONTINUE;
-            END IF;
+            look_again := EXISTS (SELECT 1 FROM unnest(undecided) AS x
+                                  WHERE pg_xact_status(x) IS DISTINCT FROM 'in progress');
             -- Those seen running in another database cannot write here (as es_horizon).
-            EXIT WHEN NOT EXISTS (
+            EXIT WHEN NOT look_again AND NOT EXISTS (
                 SELECT 1 FROM unnest(undecided) AS x
                 WHERE x::xid NOT IN (
                     SELECT a.backend_xid FROM pg_stat_get_activity(NULL) a
@@ -282,15 +361,10 @@ BEGIN
                     SELECT p.transaction FROM pg_prepared_xacts p
                     WHERE p.database <> current_database()));
         END IF;
-
-        IF waits = 0 THEN
-            statement_limit := extract(epoch FROM current_setting('statement_timeout')::interval);
-            give_up := statement_timestamp() + make_interval(secs => CASE
-                WHEN statement_limit > 0 THEN least(p_wait_limit, statement_limit * 0.8)
-                ELSE p_wait_limit END);
-            -- A caller that gives up closes its connection: end the wait with it, rather than
-            -- commit after the caller reported a failure.
-            PERFORM set_config('client_connection_check_interval', '100', true);
+        -- Looked at again without a pause, but not past the limit.
+        IF look_again AND clock_timestamp() < give_up THEN
+            PERFORM pg_stat_clear_snapshot();
+            CONTINUE;
         END IF;
         IF clock_timestamp() >= give_up THEN
             SELECT 'transaction ' || h.horizon
@@ -311,10 +385,12 @@ BEGIN
         IF waits >= 3 THEN
             IF EXISTS (
                 WITH RECURSIVE chain(pid) AS (
+                    -- The older ids as S had them, those at or above its xmax too (which
+                    -- pg_snapshot_xip leaves out: in a quiet database, the older
+                    -- transaction itself).
                     SELECT a.pid
-                    FROM pg_snapshot_xip(pg_current_snapshot()) AS running
+                    FROM unnest(older) AS running
                     JOIN pg_stat_get_activity(NULL) a ON a.backend_xid = running::xid
-                    WHERE running < me
                   UNION
                     SELECT unnest(pg_blocking_pids(chain.pid)) FROM chain)
                 SELECT 1 FROM chain WHERE chain.pid = pg_backend_pid())

@@ -16,6 +16,13 @@ use sqlx::postgres::PgConnection;
 /// statement into a transaction). Events arrive as [`RawEvent`]s, since one store holds
 /// many event types; decode them with [`RawEvent::into_event`].
 ///
+/// An inline projection writes its read model only: it must not insert into the event log
+/// (nor commit or roll back the transaction). A conditional append
+/// ([`append_if`](es_core::EventStore::append_if)) tells younger conditional appends which
+/// tags its batch carries, so that those on other tags need not wait for it; an event the
+/// projection inserted in the same transaction would not be covered, and a decision could
+/// miss it.
+///
 /// ```no_run
 /// use es_core::error::BoxError;
 /// use es_core::{EventEnvelope, EventFilter, RawEvent};

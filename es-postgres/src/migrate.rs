@@ -498,11 +498,17 @@ async fn check_privileges(
          WHERE NOT has_function_privilege(f, 'EXECUTE') \
          UNION ALL \
          SELECT 'SELECT on ' || c FROM unnest(ARRAY['pg_catalog.pg_prepared_xacts', \
-             'pg_catalog.pg_database', 'pg_catalog.pg_stat_activity']) AS c \
+             'pg_catalog.pg_database', 'pg_catalog.pg_stat_activity', 'pg_catalog.pg_locks']) AS c \
          WHERE NOT has_table_privilege(c, 'SELECT') \
          UNION ALL \
          SELECT 'EXECUTE on ' || f FROM unnest(ARRAY['pg_catalog.pg_stat_get_activity(integer)', \
-             'pg_catalog.pg_blocking_pids(integer)', 'pg_catalog.pg_sleep(double precision)']) AS f \
+             'pg_catalog.pg_blocking_pids(integer)', 'pg_catalog.pg_sleep(double precision)', \
+             'pg_catalog.pg_xact_status(xid8)', 'pg_catalog.pg_stat_clear_snapshot()', \
+             'pg_catalog.pg_advisory_xact_lock_shared(bigint)', \
+             'pg_catalog.pg_try_advisory_xact_lock(bigint)', \
+             'pg_catalog.pg_try_advisory_xact_lock(integer, integer)', \
+             'pg_catalog.pg_try_advisory_xact_lock_shared(bigint)', \
+             'pg_catalog.pg_try_advisory_xact_lock_shared(integer, integer)']) AS f \
          WHERE NOT has_function_privilege(f, 'EXECUTE')",
     )
     .bind(&tables)

@@ -572,6 +572,15 @@ async fn store_at(isolation: &str) -> PgEventStore {
     PgEventStore::builder(pool).schema(&schema).unwrap().build()
 }
 
+// Not covered deterministically: the commit window of the announcement skip. A committing
+// transaction B is marked committed and leaves the running list before it releases its
+// advisory locks, one lock partition at a time; a younger conditional append whose
+// snapshot saw B running can, in between, find B's tag lock gone but its marker still held,
+// and (without the `pg_xact_status` look after the tries, migration 0008) skip B and miss
+// its event. Hitting that window needs a pause inside PostgreSQL's lock release (it was
+// reproduced with a debugger); no SQL a test can run stops a backend there. The racers
+// below cross the window only by chance (their appends share tags, so a skip is rare), and
+// the tests that hold a transaction open hold its locks too, so they never reach it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racers_for_the_last_seats_at_the_server_default() {
     let store = es_testkit::postgres::fresh_store_sized(RACERS as u32, |builder| builder).await;
@@ -758,17 +767,166 @@ async fn an_open_older_transaction_is_named_when_the_wait_ends() {
     common::drop_schema(base).await;
 }
 
+/// A conditional append announces its batch (its tags, then the marker of its id) only
+/// when the batch is all its transaction wrote: one that had written before the call
+/// would have younger appends skip it without seeing those writes, so it announces
+/// nothing and is waited for like any other writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_wrote_before_does_not_announce() {
+    let store = common::fresh_store().await;
+    let _budget = common::hold_connections(1).await;
+    let mut session = own_connection("es-test-dcb-wrote-before").await;
+    let append_if = AssertSqlSafe(format!(
+        "SELECT count(*) FROM \"{}\".es_append_if($1, NULL, ARRAY[$2::uuid], ARRAY['Noted'], \
+         ARRAY[1], ARRAY['{{}}'::jsonb], ARRAY[NULL::uuid], ARRAY[NULL::uuid], ARRAY[NULL::text], \
+         ARRAY['{{}}'::jsonb], ARRAY[NULL::text], ARRAY['k:v'], '[{{\"tags\": [\"k:w\"]}}]', \
+         ARRAY['k:w'], '0'::xid8, 0, ARRAY[0.001::float8], 5)",
+        store.schema()
+    ))
+    .into_sql_str();
+    // (the batch's tag's shared lock, markers) this session holds; the stream's own
+    // shared lock (migration 0003) is a bigint key too, so the tag's is matched exactly,
+    // and the markers of other transactions that the checks try are taken shared.
+    let announced = "SELECT count(*) FILTER (WHERE objsubid = 1 AND mode = 'ShareLock' \
+                         AND classid = oid((k >> 32) & 4294967295) \
+                         AND objid = oid(k & 4294967295)), \
+                     count(*) FILTER (WHERE objsubid = 2 AND mode = 'ExclusiveLock') \
+                     FROM pg_locks, hashtextextended($1, 1) AS k \
+                     WHERE pid = pg_backend_pid() AND locktype = 'advisory'";
+    let tag_key = format!("\"{}\" tag k:v", store.schema().as_str());
+    for wrote_before in [false, true] {
+        sqlx::raw_sql("BEGIN").execute(&mut session).await.unwrap();
+        if wrote_before {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO \"{}\".events (stream_id, version, event_id, event_type, \
+                 schema_version, payload, metadata) VALUES ('other-1', 1, $1, 'Noted', 1, \
+                 '{{}}', '{{}}')",
+                store.schema()
+            )))
+            .bind(Uuid::now_v7())
+            .execute(&mut session)
+            .await
+            .unwrap();
+        }
+        let inserted: i64 = sqlx::query_scalar(append_if.clone())
+            .bind(format!("mine-{wrote_before}"))
+            .bind(Uuid::now_v7())
+            .fetch_one(&mut session)
+            .await
+            .unwrap();
+        assert_eq!(inserted, 1);
+        let (tags, markers): (i64, i64) = sqlx::query_as(announced)
+            .bind(&tag_key)
+            .fetch_one(&mut session)
+            .await
+            .unwrap();
+        if wrote_before {
+            assert_eq!((tags, markers), (0, 0), "announced after an earlier write");
+        } else {
+            assert_eq!((tags, markers), (1, 1), "the batch alone is announced");
+        }
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut session)
+            .await
+            .unwrap();
+    }
+    session.close().await.unwrap();
+    common::drop_schema(store).await;
+}
+
+/// A conditional append announces its tags with shared locks that a younger check of
+/// those tags holds exclusively until it ends: that wait is bounded by the wait limit too,
+/// and ends with the same transient error, naming the backend that held the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_announcement_waits_no_longer_than_the_limit() {
+    let base = common::fresh_store().await;
+    let store = PgEventStore::builder(base.pool().clone())
+        .schema(base.schema().as_str())
+        .unwrap()
+        .reply_timeout(Some(Duration::from_secs(2)))
+        .build();
+    let _budget = common::hold_connections(1).await;
+    let mut held = own_connection("es-test-dcb-announce").await;
+    sqlx::raw_sql("BEGIN").execute(&mut held).await.unwrap();
+    // What a check of the tag holds until its transaction ends (migration 0008).
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))")
+        .bind(format!(
+            "\"{}\" tag course:announced",
+            base.schema().as_str()
+        ))
+        .execute(&mut held)
+        .await
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut held)
+        .await
+        .unwrap();
+    let target = stream("subscription", "announced");
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(30),
+        store.append_if(
+            &target,
+            ExpectedVersion::NoStream,
+            vec![tagged("StudentSubscribed", [tag("course", "announced")])],
+            AppendCondition::new(QueryItem::new().with_tag(tag("course", "other"))),
+        ),
+    )
+    .await
+    .expect("the announcement's wait ends");
+    match outcome {
+        Err(AppendError::Store { source, .. }) => {
+            assert!(source.is_transient(), "{source:?}");
+            let text = chain(&source);
+            assert!(text.contains(&format!("backend {pid}")), "{text}");
+            assert!(text.contains("holds the lock of a tag"), "{text}");
+        }
+        other => panic!("expected a transient failure, got {other:?}"),
+    }
+    sqlx::raw_sql("ROLLBACK").execute(&mut held).await.unwrap();
+    assert_eq!(
+        base.stream_version(&target).await.unwrap(),
+        Version::INITIAL
+    );
+    // With the lock released, the same append goes through.
+    store
+        .append_if(
+            &target,
+            ExpectedVersion::NoStream,
+            vec![tagged("StudentSubscribed", [tag("course", "announced")])],
+            AppendCondition::new(QueryItem::new().with_tag(tag("course", "other"))),
+        )
+        .await
+        .unwrap();
+    held.close().await.unwrap();
+    drop(store);
+    common::drop_schema(base).await;
+}
+
 /// An older transaction that waits for a lock the conditional append holds (an insert into
 /// the same stream) cannot end before the append does: the append gives way and tries
 /// again after it, instead of both waiting until a deadline.
+///
+/// The quiet case: the older transaction takes its id first and nothing else this test
+/// does commits before the append looks, so the older id is at or above the append's
+/// snapshot's xmax, where `pg_snapshot_xip` does not list it (the give-way check once
+/// started from that list and missed it). Other sessions on the server may commit in
+/// between and put it back in the list; the test passes either way with the fix, and
+/// fails without it whenever the server is quiet. The store's wait limit (three quarters
+/// of the two-minute reply deadline) is far beyond the held insert's timeout: an append
+/// that waited to the limit instead of giving way fails the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_gives_way_to_an_older_transaction_waiting_for_it() {
-    let store = common::fresh_store().await;
+    let base = common::fresh_store().await;
+    let store = PgEventStore::builder(base.pool().clone())
+        .schema(base.schema().as_str())
+        .unwrap()
+        .reply_timeout(Some(Duration::from_secs(120)))
+        .build();
     let _budget = common::hold_connections(1).await;
     let mut held = own_connection("es-test-dcb-cycle").await;
     sqlx::raw_sql("BEGIN").execute(&mut held).await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut held)
+    let held_id: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut held)
         .await
         .unwrap();
     let target = stream("shared", "1");
@@ -787,6 +945,13 @@ async fn an_append_gives_way_to_an_older_transaction_waiting_for_it() {
     };
     // The append inserted version 1 and waits for the held (older) transaction...
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let quiet: bool =
+        sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot()) <= $1::text::xid8")
+            .bind(&held_id)
+            .fetch_one(&mut held)
+            .await
+            .unwrap();
+    eprintln!("the held transaction was at or above xmax (the quiet case): {quiet}");
     // ...which now inserts version 1 too, and waits for the append's row.
     let insert = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO \"{}\".events (stream_id, version, event_id, event_type, schema_version, \
@@ -797,7 +962,7 @@ async fn an_append_gives_way_to_an_older_transaction_waiting_for_it() {
     .execute(&mut held);
     tokio::time::timeout(Duration::from_secs(20), insert)
         .await
-        .expect("the held insert went through")
+        .expect("the append gave way (ESYL0), so the held insert went through")
         .unwrap();
     sqlx::raw_sql("COMMIT").execute(&mut held).await.unwrap();
     let committed = tokio::time::timeout(Duration::from_secs(30), append)
@@ -807,7 +972,8 @@ async fn an_append_gives_way_to_an_older_transaction_waiting_for_it() {
         .expect("the append succeeds after the older transaction");
     assert_eq!(committed.version, Version::new(2));
     held.close().await.unwrap();
-    common::drop_schema(store).await;
+    drop(store);
+    common::drop_schema(base).await;
 }
 
 /// An exact repeat of a conditional append succeeds as a duplicate without its condition

@@ -56,6 +56,7 @@ statements! {
     append_one_exact,
     append_one_any,
     append_if,
+    own_events,
     stream_version,
     read_stream_page,
     read_log,
