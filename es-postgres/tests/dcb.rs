@@ -1151,6 +1151,80 @@ async fn inline_projections_see_only_appends_whose_condition_held() {
     common::drop_schema(base).await;
 }
 
+/// An inline projection that appends an event of its own, in SQL, beside the batch.
+struct Smuggler {
+    insert: SqlStr,
+}
+
+impl PgInlineProjection for Smuggler {
+    fn name(&self) -> &str {
+        "smuggler"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        _: &'a [EventEnvelope<RawEvent>],
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            sqlx::query(self.insert.clone())
+                .bind(Uuid::now_v7())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// A conditional append announces its batch's tags only; an inline projection that
+/// inserted events besides would hide them from younger appends on their tags, so the
+/// append is refused whole: neither the batch nor the projection's event is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_projection_that_appends_events_fails_a_conditional_append() {
+    let base = common::fresh_store().await;
+    let insert = AssertSqlSafe(format!(
+        "INSERT INTO {}.events (stream_id, version, event_id, event_type, schema_version, \
+             payload, metadata, tags) \
+         VALUES ('smuggled-1', 1, $1, 'Smuggled', 1, '{{}}', '{{}}', ARRAY['course:c1'])",
+        base.schema().as_str()
+    ))
+    .into_sql_str();
+    let store = PgEventStore::builder(base.pool().clone())
+        .schema(base.schema().as_str())
+        .unwrap()
+        .inline_projection(Arc::new(Smuggler { insert }))
+        .build();
+    let course = tag("course", "c1");
+    let refused = store
+        .append_if(
+            &stream("student", "s1"),
+            ExpectedVersion::NoStream,
+            vec![tagged("StudentSubscribed", [course.clone()])],
+            AppendCondition::new(QueryItem::new().with_tag(course)),
+        )
+        .await;
+    match refused {
+        Err(AppendError::Store { source, .. }) => {
+            assert!(
+                source.to_string().contains("inline projection")
+                    || format!("{source:?}").contains("must not append events"),
+                "{source:?}"
+            );
+        }
+        other => panic!("expected the append refused, got {other:?}"),
+    }
+    let stored: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM {}.events",
+        base.schema().as_str()
+    )))
+    .fetch_one(base.pool())
+    .await
+    .unwrap();
+    assert_eq!(stored, 0, "nothing may be stored");
+    drop(store);
+    common::drop_schema(base).await;
+}
+
 /// The number of scans of the tags index, as the server counts them once the sessions
 /// that made them have ended.
 async fn tag_index_scans(store: &PgEventStore) -> i64 {

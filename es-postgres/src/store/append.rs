@@ -273,6 +273,21 @@ impl PgEventStore {
                     source: refusal.with_context(format!("stream `{stream}`")),
                 }));
             }
+            // A conditional append's announcement covers its batch only: a projection that
+            // appended events of its own would let a younger append on their tags miss them.
+            if condition.is_some()
+                && let Err(refusal) = within(
+                    deadline,
+                    Check::only_the_batch(&self.inner, &mut tx, events.len()),
+                )
+                .await?
+            {
+                let _ = within(deadline, tx.rollback()).await;
+                return Ok(Err(AppendError::Store {
+                    stream: stream.clone(),
+                    source: refusal.with_context(format!("stream `{stream}`")),
+                }));
+            }
             within(deadline, tx.commit()).await?;
             Ok(Ok(rows))
         })

@@ -135,10 +135,6 @@ impl Check {
     /// so that younger conditional appends on other tags do not wait for it; an event an
     /// inline projection inserted besides would not be covered by that announcement, and
     /// a younger append could miss it.
-    #[expect(
-        dead_code,
-        reason = "to be called by insert_with_inline (store/append.rs) before its COMMIT"
-    )]
     pub(super) async fn only_the_batch(
         inner: &Inner,
         connection: &mut PgConnection,
