@@ -3,7 +3,7 @@
 //!
 //! A [`Decision`] is a command whose rule reads one or more small states, each a
 //! [`DecisionState`] that declares the [`Query`](crate::Query) of the events it needs (by type and
-//! [`Tag`](crate::Tag)) and folds them. A [`Decider`] reads them all with one query (the union),
+//! [`Tag`]) and folds them. A [`Decider`] reads them all with one query (the union),
 //! hands the folded states to [`Decision::decide`], and appends the events it returns on
 //! the [condition](crate::AppendCondition) that no event the query selects was stored
 //! after the last one it read. If one was (another decision on the same course got there
