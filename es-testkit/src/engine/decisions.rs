@@ -19,6 +19,7 @@ use futures_util::{Stream, TryStreamExt as _};
 use uuid::Uuid;
 
 use super::PATIENCE;
+use crate::flaky::FlakyStore;
 use es_core::Store;
 
 // ---- The domain -------------------------------------------------------------------------
@@ -533,6 +534,85 @@ pub async fn decided_events_carry_their_tags<S: Store>(store: S) {
         selected.iter().map(|e| e.event_id).collect::<Vec<_>>(),
         [decided.events[0].event_id],
         "the student's tag selects exactly the student's event"
+    );
+}
+
+/// A decider on a store that fails for a moment ([`FlakyStore`]). Its read of the states
+/// drops after the first event: it folds them again from scratch, so a student who takes
+/// two courses is not counted as taking three (which would refuse a third course), and
+/// the subscription is accepted. Its read failing at once is ridden out too. Then its
+/// append is stored but the reply lost: decided again, the decider finds its own events
+/// by their ids and reports them, once in the log; with the caller's command id, as the
+/// duplicate it may be.
+pub async fn decider_rides_out_store_failures<S: Store>(store: S) {
+    let flaky = FlakyStore::new(store.clone());
+    let decider = decider(flaky.clone());
+    // Fay's subscriptions come first in the log, so that the read drops after one of
+    // them, not after the course's definition (which folds the same however often).
+    for course in ["art", "biology"] {
+        define(&store, course, 10).await;
+        accepted(&decider, course, "fay").await;
+    }
+    define(&store, "algebra", 10).await;
+
+    flaky.fail_reads_midway(1);
+    let decided = accepted(&decider, "algebra", "fay").await;
+    assert_eq!(flaky.reads_failed(), 1, "the decider's read dropped midway");
+    assert_eq!(
+        decided.attempts, 1,
+        "a failed read is no decision: decided once, on the whole history"
+    );
+    flaky.fail_reads(1);
+    assert_eq!(
+        refused(&decider, "chemistry", "fay").await,
+        SubscriptionError::NoCourse,
+        "a read failing at once is read again"
+    );
+    assert_eq!(flaky.reads_failed(), 2, "the decider's read failed at once");
+    define(&store, "chemistry", 10).await;
+    assert_eq!(
+        refused(&decider, "chemistry", "fay").await,
+        SubscriptionError::TooManyCourses,
+        "three courses, counted once each"
+    );
+
+    // Stored, the reply lost: the decider's own command id.
+    define(&store, "geometry", 10).await;
+    flaky.lose_append_replies(1);
+    let before = flaky.appends();
+    let decided = accepted(&decider, "geometry", "gus").await;
+    assert!(flaky.appends() - before >= 2, "the append was tried again");
+    let stored = read_stream(&store, &stream("student", "gus")).await;
+    assert_eq!(stored.len(), 1, "recorded once");
+    assert_eq!(stored[0].event_id, decided.events[0].event_id);
+
+    // The caller's command id: reported as the duplicate it may be.
+    flaky.lose_append_replies(1);
+    let context = CommandContext::new().with_command_id(Uuid::now_v7());
+    let decided = execute(
+        &decider,
+        &Subscribe::new("geometry", "hal"),
+        context.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("a lost reply is recognised as success, got {e:?}"));
+    assert!(
+        decided.duplicate,
+        "with the caller's command id, a duplicate"
+    );
+    let hal = stream("student", "hal");
+    assert_eq!(
+        decided
+            .events
+            .iter()
+            .map(|e| e.event_id)
+            .collect::<Vec<_>>(),
+        [context.event_id(&hal, 0)]
+    );
+    assert_eq!(read_stream(&store, &hal).await.len(), 1, "recorded once");
+    assert_eq!(
+        students(&subscriptions(&store, "geometry").await),
+        ["gus", "hal"]
     );
 }
 
