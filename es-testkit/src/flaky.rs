@@ -23,7 +23,12 @@ use uuid::Uuid;
 ///   ([`read_stream`](EventStore::read_stream), [`read_query`](EventStore::read_query))
 ///   fail;
 /// - [`fail_reads_midway`](FlakyStore::fail_reads_midway): the next stream and query
-///   reads deliver their first event, then fail, as when the connection drops mid-read.
+///   reads deliver their first event, then fail, as when the connection drops mid-read;
+/// - [`yield_before_conditional_appends`](FlakyStore::yield_before_conditional_appends):
+///   every conditional append first lets other tasks run, so that on a store whose calls
+///   never wait (memory) racing decisions really read before any of them appends, as
+///   they do across a network; [`conditions_failed`](FlakyStore::conditions_failed)
+///   then tells whether they did overlap.
 ///
 /// Everything else goes straight through.
 #[derive(Debug, Clone)]
@@ -40,6 +45,8 @@ struct Plan {
     failed_reads_midway: AtomicU32,
     appends: AtomicU32,
     reads_failed: AtomicU32,
+    yields: AtomicU32,
+    conditions_failed: AtomicU32,
 }
 
 /// Takes one from `counter` if it is above zero.
@@ -109,6 +116,18 @@ impl<S> FlakyStore<S> {
         self.plan.failed_reads_midway.store(n, Ordering::SeqCst);
     }
 
+    /// Every conditional append from now on first yields to other tasks `n` times (0:
+    /// not at all).
+    pub fn yield_before_conditional_appends(&self, n: u32) {
+        self.plan.yields.store(n, Ordering::SeqCst);
+    }
+
+    /// How many conditional appends found their condition failed: with racing
+    /// decisions, proof that they overlapped.
+    pub fn conditions_failed(&self) -> u32 {
+        self.plan.conditions_failed.load(Ordering::SeqCst)
+    }
+
     /// How many reads failed as planned (delivered their failure).
     pub fn reads_failed(&self) -> u32 {
         self.plan.reads_failed.load(Ordering::SeqCst)
@@ -159,13 +178,21 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
             stream: stream.clone(),
             source: unavailable("append"),
         };
+        for _ in 0..self.plan.yields.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
         if take(&self.plan.failed_appends) {
             return Err(failed());
         }
         let committed = self
             .inner
             .append_if(stream, expected, events, condition)
-            .await?;
+            .await
+            .inspect_err(|error| {
+                if matches!(error, AppendError::ConditionFailed { .. }) {
+                    self.plan.conditions_failed.fetch_add(1, Ordering::SeqCst);
+                }
+            })?;
         if take(&self.plan.lost_replies) {
             return Err(failed());
         }
