@@ -349,6 +349,14 @@ impl<D: Decision> DecisionGiven<D> {
                     check_round_trip(event);
                     let mut tags = own.clone();
                     tags.extend(declared_tags(event, "emitted event", index + 1));
+                    assert!(
+                        tags.len() <= crate::limits::MAX_TAGS,
+                        "emitted event {} (`{}`) carries {} tags with the decision's own, more than the {} a store accepts\nevent: {event:#?}",
+                        index + 1,
+                        event.event_type(),
+                        tags.len(),
+                        crate::limits::MAX_TAGS
+                    );
                     tags
                 })
                 .collect(),
