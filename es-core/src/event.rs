@@ -118,6 +118,14 @@ pub trait DomainEvent: Clone + Send + Sync + 'static {
     /// `#[tag]` fields): stores add them to the event's [`Metadata::tags`] when they
     /// append it. None by default.
     ///
+    /// Tags are worked out once, when the event is appended, and stored with it; reading
+    /// does not call this again. So events stored before their type gained a `#[tag]`
+    /// field (or a new prefix) carry no such tag, and queries by it do not select them: a
+    /// decision that relies on the new tag misses the old events. Backfilling means
+    /// re-tagging the stored rows, for which es-rs has no tool yet; until then, give the
+    /// old events the tag some other way (a decision's own state that reads them by
+    /// type), or tag from the start.
+    ///
     /// # Errors
     ///
     /// [`TagError`](crate::TagError) when a field's value does not make a valid tag; the

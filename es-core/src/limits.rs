@@ -155,9 +155,17 @@ pub enum LimitError {
 }
 
 /// Checks `events` for an append to `stream` and encodes them: the payloads, in order.
+/// It also merges the tags each event declares ([`DomainEvent::tags`]) into its
+/// metadata's [`tags`](Metadata::tags), beside those the caller set, and checks them.
 ///
-/// This is what every store runs before it writes anything, so that all refuse the same
-/// events with the same errors: an id twice in the batch, an event that cannot be encoded,
+/// This is what every store runs before it writes anything, and must run: so that all
+/// refuse the same events with the same errors, and so that every event is stored with
+/// its declared tags (a store that skipped it would store events that no query by those
+/// tags selects). Both stores of es-rs call it on every append. Tags are worked out here,
+/// once, and stored: events stored before their type declared a tag do not carry it,
+/// and re-tagging them means rewriting the stored rows (no tool yet).
+///
+/// It refuses an id twice in the batch, an event that cannot be encoded,
 /// one that breaks a [limit](self), or a batch over [`MAX_BATCH_BYTES`]. Each event is also
 /// decoded from its own encoding (except for types that read any event, such as
 /// [`RawEvent`](crate::RawEvent)), so that an event whose serde attributes or values
@@ -179,8 +187,10 @@ pub enum LimitError {
 ///
 /// # Errors
 ///
-/// [`AppendError::DuplicateInBatch`], [`AppendError::Encode`], [`AppendError::Unstorable`]
-/// (naming the event by its index and type) or [`AppendError::BatchTooLarge`].
+/// [`AppendError::InvalidTag`] (a declared tag is invalid, or the event carries more than
+/// [`MAX_TAGS`]), [`AppendError::DuplicateInBatch`], [`AppendError::Encode`],
+/// [`AppendError::Unstorable`] (naming the event by its index and type) or
+/// [`AppendError::BatchTooLarge`].
 pub fn encode_batch<E: DomainEvent>(
     stream: &StreamId,
     events: &mut [NewEvent<E>],

@@ -21,6 +21,10 @@ use crate::tag::Tag;
 /// and that carry all of its tags. [`Query::all`] selects every event; a query without
 /// items selects none.
 ///
+/// Its `Display` shows the types and the tags' keys, never their values (which may name a
+/// person): log a query with it (`%query` in `tracing`). Its `Debug` shows the tags
+/// whole, for tests.
+///
 /// ```
 /// use es_core::{Query, QueryItem, Tag};
 /// use std::collections::BTreeSet;
@@ -219,12 +223,16 @@ impl fmt::Display for QueryItem {
 /// an older transaction still counts as after it. A position an append returned is not
 /// such a point.
 ///
+/// Its `Debug` shows the query's tags whole, for tests; it has no `Display`: log its
+/// query's `Display` (`condition.fail_if_events_match`), which leaves the tags' values
+/// out.
+///
 /// ```
 /// use es_core::{AppendCondition, QueryItem, Tag};
 ///
-/// let username = Tag::pair("username", "ada")?;
-/// // Register only if no account ever claimed the name.
-/// let condition = AppendCondition::new(QueryItem::new().with_tag(username));
+/// let user = Tag::pair("user", "u-17")?;
+/// // Register only if no account was ever opened for the user.
+/// let condition = AppendCondition::new(QueryItem::new().with_tag(user));
 /// assert_eq!(condition.after, None);
 /// # Ok::<(), es_core::TagError>(())
 /// ```

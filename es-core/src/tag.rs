@@ -18,6 +18,11 @@ use serde::{Deserialize, Serialize};
 /// A tag is 1 to [`Tag::MAX_BYTES`] bytes of UTF-8 without control characters. The key is
 /// the text before the first `:`, if any.
 ///
+/// A tag's value may still name a person, if someone tagged with one: `Debug` and
+/// `Display` both show it whole, for tests and for storing. In logs and errors show
+/// [`Tag::redacted`] (`course:…`), or a [`Query`](crate::Query)'s `Display`, which
+/// redacts its tags.
+///
 /// ```
 /// use es_core::Tag;
 ///

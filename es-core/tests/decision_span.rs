@@ -134,7 +134,7 @@ fn each_decision_runs_in_a_span_with_its_outcome() {
 
     let spans = Spans::default();
     let subscriber = tracing_subscriber::registry().with(spans.clone());
-    tracing::subscriber::with_default(subscriber, || {
+    let first_event = tracing::subscriber::with_default(subscriber, || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -150,7 +150,7 @@ fn each_decision_runs_in_a_span_with_its_outcome() {
                 name: ada.clone(),
                 rival,
             };
-            decider.execute(&claim(None)).await.unwrap();
+            let first = decider.execute(&claim(None)).await.unwrap();
             // The derive declares no tags: tag a claim by hand, which the next sees.
             let tagged = NewEvent::new(NameEvent::Claimed { name: "ada".into() })
                 .with_metadata(Metadata::new().with_tag(ada.clone()));
@@ -164,7 +164,8 @@ fn each_decision_runs_in_a_span_with_its_outcome() {
                 .execute(&claim(Some(store.clone())))
                 .await
                 .unwrap_err();
-        });
+            first.events[0].event_id
+        })
     });
 
     let spans = spans.0.lock().unwrap();
@@ -193,5 +194,14 @@ fn each_decision_runs_in_a_span_with_its_outcome() {
     );
     let query = &decisions[0]["query"];
     assert_eq!(query, "(types Claimed, tags name:…)");
-    assert!(decisions[0].contains_key("command_id"));
+    // The caller gave no command id: the span names the one drawn for the execution,
+    // which its event ids derive from.
+    let command_id: uuid::Uuid = decisions[0]["command_id"].parse().unwrap();
+    let stream = StreamId::new("claims", "ada").unwrap();
+    assert_eq!(
+        es_core::CommandContext::new()
+            .with_command_id(command_id)
+            .event_id(&stream, 0),
+        first_event
+    );
 }

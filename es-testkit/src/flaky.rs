@@ -10,7 +10,7 @@ use es_core::{
     ReadError, Snapshot, SnapshotStore, StoreError, StoreErrorKind, StreamId, Version,
 };
 use futures_util::StreamExt as _;
-use futures_util::future::Either;
+use futures_util::stream::BoxStream;
 use uuid::Uuid;
 
 /// Wraps a store and fails some of its calls with transient errors
@@ -19,7 +19,16 @@ use uuid::Uuid;
 /// - [`lose_append_replies`](FlakyStore::lose_append_replies): the next appends are
 ///   *stored*, then reported failed, as when the connection drops after the commit;
 /// - [`fail_appends`](FlakyStore::fail_appends): the next appends fail before storing;
-/// - [`fail_reads`](FlakyStore::fail_reads): the next stream reads fail.
+/// - [`fail_reads`](FlakyStore::fail_reads): the next stream and query reads
+///   ([`read_stream`](EventStore::read_stream), [`read_query`](EventStore::read_query))
+///   fail;
+/// - [`fail_reads_midway`](FlakyStore::fail_reads_midway): the next stream and query
+///   reads deliver their first event, then fail, as when the connection drops mid-read;
+/// - [`yield_before_conditional_appends`](FlakyStore::yield_before_conditional_appends):
+///   every conditional append first lets other tasks run, so that on a store whose calls
+///   never wait (memory) racing decisions really read before any of them appends, as
+///   they do across a network; [`conditions_failed`](FlakyStore::conditions_failed)
+///   then tells whether they did overlap.
 ///
 /// Everything else goes straight through.
 #[derive(Debug, Clone)]
@@ -33,7 +42,11 @@ struct Plan {
     lost_replies: AtomicU32,
     failed_appends: AtomicU32,
     failed_reads: AtomicU32,
+    failed_reads_midway: AtomicU32,
     appends: AtomicU32,
+    reads_failed: AtomicU32,
+    yields: AtomicU32,
+    conditions_failed: AtomicU32,
 }
 
 /// Takes one from `counter` if it is above zero.
@@ -41,6 +54,30 @@ fn take(counter: &AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
+}
+
+impl Plan {
+    /// `read` as planned: failing at once, after its first item, or not at all.
+    fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        operation: &'static str,
+        read: impl futures_util::Stream<Item = Result<T, ReadError>> + Send + 'static,
+    ) -> BoxStream<'static, Result<T, ReadError>> {
+        let plan = Arc::clone(self);
+        // Counted when the failure is delivered, not planned: a reader that stops after
+        // the first event never sees it.
+        let failure = futures_util::stream::once(async move {
+            plan.reads_failed.fetch_add(1, Ordering::SeqCst);
+            Err(ReadError::Store(unavailable(operation)))
+        });
+        if take(&self.failed_reads) {
+            failure.boxed()
+        } else if take(&self.failed_reads_midway) {
+            read.take(1).chain(failure).boxed()
+        } else {
+            read.boxed()
+        }
+    }
 }
 
 fn unavailable(operation: &'static str) -> StoreError {
@@ -67,9 +104,33 @@ impl<S> FlakyStore<S> {
         self.plan.failed_appends.store(n, Ordering::SeqCst);
     }
 
-    /// The next `n` stream reads fail.
+    /// The next `n` stream reads and query reads fail (one count for both, taken by
+    /// whichever comes first): a repository's load and a decider's read alike.
     pub fn fail_reads(&self, n: u32) {
         self.plan.failed_reads.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` stream reads and query reads deliver their first event (if any), then
+    /// fail: whoever reads must start again from scratch, not keep what it folded.
+    pub fn fail_reads_midway(&self, n: u32) {
+        self.plan.failed_reads_midway.store(n, Ordering::SeqCst);
+    }
+
+    /// Every conditional append from now on first yields to other tasks `n` times (0:
+    /// not at all).
+    pub fn yield_before_conditional_appends(&self, n: u32) {
+        self.plan.yields.store(n, Ordering::SeqCst);
+    }
+
+    /// How many conditional appends found their condition failed: with racing
+    /// decisions, proof that they overlapped.
+    pub fn conditions_failed(&self) -> u32 {
+        self.plan.conditions_failed.load(Ordering::SeqCst)
+    }
+
+    /// How many reads failed as planned (delivered their failure).
+    pub fn reads_failed(&self) -> u32 {
+        self.plan.reads_failed.load(Ordering::SeqCst)
     }
 
     /// How many appends reached this store (failed ones included).
@@ -117,13 +178,21 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
             stream: stream.clone(),
             source: unavailable("append"),
         };
+        for _ in 0..self.plan.yields.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
         if take(&self.plan.failed_appends) {
             return Err(failed());
         }
         let committed = self
             .inner
             .append_if(stream, expected, events, condition)
-            .await?;
+            .await
+            .inspect_err(|error| {
+                if matches!(error, AppendError::ConditionFailed { .. }) {
+                    self.plan.conditions_failed.fetch_add(1, Ordering::SeqCst);
+                }
+            })?;
         if take(&self.plan.lost_replies) {
             return Err(failed());
         }
@@ -136,7 +205,8 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
         after: Position,
     ) -> impl futures_util::Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E>
     {
-        self.inner.read_query::<E>(query, after)
+        self.plan
+            .read("query read", self.inner.read_query::<E>(query, after))
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, ReadError> {
@@ -149,13 +219,8 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
         from: Version,
     ) -> impl futures_util::Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E>
     {
-        if take(&self.plan.failed_reads) {
-            let error = ReadError::Store(unavailable("stream read"));
-            Either::Left(futures_util::stream::once(async move { Err(error) }))
-        } else {
-            Either::Right(self.inner.read_stream::<E>(stream, from))
-        }
-        .boxed()
+        self.plan
+            .read("stream read", self.inner.read_stream::<E>(stream, from))
     }
 
     fn read_all<E: DomainEvent>(

@@ -213,6 +213,7 @@ macro_rules! engine_cases {
             deciders_racing_for_the_last_seats_fill_exactly_the_capacity,
             decider_repeated_command_id_records_once,
             decided_events_carry_their_tags,
+            decider_rides_out_store_failures,
         }
     };
 }

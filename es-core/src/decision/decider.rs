@@ -8,12 +8,13 @@ use tracing::Instrument as _;
 
 use crate::command::CommandContext;
 use crate::error::AppendError;
-use crate::event::{EventEnvelope, NewEvent, RawEvent};
+use crate::event::{NewEvent, RawEvent};
 use crate::query::{AppendCondition, Query};
 use crate::repository::RetryPolicy;
+use crate::repository::ids::{EventIds, first_outcome};
 use crate::store::EventStore;
 use crate::stream::{ExpectedVersion, Position, StreamId};
-use crate::telemetry;
+use crate::telemetry::{self, Outcome};
 
 use super::states::DecisionStates;
 use super::states::sealed::Fold as _;
@@ -36,7 +37,8 @@ use super::{Decided, Decision, DecisionError};
 ///    passing failures as the policy says.
 ///
 /// A decision that emits nothing appends nothing and succeeds. Its events carry the
-/// metadata of the [`CommandContext`] it runs in; with a command id the caller gave, a
+/// metadata of the [`CommandContext`] it runs in, with the decision's own tags
+/// ([`Decision::tags`]) added to the context's; with a command id the caller gave, a
 /// decision executed twice records once (see [`Decider::execute_with`]).
 ///
 /// Each execution runs in a `tracing` span named `es.decision`, with the fields `stream`,
@@ -56,41 +58,6 @@ impl<S: fmt::Debug> fmt::Debug for Decider<S> {
             .field("store", &self.store)
             .field("retry", &self.retry)
             .finish()
-    }
-}
-
-/// The ids of the events one execution appends, derived from its command id (the
-/// caller's, or one drawn for this execution): every attempt appends under the same ids,
-/// so the store recognises an append whose reply was lost.
-struct EventIds<'a> {
-    context: &'a CommandContext,
-    stream: &'a StreamId,
-    command_id: uuid::Uuid,
-    /// An append of this execution failed without telling whether it was stored.
-    uncertain: bool,
-}
-
-impl<'a> EventIds<'a> {
-    fn new(context: &'a CommandContext, stream: &'a StreamId) -> Self {
-        let command_id = if context.command_id_given() {
-            context.command_id()
-        } else {
-            uuid::Uuid::now_v7()
-        };
-        Self {
-            context,
-            stream,
-            command_id,
-            uncertain: false,
-        }
-    }
-
-    fn get(&self, index: usize) -> uuid::Uuid {
-        crate::command::derive_event_id(self.command_id, self.stream, index)
-    }
-
-    fn may_be_stored(&self) -> bool {
-        self.context.command_id_given() || self.uncertain
     }
 }
 
@@ -162,15 +129,18 @@ impl<S: EventStore> Decider<S> {
         let states = decision.state();
         let queries = states.queries();
         let query = union(&queries);
+        // Drawn here, when the caller gave none, so that the span names the id the event
+        // ids derive from.
+        let ids = EventIds::new(&context, &stream);
         let span = tracing::info_span!(
             crate::telemetry::DECISION_SPAN,
             %stream,
-            command_id = %context.command_id(),
+            command_id = %ids.command_id,
             %query,
             outcome = tracing::field::Empty,
             retries = tracing::field::Empty,
         );
-        self.run(decision, states, &queries, &query, &stream, &context)
+        self.run(decision, states, &queries, &query, &stream, ids)
             .instrument(span)
             .await
     }
@@ -184,9 +154,15 @@ impl<S: EventStore> Decider<S> {
         queries: &[Query],
         query: &Query,
         stream: &StreamId,
-        context: &CommandContext,
+        mut ids: EventIds<'_>,
     ) -> Result<Decided<D::Event>, DecisionError<D::Error>> {
-        let mut ids = EventIds::new(context, stream);
+        // The same for every attempt: the context's metadata, the decision's own tags
+        // (the store adds those each event declares), and the trace of this span.
+        let mut metadata = ids.context.event_metadata();
+        metadata.tags.extend(decision.tags());
+        if metadata.traceparent.is_none() {
+            metadata.traceparent = telemetry::current_traceparent();
+        }
         // The states as folded so far, and the position they were folded up to: after a
         // lost race, only the events stored since are read (the log only grows, and a
         // position read_query delivered is one nothing can commit before any more).
@@ -238,10 +214,6 @@ impl<S: EventStore> Decider<S> {
                     };
                 }
             };
-            let mut metadata = context.event_metadata();
-            if metadata.traceparent.is_none() {
-                metadata.traceparent = telemetry::current_traceparent();
-            }
             let new_events = events
                 .into_iter()
                 .enumerate()
@@ -257,14 +229,30 @@ impl<S: EventStore> Decider<S> {
                 .append_if(stream, ExpectedVersion::Any, new_events, condition)
                 .await;
             match appended {
+                // Stored already under these ids: by an earlier execution of the
+                // caller's command id, or by an attempt of this one whose reply was lost.
+                // The store answers with the events of this batch it found, which are
+                // fewer than were stored if this attempt decided fewer: return all.
+                Ok(committed) if committed.duplicate => {
+                    tracing::debug!("decision already recorded");
+                    break match self.first_outcome(stream, &ids, attempts, after).await {
+                        Ok(Some(decided)) => Ok(decided),
+                        Ok(None) => Ok(Decided {
+                            stream_id: committed.stream_id,
+                            events: committed.events,
+                            duplicate: ids.duplicate(),
+                            after,
+                            attempts,
+                        }),
+                        Err(error) => Err(error),
+                    };
+                }
                 Ok(committed) => {
                     tracing::debug!(events = committed.events.len(), "decision committed");
                     break Ok(Decided {
                         stream_id: committed.stream_id,
                         events: committed.events,
-                        // Stored by an attempt of this very execution, whose reply was
-                        // lost, unless the caller's command id may name an earlier one.
-                        duplicate: committed.duplicate && context.command_id_given(),
+                        duplicate: false,
                         after,
                         attempts,
                     });
@@ -379,38 +367,16 @@ impl<S: EventStore> Decider<S> {
         attempts: u32,
         after: Option<Position>,
     ) -> Result<Option<Decided<E>>, DecisionError<R>> {
-        if !ids.may_be_stored() {
-            return Ok(None);
-        }
-        let read_error = |source| DecisionError::Read {
-            stream: stream.clone(),
-            source,
-        };
-        let Some(first) = self
-            .store
-            .find_event::<E>(ids.get(0))
+        let found = first_outcome::<_, E>(&self.store, stream, ids)
             .await
-            .map_err(read_error)?
-        else {
-            return Ok(None);
-        };
-        if &first.stream_id != stream {
-            return Ok(None);
-        }
-        let mut events: Vec<EventEnvelope<E>> = Vec::new();
-        let rest = self.store.read_stream::<E>(stream, first.version);
-        futures_util::pin_mut!(rest);
-        while let Some(envelope) = rest.next().await {
-            let envelope = envelope.map_err(read_error)?;
-            if ids.get(events.len()) != envelope.event_id {
-                break;
-            }
-            events.push(envelope);
-        }
-        Ok(Some(Decided {
+            .map_err(|source| DecisionError::Read {
+                stream: stream.clone(),
+                source,
+            })?;
+        Ok(found.map(|found| Decided {
             stream_id: stream.clone(),
-            events,
-            duplicate: ids.context.command_id_given(),
+            events: found.events,
+            duplicate: ids.duplicate(),
             after,
             attempts,
         }))
@@ -429,13 +395,14 @@ fn record_outcome<E, R>(result: &Result<Decided<E>, DecisionError<R>>, retries: 
         return;
     }
     let outcome = match result {
-        Ok(decided) if decided.duplicate => 1,
-        Ok(decided) if decided.events.is_empty() => 2,
-        Ok(_) => 0,
-        Err(DecisionError::Rejected { .. }) => 3,
-        Err(DecisionError::Conflict { .. }) => 4,
-        Err(_) => 5,
+        Ok(decided) => Outcome::Done {
+            duplicate: decided.duplicate,
+            unchanged: decided.events.is_empty(),
+        },
+        Err(DecisionError::Rejected { .. }) => Outcome::Rejected,
+        Err(DecisionError::Conflict { .. }) => Outcome::Conflict,
+        Err(_) => Outcome::Error,
     };
-    span.record("outcome", telemetry::OUTCOMES[outcome]);
+    span.record("outcome", outcome.name());
     span.record("retries", retries);
 }

@@ -3,7 +3,7 @@
 //!
 //! A [`Decision`] is a command whose rule reads one or more small states, each a
 //! [`DecisionState`] that declares the [`Query`](crate::Query) of the events it needs (by type and
-//! [`Tag`](crate::Tag)) and folds them. A [`Decider`] reads them all with one query (the union),
+//! [`Tag`]) and folds them. A [`Decider`] reads them all with one query (the union),
 //! hands the folded states to [`Decision::decide`], and appends the events it returns on
 //! the [condition](crate::AppendCondition) that no event the query selects was stored
 //! after the last one it read. If one was (another decision on the same course got there
@@ -11,7 +11,8 @@
 //! pause, up to its [`RetryPolicy`](crate::RetryPolicy).
 //!
 //! Events carry the tags that make them selectable: the ones the event type declares
-//! ([`DomainEvent::tags`]) and any set in their metadata. The
+//! ([`DomainEvent::tags`]), the ones the decision adds to each of its events
+//! ([`Decision::tags`]) and any set in the context's metadata. The
 //! events a decision appends must be selected by its own query, or two racing decisions
 //! would not see each other: the harness (feature `testing`, `Subscribe::test()`) checks
 //! it with `then_expect_selected_by_query`.
@@ -148,11 +149,11 @@
 //! # store.append(&course, ExpectedVersion::NoStream, vec![NewEvent::new(defined)]).await?;
 //! // Course `c1` was defined with 2 seats.
 //! let decider = Decider::new(store);
-//! decider.execute(&Subscribe::new("c1", "ada")?).await?;
-//! let bob = decider.execute(&Subscribe::new("c1", "bob")?).await?;
+//! decider.execute(&Subscribe::new("c1", "s1")?).await?;
+//! let bob = decider.execute(&Subscribe::new("c1", "s2")?).await?;
 //! assert_eq!(bob.events.len(), 1);
 //!
-//! let eve = decider.execute(&Subscribe::new("c1", "eve")?).await;
+//! let eve = decider.execute(&Subscribe::new("c1", "s3")?).await;
 //! assert_eq!(
 //!     eve.unwrap_err().rejection(),
 //!     Some(&SubscriptionError::CourseFull { capacity: 2 })
@@ -178,6 +179,7 @@ mod states;
 
 use crate::event::{DomainEvent, EventEnvelope};
 use crate::stream::{Position, StreamId};
+use crate::tag::Tag;
 
 pub use self::decider::Decider;
 pub use self::error::DecisionError;
@@ -208,7 +210,10 @@ pub trait Decision: Send + Sync {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// The states before any event is folded, made for the entities the decision is about
-    /// (their queries name those entities' tags). Called once per attempt.
+    /// (their queries name those entities' tags). Called once per execution, and again
+    /// after the store failed for a moment while the states were being read (they are
+    /// folded from scratch then); a retry after a lost race folds the newer events into
+    /// the states it has.
     fn state(&self) -> Self::State;
 
     /// The stream the events are appended to. Its version does not guard the decision
@@ -222,6 +227,18 @@ pub trait Decision: Send + Sync {
     ///
     /// Whatever the rule rejects the decision for.
     fn decide(&self, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error>;
+
+    /// Tags every event it appends carries, besides those the event declares
+    /// ([`DomainEvent::tags`]) and those of the [`CommandContext`](crate::CommandContext)'s
+    /// metadata: for an entity the events do not name (an application whose id is its
+    /// stream's, not a field). None by default. Called once per execution.
+    ///
+    /// The events must still be selected by the decision's own query, with these tags,
+    /// for racing decisions to see each other: the harness checks that with
+    /// `then_expect_selected_by_query`, counting these tags.
+    fn tags(&self) -> Vec<Tag> {
+        Vec::new()
+    }
 }
 
 /// What executing a [`Decision`] recorded.

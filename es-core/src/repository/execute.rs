@@ -4,8 +4,6 @@
 
 use std::time::Instant;
 
-use futures_util::StreamExt as _;
-
 use crate::aggregate::Aggregate;
 use crate::command::{CommandContext, CommandOutcome};
 use crate::error::{AppendError, CommandError};
@@ -14,53 +12,16 @@ use crate::store::{EventStore, SnapshotStore};
 use crate::stream::{ExpectedVersion, StreamId};
 use crate::telemetry;
 
+use super::ids::{EventIds, first_outcome};
 use super::{Loaded, Repository};
 
-/// The ids of the events one execution appends, derived from its command id: the caller's,
-/// so that a repeat of the command is recognised; or, when the caller gave none, one drawn
-/// for this execution alone (a context may be cloned for many commands, which must not
-/// look like repeats of each other). Every attempt of the execution appends under the
-/// same ids, so the store recognises an append whose reply was lost; and a caller who runs
-/// the command again under [`EventIds::command_id`] is recognised too.
-struct EventIds<'a> {
-    context: &'a CommandContext,
-    stream: &'a StreamId,
-    command_id: uuid::Uuid,
-    /// An append of this execution failed without telling whether it was stored.
-    uncertain: bool,
-    /// Times the command was decided again (after a conflict or a store failure), and
-    /// appends that lost a race: for the span and the metrics.
+/// One execution of a command: its event ids, and for the span and the metrics the times
+/// it was decided again (after a conflict or a store failure) and the appends that lost a
+/// race.
+struct Execution<'a> {
+    ids: EventIds<'a>,
     retries: u32,
     conflicts: u32,
-}
-
-impl<'a> EventIds<'a> {
-    fn new(context: &'a CommandContext, stream: &'a StreamId) -> Self {
-        let command_id = if context.command_id_given() {
-            context.command_id()
-        } else {
-            uuid::Uuid::now_v7()
-        };
-        Self {
-            context,
-            stream,
-            command_id,
-            uncertain: false,
-            retries: 0,
-            conflicts: 0,
-        }
-    }
-
-    /// The id of the `index`th event of a decision.
-    fn get(&self, index: usize) -> uuid::Uuid {
-        crate::command::derive_event_id(self.command_id, self.stream, index)
-    }
-
-    /// Whether events may be stored under these ids already: by an earlier execution of
-    /// the same command id, or by an attempt of this one.
-    fn may_be_stored(&self) -> bool {
-        self.context.command_id_given() || self.uncertain
-    }
 }
 
 impl<A, S> Repository<A, S>
@@ -82,16 +43,20 @@ where
         context: CommandContext,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
         let started = Instant::now();
-        let mut ids = EventIds::new(&context, &stream);
+        let mut execution = Execution {
+            ids: EventIds::new(&context, &stream),
+            retries: 0,
+            conflicts: 0,
+        };
         let mut failures = 0;
         // One loop in this function rather than a function of its own: each level of
         // future moves the command's whole state once more.
         let result = loop {
-            match self.run(&stream, command.clone(), &mut ids).await {
+            match self.run(&stream, command.clone(), &mut execution).await {
                 Err(error) if error.is_transient() && failures < self.retry.store_retries() => {
-                    ids.uncertain |= matches!(error, CommandError::Append { .. });
+                    execution.ids.uncertain |= matches!(error, CommandError::Append { .. });
                     failures += 1;
-                    ids.retries += 1;
+                    execution.retries += 1;
                     let pause = self.retry.store_backoff().pause(failures);
                     tracing::debug!(
                         error = &error as &dyn std::error::Error,
@@ -104,7 +69,7 @@ where
             }
         };
         let outcome = telemetry::command_outcome(&result);
-        telemetry::command_done::<A>(started, outcome, ids.retries, ids.conflicts);
+        telemetry::command_done::<A>(started, outcome, execution.retries, execution.conflicts);
         result
     }
 
@@ -112,9 +77,9 @@ where
         &self,
         stream: &StreamId,
         command: A::Command,
-        ids: &mut EventIds<'_>,
+        execution: &mut Execution<'_>,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
-        let context = ids.context;
+        let context = execution.ids.context;
         let stream = stream.clone();
         let load_error = |source| CommandError::Load {
             stream: stream.clone(),
@@ -171,7 +136,7 @@ where
                 Ok(_) => {
                     let version = loaded.version;
                     self.keep(loaded);
-                    return match self.first_outcome(&stream, ids).await? {
+                    return match self.first_outcome(&stream, &execution.ids).await? {
                         Some(outcome) => Ok(outcome),
                         None if self.archived(&stream).await? => {
                             Err(CommandError::Archived { stream })
@@ -186,7 +151,7 @@ where
                 }
                 Err(error) => {
                     self.keep(loaded);
-                    return match self.first_outcome(&stream, ids).await? {
+                    return match self.first_outcome(&stream, &execution.ids).await? {
                         Some(outcome) => Ok(outcome),
                         None if self.archived(&stream).await? => {
                             Err(CommandError::Archived { stream })
@@ -212,7 +177,7 @@ where
                 .enumerate()
                 .map(|(index, event)| {
                     NewEvent::new(event)
-                        .with_id(ids.get(index))
+                        .with_id(execution.ids.get(index))
                         .with_metadata(metadata.clone())
                 })
                 .collect();
@@ -222,7 +187,7 @@ where
                     tracing::debug!("command already executed");
                     self.keep(loaded);
                     return Ok(self
-                        .first_outcome(&stream, ids)
+                        .first_outcome(&stream, &execution.ids)
                         .await?
                         .unwrap_or(CommandOutcome {
                             duplicate: context.command_id_given(),
@@ -237,7 +202,7 @@ where
                 Err(AppendError::Conflict {
                     expected, actual, ..
                 }) => {
-                    ids.conflicts += 1;
+                    execution.conflicts += 1;
                     if fresh && attempt >= self.retry.max_attempts() {
                         self.keep(loaded);
                         return Err(CommandError::Conflict {
@@ -248,7 +213,7 @@ where
                         });
                     }
                     tracing::debug!(attempt, %actual, "concurrency conflict, retrying");
-                    ids.retries += 1;
+                    execution.retries += 1;
                     if fresh {
                         self.back_off(attempt).await;
                     }
@@ -257,11 +222,11 @@ where
                 // Some ids of this decision are stored already: the first execution of this
                 // command emitted more events than this one did.
                 Err(source @ AppendError::DuplicateEventId { .. }) => {
-                    return match self.first_outcome(&stream, ids).await? {
+                    return match self.first_outcome(&stream, &execution.ids).await? {
                         Some(outcome) => Ok(outcome),
                         None => Err(CommandError::Append {
                             stream,
-                            command_id: ids.command_id,
+                            command_id: execution.ids.command_id,
                             source,
                         }),
                     };
@@ -272,7 +237,7 @@ where
                 Err(source) => {
                     return Err(CommandError::Append {
                         stream,
-                        command_id: ids.command_id,
+                        command_id: execution.ids.command_id,
                         source,
                     });
                 }
@@ -331,43 +296,20 @@ where
         stream: &StreamId,
         ids: &EventIds<'_>,
     ) -> Result<Option<CommandOutcome<A::Event>>, CommandError<A::Error>> {
-        if !ids.may_be_stored() {
-            return Ok(None);
-        }
-        let load_error = |source| CommandError::Load {
-            stream: stream.clone(),
-            source,
-        };
-        let first_id = ids.get(0);
-        let Some(first) = self
-            .store
-            .find_event::<A::Event>(first_id)
+        let found = first_outcome::<_, A::Event>(&self.store, stream, ids)
             .await
-            .map_err(load_error)?
-        else {
-            return Ok(None);
-        };
-        if &first.stream_id != stream {
-            return Ok(None);
-        }
-        let mut events = Vec::new();
-        let rest = self.store.read_stream::<A::Event>(stream, first.version);
-        futures_util::pin_mut!(rest);
-        while let Some(envelope) = rest.next().await {
-            let envelope = envelope.map_err(load_error)?;
-            if ids.get(events.len()) != envelope.event_id {
-                break;
-            }
-            events.push(envelope);
-        }
-        Ok(Some(CommandOutcome {
+            .map_err(|source| CommandError::Load {
+                stream: stream.clone(),
+                source,
+            })?;
+        Ok(found.map(|found| CommandOutcome {
             stream_id: stream.clone(),
-            version: events.last().map_or(first.version, |e| e.version),
-            events,
-            // A command id of this execution alone: what was stored is this very command,
-            // whose first reply was lost, not an earlier one. (With the caller's id it may
-            // be either; it is reported as the repeat it may be.)
-            duplicate: ids.context.command_id_given(),
+            version: found
+                .events
+                .last()
+                .map_or(found.first_version, |e| e.version),
+            events: found.events,
+            duplicate: ids.duplicate(),
         }))
     }
 

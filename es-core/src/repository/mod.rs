@@ -50,6 +50,7 @@
 //! failures (`execute`).
 
 mod execute;
+pub(crate) mod ids;
 mod load;
 mod policy;
 

@@ -191,19 +191,59 @@ mod otel {
     }
 }
 
+/// How a command or a decision ended, as [`OUTCOMES`] names it: the one place that maps
+/// an execution's result to a name, for commands and decisions alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// It succeeded: whether as a repeat of an earlier execution, and whether it recorded
+    /// nothing.
+    Done { duplicate: bool, unchanged: bool },
+    /// The rule rejected it.
+    Rejected,
+    /// Every attempt lost a race.
+    Conflict,
+    /// Anything else failed.
+    Error,
+}
+
+impl Outcome {
+    /// Its index in [`OUTCOMES`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Done {
+                duplicate: true, ..
+            } => 1,
+            Self::Done {
+                unchanged: true, ..
+            } => 2,
+            Self::Done { .. } => 0,
+            Self::Rejected => 3,
+            Self::Conflict => 4,
+            Self::Error => 5,
+        }
+    }
+
+    /// Its name, one of [`OUTCOMES`].
+    pub(crate) fn name(self) -> &'static str {
+        OUTCOMES[self.index()]
+    }
+}
+
 /// The index in [`OUTCOMES`] of a command's outcome.
 pub(crate) fn command_outcome<E, R>(
     result: &Result<crate::CommandOutcome<E>, crate::CommandError<R>>,
 ) -> usize {
     use crate::CommandError;
     match result {
-        Ok(outcome) if outcome.duplicate => 1,
-        Ok(outcome) if outcome.events.is_empty() => 2,
-        Ok(_) => 0,
-        Err(CommandError::Rejected { .. }) => 3,
-        Err(CommandError::Conflict { .. }) => 4,
-        Err(_) => 5,
+        Ok(outcome) => Outcome::Done {
+            duplicate: outcome.duplicate,
+            unchanged: outcome.events.is_empty(),
+        },
+        Err(CommandError::Rejected { .. }) => Outcome::Rejected,
+        Err(CommandError::Conflict { .. }) => Outcome::Conflict,
+        Err(_) => Outcome::Error,
     }
+    .index()
 }
 
 /// The metric keys of the commands of aggregate `A`, made at compile time: recording a

@@ -66,16 +66,16 @@ use super::diff::debug_diff;
 ///     }
 /// }
 ///
-/// let ada = Tag::pair("name", "ada")?;
+/// let user = Tag::pair("user", "u-17")?;
 /// Claim::test()
-///     .given_tagged([ada.clone()], [NameEvent::NameClaimed { name: "ada".into() }])
-///     .when(Claim(ada.clone()))
+///     .given_tagged([user.clone()], [NameEvent::NameClaimed { name: "u-17".into() }])
+///     .when(Claim(user.clone()))
 ///     .then_expect_error(Taken);
 ///
 /// Claim::test()
 ///     .given_no_previous_events()
-///     .when(Claim(ada))
-///     .then_expect_events([NameEvent::NameClaimed { name: "ada".into() }]);
+///     .when(Claim(user))
+///     .then_expect_events([NameEvent::NameClaimed { name: "u-17".into() }]);
 /// # Ok::<(), es_core::TagError>(())
 /// ```
 pub trait DecisionTestExt: Decision + Sized {
@@ -338,15 +338,26 @@ impl<D: Decision> DecisionGiven<D> {
             }
         }
         let result = decision.decide(&state);
+        // What the stored events will carry: the decision's own tags, as the decider
+        // adds them to each event's metadata, and those each event declares.
+        let own: BTreeSet<Tag> = decision.tags().into_iter().collect();
         let tags = match &result {
             Ok(events) => events
                 .iter()
                 .enumerate()
                 .map(|(index, event)| {
                     check_round_trip(event);
-                    declared_tags(event, "emitted event", index + 1)
-                        .into_iter()
-                        .collect()
+                    let mut tags = own.clone();
+                    tags.extend(declared_tags(event, "emitted event", index + 1));
+                    assert!(
+                        tags.len() <= crate::limits::MAX_TAGS,
+                        "emitted event {} (`{}`) carries {} tags with the decision's own, more than the {} a store accepts\nevent: {event:#?}",
+                        index + 1,
+                        event.event_type(),
+                        tags.len(),
+                        crate::limits::MAX_TAGS
+                    );
+                    tags
                 })
                 .collect(),
             Err(_) => Vec::new(),
@@ -366,7 +377,7 @@ pub struct DecisionThen<D: Decision> {
     state: D::State,
     query: Query,
     result: Result<Vec<D::Event>, D::Error>,
-    /// The tags each emitted event declares.
+    /// The tags each emitted event will carry: those it declares and the decision's.
     tags: Vec<BTreeSet<Tag>>,
 }
 
@@ -409,8 +420,10 @@ where
     }
 
     /// Expects the decision to emit exactly these events, in this order, each carrying
-    /// exactly these tags (those it declares, [`DomainEvent::tags`]: what a query will
-    /// select it by once stored).
+    /// exactly these tags (those it declares, [`DomainEvent::tags`], and the decision's
+    /// own, [`Decision::tags`]: what a query will select it by once stored; tags a
+    /// [`CommandContext`](crate::CommandContext) would add are not counted, as the harness
+    /// has none).
     ///
     /// # Panics
     ///
@@ -502,7 +515,7 @@ where
     }
 
     /// Expects every event the decision emits to be selected by its own query, with the
-    /// tags it declares: then two executions of it that race each other conflict, and
+    /// tags it declares and the decision's own ([`Decision::tags`]): then two executions of it that race each other conflict, and
     /// the second reads the first's events, rather than both appending (a subscription
     /// that forgets its course tag lets a full course take one student more). Returns the
     /// outcome for further expectations.

@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use es_core::{
-    AppendCondition, AppendError, CommandContext, Committed, Decided, Decider, Decision,
-    DecisionError, DecisionState, DomainEvent, EventEnvelope, EventFilter, EventStore,
-    ExpectedVersion, NewEvent, Position, Query, QueryItem, ReadError, RetryPolicy, Stall,
-    StoreError, StreamId, Tag, Version,
+    CommandContext, Decided, Decider, Decision, DecisionError, DecisionState, EventEnvelope,
+    EventStore, ExpectedVersion, NewEvent, Position, Query, QueryItem, RetryPolicy, StreamId, Tag,
+    Version,
 };
-use futures_util::{Stream, TryStreamExt as _};
+use futures_util::TryStreamExt as _;
 use uuid::Uuid;
 
 use super::PATIENCE;
+use crate::flaky::FlakyStore;
 use es_core::Store;
 
 // ---- The domain -------------------------------------------------------------------------
@@ -376,7 +376,10 @@ const TAKEN: u32 = 1;
 /// three seats, one taken: exactly the two free seats are given each round, the others
 /// are refused as full, and the log (by `read_query`) holds exactly the capacity.
 pub async fn deciders_racing_for_the_last_seats_fill_exactly_the_capacity<S: Store>(store: S) {
-    let overlapping = Overlapping(store.clone());
+    // Every decider yields before its conditional append: on a store whose calls never
+    // wait (memory), racing decisions then really read the same seats before any appends.
+    let overlapping = FlakyStore::new(store.clone());
+    overlapping.yield_before_conditional_appends(3);
     let mut lost_races = 0;
     for round in 0..ROUNDS {
         let course = format!("race-{round}");
@@ -440,9 +443,9 @@ pub async fn deciders_racing_for_the_last_seats_fill_exactly_the_capacity<S: Sto
         );
     }
     // Without it the case could pass on deciders that never overlapped (on the memory
-    // store, without `Overlapping`, none does), proving nothing about the condition.
+    // store, without the yields, none does), proving nothing about the condition.
     assert!(
-        lost_races > 0,
+        lost_races > 0 && overlapping.conditions_failed() > 0,
         "in {ROUNDS} rounds of {RACERS} deciders, some decision lost a race and decided again"
     );
 }
@@ -536,117 +539,81 @@ pub async fn decided_events_carry_their_tags<S: Store>(store: S) {
     );
 }
 
-// ---- A store whose decisions overlap ------------------------------------------------------
-
-/// The store, letting every other task run before each conditional append: on a store
-/// whose calls never wait (memory), racing decisions then really read the same seats
-/// before any appends, as they do on a store across a network.
-#[derive(Debug, Clone)]
-struct Overlapping<S>(S);
-
-impl<S: EventStore> EventStore for Overlapping<S> {
-    fn append<E: DomainEvent>(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent<E>>,
-    ) -> impl Future<Output = Result<Committed<E>, AppendError>> + Send {
-        self.0.append(stream, expected, events)
+/// A decider on a store that fails for a moment ([`FlakyStore`]). Its read of the states
+/// drops after the first event: it folds them again from scratch, so a student who takes
+/// two courses is not counted as taking three (which would refuse a third course), and
+/// the subscription is accepted. Its read failing at once is ridden out too. Then its
+/// append is stored but the reply lost: decided again, the decider finds its own events
+/// by their ids and reports them, once in the log; with the caller's command id, as the
+/// duplicate it may be.
+pub async fn decider_rides_out_store_failures<S: Store>(store: S) {
+    let flaky = FlakyStore::new(store.clone());
+    let decider = decider(flaky.clone());
+    // Fay's subscriptions come first in the log, so that the read drops after one of
+    // them, not after the course's definition (which folds the same however often).
+    for course in ["art", "biology"] {
+        define(&store, course, 10).await;
+        accepted(&decider, course, "fay").await;
     }
+    define(&store, "algebra", 10).await;
 
-    fn stream_version(
-        &self,
-        stream: &StreamId,
-    ) -> impl Future<Output = Result<Version, ReadError>> + Send {
-        self.0.stream_version(stream)
-    }
+    flaky.fail_reads_midway(1);
+    let decided = accepted(&decider, "algebra", "fay").await;
+    assert_eq!(flaky.reads_failed(), 1, "the decider's read dropped midway");
+    assert_eq!(
+        decided.attempts, 1,
+        "a failed read is no decision: decided once, on the whole history"
+    );
+    flaky.fail_reads(1);
+    assert_eq!(
+        refused(&decider, "chemistry", "fay").await,
+        SubscriptionError::NoCourse,
+        "a read failing at once is read again"
+    );
+    assert_eq!(flaky.reads_failed(), 2, "the decider's read failed at once");
+    define(&store, "chemistry", 10).await;
+    assert_eq!(
+        refused(&decider, "chemistry", "fay").await,
+        SubscriptionError::TooManyCourses,
+        "three courses, counted once each"
+    );
 
-    fn read_stream<E: DomainEvent>(
-        &self,
-        stream: &StreamId,
-        from: Version,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E> {
-        self.0.read_stream(stream, from)
-    }
+    // Stored, the reply lost: the decider's own command id.
+    define(&store, "geometry", 10).await;
+    flaky.lose_append_replies(1);
+    let before = flaky.appends();
+    let decided = accepted(&decider, "geometry", "gus").await;
+    assert!(flaky.appends() - before >= 2, "the append was tried again");
+    let stored = read_stream(&store, &stream("student", "gus")).await;
+    assert_eq!(stored.len(), 1, "recorded once");
+    assert_eq!(stored[0].event_id, decided.events[0].event_id);
 
-    fn read_all<E: DomainEvent>(
-        &self,
-        after: Position,
-        filter: EventFilter,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E> {
-        self.0.read_all(after, filter)
-    }
-
-    fn subscribe<E: DomainEvent>(
-        &self,
-        after: Position,
-        filter: EventFilter,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E> {
-        self.0.subscribe(after, filter)
-    }
-
-    fn append_if<E: DomainEvent>(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent<E>>,
-        condition: AppendCondition,
-    ) -> impl Future<Output = Result<Committed<E>, AppendError>> + Send {
-        let (store, stream) = (self.0.clone(), stream.clone());
-        async move {
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-            store.append_if(&stream, expected, events, condition).await
-        }
-    }
-
-    fn read_query<E: DomainEvent>(
-        &self,
-        query: &Query,
-        after: Position,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E> {
-        self.0.read_query(query, after)
-    }
-
-    fn head(&self) -> impl Future<Output = Result<Option<Position>, ReadError>> + Send {
-        self.0.head()
-    }
-
-    fn count_after(
-        &self,
-        after: Position,
-        filter: EventFilter,
-    ) -> impl Future<Output = Result<u64, ReadError>> + Send {
-        self.0.count_after(after, filter)
-    }
-
-    fn readable(&self, position: Position) -> impl Future<Output = Result<bool, ReadError>> + Send {
-        self.0.readable(position)
-    }
-
-    fn stall(&self) -> Option<Stall> {
-        self.0.stall()
-    }
-
-    fn archive_stream(
-        &self,
-        stream: &StreamId,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.0.archive_stream(stream)
-    }
-
-    fn is_archived(
-        &self,
-        stream: &StreamId,
-    ) -> impl Future<Output = Result<bool, ReadError>> + Send {
-        self.0.is_archived(stream)
-    }
-
-    fn find_event<E: DomainEvent>(
-        &self,
-        event_id: Uuid,
-    ) -> impl Future<Output = Result<Option<EventEnvelope<E>>, ReadError>> + Send {
-        self.0.find_event(event_id)
-    }
+    // The caller's command id: reported as the duplicate it may be.
+    flaky.lose_append_replies(1);
+    let context = CommandContext::new().with_command_id(Uuid::now_v7());
+    let decided = execute(
+        &decider,
+        &Subscribe::new("geometry", "hal"),
+        context.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("a lost reply is recognised as success, got {e:?}"));
+    assert!(
+        decided.duplicate,
+        "with the caller's command id, a duplicate"
+    );
+    let hal = stream("student", "hal");
+    assert_eq!(
+        decided
+            .events
+            .iter()
+            .map(|e| e.event_id)
+            .collect::<Vec<_>>(),
+        [context.event_id(&hal, 0)]
+    );
+    assert_eq!(read_stream(&store, &hal).await.len(), 1, "recorded once");
+    assert_eq!(
+        students(&subscriptions(&store, "geometry").await),
+        ["gus", "hal"]
+    );
 }

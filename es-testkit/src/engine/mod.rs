@@ -18,14 +18,50 @@ mod process_managers;
 mod read_your_writes;
 mod repository;
 
-pub use checkpoints::*;
-pub use decisions::*;
-pub use failures::*;
-pub use leases::*;
-pub use partitions::*;
-pub use process_managers::*;
-pub use read_your_writes::*;
-pub use repository::*;
+pub use checkpoints::{
+    catch_up_through_sees_the_append, checkpoint_in_memory_is_not_stored,
+    checkpoint_in_memory_rolls_back_a_projection_keeping_its_own,
+    killed_projection_resumes_exactly_once, killed_projection_without_own_checkpoint_loses_nothing,
+    projection_catches_up_and_resumes_from_its_checkpoint,
+    rebuild_gives_the_view_live_processing_gave, resumed_runner_reports_its_checkpoint,
+};
+pub use decisions::{
+    decided_events_carry_their_tags, decider_repeated_command_id_records_once,
+    decider_rides_out_store_failures, decider_subscribes_until_the_course_is_full,
+    deciders_racing_for_the_last_seats_fill_exactly_the_capacity,
+};
+pub use failures::{
+    failing_event_is_parked_and_can_be_retried, in_memory_runners_keep_their_parked_events,
+    live_runner_reports_recovering_after_a_failed_commit,
+    live_runner_stops_when_its_checkpoint_cannot_be_loaded, rebuild_settles_parked_events,
+    status_reports_position_lag_and_errors, stop_policy_keeps_the_events_before_the_failure,
+    stop_policy_stops_at_the_failing_event,
+};
+pub use leases::{
+    lease_outlasts_retry_pauses, slow_event_outlasting_the_lease_is_handled_once,
+    two_instances_handle_each_event_once,
+};
+pub use partitions::{
+    partitioned_runners_split_streams_and_keep_order,
+    partitions_of_one_read_model_resume_and_rebuild_together,
+};
+pub use process_managers::{
+    process_manager_issues_each_command_once, process_manager_reads_state_as_of_its_event,
+    process_manager_reads_stop_at_their_event, process_manager_tolerated_rejections_count_as_done,
+};
+pub use read_your_writes::{
+    a_standing_by_instance_sees_the_shared_checkpoint,
+    a_standing_by_instance_shows_a_forgotten_checkpoint_as_none,
+    in_memory_runner_ignores_a_stored_checkpoint, outcome_tells_its_last_position,
+    waiting_ends_when_the_runner_fails, waiting_for_a_position_sees_ones_own_writes,
+    waiting_passes_events_the_projection_does_not_read,
+};
+pub use repository::{
+    repository_cache_never_decides_on_stale_state, repository_command_id_is_idempotent,
+    repository_commands_under_contention_lose_nothing,
+    repository_context_without_command_id_can_be_reused, repository_rides_out_store_failures,
+    repository_snapshot_state_equals_replayed_state,
+};
 
 use std::time::Duration;
 

@@ -12,8 +12,10 @@ use crate::services::PortalServices;
 /// The tag every event of application `id` carries, `application:<id>`: what the
 /// decisions about its products ([`crate::products`]) select its events by.
 ///
-/// The events hold no application id (the stream names it), so the tag is set in their
-/// metadata by whoever appends them: run application commands in [`tagged_context`].
+/// The events hold no application id (the stream names it), so the tag is added by
+/// whoever appends them: the product decisions by their own
+/// [`Decision::tags`](es_core::Decision::tags), the repository's commands by running in
+/// [`tagged_context`].
 ///
 /// # Errors
 ///
@@ -22,9 +24,11 @@ pub fn application_tag(id: &str) -> Result<Tag, TagError> {
     Tag::pair("application", id)
 }
 
-/// A command context whose events carry [`application_tag`]`(id)`: every command on
-/// application `id`, through the repository or a decision, runs in one, so that a
-/// decision about the application sees every event of it.
+/// A command context whose events carry [`application_tag`]`(id)`: every command the
+/// repository runs on application `id` runs in one, so that a decision about the
+/// application sees every event of it (the aggregate's commands have no tags of their
+/// own; the product decisions tag their events themselves). Give it your command id
+/// with [`CommandContext::with_command_id`] for an idempotent command.
 ///
 /// # Errors
 ///

@@ -16,32 +16,42 @@
 //!
 //! Events are tagged with what they are about: [`ProductEvent`]s and the application's
 //! `ApiProductAdded` / `ApiProductRemoved` with `product:<id>` (their `#[tag]` fields), and
-//! every application event with `application:<id>` (set in its metadata by
-//! [`tagged_context`]: the events hold no application id). Each decision folds small
-//! states from the events their queries select, and the [`Decider`]
-//! appends only if none of those events was stored after the ones it read:
+//! every application event with `application:<id>`. The events hold no application id
+//! (the stream names it), so that tag is added by whoever appends them: the decisions
+//! below by their own [`Decision::tags`], and the repository's commands on the aggregate
+//! (create, change owner, delete) by running in [`tagged_context`]. Each decision folds
+//! small states from the events their queries select, and the [`Decider`] appends only
+//! if none of those events was stored after the ones it read:
 //!
-//! | decision | reads | appends to |
-//! |---|---|---|
-//! | [`OfferProduct`] | [`ProductOffering`] | `product-<id>` |
-//! | [`WithdrawProduct`] | [`ProductOffering`], [`ProductUsers`] | `product-<id>` |
-//! | [`AddProductToApplication`] | [`ApplicationHistory`], [`ProductOffering`] | `application-<id>` |
-//! | [`RemoveProductFromApplication`] | [`ApplicationHistory`] | `application-<id>` |
+//! | decision | reads | appends to | tags its events |
+//! |---|---|---|---|
+//! | [`OfferProduct`] | [`ProductOffering`] | `product-<id>` | `product:<id>` (declared) |
+//! | [`WithdrawProduct`] | [`ProductOffering`], [`ProductUsers`] | `product-<id>` | `product:<id>` (declared) |
+//! | [`AddProductToApplication`] | [`ApplicationHistory`], [`ProductOffering`] | `application-<id>` | `product:<id>` (declared), `application:<id>` (its own) |
+//! | [`RemoveProductFromApplication`] | [`ApplicationHistory`] | `application-<id>` | `product:<id>` (declared), `application:<id>` (its own) |
 //!
-//! A withdrawal and an add of the same product each read what the other writes (the
-//! withdrawal reads `ApiProductAdded` tagged with the product; the add reads
-//! `ApiProductWithdrawn` tagged with it): whichever appends second finds its condition
-//! failed, reads again and is refused. They never both succeed, on either store.
+//! What guards what:
 //!
-//! The application's own rules (it exists, is not deleted, does not use the product yet)
-//! hold too: the add folds the whole [`Application`] from its `application:<id>` events
-//! ([`ApplicationHistory`]) and applies the aggregate's own rule
-//! ([`Application::add_api_product`]), so a deletion stored meanwhile fails the add's
-//! condition; and a command the repository runs on the application meanwhile expects the
-//! stream version it loaded, which the decision's append moved, so it loads again. That
-//! is why every application command runs in [`tagged_context`]: an event without the tag
-//! is invisible to the decisions. (Folding the aggregate from its stream instead would
-//! leave the add unguarded: the decider appends with no expected version.)
+//! - *A withdrawal and an add of the same product* each read what the other writes (the
+//!   withdrawal reads `ApiProductAdded` tagged with the product; the add reads
+//!   `ApiProductWithdrawn` tagged with it): whichever appends second finds its condition
+//!   failed, reads again and is refused. They never both succeed, on either store.
+//! - *Two adds (or an add and a removal) on one application* each read the application's
+//!   `application:<id>` events, which the other's event carries by the decision's own
+//!   tag: the second reads again and applies the aggregate's rule to the first's event.
+//! - *A decision and a repository command on one application*: the add folds the whole
+//!   [`Application`] from its `application:<id>` events ([`ApplicationHistory`]) and
+//!   applies the aggregate's own rule ([`Application::add_api_product`]), so a deletion
+//!   the repository stored meanwhile fails the add's condition, as long as the deletion
+//!   carries the tag: that is what [`tagged_context`] is still for, and why every
+//!   repository command on an application runs in it (an event without the tag is
+//!   invisible to the decisions). The other way, a repository command expects the stream
+//!   version it loaded, which the decision's append moved, so it loads again. (Folding
+//!   the aggregate from its stream instead would leave the add unguarded: the decider
+//!   appends with no expected version.)
+//!
+//! Since the decisions tag their own events, they run in any [`CommandContext`]: give one
+//! with your command id ([`Decider::execute_with`]) and a repeated add records once.
 //!
 //! [`ProductUsers`] counts adds minus removals: an application alternates the two for a
 //! product (its own rule, guarded by its stream), so the count is the number of
@@ -51,37 +61,43 @@
 //! ```
 //! use developer_portal::products::{AddProductToApplication, OfferProduct, ProductError};
 //! use developer_portal::{Application, ApplicationCommand, PortalServices, tagged_context};
-//! use es_core::{Decider, Repository};
+//! use es_core::{CommandContext, Decider, Repository};
 //! use es_memory::MemoryEventStore;
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
 //! let store = MemoryEventStore::new();
 //! let apps = Repository::<Application, _>::with_services(store.clone(), PortalServices::default());
-//! let create = ApplicationCommand::Create { name: "Weather".into(), owner: "ada".into() };
+//! let create = ApplicationCommand::Create { name: "Weather".into(), owner: "u-17".into() };
 //! apps.execute_with("weather", create, tagged_context("weather")?).await?;
 //!
 //! let decider = Decider::new(store);
 //! let add = AddProductToApplication::new("weather", "maps-api")?;
-//! let refused = add.execute(&decider).await.unwrap_err();
+//! let refused = decider.execute(&add).await.unwrap_err();
 //! assert_eq!(refused.rejection(), Some(&ProductError::NotOffered { product: "maps-api".into() }));
 //!
 //! decider.execute(&OfferProduct::new("maps-api", "Maps")?).await?;
-//! assert_eq!(add.execute(&decider).await?.events.len(), 1);
+//! // The caller's command id: the same request sent twice adds once.
+//! let request = CommandContext::new().with_command_id(uuid::Uuid::now_v7());
+//! let added = decider.execute_with(&add, request.clone()).await?;
+//! let again = decider.execute_with(&add, request).await?;
+//! assert!(again.duplicate);
+//! assert_eq!(again.events, added.events);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use es_core::{
-    Aggregate as _, AggregateType as _, CommandContext, Decided, Decider, Decision, DecisionError,
-    DecisionState, DomainEvent, EventSchema, EventStore, Metadata, Query, QueryItem, StreamId,
-    StreamIdError, Tag, TagError,
+    Aggregate as _, AggregateType as _, Decision, DecisionState, DomainEvent, EventSchema, Query,
+    QueryItem, StreamId, StreamIdError, Tag, TagError,
 };
 use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
 use crate::application::tagged_context;
 use crate::application::{Application, ApplicationError, ApplicationEvent, application_tag};
+#[cfg(doc)]
+use es_core::{CommandContext, Decider};
 
 /// The stream category of products: a product's events go to `product-<id>`.
 pub const PRODUCT_CATEGORY: &str = "product";
@@ -453,8 +469,8 @@ impl Decision for WithdrawProduct {
 }
 
 /// Let an application use a product: the application's own rules, and the product must
-/// be offered. Execute it with [`AddProductToApplication::execute`], which tags its
-/// event `application:<id>`.
+/// be offered. Its event carries `application:<id>` by the decision's own
+/// [`tags`](Decision::tags), whatever context it runs in.
 #[derive(Debug, Clone)]
 pub struct AddProductToApplication {
     application: ApplicationId,
@@ -472,25 +488,6 @@ impl AddProductToApplication {
             application: ApplicationId::new(application)?,
             product: ProductId::new(product)?,
         })
-    }
-
-    /// The context to execute it in: its event carries `application:<id>`, so that the
-    /// application's next decision sees it.
-    pub fn context(&self) -> CommandContext {
-        application_context(&self.application)
-    }
-
-    /// Executes it on `decider`, in [`AddProductToApplication::context`].
-    ///
-    /// # Errors
-    ///
-    /// [`DecisionError::Rejected`] with a [`ProductError`] when a rule refuses; otherwise
-    /// as [`Decider::execute_with`].
-    pub async fn execute<S: EventStore>(
-        &self,
-        decider: &Decider<S>,
-    ) -> Result<Decided<ApplicationEvent>, DecisionError<ProductError>> {
-        decider.execute_with(self, self.context()).await
     }
 }
 
@@ -524,11 +521,17 @@ impl Decision for AddProductToApplication {
             Offering::Withdrawn => Err(ProductError::Withdrawn { product }),
         }
     }
+
+    /// `application:<id>`: the event names no application, and the next decision on the
+    /// application selects its events by it.
+    fn tags(&self) -> Vec<Tag> {
+        vec![self.application.tag.clone()]
+    }
 }
 
 /// Stop an application using a product: the application's own rules only (a product
-/// can always be given up), as a decision so that its event is tagged like the add's.
-/// Execute it with [`RemoveProductFromApplication::execute`].
+/// can always be given up), as a decision so that its event is read and tagged like the
+/// add's (`application:<id>` by the decision's own [`tags`](Decision::tags)).
 #[derive(Debug, Clone)]
 pub struct RemoveProductFromApplication {
     application: ApplicationId,
@@ -546,23 +549,6 @@ impl RemoveProductFromApplication {
             application: ApplicationId::new(application)?,
             product: ProductId::new(product)?,
         })
-    }
-
-    /// The context to execute it in: its event carries `application:<id>`.
-    pub fn context(&self) -> CommandContext {
-        application_context(&self.application)
-    }
-
-    /// Executes it on `decider`, in [`RemoveProductFromApplication::context`].
-    ///
-    /// # Errors
-    ///
-    /// As [`AddProductToApplication::execute`].
-    pub async fn execute<S: EventStore>(
-        &self,
-        decider: &Decider<S>,
-    ) -> Result<Decided<ApplicationEvent>, DecisionError<ProductError>> {
-        decider.execute_with(self, self.context()).await
     }
 }
 
@@ -582,9 +568,9 @@ impl Decision for RemoveProductFromApplication {
     fn decide(&self, history: &ApplicationHistory) -> Result<Vec<ApplicationEvent>, ProductError> {
         Ok(history.application.remove_api_product(&self.product.id)?)
     }
-}
 
-/// The context of a decision on `application`: its events tagged `application:<id>`.
-fn application_context(application: &ApplicationId) -> CommandContext {
-    CommandContext::new().with_metadata(Metadata::new().with_tag(application.tag.clone()))
+    /// `application:<id>`, as the add's.
+    fn tags(&self) -> Vec<Tag> {
+        vec![self.application.tag.clone()]
+    }
 }

@@ -260,8 +260,9 @@ impl<S: EventStore + SnapshotStore> Portal<S> {
 
     /// Adds `product` to application `id`, by the decision that also asks the catalog.
     async fn add(&mut self, id: &str, product: &str) -> Result<(), Error> {
-        let decided = AddProductToApplication::new(id, product)?
-            .execute(&self.decider)
+        let decided = self
+            .decider
+            .execute(&AddProductToApplication::new(id, product)?)
             .await;
         let command = ApplicationCommand::AddApiProduct {
             product: product.to_owned(),
@@ -270,11 +271,13 @@ impl<S: EventStore + SnapshotStore> Portal<S> {
         self.decided(id, command, asked, decided).map(drop)
     }
 
-    /// Removes `product` from application `id` (by a decision, tagged as the adds are),
+    /// Removes `product` from application `id` (by a decision, which tags its event as the
+    /// add does),
     /// noting the survey the removal calls for.
     async fn remove(&mut self, id: &str, product: &str) -> Result<(), Error> {
-        let decided = RemoveProductFromApplication::new(id, product)?
-            .execute(&self.decider)
+        let decided = self
+            .decider
+            .execute(&RemoveProductFromApplication::new(id, product)?)
             .await;
         let command = ApplicationCommand::RemoveApiProduct {
             product: product.to_owned(),

@@ -17,11 +17,12 @@ use developer_portal::{
 };
 use es_core::prelude::*;
 use es_core::{
-    AppendCondition, AppendError, Decider, Decision, DecisionError, DecisionStates as _,
-    EventEnvelope, EventStore, ExpectedVersion, Metadata, NewEvent, Position, RawEvent, Repository,
-    Store, Tag,
+    AppendCondition, AppendError, CommandContext, Decider, Decision, DecisionError,
+    DecisionStates as _, EventEnvelope, EventStore, ExpectedVersion, Metadata, NewEvent, Position,
+    RawEvent, Repository, Store, Tag,
 };
 use es_memory::MemoryEventStore;
+use es_testkit::flaky::FlakyStore;
 use futures_util::TryStreamExt as _;
 
 fn product(id: &str) -> Tag {
@@ -179,8 +180,10 @@ fn an_application_adds_an_offered_product() {
         .given([offered("maps")])
         .given_tagged([app("a1")], [created()])
         .when(AddProductToApplication::new("a1", "maps").unwrap())
-        // Declared by the event itself; `application:a1` comes from the context.
-        .then_expect_events_tagged([(added("maps"), [product("maps")])]);
+        // `product:maps` declared by the event, `application:a1` by the decision; and
+        // the add's own query selects it, so that a second add racing this one sees it.
+        .then_expect_selected_by_query()
+        .then_expect_events_tagged([(added("maps"), [app("a1"), product("maps")])]);
 }
 
 #[test]
@@ -225,24 +228,17 @@ fn the_applications_own_rules_still_hold() {
 }
 
 #[test]
-fn an_add_is_selected_by_its_own_query_with_the_application_tag_of_its_context() {
+fn an_add_and_a_withdrawal_see_each_other() {
+    // The add's event, with the tags the decider stores it with.
     let add = AddProductToApplication::new("a1", "maps").unwrap();
-    let query = add.state().query();
-    let tags = add
-        .context()
-        .event_metadata()
-        .tags
-        .into_iter()
-        .chain([product("maps")])
-        .collect();
-    assert!(query.matches("ApiProductAdded", &tags));
-    // Without it, a second add racing the first would not see it.
-    assert!(!query.matches("ApiProductAdded", &[product("maps")].into()));
-    // And a withdrawal of the product sees it, as the add sees the withdrawal.
+    let tags = add.tags().into_iter().chain([product("maps")]).collect();
+    assert!(add.state().query().matches("ApiProductAdded", &tags));
     let withdraw = WithdrawProduct::new("maps").unwrap();
     assert!(withdraw.state().query().matches("ApiProductAdded", &tags));
     assert!(
-        query.matches("ApiProductWithdrawn", &[product("maps")].into()),
+        add.state()
+            .query()
+            .matches("ApiProductWithdrawn", &[product("maps")].into()),
         "the add reads the product's withdrawal"
     );
 }
@@ -254,7 +250,8 @@ fn an_application_removes_a_product_it_uses() {
     RemoveProductFromApplication::test()
         .given_tagged([app("a1")], [created(), added("maps")])
         .when(RemoveProductFromApplication::new("a1", "maps").unwrap())
-        .then_expect_events_tagged([(removed("maps"), [product("maps")])]);
+        .then_expect_selected_by_query()
+        .then_expect_events_tagged([(removed("maps"), [app("a1"), product("maps")])]);
     RemoveProductFromApplication::test()
         .given_tagged([app("a1")], [created()])
         .when(RemoveProductFromApplication::new("a1", "maps").unwrap())
@@ -300,7 +297,7 @@ async fn the_rules_hold_on<S: Store>(store: S) {
     let withdraw = WithdrawProduct::new("maps").unwrap();
 
     assert_eq!(
-        rejection(add.execute(&decider).await),
+        rejection(decider.execute(&add).await),
         ProductError::NotOffered {
             product: "maps".into()
         }
@@ -309,7 +306,7 @@ async fn the_rules_hold_on<S: Store>(store: S) {
         .execute(&OfferProduct::new("maps", "Maps").unwrap())
         .await
         .unwrap();
-    let decided = add.execute(&decider).await.unwrap();
+    let decided = decider.execute(&add).await.unwrap();
     let [envelope] = &decided.events[..] else {
         panic!("one event: {decided:?}");
     };
@@ -318,10 +315,10 @@ async fn the_rules_hold_on<S: Store>(store: S) {
     assert_eq!(
         envelope.metadata.tags,
         [app("a1"), product("maps")].into(),
-        "tagged by the event and by the context"
+        "tagged by the event and by the decision"
     );
     assert_eq!(
-        rejection(add.execute(&decider).await),
+        rejection(decider.execute(&add).await),
         ProductError::Application(ApplicationError::ProductAlreadyAdded {
             product: "maps".into()
         })
@@ -348,15 +345,14 @@ async fn the_rules_hold_on<S: Store>(store: S) {
     .await
     .unwrap();
 
-    RemoveProductFromApplication::new("a1", "maps")
-        .unwrap()
-        .execute(&decider)
+    decider
+        .execute(&RemoveProductFromApplication::new("a1", "maps").unwrap())
         .await
         .unwrap();
     let decided = decider.execute(&withdraw).await.unwrap();
     assert_eq!(decided.events[0].stream_id.to_string(), "product-maps");
     assert_eq!(
-        rejection(add.execute(&decider).await),
+        rejection(decider.execute(&add).await),
         ProductError::Withdrawn {
             product: "maps".into()
         }
@@ -375,7 +371,7 @@ async fn the_rules_hold_on<S: Store>(store: S) {
     .await
     .unwrap();
     assert_eq!(
-        rejection(add.execute(&decider).await),
+        rejection(decider.execute(&add).await),
         ProductError::Application(ApplicationError::Deleted)
     );
     let history: Vec<String> = store
@@ -421,7 +417,7 @@ async fn each_decision_sees_what_the_other_writes_on<S: Store>(store: S) {
 
     // The withdrawal read (offered, unused); then the add went through.
     let after = read_position(&store, &withdraw).await;
-    add.execute(&decider).await.unwrap();
+    decider.execute(&add).await.unwrap();
     let late = store
         .append_if(
             &withdraw.stream(),
@@ -440,9 +436,8 @@ async fn each_decision_sees_what_the_other_writes_on<S: Store>(store: S) {
     create(&store, "a2").await;
     let second = AddProductToApplication::new("a2", "maps").unwrap();
     let after = read_position(&store, &second).await;
-    RemoveProductFromApplication::new("a1", "maps")
-        .unwrap()
-        .execute(&decider)
+    decider
+        .execute(&RemoveProductFromApplication::new("a1", "maps").unwrap())
         .await
         .unwrap();
     decider.execute(&withdraw).await.unwrap();
@@ -489,8 +484,14 @@ async fn each_decision_sees_what_the_other_writes_on<S: Store>(store: S) {
 
 /// `rounds` times, a withdrawal and an add of a fresh product race on separate tasks:
 /// exactly one wins, the other is refused for it, and the log agrees.
+///
+/// Each decider yields before its conditional append ([`FlakyStore`]), so that on the
+/// memory store, whose calls never wait, the two really read before either appends; the
+/// test then requires that some round saw a condition fail, or it proved nothing.
 async fn a_withdrawal_and_an_add_never_both_succeed_on<S: Store>(store: S, rounds: usize) {
-    let decider = Decider::new(store.clone());
+    let overlapping = FlakyStore::new(store.clone());
+    overlapping.yield_before_conditional_appends(3);
+    let decider = Decider::new(overlapping.clone());
     let (mut withdrawals, mut adds) = (0, 0);
     for round in 0..rounds {
         let (application, product_id) = (format!("app{round}"), format!("api{round}"));
@@ -507,7 +508,7 @@ async fn a_withdrawal_and_an_add_never_both_succeed_on<S: Store>(store: S, round
         });
         let adding = tokio::spawn({
             let decider = decider.clone();
-            async move { add.execute(&decider).await.map(drop) }
+            async move { decider.execute(&add).await.map(drop) }
         });
         let (withdrawn_result, added_result) = (withdrawing.await.unwrap(), adding.await.unwrap());
         match (withdrawn_result, added_result) {
@@ -548,12 +549,19 @@ async fn a_withdrawal_and_an_add_never_both_succeed_on<S: Store>(store: S, round
         assert_eq!(types[0], "ApiProductOffered", "round {round}");
     }
     assert_eq!(withdrawals + adds, rounds);
+    assert!(
+        overlapping.conditions_failed() > 0,
+        "in {rounds} rounds, the withdrawal and the add overlapped at least once"
+    );
 }
 
 /// Two adds of one product to one application race: one adds, the other finds it added
-/// (the `application:<id>` tag guards the application's own rule).
+/// (the `application:<id>` tag guards the application's own rule). They overlap as the
+/// withdrawal and the add do above, and some round must show it.
 async fn two_adds_to_one_application_add_once_on<S: Store>(store: S, rounds: usize) {
-    let decider = Decider::new(store.clone());
+    let overlapping = FlakyStore::new(store.clone());
+    overlapping.yield_before_conditional_appends(3);
+    let decider = Decider::new(overlapping.clone());
     decider
         .execute(&OfferProduct::new("maps", "Maps").unwrap())
         .await
@@ -565,7 +573,7 @@ async fn two_adds_to_one_application_add_once_on<S: Store>(store: S, rounds: usi
             .map(|_| {
                 let decider = decider.clone();
                 let add = AddProductToApplication::new(&application, "maps").unwrap();
-                tokio::spawn(async move { add.execute(&decider).await.map(drop) })
+                tokio::spawn(async move { decider.execute(&add).await.map(drop) })
             })
             .collect();
         let mut accepted = 0;
@@ -587,11 +595,51 @@ async fn two_adds_to_one_application_add_once_on<S: Store>(store: S, rounds: usi
             "round {round}: created, added once"
         );
     }
+    assert!(
+        overlapping.conditions_failed() > 0,
+        "in {rounds} rounds, the two adds overlapped at least once"
+    );
+}
+
+/// An add under the caller's command id, sent twice (a retried request), adds once: the
+/// decision tags its own event, so it runs in the caller's context.
+async fn a_repeated_add_records_once_on<S: Store>(store: S) {
+    let decider = Decider::new(store.clone());
+    create(&store, "a1").await;
+    decider
+        .execute(&OfferProduct::new("maps", "Maps").unwrap())
+        .await
+        .unwrap();
+    let add = AddProductToApplication::new("a1", "maps").unwrap();
+    let request = CommandContext::new().with_command_id(uuid::Uuid::now_v7());
+    let first = decider.execute_with(&add, request.clone()).await.unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(
+        first.events[0].metadata.tags,
+        [app("a1"), product("maps")].into()
+    );
+    let again = decider.execute_with(&add, request).await.unwrap();
+    assert!(again.duplicate, "the repeat is recognised, not refused");
+    assert_eq!(again.events, first.events);
+    let loaded = applications(&store).load("a1").await.unwrap();
+    assert_eq!(loaded.version.get(), 2, "created, added once");
 }
 
 #[tokio::test]
 async fn the_rules_hold_on_the_in_memory_store() {
     the_rules_hold_on(MemoryEventStore::new()).await;
+}
+
+#[tokio::test]
+async fn a_repeated_add_records_once_on_the_in_memory_store() {
+    a_repeated_add_records_once_on(MemoryEventStore::new()).await;
+}
+
+#[tokio::test]
+async fn a_repeated_add_records_once_on_postgres() {
+    let store = es_testkit::postgres::fresh_store().await;
+    a_repeated_add_records_once_on(store.clone()).await;
+    es_testkit::postgres::drop_schema(store).await;
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 use es_core::{AppendError, Position, Query, QueryItem};
 
-use super::{DcbEvent, Decision, put_one, query_now, read_stream, stream, tag};
+use super::{DcbEvent, DecisionRead, put_one, query_now, read_stream, stream, tag};
 use es_core::Store;
 
 /// Why a decision appended nothing.
@@ -20,7 +20,7 @@ enum Refused {
 /// Commits a decided event, mapping a failed condition to [`Refused::Stale`].
 async fn commit<S: Store, T>(
     store: &S,
-    decision: &Decision<T>,
+    decision: &DecisionRead<T>,
     stream: &es_core::StreamId,
     event: DcbEvent,
 ) -> Result<(), Refused> {
@@ -46,7 +46,11 @@ struct Enrolment {
 
 /// Reads what subscribing `student` to `course` depends on: two items with two different
 /// tags, the course's events and the student's subscriptions.
-async fn read_enrolment<S: Store>(store: &S, student: &str, course: &str) -> Decision<Enrolment> {
+async fn read_enrolment<S: Store>(
+    store: &S,
+    student: &str,
+    course: &str,
+) -> DecisionRead<Enrolment> {
     let query = Query::from(
         QueryItem::new()
             .with_types([
@@ -59,7 +63,7 @@ async fn read_enrolment<S: Store>(store: &S, student: &str, course: &str) -> Dec
     .or(QueryItem::new()
         .with_types(["StudentSubscribed"])
         .with_tag(tag(&format!("student:{student}"))));
-    Decision::read(
+    DecisionRead::read(
         store,
         query,
         Enrolment::default(),
@@ -99,7 +103,7 @@ async fn read_enrolment<S: Store>(store: &S, student: &str, course: &str) -> Dec
 /// Subscribes `student` to `course` if the rules allow it, on what `decision` read.
 async fn enrol_on<S: Store>(
     store: &S,
-    decision: &Decision<Enrolment>,
+    decision: &DecisionRead<Enrolment>,
     student: &str,
     course: &str,
 ) -> Result<(), Refused> {
@@ -246,12 +250,12 @@ struct Claim {
 }
 
 /// Reads who holds `username`.
-async fn read_claim<S: Store>(store: &S, username: &str) -> Decision<Claim> {
+async fn read_claim<S: Store>(store: &S, username: &str) -> DecisionRead<Claim> {
     let query = QueryItem::new()
         .with_types(["AccountRegistered", "AccountClosed"])
         .with_tag(tag(&format!("username:{username}")))
         .into();
-    Decision::read(store, query, Claim::default(), |state, event| match event {
+    DecisionRead::read(store, query, Claim::default(), |state, event| match event {
         DcbEvent::AccountRegistered { account, .. } => state.holder = Some(account.clone()),
         DcbEvent::AccountClosed { .. } => state.holder = None,
         _ => {}
@@ -263,7 +267,7 @@ async fn read_claim<S: Store>(store: &S, username: &str) -> Decision<Claim> {
 /// read.
 async fn register_on<S: Store>(
     store: &S,
-    decision: &Decision<Claim>,
+    decision: &DecisionRead<Claim>,
     account: &str,
     username: &str,
 ) -> Result<(), Refused> {
@@ -340,9 +344,9 @@ struct Numbering {
 }
 
 /// Reads the invoices issued: a query of one type and no tags.
-async fn read_numbering<S: Store>(store: &S) -> Decision<Numbering> {
+async fn read_numbering<S: Store>(store: &S) -> DecisionRead<Numbering> {
     let query = QueryItem::new().with_types(["InvoiceCreated"]).into();
-    Decision::read(store, query, Numbering::default(), |state, event| {
+    DecisionRead::read(store, query, Numbering::default(), |state, event| {
         if let DcbEvent::InvoiceCreated { number } = event {
             state.last = *number;
         }
@@ -351,7 +355,7 @@ async fn read_numbering<S: Store>(store: &S) -> Decision<Numbering> {
 }
 
 /// Issues the next invoice on what `decision` read, returning its number.
-async fn issue_on<S: Store>(store: &S, decision: &Decision<Numbering>) -> Result<u64, Refused> {
+async fn issue_on<S: Store>(store: &S, decision: &DecisionRead<Numbering>) -> Result<u64, Refused> {
     let number = decision.state.last + 1;
     let event = DcbEvent::InvoiceCreated { number };
     commit(
@@ -418,12 +422,12 @@ struct SignUp {
 }
 
 /// Reads the sign-up of `token`.
-async fn read_sign_up<S: Store>(store: &S, token: &str) -> Decision<SignUp> {
+async fn read_sign_up<S: Store>(store: &S, token: &str) -> DecisionRead<SignUp> {
     let query = QueryItem::new()
         .with_types(["SignUpInitiated", "SignUpConfirmed"])
         .with_tag(tag(&format!("token:{token}")))
         .into();
-    Decision::read(
+    DecisionRead::read(
         store,
         query,
         SignUp::default(),
@@ -439,7 +443,7 @@ async fn read_sign_up<S: Store>(store: &S, token: &str) -> Decision<SignUp> {
 /// Confirms the sign-up of `token` on what `decision` read.
 async fn confirm_on<S: Store>(
     store: &S,
-    decision: &Decision<SignUp>,
+    decision: &DecisionRead<SignUp>,
     token: &str,
 ) -> Result<(), Refused> {
     if !decision.state.initiated {

@@ -25,11 +25,27 @@ mod query;
 mod race;
 mod tags;
 
-pub use condition::*;
-pub use examples::*;
-pub use query::*;
-pub use race::*;
-pub use tags::*;
+pub use condition::{
+    append_if_empty_batch_checks_the_condition, append_if_fails_naming_the_first_matching_event,
+    append_if_failure_shows_no_tag_value, append_if_ignores_events_that_do_not_match,
+    append_if_repeat_is_a_duplicate, append_if_reports_archive_then_version_then_condition,
+    append_if_still_checks_the_expected_version,
+    append_if_succeeds_when_nothing_matching_came_after,
+    append_if_without_a_position_counts_every_matching_event,
+};
+pub use examples::{
+    dcb_course_subscriptions, dcb_invoice_numbers_without_gaps, dcb_opt_in_token,
+    dcb_unique_username,
+};
+pub use query::{
+    query_items_select_by_any_type_and_all_tags, query_reads_after_a_position_in_log_order,
+    query_reads_archived_streams,
+};
+pub use race::dcb_writers_race_for_the_last_seats;
+pub use tags::{
+    tags_beyond_the_limit_are_refused_and_nothing_stored,
+    tags_invalid_are_refused_and_nothing_stored, tags_merge_and_read_back_alike_on_every_read_path,
+};
 
 /// How long a case waits for the store to show its own writes before it calls them lost.
 /// Generous: this bounds a hang, it does not measure speed.
@@ -271,13 +287,13 @@ pub(crate) fn ids(events: &[EventEnvelope<DcbEvent>]) -> Vec<uuid::Uuid> {
 /// A decision's read: the state folded from the events its query selects, and the
 /// position of the last one (the condition's `after`).
 #[derive(Debug)]
-pub(crate) struct Decision<T> {
+pub(crate) struct DecisionRead<T> {
     pub(crate) state: T,
     pub(crate) query: Query,
     pub(crate) after: Option<Position>,
 }
 
-impl<T> Decision<T> {
+impl<T> DecisionRead<T> {
     /// Reads what `query` selects from the start of the log and folds it into `state`.
     pub(crate) async fn read<S: Store>(
         store: &S,

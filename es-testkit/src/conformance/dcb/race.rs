@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use es_core::{AppendError, Position, Query, QueryItem};
 
-use super::{DcbEvent, Decision, PATIENCE, put_one, query_now, stream, tag};
+use super::{DcbEvent, DecisionRead, PATIENCE, put_one, query_now, stream, tag};
 use es_core::Store;
 
 /// Rounds of the race, each on a course of its own.
@@ -46,7 +46,7 @@ struct Seats {
 async fn take_a_seat<S: Store>(store: S, student: String, course: String) -> bool {
     let target = stream("student", &student);
     for attempt in 0..ATTEMPTS {
-        let decision = Decision::read(
+        let decision = DecisionRead::read(
             &store,
             seat_query(&student, &course),
             Seats::default(),
