@@ -124,22 +124,29 @@ DECLARE
     query_keys bigint[];
     undecided xid8[];
     -- The first half of the key an announcing transaction locks (the second is its id).
-    marker CONSTANT int := hashtext('es-postgres conditional append');
+    -- Per schema: a transaction announcing in one store says nothing of what it writes in
+    -- another store's schema.
+    marker CONSTANT int := hashtext('es-postgres conditional append {schema}');
     first_transaction xid8;
     first_position bigint;
     first_type text;
     holder text;
     look_again boolean;
     saved_lock_timeout text;
+    announced_key bigint;
 BEGIN
-    -- The limit and the connection check first: the announcement below may wait too. A
-    -- caller that gives up closes its connection: end the wait with it, rather than commit
-    -- after the caller reported a failure.
+    -- The limit first: the announcement below may wait too.
     statement_limit := extract(epoch FROM current_setting('statement_timeout')::interval);
     give_up := statement_timestamp() + make_interval(secs => CASE
         WHEN statement_limit > 0 THEN least(p_wait_limit, statement_limit * 0.8)
         ELSE p_wait_limit END);
-    PERFORM set_config('client_connection_check_interval', '100', true);
+    -- A caller's own pauses are not trusted to be there: none would divide by zero below,
+    -- a NULL one would not pause at all.
+    IF coalesce(cardinality(array_remove(p_pauses, NULL)), 0) = 0 THEN
+        p_pauses := ARRAY[0.001];
+    ELSE
+        p_pauses := array_remove(p_pauses, NULL);
+    END IF;
     IF cardinality(p_ids) > 0 THEN
         IF current_setting('transaction_isolation') <> 'read committed' THEN
             RAISE EXCEPTION 'a conditional append runs at READ COMMITTED, not %',
@@ -161,11 +168,28 @@ BEGIN
                       WHERE NOT pg_try_advisory_xact_lock_shared(k)) THEN
             -- A younger check holds one of the tags until it ends: wait for it, but no
             -- longer than the limit (then as for an older transaction, ESWT0).
-            saved_lock_timeout := current_setting('lock_timeout');
-            PERFORM set_config('lock_timeout', greatest(1, ceil(1000 * extract(epoch FROM
-                give_up - clock_timestamp())))::int8::text || 'ms', true);
+            -- A caller that gives up closes its connection: end the wait with it, rather than
+            -- commit after the caller reported a failure. Servers that cannot tell (some
+            -- platforms) refuse the setting: then the wait is bounded by the limit alone.
             BEGIN
-                PERFORM pg_advisory_xact_lock_shared(k) FROM unnest(announced) AS k;
+                PERFORM set_config('client_connection_check_interval', '100', true);
+            EXCEPTION WHEN invalid_parameter_value THEN NULL;
+            END;
+            saved_lock_timeout := current_setting('lock_timeout');
+            BEGIN
+                -- Key by key, each wait bounded by what is left of the limit (lock_timeout
+                -- applies to each lock on its own), and never longer than the session's
+                -- own lock_timeout.
+                FOR announced_key IN SELECT k FROM unnest(announced) AS k ORDER BY k LOOP
+                    CONTINUE WHEN pg_try_advisory_xact_lock_shared(announced_key);
+                    PERFORM set_config('lock_timeout', greatest(1, ceil(1000 * CASE
+                        WHEN extract(epoch FROM saved_lock_timeout::interval) > 0
+                        THEN least(extract(epoch FROM saved_lock_timeout::interval),
+                                   extract(epoch FROM give_up - clock_timestamp()))
+                        ELSE extract(epoch FROM give_up - clock_timestamp()) END))::int8::text
+                        || 'ms', true);
+                    PERFORM pg_advisory_xact_lock_shared(announced_key);
+                END LOOP;
             EXCEPTION WHEN lock_not_available THEN
                 SELECT string_agg(DISTINCT 'backend ' || l.pid, ', ') INTO holder
                 FROM pg_locks l, unnest(announced) AS k
@@ -398,6 +422,15 @@ BEGIN
                 RAISE EXCEPTION 'a conditional append gives way to an older transaction waiting for it'
                     USING ERRCODE = 'ESYL0';
             END IF;
+        END IF;
+        IF waits = 0 THEN
+            -- A caller that gives up closes its connection: end the wait with it, rather than
+            -- commit after the caller reported a failure. Servers that cannot tell (some
+            -- platforms) refuse the setting: then the wait is bounded by the limit alone.
+            BEGIN
+                PERFORM set_config('client_connection_check_interval', '100', true);
+            EXCEPTION WHEN invalid_parameter_value THEN NULL;
+            END;
         END IF;
         PERFORM pg_sleep(p_pauses[CASE
             WHEN waits < cardinality(p_pauses) THEN waits + 1

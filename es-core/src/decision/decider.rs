@@ -235,16 +235,21 @@ impl<S: EventStore> Decider<S> {
                 // fewer than were stored if this attempt decided fewer: return all.
                 Ok(committed) if committed.duplicate => {
                     tracing::debug!("decision already recorded");
-                    break match self.first_outcome(stream, &ids, attempts, after).await {
+                    break match self
+                        .first_outcome::<D::Event, D::Error>(stream, &ids, attempts, after)
+                        .await
+                    {
                         Ok(Some(decided)) => Ok(decided),
-                        Ok(None) => Ok(Decided {
+                        // The decision is recorded: a read of the rest failing for a moment
+                        // must not turn that into a failure; what the store returned is
+                        // what this attempt decided of it.
+                        Ok(None) | Err(_) => Ok(Decided {
                             stream_id: committed.stream_id,
                             events: committed.events,
                             duplicate: ids.duplicate(),
                             after,
                             attempts,
                         }),
-                        Err(error) => Err(error),
                     };
                 }
                 Ok(committed) => {
