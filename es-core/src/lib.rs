@@ -124,6 +124,7 @@ mod command;
 pub mod decision;
 pub mod error;
 mod event;
+mod filter;
 pub mod limits;
 mod metadata;
 mod payload;
@@ -165,6 +166,8 @@ pub use crate::event::{
     DecodeError, DomainEvent, EncodeError, EventEnvelope, Metadata, NewEvent, RawEvent, UpcastError,
 };
 #[doc(inline)]
+pub use crate::filter::{EventFilter, Partition};
+#[doc(inline)]
 pub use crate::payload::{PayloadError, PayloadErrorCategory};
 #[doc(inline)]
 pub use crate::process::{CommandFor, ProcessError, ProcessManager, ProcessManagerProjection};
@@ -183,8 +186,8 @@ pub use crate::runner::{
 };
 #[doc(inline)]
 pub use crate::store::{
-    CheckpointStore, Committed, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent,
-    Partition, Snapshot, SnapshotStore, Stall, Store,
+    CheckpointStore, Committed, DeadLetterStore, EventStore, LeaseStore, ParkedEvent, Snapshot,
+    SnapshotStore, Stall, Store,
 };
 #[doc(inline)]
 pub use crate::stream::{
