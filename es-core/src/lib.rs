@@ -234,7 +234,10 @@ pub use crate::schema::{EventDescription, EventSchema};
 ///
 /// Not here, because code that needs them names them: the store traits other than
 /// [`EventStore`] (implemented by stores and used through [`Store`] bounds), policies,
-/// errors and the raw append types.
+/// errors and the raw append types; and the decisions' harness,
+/// [`DecisionTestExt`](crate::testing::DecisionTestExt): its `test()` beside the
+/// aggregates' would blur the message for an aggregate that lacks its `Aggregate` impl
+/// into one about two traits.
 pub mod prelude {
     pub use crate::{
         Aggregate, AggregateType, Decision, DecisionState, DomainEvent, EventStore, ProcessManager,
@@ -246,5 +249,5 @@ pub mod prelude {
     };
 
     #[cfg(feature = "testing")]
-    pub use crate::testing::{AggregateTestExt, DecisionTestExt, EventTestExt};
+    pub use crate::testing::{AggregateTestExt, EventTestExt};
 }

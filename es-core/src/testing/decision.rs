@@ -20,11 +20,13 @@ use super::diff::debug_diff;
 
 /// Starts a decision test from the decision type: `Subscribe::test()`.
 ///
-/// Implemented for every [`Decision`]; brought into scope by `es_core::prelude::*` when the
-/// `testing` feature is on.
+/// Implemented for every [`Decision`]; import it (`use es_core::testing::DecisionTestExt`):
+/// it is not in the prelude, where its `test()` beside the aggregates' would blur the
+/// message for an aggregate that lacks its `Aggregate` impl.
 ///
 /// ```
 /// use es_core::prelude::*;
+/// use es_core::testing::DecisionTestExt as _;
 /// use es_core::{Decision, DecisionState, Query, QueryItem, StreamId, Tag};
 ///
 /// #[derive(Debug, Clone, PartialEq, DomainEvent)]

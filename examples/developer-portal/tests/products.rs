@@ -16,6 +16,7 @@ use developer_portal::{
     application_tag, tagged_context,
 };
 use es_core::prelude::*;
+use es_core::testing::DecisionTestExt as _;
 use es_core::{
     AppendCondition, AppendError, CommandContext, Decider, Decision, DecisionError,
     DecisionStates as _, EventEnvelope, EventStore, ExpectedVersion, Metadata, NewEvent, Position,
