@@ -10,6 +10,9 @@
 )]
 
 mod common;
+#[path = "common/role.rs"]
+mod role;
+use role::Role;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -1310,47 +1313,6 @@ async fn query_reads_and_conditions_use_the_tags_index() {
     writer.pool().close().await;
     wait_for_scans(&store, before, "a conditional append").await;
     common::drop_schema(store).await;
-}
-
-/// A login role of its own for one test.
-struct Role {
-    name: String,
-}
-
-impl Role {
-    async fn create(owner: &PgEventStore) -> Self {
-        let name = format!("es_test_dcb_{}", Uuid::new_v4().simple());
-        sqlx::query(AssertSqlSafe(format!("CREATE ROLE \"{name}\" LOGIN")))
-            .execute(owner.pool())
-            .await
-            .unwrap();
-        Self { name }
-    }
-
-    /// The store as this role sees it, on a small pool of its own.
-    fn store(&self, owner: &PgEventStore) -> PgEventStore {
-        let options =
-            es_testkit::postgres::connect_options("es-test-dcb-role").username(&self.name);
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect_lazy_with(options);
-        PgEventStore::builder(pool)
-            .schema(owner.schema().as_str())
-            .unwrap()
-            .build()
-    }
-
-    async fn drop_with(self, owner: PgEventStore) {
-        let pool = owner.pool().clone();
-        common::drop_schema(owner).await;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP OWNED BY \"{0}\"; DROP ROLE \"{0}\"",
-            self.name
-        )))
-        .execute(&pool)
-        .await
-        .unwrap();
-    }
 }
 
 /// What the application role does with tags: appends tagged events, appends on a

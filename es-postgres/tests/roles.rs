@@ -9,6 +9,9 @@
 )]
 
 mod common;
+#[path = "common/role.rs"]
+mod role;
+use role::Role;
 
 use std::time::Duration;
 
@@ -21,57 +24,8 @@ use es_postgres::{PgEventStore, PgStoreError};
 use es_testkit::projections::{CountingView, Faults, LedgerStorage};
 use futures_util::StreamExt as _;
 use serde_json::json;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::AssertSqlSafe;
 use uuid::Uuid;
-
-/// A login role of its own for one test, dropped by [`Role::drop_with`].
-struct Role {
-    name: String,
-}
-
-impl Role {
-    async fn create(owner: &PgEventStore) -> Self {
-        let name = format!("es_test_app_{}", Uuid::new_v4().simple());
-        sqlx::query(AssertSqlSafe(format!("CREATE ROLE \"{name}\" LOGIN")))
-            .execute(owner.pool())
-            .await
-            .unwrap();
-        Self { name }
-    }
-
-    /// A pool that logs in as this role.
-    fn pool(&self) -> PgPool {
-        let options = common::database_url()
-            .parse::<PgConnectOptions>()
-            .unwrap()
-            .username(&self.name)
-            .application_name("es-test-roles");
-        PgPoolOptions::new()
-            .max_connections(4)
-            .connect_lazy_with(options)
-    }
-
-    /// The store as this role sees it.
-    fn store(&self, owner: &PgEventStore) -> PgEventStore {
-        PgEventStore::builder(self.pool())
-            .schema(owner.schema().as_str())
-            .unwrap()
-            .build()
-    }
-
-    async fn drop_with(self, owner: PgEventStore) {
-        let pool = owner.pool().clone();
-        common::drop_schema(owner).await;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP OWNED BY \"{0}\"; DROP ROLE \"{0}\"",
-            self.name
-        )))
-        .execute(&pool)
-        .await
-        .unwrap();
-    }
-}
 
 /// Runs `sql` as the application role and expects the server to refuse it for lack of
 /// privilege (SQLSTATE 42501), not for any other reason.
