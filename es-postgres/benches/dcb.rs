@@ -436,36 +436,39 @@ async fn query_reads(bench: &mut Bench) {
     );
     let query =
         Query::from(QueryItem::of::<CourseEvent>().with_tag(Tag::pair("course", &course).unwrap()));
-    let mut base = Vec::new();
-    let mut ours = Vec::new();
-    for _ in 0..7 {
-        let start = Instant::now();
-        let rows = sqlx::query(AssertSqlSafe(bare.clone()))
-            .bind(&tag)
-            .fetch_all(&bench.pool)
-            .await
-            .unwrap();
-        assert_eq!(rows.len() as u64, EVENTS);
-        base.push(rate(EVENTS, start.elapsed()));
-        let start = Instant::now();
-        let events: Vec<_> = store
-            .read_query::<CourseEvent>(&query, Position::START)
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(events.len() as u64, EVENTS);
-        ours.push(rate(EVENTS, start.elapsed()));
-    }
-    let ratio = median(ours.iter().zip(&base).map(|(o, b)| o / b).collect());
+    let (base, ours, ratio) = alternate(
+        7,
+        || async {
+            let start = Instant::now();
+            let rows = sqlx::query(AssertSqlSafe(bare.clone()))
+                .bind(&tag)
+                .fetch_all(&bench.pool)
+                .await
+                .unwrap();
+            assert_eq!(rows.len() as u64, EVENTS);
+            rate(EVENTS, start.elapsed())
+        },
+        || async {
+            let start = Instant::now();
+            let events: Vec<_> = store
+                .read_query::<CourseEvent>(&query, Position::START)
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(events.len() as u64, EVENTS);
+            rate(EVENTS, start.elapsed())
+        },
+    )
+    .await;
     bench.record(
         "baseline: bare SELECT of 10,000 rows by tag (all columns)",
-        median(base),
+        base,
         "rows/s",
         None,
     );
     bench.record(
         "query read of 10,000 tagged events among 20,000 (decoded)",
-        median(ours),
+        ours,
         "events/s",
         Some(ratio),
     );
