@@ -60,6 +60,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "tags",
         sql: include_str!("../migrations/0008_tags.sql"),
     },
+    Migration {
+        version: 9,
+        name: "cheaper checks",
+        sql: include_str!("../migrations/0009_cheaper_checks.sql"),
+    },
 ];
 
 /// The schema and the migrations table, before any migration (idempotent).
@@ -524,6 +529,8 @@ async fn check_privileges(
              uuid[], text[], jsonb[], text[], text[], jsonb, text[], xid8, bigint, float8[], \
              float8)"
         ),
+        format!("{quoted}.es_read_query_tagged(xid8, bigint, text[], jsonb, bigint)"),
+        format!("{quoted}.es_notify(text)"),
     ])
     .bind(schema.as_str())
     .fetch_all(&mut *connection)

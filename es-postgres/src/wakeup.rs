@@ -14,8 +14,8 @@ use std::time::Duration;
 use es_core::Backoff;
 
 use crate::checkout::{Checkout, within};
-use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgPool, SqlStr};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -29,12 +29,14 @@ pub(crate) struct Wakeups {
     listener_task: Mutex<Option<JoinHandle<()>>>,
     pool: PgPool,
     channel: Arc<str>,
+    /// `sql/notify.sql`.
+    statement: SqlStr,
     /// Dropped with the store, which stops its background tasks.
     shutdown: watch::Sender<()>,
 }
 
 impl Wakeups {
-    pub(crate) fn new(pool: PgPool, channel: Arc<str>, notify: bool) -> Self {
+    pub(crate) fn new(pool: PgPool, channel: Arc<str>, statement: SqlStr, notify: bool) -> Self {
         Self {
             counter: Arc::new(watch::Sender::new(0)),
             notifier: notify.then(|| Arc::new(Notify::new())),
@@ -42,6 +44,7 @@ impl Wakeups {
             listener_task: Mutex::new(None),
             pool,
             channel,
+            statement,
             shutdown: watch::Sender::new(()),
         }
     }
@@ -58,6 +61,7 @@ impl Wakeups {
                 notify_loop(
                     self.pool.clone(),
                     Arc::clone(&self.channel),
+                    self.statement.clone(),
                     Arc::clone(notifier),
                     shutdown,
                 )
@@ -118,6 +122,7 @@ const NOTIFY_DEADLINE: Duration = Duration::from_secs(5);
 async fn notify_loop(
     pool: PgPool,
     channel: Arc<str>,
+    statement: SqlStr,
     poke: Arc<Notify>,
     mut shutdown: watch::Receiver<()>,
 ) {
@@ -133,7 +138,7 @@ async fn notify_loop(
         // give up on it rather than hold a connection for it.
         let sent = within(Some(NOTIFY_DEADLINE), async {
             let mut checkout = Checkout::take(&pool).await?;
-            sqlx::query("SELECT pg_notify($1, '')")
+            sqlx::query(statement.clone())
                 .bind(&*channel)
                 .execute(&mut *checkout)
                 .await?;

@@ -770,6 +770,63 @@ async fn an_open_older_transaction_is_named_when_the_wait_ends() {
     common::drop_schema(base).await;
 }
 
+/// The store's notification that events were appended is a short transaction of its own,
+/// with an id: it announces that it writes no events (migration 0009), so a conditional
+/// append on a tagged query does not wait for it, though it is older and still open. A
+/// bare NOTIFY in the same place holds the append up to its deadline, as any writer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_notification_does_not_hold_conditional_appends_up() {
+    let base = common::fresh_store().await;
+    let store = PgEventStore::builder(base.pool().clone())
+        .schema(base.schema().as_str())
+        .unwrap()
+        .reply_timeout(Some(Duration::from_secs(2)))
+        .build();
+    let _budget = common::hold_connections(1).await;
+    let mut held = own_connection("es-test-dcb-notifier").await;
+    let channel = format!("es_events_{}", base.schema());
+    for (notification, announced) in [
+        (format!("SELECT \"{}\".es_notify($1)", base.schema()), true),
+        (
+            "SELECT pg_notify($1, ''), pg_current_xact_id()".to_owned(),
+            false,
+        ),
+    ] {
+        sqlx::raw_sql("BEGIN").execute(&mut held).await.unwrap();
+        sqlx::query(AssertSqlSafe(notification))
+            .bind(&channel)
+            .execute(&mut held)
+            .await
+            .unwrap();
+        let course = tag("course", announced);
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            store.append_if(
+                &stream("subscription", announced),
+                ExpectedVersion::NoStream,
+                vec![tagged("StudentSubscribed", [course.clone()])],
+                AppendCondition::new(QueryItem::new().with_tag(course)),
+            ),
+        )
+        .await
+        .unwrap();
+        sqlx::raw_sql("ROLLBACK").execute(&mut held).await.unwrap();
+        if announced {
+            outcome.expect("the append does not wait for the notifier");
+        } else {
+            match outcome {
+                Err(AppendError::Store { source, .. }) => {
+                    assert!(source.is_transient(), "{source:?}");
+                }
+                other => panic!("expected the bare NOTIFY to be waited for, got {other:?}"),
+            }
+        }
+    }
+    held.close().await.unwrap();
+    drop(store);
+    common::drop_schema(base).await;
+}
+
 /// A conditional append announces its batch (its tags, then the marker of its id) only
 /// when the batch is all its transaction wrote: one that had written before the call
 /// would have younger appends skip it without seeing those writes, so it announces
@@ -1228,17 +1285,23 @@ async fn an_inline_projection_that_appends_events_fails_a_conditional_append() {
     common::drop_schema(base).await;
 }
 
-/// The number of scans of the tags index, as the server counts them once the sessions
-/// that made them have ended.
-async fn tag_index_scans(store: &PgEventStore) -> i64 {
+/// The number of scans of the events' index `index`, as the server counts them once the
+/// sessions that made them have ended.
+async fn index_scans(store: &PgEventStore, index: &str) -> i64 {
     sqlx::query_scalar(
         "SELECT coalesce(sum(idx_scan), 0)::int8 FROM pg_stat_user_indexes \
-         WHERE schemaname = $1 AND indexrelname = 'events_tags_idx'",
+         WHERE schemaname = $1 AND indexrelname = $2",
     )
     .bind(store.schema().as_str())
+    .bind(index)
     .fetch_one(store.pool())
     .await
     .unwrap()
+}
+
+/// The number of scans of the tags index (see [`index_scans`]).
+async fn tag_index_scans(store: &PgEventStore) -> i64 {
+    index_scans(store, "events_tags_idx").await
 }
 
 /// Waits until the tags index was scanned more than `before` times (a session's counts
@@ -1263,7 +1326,9 @@ async fn one_off(base: &PgEventStore) -> PgEventStore {
 }
 
 /// Over many tagged events, both a query read and a conditional append find the events
-/// through the GIN index on tags.
+/// through the GIN index on tags, and the conditional append through it alone: a check
+/// that also scans the primary key from its position on reads the whole log after it, and
+/// a decision's cost grows with the log (as it did before migration 0009).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_reads_and_conditions_use_the_tags_index() {
     let store = common::fresh_store().await;
@@ -1299,6 +1364,7 @@ async fn query_reads_and_conditions_use_the_tags_index() {
 
     let writer = one_off(&store).await;
     let before = tag_index_scans(&store).await;
+    let primary_before = index_scans(&store, "events_pkey").await;
     assert!(matches!(
         writer
             .append_if(
@@ -1312,6 +1378,11 @@ async fn query_reads_and_conditions_use_the_tags_index() {
     ));
     writer.pool().close().await;
     wait_for_scans(&store, before, "a conditional append").await;
+    assert_eq!(
+        index_scans(&store, "events_pkey").await,
+        primary_before,
+        "the conditional append scanned the primary key"
+    );
     common::drop_schema(store).await;
 }
 

@@ -78,6 +78,7 @@ statements! {
     count_after,
     unread_after,
     horizon,
+    notify,
     head,
     readable,
     archive_lock,

@@ -146,7 +146,12 @@ impl<C> PgEventStoreBuilder<C> {
 
     fn finish(self, pool: PgPool, default_reply_timeout: Option<Duration>) -> PgEventStore {
         let sql = Statements::new(&self.schema);
-        let wakeups = Wakeups::new(pool.clone(), Arc::clone(&sql.channel), self.notify);
+        let wakeups = Wakeups::new(
+            pool.clone(),
+            Arc::clone(&sql.channel),
+            sql.notify.clone(),
+            self.notify,
+        );
         PgEventStore {
             inner: Arc::new(Inner {
                 pool,
