@@ -134,6 +134,14 @@ pub trait DomainEvent: Clone + Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// The personal fields of the event type `event_type` (the derive's `#[personal]`
+    /// fields; see [`crate::personal`]), in declaration order. None by default, and for an
+    /// event type this type does not know.
+    fn personal_fields(event_type: &str) -> &'static [crate::personal::PersonalField] {
+        let _ = event_type;
+        &[]
+    }
+
     /// Whether [`DomainEvent::decode`] reads this event type name. Types that read any event
     /// (such as [`RawEvent`]) override it.
     fn decodes(event_type: &str) -> bool {

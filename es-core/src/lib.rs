@@ -128,6 +128,7 @@ mod filter;
 pub mod limits;
 mod metadata;
 mod payload;
+pub mod personal;
 mod process;
 mod projection;
 mod query;
