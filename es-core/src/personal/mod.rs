@@ -33,5 +33,9 @@
 //! ```
 
 mod field;
+mod keys;
+mod local;
 
 pub use field::{Forgotten, PersonalField, SubjectSource};
+pub use keys::{DataKey, Forgetting, KeyEncryption, KeyError, KeyId, KeyStore, Subject};
+pub use local::LocalKeyEncryption;
