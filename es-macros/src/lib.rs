@@ -18,6 +18,7 @@ mod check;
 mod ctxt;
 mod expand;
 mod fallback;
+mod personal;
 mod serde_attr;
 mod symbol;
 mod tag;
@@ -359,7 +360,7 @@ pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
 /// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[proc_macro_derive(DomainEvent, attributes(event, serde, tag))]
+#[proc_macro_derive(DomainEvent, attributes(event, serde, tag, personal))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::domain_event::derive(&input).into()
