@@ -174,8 +174,8 @@ fn subject_field_is_stored_in_clear(
         cx.error_spanned_by(
             subject,
             format!(
-                "`subject = {name}` names a `#[personal]` field: the subject is stored in the \
-                 clear, to find the key the data is encrypted under; make the subject an id \
+                "`subject = {name}` names a `#[personal]` field: the subject must be stored in \
+                 the clear, to find the key the data is encrypted under; make the subject an id \
                  that is not personal data itself"
             ),
         );
@@ -222,7 +222,7 @@ fn fixed_subject_is_a_subject(cx: &Ctxt, literal: &LitStr) {
 /// `Option` reads as `None`, but any other type has no value the derive could pick on its
 /// own that would still decode (an empty string is not a `u32`).
 fn forgotten_is_known(cx: &Ctxt, field: &PersonalDecl<'_>) {
-    if field.option || field.forgotten.is_some() {
+    if field.option || field.forgotten_written {
         return;
     }
     cx.error_spanned_by(

@@ -53,7 +53,10 @@ pub(crate) struct PersonalDecl<'a> {
     pub(crate) option: bool,
     /// `None` if missing or malformed (already reported).
     pub(crate) subject: Option<SubjectDecl>,
+    /// `None` if not written, or malformed (already reported: see `forgotten_written`).
     pub(crate) forgotten: Option<ForgottenDecl>,
+    /// `forgotten = ...` was written, even if its value was not understood.
+    pub(crate) forgotten_written: bool,
     /// The field's `#[serde(...)]` keys: a personal field must be stored under its key.
     pub(crate) serde_keys: Vec<SerdeKey>,
     /// The field's `#[tag]`, which a personal field must not have.
@@ -86,9 +89,9 @@ pub(crate) fn personal_fields<'a>(cx: &Ctxt, fields: &'a Fields) -> PersonalFiel
             for attr in field.attrs.iter().filter(|attr| *attr.path() == PERSONAL) {
                 cx.error_spanned_by(
                     attr,
-                    "`#[personal]` goes on a named field: a personal field is found by its key \
-                     in the payload object, and an unnamed field has none; use a struct \
-                     variant, like `Variant { name: String }`",
+                    "`#[personal(...)]` goes on a named field: a personal field is found by its key \
+                     in the payload object, and an unnamed field has none; name the \
+                     field, like `Variant { name: String }`",
                 );
             }
             continue;
@@ -104,6 +107,7 @@ pub(crate) fn personal_fields<'a>(cx: &Ctxt, fields: &'a Fields) -> PersonalFiel
                 option: tag::option_of(&field.ty).is_some(),
                 subject: decl.subject,
                 forgotten: decl.forgotten,
+                forgotten_written: decl.forgotten_written,
                 serde_keys: serde_attr::serde_keys(&field.attrs),
                 tag: field.attrs.iter().find(|attr| *attr.path() == TAG),
             });
@@ -125,6 +129,7 @@ struct Declared<'a> {
     attr: &'a Attribute,
     subject: Option<SubjectDecl>,
     forgotten: Option<ForgottenDecl>,
+    forgotten_written: bool,
 }
 
 /// Reads the field's `#[personal(...)]`; `None` if it has none. A second one is reported
@@ -168,6 +173,7 @@ fn personal_attr<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> Option<Declared<'a>> 
         found = Some(Declared {
             attr,
             subject: subject.value,
+            forgotten_written: forgotten.seen(),
             forgotten: forgotten.value,
         });
     }
