@@ -188,9 +188,9 @@ const MISSING_SUBJECT: &str = "`#[personal]` needs the data's subject: \
 fn parse_subject(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<SubjectDecl>> {
     let advice = "`subject` takes the name of another field of this payload, like \
                   `subject = customer_id`, or a fixed subject, like `subject = \"fixed:crm\"`";
-    let Some(()) = expect_value(cx, meta, advice)? else {
+    if !expect_value(cx, meta, advice)? {
         return Ok(None);
-    };
+    }
     if meta.input.peek(LitStr) {
         return Ok(Some(SubjectDecl::Fixed(meta.input.parse()?)));
     }
@@ -208,9 +208,9 @@ fn parse_forgotten(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<
     let advice = "`forgotten` takes the text a reader sees once the subject is forgotten, \
                   like `forgotten = \"(forgotten)\"`, or `Default`, for the field type's \
                   default: `forgotten = Default`";
-    let Some(()) = expect_value(cx, meta, advice)? else {
+    if !expect_value(cx, meta, advice)? {
         return Ok(None);
-    };
+    }
     if meta.input.peek(LitStr) {
         return Ok(Some(ForgottenDecl::Text(meta.input.parse()?)));
     }
@@ -224,15 +224,15 @@ fn parse_forgotten(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<
     }
 }
 
-/// Consumes the `=` after a key; `None` (and an error at the key) if there is none.
-fn expect_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, advice: &str) -> syn::Result<Option<()>> {
+/// Consumes the `=` after a key; `false` (and an error at the key) if there is none.
+fn expect_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, advice: &str) -> syn::Result<bool> {
     if meta.input.peek(syn::Token![=]) {
         meta.input.parse::<syn::Token![=]>()?;
-        Ok(Some(()))
+        Ok(true)
     } else {
         cx.error_spanned_by(&meta.path, advice);
         rest_of_value(meta.input)?;
-        Ok(None)
+        Ok(false)
     }
 }
 
