@@ -11,6 +11,7 @@ use syn::{Attribute, Data, DeriveInput, Fields, Generics, Ident, LitStr, Path, T
 
 use crate::attr::{self, AggregateAttrs, EventAttrs, EventPosition, Upcast};
 use crate::ctxt::Ctxt;
+use crate::personal::{self, PersonalFields};
 use crate::serde_attr::{self, SerdeKey};
 use crate::symbol::Symbol;
 use crate::tag::{self, TaggedField};
@@ -61,6 +62,8 @@ pub(crate) struct StructEvent<'a> {
     pub(crate) unit: bool,
     /// Its `#[tag]` fields.
     pub(crate) tags: Vec<TaggedField<'a>>,
+    /// Its `#[personal]` fields.
+    pub(crate) personal: PersonalFields<'a>,
 }
 
 /// One variant of an event enum: one event type.
@@ -77,6 +80,8 @@ pub(crate) struct EventVariant<'a> {
     pub(crate) shape: Shape<'a>,
     /// Its `#[tag]` fields.
     pub(crate) tags: Vec<TaggedField<'a>>,
+    /// Its `#[personal]` fields.
+    pub(crate) personal: PersonalFields<'a>,
 }
 
 /// An event type name and where it came from.
@@ -141,6 +146,7 @@ impl<'a> EventInput<'a> {
             EventPosition::Enum | EventPosition::Variant => "an enum",
         };
         tag::reject_tag_attrs(cx, &input.attrs, what);
+        personal::reject_personal_attrs(cx, &input.attrs, what);
         let krate = crate_path(attrs.krate.as_ref());
 
         let data = match &input.data {
@@ -162,6 +168,7 @@ impl<'a> EventInput<'a> {
                     upcasts: attrs.upcasts,
                     unit: data.fields.is_empty(),
                     tags: tag::tagged_fields(cx, &data.fields),
+                    personal: personal::personal_fields(cx, &data.fields),
                 })
             }
             Data::Union(data) => {
@@ -190,6 +197,7 @@ impl<'a> EventVariant<'a> {
     fn from_syn(cx: &Ctxt, variant: &'a syn::Variant) -> Option<Self> {
         let attrs = EventAttrs::from_attrs(cx, &variant.attrs, EventPosition::Variant);
         tag::reject_tag_attrs(cx, &variant.attrs, "a variant");
+        personal::reject_personal_attrs(cx, &variant.attrs, "a variant");
         for field in &variant.fields {
             attr::reject_event_attrs_on_field(cx, &field.attrs);
         }
@@ -228,6 +236,7 @@ impl<'a> EventVariant<'a> {
             serde: serde_attr::serde_keys(&variant.attrs),
             shape,
             tags: tag::tagged_fields(cx, &variant.fields),
+            personal: personal::personal_fields(cx, &variant.fields),
         })
     }
 }

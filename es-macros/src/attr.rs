@@ -258,6 +258,11 @@ impl<T> Slot<T> {
         }
     }
 
+    /// Whether the key was written at all (whatever its value).
+    pub(crate) fn seen(&self) -> bool {
+        self.seen
+    }
+
     /// Records an occurrence of the key at `path` with its parsed value (`None` if the value
     /// was invalid, which is already reported). A second occurrence is an error at its key,
     /// whatever the values, and the first one's value is kept.

@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 
 use syn::{Generics, LitStr};
 
 use crate::ast::{EventData, EventInput, EventName, Field, Shape};
 use crate::attr::Upcast;
 use crate::ctxt::Ctxt;
+use crate::personal::{PersonalDecl, PersonalFields, SubjectDecl};
 use crate::serde_attr::SerdeKey;
 use crate::tag::TaggedField;
 
@@ -33,6 +35,7 @@ pub(crate) fn domain_event(cx: &Ctxt, input: &EventInput<'_>) {
                     newtype_field_serde_attrs_apply(cx, field);
                 }
                 tagged_fields_are_usable(cx, &variant.tags);
+                personal_fields_are_usable(cx, &variant.personal, "variant");
             }
             event_names_are_unique(cx, input);
         }
@@ -44,6 +47,210 @@ pub(crate) fn domain_event(cx: &Ctxt, input: &EventInput<'_>) {
                 no_serde_attrs_on_a_struct_without_fields(cx, &input.serde);
             }
             tagged_fields_are_usable(cx, &event.tags);
+            personal_fields_are_usable(cx, &event.personal, "struct");
+            if !event.personal.fields.is_empty() {
+                no_rename_all_with_personal_fields(cx, &input.serde);
+            }
+        }
+    }
+}
+
+/// The rules for each `#[personal]` field of one payload, which is a `what` (`variant` or
+/// `struct`).
+fn personal_fields_are_usable(cx: &Ctxt, personal: &PersonalFields<'_>, what: &str) {
+    for field in &personal.fields {
+        personal_field_is_not_a_tag(cx, field);
+        stored_under_its_key(cx, &field.serde_keys, "a `#[personal]` field", "it");
+        match &field.subject {
+            Some(SubjectDecl::Field(subject)) => {
+                subject_field_is_stored_in_clear(cx, personal, field, subject, what);
+            }
+            Some(SubjectDecl::Fixed(text)) => fixed_subject_is_a_subject(cx, text),
+            None => {}
+        }
+        forgotten_is_known(cx, field);
+    }
+}
+
+/// A personal field carries no `#[tag]`.
+///
+/// Why: tags are stored and indexed in the clear, beside the encrypted payload, so the
+/// value would stay readable in every event's tags after its subject is forgotten.
+fn personal_field_is_not_a_tag(cx: &Ctxt, field: &PersonalDecl<'_>) {
+    if let Some(tag) = field.tag {
+        cx.error_spanned_by(
+            tag,
+            "a `#[personal]` field cannot be a `#[tag]`: tags are stored in the clear, so the \
+             value would stay readable after its subject is forgotten; tag with an id instead \
+             (such as the subject's own field)",
+        );
+    }
+}
+
+/// A field the personal machinery reads by its key (a personal field, or a subject) is
+/// written under that key, as it is: no `skip`, `skip_serializing`, `skip_deserializing`
+/// or `flatten`.
+///
+/// Why: a skipped personal field is not stored, or not read back, so what is encrypted or
+/// forgotten would not be what the event holds; a flattened one has no key of its own (its
+/// fields are spread into the payload). A skipped subject is missing from the stored
+/// payload, so no key could be found for the data, and a flattened one is not one value.
+/// `skip_serializing_if` is allowed: a field left out has nothing to encrypt.
+fn stored_under_its_key(cx: &Ctxt, keys: &[SerdeKey], what: &str, it: &str) {
+    for key in keys {
+        let why = match key.key.as_deref() {
+            Some("skip" | "skip_serializing" | "skip_deserializing") => {
+                "would not be stored and read back as it is"
+            }
+            Some("flatten") => "would have no key of its own in the payload",
+            _ => continue,
+        };
+        cx.error_spanned_by(
+            &key.tokens,
+            format!(
+                "{} on {what}: {it} {why}, so the personal data could not be found by its key; \
+                 remove the attribute",
+                shown(key)
+            ),
+        );
+    }
+}
+
+/// `subject = name` names another named field of the same payload, which is not personal
+/// itself and is stored in the clear under its key.
+///
+/// Why: the subject is read from the stored payload to find the key the field is encrypted
+/// under, and to find what to forget. A personal subject would be encrypted under its own
+/// key, so it could not be read to find that key; a field that is not there has no value.
+fn subject_field_is_stored_in_clear(
+    cx: &Ctxt,
+    personal: &PersonalFields<'_>,
+    field: &PersonalDecl<'_>,
+    subject: &syn::Ident,
+    what: &str,
+) {
+    let name = subject.unraw().to_string();
+    if name == field.name() {
+        cx.error_spanned_by(
+            subject,
+            format!(
+                "`subject = {name}` names the personal field itself; the subject is another \
+                 field, which says whose data this is (such as `customer_id`), or \
+                 `subject = \"fixed:<name>\"`"
+            ),
+        );
+        return;
+    }
+    let Some(source) = personal
+        .named
+        .iter()
+        .find(|named| named.ident.unraw() == name)
+    else {
+        let names: Vec<String> = personal
+            .named
+            .iter()
+            .filter(|named| named.ident.unraw() != field.name())
+            .map(|named| format!("`{}`", named.ident.unraw()))
+            .collect();
+        let others = if names.is_empty() {
+            "and no other field".to_owned()
+        } else {
+            format!("its other fields are {}", names.join(", "))
+        };
+        cx.error_spanned_by(
+            subject,
+            format!(
+                "`subject = {name}`: this {what} has no field `{name}` ({others}); name a field \
+                 of the same {what}, or use `subject = \"fixed:<name>\"`"
+            ),
+        );
+        return;
+    };
+    if personal
+        .fields
+        .iter()
+        .any(|other| other.ident.unraw() == name)
+    {
+        cx.error_spanned_by(
+            subject,
+            format!(
+                "`subject = {name}` names a `#[personal]` field: the subject must be stored in \
+                 the clear, to find the key the data is encrypted under; make the subject an id \
+                 that is not personal data itself"
+            ),
+        );
+    }
+    stored_under_its_key(
+        cx,
+        &source.serde_keys,
+        &format!("`{name}`, the subject of a `#[personal]` field"),
+        "the subject",
+    );
+}
+
+/// A fixed subject is written `"fixed:<name>"`, `<name>` a valid subject: 1 to 255 bytes,
+/// no control character.
+///
+/// Why: the `fixed:` prefix keeps a fixed subject apart from a field name at a glance, and
+/// a string without it is most likely a field name written as a string; the name must pass
+/// `Subject`'s check at run time, or every write of the event would fail.
+fn fixed_subject_is_a_subject(cx: &Ctxt, literal: &LitStr) {
+    const MAX_SUBJECT_BYTES: usize = 255;
+    let text = literal.value();
+    let problem = match text.strip_prefix("fixed:") {
+        None => format!(
+            "`subject = {text:?}` is not a fixed subject: use a field name, without quotes \
+             (`subject = customer_id`), or `subject = \"fixed:<name>\"`"
+        ),
+        Some("") => "`subject = \"fixed:\"` names no subject: use a field name (`subject = \
+                     customer_id`) or `subject = \"fixed:<name>\"`"
+            .to_owned(),
+        Some(name) if name.chars().any(char::is_control) => {
+            "a fixed subject cannot hold a control character; write `\"fixed:<name>\"`".to_owned()
+        }
+        Some(name) if name.len() > MAX_SUBJECT_BYTES => {
+            "a fixed subject takes at most 255 bytes after `fixed:`".to_owned()
+        }
+        Some(_) => return,
+    };
+    cx.error_spanned_by(literal, problem);
+}
+
+/// A field that is not an `Option` says what it reads as once forgotten.
+///
+/// Why: a forgotten field's value is gone, and something must decode in its place; an
+/// `Option` reads as `None`, but any other type has no value the derive could pick on its
+/// own that would still decode (an empty string is not a `u32`).
+fn forgotten_is_known(cx: &Ctxt, field: &PersonalDecl<'_>) {
+    if field.option || field.forgotten_written {
+        return;
+    }
+    cx.error_spanned_by(
+        field.attr,
+        format!(
+            "`{}` is not an `Option`, so say what it reads as once its subject is forgotten: \
+             add `forgotten = \"...\"` (a text, for a field that reads one) or \
+             `forgotten = Default` (the type's `Default`)",
+            field.name()
+        ),
+    );
+}
+
+/// A struct event with personal fields has no container `#[serde(rename_all)]`.
+///
+/// Why: personal fields are found by their keys in the stored payload, which the derive
+/// takes from the field's name or `#[serde(rename)]`; it does not apply serde's case
+/// conversions, so under `rename_all` it would look for keys that are not there, and the
+/// data would be stored unencrypted.
+fn no_rename_all_with_personal_fields(cx: &Ctxt, keys: &[SerdeKey]) {
+    for key in keys {
+        if key.key.as_deref() == Some("rename_all") {
+            cx.error_spanned_by(
+                &key.tokens,
+                "`#[serde(rename_all)]` on a struct event with `#[personal]` fields is not \
+                 supported: personal fields are found by their keys, which the derive does not \
+                 convert; rename each field with `#[serde(rename = \"...\")]` instead",
+            );
         }
     }
 }

@@ -18,6 +18,7 @@ mod check;
 mod ctxt;
 mod expand;
 mod fallback;
+mod personal;
 mod serde_attr;
 mod symbol;
 mod tag;
@@ -294,6 +295,77 @@ pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
 /// # Ok::<(), es_core::TagError>(())
 /// ```
 ///
+/// # `#[personal(...)]` fields: personal data that can be forgotten
+///
+/// A field marked `#[personal(...)]` holds personal data of a *data subject*. The derived
+/// `DomainEvent::personal_fields(event_type)` describes such fields
+/// ([`es_core::personal::PersonalField`](https://docs.rs/es-core/latest/es_core/personal/struct.PersonalField.html)),
+/// in declaration order, so that a store that protects personal data encrypts each one under
+/// its subject's key, and shows the declared replacement once the subject is forgotten. The
+/// attribute changes nothing in the payload itself.
+///
+/// | Key | Meaning |
+/// |-----|---------|
+/// | `subject = customer_id` | The subject is the value of another named field of the same payload (`SubjectSource::Field`, holding that field's payload key). |
+/// | `subject = "fixed:crm"` | A fixed subject, here `crm` (`SubjectSource::Fixed`). A string without `fixed:`, or with nothing after it, is an error. |
+/// | `forgotten = "text"` | Once forgotten, the field reads as this text (`Forgotten::Text`), for a field that reads a string. |
+/// | `forgotten = Default` | Once forgotten, the field reads as its type's `Default`, encoded with its `Serialize` (`Forgotten::Default`; `null` if that encoding fails). The type must implement `Default` and `Serialize`; a `#[serde(with)]` on the field is not applied to it. |
+/// | no `forgotten` | Only for an `Option` field (recognised by its syntax, as for `#[tag]`), which reads as `None` (`Forgotten::Null`). Any other type is an error saying to add `forgotten`. |
+///
+/// - **The key** is the one serde writes the field under: its `#[serde(rename = "...")]`
+///   (or `rename(serialize = "...")`), else its name (`r#type` gives `type`). The same goes
+///   for the subject field. A struct event's container `#[serde(rename_all)]` is refused
+///   when it has personal fields: the derive would not find the converted keys.
+/// - **Where:** on named fields of a struct event or of struct variants, whose payload is an
+///   object; on an unnamed field, a variant, an enum or a struct itself it is an error.
+/// - **The subject field** is another named field of the same variant or struct, not
+///   `#[personal]` itself (it is read in the clear to find the key).
+/// - **Stored as it is:** a personal field or its subject field cannot be
+///   `#[serde(skip)]`, `skip_serializing`, `skip_deserializing` or `flatten`
+///   (`skip_serializing_if` is fine), and a personal field cannot be a `#[tag]`: tags are
+///   stored in the clear.
+/// - **Event type names:** `personal_fields` answers for the current names only; an
+///   `#[event(alias)]` or an unknown name gives no fields.
+///
+/// ```
+/// use es_core::DomainEvent;
+/// use es_core::personal::{Forgotten, SubjectSource};
+/// use serde_json::json;
+///
+/// #[derive(Debug, Clone, PartialEq, DomainEvent)]
+/// enum CustomerEvent {
+///     Registered {
+///         customer_id: String,
+///         #[personal(subject = customer_id, forgotten = "(forgotten)")]
+///         name: String,
+///         #[personal(subject = customer_id)]
+///         #[serde(rename = "phoneNumber")]
+///         phone: Option<String>,
+///         #[personal(subject = customer_id, forgotten = Default)]
+///         year_of_birth: u16,
+///     },
+///     NoteTaken {
+///         #[personal(subject = "fixed:crm", forgotten = "")]
+///         note: String,
+///     },
+///     Closed,
+/// }
+///
+/// let fields = CustomerEvent::personal_fields("Registered");
+/// assert_eq!(fields.len(), 3);
+/// assert_eq!(fields[0].key, "name");
+/// assert_eq!(fields[0].subject, SubjectSource::Field("customer_id"));
+/// assert_eq!(fields[0].forgotten, Forgotten::Text("(forgotten)"));
+/// assert_eq!(fields[1].key, "phoneNumber");
+/// assert_eq!(fields[1].forgotten, Forgotten::Null);
+/// assert_eq!(fields[2].forgotten.value(), json!(0));
+///
+/// let note = CustomerEvent::personal_fields("NoteTaken");
+/// assert_eq!(note[0].subject, SubjectSource::Fixed("crm"));
+/// assert!(CustomerEvent::personal_fields("Closed").is_empty());
+/// assert!(CustomerEvent::personal_fields("Unknown").is_empty());
+/// ```
+///
 /// # Decoding
 ///
 /// `decode(event_type, schema_version, payload)` (and `decode_json`, from text) decodes a
@@ -359,7 +431,7 @@ pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
 /// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[proc_macro_derive(DomainEvent, attributes(event, serde, tag))]
+#[proc_macro_derive(DomainEvent, attributes(event, serde, tag, personal))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::domain_event::derive(&input).into()

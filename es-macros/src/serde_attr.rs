@@ -8,7 +8,8 @@
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::{Attribute, Token};
+use syn::ext::IdentExt;
+use syn::{Attribute, LitStr, Token};
 
 use crate::attr::{key_name, rest_of_value};
 use crate::symbol::SERDE;
@@ -60,6 +61,41 @@ pub(crate) fn serde_keys(attrs: &[Attribute]) -> Vec<SerdeKey> {
     keys
 }
 
+/// The key serde writes `field` (named `ident`) under in its payload object: the
+/// `#[serde(rename = "...")]` (or `rename(serialize = "...")`) if there is one, else the
+/// field's name (`r#type` is written `type`).
+///
+/// A container's `rename_all` is not applied here; where it matters, [`crate::check`]
+/// refuses it. Attributes serde itself would refuse are read as far as they go: serde
+/// reports them.
+pub(crate) fn serialized_name(field: &syn::Field, ident: &syn::Ident) -> String {
+    let mut name = None;
+    for attr in serde_attrs(&field.attrs) {
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("rename") {
+                if meta.input.peek(Token![=]) {
+                    let value: LitStr = meta.value()?.parse()?;
+                    name = Some(value.value());
+                } else {
+                    meta.parse_nested_meta(|inner| {
+                        if inner.path.is_ident("serialize") {
+                            let value: LitStr = inner.value()?.parse()?;
+                            name = Some(value.value());
+                        } else if !inner.input.is_empty() && !inner.input.peek(Token![,]) {
+                            rest_of_value(inner.input)?;
+                        }
+                        Ok(())
+                    })?;
+                }
+            } else if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                rest_of_value(meta.input)?;
+            }
+            Ok(())
+        });
+    }
+    name.unwrap_or_else(|| ident.unraw().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +129,25 @@ mod tests {
                 (Some("bound".into()), "bound = \"T: X, U: Y\"".into()),
             ]
         );
+    }
+
+    #[test]
+    fn the_serialized_name_honours_rename() {
+        let fields: syn::FieldsNamed = syn::parse_quote!({
+            plain: u8,
+            #[serde(default, rename = "given")]
+            renamed: u8,
+            #[serde(rename(serialize = "written", deserialize = "read"))]
+            split: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            r#type: u8,
+        });
+        let names: Vec<String> = fields
+            .named
+            .iter()
+            .filter_map(|field| Some(serialized_name(field, field.ident.as_ref()?)))
+            .collect();
+        assert_eq!(names, ["plain", "given", "written", "type"]);
     }
 
     #[test]

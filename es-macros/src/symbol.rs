@@ -20,6 +20,13 @@ pub(crate) const TAG: Symbol = Symbol("tag");
 /// The key of `#[tag(...)]`: the tag's key, instead of the field's name.
 pub(crate) const PREFIX: Symbol = Symbol("prefix");
 
+/// `#[personal(subject = ..., forgotten = ...)]`: a field of an event that holds personal
+/// data of a subject, stored so that it can be forgotten.
+pub(crate) const PERSONAL: Symbol = Symbol("personal");
+/// The keys of `#[personal(...)]`: whose data it is, and what a reader sees once forgotten.
+pub(crate) const SUBJECT: Symbol = Symbol("subject");
+pub(crate) const FORGOTTEN: Symbol = Symbol("forgotten");
+
 pub(crate) const CRATE: Symbol = Symbol("crate");
 pub(crate) const NAME: Symbol = Symbol("name");
 pub(crate) const VERSION: Symbol = Symbol("version");

@@ -140,7 +140,7 @@ pub(crate) fn reject_tag_attrs(cx: &Ctxt, attrs: &[Attribute], what: &str) {
 /// `std::option::Option`, ...). Read from the syntax, as serde reads it: a type alias of
 /// an `Option` is not recognised (and then needs `Display` itself), and a type of one's own
 /// named `Option` is taken for one.
-fn option_of(ty: &Type) -> Option<&Type> {
+pub(crate) fn option_of(ty: &Type) -> Option<&Type> {
     let Type::Path(path) = ungroup(ty) else {
         return None;
     };

@@ -34,6 +34,11 @@ mod shadowed {
     struct Probe;
     struct Tag;
     struct TagError;
+    struct PersonalField;
+    struct SubjectSource;
+    struct Forgotten;
+    struct FIELDS;
+    mod personal {}
 
     #[derive(
         Debug,
@@ -56,6 +61,13 @@ mod shadowed {
         Unit,
         Boxed {
             inner: ::std::boxed::Box<Self>,
+        },
+        Personal {
+            who: ::std::string::String,
+            #[personal(subject = who, forgotten = Default)]
+            age: ::core::primitive::u32,
+            #[personal(subject = "fixed:x")]
+            note: ::std::option::Option<::std::string::String>,
         },
     }
 
@@ -145,6 +157,7 @@ mod without_prelude {
         Named {
             #[tag]
             text: ::std::string::String,
+            #[personal(subject = text, forgotten = Default)]
             #[serde(default)]
             count: ::core::primitive::u32,
         },
@@ -199,6 +212,9 @@ fn shadowed_names_do_not_change_the_generated_code() {
     );
     assert_eq!(shadowed::UnitEvent.encode().unwrap(), json!({}));
     assert_eq!(shadowed::name(), "shadowed");
+    let personal = Event::personal_fields("Personal");
+    assert_eq!(personal.len(), 2);
+    assert_eq!(personal[0].forgotten.value(), json!(0));
     assert!(shadowed::State { n: 1 }.encode_snapshot().is_some());
 }
 
@@ -230,6 +246,10 @@ fn the_derives_work_without_a_prelude() {
         }
     );
     assert_eq!(Event::Newtype(-1).tags().unwrap()[0].as_str(), "n:-1");
+    assert_eq!(
+        Event::personal_fields("Named")[0].forgotten.value(),
+        json!(0)
+    );
     assert_eq!(State::NAME, "bare");
     assert!(State.encode_snapshot().is_none());
     assert_eq!(State.__state_eq(&State), Some(true));

@@ -75,6 +75,20 @@ pub enum LintedEvent {
     },
     /// A newtype variant with a tag.
     Moved(#[tag(prefix = "course")] u32),
+    /// A variant with personal fields, of each kind of subject and replacement.
+    Registered {
+        /// Whose data the personal fields are.
+        customer: String,
+        /// Reads as a text once forgotten.
+        #[personal(subject = customer, forgotten = "")]
+        name: String,
+        /// Reads as the type's default once forgotten.
+        #[personal(subject = customer, forgotten = Default)]
+        age: u32,
+        /// Reads as `None` once forgotten.
+        #[personal(subject = "fixed:crm")]
+        note: Option<String>,
+    },
     /// A unit variant.
     Closed,
 }
@@ -159,4 +173,10 @@ fn the_linted_derives_still_work() {
     assert_eq!(enrolled.tags().unwrap().len(), 2);
     assert_eq!(LintedEvent::Moved(1).tags().unwrap().len(), 1);
     assert_eq!(Heartbeat.encode().unwrap(), serde_json::json!({}));
+    let personal = LintedEvent::personal_fields("Registered");
+    assert_eq!(personal.len(), 3);
+    assert_eq!(
+        personal.get(1).map(|field| field.forgotten.value()),
+        Some(serde_json::json!(0))
+    );
 }

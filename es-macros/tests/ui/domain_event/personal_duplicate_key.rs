@@ -1,0 +1,13 @@
+use es_core::DomainEvent;
+
+#[derive(Debug, Clone, DomainEvent)]
+enum CustomerEvent {
+    Registered {
+        customer_id: String,
+        account_id: String,
+        #[personal(subject = customer_id, subject = account_id)]
+        name: Option<String>,
+    },
+}
+
+fn main() {}
