@@ -309,7 +309,7 @@ pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
 /// | `subject = customer_id` | The subject is the value of another named field of the same payload (`SubjectSource::Field`, holding that field's payload key). |
 /// | `subject = "fixed:crm"` | A fixed subject, here `crm` (`SubjectSource::Fixed`). A string without `fixed:`, or with nothing after it, is an error. |
 /// | `forgotten = "text"` | Once forgotten, the field reads as this text (`Forgotten::Text`), for a field that reads a string. |
-/// | `forgotten = Default` | Once forgotten, the field reads as its type's `Default`, encoded with its `Serialize` (`Forgotten::Default`; `null` if that encoding fails). The type must implement `Default` and `Serialize`; a `#[serde(with)]` on the field is not applied to it. |
+/// | `forgotten = Default` | Once forgotten, the field reads as its type's `Default`, encoded with its `Serialize` (`Forgotten::TypeDefault`; `null` if that encoding fails). The type must implement `Default` and `Serialize`; a `#[serde(with)]` on the field is not applied to it. |
 /// | no `forgotten` | Only for an `Option` field (recognised by its syntax, as for `#[tag]`), which reads as `None` (`Forgotten::Null`). Any other type is an error saying to add `forgotten`. |
 ///
 /// - **The key** is the one serde writes the field under: its `#[serde(rename = "...")]`

@@ -84,7 +84,7 @@ fn each_variant_describes_its_own_personal_fields_in_declaration_order() {
             PersonalField {
                 key: "postalAddress",
                 subject: SubjectSource::Field("customer_id"),
-                forgotten: Forgotten::Default(|| json!(null)),
+                forgotten: Forgotten::TypeDefault(|| json!(null)),
             },
         ]
     );
@@ -102,7 +102,7 @@ fn each_variant_describes_its_own_personal_fields_in_declaration_order() {
             PersonalField {
                 key: "age",
                 subject: SubjectSource::Field("customerId"),
-                forgotten: Forgotten::Default(|| json!(null)),
+                forgotten: Forgotten::TypeDefault(|| json!(null)),
             },
             PersonalField {
                 key: "crm_note",
@@ -169,7 +169,7 @@ fn a_struct_event_describes_its_fields_under_its_current_name() {
             PersonalField {
                 key: "topics",
                 subject: SubjectSource::Field("subscriber"),
-                forgotten: Forgotten::Default(|| json!(null)),
+                forgotten: Forgotten::TypeDefault(|| json!(null)),
             },
         ]
     );

@@ -29,7 +29,7 @@ pub enum SubjectSource {
 
 /// What a reader sees in a personal field's place once its subject is forgotten.
 ///
-/// Two `Default`s compare equal whatever their functions (function addresses are not
+/// Two `TypeDefault`s compare equal whatever their functions (function addresses are not
 /// reliable to compare).
 #[derive(Debug, Clone, Copy)]
 pub enum Forgotten {
@@ -39,7 +39,9 @@ pub enum Forgotten {
     /// A fixed text (`forgotten = "..."`), for a field that reads a string.
     Text(&'static str),
     /// The field type's `Default`, encoded (`forgotten = Default`); the function makes it.
-    Default(fn() -> Value),
+    /// (Not named `Default`: a second item of that name in a dependency makes rustc spell
+    /// the trait `std::default::Default` in every error message of its users.)
+    TypeDefault(fn() -> Value),
 }
 
 impl Forgotten {
@@ -48,7 +50,7 @@ impl Forgotten {
         match self {
             Self::Null => Value::Null,
             Self::Text(text) => Value::String((*text).to_owned()),
-            Self::Default(make) => make(),
+            Self::TypeDefault(make) => make(),
         }
     }
 }
@@ -56,7 +58,7 @@ impl Forgotten {
 impl PartialEq for Forgotten {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Self::Null, Self::Null) | (Self::Default(_), Self::Default(_)) => true,
+            (Self::Null, Self::Null) | (Self::TypeDefault(_), Self::TypeDefault(_)) => true,
             (Self::Text(a), Self::Text(b)) => a == b,
             _ => false,
         }

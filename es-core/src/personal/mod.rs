@@ -10,7 +10,7 @@
 //! This module holds what the derive describes ([`PersonalField`]): which fields of an event
 //! type are personal, whose they are, and what a reader sees once they are forgotten.
 //!
-//! ```ignore
+//! ```
 //! use es_core::DomainEvent;
 //! use es_core::personal::{Forgotten, SubjectSource};
 //!

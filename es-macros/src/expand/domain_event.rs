@@ -627,7 +627,7 @@ impl Gen<'_> {
                                 <#ty as ::core::default::Default>::default()
                             };
                             quote! {
-                                #krate::personal::Forgotten::Default(|| {
+                                #krate::personal::Forgotten::TypeDefault(|| {
                                     ::core::result::Result::unwrap_or(
                                         #private::serde_json::to_value(#default),
                                         #private::serde_json::Value::Null,
