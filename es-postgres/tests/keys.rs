@@ -255,7 +255,10 @@ async fn a_key_stored_while_the_subject_is_forgotten_does_not_survive() {
     });
     until_waiting_for_the_lock(&store, &name).await;
     assert!(!forgetting.is_finished());
-    sqlx::raw_sql("COMMIT").execute(&mut *storing).await.unwrap();
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *storing)
+        .await
+        .unwrap();
     forgetting.await.unwrap().unwrap();
 
     assert_eq!(
@@ -279,7 +282,10 @@ async fn a_first_use_while_the_subject_is_forgotten_gets_no_key() {
     let ada = subject();
 
     let mut forgetting = store.pool().acquire().await.unwrap();
-    sqlx::raw_sql("BEGIN").execute(&mut *forgetting).await.unwrap();
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut *forgetting)
+        .await
+        .unwrap();
     sqlx::query(AssertSqlSafe(format!(
         "SELECT * FROM \"{}\".es_forget_subject($1, 'ticket 1')",
         store.schema()
@@ -294,7 +300,10 @@ async fn a_first_use_while_the_subject_is_forgotten_gets_no_key() {
     });
     until_waiting_for_the_lock(&store, &name).await;
     assert!(!first_use.is_finished());
-    sqlx::raw_sql("COMMIT").execute(&mut *forgetting).await.unwrap();
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *forgetting)
+        .await
+        .unwrap();
     assert!(
         first_use.await.unwrap().unwrap().is_none(),
         "no key once the forgetting committed"
@@ -463,5 +472,48 @@ async fn the_application_role_keeps_keys_and_forgets_but_cannot_replace_them() {
         }
         other => panic!("expected missing privileges, got {other:?}"),
     }
+    role.drop_with(owner).await;
+}
+
+/// A role granted before migration 0010 made the key store gets its grants from the
+/// migration: it runs the key store after the upgrade, and `verify` passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_granted_before_the_key_store_uses_it_after_the_upgrade() {
+    let owner = common::fresh_store().await;
+    // Put the schema back as migration 0009 left it, grants function included.
+    let schema = owner.schema().as_str();
+    let old = include_str!("../migrations/0009_cheaper_checks.sql");
+    let grant = &old[old
+        .find("CREATE OR REPLACE FUNCTION {schema}.es_grant_application")
+        .expect("0009 replaces the grants")..];
+    let grant = grant
+        .replace("{schema_name}", schema)
+        .replace("{schema}", &format!("\"{schema}\""));
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP TABLE \"{schema}\".subject_keys, \"{schema}\".forgotten_subjects; \
+         DROP FUNCTION \"{schema}\".es_forget_subject(text, text), \
+             \"{schema}\".es_subject_key_guard(); \
+         DELETE FROM \"{schema}\".es_migrations WHERE version = 10; {grant}"
+    )))
+    .execute(owner.pool())
+    .await
+    .unwrap();
+    let role = Role::create(&owner).await;
+    owner.grant_application_role(&role.name).await.unwrap();
+    let app = role.store(&owner);
+    assert!(
+        matches!(app.verify().await, Err(PgStoreError::SchemaBehind { .. })),
+        "the schema is behind before the upgrade"
+    );
+
+    owner.migrate().await.unwrap();
+    app.verify()
+        .await
+        .expect("the migration granted the key store");
+    let keys = PgKeyStore::new(&app, master());
+    let ada = subject();
+    keys.key_for(&ada).await.unwrap().unwrap();
+    keys.forget(&ada, "ticket 1").await.unwrap();
+    assert!(keys.key_for(&ada).await.unwrap().is_none());
     role.drop_with(owner).await;
 }
