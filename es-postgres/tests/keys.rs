@@ -517,3 +517,60 @@ async fn a_role_granted_before_the_key_store_uses_it_after_the_upgrade() {
     assert!(keys.key_for(&ada).await.unwrap().is_none());
     role.drop_with(owner).await;
 }
+
+/// Every call is bounded by the store's reply deadline: with the subject's lock held by an
+/// open forgetting, a first use and a second forgetting fail in time, transient, as
+/// backend errors carrying the sqlx error; once the forgetting commits, it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_held_up_by_the_subjects_lock_fail_within_the_reply_deadline() {
+    let store = common::fresh_store().await;
+    let hurried = common::second_store(&store, "es-test-keys-deadline", |b| {
+        b.reply_timeout(Some(Duration::from_millis(300)))
+    })
+    .await;
+    let keys = PgKeyStore::new(&hurried, master());
+    let ada = subject();
+
+    let mut forgetting = store.pool().acquire().await.unwrap();
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut *forgetting)
+        .await
+        .unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT * FROM \"{}\".es_forget_subject($1, 'ticket 1')",
+        store.schema()
+    )))
+    .bind(ada.as_str())
+    .execute(&mut *forgetting)
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let first_use = keys.key_for(&ada).await;
+    let again = keys.forget(&ada, "ticket 2").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    for outcome in [first_use.map(|_| ()), again.map(|_| ())] {
+        match outcome {
+            Err(KeyError::Backend { source }) => {
+                let sqlx = source
+                    .downcast_ref::<sqlx::Error>()
+                    .expect("the source is the sqlx error");
+                assert!(es_postgres::is_transient(sqlx), "{sqlx}");
+            }
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+    }
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *forgetting)
+        .await
+        .unwrap();
+    let record = keys.forgotten(&ada).await.unwrap().expect("forgotten");
+    assert_eq!(record.by, "ticket 1");
+    assert!(keys.key_for(&ada).await.unwrap().is_none());
+    drop(forgetting);
+    common::drop_schema(hurried).await;
+    common::drop_schema(store).await;
+}
