@@ -105,7 +105,8 @@ BEGIN
 END
 $$;
 
--- 0009's, and the key store.
+-- What running the application takes (migration 0006): 0009's grants, and the key
+-- store's.
 CREATE OR REPLACE FUNCTION {schema}.es_grant_application(role name) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
