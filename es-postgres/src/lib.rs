@@ -33,7 +33,10 @@
 //!   their tables as versioned [`PgMigration`]s, which the runner (or
 //!   [`PgEventStore::migrate`], for inline ones) applies once in the store's schema and
 //!   refuses if edited, and name them through [`PgTable`], quoted: no DDL to run by hand,
-//!   no SQL text to build.
+//!   no SQL text to build;
+//! - personal data that can be forgotten: [`PgKeyStore`] keeps each data subject's key,
+//!   wrapped by the application's master key, and forgets a subject for good (its key
+//!   deleted, the forgetting recorded, race-free against a concurrent first use).
 //!
 //! ```no_run
 //! use es_core::{EventFilter, EventStore, ExpectedVersion, NewEvent, Position, RawEvent, StreamId};
@@ -68,6 +71,8 @@
 //! | `snapshots`      | `stream_id` (primary key), `version`, `schema_version`, `state` jsonb, `taken_at` |
 //! | `checkpoints`    | `name` (primary key), `position_major`, `position_minor`, `updated_at`  |
 //! | `es_migrations`  | the applied migration versions and checksums, apart from the application's own |
+//! | `subject_keys`   | `subject` text (primary key), `key_id` uuid (unique), `wrapped` bytea (the data key wrapped by the master key), `created_at`: the keys of [`PgKeyStore`] |
+//! | `forgotten_subjects` | `subject` text (primary key), `forgotten_by` text, `forgotten_at`: who had a subject forgotten, and when (no personal data) |
 //! | `es_read_model_migrations` | `read_model`, `version`, `name`, `checksum`, `applied_at`: the read models' migrations ([`PgMigration`]), made when the first is applied |
 //!
 //! Positions are `(transaction id, sequence)`: compare and store them, do not compute with
@@ -97,6 +102,7 @@ mod health;
 mod horizon;
 mod inline;
 mod inner;
+mod keys;
 mod migrate;
 mod projection;
 mod query;
@@ -115,6 +121,7 @@ pub use admin::{PgAdmin, PgLeaseInfo, PgProjectionInfo, PgSchemaStatus, PgStream
 pub use error::{PgStoreError, is_transient};
 pub use horizon::{PgHorizon, PgHorizonHolder};
 pub use inline::PgInlineProjection;
+pub use keys::PgKeyStore;
 pub use projection::{PgProjection, PgProjectionError, PgTransactionalProjection};
 pub use read_model::{PgInvalidTableName, PgMigration, PgTable};
 pub use schema::{PgInvalidSchemaName, PgSchemaName};

@@ -65,6 +65,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "cheaper checks",
         sql: include_str!("../migrations/0009_cheaper_checks.sql"),
     },
+    Migration {
+        version: 10,
+        name: "subject keys",
+        sql: include_str!("../migrations/0010_subject_keys.sql"),
+    },
 ];
 
 /// The schema and the migrations table, before any migration (idempotent).
@@ -460,6 +465,8 @@ const PRIVILEGES: &[(&str, &str)] = &[
     ("leases", "INSERT"),
     ("leases", "UPDATE"),
     ("leases", "DELETE"),
+    ("subject_keys", "SELECT"),
+    ("forgotten_subjects", "SELECT"),
 ];
 
 /// The columns of `events` an append names.
@@ -477,6 +484,9 @@ const APPEND_COLUMNS: &[&str] = &[
     "traceparent",
     "tags",
 ];
+
+/// The columns of `subject_keys` a key store inserts (`PgKeyStore`).
+const KEY_COLUMNS: &[&str] = &["subject", "key_id", "wrapped"];
 
 async fn check_privileges(
     connection: &mut sqlx::PgConnection,
@@ -498,6 +508,9 @@ async fn check_privileges(
          UNION ALL \
          SELECT 'INSERT on ' || $5 || '.archived_streams (stream_id)' \
          WHERE NOT has_column_privilege($5 || '.archived_streams', 'stream_id', 'INSERT') \
+         UNION ALL \
+         SELECT 'INSERT on ' || $5 || '.subject_keys (' || c || ')' FROM unnest($8::text[]) AS c \
+         WHERE NOT has_column_privilege($5 || '.subject_keys', c, 'INSERT') \
          UNION ALL \
          SELECT 'EXECUTE on ' || f FROM unnest($6::text[]) AS f \
          WHERE NOT has_function_privilege(f, 'EXECUTE') \
@@ -531,8 +544,10 @@ async fn check_privileges(
         ),
         format!("{quoted}.es_read_query_tagged(xid8, bigint, text[], jsonb, bigint)"),
         format!("{quoted}.es_notify(text)"),
+        format!("{quoted}.es_forget_subject(text, text)"),
     ])
     .bind(schema.as_str())
+    .bind(KEY_COLUMNS)
     .fetch_all(&mut *connection)
     .await
     .map_err(PgStoreError::migrate(schema))?;

@@ -102,6 +102,18 @@ const FEEDS: &[(&str, &[&str], &[&str])] = &[
         &["admin_projections"],
     ),
     (
+        "keys::lookup",
+        &["key_id", "wrapped", "forgotten"],
+        &["key_lookup"],
+    ),
+    ("keys::insert", &["key_id"], &["key_insert"]),
+    ("keys::by_id", &["wrapped"], &["key_by_id"]),
+    (
+        "keys::forgetting",
+        &["forgotten_by", "forgotten_at"],
+        &["key_forget", "key_forgotten"],
+    ),
+    (
         "check_transaction_ids",
         &["newest", "next_id"],
         &["transaction_ids"],

@@ -103,6 +103,11 @@ statements! {
     read_model_setup,
     read_model_recorded,
     read_model_record,
+    key_lookup,
+    key_insert,
+    key_by_id,
+    key_forget,
+    key_forgotten,
 }
 
 /// `text` with the schema in place.

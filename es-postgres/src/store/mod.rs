@@ -164,7 +164,11 @@ impl PgEventStore {
     /// - `EXECUTE` on the functions appends and log reads call;
     /// - snapshots: `SELECT`, `INSERT`, `UPDATE`; checkpoints, parked events and leases:
     ///   `SELECT`, `INSERT`, `UPDATE`, `DELETE`, as the store rewrites them as it works;
-    /// - the migrations table: `SELECT`, for [`verify`](PgEventStore::verify).
+    /// - the migrations table: `SELECT`, for [`verify`](PgEventStore::verify);
+    /// - subjects' keys ([`PgKeyStore`](crate::PgKeyStore)): `SELECT`, and `INSERT` of the
+    ///   subject, key id and wrapped key (not `UPDATE` or `DELETE`: no one replaces a key);
+    ///   the records of forgetting: `SELECT`; and `EXECUTE` on `es_forget_subject`, which
+    ///   deletes a key and records it at once, the only way the role forgets.
     ///
     /// It cannot change the schema. The role must exist (`CREATE ROLE app LOGIN`).
     ///
