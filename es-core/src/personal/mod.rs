@@ -32,10 +32,17 @@
 //! assert_eq!(fields[1].forgotten, Forgotten::Null);
 //! ```
 
+mod cipher;
 mod field;
 mod keys;
 mod local;
+mod redact;
 
+pub use cipher::{
+    CipherError, FoundKeys, SubjectKeys, decrypt_fields, encrypt_fields, is_envelope, key_ids_of,
+    subjects_of,
+};
 pub use field::{Forgotten, PersonalField, SubjectSource};
 pub use keys::{DataKey, Forgetting, KeyEncryption, KeyError, KeyId, KeyStore, Subject};
 pub use local::LocalKeyEncryption;
+pub use redact::redact;
