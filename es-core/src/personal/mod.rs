@@ -36,6 +36,7 @@ mod cipher;
 mod field;
 mod keys;
 mod local;
+mod memory;
 mod redact;
 
 pub use cipher::{
@@ -45,4 +46,5 @@ pub use cipher::{
 pub use field::{Forgotten, PersonalField, SubjectSource};
 pub use keys::{DataKey, Forgetting, KeyEncryption, KeyError, KeyId, KeyStore, Subject};
 pub use local::LocalKeyEncryption;
+pub use memory::MemoryKeyStore;
 pub use redact::redact;
