@@ -190,11 +190,7 @@ mod tests {
         let (other, _) = now(keys.key_for(&bob)).unwrap().unwrap();
         assert_ne!(id, other);
         let clone = keys.clone();
-        assert_eq!(
-            now(clone.key(id)).unwrap(),
-            Some(key),
-            "clones share"
-        );
+        assert_eq!(now(clone.key(id)).unwrap(), Some(key), "clones share");
         assert_eq!(now(keys.forgotten(&ada)).unwrap(), None);
 
         let first = now(keys.forget(&ada, "ops")).unwrap();

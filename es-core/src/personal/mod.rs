@@ -37,7 +37,9 @@ mod field;
 mod keys;
 mod local;
 mod memory;
+mod protected;
 mod redact;
+mod snapshot;
 
 pub use cipher::{
     CipherError, FoundKeys, SubjectKeys, decrypt_fields, encrypt_fields, is_envelope, key_ids_of,
@@ -47,4 +49,5 @@ pub use field::{Forgotten, PersonalField, SubjectSource};
 pub use keys::{DataKey, Forgetting, KeyEncryption, KeyError, KeyId, KeyStore, Subject};
 pub use local::LocalKeyEncryption;
 pub use memory::MemoryKeyStore;
+pub use protected::{DEFAULT_KEY_CACHE_TTL, Protected};
 pub use redact::redact;
