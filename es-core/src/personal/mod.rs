@@ -34,6 +34,8 @@
 
 mod cipher;
 mod field;
+#[cfg(test)]
+pub(crate) mod fixture;
 mod keys;
 mod local;
 mod memory;

@@ -50,3 +50,30 @@ pub fn redact<E: DomainEvent>(
 fn message(text: String) -> PayloadError {
     PayloadError::from(<serde_json::Error as serde::de::Error>::custom(text))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::personal::fixture::Registered;
+
+    #[test]
+    fn only_the_forgotten_subjects_fields_are_replaced() {
+        let ada = Registered::of("c1", "Ada");
+        let forgotten = |subject: &Subject| subject.as_str() == "c1";
+        assert_eq!(
+            redact(&ada, forgotten).unwrap(),
+            Registered::forgotten("c1")
+        );
+        let bob = Registered::of("c2", "Bob");
+        assert_eq!(redact(&bob, forgotten).unwrap(), bob);
+    }
+
+    #[test]
+    fn an_event_without_a_subject_is_an_error_without_its_values() {
+        let nobody = Registered::of("", "Ada");
+        let error = redact(&nobody, |_| true).unwrap_err();
+        assert!(matches!(error, DecodeError::InvalidPayload { .. }));
+        let text = format!("{error} {:?}", std::error::Error::source(&error));
+        assert!(text.contains("name") && !text.contains("Ada"), "{text}");
+    }
+}
