@@ -501,3 +501,147 @@ async fn a_subject_forgotten_elsewhere_is_unreadable_once_the_cache_expires() {
         matches!(&read[0].event, CustomerEvent::Registered { name, .. } if name == "(forgotten)")
     );
 }
+
+fn snapshot(id: &str, version: u64, state: Value) -> es_core::Snapshot {
+    es_core::Snapshot {
+        stream_id: stream(id),
+        version: Version::new(version),
+        schema_version: 1,
+        state,
+        taken_at: chrono::Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_snapshot_needs_every_subject_of_its_stream() {
+    let (store, inner) = setup();
+    // One stream holding two subjects' data.
+    append(&store, "shared", vec![registered("a"), registered("b")]).await;
+    let state = json!({ "names": ["Ada Lovelace", "Ada Lovelace"] });
+    store
+        .save_snapshot(snapshot("shared", 2, state.clone()))
+        .await
+        .unwrap();
+    let sealed = inner
+        .load_snapshot(&stream("shared"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_no_secret(&sealed.state.to_string());
+    assert_eq!(sealed.state["shares"].as_array().unwrap().len(), 2);
+    let opened = store
+        .load_snapshot(&stream("shared"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(opened.state, state);
+
+    // Moved to another version, it does not open.
+    let mut moved = sealed.clone();
+    moved.version = Version::new(3);
+    inner.save_snapshot(moved).await.unwrap();
+    assert_eq!(store.load_snapshot(&stream("shared")).await.unwrap(), None);
+
+    // Either subject forgotten is enough.
+    let (store, _) = setup();
+    append(&store, "shared", vec![registered("a"), registered("b")]).await;
+    store
+        .save_snapshot(snapshot("shared", 2, state.clone()))
+        .await
+        .unwrap();
+    store
+        .forget(&Subject::new("b").unwrap(), "ops")
+        .await
+        .unwrap();
+    assert_eq!(store.load_snapshot(&stream("shared")).await.unwrap(), None);
+    // And a snapshot whose subject was forgotten since its events were written (the state
+    // may hold its data) is not saved at all.
+    append(&store, "late", vec![registered("c")]).await;
+    store
+        .forget(&Subject::new("c").unwrap(), "ops")
+        .await
+        .unwrap();
+    store
+        .save_snapshot(snapshot("late", 1, state))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.inner().load_snapshot(&stream("late")).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_snapshot_of_a_stream_without_personal_data_is_stored_as_it_is() {
+    let (store, inner) = setup();
+    inner
+        .append(
+            &stream("plain"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(RawEvent::new("Noted", 1, json!({ "n": 1 })))],
+        )
+        .await
+        .unwrap();
+    store
+        .save_snapshot(snapshot("plain", 1, json!({ "n": 1 })))
+        .await
+        .unwrap();
+    let stored = inner
+        .load_snapshot(&stream("plain"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, json!({ "n": 1 }));
+    assert_eq!(
+        store
+            .load_snapshot(&stream("plain"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        json!({ "n": 1 })
+    );
+}
+
+#[test]
+fn protected_is_a_complete_store_when_its_inner_store_is() {
+    fn complete<S: es_core::Store>() {}
+    complete::<Store>();
+}
+
+#[derive(Debug, Default)]
+struct Names(Vec<String>);
+
+impl es_core::Projection for Names {
+    type Event = CustomerEvent;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &'static str {
+        "names"
+    }
+
+    async fn handle(&mut self, envelope: &EventEnvelope<CustomerEvent>) -> Result<(), Self::Error> {
+        if let CustomerEvent::Registered { name, .. } = &envelope.event {
+            self.0.push(name.clone());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_projection_rebuilt_after_forget_sees_the_replacement() {
+    let (store, _) = setup();
+    append(&store, "c1", vec![registered("c1")]).await;
+    append(&store, "c2", vec![registered("c2")]).await;
+    let mut before = es_core::ProjectionRunner::in_memory(store.clone(), Names::default());
+    before.catch_up().await.unwrap();
+    assert_eq!(before.projection().0, ["Ada Lovelace", "Ada Lovelace"]);
+
+    store
+        .forget(&Subject::new("c1").unwrap(), "ops")
+        .await
+        .unwrap();
+    let mut rebuilt = es_core::ProjectionRunner::in_memory(store, Names::default());
+    rebuilt.catch_up().await.unwrap();
+    assert_eq!(rebuilt.projection().0, ["(forgotten)", "Ada Lovelace"]);
+}
