@@ -645,3 +645,40 @@ async fn a_projection_rebuilt_after_forget_sees_the_replacement() {
     rebuilt.catch_up().await.unwrap();
     assert_eq!(rebuilt.projection().0, ["(forgotten)", "Ada Lovelace"]);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn raw_appends_of_known_types_are_encrypted_and_stored_events_copy_as_they_are() {
+    let (store, inner) = setup();
+    let store = store.with_events::<CustomerEvent>();
+    let raw = RawEvent::from_event(&registered("c1")).unwrap();
+    store
+        .append(
+            &stream("c1"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(raw)],
+        )
+        .await
+        .unwrap();
+    assert_no_secret(&stored_text(&inner).await);
+
+    // A stored event appended again as it is stays readable.
+    let stored: Vec<EventEnvelope<RawEvent>> = inner
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    store
+        .append(
+            &stream("c1"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(stored[0].event.clone())],
+        )
+        .await
+        .unwrap();
+    let read: Vec<EventEnvelope<CustomerEvent>> = store
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(read[1].event, registered("c1"));
+}

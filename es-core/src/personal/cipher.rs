@@ -158,7 +158,8 @@ fn subject_of(
 }
 
 /// The subjects whose keys [`encrypt_fields`] needs for this payload: those of the
-/// personal `fields` (of event type `event_type`) the payload holds, each once.
+/// personal `fields` (of event type `event_type`) the payload holds not yet sealed, each
+/// once.
 ///
 /// # Errors
 ///
@@ -179,7 +180,10 @@ pub fn subjects_of(
             event_type: event_type.to_owned(),
         })?;
     for field in fields {
-        if object.contains_key(field.key) {
+        if object
+            .get(field.key)
+            .is_some_and(|value| !is_envelope(value))
+        {
             subjects.insert(subject_of(event_type, field, object)?);
         }
     }
@@ -193,7 +197,8 @@ fn aad(event_type: &str, field: &str) -> String {
 
 /// Replaces each personal field of `payload` by its envelope, encrypted with its
 /// subject's key from `keys` (as fetched for [`subjects_of`]); a subject whose entry is
-/// `None` (forgotten) gets an envelope without data.
+/// `None` (forgotten) gets an envelope without data. A field that already holds an
+/// envelope (a stored event copied as it is) is left as it is.
 ///
 /// On error the payload may be partly encrypted: do not store it.
 ///
@@ -217,7 +222,10 @@ pub fn encrypt_fields(
     // Every subject first: a subject field may itself be personal, and is read in clear.
     let mut subjects = Vec::with_capacity(fields.len());
     for field in fields {
-        if object.contains_key(field.key) {
+        if object
+            .get(field.key)
+            .is_some_and(|value| !is_envelope(value))
+        {
             subjects.push((field, subject_of(event_type, field, object)?));
         }
     }
@@ -228,6 +236,7 @@ pub fn encrypt_fields(
                 field: field.key.to_owned(),
             });
         };
+        // Fields already sealed (a stored event copied as it is) are not in `subjects`.
         let Some(value) = object.get_mut(field.key) else {
             continue;
         };
@@ -546,6 +555,21 @@ mod tests {
         );
         decrypt_fields("Registered", FIELDS, &mut payload, &read).unwrap();
         assert_eq!(payload, self::payload());
+    }
+
+    #[test]
+    fn fields_already_sealed_are_left_as_they_are() {
+        let (sealed, read) = encrypted();
+        let mut again = sealed.clone();
+        assert_eq!(
+            subjects_of("Registered", FIELDS, &again).unwrap().len(),
+            0,
+            "no key needed"
+        );
+        encrypt_fields("Registered", FIELDS, &mut again, &HashMap::new()).unwrap();
+        assert_eq!(again, sealed);
+        decrypt_fields("Registered", FIELDS, &mut again, &read).unwrap();
+        assert_eq!(again, payload());
     }
 
     #[test]

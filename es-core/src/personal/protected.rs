@@ -300,7 +300,8 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         }
     }
 
-    /// The personal fields of `event_type` as a reader of `E` knows them.
+    /// The personal fields of `event_type` as `E` declares them, or for a type that reads
+    /// any event ([`RawEvent`]) as this store learned them.
     fn fields_of<E: DomainEvent>(&self, event_type: &str) -> &'static [PersonalField] {
         if !E::EVENT_TYPES.is_empty() {
             return E::personal_fields(event_type);
@@ -364,7 +365,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         let mut subjects = BTreeSet::new();
         for (new, payload) in events.iter().zip(&payloads) {
             let event_type = new.event.event_type();
-            let fields = E::personal_fields(event_type);
+            let fields = self.fields_of::<E>(event_type);
             subjects.extend(
                 subjects_of(event_type, fields, payload)
                     .map_err(|error| unencodable(stream, &error))?,
@@ -382,7 +383,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
             let event_type = new.event.event_type();
             encrypt_fields(
                 event_type,
-                E::personal_fields(event_type),
+                self.fields_of::<E>(event_type),
                 &mut payload,
                 &keys,
             )
