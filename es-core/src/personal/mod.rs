@@ -32,6 +32,7 @@
 //! assert_eq!(fields[1].forgotten, Forgotten::Null);
 //! ```
 
+mod cache;
 mod cipher;
 mod field;
 #[cfg(test)]

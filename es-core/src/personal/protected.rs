@@ -8,8 +8,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures_core::Stream;
 use futures_util::StreamExt as _;
@@ -24,17 +24,15 @@ use crate::store::{
 };
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
+use super::cache::KeyCache;
 use super::cipher::{
     CipherError, FoundKeys, SubjectKeys, decrypt_fields, encrypt_fields, key_ids_of, subjects_of,
 };
 use super::field::PersonalField;
-use super::keys::{DataKey, Forgetting, KeyError, KeyId, KeyStore, Subject};
+use super::keys::{Forgetting, KeyError, KeyId, KeyStore, Subject};
 
 /// How long a data key stays in a [`Protected`]'s cache unless set otherwise.
 pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
-
-/// The most keys the cache holds; past it, it starts over (keys are fetched again).
-const CACHE_CAPACITY: usize = 10_000;
 
 /// An event store whose events' personal fields are stored encrypted, each with its
 /// subject's key from `K`, so that [`Protected::forget`] makes them unreadable everywhere.
@@ -147,77 +145,6 @@ impl<S: fmt::Debug, K: fmt::Debug> fmt::Debug for Protected<S, K> {
             .field("keys", &self.keys)
             .field("key_cache_ttl", &self.cache.ttl)
             .finish_non_exhaustive()
-    }
-}
-
-/// Data keys fetched lately, by id and by subject.
-struct KeyCache {
-    ttl: Duration,
-    entries: Mutex<Entries>,
-}
-
-#[derive(Default)]
-struct Entries {
-    by_id: HashMap<KeyId, (DataKey, Instant)>,
-    by_subject: HashMap<Subject, (KeyId, DataKey, Instant)>,
-}
-
-impl KeyCache {
-    fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::new(Entries::default()),
-        }
-    }
-
-    fn entries(&self) -> MutexGuard<'_, Entries> {
-        // Only map operations run under the lock: a poisoned one still holds whole maps.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn fresh(&self, at: Instant) -> bool {
-        at.elapsed() < self.ttl
-    }
-
-    fn by_id(&self, id: KeyId) -> Option<DataKey> {
-        let entries = self.entries();
-        entries
-            .by_id
-            .get(&id)
-            .filter(|(_, at)| self.fresh(*at))
-            .map(|(key, _)| key.clone())
-    }
-
-    fn by_subject(&self, subject: &Subject) -> Option<(KeyId, DataKey)> {
-        let entries = self.entries();
-        entries
-            .by_subject
-            .get(subject)
-            .filter(|(_, _, at)| self.fresh(*at))
-            .map(|(id, key, _)| (*id, key.clone()))
-    }
-
-    fn keep(&self, id: KeyId, key: &DataKey, subject: Option<&Subject>) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut entries = self.entries();
-        if entries.by_id.len() >= CACHE_CAPACITY || entries.by_subject.len() >= CACHE_CAPACITY {
-            *entries = Entries::default();
-        }
-        let now = Instant::now();
-        entries.by_id.insert(id, (key.clone(), now));
-        if let Some(subject) = subject {
-            entries
-                .by_subject
-                .insert(subject.clone(), (id, key.clone(), now));
-        }
-    }
-
-    fn clear(&self) {
-        *self.entries() = Entries::default();
     }
 }
 
