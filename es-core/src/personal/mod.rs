@@ -32,10 +32,25 @@
 //! assert_eq!(fields[1].forgotten, Forgotten::Null);
 //! ```
 
+mod cache;
+mod cipher;
 mod field;
+#[cfg(test)]
+pub(crate) mod fixture;
 mod keys;
 mod local;
+mod memory;
+mod protected;
+mod redact;
+mod snapshot;
 
+pub use cipher::{
+    CipherError, FoundKeys, SubjectKeys, decrypt_fields, encrypt_fields, is_envelope, key_ids_of,
+    subjects_of,
+};
 pub use field::{Forgotten, PersonalField, SubjectSource};
 pub use keys::{DataKey, Forgetting, KeyEncryption, KeyError, KeyId, KeyStore, Subject};
 pub use local::LocalKeyEncryption;
+pub use memory::MemoryKeyStore;
+pub use protected::{DEFAULT_KEY_CACHE_TTL, Protected};
+pub use redact::redact;

@@ -121,6 +121,37 @@ where
     }
 }
 
+impl<A: Aggregate> Given<A> {
+    /// The given events as a reader of the store sees them once `subject` is forgotten:
+    /// each personal field of that subject holds its declared replacement
+    /// ([`redact`](crate::personal::redact)). Call it once per subject; the command then
+    /// runs against the state those events build, as it would after the forgetting.
+    ///
+    /// # Panics
+    ///
+    /// If `subject` is not a valid [`Subject`](crate::personal::Subject), or an event's
+    /// subject fields cannot be told or its replacement does not decode.
+    #[track_caller]
+    #[must_use]
+    pub fn given_forgotten(mut self, subject: &str) -> Self {
+        let forgotten = match crate::personal::Subject::new(subject) {
+            Ok(subject) => subject,
+            Err(error) => panic!("`{subject}` is not a subject: {error}"),
+        };
+        for (index, event) in self.history.iter_mut().enumerate() {
+            match crate::personal::redact(event, |subject| *subject == forgotten) {
+                Ok(redacted) => *event = redacted,
+                Err(error) => panic!(
+                    "given event {} (`{}`) cannot be redacted: {error}\n{error:?}",
+                    index + 1,
+                    event.event_type()
+                ),
+            }
+        }
+        self
+    }
+}
+
 impl<A> Given<A>
 where
     A: Aggregate + Debug,
@@ -389,5 +420,66 @@ fn states_differ<A: AggregateType>(a: &A, b: &A) -> Option<bool> {
     match (a.encode_snapshot(), b.encode_snapshot()) {
         (Some(Ok(a)), Some(Ok(b))) => Some(a != b),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::personal::fixture::Registered;
+
+    #[derive(Debug, Default, PartialEq)]
+    struct Customer {
+        name: String,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no name to greet")]
+    struct NoName;
+
+    impl AggregateType for Customer {
+        const NAME: &'static str = "customer";
+        type Command = ();
+        type Event = Registered;
+        type Error = NoName;
+        type Services = ();
+    }
+
+    impl Aggregate for Customer {
+        async fn handle(&self, (): (), (): &()) -> Result<Vec<Registered>, NoName> {
+            if self.name == "(forgotten)" {
+                Err(NoName)
+            } else {
+                Ok(vec![])
+            }
+        }
+
+        fn apply(&mut self, event: &Registered) {
+            self.name.clone_from(&event.name);
+        }
+    }
+
+    #[test]
+    fn given_forgotten_shows_the_history_redacted() {
+        Customer::test()
+            .given([Registered::of("c1", "Ada")])
+            .when(())
+            .then_expect_no_events();
+        Customer::test()
+            .given([Registered::of("c1", "Ada")])
+            .given_forgotten("c2")
+            .when(())
+            .then_expect_no_events();
+        Customer::test()
+            .given([Registered::of("c1", "Ada")])
+            .given_forgotten("c1")
+            .when(())
+            .then_expect_error_matching(|NoName| true);
+    }
+
+    #[test]
+    #[should_panic(expected = "is not a subject")]
+    fn given_forgotten_refuses_an_invalid_subject() {
+        let _ = Customer::test().given([]).given_forgotten("");
     }
 }

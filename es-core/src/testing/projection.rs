@@ -68,6 +68,8 @@ pub struct ProjectionFixture<P: Projection> {
     /// The highest major part of any position given so far: positions made up later lie
     /// after it, whatever its minor part.
     position: u64,
+    /// The subjects forgotten: later events are given redacted.
+    forgotten: Vec<crate::personal::Subject>,
 }
 
 impl<P: Projection + Debug> Debug for ProjectionFixture<P> {
@@ -86,6 +88,41 @@ impl<P: Projection> ProjectionFixture<P> {
             projection,
             versions: HashMap::new(),
             position: 0,
+            forgotten: Vec::new(),
+        }
+    }
+
+    /// `subject` is forgotten: the events given from now on are handed to the projection
+    /// as a reader of the store sees them after that (a rebuild after the forgetting), each
+    /// personal field of that subject holding its declared replacement
+    /// ([`redact`](crate::personal::redact)). Events given before were handled as they
+    /// were.
+    ///
+    /// # Panics
+    ///
+    /// If `subject` is not a valid [`Subject`](crate::personal::Subject).
+    #[track_caller]
+    #[must_use]
+    pub fn given_forgotten(mut self, subject: &str) -> Self {
+        match crate::personal::Subject::new(subject) {
+            Ok(subject) => self.forgotten.push(subject),
+            Err(error) => panic!("`{subject}` is not a subject: {error}"),
+        }
+        self
+    }
+
+    /// `event` as the projection is shown it, given the subjects forgotten.
+    #[track_caller]
+    fn shown(&self, event: P::Event) -> P::Event {
+        if self.forgotten.is_empty() {
+            return event;
+        }
+        match crate::personal::redact(&event, |subject| self.forgotten.contains(subject)) {
+            Ok(redacted) => redacted,
+            Err(error) => panic!(
+                "given event `{}` cannot be redacted: {error}\n{error:?}",
+                event.event_type()
+            ),
         }
     }
 
@@ -117,7 +154,7 @@ impl<P: Projection> ProjectionFixture<P> {
                 position: Position::from_parts(self.position, self.position),
                 recorded_at: Utc::now(),
                 metadata: Metadata::new(),
-                event,
+                event: self.shown(event),
             };
             if filter.matches(&envelope.stream_id, envelope.event.event_type()) {
                 self.handle(&envelope);
@@ -142,6 +179,7 @@ impl<P: Projection> ProjectionFixture<P> {
         let filter = self.projection.filter();
         let mut last = None;
         for envelope in envelopes {
+            let envelope = envelope.map(|event| self.shown(event));
             let version = self
                 .versions
                 .entry(envelope.stream_id.clone())
@@ -205,5 +243,46 @@ impl<P: Projection> ProjectionFixture<P> {
     /// The projection, for checks of your own.
     pub fn into_projection(self) -> P {
         self.projection
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::personal::fixture::Registered;
+
+    #[derive(Debug, Default)]
+    struct Names(Vec<String>);
+
+    impl Projection for Names {
+        type Event = Registered;
+        type Error = std::convert::Infallible;
+
+        fn name(&self) -> &'static str {
+            "names"
+        }
+
+        async fn handle(
+            &mut self,
+            envelope: &EventEnvelope<Registered>,
+        ) -> Result<(), Self::Error> {
+            self.0.push(envelope.event.name.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn events_given_after_a_forgetting_are_shown_redacted() {
+        ProjectionFixture::new(Names::default())
+            .given("customer-c1", [Registered::of("c1", "Ada")])
+            .given_forgotten("c1")
+            .given(
+                "customer-c1",
+                [Registered::of("c1", "Ada"), Registered::of("c2", "Bob")],
+            )
+            .then_expect(
+                |names| names.0.clone(),
+                vec!["Ada".to_owned(), "(forgotten)".to_owned(), "Bob".to_owned()],
+            );
     }
 }

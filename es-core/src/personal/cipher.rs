@@ -1,0 +1,659 @@
+//! The cipher of personal fields: how one payload's personal fields become envelopes on
+//! write and values (or their replacements) on read.
+//!
+//! Key stores are async and the cipher is not, so each direction is two steps: first
+//! collect what keys a payload needs ([`subjects_of`] on write, [`key_ids_of`] on read),
+//! let the caller fetch them, then transform the payload with the keys found
+//! ([`encrypt_fields`], [`decrypt_fields`]). A batch fetches each key once.
+//!
+//! # The envelope
+//!
+//! Each personal field's value is replaced in the payload object by
+//!
+//! ```json
+//! {"es:personal": 1, "key": "<key id>", "nonce": "<base64, 12 bytes>", "data": "<base64>"}
+//! ```
+//!
+//! where `data` is the AES-256-GCM ciphertext and tag of the value's JSON text under the
+//! subject's data key, with the associated data `"{event_type}\u{1f}{field key}"`: a
+//! ciphertext copied into another field, or into an event of another type, fails to
+//! authenticate. A subject forgotten before the write gets `{"es:personal": 1, "key":
+//! null}`: nothing of the value is stored. The key `es:personal` is reserved: a top-level
+//! payload value that is an object holding it is read as an envelope.
+
+use std::collections::{BTreeSet, HashMap};
+
+use aes_gcm::aead::{Aead as _, AeadCore as _, KeyInit as _, OsRng, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value};
+
+use super::field::{PersonalField, SubjectSource};
+use super::keys::{DataKey, KeyId, Subject};
+
+/// The key that marks an envelope, and the version of its format.
+const MARK: &str = "es:personal";
+const FORMAT: u64 = 1;
+const NONCE_LEN: usize = 12;
+
+/// The keys [`encrypt_fields`] uses: for each subject, its key, or `None` if the subject
+/// is forgotten.
+pub type SubjectKeys = HashMap<Subject, Option<(KeyId, DataKey)>>;
+
+/// The keys [`decrypt_fields`] uses: for each key id, the key, or `None` if it is gone
+/// (its subject forgotten).
+pub type FoundKeys = HashMap<KeyId, Option<DataKey>>;
+
+/// Why a payload's personal fields could not be encrypted or decrypted. Every variant
+/// names the event type and field key, never a value (nor a key).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CipherError {
+    /// The payload of an event type with personal fields is not a JSON object.
+    #[error(
+        "the payload of event `{event_type}` is not an object, but the type declares personal fields"
+    )]
+    NotAnObject {
+        /// The event type.
+        event_type: String,
+    },
+    /// The subject of a personal field could not be told: its subject field is missing or
+    /// null, or its value is not a valid [`Subject`].
+    #[error(
+        "personal field `{field}` of event `{event_type}` has no usable subject: {reason}; the subject field must hold an identifier"
+    )]
+    Subject {
+        /// The event type.
+        event_type: String,
+        /// The personal field.
+        field: String,
+        /// Why, without the value.
+        reason: &'static str,
+    },
+    /// No key was fetched for a subject the payload needs (a caller that skipped
+    /// [`subjects_of`]).
+    #[error(
+        "no key was fetched for the subject of personal field `{field}` of event `{event_type}`"
+    )]
+    KeyNotFetched {
+        /// The event type.
+        event_type: String,
+        /// The personal field.
+        field: String,
+    },
+    /// A stored envelope does not have the envelope's shape: the stored event was altered
+    /// or damaged.
+    #[error(
+        "the envelope of personal field `{field}` of event `{event_type}` is malformed ({reason}): the stored event was altered or damaged"
+    )]
+    Malformed {
+        /// The event type.
+        event_type: String,
+        /// The personal field.
+        field: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A stored ciphertext failed to authenticate with its key: it was altered, or moved
+    /// from another field or event type.
+    #[error(
+        "personal field `{field}` of event `{event_type}` fails to authenticate under key {key}: the stored event was altered, or the ciphertext moved from another field"
+    )]
+    Tampered {
+        /// The event type.
+        event_type: String,
+        /// The personal field.
+        field: String,
+        /// The key id the envelope names.
+        key: KeyId,
+    },
+}
+
+impl CipherError {
+    /// The event type the failure is about.
+    pub fn event_type(&self) -> &str {
+        match self {
+            Self::NotAnObject { event_type }
+            | Self::Subject { event_type, .. }
+            | Self::KeyNotFetched { event_type, .. }
+            | Self::Malformed { event_type, .. }
+            | Self::Tampered { event_type, .. } => event_type,
+        }
+    }
+
+    /// The field the failure is about, if it is about one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::NotAnObject { .. } => None,
+            Self::Subject { field, .. }
+            | Self::KeyNotFetched { field, .. }
+            | Self::Malformed { field, .. }
+            | Self::Tampered { field, .. } => Some(field),
+        }
+    }
+}
+
+/// The subject of `field` in `object`, as [`SubjectSource`] says.
+fn subject_of(
+    event_type: &str,
+    field: &PersonalField,
+    object: &Map<String, Value>,
+) -> Result<Subject, CipherError> {
+    let refused = |reason| CipherError::Subject {
+        event_type: event_type.to_owned(),
+        field: field.key.to_owned(),
+        reason,
+    };
+    let id = match field.subject {
+        SubjectSource::Fixed(name) => name.to_owned(),
+        SubjectSource::Field(key) => match object.get(key) {
+            None => return Err(refused("the subject field is missing")),
+            Some(Value::Null) => return Err(refused("the subject field is null")),
+            Some(Value::String(text)) => text.clone(),
+            Some(other) => other.to_string(),
+        },
+    };
+    Subject::new(id).map_err(|_| refused("the subject field's value is not a valid subject"))
+}
+
+/// The subjects whose keys [`encrypt_fields`] needs for this payload: those of the
+/// personal `fields` (of event type `event_type`) the payload holds not yet sealed, each
+/// once.
+///
+/// # Errors
+///
+/// [`CipherError::NotAnObject`] if there are such fields and the payload is not an
+/// object; [`CipherError::Subject`] if a present personal field's subject cannot be told.
+pub fn subjects_of(
+    event_type: &str,
+    fields: &[PersonalField],
+    payload: &Value,
+) -> Result<BTreeSet<Subject>, CipherError> {
+    let mut subjects = BTreeSet::new();
+    if fields.is_empty() {
+        return Ok(subjects);
+    }
+    let object = payload
+        .as_object()
+        .ok_or_else(|| CipherError::NotAnObject {
+            event_type: event_type.to_owned(),
+        })?;
+    for field in fields {
+        if object
+            .get(field.key)
+            .is_some_and(|value| !is_envelope(value))
+        {
+            subjects.insert(subject_of(event_type, field, object)?);
+        }
+    }
+    Ok(subjects)
+}
+
+/// The associated data of a field's ciphertext.
+fn aad(event_type: &str, field: &str) -> String {
+    format!("{event_type}\u{1f}{field}")
+}
+
+/// Replaces each personal field of `payload` by its envelope, encrypted with its
+/// subject's key from `keys` (as fetched for [`subjects_of`]); a subject whose entry is
+/// `None` (forgotten) gets an envelope without data. A field that already holds an
+/// envelope (a stored event copied as it is) is left as it is.
+///
+/// On error the payload may be partly encrypted: do not store it.
+///
+/// # Errors
+///
+/// As [`subjects_of`], and [`CipherError::KeyNotFetched`] if `keys` lacks a subject.
+pub fn encrypt_fields(
+    event_type: &str,
+    fields: &[PersonalField],
+    payload: &mut Value,
+    keys: &SubjectKeys,
+) -> Result<(), CipherError> {
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let object = payload
+        .as_object_mut()
+        .ok_or_else(|| CipherError::NotAnObject {
+            event_type: event_type.to_owned(),
+        })?;
+    // Every subject first: a subject field may itself be personal, and is read in clear.
+    let mut subjects = Vec::with_capacity(fields.len());
+    for field in fields {
+        if object
+            .get(field.key)
+            .is_some_and(|value| !is_envelope(value))
+        {
+            subjects.push((field, subject_of(event_type, field, object)?));
+        }
+    }
+    for (field, subject) in subjects {
+        let Some(key) = keys.get(&subject) else {
+            return Err(CipherError::KeyNotFetched {
+                event_type: event_type.to_owned(),
+                field: field.key.to_owned(),
+            });
+        };
+        // Fields already sealed (a stored event copied as it is) are not in `subjects`.
+        let Some(value) = object.get_mut(field.key) else {
+            continue;
+        };
+        *value = match key {
+            None => forgotten_envelope(),
+            Some((id, key)) => seal(event_type, field.key, *id, key, value)?,
+        };
+    }
+    Ok(())
+}
+
+/// The envelope of a value whose subject was forgotten before it was written.
+fn forgotten_envelope() -> Value {
+    let mut envelope = Map::new();
+    envelope.insert(MARK.to_owned(), Value::from(FORMAT));
+    envelope.insert("key".to_owned(), Value::Null);
+    Value::Object(envelope)
+}
+
+fn seal(
+    event_type: &str,
+    field: &str,
+    id: KeyId,
+    key: &DataKey,
+    value: &Value,
+) -> Result<Value, CipherError> {
+    let cipher = Aes256Gcm::new(key.expose().into());
+    let nonce = Aes256Gcm::generate_nonce(OsRng);
+    let plaintext = zeroize::Zeroizing::new(value.to_string());
+    let aad = aad(event_type, field);
+    let sealed = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext.as_bytes(),
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| CipherError::Malformed {
+            event_type: event_type.to_owned(),
+            field: field.to_owned(),
+            reason: "the value is too long to encrypt",
+        })?;
+    let mut envelope = Map::new();
+    envelope.insert(MARK.to_owned(), Value::from(FORMAT));
+    envelope.insert("key".to_owned(), Value::String(id.to_string()));
+    envelope.insert("nonce".to_owned(), Value::String(STANDARD.encode(nonce)));
+    envelope.insert("data".to_owned(), Value::String(STANDARD.encode(sealed)));
+    Ok(Value::Object(envelope))
+}
+
+/// Whether `value` is an envelope (an object holding the key `es:personal`).
+pub fn is_envelope(value: &Value) -> bool {
+    value
+        .as_object()
+        .is_some_and(|object| object.contains_key(MARK))
+}
+
+/// A parsed envelope: its key (none if the subject was forgotten before the write), nonce
+/// and ciphertext.
+struct Envelope {
+    key: Option<KeyId>,
+    sealed: Option<([u8; NONCE_LEN], Vec<u8>)>,
+}
+
+fn parse(event_type: &str, field: &str, value: &Value) -> Result<Envelope, CipherError> {
+    let malformed = |reason| CipherError::Malformed {
+        event_type: event_type.to_owned(),
+        field: field.to_owned(),
+        reason,
+    };
+    let object = value
+        .as_object()
+        .ok_or_else(|| malformed("not an object"))?;
+    if object.get(MARK).and_then(Value::as_u64) != Some(FORMAT) {
+        return Err(malformed("unknown envelope format"));
+    }
+    let key = match object.get("key") {
+        Some(Value::Null) => {
+            return Ok(Envelope {
+                key: None,
+                sealed: None,
+            });
+        }
+        Some(Value::String(text)) => text
+            .parse::<KeyId>()
+            .map_err(|_| malformed("the key is not a key id"))?,
+        _ => return Err(malformed("the key is missing")),
+    };
+    let base64 = |name, missing, invalid| {
+        let text = object
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed(missing))?;
+        STANDARD.decode(text).map_err(|_| malformed(invalid))
+    };
+    let nonce = base64("nonce", "the nonce is missing", "the nonce is not base64")?;
+    let nonce: [u8; NONCE_LEN] = nonce
+        .try_into()
+        .map_err(|_| malformed("the nonce is not 12 bytes"))?;
+    let data = base64("data", "the data is missing", "the data is not base64")?;
+    Ok(Envelope {
+        key: Some(key),
+        sealed: Some((nonce, data)),
+    })
+}
+
+/// The key ids of the envelopes in `payload` (of event type `event_type`): what
+/// [`decrypt_fields`] needs. Every top-level envelope counts, declared personal or not.
+///
+/// # Errors
+///
+/// [`CipherError::Malformed`] for an envelope that is not one.
+pub fn key_ids_of(event_type: &str, payload: &Value) -> Result<BTreeSet<KeyId>, CipherError> {
+    let mut ids = BTreeSet::new();
+    if let Some(object) = payload.as_object() {
+        for (field, value) in object {
+            if is_envelope(value)
+                && let Some(id) = parse(event_type, field, value)?.key
+            {
+                ids.insert(id);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Replaces each envelope of `payload` by its value, decrypted with the key from `keys`,
+/// or by the replacement its field declares in `fields` ([`Forgotten::value`],
+/// `null` for a field `fields` does not describe) when the key is gone: an entry `None`,
+/// or none at all. Every top-level envelope is opened, declared personal or not.
+///
+/// [`Forgotten::value`]: super::Forgotten::value
+///
+/// # Errors
+///
+/// [`CipherError::Malformed`] for an envelope that is not one, and
+/// [`CipherError::Tampered`] for one that fails to authenticate (altered, or moved from
+/// another field or event type) or does not decrypt to JSON.
+pub fn decrypt_fields(
+    event_type: &str,
+    fields: &[PersonalField],
+    payload: &mut Value,
+    keys: &FoundKeys,
+) -> Result<(), CipherError> {
+    let Some(object) = payload.as_object_mut() else {
+        return Ok(());
+    };
+    for (field, value) in object.iter_mut() {
+        if !is_envelope(value) {
+            continue;
+        }
+        let envelope = parse(event_type, field, value)?;
+        let key = envelope
+            .key
+            .and_then(|id| keys.get(&id).and_then(Option::as_ref).map(|key| (id, key)));
+        *value = match (key, envelope.sealed) {
+            (Some((id, key)), Some((nonce, data))) => {
+                open(event_type, field, id, key, nonce, &data)?
+            }
+            _ => replacement(fields, field),
+        };
+    }
+    Ok(())
+}
+
+/// What a reader sees in `field`'s place once its subject is forgotten.
+pub(crate) fn replacement(fields: &[PersonalField], field: &str) -> Value {
+    fields
+        .iter()
+        .find(|declared| declared.key == field)
+        .map_or(Value::Null, |declared| declared.forgotten.value())
+}
+
+fn open(
+    event_type: &str,
+    field: &str,
+    id: KeyId,
+    key: &DataKey,
+    nonce: [u8; NONCE_LEN],
+    data: &[u8],
+) -> Result<Value, CipherError> {
+    let tampered = || CipherError::Tampered {
+        event_type: event_type.to_owned(),
+        field: field.to_owned(),
+        key: id,
+    };
+    let cipher = Aes256Gcm::new(key.expose().into());
+    let aad = aad(event_type, field);
+    let opened = zeroize::Zeroizing::new(
+        cipher
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: data,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| tampered())?,
+    );
+    serde_json::from_slice(&opened).map_err(|_| tampered())
+}
+
+/// Replaces each envelope and each personal field of `payload` whose subject
+/// `is_forgotten` says is forgotten by its replacement, and leaves the rest as it is: the
+/// clear payload as a reader sees it after those subjects are forgotten.
+pub(crate) fn redact_fields(
+    event_type: &str,
+    fields: &[PersonalField],
+    payload: &mut Value,
+    is_forgotten: &dyn Fn(&Subject) -> bool,
+) -> Result<(), CipherError> {
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let object = payload
+        .as_object_mut()
+        .ok_or_else(|| CipherError::NotAnObject {
+            event_type: event_type.to_owned(),
+        })?;
+    let mut forgotten = Vec::new();
+    for field in fields {
+        if object.contains_key(field.key) && is_forgotten(&subject_of(event_type, field, object)?) {
+            forgotten.push(field);
+        }
+    }
+    for field in forgotten {
+        object.insert(field.key.to_owned(), field.forgotten.value());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::personal::Forgotten;
+    use serde_json::json;
+
+    const FIELDS: &[PersonalField] = &[
+        PersonalField {
+            key: "name",
+            subject: SubjectSource::Field("customer_id"),
+            forgotten: Forgotten::Text("(forgotten)"),
+        },
+        PersonalField {
+            key: "phone",
+            subject: SubjectSource::Field("customer_id"),
+            forgotten: Forgotten::Null,
+        },
+        PersonalField {
+            key: "note",
+            subject: SubjectSource::Fixed("crm"),
+            forgotten: Forgotten::Default(|| json!([])),
+        },
+    ];
+
+    fn payload() -> Value {
+        json!({
+            "customer_id": 42,
+            "name": "Ada Lovelace",
+            "phone": "+44 20 7946 0000",
+            "note": ["likes engines"],
+            "plan": "gold",
+        })
+    }
+
+    fn keys_for(subjects: &BTreeSet<Subject>) -> (SubjectKeys, FoundKeys) {
+        let mut write = HashMap::new();
+        let mut read = HashMap::new();
+        for subject in subjects {
+            let (id, key) = (KeyId::new(), DataKey::generate());
+            read.insert(id, Some(key.clone()));
+            write.insert(subject.clone(), Some((id, key)));
+        }
+        (write, read)
+    }
+
+    fn encrypted() -> (Value, FoundKeys) {
+        let mut payload = payload();
+        let subjects = subjects_of("Registered", FIELDS, &payload).unwrap();
+        let (write, read) = keys_for(&subjects);
+        encrypt_fields("Registered", FIELDS, &mut payload, &write).unwrap();
+        (payload, read)
+    }
+
+    #[test]
+    fn subjects_are_the_fields_values_and_fixed_names() {
+        let subjects = subjects_of("Registered", FIELDS, &payload()).unwrap();
+        let names: Vec<&str> = subjects.iter().map(Subject::as_str).collect();
+        assert_eq!(names, ["42", "crm"]);
+        let missing = subjects_of("Registered", FIELDS, &json!({ "name": "Ada" })).unwrap_err();
+        assert!(matches!(missing, CipherError::Subject { ref field, .. } if field == "name"));
+        // A field the payload does not hold needs no subject.
+        assert!(
+            subjects_of("Registered", FIELDS, &json!({ "plan": 1 }))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn fields_round_trip_and_the_stored_text_holds_no_plaintext() {
+        let (mut payload, read) = encrypted();
+        let text = payload.to_string();
+        for secret in ["Ada", "Lovelace", "7946", "engines"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert_eq!(payload["plan"], "gold");
+        assert_eq!(payload["customer_id"], 42);
+        assert!(is_envelope(&payload["name"]));
+        assert_eq!(payload["name"]["es:personal"], 1);
+        assert_eq!(
+            key_ids_of("Registered", &payload).unwrap().len(),
+            2,
+            "one key per subject"
+        );
+        decrypt_fields("Registered", FIELDS, &mut payload, &read).unwrap();
+        assert_eq!(payload, self::payload());
+    }
+
+    #[test]
+    fn fields_already_sealed_are_left_as_they_are() {
+        let (sealed, read) = encrypted();
+        let mut again = sealed.clone();
+        assert_eq!(
+            subjects_of("Registered", FIELDS, &again).unwrap().len(),
+            0,
+            "no key needed"
+        );
+        encrypt_fields("Registered", FIELDS, &mut again, &HashMap::new()).unwrap();
+        assert_eq!(again, sealed);
+        decrypt_fields("Registered", FIELDS, &mut again, &read).unwrap();
+        assert_eq!(again, payload());
+    }
+
+    #[test]
+    fn a_forgotten_key_reads_as_the_replacement() {
+        let (mut payload, mut read) = encrypted();
+        let name_key: KeyId = payload["name"]["key"].as_str().unwrap().parse().unwrap();
+        read.insert(name_key, None);
+        decrypt_fields("Registered", FIELDS, &mut payload, &read).unwrap();
+        assert_eq!(payload["name"], "(forgotten)");
+        assert_eq!(payload["phone"], Value::Null);
+        assert_eq!(payload["note"], json!(["likes engines"]));
+
+        // A key never fetched is gone too, and `Default` makes its value.
+        let (mut payload, _) = encrypted();
+        decrypt_fields("Registered", FIELDS, &mut payload, &HashMap::new()).unwrap();
+        assert_eq!(payload["note"], json!([]));
+    }
+
+    #[test]
+    fn a_subject_forgotten_before_the_write_stores_nothing() {
+        let mut payload = payload();
+        let mut write = HashMap::new();
+        write.insert(Subject::new("42").unwrap(), None);
+        write.insert(Subject::new("crm").unwrap(), None);
+        encrypt_fields("Registered", FIELDS, &mut payload, &write).unwrap();
+        assert_eq!(payload["name"], json!({ "es:personal": 1, "key": null }));
+        assert!(key_ids_of("Registered", &payload).unwrap().is_empty());
+        decrypt_fields("Registered", FIELDS, &mut payload, &HashMap::new()).unwrap();
+        assert_eq!(payload["name"], "(forgotten)");
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_field_or_type_fails() {
+        let (payload, read) = encrypted();
+        let mut moved = payload.clone();
+        moved["phone"] = payload["name"].clone();
+        let error = decrypt_fields("Registered", FIELDS, &mut moved, &read).unwrap_err();
+        assert!(matches!(error, CipherError::Tampered { ref field, .. } if field == "phone"));
+        let text = error.to_string();
+        assert!(
+            text.contains("Registered") && text.contains("phone"),
+            "{text}"
+        );
+
+        let mut other_type = payload;
+        let error = decrypt_fields("Renamed", FIELDS, &mut other_type, &read).unwrap_err();
+        assert!(matches!(error, CipherError::Tampered { .. }));
+    }
+
+    #[test]
+    fn a_damaged_envelope_is_a_typed_error_without_values() {
+        let (payload, read) = encrypted();
+        let mut flipped = payload.clone();
+        let data = flipped["name"]["data"].as_str().unwrap().to_owned();
+        let mut bytes = STANDARD.decode(data).unwrap();
+        bytes[0] ^= 1;
+        flipped["name"]["data"] = Value::String(STANDARD.encode(bytes));
+        assert!(matches!(
+            decrypt_fields("Registered", FIELDS, &mut flipped, &read),
+            Err(CipherError::Tampered { .. })
+        ));
+        for damage in [
+            json!({ "es:personal": 2, "key": null }),
+            json!({ "es:personal": 1 }),
+            json!({ "es:personal": 1, "key": "not a uuid" }),
+            json!({ "es:personal": 1, "key": KeyId::new().to_string(), "nonce": "AAAA", "data": "" }),
+        ] {
+            let mut damaged = payload.clone();
+            damaged["name"] = damage;
+            let error = decrypt_fields("Registered", FIELDS, &mut damaged, &read).unwrap_err();
+            assert!(matches!(error, CipherError::Malformed { .. }), "{error}");
+            assert_eq!(error.field(), Some("name"));
+        }
+    }
+
+    #[test]
+    fn redaction_replaces_only_forgotten_subjects() {
+        let mut payload = payload();
+        redact_fields("Registered", FIELDS, &mut payload, &|subject| {
+            subject.as_str() == "42"
+        })
+        .unwrap();
+        assert_eq!(payload["name"], "(forgotten)");
+        assert_eq!(payload["phone"], Value::Null);
+        assert_eq!(payload["note"], json!(["likes engines"]));
+    }
+}

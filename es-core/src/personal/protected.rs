@@ -1,0 +1,651 @@
+//! [`Protected`]: a store decorator that encrypts personal fields on append and decrypts
+//! (or redacts) them on every read, with an in-process cache of data keys.
+//!
+//! The inner store only ever sees [`RawEvent`]s whose personal fields are envelopes (see
+//! the [cipher](super::encrypt_fields)), and snapshots of streams with personal data
+//! encrypted (see `snapshot`). Everything else passes through.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_util::StreamExt as _;
+use uuid::Uuid;
+
+use crate::error::{AppendError, ReadError, StoreError, StoreErrorKind};
+use crate::event::{DomainEvent, EncodeError, EventEnvelope, NewEvent, RawEvent};
+use crate::query::{AppendCondition, Query};
+use crate::store::{
+    CheckpointStore, Committed, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent,
+    Stall,
+};
+use crate::stream::{ExpectedVersion, Position, StreamId, Version};
+
+use super::cache::KeyCache;
+use super::cipher::{
+    CipherError, FoundKeys, SubjectKeys, decrypt_fields, encrypt_fields, key_ids_of, subjects_of,
+};
+use super::field::PersonalField;
+use super::keys::{Forgetting, KeyError, KeyId, KeyStore, Subject};
+
+/// How long a data key stays in a [`Protected`]'s cache unless set otherwise.
+pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// An event store whose events' personal fields are stored encrypted, each with its
+/// subject's key from `K`, so that [`Protected::forget`] makes them unreadable everywhere.
+///
+/// It implements every store trait its inner store does ([`EventStore`],
+/// [`SnapshotStore`](crate::SnapshotStore), [`CheckpointStore`], [`DeadLetterStore`],
+/// [`LeaseStore`]), so that a [`Repository`](crate::Repository), a
+/// [`ProjectionRunner`](crate::ProjectionRunner) or a process manager runs over it
+/// unchanged:
+///
+/// - **appends** encode each event (with the tags it declares, as every store does),
+///   replace its personal fields by envelopes and hand the inner store [`RawEvent`]s; a
+///   subject already forgotten gets an envelope without data, so nothing personal is
+///   stored;
+/// - **every read** (streams, the log, subscriptions, queries, [`EventStore::find_event`])
+///   reads [`RawEvent`]s from the inner store and opens their envelopes: a field whose key
+///   exists reads as written, one whose subject is forgotten reads as the replacement its
+///   field declares ([`Forgotten`](super::Forgotten)), never as an error. A tampered
+///   envelope is [`ReadError::Corrupt`], naming the event, stream, version and field but
+///   no value. A reader of [`RawEvent`]s gets the envelopes opened too; the replacement
+///   of a forgotten field is the one declared by an event type this store has seen (by an
+///   append or a typed read, or [`Protected::with_events`]), `null` otherwise;
+/// - **snapshots** of streams with personal data are stored encrypted under a key split
+///   across the subjects of the stream's events, so forgetting any one of them makes the
+///   snapshot unreadable: it then loads as absent and the repository replays the
+///   (redacted) events.
+///
+/// # The key cache
+///
+/// Data keys are cached in process for a while ([`DEFAULT_KEY_CACHE_TTL`],
+/// [`Protected::with_key_cache_ttl`]) so that reads do not ask the key store for every
+/// event. [`Protected::forget`] empties the cache at once; a subject forgotten through
+/// another process (or straight through the key store) stays readable here for at most the
+/// TTL after that. A TTL of zero turns the cache off.
+///
+/// ```
+/// use es_core::personal::{MemoryKeyStore, Protected, Subject};
+/// use es_core::{EventStore, ExpectedVersion, NewEvent, RawEvent, StreamId};
+/// use futures_util::TryStreamExt as _;
+/// # use es_core::personal::{Forgotten, PersonalField, SubjectSource};
+/// # use es_core::{DecodeError, EncodeError};
+/// # use serde_json::{json, Value};
+/// # #[derive(Debug, Clone, PartialEq)]
+/// # struct Registered { customer_id: String, name: String }
+/// # impl es_core::DomainEvent for Registered {
+/// #     const EVENT_TYPES: &'static [&'static str] = &["Registered"];
+/// #     fn event_type(&self) -> &str { "Registered" }
+/// #     fn schema_version(&self) -> u32 { 1 }
+/// #     fn encode(&self) -> Result<Value, EncodeError> {
+/// #         Ok(json!({ "customer_id": self.customer_id, "name": self.name }))
+/// #     }
+/// #     fn decode(_: &str, _: u32, payload: Value) -> Result<Self, DecodeError> {
+/// #         Ok(Self {
+/// #             customer_id: payload["customer_id"].as_str().unwrap_or_default().to_owned(),
+/// #             name: payload["name"].as_str().unwrap_or_default().to_owned(),
+/// #         })
+/// #     }
+/// #     fn personal_fields(_: &str) -> &'static [PersonalField] {
+/// #         &[PersonalField {
+/// #             key: "name",
+/// #             subject: SubjectSource::Field("customer_id"),
+/// #             forgotten: Forgotten::Text("(forgotten)"),
+/// #         }]
+/// #     }
+/// # }
+///
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// // `Registered` marks `name` as `#[personal(subject = customer_id, forgotten = "(forgotten)")]`.
+/// let inner = es_memory::MemoryEventStore::new();
+/// let store = Protected::new(inner.clone(), MemoryKeyStore::new());
+/// let stream = StreamId::new("customer", "c1")?;
+/// let event = Registered { customer_id: "c1".into(), name: "Ada".into() };
+/// store.append(&stream, ExpectedVersion::NoStream, vec![NewEvent::new(event.clone())]).await?;
+///
+/// let read: Vec<_> = store.read_stream::<Registered>(&stream, 1.into()).try_collect().await?;
+/// assert_eq!(read[0].event, event);
+/// let stored: Vec<_> = inner.read_stream::<RawEvent>(&stream, 1.into()).try_collect().await?;
+/// assert!(!stored[0].event.payload.to_string().contains("Ada"));
+///
+/// store.forget(&Subject::new("c1")?, "support ticket 12").await?;
+/// let read: Vec<_> = store.read_stream::<Registered>(&stream, 1.into()).try_collect().await?;
+/// assert_eq!(read[0].event.name, "(forgotten)");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Protected<S, K> {
+    pub(super) store: S,
+    pub(super) keys: K,
+    cache: Arc<KeyCache>,
+    /// The personal fields of the event types seen, for readers of [`RawEvent`]s.
+    known: Arc<RwLock<HashMap<&'static str, &'static [PersonalField]>>>,
+}
+
+impl<S: Clone, K: Clone> Clone for Protected<S, K> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            keys: self.keys.clone(),
+            cache: Arc::clone(&self.cache),
+            known: Arc::clone(&self.known),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K: fmt::Debug> fmt::Debug for Protected<S, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Protected")
+            .field("store", &self.store)
+            .field("keys", &self.keys)
+            .field("key_cache_ttl", &self.cache.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: EventStore, K: KeyStore> Protected<S, K> {
+    /// `store`, with personal fields encrypted with keys from `keys`.
+    pub fn new(store: S, keys: K) -> Self {
+        Self {
+            store,
+            keys,
+            cache: Arc::new(KeyCache::new(DEFAULT_KEY_CACHE_TTL)),
+            known: Arc::new(RwLock::new(HashMap::new())),
+        }
+    }
+
+    /// Keeps data keys in the cache for `ttl` (zero: no cache): the longest a subject
+    /// forgotten by another process stays readable here. Clones made before share the old
+    /// cache.
+    #[must_use]
+    pub fn with_key_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache = Arc::new(KeyCache::new(ttl));
+        self
+    }
+
+    /// Learns the personal fields of `E`'s event types, so that readers of [`RawEvent`]s
+    /// (tools, process managers' reads) see a forgotten field of theirs as its declared
+    /// replacement rather than `null`. Appends and typed reads learn them by themselves.
+    #[must_use]
+    pub fn with_events<E: DomainEvent>(self) -> Self {
+        self.learn::<E>();
+        self
+    }
+
+    /// The inner store, which holds the events as stored (personal fields encrypted).
+    pub fn inner(&self) -> &S {
+        &self.store
+    }
+
+    /// The key store.
+    pub fn keys(&self) -> &K {
+        &self.keys
+    }
+
+    /// Forgets `subject`: destroys its keys, so that its personal fields read as their
+    /// replacements from now on in every stream, and its streams' snapshots are no longer
+    /// used; records who asked (`by`, an operator or a ticket, not personal data). Empties
+    /// this store's key cache. Idempotent: a repeat returns the first record.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the key store fails; then the subject may or may not be forgotten, and
+    /// calling it again is safe.
+    pub async fn forget(&self, subject: &Subject, by: &str) -> Result<Forgetting, KeyError> {
+        let outcome = self.keys.forget(subject, by).await;
+        // Also on failure: the keys may be gone all the same.
+        self.cache.clear();
+        outcome
+    }
+
+    fn learn<E: DomainEvent>(&self) {
+        let unknown = {
+            let known = self
+                .known
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            E::EVENT_TYPES.iter().any(|event_type| {
+                !known.contains_key(event_type) && !E::personal_fields(event_type).is_empty()
+            })
+        };
+        if unknown {
+            let mut known = self
+                .known
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for event_type in E::EVENT_TYPES {
+                let fields = E::personal_fields(event_type);
+                if !fields.is_empty() {
+                    known.insert(event_type, fields);
+                }
+            }
+        }
+    }
+
+    /// The personal fields of `event_type` as `E` declares them, or for a type that reads
+    /// any event ([`RawEvent`]) as this store learned them.
+    fn fields_of<E: DomainEvent>(&self, event_type: &str) -> &'static [PersonalField] {
+        if !E::EVENT_TYPES.is_empty() {
+            return E::personal_fields(event_type);
+        }
+        self.known
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(event_type)
+            .copied()
+            .unwrap_or(&[])
+    }
+
+    /// The keys of `subjects`, for an append.
+    async fn subject_keys(&self, subjects: BTreeSet<Subject>) -> Result<SubjectKeys, KeyError> {
+        let mut keys = HashMap::with_capacity(subjects.len());
+        for subject in subjects {
+            let key = match self.cache.by_subject(&subject) {
+                Some(key) => Some(key),
+                None => {
+                    let key = self.keys.key_for(&subject).await?;
+                    if let Some((id, key)) = &key {
+                        self.cache.keep(*id, key, Some(&subject));
+                    }
+                    key
+                }
+            };
+            keys.insert(subject, key);
+        }
+        Ok(keys)
+    }
+
+    /// The keys with ids `ids` (`None` for those gone), for a read.
+    pub(super) async fn found_keys(&self, ids: BTreeSet<KeyId>) -> Result<FoundKeys, KeyError> {
+        let mut keys = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let key = match self.cache.by_id(id) {
+                Some(key) => Some(key),
+                None => {
+                    let key = self.keys.key(id).await?;
+                    if let Some(key) = &key {
+                        self.cache.keep(id, key, None);
+                    }
+                    key
+                }
+            };
+            keys.insert(id, key);
+        }
+        Ok(keys)
+    }
+
+    /// Encodes `events` and encrypts their personal fields: what the inner store appends.
+    async fn seal_batch<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        events: &mut [NewEvent<E>],
+    ) -> Result<Vec<NewEvent<RawEvent>>, AppendError> {
+        self.learn::<E>();
+        // The checks every store runs, on the events as the caller gave them (and their
+        // declared tags into the metadata, which the raw events would not declare).
+        let payloads = crate::limits::encode_batch(stream, events)?;
+        let mut subjects = BTreeSet::new();
+        for (new, payload) in events.iter().zip(&payloads) {
+            let event_type = new.event.event_type();
+            let fields = self.fields_of::<E>(event_type);
+            subjects.extend(
+                subjects_of(event_type, fields, payload)
+                    .map_err(|error| unencodable(stream, &error))?,
+            );
+        }
+        let keys = self
+            .subject_keys(subjects)
+            .await
+            .map_err(|error| AppendError::Store {
+                stream: stream.clone(),
+                source: key_failure("key fetch", error, format!("an append to `{stream}`")),
+            })?;
+        let mut sealed = Vec::with_capacity(events.len());
+        for (new, mut payload) in events.iter().zip(payloads) {
+            let event_type = new.event.event_type();
+            encrypt_fields(
+                event_type,
+                self.fields_of::<E>(event_type),
+                &mut payload,
+                &keys,
+            )
+            .map_err(|error| unencodable(stream, &error))?;
+            sealed.push(NewEvent {
+                event_id: new.event_id,
+                metadata: new.metadata.clone(),
+                event: RawEvent::new(event_type, new.event.schema_version(), payload),
+            });
+        }
+        Ok(sealed)
+    }
+
+    /// The caller's events in place of the raw ones the inner store recorded.
+    async fn committed<E: DomainEvent>(
+        &self,
+        committed: Committed<RawEvent>,
+        events: Vec<NewEvent<E>>,
+    ) -> Result<Committed<E>, AppendError> {
+        let Committed {
+            stream_id,
+            version,
+            events: recorded,
+            duplicate,
+        } = committed;
+        let mut out = Vec::with_capacity(recorded.len());
+        if recorded.len() == events.len() {
+            for (envelope, new) in recorded.into_iter().zip(events) {
+                out.push(envelope.map(|_| new.event));
+            }
+        } else {
+            // Not what any store does, but then the stored events are the truth.
+            for envelope in recorded {
+                out.push(
+                    self.open::<E>(envelope)
+                        .await
+                        .map_err(|error| AppendError::Store {
+                            stream: stream_id.clone(),
+                            source: StoreError::new("append", error),
+                        })?,
+                );
+            }
+        }
+        Ok(Committed {
+            stream_id,
+            version,
+            events: out,
+            duplicate,
+        })
+    }
+
+    /// A stored event, its envelopes opened, decoded as `E`.
+    pub(super) async fn open<E: DomainEvent>(
+        &self,
+        envelope: EventEnvelope<RawEvent>,
+    ) -> Result<EventEnvelope<E>, ReadError> {
+        let EventEnvelope {
+            event_id,
+            stream_id,
+            version,
+            position,
+            recorded_at,
+            metadata,
+            event,
+        } = envelope;
+        let RawEvent {
+            event_type,
+            schema_version,
+            mut payload,
+        } = event;
+        let corrupt = |error: CipherError| ReadError::Corrupt {
+            detail: format!(
+                "event {event_id} at version {version} of stream `{stream_id}` (position {position}): {error}"
+            ),
+        };
+        let ids = key_ids_of(&event_type, &payload).map_err(corrupt)?;
+        let keys = self.found_keys(ids).await.map_err(|error| {
+            ReadError::Store(key_failure(
+                "key fetch",
+                error,
+                format!("event {event_id} at version {version} of stream `{stream_id}`"),
+            ))
+        })?;
+        // Also without keys: envelopes written for subjects already forgotten have none.
+        let fields = self.fields_of::<E>(&event_type);
+        decrypt_fields(&event_type, fields, &mut payload, &keys).map_err(corrupt)?;
+        match E::decode(&event_type, schema_version, payload) {
+            Ok(event) => Ok(EventEnvelope {
+                event_id,
+                stream_id,
+                version,
+                position,
+                recorded_at,
+                metadata,
+                event,
+            }),
+            Err(source) => Err(ReadError::decode(
+                event_id,
+                stream_id,
+                version,
+                position,
+                event_type,
+                schema_version,
+                source,
+            )),
+        }
+    }
+
+    /// Each stored event of `events`, opened and decoded.
+    fn open_all<E, R>(
+        self,
+        events: R,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, K, E, R>
+    where
+        E: DomainEvent,
+        R: Stream<Item = Result<EventEnvelope<RawEvent>, ReadError>> + Send + 'static,
+    {
+        self.learn::<E>();
+        events.then(move |item| {
+            let this = self.clone();
+            async move { this.open::<E>(item?).await }
+        })
+    }
+}
+
+/// An append refused because a personal field cannot be encrypted (its subject cannot be
+/// told).
+fn unencodable(stream: &StreamId, error: &CipherError) -> AppendError {
+    AppendError::Encode {
+        stream: stream.clone(),
+        event_type: error.event_type().to_owned(),
+        source: EncodeError::new(
+            error.event_type(),
+            <serde_json::Error as serde::ser::Error>::custom(error.to_string()),
+        ),
+    }
+}
+
+/// A key store failure, as the store errors report it.
+pub(super) fn key_failure(operation: &'static str, error: KeyError, context: String) -> StoreError {
+    let kind = match error {
+        KeyError::Backend { .. } => StoreErrorKind::Unavailable,
+        _ => StoreErrorKind::Other,
+    };
+    StoreError::new(operation, error)
+        .with_kind(kind)
+        .with_context(context)
+}
+
+impl<S: EventStore, K: KeyStore> EventStore for Protected<S, K> {
+    async fn append<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        mut events: Vec<NewEvent<E>>,
+    ) -> Result<Committed<E>, AppendError> {
+        let sealed = self.seal_batch(stream, &mut events).await?;
+        let committed = self.store.append(stream, expected, sealed).await?;
+        self.committed(committed, events).await
+    }
+
+    async fn append_if<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        mut events: Vec<NewEvent<E>>,
+        condition: AppendCondition,
+    ) -> Result<Committed<E>, AppendError> {
+        let sealed = self.seal_batch(stream, &mut events).await?;
+        let committed = self
+            .store
+            .append_if(stream, expected, sealed, condition)
+            .await?;
+        self.committed(committed, events).await
+    }
+
+    fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Version, ReadError>> + Send {
+        self.store.stream_version(stream)
+    }
+
+    fn read_stream<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        from: Version,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, K, E>
+    {
+        self.clone()
+            .open_all(self.store.read_stream::<RawEvent>(stream, from))
+    }
+
+    fn read_all<E: DomainEvent>(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, K, E>
+    {
+        self.clone()
+            .open_all(self.store.read_all::<RawEvent>(after, filter))
+    }
+
+    fn subscribe<E: DomainEvent>(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, K, E>
+    {
+        self.clone()
+            .open_all(self.store.subscribe::<RawEvent>(after, filter))
+    }
+
+    fn read_query<E: DomainEvent>(
+        &self,
+        query: &Query,
+        after: Position,
+    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, K, E>
+    {
+        self.clone()
+            .open_all(self.store.read_query::<RawEvent>(query, after))
+    }
+
+    fn head(&self) -> impl Future<Output = Result<Option<Position>, ReadError>> + Send {
+        self.store.head()
+    }
+
+    fn count_after(
+        &self,
+        after: Position,
+        filter: EventFilter,
+    ) -> impl Future<Output = Result<u64, ReadError>> + Send {
+        self.store.count_after(after, filter)
+    }
+
+    fn readable(&self, position: Position) -> impl Future<Output = Result<bool, ReadError>> + Send {
+        self.store.readable(position)
+    }
+
+    fn stall(&self) -> Option<Stall> {
+        self.store.stall()
+    }
+
+    fn archive_stream(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.archive_stream(stream)
+    }
+
+    fn is_archived(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<bool, ReadError>> + Send {
+        self.store.is_archived(stream)
+    }
+
+    async fn find_event<E: DomainEvent>(
+        &self,
+        event_id: Uuid,
+    ) -> Result<Option<EventEnvelope<E>>, ReadError> {
+        self.learn::<E>();
+        match self.store.find_event::<RawEvent>(event_id).await? {
+            Some(envelope) => self.open(envelope).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<S: CheckpointStore, K: Clone + Send + Sync + 'static> CheckpointStore for Protected<S, K> {
+    fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send {
+        self.store.load_checkpoint(name)
+    }
+
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.save_checkpoint(name, position)
+    }
+
+    fn delete_checkpoint(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.delete_checkpoint(name)
+    }
+}
+
+impl<S: DeadLetterStore, K: Clone + Send + Sync + 'static> DeadLetterStore for Protected<S, K> {
+    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.park(parked)
+    }
+
+    fn parked(
+        &self,
+        projection: &str,
+    ) -> impl Future<Output = Result<Vec<ParkedEvent>, StoreError>> + Send {
+        self.store.parked(projection)
+    }
+
+    fn unpark(
+        &self,
+        projection: &str,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.unpark(projection, event_id)
+    }
+}
+
+impl<S: LeaseStore, K: Clone + Send + Sync + 'static> LeaseStore for Protected<S, K> {
+    fn acquire_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.store.acquire_lease(name, owner, ttl)
+    }
+
+    fn renew_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.store.renew_lease(name, owner, ttl)
+    }
+
+    fn release_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.release_lease(name, owner)
+    }
+}

@@ -1,0 +1,268 @@
+//! Snapshots through [`Protected`]: the state of a stream whose events hold personal data
+//! is stored encrypted, so that forgetting any of its subjects makes it unusable.
+//!
+//! # The design
+//!
+//! A snapshot's state is derived from its stream's events up to its version, so it may
+//! hold any of their personal values. When it is saved, the stream's stored events up to
+//! that version are read and the key ids in their envelopes collected: the subjects whose
+//! data the state may hold. If there are none, the state is stored as it is. Otherwise a
+//! fresh random snapshot key encrypts the state's JSON text (AES-256-GCM), and that key is
+//! split into XOR shares, one per data key, each share encrypted under its data key. The
+//! stored state is then
+//!
+//! ```json
+//! {"es:personal-snapshot": 1, "nonce": "..", "data": "..",
+//!  "shares": [{"key": "<key id>", "nonce": "..", "data": ".."}, ...]}
+//! ```
+//!
+//! with the associated data `"es:snapshot\u{1f}{stream}\u{1f}{version}"` throughout, so a
+//! snapshot cannot be passed off as another stream's or version's. Every share is needed
+//! to rebuild the snapshot key: once any of the subjects is forgotten, its share is gone
+//! and so is the state. A snapshot that cannot be opened (a key gone, or damage) loads as
+//! absent, and the repository replays the stream's events, redacted as every read is, and
+//! saves a new snapshot. One whose subjects are already forgotten when it is saved is not
+//! saved at all.
+//!
+//! Saving costs a read of the stream's stored events (not their decoding); snapshots are
+//! saved rarely, and loads cost one key fetch per subject.
+
+use std::collections::BTreeSet;
+
+use aes_gcm::aead::rand_core::RngCore as _;
+use aes_gcm::aead::{Aead as _, AeadCore as _, KeyInit as _, OsRng, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::StreamExt as _;
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use crate::error::StoreError;
+use crate::event::RawEvent;
+use crate::store::{EventStore, Snapshot, SnapshotStore};
+use crate::stream::{StreamId, Version};
+
+use super::cipher::key_ids_of;
+use super::keys::{DataKey, KeyId, KeyStore};
+use super::protected::{Protected, key_failure};
+
+const MARK: &str = "es:personal-snapshot";
+const FORMAT: u64 = 1;
+
+fn aad(stream: &StreamId, version: Version) -> String {
+    format!("es:snapshot\u{1f}{stream}\u{1f}{version}")
+}
+
+/// `plaintext` sealed under `key`: the nonce and the ciphertext, as base64.
+fn seal(key: &[u8; 32], plaintext: &[u8], aad: &str) -> Option<(String, String)> {
+    let cipher = Aes256Gcm::new(key.into());
+    let nonce = Aes256Gcm::generate_nonce(OsRng);
+    let sealed = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad: aad.as_bytes(),
+            },
+        )
+        .ok()?;
+    Some((STANDARD.encode(nonce), STANDARD.encode(sealed)))
+}
+
+/// What [`seal`] sealed, if `key` opens it.
+fn open(key: &[u8; 32], object: &Map<String, Value>, aad: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let nonce = STANDARD.decode(object.get("nonce")?.as_str()?).ok()?;
+    let nonce: [u8; 12] = nonce.try_into().ok()?;
+    let data = STANDARD.decode(object.get("data")?.as_str()?).ok()?;
+    let cipher = Aes256Gcm::new(key.into());
+    cipher
+        .decrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &data,
+                aad: aad.as_bytes(),
+            },
+        )
+        .ok()
+        .map(Zeroizing::new)
+}
+
+impl<S, K> Protected<S, K>
+where
+    S: EventStore + SnapshotStore,
+    K: KeyStore,
+{
+    /// The key ids in the stored events of `stream` up to `version`.
+    async fn stream_key_ids(
+        &self,
+        stream: &StreamId,
+        version: Version,
+    ) -> Result<BTreeSet<KeyId>, StoreError> {
+        let events = self
+            .store
+            .read_stream::<RawEvent>(stream, Version::INITIAL.next());
+        futures_util::pin_mut!(events);
+        let mut ids = BTreeSet::new();
+        while let Some(envelope) = events.next().await {
+            let envelope = envelope.map_err(|error| {
+                StoreError::new("snapshot save", error)
+                    .with_context(format!("stream `{stream}` up to version {version}"))
+            })?;
+            if envelope.version > version {
+                break;
+            }
+            // A malformed envelope holds nothing readable; the reads report it.
+            if let Ok(found) = key_ids_of(&envelope.event.event_type, &envelope.event.payload) {
+                ids.extend(found);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The state sealed under a snapshot key split across `keys`; `None` if it cannot be.
+    fn seal_state(snapshot: &Snapshot, keys: &[(KeyId, DataKey)]) -> Option<Value> {
+        let aad = aad(&snapshot.stream_id, snapshot.version);
+        let mut snapshot_key = Zeroizing::new([0_u8; 32]);
+        OsRng.fill_bytes(snapshot_key.as_mut());
+        let mut last = Zeroizing::new(*snapshot_key);
+        let mut shares = Vec::with_capacity(keys.len());
+        let (final_key, others) = keys.split_last()?;
+        for (id, key) in others {
+            let mut share = Zeroizing::new([0_u8; 32]);
+            OsRng.fill_bytes(share.as_mut());
+            for (byte, mask) in last.iter_mut().zip(share.iter()) {
+                *byte ^= mask;
+            }
+            shares.push((*id, key, share));
+        }
+        shares.push((final_key.0, &final_key.1, last));
+        let mut sealed_shares = Vec::with_capacity(shares.len());
+        for (id, key, share) in &shares {
+            let (nonce, data) = seal(key.expose(), share.as_ref(), &aad)?;
+            sealed_shares.push(json!({ "key": id.to_string(), "nonce": nonce, "data": data }));
+        }
+        let text = Zeroizing::new(snapshot.state.to_string());
+        let (nonce, data) = seal(&snapshot_key, text.as_bytes(), &aad)?;
+        Some(json!({
+            MARK: FORMAT,
+            "nonce": nonce,
+            "data": data,
+            "shares": sealed_shares,
+        }))
+    }
+
+    /// The state of a sealed snapshot, if every key it needs is still there.
+    async fn open_state(
+        &self,
+        snapshot: &Snapshot,
+        sealed: &Map<String, Value>,
+    ) -> Result<Option<Value>, StoreError> {
+        if sealed.get(MARK).and_then(Value::as_u64) != Some(FORMAT) {
+            return Ok(None);
+        }
+        let Some(shares) = sealed.get("shares").and_then(Value::as_array) else {
+            return Ok(None);
+        };
+        let mut ids = Vec::with_capacity(shares.len());
+        for share in shares {
+            let id = share
+                .get("key")
+                .and_then(Value::as_str)
+                .map(str::parse::<KeyId>);
+            match (id, share.as_object()) {
+                (Some(Ok(id)), Some(object)) => ids.push((id, object)),
+                _ => return Ok(None),
+            }
+        }
+        let found = self
+            .found_keys(ids.iter().map(|(id, _)| *id).collect())
+            .await
+            .map_err(|error| {
+                key_failure(
+                    "snapshot load",
+                    error,
+                    format!("stream `{}`", snapshot.stream_id),
+                )
+            })?;
+        let aad = aad(&snapshot.stream_id, snapshot.version);
+        let mut snapshot_key = Zeroizing::new([0_u8; 32]);
+        for (id, object) in ids {
+            let Some(Some(key)) = found.get(&id) else {
+                return Ok(None);
+            };
+            let Some(share) = open(key.expose(), object, &aad) else {
+                return Ok(None);
+            };
+            if share.len() != 32 {
+                return Ok(None);
+            }
+            for (byte, mask) in snapshot_key.iter_mut().zip(share.iter()) {
+                *byte ^= mask;
+            }
+        }
+        let Some(text) = open(&snapshot_key, sealed, &aad) else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&text).ok())
+    }
+}
+
+impl<S, K> SnapshotStore for Protected<S, K>
+where
+    S: EventStore + SnapshotStore,
+    K: KeyStore,
+{
+    async fn save_snapshot(&self, mut snapshot: Snapshot) -> Result<(), StoreError> {
+        let ids = self
+            .stream_key_ids(&snapshot.stream_id, snapshot.version)
+            .await?;
+        if !ids.is_empty() {
+            let found = self.found_keys(ids).await.map_err(|error| {
+                key_failure(
+                    "snapshot save",
+                    error,
+                    format!("stream `{}`", snapshot.stream_id),
+                )
+            })?;
+            let mut keys = Vec::with_capacity(found.len());
+            for (id, key) in found {
+                match key {
+                    Some(key) => keys.push((id, key)),
+                    // A subject forgotten since: the state may hold its data. Not saved;
+                    // loads replay the redacted events.
+                    None => return Ok(()),
+                }
+            }
+            let Some(sealed) = Self::seal_state(&snapshot, &keys) else {
+                return Ok(());
+            };
+            snapshot.state = sealed;
+        }
+        self.store.save_snapshot(snapshot).await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let Some(mut snapshot) = self.store.load_snapshot(stream).await? else {
+            return Ok(None);
+        };
+        let sealed = match &snapshot.state {
+            Value::Object(object) if object.contains_key(MARK) => object.clone(),
+            _ => return Ok(Some(snapshot)),
+        };
+        match self.open_state(&snapshot, &sealed).await? {
+            Some(state) => {
+                snapshot.state = state;
+                Ok(Some(snapshot))
+            }
+            None => {
+                tracing::debug!(
+                    stream = %stream,
+                    version = %snapshot.version,
+                    "snapshot not used: a subject of its stream was forgotten, or it is damaged"
+                );
+                Ok(None)
+            }
+        }
+    }
+}
