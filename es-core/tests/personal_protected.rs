@@ -52,7 +52,7 @@ const REGISTERED: &[PersonalField] = &[
 const MOVED: &[PersonalField] = &[PersonalField {
     key: "city",
     subject: SubjectSource::Field("customer_id"),
-    forgotten: Forgotten::Default(|| json!("")),
+    forgotten: Forgotten::TypeDefault(|| json!("")),
 }];
 
 fn invalid(event_type: &str, error: serde_json::Error) -> DecodeError {

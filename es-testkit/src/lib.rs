@@ -36,6 +36,7 @@
 )]
 
 pub mod conformance;
+pub mod customers;
 pub mod engine;
 pub mod fixture;
 pub mod flaky;

@@ -489,7 +489,7 @@ mod tests {
         PersonalField {
             key: "note",
             subject: SubjectSource::Fixed("crm"),
-            forgotten: Forgotten::Default(|| json!([])),
+            forgotten: Forgotten::TypeDefault(|| json!([])),
         },
     ];
 
