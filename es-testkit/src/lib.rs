@@ -40,6 +40,7 @@ pub mod customers;
 pub mod engine;
 pub mod fixture;
 pub mod flaky;
+pub mod personal;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod projections;
@@ -215,6 +216,36 @@ macro_rules! engine_cases {
             decider_repeated_command_id_records_once,
             decided_events_carry_their_tags,
             decider_rides_out_store_failures,
+        }
+    };
+}
+
+/// Stamps one `#[tokio::test]` per [crypto-shredding case](personal): personal fields
+/// through `es_core::personal::Protected` over a store and its key store. `$factory` makes
+/// a fresh, empty `Protected` store; `teardown` as for [`conformance_tests!`].
+///
+/// ```ignore
+/// es_testkit::personal_contract!(async {
+///     es_core::personal::Protected::new(
+///         es_memory::MemoryEventStore::new(),
+///         es_core::personal::MemoryKeyStore::new(),
+///     )
+/// });
+/// ```
+#[macro_export]
+macro_rules! personal_contract {
+    ($factory:expr) => {
+        $crate::personal_contract!($factory, teardown = |_store| async {});
+    };
+    ($factory:expr, teardown = $teardown:expr) => {
+        $crate::__conformance_cases! { personal; $factory; $teardown;
+            personal_fields_read_back_and_are_stored_encrypted,
+            forgetting_gives_the_replacement_on_every_read_path,
+            a_fixed_subject_is_forgotten_alike,
+            nothing_personal_is_stored_for_a_forgotten_subject,
+            a_repeated_append_with_personal_fields_is_idempotent,
+            snapshots_are_sealed_and_dropped_once_forgotten,
+            a_projection_rebuilt_after_forgetting_shows_the_replacement,
         }
     };
 }

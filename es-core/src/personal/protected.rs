@@ -429,10 +429,19 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         R: Stream<Item = Result<EventEnvelope<RawEvent>, ReadError>> + Send + 'static,
     {
         self.learn::<E>();
-        events.then(move |item| {
-            let this = self.clone();
-            async move { this.open::<E>(item?).await }
-        })
+        events
+            .then(move |item| {
+                let this = self.clone();
+                async move { this.open::<E>(item?).await }
+            })
+            // A stream of results ends at its first error, as the stores' own do: one this
+            // layer raises (an envelope that does not open, a key that cannot be fetched,
+            // an event that does not decode) ends it too.
+            .scan(false, |failed, item| {
+                let next = (!*failed).then_some(item);
+                *failed |= next.as_ref().is_some_and(Result::is_err);
+                std::future::ready(next)
+            })
     }
 }
 
