@@ -362,8 +362,19 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         })
     }
 
-    /// A stored event, its envelopes opened, decoded as `E`.
-    pub(super) async fn open<E: DomainEvent>(
+    /// An event as it was stored (its personal fields sealed), opened with this store's
+    /// keys and decoded as `E`: what every read path of `Protected` does, for copies of
+    /// the events read elsewhere. A service consuming events relayed to NATS (es-nats
+    /// relays the sealed payloads when its relay runs on the inner store) decodes each
+    /// message as a `RawEvent` and opens it here: it reads the values while the subject's
+    /// key exists, and the replacement once the subject is forgotten.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadError::Corrupt`] for a sealed field that does not open (damaged, or moved to
+    /// another field or event type), [`ReadError::Store`] if the keys cannot be fetched,
+    /// [`ReadError::Decode`] if the opened event does not decode as `E`.
+    pub async fn open<E: DomainEvent>(
         &self,
         envelope: EventEnvelope<RawEvent>,
     ) -> Result<EventEnvelope<E>, ReadError> {
