@@ -183,7 +183,11 @@ pub async fn forgetting_gives_the_replacement_on_every_read_path<S: Store, K: Ke
         }
     );
     for (path, events) in every_read(&store, "c1").await {
-        assert_eq!(events, std::slice::from_ref(&forgotten), "{path} after forgetting");
+        assert_eq!(
+            events,
+            std::slice::from_ref(&forgotten),
+            "{path} after forgetting"
+        );
     }
     for (path, events) in every_read(&store, "c2").await {
         assert_eq!(
