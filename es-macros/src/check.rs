@@ -242,15 +242,33 @@ fn forgotten_is_known(cx: &Ctxt, field: &PersonalDecl<'_>) {
 /// takes from the field's name or `#[serde(rename)]`; it does not apply serde's case
 /// conversions, so under `rename_all` it would look for keys that are not there, and the
 /// data would be stored unencrypted.
+///
+/// Nor any container attribute that makes the stored payload something other than the
+/// struct's fields as keys (`into`, `transparent`, `remote`, `tag`, `untagged`, `content`,
+/// `from`/`try_from` for the way back): the personal fields' keys would be missing or
+/// elsewhere, and the values stored in clear.
 fn no_rename_all_with_personal_fields(cx: &Ctxt, keys: &[SerdeKey]) {
     for key in keys {
-        if key.key.as_deref() == Some("rename_all") {
-            cx.error_spanned_by(
+        match key.key.as_deref() {
+            Some("rename_all") => cx.error_spanned_by(
                 &key.tokens,
                 "`#[serde(rename_all)]` on a struct event with `#[personal]` fields is not \
                  supported: personal fields are found by their keys, which the derive does not \
                  convert; rename each field with `#[serde(rename = \"...\")]` instead",
-            );
+            ),
+            Some(
+                name @ ("into" | "from" | "try_from" | "transparent" | "remote" | "tag"
+                | "untagged" | "content"),
+            ) => cx.error_spanned_by(
+                &key.tokens,
+                format!(
+                    "`#[serde({name})]` on a struct event with `#[personal]` fields is not \
+                     supported: the stored payload would not hold the fields under their own \
+                     keys, so the personal ones could not be found to encrypt; store the \
+                     struct's own fields, and convert in the event type instead"
+                ),
+            ),
+            _ => {}
         }
     }
 }
