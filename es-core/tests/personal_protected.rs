@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use es_core::personal::{
-    Forgotten, KeyStore as _, MemoryKeyStore, PersonalField, Protected, Subject, SubjectSource,
+    Forgotten, KeyError, KeyStore as _, MemoryKeyStore, PersonalField, Protected, Subject,
+    SubjectSource,
 };
 use es_core::{
     Aggregate, AggregateType, AppendError, DecodeError, DomainEvent, EncodeError, EventEnvelope,
@@ -681,4 +682,105 @@ async fn raw_appends_of_known_types_are_encrypted_and_stored_events_copy_as_they
         .await
         .unwrap();
     assert_eq!(read[1].event, registered("c1"));
+}
+
+/// A key store whose `key` can be held, once armed, after it fetched the key and before
+/// it returns: a read in flight while a forget runs.
+#[derive(Clone)]
+struct Gated {
+    inner: MemoryKeyStore,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    entered: std::sync::Arc<tokio::sync::Notify>,
+    gate: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl es_core::personal::KeyStore for Gated {
+    async fn key_for(
+        &self,
+        subject: &Subject,
+    ) -> Result<Option<(es_core::personal::KeyId, es_core::personal::DataKey)>, KeyError> {
+        self.inner.key_for(subject).await
+    }
+
+    async fn key(
+        &self,
+        id: es_core::personal::KeyId,
+    ) -> Result<Option<es_core::personal::DataKey>, KeyError> {
+        let key = self.inner.key(id).await;
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.gate.notified().await;
+        }
+        key
+    }
+
+    async fn forget(
+        &self,
+        subject: &Subject,
+        by: &str,
+    ) -> Result<es_core::personal::Forgetting, KeyError> {
+        self.inner.forget(subject, by).await
+    }
+
+    async fn forgotten(
+        &self,
+        subject: &Subject,
+    ) -> Result<Option<es_core::personal::Forgetting>, KeyError> {
+        self.inner.forgotten(subject).await
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_key_fetched_while_forget_runs_is_not_cached_after_it() {
+    let inner = MemoryEventStore::new();
+    let keys = Gated {
+        inner: MemoryKeyStore::new(),
+        armed: std::sync::Arc::default(),
+        entered: std::sync::Arc::default(),
+        gate: std::sync::Arc::default(),
+    };
+    let writer = Protected::new(inner.clone(), keys.clone());
+    writer
+        .append(
+            &stream("c1"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(registered("c1"))],
+        )
+        .await
+        .unwrap();
+    // A store with nothing cached: its read fetches the key, and is held there.
+    let store = Protected::new(inner, keys.clone());
+    keys.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .read_stream::<CustomerEvent>(&stream("c1"), Version::INITIAL)
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+        })
+    };
+    keys.entered.notified().await;
+    store
+        .forget(&Subject::new("c1").unwrap(), "ops")
+        .await
+        .unwrap();
+    keys.gate.notify_one();
+    // The read in flight began before the forget: it may see the value.
+    reader.await.unwrap();
+    let later: Vec<EventEnvelope<CustomerEvent>> = store
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        later[0].event,
+        CustomerEvent::Registered {
+            customer_id: "c1".into(),
+            name: "(forgotten)".into(),
+            phone: None,
+        },
+        "a key fetched before the forget was kept in the cache after it"
+    );
 }

@@ -1,5 +1,11 @@
 //! The data-key cache of a [`Protected`](super::Protected): keys fetched lately, kept for
 //! a while so that reads do not ask the key store for every event.
+//!
+//! Fetching a key awaits the key store, and a [`forget`](super::Protected::forget) may
+//! run meanwhile: a key fetched before it and kept after it would keep a forgotten subject
+//! readable here for the TTL. So the cache counts its clearings (an epoch): a fetch notes
+//! the epoch before it awaits ([`KeyCache::epoch`]) and the key is kept only if no
+//! clearing happened since ([`KeyCache::keep`]).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -19,6 +25,8 @@ pub(super) struct KeyCache {
 
 #[derive(Default)]
 struct Entries {
+    /// How many times the cache was cleared.
+    epoch: u64,
     by_id: HashMap<KeyId, (DataKey, Instant)>,
     by_subject: HashMap<Subject, (KeyId, DataKey, Instant)>,
 }
@@ -42,6 +50,12 @@ impl KeyCache {
         at.elapsed() < self.ttl
     }
 
+    /// The number of clearings so far: note it before fetching a key, and hand it to
+    /// [`KeyCache::keep`].
+    pub(super) fn epoch(&self) -> u64 {
+        self.entries().epoch
+    }
+
     pub(super) fn by_id(&self, id: KeyId) -> Option<DataKey> {
         let entries = self.entries();
         entries
@@ -60,13 +74,20 @@ impl KeyCache {
             .map(|(id, key, _)| (*id, key.clone()))
     }
 
-    pub(super) fn keep(&self, id: KeyId, key: &DataKey, subject: Option<&Subject>) {
+    /// Keeps a key fetched when the cache was at `epoch`, unless it was cleared since (a
+    /// forget ran while the key was fetched: the key may be gone).
+    pub(super) fn keep(&self, epoch: u64, id: KeyId, key: &DataKey, subject: Option<&Subject>) {
         if self.ttl.is_zero() {
             return;
         }
         let mut entries = self.entries();
+        if entries.epoch != epoch {
+            return;
+        }
         if entries.by_id.len() >= CACHE_CAPACITY || entries.by_subject.len() >= CACHE_CAPACITY {
-            *entries = Entries::default();
+            // Not a clearing: no forget ran, and fetches in flight may keep their keys.
+            entries.by_id.clear();
+            entries.by_subject.clear();
         }
         let now = Instant::now();
         entries.by_id.insert(id, (key.clone(), now));
@@ -77,8 +98,14 @@ impl KeyCache {
         }
     }
 
+    /// Drops every key, and makes the keys being fetched meanwhile not kept.
     pub(super) fn clear(&self) {
-        *self.entries() = Entries::default();
+        let mut entries = self.entries();
+        let epoch = entries.epoch.wrapping_add(1);
+        *entries = Entries {
+            epoch,
+            ..Entries::default()
+        };
     }
 }
 
@@ -94,7 +121,7 @@ mod tests {
             DataKey::generate(),
             Subject::new("ada").unwrap(),
         );
-        cache.keep(id, &key, Some(&ada));
+        cache.keep(cache.epoch(), id, &key, Some(&ada));
         assert_eq!(cache.by_id(id), Some(key.clone()));
         assert_eq!(cache.by_subject(&ada), Some((id, key.clone())));
         cache.clear();
@@ -102,12 +129,29 @@ mod tests {
         assert_eq!(cache.by_subject(&ada), None);
 
         let off = KeyCache::new(Duration::ZERO);
-        off.keep(id, &key, Some(&ada));
+        off.keep(off.epoch(), id, &key, Some(&ada));
         assert_eq!(off.by_id(id), None);
 
         let short = KeyCache::new(Duration::from_millis(1));
-        short.keep(id, &key, None);
+        short.keep(short.epoch(), id, &key, None);
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(short.by_id(id), None, "expired");
+    }
+
+    #[test]
+    fn a_key_fetched_across_a_clearing_is_not_kept() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        let (id, key, ada) = (
+            KeyId::new(),
+            DataKey::generate(),
+            Subject::new("ada").unwrap(),
+        );
+        let before = cache.epoch();
+        cache.clear();
+        cache.keep(before, id, &key, Some(&ada));
+        assert_eq!(cache.by_id(id), None);
+        assert_eq!(cache.by_subject(&ada), None);
+        cache.keep(cache.epoch(), id, &key, Some(&ada));
+        assert_eq!(cache.by_id(id), Some(key));
     }
 }

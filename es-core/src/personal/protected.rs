@@ -248,9 +248,11 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
             let key = match self.cache.by_subject(&subject) {
                 Some(key) => Some(key),
                 None => {
+                    // Noted before the await: a forget meanwhile makes the key not kept.
+                    let epoch = self.cache.epoch();
                     let key = self.keys.key_for(&subject).await?;
                     if let Some((id, key)) = &key {
-                        self.cache.keep(*id, key, Some(&subject));
+                        self.cache.keep(epoch, *id, key, Some(&subject));
                     }
                     key
                 }
@@ -267,9 +269,11 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
             let key = match self.cache.by_id(id) {
                 Some(key) => Some(key),
                 None => {
+                    // Noted before the await: a forget meanwhile makes the key not kept.
+                    let epoch = self.cache.epoch();
                     let key = self.keys.key(id).await?;
                     if let Some(key) = &key {
-                        self.cache.keep(id, key, None);
+                        self.cache.keep(epoch, id, key, None);
                     }
                     key
                 }
