@@ -784,3 +784,223 @@ async fn a_key_fetched_while_forget_runs_is_not_cached_after_it() {
         "a key fetched before the forget was kept in the cache after it"
     );
 }
+
+/// Event types as the derive writes them, for the cases where readers and writers differ.
+mod shapes {
+    use std::collections::BTreeMap;
+
+    use es_core::DomainEvent;
+
+    pub(crate) mod old {
+        use super::DomainEvent;
+        #[derive(Debug, Clone, PartialEq, DomainEvent)]
+        pub(crate) enum CustomerEvent {
+            #[event(name = "CustomerRegistered")]
+            Registered {
+                customer_id: String,
+                #[personal(subject = customer_id, forgotten = "(forgotten)")]
+                name: String,
+            },
+        }
+    }
+
+    pub(crate) mod renamed {
+        use super::DomainEvent;
+        #[derive(Debug, Clone, PartialEq, DomainEvent)]
+        pub(crate) enum CustomerEvent {
+            #[event(name = "Registered", alias = "CustomerRegistered")]
+            Registered {
+                customer_id: String,
+                #[personal(subject = customer_id, forgotten = "(forgotten)")]
+                name: String,
+            },
+        }
+    }
+
+    pub(crate) mod v2 {
+        use super::DomainEvent;
+        use es_core::{RawEvent, UpcastError};
+
+        #[allow(clippy::unnecessary_wraps, reason = "an upcaster's signature")]
+        fn from_v1(mut raw: RawEvent) -> Result<RawEvent, UpcastError> {
+            if let Some(object) = raw.payload.as_object_mut() {
+                let name = object.remove("name").unwrap_or_default();
+                object.insert("full_name".into(), name);
+            }
+            raw.schema_version = 2;
+            Ok(raw)
+        }
+
+        #[derive(Debug, Clone, PartialEq, DomainEvent)]
+        pub(crate) enum CustomerEvent {
+            #[event(name = "CustomerRegistered", version = 2, upcast(from = 1, with = from_v1))]
+            Registered {
+                customer_id: String,
+                #[personal(subject = customer_id, forgotten = "(forgotten)")]
+                full_name: String,
+            },
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, DomainEvent)]
+    pub(crate) enum Profile {
+        Updated {
+            customer_id: String,
+            #[personal(subject = customer_id, forgotten = Default)]
+            attributes: BTreeMap<String, String>,
+            note: BTreeMap<String, String>,
+            #[personal(subject = customer_id)]
+            phone: Option<String>,
+        },
+    }
+
+    #[derive(Debug, Clone, PartialEq, DomainEvent)]
+    pub(crate) enum Contact {
+        Noted {
+            customer_id: Option<String>,
+            #[personal(subject = customer_id)]
+            phone: Option<String>,
+        },
+    }
+}
+
+async fn forgotten_store_of_old_events() -> (Store, MemoryEventStore) {
+    let (store, inner) = setup();
+    store
+        .append(
+            &stream("c1"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(shapes::old::CustomerEvent::Registered {
+                customer_id: "c1".into(),
+                name: "Ada Lovelace".into(),
+            })],
+        )
+        .await
+        .unwrap();
+    store
+        .forget(&Subject::new("c1").unwrap(), "ops")
+        .await
+        .unwrap();
+    (store, inner)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn after_forget_an_alias_an_older_version_or_a_raw_reader_sees_the_stored_replacement() {
+    let (store, inner) = forgotten_store_of_old_events().await;
+    let renamed: Vec<EventEnvelope<shapes::renamed::CustomerEvent>> = store
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        renamed[0].event,
+        shapes::renamed::CustomerEvent::Registered {
+            customer_id: "c1".into(),
+            name: "(forgotten)".into()
+        }
+    );
+    let upcast: Vec<EventEnvelope<shapes::v2::CustomerEvent>> = store
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        upcast[0].event,
+        shapes::v2::CustomerEvent::Registered {
+            customer_id: "c1".into(),
+            full_name: "(forgotten)".into()
+        }
+    );
+    // A fresh store that was never told the type (a tool reading raw events).
+    let fresh = Protected::new(inner, MemoryKeyStore::new());
+    let raw: Vec<EventEnvelope<RawEvent>> = fresh
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(raw[0].event.payload["name"], "(forgotten)");
+}
+
+fn profile(id: &str, attributes: &[(&str, &str)], note: &[(&str, &str)]) -> shapes::Profile {
+    let map = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    shapes::Profile::Updated {
+        customer_id: id.into(),
+        attributes: map(attributes),
+        note: map(note),
+        phone: None,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn user_data_shaped_like_an_envelope_is_sealed_when_personal_and_read_back_as_data() {
+    let (store, inner) = setup();
+    // A personal map holding the reserved key, and one holding a whole envelope's shape.
+    let events = vec![
+        profile(
+            "c1",
+            &[("es:personal", "x"), ("address", "12 Marylebone Road")],
+            &[],
+        ),
+        profile("c1", &[("es:personal", "1"), ("key", "Lovelace")], &[]),
+        profile("c1", &[], &[("es:personal", "1")]),
+    ];
+    store
+        .append(
+            &stream("c1"),
+            ExpectedVersion::Any,
+            events.iter().cloned().map(NewEvent::new).collect(),
+        )
+        .await
+        .unwrap();
+    assert_no_secret(&stored_text(&inner).await);
+    let read: Vec<EventEnvelope<shapes::Profile>> = store
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    let read: Vec<_> = read.into_iter().map(|e| e.event).collect();
+    assert_eq!(read, events);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_none_personal_value_is_stored_as_null_and_needs_no_subject() {
+    let (store, inner) = setup();
+    // No subject at all: nothing personal to seal.
+    let anonymous = shapes::Contact::Noted {
+        customer_id: None,
+        phone: None,
+    };
+    store
+        .append(
+            &stream("c0"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(anonymous.clone())],
+        )
+        .await
+        .unwrap();
+    let read: Vec<EventEnvelope<shapes::Contact>> = store
+        .read_stream(&stream("c0"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(read[0].event, anonymous);
+    // With a subject, a `None` is stored as `null`, not sealed.
+    let no_phone = CustomerEvent::Registered {
+        customer_id: "c1".into(),
+        name: "Ada".into(),
+        phone: None,
+    };
+    append(&store, "c1", vec![no_phone]).await;
+    let raw: Vec<EventEnvelope<RawEvent>> = inner
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(raw[0].event.payload["phone"], Value::Null, "stored as null");
+    assert!(raw[0].event.payload["name"].is_object(), "sealed");
+}

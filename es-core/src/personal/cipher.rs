@@ -11,15 +11,27 @@
 //! Each personal field's value is replaced in the payload object by
 //!
 //! ```json
-//! {"es:personal": 1, "key": "<key id>", "nonce": "<base64, 12 bytes>", "data": "<base64>"}
+//! {"es:personal": 1, "key": "<key id>", "nonce": "<base64, 12 bytes>", "data": "<base64>",
+//!  "forgotten": <the field's replacement>}
 //! ```
 //!
 //! where `data` is the AES-256-GCM ciphertext and tag of the value's JSON text under the
 //! subject's data key, with the associated data `"{event_type}\u{1f}{field key}"`: a
 //! ciphertext copied into another field, or into an event of another type, fails to
 //! authenticate. A subject forgotten before the write gets `{"es:personal": 1, "key":
-//! null}`: nothing of the value is stored. The key `es:personal` is reserved: a top-level
-//! payload value that is an object holding it is read as an envelope.
+//! null, "forgotten": ..}`: nothing of the value is stored. A `null` value (an `Option`
+//! field's `None`) holds nothing personal: it is stored as `null`, and needs no subject.
+//!
+//! `forgotten` is the replacement the field declared when the event was written
+//! ([`Forgotten::value`](super::Forgotten::value), not personal): once the key is gone a
+//! reader sees it, whichever type reads the event (one that knows it under an alias, at
+//! another schema version, or that does not declare the field at all). Envelopes written
+//! without it read as the replacement the reader declares, or `null`.
+//!
+//! An envelope is recognised strictly: a top-level payload value that is an object with
+//! exactly these keys (`forgotten` optional), `es:personal` the number 1, `key` a string
+//! (or `null`, without `nonce` and `data`) and `nonce` and `data` strings. Any other
+//! object is data, even one holding the key `es:personal`.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -36,6 +48,8 @@ use super::keys::{DataKey, KeyId, Subject};
 const MARK: &str = "es:personal";
 const FORMAT: u64 = 1;
 const NONCE_LEN: usize = 12;
+/// The key of the replacement an envelope carries.
+const FORGOTTEN: &str = "forgotten";
 
 /// The keys [`encrypt_fields`] uses: for each subject, its key, or `None` if the subject
 /// is forgotten.
@@ -157,9 +171,16 @@ fn subject_of(
     Subject::new(id).map_err(|_| refused("the subject field's value is not a valid subject"))
 }
 
+/// Whether `value` of a personal field is to be encrypted: it holds something (not
+/// `null`), and, unless `typed` (a typed append encrypts whatever its fields hold), it is
+/// not already sealed (a stored event copied as it is).
+fn to_seal(value: &Value, typed: bool) -> bool {
+    !value.is_null() && (typed || !is_envelope(value))
+}
+
 /// The subjects whose keys [`encrypt_fields`] needs for this payload: those of the
-/// personal `fields` (of event type `event_type`) the payload holds not yet sealed, each
-/// once.
+/// personal `fields` (of event type `event_type`) the payload holds not yet sealed and
+/// not `null`, each once.
 ///
 /// # Errors
 ///
@@ -169,6 +190,17 @@ pub fn subjects_of(
     event_type: &str,
     fields: &[PersonalField],
     payload: &Value,
+) -> Result<BTreeSet<Subject>, CipherError> {
+    subjects_to_seal(event_type, fields, payload, false)
+}
+
+/// As [`subjects_of`]; `typed`: the payload was encoded from a typed event, whose
+/// personal fields are encrypted whatever they hold (even a value shaped as an envelope).
+pub(crate) fn subjects_to_seal(
+    event_type: &str,
+    fields: &[PersonalField],
+    payload: &Value,
+    typed: bool,
 ) -> Result<BTreeSet<Subject>, CipherError> {
     let mut subjects = BTreeSet::new();
     if fields.is_empty() {
@@ -182,7 +214,7 @@ pub fn subjects_of(
     for field in fields {
         if object
             .get(field.key)
-            .is_some_and(|value| !is_envelope(value))
+            .is_some_and(|value| to_seal(value, typed))
         {
             subjects.insert(subject_of(event_type, field, object)?);
         }
@@ -198,7 +230,7 @@ fn aad(event_type: &str, field: &str) -> String {
 /// Replaces each personal field of `payload` by its envelope, encrypted with its
 /// subject's key from `keys` (as fetched for [`subjects_of`]); a subject whose entry is
 /// `None` (forgotten) gets an envelope without data. A field that already holds an
-/// envelope (a stored event copied as it is) is left as it is.
+/// envelope (a stored event copied as it is) is left as it is, and so is a `null` one.
 ///
 /// On error the payload may be partly encrypted: do not store it.
 ///
@@ -210,6 +242,17 @@ pub fn encrypt_fields(
     fields: &[PersonalField],
     payload: &mut Value,
     keys: &SubjectKeys,
+) -> Result<(), CipherError> {
+    seal_fields(event_type, fields, payload, keys, false)
+}
+
+/// As [`encrypt_fields`]; `typed` as for [`subjects_to_seal`].
+pub(crate) fn seal_fields(
+    event_type: &str,
+    fields: &[PersonalField],
+    payload: &mut Value,
+    keys: &SubjectKeys,
+    typed: bool,
 ) -> Result<(), CipherError> {
     if fields.is_empty() {
         return Ok(());
@@ -224,7 +267,7 @@ pub fn encrypt_fields(
     for field in fields {
         if object
             .get(field.key)
-            .is_some_and(|value| !is_envelope(value))
+            .is_some_and(|value| to_seal(value, typed))
         {
             subjects.push((field, subject_of(event_type, field, object)?));
         }
@@ -236,23 +279,24 @@ pub fn encrypt_fields(
                 field: field.key.to_owned(),
             });
         };
-        // Fields already sealed (a stored event copied as it is) are not in `subjects`.
         let Some(value) = object.get_mut(field.key) else {
             continue;
         };
+        let forgotten = field.forgotten.value();
         *value = match key {
-            None => forgotten_envelope(),
-            Some((id, key)) => seal(event_type, field.key, *id, key, value)?,
+            None => forgotten_envelope(forgotten),
+            Some((id, key)) => seal(event_type, field.key, *id, key, value, forgotten)?,
         };
     }
     Ok(())
 }
 
 /// The envelope of a value whose subject was forgotten before it was written.
-fn forgotten_envelope() -> Value {
+fn forgotten_envelope(forgotten: Value) -> Value {
     let mut envelope = Map::new();
     envelope.insert(MARK.to_owned(), Value::from(FORMAT));
     envelope.insert("key".to_owned(), Value::Null);
+    envelope.insert(FORGOTTEN.to_owned(), forgotten);
     Value::Object(envelope)
 }
 
@@ -262,6 +306,7 @@ fn seal(
     id: KeyId,
     key: &DataKey,
     value: &Value,
+    forgotten: Value,
 ) -> Result<Value, CipherError> {
     let cipher = Aes256Gcm::new(key.expose().into());
     let nonce = Aes256Gcm::generate_nonce(OsRng);
@@ -285,23 +330,41 @@ fn seal(
     envelope.insert("key".to_owned(), Value::String(id.to_string()));
     envelope.insert("nonce".to_owned(), Value::String(STANDARD.encode(nonce)));
     envelope.insert("data".to_owned(), Value::String(STANDARD.encode(sealed)));
+    envelope.insert(FORGOTTEN.to_owned(), forgotten);
     Ok(Value::Object(envelope))
 }
 
-/// Whether `value` is an envelope (an object holding the key `es:personal`).
+/// Whether `value` is an envelope, recognised strictly (see the [module](self)): an
+/// object with exactly the envelope's keys, of the envelope's JSON types. Any other value
+/// is data, even an object holding the key `es:personal`.
 pub fn is_envelope(value: &Value) -> bool {
-    value
-        .as_object()
-        .is_some_and(|object| object.contains_key(MARK))
+    let Some(object) = value.as_object() else {
+        return false;
+    };
+    if object.get(MARK).and_then(Value::as_u64) != Some(FORMAT) {
+        return false;
+    }
+    let keys = object.len() - usize::from(object.contains_key(FORGOTTEN));
+    match object.get("key") {
+        Some(Value::Null) => keys == 2,
+        Some(Value::String(_)) => {
+            keys == 4
+                && object.get("nonce").is_some_and(Value::is_string)
+                && object.get("data").is_some_and(Value::is_string)
+        }
+        _ => false,
+    }
 }
 
 /// A parsed envelope: its key (none if the subject was forgotten before the write), nonce
-/// and ciphertext.
+/// and ciphertext, and the replacement it carries.
 struct Envelope {
     key: Option<KeyId>,
     sealed: Option<([u8; NONCE_LEN], Vec<u8>)>,
+    forgotten: Option<Value>,
 }
 
+/// The parts of `value`, which [`is_envelope`] recognised.
 fn parse(event_type: &str, field: &str, value: &Value) -> Result<Envelope, CipherError> {
     let malformed = |reason| CipherError::Malformed {
         event_type: event_type.to_owned(),
@@ -311,14 +374,13 @@ fn parse(event_type: &str, field: &str, value: &Value) -> Result<Envelope, Ciphe
     let object = value
         .as_object()
         .ok_or_else(|| malformed("not an object"))?;
-    if object.get(MARK).and_then(Value::as_u64) != Some(FORMAT) {
-        return Err(malformed("unknown envelope format"));
-    }
+    let forgotten = object.get(FORGOTTEN).cloned();
     let key = match object.get("key") {
         Some(Value::Null) => {
             return Ok(Envelope {
                 key: None,
                 sealed: None,
+                forgotten,
             });
         }
         Some(Value::String(text)) => text
@@ -341,6 +403,7 @@ fn parse(event_type: &str, field: &str, value: &Value) -> Result<Envelope, Ciphe
     Ok(Envelope {
         key: Some(key),
         sealed: Some((nonce, data)),
+        forgotten,
     })
 }
 
@@ -365,9 +428,9 @@ pub fn key_ids_of(event_type: &str, payload: &Value) -> Result<BTreeSet<KeyId>, 
 }
 
 /// Replaces each envelope of `payload` by its value, decrypted with the key from `keys`,
-/// or by the replacement its field declares in `fields` ([`Forgotten::value`],
-/// `null` for a field `fields` does not describe) when the key is gone: an entry `None`,
-/// or none at all. Every top-level envelope is opened, declared personal or not.
+/// or, when the key is gone (an entry `None`, or none at all), by the replacement the
+/// envelope carries, else the one its field declares in `fields` ([`Forgotten::value`]),
+/// else `null`. Every top-level envelope is opened, declared personal or not.
 ///
 /// [`Forgotten::value`]: super::Forgotten::value
 ///
@@ -397,7 +460,9 @@ pub fn decrypt_fields(
             (Some((id, key)), Some((nonce, data))) => {
                 open(event_type, field, id, key, nonce, &data)?
             }
-            _ => replacement(fields, field),
+            _ => envelope
+                .forgotten
+                .unwrap_or_else(|| replacement(fields, field)),
         };
     }
     Ok(())
@@ -459,7 +524,10 @@ pub(crate) fn redact_fields(
         })?;
     let mut forgotten = Vec::new();
     for field in fields {
-        if object.contains_key(field.key) && is_forgotten(&subject_of(event_type, field, object)?) {
+        // `null` holds nothing personal, and needs no subject: it stays, as stored.
+        if object.get(field.key).is_some_and(|value| !value.is_null())
+            && is_forgotten(&subject_of(event_type, field, object)?)
+        {
             forgotten.push(field);
         }
     }
@@ -595,7 +663,10 @@ mod tests {
         write.insert(Subject::new("42").unwrap(), None);
         write.insert(Subject::new("crm").unwrap(), None);
         encrypt_fields("Registered", FIELDS, &mut payload, &write).unwrap();
-        assert_eq!(payload["name"], json!({ "es:personal": 1, "key": null }));
+        assert_eq!(
+            payload["name"],
+            json!({ "es:personal": 1, "key": null, "forgotten": "(forgotten)" })
+        );
         assert!(key_ids_of("Registered", &payload).unwrap().is_empty());
         decrypt_fields("Registered", FIELDS, &mut payload, &HashMap::new()).unwrap();
         assert_eq!(payload["name"], "(forgotten)");
@@ -632,9 +703,7 @@ mod tests {
             Err(CipherError::Tampered { .. })
         ));
         for damage in [
-            json!({ "es:personal": 2, "key": null }),
-            json!({ "es:personal": 1 }),
-            json!({ "es:personal": 1, "key": "not a uuid" }),
+            json!({ "es:personal": 1, "key": "not a uuid", "nonce": "", "data": "" }),
             json!({ "es:personal": 1, "key": KeyId::new().to_string(), "nonce": "AAAA", "data": "" }),
         ] {
             let mut damaged = payload.clone();
@@ -643,6 +712,71 @@ mod tests {
             assert!(matches!(error, CipherError::Malformed { .. }), "{error}");
             assert_eq!(error.field(), Some("name"));
         }
+    }
+
+    #[test]
+    fn only_the_envelope_shape_is_an_envelope() {
+        let id = KeyId::new().to_string();
+        for data in [
+            json!({ "es:personal": 2, "key": null }),
+            json!({ "es:personal": 1 }),
+            json!({ "es:personal": "1", "key": null }),
+            json!({ "es:personal": 1, "key": null, "nonce": "" }),
+            json!({ "es:personal": 1, "key": id, "nonce": "", "data": "", "more": 1 }),
+            json!({ "es:personal": 1, "key": id, "nonce": 1, "data": "" }),
+            json!({ "es:personal": 1, "key": 7, "nonce": "", "data": "" }),
+            json!({ "es:personal": "x", "address": "12 Marylebone Road" }),
+        ] {
+            assert!(!is_envelope(&data), "{data}");
+            let mut payload = json!({ "customer_id": 42, "attributes": data.clone() });
+            decrypt_fields("Registered", FIELDS, &mut payload, &HashMap::new()).unwrap();
+            assert_eq!(payload["attributes"], data, "data is left as it is");
+        }
+        assert!(is_envelope(&json!({ "es:personal": 1, "key": null })));
+        assert!(is_envelope(
+            &json!({ "es:personal": 1, "key": id, "nonce": "", "data": "", "forgotten": [] })
+        ));
+    }
+
+    #[test]
+    fn a_gone_key_reads_as_the_envelopes_own_replacement_first() {
+        let (mut payload, _) = encrypted();
+        assert_eq!(payload["name"]["forgotten"], "(forgotten)");
+        // A reader that declares nothing (a narrower type) still sees the replacement.
+        decrypt_fields("Registered", &[], &mut payload, &HashMap::new()).unwrap();
+        assert_eq!(payload["name"], "(forgotten)");
+        assert_eq!(payload["note"], json!([]));
+        // An envelope without one reads as the declared replacement, then `null`.
+        let (mut payload, _) = encrypted();
+        for field in ["name", "note"] {
+            payload[field].as_object_mut().unwrap().remove("forgotten");
+        }
+        let mut undeclared = payload.clone();
+        decrypt_fields("Registered", FIELDS, &mut payload, &HashMap::new()).unwrap();
+        assert_eq!(payload["name"], "(forgotten)");
+        decrypt_fields("Registered", &[], &mut undeclared, &HashMap::new()).unwrap();
+        assert_eq!(undeclared["name"], Value::Null);
+    }
+
+    #[test]
+    fn typed_payloads_seal_values_shaped_as_envelopes_and_leave_null() {
+        let lookalike = json!({ "es:personal": 1, "key": null });
+        let mut payload = json!({ "customer_id": 42, "name": lookalike, "phone": null });
+        let subjects = subjects_to_seal("Registered", FIELDS, &payload, true).unwrap();
+        assert_eq!(subjects.len(), 1);
+        let (write, read) = keys_for(&subjects);
+        seal_fields("Registered", FIELDS, &mut payload, &write, true).unwrap();
+        assert!(payload["name"]["data"].is_string(), "{payload}");
+        assert_eq!(payload["phone"], Value::Null, "null is stored as null");
+        decrypt_fields("Registered", FIELDS, &mut payload, &read).unwrap();
+        assert_eq!(payload["name"], lookalike);
+        // A null value needs no subject.
+        let none = json!({ "name": null, "phone": null });
+        assert!(
+            subjects_to_seal("Registered", FIELDS, &none, true)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

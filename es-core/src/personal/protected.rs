@@ -26,7 +26,7 @@ use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
 use super::cache::KeyCache;
 use super::cipher::{
-    CipherError, FoundKeys, SubjectKeys, decrypt_fields, encrypt_fields, key_ids_of, subjects_of,
+    CipherError, FoundKeys, SubjectKeys, decrypt_fields, key_ids_of, seal_fields, subjects_to_seal,
 };
 use super::field::PersonalField;
 use super::keys::{Forgetting, KeyError, KeyId, KeyStore, Subject};
@@ -52,9 +52,14 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 ///   exists reads as written, one whose subject is forgotten reads as the replacement its
 ///   field declares ([`Forgotten`](super::Forgotten)), never as an error. A tampered
 ///   envelope is [`ReadError::Corrupt`], naming the event, stream, version and field but
-///   no value. A reader of [`RawEvent`]s gets the envelopes opened too; the replacement
-///   of a forgotten field is the one declared by an event type this store has seen (by an
-///   append or a typed read, or [`Protected::with_events`]), `null` otherwise;
+///   no value. The replacement is the one stored in the envelope when the event was
+///   written, so a reader that knows the event under an alias, at another schema version
+///   or not at all sees it too; for envelopes written without one, the one declared by the
+///   reading type (for a reader of [`RawEvent`]s, by an event type this store has seen: by
+///   an append or a typed read, or [`Protected::with_events`]), `null` otherwise. A reader
+///   of [`RawEvent`]s gets the envelopes opened too;
+/// - a personal field holding `null` (an `Option`'s `None`) holds nothing personal: it is
+///   stored as `null`, and needs no subject;
 /// - **snapshots** of streams with personal data are stored encrypted under a key split
 ///   across the subjects of the stream's events, so forgetting any one of them makes the
 ///   snapshot unreadable: it then loads as absent and the repository replays the
@@ -293,12 +298,15 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         // The checks every store runs, on the events as the caller gave them (and their
         // declared tags into the metadata, which the raw events would not declare).
         let payloads = crate::limits::encode_batch(stream, events)?;
+        // A typed event's personal fields are sealed whatever they hold; a raw event's
+        // already sealed ones (a stored event copied as it is) are left as they are.
+        let typed = !E::EVENT_TYPES.is_empty();
         let mut subjects = BTreeSet::new();
         for (new, payload) in events.iter().zip(&payloads) {
             let event_type = new.event.event_type();
             let fields = self.fields_of::<E>(event_type);
             subjects.extend(
-                subjects_of(event_type, fields, payload)
+                subjects_to_seal(event_type, fields, payload, typed)
                     .map_err(|error| unencodable(stream, &error))?,
             );
         }
@@ -312,11 +320,12 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         let mut sealed = Vec::with_capacity(events.len());
         for (new, mut payload) in events.iter().zip(payloads) {
             let event_type = new.event.event_type();
-            encrypt_fields(
+            seal_fields(
                 event_type,
                 self.fields_of::<E>(event_type),
                 &mut payload,
                 &keys,
+                typed,
             )
             .map_err(|error| unencodable(stream, &error))?;
             sealed.push(NewEvent {
