@@ -1004,3 +1004,53 @@ async fn a_none_personal_value_is_stored_as_null_and_needs_no_subject() {
     assert_eq!(raw[0].event.payload["phone"], Value::Null, "stored as null");
     assert!(raw[0].event.payload["name"].is_object(), "sealed");
 }
+
+mod misfit {
+    use es_core::DomainEvent;
+
+    #[derive(Debug, Clone, PartialEq, DomainEvent)]
+    pub(crate) enum CustomerEvent {
+        Registered {
+            customer_id: String,
+            #[personal(subject = customer_id, forgotten = "(forgotten)")]
+            name: String,
+            #[personal(subject = customer_id, forgotten = "(forgotten)")]
+            age: u32,
+        },
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_replacement_that_does_not_decode_is_refused_at_the_first_append() {
+    let (store, inner) = setup();
+    let event = misfit::CustomerEvent::Registered {
+        customer_id: "c1".into(),
+        name: "Ada Lovelace".into(),
+        age: 36,
+    };
+    for _ in 0..2 {
+        let error = store
+            .append(
+                &stream("c1"),
+                ExpectedVersion::Any,
+                vec![NewEvent::new(event.clone())],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, AppendError::Encode { .. }), "{error}");
+        let text = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+        let text = format!(
+            "{text}: {}",
+            std::error::Error::source(std::error::Error::source(&error).unwrap()).unwrap()
+        );
+        assert!(
+            text.contains("Registered") && text.contains("`age`") && !text.contains("`name`"),
+            "{text}"
+        );
+        assert!(text.contains("forgotten = "), "{text}");
+        assert_no_secret(&text);
+    }
+    assert!(inner.is_empty(), "nothing stored");
+    // Fitting replacements pass, and are checked once.
+    append(&store, "c2", vec![registered("c2"), registered("c3")]).await;
+}

@@ -5,7 +5,8 @@
 //! the [cipher](super::encrypt_fields)), and snapshots of streams with personal data
 //! encrypted (see `snapshot`). Everything else passes through.
 
-use std::collections::{BTreeSet, HashMap};
+use std::any::TypeId;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -130,6 +131,8 @@ pub struct Protected<S, K> {
     cache: Arc<KeyCache>,
     /// The personal fields of the event types seen, for readers of [`RawEvent`]s.
     known: Arc<RwLock<HashMap<&'static str, &'static [PersonalField]>>>,
+    /// The event types (of a Rust type) whose replacements are known to decode.
+    checked: Arc<RwLock<HashSet<(TypeId, String)>>>,
 }
 
 impl<S: Clone, K: Clone> Clone for Protected<S, K> {
@@ -139,6 +142,7 @@ impl<S: Clone, K: Clone> Clone for Protected<S, K> {
             keys: self.keys.clone(),
             cache: Arc::clone(&self.cache),
             known: Arc::clone(&self.known),
+            checked: Arc::clone(&self.checked),
         }
     }
 }
@@ -161,6 +165,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
             keys,
             cache: Arc::new(KeyCache::new(DEFAULT_KEY_CACHE_TTL)),
             known: Arc::new(RwLock::new(HashMap::new())),
+            checked: Arc::new(RwLock::new(HashSet::new())),
         }
     }
 
@@ -246,6 +251,76 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
             .unwrap_or(&[])
     }
 
+    /// Checks, the first time this store appends an event of type `event_type` as `E`,
+    /// that `E` decodes it once its personal fields are forgotten: `payload` (the event
+    /// encoded) with each personal field replaced by its replacement. A replacement that
+    /// does not fit its field's type (`forgotten = "text"` on a number) would make every
+    /// read of the event fail once its subject is forgotten: refused before anything is
+    /// stored, while it is still a fix of one attribute.
+    fn check_replacements<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        event: &E,
+        payload: &serde_json::Value,
+    ) -> Result<(), AppendError> {
+        let event_type = event.event_type();
+        let fields = E::personal_fields(event_type);
+        let Some(object) = payload.as_object() else {
+            return Ok(());
+        };
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let id = (TypeId::of::<E>(), event_type.to_owned());
+        let seen = self
+            .checked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&id);
+        if seen {
+            return Ok(());
+        }
+        let version = event.schema_version();
+        let decodes = |replaced: &[&PersonalField]| {
+            let mut object = object.clone();
+            for field in replaced {
+                object.insert(field.key.to_owned(), field.forgotten.value());
+            }
+            E::decode_value(event_type, version, &serde_json::Value::Object(object)).is_ok()
+        };
+        let all: Vec<&PersonalField> = fields.iter().collect();
+        if !decodes(&all) {
+            let culprits: Vec<&str> = fields
+                .iter()
+                .filter(|field| !decodes(&[*field]))
+                .map(|field| field.key)
+                .collect();
+            let named = if culprits.is_empty() {
+                fields.iter().map(|field| field.key).collect::<Vec<_>>()
+            } else {
+                culprits
+            };
+            // The decoder's own words are left out: they may quote other fields' values.
+            let message = format!(
+                "event `{event_type}` would not decode once its subject is forgotten: the replacement of personal field(s) `{}` does not fit the field's type; fix its `forgotten = ...` (a text only for a string field, `Default` for any type with a default, nothing for an `Option`)",
+                named.join("`, `")
+            );
+            return Err(AppendError::Encode {
+                stream: stream.clone(),
+                event_type: event_type.to_owned(),
+                source: EncodeError::new(
+                    event_type,
+                    <serde_json::Error as serde::ser::Error>::custom(message),
+                ),
+            });
+        }
+        self.checked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id);
+        Ok(())
+    }
+
     /// The keys of `subjects`, for an append.
     async fn subject_keys(&self, subjects: BTreeSet<Subject>) -> Result<SubjectKeys, KeyError> {
         let mut keys = HashMap::with_capacity(subjects.len());
@@ -304,6 +379,9 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         let mut subjects = BTreeSet::new();
         for (new, payload) in events.iter().zip(&payloads) {
             let event_type = new.event.event_type();
+            if typed {
+                self.check_replacements(stream, &new.event, payload)?;
+            }
             let fields = self.fields_of::<E>(event_type);
             subjects.extend(
                 subjects_to_seal(event_type, fields, payload, typed)
