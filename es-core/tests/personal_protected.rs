@@ -1054,3 +1054,89 @@ async fn a_replacement_that_does_not_decode_is_refused_at_the_first_append() {
     // Fitting replacements pass, and are checked once.
     append(&store, "c2", vec![registered("c2"), registered("c3")]).await;
 }
+
+/// An event whose encoding is not the shape its personal fields declare (as a
+/// `#[serde(into)]` or a hand-written `Serialize` may make it).
+#[derive(Debug, Clone, PartialEq)]
+enum Misshapen {
+    /// Writes the personal `name` under another key.
+    Renamed,
+    /// Writes no subject field.
+    NoSubject,
+    /// Writes a text, not an object.
+    Text,
+}
+
+const NAME: &[PersonalField] = &[PersonalField {
+    key: "name",
+    subject: SubjectSource::Field("customer_id"),
+    forgotten: Forgotten::Text("(forgotten)"),
+}];
+
+impl DomainEvent for Misshapen {
+    const EVENT_TYPES: &'static [&'static str] = &["Renamed", "NoSubject", "Text"];
+
+    fn event_type(&self) -> &str {
+        match self {
+            Self::Renamed => "Renamed",
+            Self::NoSubject => "NoSubject",
+            Self::Text => "Text",
+        }
+    }
+
+    fn schema_version(&self) -> u32 {
+        1
+    }
+
+    fn encode(&self) -> Result<Value, EncodeError> {
+        Ok(match self {
+            Self::Renamed => json!({ "customer_id": "c1", "full_name": "Ada Lovelace" }),
+            Self::NoSubject => json!({ "name": "Ada Lovelace" }),
+            Self::Text => json!("Ada Lovelace"),
+        })
+    }
+
+    fn decode(event_type: &str, _: u32, _: Value) -> Result<Self, DecodeError> {
+        match event_type {
+            "Renamed" => Ok(Self::Renamed),
+            "NoSubject" => Ok(Self::NoSubject),
+            "Text" => Ok(Self::Text),
+            _ => Err(DecodeError::UnknownEventType {
+                event_type: event_type.to_owned(),
+            }),
+        }
+    }
+
+    fn personal_fields(_: &str) -> &'static [PersonalField] {
+        NAME
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_typed_payload_not_of_the_declared_shape_is_refused_and_nothing_is_stored() {
+    let (store, inner) = setup();
+    for (event, key) in [
+        (Misshapen::Renamed, "`name`"),
+        (Misshapen::NoSubject, "`customer_id`"),
+        (Misshapen::Text, "not an object"),
+    ] {
+        let error = store
+            .append(
+                &stream("c1"),
+                ExpectedVersion::Any,
+                vec![NewEvent::new(event.clone())],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, AppendError::Encode { .. }), "{error}");
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(next) = source {
+            text = format!("{text}: {next}");
+            source = next.source();
+        }
+        assert!(text.contains(key), "{event:?}: {text}");
+        assert_no_secret(&text);
+    }
+    assert!(inner.is_empty(), "{}", stored_text(&inner).await);
+}

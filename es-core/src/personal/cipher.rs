@@ -6,50 +6,16 @@
 //! let the caller fetch them, then transform the payload with the keys found
 //! ([`encrypt_fields`], [`decrypt_fields`]). A batch fetches each key once.
 //!
-//! # The envelope
-//!
-//! Each personal field's value is replaced in the payload object by
-//!
-//! ```json
-//! {"es:personal": 1, "key": "<key id>", "nonce": "<base64, 12 bytes>", "data": "<base64>",
-//!  "forgotten": <the field's replacement>}
-//! ```
-//!
-//! where `data` is the AES-256-GCM ciphertext and tag of the value's JSON text under the
-//! subject's data key, with the associated data `"{event_type}\u{1f}{field key}"`: a
-//! ciphertext copied into another field, or into an event of another type, fails to
-//! authenticate. A subject forgotten before the write gets `{"es:personal": 1, "key":
-//! null, "forgotten": ..}`: nothing of the value is stored. A `null` value (an `Option`
-//! field's `None`) holds nothing personal: it is stored as `null`, and needs no subject.
-//!
-//! `forgotten` is the replacement the field declared when the event was written
-//! ([`Forgotten::value`](super::Forgotten::value), not personal): once the key is gone a
-//! reader sees it, whichever type reads the event (one that knows it under an alias, at
-//! another schema version, or that does not declare the field at all). Envelopes written
-//! without it read as the replacement the reader declares, or `null`.
-//!
-//! An envelope is recognised strictly: a top-level payload value that is an object with
-//! exactly these keys (`forgotten` optional), `es:personal` the number 1, `key` a string
-//! (or `null`, without `nonce` and `data`) and `nonce` and `data` strings. Any other
-//! object is data, even one holding the key `es:personal`.
+//! The envelope's format, and how one is recognised, is described in `envelope.rs`.
 
 use std::collections::{BTreeSet, HashMap};
 
-use aes_gcm::aead::{Aead as _, AeadCore as _, KeyInit as _, OsRng, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
+pub use super::envelope::is_envelope;
+use super::envelope::{forgotten_envelope, open, parse, seal};
 use super::field::{PersonalField, SubjectSource};
 use super::keys::{DataKey, KeyId, Subject};
-
-/// The key that marks an envelope, and the version of its format.
-const MARK: &str = "es:personal";
-const FORMAT: u64 = 1;
-const NONCE_LEN: usize = 12;
-/// The key of the replacement an envelope carries.
-const FORGOTTEN: &str = "forgotten";
 
 /// The keys [`encrypt_fields`] uses: for each subject, its key, or `None` if the subject
 /// is forgotten.
@@ -84,6 +50,21 @@ pub enum CipherError {
         field: String,
         /// Why, without the value.
         reason: &'static str,
+    },
+    /// A typed event's payload lacks a key its personal fields declare (the field itself,
+    /// or its subject field): its encoding is not the shape the declaration describes.
+    #[error(
+        "the payload of event `{event_type}` has no key `{key}` ({what}), but the type declares it: the event must encode each personal field and its subject field under its key (check a `#[serde(into)]`, `skip_serializing_if` or a hand-written `Serialize`)"
+    )]
+    Shape {
+        /// The event type.
+        event_type: String,
+        /// The personal field.
+        field: String,
+        /// The key the payload lacks.
+        key: String,
+        /// Which declared key it is.
+        what: &'static str,
     },
     /// No key was fetched for a subject the payload needs (a caller that skipped
     /// [`subjects_of`]).
@@ -130,6 +111,7 @@ impl CipherError {
         match self {
             Self::NotAnObject { event_type }
             | Self::Subject { event_type, .. }
+            | Self::Shape { event_type, .. }
             | Self::KeyNotFetched { event_type, .. }
             | Self::Malformed { event_type, .. }
             | Self::Tampered { event_type, .. } => event_type,
@@ -141,6 +123,7 @@ impl CipherError {
         match self {
             Self::NotAnObject { .. } => None,
             Self::Subject { field, .. }
+            | Self::Shape { field, .. }
             | Self::KeyNotFetched { field, .. }
             | Self::Malformed { field, .. }
             | Self::Tampered { field, .. } => Some(field),
@@ -169,6 +152,77 @@ fn subject_of(
         },
     };
     Subject::new(id).map_err(|_| refused("the subject field's value is not a valid subject"))
+}
+
+/// Checks that a typed event's `payload` is the shape its personal `fields` declare: an
+/// object holding each field's key and, for a subject taken from a field, that key too.
+/// Otherwise the cipher would find nothing to seal, and the value would be stored in clear
+/// under another key.
+///
+/// # Errors
+///
+/// [`CipherError::NotAnObject`] or [`CipherError::Shape`].
+pub(crate) fn check_shape(
+    event_type: &str,
+    fields: &[PersonalField],
+    payload: &Value,
+) -> Result<(), CipherError> {
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let object = payload
+        .as_object()
+        .ok_or_else(|| CipherError::NotAnObject {
+            event_type: event_type.to_owned(),
+        })?;
+    for field in fields {
+        let lacks = |key: &str, what| CipherError::Shape {
+            event_type: event_type.to_owned(),
+            field: field.key.to_owned(),
+            key: key.to_owned(),
+            what,
+        };
+        if !object.contains_key(field.key) {
+            return Err(lacks(field.key, "a personal field"));
+        }
+        if let SubjectSource::Field(subject) = field.subject
+            && !object.contains_key(subject)
+        {
+            return Err(lacks(subject, "the subject field of a personal field"));
+        }
+    }
+    Ok(())
+}
+
+/// The personal fields of `object` (the payload of an event of type `event_type` at
+/// `version`) whose replacement `E` does not decode: none if `E` decodes the payload with
+/// every field replaced; else those that fail alone, or all if none does.
+pub(crate) fn misfit_replacements<E: crate::event::DomainEvent>(
+    event_type: &str,
+    version: u32,
+    fields: &'static [PersonalField],
+    object: &Map<String, Value>,
+) -> Vec<&'static str> {
+    let decodes = |replaced: &[PersonalField]| {
+        let mut object = object.clone();
+        for field in replaced {
+            object.insert(field.key.to_owned(), field.forgotten.value());
+        }
+        E::decode_value(event_type, version, &Value::Object(object)).is_ok()
+    };
+    if decodes(fields) {
+        return Vec::new();
+    }
+    let alone: Vec<&'static str> = fields
+        .iter()
+        .filter(|field| !decodes(std::slice::from_ref(*field)))
+        .map(|field| field.key)
+        .collect();
+    if alone.is_empty() {
+        fields.iter().map(|field| field.key).collect()
+    } else {
+        alone
+    }
 }
 
 /// Whether `value` of a personal field is to be encrypted: it holds something (not
@@ -220,11 +274,6 @@ pub(crate) fn subjects_to_seal(
         }
     }
     Ok(subjects)
-}
-
-/// The associated data of a field's ciphertext.
-fn aad(event_type: &str, field: &str) -> String {
-    format!("{event_type}\u{1f}{field}")
 }
 
 /// Replaces each personal field of `payload` by its envelope, encrypted with its
@@ -289,122 +338,6 @@ pub(crate) fn seal_fields(
         };
     }
     Ok(())
-}
-
-/// The envelope of a value whose subject was forgotten before it was written.
-fn forgotten_envelope(forgotten: Value) -> Value {
-    let mut envelope = Map::new();
-    envelope.insert(MARK.to_owned(), Value::from(FORMAT));
-    envelope.insert("key".to_owned(), Value::Null);
-    envelope.insert(FORGOTTEN.to_owned(), forgotten);
-    Value::Object(envelope)
-}
-
-fn seal(
-    event_type: &str,
-    field: &str,
-    id: KeyId,
-    key: &DataKey,
-    value: &Value,
-    forgotten: Value,
-) -> Result<Value, CipherError> {
-    let cipher = Aes256Gcm::new(key.expose().into());
-    let nonce = Aes256Gcm::generate_nonce(OsRng);
-    let plaintext = zeroize::Zeroizing::new(value.to_string());
-    let aad = aad(event_type, field);
-    let sealed = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: plaintext.as_bytes(),
-                aad: aad.as_bytes(),
-            },
-        )
-        .map_err(|_| CipherError::Malformed {
-            event_type: event_type.to_owned(),
-            field: field.to_owned(),
-            reason: "the value is too long to encrypt",
-        })?;
-    let mut envelope = Map::new();
-    envelope.insert(MARK.to_owned(), Value::from(FORMAT));
-    envelope.insert("key".to_owned(), Value::String(id.to_string()));
-    envelope.insert("nonce".to_owned(), Value::String(STANDARD.encode(nonce)));
-    envelope.insert("data".to_owned(), Value::String(STANDARD.encode(sealed)));
-    envelope.insert(FORGOTTEN.to_owned(), forgotten);
-    Ok(Value::Object(envelope))
-}
-
-/// Whether `value` is an envelope, recognised strictly (see the [module](self)): an
-/// object with exactly the envelope's keys, of the envelope's JSON types. Any other value
-/// is data, even an object holding the key `es:personal`.
-pub fn is_envelope(value: &Value) -> bool {
-    let Some(object) = value.as_object() else {
-        return false;
-    };
-    if object.get(MARK).and_then(Value::as_u64) != Some(FORMAT) {
-        return false;
-    }
-    let keys = object.len() - usize::from(object.contains_key(FORGOTTEN));
-    match object.get("key") {
-        Some(Value::Null) => keys == 2,
-        Some(Value::String(_)) => {
-            keys == 4
-                && object.get("nonce").is_some_and(Value::is_string)
-                && object.get("data").is_some_and(Value::is_string)
-        }
-        _ => false,
-    }
-}
-
-/// A parsed envelope: its key (none if the subject was forgotten before the write), nonce
-/// and ciphertext, and the replacement it carries.
-struct Envelope {
-    key: Option<KeyId>,
-    sealed: Option<([u8; NONCE_LEN], Vec<u8>)>,
-    forgotten: Option<Value>,
-}
-
-/// The parts of `value`, which [`is_envelope`] recognised.
-fn parse(event_type: &str, field: &str, value: &Value) -> Result<Envelope, CipherError> {
-    let malformed = |reason| CipherError::Malformed {
-        event_type: event_type.to_owned(),
-        field: field.to_owned(),
-        reason,
-    };
-    let object = value
-        .as_object()
-        .ok_or_else(|| malformed("not an object"))?;
-    let forgotten = object.get(FORGOTTEN).cloned();
-    let key = match object.get("key") {
-        Some(Value::Null) => {
-            return Ok(Envelope {
-                key: None,
-                sealed: None,
-                forgotten,
-            });
-        }
-        Some(Value::String(text)) => text
-            .parse::<KeyId>()
-            .map_err(|_| malformed("the key is not a key id"))?,
-        _ => return Err(malformed("the key is missing")),
-    };
-    let base64 = |name, missing, invalid| {
-        let text = object
-            .get(name)
-            .and_then(Value::as_str)
-            .ok_or_else(|| malformed(missing))?;
-        STANDARD.decode(text).map_err(|_| malformed(invalid))
-    };
-    let nonce = base64("nonce", "the nonce is missing", "the nonce is not base64")?;
-    let nonce: [u8; NONCE_LEN] = nonce
-        .try_into()
-        .map_err(|_| malformed("the nonce is not 12 bytes"))?;
-    let data = base64("data", "the data is missing", "the data is not base64")?;
-    Ok(Envelope {
-        key: Some(key),
-        sealed: Some((nonce, data)),
-        forgotten,
-    })
 }
 
 /// The key ids of the envelopes in `payload` (of event type `event_type`): what
@@ -476,35 +409,6 @@ pub(crate) fn replacement(fields: &[PersonalField], field: &str) -> Value {
         .map_or(Value::Null, |declared| declared.forgotten.value())
 }
 
-fn open(
-    event_type: &str,
-    field: &str,
-    id: KeyId,
-    key: &DataKey,
-    nonce: [u8; NONCE_LEN],
-    data: &[u8],
-) -> Result<Value, CipherError> {
-    let tampered = || CipherError::Tampered {
-        event_type: event_type.to_owned(),
-        field: field.to_owned(),
-        key: id,
-    };
-    let cipher = Aes256Gcm::new(key.expose().into());
-    let aad = aad(event_type, field);
-    let opened = zeroize::Zeroizing::new(
-        cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: data,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| tampered())?,
-    );
-    serde_json::from_slice(&opened).map_err(|_| tampered())
-}
-
 /// Replaces each envelope and each personal field of `payload` whose subject
 /// `is_forgotten` says is forgotten by its replacement, and leaves the rest as it is: the
 /// clear payload as a reader sees it after those subjects are forgotten.
@@ -541,6 +445,8 @@ pub(crate) fn redact_fields(
 mod tests {
     use super::*;
     use crate::personal::Forgotten;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
     use serde_json::json;
 
     const FIELDS: &[PersonalField] = &[

@@ -27,7 +27,8 @@ use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
 use super::cache::KeyCache;
 use super::cipher::{
-    CipherError, FoundKeys, SubjectKeys, decrypt_fields, key_ids_of, seal_fields, subjects_to_seal,
+    CipherError, FoundKeys, SubjectKeys, check_shape, decrypt_fields, key_ids_of,
+    misfit_replacements, seal_fields, subjects_to_seal,
 };
 use super::field::PersonalField;
 use super::keys::{Forgetting, KeyError, KeyId, KeyStore, Subject};
@@ -280,26 +281,8 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         if seen {
             return Ok(());
         }
-        let version = event.schema_version();
-        let decodes = |replaced: &[&PersonalField]| {
-            let mut object = object.clone();
-            for field in replaced {
-                object.insert(field.key.to_owned(), field.forgotten.value());
-            }
-            E::decode_value(event_type, version, &serde_json::Value::Object(object)).is_ok()
-        };
-        let all: Vec<&PersonalField> = fields.iter().collect();
-        if !decodes(&all) {
-            let culprits: Vec<&str> = fields
-                .iter()
-                .filter(|field| !decodes(&[*field]))
-                .map(|field| field.key)
-                .collect();
-            let named = if culprits.is_empty() {
-                fields.iter().map(|field| field.key).collect::<Vec<_>>()
-            } else {
-                culprits
-            };
+        let named = misfit_replacements::<E>(event_type, event.schema_version(), fields, object);
+        if !named.is_empty() {
             // The decoder's own words are left out: they may quote other fields' values.
             let message = format!(
                 "event `{event_type}` would not decode once its subject is forgotten: the replacement of personal field(s) `{}` does not fit the field's type; fix its `forgotten = ...` (a text only for a string field, `Default` for any type with a default, nothing for an `Option`)",
@@ -380,6 +363,10 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         for (new, payload) in events.iter().zip(&payloads) {
             let event_type = new.event.event_type();
             if typed {
+                // Never store a value in clear because the encoding is not the declared
+                // shape, nor one that no reader decodes once its subject is forgotten.
+                check_shape(event_type, E::personal_fields(event_type), payload)
+                    .map_err(|error| unencodable(stream, &error))?;
                 self.check_replacements(stream, &new.event, payload)?;
             }
             let fields = self.fields_of::<E>(event_type);
