@@ -1140,3 +1140,36 @@ async fn a_typed_payload_not_of_the_declared_shape_is_refused_and_nothing_is_sto
     }
     assert!(inner.is_empty(), "{}", stored_text(&inner).await);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_raw_copy_of_a_type_read_sealed_but_undeclared_is_refused_until_declared() {
+    let (store, inner) = setup();
+    append(&store, "c1", vec![registered("c1")]).await;
+    // A tool in another process: a fresh store that was never told the types.
+    let tool = Protected::new(inner.clone(), store.keys().clone());
+    let read: Vec<EventEnvelope<RawEvent>> = tool
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(read[0].event.payload["name"], "Ada Lovelace");
+    let copy = || vec![NewEvent::new(read[0].event.clone())];
+    let error = tool
+        .append(&stream("copy"), ExpectedVersion::Any, copy())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AppendError::Encode { .. }), "{error}");
+    let text = format!("{:?}", std::error::Error::source(&error));
+    assert!(
+        text.contains("Registered") && text.contains("with_events"),
+        "{text}"
+    );
+    assert_no_secret(&text);
+    assert_no_secret(&stored_text(&inner).await);
+    // Declared, the copy is sealed.
+    let tool = tool.with_events::<CustomerEvent>();
+    tool.append(&stream("copy"), ExpectedVersion::Any, copy())
+        .await
+        .unwrap();
+    assert_no_secret(&stored_text(&inner).await);
+}

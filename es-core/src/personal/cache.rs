@@ -6,11 +6,19 @@
 //! readable here for the TTL. So the cache counts its clearings (an epoch): a fetch notes
 //! the epoch before it awaits ([`KeyCache::epoch`]) and the key is kept only if no
 //! clearing happened since ([`KeyCache::keep`]).
+//!
+//! It also holds what a [`Protected`](super::Protected) learned about event types
+//! ([`TypeMemo`]): their personal fields, for readers and writers of raw events; which
+//! replacements are known to decode; which types were read sealed without being declared.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::any::TypeId;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::event::DomainEvent;
+
+use super::field::PersonalField;
 use super::keys::{DataKey, KeyId, Subject};
 
 /// The most keys the cache holds; past it, it starts over (keys are fetched again).
@@ -106,6 +114,86 @@ impl KeyCache {
             epoch,
             ..Entries::default()
         };
+    }
+}
+
+/// What a [`Protected`](super::Protected) learned about event types. Every set only
+/// grows, and each lock is held for one map operation (a poisoned one still holds a whole
+/// map).
+#[derive(Default)]
+pub(super) struct TypeMemo {
+    /// The personal fields of the event types seen, for readers of raw events.
+    known: RwLock<HashMap<&'static str, &'static [PersonalField]>>,
+    /// The event types (as read by a Rust type) whose replacements are known to decode.
+    checked: RwLock<HashSet<(TypeId, String)>>,
+    /// The event types read with sealed fields while none of their fields were declared.
+    sealed_undeclared: RwLock<HashSet<String>>,
+}
+
+impl TypeMemo {
+    /// Learns the personal fields of `E`'s event types.
+    pub(super) fn learn<E: DomainEvent>(&self) {
+        let unknown = {
+            let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+            E::EVENT_TYPES.iter().any(|event_type| {
+                !known.contains_key(event_type) && !E::personal_fields(event_type).is_empty()
+            })
+        };
+        if unknown {
+            let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+            for event_type in E::EVENT_TYPES {
+                let fields = E::personal_fields(event_type);
+                if !fields.is_empty() {
+                    known.insert(event_type, fields);
+                }
+            }
+        }
+    }
+
+    /// The personal fields learned for `event_type` (none if none were).
+    pub(super) fn fields(&self, event_type: &str) -> &'static [PersonalField] {
+        self.known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(event_type)
+            .copied()
+            .unwrap_or(&[])
+    }
+
+    /// Whether `E`'s replacements for `event_type` are known to decode.
+    pub(super) fn checked<E: DomainEvent>(&self, event_type: &str) -> bool {
+        self.checked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&(TypeId::of::<E>(), event_type.to_owned()))
+    }
+
+    /// Notes that `E`'s replacements for `event_type` decode.
+    pub(super) fn check<E: DomainEvent>(&self, event_type: &str) {
+        self.checked
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((TypeId::of::<E>(), event_type.to_owned()));
+    }
+
+    /// Notes that an event of `event_type` was read with sealed fields; remembered if no
+    /// fields of it were declared.
+    pub(super) fn saw_sealed(&self, event_type: &str) {
+        if self.fields(event_type).is_empty() && !self.seen_sealed(event_type) {
+            self.sealed_undeclared
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(event_type.to_owned());
+        }
+    }
+
+    /// Whether an event of `event_type` was read with sealed fields while none of its
+    /// fields were declared.
+    pub(super) fn seen_sealed(&self, event_type: &str) -> bool {
+        self.sealed_undeclared
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(event_type)
     }
 }
 

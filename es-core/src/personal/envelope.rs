@@ -193,3 +193,11 @@ pub(super) fn open(
     );
     serde_json::from_slice(&opened).map_err(|_| tampered())
 }
+
+/// Whether `payload` holds an envelope (sealed, or written for a subject already
+/// forgotten) at its top level.
+pub(super) fn has_envelope(payload: &Value) -> bool {
+    payload
+        .as_object()
+        .is_some_and(|object| object.values().any(is_envelope))
+}

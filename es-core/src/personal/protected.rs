@@ -5,11 +5,10 @@
 //! the [cipher](super::encrypt_fields)), and snapshots of streams with personal data
 //! encrypted (see `snapshot`). Everything else passes through.
 
-use std::any::TypeId;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -19,17 +18,15 @@ use uuid::Uuid;
 use crate::error::{AppendError, ReadError, StoreError, StoreErrorKind};
 use crate::event::{DomainEvent, EncodeError, EventEnvelope, NewEvent, RawEvent};
 use crate::query::{AppendCondition, Query};
-use crate::store::{
-    CheckpointStore, Committed, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent,
-    Stall,
-};
+use crate::store::{Committed, EventFilter, EventStore, Stall};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
-use super::cache::KeyCache;
+use super::cache::{KeyCache, TypeMemo};
 use super::cipher::{
     CipherError, FoundKeys, SubjectKeys, check_shape, decrypt_fields, key_ids_of,
     misfit_replacements, seal_fields, subjects_to_seal,
 };
+use super::envelope::has_envelope;
 use super::field::PersonalField;
 use super::keys::{Forgetting, KeyError, KeyId, KeyStore, Subject};
 
@@ -40,8 +37,8 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 /// subject's key from `K`, so that [`Protected::forget`] makes them unreadable everywhere.
 ///
 /// It implements every store trait its inner store does ([`EventStore`],
-/// [`SnapshotStore`](crate::SnapshotStore), [`CheckpointStore`], [`DeadLetterStore`],
-/// [`LeaseStore`]), so that a [`Repository`](crate::Repository), a
+/// [`SnapshotStore`](crate::SnapshotStore), [`CheckpointStore`](crate::CheckpointStore),
+/// [`DeadLetterStore`](crate::DeadLetterStore), [`LeaseStore`](crate::LeaseStore)), so that a [`Repository`](crate::Repository), a
 /// [`ProjectionRunner`](crate::ProjectionRunner) or a process manager runs over it
 /// unchanged:
 ///
@@ -62,6 +59,16 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 ///   of [`RawEvent`]s gets the envelopes opened too;
 /// - a personal field holding `null` (an `Option`'s `None`) holds nothing personal: it is
 ///   stored as `null`, and needs no subject;
+/// - **appends of [`RawEvent`]s** (tools copying events) encrypt only the fields of
+///   event types this store knows (declared by a typed append or read, or by
+///   [`Protected::with_events`]), and leave fields already sealed as they are. A raw
+///   append of a type whose events this store read sealed without knowing its fields is
+///   refused ([`AppendError::Encode`]): their opened values would be stored in clear.
+///   Declare the types a tool copies with [`Protected::with_events`];
+/// - **typed appends** seal every declared personal field whatever it holds, and are
+///   refused ([`AppendError::Encode`]) when the payload is not the shape the fields
+///   declare (a field or its subject field missing, not an object), or, checked once per
+///   event type, when a replacement would not decode;
 /// - **snapshots** of streams with personal data are stored encrypted under a key split
 ///   across the subjects of the stream's events, so forgetting any one of them makes the
 ///   snapshot unreadable: it then loads as absent and the repository replays the
@@ -130,10 +137,8 @@ pub struct Protected<S, K> {
     pub(super) store: S,
     pub(super) keys: K,
     cache: Arc<KeyCache>,
-    /// The personal fields of the event types seen, for readers of [`RawEvent`]s.
-    known: Arc<RwLock<HashMap<&'static str, &'static [PersonalField]>>>,
-    /// The event types (of a Rust type) whose replacements are known to decode.
-    checked: Arc<RwLock<HashSet<(TypeId, String)>>>,
+    /// What this store learned about event types.
+    types: Arc<TypeMemo>,
 }
 
 impl<S: Clone, K: Clone> Clone for Protected<S, K> {
@@ -142,8 +147,7 @@ impl<S: Clone, K: Clone> Clone for Protected<S, K> {
             store: self.store.clone(),
             keys: self.keys.clone(),
             cache: Arc::clone(&self.cache),
-            known: Arc::clone(&self.known),
-            checked: Arc::clone(&self.checked),
+            types: Arc::clone(&self.types),
         }
     }
 }
@@ -165,8 +169,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
             store,
             keys,
             cache: Arc::new(KeyCache::new(DEFAULT_KEY_CACHE_TTL)),
-            known: Arc::new(RwLock::new(HashMap::new())),
-            checked: Arc::new(RwLock::new(HashSet::new())),
+            types: Arc::default(),
         }
     }
 
@@ -215,27 +218,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
     }
 
     fn learn<E: DomainEvent>(&self) {
-        let unknown = {
-            let known = self
-                .known
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            E::EVENT_TYPES.iter().any(|event_type| {
-                !known.contains_key(event_type) && !E::personal_fields(event_type).is_empty()
-            })
-        };
-        if unknown {
-            let mut known = self
-                .known
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for event_type in E::EVENT_TYPES {
-                let fields = E::personal_fields(event_type);
-                if !fields.is_empty() {
-                    known.insert(event_type, fields);
-                }
-            }
-        }
+        self.types.learn::<E>();
     }
 
     /// The personal fields of `event_type` as `E` declares them, or for a type that reads
@@ -244,12 +227,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         if !E::EVENT_TYPES.is_empty() {
             return E::personal_fields(event_type);
         }
-        self.known
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(event_type)
-            .copied()
-            .unwrap_or(&[])
+        self.types.fields(event_type)
     }
 
     /// Checks, the first time this store appends an event of type `event_type` as `E`,
@@ -272,13 +250,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         if fields.is_empty() {
             return Ok(());
         }
-        let id = (TypeId::of::<E>(), event_type.to_owned());
-        let seen = self
-            .checked
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&id);
-        if seen {
+        if self.types.checked::<E>(event_type) {
             return Ok(());
         }
         let named = misfit_replacements::<E>(event_type, event.schema_version(), fields, object);
@@ -297,10 +269,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
                 ),
             });
         }
-        self.checked
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id);
+        self.types.check::<E>(event_type);
         Ok(())
     }
 
@@ -362,6 +331,10 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         let mut subjects = BTreeSet::new();
         for (new, payload) in events.iter().zip(&payloads) {
             let event_type = new.event.event_type();
+            let fields = self.fields_of::<E>(event_type);
+            if !typed && fields.is_empty() && self.types.seen_sealed(event_type) {
+                return Err(undeclared(stream, event_type));
+            }
             if typed {
                 // Never store a value in clear because the encoding is not the declared
                 // shape, nor one that no reader decodes once its subject is forgotten.
@@ -369,7 +342,6 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
                     .map_err(|error| unencodable(stream, &error))?;
                 self.check_replacements(stream, &new.event, payload)?;
             }
-            let fields = self.fields_of::<E>(event_type);
             subjects.extend(
                 subjects_to_seal(event_type, fields, payload, typed)
                     .map_err(|error| unencodable(stream, &error))?,
@@ -475,6 +447,11 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
                 "event {event_id} at version {version} of stream `{stream_id}` (position {position}): {error}"
             ),
         };
+        if has_envelope(&payload) {
+            // So that a raw copy of it through this store is refused while its fields
+            // are not declared, rather than written with them in clear.
+            self.types.saw_sealed(&event_type);
+        }
         let ids = key_ids_of(&event_type, &payload).map_err(corrupt)?;
         let keys = self.found_keys(ids).await.map_err(|error| {
             ReadError::Store(key_failure(
@@ -543,6 +520,22 @@ fn unencodable(stream: &StreamId, error: &CipherError) -> AppendError {
         source: EncodeError::new(
             error.event_type(),
             <serde_json::Error as serde::ser::Error>::custom(error.to_string()),
+        ),
+    }
+}
+
+/// A raw append refused: events of its type were read here with sealed fields, which
+/// this store does not know, so it would store them in clear.
+fn undeclared(stream: &StreamId, event_type: &str) -> AppendError {
+    let message = format!(
+        "events of type `{event_type}` were read through this store with sealed personal fields, but it does not know which fields are personal: a raw append would store them in clear; declare the type with `Protected::with_events::<E>()` (E the event type that declares its `#[personal]` fields)"
+    );
+    AppendError::Encode {
+        stream: stream.clone(),
+        event_type: event_type.to_owned(),
+        source: EncodeError::new(
+            event_type,
+            <serde_json::Error as serde::ser::Error>::custom(message),
         ),
     }
 }
@@ -675,75 +668,5 @@ impl<S: EventStore, K: KeyStore> EventStore for Protected<S, K> {
             Some(envelope) => self.open(envelope).await.map(Some),
             None => Ok(None),
         }
-    }
-}
-
-impl<S: CheckpointStore, K: Clone + Send + Sync + 'static> CheckpointStore for Protected<S, K> {
-    fn load_checkpoint(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send {
-        self.store.load_checkpoint(name)
-    }
-
-    fn save_checkpoint(
-        &self,
-        name: &str,
-        position: Position,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.save_checkpoint(name, position)
-    }
-
-    fn delete_checkpoint(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.delete_checkpoint(name)
-    }
-}
-
-impl<S: DeadLetterStore, K: Clone + Send + Sync + 'static> DeadLetterStore for Protected<S, K> {
-    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.park(parked)
-    }
-
-    fn parked(
-        &self,
-        projection: &str,
-    ) -> impl Future<Output = Result<Vec<ParkedEvent>, StoreError>> + Send {
-        self.store.parked(projection)
-    }
-
-    fn unpark(
-        &self,
-        projection: &str,
-        event_id: Uuid,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.unpark(projection, event_id)
-    }
-}
-
-impl<S: LeaseStore, K: Clone + Send + Sync + 'static> LeaseStore for Protected<S, K> {
-    fn acquire_lease(
-        &self,
-        name: &str,
-        owner: Uuid,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        self.store.acquire_lease(name, owner, ttl)
-    }
-
-    fn renew_lease(
-        &self,
-        name: &str,
-        owner: Uuid,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        self.store.renew_lease(name, owner, ttl)
-    }
-
-    fn release_lease(
-        &self,
-        name: &str,
-        owner: Uuid,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.release_lease(name, owner)
     }
 }
