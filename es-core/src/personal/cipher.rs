@@ -345,7 +345,7 @@ pub(crate) fn seal_fields(
 ///
 /// # Errors
 ///
-/// [`CipherError::Malformed`] for an envelope that is not one.
+/// [`CipherError::Malformed`] for an envelope whose key, nonce or data do not parse.
 pub fn key_ids_of(event_type: &str, payload: &Value) -> Result<BTreeSet<KeyId>, CipherError> {
     let mut ids = BTreeSet::new();
     if let Some(object) = payload.as_object() {
@@ -369,7 +369,7 @@ pub fn key_ids_of(event_type: &str, payload: &Value) -> Result<BTreeSet<KeyId>, 
 ///
 /// # Errors
 ///
-/// [`CipherError::Malformed`] for an envelope that is not one, and
+/// [`CipherError::Malformed`] for an envelope whose key, nonce or data do not parse, and
 /// [`CipherError::Tampered`] for one that fails to authenticate (altered, or moved from
 /// another field or event type) or does not decrypt to JSON.
 pub fn decrypt_fields(

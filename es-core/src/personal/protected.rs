@@ -38,7 +38,8 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 ///
 /// It implements every store trait its inner store does ([`EventStore`],
 /// [`SnapshotStore`](crate::SnapshotStore), [`CheckpointStore`](crate::CheckpointStore),
-/// [`DeadLetterStore`](crate::DeadLetterStore), [`LeaseStore`](crate::LeaseStore)), so that a [`Repository`](crate::Repository), a
+/// [`DeadLetterStore`](crate::DeadLetterStore), [`LeaseStore`](crate::LeaseStore)), so
+/// that a [`Repository`](crate::Repository), a
 /// [`ProjectionRunner`](crate::ProjectionRunner) or a process manager runs over it
 /// unchanged:
 ///
@@ -184,7 +185,10 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
 
     /// Learns the personal fields of `E`'s event types, so that readers of [`RawEvent`]s
     /// (tools, process managers' reads) see a forgotten field of theirs as its declared
-    /// replacement rather than `null`. Appends and typed reads learn them by themselves.
+    /// replacement when its envelope carries none, and so that appends of [`RawEvent`]s
+    /// of those types (a tool copying events) seal their personal fields: without it, a
+    /// raw append of a type read sealed here is refused. Typed appends and reads learn
+    /// them by themselves.
     #[must_use]
     pub fn with_events<E: DomainEvent>(self) -> Self {
         self.learn::<E>();
@@ -512,7 +516,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
 }
 
 /// An append refused because a personal field cannot be encrypted (its subject cannot be
-/// told).
+/// told, or the payload is not the shape its fields declare).
 fn unencodable(stream: &StreamId, error: &CipherError) -> AppendError {
     AppendError::Encode {
         stream: stream.clone(),
