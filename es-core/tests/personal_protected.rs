@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use es_core::personal::{
-    Forgotten, KeyStore as _, MemoryKeyStore, PersonalField, Protected, Subject, SubjectSource,
+    Forgotten, KeyError, KeyStore as _, MemoryKeyStore, PersonalField, Protected, Subject,
+    SubjectSource,
 };
 use es_core::{
     Aggregate, AggregateType, AppendError, DecodeError, DomainEvent, EncodeError, EventEnvelope,
@@ -681,4 +682,494 @@ async fn raw_appends_of_known_types_are_encrypted_and_stored_events_copy_as_they
         .await
         .unwrap();
     assert_eq!(read[1].event, registered("c1"));
+}
+
+/// A key store whose `key` can be held, once armed, after it fetched the key and before
+/// it returns: a read in flight while a forget runs.
+#[derive(Clone)]
+struct Gated {
+    inner: MemoryKeyStore,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    entered: std::sync::Arc<tokio::sync::Notify>,
+    gate: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl es_core::personal::KeyStore for Gated {
+    async fn key_for(
+        &self,
+        subject: &Subject,
+    ) -> Result<Option<(es_core::personal::KeyId, es_core::personal::DataKey)>, KeyError> {
+        self.inner.key_for(subject).await
+    }
+
+    async fn key(
+        &self,
+        id: es_core::personal::KeyId,
+    ) -> Result<Option<es_core::personal::DataKey>, KeyError> {
+        let key = self.inner.key(id).await;
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.gate.notified().await;
+        }
+        key
+    }
+
+    async fn forget(
+        &self,
+        subject: &Subject,
+        by: &str,
+    ) -> Result<es_core::personal::Forgetting, KeyError> {
+        self.inner.forget(subject, by).await
+    }
+
+    async fn forgotten(
+        &self,
+        subject: &Subject,
+    ) -> Result<Option<es_core::personal::Forgetting>, KeyError> {
+        self.inner.forgotten(subject).await
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_key_fetched_while_forget_runs_is_not_cached_after_it() {
+    let inner = MemoryEventStore::new();
+    let keys = Gated {
+        inner: MemoryKeyStore::new(),
+        armed: std::sync::Arc::default(),
+        entered: std::sync::Arc::default(),
+        gate: std::sync::Arc::default(),
+    };
+    let writer = Protected::new(inner.clone(), keys.clone());
+    writer
+        .append(
+            &stream("c1"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(registered("c1"))],
+        )
+        .await
+        .unwrap();
+    // A store with nothing cached: its read fetches the key, and is held there.
+    let store = Protected::new(inner, keys.clone());
+    keys.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .read_stream::<CustomerEvent>(&stream("c1"), Version::INITIAL)
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+        })
+    };
+    keys.entered.notified().await;
+    store
+        .forget(&Subject::new("c1").unwrap(), "ops")
+        .await
+        .unwrap();
+    keys.gate.notify_one();
+    // The read in flight began before the forget: it may see the value.
+    reader.await.unwrap();
+    let later: Vec<EventEnvelope<CustomerEvent>> = store
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        later[0].event,
+        CustomerEvent::Registered {
+            customer_id: "c1".into(),
+            name: "(forgotten)".into(),
+            phone: None,
+        },
+        "a key fetched before the forget was kept in the cache after it"
+    );
+}
+
+/// Event types as the derive writes them, for the cases where readers and writers differ.
+mod shapes {
+    use std::collections::BTreeMap;
+
+    use es_core::DomainEvent;
+
+    pub(crate) mod old {
+        use super::DomainEvent;
+        #[derive(Debug, Clone, PartialEq, DomainEvent)]
+        pub(crate) enum CustomerEvent {
+            #[event(name = "CustomerRegistered")]
+            Registered {
+                customer_id: String,
+                #[personal(subject = customer_id, forgotten = "(forgotten)")]
+                name: String,
+            },
+        }
+    }
+
+    pub(crate) mod renamed {
+        use super::DomainEvent;
+        #[derive(Debug, Clone, PartialEq, DomainEvent)]
+        pub(crate) enum CustomerEvent {
+            #[event(name = "Registered", alias = "CustomerRegistered")]
+            Registered {
+                customer_id: String,
+                #[personal(subject = customer_id, forgotten = "(forgotten)")]
+                name: String,
+            },
+        }
+    }
+
+    pub(crate) mod v2 {
+        use super::DomainEvent;
+        use es_core::{RawEvent, UpcastError};
+
+        #[allow(clippy::unnecessary_wraps, reason = "an upcaster's signature")]
+        fn from_v1(mut raw: RawEvent) -> Result<RawEvent, UpcastError> {
+            if let Some(object) = raw.payload.as_object_mut() {
+                let name = object.remove("name").unwrap_or_default();
+                object.insert("full_name".into(), name);
+            }
+            raw.schema_version = 2;
+            Ok(raw)
+        }
+
+        #[derive(Debug, Clone, PartialEq, DomainEvent)]
+        pub(crate) enum CustomerEvent {
+            #[event(name = "CustomerRegistered", version = 2, upcast(from = 1, with = from_v1))]
+            Registered {
+                customer_id: String,
+                #[personal(subject = customer_id, forgotten = "(forgotten)")]
+                full_name: String,
+            },
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, DomainEvent)]
+    pub(crate) enum Profile {
+        Updated {
+            customer_id: String,
+            #[personal(subject = customer_id, forgotten = Default)]
+            attributes: BTreeMap<String, String>,
+            note: BTreeMap<String, String>,
+            #[personal(subject = customer_id)]
+            phone: Option<String>,
+        },
+    }
+
+    #[derive(Debug, Clone, PartialEq, DomainEvent)]
+    pub(crate) enum Contact {
+        Noted {
+            customer_id: Option<String>,
+            #[personal(subject = customer_id)]
+            phone: Option<String>,
+        },
+    }
+}
+
+async fn forgotten_store_of_old_events() -> (Store, MemoryEventStore) {
+    let (store, inner) = setup();
+    store
+        .append(
+            &stream("c1"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(shapes::old::CustomerEvent::Registered {
+                customer_id: "c1".into(),
+                name: "Ada Lovelace".into(),
+            })],
+        )
+        .await
+        .unwrap();
+    store
+        .forget(&Subject::new("c1").unwrap(), "ops")
+        .await
+        .unwrap();
+    (store, inner)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn after_forget_an_alias_an_older_version_or_a_raw_reader_sees_the_stored_replacement() {
+    let (store, inner) = forgotten_store_of_old_events().await;
+    let renamed: Vec<EventEnvelope<shapes::renamed::CustomerEvent>> = store
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        renamed[0].event,
+        shapes::renamed::CustomerEvent::Registered {
+            customer_id: "c1".into(),
+            name: "(forgotten)".into()
+        }
+    );
+    let upcast: Vec<EventEnvelope<shapes::v2::CustomerEvent>> = store
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        upcast[0].event,
+        shapes::v2::CustomerEvent::Registered {
+            customer_id: "c1".into(),
+            full_name: "(forgotten)".into()
+        }
+    );
+    // A fresh store that was never told the type (a tool reading raw events).
+    let fresh = Protected::new(inner, MemoryKeyStore::new());
+    let raw: Vec<EventEnvelope<RawEvent>> = fresh
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(raw[0].event.payload["name"], "(forgotten)");
+}
+
+fn profile(id: &str, attributes: &[(&str, &str)], note: &[(&str, &str)]) -> shapes::Profile {
+    let map = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    shapes::Profile::Updated {
+        customer_id: id.into(),
+        attributes: map(attributes),
+        note: map(note),
+        phone: None,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn user_data_shaped_like_an_envelope_is_sealed_when_personal_and_read_back_as_data() {
+    let (store, inner) = setup();
+    // A personal map holding the reserved key, and one holding a whole envelope's shape.
+    let events = vec![
+        profile(
+            "c1",
+            &[("es:personal", "x"), ("address", "12 Marylebone Road")],
+            &[],
+        ),
+        profile("c1", &[("es:personal", "1"), ("key", "Lovelace")], &[]),
+        profile("c1", &[], &[("es:personal", "1")]),
+    ];
+    store
+        .append(
+            &stream("c1"),
+            ExpectedVersion::Any,
+            events.iter().cloned().map(NewEvent::new).collect(),
+        )
+        .await
+        .unwrap();
+    assert_no_secret(&stored_text(&inner).await);
+    let read: Vec<EventEnvelope<shapes::Profile>> = store
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    let read: Vec<_> = read.into_iter().map(|e| e.event).collect();
+    assert_eq!(read, events);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_none_personal_value_is_stored_as_null_and_needs_no_subject() {
+    let (store, inner) = setup();
+    // No subject at all: nothing personal to seal.
+    let anonymous = shapes::Contact::Noted {
+        customer_id: None,
+        phone: None,
+    };
+    store
+        .append(
+            &stream("c0"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(anonymous.clone())],
+        )
+        .await
+        .unwrap();
+    let read: Vec<EventEnvelope<shapes::Contact>> = store
+        .read_stream(&stream("c0"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(read[0].event, anonymous);
+    // With a subject, a `None` is stored as `null`, not sealed.
+    let no_phone = CustomerEvent::Registered {
+        customer_id: "c1".into(),
+        name: "Ada".into(),
+        phone: None,
+    };
+    append(&store, "c1", vec![no_phone]).await;
+    let raw: Vec<EventEnvelope<RawEvent>> = inner
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(raw[0].event.payload["phone"], Value::Null, "stored as null");
+    assert!(raw[0].event.payload["name"].is_object(), "sealed");
+}
+
+mod misfit {
+    use es_core::DomainEvent;
+
+    #[derive(Debug, Clone, PartialEq, DomainEvent)]
+    pub(crate) enum CustomerEvent {
+        Registered {
+            customer_id: String,
+            #[personal(subject = customer_id, forgotten = "(forgotten)")]
+            name: String,
+            #[personal(subject = customer_id, forgotten = "(forgotten)")]
+            age: u32,
+        },
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_replacement_that_does_not_decode_is_refused_at_the_first_append() {
+    let (store, inner) = setup();
+    let event = misfit::CustomerEvent::Registered {
+        customer_id: "c1".into(),
+        name: "Ada Lovelace".into(),
+        age: 36,
+    };
+    for _ in 0..2 {
+        let error = store
+            .append(
+                &stream("c1"),
+                ExpectedVersion::Any,
+                vec![NewEvent::new(event.clone())],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, AppendError::Encode { .. }), "{error}");
+        let text = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+        let text = format!(
+            "{text}: {}",
+            std::error::Error::source(std::error::Error::source(&error).unwrap()).unwrap()
+        );
+        assert!(
+            text.contains("Registered") && text.contains("`age`") && !text.contains("`name`"),
+            "{text}"
+        );
+        assert!(text.contains("forgotten = "), "{text}");
+        assert_no_secret(&text);
+    }
+    assert!(inner.is_empty(), "nothing stored");
+    // Fitting replacements pass, and are checked once.
+    append(&store, "c2", vec![registered("c2"), registered("c3")]).await;
+}
+
+/// An event whose encoding is not the shape its personal fields declare (as a
+/// `#[serde(into)]` or a hand-written `Serialize` may make it).
+#[derive(Debug, Clone, PartialEq)]
+enum Misshapen {
+    /// Writes the personal `name` under another key.
+    Renamed,
+    /// Writes no subject field.
+    NoSubject,
+    /// Writes a text, not an object.
+    Text,
+}
+
+const NAME: &[PersonalField] = &[PersonalField {
+    key: "name",
+    subject: SubjectSource::Field("customer_id"),
+    forgotten: Forgotten::Text("(forgotten)"),
+}];
+
+impl DomainEvent for Misshapen {
+    const EVENT_TYPES: &'static [&'static str] = &["Renamed", "NoSubject", "Text"];
+
+    fn event_type(&self) -> &str {
+        match self {
+            Self::Renamed => "Renamed",
+            Self::NoSubject => "NoSubject",
+            Self::Text => "Text",
+        }
+    }
+
+    fn schema_version(&self) -> u32 {
+        1
+    }
+
+    fn encode(&self) -> Result<Value, EncodeError> {
+        Ok(match self {
+            Self::Renamed => json!({ "customer_id": "c1", "full_name": "Ada Lovelace" }),
+            Self::NoSubject => json!({ "name": "Ada Lovelace" }),
+            Self::Text => json!("Ada Lovelace"),
+        })
+    }
+
+    fn decode(event_type: &str, _: u32, _: Value) -> Result<Self, DecodeError> {
+        match event_type {
+            "Renamed" => Ok(Self::Renamed),
+            "NoSubject" => Ok(Self::NoSubject),
+            "Text" => Ok(Self::Text),
+            _ => Err(DecodeError::UnknownEventType {
+                event_type: event_type.to_owned(),
+            }),
+        }
+    }
+
+    fn personal_fields(_: &str) -> &'static [PersonalField] {
+        NAME
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_typed_payload_not_of_the_declared_shape_is_refused_and_nothing_is_stored() {
+    let (store, inner) = setup();
+    for (event, key) in [
+        (Misshapen::Renamed, "`name`"),
+        (Misshapen::NoSubject, "`customer_id`"),
+        (Misshapen::Text, "not an object"),
+    ] {
+        let error = store
+            .append(
+                &stream("c1"),
+                ExpectedVersion::Any,
+                vec![NewEvent::new(event.clone())],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, AppendError::Encode { .. }), "{error}");
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(next) = source {
+            text = format!("{text}: {next}");
+            source = next.source();
+        }
+        assert!(text.contains(key), "{event:?}: {text}");
+        assert_no_secret(&text);
+    }
+    assert!(inner.is_empty(), "{}", stored_text(&inner).await);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_raw_copy_of_a_type_read_sealed_but_undeclared_is_refused_until_declared() {
+    let (store, inner) = setup();
+    append(&store, "c1", vec![registered("c1")]).await;
+    // A tool in another process: a fresh store that was never told the types.
+    let tool = Protected::new(inner.clone(), store.keys().clone());
+    let read: Vec<EventEnvelope<RawEvent>> = tool
+        .read_stream(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(read[0].event.payload["name"], "Ada Lovelace");
+    let copy = || vec![NewEvent::new(read[0].event.clone())];
+    let error = tool
+        .append(&stream("copy"), ExpectedVersion::Any, copy())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AppendError::Encode { .. }), "{error}");
+    let text = format!("{:?}", std::error::Error::source(&error));
+    assert!(
+        text.contains("Registered") && text.contains("with_events"),
+        "{text}"
+    );
+    assert_no_secret(&text);
+    assert_no_secret(&stored_text(&inner).await);
+    // Declared, the copy is sealed.
+    let tool = tool.with_events::<CustomerEvent>();
+    tool.append(&stream("copy"), ExpectedVersion::Any, copy())
+        .await
+        .unwrap();
+    assert_no_secret(&stored_text(&inner).await);
 }

@@ -6,36 +6,16 @@
 //! let the caller fetch them, then transform the payload with the keys found
 //! ([`encrypt_fields`], [`decrypt_fields`]). A batch fetches each key once.
 //!
-//! # The envelope
-//!
-//! Each personal field's value is replaced in the payload object by
-//!
-//! ```json
-//! {"es:personal": 1, "key": "<key id>", "nonce": "<base64, 12 bytes>", "data": "<base64>"}
-//! ```
-//!
-//! where `data` is the AES-256-GCM ciphertext and tag of the value's JSON text under the
-//! subject's data key, with the associated data `"{event_type}\u{1f}{field key}"`: a
-//! ciphertext copied into another field, or into an event of another type, fails to
-//! authenticate. A subject forgotten before the write gets `{"es:personal": 1, "key":
-//! null}`: nothing of the value is stored. The key `es:personal` is reserved: a top-level
-//! payload value that is an object holding it is read as an envelope.
+//! The envelope's format, and how one is recognised, is described in `envelope.rs`.
 
 use std::collections::{BTreeSet, HashMap};
 
-use aes_gcm::aead::{Aead as _, AeadCore as _, KeyInit as _, OsRng, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
+pub use super::envelope::is_envelope;
+use super::envelope::{forgotten_envelope, open, parse, seal};
 use super::field::{PersonalField, SubjectSource};
 use super::keys::{DataKey, KeyId, Subject};
-
-/// The key that marks an envelope, and the version of its format.
-const MARK: &str = "es:personal";
-const FORMAT: u64 = 1;
-const NONCE_LEN: usize = 12;
 
 /// The keys [`encrypt_fields`] uses: for each subject, its key, or `None` if the subject
 /// is forgotten.
@@ -70,6 +50,21 @@ pub enum CipherError {
         field: String,
         /// Why, without the value.
         reason: &'static str,
+    },
+    /// A typed event's payload lacks a key its personal fields declare (the field itself,
+    /// or its subject field): its encoding is not the shape the declaration describes.
+    #[error(
+        "the payload of event `{event_type}` has no key `{key}` ({what}), but the type declares it: the event must encode each personal field and its subject field under its key (check a `#[serde(into)]`, `skip_serializing_if` or a hand-written `Serialize`)"
+    )]
+    Shape {
+        /// The event type.
+        event_type: String,
+        /// The personal field.
+        field: String,
+        /// The key the payload lacks.
+        key: String,
+        /// Which declared key it is.
+        what: &'static str,
     },
     /// No key was fetched for a subject the payload needs (a caller that skipped
     /// [`subjects_of`]).
@@ -116,6 +111,7 @@ impl CipherError {
         match self {
             Self::NotAnObject { event_type }
             | Self::Subject { event_type, .. }
+            | Self::Shape { event_type, .. }
             | Self::KeyNotFetched { event_type, .. }
             | Self::Malformed { event_type, .. }
             | Self::Tampered { event_type, .. } => event_type,
@@ -127,6 +123,7 @@ impl CipherError {
         match self {
             Self::NotAnObject { .. } => None,
             Self::Subject { field, .. }
+            | Self::Shape { field, .. }
             | Self::KeyNotFetched { field, .. }
             | Self::Malformed { field, .. }
             | Self::Tampered { field, .. } => Some(field),
@@ -157,9 +154,87 @@ fn subject_of(
     Subject::new(id).map_err(|_| refused("the subject field's value is not a valid subject"))
 }
 
+/// Checks that a typed event's `payload` is the shape its personal `fields` declare: an
+/// object holding each field's key and, for a subject taken from a field, that key too.
+/// Otherwise the cipher would find nothing to seal, and the value would be stored in clear
+/// under another key.
+///
+/// # Errors
+///
+/// [`CipherError::NotAnObject`] or [`CipherError::Shape`].
+pub(crate) fn check_shape(
+    event_type: &str,
+    fields: &[PersonalField],
+    payload: &Value,
+) -> Result<(), CipherError> {
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let object = payload
+        .as_object()
+        .ok_or_else(|| CipherError::NotAnObject {
+            event_type: event_type.to_owned(),
+        })?;
+    for field in fields {
+        let lacks = |key: &str, what| CipherError::Shape {
+            event_type: event_type.to_owned(),
+            field: field.key.to_owned(),
+            key: key.to_owned(),
+            what,
+        };
+        if !object.contains_key(field.key) {
+            return Err(lacks(field.key, "a personal field"));
+        }
+        if let SubjectSource::Field(subject) = field.subject
+            && !object.contains_key(subject)
+        {
+            return Err(lacks(subject, "the subject field of a personal field"));
+        }
+    }
+    Ok(())
+}
+
+/// The personal fields of `object` (the payload of an event of type `event_type` at
+/// `version`) whose replacement `E` does not decode: none if `E` decodes the payload with
+/// every field replaced; else those that fail alone, or all if none does.
+pub(crate) fn misfit_replacements<E: crate::event::DomainEvent>(
+    event_type: &str,
+    version: u32,
+    fields: &'static [PersonalField],
+    object: &Map<String, Value>,
+) -> Vec<&'static str> {
+    let decodes = |replaced: &[PersonalField]| {
+        let mut object = object.clone();
+        for field in replaced {
+            object.insert(field.key.to_owned(), field.forgotten.value());
+        }
+        E::decode_value(event_type, version, &Value::Object(object)).is_ok()
+    };
+    if decodes(fields) {
+        return Vec::new();
+    }
+    let alone: Vec<&'static str> = fields
+        .iter()
+        .filter(|field| !decodes(std::slice::from_ref(*field)))
+        .map(|field| field.key)
+        .collect();
+    if alone.is_empty() {
+        fields.iter().map(|field| field.key).collect()
+    } else {
+        alone
+    }
+}
+
+/// Whether `value` of a personal field is to be encrypted: it holds something (not
+/// `null`), and, unless `typed` (a typed append encrypts whatever its fields hold), it is
+/// not already sealed (a stored event copied as it is).
+fn to_seal(value: &Value, typed: bool) -> bool {
+    !value.is_null() && (typed || !is_envelope(value))
+}
+
 /// The subjects whose keys [`encrypt_fields`] needs for this payload: those of the
-/// personal `fields` (of event type `event_type`) the payload holds not yet sealed, each
-/// once.
+/// personal `fields` (of event type `event_type`) the payload holds not yet sealed and
+/// not `null`, each once.
 ///
 /// # Errors
 ///
@@ -169,6 +244,17 @@ pub fn subjects_of(
     event_type: &str,
     fields: &[PersonalField],
     payload: &Value,
+) -> Result<BTreeSet<Subject>, CipherError> {
+    subjects_to_seal(event_type, fields, payload, false)
+}
+
+/// As [`subjects_of`]; `typed`: the payload was encoded from a typed event, whose
+/// personal fields are encrypted whatever they hold (even a value shaped as an envelope).
+pub(crate) fn subjects_to_seal(
+    event_type: &str,
+    fields: &[PersonalField],
+    payload: &Value,
+    typed: bool,
 ) -> Result<BTreeSet<Subject>, CipherError> {
     let mut subjects = BTreeSet::new();
     if fields.is_empty() {
@@ -182,7 +268,7 @@ pub fn subjects_of(
     for field in fields {
         if object
             .get(field.key)
-            .is_some_and(|value| !is_envelope(value))
+            .is_some_and(|value| to_seal(value, typed))
         {
             subjects.insert(subject_of(event_type, field, object)?);
         }
@@ -190,15 +276,10 @@ pub fn subjects_of(
     Ok(subjects)
 }
 
-/// The associated data of a field's ciphertext.
-fn aad(event_type: &str, field: &str) -> String {
-    format!("{event_type}\u{1f}{field}")
-}
-
 /// Replaces each personal field of `payload` by its envelope, encrypted with its
 /// subject's key from `keys` (as fetched for [`subjects_of`]); a subject whose entry is
 /// `None` (forgotten) gets an envelope without data. A field that already holds an
-/// envelope (a stored event copied as it is) is left as it is.
+/// envelope (a stored event copied as it is) is left as it is, and so is a `null` one.
 ///
 /// On error the payload may be partly encrypted: do not store it.
 ///
@@ -210,6 +291,17 @@ pub fn encrypt_fields(
     fields: &[PersonalField],
     payload: &mut Value,
     keys: &SubjectKeys,
+) -> Result<(), CipherError> {
+    seal_fields(event_type, fields, payload, keys, false)
+}
+
+/// As [`encrypt_fields`]; `typed` as for [`subjects_to_seal`].
+pub(crate) fn seal_fields(
+    event_type: &str,
+    fields: &[PersonalField],
+    payload: &mut Value,
+    keys: &SubjectKeys,
+    typed: bool,
 ) -> Result<(), CipherError> {
     if fields.is_empty() {
         return Ok(());
@@ -224,7 +316,7 @@ pub fn encrypt_fields(
     for field in fields {
         if object
             .get(field.key)
-            .is_some_and(|value| !is_envelope(value))
+            .is_some_and(|value| to_seal(value, typed))
         {
             subjects.push((field, subject_of(event_type, field, object)?));
         }
@@ -236,112 +328,16 @@ pub fn encrypt_fields(
                 field: field.key.to_owned(),
             });
         };
-        // Fields already sealed (a stored event copied as it is) are not in `subjects`.
         let Some(value) = object.get_mut(field.key) else {
             continue;
         };
+        let forgotten = field.forgotten.value();
         *value = match key {
-            None => forgotten_envelope(),
-            Some((id, key)) => seal(event_type, field.key, *id, key, value)?,
+            None => forgotten_envelope(forgotten),
+            Some((id, key)) => seal(event_type, field.key, *id, key, value, forgotten)?,
         };
     }
     Ok(())
-}
-
-/// The envelope of a value whose subject was forgotten before it was written.
-fn forgotten_envelope() -> Value {
-    let mut envelope = Map::new();
-    envelope.insert(MARK.to_owned(), Value::from(FORMAT));
-    envelope.insert("key".to_owned(), Value::Null);
-    Value::Object(envelope)
-}
-
-fn seal(
-    event_type: &str,
-    field: &str,
-    id: KeyId,
-    key: &DataKey,
-    value: &Value,
-) -> Result<Value, CipherError> {
-    let cipher = Aes256Gcm::new(key.expose().into());
-    let nonce = Aes256Gcm::generate_nonce(OsRng);
-    let plaintext = zeroize::Zeroizing::new(value.to_string());
-    let aad = aad(event_type, field);
-    let sealed = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: plaintext.as_bytes(),
-                aad: aad.as_bytes(),
-            },
-        )
-        .map_err(|_| CipherError::Malformed {
-            event_type: event_type.to_owned(),
-            field: field.to_owned(),
-            reason: "the value is too long to encrypt",
-        })?;
-    let mut envelope = Map::new();
-    envelope.insert(MARK.to_owned(), Value::from(FORMAT));
-    envelope.insert("key".to_owned(), Value::String(id.to_string()));
-    envelope.insert("nonce".to_owned(), Value::String(STANDARD.encode(nonce)));
-    envelope.insert("data".to_owned(), Value::String(STANDARD.encode(sealed)));
-    Ok(Value::Object(envelope))
-}
-
-/// Whether `value` is an envelope (an object holding the key `es:personal`).
-pub fn is_envelope(value: &Value) -> bool {
-    value
-        .as_object()
-        .is_some_and(|object| object.contains_key(MARK))
-}
-
-/// A parsed envelope: its key (none if the subject was forgotten before the write), nonce
-/// and ciphertext.
-struct Envelope {
-    key: Option<KeyId>,
-    sealed: Option<([u8; NONCE_LEN], Vec<u8>)>,
-}
-
-fn parse(event_type: &str, field: &str, value: &Value) -> Result<Envelope, CipherError> {
-    let malformed = |reason| CipherError::Malformed {
-        event_type: event_type.to_owned(),
-        field: field.to_owned(),
-        reason,
-    };
-    let object = value
-        .as_object()
-        .ok_or_else(|| malformed("not an object"))?;
-    if object.get(MARK).and_then(Value::as_u64) != Some(FORMAT) {
-        return Err(malformed("unknown envelope format"));
-    }
-    let key = match object.get("key") {
-        Some(Value::Null) => {
-            return Ok(Envelope {
-                key: None,
-                sealed: None,
-            });
-        }
-        Some(Value::String(text)) => text
-            .parse::<KeyId>()
-            .map_err(|_| malformed("the key is not a key id"))?,
-        _ => return Err(malformed("the key is missing")),
-    };
-    let base64 = |name, missing, invalid| {
-        let text = object
-            .get(name)
-            .and_then(Value::as_str)
-            .ok_or_else(|| malformed(missing))?;
-        STANDARD.decode(text).map_err(|_| malformed(invalid))
-    };
-    let nonce = base64("nonce", "the nonce is missing", "the nonce is not base64")?;
-    let nonce: [u8; NONCE_LEN] = nonce
-        .try_into()
-        .map_err(|_| malformed("the nonce is not 12 bytes"))?;
-    let data = base64("data", "the data is missing", "the data is not base64")?;
-    Ok(Envelope {
-        key: Some(key),
-        sealed: Some((nonce, data)),
-    })
 }
 
 /// The key ids of the envelopes in `payload` (of event type `event_type`): what
@@ -349,7 +345,7 @@ fn parse(event_type: &str, field: &str, value: &Value) -> Result<Envelope, Ciphe
 ///
 /// # Errors
 ///
-/// [`CipherError::Malformed`] for an envelope that is not one.
+/// [`CipherError::Malformed`] for an envelope whose key, nonce or data do not parse.
 pub fn key_ids_of(event_type: &str, payload: &Value) -> Result<BTreeSet<KeyId>, CipherError> {
     let mut ids = BTreeSet::new();
     if let Some(object) = payload.as_object() {
@@ -365,15 +361,15 @@ pub fn key_ids_of(event_type: &str, payload: &Value) -> Result<BTreeSet<KeyId>, 
 }
 
 /// Replaces each envelope of `payload` by its value, decrypted with the key from `keys`,
-/// or by the replacement its field declares in `fields` ([`Forgotten::value`],
-/// `null` for a field `fields` does not describe) when the key is gone: an entry `None`,
-/// or none at all. Every top-level envelope is opened, declared personal or not.
+/// or, when the key is gone (an entry `None`, or none at all), by the replacement the
+/// envelope carries, else the one its field declares in `fields` ([`Forgotten::value`]),
+/// else `null`. Every top-level envelope is opened, declared personal or not.
 ///
 /// [`Forgotten::value`]: super::Forgotten::value
 ///
 /// # Errors
 ///
-/// [`CipherError::Malformed`] for an envelope that is not one, and
+/// [`CipherError::Malformed`] for an envelope whose key, nonce or data do not parse, and
 /// [`CipherError::Tampered`] for one that fails to authenticate (altered, or moved from
 /// another field or event type) or does not decrypt to JSON.
 pub fn decrypt_fields(
@@ -397,7 +393,9 @@ pub fn decrypt_fields(
             (Some((id, key)), Some((nonce, data))) => {
                 open(event_type, field, id, key, nonce, &data)?
             }
-            _ => replacement(fields, field),
+            _ => envelope
+                .forgotten
+                .unwrap_or_else(|| replacement(fields, field)),
         };
     }
     Ok(())
@@ -409,35 +407,6 @@ pub(crate) fn replacement(fields: &[PersonalField], field: &str) -> Value {
         .iter()
         .find(|declared| declared.key == field)
         .map_or(Value::Null, |declared| declared.forgotten.value())
-}
-
-fn open(
-    event_type: &str,
-    field: &str,
-    id: KeyId,
-    key: &DataKey,
-    nonce: [u8; NONCE_LEN],
-    data: &[u8],
-) -> Result<Value, CipherError> {
-    let tampered = || CipherError::Tampered {
-        event_type: event_type.to_owned(),
-        field: field.to_owned(),
-        key: id,
-    };
-    let cipher = Aes256Gcm::new(key.expose().into());
-    let aad = aad(event_type, field);
-    let opened = zeroize::Zeroizing::new(
-        cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: data,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| tampered())?,
-    );
-    serde_json::from_slice(&opened).map_err(|_| tampered())
 }
 
 /// Replaces each envelope and each personal field of `payload` whose subject
@@ -459,7 +428,10 @@ pub(crate) fn redact_fields(
         })?;
     let mut forgotten = Vec::new();
     for field in fields {
-        if object.contains_key(field.key) && is_forgotten(&subject_of(event_type, field, object)?) {
+        // `null` holds nothing personal, and needs no subject: it stays, as stored.
+        if object.get(field.key).is_some_and(|value| !value.is_null())
+            && is_forgotten(&subject_of(event_type, field, object)?)
+        {
             forgotten.push(field);
         }
     }
@@ -473,6 +445,8 @@ pub(crate) fn redact_fields(
 mod tests {
     use super::*;
     use crate::personal::Forgotten;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
     use serde_json::json;
 
     const FIELDS: &[PersonalField] = &[
@@ -595,7 +569,10 @@ mod tests {
         write.insert(Subject::new("42").unwrap(), None);
         write.insert(Subject::new("crm").unwrap(), None);
         encrypt_fields("Registered", FIELDS, &mut payload, &write).unwrap();
-        assert_eq!(payload["name"], json!({ "es:personal": 1, "key": null }));
+        assert_eq!(
+            payload["name"],
+            json!({ "es:personal": 1, "key": null, "forgotten": "(forgotten)" })
+        );
         assert!(key_ids_of("Registered", &payload).unwrap().is_empty());
         decrypt_fields("Registered", FIELDS, &mut payload, &HashMap::new()).unwrap();
         assert_eq!(payload["name"], "(forgotten)");
@@ -632,9 +609,7 @@ mod tests {
             Err(CipherError::Tampered { .. })
         ));
         for damage in [
-            json!({ "es:personal": 2, "key": null }),
-            json!({ "es:personal": 1 }),
-            json!({ "es:personal": 1, "key": "not a uuid" }),
+            json!({ "es:personal": 1, "key": "not a uuid", "nonce": "", "data": "" }),
             json!({ "es:personal": 1, "key": KeyId::new().to_string(), "nonce": "AAAA", "data": "" }),
         ] {
             let mut damaged = payload.clone();
@@ -643,6 +618,71 @@ mod tests {
             assert!(matches!(error, CipherError::Malformed { .. }), "{error}");
             assert_eq!(error.field(), Some("name"));
         }
+    }
+
+    #[test]
+    fn only_the_envelope_shape_is_an_envelope() {
+        let id = KeyId::new().to_string();
+        for data in [
+            json!({ "es:personal": 2, "key": null }),
+            json!({ "es:personal": 1 }),
+            json!({ "es:personal": "1", "key": null }),
+            json!({ "es:personal": 1, "key": null, "nonce": "" }),
+            json!({ "es:personal": 1, "key": id, "nonce": "", "data": "", "more": 1 }),
+            json!({ "es:personal": 1, "key": id, "nonce": 1, "data": "" }),
+            json!({ "es:personal": 1, "key": 7, "nonce": "", "data": "" }),
+            json!({ "es:personal": "x", "address": "12 Marylebone Road" }),
+        ] {
+            assert!(!is_envelope(&data), "{data}");
+            let mut payload = json!({ "customer_id": 42, "attributes": data.clone() });
+            decrypt_fields("Registered", FIELDS, &mut payload, &HashMap::new()).unwrap();
+            assert_eq!(payload["attributes"], data, "data is left as it is");
+        }
+        assert!(is_envelope(&json!({ "es:personal": 1, "key": null })));
+        assert!(is_envelope(
+            &json!({ "es:personal": 1, "key": id, "nonce": "", "data": "", "forgotten": [] })
+        ));
+    }
+
+    #[test]
+    fn a_gone_key_reads_as_the_envelopes_own_replacement_first() {
+        let (mut payload, _) = encrypted();
+        assert_eq!(payload["name"]["forgotten"], "(forgotten)");
+        // A reader that declares nothing (a narrower type) still sees the replacement.
+        decrypt_fields("Registered", &[], &mut payload, &HashMap::new()).unwrap();
+        assert_eq!(payload["name"], "(forgotten)");
+        assert_eq!(payload["note"], json!([]));
+        // An envelope without one reads as the declared replacement, then `null`.
+        let (mut payload, _) = encrypted();
+        for field in ["name", "note"] {
+            payload[field].as_object_mut().unwrap().remove("forgotten");
+        }
+        let mut undeclared = payload.clone();
+        decrypt_fields("Registered", FIELDS, &mut payload, &HashMap::new()).unwrap();
+        assert_eq!(payload["name"], "(forgotten)");
+        decrypt_fields("Registered", &[], &mut undeclared, &HashMap::new()).unwrap();
+        assert_eq!(undeclared["name"], Value::Null);
+    }
+
+    #[test]
+    fn typed_payloads_seal_values_shaped_as_envelopes_and_leave_null() {
+        let lookalike = json!({ "es:personal": 1, "key": null });
+        let mut payload = json!({ "customer_id": 42, "name": lookalike, "phone": null });
+        let subjects = subjects_to_seal("Registered", FIELDS, &payload, true).unwrap();
+        assert_eq!(subjects.len(), 1);
+        let (write, read) = keys_for(&subjects);
+        seal_fields("Registered", FIELDS, &mut payload, &write, true).unwrap();
+        assert!(payload["name"]["data"].is_string(), "{payload}");
+        assert_eq!(payload["phone"], Value::Null, "null is stored as null");
+        decrypt_fields("Registered", FIELDS, &mut payload, &read).unwrap();
+        assert_eq!(payload["name"], lookalike);
+        // A null value needs no subject.
+        let none = json!({ "name": null, "phone": null });
+        assert!(
+            subjects_to_seal("Registered", FIELDS, &none, true)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

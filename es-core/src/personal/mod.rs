@@ -34,6 +34,7 @@
 
 mod cache;
 mod cipher;
+mod envelope;
 mod field;
 #[cfg(test)]
 pub(crate) mod fixture;

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -18,16 +18,15 @@ use uuid::Uuid;
 use crate::error::{AppendError, ReadError, StoreError, StoreErrorKind};
 use crate::event::{DomainEvent, EncodeError, EventEnvelope, NewEvent, RawEvent};
 use crate::query::{AppendCondition, Query};
-use crate::store::{
-    CheckpointStore, Committed, DeadLetterStore, EventFilter, EventStore, LeaseStore, ParkedEvent,
-    Stall,
-};
+use crate::store::{Committed, EventFilter, EventStore, Stall};
 use crate::stream::{ExpectedVersion, Position, StreamId, Version};
 
-use super::cache::KeyCache;
+use super::cache::{KeyCache, TypeMemo};
 use super::cipher::{
-    CipherError, FoundKeys, SubjectKeys, decrypt_fields, encrypt_fields, key_ids_of, subjects_of,
+    CipherError, FoundKeys, SubjectKeys, check_shape, decrypt_fields, key_ids_of,
+    misfit_replacements, seal_fields, subjects_to_seal,
 };
+use super::envelope::has_envelope;
 use super::field::PersonalField;
 use super::keys::{Forgetting, KeyError, KeyId, KeyStore, Subject};
 
@@ -38,8 +37,9 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 /// subject's key from `K`, so that [`Protected::forget`] makes them unreadable everywhere.
 ///
 /// It implements every store trait its inner store does ([`EventStore`],
-/// [`SnapshotStore`](crate::SnapshotStore), [`CheckpointStore`], [`DeadLetterStore`],
-/// [`LeaseStore`]), so that a [`Repository`](crate::Repository), a
+/// [`SnapshotStore`](crate::SnapshotStore), [`CheckpointStore`](crate::CheckpointStore),
+/// [`DeadLetterStore`](crate::DeadLetterStore), [`LeaseStore`](crate::LeaseStore)), so
+/// that a [`Repository`](crate::Repository), a
 /// [`ProjectionRunner`](crate::ProjectionRunner) or a process manager runs over it
 /// unchanged:
 ///
@@ -52,9 +52,24 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 ///   exists reads as written, one whose subject is forgotten reads as the replacement its
 ///   field declares ([`Forgotten`](super::Forgotten)), never as an error. A tampered
 ///   envelope is [`ReadError::Corrupt`], naming the event, stream, version and field but
-///   no value. A reader of [`RawEvent`]s gets the envelopes opened too; the replacement
-///   of a forgotten field is the one declared by an event type this store has seen (by an
-///   append or a typed read, or [`Protected::with_events`]), `null` otherwise;
+///   no value. The replacement is the one stored in the envelope when the event was
+///   written, so a reader that knows the event under an alias, at another schema version
+///   or not at all sees it too; for envelopes written without one, the one declared by the
+///   reading type (for a reader of [`RawEvent`]s, by an event type this store has seen: by
+///   an append or a typed read, or [`Protected::with_events`]), `null` otherwise. A reader
+///   of [`RawEvent`]s gets the envelopes opened too;
+/// - a personal field holding `null` (an `Option`'s `None`) holds nothing personal: it is
+///   stored as `null`, and needs no subject;
+/// - **appends of [`RawEvent`]s** (tools copying events) encrypt only the fields of
+///   event types this store knows (declared by a typed append or read, or by
+///   [`Protected::with_events`]), and leave fields already sealed as they are. A raw
+///   append of a type whose events this store read sealed without knowing its fields is
+///   refused ([`AppendError::Encode`]): their opened values would be stored in clear.
+///   Declare the types a tool copies with [`Protected::with_events`];
+/// - **typed appends** seal every declared personal field whatever it holds, and are
+///   refused ([`AppendError::Encode`]) when the payload is not the shape the fields
+///   declare (a field or its subject field missing, not an object), or, checked once per
+///   event type, when a replacement would not decode;
 /// - **snapshots** of streams with personal data are stored encrypted under a key split
 ///   across the subjects of the stream's events, so forgetting any one of them makes the
 ///   snapshot unreadable: it then loads as absent and the repository replays the
@@ -123,8 +138,8 @@ pub struct Protected<S, K> {
     pub(super) store: S,
     pub(super) keys: K,
     cache: Arc<KeyCache>,
-    /// The personal fields of the event types seen, for readers of [`RawEvent`]s.
-    known: Arc<RwLock<HashMap<&'static str, &'static [PersonalField]>>>,
+    /// What this store learned about event types.
+    types: Arc<TypeMemo>,
 }
 
 impl<S: Clone, K: Clone> Clone for Protected<S, K> {
@@ -133,7 +148,7 @@ impl<S: Clone, K: Clone> Clone for Protected<S, K> {
             store: self.store.clone(),
             keys: self.keys.clone(),
             cache: Arc::clone(&self.cache),
-            known: Arc::clone(&self.known),
+            types: Arc::clone(&self.types),
         }
     }
 }
@@ -155,7 +170,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
             store,
             keys,
             cache: Arc::new(KeyCache::new(DEFAULT_KEY_CACHE_TTL)),
-            known: Arc::new(RwLock::new(HashMap::new())),
+            types: Arc::default(),
         }
     }
 
@@ -170,7 +185,10 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
 
     /// Learns the personal fields of `E`'s event types, so that readers of [`RawEvent`]s
     /// (tools, process managers' reads) see a forgotten field of theirs as its declared
-    /// replacement rather than `null`. Appends and typed reads learn them by themselves.
+    /// replacement when its envelope carries none, and so that appends of [`RawEvent`]s
+    /// of those types (a tool copying events) seal their personal fields: without it, a
+    /// raw append of a type read sealed here is refused. Typed appends and reads learn
+    /// them by themselves.
     #[must_use]
     pub fn with_events<E: DomainEvent>(self) -> Self {
         self.learn::<E>();
@@ -204,27 +222,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
     }
 
     fn learn<E: DomainEvent>(&self) {
-        let unknown = {
-            let known = self
-                .known
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            E::EVENT_TYPES.iter().any(|event_type| {
-                !known.contains_key(event_type) && !E::personal_fields(event_type).is_empty()
-            })
-        };
-        if unknown {
-            let mut known = self
-                .known
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for event_type in E::EVENT_TYPES {
-                let fields = E::personal_fields(event_type);
-                if !fields.is_empty() {
-                    known.insert(event_type, fields);
-                }
-            }
-        }
+        self.types.learn::<E>();
     }
 
     /// The personal fields of `event_type` as `E` declares them, or for a type that reads
@@ -233,12 +231,50 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         if !E::EVENT_TYPES.is_empty() {
             return E::personal_fields(event_type);
         }
-        self.known
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(event_type)
-            .copied()
-            .unwrap_or(&[])
+        self.types.fields(event_type)
+    }
+
+    /// Checks, the first time this store appends an event of type `event_type` as `E`,
+    /// that `E` decodes it once its personal fields are forgotten: `payload` (the event
+    /// encoded) with each personal field replaced by its replacement. A replacement that
+    /// does not fit its field's type (`forgotten = "text"` on a number) would make every
+    /// read of the event fail once its subject is forgotten: refused before anything is
+    /// stored, while it is still a fix of one attribute.
+    fn check_replacements<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        event: &E,
+        payload: &serde_json::Value,
+    ) -> Result<(), AppendError> {
+        let event_type = event.event_type();
+        let fields = E::personal_fields(event_type);
+        let Some(object) = payload.as_object() else {
+            return Ok(());
+        };
+        if fields.is_empty() {
+            return Ok(());
+        }
+        if self.types.checked::<E>(event_type) {
+            return Ok(());
+        }
+        let named = misfit_replacements::<E>(event_type, event.schema_version(), fields, object);
+        if !named.is_empty() {
+            // The decoder's own words are left out: they may quote other fields' values.
+            let message = format!(
+                "event `{event_type}` would not decode once its subject is forgotten: the replacement of personal field(s) `{}` does not fit the field's type; fix its `forgotten = ...` (a text only for a string field, `Default` for any type with a default, nothing for an `Option`)",
+                named.join("`, `")
+            );
+            return Err(AppendError::Encode {
+                stream: stream.clone(),
+                event_type: event_type.to_owned(),
+                source: EncodeError::new(
+                    event_type,
+                    <serde_json::Error as serde::ser::Error>::custom(message),
+                ),
+            });
+        }
+        self.types.check::<E>(event_type);
+        Ok(())
     }
 
     /// The keys of `subjects`, for an append.
@@ -248,9 +284,11 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
             let key = match self.cache.by_subject(&subject) {
                 Some(key) => Some(key),
                 None => {
+                    // Noted before the await: a forget meanwhile makes the key not kept.
+                    let epoch = self.cache.epoch();
                     let key = self.keys.key_for(&subject).await?;
                     if let Some((id, key)) = &key {
-                        self.cache.keep(*id, key, Some(&subject));
+                        self.cache.keep(epoch, *id, key, Some(&subject));
                     }
                     key
                 }
@@ -267,9 +305,11 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
             let key = match self.cache.by_id(id) {
                 Some(key) => Some(key),
                 None => {
+                    // Noted before the await: a forget meanwhile makes the key not kept.
+                    let epoch = self.cache.epoch();
                     let key = self.keys.key(id).await?;
                     if let Some(key) = &key {
-                        self.cache.keep(id, key, None);
+                        self.cache.keep(epoch, id, key, None);
                     }
                     key
                 }
@@ -289,12 +329,25 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         // The checks every store runs, on the events as the caller gave them (and their
         // declared tags into the metadata, which the raw events would not declare).
         let payloads = crate::limits::encode_batch(stream, events)?;
+        // A typed event's personal fields are sealed whatever they hold; a raw event's
+        // already sealed ones (a stored event copied as it is) are left as they are.
+        let typed = !E::EVENT_TYPES.is_empty();
         let mut subjects = BTreeSet::new();
         for (new, payload) in events.iter().zip(&payloads) {
             let event_type = new.event.event_type();
             let fields = self.fields_of::<E>(event_type);
+            if !typed && fields.is_empty() && self.types.seen_sealed(event_type) {
+                return Err(undeclared(stream, event_type));
+            }
+            if typed {
+                // Never store a value in clear because the encoding is not the declared
+                // shape, nor one that no reader decodes once its subject is forgotten.
+                check_shape(event_type, E::personal_fields(event_type), payload)
+                    .map_err(|error| unencodable(stream, &error))?;
+                self.check_replacements(stream, &new.event, payload)?;
+            }
             subjects.extend(
-                subjects_of(event_type, fields, payload)
+                subjects_to_seal(event_type, fields, payload, typed)
                     .map_err(|error| unencodable(stream, &error))?,
             );
         }
@@ -308,11 +361,12 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         let mut sealed = Vec::with_capacity(events.len());
         for (new, mut payload) in events.iter().zip(payloads) {
             let event_type = new.event.event_type();
-            encrypt_fields(
+            seal_fields(
                 event_type,
                 self.fields_of::<E>(event_type),
                 &mut payload,
                 &keys,
+                typed,
             )
             .map_err(|error| unencodable(stream, &error))?;
             sealed.push(NewEvent {
@@ -397,6 +451,11 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
                 "event {event_id} at version {version} of stream `{stream_id}` (position {position}): {error}"
             ),
         };
+        if has_envelope(&payload) {
+            // So that a raw copy of it through this store is refused while its fields
+            // are not declared, rather than written with them in clear.
+            self.types.saw_sealed(&event_type);
+        }
         let ids = key_ids_of(&event_type, &payload).map_err(corrupt)?;
         let keys = self.found_keys(ids).await.map_err(|error| {
             ReadError::Store(key_failure(
@@ -457,7 +516,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
 }
 
 /// An append refused because a personal field cannot be encrypted (its subject cannot be
-/// told).
+/// told, or the payload is not the shape its fields declare).
 fn unencodable(stream: &StreamId, error: &CipherError) -> AppendError {
     AppendError::Encode {
         stream: stream.clone(),
@@ -465,6 +524,22 @@ fn unencodable(stream: &StreamId, error: &CipherError) -> AppendError {
         source: EncodeError::new(
             error.event_type(),
             <serde_json::Error as serde::ser::Error>::custom(error.to_string()),
+        ),
+    }
+}
+
+/// A raw append refused: events of its type were read here with sealed fields, which
+/// this store does not know, so it would store them in clear.
+fn undeclared(stream: &StreamId, event_type: &str) -> AppendError {
+    let message = format!(
+        "events of type `{event_type}` were read through this store with sealed personal fields, but it does not know which fields are personal: a raw append would store them in clear; declare the type with `Protected::with_events::<E>()` (E the event type that declares its `#[personal]` fields)"
+    );
+    AppendError::Encode {
+        stream: stream.clone(),
+        event_type: event_type.to_owned(),
+        source: EncodeError::new(
+            event_type,
+            <serde_json::Error as serde::ser::Error>::custom(message),
         ),
     }
 }
@@ -597,75 +672,5 @@ impl<S: EventStore, K: KeyStore> EventStore for Protected<S, K> {
             Some(envelope) => self.open(envelope).await.map(Some),
             None => Ok(None),
         }
-    }
-}
-
-impl<S: CheckpointStore, K: Clone + Send + Sync + 'static> CheckpointStore for Protected<S, K> {
-    fn load_checkpoint(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send {
-        self.store.load_checkpoint(name)
-    }
-
-    fn save_checkpoint(
-        &self,
-        name: &str,
-        position: Position,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.save_checkpoint(name, position)
-    }
-
-    fn delete_checkpoint(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.delete_checkpoint(name)
-    }
-}
-
-impl<S: DeadLetterStore, K: Clone + Send + Sync + 'static> DeadLetterStore for Protected<S, K> {
-    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.park(parked)
-    }
-
-    fn parked(
-        &self,
-        projection: &str,
-    ) -> impl Future<Output = Result<Vec<ParkedEvent>, StoreError>> + Send {
-        self.store.parked(projection)
-    }
-
-    fn unpark(
-        &self,
-        projection: &str,
-        event_id: Uuid,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.unpark(projection, event_id)
-    }
-}
-
-impl<S: LeaseStore, K: Clone + Send + Sync + 'static> LeaseStore for Protected<S, K> {
-    fn acquire_lease(
-        &self,
-        name: &str,
-        owner: Uuid,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        self.store.acquire_lease(name, owner, ttl)
-    }
-
-    fn renew_lease(
-        &self,
-        name: &str,
-        owner: Uuid,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        self.store.renew_lease(name, owner, ttl)
-    }
-
-    fn release_lease(
-        &self,
-        name: &str,
-        owner: Uuid,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.release_lease(name, owner)
     }
 }

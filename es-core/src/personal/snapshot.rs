@@ -1,5 +1,6 @@
 //! Snapshots through [`Protected`]: the state of a stream whose events hold personal data
-//! is stored encrypted, so that forgetting any of its subjects makes it unusable.
+//! is stored encrypted, so that forgetting any of its subjects makes it unusable. (And the
+//! store traits `Protected` passes through as they are: checkpoints, dead letters, leases.)
 //!
 //! # The design
 //!
@@ -28,6 +29,8 @@
 //! saved rarely, and loads cost one key fetch per subject.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
 
 use aes_gcm::aead::rand_core::RngCore as _;
 use aes_gcm::aead::{Aead as _, AeadCore as _, KeyInit as _, OsRng, Payload};
@@ -36,12 +39,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt as _;
 use serde_json::{Map, Value, json};
+use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::error::StoreError;
 use crate::event::RawEvent;
-use crate::store::{EventStore, Snapshot, SnapshotStore};
-use crate::stream::{StreamId, Version};
+use crate::store::{
+    CheckpointStore, DeadLetterStore, EventStore, LeaseStore, ParkedEvent, Snapshot, SnapshotStore,
+};
+use crate::stream::{Position, StreamId, Version};
 
 use super::cipher::key_ids_of;
 use super::keys::{DataKey, KeyId, KeyStore};
@@ -264,5 +270,75 @@ where
                 Ok(None)
             }
         }
+    }
+}
+
+impl<S: CheckpointStore, K: Clone + Send + Sync + 'static> CheckpointStore for Protected<S, K> {
+    fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send {
+        self.store.load_checkpoint(name)
+    }
+
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.save_checkpoint(name, position)
+    }
+
+    fn delete_checkpoint(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.delete_checkpoint(name)
+    }
+}
+
+impl<S: DeadLetterStore, K: Clone + Send + Sync + 'static> DeadLetterStore for Protected<S, K> {
+    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.park(parked)
+    }
+
+    fn parked(
+        &self,
+        projection: &str,
+    ) -> impl Future<Output = Result<Vec<ParkedEvent>, StoreError>> + Send {
+        self.store.parked(projection)
+    }
+
+    fn unpark(
+        &self,
+        projection: &str,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.unpark(projection, event_id)
+    }
+}
+
+impl<S: LeaseStore, K: Clone + Send + Sync + 'static> LeaseStore for Protected<S, K> {
+    fn acquire_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.store.acquire_lease(name, owner, ttl)
+    }
+
+    fn renew_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.store.renew_lease(name, owner, ttl)
+    }
+
+    fn release_lease(
+        &self,
+        name: &str,
+        owner: Uuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.release_lease(name, owner)
     }
 }
