@@ -95,12 +95,18 @@ fn personal_field_is_not_a_tag(cx: &Ctxt, field: &PersonalDecl<'_>) {
 /// forgotten would not be what the event holds; a flattened one has no key of its own (its
 /// fields are spread into the payload). A skipped subject is missing from the stored
 /// payload, so no key could be found for the data, and a flattened one is not one value.
-/// `skip_serializing_if` is allowed: a field left out has nothing to encrypt.
+/// Nor `skip_serializing_if`: a protecting store refuses a payload missing a declared
+/// personal field or subject (that is how it tells a payload not of the declared shape,
+/// which it would otherwise store in clear), so a field sometimes left out would fail
+/// those appends; a `None` personal field is stored as `null`, unencrypted, instead.
 fn stored_under_its_key(cx: &Ctxt, keys: &[SerdeKey], what: &str, it: &str) {
     for key in keys {
         let why = match key.key.as_deref() {
             Some("skip" | "skip_serializing" | "skip_deserializing") => {
                 "would not be stored and read back as it is"
+            }
+            Some("skip_serializing_if") => {
+                "would be left out of some payloads, which a protecting store refuses"
             }
             Some("flatten") => "would have no key of its own in the payload",
             _ => continue,
