@@ -321,9 +321,9 @@ pub fn derive_aggregate_signpost(input: TokenStream) -> TokenStream {
 /// - **The subject field** is another named field of the same variant or struct, not
 ///   `#[personal]` itself (it is read in the clear to find the key).
 /// - **Stored as it is:** a personal field or its subject field cannot be
-///   `#[serde(skip)]`, `skip_serializing`, `skip_deserializing` or `flatten`
-///   (`skip_serializing_if` is fine), and a personal field cannot be a `#[tag]`: tags are
-///   stored in the clear.
+///   `#[serde(skip)]`, `skip_serializing`, `skip_deserializing`, `skip_serializing_if` or
+///   `flatten` (a protecting store refuses a payload missing one; a `None` is stored as
+///   `null`), and a personal field cannot be a `#[tag]`: tags are stored in the clear.
 /// - **Event type names:** `personal_fields` answers for the current names only; an
 ///   `#[event(alias)]` or an unknown name gives no fields.
 ///
