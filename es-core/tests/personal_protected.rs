@@ -692,6 +692,8 @@ struct Gated {
     armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     entered: std::sync::Arc<tokio::sync::Notify>,
     gate: std::sync::Arc<tokio::sync::Notify>,
+    /// How many times `key` was asked.
+    lookups: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl es_core::personal::KeyStore for Gated {
@@ -706,6 +708,8 @@ impl es_core::personal::KeyStore for Gated {
         &self,
         id: es_core::personal::KeyId,
     ) -> Result<Option<es_core::personal::DataKey>, KeyError> {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let key = self.inner.key(id).await;
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
             self.entered.notify_one();
@@ -738,6 +742,7 @@ async fn a_key_fetched_while_forget_runs_is_not_cached_after_it() {
         armed: std::sync::Arc::default(),
         entered: std::sync::Arc::default(),
         gate: std::sync::Arc::default(),
+        lookups: std::sync::Arc::default(),
     };
     let writer = Protected::new(inner.clone(), keys.clone());
     writer
@@ -1172,4 +1177,41 @@ async fn a_raw_copy_of_a_type_read_sealed_but_undeclared_is_refused_until_declar
         .await
         .unwrap();
     assert_no_secret(&stored_text(&inner).await);
+}
+
+/// Reading a forgotten subject's events asks the key store once for its key, not once per
+/// event (on PostgreSQL each ask is a round trip): that a key is gone is cached too.
+#[tokio::test(flavor = "current_thread")]
+async fn a_forgotten_key_is_asked_for_once_not_per_event() {
+    let keys = Gated {
+        inner: MemoryKeyStore::new(),
+        armed: std::sync::Arc::default(),
+        entered: std::sync::Arc::default(),
+        gate: std::sync::Arc::default(),
+        lookups: std::sync::Arc::default(),
+    };
+    let store = Protected::new(MemoryEventStore::new(), keys.clone());
+    let events = (0..10).map(|_| NewEvent::new(registered("c1"))).collect();
+    store
+        .append(&stream("c1"), ExpectedVersion::Any, events)
+        .await
+        .unwrap();
+    store
+        .forget(&Subject::new("c1").unwrap(), "ops")
+        .await
+        .unwrap();
+    let before = keys.lookups.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..2 {
+        let read: Vec<_> = store
+            .read_stream::<CustomerEvent>(&stream("c1"), Version::INITIAL)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 10);
+    }
+    assert_eq!(
+        keys.lookups.load(std::sync::atomic::Ordering::SeqCst) - before,
+        1,
+        "the gone key is asked for once"
+    );
 }

@@ -35,7 +35,10 @@ pub(super) struct KeyCache {
 struct Entries {
     /// How many times the cache was cleared.
     epoch: u64,
-    by_id: HashMap<KeyId, (DataKey, Instant)>,
+    /// `None`: the key store has no such key (its subject was forgotten). Kept too, so that
+    /// reading a forgotten subject's events does not ask the key store once per event;
+    /// forgetting is final, so an absent key never comes back.
+    by_id: HashMap<KeyId, (Option<DataKey>, Instant)>,
     by_subject: HashMap<Subject, (KeyId, DataKey, Instant)>,
 }
 
@@ -64,13 +67,30 @@ impl KeyCache {
         self.entries().epoch
     }
 
-    pub(super) fn by_id(&self, id: KeyId) -> Option<DataKey> {
+    /// The key with this id if fetched lately: `Some(None)` if the key store had none.
+    pub(super) fn by_id(&self, id: KeyId) -> Option<Option<DataKey>> {
         let entries = self.entries();
         entries
             .by_id
             .get(&id)
             .filter(|(_, at)| self.fresh(*at))
             .map(|(key, _)| key.clone())
+    }
+
+    /// Keeps that the key store has no key `id`, as [`KeyCache::keep`] keeps a key.
+    pub(super) fn keep_absent(&self, epoch: u64, id: KeyId) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries();
+        if entries.epoch != epoch {
+            return;
+        }
+        if entries.by_id.len() >= CACHE_CAPACITY {
+            entries.by_id.clear();
+            entries.by_subject.clear();
+        }
+        entries.by_id.insert(id, (None, Instant::now()));
     }
 
     pub(super) fn by_subject(&self, subject: &Subject) -> Option<(KeyId, DataKey)> {
@@ -98,7 +118,7 @@ impl KeyCache {
             entries.by_subject.clear();
         }
         let now = Instant::now();
-        entries.by_id.insert(id, (key.clone(), now));
+        entries.by_id.insert(id, (Some(key.clone()), now));
         if let Some(subject) = subject {
             entries
                 .by_subject
@@ -210,7 +230,7 @@ mod tests {
             Subject::new("ada").unwrap(),
         );
         cache.keep(cache.epoch(), id, &key, Some(&ada));
-        assert_eq!(cache.by_id(id), Some(key.clone()));
+        assert_eq!(cache.by_id(id), Some(Some(key.clone())));
         assert_eq!(cache.by_subject(&ada), Some((id, key.clone())));
         cache.clear();
         assert_eq!(cache.by_id(id), None);
@@ -240,6 +260,19 @@ mod tests {
         assert_eq!(cache.by_id(id), None);
         assert_eq!(cache.by_subject(&ada), None);
         cache.keep(cache.epoch(), id, &key, Some(&ada));
-        assert_eq!(cache.by_id(id), Some(key));
+        assert_eq!(cache.by_id(id), Some(Some(key)));
+    }
+
+    #[test]
+    fn an_absent_key_is_kept_as_absent() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        let id = KeyId::new();
+        assert_eq!(cache.by_id(id), None, "not fetched yet");
+        cache.keep_absent(cache.epoch(), id);
+        assert_eq!(cache.by_id(id), Some(None), "known to be gone");
+        let before = cache.epoch();
+        cache.clear();
+        cache.keep_absent(before, id);
+        assert_eq!(cache.by_id(id), None, "not kept across a clearing");
     }
 }

@@ -303,13 +303,14 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         let mut keys = HashMap::with_capacity(ids.len());
         for id in ids {
             let key = match self.cache.by_id(id) {
-                Some(key) => Some(key),
+                Some(cached) => cached,
                 None => {
                     // Noted before the await: a forget meanwhile makes the key not kept.
                     let epoch = self.cache.epoch();
                     let key = self.keys.key(id).await?;
-                    if let Some(key) = &key {
-                        self.cache.keep(epoch, id, key, None);
+                    match &key {
+                        Some(key) => self.cache.keep(epoch, id, key, None),
+                        None => self.cache.keep_absent(epoch, id),
                     }
                     key
                 }
