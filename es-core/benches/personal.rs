@@ -186,10 +186,10 @@ struct Sizes {
 }
 
 const FULL: Sizes = Sizes {
-    rounds: 9,
+    rounds: 15,
     codec_events: 20_000,
     loads: 100,
-    forgets: 41,
+    forgets: 61,
 };
 
 const SMOKE: Sizes = Sizes {
