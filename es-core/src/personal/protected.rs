@@ -75,6 +75,24 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 ///   snapshot unreadable: it then loads as absent and the repository replays the
 ///   (redacted) events.
 ///
+/// # What it does not protect, and where plaintext can still be
+///
+/// - Only `#[personal]` fields are encrypted: metadata (actor, user entries), stream ids,
+///   tags, event types and the subjects themselves are stored in clear; choose stream and
+///   subject ids that are not personal data.
+/// - Whatever read the values before a forget keeps them: read models (rebuild them, or
+///   have them drop a subject's rows), a [`Repository`](crate::Repository) built
+///   `with_cache` (its cached states stay in memory until evicted or the process ends),
+///   in-process projections.
+/// - Paths that read the inner store directly see the envelopes: run the NATS relay on
+///   [`Protected::inner`] (it then publishes the sealed payloads, which a consumer opens
+///   with [`Protected::open`]; run on `Protected`, it would publish the values in clear,
+///   and nothing in JetStream is ever forgotten), and keep personal values out of a
+///   PostgreSQL store's inline projections, which see the sealed fields.
+/// - A key the key store does not hold reads as forgotten, whatever the reason: a key
+///   store on the wrong schema, or a [`MemoryKeyStore`](super::MemoryKeyStore) after a
+///   restart, redacts everything without an error.
+///
 /// # The key cache
 ///
 /// Data keys are cached in process for a while ([`DEFAULT_KEY_CACHE_TTL`],
