@@ -28,7 +28,7 @@ enum CustomerEvent {
         #[personal(subject = customer_id, forgotten = "(forgotten)")]
         name: String,
         #[personal(subject = customer_id)]
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default)]
         phone: Option<String>,
         #[personal(subject = customer_id, forgotten = Default)]
         #[serde(rename = "postalAddress")]
