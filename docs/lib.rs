@@ -47,6 +47,10 @@ pub mod projections {}
 #[doc = include_str!("src/decisions.md")]
 pub mod decisions {}
 
+/// Personal data that can be forgotten.
+#[doc = include_str!("src/personal-data.md")]
+pub mod personal_data {}
+
 /// Living with history.
 #[doc = include_str!("src/living-with-history.md")]
 pub mod living_with_history {}

@@ -7,15 +7,23 @@
 //! commands and the read model.
 //!
 //! On the in-memory store by default; on PostgreSQL when `DATABASE_URL` is set (the schema
-//! `es` is created or migrated on start; each run uses new order ids).
+//! `es` is created or migrated on start; each run uses new order and customer ids).
+//!
+//! The customers' names and addresses are stored encrypted ([`Protected`]), with keys kept
+//! in memory, or on PostgreSQL in its key store, wrapped by the master key in
+//! `ES_MASTER_KEY` (base64 of 32 bytes, as `LocalKeyEncryption::generate_secret` makes it).
+//! Without `ES_MASTER_KEY`, a master key is generated for the run and lost with it: the
+//! personal data it wrote is unreadable by any later run.
 
 #![allow(
     clippy::print_stdout,
-    reason = "printing the report is this binary's job"
+    clippy::print_stderr,
+    reason = "printing the report, and warning about an ephemeral master key, is this binary's job"
 )]
 
+use es_core::personal::{KeyStore, LocalKeyEncryption, MemoryKeyStore, Protected};
 use es_memory::MemoryEventStore;
-use es_postgres::PgEventStore;
+use es_postgres::{PgEventStore, PgKeyStore};
 use orders::scenario;
 
 #[tokio::main]
@@ -41,20 +49,48 @@ async fn main() -> Result<(), scenario::Error> {
                 "es-rs orders example on PostgreSQL (schema `{}`)\n",
                 store.schema()
             );
-            run(store, false).await
+            let keys = PgKeyStore::new(&store, master_key()?);
+            Box::pin(run(Protected::new(store, keys), false)).await
         }
         _ => {
             println!(
                 "es-rs orders example on the in-memory store (set DATABASE_URL for PostgreSQL)\n"
             );
-            run(MemoryEventStore::new(), true).await
+            let store = Protected::new(MemoryEventStore::new(), MemoryKeyStore::new());
+            Box::pin(run(store, true)).await
+        }
+    }
+}
+
+/// The master key that wraps the customers' keys on PostgreSQL: `ES_MASTER_KEY`, or one made
+/// for this run only (which is never printed).
+fn master_key() -> Result<LocalKeyEncryption, scenario::Error> {
+    match std::env::var("ES_MASTER_KEY") {
+        Ok(set) if !set.is_empty() => Ok(LocalKeyEncryption::from_env("ES_MASTER_KEY")?),
+        _ => {
+            eprintln!(
+                "warning: ES_MASTER_KEY is not set, so this run wraps its customers' keys with \
+                 an ephemeral master key, lost when it ends: no later run can read the names \
+                 and addresses it stores. Keep one in a secret store and set ES_MASTER_KEY to it \
+                 (LocalKeyEncryption::generate_secret makes one).\n"
+            );
+            Ok(LocalKeyEncryption::from_base64(
+                &LocalKeyEncryption::generate_secret(),
+            )?)
         }
     }
 }
 
 /// The scenario, then, when `NATS_URL` is set, the log relayed to NATS JetStream on the
 /// `EventSourceOrders` channel's address (`orders.{streamId}`).
-async fn run<S: es_core::Store>(store: S, fresh_log: bool) -> Result<(), scenario::Error> {
+///
+/// The relay reads through `store`, so it publishes names and addresses decrypted: those
+/// copies are beyond the reach of a later forgetting, as every copy made of a read is.
+async fn run<S, K>(store: Protected<S, K>, fresh_log: bool) -> Result<(), scenario::Error>
+where
+    S: es_core::Store,
+    K: KeyStore,
+{
     let report = scenario::run(store.clone()).await?;
     print!("{}", report.text);
     if let Ok(url) = std::env::var("NATS_URL") {

@@ -33,10 +33,24 @@ impl LineItem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent, EventSchema)]
 pub enum OrderEvent {
     /// The customer placed the order.
+    //
+    // The name and address are personal data of the customer, whose id is their data
+    // subject: over a `Protected` store they are stored encrypted under the customer's key,
+    // and read as `(forgotten)` once the customer is forgotten. The id is stored in clear
+    // (an opaque id of the shop's, not personal data). Events written before the id and
+    // address existed read them as empty.
     #[event(name = "OrderNew")]
     Placed {
-        /// Who ordered.
+        /// Who ordered: the shop's id of the customer.
+        #[serde(default)]
+        customer_id: String,
+        /// The customer's name.
+        #[personal(subject = customer_id, forgotten = "(forgotten)")]
         customer: String,
+        /// Where the order goes.
+        #[personal(subject = customer_id, forgotten = "(forgotten)")]
+        #[serde(default)]
+        address: String,
         /// What.
         items: Vec<LineItem>,
         /// The amount due, in cents.
@@ -71,8 +85,12 @@ pub enum OrderEvent {
 pub enum OrderCommand {
     /// Place a new order.
     Place {
-        /// Who orders.
+        /// Who orders: the shop's id of the customer (not personal data).
+        customer_id: String,
+        /// The customer's name.
         customer: String,
+        /// Where the order goes.
+        address: String,
         /// What.
         items: Vec<LineItem>,
     },
@@ -168,8 +186,12 @@ pub enum OrderStatus {
 pub struct Order {
     /// Where it is in its life.
     pub status: OrderStatus,
-    /// Who ordered.
+    /// Who ordered: the shop's id of the customer.
+    pub customer_id: String,
+    /// The customer's name (`(forgotten)` once the customer is forgotten).
     pub customer: String,
+    /// Where the order goes (`(forgotten)` once the customer is forgotten).
+    pub address: String,
     /// What.
     pub items: Vec<LineItem>,
     /// The amount due in all, in cents.
@@ -197,7 +219,15 @@ impl Aggregate for Order {
     ) -> Result<Vec<OrderEvent>, OrderError> {
         use OrderStatus::{Draft, Paid, Placed, Preparing, Shipped};
         match (self.status, command) {
-            (Draft, OrderCommand::Place { customer, items }) => {
+            (
+                Draft,
+                OrderCommand::Place {
+                    customer_id,
+                    customer,
+                    address,
+                    items,
+                },
+            ) => {
                 if items.is_empty() {
                     return Err(OrderError::NoItems);
                 }
@@ -211,7 +241,9 @@ impl Aggregate for Order {
                 }
                 let total_cents = items.iter().map(LineItem::total_cents).sum();
                 Ok(vec![OrderEvent::Placed {
+                    customer_id,
                     customer,
+                    address,
                     items,
                     total_cents,
                 }])
@@ -272,12 +304,16 @@ impl Aggregate for Order {
     fn apply(&mut self, event: &OrderEvent) {
         match event {
             OrderEvent::Placed {
+                customer_id,
                 customer,
+                address,
                 items,
                 total_cents,
             } => {
                 self.status = OrderStatus::Placed;
+                self.customer_id.clone_from(customer_id);
                 self.customer.clone_from(customer);
+                self.address.clone_from(address);
                 self.items.clone_from(items);
                 self.total_cents = *total_cents;
                 // A free order is paid the moment it exists.

@@ -1,12 +1,17 @@
 //! A realistic run over several orders, on any store, written as a readable report.
+//!
+//! The store is [`Protected`]: the customers' names and addresses are stored encrypted, each
+//! under its customer's key, and the run ends by forgetting one customer (a privacy request)
+//! and showing that customer's order again.
 
 use std::fmt::Write as _;
 
 use std::collections::HashMap;
 
+use es_core::personal::{Forgetting, KeyStore, Protected, Subject};
 use es_core::{
     AsOf, CommandContext, CommandError, DomainEvent as _, EventEnvelope, EventFilter, EventStore,
-    LoadError, Position, Projection, Repository, SnapshotPolicy, SnapshotStore, Version,
+    LoadError, Position, Projection, RawEvent, Repository, SnapshotPolicy, SnapshotStore, Version,
 };
 use futures_util::TryStreamExt as _;
 use uuid::Uuid;
@@ -38,28 +43,54 @@ pub struct Report {
     pub refused_on_archived: OrderCommand,
     /// The read model built from the global log, restricted to this run's orders.
     pub summaries: OrderSummaries,
+    /// The customer of the first order, forgotten at the end of the run.
+    pub forgotten: ForgottenCustomer,
     /// The report as text.
     pub text: String,
+}
+
+/// The first order's customer, forgotten: the order before and after.
+#[derive(Debug)]
+pub struct ForgottenCustomer {
+    /// The order.
+    pub order_id: String,
+    /// The order as loaded before the customer was forgotten.
+    pub before: Order,
+    /// The order as loaded after: name and address replaced, the rest as before.
+    pub after: Order,
+    /// Who had the customer forgotten, and when.
+    pub record: Forgetting,
+    /// The order's `OrderNew` payload as the inner store holds it: the name and address
+    /// are envelopes (ciphertext), the rest in clear.
+    pub stored: serde_json::Value,
 }
 
 /// Plays the scenario on `store`: four orders, two of which receive a command their state
 /// forbids; then looks back at a shipped order as it was before shipping, and archives an
 /// abandoned order, after which it takes no more commands and leaves the read model.
+/// Last, the first order's customer is forgotten, and the order loaded again.
 ///
 /// # Errors
 ///
-/// Fails if the store fails; rejected commands are part of the scenario and recorded in the
-/// report.
-pub async fn run<S>(store: S) -> Result<Report, Error>
+/// Fails if the store or the key store fails; rejected commands are part of the scenario
+/// and recorded in the report.
+pub async fn run<S, K>(store: Protected<S, K>) -> Result<Report, Error>
 where
     S: EventStore + SnapshotStore,
+    K: KeyStore,
 {
     let run = uuid::Uuid::now_v7().simple().to_string();
     let run = &run[run.len() - 6..];
     let orders =
         Repository::<Order, _>::new(store.clone()).with_snapshot_policy(SnapshotPolicy::every(3));
+    // The read model follows the log from here: this run's events only. (On PostgreSQL,
+    // earlier runs' customers may have keys wrapped by another master key.)
+    let start = store.head().await?.unwrap_or(Position::START);
 
     let ids: Vec<String> = (1..=4).map(|n| format!("{run}-{n}")).collect();
+    // The shop's customer ids: the data subjects of the names and addresses. Unique per
+    // run too, since a forgotten customer stays forgotten.
+    let customers: Vec<String> = (1..=4).map(|n| format!("customer-{run}-{n}")).collect();
     // Who issues each command: the shop's front end for the customer, the payment
     // provider, the warehouse. Every event records its actor.
     let plan: Vec<(&str, &str, OrderCommand)> = vec![
@@ -67,7 +98,14 @@ where
         (
             &ids[0],
             "shop-web",
-            place("ada", &[("BOOK-1984", 2, 1_250), ("MUG-TEA", 1, 900)]),
+            place(
+                (
+                    &customers[0],
+                    "Ada Lovelace",
+                    "12 St James's Square, London",
+                ),
+                &[("BOOK-1984", 2, 1_250), ("MUG-TEA", 1, 900)],
+            ),
         ),
         (&ids[0], "psp", pay(3_400, "psp-1001")),
         (&ids[0], "warehouse", prepare("berlin-2")),
@@ -76,19 +114,40 @@ where
         (
             &ids[1],
             "shop-web",
-            place("grace", &[("LAMP-ARC", 1, 7_900)]),
+            place(
+                (&customers[1], "Grace Hopper", "1 Navy Yard, Arlington"),
+                &[("LAMP-ARC", 1, 7_900)],
+            ),
         ),
         (&ids[1], "psp", pay(4_000, "psp-1002")),
         (&ids[1], "psp", pay(3_900, "psp-1003")),
         (&ids[1], "warehouse", prepare("leipzig-1")),
         // Order 3: shipping before payment is rejected; the order stays placed.
-        (&ids[2], "shop-web", place("alan", &[("CABLE-USB", 3, 499)])),
+        (
+            &ids[2],
+            "shop-web",
+            place(
+                (
+                    &customers[2],
+                    "Alan Turing",
+                    "Bletchley Park, Milton Keynes",
+                ),
+                &[("CABLE-USB", 3, 499)],
+            ),
+        ),
         (&ids[2], "warehouse", ship("ups", "1Z999AA10123456784")),
         // Order 4: paying more than is due is rejected; the right amount goes through.
         (
             &ids[3],
             "shop-web",
-            place("barbara", &[("PEN-FOUNTAIN", 1, 2_500)]),
+            place(
+                (
+                    &customers[3],
+                    "Barbara Liskov",
+                    "32 Vassar Street, Cambridge",
+                ),
+                &[("PEN-FOUNTAIN", 1, 2_500)],
+            ),
         ),
         (&ids[3], "psp", pay(3_000, "psp-1004")),
         (&ids[3], "psp", pay(2_500, "psp-1005")),
@@ -157,7 +216,7 @@ where
         .sum();
     let mut summaries = OrderSummaries::default();
     let mut seen = 0;
-    let log = store.subscribe::<OrderEvent>(Position::START, EventFilter::for_aggregate::<Order>());
+    let log = store.subscribe::<OrderEvent>(start, EventFilter::for_aggregate::<Order>());
     futures_util::pin_mut!(log);
     while seen < expected {
         let Some(envelope) = log.try_next().await? else {
@@ -168,6 +227,8 @@ where
             seen += 1;
         }
     }
+
+    let forgotten = forget_first_customer(&store, &orders, &ids[0], &customers[0]).await?;
 
     let mut text = render(&histories, &states, &rejections, &summaries, &archived)?;
     let (id, version, state) = &before_shipping;
@@ -182,6 +243,7 @@ where
         "order-{archived} was archived: its history stays above, it left the read model, and \
          {refused_on_archived:?} was refused"
     )?;
+    render_forgotten(&mut text, &forgotten)?;
     Ok(Report {
         order_ids: ids,
         histories,
@@ -191,13 +253,97 @@ where
         archived,
         refused_on_archived,
         summaries,
+        forgotten,
         text,
     })
 }
 
-fn place(customer: &str, items: &[(&str, u32, i64)]) -> OrderCommand {
+/// Forgets the customer of `order_id` (a privacy request), loading the order before and
+/// after, and reads its first event as stored.
+async fn forget_first_customer<S, K>(
+    store: &Protected<S, K>,
+    orders: &Repository<Order, Protected<S, K>>,
+    order_id: &str,
+    customer: &str,
+) -> Result<ForgottenCustomer, Error>
+where
+    S: EventStore + SnapshotStore,
+    K: KeyStore,
+{
+    let before = orders.load(order_id).await?.state;
+    let record = store
+        .forget(&Subject::new(customer)?, "privacy request 4711")
+        .await?;
+    // Its snapshot (at v3) was sealed under the customer's key, so it is of no use now:
+    // the order is rebuilt from its events, whose name and address read as replaced.
+    let after = orders.load(order_id).await?.state;
+    let stream = orders.stream_id(order_id)?;
+    let stored: Vec<_> = store
+        .inner()
+        .read_stream::<RawEvent>(&stream, Version::new(1))
+        .try_collect()
+        .await?;
+    let stored = stored
+        .into_iter()
+        .next()
+        .ok_or("the order has no first event")?
+        .event
+        .payload;
+    Ok(ForgottenCustomer {
+        order_id: order_id.to_owned(),
+        before,
+        after,
+        record,
+        stored,
+    })
+}
+
+fn render_forgotten(out: &mut String, forgotten: &ForgottenCustomer) -> Result<(), Error> {
+    let ForgottenCustomer {
+        order_id,
+        before,
+        after,
+        record,
+        stored,
+    } = forgotten;
+    let show = |order: &Order| {
+        format!(
+            "{:?} for {} ({}) at {}, {} items, paid {} of {} cents",
+            order.status,
+            order.customer,
+            order.customer_id,
+            order.address,
+            order.items.len(),
+            order.paid_cents,
+            order.total_cents
+        )
+    };
+    writeln!(
+        out,
+        "
+order-{order_id} before its customer is forgotten: {}",
+        show(before)
+    )?;
+    writeln!(
+        out,
+        "{} forgotten by {:?} at {}",
+        record.subject,
+        record.by,
+        record.at.format("%Y-%m-%d %H:%M:%S%.3f")
+    )?;
+    writeln!(out, "order-{order_id} after: {}", show(after))?;
+    writeln!(out, "  its OrderNew as stored: {stored}")?;
+    Ok(())
+}
+
+fn place(
+    (customer_id, name, address): (&str, &str, &str),
+    items: &[(&str, u32, i64)],
+) -> OrderCommand {
     OrderCommand::Place {
-        customer: customer.to_owned(),
+        customer_id: customer_id.to_owned(),
+        customer: name.to_owned(),
+        address: address.to_owned(),
         items: items
             .iter()
             .map(|&(sku, quantity, price)| LineItem::new(sku, quantity, price))
@@ -275,7 +421,7 @@ fn render(
     for (id, summary) in &summaries.orders {
         writeln!(
             out,
-            "  order-{id:<10} {:<10} {:<9} {:>6} / {:>6} cents",
+            "  order-{id:<10} {:<15} {:<9} {:>6} / {:>6} cents",
             summary.customer,
             format!("{:?}", summary.status),
             summary.paid_cents,

@@ -8,9 +8,20 @@ use orders::{
 
 fn placed(total_cents: i64) -> OrderEvent {
     OrderEvent::Placed {
+        customer_id: "customer-1".into(),
         customer: "ada".into(),
+        address: "1 Main Street".into(),
         items: vec![LineItem::new("BOOK", 1, total_cents)],
         total_cents,
+    }
+}
+
+fn place(items: Vec<LineItem>) -> OrderCommand {
+    OrderCommand::Place {
+        customer_id: "customer-1".into(),
+        customer: "ada".into(),
+        address: "1 Main Street".into(),
+        items,
     }
 }
 
@@ -38,15 +49,14 @@ fn ship() -> OrderCommand {
 fn placing_totals_the_lines() {
     Order::test()
         .given_no_previous_events()
-        .when(OrderCommand::Place {
-            customer: "ada".into(),
-            items: vec![
-                LineItem::new("BOOK", 2, 1_250),
-                LineItem::new("MUG", 1, 900),
-            ],
-        })
+        .when(place(vec![
+            LineItem::new("BOOK", 2, 1_250),
+            LineItem::new("MUG", 1, 900),
+        ]))
         .then_expect_events([OrderEvent::Placed {
+            customer_id: "customer-1".into(),
             customer: "ada".into(),
+            address: "1 Main Street".into(),
             items: vec![
                 LineItem::new("BOOK", 2, 1_250),
                 LineItem::new("MUG", 1, 900),
@@ -59,10 +69,7 @@ fn placing_totals_the_lines() {
 fn an_order_needs_items() {
     Order::test()
         .given_no_previous_events()
-        .when(OrderCommand::Place {
-            customer: "ada".into(),
-            items: vec![],
-        })
+        .when(place(vec![]))
         .then_expect_error(OrderError::NoItems);
 }
 
@@ -70,10 +77,7 @@ fn an_order_needs_items() {
 fn lines_need_a_quantity() {
     Order::test()
         .given_no_previous_events()
-        .when(OrderCommand::Place {
-            customer: "ada".into(),
-            items: vec![LineItem::new("BOOK", 0, 100)],
-        })
+        .when(place(vec![LineItem::new("BOOK", 0, 100)]))
         .then_expect_error(OrderError::InvalidItem { sku: "BOOK".into() });
 }
 
@@ -81,10 +85,7 @@ fn lines_need_a_quantity() {
 fn an_order_is_placed_once() {
     Order::test()
         .given([placed(500)])
-        .when(OrderCommand::Place {
-            customer: "ada".into(),
-            items: vec![LineItem::new("BOOK", 1, 500)],
-        })
+        .when(place(vec![LineItem::new("BOOK", 1, 500)]))
         .then_expect_error(OrderError::AlreadyPlaced);
 }
 
@@ -249,6 +250,40 @@ fn the_read_model_follows_every_order() {
                 ]
                 .into(),
                 revenue_cents: 600,
+            },
+        );
+}
+
+#[test]
+fn a_forgotten_customer_leaves_the_order_whole() {
+    Order::test()
+        .given([placed(500), paid(500)])
+        .given_forgotten("customer-1")
+        .when(OrderCommand::StartPreparing {
+            warehouse: "berlin".into(),
+        })
+        .then_expect_state(|order| {
+            assert_eq!(order.customer, "(forgotten)");
+            assert_eq!(order.address, "(forgotten)");
+            assert_eq!(order.customer_id, "customer-1");
+            assert_eq!(order.status, OrderStatus::Preparing);
+            assert_eq!(order.paid_cents, 500);
+            assert_eq!(order.items, [LineItem::new("BOOK", 1, 500)]);
+        });
+}
+
+#[test]
+fn the_read_model_shows_a_forgotten_customer_as_replaced() {
+    ProjectionFixture::new(OrderSummaries::default())
+        .given_forgotten("customer-1")
+        .given("order-1", [placed(500), paid(500)])
+        .then_expect(
+            |view| view.orders["1"].clone(),
+            OrderSummary {
+                customer: "(forgotten)".into(),
+                status: OrderStatus::Paid,
+                total_cents: 500,
+                paid_cents: 500,
             },
         );
 }

@@ -1,11 +1,62 @@
-//! The example's scenario, run on the in-memory store.
+//! The example's scenario, run on the in-memory store and on PostgreSQL, each over a
+//! [`Protected`] store.
 
+use es_core::personal::{LocalKeyEncryption, MemoryKeyStore, Protected};
 use es_memory::MemoryEventStore;
+use es_postgres::PgKeyStore;
+use orders::scenario::{ForgottenCustomer, Report};
 use orders::{OrderCommand, OrderError, OrderStatus, scenario};
+
+fn in_memory() -> Protected<MemoryEventStore, MemoryKeyStore> {
+    Protected::new(MemoryEventStore::new(), MemoryKeyStore::new())
+}
+
+/// After the first order's customer is forgotten, its name and address read as the
+/// replacement, the rest of the order as before, and the stored event holds ciphertext in
+/// their place, never the name or the address.
+fn assert_forgotten(report: &Report) {
+    let ForgottenCustomer {
+        order_id,
+        before,
+        after,
+        record,
+        stored,
+    } = &report.forgotten;
+    assert_eq!(order_id, &report.order_ids[0]);
+    assert_eq!(before.customer, "Ada Lovelace");
+    assert_eq!(before.address, "12 St James's Square, London");
+    assert_eq!(after.customer, "(forgotten)");
+    assert_eq!(after.address, "(forgotten)");
+    assert_eq!(after.customer_id, before.customer_id);
+    assert_eq!(after.status, OrderStatus::Shipped);
+    assert_eq!(after.items, before.items);
+    assert_eq!(after.total_cents, before.total_cents);
+    assert_eq!(after.paid_cents, before.paid_cents);
+    assert_eq!(after.warehouse, before.warehouse);
+    assert_eq!(after.shipment, before.shipment);
+    assert_eq!(record.subject.as_str(), before.customer_id);
+    assert_eq!(record.by, "privacy request 4711");
+
+    let text = stored.to_string();
+    for personal in ["Ada", "Lovelace", "St James"] {
+        assert!(!text.contains(personal), "{personal} is stored: {text}");
+    }
+    assert_eq!(stored["customer"]["es:personal"], 1, "{text}");
+    assert_eq!(stored["address"]["es:personal"], 1, "{text}");
+    assert_eq!(stored["customer_id"], before.customer_id.as_str());
+    assert_eq!(stored["total_cents"], 3_400);
+    assert!(
+        report
+            .text
+            .contains("after: Shipped for (forgotten) (customer-"),
+        "{}",
+        report.text
+    );
+}
 
 #[tokio::test]
 async fn scenario_plays_the_whole_lifecycle() {
-    let report = scenario::run(MemoryEventStore::new()).await.unwrap();
+    let report = scenario::run(in_memory()).await.unwrap();
 
     let types: Vec<Vec<&str>> = report
         .histories
@@ -129,6 +180,25 @@ async fn scenario_plays_the_whole_lifecycle() {
             .text
             .contains("the order is not paid: 1497 cents still due")
     );
+    // The read model was built before the forgetting, with the names.
+    assert_eq!(
+        report.summaries.orders[&report.order_ids[1]].customer,
+        "Grace Hopper"
+    );
+    assert_forgotten(&report);
+}
+
+/// Only the forgotten customer's data is gone: the other orders still read their names.
+#[tokio::test]
+async fn forgetting_one_customer_leaves_the_others_readable() {
+    let store = in_memory();
+    let report = scenario::run(store.clone()).await.unwrap();
+    let orders = es_core::Repository::<orders::Order, _>::new(store);
+    let grace = orders.load(&report.order_ids[1]).await.unwrap().state;
+    assert_eq!(grace.customer, "Grace Hopper");
+    assert_eq!(grace.address, "1 Navy Yard, Arlington");
+    let ada = orders.load(&report.order_ids[0]).await.unwrap().state;
+    assert_eq!(ada.customer, "(forgotten)");
 }
 
 /// The same scenario on PostgreSQL (`DATABASE_URL`, or the local server), in a schema of
@@ -136,8 +206,12 @@ async fn scenario_plays_the_whole_lifecycle() {
 #[tokio::test]
 async fn scenario_runs_on_postgres() {
     let store = es_testkit::postgres::fresh_store().await;
+    let master = LocalKeyEncryption::from_base64(&LocalKeyEncryption::generate_secret()).unwrap();
+    let keys = PgKeyStore::new(&store, master);
 
-    let report = scenario::run(store.clone()).await.unwrap();
+    let report = scenario::run(Protected::new(store.clone(), keys))
+        .await
+        .unwrap();
     let statuses: Vec<OrderStatus> = report.states.iter().map(|(_, s)| s.status).collect();
     assert_eq!(
         statuses,
@@ -157,6 +231,7 @@ async fn scenario_runs_on_postgres() {
         report.histories[0].1[3].metadata.actor.as_deref(),
         Some("warehouse")
     );
+    assert_forgotten(&report);
 
     es_testkit::postgres::drop_schema(store).await;
 }
