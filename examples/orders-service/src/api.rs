@@ -42,8 +42,15 @@ impl From<&LineItem> for Item {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrder {
-    /// Who orders.
+    /// The shop's id of the customer (not personal data: the subject their name and
+    /// address are kept under, so that they can be forgotten); none if not given.
+    #[serde(default)]
+    pub customer_id: String,
+    /// Who orders (personal data).
     pub customer: String,
+    /// Where the order goes (personal data); none if not given.
+    #[serde(default)]
+    pub address: String,
     /// What (at least one line).
     pub items: Vec<Item>,
 }

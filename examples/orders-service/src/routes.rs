@@ -140,7 +140,9 @@ pub async fn place(
 ) -> Result<Json<CommandAccepted>, ApiError> {
     let (Path(id), Json(body)) = (id?, body?);
     let command = OrderCommand::Place {
+        customer_id: body.customer_id,
         customer: body.customer,
+        address: body.address,
         items: body.items.into_iter().map(Into::into).collect(),
     };
     execute(&state, &id, command, correlation, &headers).await

@@ -84,8 +84,10 @@ fn master_key() -> Result<LocalKeyEncryption, scenario::Error> {
 /// The scenario, then, when `NATS_URL` is set, the log relayed to NATS JetStream on the
 /// `EventSourceOrders` channel's address (`orders.{streamId}`).
 ///
-/// The relay reads through `store`, so it publishes names and addresses decrypted: those
-/// copies are beyond the reach of a later forgetting, as every copy made of a read is.
+/// The relay reads the store under `Protected` (its inner store), so it publishes the
+/// events as stored, names and addresses sealed: the copies in JetStream become unreadable
+/// with the customer's key, and a consumer opens them with `Protected::open`. Run on
+/// `store` itself, it would publish them decrypted, beyond the reach of a forgetting.
 async fn run<S, K>(store: Protected<S, K>, fresh_log: bool) -> Result<(), scenario::Error>
 where
     S: es_core::Store,
@@ -100,12 +102,12 @@ where
             // another log's, which the relay would refuse to continue.
             stream.purge().await?;
         }
-        let relay = es_nats::Relay::builder(store.clone(), jetstream)
+        let relay = es_nats::Relay::builder(store.inner().clone(), jetstream)
             .stream(orders::channels::STREAM)
             .channel(&es_asyncapi::Channel::for_aggregate::<orders::Order>())
             .build()
             .await?;
-        let relayed = es_core::ProjectionRunner::new(store, relay)
+        let relayed = es_core::ProjectionRunner::new(store.inner().clone(), relay)
             .catch_up()
             .await?;
         println!(

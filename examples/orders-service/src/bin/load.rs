@@ -131,7 +131,9 @@ fn step(step: usize) -> (&'static str, serde_json::Value, OrderCommand) {
             "place",
             json!({ "customer": "load", "items": [{ "sku": "kettle", "quantity": 2, "unit_price_cents": 1_250 }] }),
             OrderCommand::Place {
+                customer_id: String::new(),
                 customer: "load".to_owned(),
+                address: String::new(),
                 items: vec![LineItem::new("kettle", 2, 1_250)],
             },
         ),
