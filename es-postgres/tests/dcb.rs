@@ -1617,3 +1617,100 @@ async fn conditional_appends_wait_only_for_older_ones_that_may_match() {
     drop(blocking);
     common::drop_schema(base).await;
 }
+
+/// Whether a course was opened, as a decision's state.
+struct CourseOpened {
+    course: Tag,
+    opened: bool,
+}
+
+impl es_core::DecisionState for CourseOpened {
+    type Event = RawEvent;
+
+    fn query(&self) -> Query {
+        QueryItem::new()
+            .with_types(["CourseOpened"])
+            .with_tag(self.course.clone())
+            .into()
+    }
+
+    fn apply(&mut self, _: &RawEvent) {
+        self.opened = true;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the course is not open")]
+struct NotOpen;
+
+/// Subscribes a student to a course, refused while the course is not open.
+struct SubscribeTo(Tag);
+
+impl es_core::Decision for SubscribeTo {
+    type State = CourseOpened;
+    type Event = RawEvent;
+    type Error = NotOpen;
+
+    fn state(&self) -> CourseOpened {
+        CourseOpened {
+            course: self.0.clone(),
+            opened: false,
+        }
+    }
+
+    fn stream(&self) -> StreamId {
+        stream("student", Uuid::now_v7().simple())
+    }
+
+    fn decide(&self, state: &CourseOpened) -> Result<Vec<RawEvent>, NotOpen> {
+        if !state.opened {
+            return Err(NotOpen);
+        }
+        Ok(vec![RawEvent::new("StudentSubscribed", 1, json!({}))])
+    }
+}
+
+/// A decision made right after the caller's own append does not refuse on a read that
+/// missed it: the log's end is held back while an older transaction is open, so the read
+/// does not see the course opened, and a rejection resting on that read is checked (the
+/// condition, with nothing to append) before it is given; the check waits for the older
+/// transaction, finds the event, and the decision is made again, on a read that sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_is_not_given_on_a_read_that_missed_an_event() {
+    let store = common::fresh_store().await;
+    let _budget = common::hold_connections(1).await;
+    let mut older = own_connection("es-test-dcb-older").await;
+    sqlx::raw_sql("BEGIN").execute(&mut older).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut older)
+        .await
+        .unwrap();
+    let course = tag("course", Uuid::now_v7().simple());
+    store
+        .append(
+            &stream("course", Uuid::now_v7().simple()),
+            ExpectedVersion::NoStream,
+            vec![tagged("CourseOpened", [course.clone()])],
+        )
+        .await
+        .unwrap();
+    assert!(
+        query_all(&store, &QueryItem::new().with_tag(course.clone()).into())
+            .await
+            .is_empty(),
+        "the read misses the event while the older transaction is open"
+    );
+    let ends = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut older).await.unwrap();
+        older.close().await.unwrap();
+    });
+    let decided = es_core::Decider::new(store.clone())
+        .execute(&SubscribeTo(course))
+        .await
+        .expect("the decision sees the course opened");
+    assert_eq!(decided.events.len(), 1);
+    assert!(decided.attempts >= 2, "decided again after the check");
+    ends.await.unwrap();
+    common::drop_schema(store).await;
+}

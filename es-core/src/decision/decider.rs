@@ -36,6 +36,14 @@ use super::{Decided, Decision, DecisionError};
 ///    jittered pause, up to the [`RetryPolicy`]'s attempts; and rides out a store's
 ///    passing failures as the policy says.
 ///
+/// A rejection, or a decision to emit nothing, is first checked against the same
+/// condition with nothing to append (one more round trip): a store may hold its log's end
+/// back (PostgreSQL does, behind transactions still open), so a read can miss an event
+/// committed just before it, even the caller's own; if the check finds one, the decision
+/// waits until the store delivers it, reads it and decides again, and past the attempts
+/// it ends in [`DecisionError::Conflict`] rather than in a rejection that rests on a
+/// partial read.
+///
 /// A decision that emits nothing appends nothing and succeeds. Its events carry the
 /// metadata of the [`CommandContext`] it runs in, with the decision's own tags
 /// ([`Decision::tags`]) added to the context's; with a command id the caller gave, a
@@ -186,32 +194,64 @@ impl<S: EventStore> Decider<S> {
                 Err(error) => break Err(error),
             };
             attempts += 1;
-            let events = match decision.decide(&current) {
+            let decided = decision.decide(&current);
+            if !matches!(&decided, Ok(events) if !events.is_empty()) {
+                // A rejection, or nothing to do. A repeat may be rejected *because* its
+                // first execution went through: look for that first.
+                match self.first_outcome(stream, &ids, attempts, after).await {
+                    Ok(Some(decided)) => break Ok(decided),
+                    Ok(None) => {}
+                    Err(error) => break Err(error),
+                }
+                // Then make sure the read saw everything: a store may hold the end of its
+                // log back (PostgreSQL, behind transactions still open), so a read can
+                // miss an event committed just before it, the caller's own included, and
+                // a rejection would rest on it. The check is the condition an append would
+                // have had, with nothing to append; if an event matches, decide again.
+                match self
+                    .confirm::<D::Event, D::Error>(stream, &ids, query, after)
+                    .await
+                {
+                    Ok(None) => {}
+                    Ok(Some((position, event_type))) => {
+                        if attempts >= self.retry.max_attempts() {
+                            break Err(DecisionError::Conflict {
+                                stream: stream.clone(),
+                                query: query.to_string(),
+                                attempts,
+                                after,
+                                position,
+                                event_type,
+                            });
+                        }
+                        tracing::debug!(attempts, %position, "decision read was not complete");
+                        retries += 1;
+                        // Read again once the store delivers the event the read missed.
+                        if let Err(error) = self.until_readable(stream, position).await {
+                            break Err(error);
+                        }
+                        folded = Some((current, after));
+                        continue;
+                    }
+                    Err(error) => break Err(error),
+                }
+            }
+            let events = match decided {
                 Ok(events) if events.is_empty() => {
-                    break match self.first_outcome(stream, &ids, attempts, after).await {
-                        Ok(Some(decided)) => Ok(decided),
-                        Ok(None) => Ok(Decided {
-                            stream_id: stream.clone(),
-                            events: Vec::new(),
-                            duplicate: false,
-                            after,
-                            attempts,
-                        }),
-                        Err(error) => Err(error),
-                    };
+                    break Ok(Decided {
+                        stream_id: stream.clone(),
+                        events: Vec::new(),
+                        duplicate: false,
+                        after,
+                        attempts,
+                    });
                 }
                 Ok(events) => events,
                 Err(error) => {
-                    // A repeat may be rejected *because* its first execution went
-                    // through: look for that first.
-                    break match self.first_outcome(stream, &ids, attempts, after).await {
-                        Ok(Some(decided)) => Ok(decided),
-                        Ok(None) => Err(DecisionError::Rejected {
-                            stream: stream.clone(),
-                            error,
-                        }),
-                        Err(error) => Err(error),
-                    };
+                    break Err(DecisionError::Rejected {
+                        stream: stream.clone(),
+                        error,
+                    });
                 }
             };
             let new_events = events
@@ -322,6 +362,65 @@ impl<S: EventStore> Decider<S> {
         };
         record_outcome(&result, retries);
         result
+    }
+
+    /// Whether no event `query` selects was stored after `after` (beyond what the read
+    /// delivered): the store's check of an append condition, with nothing to append.
+    async fn confirm<E: crate::DomainEvent, R>(
+        &self,
+        stream: &StreamId,
+        ids: &EventIds<'_>,
+        query: &Query,
+        after: Option<Position>,
+    ) -> Result<Option<(Position, String)>, DecisionError<R>> {
+        let condition = AppendCondition::new(query.clone()).after(after);
+        match self
+            .store
+            .append_if::<E>(stream, ExpectedVersion::Any, Vec::new(), condition)
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(AppendError::ConditionFailed {
+                position,
+                event_type,
+                ..
+            }) => Ok(Some((position, event_type))),
+            // Refusals of the stream (archived, say) say nothing of the read: the
+            // decision stands as decided.
+            Err(source @ AppendError::Store { .. }) => Err(DecisionError::Append {
+                stream: stream.clone(),
+                command_id: ids.command_id,
+                source,
+            }),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Waits until the store's log readers deliver `position` (it holds its log's end back
+    /// behind transactions still open), within the retry policy's store retries.
+    async fn until_readable<R>(
+        &self,
+        stream: &StreamId,
+        position: Position,
+    ) -> Result<(), DecisionError<R>> {
+        let mut tries = 0;
+        loop {
+            let readable =
+                self.store
+                    .readable(position)
+                    .await
+                    .map_err(|source| DecisionError::Read {
+                        stream: stream.clone(),
+                        source,
+                    })?;
+            if readable || tries >= self.retry.store_retries() {
+                // Past the tries, the read goes again anyway; a decision that still
+                // misses the event ends in a conflict after its attempts.
+                return Ok(());
+            }
+            tries += 1;
+            futures_timer::Delay::new(self.retry.store_backoff().pause(tries)).await;
+        }
     }
 
     /// Reads the events `query` selects after `from` (from the start if `None`) into
