@@ -96,12 +96,21 @@ async fn raw_rows_of_old_versions_upcast_on_every_read_path() {
         .unwrap();
     assert_eq!(before.state.balance, 5);
 
-    let log: Vec<AccountEvent> = store
-        .read_all::<AccountEvent>(Position::START, EventFilter::for_event::<AccountEvent>())
-        .map_ok(|e| e.event)
-        .try_collect()
-        .await
-        .unwrap();
+    // The log's end is held back while any older transaction of the database is open
+    // (another test's, say): read until the rows are delivered, within a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let log: Vec<AccountEvent> = loop {
+        let log: Vec<AccountEvent> = store
+            .read_all::<AccountEvent>(Position::START, EventFilter::for_event::<AccountEvent>())
+            .map_ok(|e| e.event)
+            .try_collect()
+            .await
+            .unwrap();
+        if log.len() >= today().len() || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(
         log,
         today(),
