@@ -321,14 +321,21 @@ fn a_store_failure_that_lasts_is_reported_as_such() {
             eager(5).with_store_retries(1, es_core::Backoff::new(Duration::ZERO, Duration::ZERO)),
         );
         decider.execute(&define("c1", 5)).await.unwrap();
-        store.hooks.refuse.store(2, Ordering::SeqCst);
+        store.hooks.refuse.store(1, Ordering::SeqCst);
 
         let error = decider
             .execute(&Subscribe::new("c2", "ada"))
             .await
             .unwrap_err();
-        // c2 does not exist: rejected, the store never asked to append.
+        // c2 does not exist: rejected. The rejection's check (the condition, with nothing
+        // to append) was refused by the store, and the rejection stands as decided.
         assert_eq!(error.rejection(), Some(&SubscriptionError::NoCourse));
+        assert_eq!(
+            store.hooks.refuse.load(Ordering::SeqCst),
+            0,
+            "the rejection was checked"
+        );
+        store.hooks.refuse.store(2, Ordering::SeqCst);
 
         let error = decider
             .execute(&Subscribe::new("c1", "ada"))

@@ -412,10 +412,15 @@ BEGIN
         SELECT coalesce(i.types, ARRAY[]::text[]) AS types,
                coalesce(i.tags, ARRAY[]::text[]) AS tags
         FROM jsonb_to_recordset(p_items) AS i(types text[], tags text[])),
+    -- The position is filtered here too (as `IS TRUE`, which no index answers: see
+    -- es_append_if), so that a page after a position does not carry every earlier
+    -- candidate to the sort.
     candidates AS MATERIALIZED (
         SELECT e.position, e.transaction_id, e.tags, e.event_type
         FROM {schema}.events e
-        WHERE e.tags && p_any_tags AND e.tags IS NOT NULL),
+        WHERE e.tags && p_any_tags AND e.tags IS NOT NULL
+          AND ((e.transaction_id, e.position)
+               > (p_after_transaction, p_after_position)) IS TRUE),
     page AS (
         SELECT c.transaction_id, c.position
         FROM candidates c
@@ -446,14 +451,25 @@ $$;
 -- and conditional appends on tagged queries skip it. The marker's key is es_append_if's
 -- (keep the two alike: should they differ, conditional appends wait for the notifier
 -- again, nothing worse).
+--
+-- One statement in a transaction of its own, as the store sends it: the announcement says
+-- the whole transaction writes no events, so one that wrote before is refused (as
+-- es_append_if does not announce for one), and nothing may write after it. That last is
+-- trusted, as the markers are (migration 0008): any role allowed pg_advisory_lock can
+-- forge one. PUBLIC may not execute it; the application role may.
 CREATE FUNCTION {schema}.es_notify(p_channel text) RETURNS void
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'es_notify runs in a transaction of its own, not after writes'
+            USING ERRCODE = 'ESNT0';
+    END IF;
     PERFORM pg_try_advisory_xact_lock(hashtext('es-postgres conditional append {schema}'),
         (pg_current_xact_id()::text::int8 % 4294967296 - 2147483648)::int4);
     PERFORM pg_notify(p_channel, '');
 END
 $$;
+REVOKE EXECUTE ON FUNCTION {schema}.es_notify(text) FROM PUBLIC;
 
 -- The application role reads by query and notifies: roles granted before this migration get the
 -- function now, later ones through es_grant_application (below).

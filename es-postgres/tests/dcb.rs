@@ -822,6 +822,29 @@ async fn an_open_notification_does_not_hold_conditional_appends_up() {
             }
         }
     }
+    // A transaction that wrote before may not announce that it writes nothing.
+    sqlx::raw_sql("BEGIN").execute(&mut held).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut held)
+        .await
+        .unwrap();
+    let refused = sqlx::query(AssertSqlSafe(format!(
+        "SELECT \"{}\".es_notify($1)",
+        base.schema()
+    )))
+    .bind(&channel)
+    .execute(&mut held)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused
+            .as_database_error()
+            .and_then(|e| e.code())
+            .as_deref(),
+        Some("ESNT0"),
+        "{refused:?}"
+    );
+    sqlx::raw_sql("ROLLBACK").execute(&mut held).await.unwrap();
     held.close().await.unwrap();
     drop(store);
     common::drop_schema(base).await;
@@ -1673,8 +1696,9 @@ impl es_core::Decision for SubscribeTo {
 /// A decision made right after the caller's own append does not refuse on a read that
 /// missed it: the log's end is held back while an older transaction is open, so the read
 /// does not see the course opened, and a rejection resting on that read is checked (the
-/// condition, with nothing to append) before it is given; the check waits for the older
-/// transaction, finds the event, and the decision is made again, on a read that sees it.
+/// condition, with nothing to append) before it is given; the check finds the committed
+/// event, the decider waits until the log delivers it (the older transaction ends), and
+/// the decision is made again, on a read that sees it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejection_is_not_given_on_a_read_that_missed_an_event() {
     let store = common::fresh_store().await;

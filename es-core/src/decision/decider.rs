@@ -20,6 +20,10 @@ use super::states::DecisionStates;
 use super::states::sealed::Fold as _;
 use super::{Decided, Decision, DecisionError};
 
+/// How many times a rejection (or a decision to do nothing) is checked and made again
+/// because its read had missed an event.
+const CONFIRMATIONS: u32 = 3;
+
 /// Executes [`Decision`]s on store `S`.
 ///
 /// Executing a decision:
@@ -37,12 +41,12 @@ use super::{Decided, Decision, DecisionError};
 ///    passing failures as the policy says.
 ///
 /// A rejection, or a decision to emit nothing, is first checked against the same
-/// condition with nothing to append (one more round trip): a store may hold its log's end
-/// back (PostgreSQL does, behind transactions still open), so a read can miss an event
-/// committed just before it, even the caller's own; if the check finds one, the decision
-/// waits until the store delivers it, reads it and decides again, and past the attempts
-/// it ends in [`DecisionError::Conflict`] rather than in a rejection that rests on a
-/// partial read.
+/// condition with nothing to append (a conditional append of no events: on PostgreSQL a
+/// few round trips): a store may hold its log's end back (PostgreSQL does, behind
+/// transactions still open), so a read can miss an event committed just before it, even
+/// the caller's own. If the check finds one, the decision waits, within the policy's store
+/// retries, until the store delivers it, then reads and decides again, at most three
+/// times; a check that cannot run (the store failing) leaves the decision as decided.
 ///
 /// A decision that emits nothing appends nothing and succeeds. Its events carry the
 /// metadata of the [`CommandContext`] it runs in, with the decision's own tags
@@ -176,6 +180,7 @@ impl<S: EventStore> Decider<S> {
         // position read_query delivered is one nothing can commit before any more).
         let mut folded = Some((first_states, None));
         let mut attempts = 0_u32;
+        let mut confirmations = 0_u32;
         let mut failures = 0_u32;
         let mut retries = 0_u32;
         // One loop in this function rather than a function per attempt: each level of
@@ -208,32 +213,24 @@ impl<S: EventStore> Decider<S> {
                 // miss an event committed just before it, the caller's own included, and
                 // a rejection would rest on it. The check is the condition an append would
                 // have had, with nothing to append; if an event matches, decide again.
-                match self
-                    .confirm::<D::Event, D::Error>(stream, &ids, query, after)
-                    .await
+                // At most CONFIRMATIONS rounds, each after a pause: under steady writes
+                // to what the query selects the decision is given as decided, on a read
+                // that was complete when it was made.
+                if confirmations < CONFIRMATIONS
+                    && attempts < self.retry.max_attempts()
+                    && let Some(position) = self.confirm::<D::Event>(stream, query, after).await
                 {
-                    Ok(None) => {}
-                    Ok(Some((position, event_type))) => {
-                        if attempts >= self.retry.max_attempts() {
-                            break Err(DecisionError::Conflict {
-                                stream: stream.clone(),
-                                query: query.to_string(),
-                                attempts,
-                                after,
-                                position,
-                                event_type,
-                            });
-                        }
-                        tracing::debug!(attempts, %position, "decision read was not complete");
-                        retries += 1;
-                        // Read again once the store delivers the event the read missed.
-                        if let Err(error) = self.until_readable(stream, position).await {
-                            break Err(error);
-                        }
-                        folded = Some((current, after));
-                        continue;
+                    tracing::debug!(attempts, %position, "decision read was not complete");
+                    confirmations += 1;
+                    retries += 1;
+                    // Read again once the store delivers the event the read missed.
+                    self.until_readable(position).await;
+                    let pause = self.retry.backoff(confirmations);
+                    if !pause.is_zero() {
+                        futures_timer::Delay::new(pause).await;
                     }
-                    Err(error) => break Err(error),
+                    folded = Some((current, after));
+                    continue;
                 }
             }
             let events = match decided {
@@ -364,61 +361,36 @@ impl<S: EventStore> Decider<S> {
         result
     }
 
-    /// Whether no event `query` selects was stored after `after` (beyond what the read
-    /// delivered): the store's check of an append condition, with nothing to append.
-    async fn confirm<E: crate::DomainEvent, R>(
+    /// The position of an event `query` selects that was stored after `after` (beyond
+    /// what the read delivered), if the store's check of an append condition, with
+    /// nothing to append, finds one. A check that cannot run (the store failing, the
+    /// stream archived) finds none: the decision then stands as decided, as it did before
+    /// it was checked.
+    async fn confirm<E: crate::DomainEvent>(
         &self,
         stream: &StreamId,
-        ids: &EventIds<'_>,
         query: &Query,
         after: Option<Position>,
-    ) -> Result<Option<(Position, String)>, DecisionError<R>> {
+    ) -> Option<Position> {
         let condition = AppendCondition::new(query.clone()).after(after);
         match self
             .store
             .append_if::<E>(stream, ExpectedVersion::Any, Vec::new(), condition)
             .await
         {
-            Ok(_) => Ok(None),
-            Err(AppendError::ConditionFailed {
-                position,
-                event_type,
-                ..
-            }) => Ok(Some((position, event_type))),
-            // Refusals of the stream (archived, say) say nothing of the read: the
-            // decision stands as decided.
-            Err(source @ AppendError::Store { .. }) => Err(DecisionError::Append {
-                stream: stream.clone(),
-                command_id: ids.command_id,
-                source,
-            }),
-            Err(_) => Ok(None),
+            Err(AppendError::ConditionFailed { position, .. }) => Some(position),
+            Ok(_) | Err(_) => None,
         }
     }
 
     /// Waits until the store's log readers deliver `position` (it holds its log's end back
-    /// behind transactions still open), within the retry policy's store retries.
-    async fn until_readable<R>(
-        &self,
-        stream: &StreamId,
-        position: Position,
-    ) -> Result<(), DecisionError<R>> {
-        let mut tries = 0;
-        loop {
-            let readable =
-                self.store
-                    .readable(position)
-                    .await
-                    .map_err(|source| DecisionError::Read {
-                        stream: stream.clone(),
-                        source,
-                    })?;
-            if readable || tries >= self.retry.store_retries() {
-                // Past the tries, the read goes again anyway; a decision that still
-                // misses the event ends in a conflict after its attempts.
-                return Ok(());
+    /// behind transactions still open), within the retry policy's store retries; a store
+    /// that cannot tell ends the wait.
+    async fn until_readable(&self, position: Position) {
+        for tries in 1..=self.retry.store_retries() {
+            if !matches!(self.store.readable(position).await, Ok(false)) {
+                return;
             }
-            tries += 1;
             futures_timer::Delay::new(self.retry.store_backoff().pause(tries)).await;
         }
     }

@@ -42,13 +42,14 @@ impl From<&LineItem> for Item {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrder {
-    /// The shop's id of the customer (not personal data: the subject their name and
-    /// address are kept under, so that they can be forgotten); none if not given.
+    /// The shop's id of the customer; none if not given. (The orders example keeps the
+    /// name and address under it, encrypted, so that they can be forgotten; this service
+    /// stores its events unprotected.)
     #[serde(default)]
     pub customer_id: String,
-    /// Who orders (personal data).
+    /// Who orders.
     pub customer: String,
-    /// Where the order goes (personal data); none if not given.
+    /// Where the order goes; none if not given.
     #[serde(default)]
     pub address: String,
     /// What (at least one line).
