@@ -25,7 +25,7 @@
 //! (or `null`, without `nonce` and `data`) and `nonce` and `data` strings. Any other
 //! object is data, even one holding the key `es:personal`.
 
-use aes_gcm::aead::{Aead as _, AeadCore as _, KeyInit as _, OsRng, Payload};
+use aes_gcm::aead::{Aead as _, AeadCore as _, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -64,7 +64,7 @@ pub(super) fn seal(
     value: &Value,
     forgotten: Value,
 ) -> Result<Value, CipherError> {
-    let cipher = Aes256Gcm::new(key.expose().into());
+    let cipher = key.cipher();
     let nonce = Aes256Gcm::generate_nonce(OsRng);
     let plaintext = zeroize::Zeroizing::new(value.to_string());
     let aad = aad(event_type, field);
@@ -178,7 +178,7 @@ pub(super) fn open(
         field: field.to_owned(),
         key: id,
     };
-    let cipher = Aes256Gcm::new(key.expose().into());
+    let cipher = key.cipher();
     let aad = aad(event_type, field);
     let opened = zeroize::Zeroizing::new(
         cipher

@@ -5,12 +5,14 @@
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use aes_gcm::aead::OsRng;
+use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::rand_core::RngCore as _;
+use aes_gcm::aead::{KeyInit as _, OsRng};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
-use zeroize::Zeroize as _;
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// The person whose personal data a field holds, by an identifier of the application's
 /// (a customer id, say).
@@ -112,33 +114,58 @@ impl FromStr for KeyId {
 
 /// A subject's 256-bit data key: what its personal fields are encrypted with. Zeroed when
 /// dropped; never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DataKey([u8; 32]);
+///
+/// A key carries its cipher, made once (the AES key schedule and the GHASH key cost more
+/// than sealing or opening a short field), and clones share both: a key cached by a
+/// [`Protected`](super::Protected) opens every field of its subject without making a new
+/// cipher. The last clone dropped zeroes the bytes and the cipher's schedules.
+#[derive(Clone)]
+pub struct DataKey(Arc<KeyMaterial>);
+
+struct KeyMaterial {
+    bytes: Zeroizing<[u8; 32]>,
+    cipher: Aes256Gcm,
+}
 
 impl DataKey {
     /// A new random key, from the operating system's generator.
     pub fn generate() -> Self {
-        let mut bytes = [0_u8; 32];
-        OsRng.fill_bytes(&mut bytes);
-        Self(bytes)
+        let mut bytes = Zeroizing::new([0_u8; 32]);
+        OsRng.fill_bytes(bytes.as_mut());
+        Self::from_secret(bytes)
     }
 
     /// A key from its bytes (a key store reading one it unwrapped).
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+    pub fn from_bytes(mut bytes: [u8; 32]) -> Self {
+        let key = Self::from_secret(Zeroizing::new(bytes));
+        // The caller's copy was moved in by value: this one is ours to clear.
+        bytes.zeroize();
+        key
+    }
+
+    fn from_secret(bytes: Zeroizing<[u8; 32]>) -> Self {
+        let cipher = Aes256Gcm::new(bytes.as_ref().into());
+        Self(Arc::new(KeyMaterial { bytes, cipher }))
     }
 
     /// The key's bytes, for the cipher and for wrapping. Do not log or store them in clear.
     pub fn expose(&self) -> &[u8; 32] {
-        &self.0
+        &self.0.bytes
+    }
+
+    /// The key's cipher, made when the key was.
+    pub(super) fn cipher(&self) -> &Aes256Gcm {
+        &self.0.cipher
     }
 }
 
-impl Drop for DataKey {
-    fn drop(&mut self) {
-        self.0.zeroize();
+impl PartialEq for DataKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.bytes[..] == other.0.bytes[..]
     }
 }
+
+impl Eq for DataKey {}
 
 impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
