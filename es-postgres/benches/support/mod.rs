@@ -49,7 +49,7 @@ impl Bench {
             .await
             .unwrap();
         println!(
-            "{title} against PostgreSQL {server}; ratios are to the bare-SQL baseline of the same run\n"
+            "{title} against PostgreSQL {server}; ratios are to the baseline of the same run that each part names\n"
         );
         println!(
             "{:<62} {:>10} {:<9} {:>6}",
