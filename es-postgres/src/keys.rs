@@ -41,7 +41,9 @@ use crate::tx::PgTx;
 ///   one transaction, race-free against a concurrent first use (which then stores no key).
 ///   Deleted rows stay in the table's files until `VACUUM` reclaims them, and in backups
 ///   and archived WAL taken before: those still hold the key *wrapped*, so it is the
-///   master key that must not be kept with them.
+///   master key that must not be kept with them. The record keeps the destroyed key's
+///   id (migration 11): [`key`](KeyStore::key) reads `None` for it, and
+///   [`KeyError::UnknownKey`] for an id this schema never held.
 ///
 /// Every statement is bounded by the store's reply deadline, as its other calls are;
 /// failures are [`KeyError::Backend`] with the sqlx error as the source (see
@@ -210,16 +212,17 @@ impl<W: KeyEncryption> KeyStore for PgKeyStore<W> {
     }
 
     async fn key(&self, id: KeyId) -> Result<Option<DataKey>, KeyError> {
-        let wrapped: Option<Vec<u8>> = statement!(self.inner, |c| {
-            sqlx::query_scalar(self.inner.sql.key_by_id.clone())
+        let (wrapped, forgotten): (Option<Vec<u8>>, bool) = statement!(self.inner, |c| {
+            sqlx::query_as(self.inner.sql.key_by_id.clone())
                 .bind(id.as_uuid())
-                .fetch_optional(c)
+                .fetch_one(c)
         })
         .await
         .map_err(KeyError::backend)?;
         match wrapped {
             Some(wrapped) => self.open(id, &wrapped).await.map(Some),
-            None => Ok(None),
+            None if forgotten => Ok(None),
+            None => Err(KeyError::UnknownKey { key: id }),
         }
     }
 

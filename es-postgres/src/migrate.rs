@@ -70,6 +70,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "subject keys",
         sql: include_str!("../migrations/0010_subject_keys.sql"),
     },
+    Migration {
+        version: 11,
+        name: "forgotten key ids",
+        sql: include_str!("../migrations/0011_forgotten_key_ids.sql"),
+    },
 ];
 
 /// The schema and the migrations table, before any migration (idempotent).

@@ -244,6 +244,7 @@ macro_rules! personal_contract {
             a_fixed_subject_is_forgotten_alike,
             nothing_personal_is_stored_for_a_forgotten_subject,
             a_repeated_append_with_personal_fields_is_idempotent,
+            a_key_the_key_store_never_had_is_an_error_not_a_forgotten_value,
             snapshots_are_sealed_and_dropped_once_forgotten,
             a_projection_rebuilt_after_forgetting_shows_the_replacement,
         }

@@ -7,7 +7,7 @@
 //! Each function takes a fresh, empty protected store and panics with a message saying
 //! what broke.
 
-use es_core::personal::{KeyStore, Protected, Subject};
+use es_core::personal::{KeyError, KeyId, KeyStore, Protected, Subject};
 use es_core::{
     AsOf, EventEnvelope, EventFilter, EventStore as _, ExpectedVersion, NewEvent, Position,
     Projection, ProjectionRunner, RawEvent, Repository, SnapshotPolicy, Store, StreamId, Version,
@@ -251,6 +251,63 @@ pub async fn nothing_personal_is_stored_for_a_forgotten_subject<S: Store, K: Key
             [CustomerEvent::registered("c1", NAME, ADDRESS).forgotten()],
             "{path}"
         );
+    }
+}
+
+/// A field sealed under a key that the key store never had (events written with another
+/// key store, or keys lost) is a read error naming the key, not a forgotten value: read as
+/// forgotten, it would show every such value redacted, and a projection rebuilt then
+/// would keep the redacted view, though no subject asked.
+pub async fn a_key_the_key_store_never_had_is_an_error_not_a_forgotten_value<
+    S: Store,
+    K: KeyStore,
+>(
+    store: Protected<S, K>,
+) {
+    let never = KeyId::new();
+    match store.keys().key(never).await {
+        Err(KeyError::UnknownKey { key }) => assert_eq!(key, never),
+        other => panic!("the key store answered {other:?} for a key it never had"),
+    }
+    // What another key store's seal looks like: an envelope naming its key.
+    let sealed = serde_json::json!({
+        "es:personal": 1,
+        "key": never.to_string(),
+        "nonce": "AAAAAAAAAAAAAAAA",
+        "data": "AAAAAAAAAAAAAAAAAAAAAA==",
+        "forgotten": FORGOTTEN_NAME,
+    });
+    let payload = serde_json::json!({
+        "customer_id": "c1", "name": sealed, "address": null, "tier": 1,
+    });
+    store
+        .inner()
+        .append(
+            &stream("c1"),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(RawEvent::new("Registered", 1, payload))],
+        )
+        .await
+        .unwrap_or_else(|error| panic!("the raw append failed: {error:?}"));
+    let read: Result<Vec<_>, _> = store
+        .read_stream::<CustomerEvent>(&stream("c1"), Version::INITIAL)
+        .try_collect()
+        .await;
+    match read {
+        Err(error) => {
+            // The whole chain, as an error reporter prints it.
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            assert!(
+                text.contains(&never.to_string()) && text.contains("not in the key store"),
+                "the error names the key and says what is wrong: {text}"
+            );
+        }
+        Ok(events) => panic!("read a field of an unknown key as {events:?}"),
     }
 }
 

@@ -210,6 +210,18 @@ pub enum KeyError {
         /// The key.
         key: KeyId,
     },
+    /// No key has this id, and none with it was forgotten: the events were sealed with
+    /// another key store (another database or schema), or its keys were lost. Not read as
+    /// forgotten, which would show the replacement as if the subject had asked.
+    #[error(
+        "data key {key} is not in the key store, and no key of that id was forgotten: are \
+         the events read with the key store they were written with (the same database and \
+         schema)?"
+    )]
+    UnknownKey {
+        /// The key.
+        key: KeyId,
+    },
     /// The key store's backend failed; the operation may be retried.
     #[error("the key store failed")]
     Backend {
@@ -253,7 +265,8 @@ pub trait KeyEncryption: Send + Sync + 'static {
 
 /// Where subjects' data keys are kept: one per subject, made on first use, destroyed when
 /// the subject is forgotten. Implementations store keys only wrapped by a
-/// [`KeyEncryption`], and make forgetting final (a forgotten subject gets no new key).
+/// [`KeyEncryption`], make forgetting final (a forgotten subject gets no new key), and
+/// remember which keys they destroyed, to tell them from keys they never had.
 pub trait KeyStore: Clone + Send + Sync + 'static {
     /// The subject's key, made and stored on first use; `None` once the subject is
     /// forgotten.
@@ -266,11 +279,12 @@ pub trait KeyStore: Clone + Send + Sync + 'static {
         subject: &Subject,
     ) -> impl Future<Output = Result<Option<(KeyId, DataKey)>, KeyError>> + Send;
 
-    /// The key with this id; `None` if its subject was forgotten (or no such key was made).
+    /// The key with this id; `None` if its subject was forgotten.
     ///
     /// # Errors
     ///
-    /// Fails if the backend or the master key fails.
+    /// [`KeyError::UnknownKey`] if the store never had the key (nor forgot it); fails if
+    /// the backend or the master key fails.
     fn key(&self, id: KeyId) -> impl Future<Output = Result<Option<DataKey>, KeyError>> + Send;
 
     /// Destroys the subject's keys and records who had it done and when; a repeat changes

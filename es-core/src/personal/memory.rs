@@ -1,7 +1,7 @@
 //! [`MemoryKeyStore`]: subjects' keys in process memory, for tests and for the in-memory
 //! event store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -43,6 +43,9 @@ struct State {
     keys: HashMap<KeyId, Vec<u8>>,
     /// The forgotten subjects.
     forgotten: HashMap<Subject, Forgetting>,
+    /// The ids of the keys destroyed: a key gone because its subject was forgotten, told
+    /// from one this store never had.
+    forgotten_keys: HashSet<KeyId>,
 }
 
 impl MemoryKeyStore {
@@ -141,11 +144,15 @@ impl<W: KeyEncryption> KeyStore for MemoryKeyStore<W> {
     }
 
     async fn key(&self, id: KeyId) -> Result<Option<DataKey>, KeyError> {
-        let wrapped = self.state().keys.get(&id).cloned();
-        match wrapped {
-            Some(wrapped) => Ok(Some(self.master.unwrap(id, &wrapped).await?)),
-            None => Ok(None),
-        }
+        let wrapped = {
+            let state = self.state();
+            match state.keys.get(&id) {
+                Some(wrapped) => wrapped.clone(),
+                None if state.forgotten_keys.contains(&id) => return Ok(None),
+                None => return Err(KeyError::UnknownKey { key: id }),
+            }
+        };
+        Ok(Some(self.master.unwrap(id, &wrapped).await?))
     }
 
     async fn forget(&self, subject: &Subject, by: &str) -> Result<Forgetting, KeyError> {
@@ -155,6 +162,7 @@ impl<W: KeyEncryption> KeyStore for MemoryKeyStore<W> {
         }
         if let Some(id) = state.subjects.remove(subject) {
             state.keys.remove(&id);
+            state.forgotten_keys.insert(id);
         }
         let record = Forgetting {
             subject: subject.clone(),
@@ -197,6 +205,11 @@ mod tests {
         assert_eq!((first.subject.as_str(), first.by.as_str()), ("ada", "ops"));
         assert_eq!(now(keys.key(id)).unwrap(), None);
         assert_eq!(now(keys.key_for(&ada)).unwrap(), None);
+        let never = KeyId::new();
+        assert!(
+            matches!(now(keys.key(never)), Err(KeyError::UnknownKey { key }) if key == never),
+            "a key never made is not a forgotten one"
+        );
         assert_eq!(now(keys.forget(&ada, "later")).unwrap(), first);
         assert_eq!(now(keys.forgotten(&ada)).unwrap(), Some(first));
         assert!(
