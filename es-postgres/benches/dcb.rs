@@ -180,6 +180,63 @@ async fn disjoint(store: &PgEventStore, clients: u64, per_client: u64, per_cours
     rate(clients * per_client, start.elapsed())
 }
 
+/// What a decision costs in bare SQL, without its guarantees: `clients` connections,
+/// each deciding `per_client` times as `disjoint` does, by a SELECT of the course's rows
+/// by tag and then a single-row INSERT of the seat (tagged), each its own transaction, and
+/// no condition (not race-free). The floor that two round trips and a tagged insert set.
+async fn bare_decisions(bench: &Bench, clients: u64, per_client: u64, per_course: u64) -> f64 {
+    let read: Arc<str> = Arc::from(format!(
+        "SELECT position, transaction_id, stream_id, version, event_id, event_type, \
+             schema_version, payload, correlation_id, causation_id, actor, metadata, tags, \
+             recorded_at \
+         FROM \"{}\".baseline WHERE tags @> ARRAY[$1]::text[] ORDER BY transaction_id, position",
+        bench.schema
+    ));
+    let write: Arc<str> = Arc::from(format!(
+        "INSERT INTO \"{}\".baseline (stream_id, version, event_id, event_type, schema_version, \
+             payload, correlation_id, causation_id, metadata, tags) \
+         VALUES ($1, 1, $2, 'Subscribed', 1, $3, $4, $4, '{{}}', $5)",
+        bench.schema
+    ));
+    let run = Uuid::now_v7().simple().to_string();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (pool, read, write, run) = (
+            bench.pool.clone(),
+            Arc::clone(&read),
+            Arc::clone(&write),
+            run.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_client {
+                let course = format!("course:bare-{run}-{client}-{}", n / per_course);
+                let student = format!("student:s{client}-{n}");
+                let taken = sqlx::query(AssertSqlSafe(Arc::clone(&read)))
+                    .bind(&course)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                    .len() as u64;
+                assert!(taken < per_course);
+                sqlx::query(AssertSqlSafe(Arc::clone(&write)))
+                    .bind(format!("{student}-{run}"))
+                    .bind(Uuid::now_v7())
+                    .bind(serde_json::json!({ "memo": memo(taken) }))
+                    .bind(Uuid::now_v7())
+                    .bind(vec![course, student])
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    rate(clients * per_client, start.elapsed())
+}
+
 async fn uncontended(bench: &mut Bench) {
     const ROUNDS: usize = 5;
     let store = bench.store(true);
@@ -197,7 +254,14 @@ async fn uncontended(bench: &mut Bench) {
                 || disjoint(&store, clients, per_client, per_course),
             )
             .await;
-            figures.push((per_course, base, ours, ratio));
+            // The floor of the same decisions in bare SQL, against the same baseline.
+            let (_, floor, floor_ratio) = alternate(
+                ROUNDS,
+                || baseline_inserts(b, clients, per_client),
+                || bare_decisions(b, clients, per_client, per_course),
+            )
+            .await;
+            figures.push((per_course, base, ours, ratio, floor, floor_ratio));
         }
         rows.push((clients, figures));
     }
@@ -210,7 +274,7 @@ async fn uncontended(bench: &mut Bench) {
             "rows/s",
             None,
         );
-        for (per_course, _, ours, ratio) in figures {
+        for (per_course, _, ours, ratio, floor, floor_ratio) in figures {
             let reads = if per_course == 1 {
                 "reading no event"
             } else {
@@ -225,6 +289,18 @@ async fn uncontended(bench: &mut Bench) {
             if clients == 1 {
                 bench.record("  one decision (Decider::execute)", 1e6 / ours, "µs", None);
             }
+            bench.record(
+                "  bare SQL floor: SELECT by tag, then tagged INSERT (no condition)",
+                floor,
+                "dec/s",
+                Some(floor_ratio),
+            );
+            bench.record(
+                "  decisions to that floor (ratio of the medians)",
+                100.0 * ours / floor,
+                "%",
+                None,
+            );
         }
     }
 }
