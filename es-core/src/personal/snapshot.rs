@@ -25,8 +25,9 @@
 //! saves a new snapshot. One whose subjects are already forgotten when it is saved is not
 //! saved at all.
 //!
-//! Saving costs a read of the stream's stored events (not their decoding); snapshots are
-//! saved rarely, and loads cost one key fetch per subject.
+//! Saving costs a read of the stream's stored snapshot and of the events stored since it
+//! (not their decoding): the previous snapshot's shares name the keys of the events before
+//! it, and one stored as it is says there were none. Loads cost one key fetch per subject.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -99,17 +100,19 @@ where
     S: EventStore + SnapshotStore,
     K: KeyStore,
 {
-    /// The key ids in the stored events of `stream` up to `version`.
+    /// The key ids in the stored events of `stream` from `from` up to `version`.
     async fn stream_key_ids(
         &self,
         stream: &StreamId,
+        from: Version,
         version: Version,
     ) -> Result<BTreeSet<KeyId>, StoreError> {
-        let events = self
-            .store
-            .read_stream::<RawEvent>(stream, Version::INITIAL.next());
-        futures_util::pin_mut!(events);
         let mut ids = BTreeSet::new();
+        if from > version {
+            return Ok(ids);
+        }
+        let events = self.store.read_stream::<RawEvent>(stream, from);
+        futures_util::pin_mut!(events);
         while let Some(envelope) = events.next().await {
             let envelope = envelope.map_err(|error| {
                 StoreError::new("snapshot save", error)
@@ -124,6 +127,42 @@ where
             }
         }
         Ok(ids)
+    }
+
+    /// Where the scan for `snapshot`'s key ids starts, and the ids known before it: what
+    /// the stream's stored snapshot says, if it is not past `snapshot` (a sealed one names
+    /// every key of the events up to its version in its shares; one stored as it is had
+    /// none), so that a save reads only the events since the last one, not the whole
+    /// stream again. From the first version without a usable one.
+    async fn known_key_ids(&self, snapshot: &Snapshot) -> (Version, BTreeSet<KeyId>) {
+        let from_start = (Version::INITIAL.next(), BTreeSet::new());
+        let previous = match self.store.load_snapshot(&snapshot.stream_id).await {
+            Ok(Some(previous)) if previous.version <= snapshot.version => previous,
+            // None, one ahead (a concurrent writer's), or a failing load: scan it all.
+            _ => return from_start,
+        };
+        let after = previous.version.next();
+        let sealed = match &previous.state {
+            Value::Object(object) if object.contains_key(MARK) => object,
+            _ => return (after, BTreeSet::new()),
+        };
+        let Some(shares) = sealed.get("shares").and_then(Value::as_array) else {
+            return from_start;
+        };
+        let mut ids = BTreeSet::new();
+        for share in shares {
+            match share
+                .get("key")
+                .and_then(Value::as_str)
+                .map(str::parse::<KeyId>)
+            {
+                Some(Ok(id)) => {
+                    ids.insert(id);
+                }
+                _ => return from_start,
+            }
+        }
+        (after, ids)
     }
 
     /// The state sealed under a snapshot key split across `keys`; `None` if it cannot be.
@@ -220,9 +259,11 @@ where
     K: KeyStore,
 {
     async fn save_snapshot(&self, mut snapshot: Snapshot) -> Result<(), StoreError> {
-        let ids = self
-            .stream_key_ids(&snapshot.stream_id, snapshot.version)
-            .await?;
+        let (from, mut ids) = self.known_key_ids(&snapshot).await;
+        ids.extend(
+            self.stream_key_ids(&snapshot.stream_id, from, snapshot.version)
+                .await?,
+        );
         if !ids.is_empty() {
             let found = self.found_keys(ids).await.map_err(|error| {
                 key_failure(
