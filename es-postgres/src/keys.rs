@@ -41,9 +41,10 @@ use crate::tx::PgTx;
 ///   one transaction, race-free against a concurrent first use (which then stores no key).
 ///   Deleted rows stay in the table's files until `VACUUM` reclaims them, and in backups
 ///   and archived WAL taken before: those still hold the key *wrapped*, so it is the
-///   master key that must not be kept with them. The record keeps the destroyed key's
-///   id (migration 11): [`key`](KeyStore::key) reads `None` for it, and
-///   [`KeyError::UnknownKey`] for an id this schema never held.
+///   master key that must not be kept with them. The destroyed key's id is recorded
+///   (`forgotten_keys`, migration 11, which also recorded the keys destroyed before it):
+///   [`key`](KeyStore::key) reads `None` for it, and [`KeyError::UnknownKey`] for an id
+///   this schema never held.
 ///
 /// Every statement is bounded by the store's reply deadline, as its other calls are;
 /// failures are [`KeyError::Backend`] with the sqlx error as the source (see

@@ -72,7 +72,8 @@
 //! | `checkpoints`    | `name` (primary key), `position_major`, `position_minor`, `updated_at`  |
 //! | `es_migrations`  | the applied migration versions and checksums, apart from the application's own |
 //! | `subject_keys`   | `subject` text (primary key), `key_id` uuid (unique), `wrapped` bytea (the data key wrapped by the master key), `created_at`: the keys of [`PgKeyStore`] |
-//! | `forgotten_subjects` | `subject` text (primary key), `forgotten_by` text, `forgotten_at`, `key_id` uuid (unique; the key destroyed): who had a subject forgotten, and when, and which key went (no personal data) |
+//! | `forgotten_subjects` | `subject` text (primary key), `forgotten_by` text, `forgotten_at`: who had a subject forgotten, and when (no personal data) |
+//! | `forgotten_keys`   | `key_id` uuid (primary key), `forgotten_at`: the keys forgetting destroyed, to tell them from keys never held |
 //! | `es_read_model_migrations` | `read_model`, `version`, `name`, `checksum`, `applied_at`: the read models' migrations ([`PgMigration`]), made when the first is applied |
 //!
 //! Positions are `(transaction id, sequence)`: compare and store them, do not compute with

@@ -72,8 +72,8 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 11,
-        name: "forgotten key ids",
-        sql: include_str!("../migrations/0011_forgotten_key_ids.sql"),
+        name: "forgotten keys",
+        sql: include_str!("../migrations/0011_forgotten_keys.sql"),
     },
 ];
 
@@ -472,6 +472,7 @@ const PRIVILEGES: &[(&str, &str)] = &[
     ("leases", "DELETE"),
     ("subject_keys", "SELECT"),
     ("forgotten_subjects", "SELECT"),
+    ("forgotten_keys", "SELECT"),
 ];
 
 /// The columns of `events` an append names.

@@ -494,7 +494,8 @@ async fn a_role_granted_before_the_key_store_uses_it_after_the_upgrade() {
         .replace("{schema_name}", schema)
         .replace("{schema}", &format!("\"{schema}\""));
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP TABLE \"{schema}\".subject_keys, \"{schema}\".forgotten_subjects; \
+        "DROP TABLE \"{schema}\".subject_keys, \"{schema}\".forgotten_subjects, \
+             \"{schema}\".forgotten_keys; \
          DROP FUNCTION \"{schema}\".es_forget_subject(text, text), \
              \"{schema}\".es_subject_key_guard(); \
          DELETE FROM \"{schema}\".es_migrations WHERE version >= 10; {grant}"
@@ -576,5 +577,114 @@ async fn calls_held_up_by_the_subjects_lock_fail_within_the_reply_deadline() {
     assert!(keys.key_for(&ada).await.unwrap().is_none());
     drop(forgetting);
     common::drop_schema(hurried).await;
+    common::drop_schema(store).await;
+}
+
+/// A sealed field as `es_core::personal` stores it, naming key `id` (its nonce and data
+/// are placeholders: these tests look only at which key a field names).
+fn sealed_under(id: KeyId) -> serde_json::Value {
+    serde_json::json!({
+        "es:personal": 1,
+        "key": id.to_string(),
+        "nonce": "AAAAAAAAAAAAAAAA",
+        "data": "AAAAAAAAAAAAAAAAAAAAAA==",
+    })
+}
+
+/// Keys destroyed before migration 11, which began recording them, still read as forgotten
+/// after it (it records those the events name that the key table no longer holds, which
+/// before it read as forgotten), while a key named only later, never held, is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_destroyed_before_they_were_recorded_still_read_as_forgotten() {
+    use es_core::{EventStore as _, ExpectedVersion, NewEvent, RawEvent, StreamId};
+
+    let store = common::fresh_store().await;
+    let keys = PgKeyStore::new(&store, master());
+    let (ada, bob) = (subject(), subject());
+    let (gone, _) = keys.key_for(&ada).await.unwrap().unwrap();
+    let (kept, _) = keys.key_for(&bob).await.unwrap().unwrap();
+    keys.forget(&ada, "ticket 1").await.unwrap();
+    let never = KeyId::new();
+    let stream = StreamId::new("customer", &Uuid::now_v7().simple().to_string()).unwrap();
+    let events = [gone, kept]
+        .into_iter()
+        .map(|id| {
+            NewEvent::new(RawEvent::new(
+                "Registered",
+                1,
+                serde_json::json!({ "name": sealed_under(id), "tier": 1 }),
+            ))
+        })
+        .collect();
+    store
+        .append(&stream, ExpectedVersion::NoStream, events)
+        .await
+        .unwrap();
+    // The schema as 0010 left it: no record of destroyed keys.
+    let schema = store.schema().as_str();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP TABLE \"{schema}\".forgotten_keys; \
+         DELETE FROM \"{schema}\".es_migrations WHERE version = 11"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    store.migrate().await.unwrap();
+    let later = NewEvent::new(RawEvent::new(
+        "Registered",
+        1,
+        serde_json::json!({ "name": sealed_under(never), "tier": 1 }),
+    ));
+    store
+        .append(&stream, ExpectedVersion::Any, vec![later])
+        .await
+        .unwrap();
+    assert_eq!(keys.key(gone).await.unwrap(), None, "destroyed before 11");
+    assert!(keys.key(kept).await.unwrap().is_some(), "still held");
+    assert!(
+        matches!(keys.key(never).await, Err(KeyError::UnknownKey { key }) if key == never),
+        "a key never held stays unknown"
+    );
+    // And a forgetting after the migration records its key itself.
+    keys.forget(&bob, "ticket 2").await.unwrap();
+    assert_eq!(keys.key(kept).await.unwrap(), None);
+    common::drop_schema(store).await;
+}
+
+/// A key row put back by hand for a forgotten subject reads as gone by id as by subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_put_back_for_a_forgotten_subject_reads_as_gone() {
+    let store = common::fresh_store().await;
+    let keys = PgKeyStore::new(&store, master());
+    let ada = subject();
+    let (id, _) = keys.key_for(&ada).await.unwrap().unwrap();
+    let schema = store.schema().as_str();
+    let wrapped: Vec<u8> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT wrapped FROM \"{schema}\".subject_keys WHERE key_id = $1"
+    )))
+    .bind(id.as_uuid())
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    keys.forget(&ada, "ticket 1").await.unwrap();
+    // Past the trigger, as an owner restoring a backup of the table might.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "ALTER TABLE \"{schema}\".subject_keys DISABLE TRIGGER subject_keys_not_forgotten"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO \"{schema}\".subject_keys (subject, key_id, wrapped) VALUES ($1, $2, $3)"
+    )))
+    .bind(ada.as_str())
+    .bind(id.as_uuid())
+    .bind(wrapped)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(keys.key(id).await.unwrap(), None);
+    assert_eq!(keys.key_for(&ada).await.unwrap(), None);
     common::drop_schema(store).await;
 }

@@ -12,7 +12,7 @@ use aes_gcm::aead::rand_core::RngCore as _;
 use aes_gcm::aead::{KeyInit as _, OsRng};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroizing;
 
 /// The person whose personal data a field holds, by an identifier of the application's
 /// (a customer id, say).
@@ -118,7 +118,8 @@ impl FromStr for KeyId {
 /// A key carries its cipher, made once (the AES key schedule and the GHASH key cost more
 /// than sealing or opening a short field), and clones share both: a key cached by a
 /// [`Protected`](super::Protected) opens every field of its subject without making a new
-/// cipher. The last clone dropped zeroes the bytes and the cipher's schedules.
+/// cipher. The last clone dropped zeroes the bytes and the AES round keys (best effort:
+/// copies moved on the stack are not, nor, in polyval 0.6, the GHASH key).
 #[derive(Clone)]
 pub struct DataKey(Arc<KeyMaterial>);
 
@@ -135,12 +136,10 @@ impl DataKey {
         Self::from_secret(bytes)
     }
 
-    /// A key from its bytes (a key store reading one it unwrapped).
-    pub fn from_bytes(mut bytes: [u8; 32]) -> Self {
-        let key = Self::from_secret(Zeroizing::new(bytes));
-        // The caller's copy was moved in by value: this one is ours to clear.
-        bytes.zeroize();
-        key
+    /// A key from its bytes (a key store reading one it unwrapped). The bytes are copied:
+    /// zero the caller's own copy once done with it.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self::from_secret(Zeroizing::new(bytes))
     }
 
     fn from_secret(bytes: Zeroizing<[u8; 32]>) -> Self {

@@ -136,10 +136,12 @@ impl KeyEncryption for LocalKeyEncryption {
             .cipher
             .decrypt(&Nonce::from(nonce), sealed)
             .map_err(|_| refused())?;
-        let bytes: [u8; 32] = opened.as_slice().try_into().map_err(|_| refused())?;
+        let mut bytes: [u8; 32] = opened.as_slice().try_into().map_err(|_| refused())?;
         let mut opened = opened;
         zeroize::Zeroize::zeroize(&mut opened);
-        Ok(DataKey::from_bytes(bytes))
+        let key = DataKey::from_bytes(bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        Ok(key)
     }
 }
 

@@ -89,9 +89,10 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 ///   with [`Protected::open`]; run on `Protected`, it would publish the values in clear,
 ///   and nothing in JetStream is ever forgotten), and keep personal values out of a
 ///   PostgreSQL store's inline projections, which see the sealed fields.
-/// - A key the key store does not hold reads as forgotten, whatever the reason: a key
-///   store on the wrong schema, or a [`MemoryKeyStore`](super::MemoryKeyStore) after a
-///   restart, redacts everything without an error.
+/// - A key the key store never held is a read error ([`KeyError::UnknownKey`](super::KeyError::UnknownKey)
+///   inside [`ReadError::Store`]), not a forgotten value: a key store on the wrong schema,
+///   or a [`MemoryKeyStore`](super::MemoryKeyStore) after a restart, fails the reads of
+///   sealed fields rather than redact them all.
 ///
 /// # The key cache
 ///
@@ -445,7 +446,9 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
     /// # Errors
     ///
     /// [`ReadError::Corrupt`] for a sealed field that does not open (damaged, or moved to
-    /// another field or event type), [`ReadError::Store`] if the keys cannot be fetched,
+    /// another field or event type), [`ReadError::Store`] if the keys cannot be fetched
+    /// (its source [`KeyError::UnknownKey`](super::KeyError::UnknownKey) for a key the key
+    /// store never held),
     /// [`ReadError::Decode`] if the opened event does not decode as `E`.
     pub async fn open<E: DomainEvent>(
         &self,
