@@ -156,13 +156,23 @@ async fn subscribe(
 /// `per_course` 1 every decision is on a new course (it reads nothing), with 10 a course
 /// takes ten decisions (they read 0 to 9 events). The cost of a decision when nothing
 /// contends.
-async fn disjoint(store: &PgEventStore, clients: u64, per_client: u64, per_course: u64) -> f64 {
+///
+/// With `unread`, each decider's first attempt reads nothing
+/// (`Decider::with_unread_first_attempt`): one round trip on a new course, one more (the
+/// refused append) on a course with seats taken.
+async fn disjoint(
+    store: &PgEventStore,
+    clients: u64,
+    per_client: u64,
+    per_course: u64,
+    unread: bool,
+) -> f64 {
     let run = Uuid::now_v7().simple().to_string();
     let tally = Arc::new(Tally::default());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..clients {
-        let decider = Decider::new(store.clone());
+        let decider = Decider::new(store.clone()).with_unread_first_attempt(unread);
         let tally = Arc::clone(&tally);
         let run = run.clone();
         tasks.push(tokio::spawn(async move {
@@ -242,7 +252,7 @@ async fn uncontended(bench: &mut Bench) {
     let store = bench.store(true);
     // Warm the server and the statement caches.
     baseline_inserts(bench, 8, 50).await;
-    disjoint(&store, 8, 50, 1).await;
+    disjoint(&store, 8, 50, 1, false).await;
     let b = &*bench;
     let mut rows = Vec::new();
     for (clients, per_client) in [(1, 400), (8, 150)] {
@@ -251,7 +261,13 @@ async fn uncontended(bench: &mut Bench) {
             let (base, ours, ratio) = alternate(
                 ROUNDS,
                 || baseline_inserts(b, clients, per_client),
-                || disjoint(&store, clients, per_client, per_course),
+                || disjoint(&store, clients, per_client, per_course, false),
+            )
+            .await;
+            let (_, unread, unread_ratio) = alternate(
+                ROUNDS,
+                || baseline_inserts(b, clients, per_client),
+                || disjoint(&store, clients, per_client, per_course, true),
             )
             .await;
             // The floor of the same decisions in bare SQL, against the same baseline.
@@ -261,7 +277,16 @@ async fn uncontended(bench: &mut Bench) {
                 || bare_decisions(b, clients, per_client, per_course),
             )
             .await;
-            figures.push((per_course, base, ours, ratio, floor, floor_ratio));
+            figures.push((
+                per_course,
+                base,
+                ours,
+                ratio,
+                floor,
+                floor_ratio,
+                unread,
+                unread_ratio,
+            ));
         }
         rows.push((clients, figures));
     }
@@ -274,7 +299,7 @@ async fn uncontended(bench: &mut Bench) {
             "rows/s",
             None,
         );
-        for (per_course, _, ours, ratio, floor, floor_ratio) in figures {
+        for (per_course, _, ours, ratio, floor, floor_ratio, unread, unread_ratio) in figures {
             let reads = if per_course == 1 {
                 "reading no event"
             } else {
@@ -300,6 +325,12 @@ async fn uncontended(bench: &mut Bench) {
                 100.0 * ours / floor,
                 "%",
                 None,
+            );
+            bench.record(
+                "  with the first attempt unread (with_unread_first_attempt)",
+                unread,
+                "dec/s",
+                Some(unread_ratio),
             );
         }
     }

@@ -213,6 +213,8 @@ macro_rules! engine_cases {
             a_standing_by_instance_shows_a_forgotten_checkpoint_as_none,
             decider_subscribes_until_the_course_is_full,
             deciders_racing_for_the_last_seats_fill_exactly_the_capacity,
+            an_unread_first_attempt_reads_only_when_the_query_selects_events,
+            unread_first_deciders_racing_to_define_a_course_define_it_once,
             decider_repeated_command_id_records_once,
             decided_events_carry_their_tags,
             decider_rides_out_store_failures,

@@ -9,6 +9,7 @@ use tracing::Instrument as _;
 use crate::command::CommandContext;
 use crate::error::AppendError;
 use crate::event::{NewEvent, RawEvent};
+use crate::metadata::Metadata;
 use crate::query::{AppendCondition, Query};
 use crate::repository::RetryPolicy;
 use crate::repository::ids::{EventIds, first_outcome};
@@ -40,6 +41,11 @@ const CONFIRMATIONS: u32 = 3;
 ///    jittered pause, up to the [`RetryPolicy`]'s attempts; and rides out a store's
 ///    passing failures as the policy says.
 ///
+/// With [`Decider::with_unread_first_attempt`], step 1 is skipped on the first attempt:
+/// it decides on the states as made, and appends on the condition that nothing the query
+/// selects is stored at all (one round trip for a decision on something new), reading
+/// only when that is refused.
+///
 /// A rejection, or a decision to emit nothing, is first checked against the same
 /// condition with nothing to append (a conditional append of no events: on PostgreSQL a
 /// few round trips): a store may hold its log's end back (PostgreSQL does, behind
@@ -62,6 +68,7 @@ const CONFIRMATIONS: u32 = 3;
 pub struct Decider<S> {
     store: S,
     retry: RetryPolicy,
+    unread_first: bool,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Decider<S> {
@@ -69,6 +76,7 @@ impl<S: fmt::Debug> fmt::Debug for Decider<S> {
         f.debug_struct("Decider")
             .field("store", &self.store)
             .field("retry", &self.retry)
+            .field("unread_first", &self.unread_first)
             .finish()
     }
 }
@@ -79,7 +87,27 @@ impl<S: EventStore> Decider<S> {
         Self {
             store,
             retry: RetryPolicy::default(),
+            unread_first: false,
         }
+    }
+
+    /// With `true`, a decision's first attempt reads nothing: it decides on the states as
+    /// [`Decision::state`] makes them, and appends on the condition that the store holds
+    /// no event the query selects at all. For decisions on what is usually new (a
+    /// username claimed, a first subscription to a course that was just opened), that
+    /// makes a decision one round trip to the store instead of two. When the store holds
+    /// such an event, the append is refused, and the decision reads and decides as
+    /// without it (an extra round trip, no pause, not counted as an attempt). A first
+    /// attempt that rejects, or decides nothing, is not trusted either: it was made on
+    /// nothing read, so the decision reads and decides again. The guarantees are the same
+    /// either way: what is appended was decided on every event the query selects.
+    ///
+    /// Off by default: for decisions on entities that usually have events already, it
+    /// only adds that round trip.
+    #[must_use]
+    pub fn with_unread_first_attempt(mut self, unread_first: bool) -> Self {
+        self.unread_first = unread_first;
+        self
     }
 
     /// Sets how often a decision is read, decided and appended again after its condition
@@ -179,6 +207,9 @@ impl<S: EventStore> Decider<S> {
         // lost race, only the events stored since are read (the log only grows, and a
         // position read_query delivered is one nothing can commit before any more).
         let mut folded = Some((first_states, None));
+        // Whether this attempt decides on the first states without reading (see
+        // `with_unread_first_attempt`).
+        let mut unread = self.unread_first;
         let mut attempts = 0_u32;
         let mut confirmations = 0_u32;
         let mut failures = 0_u32;
@@ -187,6 +218,50 @@ impl<S: EventStore> Decider<S> {
         // future would move the decision's whole state once more.
         let result = loop {
             let (mut current, from) = folded.take().unwrap_or_else(|| (decision.state(), None));
+            if unread {
+                match decision.decide(&current) {
+                    Ok(events) if !events.is_empty() => {
+                        let condition = AppendCondition::new(query.clone());
+                        let new_events = stamped(events, &ids, &metadata);
+                        match self
+                            .store
+                            .append_if(stream, ExpectedVersion::Any, new_events, condition)
+                            .await
+                        {
+                            Ok(committed) if !committed.duplicate => {
+                                tracing::debug!(
+                                    events = committed.events.len(),
+                                    "decision committed without a read"
+                                );
+                                break Ok(Decided {
+                                    stream_id: committed.stream_id,
+                                    events: committed.events,
+                                    duplicate: false,
+                                    after: None,
+                                    attempts: 1,
+                                });
+                            }
+                            // The query selects stored events: read them, once the store
+                            // delivers the first.
+                            Err(AppendError::ConditionFailed { position, .. }) => {
+                                tracing::debug!(%position, "unread decision refused; reading");
+                                self.until_readable(position).await;
+                            }
+                            // A failure that may have left the events stored: the usual
+                            // attempt's append, under the same ids, then finds them ours.
+                            Err(error) if error.is_transient() => ids.uncertain = true,
+                            // Anything else (a duplicate, a refusal) is met again by the
+                            // usual attempt, after its read.
+                            Ok(_) | Err(_) => {}
+                        }
+                    }
+                    // Rejected, or nothing to do, on nothing read: read and decide.
+                    Ok(_) | Err(_) => {}
+                }
+                unread = false;
+                folded = Some((current, None));
+                continue;
+            }
             let after = match self.read(&mut current, queries, query, from, stream).await {
                 Ok(last) => last.or(from),
                 // The states may be half folded: start again from nothing.
@@ -251,15 +326,7 @@ impl<S: EventStore> Decider<S> {
                     });
                 }
             };
-            let new_events = events
-                .into_iter()
-                .enumerate()
-                .map(|(index, event)| {
-                    NewEvent::new(event)
-                        .with_id(ids.get(index))
-                        .with_metadata(metadata.clone())
-                })
-                .collect();
+            let new_events = stamped(events, &ids, &metadata);
             let condition = AppendCondition::new(query.clone()).after(after);
             let appended = self
                 .store
@@ -460,6 +527,20 @@ impl<S: EventStore> Decider<S> {
 }
 
 /// The union of `queries`.
+/// The decided events as appended: ids derived from the execution's command id, and the
+/// context's metadata.
+fn stamped<E>(events: Vec<E>, ids: &EventIds<'_>, metadata: &Metadata) -> Vec<NewEvent<E>> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| {
+            NewEvent::new(event)
+                .with_id(ids.get(index))
+                .with_metadata(metadata.clone())
+        })
+        .collect()
+}
+
 fn union(queries: &[Query]) -> Query {
     queries.iter().cloned().fold(Query::none(), Query::or)
 }

@@ -26,9 +26,11 @@ pub use checkpoints::{
     rebuild_gives_the_view_live_processing_gave, resumed_runner_reports_its_checkpoint,
 };
 pub use decisions::{
+    an_unread_first_attempt_reads_only_when_the_query_selects_events,
     decided_events_carry_their_tags, decider_repeated_command_id_records_once,
     decider_rides_out_store_failures, decider_subscribes_until_the_course_is_full,
     deciders_racing_for_the_last_seats_fill_exactly_the_capacity,
+    unread_first_deciders_racing_to_define_a_course_define_it_once,
 };
 pub use failures::{
     failing_event_is_parked_and_can_be_retried, in_memory_runners_keep_their_parked_events,
