@@ -925,6 +925,26 @@ async fn storage(bench: &mut Bench) {
     .execute(&pool)
     .await
     .unwrap();
+    // The stream ids' length weighs on every row and on the (stream_id, version) index; the
+    // payload's stored size is what "a 200-byte payload" means here.
+    let (id_length, payload): (i32, f64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT max(length(stream_id)), avg(pg_column_size(payload))::float8 FROM {events}"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    bench.record_ratios(
+        format!("storage: {EVENTS} events; stream id length"),
+        f64::from(id_length),
+        "chars",
+        &[None, None],
+    );
+    bench.record_ratios(
+        "storage: payload (jsonb) stored size, average",
+        payload,
+        "bytes",
+        &[None, None],
+    );
     let per_event = |bytes: i64| bytes as f64 / EVENTS as f64;
     let measured = [
         ("es-rs events", sizes(&pool, &events).await),
