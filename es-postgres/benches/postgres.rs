@@ -1,9 +1,30 @@
-//! PostgreSQL store throughput and latency, each beside a bare-SQL baseline measured in the
-//! same run on a table of the same shape.
+//! PostgreSQL store throughput, reads, storage and latency, each beside bare-SQL baselines
+//! measured in the same run, in alternating rounds.
+//!
+//! Two baselines, two ratio columns:
+//!
+//! - **vs minimal**: the `minimal` table, `(stream_id text, version bigint, payload jsonb)`
+//!   with a unique `(stream_id, version)` index and the same ~200-byte payloads: the least a
+//!   versioned event table can be, and what the performance issue's targets are ratios to.
+//!   Single-event commands are compared with its single-row INSERT transactions (on as many
+//!   connections as the store has writers), batched appends with its multi-row INSERTs,
+//!   stream reads and `Repository::load` with `SELECT payload ... ORDER BY version` of the
+//!   same rows, each payload decoded by serde_json into the same event type, and bytes per
+//!   event with its table plus index size.
+//! - **vs es-shape**: the `baseline` table, created `LIKE events INCLUDING ALL` (the same
+//!   columns, constraints and indexes as es-rs's own), written with the same bare INSERTs:
+//!   the cost of es-rs's code on its own table shape, without the cost of the shape.
+//!
+//! The command parts are: one writer on one growing aggregate (without the cache each
+//! command replays the whole stream so far, so the figure falls as the stream grows; the
+//! label says how long it got), one writer round-robin over 1,000 aggregates, and 1 and 8
+//! writers each on aggregates of their own, with and without the state cache.
 //!
 //! Run with `cargo bench -p es-postgres --bench postgres` (DATABASE_URL, or the local
-//! server). It works in a schema of its own and drops it at the end. Prints figures; it
-//! asserts nothing about time.
+//! server); `-- <word>` runs only the parts whose name holds the word (`commands`,
+//! `growing`, `aggregates`, `batched`, `reads`, `rehydrate`, `loads`, `latency`,
+//! `projection`, `storage`). It works in schemas of its own and drops them at the end.
+//! Prints figures; it asserts nothing about time.
 
 #![allow(
     clippy::print_stdout,
@@ -13,6 +34,7 @@
 )]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use es_core::{
@@ -26,11 +48,21 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 mod support;
-use support::{Bench, alternate, baseline_inserts, median, memo, rate};
+use support::{
+    Against, Bench, alternate3, baseline_inserts, median, memo, minimal_inserts, minimal_read,
+    minimal_table_ddl, rate,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
 enum LedgerEvent {
     Recorded { memo: String },
+}
+
+/// The payload of [`LedgerEvent::Recorded`] as the `minimal` table stores it (es-rs stores
+/// the variant's fields untagged too): what the bare read decodes before it makes the event.
+#[derive(Debug, Deserialize)]
+struct RecordedPayload {
+    memo: String,
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +93,8 @@ impl Aggregate for Ledger {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mut bench = Bench::start("es-postgres").await;
+    let mut bench =
+        Bench::start_with_columns("es-postgres", 76, &["vs minimal", "vs es-shape"]).await;
 
     // `cargo bench --bench postgres -- <word>` runs only the parts whose name holds it.
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -69,10 +102,17 @@ async fn main() {
     if wanted("commands") {
         single_event_commands(&mut bench).await;
     }
+    if wanted("growing") {
+        growing_aggregate(&mut bench).await;
+    }
+    if wanted("aggregates") {
+        thousand_aggregates(&mut bench).await;
+    }
     if wanted("batched") {
         batched_appends(&mut bench).await;
     }
-    if wanted("reads") {
+    // One part: the 10,000-event stream both read.
+    if wanted("reads") || wanted("rehydrate") {
         reads(&mut bench).await;
     }
     if wanted("loads") {
@@ -83,6 +123,9 @@ async fn main() {
     }
     if wanted("projection") {
         projection_rebuild(&mut bench).await;
+    }
+    if wanted("storage") {
+        storage(&mut bench).await;
     }
 
     bench.finish().await;
@@ -121,11 +164,50 @@ async fn commands(bench: &Bench, writers: u64, per_writer: u64, notify: bool, ca
     rate(writers * per_writer, start.elapsed())
 }
 
+/// Prints the two baselines of a command part: the minimal table's single-row commits (with
+/// the es-shape table's ratio to them: the cost of the shape alone) and the es-shape table's.
+fn record_baselines(bench: &mut Bench, connections: u64, measured: &[Against]) {
+    let minimal = median(measured.iter().map(|a| a.minimal).collect());
+    let baseline = median(measured.iter().map(|a| a.baseline).collect());
+    let shape = median(measured.iter().map(|a| a.baseline_vs_minimal).collect());
+    let connections = if connections == 1 {
+        "1 connection".to_owned()
+    } else {
+        format!("{connections} connections")
+    };
+    bench.record_ratios(
+        format!("minimal: bare single-row INSERT, {connections}"),
+        minimal,
+        "rows/s",
+        &[None, None],
+    );
+    bench.record_ratios(
+        format!("es-shape baseline: bare single-row INSERT, {connections}"),
+        baseline,
+        "rows/s",
+        &[Some(shape), None],
+    );
+}
+
+/// Prints one measured figure with its ratios to both baselines.
+fn record_against(bench: &mut Bench, what: String, unit: &'static str, measured: Against) {
+    bench.record_ratios(
+        what,
+        measured.ours,
+        unit,
+        &[Some(measured.vs_minimal), Some(measured.vs_baseline)],
+    );
+}
+
+/// 1 and 8 writers, each on aggregates of its own, with the cache (one stream per writer)
+/// and without (a new stream per command), against single-row INSERTs on as many
+/// connections into each baseline table.
 async fn single_event_commands(bench: &mut Bench) {
     const ROUNDS: usize = 5;
-    const PER_WRITER_1: u64 = 400;
-    const PER_WRITER_8: u64 = 150;
+    const PER_WRITER_1: u64 = 200;
+    const PER_WRITER_8: u64 = 60;
     // Warm the server and the statement caches.
+    minimal_inserts(bench, 8, 50).await;
     baseline_inserts(bench, 8, 50).await;
     commands(bench, 8, 50, true, true).await;
 
@@ -138,48 +220,157 @@ async fn single_event_commands(bench: &mut Bench) {
             ("state cache, NOTIFY off", false, true),
             ("no cache: read, then append", true, false),
         ] {
-            let (base, ours, ratio) = alternate(
+            let measured = alternate3(
                 ROUNDS,
+                || minimal_inserts(b, writers, per_writer),
                 || baseline_inserts(b, writers, per_writer),
                 || commands(b, writers, per_writer, notify, cache),
             )
             .await;
-            rows.push((base, what, ours, ratio));
+            rows.push((what, measured));
         }
         results.push((writers, rows));
     }
     for (writers, rows) in results {
-        let base = median(rows.iter().map(|r| r.0).collect());
-        let connections = if writers == 1 {
-            "1 connection"
-        } else {
-            "8 connections"
-        };
-        bench.record(
-            format!("baseline: bare single-row INSERT, {connections}"),
-            base,
-            "rows/s",
-            None,
-        );
-        for (_, what, ours, ratio) in rows {
-            bench.record(
+        let measured: Vec<_> = rows.iter().map(|r| r.1).collect();
+        record_baselines(bench, writers, &measured);
+        for (what, measured) in rows {
+            record_against(
+                bench,
                 format!(
                     "single-event commands, {writers} writer{} ({what})",
                     if writers == 1 { "" } else { "s" }
                 ),
-                ours,
                 "cmds/s",
-                Some(ratio),
+                measured,
             );
         }
     }
 }
 
+/// Commands by one writer on one new aggregate, `count` of them: the stream grows from 0 to
+/// `count` events. Without the cache each command loads the aggregate by replaying the
+/// whole stream so far (no snapshot policy is set, as by default), so the rate falls as
+/// the stream grows; with it, each command is one append.
+async fn growing(bench: &Bench, count: u64, cache: bool) -> f64 {
+    let mut repository = Repository::<Ledger, _>::new(bench.store(true));
+    if cache {
+        repository = repository.with_cache(16);
+    }
+    let id = format!("grow-{}", Uuid::now_v7().simple());
+    let start = Instant::now();
+    for n in 0..count {
+        repository.execute(&id, Record(memo(n))).await.unwrap();
+    }
+    rate(count, start.elapsed())
+}
+
+/// One writer, one growing aggregate, without and with the cache, against single-row
+/// INSERTs on one connection.
+async fn growing_aggregate(bench: &mut Bench) {
+    const ROUNDS: usize = 5;
+    const COMMANDS: u64 = 200;
+    let b = &*bench;
+    let mut rows = Vec::new();
+    for (what, cache) in [
+        ("no cache: replays the stream", false),
+        ("state cache", true),
+    ] {
+        let measured = alternate3(
+            ROUNDS,
+            || minimal_inserts(b, 1, COMMANDS),
+            || baseline_inserts(b, 1, COMMANDS),
+            || growing(b, COMMANDS, cache),
+        )
+        .await;
+        rows.push((what, measured));
+    }
+    let measured: Vec<_> = rows.iter().map(|r| r.1).collect();
+    record_baselines(bench, 1, &measured);
+    for (what, measured) in rows {
+        record_against(
+            bench,
+            format!("1 writer, one aggregate growing to {COMMANDS} events ({what})"),
+            "cmds/s",
+            measured,
+        );
+    }
+}
+
+/// `count` commands by one writer, round-robin over `ids`, going on from the aggregate
+/// after the last one `next` was left at.
+async fn round_robin(
+    repository: &Repository<Ledger, PgEventStore>,
+    ids: &[String],
+    next: &AtomicUsize,
+    count: usize,
+) -> f64 {
+    let start = Instant::now();
+    for _ in 0..count {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        repository
+            .execute(&ids[n % ids.len()], Record(memo(n as u64)))
+            .await
+            .unwrap();
+    }
+    rate(count as u64, start.elapsed())
+}
+
+/// One writer round-robin over 1,000 aggregates, with the cache (which holds them all) and
+/// without, against single-row INSERTs on one connection. A first pass, not timed, creates
+/// the 1,000 streams and fills the cache; the rounds go on round-robin from there, 250
+/// commands each, the cached ones first (so no other writer makes the cache stale), on the
+/// same streams: they hold 2 to 4 events when the uncached commands read them.
+async fn thousand_aggregates(bench: &mut Bench) {
+    const ROUNDS: usize = 5;
+    const AGGREGATES: usize = 1_000;
+    const PER_ROUND: usize = 250;
+    let b = &*bench;
+    let run = Uuid::now_v7().simple().to_string();
+    let ids: Vec<String> = (0..AGGREGATES).map(|n| format!("rr-{run}-{n}")).collect();
+    let next = AtomicUsize::new(0);
+    let cached = Repository::<Ledger, _>::new(b.store(true)).with_cache(2 * AGGREGATES);
+    round_robin(&cached, &ids, &next, AGGREGATES).await;
+    let uncached = Repository::<Ledger, _>::new(b.store(true));
+    let mut rows = Vec::new();
+    for (what, repository) in [
+        ("state cache", &cached),
+        ("no cache: read, then append", &uncached),
+    ] {
+        let measured = alternate3(
+            ROUNDS,
+            || minimal_inserts(b, 1, PER_ROUND as u64),
+            || baseline_inserts(b, 1, PER_ROUND as u64),
+            || round_robin(repository, &ids, &next, PER_ROUND),
+        )
+        .await;
+        rows.push((what, measured));
+    }
+    let measured: Vec<_> = rows.iter().map(|r| r.1).collect();
+    record_baselines(bench, 1, &measured);
+    for (what, measured) in rows {
+        record_against(
+            bench,
+            format!("1 writer, 1,000 aggregates round-robin ({what})"),
+            "cmds/s",
+            measured,
+        );
+    }
+}
+
+/// Appends of 100 events per transaction by 1 and 4 writers, against multi-row INSERTs.
 async fn batched_appends(bench: &mut Bench) {
     const ROUNDS: usize = 5;
     const BATCHES: u64 = 40;
     const BATCH: u64 = 100;
-    // Baseline: the same 100 rows in one bare multi-row INSERT per transaction.
+    // Baselines: the same 100 rows in one bare multi-row INSERT per transaction, into each
+    // table.
+    let minimal_sql: Arc<str> = Arc::from(format!(
+        "INSERT INTO \"{}\".minimal (stream_id, version, payload) \
+         SELECT $1, v, jsonb_build_object('memo', $2::text) \
+         FROM generate_series($3::bigint, $4::bigint) v",
+        bench.schema
+    ));
     let sql: Arc<str> = Arc::from(format!(
         "INSERT INTO \"{}\".baseline (stream_id, version, event_id, event_type, schema_version, payload, \
              correlation_id, causation_id, metadata) \
@@ -190,8 +381,8 @@ async fn batched_appends(bench: &mut Bench) {
     ));
     let b = &*bench;
     // `writers` connections, each appending `BATCHES` batches to a stream of its own.
-    let baseline = |writers: u64| {
-        let sql = Arc::clone(&sql);
+    let baseline = |sql: &Arc<str>, writers: u64| {
+        let sql = Arc::clone(sql);
         async move {
             let start = Instant::now();
             let mut tasks = Vec::new();
@@ -250,34 +441,53 @@ async fn batched_appends(bench: &mut Bench) {
     };
     let mut results = Vec::new();
     for writers in [1, 4] {
-        let measured = alternate(ROUNDS, || baseline(writers), || ours(writers)).await;
+        let measured = alternate3(
+            ROUNDS,
+            || baseline(&minimal_sql, writers),
+            || baseline(&sql, writers),
+            || ours(writers),
+        )
+        .await;
         results.push((writers, measured));
     }
-    for (writers, (base, batched, ratio)) in results {
+    for (writers, measured) in results {
         let connections = if writers == 1 {
             "1 connection".to_owned()
         } else {
             format!("{writers} connections")
         };
-        bench.record(
-            format!("baseline: bare 100-row INSERT per transaction, {connections}"),
-            base,
+        bench.record_ratios(
+            format!("minimal: bare 100-row INSERT per transaction, {connections}"),
+            measured.minimal,
             "rows/s",
-            None,
+            &[None, None],
         );
-        bench.record(
+        bench.record_ratios(
+            format!("es-shape baseline: bare 100-row INSERT per transaction, {connections}"),
+            measured.baseline,
+            "rows/s",
+            &[Some(measured.baseline_vs_minimal), None],
+        );
+        record_against(
+            bench,
             format!("batched appends of 100 events, {connections}"),
-            batched,
             "events/s",
-            Some(ratio),
+            measured,
         );
     }
 }
 
+/// One 10,000-event stream (written by the store, then copied row for row into both
+/// baseline tables) read in alternating rounds: bare, all columns of the es-shape table;
+/// bare, `SELECT payload` of the minimal table decoded by serde_json into `LedgerEvent`
+/// (the least a load can do); the store's `read_stream`; and `Repository::load`, the
+/// rehydration (no snapshot, so it replays all 10,000 events).
 async fn reads(bench: &mut Bench) {
     const EVENTS: u64 = 10_000;
+    const ROUNDS: usize = 7;
     let store = bench.store(true);
-    let stream = StreamId::new("ledger", &format!("read-{}", Uuid::now_v7().simple())).unwrap();
+    let id = format!("read-{}", Uuid::now_v7().simple());
+    let stream = StreamId::new("ledger", &id).unwrap();
     for chunk in 0..EVENTS / 1_000 {
         let events = (0..1_000)
             .map(|n| {
@@ -291,7 +501,7 @@ async fn reads(bench: &mut Bench) {
             .await
             .unwrap();
     }
-    // Baseline: the same number of rows of the same shape, fetched bare.
+    // Baselines: the same rows, fetched bare.
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO \"{s}\".baseline (stream_id, version, event_id, event_type, schema_version, payload, \
              correlation_id, causation_id, actor, metadata) \
@@ -304,15 +514,25 @@ async fn reads(bench: &mut Bench) {
     .execute(&bench.pool)
     .await
     .unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO \"{s}\".minimal (stream_id, version, payload) \
+         SELECT 'minimal-read', version, payload FROM \"{s}\".events WHERE stream_id = $1",
+        s = bench.schema
+    )))
+    .bind(stream.as_str())
+    .execute(&bench.pool)
+    .await
+    .unwrap();
     let bare = format!(
         "SELECT position, transaction_id, stream_id, version, event_id, event_type, schema_version, \
              payload, correlation_id, causation_id, actor, metadata, recorded_at \
          FROM \"{}\".baseline WHERE stream_id = 'baseline-read' ORDER BY version",
         bench.schema
     );
-    let mut base = Vec::new();
-    let mut ours = Vec::new();
-    for _ in 0..7 {
+    let repository = Repository::<Ledger, _>::new(store.clone());
+    let (mut base, mut minimal, mut read, mut load) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
         let start = Instant::now();
         let rows = sqlx::query(AssertSqlSafe(bare.clone()))
             .fetch_all(&bench.pool)
@@ -320,6 +540,16 @@ async fn reads(bench: &mut Bench) {
             .unwrap();
         assert_eq!(rows.len() as u64, EVENTS);
         base.push(rate(EVENTS, start.elapsed()));
+
+        let start = Instant::now();
+        let events: Vec<LedgerEvent> = minimal_read::<RecordedPayload>(bench, "minimal-read")
+            .await
+            .into_iter()
+            .map(|p| LedgerEvent::Recorded { memo: p.memo })
+            .collect();
+        assert_eq!(events.len() as u64, EVENTS);
+        minimal.push(rate(EVENTS, start.elapsed()));
+
         let start = Instant::now();
         let events: Vec<_> = store
             .read_stream::<LedgerEvent>(&stream, Version::INITIAL)
@@ -327,20 +557,38 @@ async fn reads(bench: &mut Bench) {
             .await
             .unwrap();
         assert_eq!(events.len() as u64, EVENTS);
-        ours.push(rate(EVENTS, start.elapsed()));
+        read.push(rate(EVENTS, start.elapsed()));
+
+        let start = Instant::now();
+        let loaded = repository.load(&id).await.unwrap();
+        assert_eq!(loaded.state.entries, EVENTS);
+        load.push(rate(EVENTS, start.elapsed()));
     }
-    let ratio = median(ours.iter().zip(&base).map(|(o, b)| o / b).collect());
-    bench.record(
-        "baseline: bare SELECT of a 10,000-row stream (all columns)",
-        median(base),
+    let ratio =
+        |ours: &[f64], to: &[f64]| median(ours.iter().zip(to).map(|(o, b)| o / b).collect());
+    bench.record_ratios(
+        "es-shape baseline: bare SELECT of a 10,000-row stream (all columns)",
+        median(base.clone()),
         "rows/s",
-        None,
+        &[None, None],
     );
-    bench.record(
-        "stream read of 10,000 events (decoded)",
-        median(ours),
+    bench.record_ratios(
+        "minimal: bare SELECT payload of 10,000 rows, serde_json decode",
+        median(minimal.clone()),
         "events/s",
-        Some(ratio),
+        &[None, None],
+    );
+    bench.record_ratios(
+        "stream read of 10,000 events (decoded)",
+        median(read.clone()),
+        "events/s",
+        &[Some(ratio(&read, &minimal)), Some(ratio(&read, &base))],
+    );
+    bench.record_ratios(
+        "rehydrate: Repository::load of a 10,000-event stream",
+        median(load.clone()),
+        "events/s",
+        &[Some(ratio(&load, &minimal)), Some(ratio(&load, &base))],
     );
 }
 
@@ -611,4 +859,126 @@ async fn projection_rebuild(bench: &mut Bench) {
             None,
         );
     }
+}
+
+/// The bytes of `table` (schema-qualified and quoted): in all (heap, indexes, toast and the
+/// other forks, `pg_total_relation_size`), its heap's main fork, and each index's.
+async fn sizes(pool: &sqlx::PgPool, table: &str) -> (i64, i64, Vec<(String, i64)>) {
+    let (total, heap): (i64, i64) = sqlx::query_as(
+        "SELECT pg_total_relation_size($1::text::regclass), pg_relation_size($1::text::regclass)",
+    )
+    .bind(table)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let indexes = sqlx::query_as(
+        "SELECT c.relname::text, pg_relation_size(i.indexrelid) \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE i.indrelid = $1::text::regclass ORDER BY c.relname",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    (total, heap, indexes)
+}
+
+/// Bytes stored per event for the ~200-byte payload, in a schema of its own so that only
+/// these events count: 20,000 events appended by the store (200 streams of 100, one append
+/// each, stream ids `ledger-` and 32 hex digits), then the same rows copied into an es-shape
+/// table and a minimal one. Each table's total (table, indexes, toast) per event, with its
+/// ratio to the baselines' (here a ratio over 100% means more bytes), then the heap's and
+/// each index's share.
+async fn storage(bench: &mut Bench) {
+    const STREAMS: u64 = 200;
+    const PER_STREAM: u64 = 100;
+    const EVENTS: u64 = STREAMS * PER_STREAM;
+    let store = es_testkit::postgres::fresh_store_sized(2, |b| b).await;
+    let pool = store.pool().clone();
+    let schema = store.schema().as_str().to_owned();
+    for _ in 0..STREAMS {
+        let stream = StreamId::new("ledger", &Uuid::now_v7().simple().to_string()).unwrap();
+        let events = (0..PER_STREAM)
+            .map(|n| NewEvent::new(LedgerEvent::Recorded { memo: memo(n) }))
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::NoStream, events)
+            .await
+            .unwrap();
+    }
+    let (events, baseline, minimal) = (
+        format!("\"{schema}\".events"),
+        format!("\"{schema}\".baseline"),
+        format!("\"{schema}\".minimal"),
+    );
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TABLE {baseline} (LIKE {events} INCLUDING ALL); {}; \
+         INSERT INTO {baseline} (stream_id, version, event_id, event_type, schema_version, \
+             payload, correlation_id, causation_id, actor, metadata, traceparent, tags) \
+         SELECT stream_id, version, event_id, event_type, schema_version, payload, \
+             correlation_id, causation_id, actor, metadata, traceparent, tags \
+         FROM {events} ORDER BY transaction_id, position; \
+         INSERT INTO {minimal} (stream_id, version, payload) \
+         SELECT stream_id, version, payload FROM {events} ORDER BY transaction_id, position",
+        minimal_table_ddl(&minimal)
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    // The stream ids' length weighs on every row and on the (stream_id, version) index; the
+    // payload's stored size is what "a 200-byte payload" means here.
+    let (id_length, payload): (i32, f64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT max(length(stream_id)), avg(pg_column_size(payload))::float8 FROM {events}"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    bench.record_ratios(
+        format!("storage: {EVENTS} events; stream id length"),
+        f64::from(id_length),
+        "chars",
+        &[None, None],
+    );
+    bench.record_ratios(
+        "storage: payload (jsonb) stored size, average",
+        payload,
+        "bytes",
+        &[None, None],
+    );
+    let per_event = |bytes: i64| bytes as f64 / EVENTS as f64;
+    let measured = [
+        ("es-rs events", sizes(&pool, &events).await),
+        ("es-shape baseline", sizes(&pool, &baseline).await),
+        ("minimal", sizes(&pool, &minimal).await),
+    ];
+    let (base_total, minimal_total) = (measured[1].1.0, measured[2].1.0);
+    for (what, (total, heap, indexes)) in measured {
+        bench.record_ratios(
+            format!("storage, {what}: table + indexes + toast, per event"),
+            per_event(total),
+            "bytes",
+            &[
+                Some(total as f64 / minimal_total as f64),
+                Some(total as f64 / base_total as f64),
+            ],
+        );
+        bench.record_ratios("  heap", per_event(heap), "bytes", &[None, None]);
+        let mut rest = total - heap;
+        for (index, bytes) in indexes {
+            rest -= bytes;
+            bench.record_ratios(
+                format!("  index {index}"),
+                per_event(bytes),
+                "bytes",
+                &[None, None],
+            );
+        }
+        bench.record_ratios(
+            "  toast and the other forks",
+            per_event(rest),
+            "bytes",
+            &[None, None],
+        );
+    }
+    es_testkit::postgres::drop_schema(store).await;
 }

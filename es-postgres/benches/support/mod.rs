@@ -1,5 +1,6 @@
-//! What the benchmark binaries share: a schema with a bare-SQL `baseline` table beside the
-//! store's, alternating rounds against that baseline, and the printed table of figures.
+//! What the benchmark binaries share: a schema with two bare-SQL tables beside the store's
+//! (`baseline`, shaped like `events`, and `minimal`, the least a versioned event table can
+//! be), alternating rounds against those baselines, and the printed table of figures.
 
 #![allow(dead_code, reason = "each benchmark binary uses a part")]
 
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use es_postgres::PgEventStore;
+use serde::de::DeserializeOwned;
 use sqlx::{AssertSqlSafe, PgPool};
 use uuid::Uuid;
 
@@ -15,24 +17,51 @@ pub(crate) fn memo(n: u64) -> String {
     format!("{n:>12} {}", "lorem ipsum dolor sit amet ".repeat(6))
 }
 
+/// The statement that creates the minimal event table `table` (schema-qualified and
+/// quoted): a stream id, a version and the payload, with the unique `(stream_id, version)`
+/// index that optimistic concurrency needs and nothing else. The figures the issue on
+/// performance sets its targets against are this table's.
+pub(crate) fn minimal_table_ddl(table: &str) -> String {
+    format!(
+        "CREATE TABLE {table} (stream_id text, version bigint, payload jsonb); \
+         CREATE UNIQUE INDEX ON {table} (stream_id, version)"
+    )
+}
+
+/// A schema of its own, the printed table of figures, and the store the schema belongs to.
 pub(crate) struct Bench {
     pub(crate) pool: PgPool,
     pub(crate) schema: String,
     rows: Vec<Row>,
     store: PgEventStore,
+    /// The width of the printed labels.
+    width: usize,
+    /// The names of the ratio columns, one per baseline a row can be measured against.
+    columns: Vec<&'static str>,
 }
 
 struct Row {
     what: String,
     figure: f64,
     unit: &'static str,
-    ratio: Option<f64>,
+    ratios: Vec<Option<f64>>,
 }
 
 impl Bench {
     /// A migrated schema of its own on the tests' server (DATABASE_URL), with a `baseline`
-    /// table of the same shape as `events`, and the header printed.
+    /// table of the same shape as `events` and a `minimal` one, and the header printed with
+    /// one ratio column.
     pub(crate) async fn start(title: &str) -> Self {
+        Self::start_with_columns(title, 62, &["ratio"]).await
+    }
+
+    /// As [`Bench::start`], with labels `width` wide and a ratio column for each name in
+    /// `columns` (see [`Bench::record_ratios`]).
+    pub(crate) async fn start_with_columns(
+        title: &str,
+        width: usize,
+        columns: &[&'static str],
+    ) -> Self {
         // The tests' helper: the same server, a migrated schema of its own, and the "no
         // server answers" message with how to start one.
         let store = es_testkit::postgres::fresh_store_sized(10, |b| b).await;
@@ -44,6 +73,12 @@ impl Bench {
         .execute(&pool)
         .await
         .unwrap();
+        sqlx::raw_sql(AssertSqlSafe(minimal_table_ddl(&format!(
+            "\"{schema}\".minimal"
+        ))))
+        .execute(&pool)
+        .await
+        .unwrap();
         let server: String = sqlx::query_scalar("SHOW server_version")
             .fetch_one(&pool)
             .await
@@ -51,15 +86,18 @@ impl Bench {
         println!(
             "{title} against PostgreSQL {server}; ratios are to the baseline of the same run that each part names\n"
         );
-        println!(
-            "{:<62} {:>10} {:<9} {:>6}",
-            "measure", "figure", "unit", "ratio"
-        );
+        let mut header = format!("{:<width$} {:>10} {:<9}", "measure", "figure", "unit");
+        for column in columns {
+            header.push_str(&format!(" {column:>w$}", w = column.len().max(6)));
+        }
+        println!("{header}");
         Self {
             pool,
             schema,
             rows: Vec::new(),
             store,
+            width,
+            columns: columns.to_vec(),
         }
     }
 
@@ -68,7 +106,7 @@ impl Bench {
         es_testkit::postgres::drop_schema(self.store).await;
     }
 
-    /// Prints and keeps one figure; `ratio` is to its baseline.
+    /// Prints and keeps one figure; `ratio` is to its baseline (the first ratio column).
     pub(crate) fn record(
         &mut self,
         what: impl Into<String>,
@@ -76,20 +114,48 @@ impl Bench {
         unit: &'static str,
         ratio: Option<f64>,
     ) {
+        self.record_ratios(what, figure, unit, &[ratio]);
+    }
+
+    /// Prints and keeps one figure with its ratio to each baseline, in the order of the
+    /// ratio columns the bench started with (`None` leaves a column blank).
+    pub(crate) fn record_ratios(
+        &mut self,
+        what: impl Into<String>,
+        figure: f64,
+        unit: &'static str,
+        ratios: &[Option<f64>],
+    ) {
         let row = Row {
             what: what.into(),
             figure,
             unit,
-            ratio,
+            ratios: ratios.to_vec(),
         };
-        let ratio = row
-            .ratio
-            .map(|r| format!("{:>5.0}%", 100.0 * r))
-            .unwrap_or_default();
-        println!(
-            "{:<62} {:>10.0} {:<9} {ratio}",
-            row.what, row.figure, row.unit
+        let mut line = format!(
+            "{:<w$} {:>10.0} {:<9}",
+            row.what,
+            row.figure,
+            row.unit,
+            w = self.width
         );
+        for (i, column) in self.columns.iter().enumerate() {
+            let w = column.len().max(6);
+            let cell = match row.ratios.get(i).copied().flatten() {
+                Some(r) => format!("{:>w$}", format!("{:>5.0}%", 100.0 * r)),
+                // A blank last column prints nothing (as the one-column table always did).
+                None if i + 1 == self.columns.len() => String::new(),
+                None => " ".repeat(w),
+            };
+            line.push(' ');
+            line.push_str(&cell);
+        }
+        if self.columns.len() > 1 {
+            // No trailing blanks after the last ratio; the one-column table keeps its line as
+            // it always printed it.
+            line.truncate(line.trim_end().len());
+        }
+        println!("{line}");
         self.rows.push(row);
     }
 
@@ -132,6 +198,60 @@ where
     (median(base), median(mine), median(ratios))
 }
 
+/// The medians of three sides measured in alternating rounds, and the medians of the
+/// per-round ratios of `ours` to each baseline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Against {
+    pub(crate) minimal: f64,
+    pub(crate) baseline: f64,
+    pub(crate) ours: f64,
+    /// Median of `ours / minimal` per round.
+    pub(crate) vs_minimal: f64,
+    /// Median of `ours / baseline` per round.
+    pub(crate) vs_baseline: f64,
+    /// Median of `baseline / minimal` per round: the cost of the shape alone.
+    pub(crate) baseline_vs_minimal: f64,
+}
+
+/// As [`alternate`], with two baselines: each round runs `minimal`, then `baseline`, then
+/// `ours`, so all three sides share the server's drift.
+pub(crate) async fn alternate3<M, B, O, FM, FB, FO>(
+    rounds: usize,
+    mut minimal: M,
+    mut baseline: B,
+    mut ours: O,
+) -> Against
+where
+    M: FnMut() -> FM,
+    B: FnMut() -> FB,
+    O: FnMut() -> FO,
+    FM: Future<Output = f64>,
+    FB: Future<Output = f64>,
+    FO: Future<Output = f64>,
+{
+    let (mut min, mut base, mut mine) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut vs_min, mut vs_base, mut shape) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let m = minimal().await;
+        let b = baseline().await;
+        let o = ours().await;
+        min.push(m);
+        base.push(b);
+        mine.push(o);
+        vs_min.push(o / m);
+        vs_base.push(o / b);
+        shape.push(b / m);
+    }
+    Against {
+        minimal: median(min),
+        baseline: median(base),
+        ours: median(mine),
+        vs_minimal: median(vs_min),
+        vs_baseline: median(vs_base),
+        baseline_vs_minimal: median(shape),
+    }
+}
+
 pub(crate) fn rate(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
@@ -171,4 +291,56 @@ pub(crate) async fn baseline_inserts(bench: &Bench, writers: u64, per_writer: u6
         task.await.unwrap();
     }
     rate(writers * per_writer, start.elapsed())
+}
+
+/// Single-row INSERT transactions into the `minimal` table by `writers` connections,
+/// `per_writer` each, each writer on its own stream (versions 1, 2, ...) with the payload
+/// `baseline_inserts` writes: the rate the server commits the least an event row can be.
+pub(crate) async fn minimal_inserts(bench: &Bench, writers: u64, per_writer: u64) -> f64 {
+    let sql: Arc<str> = Arc::from(format!(
+        "INSERT INTO \"{}\".minimal (stream_id, version, payload) VALUES ($1, $2, $3)",
+        bench.schema
+    ));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let pool = bench.pool.clone();
+        let sql = Arc::clone(&sql);
+        let stream = format!("minimal-{}-{writer}", Uuid::now_v7().simple());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_writer {
+                sqlx::query(AssertSqlSafe(Arc::clone(&sql)))
+                    .bind(&stream)
+                    .bind(i64::try_from(n + 1).unwrap())
+                    .bind(serde_json::json!({ "memo": memo(n) }))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    rate(writers * per_writer, start.elapsed())
+}
+
+/// Reads the stream `stream_id` of the `minimal` table in version order, decoding each
+/// payload with serde_json into a `T` (straight from the row's bytes, no JSON value in
+/// between): the least a load can do.
+pub(crate) async fn minimal_read<T>(bench: &Bench, stream_id: &str) -> Vec<T>
+where
+    T: DeserializeOwned + Send + Unpin + 'static,
+{
+    sqlx::query_scalar::<_, sqlx::types::Json<T>>(AssertSqlSafe(format!(
+        "SELECT payload FROM \"{}\".minimal WHERE stream_id = $1 ORDER BY version",
+        bench.schema
+    )))
+    .bind(stream_id)
+    .fetch_all(&bench.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|payload| payload.0)
+    .collect()
 }
