@@ -214,6 +214,7 @@ macro_rules! engine_cases {
             decider_subscribes_until_the_course_is_full,
             deciders_racing_for_the_last_seats_fill_exactly_the_capacity,
             an_unread_first_attempt_reads_only_when_the_query_selects_events,
+            an_unread_first_attempt_rides_out_store_failures_as_the_policy_says,
             unread_first_deciders_racing_to_define_a_course_define_it_once,
             decider_repeated_command_id_records_once,
             decided_events_carry_their_tags,

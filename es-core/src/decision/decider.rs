@@ -96,14 +96,16 @@ impl<S: EventStore> Decider<S> {
     /// no event the query selects at all. For decisions on what is usually new (a
     /// username claimed, a first subscription to a course that was just opened), that
     /// makes a decision one round trip to the store instead of two. When the store holds
-    /// such an event, the append is refused, and the decision reads and decides as
-    /// without it (an extra round trip, no pause, not counted as an attempt). A first
-    /// attempt that rejects, or decides nothing, is not trusted either: it was made on
-    /// nothing read, so the decision reads and decides again. The guarantees are the same
-    /// either way: what is appended was decided on every event the query selects.
+    /// such an event, the append is refused, and the decision reads and decides as it
+    /// would without this setting (after the store delivers the event that refused it; not
+    /// counted in [`Decided::attempts`], counted in the span's `retries`). A first attempt
+    /// that rejects, or decides nothing, appends nothing and is not believed: it was made
+    /// on nothing read, so the decision reads and decides again. The guarantees are the
+    /// same either way: what is appended was decided on every event the query selects.
     ///
-    /// Off by default: for decisions on entities that usually have events already, it
-    /// only adds that round trip.
+    /// Off by default: for decisions on entities that usually have events already, a
+    /// refused append costs more than a read (on PostgreSQL, `es_append_if` inserts the
+    /// rows, tag index entries included, before its check refuses and rolls them back).
     #[must_use]
     pub fn with_unread_first_attempt(mut self, unread_first: bool) -> Self {
         self.unread_first = unread_first;
@@ -245,11 +247,28 @@ impl<S: EventStore> Decider<S> {
                             // delivers the first.
                             Err(AppendError::ConditionFailed { position, .. }) => {
                                 tracing::debug!(%position, "unread decision refused; reading");
+                                retries += 1;
                                 self.until_readable(position).await;
                             }
-                            // A failure that may have left the events stored: the usual
-                            // attempt's append, under the same ids, then finds them ours.
-                            Err(error) if error.is_transient() => ids.uncertain = true,
+                            // A passing failure, which may have left the events stored:
+                            // ridden out as the policy says, and the usual attempt's
+                            // append, under the same ids, then finds them ours.
+                            Err(source) if source.is_transient() => {
+                                ids.uncertain = true;
+                                let error = DecisionError::<D::Error>::Append {
+                                    stream: stream.clone(),
+                                    command_id: ids.command_id,
+                                    source,
+                                };
+                                if failures >= self.retry.store_retries() {
+                                    break Err(error);
+                                }
+                                failures += 1;
+                                retries += 1;
+                                self.pause_after_failure(&error, failures).await;
+                            }
+                            // A store's own failure may also follow a stored append.
+                            Err(AppendError::Store { .. }) => ids.uncertain = true,
                             // Anything else (a duplicate, a refusal) is met again by the
                             // usual attempt, after its read.
                             Ok(_) | Err(_) => {}
@@ -526,7 +545,6 @@ impl<S: EventStore> Decider<S> {
     }
 }
 
-/// The union of `queries`.
 /// The decided events as appended: ids derived from the execution's command id, and the
 /// context's metadata.
 fn stamped<E>(events: Vec<E>, ids: &EventIds<'_>, metadata: &Metadata) -> Vec<NewEvent<E>> {
@@ -541,6 +559,7 @@ fn stamped<E>(events: Vec<E>, ids: &EventIds<'_>, metadata: &Metadata) -> Vec<Ne
         .collect()
 }
 
+/// The union of `queries`.
 fn union(queries: &[Query]) -> Query {
     queries.iter().cloned().fold(Query::none(), Query::or)
 }

@@ -253,10 +253,11 @@ pub struct Decided<E> {
     /// command id, so that nothing new was recorded.
     pub duplicate: bool,
     /// The position the decision was made on: the last event its query selected when it
-    /// read (`None` if there was none).
+    /// read (`None` if there was none, or when an unread first attempt committed: see
+    /// [`Decider::with_unread_first_attempt`]).
     pub after: Option<Position>,
     /// How many times it was decided: 1 unless it lost races or the store failed for a
-    /// moment.
+    /// moment (an unread first attempt that did not commit is not counted).
     pub attempts: u32,
 }
 

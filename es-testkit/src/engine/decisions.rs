@@ -569,6 +569,46 @@ pub async fn an_unread_first_attempt_reads_only_when_the_query_selects_events<S:
     );
 }
 
+/// An unread first attempt whose append failed in passing is ridden out as the policy
+/// says: with no store retries the failure is the outcome; with retries, an append whose
+/// reply was lost (it was stored) is found to be the decision's own, not read as a
+/// course defined by someone else.
+pub async fn an_unread_first_attempt_rides_out_store_failures_as_the_policy_says<S: Store>(
+    store: S,
+) {
+    let flaky = FlakyStore::new(store.clone());
+    let strict = Decider::new(flaky.clone())
+        .with_retry_policy(RetryPolicy::default().with_store_retries(0, es_core::Backoff::none()))
+        .with_unread_first_attempt(true);
+    flaky.fail_appends(1);
+    let first = DefineCourse {
+        id: "optics".into(),
+        capacity: 3,
+    };
+    match tokio::time::timeout(PATIENCE, strict.execute(&first))
+        .await
+        .expect("a definition hangs")
+    {
+        Err(DecisionError::Append { .. }) => {}
+        other => panic!("no store retries: the failure is the outcome, got {other:?}"),
+    }
+    assert!(definitions(&store, "optics").await.is_empty());
+
+    flaky.lose_append_replies(1);
+    let patient = decider(flaky.clone()).with_unread_first_attempt(true);
+    let decided = tokio::time::timeout(PATIENCE, patient.execute(&first))
+        .await
+        .expect("a definition hangs")
+        .unwrap_or_else(|e| panic!("the stored definition is the decision's own, got {e:?}"));
+    assert_eq!(decided.events.len(), 1, "the definition, once");
+    assert!(
+        !decided.duplicate,
+        "stored by this execution, not an earlier one"
+    );
+    settle(&store, decided.position()).await;
+    assert_eq!(definitions(&store, "optics").await.len(), 1);
+}
+
 /// Twelve deciders with unread first attempts define one course at once, over three
 /// rounds: each round exactly one definition is stored, and the others are refused as
 /// defined already (their unread appends were refused, and they read).

@@ -27,6 +27,7 @@ pub use checkpoints::{
 };
 pub use decisions::{
     an_unread_first_attempt_reads_only_when_the_query_selects_events,
+    an_unread_first_attempt_rides_out_store_failures_as_the_policy_says,
     decided_events_carry_their_tags, decider_repeated_command_id_records_once,
     decider_rides_out_store_failures, decider_subscribes_until_the_course_is_full,
     deciders_racing_for_the_last_seats_fill_exactly_the_capacity,
