@@ -17,6 +17,7 @@ mod partitions;
 mod process_managers;
 mod read_your_writes;
 mod repository;
+mod unread_decisions;
 
 pub use checkpoints::{
     catch_up_through_sees_the_append, checkpoint_in_memory_is_not_stored,
@@ -26,12 +27,9 @@ pub use checkpoints::{
     rebuild_gives_the_view_live_processing_gave, resumed_runner_reports_its_checkpoint,
 };
 pub use decisions::{
-    an_unread_first_attempt_reads_only_when_the_query_selects_events,
-    an_unread_first_attempt_rides_out_store_failures_as_the_policy_says,
     decided_events_carry_their_tags, decider_repeated_command_id_records_once,
     decider_rides_out_store_failures, decider_subscribes_until_the_course_is_full,
     deciders_racing_for_the_last_seats_fill_exactly_the_capacity,
-    unread_first_deciders_racing_to_define_a_course_define_it_once,
 };
 pub use failures::{
     failing_event_is_parked_and_can_be_retried, in_memory_runners_keep_their_parked_events,
@@ -64,6 +62,11 @@ pub use repository::{
     repository_commands_under_contention_lose_nothing,
     repository_context_without_command_id_can_be_reused, repository_rides_out_store_failures,
     repository_snapshot_state_equals_replayed_state,
+};
+pub use unread_decisions::{
+    an_unread_first_attempt_reads_only_when_the_query_selects_events,
+    an_unread_first_attempt_rides_out_store_failures_as_the_policy_says,
+    unread_first_deciders_racing_to_define_a_course_define_it_once,
 };
 
 use std::time::Duration;
