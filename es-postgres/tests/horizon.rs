@@ -33,6 +33,11 @@ use uuid::Uuid;
 /// Bounds every wait; nothing here measures speed.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Taken by the tests that hold transactions open in this database: the horizon names
+/// the oldest one, which must be the test's own (run beside the churn test, the holder
+/// test saw one of its dawdling appends named instead).
+static HOLDING_HERE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A connection to another database of the same server, tagged `application`.
 async fn other_database(store: &PgEventStore, application: &str) -> PgConnection {
     let other: String = sqlx::query_scalar(
@@ -126,6 +131,7 @@ async fn a_transaction_in_another_database_holds_nothing_back() {
 /// session: `horizon()`, `stall()`, and a catch-up that runs out of patience.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_here_holds_back_and_is_named() {
+    let _alone = HOLDING_HERE.lock().await;
     let store = common::fresh_store().await;
     let options: PgConnectOptions = common::database_url()
         .parse::<PgConnectOptions>()
@@ -215,6 +221,7 @@ impl PgInlineProjection for Dawdle {
 async fn the_log_stays_gapless_while_other_databases_churn() {
     const WRITERS: usize = 4;
     const APPENDS: usize = 60;
+    let _alone = HOLDING_HERE.lock().await;
     let store = common::fresh_store_with(|b| b.inline_projection(Arc::new(Dawdle))).await;
     let done = Arc::new(AtomicBool::new(false));
     let mut churn = Vec::new();
