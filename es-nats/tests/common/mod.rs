@@ -36,9 +36,23 @@ pub(crate) async fn jetstream_at(url: &str) -> Context {
     jetstream::new(client)
 }
 
-/// A JetStream context on the shared test server.
+/// A JetStream context on the shared test server, which always holds one stream of the
+/// tests' own (kept, never deleted). Seen with nats-server 2.9.10: once an account's last
+/// stream is deleted its storage directory is gone, and a stream created at that moment
+/// fails ("could not create storage directory", error 10049). Tests create and delete
+/// streams in parallel; a clean-clone CI run failed so.
 pub(crate) async fn jetstream() -> Context {
-    jetstream_at(&nats_url()).await
+    let context = jetstream_at(&nats_url()).await;
+    context
+        .get_or_create_stream(jetstream::stream::Config {
+            name: "ES_TESTS_ANCHOR".to_owned(),
+            subjects: vec!["es-tests-anchor.unused".to_owned()],
+            max_messages: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|error| panic!("the tests' anchor stream cannot be made: {error}"));
+    context
 }
 
 /// A name no other test (or run) uses: `prefix` and a time-and-random suffix.
