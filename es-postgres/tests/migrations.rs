@@ -34,6 +34,7 @@ async fn migrating_twice_changes_nothing_and_keeps_data() {
             "checkpoints",
             "es_migrations",
             "events",
+            "forgotten_keys",
             "forgotten_subjects",
             "leases",
             "parked_events",
