@@ -580,30 +580,28 @@ async fn a_snapshot_needs_every_subject_of_its_stream() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_snapshot_save_reads_only_the_events_since_the_last_snapshot() {
     let (store, inner) = setup();
-    append(&store, "shared", vec![registered("a"), registered("b")]).await;
     let state = json!({ "names": ["Ada Lovelace"] });
-    store
-        .save_snapshot(snapshot("shared", 2, state.clone()))
-        .await
-        .unwrap();
-    let sealed = inner
-        .load_snapshot(&stream("shared"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(sealed.state["shares"].as_array().unwrap().len(), 2);
+    // Saves a snapshot of `shared` at `version` and counts the shares it was sealed with.
+    let shares = |version: u64| {
+        let (store, inner, state) = (store.clone(), inner.clone(), state.clone());
+        async move {
+            store
+                .save_snapshot(snapshot("shared", version, state))
+                .await
+                .unwrap();
+            let sealed = inner
+                .load_snapshot(&stream("shared"))
+                .await
+                .unwrap()
+                .unwrap();
+            sealed.state["shares"].as_array().unwrap().len()
+        }
+    };
+    append(&store, "shared", vec![registered("a"), registered("b")]).await;
+    assert_eq!(shares(2).await, 2);
     append(&store, "shared", vec![registered("c")]).await;
-    store
-        .save_snapshot(snapshot("shared", 3, state.clone()))
-        .await
-        .unwrap();
-    let incremental = inner
-        .load_snapshot(&stream("shared"))
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        incremental.state["shares"].as_array().unwrap().len(),
+        shares(3).await,
         3,
         "the shares of the snapshot before, and the key of the event since"
     );
@@ -613,17 +611,8 @@ async fn a_snapshot_save_reads_only_the_events_since_the_last_snapshot() {
         .await
         .unwrap();
     append(&store, "shared", vec![registered("d")]).await;
-    store
-        .save_snapshot(snapshot("shared", 4, state))
-        .await
-        .unwrap();
-    let next = inner
-        .load_snapshot(&stream("shared"))
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        next.state["shares"].as_array().unwrap().len(),
+        shares(4).await,
         1,
         "only the event after the last snapshot was read"
     );

@@ -35,7 +35,7 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 mod support;
-use support::{Bench, alternate, baseline_inserts, median, memo, rate};
+use support::{Bench, alternate, baseline_inserts, concurrently, median, memo, rate};
 
 /// A student took a seat in a course: tagged with both by the derive, so that a course's
 /// seats and a student's courses are each one query.
@@ -211,43 +211,32 @@ async fn bare_decisions(bench: &Bench, clients: u64, per_client: u64, per_course
          VALUES ($1, 1, $2, 'Subscribed', 1, $3, $4, $4, '{{}}', $5)",
         bench.schema
     ));
-    let run = Uuid::now_v7().simple().to_string();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for client in 0..clients {
-        let (pool, read, write, run) = (
-            bench.pool.clone(),
-            Arc::clone(&read),
-            Arc::clone(&write),
-            run.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            for n in 0..per_client {
-                let course = format!("course:bare-{run}-{client}-{}", n / per_course);
-                let student = format!("student:s{client}-{n}");
-                let taken = sqlx::query(AssertSqlSafe(Arc::clone(&read)))
-                    .bind(&course)
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap()
-                    .len() as u64;
-                assert!(taken < per_course);
-                sqlx::query(AssertSqlSafe(Arc::clone(&write)))
-                    .bind(format!("{student}-{run}"))
-                    .bind(Uuid::now_v7())
-                    .bind(serde_json::json!({ "memo": memo(taken) }))
-                    .bind(Uuid::now_v7())
-                    .bind(vec![course, student])
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    rate(clients * per_client, start.elapsed())
+    let (pool, run) = (bench.pool.clone(), Uuid::now_v7().simple().to_string());
+    concurrently(clients, per_client, move |client, n| {
+        let (pool, read, write) = (pool.clone(), Arc::clone(&read), Arc::clone(&write));
+        let course = format!("course:bare-{run}-{client}-{}", n / per_course);
+        let student = format!("student:s{client}-{n}");
+        let stream = format!("{student}-{run}");
+        async move {
+            let taken = sqlx::query(AssertSqlSafe(read))
+                .bind(&course)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .len() as u64;
+            assert!(taken < per_course);
+            sqlx::query(AssertSqlSafe(write))
+                .bind(stream)
+                .bind(Uuid::now_v7())
+                .bind(serde_json::json!({ "memo": memo(taken) }))
+                .bind(Uuid::now_v7())
+                .bind(vec![course, student])
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    })
+    .await
 }
 
 async fn uncontended(bench: &mut Bench) {

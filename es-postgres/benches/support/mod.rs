@@ -256,6 +256,31 @@ pub(crate) fn rate(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
+/// Runs `writers` tasks at once, each calling `write(writer, n)` for `n` in
+/// `0..per_writer` one after another, and returns the rate of all the calls.
+pub(crate) async fn concurrently<F, Fut>(writers: u64, per_writer: u64, write: F) -> f64
+where
+    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let write = Arc::new(write);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let write = Arc::clone(&write);
+            tokio::spawn(async move {
+                for n in 0..per_writer {
+                    write(writer, n).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    rate(writers * per_writer, start.elapsed())
+}
+
 /// Bare single-row INSERT transactions by `writers` connections, `per_writer` each, each
 /// writer on its own stream: the rate the server can commit rows of this shape.
 pub(crate) async fn baseline_inserts(bench: &Bench, writers: u64, per_writer: u64) -> f64 {
@@ -267,30 +292,23 @@ pub(crate) async fn baseline_inserts(bench: &Bench, writers: u64, per_writer: u6
          VALUES ($1, $2, $3, 'Recorded', 1, $4, $5, $5, '{{}}')",
         bench.schema
     ));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for writer in 0..writers {
-        let pool = bench.pool.clone();
-        let sql = Arc::clone(&sql);
-        let stream = format!("baseline-{}-{writer}", Uuid::now_v7().simple());
-        tasks.push(tokio::spawn(async move {
-            for n in 0..per_writer {
-                sqlx::query(AssertSqlSafe(Arc::clone(&sql)))
-                    .bind(&stream)
-                    .bind(i64::try_from(n + 1).unwrap())
-                    .bind(Uuid::now_v7())
-                    .bind(serde_json::json!({ "memo": memo(n) }))
-                    .bind(Uuid::now_v7())
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    rate(writers * per_writer, start.elapsed())
+    let (pool, run) = (bench.pool.clone(), Uuid::now_v7().simple().to_string());
+    concurrently(writers, per_writer, move |writer, n| {
+        let (pool, sql) = (pool.clone(), Arc::clone(&sql));
+        let stream = format!("baseline-{run}-{writer}");
+        async move {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(stream)
+                .bind(i64::try_from(n + 1).unwrap())
+                .bind(Uuid::now_v7())
+                .bind(serde_json::json!({ "memo": memo(n) }))
+                .bind(Uuid::now_v7())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    })
+    .await
 }
 
 /// Single-row INSERT transactions into the `minimal` table by `writers` connections,
@@ -301,28 +319,21 @@ pub(crate) async fn minimal_inserts(bench: &Bench, writers: u64, per_writer: u64
         "INSERT INTO \"{}\".minimal (stream_id, version, payload) VALUES ($1, $2, $3)",
         bench.schema
     ));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for writer in 0..writers {
-        let pool = bench.pool.clone();
-        let sql = Arc::clone(&sql);
-        let stream = format!("minimal-{}-{writer}", Uuid::now_v7().simple());
-        tasks.push(tokio::spawn(async move {
-            for n in 0..per_writer {
-                sqlx::query(AssertSqlSafe(Arc::clone(&sql)))
-                    .bind(&stream)
-                    .bind(i64::try_from(n + 1).unwrap())
-                    .bind(serde_json::json!({ "memo": memo(n) }))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    rate(writers * per_writer, start.elapsed())
+    let (pool, run) = (bench.pool.clone(), Uuid::now_v7().simple().to_string());
+    concurrently(writers, per_writer, move |writer, n| {
+        let (pool, sql) = (pool.clone(), Arc::clone(&sql));
+        let stream = format!("minimal-{run}-{writer}");
+        async move {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(stream)
+                .bind(i64::try_from(n + 1).unwrap())
+                .bind(serde_json::json!({ "memo": memo(n) }))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    })
+    .await
 }
 
 /// Reads the stream `stream_id` of the `minimal` table in version order, decoding each
