@@ -60,6 +60,10 @@ const SCHEMA: &str = "ES_LATENCY_SCHEMA";
 const CHANNEL: &str = "ES_LATENCY_CHANNEL";
 const URL: &str = "DATABASE_URL";
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The `application_name` of the bench's connections, so that the horizon's holders can
+/// be told apart from other sessions on the server.
+const APPLICATION: &str = "es-latency";
+const SUBSCRIBER_APPLICATION: &str = "es-latency-subscriber";
 
 /// The command rate and how long each part runs at it.
 const RATE: u64 = 1_000;
@@ -177,7 +181,11 @@ async fn subscriber() {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(3)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(&url)
+        .connect_with(
+            url.parse::<sqlx::postgres::PgConnectOptions>()
+                .expect("a PostgreSQL URL")
+                .application_name(SUBSCRIBER_APPLICATION),
+        )
         .await
         .expect("the subscriber connects");
     let store = PgEventStore::builder(pool.clone())
@@ -420,6 +428,67 @@ where
     (samples, rate, failures)
 }
 
+/// What held the log's horizon back, sampled every `HORIZON_SAMPLE` during a part.
+#[derive(Default)]
+struct HorizonSamples {
+    samples: u64,
+    /// Samples in which the horizon was a transaction of this bench's own sessions.
+    ours: u64,
+    /// Samples in which it was a transaction of another session in this database, by its
+    /// `application_name`, with the longest it had been open.
+    foreign: HashMap<String, (u64, f64)>,
+}
+
+const HORIZON_SAMPLE: Duration = Duration::from_millis(10);
+
+/// Samples the holder of the horizon (`es_horizon()`, the oldest transaction that may
+/// still write to this database) until `stop` is notified. Subscribers deliver nothing
+/// written after that transaction began until it ends, so a long one in a session of
+/// someone else's shows up here and in the latency.
+async fn sample_horizon(pool: PgPool, schema: String, stop: Arc<Notify>) -> HorizonSamples {
+    let sql = format!(
+        "SELECT a.application_name::text, \
+                (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::float8 \
+         FROM pg_stat_activity a WHERE a.backend_xid = (\"{schema}\".es_horizon())::xid"
+    );
+    let mut found = HorizonSamples::default();
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return found,
+            () = tokio::time::sleep(HORIZON_SAMPLE) => {}
+        }
+        let holder: Result<Option<(String, f64)>, _> = sqlx::query_as(AssertSqlSafe(sql.clone()))
+            .fetch_optional(&pool)
+            .await;
+        let Ok(holder) = holder else { continue };
+        found.samples += 1;
+        match holder {
+            Some((application, _)) if application.starts_with(APPLICATION) => found.ours += 1,
+            Some((application, open_ms)) => {
+                let entry = found.foreign.entry(application).or_default();
+                entry.0 += 1;
+                entry.1 = entry.1.max(open_ms);
+            }
+            None => {}
+        }
+    }
+}
+
+fn print_horizon(label: &str, found: &HorizonSamples) {
+    let foreign: u64 = found.foreign.values().map(|f| f.0).sum();
+    println!(
+        "{label}: the horizon was held by a transaction of this bench in {} and of another session of this database in {foreign} of {} samples ({HORIZON_SAMPLE:?} apart)",
+        found.ours, found.samples
+    );
+    let mut holders: Vec<_> = found.foreign.iter().collect();
+    holders.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    for (application, (count, open_ms)) in holders.iter().take(5) {
+        println!("    `{application}`: {count} samples, open up to {open_ms:.0} ms");
+    }
+}
+
 /// The nearest-rank percentile `q` of sorted `values`, in milliseconds.
 fn percentile(sorted: &[i64], q: f64) -> f64 {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
@@ -480,7 +549,7 @@ async fn fresh_store() -> PgEventStore {
         .as_secs();
     let schema = format!("es_test_{now}_{}", Uuid::now_v7().simple());
     let schema = &schema[..schema.len().min(63)];
-    let pool = es_testkit::postgres::connect_to(&database_url(), "es-latency", POOL).await;
+    let pool = es_testkit::postgres::connect_to(&database_url(), APPLICATION, POOL).await;
     let store = PgEventStore::builder(pool).schema(schema).unwrap().build();
     store.migrate().await.unwrap();
     store
@@ -586,10 +655,24 @@ async fn run(
     let (warm_store, _, _) = paced(WARM_UP, 0, move |n| c(n)).await;
     let offset = 10 * RATE * WARM_UP.as_secs().max(1);
 
+    let sampled = |stop: &Arc<Notify>| {
+        tokio::spawn(sample_horizon(
+            pool.clone(),
+            schema.to_owned(),
+            Arc::clone(stop),
+        ))
+    };
+    let stop = Arc::new(Notify::new());
+    let sampler = sampled(&stop);
     let b = Arc::clone(&baseline);
     let (base, base_rate, base_failed) = paced(BASELINE, offset, move |n| b(n)).await;
+    stop.notify_one();
+    let base_horizon = sampler.await.unwrap();
+    let sampler = sampled(&stop);
     let c = Arc::clone(&command);
     let (ours, our_rate, our_failed) = paced(MEASURED, offset, move |n| c(n)).await;
+    stop.notify_one();
+    let our_horizon = sampler.await.unwrap();
 
     let expected: Vec<Uuid> = warm_store.iter().chain(&ours).map(|s| s.id).collect();
     let expected_base: Vec<Uuid> = warm_base.iter().chain(&base).map(|s| s.id).collect();
@@ -620,6 +703,9 @@ async fn run(
         ours.len() - our_missing,
         ours.len(),
     );
+    println!();
+    print_horizon("baseline", &base_horizon);
+    print_horizon("es-rs", &our_horizon);
     let mut ok = all_in && base_failed == 0 && our_failed == 0;
     if !all_in {
         eprintln!(
