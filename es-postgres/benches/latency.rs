@@ -23,10 +23,20 @@
 //! its commit), at the same rate and concurrency, and the same child process receiving the
 //! notification on a plain `LISTEN` connection and stamping it the same way.
 //!
+//! For the commands it also splits ack to receive at each event's *release*, the moment
+//! every append with an older transaction id had been acknowledged: a gapless subscriber
+//! cannot deliver an event before older transactions that may still write have ended, so
+//! the part before the release is the price of never skipping a late commit, and the part
+//! after it is the notification and the read. While a part runs, the bench samples what
+//! holds the log's horizon back (a transaction of the bench's, or another session's).
+//!
 //! Every event must be matched: missing ones are reported and the bench exits with an
 //! error. Run with `cargo bench -p es-postgres --bench latency` (DATABASE_URL, default
-//! `postgres://postgres@127.0.0.1:5432/test`). It works in a schema of its own and drops
-//! it at the end. Prints figures; it asserts nothing about time.
+//! `postgres://postgres@127.0.0.1:5432/test`). It makes a database of its own on that
+//! server and drops it at the end (other sessions' transactions in the store's database
+//! hold its subscribers back, see `parent`); `-- shared-database` runs in a schema of its
+//! own in the URL's database instead, and drops the schema. Takes about 50 s. Prints
+//! figures; it asserts nothing about time.
 
 #![allow(
     clippy::print_stdout,
@@ -46,7 +56,7 @@ use es_core::{Aggregate, DomainEvent, EventFilter, EventStore as _, Position, Re
 use es_postgres::PgEventStore;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
@@ -59,6 +69,8 @@ const ROLE: &str = "ES_LATENCY_ROLE";
 const SCHEMA: &str = "ES_LATENCY_SCHEMA";
 const CHANNEL: &str = "ES_LATENCY_CHANNEL";
 const URL: &str = "DATABASE_URL";
+/// The database the parent made for the run, if it made one.
+const DATABASE: &str = "ES_LATENCY_DATABASE";
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// The `application_name` of the bench's connections, so that the horizon's holders can
 /// be told apart from other sessions on the server.
@@ -121,6 +133,19 @@ fn database_url() -> String {
     std::env::var(URL).unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
+/// The options to connect to the server of `DATABASE_URL`, to `database` if given, else to
+/// the URL's own.
+fn connect_options(database: Option<&str>, application: &str) -> PgConnectOptions {
+    let options = database_url()
+        .parse::<PgConnectOptions>()
+        .expect("DATABASE_URL is a PostgreSQL URL")
+        .application_name(application);
+    match database {
+        Some(database) => options.database(database),
+        None => options,
+    }
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -145,7 +170,7 @@ fn main() {
 async fn subscriber() {
     let schema = std::env::var(SCHEMA).expect("the parent names the schema");
     let channel = std::env::var(CHANNEL).expect("the parent names the channel");
-    let url = database_url();
+    let database = std::env::var(DATABASE).ok();
 
     // Lines go out through one thread, so that the receiving tasks only stamp and hand over.
     let (lines, outbox) = std::sync::mpsc::channel::<String>();
@@ -181,11 +206,7 @@ async fn subscriber() {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(3)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(
-            url.parse::<sqlx::postgres::PgConnectOptions>()
-                .expect("a PostgreSQL URL")
-                .application_name(SUBSCRIBER_APPLICATION),
-        )
+        .connect_with(connect_options(database.as_deref(), SUBSCRIBER_APPLICATION))
         .await
         .expect("the subscriber connects");
     let store = PgEventStore::builder(pool.clone())
@@ -272,8 +293,12 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    fn spawn(schema: &str, channel: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("the bench's own path"))
+    fn spawn(database: Option<&str>, schema: &str, channel: &str) -> Self {
+        let mut command = Command::new(std::env::current_exe().expect("the bench's own path"));
+        if let Some(database) = database {
+            command.env(DATABASE, database);
+        }
+        let mut child = command
             .env(ROLE, "subscriber")
             .env(SCHEMA, schema)
             .env(CHANNEL, channel)
@@ -372,13 +397,19 @@ impl Subscriber {
 }
 
 /// One command or baseline insert: the id of the event it wrote, and when it began and was
-/// acknowledged (nanoseconds on the realtime clock).
+/// acknowledged (nanoseconds on the realtime clock); for a command, the id of the
+/// transaction that wrote the event (the first part of its log position).
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     id: Uuid,
     begin: i64,
     ack: i64,
+    transaction: Option<u64>,
 }
+
+/// What one operation of [`paced`] reports: its event's id, when it was acknowledged, and
+/// the writing transaction's id if known.
+type Written = (Uuid, i64, Option<u64>);
 
 /// Runs `op(n)` for n = 0, 1, ... at `RATE` per second for `duration`, each started on its
 /// schedule (at most `IN_FLIGHT` at once); `op` returns the id of the event it wrote and
@@ -388,7 +419,7 @@ struct Sample {
 async fn paced<F, Fut>(duration: Duration, first: u64, op: F) -> (Vec<Sample>, f64, u64)
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(Uuid, i64), String>> + Send,
+    Fut: Future<Output = Result<Written, String>> + Send,
 {
     let op = Arc::new(op);
     let gate = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -406,7 +437,12 @@ where
             let begin = wall_ns();
             let written = op(first + i).await;
             drop(permit);
-            written.map(|(id, ack)| Sample { id, begin, ack })
+            written.map(|(id, ack, transaction)| Sample {
+                id,
+                begin,
+                ack,
+                transaction,
+            })
         }));
     }
     let mut samples = Vec::with_capacity(tasks.len());
@@ -483,7 +519,7 @@ fn print_horizon(label: &str, found: &HorizonSamples) {
         found.ours, found.samples
     );
     let mut holders: Vec<_> = found.foreign.iter().collect();
-    holders.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    holders.sort_by_key(|h| std::cmp::Reverse(h.1.0));
     for (application, (count, open_ms)) in holders.iter().take(5) {
         println!("    `{application}`: {count} samples, open up to {open_ms:.0} ms");
     }
@@ -537,26 +573,83 @@ fn report(label: &str, samples: &[Sample], received: &HashMap<Uuid, i64>) -> usi
     print_row(&format!("{label}: ack to receive"), ack);
     print_row(&format!("{label}: begin to receive"), begin);
     print_row(&format!("{label}: begin to ack (the write)"), commit);
+    if samples.iter().all(|s| s.transaction.is_some()) {
+        let (waits, rest) = release_split(samples, received);
+        print_row(&format!("{label}: ack to release (older writes)"), waits);
+        print_row(&format!("{label}: release to receive"), rest);
+    }
     missing
 }
 
+/// Splits each event's ack to receive in two at its *release*: the moment every append of
+/// this part with an older transaction id had been acknowledged too. A gapless subscriber
+/// delivers nothing of a transaction before every older one that may still write has
+/// ended, so until then the event waits for others' writes (the price of never skipping a
+/// late commit); after it, for the notification and the read. The release is a lower
+/// bound: transactions of other sessions are not in it, and an append is acknowledged a
+/// little after it commits.
+fn release_split(samples: &[Sample], received: &HashMap<Uuid, i64>) -> (Vec<i64>, Vec<i64>) {
+    let mut by_transaction: Vec<&Sample> = samples.iter().collect();
+    by_transaction.sort_by_key(|s| s.transaction);
+    let (mut waits, mut rest) = (Vec::new(), Vec::new());
+    let mut released = i64::MIN;
+    for sample in by_transaction {
+        released = released.max(sample.ack);
+        if let Some(at) = received.get(&sample.id) {
+            waits.push(released - sample.ack);
+            rest.push(at - released);
+        }
+    }
+    (waits, rest)
+}
+
 /// A migrated store in a schema of its own (named as the tests' are, so that a run that
-/// dies leaves a schema the tests' clean-up drops after a day), on `POOL` connections.
-async fn fresh_store() -> PgEventStore {
+/// dies in the shared database leaves a schema the tests' clean-up drops after a day), on
+/// `POOL` connections to `database` (or the URL's).
+async fn fresh_store(database: Option<&str>) -> PgEventStore {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let schema = format!("es_test_{now}_{}", Uuid::now_v7().simple());
     let schema = &schema[..schema.len().min(63)];
-    let pool = es_testkit::postgres::connect_to(&database_url(), APPLICATION, POOL).await;
+    let pool =
+        es_testkit::postgres::connect_with(connect_options(database, APPLICATION), POOL).await;
     let store = PgEventStore::builder(pool).schema(schema).unwrap().build();
     store.migrate().await.unwrap();
     store
 }
 
 async fn parent() -> bool {
-    let store = fresh_store().await;
+    // The horizon is the oldest transaction that may write to the store's database: other
+    // sessions' transactions in it hold every subscriber back (other test runs share the
+    // database here; under load they held it in a third of the samples). By default the
+    // run gets a database of its own, so that it measures the store, not its neighbours;
+    // `-- shared-database` runs in the URL's database, neighbours and all.
+    let shared = std::env::args().skip(1).any(|a| a == "shared-database");
+    let admin = es_testkit::postgres::connect_with(connect_options(None, APPLICATION), 1).await;
+    let database = (!shared).then(|| format!("es_latency_{}", Uuid::now_v7().simple()));
+    if let Some(database) = &database {
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+    let ok = in_database(database.as_deref()).await;
+    if let Some(database) = &database {
+        // A run that died leaves its database behind, named `es_latency_*`.
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+    }
+    ok
+}
+
+async fn in_database(database: Option<&str>) -> bool {
+    let store = fresh_store(database).await;
     let pool: PgPool = store.pool().clone();
     let schema = store.schema().as_str().to_owned();
     sqlx::raw_sql(AssertSqlSafe(minimal_table_ddl(&format!(
@@ -572,14 +665,19 @@ async fn parent() -> bool {
     println!(
         "commit-to-subscriber latency, subscriber in another process, against PostgreSQL {server}\n\
          {RATE} commands/s through Repository (no cache) over {AGGREGATES} aggregates, \
-         {IN_FLIGHT} at most in flight, {POOL} connections\n"
+         {IN_FLIGHT} at most in flight, {POOL} connections, in {}\n",
+        database.map_or_else(
+            || "the URL's database, shared with other sessions".to_owned(),
+            |d| format!("a database of its own ({d})")
+        )
     );
 
     let channel = format!("{schema}_baseline");
-    let subscriber = Subscriber::spawn(&schema, &channel);
+    let subscriber = Subscriber::spawn(database, &schema, &channel);
     let ok = run(&store, &pool, &schema, &channel, &subscriber).await;
     subscriber.stop().await;
     es_testkit::postgres::drop_schema(store).await;
+    pool.close().await;
     ok
 }
 
@@ -608,7 +706,7 @@ async fn run(
             outcome
                 .events
                 .first()
-                .map(|e| (e.event_id, ack))
+                .map(|e| (e.event_id, ack, Some(e.position.parts().0)))
                 .ok_or_else(|| "the command recorded no event".to_owned())
         }
     };
@@ -640,7 +738,7 @@ async fn run(
                     .execute(&mut *connection)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok((id, ack))
+                Ok((id, ack, None))
             }
         }
     };
