@@ -9,9 +9,12 @@
 //! appends to one stream in a batch or in two transactions under way: the later one waits
 //! for the next batch) and runs it in one transaction, one statement
 //! (`sql/append_coalesced.sql`). There is no timer: a batch is what queued while the
-//! previous transactions ran, so under load batches grow and alone an append pays only
-//! the hop to the task and back. A batch of one runs as the normal path's single
-//! statement, in autocommit, so a lone writer pays no `BEGIN` and `COMMIT` round trips.
+//! previous transactions ran (the committer lets the tasks that are ready run once, a
+//! turn of the scheduler, before it takes one), so under load batches grow and alone an
+//! append pays only the hop to the task and back. A batch of one runs as the normal path's
+//! single statement; a batch of single-event appends runs in autocommit (one round trip:
+//! an append of one row gets all of it or none, so there is nothing to roll back); a batch
+//! with a larger append runs in a transaction (`BEGIN`, the statement, `COMMIT`).
 //!
 //! The committer replies to each append: stored (its rows), or "run alone" (the caller
 //! then takes the normal path, [`PgEventStore::append_in_span`], which inserts again and,
@@ -44,7 +47,8 @@
 //!   events (an archive locks one stream only, so it cannot deadlock with a batch).
 //!
 //! An append left with some of its rows is the one outcome a transaction cannot keep
-//! (atomicity), so the whole batch is rolled back and every append of it runs alone: the
+//! (atomicity; only an append of several events can have it, which is why a batch of
+//! single-event appends may commit with its statement), so the whole batch is rolled back and every append of it runs alone: the
 //! others lose only time. Otherwise the batch commits: appends with all their rows are
 //! stored, appends with none run alone, against a state that includes the batch.
 //!
@@ -60,9 +64,12 @@
 //!   goes on without it (a caller gone before its batch starts is left out), so an append
 //!   acknowledged to anyone is committed and no caller's cancellation aborts another's
 //!   append. Dropping the store lets the task finish the transactions under way and end.
-//! - Deadlines: each step of a batch has the reply deadline; a caller waits for its
-//!   reply at most four of them (queueing, begin, insert, commit), then fails transiently
-//!   (appending the same event ids again tells whether it was stored).
+//! - Deadlines: each step of a batch has the reply deadline; a caller waits to be queued
+//!   at most one (it then runs alone: nothing was queued), and for its reply at most four
+//!   (queueing, begin, insert, commit), then fails transiently (appending the same event
+//!   ids again tells whether it was stored). A lost reply to a batch's commit (or to an
+//!   autocommit statement) fails every append that had rows in it so; the others run
+//!   alone.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock, Weak};
@@ -70,7 +77,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use es_core::{AppendError, Committed, DomainEvent, ExpectedVersion, NewEvent, StreamId};
 use es_core::{StoreError, StoreErrorKind};
 use sqlx::Row as _;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgConnection, PgRow};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{Id, JoinSet};
 use tracing::Instrument as _;
@@ -250,6 +257,10 @@ impl Committer {
         let room = self.max_appends * (self.max_transactions + 1);
         let mut open = true;
         loop {
+            // One turn of the scheduler before taking a batch (no timer): the writers that
+            // the last replies woke, and whoever else is ready, queue their next appends
+            // first, so that a batch is what is ready now rather than the first to come.
+            tokio::task::yield_now().await;
             while open && waiting.len() < room {
                 match queue.try_recv() {
                     Ok(request) => waiting.push_back(request),
@@ -409,9 +420,17 @@ enum Shared {
     Unknown(sqlx::Error, Vec<bool>),
 }
 
-/// Runs the batch's statement in one transaction and commits it if every append got all
-/// of its rows or none.
+/// Runs the batch's statement, and commits it if every append got all of its rows or
+/// none.
+///
+/// A batch of single-event appends runs as one statement in autocommit: one round trip,
+/// as a lone append. It needs no chance to roll back, because an append of one row gets
+/// all of it or none, never a part. A batch with a larger append runs in a transaction,
+/// which it rolls back if one of them got only a part.
 async fn shared(inner: &Inner, batch: &[Request]) -> Shared {
+    if batch.iter().all(|r| r.batch.ids.len() == 1) {
+        return autocommit(inner, batch).await;
+    }
     let deadline = inner.reply_timeout;
     let Ok(mut tx) = within(deadline, PgTx::begin(&inner.pool)).await else {
         return Shared::Nothing;
@@ -443,6 +462,24 @@ async fn shared(inner: &Inner, batch: &[Request]) -> Shared {
     }
 }
 
+/// [`shared`] for a batch of single-event appends.
+async fn autocommit(inner: &Inner, batch: &[Request]) -> Shared {
+    match statement!(inner, |c| insert(inner, c, batch)).await {
+        Ok(rows) => match apportion(batch, rows) {
+            Some(stored) => Shared::Committed(stored.into()),
+            // Cannot be (one row per append, of the batch's streams), and it committed:
+            // say so rather than guess which.
+            None => Shared::Unknown(
+                sqlx::Error::Protocol("rows the coalesced statement cannot have returned".into()),
+                vec![true; batch.len()],
+            ),
+        },
+        Err(error) if nothing_done(&error) => Shared::Nothing,
+        // No reply: any append of it may be stored.
+        Err(error) => Shared::Unknown(error, vec![true; batch.len()]),
+    }
+}
+
 /// Each append's rows (`None` for none); `None` if an append got some but not all of its
 /// rows, or a row names a stream not in the batch, which the transaction must not keep.
 fn apportion(batch: &[Request], rows: Vec<PgRow>) -> Option<Vec<Option<Vec<PgRow>>>> {
@@ -470,7 +507,7 @@ fn apportion(batch: &[Request], rows: Vec<PgRow>) -> Option<Vec<Option<Vec<PgRow
 /// append, place and columns, flattened.
 async fn insert(
     inner: &Inner,
-    tx: &mut PgTx,
+    connection: &mut PgConnection,
     batch: &[Request],
 ) -> Result<Vec<PgRow>, sqlx::Error> {
     let streams: Vec<&str> = batch.iter().map(|r| r.stream.as_str()).collect();
@@ -511,7 +548,7 @@ async fn insert(
         .bind(&all.user_metadata)
         .bind(&all.traceparents)
         .bind(&all.tags)
-        .fetch_all(&mut **tx)
+        .fetch_all(connection)
         .await
 }
 
