@@ -146,8 +146,21 @@ async fn log(store: &PgEventStore) -> Vec<es_core::EventEnvelope<Note>> {
         .unwrap()
 }
 
+/// With batches of three among the fresh appends, the batch is a transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_refused_append_never_fails_the_others_of_its_batch() {
+async fn one_refused_append_never_fails_the_others_of_its_transaction() {
+    one_refused_append_never_fails_the_others(3).await;
+}
+
+/// All single events, the batch commits with its statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refused_append_never_fails_the_others_of_its_statement() {
+    one_refused_append_never_fails_the_others(1).await;
+}
+
+/// The fresh appends alternate between one event and `larger`.
+async fn one_refused_append_never_fails_the_others(larger: u64) {
+    let size = |i: u64| if i % 2 == 1 { larger } else { 1 };
     let store = one_transaction_at_a_time().await;
     let (stored_a, stored_b) = (note(1, 1), note(2, 1));
     for (name, event) in [("stored-a", &stored_a), ("stored-b", &stored_b)] {
@@ -173,8 +186,8 @@ async fn one_refused_append_never_fails_the_others_of_its_batch() {
     let fresh = 12_u64;
     let mut appends: Vec<Appending<'_>> = (0..fresh)
         .map(|i| {
-            // Some single events, some batches of three.
-            let events = (0..1 + 2 * (i % 2)).map(|n| note(100 + i, n)).collect();
+            // Single events, and every other append `larger`.
+            let events = (0..size(i)).map(|n| note(100 + i, n)).collect();
             appending(
                 &store,
                 &format!("fresh-{i}"),
@@ -238,7 +251,7 @@ async fn one_refused_append_never_fails_the_others_of_its_batch() {
     assert_eq!(transactions.len(), 1, "the fresh appends shared one commit");
     for (i, committed) in stored.iter().enumerate() {
         assert!(!committed.duplicate);
-        assert_eq!(committed.events.len() as u64, 1 + 2 * (i as u64 % 2));
+        assert_eq!(committed.events.len() as u64, size(i as u64));
         for (n, event) in committed.events.iter().enumerate() {
             assert_eq!(event.version, Version::new(n as u64 + 1));
         }
