@@ -31,6 +31,8 @@ pub(crate) struct Inner {
     /// Conditional appends found a session at another isolation level than READ
     /// COMMITTED: they begin a transaction at READ COMMITTED from then on.
     pub(crate) conditional_in_transaction: AtomicBool,
+    /// The committer of coalesced commits, when they are on.
+    pub(crate) coalesce: Option<crate::store::coalesce::Coalescer>,
 }
 
 impl Inner {

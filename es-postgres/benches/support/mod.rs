@@ -355,3 +355,31 @@ where
     .map(|payload| payload.0)
     .collect()
 }
+
+/// As [`minimal_inserts`], on `pool` (a pool of its own, sized for the part), into the
+/// `minimal` table of `schema`.
+pub(crate) async fn minimal_inserts_on(
+    pool: &PgPool,
+    schema: &str,
+    writers: u64,
+    per_writer: u64,
+) -> f64 {
+    let sql: Arc<str> = Arc::from(format!(
+        "INSERT INTO \"{schema}\".minimal (stream_id, version, payload) VALUES ($1, $2, $3)"
+    ));
+    let (pool, run) = (pool.clone(), Uuid::now_v7().simple().to_string());
+    concurrently(writers, per_writer, move |writer, n| {
+        let (pool, sql) = (pool.clone(), Arc::clone(&sql));
+        let stream = format!("minimal-{run}-{writer}");
+        async move {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(stream)
+                .bind(i64::try_from(n + 1).unwrap())
+                .bind(serde_json::json!({ "memo": memo(n) }))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    })
+    .await
+}

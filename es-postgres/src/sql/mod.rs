@@ -55,6 +55,7 @@ statements! {
     append_any,
     append_one_exact,
     append_one_any,
+    append_coalesced,
     append_if,
     own_events,
     stream_version,

@@ -55,7 +55,7 @@ impl PgEventStore {
             .await
     }
 
-    async fn append_in_span<E: DomainEvent>(
+    pub(super) async fn append_in_span<E: DomainEvent>(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
@@ -296,7 +296,7 @@ impl PgEventStore {
         .map_err(Inserted::Projection)
     }
 
-    async fn insert_on(
+    pub(super) async fn insert_on(
         &self,
         connection: &mut PgConnection,
         stream: &StreamId,

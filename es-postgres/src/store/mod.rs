@@ -25,6 +25,7 @@ use crate::xid::Xid8;
 
 mod append;
 mod builder;
+pub(crate) mod coalesce;
 mod conditional;
 mod runner_tables;
 mod snapshots;
@@ -238,7 +239,13 @@ impl EventStore for PgEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
-        self.append_batch(stream, expected, events).await
+        match &self.inner.coalesce {
+            Some(coalescer) => {
+                self.append_coalesced(coalescer, stream, expected, events)
+                    .await
+            }
+            None => self.append_batch(stream, expected, events).await,
+        }
     }
 
     /// As the contract says, race-free under every isolation level: the check runs in a
