@@ -1,7 +1,6 @@
 //! One stored event, kept typed, and its conversion back into an envelope.
 
 use std::any::Any;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use es_core::{
@@ -45,30 +44,10 @@ pub(crate) struct Record {
 impl Record {
     /// The record as an envelope of `E`: a clone when `E` wrote it (unless the store is
     /// strict), else a decode of its encoding, exactly as a store that keeps JSON would.
-    pub(crate) fn envelope<E: DomainEvent>(
-        self: &Arc<Self>,
-    ) -> Result<EventEnvelope<E>, ReadError> {
-        let typed = match &self.payload {
-            Some(_) => None,
-            None => self.body.as_any().downcast_ref::<E>(),
-        };
-        let event = match typed {
-            Some(event) => event.clone(),
-            None if self.payload.is_some() => {
-                let payload = self.payload.clone().unwrap_or_default();
-                E::decode(&self.event_type, self.schema_version, payload)
-                    .map_err(|source| self.decode_error(source))?
-            }
-            None => {
-                let payload = self.body.encode().map_err(|error| ReadError::Corrupt {
-                    detail: format!(
-                        "event at version {} of stream `{}` cannot be re-encoded: {error}",
-                        self.version, self.stream_id
-                    ),
-                })?;
-                E::decode(&self.event_type, self.schema_version, payload)
-                    .map_err(|source| self.decode_error(source))?
-            }
+    pub(crate) fn envelope<E: DomainEvent>(&self) -> Result<EventEnvelope<E>, ReadError> {
+        let event = match (&self.payload, self.body.as_any().downcast_ref::<E>()) {
+            (None, Some(event)) => event.clone(),
+            _ => self.decode()?,
         };
         Ok(EventEnvelope {
             event_id: self.event_id,
@@ -79,6 +58,23 @@ impl Record {
             metadata: self.metadata.clone(),
             event,
         })
+    }
+
+    /// The event decoded as `E` from its encoding: the one kept (strict), or a fresh one.
+    /// Out of line: the usual read is the clone above.
+    #[cold]
+    fn decode<E: DomainEvent>(&self) -> Result<E, ReadError> {
+        let payload = match &self.payload {
+            Some(payload) => payload.clone(),
+            None => self.body.encode().map_err(|error| ReadError::Corrupt {
+                detail: format!(
+                    "event at version {} of stream `{}` cannot be re-encoded: {error}",
+                    self.version, self.stream_id
+                ),
+            })?,
+        };
+        E::decode(&self.event_type, self.schema_version, payload)
+            .map_err(|source| self.decode_error(source))
     }
 
     fn decode_error(&self, source: DecodeError) -> ReadError {
