@@ -41,19 +41,11 @@ impl<'a> EventIds<'a> {
         }
     }
 
-    /// The id of the `index`th event of a decision.
-    ///
-    /// Under the caller's command id, the id [`CommandContext::event_id`] promises (a
-    /// repeat must find the same ids, in this build and the next). Under an id drawn for
-    /// this execution alone nothing outside it can predict the ids, so they come from a
-    /// hash that is cheap instead: SHA-1 and its formatted input were a sixth of an
-    /// in-memory command's cost.
+    /// The id of the `index`th event of a decision: the one [`CommandContext::event_id`]
+    /// promises for [`EventIds::command_id`], even when that id was drawn for this
+    /// execution, since an error names it for the caller to run the command again under.
     pub(crate) fn get(&self, index: usize) -> uuid::Uuid {
-        if self.context.command_id_given() {
-            promised_event_id(self.command_id, self.stream, index)
-        } else {
-            fresh_event_id(self.command_id, index)
-        }
+        promised_event_id(self.command_id, self.stream, index)
     }
 
     /// Whether events may be stored under these ids already: by an earlier execution of
@@ -96,24 +88,6 @@ fn promised_event_id(command_id: Uuid, stream: &StreamId, index: usize) -> Uuid 
         command_id,
         *Uuid::new_v5(&command_id, &name[..len]).as_bytes(),
     )
-}
-
-/// The id of the `index`th event of an execution whose command id `base` was drawn for it
-/// alone: `base`'s time, and 74 bits of a hash of `base` and `index`. Distinct bases and
-/// indexes collide only as two random 74-bit values do, within the same millisecond.
-fn fresh_event_id(base: Uuid, index: usize) -> Uuid {
-    use std::hash::{Hash as _, Hasher as _};
-
-    let half = |part: u8| {
-        // SipHash with fixed keys: the same in every process, never needed elsewhere.
-        let mut hasher = std::hash::DefaultHasher::new();
-        (base.as_u128(), index, part).hash(&mut hasher);
-        hasher.finish()
-    };
-    let mut bytes = [0_u8; 16];
-    bytes[..8].copy_from_slice(&half(0).to_le_bytes());
-    bytes[8..].copy_from_slice(&half(1).to_le_bytes());
-    v7_from(base, bytes)
 }
 
 /// A UUID v7 with `base`'s 48-bit timestamp and its other bits from `bytes`.
@@ -184,10 +158,10 @@ mod tests {
         }
     }
 
-    /// An execution's own ids are v7, keep its time, stay the same for every attempt, and
-    /// differ between indexes and between executions of one context.
+    /// An execution's own ids are the promised ones for the id it drew (which its errors
+    /// name), and differ between indexes and between executions of one context.
     #[test]
-    fn ids_under_a_fresh_command_id_are_stable_distinct_v7() {
+    fn ids_under_a_fresh_command_id_are_promised_and_distinct() {
         let stream = StreamId::new("account", "1").unwrap();
         let context = CommandContext::new();
         let first = EventIds::new(&context, &stream);
@@ -196,10 +170,8 @@ mod tests {
         for ids in [&first, &second] {
             for index in 0..100 {
                 let id = ids.get(index);
-                assert_eq!(id, ids.get(index));
-                assert_eq!(id.get_version_num(), 7);
-                assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
-                assert_eq!(id.as_bytes()[..6], ids.command_id.as_bytes()[..6]);
+                let again = CommandContext::new().with_command_id(ids.command_id);
+                assert_eq!(id, again.event_id(&stream, index));
                 assert!(seen.insert(id), "{id} repeated");
             }
         }
