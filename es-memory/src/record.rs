@@ -1,6 +1,7 @@
 //! One stored event, kept typed, and its conversion back into an envelope.
 
 use std::any::Any;
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use es_core::{
@@ -26,19 +27,32 @@ impl<E: DomainEvent> ErasedEvent for E {
     }
 }
 
-/// An event as the store keeps it.
-pub(crate) struct Record {
+/// An event as the store keeps it: what every event has, then its typed body, in one
+/// allocation (`Arc<Record>` is `Arc<Record<dyn ErasedEvent>>`, made from a
+/// `Record<E>`).
+pub(crate) struct Record<B: ?Sized = dyn ErasedEvent> {
     pub(crate) event_id: Uuid,
     pub(crate) stream_id: StreamId,
     pub(crate) version: Version,
     pub(crate) position: Position,
     pub(crate) recorded_at: DateTime<Utc>,
     pub(crate) metadata: Metadata,
-    pub(crate) event_type: Box<str>,
+    /// Borrowed when it is one of the names the event type declares, as it usually is:
+    /// no allocation per event for it.
+    pub(crate) event_type: Cow<'static, str>,
     pub(crate) schema_version: u32,
-    pub(crate) body: Box<dyn ErasedEvent>,
     /// The encoded payload, kept by a strict store, which reads every event back from it.
     pub(crate) payload: Option<Value>,
+    /// Last: the part whose type is erased.
+    pub(crate) body: B,
+}
+
+/// `event_type` as the record keeps it: the declared name it equals, if any.
+pub(crate) fn type_name<E: DomainEvent>(event_type: &str) -> Cow<'static, str> {
+    match E::EVENT_TYPES.iter().find(|name| **name == event_type) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(event_type.to_owned()),
+    }
 }
 
 impl Record {

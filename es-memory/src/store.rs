@@ -1,5 +1,6 @@
 //! [`MemoryEventStore`]: the log, the stream index, and their readers.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::{Future, ready};
@@ -19,7 +20,7 @@ use futures_core::Stream;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::record::Record;
+use crate::record::{Record, type_name};
 
 mod tables;
 
@@ -180,13 +181,13 @@ impl MemoryEventStore {
         // the lock. The checks are the ones every store makes, so all refuse alike.
         let strict = self.shared.strict;
         let payloads = es_core::limits::encode_batch(stream, &mut events)?;
-        let prepared: Vec<(Box<str>, u32, E, Option<serde_json::Value>)> = events
+        let prepared: Vec<(Cow<'static, str>, u32, E, Option<serde_json::Value>)> = events
             .iter()
             .zip(payloads)
             .map(|(new, payload)| {
                 let event = &new.event;
                 (
-                    event.event_type().into(),
+                    type_name::<E>(event.event_type()),
                     event.schema_version(),
                     event.clone(),
                     strict.then_some(payload),
@@ -247,14 +248,23 @@ impl MemoryEventStore {
 
         state.batches += 1;
         let batch = state.batches;
+        let State {
+            log, streams, ids, ..
+        } = &mut *state;
+        // Looked up again (not kept from `version_of`: the checks above may refuse the
+        // append), but cloned only for a new stream.
+        let stream_records = match streams.get_mut(stream) {
+            Some(records) => records,
+            None => streams.entry(stream.clone()).or_default(),
+        };
+        stream_records.reserve(events.len());
         let mut version = current;
         let mut envelopes = Vec::with_capacity(events.len());
-        let mut records = Vec::with_capacity(events.len());
         for (new, (event_type, schema_version, body, payload)) in events.into_iter().zip(prepared) {
             version = version.next();
-            let sequence = state.log.len() as u64 + 1;
+            let sequence = log.len() as u64 + 1;
             let position = Position::from_parts(batch, sequence);
-            let record = Arc::new(Record {
+            let record: Arc<Record> = Arc::new(Record {
                 event_id: new.event_id,
                 stream_id: stream.clone(),
                 version,
@@ -263,13 +273,12 @@ impl MemoryEventStore {
                 metadata: new.metadata.clone(),
                 event_type,
                 schema_version,
-                body: Box::new(body),
                 payload,
+                body,
             });
-            let index = state.log.len();
-            state.ids.insert(new.event_id, index);
-            state.log.push(Arc::clone(&record));
-            records.push(record);
+            ids.insert(new.event_id, log.len());
+            log.push(Arc::clone(&record));
+            stream_records.push(record);
             envelopes.push(EventEnvelope {
                 event_id: new.event_id,
                 stream_id: stream.clone(),
@@ -280,14 +289,15 @@ impl MemoryEventStore {
                 event: new.event,
             });
         }
-        state
-            .streams
-            .entry(stream.clone())
-            .or_default()
-            .extend(records);
-        let head = state.log.len() as u64;
+        let head = log.len() as u64;
         drop(state);
-        self.shared.head.send_replace(head);
+        // Only a wake-up: no reader looks at the value, each pages the log itself. With no
+        // live reader there is no one to wake (notifying costs eight locks). A reader that
+        // subscribes after this check pages the log after it, under the lock this append
+        // released, so it sees these events; one that subscribed before is counted here.
+        if self.shared.head.receiver_count() > 0 {
+            self.shared.head.send_replace(head);
+        }
 
         Ok(Committed {
             stream_id: stream.clone(),
