@@ -59,10 +59,7 @@ impl Record {
     /// The record as an envelope of `E`: a clone when `E` wrote it (unless the store is
     /// strict), else a decode of its encoding, exactly as a store that keeps JSON would.
     pub(crate) fn envelope<E: DomainEvent>(&self) -> Result<EventEnvelope<E>, ReadError> {
-        let event = match (&self.payload, self.body.as_any().downcast_ref::<E>()) {
-            (None, Some(event)) => event.clone(),
-            _ => self.decode()?,
-        };
+        let event = self.event()?;
         Ok(EventEnvelope {
             event_id: self.event_id,
             stream_id: self.stream_id.clone(),
@@ -72,6 +69,16 @@ impl Record {
             metadata: self.metadata.clone(),
             event,
         })
+    }
+
+    /// The event as `E`: a clone when `E` wrote it (unless the store is strict), else a
+    /// decode of its encoding.
+    #[inline]
+    pub(crate) fn event<E: DomainEvent>(&self) -> Result<E, ReadError> {
+        match (&self.payload, self.body.as_any().downcast_ref::<E>()) {
+            (None, Some(event)) => Ok(event.clone()),
+            _ => self.decode(),
+        }
     }
 
     /// The event decoded as `E` from its encoding: the one kept (strict), or a fresh one.
