@@ -187,8 +187,8 @@ pub use crate::runner::{
 };
 #[doc(inline)]
 pub use crate::store::{
-    CheckpointStore, Committed, DeadLetterStore, EventStore, LeaseStore, ParkedEvent, Snapshot,
-    SnapshotStore, Stall, Store,
+    CheckpointStore, Committed, DeadLetterStore, EventStore, LeaseStore, LoadItem, LoadStart,
+    ParkedEvent, Snapshot, SnapshotStore, Stall, Store,
 };
 #[doc(inline)]
 pub use crate::stream::{

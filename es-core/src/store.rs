@@ -434,6 +434,106 @@ pub trait SnapshotStore: Clone + Send + Sync + 'static {
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// What loading an aggregate reads, in one go: first a [`LoadItem::Start`] with
+    /// whether `stream` is archived and, if `snapshot` is asked for, its snapshot when that
+    /// is past version `after`; then the stream's events after that snapshot (or after
+    /// `after`), in order, as [`LoadItem::Event`]s.
+    ///
+    /// It gives what [`is_archived`](EventStore::is_archived),
+    /// [`load_snapshot`](SnapshotStore::load_snapshot) and
+    /// [`read_stream`](EventStore::read_stream) give, without the envelopes a load has no
+    /// use for. The default asks those three; a store overrides it to answer with one
+    /// round trip (PostgreSQL) or without building envelopes (memory). A snapshot the
+    /// store cannot read is left out with a warning, as the events give the same state.
+    ///
+    /// Each item is an error if the backend fails or an event cannot be decoded as `E`
+    /// (the stream then ends).
+    fn load_events<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        after: Version,
+        snapshot: bool,
+    ) -> impl Stream<Item = Result<LoadItem<E>, ReadError>> + Send + 'static + use<Self, E>
+    where
+        Self: EventStore,
+    {
+        use futures_util::StreamExt as _;
+        let (store, stream) = (self.clone(), stream.clone());
+        futures_util::stream::once(async move {
+            let snapshots = async {
+                if !snapshot {
+                    return None;
+                }
+                match store.load_snapshot(&stream).await {
+                    Ok(snapshot) => snapshot.filter(|s| s.version > after),
+                    Err(error) => {
+                        tracing::warn!(%stream, error = &error as &dyn std::error::Error, "cannot load snapshot; replaying events");
+                        None
+                    }
+                }
+            };
+            let (archived, snapshot) =
+                futures_util::future::join(store.is_archived(&stream), snapshots).await;
+            let archived = match archived {
+                Ok(archived) => archived,
+                Err(error) => return futures_util::stream::once(async { Err(error) }).boxed(),
+            };
+            let from = snapshot.as_ref().map_or(after, |s| s.version).next();
+            let events = store.read_stream::<E>(&stream, from).map(|envelope| {
+                envelope.map(|envelope| LoadItem::Event {
+                    version: envelope.version,
+                    event_id: envelope.event_id,
+                    position: envelope.position,
+                    event: envelope.event,
+                })
+            });
+            futures_util::stream::once(async move {
+                Ok(LoadItem::Start(LoadStart { snapshot, archived }))
+            })
+            .chain(events)
+            .boxed()
+        })
+        .flatten()
+    }
+}
+
+/// An item of [`SnapshotStore::load_events`]: what a load starts from, then each event.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum LoadItem<E> {
+    /// The first item, always, and only the first.
+    Start(LoadStart),
+    /// An event of the stream, after the snapshot if there is one.
+    Event {
+        /// Its version in the stream.
+        version: Version,
+        /// Its id, for errors that name it.
+        event_id: Uuid,
+        /// Its place in the global log, for errors that name it.
+        position: Position,
+        /// The event.
+        event: E,
+    },
+}
+
+/// What [`SnapshotStore::load_events`] knows of a stream before its events.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct LoadStart {
+    /// The stream's snapshot, when one was asked for and is past the version the load
+    /// starts after; the events that follow are those after it.
+    pub snapshot: Option<Snapshot>,
+    /// Whether the stream is archived.
+    pub archived: bool,
+}
+
+impl LoadStart {
+    /// A start with `snapshot` for a stream that is archived or not: for stores that
+    /// implement [`SnapshotStore::load_events`] themselves.
+    pub fn new(snapshot: Option<Snapshot>, archived: bool) -> Self {
+        Self { snapshot, archived }
+    }
 }
 
 /// Storage for projection checkpoints: the last position each named consumer handled.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use es_core::{
-    Backoff, DomainEvent, EventEnvelope, EventFilter, Position, ReadError, StoreError, StreamId,
-    Version,
+    Backoff, DomainEvent, EventEnvelope, EventFilter, LoadItem, Position, ReadError, StoreError,
+    StreamId, Version,
 };
 use futures_core::Stream;
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -135,17 +135,30 @@ enum Delivery {
 /// page it reserves room for the whole page in the channel: a query never waits on a slow
 /// reader, so no connection is held while the reader works through its rows, and memory is
 /// bounded by two pages. Dropping the reader ends the task.
-pub(crate) struct StreamReader<E> {
+pub(crate) struct StreamReader<T> {
     inner: Arc<Inner>,
     stream: StreamId,
     from: Version,
+    pages: Pages,
+    /// Reads a row into an item.
+    decode: fn(&PgRow, &StreamId) -> Result<T, ReadError>,
     rows: Option<mpsc::Receiver<Delivery>>,
     task: Option<JoinHandle<()>>,
     finished: bool,
-    event: PhantomData<fn() -> E>,
 }
 
-impl<E> Drop for StreamReader<E> {
+/// What a stream reader's pages select.
+#[derive(Debug, Clone, Copy)]
+enum Pages {
+    /// Whole events (`read_stream_page.sql`).
+    Envelopes,
+    /// An aggregate's load (`SnapshotStore::load_events`): a first page that starts with
+    /// the stream's snapshot and archive state (`load_start.sql`), then lean pages
+    /// (`load_page.sql`).
+    Load { after: Version, snapshot: bool },
+}
+
+impl<T> Drop for StreamReader<T> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
@@ -159,13 +172,17 @@ async fn forward_stream(
     inner: Arc<Inner>,
     stream: StreamId,
     mut next: Version,
+    pages: Pages,
     sink: mpsc::Sender<Delivery>,
 ) {
     let page = usize::try_from(inner.page_size).unwrap_or(1_000);
     let mut aborted = 0;
+    // A load's first page is the start row and up to a page of events.
+    let mut started = matches!(pages, Pages::Envelopes);
     loop {
+        let extra = usize::from(!started);
         // One slot more than a page holds, so that a failure can always be handed over.
-        let Ok(mut slots) = sink.reserve_many(page + 1).await else {
+        let Ok(mut slots) = sink.reserve_many(page + extra + 1).await else {
             return;
         };
         let mut checkout = match Checkout::take(&inner.pool).await {
@@ -177,11 +194,22 @@ async fn forward_stream(
                 return;
             }
         };
-        let mut rows = sqlx::query(inner.sql.read_stream_page.clone())
-            .bind(stream.as_str())
-            .bind(i64::try_from(next.get()).unwrap_or(i64::MAX))
-            .bind(inner.page_size)
-            .fetch(&mut *checkout);
+        let from = i64::try_from(next.get()).unwrap_or(i64::MAX);
+        let query = match pages {
+            Pages::Envelopes => sqlx::query(inner.sql.read_stream_page.clone())
+                .bind(stream.as_str())
+                .bind(from),
+            Pages::Load { after, snapshot } if !started => {
+                sqlx::query(inner.sql.load_start.clone())
+                    .bind(stream.as_str())
+                    .bind(i64::try_from(after.get()).unwrap_or(i64::MAX))
+                    .bind(snapshot)
+            }
+            Pages::Load { .. } => sqlx::query(inner.sql.load_page.clone())
+                .bind(stream.as_str())
+                .bind(from),
+        };
+        let mut rows = query.bind(inner.page_size).fetch(&mut *checkout);
         let mut count = 0;
         let mut failed = None;
         // Rows never wait on the reader (their slots are reserved), so only the server can
@@ -225,7 +253,8 @@ async fn forward_stream(
             }
             None => checkout.finish(),
         }
-        if count < page {
+        started = true;
+        if count < page + extra {
             drop(slots);
             let _ = sink.send(Delivery::End).await;
             return;
@@ -251,19 +280,44 @@ where
         .unwrap_or_else(|| Some(Err(no_reply(idle.unwrap_or_default()))))
 }
 
-impl<E: DomainEvent> StreamReader<E> {
+impl<E: DomainEvent> StreamReader<EventEnvelope<E>> {
+    /// A reader of `stream`'s events from version `from` on.
     pub(crate) fn new(inner: Arc<Inner>, stream: StreamId, from: Version) -> Self {
         Self {
             inner,
             stream,
             from: from.max(Version::new(1)),
+            pages: Pages::Envelopes,
+            decode: |row, stream| row::envelope::<E>(row, Some(stream)),
             rows: None,
             task: None,
             finished: false,
-            event: PhantomData,
         }
     }
+}
 
+impl<E: DomainEvent> StreamReader<LoadItem<E>> {
+    /// An aggregate's load of `stream` ([`es_core::SnapshotStore::load_events`]).
+    pub(crate) fn load(
+        inner: Arc<Inner>,
+        stream: StreamId,
+        after: Version,
+        snapshot: bool,
+    ) -> Self {
+        Self {
+            inner,
+            stream,
+            from: after.next(),
+            pages: Pages::Load { after, snapshot },
+            decode: row::load_item::<E>,
+            rows: None,
+            task: None,
+            finished: false,
+        }
+    }
+}
+
+impl<T: Send + 'static> StreamReader<T> {
     fn failure(&self, error: StoreError) -> ReadError {
         error
             .with_context(format!(
@@ -273,7 +327,7 @@ impl<E: DomainEvent> StreamReader<E> {
             .into()
     }
 
-    async fn next(&mut self) -> Option<Result<EventEnvelope<E>, ReadError>> {
+    async fn next(&mut self) -> Option<Result<T, ReadError>> {
         if self.finished {
             return None;
         }
@@ -286,6 +340,7 @@ impl<E: DomainEvent> StreamReader<E> {
                     Arc::clone(&self.inner),
                     self.stream.clone(),
                     self.from,
+                    self.pages,
                     sink,
                 );
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -302,12 +357,12 @@ impl<E: DomainEvent> StreamReader<E> {
         let delivery = rows.recv().await;
         match delivery {
             Some(Delivery::Row(row)) => {
-                let envelope = row::envelope::<E>(&row, Some(&self.stream));
-                if envelope.is_err() {
+                let item = (self.decode)(&row, &self.stream);
+                if item.is_err() {
                     // A stream of results ends at its first error.
                     self.finish();
                 }
-                Some(envelope)
+                Some(item)
             }
             Some(Delivery::Failed(error)) => {
                 self.finish();
@@ -339,7 +394,7 @@ impl<E: DomainEvent> StreamReader<E> {
 
     pub(crate) fn into_stream(
         self,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
+    ) -> impl Stream<Item = Result<T, ReadError>> + Send + 'static + use<T> {
         futures_util::stream::unfold(self, |mut reader| async move {
             let item = reader.next().await?;
             Some((item, reader))

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use es_core::{
-    DomainEvent, EventEnvelope, Metadata, PayloadError, Position, ReadError, StreamId, Tag, Version,
+    DomainEvent, EventEnvelope, LoadItem, LoadStart, Metadata, PayloadError, Position, ReadError,
+    Snapshot, StreamId, Tag, Version,
 };
 use sqlx::postgres::{PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::{FromRow, Postgres, Row as _};
@@ -134,6 +135,120 @@ impl<'r> FromRow<'r, PgRow> for EventRow<'r> {
             recorded_at: row.try_get("recorded_at")?,
         })
     }
+}
+
+/// A row of an aggregate's load (`sql/load_start.sql`, `load_page.sql`): the columns an
+/// event's decoding and its errors need, none of the metadata. In the start row the
+/// snapshot's columns take the event's places, and `event_id` is NULL.
+#[derive(Debug)]
+pub(crate) struct LoadRow<'r> {
+    pub(crate) at: Option<PositionRow>,
+    pub(crate) version: Option<i64>,
+    pub(crate) event_id: Option<Uuid>,
+    pub(crate) event_type: Option<&'r str>,
+    pub(crate) schema_version: Option<i32>,
+    pub(crate) payload: Option<JsonbText<'r>>,
+}
+
+impl LoadRow<'_> {
+    /// The columns it is read from.
+    #[cfg(test)]
+    pub(crate) const COLUMNS: &'static [&'static str] = &[
+        "position",
+        "transaction_id",
+        "version",
+        "event_id",
+        "event_type",
+        "schema_version",
+        "payload",
+    ];
+}
+
+impl<'r> FromRow<'r, PgRow> for LoadRow<'r> {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        let position: Option<i64> = row.try_get("position")?;
+        let transaction_id: Option<Xid8> = row.try_get("transaction_id")?;
+        Ok(Self {
+            at: position
+                .zip(transaction_id)
+                .map(|(position, transaction_id)| PositionRow {
+                    position,
+                    transaction_id,
+                }),
+            version: row.try_get("version")?,
+            event_id: row.try_get("event_id")?,
+            event_type: row.try_get("event_type")?,
+            schema_version: row.try_get("schema_version")?,
+            payload: row.try_get("payload")?,
+        })
+    }
+}
+
+/// Reads a row of an aggregate's load of `stream` into its item: the start row (its
+/// `event_id` is NULL) into the snapshot and archive state, any other into the event.
+pub(crate) fn load_item<E: DomainEvent>(
+    row: &PgRow,
+    stream: &StreamId,
+) -> Result<LoadItem<E>, ReadError> {
+    let load = LoadRow::from_row(row).map_err(|e| unexpected(&e))?;
+    let schema_version = |stored: Option<i32>, version: Version| {
+        let stored = stored.unwrap_or_default();
+        u32::try_from(stored).map_err(|_| ReadError::Corrupt {
+            detail: format!("negative schema version {stored} at version {version} of `{stream}`"),
+        })
+    };
+    let Some(event_id) = load.event_id else {
+        let archived: bool = row.try_get("archived").map_err(|e| unexpected(&e))?;
+        let snapshot = match (load.version, load.payload) {
+            (Some(version), Some(state)) => {
+                let version = Version::new(non_negative(version, "snapshot version")?);
+                let taken_at: DateTime<Utc> =
+                    row.try_get("taken_at").map_err(|e| unexpected(&e))?;
+                // A snapshot is the application's own encoding: kept as a value, as
+                // `load_snapshot` gives it.
+                let state = serde_json::from_str(state.0).map_err(|_| ReadError::Corrupt {
+                    detail: format!("the snapshot of `{stream}` at {version} is not JSON"),
+                })?;
+                Some(Snapshot {
+                    stream_id: stream.clone(),
+                    version,
+                    schema_version: schema_version(load.schema_version, version)?,
+                    state,
+                    taken_at,
+                })
+            }
+            _ => None,
+        };
+        return Ok(LoadItem::Start(LoadStart::new(snapshot, archived)));
+    };
+    let missing = |column: &str| ReadError::Corrupt {
+        detail: format!("a load of `{stream}` read an event without its {column}"),
+    };
+    let version = Version::new(non_negative(
+        load.version.ok_or_else(|| missing("version"))?,
+        "version",
+    )?);
+    let position = load.at.ok_or_else(|| missing("position"))?.to_position()?;
+    let event_type = load.event_type.ok_or_else(|| missing("type"))?;
+    let payload = load.payload.ok_or_else(|| missing("payload"))?;
+    let schema_version = schema_version(load.schema_version, version)?;
+    let event = E::decode_json(event_type, schema_version, payload.0).map_err(|source| {
+        ReadError::decode(
+            event_id,
+            stream.clone(),
+            version,
+            position,
+            event_type,
+            schema_version,
+            source,
+        )
+    })?;
+    Ok(LoadItem::Event {
+        version,
+        event_id,
+        position,
+        event,
+    })
 }
 
 /// The text of a `jsonb` value, borrowed from the row.

@@ -74,3 +74,15 @@ async fn dropped_readers_give_their_connection_back() {
     assert_eq!(version, Version::new(5_000));
     common::drop_schema(store).await;
 }
+
+/// An aggregate's load with pages of 4 events: the first page (with the snapshot and the
+/// archive state) and the later ones join without a gap or a repeat, whatever the
+/// snapshot's version, as the conformance case asks of every store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_reads_its_later_pages_after_the_first() {
+    let store = common::fresh_store().await;
+    let name = format!("es-test-load-pages-{}", uuid::Uuid::now_v7().simple());
+    let paged = common::second_store(&store, &name, |b| b.page_size(4)).await;
+    es_testkit::conformance::load_events_start_with_the_snapshot_then_the_events_after(paged).await;
+    common::drop_schema(store).await;
+}

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use es_core::{
     AppendError, CheckpointStore, Committed, DeadLetterStore, DomainEvent, EventEnvelope,
-    EventFilter, EventStore, ExpectedVersion, LeaseStore, NewEvent, ParkedEvent, Position,
-    ReadError, Snapshot, SnapshotStore, StoreError, StoreErrorKind, StreamId, Version,
+    EventFilter, EventStore, ExpectedVersion, LeaseStore, LoadItem, NewEvent, ParkedEvent,
+    Position, ReadError, Snapshot, SnapshotStore, StoreError, StoreErrorKind, StreamId, Version,
 };
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
@@ -19,18 +19,20 @@ use uuid::Uuid;
 /// - [`lose_append_replies`](FlakyStore::lose_append_replies): the next appends are
 ///   *stored*, then reported failed, as when the connection drops after the commit;
 /// - [`fail_appends`](FlakyStore::fail_appends): the next appends fail before storing;
-/// - [`fail_reads`](FlakyStore::fail_reads): the next stream and query reads
-///   ([`read_stream`](EventStore::read_stream), [`read_query`](EventStore::read_query))
+/// - [`fail_reads`](FlakyStore::fail_reads): the next stream, load and query reads
+///   ([`read_stream`](EventStore::read_stream),
+///   [`load_events`](SnapshotStore::load_events), [`read_query`](EventStore::read_query))
 ///   fail;
-/// - [`fail_reads_midway`](FlakyStore::fail_reads_midway): the next stream and query
-///   reads deliver their first event, then fail, as when the connection drops mid-read;
+/// - [`fail_reads_midway`](FlakyStore::fail_reads_midway): the next stream, load and
+///   query reads deliver their first event, then fail, as when the connection drops
+///   mid-read;
 /// - [`yield_before_conditional_appends`](FlakyStore::yield_before_conditional_appends):
 ///   every conditional append first lets other tasks run, so that on a store whose calls
 ///   never wait (memory) racing decisions really read before any of them appends, as
 ///   they do across a network; [`conditions_failed`](FlakyStore::conditions_failed)
 ///   then tells whether they did overlap.
 ///
-/// Everything else goes straight through.
+/// Everything else goes straight through; [`calls`](FlakyStore::calls) counts what came.
 #[derive(Debug, Clone)]
 pub struct FlakyStore<S> {
     inner: S,
@@ -47,6 +49,33 @@ struct Plan {
     reads_failed: AtomicU32,
     yields: AtomicU32,
     conditions_failed: AtomicU32,
+    /// Calls, for the round-trip counts ([`FlakyStore::calls`]).
+    loads: AtomicU32,
+    loaded_events: Arc<AtomicU32>,
+    stream_reads: AtomicU32,
+    snapshot_loads: AtomicU32,
+    archive_checks: AtomicU32,
+    version_checks: AtomicU32,
+}
+
+/// How often each kind of call reached a [`FlakyStore`] ([`FlakyStore::calls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Calls {
+    /// Appends ([`EventStore::append`]), failed ones included.
+    pub appends: u32,
+    /// Aggregate loads ([`SnapshotStore::load_events`]).
+    pub loads: u32,
+    /// Events those loads delivered.
+    pub loaded_events: u32,
+    /// Stream reads ([`EventStore::read_stream`]).
+    pub stream_reads: u32,
+    /// Snapshot loads ([`SnapshotStore::load_snapshot`]).
+    pub snapshot_loads: u32,
+    /// Archive checks ([`EventStore::is_archived`]).
+    pub archive_checks: u32,
+    /// Version checks ([`EventStore::stream_version`]).
+    pub version_checks: u32,
 }
 
 /// Takes one from `counter` if it is above zero.
@@ -63,6 +92,17 @@ impl Plan {
         operation: &'static str,
         read: impl futures_util::Stream<Item = Result<T, ReadError>> + Send + 'static,
     ) -> BoxStream<'static, Result<T, ReadError>> {
+        self.read_failing_after(operation, 1, read)
+    }
+
+    /// As [`Plan::read`], a midway failure coming after `first` items (a load's start
+    /// and its first event are two).
+    fn read_failing_after<T: Send + 'static>(
+        self: &Arc<Self>,
+        operation: &'static str,
+        first: usize,
+        read: impl futures_util::Stream<Item = Result<T, ReadError>> + Send + 'static,
+    ) -> BoxStream<'static, Result<T, ReadError>> {
         let plan = Arc::clone(self);
         // Counted when the failure is delivered, not planned: a reader that stops after
         // the first event never sees it.
@@ -73,7 +113,7 @@ impl Plan {
         if take(&self.failed_reads) {
             failure.boxed()
         } else if take(&self.failed_reads_midway) {
-            read.take(1).chain(failure).boxed()
+            read.take(first).chain(failure).boxed()
         } else {
             read.boxed()
         }
@@ -104,7 +144,7 @@ impl<S> FlakyStore<S> {
         self.plan.failed_appends.store(n, Ordering::SeqCst);
     }
 
-    /// The next `n` stream reads and query reads fail (one count for both, taken by
+    /// The next `n` stream, load and query reads fail (one count for all, taken by
     /// whichever comes first): a repository's load and a decider's read alike.
     pub fn fail_reads(&self, n: u32) {
         self.plan.failed_reads.store(n, Ordering::SeqCst);
@@ -136,6 +176,21 @@ impl<S> FlakyStore<S> {
     /// How many appends reached this store (failed ones included).
     pub fn appends(&self) -> u32 {
         self.plan.appends.load(Ordering::SeqCst)
+    }
+
+    /// How often each kind of call reached this store so far: what a command or a load
+    /// costs in round trips, for tests that hold the repository to its count.
+    pub fn calls(&self) -> Calls {
+        let plan = &self.plan;
+        Calls {
+            appends: plan.appends.load(Ordering::SeqCst),
+            loads: plan.loads.load(Ordering::SeqCst),
+            loaded_events: plan.loaded_events.load(Ordering::SeqCst),
+            stream_reads: plan.stream_reads.load(Ordering::SeqCst),
+            snapshot_loads: plan.snapshot_loads.load(Ordering::SeqCst),
+            archive_checks: plan.archive_checks.load(Ordering::SeqCst),
+            version_checks: plan.version_checks.load(Ordering::SeqCst),
+        }
     }
 
     /// The wrapped store.
@@ -210,6 +265,7 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, ReadError> {
+        self.plan.version_checks.fetch_add(1, Ordering::SeqCst);
         self.inner.stream_version(stream).await
     }
 
@@ -219,6 +275,7 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
         from: Version,
     ) -> impl futures_util::Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E>
     {
+        self.plan.stream_reads.fetch_add(1, Ordering::SeqCst);
         self.plan
             .read("stream read", self.inner.read_stream::<E>(stream, from))
     }
@@ -262,6 +319,7 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
     }
 
     async fn is_archived(&self, stream: &StreamId) -> Result<bool, ReadError> {
+        self.plan.archive_checks.fetch_add(1, Ordering::SeqCst);
         self.inner.is_archived(stream).await
     }
 
@@ -273,13 +331,38 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
     }
 }
 
-impl<S: SnapshotStore> SnapshotStore for FlakyStore<S> {
+impl<S: SnapshotStore + EventStore> SnapshotStore for FlakyStore<S> {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         self.inner.save_snapshot(snapshot).await
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        self.plan.snapshot_loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load_snapshot(stream).await
+    }
+
+    /// The wrapped store's own load (one round trip on PostgreSQL), failing as planned
+    /// for stream reads: a midway failure comes after the start and the first event.
+    fn load_events<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        after: Version,
+        snapshot: bool,
+    ) -> impl futures_util::Stream<Item = Result<LoadItem<E>, ReadError>> + Send + 'static + use<S, E>
+    where
+        Self: EventStore,
+    {
+        self.plan.loads.fetch_add(1, Ordering::SeqCst);
+        let delivered = Arc::clone(&self.plan.loaded_events);
+        let load = self
+            .inner
+            .load_events::<E>(stream, after, snapshot)
+            .inspect(move |item| {
+                if matches!(item, Ok(LoadItem::Event { .. })) {
+                    delivered.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        self.plan.read_failing_after("load", 2, load)
     }
 }
 

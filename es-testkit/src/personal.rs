@@ -58,17 +58,26 @@ async fn every_read<S: Store, K: KeyStore>(
         .try_collect()
         .await
         .unwrap_or_else(|error| panic!("the stream read failed: {error:?}"));
-    let logged = crate::conformance::read_log::<_, CustomerEvent>(
-        store,
-        Position::START,
-        EventFilter::all(),
-        by_stream.len(),
-    )
-    .await;
-    let by_log: Vec<_> = logged
-        .into_iter()
-        .filter(|e| e.stream_id == stream(id))
-        .collect();
+    // The log may show other streams' events before this one's: a transaction of another
+    // test in the database can hold its end back for a moment. Wait for this stream's.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let by_log: Vec<_> = loop {
+        let logged = crate::conformance::read_log::<_, CustomerEvent>(
+            store,
+            Position::START,
+            EventFilter::all(),
+            0,
+        )
+        .await;
+        let mine: Vec<_> = logged
+            .into_iter()
+            .filter(|e| e.stream_id == stream(id))
+            .collect();
+        if mine.len() >= by_stream.len() || tokio::time::Instant::now() >= deadline {
+            break mine;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     let subscribed: Vec<_> = tokio::time::timeout(
         DEADLINE,
         store

@@ -240,7 +240,7 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         outcome
     }
 
-    fn learn<E: DomainEvent>(&self) {
+    pub(super) fn learn<E: DomainEvent>(&self) {
         self.types.learn::<E>();
     }
 
@@ -463,6 +463,30 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
             metadata,
             event,
         } = envelope;
+        let event = self
+            .open_event(event_id, &stream_id, version, position, event)
+            .await?;
+        Ok(EventEnvelope {
+            event_id,
+            stream_id,
+            version,
+            position,
+            recorded_at,
+            metadata,
+            event,
+        })
+    }
+
+    /// The stored event `event` (its id, stream, version and position name it in
+    /// errors), opened and decoded as `E`: [`Protected::open`] without the envelope.
+    pub(super) async fn open_event<E: DomainEvent>(
+        &self,
+        event_id: uuid::Uuid,
+        stream_id: &StreamId,
+        version: Version,
+        position: Position,
+        event: RawEvent,
+    ) -> Result<E, ReadError> {
         let RawEvent {
             event_type,
             schema_version,
@@ -489,26 +513,17 @@ impl<S: EventStore, K: KeyStore> Protected<S, K> {
         // Also without keys: envelopes written for subjects already forgotten have none.
         let fields = self.fields_of::<E>(&event_type);
         decrypt_fields(&event_type, fields, &mut payload, &keys).map_err(corrupt)?;
-        match E::decode(&event_type, schema_version, payload) {
-            Ok(event) => Ok(EventEnvelope {
+        E::decode(&event_type, schema_version, payload).map_err(|source| {
+            ReadError::decode(
                 event_id,
-                stream_id,
-                version,
-                position,
-                recorded_at,
-                metadata,
-                event,
-            }),
-            Err(source) => Err(ReadError::decode(
-                event_id,
-                stream_id,
+                stream_id.clone(),
                 version,
                 position,
                 event_type,
                 schema_version,
                 source,
-            )),
-        }
+            )
+        })
     }
 
     /// Each stored event of `events`, opened and decoded.

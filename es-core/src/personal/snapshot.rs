@@ -43,10 +43,13 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::error::StoreError;
-use crate::event::RawEvent;
+use futures_core::Stream;
+
+use crate::error::{ReadError, StoreError};
+use crate::event::{DomainEvent, RawEvent};
 use crate::store::{
-    CheckpointStore, DeadLetterStore, EventStore, LeaseStore, ParkedEvent, Snapshot, SnapshotStore,
+    CheckpointStore, DeadLetterStore, EventStore, LeaseStore, LoadItem, ParkedEvent, Snapshot,
+    SnapshotStore,
 };
 use crate::stream::{Position, StreamId, Version};
 
@@ -290,9 +293,101 @@ where
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let Some(mut snapshot) = self.store.load_snapshot(stream).await? else {
-            return Ok(None);
-        };
+        match self.store.load_snapshot(stream).await? {
+            Some(snapshot) => self.opened_snapshot(snapshot).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The inner store's own load (one round trip on PostgreSQL), its snapshot opened and
+    /// each event opened and decoded as every read path does. A snapshot that does not
+    /// open (a subject forgotten since, or damage) is left out, and the stream is loaded
+    /// again without it, from `after`: the events that follow a start must be those after
+    /// its snapshot.
+    fn load_events<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        after: Version,
+        snapshot: bool,
+    ) -> impl Stream<Item = Result<LoadItem<E>, ReadError>> + Send + 'static + use<S, K, E>
+    where
+        Self: EventStore,
+    {
+        self.learn::<E>();
+        let (this, stream) = (self.clone(), stream.clone());
+        futures_util::stream::once(async move {
+            let mut items = this
+                .store
+                .load_events::<RawEvent>(&stream, after, snapshot)
+                .boxed();
+            let mut first = items.next().await;
+            if let Some(Ok(LoadItem::Start(start))) = &mut first
+                && let Some(sealed) = start.snapshot.take()
+            {
+                match this.opened_snapshot(sealed).await {
+                    Ok(Some(opened)) => start.snapshot = Some(opened),
+                    Ok(None) => {
+                        items = this
+                            .store
+                            .load_events::<RawEvent>(&stream, after, false)
+                            .boxed();
+                        // This start says no more than the first one, without its snapshot.
+                        if let Some(Ok(LoadItem::Start(_))) | None = items.next().await {
+                        } else {
+                            first = Some(Err(ReadError::Corrupt {
+                                detail: format!(
+                                    "the load of `{stream}` did not start with its start"
+                                ),
+                            }));
+                        }
+                    }
+                    Err(error) => first = Some(Err(error.into())),
+                }
+            }
+            futures_util::stream::iter(first)
+                .chain(items)
+                .then(move |item| {
+                    let (this, stream) = (this.clone(), stream.clone());
+                    async move {
+                        match item? {
+                            LoadItem::Event {
+                                version,
+                                event_id,
+                                position,
+                                event,
+                            } => Ok(LoadItem::Event {
+                                version,
+                                event_id,
+                                position,
+                                event: this
+                                    .open_event::<E>(event_id, &stream, version, position, event)
+                                    .await?,
+                            }),
+                            LoadItem::Start(start) => Ok(LoadItem::Start(start)),
+                        }
+                    }
+                })
+                // A stream of results ends at its first error, as the stores' own do.
+                .scan(false, |failed, item| {
+                    let next = (!*failed).then_some(item);
+                    *failed |= next.as_ref().is_some_and(Result::is_err);
+                    std::future::ready(next)
+                })
+        })
+        .flatten()
+    }
+}
+
+impl<S, K> Protected<S, K>
+where
+    S: EventStore + SnapshotStore,
+    K: KeyStore,
+{
+    /// `snapshot` as stored, opened if it is sealed; `None` if it does not open.
+    async fn opened_snapshot(
+        &self,
+        mut snapshot: Snapshot,
+    ) -> Result<Option<Snapshot>, StoreError> {
         let sealed = match &snapshot.state {
             Value::Object(object) if object.contains_key(MARK) => object.clone(),
             _ => return Ok(Some(snapshot)),
@@ -304,7 +399,7 @@ where
             }
             None => {
                 tracing::debug!(
-                    stream = %stream,
+                    stream = %snapshot.stream_id,
                     version = %snapshot.version,
                     "snapshot not used: a subject of its stream was forgotten, or it is damaged"
                 );

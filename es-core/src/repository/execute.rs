@@ -111,15 +111,10 @@ where
                         },
                         false,
                     ),
-                    None => {
-                        let start = self.load_snapshot(&stream, None).await;
-                        (
-                            self.catch_up(&stream, start, None)
-                                .await
-                                .map_err(load_error)?,
-                            true,
-                        )
-                    }
+                    None => (
+                        self.load_current(&stream).await.map_err(load_error)?.0,
+                        true,
+                    ),
                 },
             };
             let decision = loaded.state.handle(command.clone(), &self.services).await;

@@ -6,7 +6,7 @@ use futures_util::StreamExt as _;
 use crate::aggregate::Aggregate;
 use crate::error::ReadError;
 use crate::event::{DomainEvent as _, EventEnvelope, RawEvent};
-use crate::store::{EventStore, Snapshot, SnapshotStore};
+use crate::store::{EventStore, LoadItem, LoadStart, Snapshot, SnapshotStore};
 use crate::stream::{StreamId, StreamIdError, Version};
 
 use super::{Repository, SnapshotPolicy};
@@ -89,6 +89,74 @@ where
     A: Aggregate,
     S: EventStore + SnapshotStore,
 {
+    /// The aggregate's current state, and whether its stream is archived: its snapshot if
+    /// the policy keeps them and one is usable, then the events after it, read in one go
+    /// ([`SnapshotStore::load_events`]).
+    pub(super) async fn load_current(
+        &self,
+        stream: &StreamId,
+    ) -> Result<(Loaded<A>, bool), ReadError> {
+        let snapshots = self.snapshots != SnapshotPolicy::Never;
+        let items = self
+            .store
+            .load_events::<A::Event>(stream, Version::INITIAL, snapshots);
+        futures_util::pin_mut!(items);
+        let start = load_start(stream, items.next().await)?;
+        let archived = start.archived;
+        let Some(snapshot) = start.snapshot else {
+            let loaded = self
+                .fold(stream, A::default(), Version::INITIAL, items)
+                .await?;
+            return Ok((loaded, archived));
+        };
+        if let Some((state, version)) = self.usable(stream, snapshot) {
+            return Ok((self.fold(stream, state, version, items).await?, archived));
+        }
+        // The snapshot is of no use (logged): replay the whole stream instead.
+        let items = self
+            .store
+            .load_events::<A::Event>(stream, Version::INITIAL, false);
+        futures_util::pin_mut!(items);
+        load_start(stream, items.next().await)?;
+        let loaded = self
+            .fold(stream, A::default(), Version::INITIAL, items)
+            .await?;
+        Ok((loaded, archived))
+    }
+
+    /// Applies the events of a load to `state`, which includes the events up to `version`.
+    async fn fold(
+        &self,
+        stream: &StreamId,
+        mut state: A,
+        mut version: Version,
+        items: impl futures_core::Stream<Item = Result<LoadItem<A::Event>, ReadError>>,
+    ) -> Result<Loaded<A>, ReadError> {
+        futures_util::pin_mut!(items);
+        while let Some(item) = items.next().await {
+            match item? {
+                LoadItem::Event {
+                    version: next,
+                    event,
+                    ..
+                } => {
+                    state.apply(&event);
+                    version = next;
+                }
+                LoadItem::Start(_) => {
+                    return Err(ReadError::Corrupt {
+                        detail: format!("the load of `{stream}` started twice"),
+                    });
+                }
+            }
+        }
+        Ok(Loaded {
+            stream_id: stream.clone(),
+            version,
+            state,
+        })
+    }
+
     /// Applies the events after `start` (or all of them) to its state, up to `as_of`.
     ///
     /// Nothing past the target is decoded: an event a load does not include must not make
@@ -102,10 +170,15 @@ where
         let (mut state, mut version) = start.unwrap_or_else(|| (A::default(), Version::INITIAL));
         let target = match as_of {
             Some(AsOf::Time(time)) => return self.catch_up_to(stream, state, version, time).await,
-            Some(AsOf::Version(target)) => Some(target),
-            Some(AsOf::Latest) | None => None,
+            Some(AsOf::Version(target)) => target,
+            Some(AsOf::Latest) | None => {
+                let items = self.store.load_events::<A::Event>(stream, version, false);
+                futures_util::pin_mut!(items);
+                load_start(stream, items.next().await)?;
+                return self.fold(stream, state, version, items).await;
+            }
         };
-        if target.is_none_or(|target| version < target) {
+        if version < target {
             let events = self.store.read_stream::<A::Event>(stream, version.next());
             futures_util::pin_mut!(events);
             while let Some(envelope) = events.next().await {
@@ -114,7 +187,7 @@ where
                 version = envelope.version;
                 // Stop here rather than at the first later event: reading that one would
                 // decode it.
-                if target.is_some_and(|target| version >= target) {
+                if version >= target {
                     break;
                 }
             }
@@ -207,6 +280,12 @@ where
         if as_of.is_some_and(|as_of| !as_of.admits(&snapshot)) {
             return None;
         }
+        self.usable(stream, snapshot)
+    }
+
+    /// The state of `snapshot`, unless it is of another schema version or no longer
+    /// decodes (logged).
+    fn usable(&self, stream: &StreamId, snapshot: Snapshot) -> Option<(A, Version)> {
         if snapshot.schema_version != A::SNAPSHOT_VERSION {
             tracing::info!(%stream, stored = snapshot.schema_version, current = A::SNAPSHOT_VERSION, "ignoring snapshot of another schema version");
             return None;
@@ -243,5 +322,19 @@ where
         if let Err(error) = self.store.save_snapshot(snapshot).await {
             tracing::warn!(stream = %last.stream_id, error = &error as &dyn std::error::Error, "cannot save snapshot");
         }
+    }
+}
+
+/// The first item of a load, which must be its start.
+fn load_start<E>(
+    stream: &StreamId,
+    first: Option<Result<LoadItem<E>, ReadError>>,
+) -> Result<LoadStart, ReadError> {
+    match first {
+        Some(Ok(LoadItem::Start(start))) => Ok(start),
+        Some(Err(error)) => Err(error),
+        Some(Ok(LoadItem::Event { .. })) | None => Err(ReadError::Corrupt {
+            detail: format!("the load of `{stream}` did not start with what precedes its events"),
+        }),
     }
 }

@@ -74,7 +74,9 @@ pub use self::policy::{RetryPolicy, SnapshotPolicy};
 ///
 /// Executing a command:
 ///
-/// 1. loads the aggregate (its snapshot if the policy keeps them, then the later events);
+/// 1. loads the aggregate: its snapshot if the policy keeps them (by default one every
+///    [`SnapshotPolicy::DEFAULT_EVERY`] events), then the later events, read together
+///    ([`SnapshotStore::load_events`]: one round trip on PostgreSQL);
 /// 2. lets it decide ([`Aggregate::handle`]);
 /// 3. appends the events expecting exactly the loaded version;
 /// 4. on a conflict, starts again from 1, up to the [`RetryPolicy`];
@@ -136,7 +138,7 @@ where
             store,
             services: Arc::new(services),
             retry: RetryPolicy::default(),
-            snapshots: SnapshotPolicy::Never,
+            snapshots: SnapshotPolicy::default(),
             cache: None,
         }
     }
@@ -148,7 +150,7 @@ where
         self
     }
 
-    /// Sets the snapshot policy.
+    /// Sets the snapshot policy ([`SnapshotPolicy::default`] unless set).
     #[must_use]
     pub fn with_snapshot_policy(mut self, snapshots: SnapshotPolicy) -> Self {
         self.snapshots = snapshots;
@@ -194,20 +196,11 @@ where
     /// invalid, or an event cannot be read or decoded.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
         let stream = self.stream_id(id)?;
-        // Both at once: one round trip's wait instead of two.
-        let (archived, start) = futures_util::future::join(
-            self.store.is_archived(&stream),
-            self.load_snapshot(&stream, None),
-        )
-        .await;
-        match archived {
-            Ok(false) => {}
-            Ok(true) => return Err(LoadError::Archived { stream }),
-            Err(source) => return Err(LoadError::Read { stream, source }),
+        match self.load_current(&stream).await {
+            Ok((_, true)) => Err(LoadError::Archived { stream }),
+            Ok((loaded, false)) => Ok(loaded),
+            Err(source) => Err(LoadError::Read { stream, source }),
         }
-        self.catch_up(&stream, start, None)
-            .await
-            .map_err(|source| LoadError::Read { stream, source })
     }
 
     /// Loads the aggregate with id `id` as it was at a version or a point in time: "the

@@ -143,17 +143,39 @@ impl RetryPolicy {
 /// When command execution saves a snapshot of the aggregate.
 ///
 /// Snapshots only apply to aggregates that can encode their state (with the derive: those
-/// that implement serde's `Serialize` and `Deserialize`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// that implement serde's `Serialize` and `Deserialize`); the others replay their whole
+/// stream on every load, whatever the policy.
+///
+/// The default is a snapshot every [`SnapshotPolicy::DEFAULT_EVERY`] events, so that a
+/// command on a long-lived aggregate costs the same however long its stream grows: a load
+/// reads the snapshot and fewer than that many events, and every that-many-th command
+/// writes one snapshot more after it commits.
+///
+/// ```
+/// use es_core::SnapshotPolicy;
+///
+/// assert_eq!(SnapshotPolicy::default(), SnapshotPolicy::every(SnapshotPolicy::DEFAULT_EVERY));
+/// assert_eq!(SnapshotPolicy::every(0), SnapshotPolicy::Never);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotPolicy {
     /// Never: every load replays the whole stream.
-    #[default]
     Never,
     /// Whenever the stream's version crosses a multiple of this many events.
     EveryNEvents(NonZeroU64),
 }
 
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        Self::every(Self::DEFAULT_EVERY)
+    }
+}
+
 impl SnapshotPolicy {
+    /// How many events apart the default policy takes snapshots: a load replays at most
+    /// this many less one, and a snapshot write comes with one command in this many.
+    pub const DEFAULT_EVERY: u64 = 100;
+
     /// A snapshot every `n` events; [`SnapshotPolicy::Never`] if `n` is 0.
     pub fn every(n: u64) -> Self {
         NonZeroU64::new(n).map_or(Self::Never, Self::EveryNEvents)

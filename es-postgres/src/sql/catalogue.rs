@@ -11,7 +11,7 @@ use sqlx::{Column as _, Executor as _, Statement as _};
 
 use super::Statements;
 use crate::migrate::Applied;
-use crate::row::{AppendedRow, EventRow, PositionRow};
+use crate::row::{AppendedRow, EventRow, LoadRow, PositionRow};
 use crate::schema::PgSchemaName;
 
 /// Which columns each reader of rows takes, by name, from which statements.
@@ -27,6 +27,13 @@ const FEEDS: &[(&str, &[&str], &[&str])] = &[
             "find_event",
             "find_events",
         ],
+    ),
+    ("LoadRow", LoadRow::COLUMNS, &["load_start", "load_page"]),
+    ("classify", &["stored", "archived", "version"], &["refusal"]),
+    (
+        "load_events' start",
+        &["archived", "taken_at"],
+        &["load_start"],
     ),
     (
         "AppendedRow",

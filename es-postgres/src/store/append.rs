@@ -10,8 +10,8 @@ use es_core::{
     NewEvent, Position, RawEvent, ReadError, StoreError, StreamId, Version,
 };
 use serde_json::Value;
-use sqlx::FromRow as _;
 use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{FromRow as _, Row as _};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -362,14 +362,43 @@ impl PgEventStore {
         batch: &Batch,
         events: &[NewEvent<E>],
     ) -> Result<Committed<E>, AppendError> {
-        if let Some(repeat) = self.find_stored(stream, batch, events).await? {
+        let row = statement!(self.inner, |c| {
+            sqlx::query(self.inner.sql.refusal.clone())
+                .bind(stream.as_str())
+                .bind(&batch.ids)
+                .fetch_one(c)
+        })
+        .await
+        .map_err(|e| AppendError::Store {
+            stream: stream.clone(),
+            source: store_error("append", e).with_context(format!("stream `{stream}`")),
+        })?;
+        let read = |column: &str| -> Result<i64, AppendError> {
+            row.try_get(column).map_err(|e| AppendError::Store {
+                stream: stream.clone(),
+                source: StoreError::new("append", row::unexpected(&e)),
+            })
+        };
+        let (stored, version) = (read("stored")?, read("version")?);
+        // Only a repeat (a lost reply) or a clash of ids reads the stored events.
+        if stored > 0
+            && let Some(repeat) = self.find_stored(stream, batch, events).await?
+        {
             return Ok(repeat);
         }
-        self.refuse_if_archived(stream).await?;
+        let archived: bool = row.try_get("archived").map_err(|e| AppendError::Store {
+            stream: stream.clone(),
+            source: StoreError::new("append", row::unexpected(&e)),
+        })?;
+        if archived {
+            return Err(AppendError::Archived {
+                stream: stream.clone(),
+            });
+        }
         Err(AppendError::Conflict {
             stream: stream.clone(),
             expected,
-            actual: self.current_version(stream).await?,
+            actual: Version::new(u64::try_from(version).unwrap_or_default()),
         })
     }
 

@@ -1,13 +1,19 @@
 //! [`SnapshotStore`] on PostgreSQL: one row per stream, never replaced by an older one.
 
 use chrono::{DateTime, Utc};
-use es_core::{Snapshot, SnapshotStore, StoreError, StreamId, Version};
+use std::sync::Arc;
+
+use es_core::{
+    DomainEvent, LoadItem, ReadError, Snapshot, SnapshotStore, StoreError, StreamId, Version,
+};
+use futures_core::Stream;
 use serde_json::Value;
 use sqlx::Row as _;
 
 use super::PgEventStore;
 use crate::error::store_error;
 use crate::inner::statement;
+use crate::reader::StreamReader;
 
 impl SnapshotStore for PgEventStore {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
@@ -53,5 +59,16 @@ impl SnapshotStore for PgEventStore {
             state,
             taken_at,
         }))
+    }
+
+    /// One statement for the snapshot, the archive state and the first page of events
+    /// (`sql/load_start.sql`), then pages of only the columns a load decodes.
+    fn load_events<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        after: Version,
+        snapshot: bool,
+    ) -> impl Stream<Item = Result<LoadItem<E>, ReadError>> + Send + 'static + use<E> {
+        StreamReader::load(Arc::clone(&self.inner), stream.clone(), after, snapshot).into_stream()
     }
 }

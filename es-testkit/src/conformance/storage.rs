@@ -1,12 +1,14 @@
 //! Snapshots, checkpoints, parked events and leases, as the store keeps them.
 
 use chrono::Utc;
-use es_core::{Position, Snapshot, Version};
+use es_core::{ExpectedVersion, LoadItem, Position, Snapshot, Version};
+use futures_util::TryStreamExt as _;
 use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
 
-use super::account;
+use super::{account, deposits};
+use crate::fixture::AccountEvent;
 use es_core::Store;
 
 fn snapshot(id: &str, version: u64) -> Snapshot {
@@ -208,4 +210,94 @@ pub async fn lease_renewal_proves_nobody_took_it<S: Store>(store: S) {
         "released"
     );
     assert!(!store.renew_lease("never taken", a, short).await.unwrap());
+}
+
+/// An aggregate's load (`SnapshotStore::load_events`) starts with whether the stream is
+/// archived and, when asked for, its snapshot past the starting version; then come the
+/// events after that snapshot (or after the starting version), in order, decoded as
+/// `read_stream` decodes them, across as many pages as the stream takes.
+pub async fn load_events_start_with_the_snapshot_then_the_events_after<S: Store>(store: S) {
+    async fn load<S: Store>(
+        store: &S,
+        stream: &es_core::StreamId,
+        after: u64,
+        snapshot: bool,
+    ) -> (es_core::LoadStart, Vec<(u64, AccountEvent)>) {
+        let items: Vec<_> = store
+            .load_events::<AccountEvent>(stream, Version::new(after), snapshot)
+            .try_collect()
+            .await
+            .unwrap();
+        let mut items = items.into_iter();
+        let Some(LoadItem::Start(start)) = items.next() else {
+            panic!("a load starts with its start");
+        };
+        let events = items
+            .map(|item| match item {
+                LoadItem::Event { version, event, .. } => (version.get(), event),
+                other => panic!("only the first item is a start: {other:?}"),
+            })
+            .collect();
+        (start, events)
+    }
+    let deposits_from = |first: u64, last: u64| -> Vec<(u64, AccountEvent)> {
+        (first..=last)
+            .map(|n| (n, AccountEvent::Deposited { amount: n }))
+            .collect()
+    };
+
+    let stream = account("load-events");
+    let (start, events) = load(&store, &stream, 0, true).await;
+    assert_eq!(
+        (start.snapshot, start.archived, events.len()),
+        (None, false, 0)
+    );
+
+    // More events than a small page holds, so that later pages are read too.
+    store
+        .append(&stream, ExpectedVersion::NoStream, deposits(25))
+        .await
+        .unwrap();
+    let (start, events) = load(&store, &stream, 0, true).await;
+    assert_eq!((start.snapshot, start.archived), (None, false));
+    assert_eq!(events, deposits_from(1, 25));
+    let (_, events) = load(&store, &stream, 20, false).await;
+    assert_eq!(
+        events,
+        deposits_from(21, 25),
+        "events after the version asked for"
+    );
+
+    let saved = snapshot("load-events", 10);
+    store.save_snapshot(saved.clone()).await.unwrap();
+    let (start, events) = load(&store, &stream, 0, true).await;
+    let loaded = start.snapshot.expect("the snapshot, asked for");
+    assert_eq!(
+        (loaded.version, loaded.schema_version, &loaded.state),
+        (saved.version, saved.schema_version, &saved.state)
+    );
+    assert_eq!(loaded.stream_id, stream);
+    assert_eq!(
+        events,
+        deposits_from(11, 25),
+        "the events after the snapshot"
+    );
+    let (start, events) = load(&store, &stream, 0, false).await;
+    assert_eq!(start.snapshot, None, "not asked for");
+    assert_eq!(events, deposits_from(1, 25));
+    let (start, events) = load(&store, &stream, 10, true).await;
+    assert_eq!(start.snapshot, None, "not past the starting version");
+    assert_eq!(events, deposits_from(11, 25));
+    let (start, events) = load(&store, &stream, 25, true).await;
+    assert_eq!((start.snapshot, events.len()), (None, 0));
+
+    store.archive_stream(&stream).await.unwrap();
+    let (start, events) = load(&store, &stream, 0, true).await;
+    assert!(start.archived);
+    assert_eq!(start.snapshot.map(|s| s.version), Some(Version::new(10)));
+    assert_eq!(
+        events,
+        deposits_from(11, 25),
+        "an archived stream keeps its history"
+    );
 }

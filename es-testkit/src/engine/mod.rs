@@ -58,7 +58,8 @@ pub use read_your_writes::{
     waiting_passes_events_the_projection_does_not_read,
 };
 pub use repository::{
-    repository_cache_never_decides_on_stale_state, repository_command_id_is_idempotent,
+    repository_cache_never_decides_on_stale_state,
+    repository_command_costs_one_load_and_one_append, repository_command_id_is_idempotent,
     repository_commands_under_contention_lose_nothing,
     repository_context_without_command_id_can_be_reused, repository_rides_out_store_failures,
     repository_snapshot_state_equals_replayed_state,

@@ -401,3 +401,94 @@ pub async fn repository_context_without_command_id_can_be_reused<S: Store>(store
             .all(|e| e.metadata.actor.as_deref() == Some("ada"))
     );
 }
+
+/// What a command costs in calls to the store, counted by a [`FlakyStore`](crate::flaky::FlakyStore)
+/// around it: without the cache one load ([`SnapshotStore::load_events`](es_core::SnapshotStore::load_events),
+/// which gives the snapshot, the archive state and the events together) and one append;
+/// with the cache one append; a lost race one load more (the catch-up). Nothing else: no
+/// separate snapshot read, archive check or stream read. And with the default snapshot
+/// policy a load of a long-lived aggregate reads fewer than
+/// [`SnapshotPolicy::DEFAULT_EVERY`] events, however long its stream: its cost stays flat.
+pub async fn repository_command_costs_one_load_and_one_append<S: Store>(store: S) {
+    let store = crate::flaky::FlakyStore::new(store);
+    let repository = Repository::<Account, _>::new(store.clone());
+    let open = AccountCommand::Open {
+        owner: "ada".into(),
+    };
+    let deposit = AccountCommand::Deposit { amount: 1 };
+    let before = store.calls();
+    repository.execute("costs", open.clone()).await.unwrap();
+    repository.execute("costs", deposit.clone()).await.unwrap();
+    let after = store.calls();
+    assert_eq!(
+        (after.loads - before.loads, after.appends - before.appends),
+        (2, 2),
+        "two commands without the cache: a load and an append each"
+    );
+    let untouched = |calls: crate::flaky::Calls| {
+        (
+            calls.stream_reads,
+            calls.snapshot_loads,
+            calls.archive_checks,
+            calls.version_checks,
+        )
+    };
+    assert_eq!(
+        untouched(after),
+        untouched(before),
+        "nothing but loads and appends"
+    );
+
+    // A long-lived aggregate: the default policy snapshots it, so a command's load stays
+    // short whatever the stream's length.
+    let events = 3 * SnapshotPolicy::DEFAULT_EVERY;
+    for _ in 2..events {
+        repository.execute("costs", deposit.clone()).await.unwrap();
+    }
+    let before = store.calls();
+    let loaded = repository.load("costs").await.unwrap();
+    assert_eq!(loaded.version, Version::new(events));
+    assert_eq!(loaded.state.balance, events - 1);
+    let after = store.calls();
+    assert_eq!(after.loads - before.loads, 1, "one load");
+    assert!(
+        after.loaded_events - before.loaded_events
+            < u32::try_from(SnapshotPolicy::DEFAULT_EVERY).unwrap(),
+        "a load of {events} events read {} of them: the default policy keeps a snapshot",
+        after.loaded_events - before.loaded_events
+    );
+    assert_eq!(untouched(after), untouched(before), "the load alone");
+    let replayed = Repository::<Account, _>::new(store.clone())
+        .with_snapshot_policy(SnapshotPolicy::Never)
+        .load("costs")
+        .await
+        .unwrap();
+    assert_eq!(replayed, loaded, "the snapshot gives the replayed state");
+
+    // With the cache: one append a command; a stale cached state costs one load more.
+    let cached = Repository::<Account, _>::new(store.clone()).with_cache(8);
+    cached.execute("cached", open).await.unwrap();
+    let before = store.calls();
+    cached.execute("cached", deposit.clone()).await.unwrap();
+    let after = store.calls();
+    assert_eq!(
+        (after.loads - before.loads, after.appends - before.appends),
+        (0, 1),
+        "a cached command: one append"
+    );
+    repository.execute("cached", deposit.clone()).await.unwrap();
+    let before = store.calls();
+    let outcome = cached.execute("cached", deposit).await.unwrap();
+    assert_eq!(outcome.version, Version::new(4));
+    let after = store.calls();
+    assert_eq!(
+        (after.loads - before.loads, after.appends - before.appends),
+        (1, 2),
+        "a lost race: the refused append, one catch-up load, the append again"
+    );
+    assert_eq!(
+        untouched(after),
+        untouched(before),
+        "nothing else after a lost race"
+    );
+}
