@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::record::{Record, type_name};
 
+mod load;
 mod tables;
 
 /// How many records a reader copies out per lock acquisition: large enough that locking is
