@@ -344,8 +344,11 @@ fn check_event_type(event_type: &str) -> Result<(), LimitError> {
 /// hundred thousand levels must be refused, not overflow the stack.
 fn measure(part: Part, root: &Value, first_level: usize) -> Result<usize, LimitError> {
     let mut bytes = 0_usize;
-    let mut pending: Vec<(&Value, usize)> = vec![(root, first_level)];
-    while let Some((value, level)) = pending.pop() {
+    // The root is taken first, without a push: a flat payload (scalars in one object)
+    // then never allocates, since only arrays and objects wait here.
+    let mut pending: Vec<(&Value, usize)> = Vec::new();
+    let mut next = Some((root, first_level));
+    while let Some((value, level)) = next.take().or_else(|| pending.pop()) {
         bytes += match value {
             Value::Null | Value::Bool(true) => 4,
             Value::Bool(false) => 5,
@@ -358,9 +361,15 @@ fn measure(part: Part, root: &Value, first_level: usize) -> Result<usize, LimitE
                         max: MAX_DEPTH,
                     });
                 }
-                pending.extend(items.iter().map(|item| (item, level + 1)));
+                let mut scalars = 0;
+                for item in items {
+                    match scalar_bytes(part, item) {
+                        Some(item_bytes) => scalars += item_bytes?,
+                        None => pending.push((item, level + 1)),
+                    }
+                }
                 // Brackets and commas.
-                2 + items.len().saturating_sub(1)
+                2 + scalars + items.len().saturating_sub(1)
             }
             Value::Object(entries) => {
                 if level > MAX_DEPTH {
@@ -372,7 +381,10 @@ fn measure(part: Part, root: &Value, first_level: usize) -> Result<usize, LimitE
                 let mut keys = 0;
                 for (key, item) in entries {
                     keys += text_bytes(part, key)? + 1;
-                    pending.push((item, level + 1));
+                    match scalar_bytes(part, item) {
+                        Some(item_bytes) => keys += item_bytes?,
+                        None => pending.push((item, level + 1)),
+                    }
                 }
                 // Braces, colons (counted with the keys) and commas.
                 2 + keys + entries.len().saturating_sub(1)
@@ -380,6 +392,18 @@ fn measure(part: Part, root: &Value, first_level: usize) -> Result<usize, LimitE
         };
     }
     Ok(bytes)
+}
+
+/// The size of a scalar `value` (not an array or object, which `None` leaves to
+/// [`measure`]'s loop).
+fn scalar_bytes(part: Part, value: &Value) -> Option<Result<usize, LimitError>> {
+    match value {
+        Value::Null | Value::Bool(true) => Some(Ok(4)),
+        Value::Bool(false) => Some(Ok(5)),
+        Value::Number(number) => Some(number_bytes(part, number)),
+        Value::String(text) => Some(text_bytes(part, text)),
+        Value::Array(_) | Value::Object(_) => None,
+    }
 }
 
 /// The size of `text` as a JSON string, quotes and escapes included; refuses a NUL.
@@ -396,11 +420,25 @@ fn text_bytes(part: Part, text: &str) -> Result<usize, LimitError> {
     Ok(bytes)
 }
 
+/// How many decimal digits `n` takes.
+fn decimal_digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
 /// The size of `number` as PostgreSQL prints it back (plain decimal digits, no exponent);
 /// refuses floats it would print as integers.
 fn number_bytes(part: Part, number: &serde_json::Number) -> Result<usize, LimitError> {
-    let Some(float) = number.as_f64().filter(|_| number.is_f64()) else {
-        // An integer: its digits and sign, which `jsonb` keeps exactly.
+    // An integer: its digits and sign, which `jsonb` keeps exactly. Counted, not
+    // formatted: most payloads are mostly integers, and formatting each was a tenth of
+    // an in-memory append.
+    if let Some(integer) = number.as_u64() {
+        return Ok(decimal_digits(integer));
+    }
+    if let Some(integer) = number.as_i64() {
+        return Ok(1 + decimal_digits(integer.unsigned_abs()));
+    }
+    let Some(float) = number.as_f64() else {
+        // Not reached: a number is one of the three. Measured as it prints all the same.
         let mut counter = ByteCount(0);
         let _ = fmt::Write::write_fmt(&mut counter, format_args!("{number}"));
         return Ok(counter.0);
@@ -484,6 +522,8 @@ mod tests {
             json!({}),
             json!("ünïcödé"),
             json!([0.5, 123.25, -7.125]),
+            json!([0, 9, 10, 99, 100, -1, -9, -10, u64::MAX, i64::MIN, i64::MAX]),
+            json!({ "n": [[1, [-20, {"x": 300}]], "s"], "m": { "k": 4_294_967_296_u64 } }),
         ] {
             let written = serde_json::to_string(&value).unwrap().len();
             assert_eq!(

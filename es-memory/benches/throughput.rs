@@ -4,6 +4,11 @@
 //! Run with `cargo bench -p es-memory --bench throughput`. Prints figures; asserts nothing
 //! about time. Each figure is the median of several runs on a single-threaded runtime (one
 //! core).
+//!
+//! Rehydration and the commands on 1,000 streams are also measured without any store, in
+//! the same run: the same events folded from a plain `Vec`, the same commands decided on
+//! states in a `HashMap`. Each store figure is printed with its ratio to that baseline, the
+//! part of the cost that is the store's and the repository's rather than the machine's.
 
 #![allow(
     clippy::print_stdout,
@@ -15,7 +20,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use es_core::{EventStore as _, ExpectedVersion, NewEvent, Repository, SnapshotPolicy, StreamId};
+use es_core::{
+    Aggregate as _, EventStore as _, ExpectedVersion, NewEvent, Repository, SnapshotPolicy,
+    StreamId,
+};
 use es_memory::MemoryEventStore;
 use es_testkit::fixture::{Account, AccountCommand, AccountEvent};
 
@@ -54,12 +62,24 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn report(what: &str, count: u64, unit: &str, elapsed: Duration) {
+/// Prints a figure and returns its rate per second.
+fn report(what: &str, count: u64, unit: &str, elapsed: Duration) -> f64 {
     let rate = count as f64 / elapsed.as_secs_f64();
     println!(
         "{what:<58} {:>12.0} {unit}/s  ({count} in {:.1} ms)",
         rate,
         elapsed.as_secs_f64() * 1e3
+    );
+    rate
+}
+
+/// Prints a figure with its ratio to the baseline's rate, measured in the same run.
+fn report_against(what: &str, count: u64, unit: &str, elapsed: Duration, baseline: f64) {
+    let rate = report(what, count, unit, elapsed);
+    println!(
+        "{:<58} {:>11.1}% of the baseline",
+        "",
+        100.0 * rate / baseline
     );
 }
 
@@ -76,6 +96,43 @@ async fn rehydration() {
             .await
             .unwrap();
     }
+    // The baseline: the same events folded from a `Vec`, by reference (the least any
+    // rehydration does) and as clones (what a store that hands out owned events adds).
+    let plain: Vec<AccountEvent> = events.into_iter().map(|new| new.event).collect();
+    let mut samples = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let mut state = Account::default();
+        for event in black_box(&plain) {
+            state.apply(event);
+        }
+        samples.push(start.elapsed());
+        black_box(state);
+    }
+    let baseline = report(
+        "baseline: fold 100,000 events from a Vec",
+        HISTORY,
+        "events",
+        median(samples),
+    );
+    let mut samples = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let mut state = Account::default();
+        for event in black_box(&plain) {
+            state.apply(&black_box(event.clone()));
+        }
+        samples.push(start.elapsed());
+        black_box(state);
+    }
+    report_against(
+        "baseline: fold clones of them",
+        HISTORY,
+        "events",
+        median(samples),
+        baseline,
+    );
+
     let repository = Repository::<Account, _>::new(store);
     let mut samples = Vec::new();
     for _ in 0..RUNS {
@@ -85,11 +142,12 @@ async fn rehydration() {
         assert_eq!(loaded.version.get(), HISTORY);
         black_box(loaded);
     }
-    report(
+    report_against(
         "rehydrate one aggregate of 100,000 events",
         HISTORY,
         "events",
         median(samples),
+        baseline,
     );
 }
 
@@ -154,7 +212,9 @@ async fn commands_one_stream() {
     // falls as the stream grows: the reason for the two options above.
     let mut samples = Vec::new();
     for _ in 0..RUNS {
-        let repository = Repository::<Account, _>::new(MemoryEventStore::new());
+        // Never, not the default policy (a snapshot every 100 events), to show the growth.
+        let repository = Repository::<Account, _>::new(MemoryEventStore::new())
+            .with_snapshot_policy(SnapshotPolicy::Never);
         samples.push(run_commands(&repository, 1, 5_000).await);
     }
     report(
@@ -165,30 +225,107 @@ async fn commands_one_stream() {
     );
 }
 
+/// The same commands as [`run_commands`] with no store and no repository: each decided on
+/// a state kept in a `HashMap` by aggregate id (`replay` false), or on a state folded from
+/// the aggregate's events kept in a `HashMap` (`replay` true), its events then applied or
+/// kept. The least a command can cost here.
+async fn bare_commands(streams: u64, commands: u64, replay: bool) -> Duration {
+    use std::collections::HashMap;
+
+    let mut states: HashMap<String, Account> = HashMap::new();
+    let mut histories: HashMap<String, Vec<AccountEvent>> = HashMap::new();
+    let ids: Vec<String> = (0..streams).map(|s| s.to_string()).collect();
+    let execute = async |states: &mut HashMap<String, Account>,
+                         histories: &mut HashMap<String, Vec<AccountEvent>>,
+                         id: &str,
+                         command| {
+        let history = histories.entry(id.to_owned()).or_default();
+        let state = if replay {
+            let mut state = Account::default();
+            for event in history.iter() {
+                state.apply(event);
+            }
+            state
+        } else {
+            states.get(id).cloned().unwrap_or_default()
+        };
+        let events = state.handle(command, &()).await.unwrap();
+        if replay {
+            history.extend(events);
+        } else {
+            let mut state = state;
+            for event in &events {
+                state.apply(event);
+            }
+            states.insert(id.to_owned(), state);
+        }
+    };
+    for id in &ids {
+        let open = AccountCommand::Open {
+            owner: "ada".into(),
+        };
+        execute(&mut states, &mut histories, id, open).await;
+    }
+    let start = Instant::now();
+    for n in 0..commands {
+        let id = &ids[(n % streams) as usize];
+        let deposit = AccountCommand::Deposit { amount: 1 };
+        execute(&mut states, &mut histories, black_box(id), deposit).await;
+    }
+    let elapsed = start.elapsed();
+    black_box((states, histories));
+    elapsed
+}
+
 async fn commands_many_streams() {
     const COMMANDS: u64 = 200_000;
+    let mut samples = Vec::new();
+    for _ in 0..RUNS {
+        samples.push(bare_commands(1_000, COMMANDS, false).await);
+    }
+    let baseline = report(
+        "baseline: 1,000 states in a HashMap, no store",
+        COMMANDS,
+        "commands",
+        median(samples),
+    );
     let mut samples = Vec::new();
     for _ in 0..RUNS {
         let repository = Repository::<Account, _>::new(MemoryEventStore::new()).with_cache(2_048);
         samples.push(run_commands(&repository, 1_000, COMMANDS).await);
     }
-    report(
+    report_against(
         "commands round-robin over 1,000 streams (state cache on)",
         COMMANDS,
         "commands",
         median(samples),
+        baseline,
     );
 
+    println!();
     let mut samples = Vec::new();
     for _ in 0..RUNS {
-        let repository = Repository::<Account, _>::new(MemoryEventStore::new());
-        samples.push(run_commands(&repository, 1_000, COMMANDS / 4).await);
+        samples.push(bare_commands(1_000, COMMANDS / 4, true).await);
     }
-    report(
-        "commands round-robin over 1,000 streams (replay each time)",
+    let baseline = report(
+        "baseline: 1,000 histories in a HashMap, replayed, no store",
         COMMANDS / 4,
         "commands",
         median(samples),
+    );
+    let mut samples = Vec::new();
+    for _ in 0..RUNS {
+        // The default snapshot policy (every 100 events), which these streams of at most
+        // 51 events never reach: each command replays its stream.
+        let repository = Repository::<Account, _>::new(MemoryEventStore::new());
+        samples.push(run_commands(&repository, 1_000, COMMANDS / 4).await);
+    }
+    report_against(
+        "commands round-robin over 1,000 streams (no cache, replay)",
+        COMMANDS / 4,
+        "commands",
+        median(samples),
+        baseline,
     );
 }
 

@@ -1,7 +1,7 @@
 //! One stored event, kept typed, and its conversion back into an envelope.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use es_core::{
@@ -27,49 +27,39 @@ impl<E: DomainEvent> ErasedEvent for E {
     }
 }
 
-/// An event as the store keeps it.
-pub(crate) struct Record {
+/// An event as the store keeps it: what every event has, then its typed body, in one
+/// allocation (`Arc<Record>` is `Arc<Record<dyn ErasedEvent>>`, made from a
+/// `Record<E>`).
+pub(crate) struct Record<B: ?Sized = dyn ErasedEvent> {
     pub(crate) event_id: Uuid,
     pub(crate) stream_id: StreamId,
     pub(crate) version: Version,
     pub(crate) position: Position,
     pub(crate) recorded_at: DateTime<Utc>,
     pub(crate) metadata: Metadata,
-    pub(crate) event_type: Box<str>,
+    /// Borrowed when it is one of the names the event type declares, as it usually is:
+    /// no allocation per event for it.
+    pub(crate) event_type: Cow<'static, str>,
     pub(crate) schema_version: u32,
-    pub(crate) body: Box<dyn ErasedEvent>,
     /// The encoded payload, kept by a strict store, which reads every event back from it.
     pub(crate) payload: Option<Value>,
+    /// Last: the part whose type is erased.
+    pub(crate) body: B,
+}
+
+/// `event_type` as the record keeps it: the declared name it equals, if any.
+pub(crate) fn type_name<E: DomainEvent>(event_type: &str) -> Cow<'static, str> {
+    match E::EVENT_TYPES.iter().find(|name| **name == event_type) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(event_type.to_owned()),
+    }
 }
 
 impl Record {
     /// The record as an envelope of `E`: a clone when `E` wrote it (unless the store is
     /// strict), else a decode of its encoding, exactly as a store that keeps JSON would.
-    pub(crate) fn envelope<E: DomainEvent>(
-        self: &Arc<Self>,
-    ) -> Result<EventEnvelope<E>, ReadError> {
-        let typed = match &self.payload {
-            Some(_) => None,
-            None => self.body.as_any().downcast_ref::<E>(),
-        };
-        let event = match typed {
-            Some(event) => event.clone(),
-            None if self.payload.is_some() => {
-                let payload = self.payload.clone().unwrap_or_default();
-                E::decode(&self.event_type, self.schema_version, payload)
-                    .map_err(|source| self.decode_error(source))?
-            }
-            None => {
-                let payload = self.body.encode().map_err(|error| ReadError::Corrupt {
-                    detail: format!(
-                        "event at version {} of stream `{}` cannot be re-encoded: {error}",
-                        self.version, self.stream_id
-                    ),
-                })?;
-                E::decode(&self.event_type, self.schema_version, payload)
-                    .map_err(|source| self.decode_error(source))?
-            }
-        };
+    pub(crate) fn envelope<E: DomainEvent>(&self) -> Result<EventEnvelope<E>, ReadError> {
+        let event = self.event()?;
         Ok(EventEnvelope {
             event_id: self.event_id,
             stream_id: self.stream_id.clone(),
@@ -79,6 +69,33 @@ impl Record {
             metadata: self.metadata.clone(),
             event,
         })
+    }
+
+    /// The event as `E`: a clone when `E` wrote it (unless the store is strict), else a
+    /// decode of its encoding.
+    #[inline]
+    pub(crate) fn event<E: DomainEvent>(&self) -> Result<E, ReadError> {
+        match (&self.payload, self.body.as_any().downcast_ref::<E>()) {
+            (None, Some(event)) => Ok(event.clone()),
+            _ => self.decode(),
+        }
+    }
+
+    /// The event decoded as `E` from its encoding: the one kept (strict), or a fresh one.
+    /// Out of line: the usual read is the clone above.
+    #[cold]
+    fn decode<E: DomainEvent>(&self) -> Result<E, ReadError> {
+        let payload = match &self.payload {
+            Some(payload) => payload.clone(),
+            None => self.body.encode().map_err(|error| ReadError::Corrupt {
+                detail: format!(
+                    "event at version {} of stream `{}` cannot be re-encoded: {error}",
+                    self.version, self.stream_id
+                ),
+            })?,
+        };
+        E::decode(&self.event_type, self.schema_version, payload)
+            .map_err(|source| self.decode_error(source))
     }
 
     fn decode_error(&self, source: DecodeError) -> ReadError {

@@ -1,10 +1,13 @@
 //! [`MemoryEventStore`]: the log, the stream index, and their readers.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::{Future, ready};
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -17,8 +20,9 @@ use futures_core::Stream;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::record::Record;
+use crate::record::{Record, type_name};
 
+mod load;
 mod tables;
 
 /// How many records a reader copies out per lock acquisition: large enough that locking is
@@ -178,13 +182,13 @@ impl MemoryEventStore {
         // the lock. The checks are the ones every store makes, so all refuse alike.
         let strict = self.shared.strict;
         let payloads = es_core::limits::encode_batch(stream, &mut events)?;
-        let prepared: Vec<(Box<str>, u32, E, Option<serde_json::Value>)> = events
+        let prepared: Vec<(Cow<'static, str>, u32, E, Option<serde_json::Value>)> = events
             .iter()
             .zip(payloads)
             .map(|(new, payload)| {
                 let event = &new.event;
                 (
-                    event.event_type().into(),
+                    type_name::<E>(event.event_type()),
                     event.schema_version(),
                     event.clone(),
                     strict.then_some(payload),
@@ -245,14 +249,23 @@ impl MemoryEventStore {
 
         state.batches += 1;
         let batch = state.batches;
+        let State {
+            log, streams, ids, ..
+        } = &mut *state;
+        // Looked up again (not kept from `version_of`: the checks above may refuse the
+        // append), but cloned only for a new stream.
+        let stream_records = match streams.get_mut(stream) {
+            Some(records) => records,
+            None => streams.entry(stream.clone()).or_default(),
+        };
+        stream_records.reserve(events.len());
         let mut version = current;
         let mut envelopes = Vec::with_capacity(events.len());
-        let mut records = Vec::with_capacity(events.len());
         for (new, (event_type, schema_version, body, payload)) in events.into_iter().zip(prepared) {
             version = version.next();
-            let sequence = state.log.len() as u64 + 1;
+            let sequence = log.len() as u64 + 1;
             let position = Position::from_parts(batch, sequence);
-            let record = Arc::new(Record {
+            let record: Arc<Record> = Arc::new(Record {
                 event_id: new.event_id,
                 stream_id: stream.clone(),
                 version,
@@ -261,13 +274,12 @@ impl MemoryEventStore {
                 metadata: new.metadata.clone(),
                 event_type,
                 schema_version,
-                body: Box::new(body),
                 payload,
+                body,
             });
-            let index = state.log.len();
-            state.ids.insert(new.event_id, index);
-            state.log.push(Arc::clone(&record));
-            records.push(record);
+            ids.insert(new.event_id, log.len());
+            log.push(Arc::clone(&record));
+            stream_records.push(record);
             envelopes.push(EventEnvelope {
                 event_id: new.event_id,
                 stream_id: stream.clone(),
@@ -278,14 +290,15 @@ impl MemoryEventStore {
                 event: new.event,
             });
         }
-        state
-            .streams
-            .entry(stream.clone())
-            .or_default()
-            .extend(records);
-        let head = state.log.len() as u64;
+        let head = log.len() as u64;
         drop(state);
-        self.shared.head.send_replace(head);
+        // Only a wake-up: no reader looks at the value, each pages the log itself. With no
+        // live reader there is no one to wake (notifying costs eight locks). A reader that
+        // subscribes after this check pages the log after it, under the lock this append
+        // released, so it sees these events; one that subscribed before is counted here.
+        if self.shared.head.receiver_count() > 0 {
+            self.shared.head.send_replace(head);
+        }
 
         Ok(Committed {
             stream_id: stream.clone(),
@@ -307,7 +320,7 @@ impl MemoryEventStore {
             shared: Arc::clone(&self.shared),
             cursor,
             buffer: VecDeque::new(),
-            live: live.then(|| self.shared.head.subscribe()),
+            live: live.then(|| Live::Idle(self.shared.head.subscribe())),
             span,
             finished: false,
             event: PhantomData,
@@ -394,9 +407,12 @@ impl State {
                     return;
                 };
                 let start = usize::try_from(next.get().saturating_sub(1)).unwrap_or(usize::MAX);
-                let page = records.iter().skip(start).take(PAGE);
+                let page = records.get(start..).unwrap_or_default();
+                let page = &page[..page.len().min(PAGE)];
                 let before = out.len();
-                out.extend(page.cloned());
+                // One allocation for the page, not one per doubling.
+                out.reserve(page.len());
+                out.extend(page.iter().cloned());
                 *next = Version::new(next.get() + (out.len() - before) as u64);
             }
             Cursor::Log { after, filter } => {
@@ -435,7 +451,7 @@ fn repeat<E: DomainEvent>(
 ) -> Result<Committed<E>, AppendError> {
     let events = records
         .iter()
-        .map(Record::envelope::<E>)
+        .map(|record| record.envelope::<E>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| AppendError::Store {
             stream: stream.clone(),
@@ -459,59 +475,81 @@ enum Cursor {
 
 /// Reads pages of records and hands them out as envelopes; when `live`, waits for appends
 /// at the end of the log instead of ending.
+///
+/// A hand-written [`Stream`] rather than an `async` block unfolded: handing out a buffered
+/// event is then a plain function call that moves the envelope once, instead of moving the
+/// reader into and out of a new future for every event (a third of a rehydration's time).
 struct Reader<E> {
     shared: Arc<Shared>,
     cursor: Cursor,
     buffer: VecDeque<Arc<Record>>,
-    live: Option<watch::Receiver<u64>>,
+    live: Option<Live>,
     /// The subscription's span (`es.subscription`, debug), for its wake-ups; none for a
-    /// read of history. Boxed: the reader moves with every event it hands out.
+    /// read of history.
     span: Option<Box<tracing::Span>>,
     finished: bool,
     event: PhantomData<fn() -> E>,
 }
 
-impl<E: DomainEvent> Reader<E> {
-    async fn next(&mut self) -> Option<Result<EventEnvelope<E>, ReadError>> {
+/// A live reader's wait for appends: idle between waits, or waiting, the receiver then
+/// held by the boxed wait (made once per wait, never per event).
+enum Live {
+    Idle(watch::Receiver<u64>),
+    Waiting(Pin<Box<dyn Future<Output = Woken> + Send>>),
+}
+
+/// The receiver back from a wait, and whether the store is still there to append.
+type Woken = (watch::Receiver<u64>, Result<(), watch::error::RecvError>);
+
+impl<E: DomainEvent> Stream for Reader<E> {
+    type Item = Result<EventEnvelope<E>, ReadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Every field is `Unpin`: the reader is moved freely, never pinned in place.
+        let this = &mut *self;
         loop {
-            if self.finished {
-                return None;
+            if this.finished {
+                return Poll::Ready(None);
             }
-            if let Some(record) = self.buffer.pop_front() {
+            if let Some(record) = this.buffer.pop_front() {
                 let envelope = record.envelope::<E>();
                 // A stream of results ends at its first error.
-                self.finished = envelope.is_err();
-                return Some(envelope);
+                this.finished = envelope.is_err();
+                return Poll::Ready(Some(envelope));
             }
-            self.shared.read().page(&mut self.cursor, &mut self.buffer);
-            if !self.buffer.is_empty() {
+            if let Some(Live::Waiting(wait)) = &mut this.live {
+                let (receiver, woken) = ready!(wait.as_mut().poll(cx));
+                this.live = Some(Live::Idle(receiver));
+                if woken.is_err() {
+                    this.finished = true;
+                    return Poll::Ready(None);
+                }
+                if let Some(span) = &this.span {
+                    tracing::trace!(parent: &**span, "woken by an append");
+                }
+            }
+            this.shared.read().page(&mut this.cursor, &mut this.buffer);
+            if !this.buffer.is_empty() {
                 continue;
             }
-            if let Cursor::Log { after, .. } = self.cursor {
+            if let Cursor::Log { after, .. } = this.cursor {
                 // Paging scans a bounded number of records; go on if the log holds more.
-                if after < self.shared.read().log.len() as u64 {
+                if after < this.shared.read().log.len() as u64 {
                     continue;
                 }
             }
-            let live = self.live.as_mut()?;
+            let Some(Live::Idle(mut receiver)) = this.live.take() else {
+                // Not live: the end of what is stored. (A wait in progress was polled
+                // above and is idle again by now.)
+                return Poll::Ready(None);
+            };
             // `changed` resolves at once if an append happened since this receiver last
-            // looked, so an append between the page above and this call is not missed.
-            if live.changed().await.is_err() {
-                return None;
-            }
-            if let Some(span) = &self.span {
-                tracing::trace!(parent: &**span, "woken by an append");
-            }
+            // looked, so an append between the page above and this wait is not missed.
+            this.live = Some(Live::Waiting(Box::pin(async move {
+                let woken = receiver.changed().await;
+                (receiver, woken)
+            })));
         }
-    }
-
-    fn into_stream(
-        self,
-    ) -> impl Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<E> {
-        futures_util::stream::unfold(self, |mut reader| async move {
-            let item = reader.next().await?;
-            Some((item, reader))
-        })
     }
 }
 
@@ -551,7 +589,7 @@ impl EventStore for MemoryEventStore {
             stream: stream.clone(),
             next: from.max(Version::new(1)),
         };
-        self.reader::<E>(cursor, false).into_stream()
+        self.reader::<E>(cursor, false)
     }
 
     fn read_all<E: DomainEvent>(
@@ -563,7 +601,7 @@ impl EventStore for MemoryEventStore {
             after: after.parts().1,
             filter,
         };
-        self.reader::<E>(cursor, false).into_stream()
+        self.reader::<E>(cursor, false)
     }
 
     fn subscribe<E: DomainEvent>(
@@ -575,7 +613,7 @@ impl EventStore for MemoryEventStore {
             after: after.parts().1,
             filter,
         };
-        self.reader::<E>(cursor, true).into_stream()
+        self.reader::<E>(cursor, true)
     }
 
     fn head(&self) -> impl Future<Output = Result<Option<Position>, ReadError>> + Send {

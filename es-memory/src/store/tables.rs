@@ -5,9 +5,10 @@ use std::future::{Future, ready};
 use std::time::{Duration, Instant};
 
 use es_core::{
-    CheckpointStore, DeadLetterStore, LeaseStore, ParkedEvent, Position, Snapshot, SnapshotStore,
-    StoreError, StreamId,
+    CheckpointStore, DeadLetterStore, DomainEvent, LeaseStore, LoadItem, ParkedEvent, Position,
+    ReadError, Snapshot, SnapshotStore, StoreError, StreamId, Version,
 };
+use futures_core::Stream;
 use uuid::Uuid;
 
 use super::MemoryEventStore;
@@ -32,6 +33,17 @@ impl SnapshotStore for MemoryEventStore {
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
         ready(Ok(self.shared.read().snapshots.get(stream).cloned()))
+    }
+
+    /// The start and the first page of events under one lock, then the events as they are
+    /// kept, typed: no envelope is built (see `load.rs`).
+    fn load_events<E: DomainEvent>(
+        &self,
+        stream: &StreamId,
+        after: Version,
+        snapshot: bool,
+    ) -> impl Stream<Item = Result<LoadItem<E>, ReadError>> + Send + 'static + use<E> {
+        self.loader::<E>(stream, after, snapshot)
     }
 }
 
