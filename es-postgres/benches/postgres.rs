@@ -248,15 +248,27 @@ async fn single_event_commands(bench: &mut Bench) {
     }
 }
 
+/// How a growing aggregate's commands load it.
+#[derive(Clone, Copy)]
+enum Loading {
+    /// Replaying the whole stream so far (`SnapshotPolicy::Never`): the rate falls as the
+    /// stream grows.
+    Replaying,
+    /// The default policy (a snapshot every 100 events): a snapshot and the events since.
+    DefaultSnapshots,
+    /// The state cache: each command is one append.
+    Cached,
+}
+
 /// Commands by one writer on one new aggregate, `count` of them: the stream grows from 0 to
-/// `count` events. Without the cache each command loads the aggregate by replaying the
-/// whole stream so far (no snapshot policy is set, as by default), so the rate falls as
-/// the stream grows; with it, each command is one append.
-async fn growing(bench: &Bench, count: u64, cache: bool) -> f64 {
-    let mut repository = Repository::<Ledger, _>::new(bench.store(true));
-    if cache {
-        repository = repository.with_cache(16);
-    }
+/// `count` events, loaded as `loading` says.
+async fn growing(bench: &Bench, count: u64, loading: Loading) -> f64 {
+    let repository = Repository::<Ledger, _>::new(bench.store(true));
+    let repository = match loading {
+        Loading::Replaying => repository.with_snapshot_policy(SnapshotPolicy::Never),
+        Loading::DefaultSnapshots => repository,
+        Loading::Cached => repository.with_cache(16),
+    };
     let id = format!("grow-{}", Uuid::now_v7().simple());
     let start = Instant::now();
     for n in 0..count {
@@ -265,22 +277,23 @@ async fn growing(bench: &Bench, count: u64, cache: bool) -> f64 {
     rate(count, start.elapsed())
 }
 
-/// One writer, one growing aggregate, without and with the cache, against single-row
-/// INSERTs on one connection.
+/// One writer, one growing aggregate, replaying, from the default snapshots and with the
+/// cache, against single-row INSERTs on one connection.
 async fn growing_aggregate(bench: &mut Bench) {
     const ROUNDS: usize = 5;
-    const COMMANDS: u64 = 200;
+    const COMMANDS: u64 = 400;
     let b = &*bench;
     let mut rows = Vec::new();
-    for (what, cache) in [
-        ("no cache: replays the stream", false),
-        ("state cache", true),
+    for (what, loading) in [
+        ("no cache, no snapshots: replays the stream", Loading::Replaying),
+        ("no cache, default snapshots", Loading::DefaultSnapshots),
+        ("state cache", Loading::Cached),
     ] {
         let measured = alternate3(
             ROUNDS,
             || minimal_inserts(b, 1, COMMANDS),
             || baseline_inserts(b, 1, COMMANDS),
-            || growing(b, COMMANDS, cache),
+            || growing(b, COMMANDS, loading),
         )
         .await;
         rows.push((what, measured));
@@ -598,7 +611,8 @@ async fn reads(bench: &mut Bench) {
 async fn loads(bench: &mut Bench) {
     const RUNS: usize = 21;
     let store = bench.store(true);
-    let replaying = Repository::<Ledger, _>::new(store.clone());
+    let replaying =
+        Repository::<Ledger, _>::new(store.clone()).with_snapshot_policy(SnapshotPolicy::Never);
     for events in [10_u64, 10_000, 1_000_000] {
         let id = format!("load-{events}-{}", Uuid::now_v7().simple());
         let stream = StreamId::new("ledger", &id).unwrap();
