@@ -552,9 +552,13 @@ fn stamped<E>(events: Vec<E>, ids: &EventIds<'_>, metadata: &Metadata) -> Vec<Ne
         .into_iter()
         .enumerate()
         .map(|(index, event)| {
-            NewEvent::new(event)
-                .with_id(ids.get(index))
-                .with_metadata(metadata.clone())
+            // Built whole: `NewEvent::new` would draw a UUID v7 and empty metadata only
+            // for both to be replaced.
+            NewEvent {
+                event_id: ids.get(index),
+                metadata: metadata.clone(),
+                event,
+            }
         })
         .collect()
 }

@@ -171,9 +171,13 @@ where
                 .into_iter()
                 .enumerate()
                 .map(|(index, event)| {
-                    NewEvent::new(event)
-                        .with_id(execution.ids.get(index))
-                        .with_metadata(metadata.clone())
+                    // Built whole: `NewEvent::new` would draw a UUID v7 and empty
+                    // metadata only for both to be replaced.
+                    NewEvent {
+                        event_id: execution.ids.get(index),
+                        metadata: metadata.clone(),
+                        event,
+                    }
                 })
                 .collect();
             let expected = ExpectedVersion::Exact(loaded.version);
