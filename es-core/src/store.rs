@@ -449,6 +449,10 @@ pub trait SnapshotStore: Clone + Send + Sync + 'static {
     ///
     /// Each item is an error if the backend fails or an event cannot be decoded as `E`
     /// (the stream then ends).
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: dropping the stream at any point leaves the store as it was.
     fn load_events<E: DomainEvent>(
         &self,
         stream: &StreamId,

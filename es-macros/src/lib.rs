@@ -45,7 +45,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// | `event = Type` | yes | The events it emits and applies; must implement `DomainEvent`. |
 /// | `error = Type` | yes | Why `handle` rejects a command; must implement `std::error::Error`. |
 /// | `services = Type` | no, default `()` | What `handle` gets as its `services` argument (a clock, a client). |
-/// | `snapshot_version = N` | no, default `1` | The schema version of snapshots, from 1 to `u32::MAX`. Raise it when the state's serde shape changes: older snapshots are then ignored and the state is replayed from events. |
+/// | `snapshot_version = N` | no, default `1` | The schema version of snapshots, from 1 to `u32::MAX`. Raise it when the state's serde shape changes, and when `apply` (or an upcaster) changes what the events make of the state: older snapshots are then ignored and the state is replayed from events. Snapshots are kept by default (every 100 events), so a fix to `apply` reaches snapshotted states only through this. |
 /// | `crate = "path"` | no, default `::es_core` | Where es-core is reachable, for crates that re-export it. |
 ///
 /// # Snapshots and state comparison, without flags

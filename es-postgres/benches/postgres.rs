@@ -285,7 +285,10 @@ async fn growing_aggregate(bench: &mut Bench) {
     let b = &*bench;
     let mut rows = Vec::new();
     for (what, loading) in [
-        ("no cache, no snapshots: replays the stream", Loading::Replaying),
+        (
+            "no cache, no snapshots: replays the stream",
+            Loading::Replaying,
+        ),
         ("no cache, default snapshots", Loading::DefaultSnapshots),
         ("state cache", Loading::Cached),
     ] {

@@ -235,9 +235,12 @@ async fn forward_stream(
         match failed {
             // Aborted as a serialization failure: the page is read again from the version
             // after the last row passed on.
+            // A load whose start row was passed on goes on with its later pages: its
+            // start must come once.
             Some(error) if is_serialization_failure(&error) && aborted < SERIALIZATION_RETRIES => {
                 checkout.finish();
                 aborted += 1;
+                started |= count > 0;
                 continue;
             }
             Some(error) => {
@@ -335,7 +338,9 @@ impl<T: Send + 'static> StreamReader<T> {
             Some(rows) => rows,
             None => {
                 let page = usize::try_from(self.inner.page_size).unwrap_or(1_000);
-                let (sink, rows) = mpsc::channel(2 * page);
+                // Room for two pages, each with a start row and a failure: a page's
+                // reservation never asks for more than the channel holds.
+                let (sink, rows) = mpsc::channel(2 * (page + 2));
                 let query = forward_stream(
                     Arc::clone(&self.inner),
                     self.stream.clone(),

@@ -184,6 +184,14 @@ impl<'r> FromRow<'r, PgRow> for LoadRow<'r> {
     }
 }
 
+/// How the error of a load's start row whose snapshot cannot be read begins.
+const UNREADABLE_SNAPSHOT: &str = "unreadable snapshot";
+
+/// Whether `error` is that of a load's start row whose snapshot cannot be read.
+pub(crate) fn is_unreadable_snapshot(error: &ReadError) -> bool {
+    matches!(error, ReadError::Corrupt { detail } if detail.starts_with(UNREADABLE_SNAPSHOT))
+}
+
 /// Reads a row of an aggregate's load of `stream` into its item: the start row (its
 /// `event_id` is NULL) into the snapshot and archive state, any other into the event.
 pub(crate) fn load_item<E: DomainEvent>(
@@ -199,20 +207,26 @@ pub(crate) fn load_item<E: DomainEvent>(
     };
     let Some(event_id) = load.event_id else {
         let archived: bool = row.try_get("archived").map_err(|e| unexpected(&e))?;
+        // Told apart by the load (`SnapshotStore::load_events`), which then loads without
+        // the snapshot: a snapshot is a cache, never a reason a load fails.
+        let unreadable = |what: &str, version: Version| ReadError::Corrupt {
+            detail: format!("{UNREADABLE_SNAPSHOT} of `{stream}` at {version}: {what}"),
+        };
         let snapshot = match (load.version, load.payload) {
             (Some(version), Some(state)) => {
                 let version = Version::new(non_negative(version, "snapshot version")?);
                 let taken_at: DateTime<Utc> =
                     row.try_get("taken_at").map_err(|e| unexpected(&e))?;
                 // A snapshot is the application's own encoding: kept as a value, as
-                // `load_snapshot` gives it.
-                let state = serde_json::from_str(state.0).map_err(|_| ReadError::Corrupt {
-                    detail: format!("the snapshot of `{stream}` at {version} is not JSON"),
-                })?;
+                // `load_snapshot` gives it. (serde_json refuses what nests too deeply.)
+                let state = serde_json::from_str(state.0)
+                    .map_err(|_| unreadable("its state does not parse", version))?;
+                let schema_version = schema_version(load.schema_version, version)
+                    .map_err(|_| unreadable("its schema version is negative", version))?;
                 Some(Snapshot {
                     stream_id: stream.clone(),
                     version,
-                    schema_version: schema_version(load.schema_version, version)?,
+                    schema_version,
                     state,
                     taken_at,
                 })

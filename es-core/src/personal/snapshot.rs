@@ -331,14 +331,18 @@ where
                             .store
                             .load_events::<RawEvent>(&stream, after, false)
                             .boxed();
-                        // This start says no more than the first one, without its snapshot.
-                        if let Some(Ok(LoadItem::Start(_))) | None = items.next().await {
-                        } else {
-                            first = Some(Err(ReadError::Corrupt {
-                                detail: format!(
-                                    "the load of `{stream}` did not start with its start"
-                                ),
-                            }));
+                        // This start says no more than the first one, without its snapshot;
+                        // a failure (a lost connection, say) is passed on as it is.
+                        match items.next().await {
+                            Some(Ok(LoadItem::Start(_))) => {}
+                            Some(Err(error)) => first = Some(Err(error)),
+                            Some(Ok(LoadItem::Event { .. })) | None => {
+                                first = Some(Err(ReadError::Corrupt {
+                                    detail: format!(
+                                        "the load of `{stream}` did not start with its start"
+                                    ),
+                                }));
+                            }
                         }
                     }
                     Err(error) => first = Some(Err(error.into())),

@@ -111,10 +111,14 @@ where
                         },
                         false,
                     ),
-                    None => (
-                        self.load_current(&stream).await.map_err(load_error)?.0,
-                        true,
-                    ),
+                    // The archive state waits for the append (or for a rejection): a
+                    // repeat of a command executed before the archive gets its outcome.
+                    None => match self.load_current(&stream, false).await {
+                        Ok(Some(loaded)) => (loaded, true),
+                        // (Not met: this load does not refuse archived streams.)
+                        Ok(None) => return Err(CommandError::Archived { stream }),
+                        Err(source) => return Err(load_error(source)),
+                    },
                 },
             };
             let decision = loaded.state.handle(command.clone(), &self.services).await;

@@ -89,39 +89,44 @@ where
     A: Aggregate,
     S: EventStore + SnapshotStore,
 {
-    /// The aggregate's current state, and whether its stream is archived: its snapshot if
-    /// the policy keeps them and one is usable, then the events after it, read in one go
-    /// ([`SnapshotStore::load_events`]).
+    /// The aggregate's current state: its snapshot if the policy keeps them and one is
+    /// usable, then the events after it, read in one go ([`SnapshotStore::load_events`]).
+    /// `None` if `refuse_archived` and the stream is archived, told before any event is
+    /// decoded (an archived stream may hold events this build no longer reads).
     pub(super) async fn load_current(
         &self,
         stream: &StreamId,
-    ) -> Result<(Loaded<A>, bool), ReadError> {
+        refuse_archived: bool,
+    ) -> Result<Option<Loaded<A>>, ReadError> {
         let snapshots = self.snapshots != SnapshotPolicy::Never;
-        let items = self
-            .store
-            .load_events::<A::Event>(stream, Version::INITIAL, snapshots);
-        futures_util::pin_mut!(items);
-        let start = load_start(stream, items.next().await)?;
-        let archived = start.archived;
-        let Some(snapshot) = start.snapshot else {
-            let loaded = self
-                .fold(stream, A::default(), Version::INITIAL, items)
-                .await?;
-            return Ok((loaded, archived));
-        };
-        if let Some((state, version)) = self.usable(stream, snapshot) {
-            return Ok((self.fold(stream, state, version, items).await?, archived));
+        {
+            let items = self
+                .store
+                .load_events::<A::Event>(stream, Version::INITIAL, snapshots);
+            futures_util::pin_mut!(items);
+            let start = load_start(stream, items.next().await)?;
+            if refuse_archived && start.archived {
+                return Ok(None);
+            }
+            let from = match start.snapshot {
+                None => Some((A::default(), Version::INITIAL)),
+                Some(snapshot) => self.usable(stream, snapshot),
+            };
+            if let Some((state, version)) = from {
+                return Ok(Some(self.fold(stream, state, version, items).await?));
+            }
         }
-        // The snapshot is of no use (logged): replay the whole stream instead.
+        // The snapshot is of no use (logged): replay the whole stream instead (the first
+        // load's stream is gone by now).
         let items = self
             .store
             .load_events::<A::Event>(stream, Version::INITIAL, false);
         futures_util::pin_mut!(items);
         load_start(stream, items.next().await)?;
-        let loaded = self
-            .fold(stream, A::default(), Version::INITIAL, items)
-            .await?;
-        Ok((loaded, archived))
+        Ok(Some(
+            self.fold(stream, A::default(), Version::INITIAL, items)
+                .await?,
+        ))
     }
 
     /// Applies the events of a load to `state`, which includes the events up to `version`.

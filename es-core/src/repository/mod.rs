@@ -196,9 +196,9 @@ where
     /// invalid, or an event cannot be read or decoded.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
         let stream = self.stream_id(id)?;
-        match self.load_current(&stream).await {
-            Ok((_, true)) => Err(LoadError::Archived { stream }),
-            Ok((loaded, false)) => Ok(loaded),
+        match self.load_current(&stream, true).await {
+            Ok(Some(loaded)) => Ok(loaded),
+            Ok(None) => Err(LoadError::Archived { stream }),
             Err(source) => Err(LoadError::Read { stream, source }),
         }
     }

@@ -148,8 +148,14 @@ impl RetryPolicy {
 ///
 /// The default is a snapshot every [`SnapshotPolicy::DEFAULT_EVERY`] events, so that a
 /// command on a long-lived aggregate costs the same however long its stream grows: a load
-/// reads the snapshot and fewer than that many events, and every that-many-th command
-/// writes one snapshot more after it commits.
+/// reads the snapshot and the events since (fewer than that many, once the stream has a
+/// snapshot: one written before the upgrade, or outside a `Repository`, replays in full
+/// until a command takes it past the next multiple), and every that-many-th command writes
+/// one snapshot more after it commits.
+///
+/// A snapshot holds what `apply` made of the events when it was taken: when `apply` (or an
+/// upcaster) changes what the events mean for the state, raise the aggregate's
+/// `snapshot_version` so that older snapshots are ignored.
 ///
 /// ```
 /// use es_core::SnapshotPolicy;
@@ -172,8 +178,9 @@ impl Default for SnapshotPolicy {
 }
 
 impl SnapshotPolicy {
-    /// How many events apart the default policy takes snapshots: a load replays at most
-    /// this many less one, and a snapshot write comes with one command in this many.
+    /// How many events apart the default policy takes snapshots: a load from a snapshot
+    /// replays fewer than this many events, and a snapshot write comes with one command in
+    /// this many.
     pub const DEFAULT_EVERY: u64 = 100;
 
     /// A snapshot every `n` events; [`SnapshotPolicy::Never`] if `n` is 0.

@@ -7,6 +7,7 @@ use es_core::{
     DomainEvent, LoadItem, ReadError, Snapshot, SnapshotStore, StoreError, StreamId, Version,
 };
 use futures_core::Stream;
+use futures_util::StreamExt as _;
 use serde_json::Value;
 use sqlx::Row as _;
 
@@ -14,6 +15,7 @@ use super::PgEventStore;
 use crate::error::store_error;
 use crate::inner::statement;
 use crate::reader::StreamReader;
+use crate::row;
 
 impl SnapshotStore for PgEventStore {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
@@ -62,13 +64,32 @@ impl SnapshotStore for PgEventStore {
     }
 
     /// One statement for the snapshot, the archive state and the first page of events
-    /// (`sql/load_start.sql`), then pages of only the columns a load decodes.
+    /// (`sql/load_start.sql`), then pages of only the columns a load decodes. A snapshot
+    /// row that cannot be read (a state nested too deeply to parse, a row written by
+    /// hand) is left out with a warning and the stream loaded again without it, as the
+    /// default does: the events after a start must be those after its snapshot.
     fn load_events<E: DomainEvent>(
         &self,
         stream: &StreamId,
         after: Version,
         snapshot: bool,
     ) -> impl Stream<Item = Result<LoadItem<E>, ReadError>> + Send + 'static + use<E> {
-        StreamReader::load(Arc::clone(&self.inner), stream.clone(), after, snapshot).into_stream()
+        let (inner, stream) = (Arc::clone(&self.inner), stream.clone());
+        futures_util::stream::once(async move {
+            let mut load = StreamReader::load(Arc::clone(&inner), stream.clone(), after, snapshot)
+                .into_stream()
+                .boxed();
+            let first = load.next().await;
+            if let Some(Err(error)) = &first
+                && row::is_unreadable_snapshot(error)
+            {
+                tracing::warn!(%stream, error = error as &dyn std::error::Error, "cannot read snapshot; replaying events");
+                return StreamReader::load(inner, stream, after, false)
+                    .into_stream()
+                    .boxed();
+            }
+            futures_util::stream::iter(first).chain(load).boxed()
+        })
+        .flatten()
     }
 }

@@ -267,6 +267,12 @@ pub async fn load_events_start_with_the_snapshot_then_the_events_after<S: Store>
         deposits_from(21, 25),
         "events after the version asked for"
     );
+    let (_, events) = load(&store, &stream, 21, false).await;
+    assert_eq!(
+        events,
+        deposits_from(22, 25),
+        "a tail that fills a page of four exactly"
+    );
 
     let saved = snapshot("load-events", 10);
     store.save_snapshot(saved.clone()).await.unwrap();
