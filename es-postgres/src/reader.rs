@@ -123,6 +123,9 @@ impl Drop for Prefetch {
 /// What the background query of a stream read hands over.
 enum Delivery {
     Row(PgRow),
+    /// A whole page of a load: one hand-over (one wake-up of the reader) a page rather
+    /// than one a row, which a profile of rehydration showed as its largest cost.
+    Page(Vec<PgRow>),
     Failed(sqlx::Error),
     /// The stream's end: without it, a closed channel means the query was cut short.
     End,
@@ -143,6 +146,8 @@ pub(crate) struct StreamReader<T> {
     /// Reads a row into an item.
     decode: fn(&PgRow, &StreamId) -> Result<T, ReadError>,
     rows: Option<mpsc::Receiver<Delivery>>,
+    /// The rest of a page handed over whole.
+    page: VecDeque<PgRow>,
     task: Option<JoinHandle<()>>,
     finished: bool,
 }
@@ -179,10 +184,13 @@ async fn forward_stream(
     let mut aborted = 0;
     // A load's first page is the start row and up to a page of events.
     let mut started = matches!(pages, Pages::Envelopes);
+    let whole_pages = matches!(pages, Pages::Load { .. });
     loop {
         let extra = usize::from(!started);
-        // One slot more than a page holds, so that a failure can always be handed over.
-        let Ok(mut slots) = sink.reserve_many(page + extra + 1).await else {
+        // One slot more than a page holds, so that a failure can always be handed over (a
+        // load hands its page over whole: one slot, and one for its end or failure).
+        let wanted = if whole_pages { 2 } else { page + extra + 1 };
+        let Ok(mut slots) = sink.reserve_many(wanted).await else {
             return;
         };
         let mut checkout = match Checkout::take(&inner.pool).await {
@@ -212,17 +220,30 @@ async fn forward_stream(
         let mut rows = query.bind(inner.page_size).fetch(&mut *checkout);
         let mut count = 0;
         let mut failed = None;
+        // A load's page, handed over once it is whole; the version after its last row.
+        let mut whole = Vec::new();
+        let mut whole_next = next;
         // Rows never wait on the reader (their slots are reserved), so only the server can
         // be slow here: each row has the reply deadline.
         while let Some(row) = next_row(&mut rows, inner.reply_timeout).await {
             match row {
                 Ok(row) => {
-                    if let Ok(version) = row.try_get::<i64, _>("version") {
-                        next = Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next();
-                    }
+                    let after =
+                        row.try_get::<Option<i64>, _>("version")
+                            .ok()
+                            .flatten()
+                            .map(|version| {
+                                Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next()
+                            });
                     count += 1;
-                    if let Some(slot) = slots.next() {
-                        slot.send(Delivery::Row(row));
+                    if whole_pages {
+                        whole_next = after.unwrap_or(whole_next);
+                        whole.push(row);
+                    } else {
+                        next = after.unwrap_or(next);
+                        if let Some(slot) = slots.next() {
+                            slot.send(Delivery::Row(row));
+                        }
                     }
                 }
                 Err(error) => {
@@ -235,12 +256,11 @@ async fn forward_stream(
         match failed {
             // Aborted as a serialization failure: the page is read again from the version
             // after the last row passed on.
-            // A load whose start row was passed on goes on with its later pages: its
-            // start must come once.
+            // (A load's page was not handed over: it is read again whole, its start row
+            // too if it was the first.)
             Some(error) if is_serialization_failure(&error) && aborted < SERIALIZATION_RETRIES => {
                 checkout.finish();
                 aborted += 1;
-                started |= count > 0;
                 continue;
             }
             Some(error) => {
@@ -255,6 +275,12 @@ async fn forward_stream(
                 return;
             }
             None => checkout.finish(),
+        }
+        if whole_pages {
+            next = whole_next;
+            if let Some(slot) = slots.next() {
+                slot.send(Delivery::Page(whole));
+            }
         }
         started = true;
         if count < page + extra {
@@ -293,6 +319,7 @@ impl<E: DomainEvent> StreamReader<EventEnvelope<E>> {
             pages: Pages::Envelopes,
             decode: |row, stream| row::envelope::<E>(row, Some(stream)),
             rows: None,
+            page: VecDeque::new(),
             task: None,
             finished: false,
         }
@@ -314,6 +341,7 @@ impl<E: DomainEvent> StreamReader<LoadItem<E>> {
             pages: Pages::Load { after, snapshot },
             decode: row::load_item::<E>,
             rows: None,
+            page: VecDeque::new(),
             task: None,
             finished: false,
         }
@@ -333,6 +361,9 @@ impl<T: Send + 'static> StreamReader<T> {
     async fn next(&mut self) -> Option<Result<T, ReadError>> {
         if self.finished {
             return None;
+        }
+        if let Some(row) = self.page.pop_front() {
+            return Some(self.decoded(&row));
         }
         let rows = match &mut self.rows {
             Some(rows) => rows,
@@ -359,15 +390,19 @@ impl<T: Send + 'static> StreamReader<T> {
                 self.rows.insert(rows)
             }
         };
-        let delivery = rows.recv().await;
+        let mut delivery = rows.recv().await;
+        // An empty page (a load past the end) is not an item: the end follows it.
+        while let Some(Delivery::Page(page)) = &delivery
+            && page.is_empty()
+        {
+            delivery = rows.recv().await;
+        }
         match delivery {
-            Some(Delivery::Row(row)) => {
-                let item = (self.decode)(&row, &self.stream);
-                if item.is_err() {
-                    // A stream of results ends at its first error.
-                    self.finish();
-                }
-                Some(item)
+            Some(Delivery::Row(row)) => Some(self.decoded(&row)),
+            Some(Delivery::Page(page)) => {
+                self.page = page.into();
+                let row = self.page.pop_front()?;
+                Some(self.decoded(&row))
             }
             Some(Delivery::Failed(error)) => {
                 self.finish();
@@ -389,9 +424,20 @@ impl<T: Send + 'static> StreamReader<T> {
         }
     }
 
+    /// `row` read into its item; the reader ends at the first error, as a stream of results
+    /// does.
+    fn decoded(&mut self, row: &PgRow) -> Result<T, ReadError> {
+        let item = (self.decode)(row, &self.stream);
+        if item.is_err() {
+            self.finish();
+        }
+        item
+    }
+
     fn finish(&mut self) {
         self.finished = true;
         self.rows = None;
+        self.page.clear();
         if let Some(task) = self.task.take() {
             task.abort();
         }
