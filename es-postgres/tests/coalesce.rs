@@ -857,3 +857,82 @@ async fn a_batch_holds_a_bounded_number_of_bytes() {
     );
     common::drop_schema(store).await;
 }
+
+/// What a test's subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A batch that falls back to running alone says why, in a span with its numbers of
+/// appends and events, and logs no value of its events.
+#[test]
+fn a_batch_that_runs_alone_logs_why_and_no_values() {
+    let _serial = SERIAL.blocking_lock();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    // On every thread of the runtime, where the committer's tasks run.
+    let on_workers = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&on_workers)))
+        .build()
+        .unwrap();
+    let _here = tracing::dispatcher::set_default(&dispatch);
+    runtime.block_on(async {
+        let store = one_transaction_at_a_time().await;
+        let secret = NewEvent::new(Note::Padded {
+            writer: 1,
+            padding: "SECRET-VALUE".to_owned(),
+        });
+        store
+            .append(
+                &stream("secret-1"),
+                ExpectedVersion::NoStream,
+                vec![secret.clone()],
+            )
+            .await
+            .unwrap();
+        // Its id is taken: its batch's statement fails, and it runs alone.
+        let clash = store
+            .append(&stream("clash-1"), ExpectedVersion::NoStream, vec![secret])
+            .await;
+        assert!(
+            matches!(clash, Err(AppendError::DuplicateEventId { .. })),
+            "{clash:?}"
+        );
+        common::drop_schema(store).await;
+    });
+    drop(runtime);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|line| line.contains("coalesced batch failed"))
+        .unwrap_or_else(|| panic!("no line says why the batch ran alone:\n{log}"));
+    assert!(
+        line.contains("coalesced_commit{appends=1 events=1}"),
+        "not in the batch's span: {line}"
+    );
+    assert!(
+        line.contains("events_event_id_key"),
+        "not the error: {line}"
+    );
+    assert!(!log.contains("SECRET-VALUE"), "a value in the log:\n{log}");
+}
