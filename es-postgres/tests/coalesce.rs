@@ -35,15 +35,28 @@ use es_core::{
     Position, StreamId, Version,
 };
 use es_postgres::PgEventStore;
-use futures_util::{FutureExt as _, TryStreamExt as _};
+use futures_util::{FutureExt as _, StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
 enum Note {
-    Written { writer: u64, n: u64 },
+    Written {
+        writer: u64,
+        n: u64,
+    },
+    /// An event of about `padding.len()` bytes.
+    Padded {
+        writer: u64,
+        padding: String,
+    },
 }
+
+/// One test of this file at a time: a test holds a transaction open (the committer's
+/// blocker), and readers of the log stop below the oldest transaction still running on
+/// the server, so another test's log would come up short meanwhile.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 type Appending<'a> =
     Pin<Box<dyn Future<Output = Result<Committed<Note>, AppendError>> + Send + 'a>>;
@@ -100,7 +113,8 @@ async fn hold_committer(
         blocked
             .append(
                 &stream("blocker-1"),
-                ExpectedVersion::NoStream,
+                // Any: a test may hold the committer more than once.
+                ExpectedVersion::Any,
                 vec![note(0, 0)],
             )
             .await
@@ -119,7 +133,9 @@ async fn hold_committer(
         if waiting > 0 {
             break;
         }
-        assert!(!blocker.is_finished(), "the blocking append did not wait");
+        if blocker.is_finished() {
+            panic!("the blocking append did not wait: {:?}", blocker.await);
+        }
         assert!(Instant::now() < give_up, "the blocking append never waited");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -138,23 +154,42 @@ fn transaction_of(committed: &Committed<Note>) -> u64 {
     committed.events[0].position.parts().0
 }
 
+/// The whole log as readers see it, once they see every committed row: readers stop
+/// below the oldest transaction still running in the database, which another test run on
+/// the same server may hold open for a moment.
 async fn log(store: &PgEventStore) -> Vec<es_core::EventEnvelope<Note>> {
-    store
-        .read_all::<Note>(Position::START, EventFilter::all())
-        .try_collect()
-        .await
-        .unwrap()
+    let committed: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM \"{}\".events",
+        store.schema()
+    )))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log: Vec<_> = store
+            .read_all::<Note>(Position::START, EventFilter::all())
+            .try_collect()
+            .await
+            .unwrap();
+        if log.len() as i64 >= committed || Instant::now() > give_up {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// With batches of three among the fresh appends, the batch is a transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refused_append_never_fails_the_others_of_its_transaction() {
+    let _serial = SERIAL.lock().await;
     one_refused_append_never_fails_the_others(3).await;
 }
 
 /// All single events, the batch commits with its statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refused_append_never_fails_the_others_of_its_statement() {
+    let _serial = SERIAL.lock().await;
     one_refused_append_never_fails_the_others(1).await;
 }
 
@@ -267,6 +302,7 @@ async fn one_refused_append_never_fails_the_others(larger: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_refused_in_part_rolls_its_batch_back_and_loses_no_other() {
+    let _serial = SERIAL.lock().await;
     let store = one_transaction_at_a_time().await;
     let taken = note(1, 1);
     store
@@ -328,6 +364,7 @@ struct Acknowledged {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_mixed_writers_get_their_own_outcomes_and_a_complete_log() {
+    let _serial = SERIAL.lock().await;
     const WRITERS: u64 = 48;
     const ROUNDS: u64 = 12;
     let store = common::fresh_store_with(|builder| builder.coalesce_commits(true)).await;
@@ -454,6 +491,7 @@ async fn many_mixed_writers_get_their_own_outcomes_and_a_complete_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_that_go_away_never_leave_an_acknowledged_append_uncommitted() {
+    let _serial = SERIAL.lock().await;
     const WRITERS: u64 = 32;
     const APPENDS: u64 = 25;
     let store = common::fresh_store_with(|builder| builder.coalesce_commits(true)).await;
@@ -539,4 +577,362 @@ async fn callers_that_go_away_never_leave_an_acknowledged_append_uncommitted() {
     );
     drop(reader);
     common::drop_schema(store).await;
+}
+
+/// A multi-thread runtime of two workers, as a server or a test harness would start.
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Holds the committer, queues `count` fresh single-event appends to streams
+/// `{prefix}-{i}`, releases it, and checks that every one is stored and that they shared
+/// one transaction.
+async fn appends_share_one_transaction(store: &PgEventStore, prefix: &str, count: u64) {
+    let (holder, blocker) = hold_committer(store).await;
+    let mut appends: Vec<Appending<'_>> = (0..count)
+        .map(|i| {
+            appending(
+                store,
+                &format!("{prefix}-{i}"),
+                ExpectedVersion::NoStream,
+                vec![note(i, 0)],
+            )
+        })
+        .collect();
+    queue_all(&mut appends);
+    holder.rollback().await.unwrap();
+    blocker.await.unwrap().unwrap();
+    let stored: Vec<Committed<Note>> = futures_util::future::join_all(appends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let transactions: HashSet<u64> = stored.iter().map(transaction_of).collect();
+    assert_eq!(
+        transactions.len(),
+        1,
+        "the appends of `{prefix}` shared one commit"
+    );
+}
+
+/// A runtime per test or per request: the committer ends with the runtime it ran on, and
+/// the next append starts another on its own runtime, so appends there still coalesce.
+#[test]
+fn appends_coalesce_on_a_runtime_started_after_the_first_shut_down() {
+    let _serial = SERIAL.blocking_lock();
+    // The pool's connections are opened on a runtime that lives throughout: a connection
+    // belongs to the runtime that opened it and fails once that one shuts down, which is
+    // sqlx's affair, not the committer's.
+    let main = multi_thread_runtime();
+    let store = main.block_on(async {
+        let store = one_transaction_at_a_time().await;
+        let all = futures_util::future::try_join_all(
+            (0..es_testkit::postgres::POOL_SIZE).map(|_| store.pool().acquire()),
+        )
+        .await
+        .unwrap();
+        drop(all);
+        store
+    });
+    let first = multi_thread_runtime();
+    first.block_on(appends_share_one_transaction(&store, "first", 6));
+    // Ends the committer and every task of the first runtime.
+    drop(first);
+    let second = multi_thread_runtime();
+    second.block_on(appends_share_one_transaction(&store, "second", 6));
+    drop(second);
+    main.block_on(common::drop_schema(store));
+}
+
+/// A current-thread runtime runs its tasks only while it is driven: appends there take
+/// the normal path, so a runtime left idle holds no committer that others would wait for.
+#[test]
+fn an_idle_current_thread_runtime_holds_no_appends_up() {
+    let _serial = SERIAL.blocking_lock();
+    let main = multi_thread_runtime();
+    // The pool's connections belong to the runtime that keeps running.
+    let store = main.block_on(common::fresh_store_with(|builder| {
+        builder
+            .coalesce_limits(64, 1)
+            .reply_timeout(Some(Duration::from_secs(5)))
+    }));
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let on_idle = idle
+        .block_on(store.append(
+            &stream("idle-1"),
+            ExpectedVersion::NoStream,
+            vec![note(1, 0)],
+        ))
+        .unwrap();
+    assert_eq!(on_idle.version, Version::new(1));
+    // `idle` is alive and driven by nobody from here on.
+    main.block_on(async {
+        // Four reply deadlines, were it queued to a task on the idle runtime.
+        let appended = tokio::time::timeout(
+            Duration::from_secs(10),
+            store.append(
+                &stream("direct-1"),
+                ExpectedVersion::NoStream,
+                vec![note(2, 0)],
+            ),
+        )
+        .await
+        .expect("the append waited for a committer on the idle runtime");
+        appended.unwrap();
+        appends_share_one_transaction(&store, "main", 6).await;
+        common::drop_schema(store).await;
+    });
+    drop(idle);
+}
+
+/// Appends to a stream that already has one waiting cannot join the next batch: they run
+/// alone at once, and take no place in the queue from appends to other streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_to_a_stream_with_one_waiting_run_alone_at_once() {
+    let _serial = SERIAL.lock().await;
+    // Room for four waiting appends, six queued.
+    let store = common::fresh_store_with(|builder| builder.coalesce_limits(2, 1)).await;
+    let (holder, blocker) = hold_committer(&store).await;
+    let mut first = vec![
+        appending(&store, "hot-1", ExpectedVersion::Any, vec![note(1, 0)]),
+        appending(
+            &store,
+            "other-1",
+            ExpectedVersion::NoStream,
+            vec![note(2, 0)],
+        ),
+    ];
+    queue_all(&mut first);
+    // More than the queue and the room hold, all to the stream that has one waiting.
+    let more = futures_util::future::join_all(
+        (1..=12).map(|n| appending(&store, "hot-1", ExpectedVersion::Any, vec![note(1, n)])),
+    );
+    let more = tokio::time::timeout(Duration::from_secs(20), more)
+        .await
+        .expect("appends to a stream with one waiting waited for the committer");
+    for appended in more {
+        appended.unwrap();
+    }
+    // Another stream still gets its place.
+    let mut later = vec![appending(
+        &store,
+        "other-2",
+        ExpectedVersion::NoStream,
+        vec![note(3, 0)],
+    )];
+    queue_all(&mut later);
+    holder.rollback().await.unwrap();
+    blocker.await.unwrap().unwrap();
+    let stored: Vec<Committed<Note>> = futures_util::future::join_all(first)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let transactions: HashSet<u64> = stored.iter().map(transaction_of).collect();
+    assert_eq!(
+        transactions.len(),
+        1,
+        "the waiting appends shared one commit"
+    );
+    assert_eq!(stored[0].version, Version::new(13));
+    // The next batch (two appends a batch).
+    for appended in futures_util::future::join_all(later).await {
+        appended.unwrap();
+    }
+    common::drop_schema(store).await;
+}
+
+/// A full queue sends an append alone at once: it never waits to be queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_beyond_a_full_queue_run_alone_at_once() {
+    let _serial = SERIAL.lock().await;
+    // Room for two waiting appends, three queued: at most five wait for the committer.
+    let store = common::fresh_store_with(|builder| builder.coalesce_limits(1, 1)).await;
+    let (holder, blocker) = hold_committer(&store).await;
+    let appends: Vec<Appending<'_>> = (0..12)
+        .map(|i| {
+            appending(
+                &store,
+                &format!("fresh-{i}"),
+                ExpectedVersion::NoStream,
+                vec![note(i, 0)],
+            )
+        })
+        .collect();
+    let mut unordered: futures_util::stream::FuturesUnordered<_> = appends.into_iter().collect();
+    let mut done = 0;
+    let alone = tokio::time::timeout(Duration::from_secs(20), async {
+        while done < 12 - 5 {
+            unordered.next().await.unwrap().unwrap();
+            done += 1;
+        }
+    })
+    .await;
+    assert!(
+        alone.is_ok(),
+        "only {done} appends ran alone while the committer was held"
+    );
+    holder.rollback().await.unwrap();
+    blocker.await.unwrap().unwrap();
+    while let Some(appended) = unordered.next().await {
+        appended.unwrap();
+    }
+    drop(unordered);
+    assert_eq!(log(&store).await.len(), 1 + 12);
+    common::drop_schema(store).await;
+}
+
+fn padded(writer: u64, bytes: usize) -> NewEvent<Note> {
+    NewEvent::new(Note::Padded {
+        writer,
+        padding: "x".repeat(bytes),
+    })
+}
+
+/// A batch holds at most 4 MiB of events: an append above that runs alone at once, and
+/// one that would take its batch above it waits for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_holds_a_bounded_number_of_bytes() {
+    let _serial = SERIAL.lock().await;
+    const MIB: usize = 1024 * 1024;
+    let store = one_transaction_at_a_time().await;
+    let (holder, blocker) = hold_committer(&store).await;
+    let mut appends: Vec<Appending<'_>> = vec![
+        appending(
+            &store,
+            "big-1",
+            ExpectedVersion::NoStream,
+            vec![padded(1, 3 * MIB)],
+        ),
+        appending(
+            &store,
+            "big-2",
+            ExpectedVersion::NoStream,
+            vec![padded(2, 3 * MIB)],
+        ),
+    ];
+    appends.extend((0..4).map(|i| {
+        appending(
+            &store,
+            &format!("small-{i}"),
+            ExpectedVersion::NoStream,
+            vec![note(10 + i, 0)],
+        )
+    }));
+    queue_all(&mut appends);
+    let huge = tokio::time::timeout(
+        Duration::from_secs(20),
+        store.append(
+            &stream("huge-1"),
+            ExpectedVersion::NoStream,
+            vec![padded(3, 5 * MIB)],
+        ),
+    )
+    .await
+    .expect("an append above the batch's bytes waited for the committer");
+    huge.unwrap();
+    holder.rollback().await.unwrap();
+    blocker.await.unwrap().unwrap();
+    let stored: Vec<Committed<Note>> = futures_util::future::join_all(appends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let first = transaction_of(&stored[0]);
+    assert!(
+        stored[2..].iter().all(|c| transaction_of(c) == first),
+        "the small appends joined the first large one"
+    );
+    assert_ne!(
+        transaction_of(&stored[1]),
+        first,
+        "two large appends above the bytes of a batch shared it"
+    );
+    common::drop_schema(store).await;
+}
+
+/// What a test's subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A batch that falls back to running alone says why, in a span with its numbers of
+/// appends and events, and logs no value of its events.
+#[test]
+fn a_batch_that_runs_alone_logs_why_and_no_values() {
+    let _serial = SERIAL.blocking_lock();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    // On every thread of the runtime, where the committer's tasks run.
+    let on_workers = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&on_workers)))
+        .build()
+        .unwrap();
+    let _here = tracing::dispatcher::set_default(&dispatch);
+    runtime.block_on(async {
+        let store = one_transaction_at_a_time().await;
+        let secret = NewEvent::new(Note::Padded {
+            writer: 1,
+            padding: "SECRET-VALUE".to_owned(),
+        });
+        store
+            .append(
+                &stream("secret-1"),
+                ExpectedVersion::NoStream,
+                vec![secret.clone()],
+            )
+            .await
+            .unwrap();
+        // Its id is taken: its batch's statement fails, and it runs alone.
+        let clash = store
+            .append(&stream("clash-1"), ExpectedVersion::NoStream, vec![secret])
+            .await;
+        assert!(
+            matches!(clash, Err(AppendError::DuplicateEventId { .. })),
+            "{clash:?}"
+        );
+        common::drop_schema(store).await;
+    });
+    drop(runtime);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|line| line.contains("coalesced batch failed"))
+        .unwrap_or_else(|| panic!("no line says why the batch ran alone:\n{log}"));
+    assert!(
+        line.contains("coalesced_commit{appends=1 events=1}"),
+        "not in the batch's span: {line}"
+    );
+    assert!(
+        line.contains("events_event_id_key"),
+        "not the error: {line}"
+    );
+    assert!(!log.contains("SECRET-VALUE"), "a value in the log:\n{log}");
 }

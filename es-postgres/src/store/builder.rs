@@ -173,7 +173,17 @@ impl<C> PgEventStoreBuilder<C> {
     /// waits for company), so the gain is small too; the measured figures are in the
     /// crate's benchmark `coalesce`. Appends with an inline
     /// projection that selects their events, conditional appends
-    /// ([`append_if`](es_core::EventStore::append_if)) and empty appends never coalesce.
+    /// ([`append_if`](es_core::EventStore::append_if)) and empty appends never coalesce;
+    /// nor does an append of more than 4 MiB of events (a batch holds at most that), nor
+    /// one to a stream that already has an append waiting for a batch or in one, nor one
+    /// that finds the committer's queue full (each runs alone at once, rather than wait).
+    ///
+    /// Runtimes: appends coalesce on a multi-thread Tokio runtime only. On a
+    /// current-thread runtime (`#[tokio::test]`'s default) they take the normal path: the
+    /// committer task would run only while that runtime's thread drives it, so one left
+    /// idle would hold up appends made elsewhere. The task lives on the runtime of the
+    /// append that started it; when that runtime shuts down (a runtime per test or per
+    /// request), the next append starts another on its own.
     #[must_use]
     pub fn coalesce_commits(mut self, coalesce: bool) -> Self {
         self.coalesce = match (coalesce, self.coalesce) {

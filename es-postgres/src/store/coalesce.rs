@@ -5,9 +5,9 @@
 //!
 //! An append that may coalesce (it has events, no inline projection selects them, and it
 //! is not conditional) is encoded by its caller and handed to the store's committer task,
-//! which takes whatever is waiting when it is free (up to the batch limit, never two
-//! appends to one stream in a batch or in two transactions under way: the later one waits
-//! for the next batch) and runs it in one transaction, one statement
+//! which takes whatever is waiting when it is free (up to the batch limits, never two
+//! appends to one stream in a batch or in two transactions under way: the later one runs
+//! alone) and runs it in one transaction, one statement
 //! (`sql/append_coalesced.sql`). There is no timer: a batch is what queued while the
 //! previous transactions ran (the committer lets the tasks that are ready run once, a
 //! turn of the scheduler, before it takes one), so under load batches grow and alone an
@@ -64,37 +64,76 @@
 //!   goes on without it (a caller gone before its batch starts is left out), so an append
 //!   acknowledged to anyone is committed and no caller's cancellation aborts another's
 //!   append. Dropping the store lets the task finish the transactions under way and end.
-//! - Deadlines: each step of a batch has the reply deadline; a caller waits to be queued
-//!   at most one (it then runs alone: nothing was queued), and for its reply at most four
-//!   (queueing, begin, insert, commit), then fails transiently (appending the same event
-//!   ids again tells whether it was stored). A lost reply to a batch's commit (or to an
-//!   autocommit statement) fails every append that had rows in it so; the others run
-//!   alone.
+//! - Deadlines: each step of a batch has the reply deadline; a caller never waits to be
+//!   queued (a full queue sends it alone at once: that is the back pressure), and waits
+//!   for its reply at most four (a transaction slot, begin, insert, commit), then fails
+//!   transiently (appending the same event ids again tells whether it was stored). A lost
+//!   reply to a batch's commit (or to an autocommit statement) fails every append that
+//!   had rows in it so; the others run alone. So does an error at that step that may have
+//!   come after the commit took effect (the server ending the session, class 08 or 57P):
+//!   only a refusal (a serialization failure, a deadlock, a constraint) or a statement
+//!   never sent says for sure that nothing was stored.
+//! - Streams: an append to a stream that already has one waiting or under way goes
+//!   alone at once (it could not join the next batch, and must not hold a place in the
+//!   queue that appends to other streams could use).
+//! - Size: a batch holds at most [`MAX_SHARED_BYTES`] of events (an append larger than
+//!   that goes alone); one append is limited by [`es_core::limits::MAX_BATCH_BYTES`].
+//!
+//! # Runtimes
+//!
+//! The committer task runs on the runtime of an append that found none running: a
+//! runtime that shuts down (one per test, one per request) ends it, and the next append
+//! starts another on its own runtime, as the wake-up tasks do. Coalescing needs a
+//! multi-thread runtime: on a current-thread runtime the task would run only while the
+//! runtime's own thread is driving it, so a runtime left idle (a `block_on` that
+//! returned) would hold every other runtime's appends to their reply deadline, and even
+//! when driven, the callers and the committer take turns on one thread, with no second
+//! connection's worth of work to overlap. Appends on a current-thread runtime take the
+//! normal path.
+//!
+//! # Logs
+//!
+//! Each batch runs in a `coalesced_commit` debug span with its numbers of appends and
+//! events. When a batch's statement fails and its appends run alone, the error is logged
+//! (debug for a refusal the batch expects to meet now and then, warn for anything else);
+//! never a payload or a value.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use es_core::{AppendError, Committed, DomainEvent, ExpectedVersion, NewEvent, StreamId};
 use es_core::{StoreError, StoreErrorKind};
 use sqlx::Row as _;
 use sqlx::postgres::{PgConnection, PgRow};
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{Id, JoinSet};
+use tokio::task::{Id, JoinHandle, JoinSet};
 use tracing::Instrument as _;
 
 use super::PgEventStore;
 use super::append::{Batch, committed};
 use crate::checkout::{before, within};
-use crate::error::{no_reply, store_error};
+use crate::error::{is_serialization_failure, no_reply, store_error};
 use crate::inner::{Inner, statement};
 use crate::tx::PgTx;
 
-/// The committer of one store: its limits, and the queue to its task (started by the first
-/// append that coalesces, as that is the first moment a runtime is sure to be there).
+/// The most bytes of events (payloads and metadata, as JSON) one batch holds; an append
+/// larger than that runs alone.
+///
+/// A batch's columns are built, held and sent whole, and each of its steps has one reply
+/// deadline, however much it carries: so a batch must stay small enough to send well
+/// within it. Coalescing pays off for small appends, whose cost is the commit, not the
+/// bytes; an append of megabytes costs its transfer either way, and sharing a commit
+/// saves it nothing.
+pub(crate) const MAX_SHARED_BYTES: usize = 4 * 1024 * 1024;
+
+/// The committer of one store: its limits, and the queue to its task with the task's
+/// handle (started by an append that found no task running, as that is a moment a runtime
+/// is sure to be there).
 pub(crate) struct Coalescer {
     max_appends: usize,
     max_transactions: usize,
-    queue: OnceLock<mpsc::Sender<Request>>,
+    task: Mutex<Option<(mpsc::Sender<Request>, JoinHandle<()>)>>,
 }
 
 impl Coalescer {
@@ -104,31 +143,39 @@ impl Coalescer {
         Self {
             max_appends: max_appends.max(1),
             max_transactions: max_transactions.max(1),
-            queue: OnceLock::new(),
+            task: Mutex::new(None),
         }
     }
 
-    /// The queue to the task, started on the current runtime if need be; `None` outside a
-    /// tokio runtime, where the append takes the normal path.
-    fn queue(&self, inner: &Arc<Inner>) -> Option<&mpsc::Sender<Request>> {
-        if let Some(queue) = self.queue.get() {
-            return Some(queue);
+    /// The queue to the task, which is started on the current runtime if it never ran or
+    /// has ended (its runtime shut down); `None` outside a multi-thread Tokio runtime,
+    /// where the append takes the normal path (see the module's "Runtimes").
+    fn queue(&self, inner: &Arc<Inner>) -> Option<mpsc::Sender<Request>> {
+        let runtime = Handle::try_current().ok()?;
+        if !matches!(runtime.runtime_flavor(), RuntimeFlavor::MultiThread) {
+            return None;
         }
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        Some(self.queue.get_or_init(|| {
-            // Room for a few batches: a caller beyond that waits to be queued, which is
-            // the back pressure.
-            let (sender, receiver) = mpsc::channel(self.max_appends * (self.max_transactions + 2));
-            let committer = Committer {
-                inner: Arc::downgrade(inner),
-                max_appends: self.max_appends,
-                max_transactions: self.max_transactions,
-            };
-            // The task holds the store only weakly: dropping the last clone of the store
-            // closes the queue, and the task ends once its transactions have.
-            runtime.spawn(committer.run(receiver));
-            sender
-        }))
+        // A panic while holding this lock leaves a task or none: both are usable.
+        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((sender, handle)) = &*task
+            && !sender.is_closed()
+            && !handle.is_finished()
+        {
+            return Some(sender.clone());
+        }
+        // Room for a few batches: a caller beyond that runs alone, which is the back
+        // pressure.
+        let (sender, receiver) = mpsc::channel(self.max_appends * (self.max_transactions + 2));
+        let committer = Committer {
+            inner: Arc::downgrade(inner),
+            max_appends: self.max_appends,
+            max_transactions: self.max_transactions,
+        };
+        // The task holds the store only weakly: dropping the last clone of the store
+        // closes the queue, and the task ends once its transactions have.
+        let handle = runtime.spawn(committer.run(receiver));
+        *task = Some((sender.clone(), handle));
+        Some(sender)
     }
 }
 
@@ -138,6 +185,8 @@ struct Request {
     /// The expected version as the statement takes it: `None` for any, 0 for no stream.
     expected: Option<i64>,
     batch: Batch,
+    /// The events' size as JSON, as the limits count it.
+    bytes: usize,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -189,6 +238,11 @@ impl PgEventStore {
         if !self.inline_for(stream, &batch).is_empty() {
             return self.append_in_span(stream, expected, events).await;
         }
+        // Too large to share a batch's deadline with others, and too large to gain from it.
+        let bytes = encoded_bytes(&events, &batch);
+        if bytes > MAX_SHARED_BYTES {
+            return self.append_in_span(stream, expected, events).await;
+        }
         let Some(queue) = coalescer.queue(&self.inner) else {
             return self.append_in_span(stream, expected, events).await;
         };
@@ -204,14 +258,20 @@ impl PgEventStore {
                 }
             },
             batch,
+            bytes,
             reply,
         };
         let deadline = self.inner.reply_timeout;
-        match before(deadline, queue.send(request)).await {
-            Some(Ok(())) => {}
-            // Not queued (the queue stayed full, or the task is gone with its runtime):
-            // nothing of it is stored.
-            None | Some(Err(_)) => return self.append_in_span(stream, expected, events).await,
+        // Never wait to be queued: a full queue means batches enough are waiting, and this
+        // append does better alone than behind them.
+        if let Err(error) = queue.try_send(request) {
+            // Not queued (full, or the task just ended with its runtime): nothing of it is
+            // stored.
+            tracing::trace!(
+                full = matches!(error, mpsc::error::TrySendError::Full(_)),
+                "not queued to the committer: alone"
+            );
+            return self.append_in_span(stream, expected, events).await;
         }
         let transient = |source: StoreError| AppendError::Store {
             stream: stream.clone(),
@@ -263,14 +323,14 @@ impl Committer {
             tokio::task::yield_now().await;
             while open && waiting.len() < room {
                 match queue.try_recv() {
-                    Ok(request) => waiting.push_back(request),
+                    Ok(request) => admit(&mut waiting, &busy, request),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
             }
             while running.len() < self.max_transactions {
                 let in_use: HashSet<&str> = busy.values().flatten().map(String::as_str).collect();
-                let batch = take_batch(&mut waiting, &in_use, self.max_appends);
+                let batch = take_batch(&mut waiting, &in_use, self.max_appends, MAX_SHARED_BYTES);
                 if batch.is_empty() {
                     break;
                 }
@@ -288,7 +348,7 @@ impl Committer {
             }
             tokio::select! {
                 request = queue.recv(), if open && waiting.len() < room => match request {
-                    Some(request) => waiting.push_back(request),
+                    Some(request) => admit(&mut waiting, &busy, request),
                     None => open = false,
                 },
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
@@ -303,11 +363,34 @@ impl Committer {
     }
 }
 
-/// The next batch from `waiting`, oldest first: at most `max` appends, each to a stream of
-/// its own and none in a transaction under way (`in_use`); the rest keep their order.
-/// Appends whose callers went away are dropped (nothing of them was stored, nobody waits).
-fn take_batch(waiting: &mut VecDeque<Request>, in_use: &HashSet<&str>, max: usize) -> Vec<Request> {
+/// Queues `request` to wait for a batch, unless its stream already has an append waiting
+/// or under way: it could not join the next batch, and waiting would take a place in the
+/// queue from appends to other streams, so it runs alone at once (the normal path waits
+/// for the other append's transaction if need be, and explains a conflict).
+fn admit(waiting: &mut VecDeque<Request>, busy: &HashMap<Id, Vec<String>>, request: Request) {
+    let stream = request.stream.as_str();
+    let claimed = waiting.iter().any(|r| r.stream.as_str() == stream)
+        || busy.values().flatten().any(|s| s == stream);
+    if claimed {
+        // A caller that went away has nobody to tell.
+        let _ = request.reply.send(Outcome::Alone);
+    } else {
+        waiting.push_back(request);
+    }
+}
+
+/// The next batch from `waiting`, oldest first: at most `max` appends and `max_bytes` of
+/// events (the first append is always taken), each to a stream of its own and none in a
+/// transaction under way (`in_use`); the rest keep their order. Appends whose callers went
+/// away are dropped (nothing of them was stored, nobody waits).
+fn take_batch(
+    waiting: &mut VecDeque<Request>,
+    in_use: &HashSet<&str>,
+    max: usize,
+    max_bytes: usize,
+) -> Vec<Request> {
     let mut batch = Vec::new();
+    let mut bytes = 0_usize;
     let mut taken: HashSet<String> = HashSet::new();
     let mut kept = VecDeque::with_capacity(waiting.len());
     while let Some(request) = waiting.pop_front() {
@@ -315,8 +398,10 @@ fn take_batch(waiting: &mut VecDeque<Request>, in_use: &HashSet<&str>, max: usiz
             continue;
         }
         let stream = request.stream.as_str();
-        if batch.len() < max && !in_use.contains(stream) && !taken.contains(stream) {
+        let fits = batch.is_empty() || bytes.saturating_add(request.bytes) <= max_bytes;
+        if batch.len() < max && fits && !in_use.contains(stream) && !taken.contains(stream) {
             taken.insert(stream.to_owned());
+            bytes = bytes.saturating_add(request.bytes);
             batch.push(request);
         } else {
             kept.push_back(request);
@@ -326,8 +411,15 @@ fn take_batch(waiting: &mut VecDeque<Request>, in_use: &HashSet<&str>, max: usiz
     batch
 }
 
-/// Runs `batch` and tells each append its outcome.
-async fn commit(inner: Arc<Inner>, mut batch: Vec<Request>) {
+/// Runs `batch` and tells each append its outcome, in a span that tells its size.
+async fn commit(inner: Arc<Inner>, batch: Vec<Request>) {
+    let events: usize = batch.iter().map(|r| r.batch.ids.len()).sum();
+    let span = tracing::debug_span!("coalesced_commit", appends = batch.len(), events);
+    commit_in_span(inner, batch).instrument(span).await;
+}
+
+/// [`commit`], in its span.
+async fn commit_in_span(inner: Arc<Inner>, mut batch: Vec<Request>) {
     if batch.len() == 1 {
         return alone(inner, batch.pop()).await;
     }
@@ -403,9 +495,18 @@ async fn alone(inner: Arc<Inner>, request: Option<Request>) {
         )),
         // Refused by the server (a lost race, a taken id), or never sent (no connection
         // came free): nothing is stored.
-        Err(error) if nothing_done(&error) => Outcome::Alone,
-        // No reply: the statement may have committed.
-        Err(error) => Outcome::Failed(store_error("append", error)),
+        Err(error) if refused(&error) => {
+            alone_after(&error, "the statement of a batch of one");
+            Outcome::Alone
+        }
+        // No reply, or an error that may have come after the commit: it may be stored.
+        Err(error) => {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "a coalesced append of one may or may not be stored"
+            );
+            Outcome::Failed(store_error("append", error))
+        }
     };
     let _ = request.reply.send(outcome);
 }
@@ -432,20 +533,31 @@ async fn shared(inner: &Inner, batch: &[Request]) -> Shared {
         return autocommit(inner, batch).await;
     }
     let deadline = inner.reply_timeout;
-    let Ok(mut tx) = within(deadline, PgTx::begin(&inner.pool)).await else {
-        return Shared::Nothing;
+    // Before `COMMIT` is sent, every failure leaves nothing stored: an uncommitted
+    // transaction is rolled back, by the server if not by us.
+    let mut tx = match within(deadline, PgTx::begin(&inner.pool)).await {
+        Ok(tx) => tx,
+        Err(error) => {
+            alone_after(&error, "begin");
+            return Shared::Nothing;
+        }
     };
     let rows = match within(deadline, insert(inner, &mut tx, batch)).await {
         Ok(rows) => rows,
         // A deadlock with another process's batch, a serialization failure under a
         // stricter isolation, a lost connection: nothing is stored, and each append
         // alone meets (and explains) whatever it meets.
-        Err(_) => {
+        Err(error) => {
+            alone_after(&error, "the coalesced statement");
             let _ = within(deadline, tx.rollback()).await;
             return Shared::Nothing;
         }
     };
     let Some(stored) = apportion(batch, rows) else {
+        // Expected now and then: another writer took some of an append's versions.
+        tracing::debug!(
+            "an append of the batch got only some of its rows: rolled back, each runs alone"
+        );
         let _ = within(deadline, tx.rollback()).await;
         return Shared::Nothing;
     };
@@ -456,9 +568,17 @@ async fn shared(inner: &Inner, batch: &[Request]) -> Shared {
     match within(deadline, tx.commit()).await {
         Ok(()) => Shared::Committed(stored.into()),
         // The server refused the commit (a serialization failure under a stricter
-        // isolation, say): the transaction is gone.
-        Err(error) if nothing_done(&error) => Shared::Nothing,
-        Err(error) => Shared::Unknown(error, stored.iter().map(Option::is_some).collect()),
+        // isolation, a deferred constraint): the transaction is gone.
+        Err(error) if refused(&error) => {
+            alone_after(&error, "commit");
+            Shared::Nothing
+        }
+        // No reply, or an error that may have come after the commit took effect (the
+        // server ending the session, say).
+        Err(error) => {
+            unknown_after(&error, "commit");
+            Shared::Unknown(error, stored.iter().map(Option::is_some).collect())
+        }
     }
 }
 
@@ -469,14 +589,24 @@ async fn autocommit(inner: &Inner, batch: &[Request]) -> Shared {
             Some(stored) => Shared::Committed(stored.into()),
             // Cannot be (one row per append, of the batch's streams), and it committed:
             // say so rather than guess which.
-            None => Shared::Unknown(
-                sqlx::Error::Protocol("rows the coalesced statement cannot have returned".into()),
-                vec![true; batch.len()],
-            ),
+            None => {
+                let error = sqlx::Error::Protocol(
+                    "rows the coalesced statement cannot have returned".into(),
+                );
+                unknown_after(&error, "the coalesced statement (autocommit)");
+                Shared::Unknown(error, vec![true; batch.len()])
+            }
         },
-        Err(error) if nothing_done(&error) => Shared::Nothing,
-        // No reply: any append of it may be stored.
-        Err(error) => Shared::Unknown(error, vec![true; batch.len()]),
+        Err(error) if refused(&error) => {
+            alone_after(&error, "the coalesced statement (autocommit)");
+            Shared::Nothing
+        }
+        // No reply, or an error that may have come after the commit: any append of it
+        // may be stored.
+        Err(error) => {
+            unknown_after(&error, "the coalesced statement (autocommit)");
+            Shared::Unknown(error, vec![true; batch.len()])
+        }
     }
 }
 
@@ -552,11 +682,75 @@ async fn insert(
         .await
 }
 
-/// Whether `error` says for sure that its statement stored nothing: the server answered
-/// with an error, or no connection came free to send it on. Anything else (no reply, a
-/// lost connection) leaves the outcome unknown.
-fn nothing_done(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut)
+/// Whether `error`, the failure of a step that commits (`COMMIT`, or a statement in
+/// autocommit), says for sure that nothing was committed: no connection came free to send
+/// it on, or the server refused it, as a serialization failure or deadlock victim (40001,
+/// 40P01) or for a constraint (class 23), which abort the transaction before it commits.
+///
+/// Anything else leaves the outcome unknown: no reply, a lost connection, and any other
+/// server error, above all a FATAL one (the server ending the session, class 08 or 57P,
+/// such as 57P01 at an administrator's shutdown), which may be sent after the commit took
+/// effect.
+fn refused(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut => true,
+        // sqlx tells constraint violations by their kind (from the SQLSTATE, in one
+        // place); everything else by its code, in the crate's one module for them.
+        sqlx::Error::Database(database) => {
+            !matches!(database.kind(), sqlx::error::ErrorKind::Other)
+                || is_serialization_failure(error)
+        }
+        _ => false,
+    }
+}
+
+/// Logs why a batch's appends run alone after `step` failed with `error`, which stored
+/// nothing: at debug for what batches meet now and then (a serialization failure or
+/// deadlock with another batch, a constraint, no connection free), at warn for anything
+/// else. The error's message names the statement's failure, never a value of it.
+fn alone_after(error: &sqlx::Error, step: &'static str) {
+    if refused(error) {
+        tracing::debug!(
+            error = error as &dyn std::error::Error,
+            step,
+            "coalesced batch failed: its appends run alone"
+        );
+    } else {
+        tracing::warn!(
+            error = error as &dyn std::error::Error,
+            step,
+            "coalesced batch failed: its appends run alone"
+        );
+    }
+}
+
+/// Logs that `step` of a batch failed with `error` in a way that leaves its appends
+/// neither stored nor refused for sure: they fail, as an append whose reply was lost.
+fn unknown_after(error: &sqlx::Error, step: &'static str) {
+    tracing::warn!(
+        error = error as &dyn std::error::Error,
+        step,
+        "coalesced batch may or may not be stored: its appends fail transiently"
+    );
+}
+
+/// The events' size as JSON (payloads and metadata), as the limits count it; an event
+/// the limits would refuse (it cannot be: `batch` was encoded from them) counts as too
+/// large to share.
+fn encoded_bytes<E: DomainEvent>(events: &[NewEvent<E>], batch: &Batch) -> usize {
+    events
+        .iter()
+        .zip(&batch.payloads)
+        .map(|(new, payload)| {
+            es_core::limits::check_event(
+                new.event.event_type(),
+                new.event.schema_version(),
+                payload,
+                &new.metadata,
+            )
+            .unwrap_or(usize::MAX)
+        })
+        .fold(0, usize::saturating_add)
 }
 
 /// A copy of `error` good enough for the several appends one lost reply concerns: its
@@ -566,5 +760,92 @@ fn clone_error(error: &sqlx::Error) -> sqlx::Error {
         sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
         sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
         other => sqlx::Error::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database error with SQLSTATE `code` and sqlx's kind for it, as the server and
+    /// sqlx would report it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("server error {code}")]
+    struct ServerError {
+        code: &'static str,
+        kind: fn() -> sqlx::error::ErrorKind,
+    }
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "server error"
+        }
+
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.code.into())
+        }
+
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            (self.kind)()
+        }
+    }
+
+    fn server(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(ServerError {
+            code,
+            kind: || sqlx::error::ErrorKind::Other,
+        }))
+    }
+
+    fn constraint(code: &'static str, kind: fn() -> sqlx::error::ErrorKind) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(ServerError { code, kind }))
+    }
+
+    #[test]
+    fn only_refusals_and_unsent_statements_say_nothing_was_committed() {
+        let refusals = [
+            ("serialization failure", server("40001")),
+            ("deadlock", server("40P01")),
+            (
+                "unique violation",
+                constraint("23505", || sqlx::error::ErrorKind::UniqueViolation),
+            ),
+            (
+                "check violation",
+                constraint("23514", || sqlx::error::ErrorKind::CheckViolation),
+            ),
+            ("no connection came free", sqlx::Error::PoolTimedOut),
+        ];
+        for (what, error) in refusals {
+            assert!(refused(&error), "{what}");
+        }
+        // Each may come after the commit took effect.
+        let unknown = [
+            ("admin shutdown", server("57P01")),
+            ("crash shutdown", server("57P02")),
+            ("connection failure", server("08006")),
+            ("connection exception", server("08000")),
+            ("internal error", server("XX000")),
+            ("no reply", no_reply(std::time::Duration::from_secs(1))),
+            (
+                "lost connection",
+                sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            ),
+        ];
+        for (what, error) in unknown {
+            assert!(!refused(&error), "{what}");
+        }
     }
 }
