@@ -100,10 +100,13 @@ where
     ) -> Result<Option<Loaded<A>>, ReadError> {
         let snapshots = self.snapshots != SnapshotPolicy::Never;
         {
-            let items = self
-                .store
-                .load_events::<A::Event>(stream, Version::INITIAL, snapshots);
-            futures_util::pin_mut!(items);
+            // Boxed: a store's load (a decorator's above all) can be a large future, and
+            // each command's future would carry it.
+            let mut items = Box::pin(self.store.load_events::<A::Event>(
+                stream,
+                Version::INITIAL,
+                snapshots,
+            ));
             let start = load_start(stream, items.next().await)?;
             if refuse_archived && start.archived {
                 return Ok(None);
@@ -118,10 +121,11 @@ where
         }
         // The snapshot is of no use (logged): replay the whole stream instead (the first
         // load's stream is gone by now).
-        let items = self
-            .store
-            .load_events::<A::Event>(stream, Version::INITIAL, false);
-        futures_util::pin_mut!(items);
+        let mut items = Box::pin(self.store.load_events::<A::Event>(
+            stream,
+            Version::INITIAL,
+            false,
+        ));
         load_start(stream, items.next().await)?;
         Ok(Some(
             self.fold(stream, A::default(), Version::INITIAL, items)
@@ -177,8 +181,8 @@ where
             Some(AsOf::Time(time)) => return self.catch_up_to(stream, state, version, time).await,
             Some(AsOf::Version(target)) => target,
             Some(AsOf::Latest) | None => {
-                let items = self.store.load_events::<A::Event>(stream, version, false);
-                futures_util::pin_mut!(items);
+                let mut items =
+                    Box::pin(self.store.load_events::<A::Event>(stream, version, false));
                 load_start(stream, items.next().await)?;
                 return self.fold(stream, state, version, items).await;
             }
