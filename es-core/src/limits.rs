@@ -437,8 +437,11 @@ fn number_bytes(part: Part, number: &serde_json::Number) -> Result<usize, LimitE
     if let Some(integer) = number.as_i64() {
         return Ok(1 + decimal_digits(integer.unsigned_abs()));
     }
-    let Some(float) = number.as_f64() else {
-        // Not reached: a number is one of the three. Measured as it prints all the same.
+    // Only a true float takes the float path: with serde_json's `arbitrary_precision`
+    // (which any crate of a build can turn on), an integer beyond 64 bits also has an
+    // `f64` value, and must be measured as the digits it is.
+    let Some(float) = number.as_f64().filter(|_| number.is_f64()) else {
+        // An integer beyond 64 bits (`arbitrary_precision`): measured as it prints.
         let mut counter = ByteCount(0);
         let _ = fmt::Write::write_fmt(&mut counter, format_args!("{number}"));
         return Ok(counter.0);

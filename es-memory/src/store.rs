@@ -495,7 +495,7 @@ struct Reader<E> {
 /// held by the boxed wait (made once per wait, never per event).
 enum Live {
     Idle(watch::Receiver<u64>),
-    Waiting(Pin<Box<dyn Future<Output = Woken> + Send>>),
+    Waiting(Pin<Box<dyn Future<Output = Woken> + Send + Sync>>),
 }
 
 /// The receiver back from a wait, and whether the store is still there to append.
@@ -540,7 +540,9 @@ impl<E: DomainEvent> Stream for Reader<E> {
             }
             let Some(Live::Idle(mut receiver)) = this.live.take() else {
                 // Not live: the end of what is stored. (A wait in progress was polled
-                // above and is idle again by now.)
+                // above and is idle again by now.) Ended for good: polled again, it must
+                // not hand out what was appended since.
+                this.finished = true;
                 return Poll::Ready(None);
             };
             // `changed` resolves at once if an append happened since this receiver last
