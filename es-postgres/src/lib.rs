@@ -114,6 +114,7 @@ mod row;
 mod schema;
 mod sql;
 mod store;
+mod stream_reader;
 mod tx;
 mod wakeup;
 mod xid;

@@ -214,9 +214,15 @@ pub(crate) fn load_item<E: DomainEvent>(
         };
         let snapshot = match (load.version, load.payload) {
             (Some(version), Some(state)) => {
-                let version = Version::new(non_negative(version, "snapshot version")?);
-                let taken_at: DateTime<Utc> =
-                    row.try_get("taken_at").map_err(|e| unexpected(&e))?;
+                let version = u64::try_from(version).map_err(|_| ReadError::Corrupt {
+                    detail: format!(
+                        "{UNREADABLE_SNAPSHOT} of `{stream}`: its version {version} is negative"
+                    ),
+                })?;
+                let version = Version::new(version);
+                let taken_at: DateTime<Utc> = row
+                    .try_get("taken_at")
+                    .map_err(|_| unreadable("its time does not read", version))?;
                 // A snapshot is the application's own encoding: kept as a value, as
                 // `load_snapshot` gives it. (serde_json refuses what nests too deeply.)
                 let state = serde_json::from_str(state.0)

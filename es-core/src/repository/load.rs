@@ -149,6 +149,15 @@ where
                     event,
                     ..
                 } => {
+                    // A stream's versions have no gaps: any other version is a store
+                    // delivering out of order, which must fail rather than fold wrong.
+                    if next != version.next() {
+                        return Err(ReadError::Corrupt {
+                            detail: format!(
+                                "the load of `{stream}` read version {next} after {version}"
+                            ),
+                        });
+                    }
                     state.apply(&event);
                     version = next;
                 }

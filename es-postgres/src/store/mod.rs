@@ -17,9 +17,10 @@ use crate::error::{PgStoreError, retry_serialization_failures, store_error};
 use crate::horizon::{self, PgHorizon};
 use crate::inner::{Inner, statement};
 use crate::query::QueryReader;
-use crate::reader::{LogReader, StreamReader, filter_parameters};
+use crate::reader::{LogReader, filter_parameters};
 use crate::row::{self, position_of};
 use crate::schema::PgSchemaName;
+use crate::stream_reader::StreamReader;
 use crate::tx::PgTx;
 use crate::xid::Xid8;
 
@@ -27,6 +28,7 @@ mod append;
 mod builder;
 pub(crate) mod coalesce;
 mod conditional;
+mod refusal;
 mod runner_tables;
 mod snapshots;
 

@@ -14,8 +14,8 @@ use sqlx::Row as _;
 use super::PgEventStore;
 use crate::error::store_error;
 use crate::inner::statement;
-use crate::reader::StreamReader;
 use crate::row;
+use crate::stream_reader::StreamReader;
 
 impl SnapshotStore for PgEventStore {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
