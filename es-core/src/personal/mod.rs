@@ -41,6 +41,7 @@ pub(crate) mod fixture;
 mod keys;
 mod local;
 mod memory;
+mod open;
 mod protected;
 mod redact;
 mod snapshot;
