@@ -44,12 +44,7 @@ impl PgEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
-        let span = tracing::debug_span!(
-            es_core::telemetry::APPEND_SPAN,
-            %stream,
-            events = events.len(),
-            %expected,
-        );
+        let span = append_span(stream, events.len(), expected);
         self.append_in_span(stream, expected, events)
             .instrument(span)
             .await
@@ -390,6 +385,22 @@ impl PgEventStore {
         .map_err(|e| store_error("stream version", e))?;
         Ok(Version::new(u64::try_from(version).unwrap_or_default()))
     }
+}
+
+/// The span of an append ([`es_core::telemetry::APPEND_SPAN`]), on either path: its
+/// `coalesced` field is recorded only by the committer's ([`super::coalesce`]).
+pub(super) fn append_span(
+    stream: &StreamId,
+    events: usize,
+    expected: ExpectedVersion,
+) -> tracing::Span {
+    tracing::debug_span!(
+        es_core::telemetry::APPEND_SPAN,
+        %stream,
+        events,
+        %expected,
+        coalesced = tracing::field::Empty,
+    )
 }
 
 /// The columns of a batch, as the arrays the insert binds.

@@ -111,7 +111,7 @@ use tokio::task::{Id, JoinHandle, JoinSet};
 use tracing::Instrument as _;
 
 use super::PgEventStore;
-use super::append::{Batch, committed};
+use super::append::{Batch, append_span, committed};
 use crate::checkout::{before, within};
 use crate::error::{is_serialization_failure, no_reply, store_error};
 use crate::inner::{Inner, statement};
@@ -210,13 +210,8 @@ impl PgEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent<E>>,
     ) -> Result<Committed<E>, AppendError> {
-        let span = tracing::debug_span!(
-            es_core::telemetry::APPEND_SPAN,
-            %stream,
-            events = events.len(),
-            %expected,
-            coalesced = true,
-        );
+        let span = append_span(stream, events.len(), expected);
+        span.record("coalesced", true);
         self.through_committer(coalescer, stream, expected, events)
             .instrument(span)
             .await
