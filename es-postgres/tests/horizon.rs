@@ -33,9 +33,10 @@ use uuid::Uuid;
 /// Bounds every wait; nothing here measures speed.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Taken by the tests that hold transactions open in this database: the horizon names
-/// the oldest one, which must be the test's own (run beside the churn test, the holder
-/// test saw one of its dawdling appends named instead).
+/// Taken by every test here that writes to this database: the horizon names the oldest
+/// open transaction, which the holder test asserts is its own (beside the churn test it
+/// once saw one of its dawdling appends named instead, and beside the other-database test
+/// one of that test's appends, a clean-clone CI run on 2026-12-02).
 static HOLDING_HERE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A connection to another database of the same server, tagged `application`.
@@ -89,6 +90,7 @@ async fn append(store: &PgEventStore, stream: &str, n: usize) -> Vec<EventEnvelo
 /// long transaction or forgotten session must not stall delivery here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_in_another_database_holds_nothing_back() {
+    let _alone = HOLDING_HERE.lock().await;
     let store = common::fresh_store().await;
     let _budget = common::hold_connections(1).await;
     let mut elsewhere = other_database(&store, "es-test-elsewhere").await;
