@@ -1,29 +1,31 @@
-//! A bounded cache of loaded aggregate states, so that a command need not replay its stream.
+//! A bounded cache of folded states, so that a command need not replay its stream
+//! (aggregate states by stream) and a decision need not read its query again (decision
+//! states by query).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 
-use crate::stream::{StreamId, Version};
-
-/// Aggregate states by stream, each with the version it includes, evicted oldest first.
+/// States by key (each with whatever says how far it was folded, in `V`), evicted oldest
+/// first.
 ///
 /// A state is *taken* out while a command uses it and *put* back afterwards, so it never
-/// needs cloning, and two commands on one stream never share a state: the second simply
-/// misses and loads from the store.
-pub(crate) struct StateCache<A> {
-    inner: Mutex<Entries<A>>,
+/// needs cloning, and two commands on one key never share a state: the second simply
+/// misses and reads from the store.
+pub(crate) struct StateCache<K, V> {
+    inner: Mutex<Entries<K, V>>,
     capacity: usize,
 }
 
-struct Entries<A> {
-    states: HashMap<StreamId, (Version, A, u64)>,
-    /// Insertion order as (stream, generation); entries whose generation no longer matches
+struct Entries<K, V> {
+    states: HashMap<K, (V, u64)>,
+    /// Insertion order as (key, generation); entries whose generation no longer matches
     /// were taken or replaced and are skipped.
-    order: VecDeque<(StreamId, u64)>,
+    order: VecDeque<(K, u64)>,
     generation: u64,
 }
 
-impl<A> StateCache<A> {
+impl<K: Eq + Hash + Clone, V> StateCache<K, V> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Entries {
@@ -37,19 +39,18 @@ impl<A> StateCache<A> {
 
     // The lock guards plain bookkeeping; a panic while holding it (only possible in an
     // aggregate's `Drop` during eviction) leaves the maps usable, so recover them.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<A>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes the cached state of `stream`, if any.
-    pub(crate) fn take(&self, stream: &StreamId) -> Option<(A, Version)> {
-        let (version, state, _) = self.lock().states.remove(stream)?;
-        Some((state, version))
+    /// Takes the cached state of `key`, if any.
+    pub(crate) fn take(&self, key: &K) -> Option<V> {
+        let (state, _) = self.lock().states.remove(key)?;
+        Some(state)
     }
 
-    /// Puts the state of `stream` at `version` back, evicting the oldest entries beyond the
-    /// capacity.
-    pub(crate) fn put(&self, stream: &StreamId, state: A, version: Version) {
+    /// Puts the state of `key` back, evicting the oldest entries beyond the capacity.
+    pub(crate) fn put(&self, key: &K, state: V) {
         if self.capacity == 0 {
             return;
         }
@@ -58,10 +59,8 @@ impl<A> StateCache<A> {
             let mut entries = self.lock();
             entries.generation += 1;
             let generation = entries.generation;
-            entries
-                .states
-                .insert(stream.clone(), (version, state, generation));
-            entries.order.push_back((stream.clone(), generation));
+            entries.states.insert(key.clone(), (state, generation));
+            entries.order.push_back((key.clone(), generation));
             while entries.states.len() > self.capacity {
                 let Some((oldest, generation)) = entries.order.pop_front() else {
                     break;
@@ -69,7 +68,7 @@ impl<A> StateCache<A> {
                 if entries
                     .states
                     .get(&oldest)
-                    .is_some_and(|e| e.2 == generation)
+                    .is_some_and(|e| e.1 == generation)
                 {
                     evicted.extend(entries.states.remove(&oldest));
                 }
@@ -79,12 +78,12 @@ impl<A> StateCache<A> {
             // cache (`usize::MAX`) must not overflow here, after the command committed.
             if entries.order.len() > self.capacity.saturating_mul(2).saturating_add(64) {
                 let Entries { states, order, .. } = &mut *entries;
-                order.retain(|(stream, generation)| {
-                    states.get(stream).is_some_and(|e| e.2 == *generation)
+                order.retain(|(key, generation)| {
+                    states.get(key).is_some_and(|e| e.1 == *generation)
                 });
             }
         }
-        // Dropped outside the lock: an aggregate's `Drop` is user code.
+        // Dropped outside the lock: a state's `Drop` is user code.
         drop(evicted);
     }
 }
@@ -92,6 +91,7 @@ impl<A> StateCache<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::{StreamId, Version};
 
     fn stream(n: u32) -> StreamId {
         StreamId::new("t", &n.to_string()).unwrap()
@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn takes_what_was_put() {
         let cache = StateCache::new(2);
-        cache.put(&stream(1), "one", Version::new(1));
+        cache.put(&stream(1), ("one", Version::new(1)));
         assert_eq!(cache.take(&stream(1)), Some(("one", Version::new(1))));
         assert_eq!(cache.take(&stream(1)), None, "taking removes");
     }
@@ -108,9 +108,9 @@ mod tests {
     #[test]
     fn evicts_oldest_beyond_capacity() {
         let cache = StateCache::new(2);
-        cache.put(&stream(1), 1, Version::new(1));
-        cache.put(&stream(2), 2, Version::new(1));
-        cache.put(&stream(3), 3, Version::new(1));
+        cache.put(&stream(1), (1, Version::new(1)));
+        cache.put(&stream(2), (2, Version::new(1)));
+        cache.put(&stream(3), (3, Version::new(1)));
         assert_eq!(cache.take(&stream(1)), None);
         assert!(cache.take(&stream(2)).is_some());
         assert!(cache.take(&stream(3)).is_some());
@@ -119,11 +119,11 @@ mod tests {
     #[test]
     fn a_state_put_back_is_young_again() {
         let cache = StateCache::new(2);
-        cache.put(&stream(1), 1, Version::new(1));
-        cache.put(&stream(2), 2, Version::new(1));
+        cache.put(&stream(1), (1, Version::new(1)));
+        cache.put(&stream(2), (2, Version::new(1)));
         let (state, version) = cache.take(&stream(1)).unwrap();
-        cache.put(&stream(1), state, version.next());
-        cache.put(&stream(3), 3, Version::new(1));
+        cache.put(&stream(1), (state, version.next()));
+        cache.put(&stream(3), (3, Version::new(1)));
         assert_eq!(cache.take(&stream(2)), None, "stream 2 is now the oldest");
         assert_eq!(cache.take(&stream(1)), Some((1, Version::new(2))));
     }
@@ -132,7 +132,7 @@ mod tests {
     fn stale_order_entries_stay_bounded() {
         let cache = StateCache::new(4);
         for n in 0..10_000 {
-            cache.put(&stream(1), n, Version::new(n));
+            cache.put(&stream(1), (n, Version::new(n)));
             let _ = cache.take(&stream(1));
         }
         assert!(cache.lock().order.len() <= 2 * 4 + 64);
@@ -141,14 +141,14 @@ mod tests {
     #[test]
     fn unbounded_capacity_does_not_overflow() {
         let cache = StateCache::new(usize::MAX);
-        cache.put(&stream(1), 1, Version::new(1));
+        cache.put(&stream(1), (1, Version::new(1)));
         assert_eq!(cache.take(&stream(1)), Some((1, Version::new(1))));
     }
 
     #[test]
     fn zero_capacity_keeps_nothing() {
         let cache = StateCache::new(0);
-        cache.put(&stream(1), 1, Version::new(1));
+        cache.put(&stream(1), (1, Version::new(1)));
         assert_eq!(cache.take(&stream(1)), None);
     }
 }

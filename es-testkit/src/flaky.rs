@@ -53,6 +53,7 @@ struct Plan {
     loads: AtomicU32,
     loaded_events: Arc<AtomicU32>,
     stream_reads: AtomicU32,
+    query_reads: AtomicU32,
     snapshot_loads: AtomicU32,
     archive_checks: AtomicU32,
     version_checks: AtomicU32,
@@ -62,7 +63,8 @@ struct Plan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Calls {
-    /// Appends ([`EventStore::append`]), failed ones included.
+    /// Appends ([`EventStore::append`] and [`EventStore::append_if`]), failed ones
+    /// included.
     pub appends: u32,
     /// Aggregate loads ([`SnapshotStore::load_events`]).
     pub loads: u32,
@@ -70,6 +72,8 @@ pub struct Calls {
     pub loaded_events: u32,
     /// Stream reads ([`EventStore::read_stream`]).
     pub stream_reads: u32,
+    /// Query reads ([`EventStore::read_query`]).
+    pub query_reads: u32,
     /// Snapshot loads ([`SnapshotStore::load_snapshot`]).
     pub snapshot_loads: u32,
     /// Archive checks ([`EventStore::is_archived`]).
@@ -187,6 +191,7 @@ impl<S> FlakyStore<S> {
             loads: plan.loads.load(Ordering::SeqCst),
             loaded_events: plan.loaded_events.load(Ordering::SeqCst),
             stream_reads: plan.stream_reads.load(Ordering::SeqCst),
+            query_reads: plan.query_reads.load(Ordering::SeqCst),
             snapshot_loads: plan.snapshot_loads.load(Ordering::SeqCst),
             archive_checks: plan.archive_checks.load(Ordering::SeqCst),
             version_checks: plan.version_checks.load(Ordering::SeqCst),
@@ -260,6 +265,7 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
         after: Position,
     ) -> impl futures_util::Stream<Item = Result<EventEnvelope<E>, ReadError>> + Send + 'static + use<S, E>
     {
+        self.plan.query_reads.fetch_add(1, Ordering::SeqCst);
         self.plan
             .read("query read", self.inner.read_query::<E>(query, after))
     }

@@ -2,6 +2,7 @@
 //! appends on the condition that nothing it read changed, again after a lost race.
 
 use std::fmt;
+use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use tracing::Instrument as _;
@@ -17,6 +18,7 @@ use crate::store::EventStore;
 use crate::stream::{ExpectedVersion, Position, StreamId};
 use crate::telemetry::{self, Outcome};
 
+use super::cache::DecisionCache;
 use super::states::DecisionStates;
 use super::states::sealed::Fold as _;
 use super::{Decided, Decision, DecisionError};
@@ -44,7 +46,10 @@ const CONFIRMATIONS: u32 = 3;
 /// With [`Decider::with_unread_first_attempt`], step 1 is skipped on the first attempt:
 /// it decides on the states as made, and appends on the condition that nothing the query
 /// selects is stored at all (one round trip for a decision on something new), reading
-/// only when that is refused.
+/// only when that is refused. With [`Decider::with_cache`], a decision on states the
+/// decider folded before starts from them instead, and appends on the condition that
+/// nothing the query selects was stored since (one round trip while no other writer
+/// touches those entities), reading only what was stored since when that is refused.
 ///
 /// A rejection, or a decision to emit nothing, is first checked against the same
 /// condition with nothing to append (a conditional append of no events: on PostgreSQL a
@@ -69,6 +74,7 @@ pub struct Decider<S> {
     store: S,
     retry: RetryPolicy,
     unread_first: bool,
+    cache: Option<Arc<DecisionCache>>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Decider<S> {
@@ -77,6 +83,7 @@ impl<S: fmt::Debug> fmt::Debug for Decider<S> {
             .field("store", &self.store)
             .field("retry", &self.retry)
             .field("unread_first", &self.unread_first)
+            .field("cached", &self.cache.is_some())
             .finish()
     }
 }
@@ -88,6 +95,7 @@ impl<S: EventStore> Decider<S> {
             store,
             retry: RetryPolicy::default(),
             unread_first: false,
+            cache: None,
         }
     }
 
@@ -109,6 +117,35 @@ impl<S: EventStore> Decider<S> {
     #[must_use]
     pub fn with_unread_first_attempt(mut self, unread_first: bool) -> Self {
         self.unread_first = unread_first;
+        self
+    }
+
+    /// Keeps the states of up to `capacity` decisions (0, the default, keeps none), so that
+    /// the next decision on the same states decides on them at once: one round trip to the
+    /// store (its conditional append) instead of two. Clones of the decider share the
+    /// cache.
+    ///
+    /// A decision's states are kept after it commits (with the events it recorded folded
+    /// in), is rejected or decides nothing, found again by their type and their union
+    /// query, and taken out while a decision uses them (two decisions on the same states at
+    /// once: the second reads from the store). A decision on kept states appends on the
+    /// condition that the query selects nothing stored after the position they include;
+    /// when another writer (another process, a decider without this cache) stored such an
+    /// event, the append is refused, and the decision reads what was stored since, into the
+    /// same states, and decides again (counted in the span's `retries`, not in
+    /// [`Decided::attempts`]). A rejection on kept states is read and checked as any other.
+    /// So what is appended was decided on every event the query selects, as without the
+    /// cache.
+    ///
+    /// The contract that makes sharing safe: states of one type made for the same query
+    /// start out the same ([`Decision::state`] puts in them only what their queries are
+    /// made from, such as the entities' tags). A state that also holds a setting of the
+    /// decision (a capacity passed with the command, say) would be found, with the setting
+    /// of the decision that folded it, by a decision with another: keep such settings in
+    /// the decision, where [`Decision::decide`] reads them, or leave the cache off.
+    #[must_use]
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| Arc::new(DecisionCache::new(capacity)));
         self
     }
 
@@ -208,10 +245,18 @@ impl<S: EventStore> Decider<S> {
         // The states as folded so far, and the position they were folded up to: after a
         // lost race, only the events stored since are read (the log only grows, and a
         // position read_query delivered is one nothing can commit before any more).
-        let mut folded = Some((first_states, None));
-        // Whether this attempt decides on the first states without reading (see
-        // `with_unread_first_attempt`).
-        let mut unread = self.unread_first;
+        // Where the states are kept between decisions (`with_cache`), and those kept.
+        let cache = self
+            .cache
+            .as_deref()
+            .map(|cache| (cache, DecisionCache::key::<D::State>(query)));
+        let kept = cache
+            .as_ref()
+            .and_then(|(cache, key)| cache.take::<D::State>(key));
+        // Whether this attempt decides without reading: on the states kept, or on the
+        // first states (`with_unread_first_attempt`).
+        let mut unread = kept.is_some() || self.unread_first;
+        let mut folded = Some(kept.unwrap_or((first_states, None)));
         let mut attempts = 0_u32;
         let mut confirmations = 0_u32;
         let mut failures = 0_u32;
@@ -223,7 +268,7 @@ impl<S: EventStore> Decider<S> {
             if unread {
                 match decision.decide(&current) {
                     Ok(events) if !events.is_empty() => {
-                        let condition = AppendCondition::new(query.clone());
+                        let condition = AppendCondition::new(query.clone()).after(from);
                         let new_events = stamped(events, &ids, &metadata);
                         match self
                             .store
@@ -235,16 +280,25 @@ impl<S: EventStore> Decider<S> {
                                     events = committed.events.len(),
                                     "decision committed without a read"
                                 );
+                                if let Some((cache, key)) = &cache {
+                                    cache.keep_committed(
+                                        key,
+                                        queries,
+                                        current,
+                                        from,
+                                        &committed.events,
+                                    );
+                                }
                                 break Ok(Decided {
                                     stream_id: committed.stream_id,
                                     events: committed.events,
                                     duplicate: false,
-                                    after: None,
+                                    after: from,
                                     attempts: 1,
                                 });
                             }
-                            // The query selects stored events: read them, once the store
-                            // delivers the first.
+                            // The query selects events stored (since the states kept):
+                            // read them, once the store delivers the first.
                             Err(AppendError::ConditionFailed { position, .. }) => {
                                 tracing::debug!(%position, "unread decision refused; reading");
                                 retries += 1;
@@ -278,7 +332,7 @@ impl<S: EventStore> Decider<S> {
                     Ok(_) | Err(_) => {}
                 }
                 unread = false;
-                folded = Some((current, None));
+                folded = Some((current, from));
                 continue;
             }
             let after = match self.read(&mut current, queries, query, from, stream).await {
@@ -329,6 +383,9 @@ impl<S: EventStore> Decider<S> {
             }
             let events = match decided {
                 Ok(events) if events.is_empty() => {
+                    if let Some((cache, key)) = &cache {
+                        cache.keep(key, current, after);
+                    }
                     break Ok(Decided {
                         stream_id: stream.clone(),
                         events: Vec::new(),
@@ -339,6 +396,9 @@ impl<S: EventStore> Decider<S> {
                 }
                 Ok(events) => events,
                 Err(error) => {
+                    if let Some((cache, key)) = &cache {
+                        cache.keep(key, current, after);
+                    }
                     break Err(DecisionError::Rejected {
                         stream: stream.clone(),
                         error,
@@ -377,6 +437,9 @@ impl<S: EventStore> Decider<S> {
                 }
                 Ok(committed) => {
                     tracing::debug!(events = committed.events.len(), "decision committed");
+                    if let Some((cache, key)) = &cache {
+                        cache.keep_committed(key, queries, current, after, &committed.events);
+                    }
                     break Ok(Decided {
                         stream_id: committed.stream_id,
                         events: committed.events,

@@ -173,6 +173,7 @@
 //! events each fall in the other's query, at most one appends on what it read; the other
 //! reads again. Decisions on disjoint tags never retry because of each other.
 
+mod cache;
 mod decider;
 mod error;
 mod states;

@@ -264,7 +264,7 @@ where
     /// Puts a state that is right as of its version back into the cache.
     fn keep(&self, loaded: Loaded<A>) {
         if let Some(cache) = &self.cache {
-            cache.put(&loaded.stream_id, loaded.state, loaded.version);
+            cache.put(&loaded.stream_id, (loaded.state, loaded.version));
         }
     }
 

@@ -92,7 +92,7 @@ pub struct Repository<A: Aggregate, S> {
     services: Arc<A::Services>,
     retry: RetryPolicy,
     snapshots: SnapshotPolicy,
-    cache: Option<Arc<StateCache<A>>>,
+    cache: Option<Arc<StateCache<StreamId, (A, Version)>>>,
 }
 
 impl<A: Aggregate, S: Clone> Clone for Repository<A, S> {

@@ -203,7 +203,7 @@ pub(super) async fn settle<S: EventStore>(store: &S, position: Option<Position>)
 }
 
 /// Defines `course` with `capacity` seats (unconditionally, on its own stream), readable.
-async fn define<S: EventStore>(store: &S, course: &str, capacity: u32) {
+pub(super) async fn define<S: EventStore>(store: &S, course: &str, capacity: u32) {
     let event = CourseEvent::CourseDefined {
         id: course.to_owned(),
         capacity,

@@ -9,6 +9,7 @@
 //! [`Repository`]: es_core::Repository
 //! [`Decider`]: es_core::Decider
 
+mod cached_decisions;
 mod checkpoints;
 mod decisions;
 mod failures;
@@ -19,6 +20,11 @@ mod read_your_writes;
 mod repository;
 mod unread_decisions;
 
+pub use cached_decisions::{
+    a_decider_with_a_cache_decides_on_kept_states_without_reading,
+    a_kept_state_another_writer_moved_on_is_read_again,
+    deciders_with_stale_caches_racing_fill_exactly_the_capacity,
+};
 pub use checkpoints::{
     catch_up_through_sees_the_append, checkpoint_in_memory_is_not_stored,
     checkpoint_in_memory_rolls_back_a_projection_keeping_its_own,
