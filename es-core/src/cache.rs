@@ -37,8 +37,8 @@ impl<K: Eq + Hash + Clone, V> StateCache<K, V> {
         }
     }
 
-    // The lock guards plain bookkeeping; a panic while holding it (only possible in an
-    // aggregate's `Drop` during eviction) leaves the maps usable, so recover them.
+    // The lock guards plain bookkeeping; a panic while holding it (in a hash or a clone of
+    // a key) leaves the maps usable, so recover them.
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -59,7 +59,9 @@ impl<K: Eq + Hash + Clone, V> StateCache<K, V> {
             let mut entries = self.lock();
             entries.generation += 1;
             let generation = entries.generation;
-            entries.states.insert(key.clone(), (state, generation));
+            // A state replaced (two decisions on one key, both putting back) is dropped
+            // outside the lock too.
+            evicted.extend(entries.states.insert(key.clone(), (state, generation)));
             entries.order.push_back((key.clone(), generation));
             while entries.states.len() > self.capacity {
                 let Some((oldest, generation)) = entries.order.pop_front() else {

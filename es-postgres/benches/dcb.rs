@@ -155,11 +155,6 @@ async fn subscribe(
     }
 }
 
-/// `clients` tasks, `per_client` decisions each, each task on courses of its own: with
-/// `per_course` 1 every decision is on a new course (it reads nothing), with 10 a course
-/// takes ten decisions (they read 0 to 9 events). The cost of a decision when nothing
-/// contends.
-///
 /// How a decider of `disjoint` starts a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Start {
@@ -173,6 +168,10 @@ enum Start {
     Cached,
 }
 
+/// `clients` tasks, `per_client` decisions each, each task on courses of its own: with
+/// `per_course` 1 every decision is on a new course (it reads nothing), with 10 a course
+/// takes ten decisions (they read 0 to 9 events). The cost of a decision when nothing
+/// contends, started as `start` says.
 async fn disjoint(
     store: &PgEventStore,
     clients: u64,

@@ -220,6 +220,7 @@ macro_rules! engine_cases {
             unread_first_deciders_racing_to_define_a_course_define_it_once,
             a_decider_with_a_cache_decides_on_kept_states_without_reading,
             a_kept_state_another_writer_moved_on_is_read_again,
+            a_rejection_keeps_its_states_where_it_read,
             deciders_with_stale_caches_racing_fill_exactly_the_capacity,
             decider_repeated_command_id_records_once,
             decided_events_carry_their_tags,

@@ -20,18 +20,20 @@ use crate::stream::Position;
 
 use super::states::DecisionStates;
 
-/// Folded states by their type and their union query.
+/// Folded states by their type and their queries.
 pub(super) struct DecisionCache {
     states: StateCache<Key, Entry>,
 }
 
-/// What a cached state is found by: states of one type, made for the same query, are
-/// the same fold of the same events (the [`Decider::with_cache`](super::Decider::with_cache)
-/// contract), whichever decision made them.
+/// What cached states are found by: states of one type whose queries are the same,
+/// state by state, are the same fold of the same events (the
+/// [`Decider::with_cache`](super::Decider::with_cache) contract), whichever decision made
+/// them. State by state, not their union: a union drops repeated items, so `[a]` and
+/// `[a, a]` (a `Vec` of states) have one union but fold differently.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(super) struct Key {
     states: TypeId,
-    query: Query,
+    queries: Vec<Query>,
 }
 
 struct Entry {
@@ -46,11 +48,11 @@ impl DecisionCache {
         }
     }
 
-    /// The key of states `T` made for `query`.
-    pub(super) fn key<T: DecisionStates>(query: &Query) -> Key {
+    /// The key of states `T` whose queries, state by state, are `queries`.
+    pub(super) fn key<T: DecisionStates>(queries: &[Query]) -> Key {
         Key {
             states: TypeId::of::<T>(),
-            query: query.clone(),
+            queries: queries.to_vec(),
         }
     }
 
@@ -75,8 +77,11 @@ impl DecisionCache {
 
     /// Keeps `states`, folded up to `after`, once they have folded the events the decision
     /// just committed (as the decision's next read would deliver them), up to the last of
-    /// them. States that cannot fold one (it does not decode as their event type) are not
-    /// kept: the next decision reads them afresh and reports it.
+    /// them. Each is matched on the tags it was stored with: those of its metadata and
+    /// those it declares ([`DomainEvent::tags`]), added here too, so as not to rest on a
+    /// store returning them merged. States that cannot fold one (it does not decode as
+    /// their event type, or its tags are invalid) are not kept: the next decision reads
+    /// afresh and reports it.
     pub(super) fn keep_committed<T: DecisionStates, E: DomainEvent>(
         &self,
         key: &Key,
@@ -87,16 +92,20 @@ impl DecisionCache {
     ) {
         let mut last = after;
         for envelope in committed {
-            let Ok(event) = RawEvent::from_event(&envelope.event) else {
+            let (Ok(event), Ok(declared)) =
+                (RawEvent::from_event(&envelope.event), envelope.event.tags())
+            else {
                 return;
             };
+            let mut metadata = envelope.metadata.clone();
+            metadata.tags.extend(declared);
             let raw = EventEnvelope {
                 event_id: envelope.event_id,
                 stream_id: envelope.stream_id.clone(),
                 version: envelope.version,
                 position: envelope.position,
                 recorded_at: envelope.recorded_at,
-                metadata: envelope.metadata.clone(),
+                metadata,
                 event,
             };
             if states.fold(queries, &raw).is_err() {
@@ -105,5 +114,61 @@ impl DecisionCache {
             last = Some(envelope.position);
         }
         self.keep(key, states, last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::DecisionState;
+    use crate::query::QueryItem;
+    use crate::tag::Tag;
+
+    struct Seats(u32);
+
+    impl DecisionState for Seats {
+        type Event = RawEvent;
+
+        fn query(&self) -> Query {
+            QueryItem::new()
+                .with_tag(Tag::new("course:a").unwrap())
+                .into()
+        }
+
+        fn apply(&mut self, _: &RawEvent) {
+            self.0 += 1;
+        }
+    }
+
+    #[test]
+    fn states_are_found_by_their_queries_state_by_state() {
+        let cache = DecisionCache::new(4);
+        let one = vec![DecisionState::query(&Seats(0))];
+        let twice = vec![
+            DecisionState::query(&Seats(0)),
+            DecisionState::query(&Seats(0)),
+        ];
+        cache.keep(
+            &DecisionCache::key::<Vec<Seats>>(&one),
+            vec![Seats(1)],
+            None,
+        );
+        // One union, two shapes: the pair must not be handed the single state.
+        assert!(
+            cache
+                .take::<Vec<Seats>>(&DecisionCache::key::<Vec<Seats>>(&twice))
+                .is_none()
+        );
+        let (kept, after) = cache
+            .take::<Vec<Seats>>(&DecisionCache::key::<Vec<Seats>>(&one))
+            .expect("kept under its own queries");
+        assert_eq!((kept.len(), kept[0].0, after), (1, 1, None));
+        // Another type with the same queries is another entry.
+        cache.keep(&DecisionCache::key::<Seats>(&one), Seats(7), None);
+        assert!(
+            cache
+                .take::<Vec<Seats>>(&DecisionCache::key::<Vec<Seats>>(&one))
+                .is_none()
+        );
     }
 }

@@ -126,23 +126,25 @@ impl<S: EventStore> Decider<S> {
     /// cache.
     ///
     /// A decision's states are kept after it commits (with the events it recorded folded
-    /// in), is rejected or decides nothing, found again by their type and their union
-    /// query, and taken out while a decision uses them (two decisions on the same states at
-    /// once: the second reads from the store). A decision on kept states appends on the
-    /// condition that the query selects nothing stored after the position they include;
-    /// when another writer (another process, a decider without this cache) stored such an
-    /// event, the append is refused, and the decision reads what was stored since, into the
-    /// same states, and decides again (counted in the span's `retries`, not in
+    /// in), is rejected or decides nothing, found again by their type and their queries
+    /// (state by state), and taken out while a decision uses them (two decisions on the
+    /// same states at once: the second reads from the store). A decision on kept states
+    /// appends on the condition that the query selects nothing stored after the position
+    /// they include; when anything else stored such an event (another process, a decider
+    /// without this cache, this decider's decisions on other states whose events these
+    /// select), the append is refused, and the decision reads what was stored since, into
+    /// the same states, and decides again (counted in the span's `retries`, not in
     /// [`Decided::attempts`]). A rejection on kept states is read and checked as any other.
     /// So what is appended was decided on every event the query selects, as without the
     /// cache.
     ///
-    /// The contract that makes sharing safe: states of one type made for the same query
-    /// start out the same ([`Decision::state`] puts in them only what their queries are
-    /// made from, such as the entities' tags). A state that also holds a setting of the
-    /// decision (a capacity passed with the command, say) would be found, with the setting
-    /// of the decision that folded it, by a decision with another: keep such settings in
-    /// the decision, where [`Decision::decide`] reads them, or leave the cache off.
+    /// **The contract that makes sharing safe:** states of one type made for the same
+    /// queries start out the same ([`Decision::state`] puts in them only what their
+    /// queries are made from, such as the entities' tags). Nothing can check it. A state
+    /// that also holds a setting of the decision (a capacity passed with the command,
+    /// say) would be found, with the setting of the decision that folded it, by a
+    /// decision with another: keep such settings in the decision, where
+    /// [`Decision::decide`] reads them, or leave the cache off.
     #[must_use]
     pub fn with_cache(mut self, capacity: usize) -> Self {
         self.cache = (capacity > 0).then(|| Arc::new(DecisionCache::new(capacity)));
@@ -249,7 +251,7 @@ impl<S: EventStore> Decider<S> {
         let cache = self
             .cache
             .as_deref()
-            .map(|cache| (cache, DecisionCache::key::<D::State>(query)));
+            .map(|cache| (cache, DecisionCache::key::<D::State>(queries)));
         let kept = cache
             .as_ref()
             .and_then(|(cache, key)| cache.take::<D::State>(key));

@@ -255,7 +255,9 @@ pub struct Decided<E> {
     pub duplicate: bool,
     /// The position the decision was made on: the last event its query selected when it
     /// read (`None` if there was none, or when an unread first attempt committed: see
-    /// [`Decider::with_unread_first_attempt`]).
+    /// [`Decider::with_unread_first_attempt`]), or, when it committed on states the
+    /// decider kept ([`Decider::with_cache`]), the position they include (often the
+    /// decider's own previous event, which the query need not select).
     pub after: Option<Position>,
     /// How many times it was decided: 1 unless it lost races or the store failed for a
     /// moment (an unread first attempt that did not commit is not counted).

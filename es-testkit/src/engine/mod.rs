@@ -22,7 +22,7 @@ mod unread_decisions;
 
 pub use cached_decisions::{
     a_decider_with_a_cache_decides_on_kept_states_without_reading,
-    a_kept_state_another_writer_moved_on_is_read_again,
+    a_kept_state_another_writer_moved_on_is_read_again, a_rejection_keeps_its_states_where_it_read,
     deciders_with_stale_caches_racing_fill_exactly_the_capacity,
 };
 pub use checkpoints::{
