@@ -75,6 +75,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "forgotten keys",
         sql: include_str!("../migrations/0011_forgotten_keys.sql"),
     },
+    Migration {
+        version: 12,
+        name: "cheaper conditional appends",
+        sql: include_str!("../migrations/0012_cheaper_conditional_appends.sql"),
+    },
 ];
 
 /// The schema and the migrations table, before any migration (idempotent).

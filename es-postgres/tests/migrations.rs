@@ -64,7 +64,7 @@ async fn migrating_twice_changes_nothing_and_keeps_data() {
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     common::drop_schema(store).await;
 }
 
@@ -114,7 +114,7 @@ async fn concurrent_migrations(isolation: &str) {
     .fetch_one(store.pool())
     .await
     .unwrap();
-    assert_eq!(applied, 11, "each migration once");
+    assert_eq!(applied, 12, "each migration once");
     sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(store.pool())
         .await
@@ -154,7 +154,7 @@ async fn newer_schema_is_refused() {
     match store.migrate().await {
         Err(PgStoreError::SchemaTooNew {
             found, supported, ..
-        }) => assert_eq!((found, supported), (99, 11)),
+        }) => assert_eq!((found, supported), (99, 12)),
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
     common::drop_schema(store).await;
@@ -291,7 +291,7 @@ async fn a_schema_from_before_archiving_is_upgraded_in_place() {
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     assert!(
         tables(&store)
             .await
