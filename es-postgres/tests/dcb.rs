@@ -1674,3 +1674,128 @@ async fn a_rejection_is_not_given_on_a_read_that_missed_an_event() {
     ends.await.unwrap();
     common::drop_schema(store).await;
 }
+
+/// A conditional append that waits for its stream's lock (an archive holds it while it
+/// looks at the stream) waits without a transaction id (migration 0012 takes the id just
+/// before the insert, once it holds that lock): with one, it would hold back log readers
+/// and younger conditional appends for as long as the archive takes. Once the lock is
+/// released, the append goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_waiting_for_its_streams_lock_holds_no_transaction_id() {
+    let store = common::fresh_store().await;
+    let seat = stream("seat", Uuid::now_v7().simple());
+    let course = tag("course", Uuid::now_v7().simple());
+    let mut archive = own_connection("archive-in-progress").await;
+    sqlx::raw_sql("BEGIN").execute(&mut archive).await.unwrap();
+    let stream_key = format!("\"{}\".{}", store.schema().as_str(), seat.as_str());
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&stream_key)
+        .execute(&mut archive)
+        .await
+        .unwrap();
+
+    let waiting = {
+        let (store, seat, course) = (store.clone(), seat.clone(), course.clone());
+        tokio::spawn(async move {
+            let query: Query = QueryItem::new().with_tag(course.clone()).into();
+            let condition = AppendCondition::new(query);
+            store
+                .append_if(
+                    &seat,
+                    ExpectedVersion::Any,
+                    vec![tagged("SeatTaken", [course])],
+                    condition,
+                )
+                .await
+        })
+    };
+    // The session waiting for that very key, and whether it has an id meanwhile.
+    let has_id: bool = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let found: Option<bool> = sqlx::query_scalar(
+                "SELECT a.backend_xid IS NOT NULL \
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid, \
+                      hashtextextended($1, 0) AS k \
+                 WHERE l.locktype = 'advisory' AND NOT l.granted AND l.objsubid = 1 \
+                   AND l.classid = oid((k >> 32) & 4294967295) \
+                   AND l.objid = oid(k & 4294967295)",
+            )
+            .bind(&stream_key)
+            .fetch_optional(store.pool())
+            .await
+            .unwrap();
+            if let Some(has_id) = found {
+                break has_id;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the conditional append waits for the stream's lock");
+    assert!(
+        !has_id,
+        "an append waiting for its stream's lock has no transaction id yet"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut archive)
+        .await
+        .unwrap();
+    let committed = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the append ends once the lock is released")
+        .unwrap()
+        .expect("the append goes through");
+    assert_eq!(committed.events.len(), 1);
+    archive.close().await.unwrap();
+    common::drop_schema(store).await;
+}
+
+/// `es_append_if` called directly (the application role may) takes arrays for one event
+/// as migration 0009's statement did: two types for one id are refused, storing nothing;
+/// an id array indexed from 0 is one event, stored (migration 0012's single-event
+/// statement, which reads the first elements by index, takes only arrays of exactly one
+/// element from 1, and leaves other shapes to the general statement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es_append_if_takes_one_events_arrays_as_before() {
+    let store = common::fresh_store().await;
+    let call = |ids: &str, types: &str| {
+        format!(
+            "SELECT count(*) FROM \"{}\".es_append_if('direct-1', NULL, {ids}, {types}, \
+             ARRAY[1], ARRAY['{{}}'::jsonb], ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()], \
+             ARRAY[NULL::text], ARRAY['{{}}'::jsonb], ARRAY[NULL::text], ARRAY['k:v'], \
+             '[{{\"tags\": [\"k:v\"]}}]', ARRAY['k:v'], '0'::xid8, 0, ARRAY[0.001::float8], 5)",
+            store.schema()
+        )
+    };
+    let refused = sqlx::query_scalar::<_, i64>(AssertSqlSafe(call(
+        "ARRAY[gen_random_uuid()]",
+        "ARRAY['Noted', 'Noted']",
+    )))
+    .fetch_one(store.pool())
+    .await;
+    assert!(
+        refused.is_err(),
+        "one id with two types is refused, got {refused:?}"
+    );
+    let stored = || async {
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
+            "SELECT count(*) FROM \"{}\".events",
+            store.schema()
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    };
+    assert_eq!(stored().await, 0, "nothing was stored");
+    // (Arrays from 1 take the single-event statement: every decision test runs it.)
+    let inserted: i64 = sqlx::query_scalar(AssertSqlSafe(call(
+        "('[0:0]={' || gen_random_uuid() || '}')::uuid[]",
+        "ARRAY['Noted']",
+    )))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(inserted, 1, "an id array from 0: one event");
+    assert_eq!(stored().await, 1);
+    common::drop_schema(store).await;
+}
