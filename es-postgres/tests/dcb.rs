@@ -1685,6 +1685,7 @@ async fn an_append_waiting_for_its_streams_lock_holds_no_transaction_id() {
     let store = common::fresh_store().await;
     let seat = stream("seat", Uuid::now_v7().simple());
     let course = tag("course", Uuid::now_v7().simple());
+    let _budget = common::hold_connections(1).await;
     let mut archive = own_connection("archive-in-progress").await;
     sqlx::raw_sql("BEGIN").execute(&mut archive).await.unwrap();
     let stream_key = format!("\"{}\".{}", store.schema().as_str(), seat.as_str());
@@ -1773,8 +1774,16 @@ async fn es_append_if_takes_one_events_arrays_as_before() {
     )))
     .fetch_one(store.pool())
     .await;
-    assert!(
-        refused.is_err(),
+    // The second type's row has no event id: the not-null constraint refuses it.
+    let code = refused
+        .as_ref()
+        .err()
+        .and_then(|e| e.as_database_error())
+        .and_then(|e| e.code())
+        .map(|code| code.into_owned());
+    assert_eq!(
+        code.as_deref(),
+        Some("23502"),
         "one id with two types is refused, got {refused:?}"
     );
     let stored = || async {

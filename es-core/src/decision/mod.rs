@@ -166,7 +166,8 @@
 //! # Costs and guarantees
 //!
 //! A decision reads every event its query selects, from the start of the log (a retry
-//! reads only those stored since): keep states about single entities (one course, one
+//! reads only those stored since), unless its decider kept the states
+//! ([`Decider::with_cache`]): keep states about single entities (one course, one
 //! student), so that what their queries select stays short. Each state decodes the
 //! events it is given itself, so an event that feeds two states is decoded twice. The store checks the condition and writes atomically (see
 //! [`EventStore::append_if`](crate::EventStore::append_if)): of two decisions whose
@@ -256,8 +257,8 @@ pub struct Decided<E> {
     /// The position the decision was made on: the last event its query selected when it
     /// read (`None` if there was none, or when an unread first attempt committed: see
     /// [`Decider::with_unread_first_attempt`]), or, when it committed on states the
-    /// decider kept ([`Decider::with_cache`]), the position they include (often the
-    /// decider's own previous event, which the query need not select).
+    /// decider kept ([`Decider::with_cache`]) without reading, the position they include
+    /// (often the decider's own previous event, which the query need not select).
     pub after: Option<Position>,
     /// How many times it was decided: 1 unless it lost races or the store failed for a
     /// moment (an unread first attempt that did not commit is not counted).

@@ -310,11 +310,13 @@ pub async fn deciders_with_stale_caches_racing_fill_exactly_the_capacity<S: Stor
             late, FREE,
             "round {round}: exactly the free seats are given"
         );
-        // The racers did overlap (else the case proves nothing about the condition): the
-        // appends on stale states, and some lost races, were refused.
+        // Every decider but the last to enrol early kept states that are stale by now:
+        // each of their appends on them was refused, not decided on.
+        let refused = overlapping.conditions_failed() - conditions_failed;
         assert!(
-            overlapping.conditions_failed() > conditions_failed,
-            "round {round}: some appends were refused"
+            refused >= u32::try_from(RACERS - 1).unwrap_or(u32::MAX),
+            "round {round}: the {} stale states were each refused, got {refused} refusals",
+            RACERS - 1
         );
         seated.sort();
         let head = store.head().await.expect("the log's head");
