@@ -31,6 +31,13 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, SqlSafeStr as _, SqlStr};
 use uuid::Uuid;
 
+/// Taken by the tests that hold a writing transaction open for a while: the horizon and
+/// the conditional appends' waits cover the whole database, so one such test's open
+/// transaction is what another's appends wait for and name (a CI run saw a test name
+/// another's transaction, held open while that one's append waited for the first's). They
+/// take turns; the others' short transactions end within a retry.
+static HOLDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn tag(key: &str, value: impl std::fmt::Display) -> Tag {
     Tag::pair(key, value).unwrap()
 }
@@ -648,6 +655,7 @@ async fn hold_with_event(
 /// it commits a selected event, succeeds if it rolls back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_commit_of_an_older_transaction_counts() {
+    let _alone = HOLDING.lock().await;
     let store = common::fresh_store().await;
     let _budget = common::hold_connections(1).await;
     let mut held = own_connection("es-test-dcb-late").await;
@@ -735,6 +743,7 @@ async fn a_late_commit_of_an_older_transaction_counts() {
 /// names the session, having stored nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_older_transaction_is_named_when_the_wait_ends() {
+    let _alone = HOLDING.lock().await;
     let base = common::fresh_store().await;
     let store = PgEventStore::builder(base.pool().clone())
         .schema(base.schema().as_str())
@@ -796,6 +805,7 @@ async fn an_open_older_transaction_is_named_when_the_wait_ends() {
 /// nothing and is waited for like any other writer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_that_wrote_before_does_not_announce() {
+    let _alone = HOLDING.lock().await;
     let store = common::fresh_store().await;
     let _budget = common::hold_connections(1).await;
     let mut session = own_connection("es-test-dcb-wrote-before").await;
@@ -862,6 +872,7 @@ async fn a_transaction_that_wrote_before_does_not_announce() {
 /// and ends with the same transient error, naming the backend that held the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_announcement_waits_no_longer_than_the_limit() {
+    let _alone = HOLDING.lock().await;
     let base = common::fresh_store().await;
     let store = PgEventStore::builder(base.pool().clone())
         .schema(base.schema().as_str())
@@ -939,6 +950,7 @@ async fn the_announcement_waits_no_longer_than_the_limit() {
 /// that waited to the limit instead of giving way fails the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_gives_way_to_an_older_transaction_waiting_for_it() {
+    let _alone = HOLDING.lock().await;
     let base = common::fresh_store().await;
     let store = PgEventStore::builder(base.pool().clone())
         .schema(base.schema().as_str())
@@ -1500,6 +1512,7 @@ impl PgInlineProjection for Blocker {
 /// one is still open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_appends_wait_only_for_older_ones_that_may_match() {
+    let _alone = HOLDING.lock().await;
     let base = common::fresh_store().await;
     let (entered, release) = (
         Arc::new(tokio::sync::Notify::new()),
@@ -1641,6 +1654,7 @@ impl es_core::Decision for SubscribeTo {
 /// the decision is made again, on a read that sees it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejection_is_not_given_on_a_read_that_missed_an_event() {
+    let _alone = HOLDING.lock().await;
     let store = common::fresh_store().await;
     let _budget = common::hold_connections(1).await;
     let mut older = own_connection("es-test-dcb-older").await;
