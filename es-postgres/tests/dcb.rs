@@ -1772,13 +1772,15 @@ async fn an_append_waiting_for_its_streams_lock_holds_no_transaction_id() {
 /// element from 1, and leaves other shapes to the general statement).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn es_append_if_takes_one_events_arrays_as_before() {
+    // Its calls wait for older writers, such as the other tests' held transactions.
+    let _alone = HOLDING.lock().await;
     let store = common::fresh_store().await;
     let call = |ids: &str, types: &str| {
         format!(
             "SELECT count(*) FROM \"{}\".es_append_if('direct-1', NULL, {ids}, {types}, \
              ARRAY[1], ARRAY['{{}}'::jsonb], ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()], \
              ARRAY[NULL::text], ARRAY['{{}}'::jsonb], ARRAY[NULL::text], ARRAY['k:v'], \
-             '[{{\"tags\": [\"k:v\"]}}]', ARRAY['k:v'], '0'::xid8, 0, ARRAY[0.001::float8], 5)",
+             '[{{\"tags\": [\"k:v\"]}}]', ARRAY['k:v'], '0'::xid8, 0, ARRAY[0.001::float8], 30)",
             store.schema()
         )
     };
