@@ -261,24 +261,21 @@ async fn uncontended(bench: &mut Bench) {
     for (clients, per_client) in [(1, 400), (8, 150)] {
         let mut figures = Vec::new();
         for per_course in [1, 10] {
-            let (base, ours, ratio) = alternate(
-                ROUNDS,
-                || baseline_inserts(b, clients, per_client),
-                || disjoint(&store, clients, per_client, per_course, Start::Read),
-            )
-            .await;
-            let (_, unread, unread_ratio) = alternate(
-                ROUNDS,
-                || baseline_inserts(b, clients, per_client),
-                || disjoint(&store, clients, per_client, per_course, Start::Unread),
-            )
-            .await;
-            let (_, cached, cached_ratio) = alternate(
-                ROUNDS,
-                || baseline_inserts(b, clients, per_client),
-                || disjoint(&store, clients, per_client, per_course, Start::Cached),
-            )
-            .await;
+            // Each way of starting, against bare inserts alternated with its own rounds.
+            let mut started = Vec::new();
+            let mut base = 0.0;
+            for start in [Start::Read, Start::Unread, Start::Cached] {
+                let (baseline, ours, ratio) = alternate(
+                    ROUNDS,
+                    || baseline_inserts(b, clients, per_client),
+                    || disjoint(&store, clients, per_client, per_course, start),
+                )
+                .await;
+                if start == Start::Read {
+                    base = baseline;
+                }
+                started.push((ours, ratio));
+            }
             // The floor of the same decisions in bare SQL, against the same baseline.
             let (_, floor, floor_ratio) = alternate(
                 ROUNDS,
@@ -286,43 +283,34 @@ async fn uncontended(bench: &mut Bench) {
                 || bare_decisions(b, clients, per_client, per_course),
             )
             .await;
-            figures.push((
+            figures.push(Figures {
                 per_course,
                 base,
-                ours,
-                ratio,
-                floor,
-                floor_ratio,
-                unread,
-                unread_ratio,
-                cached,
-                cached_ratio,
-            ));
+                started,
+                floor: (floor, floor_ratio),
+            });
         }
         rows.push((clients, figures));
     }
     for (clients, figures) in rows {
         let plural = if clients == 1 { "" } else { "s" };
-        let base = median(figures.iter().map(|f| f.1).collect());
+        let base = median(figures.iter().map(|f| f.base).collect());
         bench.record(
             format!("baseline: bare single-row INSERT, {clients} connection{plural}"),
             base,
             "rows/s",
             None,
         );
-        for (
+        for Figures {
             per_course,
-            _,
-            ours,
-            ratio,
-            floor,
-            floor_ratio,
-            unread,
-            unread_ratio,
-            cached,
-            cached_ratio,
-        ) in figures
+            started,
+            floor: (floor, floor_ratio),
+            ..
+        } in figures
         {
+            let [(ours, ratio), unread, cached] = started[..] else {
+                unreachable!("three ways of starting were measured");
+            };
             let reads = if per_course == 1 {
                 "reading no event"
             } else {
@@ -355,9 +343,9 @@ async fn uncontended(bench: &mut Bench) {
                 } else {
                     "  first attempt unread: 9 in 10 refused, then read"
                 },
-                unread,
+                unread.0,
                 "dec/s",
-                Some(unread_ratio),
+                Some(unread.1),
             );
             bench.record(
                 if per_course == 1 {
@@ -365,12 +353,24 @@ async fn uncontended(bench: &mut Bench) {
                 } else {
                     "  unread first, with the cache: 9 in 10 on kept states, one round trip"
                 },
-                cached,
+                cached.0,
                 "dec/s",
-                Some(cached_ratio),
+                Some(cached.1),
             );
         }
     }
+}
+
+/// What `uncontended` measured for one number of decisions per course.
+struct Figures {
+    per_course: u64,
+    /// The bare inserts' median, in the rounds alternated with the read-first decisions.
+    base: f64,
+    /// Decisions per second and the ratio to their own rounds' bare inserts, for
+    /// `Start::Read`, `Start::Unread` and `Start::Cached`, in that order.
+    started: Vec<(f64, f64)>,
+    /// The bare SQL floor, likewise.
+    floor: (f64, f64),
 }
 
 /// Eight clients racing for the seats of one course per round, twice as many attempts as
