@@ -25,6 +25,47 @@ pub(super) struct DecisionCache {
     states: StateCache<Key, Entry>,
 }
 
+/// One decision's place in its decider's cache: the key of its states, or nothing when
+/// the decider keeps none, so that the decider takes and puts back states without asking
+/// which.
+pub(super) struct Slot<'a>(Option<(&'a DecisionCache, Key)>);
+
+impl<'a> Slot<'a> {
+    /// The place of states `T` whose queries are `queries`, in `cache` if there is one.
+    pub(super) fn new<T: DecisionStates>(
+        cache: Option<&'a DecisionCache>,
+        queries: &[Query],
+    ) -> Self {
+        Self(cache.map(|cache| (cache, DecisionCache::key::<T>(queries))))
+    }
+
+    /// The states kept here, if any (see [`DecisionCache::take`]).
+    pub(super) fn take<T: DecisionStates>(&self) -> Option<(T, Option<Position>)> {
+        let (cache, key) = self.0.as_ref()?;
+        cache.take(key)
+    }
+
+    /// Keeps `states` here (see [`DecisionCache::keep`]).
+    pub(super) fn keep<T: DecisionStates>(&self, states: T, after: Option<Position>) {
+        if let Some((cache, key)) = &self.0 {
+            cache.keep(key, states, after);
+        }
+    }
+
+    /// Keeps `states` here with the decision's committed events (see
+    /// [`DecisionCache::keep_committed`]).
+    pub(super) fn keep_committed<T: DecisionStates, E: DomainEvent>(
+        &self,
+        states: T,
+        after: Option<Position>,
+        committed: &[EventEnvelope<E>],
+    ) {
+        if let Some((cache, key)) = &self.0 {
+            cache.keep_committed(key, states, after, committed);
+        }
+    }
+}
+
 /// What cached states are found by: states of one type whose queries are the same,
 /// state by state, are the same fold of the same events (the
 /// [`Decider::with_cache`](super::Decider::with_cache) contract), whichever decision made
@@ -85,7 +126,6 @@ impl DecisionCache {
     pub(super) fn keep_committed<T: DecisionStates, E: DomainEvent>(
         &self,
         key: &Key,
-        queries: &[Query],
         mut states: T,
         after: Option<Position>,
         committed: &[EventEnvelope<E>],
@@ -108,7 +148,7 @@ impl DecisionCache {
                 metadata,
                 event,
             };
-            if states.fold(queries, &raw).is_err() {
+            if states.fold(&key.queries, &raw).is_err() {
                 return;
             }
             last = Some(envelope.position);

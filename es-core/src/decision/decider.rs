@@ -18,7 +18,7 @@ use crate::store::EventStore;
 use crate::stream::{ExpectedVersion, Position, StreamId};
 use crate::telemetry::{self, Outcome};
 
-use super::cache::DecisionCache;
+use super::cache::{DecisionCache, Slot};
 use super::states::DecisionStates;
 use super::states::sealed::Fold as _;
 use super::{Decided, Decision, DecisionError};
@@ -248,13 +248,8 @@ impl<S: EventStore> Decider<S> {
         // lost race, only the events stored since are read (the log only grows, and a
         // position read_query delivered is one nothing can commit before any more).
         // Where the states are kept between decisions (`with_cache`), and those kept.
-        let cache = self
-            .cache
-            .as_deref()
-            .map(|cache| (cache, DecisionCache::key::<D::State>(queries)));
-        let kept = cache
-            .as_ref()
-            .and_then(|(cache, key)| cache.take::<D::State>(key));
+        let slot = Slot::new::<D::State>(self.cache.as_deref(), queries);
+        let kept = slot.take::<D::State>();
         // Whether this attempt decides without reading: on the states kept, or on the
         // first states (`with_unread_first_attempt`).
         let mut unread = kept.is_some() || self.unread_first;
@@ -282,15 +277,7 @@ impl<S: EventStore> Decider<S> {
                                     events = committed.events.len(),
                                     "decision committed without a read"
                                 );
-                                if let Some((cache, key)) = &cache {
-                                    cache.keep_committed(
-                                        key,
-                                        queries,
-                                        current,
-                                        from,
-                                        &committed.events,
-                                    );
-                                }
+                                slot.keep_committed(current, from, &committed.events);
                                 break Ok(Decided {
                                     stream_id: committed.stream_id,
                                     events: committed.events,
@@ -385,9 +372,7 @@ impl<S: EventStore> Decider<S> {
             }
             let events = match decided {
                 Ok(events) if events.is_empty() => {
-                    if let Some((cache, key)) = &cache {
-                        cache.keep(key, current, after);
-                    }
+                    slot.keep(current, after);
                     break Ok(Decided {
                         stream_id: stream.clone(),
                         events: Vec::new(),
@@ -398,9 +383,7 @@ impl<S: EventStore> Decider<S> {
                 }
                 Ok(events) => events,
                 Err(error) => {
-                    if let Some((cache, key)) = &cache {
-                        cache.keep(key, current, after);
-                    }
+                    slot.keep(current, after);
                     break Err(DecisionError::Rejected {
                         stream: stream.clone(),
                         error,
@@ -439,9 +422,7 @@ impl<S: EventStore> Decider<S> {
                 }
                 Ok(committed) => {
                     tracing::debug!(events = committed.events.len(), "decision committed");
-                    if let Some((cache, key)) = &cache {
-                        cache.keep_committed(key, queries, current, after, &committed.events);
-                    }
+                    slot.keep_committed(current, after, &committed.events);
                     break Ok(Decided {
                         stream_id: committed.stream_id,
                         events: committed.events,
