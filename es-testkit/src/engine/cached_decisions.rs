@@ -112,6 +112,14 @@ async fn enrolled<S: EventStore>(
     decided
 }
 
+/// Why the rule refused `outcome`; any other outcome fails the case.
+fn refusal(outcome: Result<Decided<CourseEvent>, DecisionError<EnrolError>>) -> EnrolError {
+    match outcome {
+        Err(DecisionError::Rejected { error, .. }) => error,
+        other => panic!("refused by the rule, got {other:?}"),
+    }
+}
+
 // ---- The cases --------------------------------------------------------------------------
 
 /// With a cache, the first decision on a course reads it, and the next ones decide on the
@@ -146,13 +154,11 @@ pub async fn a_decider_with_a_cache_decides_on_kept_states_without_reading<S: St
         (1, 3),
         "decisions on kept states are one conditional append each, with no read"
     );
-    match enrol(&cached, "algebra", "dan").await {
-        Err(DecisionError::Rejected {
-            error: EnrolError::Full { capacity: 3 },
-            ..
-        }) => {}
-        other => panic!("the fourth is refused as full, got {other:?}"),
-    }
+    assert_eq!(
+        refusal(enrol(&cached, "algebra", "dan").await),
+        EnrolError::Full { capacity: 3 },
+        "the fourth is refused as full"
+    );
     assert_eq!(
         students(&subscriptions(&store, "algebra").await),
         ["ada", "bob", "cy"]
@@ -173,13 +179,11 @@ pub async fn a_rejection_keeps_its_states_where_it_read<S: Store>(store: S) {
         student: "bob".into(),
         closed: true,
     };
-    match execute(&cached, &closed).await {
-        Err(DecisionError::Rejected {
-            error: EnrolError::Closed,
-            ..
-        }) => {}
-        other => panic!("a closed enrolment is refused, got {other:?}"),
-    }
+    assert_eq!(
+        refusal(execute(&cached, &closed).await),
+        EnrolError::Closed,
+        "a closed enrolment is refused"
+    );
     let (reads, refused) = (watched.calls().query_reads, watched.conditions_failed());
     enrolled(&cached, "chemistry", "cy").await;
     enrolled(&cached, "chemistry", "dan").await;
@@ -188,13 +192,11 @@ pub async fn a_rejection_keeps_its_states_where_it_read<S: Store>(store: S) {
         (reads, refused),
         "decided on the states the rejection kept, with no read and no refused append"
     );
-    match enrol(&cached, "chemistry", "eve").await {
-        Err(DecisionError::Rejected {
-            error: EnrolError::Full { capacity: 3 },
-            ..
-        }) => {}
-        other => panic!("the course is full, got {other:?}"),
-    }
+    assert_eq!(
+        refusal(enrol(&cached, "chemistry", "eve").await),
+        EnrolError::Full { capacity: 3 },
+        "the course is full"
+    );
     assert_eq!(
         students(&subscriptions(&store, "chemistry").await),
         ["ada", "cy", "dan"]
@@ -232,13 +234,11 @@ pub async fn a_kept_state_another_writer_moved_on_is_read_again<S: Store>(store:
         taken.position(),
         "decided on the states read up to the other writer's seat"
     );
-    match enrol(&cached, "botany", "dan").await {
-        Err(DecisionError::Rejected {
-            error: EnrolError::Full { capacity: 3 },
-            ..
-        }) => {}
-        other => panic!("the course is full now, got {other:?}"),
-    }
+    assert_eq!(
+        refusal(enrol(&cached, "botany", "dan").await),
+        EnrolError::Full { capacity: 3 },
+        "the course is full now"
+    );
     assert_eq!(
         students(&subscriptions(&store, "botany").await),
         ["ada", "bob", "cy"]
