@@ -6,8 +6,9 @@
 //! decision that reads, then appends), eight clients contending for the seats of one
 //! course (accepted, retried,
 //! refused, and violations, which must be zero), and a query read of 10,000 tagged events
-//! (against a bare SELECT of the same rows); and single-event appends, untagged and
-//! tagged, against bare inserts: what tags cost an ordinary append.
+//! (against a bare SELECT of the same rows); single-event appends, untagged and tagged,
+//! against bare inserts: what tags cost an ordinary append; and, by `pgbench` with no Rust
+//! client at all, the server's share of a decision against a bare insert (`server.rs`).
 //!
 //! Run with `cargo bench -p es-postgres --bench dcb` (DATABASE_URL, or the local server).
 //! It works in a schema of its own and drops it at the end. Prints figures; it asserts
@@ -35,6 +36,9 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 mod support;
+
+#[path = "dcb/server.rs"]
+mod server;
 use support::{Bench, alternate, baseline_inserts, concurrently, median, memo, rate};
 
 /// A student took a seat in a course: tagged with both by the derive, so that a course's
@@ -635,6 +639,9 @@ async fn main() {
     }
     if wanted("appends") {
         tagged_appends(&mut bench).await;
+    }
+    if wanted("server") {
+        server::server_side(&mut bench);
     }
     bench.finish().await;
 }
