@@ -44,7 +44,7 @@ use es_core::{
 use es_postgres::PgEventStore;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Row as _};
 use uuid::Uuid;
 
 mod support;
@@ -496,11 +496,13 @@ async fn batched_appends(bench: &mut Bench) {
 /// One 10,000-event stream (written by the store, then copied row for row into both
 /// baseline tables) read in alternating rounds: bare, all columns of the es-shape table;
 /// bare, `SELECT payload` of the minimal table decoded by serde_json into `LedgerEvent`
-/// (the least a load can do); the store's `read_stream`; and `Repository::load`, the
-/// rehydration (no snapshot, so it replays all 10,000 events).
+/// (the least a load can do); the same bare read of es-rs's table, of the payloads alone
+/// and of the columns a load selects (what a load could reach there if its own code cost
+/// nothing); the store's `read_stream`; and `Repository::load`, the rehydration (no
+/// snapshot, so it replays all 10,000 events).
 async fn reads(bench: &mut Bench) {
     const EVENTS: u64 = 10_000;
-    const ROUNDS: usize = 7;
+    const ROUNDS: usize = 15;
     let store = bench.store(true);
     let id = format!("read-{}", Uuid::now_v7().simple());
     let stream = StreamId::new("ledger", &id).unwrap();
@@ -545,9 +547,49 @@ async fn reads(bench: &mut Bench) {
          FROM \"{}\".baseline WHERE stream_id = 'baseline-read' ORDER BY version",
         bench.schema
     );
+    // Two bounds on what a load can reach on es-rs's own table, each one bare statement
+    // whose payloads are decoded as the minimal read decodes them: the payloads alone (the
+    // cost of the table's wider rows), and the columns a load selects (`load_page.sql`).
+    let from_events = |columns: &str| {
+        format!(
+            "SELECT {columns} FROM \"{}\".events WHERE stream_id = $1 ORDER BY version",
+            bench.schema
+        )
+    };
+    let payloads_only = from_events("payload");
+    let load_columns = from_events(
+        "position, transaction_id, version, event_id, event_type, schema_version, payload",
+    );
+    let bare_decoded = |sql: String, column: usize| {
+        let (pool, stream) = (bench.pool.clone(), stream.clone());
+        async move {
+            let start = Instant::now();
+            let events: Vec<LedgerEvent> = sqlx::query(AssertSqlSafe(sql))
+                .bind(stream.as_str())
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| LedgerEvent::Recorded {
+                    memo: row
+                        .get::<sqlx::types::Json<RecordedPayload>, _>(column)
+                        .0
+                        .memo,
+                })
+                .collect();
+            assert_eq!(events.len() as u64, EVENTS);
+            rate(EVENTS, start.elapsed())
+        }
+    };
     let repository = Repository::<Ledger, _>::new(store.clone());
-    let (mut base, mut minimal, mut read, mut load) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut base, mut minimal, mut bare_payloads, mut bare_load, mut read, mut load) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for _ in 0..ROUNDS {
         let start = Instant::now();
         let rows = sqlx::query(AssertSqlSafe(bare.clone()))
@@ -565,6 +607,9 @@ async fn reads(bench: &mut Bench) {
             .collect();
         assert_eq!(events.len() as u64, EVENTS);
         minimal.push(rate(EVENTS, start.elapsed()));
+
+        bare_payloads.push(bare_decoded(payloads_only.clone(), 0).await);
+        bare_load.push(bare_decoded(load_columns.clone(), 6).await);
 
         let start = Instant::now();
         let events: Vec<_> = store
@@ -593,6 +638,24 @@ async fn reads(bench: &mut Bench) {
         median(minimal.clone()),
         "events/s",
         &[None, None],
+    );
+    bench.record_ratios(
+        "bare: SELECT payload of es-rs's table, decoded",
+        median(bare_payloads.clone()),
+        "events/s",
+        &[
+            Some(ratio(&bare_payloads, &minimal)),
+            Some(ratio(&bare_payloads, &base)),
+        ],
+    );
+    bench.record_ratios(
+        "bare: the columns a load selects, payload decoded",
+        median(bare_load.clone()),
+        "events/s",
+        &[
+            Some(ratio(&bare_load, &minimal)),
+            Some(ratio(&bare_load, &base)),
+        ],
     );
     bench.record_ratios(
         "stream read of 10,000 events (decoded)",
