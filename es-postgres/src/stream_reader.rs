@@ -20,24 +20,28 @@ use crate::row;
 
 /// What the background query of a stream read hands over.
 enum Delivery {
-    Row(PgRow),
-    /// A whole page of a load: one hand-over (one wake-up of the reader) a page rather
-    /// than one a row, which a profile of rehydration showed as its largest cost.
-    Page(Vec<PgRow>),
+    /// Rows in order, up to [`CHUNK`] of them: one hand-over (one wake-up of the reader)
+    /// for many rows, which a profile of rehydration showed as its largest cost when each
+    /// row was its own.
+    Rows(Vec<PgRow>),
     Failed(sqlx::Error),
     /// The stream's end: without it, a closed channel means the query was cut short.
     End,
 }
 
+/// How many rows a hand-over holds at most. Small against a page, so that the reader
+/// decodes the first rows of a page while the server is still sending the rest, instead of
+/// waiting for the whole page; large enough that hand-overs cost little beside decoding.
+const CHUNK: usize = 128;
+
 /// Reads one stream forwards.
 ///
 /// A background task queries the stream a page at a time and passes the rows on through a
-/// bounded channel: an envelope read's rows as they arrive, so this side decodes while the
-/// server sends; a load's page whole, once it has come (one hand-over a page), while this
-/// side decodes the page before. Before each page it reserves room for what it will hand
-/// over: a query never waits on a slow reader, so no connection is held while the reader
-/// works through its rows, and memory is bounded by two pages. Dropping the reader ends
-/// the task.
+/// bounded channel, a chunk of rows at a time as they arrive, so that this side decodes
+/// while the server sends. Before each page it reserves room for everything the page can
+/// hand over: a query never waits on a slow reader, so no connection is held while the
+/// reader works through its rows, and memory is bounded by about two pages. Dropping the
+/// reader ends the task.
 pub(crate) struct StreamReader<T> {
     inner: Arc<Inner>,
     stream: StreamId,
@@ -46,8 +50,8 @@ pub(crate) struct StreamReader<T> {
     /// Reads a row into an item.
     decode: fn(&PgRow, &StreamId) -> Result<T, ReadError>,
     rows: Option<mpsc::Receiver<Delivery>>,
-    /// The rest of a page handed over whole.
-    page: VecDeque<PgRow>,
+    /// The rest of the chunk being read.
+    chunk: VecDeque<PgRow>,
     task: Option<JoinHandle<()>>,
     finished: bool,
 }
@@ -63,6 +67,11 @@ enum Pages {
     Load { after: Version, snapshot: bool },
 }
 
+/// How many hand-overs a page of `rows` rows needs, with one for its end or failure.
+fn hand_overs(rows: usize) -> usize {
+    rows.div_ceil(CHUNK) + 1
+}
+
 impl<T> Drop for StreamReader<T> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
@@ -71,9 +80,8 @@ impl<T> Drop for StreamReader<T> {
     }
 }
 
-/// Queries the stream page after page, handing each row (or a load's whole page) over,
-/// until it ends or the reader
-/// goes away.
+/// Queries the stream page after page, handing its rows over in chunks, until it ends or
+/// the reader goes away.
 async fn forward_stream(
     inner: Arc<Inner>,
     stream: StreamId,
@@ -83,15 +91,12 @@ async fn forward_stream(
 ) {
     let page = usize::try_from(inner.page_size).unwrap_or(1_000);
     let mut aborted = 0;
-    // A load's first page is the start row and up to a page of events.
+    // Whether the load's start row was handed over: a load's first page is the start row
+    // and up to a page of events.
     let mut started = matches!(pages, Pages::Envelopes);
-    let whole_pages = matches!(pages, Pages::Load { .. });
     loop {
-        let extra = usize::from(!started);
-        // One slot more than a page holds, so that a failure can always be handed over (a
-        // load hands its page over whole: one slot, and one for its end or failure).
-        let wanted = if whole_pages { 2 } else { page + extra + 1 };
-        let Ok(mut slots) = sink.reserve_many(wanted).await else {
+        let rows_wanted = page + usize::from(!started);
+        let Ok(mut slots) = sink.reserve_many(hand_overs(rows_wanted)).await else {
             return;
         };
         let mut checkout = match Checkout::take(&inner.pool).await {
@@ -121,30 +126,32 @@ async fn forward_stream(
         let mut rows = query.bind(inner.page_size).fetch(&mut *checkout);
         let mut count = 0;
         let mut failed = None;
-        // A load's page, handed over once it is whole; the version after its last row.
-        let mut whole = Vec::new();
-        let mut whole_next = next;
+        // The rows not yet handed over, and the version after the last of them: `next`
+        // moves only with what was handed over, so that a page read again after a failure
+        // starts after the last row the reader has.
+        let mut chunk = Vec::with_capacity(CHUNK.min(rows_wanted));
+        let mut chunk_next = next;
         // Rows never wait on the reader (their slots are reserved), so only the server can
         // be slow here: each row has the reply deadline.
         while let Some(row) = next_row(&mut rows, inner.reply_timeout).await {
             match row {
                 Ok(row) => {
-                    let after =
-                        row.try_get::<Option<i64>, _>("version")
-                            .ok()
-                            .flatten()
-                            .map(|version| {
-                                Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next()
-                            });
+                    // The start row's version is its snapshot's, if any: the events go on
+                    // after it.
+                    if let Some(version) = row.try_get::<Option<i64>, _>("version").ok().flatten() {
+                        chunk_next =
+                            Version::new(u64::try_from(version).unwrap_or(u64::MAX)).next();
+                    }
                     count += 1;
-                    if whole_pages {
-                        whole_next = after.unwrap_or(whole_next);
-                        whole.push(row);
-                    } else {
-                        next = after.unwrap_or(next);
-                        if let Some(slot) = slots.next() {
-                            slot.send(Delivery::Row(row));
-                        }
+                    chunk.push(row);
+                    if chunk.len() == CHUNK
+                        && let Some(slot) = slots.next()
+                    {
+                        slot.send(Delivery::Rows(std::mem::replace(
+                            &mut chunk,
+                            Vec::with_capacity(CHUNK),
+                        )));
+                        (next, started) = (chunk_next, true);
                     }
                 }
                 Err(error) => {
@@ -156,9 +163,7 @@ async fn forward_stream(
         drop(rows);
         match failed {
             // Aborted as a serialization failure: the page is read again from the version
-            // after the last row passed on.
-            // (A load's page was not handed over: it is read again whole, its start row
-            // too if it was the first.)
+            // after the last row handed over (a load's start row too, if it was not).
             Some(error) if is_serialization_failure(&error) && aborted < SERIALIZATION_RETRIES => {
                 checkout.finish();
                 aborted += 1;
@@ -177,14 +182,13 @@ async fn forward_stream(
             }
             None => checkout.finish(),
         }
-        if whole_pages {
-            next = whole_next;
-            if let Some(slot) = slots.next() {
-                slot.send(Delivery::Page(whole));
-            }
+        if !chunk.is_empty()
+            && let Some(slot) = slots.next()
+        {
+            slot.send(Delivery::Rows(chunk));
+            (next, started) = (chunk_next, true);
         }
-        started = true;
-        if count < page + extra {
+        if count < rows_wanted {
             drop(slots);
             let _ = sink.send(Delivery::End).await;
             return;
@@ -202,7 +206,7 @@ impl<E: DomainEvent> StreamReader<EventEnvelope<E>> {
             pages: Pages::Envelopes,
             decode: |row, stream| row::envelope::<E>(row, Some(stream)),
             rows: None,
-            page: VecDeque::new(),
+            chunk: VecDeque::new(),
             task: None,
             finished: false,
         }
@@ -224,7 +228,7 @@ impl<E: DomainEvent> StreamReader<LoadItem<E>> {
             pages: Pages::Load { after, snapshot },
             decode: row::load_item::<E>,
             rows: None,
-            page: VecDeque::new(),
+            chunk: VecDeque::new(),
             task: None,
             finished: false,
         }
@@ -245,23 +249,17 @@ impl<T: Send + 'static> StreamReader<T> {
         if self.finished {
             return None;
         }
-        if let Some(row) = self.page.pop_front() {
+        if let Some(row) = self.chunk.pop_front() {
             return Some(self.decoded(&row));
         }
         let rows = match &mut self.rows {
             Some(rows) => rows,
             None => {
                 let page = usize::try_from(self.inner.page_size).unwrap_or(1_000);
-                // Envelopes: room for two pages of rows, each with a start row and a
-                // failure (a page's reservation never asks for more than the channel
-                // holds). A load's page is one message: two slots, so the task fetches
-                // the next page only once the reader has taken this one (two pages in
-                // memory at most, the one being decoded and the one being fetched).
-                let capacity = match self.pages {
-                    Pages::Envelopes => 2 * (page + 2),
-                    Pages::Load { .. } => 2,
-                };
-                let (sink, rows) = mpsc::channel(capacity);
+                // Room for two pages' hand-overs (a load's first page has its start row
+                // too): a page's reservation never asks for more than the channel holds,
+                // and the task fetches a page while the reader works through the one before.
+                let (sink, rows) = mpsc::channel(2 * hand_overs(page + 1));
                 let query = forward_stream(
                     Arc::clone(&self.inner),
                     self.stream.clone(),
@@ -280,36 +278,31 @@ impl<T: Send + 'static> StreamReader<T> {
                 self.rows.insert(rows)
             }
         };
-        let mut delivery = rows.recv().await;
-        // An empty page (a load past the end) is not an item: the end follows it.
-        while let Some(Delivery::Page(page)) = &delivery
-            && page.is_empty()
-        {
-            delivery = rows.recv().await;
-        }
-        match delivery {
-            Some(Delivery::Row(row)) => Some(self.decoded(&row)),
-            Some(Delivery::Page(page)) => {
-                self.page = page.into();
-                let row = self.page.pop_front()?;
-                Some(self.decoded(&row))
-            }
-            Some(Delivery::Failed(error)) => {
-                self.finish();
-                Some(Err(self.failure(store_error("stream read", error))))
-            }
-            Some(Delivery::End) => {
-                self.finish();
-                None
-            }
-            None => {
-                self.finish();
-                // The reading task ended without a word: it panicked, or its runtime is
-                // going away; neither is the store failing for a moment.
-                Some(Err(self.failure(StoreError::new(
-                    "stream read",
-                    "the read was cut short",
-                ))))
+        loop {
+            match rows.recv().await {
+                Some(Delivery::Rows(chunk)) => {
+                    self.chunk = chunk.into();
+                    // (The task hands over no empty chunk; one would only be skipped.)
+                    if let Some(row) = self.chunk.pop_front() {
+                        return Some(self.decoded(&row));
+                    }
+                }
+                Some(Delivery::Failed(error)) => {
+                    self.finish();
+                    return Some(Err(self.failure(store_error("stream read", error))));
+                }
+                Some(Delivery::End) => {
+                    self.finish();
+                    return None;
+                }
+                None => {
+                    self.finish();
+                    // The reading task ended without a word: it panicked, or its runtime is
+                    // going away; neither is the store failing for a moment.
+                    return Some(Err(
+                        self.failure(StoreError::new("stream read", "the read was cut short"))
+                    ));
+                }
             }
         }
     }
@@ -327,7 +320,7 @@ impl<T: Send + 'static> StreamReader<T> {
     fn finish(&mut self) {
         self.finished = true;
         self.rows = None;
-        self.page.clear();
+        self.chunk.clear();
         if let Some(task) = self.task.take() {
             task.abort();
         }

@@ -140,3 +140,103 @@ async fn an_unreadable_snapshot_row_is_left_out_of_the_load() {
     }
     common::drop_schema(store).await;
 }
+
+/// Rows are handed from the query to the reader in chunks of 128: with pages of 256 (whole
+/// chunks), 300 (two chunks and a part) and 2,000 rows, a 1,000-event stream reads and
+/// loads every version once, in order, whatever version the read starts from or the
+/// snapshot the load starts after (the start row of a load's first page takes a row of its
+/// first chunk).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_handed_over_in_chunks_join_without_a_gap_or_a_repeat() {
+    use es_core::{LoadItem, Snapshot, SnapshotStore as _};
+    let store = common::fresh_store().await;
+    let stream = long_stream(&store, 1_000).await;
+    // A reader that repeated a page would never end: the test fails instead of hanging.
+    let reads = async {
+        for page in [256, 300, 2_000] {
+            let name = format!("es-test-chunks-{page}");
+            let paged = common::second_store(&store, &name, |b| b.page_size(page)).await;
+            for from in [1, 128, 129, 257, 300, 301, 999, 1_000] {
+                let read: Vec<_> = paged
+                    .read_stream::<RawEvent>(&stream, Version::new(from))
+                    .try_collect()
+                    .await
+                    .unwrap();
+                let versions: Vec<u64> = read.iter().map(|e| e.version.get()).collect();
+                assert_eq!(
+                    versions,
+                    (from..=1_000).collect::<Vec<_>>(),
+                    "page {page}, from {from}"
+                );
+                assert!(
+                    read.iter()
+                        .all(|e| e.event.payload == json!({ "n": e.version.get() - 1 })),
+                    "page {page}, from {from}: each event's own payload"
+                );
+            }
+            for snapshot_at in [
+                None,
+                Some(127),
+                Some(128),
+                Some(299),
+                Some(300),
+                Some(1_000),
+            ] {
+                if let Some(version) = snapshot_at {
+                    // A newer snapshot replaces the one before; the loop's are ascending.
+                    paged
+                        .save_snapshot(Snapshot {
+                            stream_id: stream.clone(),
+                            version: Version::new(version),
+                            schema_version: 1,
+                            state: json!(version),
+                            taken_at: chrono::Utc::now(),
+                        })
+                        .await
+                        .unwrap();
+                }
+                let items: Vec<_> = paged
+                    .load_events::<RawEvent>(&stream, Version::INITIAL, snapshot_at.is_some())
+                    .try_collect()
+                    .await
+                    .unwrap();
+                let mut items = items.into_iter();
+                let Some(LoadItem::Start(start)) = items.next() else {
+                    panic!("page {page}: a load starts with its start");
+                };
+                assert_eq!(
+                    start.snapshot.map(|s| s.version.get()),
+                    snapshot_at,
+                    "page {page}"
+                );
+                let versions: Vec<u64> = items
+                    .map(|item| match item {
+                        LoadItem::Event { version, event, .. } => {
+                            assert_eq!(event.payload, json!({ "n": version.get() - 1 }));
+                            version.get()
+                        }
+                        other => panic!("page {page}: a second start {other:?}"),
+                    })
+                    .collect();
+                let first = snapshot_at.unwrap_or(0) + 1;
+                assert_eq!(
+                    versions,
+                    (first..=1_000).collect::<Vec<_>>(),
+                    "page {page}, snapshot at {snapshot_at:?}"
+                );
+            }
+            // The next page size starts without a snapshot again.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM \"{}\".snapshots",
+                store.schema()
+            )))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), reads)
+        .await
+        .expect("every read ends");
+    common::drop_schema(store).await;
+}
