@@ -1,7 +1,9 @@
 //! The server's share of a decision, without any Rust client: `pgbench` calls
 //! `es_append_if` as the `Decider` does (one new event with two tags, the condition on its
-//! course's tag, from the start of the log), alternated with bare single-row INSERTs into
-//! `baseline` (the same baseline as the rest of this benchmark), on 1 and 8 connections.
+//! course's tag, from the start of the log, with the pauses and wait limit a default store
+//! sends), alternated with bare single-row INSERTs into `baseline` (the table and columns
+//! of this benchmark's bare inserts; each call a new stream at version 1), on 1 and 8
+//! connections.
 //! What the ratio says: the part of the gap to the bare insert that the server's work
 //! alone leaves, whatever the client does; the rest of the gap in the decisions' own
 //! figures is the client's.
@@ -10,6 +12,7 @@
 //! nothing.
 
 use std::process::Command;
+use std::time::Duration;
 
 use super::support::{Bench, median, memo};
 
@@ -19,9 +22,19 @@ const ROUNDS: usize = 5;
 /// Seconds a round runs.
 const SECONDS: &str = "3";
 
+/// The pauses `es_append_if` is given while it waits for older transactions, drawn as the
+/// store draws them (`store/conditional.rs`: 16, from 100 µs doubling up to 2 ms, jittered),
+/// and the wait limit it sends with a default reply deadline (three quarters of 60 s).
+fn wait_arguments() -> (String, &'static str) {
+    let backoff = es_core::Backoff::new(Duration::from_micros(100), Duration::from_millis(2));
+    let pauses: Vec<String> = (1..=16)
+        .map(|retry| format!("{}", backoff.pause(retry).as_secs_f64()))
+        .collect();
+    (format!("ARRAY[{}]::float8[]", pauses.join(", ")), "45.0")
+}
+
 /// A pgbench script's SQL: `:client_id` and `n` (random) make each call's stream and tags
-/// new. The literal colon of a tag is spelt `chr(58)`, which pgbench would otherwise take
-/// for a variable.
+/// new. The colon of a tag is spelt `chr(58)`, to keep pgbench's variables out of the way.
 fn scripts(schema: &str) -> (String, String) {
     let payload = serde_json::json!({ "memo": memo(1) }).to_string();
     let n = "\\set n random(1, 1000000000000000)\n";
@@ -32,6 +45,7 @@ fn scripts(schema: &str) -> (String, String) {
          VALUES ('baseline-' || {suffix}, 1, gen_random_uuid(), 'Recorded', 1, '{payload}', \
                  gen_random_uuid(), gen_random_uuid(), '{{}}');\n"
     );
+    let (pauses, wait_limit) = wait_arguments();
     let course = format!("'course' || chr(58) || {suffix}");
     let student = format!("'student' || chr(58) || {suffix}");
     let decision = format!(
@@ -42,7 +56,7 @@ fn scripts(schema: &str) -> (String, String) {
              ARRAY['{{}}'::jsonb], ARRAY[NULL::text], ARRAY[{course} || E'\\x1f' || {student}], \
              jsonb_build_array(jsonb_build_object('types', ARRAY['StudentSubscribed'], \
                                                   'tags', ARRAY[{course}])), \
-             ARRAY[{course}], '0'::xid8, 0, ARRAY[0.0001, 0.0002, 0.0004], 30.0);\n"
+             ARRAY[{course}], '0'::xid8, 0, {pauses}, {wait_limit});\n"
     );
     (bare, decision)
 }
@@ -73,8 +87,7 @@ fn pgbench(url: &str, script: &std::path::Path, clients: u64) -> Result<f64, Str
 
 /// Runs the part and records its figures.
 pub(crate) fn server_side(bench: &mut Bench) {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let url = es_testkit::postgres::database_url();
     let (bare, decision) = scripts(&bench.schema);
     let dir = std::env::temp_dir().join(format!("es-dcb-pgbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
