@@ -92,7 +92,9 @@ where
             // A cached state is used as is: if other writers moved the stream on, the append
             // below conflicts and the retry catches up. So the usual command costs one
             // round trip to the store, not two.
-            let (loaded, fresh) = match previous.take() {
+            // `archived`: whether the stream was archived when this state was read, where
+            // the read said so (a whole load does; a cached state or a catch-up does not).
+            let (loaded, fresh, archived) = match previous.take() {
                 Some(stale) => {
                     let start = Some((stale.state, stale.version));
                     (
@@ -100,6 +102,7 @@ where
                             .await
                             .map_err(load_error)?,
                         true,
+                        None,
                     )
                 }
                 None => match self.cache.as_ref().and_then(|cache| cache.take(&stream)) {
@@ -110,11 +113,12 @@ where
                             state,
                         },
                         false,
+                        None,
                     ),
                     // The archive state waits for the append (or for a rejection): a
                     // repeat of a command executed before the archive gets its outcome.
                     None => match self.load_current(&stream, false).await {
-                        Ok(Some(loaded)) => (loaded, true),
+                        Ok(Some((loaded, archived))) => (loaded, true, Some(archived)),
                         // (Not met: this load does not refuse archived streams.)
                         Ok(None) => return Err(CommandError::Archived { stream }),
                         Err(source) => return Err(load_error(source)),
@@ -137,7 +141,7 @@ where
                     self.keep(loaded);
                     return match self.first_outcome(&stream, &execution.ids).await? {
                         Some(outcome) => Ok(outcome),
-                        None if self.archived(&stream).await? => {
+                        None if self.archived(&stream, archived).await? => {
                             Err(CommandError::Archived { stream })
                         }
                         None => Ok(CommandOutcome {
@@ -152,7 +156,7 @@ where
                     self.keep(loaded);
                     return match self.first_outcome(&stream, &execution.ids).await? {
                         Some(outcome) => Ok(outcome),
-                        None if self.archived(&stream).await? => {
+                        None if self.archived(&stream, archived).await? => {
                             Err(CommandError::Archived { stream })
                         }
                         None => Err(CommandError::Rejected { stream, error }),
@@ -248,10 +252,19 @@ where
         }
     }
 
-    /// Whether `stream` is archived, asked only where no append has answered it: before a
+    /// Whether `stream` is archived, needed only where no append has answered it: before a
     /// rejection or a no-op is returned, so that every command on an archived stream fails
-    /// alike.
-    async fn archived(&self, stream: &StreamId) -> Result<bool, CommandError<A::Error>> {
+    /// alike. What the state's own load said (`known`) answers it without another round
+    /// trip: the decision was made on the stream as that load saw it, so an archive that
+    /// came after the load is after the decision too. Otherwise the store is asked.
+    async fn archived(
+        &self,
+        stream: &StreamId,
+        known: Option<bool>,
+    ) -> Result<bool, CommandError<A::Error>> {
+        if let Some(archived) = known {
+            return Ok(archived);
+        }
         self.store
             .is_archived(stream)
             .await

@@ -90,14 +90,15 @@ where
     S: EventStore + SnapshotStore,
 {
     /// The aggregate's current state: its snapshot if the policy keeps them and one is
-    /// usable, then the events after it, read in one go ([`SnapshotStore::load_events`]).
-    /// `None` if `refuse_archived` and the stream is archived, told before any event is
-    /// decoded (an archived stream may hold events this build no longer reads).
+    /// usable, then the events after it, read in one go ([`SnapshotStore::load_events`]),
+    /// with whether the stream was archived when the load started. `None` if
+    /// `refuse_archived` and the stream is archived, told before any event is decoded (an
+    /// archived stream may hold events this build no longer reads).
     pub(super) async fn load_current(
         &self,
         stream: &StreamId,
         refuse_archived: bool,
-    ) -> Result<Option<Loaded<A>>, ReadError> {
+    ) -> Result<Option<(Loaded<A>, bool)>, ReadError> {
         let snapshots = self.snapshots != SnapshotPolicy::Never;
         {
             // Boxed: a store's load (a decorator's above all) can be a large future, and
@@ -116,7 +117,8 @@ where
                 Some(snapshot) => self.usable(stream, snapshot),
             };
             if let Some((state, version)) = from {
-                return Ok(Some(self.fold(stream, state, version, items).await?));
+                let loaded = self.fold(stream, state, version, items).await?;
+                return Ok(Some((loaded, start.archived)));
             }
         }
         // The snapshot is of no use (logged): replay the whole stream instead (the first
@@ -126,11 +128,14 @@ where
             Version::INITIAL,
             false,
         ));
-        load_start(stream, items.next().await)?;
-        Ok(Some(
-            self.fold(stream, A::default(), Version::INITIAL, items)
-                .await?,
-        ))
+        let start = load_start(stream, items.next().await)?;
+        if refuse_archived && start.archived {
+            return Ok(None);
+        }
+        let loaded = self
+            .fold(stream, A::default(), Version::INITIAL, items)
+            .await?;
+        Ok(Some((loaded, start.archived)))
     }
 
     /// Applies the events of a load to `state`, which includes the events up to `version`.

@@ -197,7 +197,7 @@ where
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
         let stream = self.stream_id(id)?;
         match self.load_current(&stream, true).await {
-            Ok(Some(loaded)) => Ok(loaded),
+            Ok(Some((loaded, _))) => Ok(loaded),
             Ok(None) => Err(LoadError::Archived { stream }),
             Err(source) => Err(LoadError::Read { stream, source }),
         }

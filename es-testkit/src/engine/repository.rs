@@ -405,8 +405,8 @@ pub async fn repository_context_without_command_id_can_be_reused<S: Store>(store
 /// What a command costs in calls to the store, counted by a [`FlakyStore`](crate::flaky::FlakyStore)
 /// around it: without the cache one load ([`SnapshotStore::load_events`](es_core::SnapshotStore::load_events),
 /// which gives the snapshot, the archive state and the events together) and one append;
-/// with the cache one append; a lost race one load more (the catch-up). Nothing else: no
-/// separate snapshot read, archive check or stream read. And with the default snapshot
+/// with the cache one append; a lost race one load more (the catch-up); a rejection its
+/// load alone. Nothing else: no separate snapshot read, archive check or stream read. And with the default snapshot
 /// policy a load of a long-lived aggregate reads fewer than
 /// [`SnapshotPolicy::DEFAULT_EVERY`] events, however long its stream: its cost stays flat.
 pub async fn repository_command_costs_one_load_and_one_append<S: Store>(store: S) {
@@ -437,6 +437,34 @@ pub async fn repository_command_costs_one_load_and_one_append<S: Store>(store: S
         untouched(after),
         untouched(before),
         "nothing but loads and appends"
+    );
+
+    // A rejection costs its load alone: the load said whether the stream is archived, so
+    // the rejection is not followed by an archive check.
+    let before = store.calls();
+    let rejected = repository
+        .execute("costs", AccountCommand::Withdraw { amount: 1_000 })
+        .await;
+    assert!(
+        matches!(
+            rejected,
+            Err(es_core::CommandError::Rejected {
+                error: AccountError::InsufficientFunds { .. },
+                ..
+            })
+        ),
+        "{rejected:?}"
+    );
+    let after = store.calls();
+    assert_eq!(
+        (after.loads - before.loads, after.appends - before.appends),
+        (1, 0),
+        "a rejected command: its load, no append"
+    );
+    assert_eq!(
+        untouched(after),
+        untouched(before),
+        "a rejected command: no archive check after its load"
     );
 
     // A long-lived aggregate: the default policy snapshots it, so a command's load stays
