@@ -247,6 +247,16 @@ where
     /// Fails if the id is invalid, or an event cannot be read or decoded.
     pub async fn load_as_of(&self, id: &str, as_of: AsOf) -> Result<Loaded<A>, LoadError> {
         let stream = self.stream_id(id)?;
+        if as_of == AsOf::Latest {
+            // The current state, archived or not: the snapshot and the events after it in
+            // one load, as `load` reads them.
+            return match self.load_current(&stream, false).await {
+                Ok(Some((loaded, _))) => Ok(loaded),
+                // (Not met: this load does not refuse archived streams.)
+                Ok(None) => Err(LoadError::Archived { stream }),
+                Err(source) => Err(LoadError::Read { stream, source }),
+            };
+        }
         let start = self.load_snapshot(&stream, Some(as_of)).await;
         self.catch_up(&stream, start, Some(as_of))
             .await

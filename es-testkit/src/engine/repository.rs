@@ -406,7 +406,8 @@ pub async fn repository_context_without_command_id_can_be_reused<S: Store>(store
 /// around it: without the cache one load ([`SnapshotStore::load_events`](es_core::SnapshotStore::load_events),
 /// which gives the snapshot, the archive state and the events together) and one append;
 /// with the cache one append; a lost race one load more (the catch-up); a rejection its
-/// load alone. Nothing else: no separate snapshot read, archive check or stream read. And with the default snapshot
+/// load alone; the latest state as of now (`load_as_of(AsOf::Latest)`) one load. Nothing
+/// else: no separate snapshot read, archive check or stream read. And with the default snapshot
 /// policy a load of a long-lived aggregate reads fewer than
 /// [`SnapshotPolicy::DEFAULT_EVERY`] events, however long its stream: its cost stays flat.
 pub async fn repository_command_costs_one_load_and_one_append<S: Store>(store: S) {
@@ -486,6 +487,19 @@ pub async fn repository_command_costs_one_load_and_one_append<S: Store>(store: S
         after.loaded_events - before.loaded_events
     );
     assert_eq!(untouched(after), untouched(before), "the load alone");
+    let before = store.calls();
+    let latest = repository
+        .load_as_of("costs", es_core::AsOf::Latest)
+        .await
+        .unwrap();
+    assert_eq!(latest, loaded, "the latest state is the current one");
+    let after = store.calls();
+    assert_eq!(after.loads - before.loads, 1, "the latest state: one load");
+    assert_eq!(
+        untouched(after),
+        untouched(before),
+        "the latest state: the load alone, no separate snapshot read"
+    );
     let replayed = Repository::<Account, _>::new(store.clone())
         .with_snapshot_policy(SnapshotPolicy::Never)
         .load("costs")
