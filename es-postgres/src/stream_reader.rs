@@ -182,10 +182,19 @@ async fn forward_stream(
             }
             None => checkout.finish(),
         }
-        if !chunk.is_empty()
-            && let Some(slot) = slots.next()
-        {
-            slot.send(Delivery::Rows(chunk));
+        if !chunk.is_empty() {
+            let rows = Delivery::Rows(chunk);
+            match slots.next() {
+                Some(slot) => slot.send(rows),
+                // Not met (the page's slots were counted for it), but rows are never
+                // dropped for want of a slot: the connection is back already, so waiting
+                // for room holds nothing up.
+                None => {
+                    if sink.send(rows).await.is_err() {
+                        return;
+                    }
+                }
+            }
             (next, started) = (chunk_next, true);
         }
         if count < rows_wanted {

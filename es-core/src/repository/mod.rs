@@ -196,7 +196,17 @@ where
     /// invalid, or an event cannot be read or decoded.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
         let stream = self.stream_id(id)?;
-        match self.load_current(&stream, true).await {
+        self.current(stream, true).await
+    }
+
+    /// The current state of `stream` (`load_current`), its failures as a load's: archived
+    /// (when `refuse_archived`) or unreadable.
+    async fn current(
+        &self,
+        stream: StreamId,
+        refuse_archived: bool,
+    ) -> Result<Loaded<A>, LoadError> {
+        match self.load_current(&stream, refuse_archived).await {
             Ok(Some((loaded, _))) => Ok(loaded),
             Ok(None) => Err(LoadError::Archived { stream }),
             Err(source) => Err(LoadError::Read { stream, source }),
@@ -250,12 +260,7 @@ where
         if as_of == AsOf::Latest {
             // The current state, archived or not: the snapshot and the events after it in
             // one load, as `load` reads them.
-            return match self.load_current(&stream, false).await {
-                Ok(Some((loaded, _))) => Ok(loaded),
-                // (Not met: this load does not refuse archived streams.)
-                Ok(None) => Err(LoadError::Archived { stream }),
-                Err(source) => Err(LoadError::Read { stream, source }),
-            };
+            return self.current(stream, false).await;
         }
         let start = self.load_snapshot(&stream, Some(as_of)).await;
         self.catch_up(&stream, start, Some(as_of))
