@@ -18,6 +18,11 @@ use crate::inner::Inner;
 use crate::reader::next_row;
 use crate::row;
 
+#[cfg(test)]
+mod faults;
+#[cfg(test)]
+mod tests;
+
 /// What the background query of a stream read hands over.
 enum Delivery {
     /// Rows in order, up to [`CHUNK`] of them: one hand-over (one wake-up of the reader)
@@ -72,6 +77,25 @@ fn hand_overs(rows: usize) -> usize {
     rows.div_ceil(CHUNK) + 1
 }
 
+/// Hands `delivery` over in one of the page's reserved slots; false if the reader is gone.
+///
+/// The slots are counted for everything a page hands over, so one is always left. Were
+/// they ever short, the delivery would wait for room rather than be dropped: a reader that
+/// missed rows, or a failure, would be silently wrong.
+async fn hand_over(
+    slots: &mut mpsc::PermitIterator<'_, Delivery>,
+    sink: &mpsc::Sender<Delivery>,
+    delivery: Delivery,
+) -> bool {
+    match slots.next() {
+        Some(slot) => {
+            slot.send(delivery);
+            true
+        }
+        None => sink.send(delivery).await.is_ok(),
+    }
+}
+
 impl<T> Drop for StreamReader<T> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
@@ -102,9 +126,7 @@ async fn forward_stream(
         let mut checkout = match Checkout::take(&inner.pool).await {
             Ok(checkout) => checkout,
             Err(error) => {
-                if let Some(slot) = slots.next() {
-                    slot.send(Delivery::Failed(error));
-                }
+                hand_over(&mut slots, &sink, Delivery::Failed(error)).await;
                 return;
             }
         };
@@ -133,6 +155,8 @@ async fn forward_stream(
         let mut chunk_next = next;
         // Rows never wait on the reader (their slots are reserved), so only the server can
         // be slow here: each row has the reply deadline.
+        #[cfg(test)]
+        let mut injected = None;
         while let Some(row) = next_row(&mut rows, inner.reply_timeout).await {
             match row {
                 Ok(row) => {
@@ -144,14 +168,17 @@ async fn forward_stream(
                     }
                     count += 1;
                     chunk.push(row);
-                    if chunk.len() == CHUNK
-                        && let Some(slot) = slots.next()
-                    {
-                        slot.send(Delivery::Rows(std::mem::replace(
-                            &mut chunk,
-                            Vec::with_capacity(CHUNK),
-                        )));
+                    if chunk.len() == CHUNK {
+                        let rows = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        if !hand_over(&mut slots, &sink, Delivery::Rows(rows)).await {
+                            return;
+                        }
                         (next, started) = (chunk_next, true);
+                    }
+                    #[cfg(test)]
+                    if let Some(code) = faults::due(&stream, count) {
+                        injected = Some(code);
+                        break;
                     }
                 }
                 Err(error) => {
@@ -161,6 +188,10 @@ async fn forward_stream(
             }
         }
         drop(rows);
+        #[cfg(test)]
+        if let Some(code) = injected {
+            failed = Some(faults::raise(&mut checkout, code).await);
+        }
         match failed {
             // Aborted as a serialization failure: the page is read again from the version
             // after the last row handed over (a load's start row too, if it was not).
@@ -175,25 +206,14 @@ async fn forward_stream(
                 if error.as_database_error().is_some() {
                     checkout.finish();
                 }
-                if let Some(slot) = slots.next() {
-                    slot.send(Delivery::Failed(error));
-                }
+                hand_over(&mut slots, &sink, Delivery::Failed(error)).await;
                 return;
             }
             None => checkout.finish(),
         }
         if !chunk.is_empty() {
-            let rows = Delivery::Rows(chunk);
-            match slots.next() {
-                Some(slot) => slot.send(rows),
-                // Not met (the page's slots were counted for it), but rows are never
-                // dropped for want of a slot: the connection is back already, so waiting
-                // for room holds nothing up.
-                None => {
-                    if sink.send(rows).await.is_err() {
-                        return;
-                    }
-                }
+            if !hand_over(&mut slots, &sink, Delivery::Rows(chunk)).await {
+                return;
             }
             (next, started) = (chunk_next, true);
         }

@@ -254,7 +254,11 @@ where
     ///
     /// # Errors
     ///
-    /// Fails if the id is invalid, or an event cannot be read or decoded.
+    /// Fails if the id is invalid, or an event cannot be read or decoded. `AsOf::Latest`
+    /// reads as [`Repository::load`] does, in one load: on a store that protects personal
+    /// data it also fails, as `load` does, when the key store cannot be reached to open
+    /// the stream's sealed snapshot (the other targets read the snapshot on its own, and
+    /// replay the stream without it).
     pub async fn load_as_of(&self, id: &str, as_of: AsOf) -> Result<Loaded<A>, LoadError> {
         let stream = self.stream_id(id)?;
         if as_of == AsOf::Latest {
