@@ -93,17 +93,14 @@ where
             // below conflicts and the retry catches up. So the usual command costs one
             // round trip to the store, not two.
             // `archived`: whether the stream was archived when this state was read, where
-            // the read said so (a whole load does; a cached state or a catch-up does not).
+            // the read said so (a load or a catch-up does; a cached state does not).
             let (loaded, fresh, archived) = match previous.take() {
                 Some(stale) => {
-                    let start = Some((stale.state, stale.version));
-                    (
-                        self.catch_up(&stream, start, None)
-                            .await
-                            .map_err(load_error)?,
-                        true,
-                        None,
-                    )
+                    let (loaded, archived) = self
+                        .catch_up_current(&stream, stale.state, stale.version)
+                        .await
+                        .map_err(load_error)?;
+                    (loaded, true, Some(archived))
                 }
                 None => match self.cache.as_ref().and_then(|cache| cache.take(&stream)) {
                     Some((state, version)) => (

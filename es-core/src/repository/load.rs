@@ -180,6 +180,20 @@ where
         })
     }
 
+    /// Applies every event after `version` to `state`, which includes the events up to it,
+    /// in one load; with whether the stream was archived when the load started.
+    pub(super) async fn catch_up_current(
+        &self,
+        stream: &StreamId,
+        state: A,
+        version: Version,
+    ) -> Result<(Loaded<A>, bool), ReadError> {
+        let mut items = Box::pin(self.store.load_events::<A::Event>(stream, version, false));
+        let start = load_start(stream, items.next().await)?;
+        let loaded = self.fold(stream, state, version, items).await?;
+        Ok((loaded, start.archived))
+    }
+
     /// Applies the events after `start` (or all of them) to its state, up to `as_of`.
     ///
     /// Nothing past the target is decoded: an event a load does not include must not make
@@ -195,10 +209,7 @@ where
             Some(AsOf::Time(time)) => return self.catch_up_to(stream, state, version, time).await,
             Some(AsOf::Version(target)) => target,
             Some(AsOf::Latest) | None => {
-                let mut items =
-                    Box::pin(self.store.load_events::<A::Event>(stream, version, false));
-                load_start(stream, items.next().await)?;
-                return self.fold(stream, state, version, items).await;
+                return Ok(self.catch_up_current(stream, state, version).await?.0);
             }
         };
         if version < target {

@@ -406,7 +406,7 @@ pub async fn repository_context_without_command_id_can_be_reused<S: Store>(store
 /// around it: without the cache one load ([`SnapshotStore::load_events`](es_core::SnapshotStore::load_events),
 /// which gives the snapshot, the archive state and the events together) and one append;
 /// with the cache one append; a lost race one load more (the catch-up); a rejection its
-/// load alone; the latest state as of now (`load_as_of(AsOf::Latest)`) one load. Nothing
+/// load alone (on a cached state, the catch-up's); the latest state as of now (`load_as_of(AsOf::Latest)`) one load. Nothing
 /// else: no separate snapshot read, archive check or stream read. And with the default snapshot
 /// policy a load of a long-lived aggregate reads fewer than
 /// [`SnapshotPolicy::DEFAULT_EVERY`] events, however long its stream: its cost stays flat.
@@ -417,35 +417,24 @@ pub async fn repository_command_costs_one_load_and_one_append<S: Store>(store: S
         owner: "ada".into(),
     };
     let deposit = AccountCommand::Deposit { amount: 1 };
-    let before = store.calls();
-    repository.execute("costs", open.clone()).await.unwrap();
-    repository.execute("costs", deposit.clone()).await.unwrap();
-    let after = store.calls();
+    let (_, cost) = costs(&store, async {
+        repository.execute("costs", open.clone()).await.unwrap();
+        repository.execute("costs", deposit.clone()).await.unwrap();
+    })
+    .await;
     assert_eq!(
-        (after.loads - before.loads, after.appends - before.appends),
-        (2, 2),
-        "two commands without the cache: a load and an append each"
-    );
-    let untouched = |calls: crate::flaky::Calls| {
-        (
-            calls.stream_reads,
-            calls.snapshot_loads,
-            calls.archive_checks,
-            calls.version_checks,
-        )
-    };
-    assert_eq!(
-        untouched(after),
-        untouched(before),
-        "nothing but loads and appends"
+        cost,
+        Cost::only(2, 2),
+        "two commands without the cache: a load and an append each, nothing else"
     );
 
     // A rejection costs its load alone: the load said whether the stream is archived, so
     // the rejection is not followed by an archive check.
-    let before = store.calls();
-    let rejected = repository
-        .execute("costs", AccountCommand::Withdraw { amount: 1_000 })
-        .await;
+    let (rejected, cost) = costs(
+        &store,
+        repository.execute("costs", AccountCommand::Withdraw { amount: 1_000 }),
+    )
+    .await;
     assert!(
         matches!(
             rejected,
@@ -456,16 +445,10 @@ pub async fn repository_command_costs_one_load_and_one_append<S: Store>(store: S
         ),
         "{rejected:?}"
     );
-    let after = store.calls();
     assert_eq!(
-        (after.loads - before.loads, after.appends - before.appends),
-        (1, 0),
-        "a rejected command: its load, no append"
-    );
-    assert_eq!(
-        untouched(after),
-        untouched(before),
-        "a rejected command: no archive check after its load"
+        cost,
+        Cost::only(1, 0),
+        "a rejected command: its load, no append, no archive check after the load"
     );
 
     // A long-lived aggregate: the default policy snapshots it, so a command's load stays
@@ -474,31 +457,31 @@ pub async fn repository_command_costs_one_load_and_one_append<S: Store>(store: S
     for _ in 2..events {
         repository.execute("costs", deposit.clone()).await.unwrap();
     }
-    let before = store.calls();
-    let loaded = repository.load("costs").await.unwrap();
+    let read_before = store.calls().loaded_events;
+    let (loaded, cost) = costs(&store, repository.load("costs")).await;
+    let read = store.calls().loaded_events - read_before;
+    let loaded = loaded.unwrap();
     assert_eq!(loaded.version, Version::new(events));
     assert_eq!(loaded.state.balance, events - 1);
-    let after = store.calls();
-    assert_eq!(after.loads - before.loads, 1, "one load");
+    assert_eq!(cost, Cost::only(1, 0), "one load alone");
     assert!(
-        after.loaded_events - before.loaded_events
-            < u32::try_from(SnapshotPolicy::DEFAULT_EVERY).unwrap(),
-        "a load of {events} events read {} of them: the default policy keeps a snapshot",
-        after.loaded_events - before.loaded_events
+        read < u32::try_from(SnapshotPolicy::DEFAULT_EVERY).unwrap(),
+        "a load of {events} events read {read} of them: the default policy keeps a snapshot"
     );
-    assert_eq!(untouched(after), untouched(before), "the load alone");
-    let before = store.calls();
-    let latest = repository
-        .load_as_of("costs", es_core::AsOf::Latest)
-        .await
-        .unwrap();
-    assert_eq!(latest, loaded, "the latest state is the current one");
-    let after = store.calls();
-    assert_eq!(after.loads - before.loads, 1, "the latest state: one load");
+    let (latest, cost) = costs(
+        &store,
+        repository.load_as_of("costs", es_core::AsOf::Latest),
+    )
+    .await;
     assert_eq!(
-        untouched(after),
-        untouched(before),
-        "the latest state: the load alone, no separate snapshot read"
+        latest.unwrap(),
+        loaded,
+        "the latest state is the current one"
+    );
+    assert_eq!(
+        cost,
+        Cost::only(1, 0),
+        "the latest state: one load alone, no separate snapshot read"
     );
     let replayed = Repository::<Account, _>::new(store.clone())
         .with_snapshot_policy(SnapshotPolicy::Never)
@@ -510,27 +493,79 @@ pub async fn repository_command_costs_one_load_and_one_append<S: Store>(store: S
     // With the cache: one append a command; a stale cached state costs one load more.
     let cached = Repository::<Account, _>::new(store.clone()).with_cache(8);
     cached.execute("cached", open).await.unwrap();
-    let before = store.calls();
-    cached.execute("cached", deposit.clone()).await.unwrap();
-    let after = store.calls();
-    assert_eq!(
-        (after.loads - before.loads, after.appends - before.appends),
-        (0, 1),
-        "a cached command: one append"
-    );
+    let (_, cost) = costs(&store, async {
+        cached.execute("cached", deposit.clone()).await.unwrap();
+    })
+    .await;
+    assert_eq!(cost, Cost::only(0, 1), "a cached command: one append");
     repository.execute("cached", deposit.clone()).await.unwrap();
+    let (outcome, cost) = costs(&store, cached.execute("cached", deposit.clone())).await;
+    assert_eq!(outcome.unwrap().version, Version::new(4));
+    assert_eq!(
+        cost,
+        Cost::only(1, 2),
+        "a lost race: the refused append, one catch-up load, the append again; nothing else"
+    );
+    // A rejection decided first on a cached state is decided again on the caught-up one,
+    // whose load says whether the stream is archived: no archive check follows.
+    repository.execute("cached", deposit.clone()).await.unwrap();
+    let (rejected, cost) = costs(
+        &store,
+        cached.execute("cached", AccountCommand::Withdraw { amount: 1_000 }),
+    )
+    .await;
+    assert!(
+        matches!(rejected, Err(es_core::CommandError::Rejected { .. })),
+        "{rejected:?}"
+    );
+    assert_eq!(
+        cost,
+        Cost::only(1, 0),
+        "a rejection on a cached state: one catch-up load, no append, no archive check"
+    );
+}
+
+/// What some work cost a [`FlakyStore`](crate::flaky::FlakyStore): its loads and appends,
+/// and whether it made any other call.
+#[derive(Debug, PartialEq, Eq)]
+struct Cost {
+    loads: u32,
+    appends: u32,
+    /// A stream read, snapshot load, archive check or version check.
+    other: bool,
+}
+
+impl Cost {
+    /// `loads` loads and `appends` appends, nothing else.
+    fn only(loads: u32, appends: u32) -> Self {
+        Self {
+            loads,
+            appends,
+            other: false,
+        }
+    }
+}
+
+/// Runs `work` and measures what it cost `store`.
+async fn costs<S: Store, T>(
+    store: &crate::flaky::FlakyStore<S>,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Cost) {
+    let others = |calls: crate::flaky::Calls| {
+        (
+            calls.stream_reads,
+            calls.snapshot_loads,
+            calls.archive_checks,
+            calls.version_checks,
+        )
+    };
     let before = store.calls();
-    let outcome = cached.execute("cached", deposit).await.unwrap();
-    assert_eq!(outcome.version, Version::new(4));
+    let output = work.await;
     let after = store.calls();
-    assert_eq!(
-        (after.loads - before.loads, after.appends - before.appends),
-        (1, 2),
-        "a lost race: the refused append, one catch-up load, the append again"
-    );
-    assert_eq!(
-        untouched(after),
-        untouched(before),
-        "nothing else after a lost race"
-    );
+    let cost = Cost {
+        loads: after.loads - before.loads,
+        appends: after.appends - before.appends,
+        other: others(after) != others(before),
+    };
+    (output, cost)
 }
