@@ -77,11 +77,13 @@ fn hand_overs(rows: usize) -> usize {
     rows.div_ceil(CHUNK) + 1
 }
 
-/// Hands `delivery` over in one of the page's reserved slots; false if the reader is gone.
+/// Hands `delivery` over in one of the page's reserved slots; false if no slot was left
+/// and the reader is gone (a reader that goes away aborts the task anyway).
 ///
-/// The slots are counted for everything a page hands over, so one is always left. Were
-/// they ever short, the delivery would wait for room rather than be dropped: a reader that
-/// missed rows, or a failure, would be silently wrong.
+/// The slots are counted for everything a page hands over, so one is always left (debug
+/// builds check it). Were they ever short, the delivery would wait for room, holding the
+/// page's connection meanwhile, rather than be dropped: a reader that missed rows, or a
+/// failure, would be silently wrong.
 async fn hand_over(
     slots: &mut mpsc::PermitIterator<'_, Delivery>,
     sink: &mpsc::Sender<Delivery>,
@@ -92,7 +94,13 @@ async fn hand_over(
             slot.send(delivery);
             true
         }
-        None => sink.send(delivery).await.is_ok(),
+        None => {
+            debug_assert!(
+                sink.is_closed(),
+                "a page handed over more than its reserved slots"
+            );
+            sink.send(delivery).await.is_ok()
+        }
     }
 }
 
@@ -176,7 +184,7 @@ async fn forward_stream(
                         (next, started) = (chunk_next, true);
                     }
                     #[cfg(test)]
-                    if let Some(code) = faults::due(&stream, count) {
+                    if let Some(code) = faults::due(&inner.schema, &stream, count) {
                         injected = Some(code);
                         break;
                     }

@@ -79,9 +79,9 @@ fn plans() -> Vec<Vec<usize>> {
     ]
 }
 
-fn planned(stream: &StreamId, rows: &[usize], code: &'static str) {
+fn planned(store: &PgEventStore, stream: &StreamId, rows: &[usize], code: &'static str) {
     let failures: Vec<_> = rows.iter().map(|&at| (at, code)).collect();
-    faults::plan(stream, &failures);
+    faults::plan(store.schema(), stream, &failures);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +91,7 @@ async fn a_stream_read_again_resumes_after_the_last_row_handed_over() {
     within_a_minute(async {
         for plan in plans() {
             for from in [1, CHUNK as u64 + 1, 300] {
-                planned(&stream, &plan, RETRIED);
+                planned(&store, &stream, &plan, RETRIED);
                 let read: Vec<_> = store
                     .read_stream::<RawEvent>(&stream, Version::new(from))
                     .try_collect()
@@ -109,7 +109,7 @@ async fn a_stream_read_again_resumes_after_the_last_row_handed_over() {
                     "failures after {plan:?} rows, from {from}: each event's own payload"
                 );
                 assert_eq!(
-                    faults::pending(&stream),
+                    faults::pending(store.schema(), &stream),
                     0,
                     "{plan:?}: every failure was met"
                 );
@@ -151,7 +151,7 @@ async fn a_load_read_again_hands_its_start_over_once() {
         let mut plans = plans();
         plans.push(vec![PAGE as usize + 1]);
         for plan in &plans {
-            planned(&stream, plan, RETRIED);
+            planned(&store, &stream, plan, RETRIED);
             let items = store
                 .load_events::<RawEvent>(&stream, Version::new(37), false)
                 .try_collect()
@@ -163,7 +163,7 @@ async fn a_load_read_again_hands_its_start_over_once() {
                 "after 37, failures after {plan:?} rows"
             );
             assert_eq!(
-                faults::pending(&stream),
+                faults::pending(store.schema(), &stream),
                 0,
                 "{plan:?}: every failure was met"
             );
@@ -179,7 +179,7 @@ async fn a_load_read_again_hands_its_start_over_once() {
             .await
             .unwrap();
         for plan in &plans {
-            planned(&stream, plan, RETRIED);
+            planned(&store, &stream, plan, RETRIED);
             let items = store
                 .load_events::<RawEvent>(&stream, Version::INITIAL, true)
                 .try_collect()
@@ -191,7 +191,7 @@ async fn a_load_read_again_hands_its_start_over_once() {
                 "from the snapshot, failures after {plan:?} rows"
             );
             assert_eq!(
-                faults::pending(&stream),
+                faults::pending(store.schema(), &stream),
                 0,
                 "{plan:?}: every failure was met"
             );
@@ -206,8 +206,9 @@ async fn a_stream_ending_on_a_page_boundary_ends_after_a_failure_there() {
     let store = store().await;
     let stream = stream(&store, "resume-boundary", 2 * u64::from(PAGE)).await;
     within_a_minute(async {
-        for from in [1, u64::from(PAGE) + 1] {
-            planned(&stream, &[PAGE as usize, PAGE as usize], RETRIED);
+        // From 1, both pages fail at their last row; from 257, the one page does.
+        for (from, failures) in [(1, 2), (u64::from(PAGE) + 1, 1)] {
+            planned(&store, &stream, &vec![PAGE as usize; failures], RETRIED);
             let read: Vec<_> = store
                 .read_stream::<RawEvent>(&stream, Version::new(from))
                 .try_collect()
@@ -218,6 +219,11 @@ async fn a_stream_ending_on_a_page_boundary_ends_after_a_failure_there() {
                 versions,
                 (from..=2 * u64::from(PAGE)).collect::<Vec<_>>(),
                 "from {from}"
+            );
+            assert_eq!(
+                faults::pending(store.schema(), &stream),
+                0,
+                "from {from}: every failure was met"
             );
         }
     })
@@ -233,7 +239,7 @@ async fn a_failure_not_retried_reaches_the_reader_after_the_rows_handed_over() {
         // Mid-way through the second chunk: the first was handed over. At the page's end:
         // both chunks were, and the failure takes the page's spare slot.
         for (at, handed_over) in [(200, CHUNK as u64), (PAGE as usize, u64::from(PAGE))] {
-            planned(&stream, &[at], REFUSED);
+            planned(&store, &stream, &[at], REFUSED);
             let items: Vec<_> = store
                 .read_stream::<RawEvent>(&stream, Version::new(1))
                 .collect()
@@ -254,13 +260,17 @@ async fn a_failure_not_retried_reaches_the_reader_after_the_rows_handed_over() {
         }
         // More serialization failures than a read rides out: the last one is told.
         let budget = usize::try_from(SERIALIZATION_RETRIES).unwrap() + 1;
-        planned(&stream, &vec![1; budget], RETRIED);
+        planned(&store, &stream, &vec![1; budget], RETRIED);
         let mut reads = Box::pin(store.read_stream::<RawEvent>(&stream, Version::new(1)));
         let first = reads.next().await.expect("an item");
-        assert!(first.is_err(), "no event before the failure");
+        let error = format!("{:?}", first.expect_err("no event before the failure"));
+        assert!(
+            error.contains(RETRIED) || error.contains("planned fault"),
+            "the last serialization failure is told: {error}"
+        );
         drop(reads);
-        assert_eq!(faults::pending(&stream), 0);
-        // The connection of a refused statement is still good: a read after works.
+        assert_eq!(faults::pending(store.schema(), &stream), 0);
+        // The store reads on after its failures.
         let all: Vec<_> = store
             .read_stream::<RawEvent>(&stream, Version::new(1))
             .try_collect()
