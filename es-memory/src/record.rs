@@ -30,19 +30,26 @@ impl<E: DomainEvent> ErasedEvent for E {
 /// An event as the store keeps it: what every event has, then its typed body, in one
 /// allocation (`Arc<Record>` is `Arc<Record<dyn ErasedEvent>>`, made from a
 /// `Record<E>`).
+///
+/// In declared order (`repr(C)`): what only envelopes read first, then what a load reads
+/// for every event, right before the body, so that a load touches one or two cache lines
+/// of each record rather than three; records are spread over the heap, and a profile of
+/// commands on many streams showed those misses as the load's main cost.
+#[repr(C)]
 pub(crate) struct Record<B: ?Sized = dyn ErasedEvent> {
-    pub(crate) event_id: Uuid,
     pub(crate) stream_id: StreamId,
-    pub(crate) version: Version,
-    pub(crate) position: Position,
-    pub(crate) recorded_at: DateTime<Utc>,
     pub(crate) metadata: Metadata,
     /// Borrowed when it is one of the names the event type declares, as it usually is:
     /// no allocation per event for it.
     pub(crate) event_type: Cow<'static, str>,
+    /// Side by side with the time, whose 12 bytes leave it room: no padding.
     pub(crate) schema_version: u32,
+    pub(crate) recorded_at: DateTime<Utc>,
     /// The encoded payload, kept by a strict store, which reads every event back from it.
     pub(crate) payload: Option<Value>,
+    pub(crate) event_id: Uuid,
+    pub(crate) version: Version,
+    pub(crate) position: Position,
     /// Last: the part whose type is erased.
     pub(crate) body: B,
 }
@@ -71,13 +78,22 @@ impl Record {
         })
     }
 
+    /// The event, if `E` wrote it and the store is not strict: what a clone reads.
+    #[inline]
+    pub(crate) fn typed<E: DomainEvent>(&self) -> Option<&E> {
+        match &self.payload {
+            None => self.body.as_any().downcast_ref::<E>(),
+            Some(_) => None,
+        }
+    }
+
     /// The event as `E`: a clone when `E` wrote it (unless the store is strict), else a
     /// decode of its encoding.
     #[inline]
     pub(crate) fn event<E: DomainEvent>(&self) -> Result<E, ReadError> {
-        match (&self.payload, self.body.as_any().downcast_ref::<E>()) {
-            (None, Some(event)) => Ok(event.clone()),
-            _ => self.decode(),
+        match self.typed::<E>() {
+            Some(event) => Ok(event.clone()),
+            None => self.decode(),
         }
     }
 

@@ -399,16 +399,21 @@ impl State {
                 || !self.archived.contains(&record.stream_id))
     }
 
+    /// The records of `stream` from version `next` on, a page of them at most.
+    fn stream_page(&self, stream: &StreamId, next: Version) -> &[Arc<Record>] {
+        let Some(records) = self.streams.get(stream) else {
+            return &[];
+        };
+        let start = usize::try_from(next.get().saturating_sub(1)).unwrap_or(usize::MAX);
+        let page = records.get(start..).unwrap_or_default();
+        &page[..page.len().min(PAGE)]
+    }
+
     /// Copies the next page of records after `cursor` into `out`, advancing the cursor.
     fn page(&self, cursor: &mut Cursor, out: &mut VecDeque<Arc<Record>>) {
         match cursor {
             Cursor::Stream { stream, next } => {
-                let Some(records) = self.streams.get(stream) else {
-                    return;
-                };
-                let start = usize::try_from(next.get().saturating_sub(1)).unwrap_or(usize::MAX);
-                let page = records.get(start..).unwrap_or_default();
-                let page = &page[..page.len().min(PAGE)];
+                let page = self.stream_page(stream, *next);
                 let before = out.len();
                 // One allocation for the page, not one per doubling.
                 out.reserve(page.len());

@@ -2,7 +2,6 @@
 //! what an aggregate load reads, without envelopes.
 
 use std::collections::VecDeque;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,7 +9,7 @@ use std::task::{Context, Poll};
 use es_core::{DomainEvent, LoadItem, LoadStart, ReadError, StreamId, Version};
 use futures_core::Stream;
 
-use super::{Cursor, MemoryEventStore, Shared};
+use super::{MemoryEventStore, Shared, State};
 use crate::record::Record;
 
 impl MemoryEventStore {
@@ -35,21 +34,17 @@ impl MemoryEventStore {
         };
         let from = snapshot.as_ref().map_or(after, |s| s.version).next();
         let start = LoadStart::new(snapshot, state.archived.contains(stream));
-        let mut cursor = Cursor::Stream {
-            stream: stream.clone(),
-            next: from,
-        };
-        let mut buffer = VecDeque::new();
-        state.page(&mut cursor, &mut buffer);
-        drop(state);
-        Loader {
+        let mut loader = Loader {
             shared: Arc::clone(&self.shared),
             start: Some(start),
-            cursor,
-            buffer,
+            stream: stream.clone(),
+            next: from,
+            buffer: VecDeque::new(),
             finished: false,
-            event: PhantomData,
-        }
+        };
+        loader.fill(&state);
+        drop(state);
+        loader
     }
 }
 
@@ -59,38 +54,80 @@ impl MemoryEventStore {
 pub(super) struct Loader<E> {
     shared: Arc<Shared>,
     start: Option<LoadStart>,
-    cursor: Cursor,
-    buffer: VecDeque<Arc<Record>>,
+    stream: StreamId,
+    /// The version of the next event to take from the store.
+    next: Version,
+    buffer: VecDeque<Pending<E>>,
     finished: bool,
-    event: PhantomData<fn() -> E>,
 }
+
+/// A load's next event: cloned while the page is taken, when the store keeps it as an `E`
+/// (the usual case, and a plain copy of data); else its record, decoded once the lock is
+/// let go, since a decode is user code that may take its time.
+enum Pending<E> {
+    Event(LoadItem<E>),
+    Record(Arc<Record>),
+}
+
+impl<E: DomainEvent> Loader<E> {
+    /// Takes the next page of the stream's events into the buffer. Cloning them here
+    /// rather than sharing their records leaves the fold a run of events side by side,
+    /// instead of a record to reach (and count a reference on) for each. The price: the
+    /// read lock is held for a page of clones rather than of reference counts, which for
+    /// large events keeps a writer waiting longer (a page is at most `PAGE` events).
+    fn fill(&mut self, state: &State) {
+        let page = state.stream_page(&self.stream, self.next);
+        self.buffer.reserve(page.len());
+        self.buffer
+            .extend(page.iter().map(|record| match record.typed::<E>() {
+                Some(event) => Pending::Event(LoadItem::Event {
+                    version: record.version,
+                    event_id: record.event_id,
+                    position: record.position,
+                    event: event.clone(),
+                }),
+                None => Pending::Record(Arc::clone(record)),
+            }));
+        self.next = Version::new(self.next.get() + page.len() as u64);
+        self.finished = page.is_empty();
+    }
+}
+
+// Nothing in a loader is pinned: its poll moves what it hands out.
+impl<E> Unpin for Loader<E> {}
 
 impl<E: DomainEvent> Stream for Loader<E> {
     type Item = Result<LoadItem<E>, ReadError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         // Every field is `Unpin`, and nothing here waits: each poll is ready.
-        let this = &mut *self;
+        let this = self.get_mut();
         if let Some(start) = this.start.take() {
             return Poll::Ready(Some(Ok(LoadItem::Start(start))));
         }
         loop {
-            if this.finished {
-                return Poll::Ready(None);
+            match this.buffer.pop_front() {
+                Some(Pending::Event(item)) => return Poll::Ready(Some(Ok(item))),
+                Some(Pending::Record(record)) => {
+                    let item = record.event::<E>().map(|event| LoadItem::Event {
+                        version: record.version,
+                        event_id: record.event_id,
+                        position: record.position,
+                        event,
+                    });
+                    // A stream of results ends at its first error.
+                    if item.is_err() {
+                        this.finished = true;
+                        this.buffer.clear();
+                    }
+                    return Poll::Ready(Some(item));
+                }
+                None if this.finished => return Poll::Ready(None),
+                None => {
+                    let shared = Arc::clone(&this.shared);
+                    this.fill(&shared.read());
+                }
             }
-            if let Some(record) = this.buffer.pop_front() {
-                let item = record.event::<E>().map(|event| LoadItem::Event {
-                    version: record.version,
-                    event_id: record.event_id,
-                    position: record.position,
-                    event,
-                });
-                // A stream of results ends at its first error.
-                this.finished = item.is_err();
-                return Poll::Ready(Some(item));
-            }
-            this.shared.read().page(&mut this.cursor, &mut this.buffer);
-            this.finished = this.buffer.is_empty();
         }
     }
 }
