@@ -26,7 +26,8 @@ mod load;
 mod tables;
 
 /// How many records a reader copies out per lock acquisition: large enough that locking is
-/// rare, small enough that a reader never holds the lock for long.
+/// rare, small enough that a reader holds the lock for a bounded time (a load clones this
+/// many events under it).
 const PAGE: usize = 512;
 
 /// An in-memory event store, shared by all its clones.
@@ -92,9 +93,11 @@ impl fmt::Debug for MemoryEventStore {
 }
 
 impl Shared {
-    // No user code runs while the lock is held (events are cloned before and decoded
-    // after), so a poisoned lock can only follow a panic inside this crate's own
-    // bookkeeping; the data is still consistent at every await-free step, so recover it.
+    // The only user code run while the lock is held is an event's `Clone`, under the read
+    // lock of a load (load.rs), where a panic does not poison; appends clone and encode
+    // before taking the write lock, and reads decode after. So a poisoned lock can only
+    // follow a panic inside this crate's own bookkeeping; the data is still consistent at
+    // every await-free step, so recover it.
     fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use es_core::{DomainEvent, LoadItem, LoadStart, ReadError, StreamId, Version};
 use futures_core::Stream;
 
-use super::{MemoryEventStore, Shared, State};
+use super::{MemoryEventStore, PAGE, Shared, State};
 use crate::record::Record;
 
 impl MemoryEventStore {
@@ -62,8 +62,8 @@ pub(super) struct Loader<E> {
 }
 
 /// A load's next event: cloned while the page is taken, when the store keeps it as an `E`
-/// (the usual case, and a plain copy of data); else its record, decoded once the lock is
-/// let go, since a decode is user code that may take its time.
+/// (the usual case; a clone is user code too, but one that copies data); else its record,
+/// decoded once the lock is let go, since a decode (serde, upcasters) may take its time.
 enum Pending<E> {
     Event(LoadItem<E>),
     Record(Arc<Record>),
@@ -89,7 +89,10 @@ impl<E: DomainEvent> Loader<E> {
                 None => Pending::Record(Arc::clone(record)),
             }));
         self.next = Version::new(self.next.get() + page.len() as u64);
-        self.finished = page.is_empty();
+        // A short page is the stream's end as the load found it: no second look under
+        // the lock for what was appended since (a load is of the stream as it stood;
+        // one of more than a page goes on reading as later pages are taken).
+        self.finished = page.len() < PAGE;
     }
 }
 
@@ -100,7 +103,8 @@ impl<E: DomainEvent> Stream for Loader<E> {
     type Item = Result<LoadItem<E>, ReadError>;
 
     fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        // Every field is `Unpin`, and nothing here waits: each poll is ready.
+        // `Unpin` by the impl above (nothing is pinned), and nothing here waits: each poll
+        // is ready.
         let this = self.get_mut();
         if let Some(start) = this.start.take() {
             return Poll::Ready(Some(Ok(LoadItem::Start(start))));
