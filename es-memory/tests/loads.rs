@@ -35,6 +35,18 @@ fn raw(
     NewEvent::new(RawEvent::new(event_type, schema_version, payload))
 }
 
+/// Appends `events` to `stream` at whatever version it stands.
+async fn append<E: DomainEvent>(
+    store: &MemoryEventStore,
+    stream: &StreamId,
+    events: Vec<NewEvent<E>>,
+) {
+    store
+        .append(stream, ExpectedVersion::Any, events)
+        .await
+        .unwrap();
+}
+
 /// The load's snapshot version and its items (a version and event, or a failure), polled
 /// on past a failure: a load ends at its first error, so nothing may follow one.
 async fn load<E: DomainEvent>(
@@ -115,46 +127,21 @@ async fn another_type_is_decoded_and_a_failure_ends_the_load() {
         // upcasts to a deposit), then one this build cannot read
         // (an unknown schema version) in the second page, with events after it.
         let stream = StreamId::new("account", "mixed").unwrap();
-        store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                (1..=3).map(deposit).collect(),
-            )
-            .await
-            .unwrap();
-        store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                vec![raw("Credited", 1, json!({ "cents": 40 }))],
-            )
-            .await
-            .unwrap();
-        store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                (5..=515).map(deposit).collect(),
-            )
-            .await
-            .unwrap();
-        store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                vec![raw("Deposited", 9, json!({ "amount": 1 }))],
-            )
-            .await
-            .unwrap();
-        store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                (517..=520).map(deposit).collect(),
-            )
-            .await
-            .unwrap();
+        append(&store, &stream, (1..=3).map(deposit).collect()).await;
+        append(
+            &store,
+            &stream,
+            vec![raw("Credited", 1, json!({ "cents": 40 }))],
+        )
+        .await;
+        append(&store, &stream, (5..=515).map(deposit).collect()).await;
+        append(
+            &store,
+            &stream,
+            vec![raw("Deposited", 9, json!({ "amount": 1 }))],
+        )
+        .await;
+        append(&store, &stream, (517..=520).map(deposit).collect()).await;
         let (_, items) = load::<AccountEvent>(&store, &stream, 0, false).await;
         assert_eq!(items.len(), 516, "nothing after the failure at 516");
         assert_eq!(
@@ -169,26 +156,14 @@ async fn another_type_is_decoded_and_a_failure_ends_the_load() {
 
         // A failure in the first page, typed events after it in the same page.
         let stream = StreamId::new("account", "early").unwrap();
-        store
-            .append(&stream, ExpectedVersion::Any, vec![deposit(1)])
-            .await
-            .unwrap();
-        store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                vec![raw("Deposited", 9, json!({ "amount": 1 }))],
-            )
-            .await
-            .unwrap();
-        store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                (3..=5).map(deposit).collect(),
-            )
-            .await
-            .unwrap();
+        append(&store, &stream, vec![deposit(1)]).await;
+        append(
+            &store,
+            &stream,
+            vec![raw("Deposited", 9, json!({ "amount": 1 }))],
+        )
+        .await;
+        append(&store, &stream, (3..=5).map(deposit).collect()).await;
         let (_, items) = load::<AccountEvent>(&store, &stream, 0, false).await;
         assert_eq!(items.len(), 2, "nothing after the failure at 2: {items:?}");
         assert!(items[1].is_err());
@@ -219,10 +194,7 @@ async fn a_strict_store_loads_every_event_from_its_encoding() {
                 })
             })
             .collect();
-        store
-            .append(&stream, ExpectedVersion::Any, notes)
-            .await
-            .unwrap();
+        append(&store, &stream, notes).await;
         let (_, items) = load::<Noted>(&store, &stream, 0, false).await;
         assert_eq!(items.len(), 600);
         assert!(
@@ -253,10 +225,7 @@ async fn a_load_ends_where_the_stream_stood() {
         let mut items =
             Box::pin(store.load_events::<AccountEvent>(&stream, Version::INITIAL, false));
         assert!(matches!(items.next().await, Some(Ok(LoadItem::Start(_)))));
-        store
-            .append(&stream, ExpectedVersion::Any, vec![deposit(99)])
-            .await
-            .unwrap();
+        append(&store, &stream, vec![deposit(99)]).await;
         let mut read = 0;
         while let Some(item) = items.next().await {
             item.unwrap();

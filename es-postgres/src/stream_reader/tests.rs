@@ -79,6 +79,31 @@ fn plans() -> Vec<Vec<usize>> {
     ]
 }
 
+/// The versions a read of `stream` from `from` returns, each event's payload checked.
+async fn read_from(store: &PgEventStore, stream: &StreamId, from: u64) -> Vec<u64> {
+    let read: Vec<_> = store
+        .read_stream::<RawEvent>(stream, Version::new(from))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        read.iter()
+            .all(|e| e.event.payload == json!({ "n": e.version.get() })),
+        "from {from}: each event's own payload"
+    );
+    read.iter().map(|e| e.version.get()).collect()
+}
+
+/// Asserts that every failure planned for `stream` was raised: a plan that never fired
+/// would let a test pass without testing anything.
+fn assert_all_met(store: &PgEventStore, stream: &StreamId, case: &str) {
+    assert_eq!(
+        faults::pending(store.schema(), stream),
+        0,
+        "{case}: every planned failure was met"
+    );
+}
+
 fn planned(store: &PgEventStore, stream: &StreamId, rows: &[usize], code: &'static str) {
     let failures: Vec<_> = rows.iter().map(|&at| (at, code)).collect();
     faults::plan(store.schema(), stream, &failures);
@@ -92,27 +117,12 @@ async fn a_stream_read_again_resumes_after_the_last_row_handed_over() {
         for plan in plans() {
             for from in [1, CHUNK as u64 + 1, 300] {
                 planned(&store, &stream, &plan, RETRIED);
-                let read: Vec<_> = store
-                    .read_stream::<RawEvent>(&stream, Version::new(from))
-                    .try_collect()
-                    .await
-                    .unwrap();
-                let versions: Vec<u64> = read.iter().map(|e| e.version.get()).collect();
                 assert_eq!(
-                    versions,
+                    read_from(&store, &stream, from).await,
                     (from..=1_000).collect::<Vec<_>>(),
                     "failures after {plan:?} rows, from {from}"
                 );
-                assert!(
-                    read.iter()
-                        .all(|e| e.event.payload == json!({ "n": e.version.get() })),
-                    "failures after {plan:?} rows, from {from}: each event's own payload"
-                );
-                assert_eq!(
-                    faults::pending(store.schema(), &stream),
-                    0,
-                    "{plan:?}: every failure was met"
-                );
+                assert_all_met(&store, &stream, &format!("{plan:?}"));
             }
         }
     })
@@ -162,11 +172,7 @@ async fn a_load_read_again_hands_its_start_over_once() {
                 (None, (38..=1_000).collect()),
                 "after 37, failures after {plan:?} rows"
             );
-            assert_eq!(
-                faults::pending(store.schema(), &stream),
-                0,
-                "{plan:?}: every failure was met"
-            );
+            assert_all_met(&store, &stream, &format!("{plan:?}"));
         }
         store
             .save_snapshot(Snapshot {
@@ -190,11 +196,7 @@ async fn a_load_read_again_hands_its_start_over_once() {
                 (Some(300), (301..=1_000).collect()),
                 "from the snapshot, failures after {plan:?} rows"
             );
-            assert_eq!(
-                faults::pending(store.schema(), &stream),
-                0,
-                "{plan:?}: every failure was met"
-            );
+            assert_all_met(&store, &stream, &format!("{plan:?}"));
         }
     })
     .await;
@@ -209,22 +211,12 @@ async fn a_stream_ending_on_a_page_boundary_ends_after_a_failure_there() {
         // From 1, both pages fail at their last row; from 257, the one page does.
         for (from, failures) in [(1, 2), (u64::from(PAGE) + 1, 1)] {
             planned(&store, &stream, &vec![PAGE as usize; failures], RETRIED);
-            let read: Vec<_> = store
-                .read_stream::<RawEvent>(&stream, Version::new(from))
-                .try_collect()
-                .await
-                .unwrap();
-            let versions: Vec<u64> = read.iter().map(|e| e.version.get()).collect();
             assert_eq!(
-                versions,
+                read_from(&store, &stream, from).await,
                 (from..=2 * u64::from(PAGE)).collect::<Vec<_>>(),
                 "from {from}"
             );
-            assert_eq!(
-                faults::pending(store.schema(), &stream),
-                0,
-                "from {from}: every failure was met"
-            );
+            assert_all_met(&store, &stream, &format!("from {from}"));
         }
     })
     .await;
@@ -269,14 +261,12 @@ async fn a_failure_not_retried_reaches_the_reader_after_the_rows_handed_over() {
             "the last serialization failure is told: {error}"
         );
         drop(reads);
-        assert_eq!(faults::pending(store.schema(), &stream), 0);
+        assert_all_met(&store, &stream, "the retry budget");
         // The store reads on after its failures.
-        let all: Vec<_> = store
-            .read_stream::<RawEvent>(&stream, Version::new(1))
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(all.len(), 1_000);
+        assert_eq!(
+            read_from(&store, &stream, 1).await,
+            (1..=1_000).collect::<Vec<_>>()
+        );
     })
     .await;
     drop_schema(&store).await;
