@@ -130,6 +130,7 @@ macro_rules! store_contract {
             archived_stream_refuses_appends_and_keeps_its_history,
             archived_stream_leaves_the_log_and_subscriptions,
             repository_refuses_archived_aggregates,
+            an_archive_after_the_read_leaves_the_decision,
             archive_while_writers_append_refuses_every_later_append,
             process_manager_commands_on_archived_aggregates,
             load_as_of_version_and_time,

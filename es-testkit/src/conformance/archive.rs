@@ -1,9 +1,13 @@
 //! Stream lifecycle: an archived stream takes no more events and leaves the log, but keeps
 //! its history.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use es_core::{
-    AppendError, CommandContext, CommandError, EventFilter, ExpectedVersion, LoadError, Position,
-    Repository,
+    Aggregate, AppendError, CommandContext, CommandError, EventFilter, ExpectedVersion, LoadError,
+    NewEvent, Position, Repository, StreamId,
 };
 use futures_util::TryStreamExt as _;
 use uuid::Uuid;
@@ -226,6 +230,127 @@ pub async fn repository_refuses_archived_aggregates<S: Store>(store: S) {
         (latest.version, latest.state.balance),
         (es_core::Version::new(2), 5)
     );
+}
+
+/// A gate that archives its own stream when told to, the moment it decides, and always
+/// refuses: the archive falls between the command's read of its state and its decision.
+#[derive(Debug, Default, es_core::AggregateType)]
+#[aggregate(
+    name = "gate",
+    command = GateCommand,
+    event = GateEvent,
+    error = GateError,
+    services = Arc<ArchiveOnDecide>
+)]
+struct Gate;
+
+#[derive(Debug, Clone, PartialEq, es_core::DomainEvent)]
+enum GateEvent {
+    Installed,
+}
+
+#[derive(Debug, Clone)]
+enum GateCommand {
+    Pass,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum GateError {
+    #[error("the gate is shut")]
+    Shut,
+}
+
+/// What a [`Gate`] runs as it decides, once armed.
+struct ArchiveOnDecide {
+    armed: AtomicBool,
+    archive: Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>,
+}
+
+impl std::fmt::Debug for ArchiveOnDecide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveOnDecide")
+            .field("armed", &self.armed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Aggregate for Gate {
+    async fn handle(
+        &self,
+        _: GateCommand,
+        hook: &Arc<ArchiveOnDecide>,
+    ) -> Result<Vec<GateEvent>, GateError> {
+        if hook.armed.swap(false, Ordering::SeqCst) {
+            (hook.archive)().await;
+        }
+        Err(GateError::Shut)
+    }
+
+    fn apply(&mut self, _: &GateEvent) {}
+}
+
+/// A rejection decided on a state read before the stream was archived is the caller's
+/// answer: the archive came after the decision's read, as an archive after an append's
+/// read comes after that append. A rejection first decided on a cached state is decided
+/// again on the caught-up state, whose read saw the archive: that one is `Archived`. So is
+/// every later command.
+pub async fn an_archive_after_the_read_leaves_the_decision<S: Store>(store: S) {
+    let hook = |id: &'static str| {
+        let store = store.clone();
+        Arc::new(ArchiveOnDecide {
+            armed: AtomicBool::new(false),
+            archive: Box::new(move || {
+                let store = store.clone();
+                Box::pin(async move {
+                    let stream = StreamId::new("gate", id).unwrap();
+                    store.archive_stream(&stream).await.unwrap();
+                })
+            }),
+        })
+    };
+    for id in ["fresh", "cached"] {
+        let stream = StreamId::new("gate", id).unwrap();
+        store
+            .append(
+                &stream,
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new(GateEvent::Installed)],
+            )
+            .await
+            .unwrap();
+        let services = hook(id);
+        let repository = Repository::<Gate, _>::with_services(store.clone(), Arc::clone(&services));
+        let repository = if id == "cached" {
+            let cached = repository.with_cache(8);
+            // Its state is cached by a first rejection.
+            let first = cached.execute(id, GateCommand::Pass).await;
+            assert!(
+                matches!(first, Err(CommandError::Rejected { .. })),
+                "{first:?}"
+            );
+            cached
+        } else {
+            repository
+        };
+        services.armed.store(true, Ordering::SeqCst);
+        let decided = repository.execute(id, GateCommand::Pass).await;
+        match (id, decided) {
+            (
+                "fresh",
+                Err(CommandError::Rejected {
+                    error: GateError::Shut,
+                    ..
+                }),
+            ) => {}
+            ("cached", Err(CommandError::Archived { stream: named })) => assert_eq!(named, stream),
+            (id, other) => panic!("{id}: archived while deciding: {other:?}"),
+        }
+        assert!(store.is_archived(&stream).await.unwrap(), "{id}");
+        match repository.execute(id, GateCommand::Pass).await {
+            Err(CommandError::Archived { stream: named }) => assert_eq!(named, stream),
+            other => panic!("{id}: after the archive: {other:?}"),
+        }
+    }
 }
 
 /// Four writers append to a stream while it is archived. The stream as read right after
