@@ -24,10 +24,17 @@ const PAGE: u32 = 256;
 
 /// A store on a schema of its own, reading pages of [`PAGE`] rows.
 async fn store() -> PgEventStore {
-    let schema = format!("es_test_{}", uuid::Uuid::now_v7().simple());
-    let pool = es_testkit::postgres::connect(&schema, 2).await;
+    // Named as es-testkit names its schemas (`es_test_{seconds}_{id}`), so that one a
+    // failed run leaves is dropped by a later run once it is a day old.
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let schema = format!("es_test_{seconds}_{}", uuid::Uuid::now_v7().simple());
+    let schema = &schema[..schema.len().min(63)];
+    let pool = es_testkit::postgres::connect(schema, 2).await;
     let store = PgEventStore::builder(pool)
-        .schema(&schema)
+        .schema(schema)
         .expect("valid schema")
         .page_size(PAGE)
         .build();
