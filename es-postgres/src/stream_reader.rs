@@ -161,10 +161,10 @@ async fn forward_stream(
         // starts after the last row the reader has.
         let mut chunk = Vec::with_capacity(CHUNK.min(rows_wanted));
         let mut chunk_next = next;
-        // Rows never wait on the reader (their slots are reserved), so only the server can
-        // be slow here: each row has the reply deadline.
         #[cfg(test)]
         let mut injected = None;
+        // Rows never wait on the reader (their slots are reserved), so only the server can
+        // be slow here: each row has the reply deadline.
         while let Some(row) = next_row(&mut rows, inner.reply_timeout).await {
             match row {
                 Ok(row) => {

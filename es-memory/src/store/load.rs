@@ -80,12 +80,7 @@ impl<E: DomainEvent> Loader<E> {
         self.buffer.reserve(page.len());
         self.buffer
             .extend(page.iter().map(|record| match record.typed::<E>() {
-                Some(event) => Pending::Event(LoadItem::Event {
-                    version: record.version,
-                    event_id: record.event_id,
-                    position: record.position,
-                    event: event.clone(),
-                }),
+                Some(event) => Pending::Event(load_item(record, event.clone())),
                 None => Pending::Record(Arc::clone(record)),
             }));
         self.next = Version::new(self.next.get() + page.len() as u64);
@@ -93,6 +88,16 @@ impl<E: DomainEvent> Loader<E> {
         // the lock for what was appended since (a load is of the stream as it stood;
         // one of more than a page goes on reading as later pages are taken).
         self.finished = page.len() < PAGE;
+    }
+}
+
+/// `event`, read from `record`, as a load hands it out.
+fn load_item<E>(record: &Record, event: E) -> LoadItem<E> {
+    LoadItem::Event {
+        version: record.version,
+        event_id: record.event_id,
+        position: record.position,
+        event,
     }
 }
 
@@ -113,12 +118,7 @@ impl<E: DomainEvent> Stream for Loader<E> {
             match this.buffer.pop_front() {
                 Some(Pending::Event(item)) => return Poll::Ready(Some(Ok(item))),
                 Some(Pending::Record(record)) => {
-                    let item = record.event::<E>().map(|event| LoadItem::Event {
-                        version: record.version,
-                        event_id: record.event_id,
-                        position: record.position,
-                        event,
-                    });
+                    let item = record.event::<E>().map(|event| load_item(&record, event));
                     // A stream of results ends at its first error.
                     if item.is_err() {
                         this.finished = true;

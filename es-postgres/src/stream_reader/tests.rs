@@ -159,6 +159,25 @@ fn unpacked(items: Vec<LoadItem<RawEvent>>) -> (Option<u64>, Vec<u64>) {
     (start.snapshot.map(|s| s.version.get()), versions)
 }
 
+/// A load of `stream` after `after` under the failures of `plan` (retried), unpacked; every
+/// planned failure must have fired.
+async fn load_under(
+    store: &PgEventStore,
+    stream: &StreamId,
+    plan: &[usize],
+    after: u64,
+    snapshot: bool,
+) -> (Option<u64>, Vec<u64>) {
+    planned(store, stream, plan, RETRIED);
+    let items = store
+        .load_events::<RawEvent>(stream, Version::new(after), snapshot)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_all_met(store, stream, &format!("{plan:?}"));
+    unpacked(items)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_read_again_hands_its_start_over_once() {
     let store = store().await;
@@ -168,18 +187,11 @@ async fn a_load_read_again_hands_its_start_over_once() {
         let mut plans = plans();
         plans.push(vec![PAGE as usize + 1]);
         for plan in &plans {
-            planned(&store, &stream, plan, RETRIED);
-            let items = store
-                .load_events::<RawEvent>(&stream, Version::new(37), false)
-                .try_collect()
-                .await
-                .unwrap();
             assert_eq!(
-                unpacked(items),
+                load_under(&store, &stream, plan, 37, false).await,
                 (None, (38..=1_000).collect()),
                 "after 37, failures after {plan:?} rows"
             );
-            assert_all_met(&store, &stream, &format!("{plan:?}"));
         }
         store
             .save_snapshot(Snapshot {
@@ -192,18 +204,11 @@ async fn a_load_read_again_hands_its_start_over_once() {
             .await
             .unwrap();
         for plan in &plans {
-            planned(&store, &stream, plan, RETRIED);
-            let items = store
-                .load_events::<RawEvent>(&stream, Version::INITIAL, true)
-                .try_collect()
-                .await
-                .unwrap();
             assert_eq!(
-                unpacked(items),
+                load_under(&store, &stream, plan, 0, true).await,
                 (Some(300), (301..=1_000).collect()),
                 "from the snapshot, failures after {plan:?} rows"
             );
-            assert_all_met(&store, &stream, &format!("{plan:?}"));
         }
     })
     .await;
