@@ -127,7 +127,7 @@ pub use keys::PgKeyStore;
 pub use projection::{PgProjection, PgProjectionError, PgTransactionalProjection};
 pub use read_model::{PgInvalidTableName, PgMigration, PgTable};
 pub use schema::{PgInvalidSchemaName, PgSchemaName};
-pub use store::{PgEventStore, PgEventStoreBuilder, PgPoolSettings};
+pub use store::{PgEventStore, PgEventStoreBuilder, PgPoolSettings, ping_after_idle};
 
 #[doc(no_inline)]
 pub use es_core::{CheckpointStore, DeadLetterStore, EventStore, LeaseStore, SnapshotStore, Store};

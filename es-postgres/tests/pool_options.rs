@@ -12,7 +12,8 @@ mod common;
 
 use std::time::Duration;
 
-use es_postgres::{PgEventStore, PgPoolOptions};
+use es_postgres::{PgEventStore, PgEventStoreBuilder, PgPoolOptions, PgPoolSettings};
+use sqlx::Connection as _;
 
 /// Bounds every wait of these tests; none measures speed.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -136,4 +137,106 @@ async fn a_pool_of_no_connections_is_given_one() {
     assert_eq!(options.get_max_connections(), 1);
     assert_eq!(options.get_min_connections(), 1);
     assert_eq!(show(&store, "lock_timeout").await, "10s");
+}
+
+/// The server process behind the pool's one connection.
+async fn backend(pool: &sqlx::PgPool) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+}
+
+/// Ends the server process `pid` from a connection of the test's own, and waits until it
+/// is gone, so that the pool's connection to it is dead when the test next uses it.
+async fn kill(pid: i32) {
+    let mut admin = sqlx::PgConnection::connect(&common::database_url())
+        .await
+        .unwrap();
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)")
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(ended, "backend {pid} ended");
+    admin.close().await.unwrap();
+}
+
+/// A store's pool of one connection, checking connections as `configure` says.
+async fn one_connection(
+    configure: impl FnOnce(PgEventStoreBuilder<PgPoolSettings>) -> PgEventStoreBuilder<PgPoolSettings>,
+) -> PgEventStore {
+    configure(
+        PgEventStore::builder_for_url(&common::database_url())
+            .unwrap()
+            .max_connections(1),
+    )
+    .connect()
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_connection_used_within_the_idle_limit_is_not_checked_again() {
+    let _permit = common::hold_connections(3).await;
+    let store = one_connection(|b| b.ping_after_idle(Some(Duration::from_secs(600)))).await;
+    let pid = backend(store.pool()).await.unwrap();
+    kill(pid).await;
+    // No round trip checks it: the call itself finds the connection dead...
+    let found = tokio::time::timeout(PATIENCE, backend(store.pool()))
+        .await
+        .expect("a dead connection fails at once");
+    assert!(found.is_err(), "an unchecked dead connection: {found:?}");
+    // ...and the pool opens another for the next call.
+    let next = backend(store.pool()).await.unwrap();
+    assert_ne!(next, pid);
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_the_limit_is_checked_and_replaced_unseen() {
+    let _permit = common::hold_connections(3).await;
+    let idle = Duration::from_millis(200);
+    let store = one_connection(|b| b.ping_after_idle(Some(idle))).await;
+    let pid = backend(store.pool()).await.unwrap();
+    kill(pid).await;
+    tokio::time::sleep(idle * 2).await;
+    let next = backend(store.pool()).await.unwrap();
+    assert_ne!(
+        next, pid,
+        "the check found the dead connection and replaced it"
+    );
+}
+
+#[tokio::test]
+async fn checking_before_every_call_replaces_a_dead_connection_at_once() {
+    let _permit = common::hold_connections(6).await;
+    // As the store's setting, and as sqlx's own default through options of the caller's.
+    for store in [
+        one_connection(|b| b.ping_after_idle(Some(Duration::ZERO))).await,
+        one_connection(|b| b.pool_options(PgPoolOptions::new().max_connections(1))).await,
+    ] {
+        let pid = backend(store.pool()).await.unwrap();
+        kill(pid).await;
+        let next = backend(store.pool()).await.unwrap();
+        assert_ne!(next, pid);
+    }
+}
+
+#[tokio::test]
+async fn the_default_checks_only_connections_idle_for_a_second() {
+    let settings = PgEventStore::builder_for_url(&common::database_url()).unwrap();
+    assert!(
+        format!("{settings:?}").contains("ping_after_idle: Some(1s)"),
+        "{settings:?}"
+    );
+    assert_eq!(
+        PgPoolSettings::DEFAULT_PING_AFTER_IDLE,
+        Duration::from_secs(1)
+    );
+    let _permit = common::hold_connections(3).await;
+    let store = one_connection(|b| b).await;
+    assert!(!store.pool().options().get_test_before_acquire());
+    let pid = backend(store.pool()).await.unwrap();
+    kill(pid).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_ne!(backend(store.pool()).await.unwrap(), pid);
 }

@@ -32,7 +32,7 @@ mod refusal;
 mod runner_tables;
 mod snapshots;
 
-pub use builder::{PgEventStoreBuilder, PgPoolSettings};
+pub use builder::{PgEventStoreBuilder, PgPoolSettings, ping_after_idle};
 
 /// An event store on PostgreSQL.
 ///

@@ -100,13 +100,18 @@ pub async fn connect_with(options: PgConnectOptions, max: u32) -> PgPool {
     // The pool owns the permit through its callback, which lives as long as the pool; the
     // pool's background tasks hold it only weakly, so the last handle dropped frees both.
     let permit = Arc::new(permit);
-    PgPoolOptions::new()
-        .max_connections(max)
-        .after_connect(move |_connection, _metadata| {
-            let _held = &permit;
-            Box::pin(async { Ok(()) })
-        })
-        .connect_lazy_with(options)
+    // The store's own rule for checking connections before use, so that the tests run
+    // the statements' round trips a store that opens its pool does.
+    es_postgres::ping_after_idle(
+        PgPoolOptions::new(),
+        Some(es_postgres::PgPoolSettings::DEFAULT_PING_AFTER_IDLE),
+    )
+    .max_connections(max)
+    .after_connect(move |_connection, _metadata| {
+        let _held = &permit;
+        Box::pin(async { Ok(()) })
+    })
+    .connect_lazy_with(options)
 }
 
 /// Takes `connections` from the test's share of [`ConnectionBudget::global`]
