@@ -146,9 +146,18 @@ async fn backend(pool: &sqlx::PgPool) -> Result<i32, sqlx::Error> {
         .await
 }
 
-/// Ends the server process `pid` from a connection of the test's own, and waits until it
-/// is gone, so that the pool's connection to it is dead when the test next uses it.
-async fn kill(pid: i32) {
+/// Ends the server process `pid` behind `pool`'s one connection from a connection of the
+/// test's own, once that connection is back in the pool (sqlx checks it on the way back,
+/// in a task of its own), and waits until the process is gone, so that the connection is
+/// dead when the test next uses it.
+async fn kill(pool: &sqlx::PgPool, pid: i32) {
+    tokio::time::timeout(PATIENCE, async {
+        while pool.num_idle() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the connection goes back to the pool");
     let mut admin = sqlx::PgConnection::connect(&common::database_url())
         .await
         .unwrap();
@@ -180,7 +189,7 @@ async fn a_connection_used_within_the_idle_limit_is_not_checked_again() {
     let _permit = common::hold_connections(3).await;
     let store = one_connection(|b| b.ping_after_idle(Some(Duration::from_secs(600)))).await;
     let pid = backend(store.pool()).await.unwrap();
-    kill(pid).await;
+    kill(store.pool(), pid).await;
     // No round trip checks it: the call itself finds the connection dead...
     let found = tokio::time::timeout(PATIENCE, backend(store.pool()))
         .await
@@ -197,7 +206,7 @@ async fn a_connection_idle_past_the_limit_is_checked_and_replaced_unseen() {
     let idle = Duration::from_millis(200);
     let store = one_connection(|b| b.ping_after_idle(Some(idle))).await;
     let pid = backend(store.pool()).await.unwrap();
-    kill(pid).await;
+    kill(store.pool(), pid).await;
     tokio::time::sleep(idle * 2).await;
     let next = backend(store.pool()).await.unwrap();
     assert_ne!(
@@ -215,7 +224,7 @@ async fn checking_before_every_call_replaces_a_dead_connection_at_once() {
         one_connection(|b| b.pool_options(PgPoolOptions::new().max_connections(1))).await,
     ] {
         let pid = backend(store.pool()).await.unwrap();
-        kill(pid).await;
+        kill(store.pool(), pid).await;
         let next = backend(store.pool()).await.unwrap();
         assert_ne!(next, pid);
     }
@@ -228,6 +237,11 @@ async fn the_default_checks_only_connections_idle_for_a_second() {
         format!("{settings:?}").contains("ping_after_idle: Some(1s)"),
         "{settings:?}"
     );
+    let given = settings.pool_options(PgPoolOptions::new());
+    assert!(
+        format!("{given:?}").contains("ping_after_idle: \"as the pool options given\""),
+        "{given:?}"
+    );
     assert_eq!(
         PgPoolSettings::DEFAULT_PING_AFTER_IDLE,
         Duration::from_secs(1)
@@ -235,8 +249,13 @@ async fn the_default_checks_only_connections_idle_for_a_second() {
     let _permit = common::hold_connections(3).await;
     let store = one_connection(|b| b).await;
     assert!(!store.pool().options().get_test_before_acquire());
+    // Used again at once: not checked, so the call finds the connection dead.
     let pid = backend(store.pool()).await.unwrap();
-    kill(pid).await;
+    kill(store.pool(), pid).await;
+    assert!(backend(store.pool()).await.is_err());
+    // Used again after more than a second: checked, and replaced unseen.
+    let pid = backend(store.pool()).await.unwrap();
+    kill(store.pool(), pid).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_ne!(backend(store.pool()).await.unwrap(), pid);
 }

@@ -310,8 +310,8 @@ impl PgEventStoreBuilder<PgPoolSettings> {
     /// ```
     #[must_use]
     pub fn pool_options(mut self, options: PgPoolOptions) -> Self {
-        self.connection.ping_after_idle =
-            options.get_test_before_acquire().then_some(Duration::ZERO);
+        // The caller's checks, which `Debug` cannot read back (a hook is opaque).
+        self.connection.ping_after_idle = None;
         self.connection.pool = options;
         self
     }
@@ -322,16 +322,30 @@ impl PgEventStoreBuilder<PgPoolSettings> {
     ///
     /// sqlx checks a connection as it goes back to the pool, so one idle for less than
     /// `idle` answered that long ago; checking it again before each call would cost every
-    /// statement a second round trip (a single-row insert ran 14% faster without it, one
-    /// run on 2026-12-03). What the check still catches is a connection that died while
-    /// idle longer (a server restart in a quiet moment, a proxy's idle cut), which the
-    /// pool then replaces unseen. A connection that died within `idle` of its last call
-    /// (a restart under load) fails its next call instead, as a call under way fails:
-    /// transient, and the pool opens a new connection for the next. This replaces any
-    /// `before_acquire` hook of [`pool_options`](Self::pool_options).
+    /// statement a second round trip (bare single-row inserts through a sqlx pool ran 14%
+    /// faster without it, one run on 2026-12-03, one connection over loopback). What the
+    /// check still catches is a connection that died while idle longer (a server restart
+    /// in a quiet moment, a proxy's idle cut), which the pool then replaces unseen.
+    ///
+    /// What it does not catch:
+    /// - A connection that died within `idle` of its last call (a restart under load):
+    ///   its next call fails, transient, as the calls under way at that moment do, and
+    ///   the pool opens a new connection for the one after. With
+    ///   [`coalesce_commits`](PgEventStoreBuilder::coalesce_commits), that call may be a
+    ///   shared statement: every append of the batch then fails as one whose reply was
+    ///   lost (nothing was stored; appending the same event ids again says so).
+    /// - sqlx's maintenance round (every `idle_timeout` or `max_lifetime`, whichever is
+    ///   shorter: 10 min by default) restarts the idle clock of the connections it keeps
+    ///   without a round trip, so for `idle` after each round a connection idle for a
+    ///   whole period goes out unchecked.
+    /// - A connection whose server vanished without closing it (a half-open network)
+    ///   waits for the reply deadline instead of the acquire timeout.
+    ///
+    /// This replaces any `before_acquire` hook of [`pool_options`](Self::pool_options).
+    /// A failed check is logged by sqlx as a warning ("error from `before_acquire`").
     #[must_use]
     pub fn ping_after_idle(mut self, idle: Option<Duration>) -> Self {
-        self.connection.ping_after_idle = idle;
+        self.connection.ping_after_idle = Some(idle);
         self.connection.pool = ping_after_idle(self.connection.pool, idle);
         self
     }
@@ -495,9 +509,10 @@ pub struct PgPoolSettings {
     description: String,
     /// The pool's own options: size, acquire timeout, idle timeout, lifetime.
     pool: PgPoolOptions,
-    /// What [`PgEventStoreBuilder::ping_after_idle`] set, for `Debug` (the pool's hook
-    /// cannot be read back).
-    ping_after_idle: Option<Duration>,
+    /// What [`PgEventStoreBuilder::ping_after_idle`] set (the outer `None`: the checks
+    /// of options given to [`PgEventStoreBuilder::pool_options`] since), for `Debug`:
+    /// the pool's hook cannot be read back.
+    ping_after_idle: Option<Option<Duration>>,
     statement_timeout: Option<Duration>,
     lock_timeout: Option<Duration>,
     idle_in_transaction_timeout: Option<Duration>,
@@ -512,7 +527,13 @@ impl fmt::Debug for PgPoolSettings {
             .field("acquire_timeout", &self.pool.get_acquire_timeout())
             .field("idle_timeout", &self.pool.get_idle_timeout())
             .field("max_lifetime", &self.pool.get_max_lifetime())
-            .field("ping_after_idle", &self.ping_after_idle)
+            .field(
+                "ping_after_idle",
+                match &self.ping_after_idle {
+                    Some(idle) => idle as &dyn fmt::Debug,
+                    None => &"as the pool options given",
+                },
+            )
             .field("statement_timeout", &self.statement_timeout)
             .field("lock_timeout", &self.lock_timeout)
             .field(
@@ -555,7 +576,7 @@ impl PgPoolSettings {
                     .max_lifetime(Some(Duration::from_secs(30 * 60))),
                 Some(PgPoolSettings::DEFAULT_PING_AFTER_IDLE),
             ),
-            ping_after_idle: Some(PgPoolSettings::DEFAULT_PING_AFTER_IDLE),
+            ping_after_idle: Some(Some(PgPoolSettings::DEFAULT_PING_AFTER_IDLE)),
             statement_timeout: Some(Duration::from_secs(30)),
             lock_timeout: Some(Duration::from_secs(10)),
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
