@@ -441,7 +441,8 @@ impl PgEventStoreBuilder<PgPoolSettings> {
 ///
 /// A store that opens its own pool follows this rule (with
 /// [`PgPoolSettings::DEFAULT_PING_AFTER_IDLE`]; see
-/// [`PgEventStoreBuilder::ping_after_idle`] for why it is safe and what it changes); give
+/// [`PgEventStoreBuilder::ping_after_idle`] for what the check still catches and what it
+/// misses); give
 /// a pool of your own the same with this:
 ///
 /// ```no_run
@@ -564,9 +565,10 @@ impl PgPoolSettings {
         Ok(Self {
             options,
             description,
-            // sqlx's defaults but for the size and the acquire timeout (its 30 s would
-            // leave a caller waiting long for a pool that is exhausted); written out, so
-            // that the documented defaults do not move with sqlx's.
+            // sqlx's defaults but for the size, the acquire timeout (its 30 s would leave a
+            // caller waiting long for a pool that is exhausted) and the check before use
+            // (sqlx's costs every statement a round trip); written out, so that the
+            // documented defaults do not move with sqlx's.
             pool: ping_after_idle(
                 PgPoolOptions::new()
                     .max_connections(10)
