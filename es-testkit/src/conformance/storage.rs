@@ -120,7 +120,9 @@ pub async fn parked_events_and_leases_are_stored<S: Store>(store: S) {
     assert_eq!(store.parked("view").await.unwrap().len(), 1);
 
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-    let ttl = Duration::from_millis(300);
+    // Long enough that no step below outlasts it on a loaded machine; only the last
+    // step's lease is short, to see it run out.
+    let ttl = Duration::from_secs(60);
     assert!(store.acquire_lease("job", a, ttl).await.unwrap());
     assert!(
         store.acquire_lease("job", a, ttl).await.unwrap(),
@@ -137,11 +139,12 @@ pub async fn parked_events_and_leases_are_stored<S: Store>(store: S) {
         "only the holder releases"
     );
     store.release_lease("job", a).await.unwrap();
+    let short = Duration::from_millis(100);
     assert!(
-        store.acquire_lease("job", b, ttl).await.unwrap(),
+        store.acquire_lease("job", b, short).await.unwrap(),
         "released: free"
     );
-    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    tokio::time::sleep(short * 2).await;
     assert!(
         store.acquire_lease("job", a, ttl).await.unwrap(),
         "expired: free"
