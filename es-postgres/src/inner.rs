@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use sqlx::postgres::PgPool;
-
-use crate::checkout::within;
+use crate::checkout::{StorePool, within};
 use crate::error::retry_serialization_failures;
 use crate::health::ReaderHealth;
 use crate::inline::PgInlineProjection;
@@ -16,7 +14,7 @@ use crate::sql::Statements;
 use crate::wakeup::Wakeups;
 
 pub(crate) struct Inner {
-    pub(crate) pool: PgPool,
+    pub(crate) pool: StorePool,
     pub(crate) schema: PgSchemaName,
     pub(crate) sql: Statements,
     pub(crate) page_size: i64,
@@ -52,14 +50,17 @@ impl Inner {
 
 /// A statement for [`Inner::run`]: `statement!(inner, |c| query.fetch_one(c))` takes a
 /// connection of its own (a [`Checkout`]), runs the query on it as `c`, and gives the
-/// connection back to the pool only if the query finished.
+/// connection back only if the query finished and left it usable.
 macro_rules! statement {
     ($inner:expr, |$connection:ident| $body:expr) => {{
         $inner.run(|| async move {
             let mut checkout = $crate::checkout::Checkout::take(&$inner.pool).await?;
             let $connection: &mut ::sqlx::postgres::PgConnection = &mut checkout;
             let result = $body.await;
-            checkout.finish();
+            match &result {
+                Ok(_) => checkout.finish(),
+                Err(error) => checkout.finish_after(error),
+            }
             result
         })
     }};

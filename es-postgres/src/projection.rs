@@ -407,7 +407,7 @@ impl<P: PgProjection> PgTransactionalProjection<P> {
     /// Begins the batch's transaction unless one is open.
     async fn begin(&mut self) -> Result<(), PgProjectionError> {
         if self.tx.is_none() {
-            let tx = within(self.deadline(), PgTx::begin(self.store.pool()))
+            let tx = within(self.deadline(), PgTx::begin(&self.store.inner.pool))
                 .await
                 .map_err(|e| self.database_error("projection transaction", e))?;
             self.tx = Some(tx);

@@ -191,11 +191,7 @@ impl LogQuery {
                     checkout.finish();
                     return Ok(page);
                 };
-                // A statement the server refused leaves the connection usable; anything
-                // else (no reply, a broken connection) closes it.
-                if error.as_database_error().is_some() {
-                    checkout.finish();
-                }
+                checkout.finish_after(&error);
                 if is_serialization_failure(&error) && aborted < SERIALIZATION_RETRIES {
                     aborted += 1;
                     continue;

@@ -209,11 +209,7 @@ async fn forward_stream(
                 continue;
             }
             Some(error) => {
-                // A statement the server refused leaves the connection usable; anything
-                // else (no reply, a broken connection) closes it.
-                if error.as_database_error().is_some() {
-                    checkout.finish();
-                }
+                checkout.finish_after(&error);
                 hand_over(&mut slots, &sink, Delivery::Failed(error)).await;
                 return;
             }

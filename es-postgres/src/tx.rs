@@ -23,11 +23,11 @@
 use std::ops::{Deref, DerefMut};
 
 use sqlx::SqlSafeStr as _;
+use sqlx::postgres::PgConnection;
 use sqlx::postgres::PgTransactionManager;
-use sqlx::postgres::{PgConnection, PgPool};
 use sqlx_core::transaction::TransactionManager as _;
 
-use crate::checkout::Checkout;
+use crate::checkout::{Checkout, Source};
 
 /// A transaction on a connection of the pool, ended by [`commit`](PgTx::commit) or
 /// [`rollback`](PgTx::rollback); dropped otherwise, its connection is closed, never pooled.
@@ -38,7 +38,7 @@ pub(crate) struct PgTx {
 
 impl PgTx {
     /// Begins a transaction on a connection from `pool`.
-    pub(crate) async fn begin(pool: &PgPool) -> Result<Self, sqlx::Error> {
+    pub(crate) async fn begin(pool: &(impl Source + ?Sized)) -> Result<Self, sqlx::Error> {
         // From here on a drop closes the connection: if `BEGIN` is in flight when the
         // caller goes away, nobody can tell whether the server opened the transaction.
         let mut connection = Checkout::take(pool).await?;
@@ -49,7 +49,9 @@ impl PgTx {
     /// Begins a transaction at READ COMMITTED, whatever the session's default (a role's
     /// `default_transaction_isolation`, say): for work whose statements must each see what
     /// committed before it (a conditional append's check).
-    pub(crate) async fn begin_read_committed(pool: &PgPool) -> Result<Self, sqlx::Error> {
+    pub(crate) async fn begin_read_committed(
+        pool: &(impl Source + ?Sized),
+    ) -> Result<Self, sqlx::Error> {
         let mut connection = Checkout::take(pool).await?;
         let begin = "BEGIN ISOLATION LEVEL READ COMMITTED".into_sql_str();
         PgTransactionManager::begin(&mut connection, Some(begin)).await?;

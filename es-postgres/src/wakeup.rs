@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use es_core::Backoff;
 
-use crate::checkout::{Checkout, within};
+use crate::checkout::{Checkout, StorePool, within};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, SqlStr};
 use tokio::sync::{Notify, watch};
@@ -27,7 +27,7 @@ pub(crate) struct Wakeups {
     notifier: Option<Arc<Notify>>,
     notifier_task: Mutex<Option<JoinHandle<()>>>,
     listener_task: Mutex<Option<JoinHandle<()>>>,
-    pool: PgPool,
+    pool: StorePool,
     channel: Arc<str>,
     /// `sql/notify.sql`.
     statement: SqlStr,
@@ -36,7 +36,7 @@ pub(crate) struct Wakeups {
 }
 
 impl Wakeups {
-    pub(crate) fn new(pool: PgPool, channel: Arc<str>, statement: SqlStr, notify: bool) -> Self {
+    pub(crate) fn new(pool: StorePool, channel: Arc<str>, statement: SqlStr, notify: bool) -> Self {
         Self {
             counter: Arc::new(watch::Sender::new(0)),
             notifier: notify.then(|| Arc::new(Notify::new())),
@@ -75,7 +75,7 @@ impl Wakeups {
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.keep_running(&self.listener_task, |shutdown| {
             listen_loop(
-                self.pool.clone(),
+                PgPool::clone(&self.pool),
                 Arc::clone(&self.channel),
                 Arc::clone(&self.counter),
                 shutdown,
@@ -120,7 +120,7 @@ const NOTIFY_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Sends a `NOTIFY` for every burst of appends, outside their transactions.
 async fn notify_loop(
-    pool: PgPool,
+    pool: StorePool,
     channel: Arc<str>,
     statement: SqlStr,
     poke: Arc<Notify>,

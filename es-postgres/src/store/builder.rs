@@ -8,6 +8,7 @@ use std::time::Duration;
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use crate::checkout::StorePool;
 use crate::error::PgStoreError;
 use crate::health::ReaderHealth;
 use crate::inline::PgInlineProjection;
@@ -49,6 +50,9 @@ pub struct PgEventStoreBuilder<C = PgPool> {
     page_size: i64,
     inline: Vec<Arc<dyn PgInlineProjection>>,
     coalesce: Option<(usize, usize)>,
+    /// [`PgEventStoreBuilder::keep_connections`] (`None`: the default for the kind of
+    /// pool).
+    keep: Option<Option<Duration>>,
 }
 
 impl<C: fmt::Debug> fmt::Debug for PgEventStoreBuilder<C> {
@@ -60,6 +64,7 @@ impl<C: fmt::Debug> fmt::Debug for PgEventStoreBuilder<C> {
             .field("poll_interval", &self.poll_interval)
             .field("page_size", &self.page_size)
             .field("coalesce", &self.coalesce)
+            .field("keep", &self.keep)
             .field(
                 "inline",
                 &self
@@ -83,7 +88,53 @@ impl<C> PgEventStoreBuilder<C> {
             page_size: 2_000,
             inline: Vec::new(),
             coalesce: None,
+            keep: None,
         }
+    }
+
+    /// Keeps the connection of each finished call out of the pool for the store's next
+    /// call, for at most `keep` unused; `None` (or zero) keeps none, so every connection
+    /// goes back to the pool after each call.
+    ///
+    /// sqlx checks each connection with a round trip as it goes back to its pool, so
+    /// through the pool every call costs the server a second round trip, and a call that
+    /// follows at once finds the connection still out being checked. A connection kept at
+    /// hand skips that check. At most one connection fewer than the pool's maximum is
+    /// kept, none while the pool has no connection idle and no room for another (a caller
+    /// may be waiting for it), and each goes back to the pool once unused for `keep`, at
+    /// once when the pool is closed, or when open longer than the pool's `max_lifetime`.
+    /// A call that breaks its connection (no reply, a session the server ended) closes it
+    /// rather than keeping it. A kept connection is not idle in the pool's count, so a
+    /// caller of [`PgEventStore::pool`] may wait up to `keep` for it. None is kept on a
+    /// current-thread runtime (the task that gives them back would run only while that
+    /// runtime is driven).
+    ///
+    /// Default: on a pool the store opens,
+    /// [`PgPoolSettings::DEFAULT_KEEP_CONNECTIONS`] (100 ms), never longer than
+    /// [`ping_after_idle`](PgEventStoreBuilder::ping_after_idle) (a kept connection goes
+    /// out unchecked), and none with options given to
+    /// [`pool_options`](PgEventStoreBuilder::pool_options); on a pool of yours, none: keep
+    /// `keep` within its check before use, as [`ping_after_idle`](crate::ping_after_idle)
+    /// sets it, so that a connection that died while idle longer is still replaced unseen.
+    ///
+    /// ```no_run
+    /// use es_postgres::{PgEventStore, PgPoolOptions, PgPoolSettings, ping_after_idle};
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let idle = Some(PgPoolSettings::DEFAULT_PING_AFTER_IDLE);
+    /// let pool = ping_after_idle(PgPoolOptions::new().max_connections(20), idle)
+    ///     .connect("postgres://app@db/app")
+    ///     .await?;
+    /// let store = PgEventStore::builder(pool)
+    ///     .keep_connections(Some(PgPoolSettings::DEFAULT_KEEP_CONNECTIONS))
+    ///     .build();
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn keep_connections(mut self, keep: Option<Duration>) -> Self {
+        self.keep = Some(keep);
+        self
     }
 
     /// Uses the schema `name` (default `es`).
@@ -205,8 +256,14 @@ impl<C> PgEventStoreBuilder<C> {
         self
     }
 
-    fn finish(self, pool: PgPool, default_reply_timeout: Option<Duration>) -> PgEventStore {
+    fn finish(
+        self,
+        pool: PgPool,
+        default_reply_timeout: Option<Duration>,
+        keep: Option<Duration>,
+    ) -> PgEventStore {
         let sql = Statements::new(&self.schema);
+        let pool = StorePool::new(pool, keep);
         let wakeups = Wakeups::new(
             pool.clone(),
             Arc::clone(&sql.channel),
@@ -237,7 +294,9 @@ impl PgEventStoreBuilder<PgPool> {
     /// The store. Run [`PgEventStore::migrate`] before first use.
     pub fn build(self) -> PgEventStore {
         let pool = self.connection.clone();
-        self.finish(pool, Some(Duration::from_secs(60)))
+        // The pool's checks are its owner's: connections are kept only if asked.
+        let keep = self.keep.flatten();
+        self.finish(pool, Some(Duration::from_secs(60)), keep)
     }
 }
 
@@ -320,12 +379,16 @@ impl PgEventStoreBuilder<PgPoolSettings> {
     /// has sat idle at least `idle` (default 1 s); `Some(Duration::ZERO)` checks before
     /// every call (sqlx's own default), `None` never.
     ///
-    /// sqlx checks a connection as it goes back to the pool, so one idle for less than
-    /// `idle` answered that long ago; checking it again before each call would cost every
-    /// statement a second round trip (bare single-row inserts through a sqlx pool ran 14%
-    /// faster without it, one run on 2026-12-03, one connection over loopback). What the
-    /// check still catches is a connection that died while idle longer (a server restart
-    /// in a quiet moment, a proxy's idle cut), which the pool then replaces unseen.
+    /// A connection idle for less than `idle` answered a call that long ago; checking it
+    /// again before each call would cost every statement a second round trip (bare
+    /// single-row inserts through a sqlx pool ran 14% faster without it, one run on
+    /// 2026-12-03, one connection over loopback). What the check still catches is a
+    /// connection that died while idle longer (a server restart in a quiet moment, a
+    /// proxy's idle cut), which the pool then replaces unseen.
+    ///
+    /// A connection the store keeps at hand between calls
+    /// ([`keep_connections`](PgEventStoreBuilder::keep_connections)) is never kept longer
+    /// than `idle`, so it too goes out unchecked only within `idle` of its last call.
     ///
     /// What it does not catch:
     /// - A connection that died within `idle` of its last call (a restart under load):
@@ -431,7 +494,21 @@ impl PgEventStoreBuilder<PgPoolSettings> {
         let reply = settings
             .statement_timeout
             .map(|t| t + Duration::from_secs(5));
-        Ok(self.finish(pool, reply))
+        // A connection kept at hand goes out unchecked, so never for longer than the idle
+        // check allows; with the checks of the caller's pool options, only if asked.
+        let keep = match settings.ping_after_idle {
+            None => self.keep.flatten(),
+            Some(idle) => {
+                let keep = self
+                    .keep
+                    .unwrap_or(Some(PgPoolSettings::DEFAULT_KEEP_CONNECTIONS));
+                match idle {
+                    Some(idle) => keep.map(|keep| keep.min(idle)),
+                    None => keep,
+                }
+            }
+        };
+        Ok(self.finish(pool, reply, keep))
     }
 }
 
@@ -484,6 +561,7 @@ pub fn ping_after_idle(options: PgPoolOptions, idle: Option<Duration>) -> PgPool
 /// | [`idle_timeout`](PgEventStoreBuilder::idle_timeout) | 10 min |
 /// | [`max_lifetime`](PgEventStoreBuilder::max_lifetime) | 30 min |
 /// | [`ping_after_idle`](PgEventStoreBuilder::ping_after_idle) | 1 s |
+/// | [`keep_connections`](PgEventStoreBuilder::keep_connections) | 100 ms |
 /// | [`statement_timeout`](PgEventStoreBuilder::statement_timeout) | 30 s |
 /// | [`lock_timeout`](PgEventStoreBuilder::lock_timeout) | 10 s |
 /// | [`idle_in_transaction_timeout`](PgEventStoreBuilder::idle_in_transaction_timeout) | 60 s |
@@ -549,6 +627,12 @@ impl PgPoolSettings {
     /// How long a pooled connection may sit idle before a call checks it first: the
     /// default of [`PgEventStoreBuilder::ping_after_idle`].
     pub const DEFAULT_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+    /// How long a store keeps the connection of a finished call at hand for its next call
+    /// by default ([`PgEventStoreBuilder::keep_connections`]): long enough for calls that
+    /// follow one another closely, short enough that another user of the pool waits
+    /// little for a connection kept unused.
+    pub const DEFAULT_KEEP_CONNECTIONS: Duration = Duration::from_millis(100);
 
     pub(crate) fn parse(url: &str) -> Result<Self, PgStoreError> {
         let description = redact(url);

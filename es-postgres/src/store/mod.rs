@@ -212,7 +212,9 @@ impl PgEventStore {
             })
     }
 
-    /// The pool.
+    /// The pool. Connections the store keeps at hand between its calls (see
+    /// [`PgEventStoreBuilder::keep_connections`]) are out of it, and not counted as idle,
+    /// until unused for that long.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
     }

@@ -282,9 +282,13 @@ fn pool(url: &str, application_name: &str, max: u32) -> sqlx::PgPool {
         .parse::<PgConnectOptions>()
         .expect("a PostgreSQL URL")
         .application_name(application_name);
-    PgPoolOptions::new()
-        .max_connections(max)
-        .connect_lazy_with(options)
+    // The checks of a pool the store opens itself: before use only after a second idle.
+    es_postgres::ping_after_idle(
+        PgPoolOptions::new(),
+        Some(es_postgres::PgPoolSettings::DEFAULT_PING_AFTER_IDLE),
+    )
+    .max_connections(max)
+    .connect_lazy_with(options)
 }
 
 impl Load {
@@ -292,7 +296,9 @@ impl Load {
     pub(crate) async fn start(url: &str, config: Config) -> Self {
         let application_name = format!("es-fault-load-{}", std::process::id());
         let max = u32::try_from(config.writers + config.subscribers + 4).unwrap_or(32);
-        let store = PgEventStore::new(pool(url, &application_name, max));
+        let store = PgEventStore::builder(pool(url, &application_name, max))
+            .keep_connections(Some(es_postgres::PgPoolSettings::DEFAULT_KEEP_CONNECTIONS))
+            .build();
         store.migrate().await.expect("migrate");
         sqlx::query("CREATE TABLE IF NOT EXISTS es.counted (event_id uuid NOT NULL)")
             .execute(store.pool())

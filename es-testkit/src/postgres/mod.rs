@@ -191,12 +191,18 @@ pub async fn fresh_store_sized(
     let store = configure(
         PgEventStore::builder(pool)
             .schema(schema)
-            .expect("valid schema"),
+            .expect("valid schema")
+            .keep_connections(KEEP),
     )
     .build();
     store.migrate().await.expect("migrate a fresh schema");
     store
 }
+
+/// As a store that opens its pool itself: the connections of finished calls are kept at
+/// hand for its next calls.
+const KEEP: Option<std::time::Duration> =
+    Some(es_postgres::PgPoolSettings::DEFAULT_KEEP_CONNECTIONS);
 
 /// A second store on the same schema as `store`, with a pool of its own of 4 connections
 /// carrying `application_name` (so a test can find and kill them): another process, in
@@ -214,7 +220,8 @@ pub async fn second_store(
     configure(
         PgEventStore::builder(pool)
             .schema(store.schema().as_str())
-            .expect("valid schema"),
+            .expect("valid schema")
+            .keep_connections(KEEP),
     )
     .build()
 }
