@@ -33,8 +33,13 @@
 //!   the pool is closed, so that `close` does not wait on them;
 //! - a connection is not kept when the pool has nothing idle and no room for another
 //!   (someone may be waiting for one), nor past the pool's `max_lifetime` counted from
-//!   when it was first kept (so that the pool retires it), nor when its call broke it;
-//! - at most one connection fewer than the pool's maximum is kept.
+//!   when it was first kept (so that the pool retires it; sqlx does not say how old a
+//!   connection is, so one may live up to about twice that), nor when its call broke it;
+//! - at most one connection fewer than the pool's maximum is kept, each for at most half
+//!   the pool's acquire timeout (so that another user of the pool never waits out its
+//!   timeout for one the store holds unused);
+//! - a kept connection is not seen by the pool's hooks (`before_acquire`,
+//!   `after_release`): it does not go through the pool between the calls.
 //!
 //! None is kept on a current-thread runtime: the task that gives them back would run only
 //! while that runtime is driven.
@@ -83,16 +88,22 @@ impl StorePool {
     pub(crate) fn new(pool: PgPool, keep: Option<Duration>) -> Self {
         let max = pool.options().get_max_connections();
         let most = usize::try_from(max).unwrap_or(usize::MAX).saturating_sub(1);
-        let kept = keep.filter(|keep| !keep.is_zero() && most > 0).map(|keep| {
-            Arc::new(Kept {
-                lifetime: pool.options().get_max_lifetime(),
-                pool: pool.clone(),
-                keep,
-                max,
-                most,
-                state: Mutex::default(),
-            })
-        });
+        // Another user of the pool may wait for a kept connection as long as it is kept:
+        // never as long as the pool lets a caller wait.
+        let longest = pool.options().get_acquire_timeout() / 2;
+        let kept = keep
+            .map(|keep| keep.min(longest))
+            .filter(|keep| !keep.is_zero() && most > 0)
+            .map(|keep| {
+                Arc::new(Kept {
+                    lifetime: pool.options().get_max_lifetime(),
+                    pool: pool.clone(),
+                    keep,
+                    max,
+                    most,
+                    state: Mutex::default(),
+                })
+            });
         Self { pool, kept }
     }
 }
@@ -146,6 +157,25 @@ struct KeptConnection {
     idle_since: Instant,
     /// When it was first kept: it is at least that old.
     kept_since: Instant,
+    /// The runtime it was kept on: sqlx gives a connection back to its pool through a
+    /// task, so dropping one needs a runtime to spawn on (one that has shut down takes
+    /// the task and drops it, which still frees the pool's slot).
+    runtime: Handle,
+}
+
+impl KeptConnection {
+    /// Back to the pool (which checks it, or frees its slot), from whatever context.
+    fn give_back(self) {
+        let _entered = Handle::try_current().is_err().then(|| self.runtime.enter());
+        drop(self.connection);
+    }
+}
+
+/// Gives back every connection in `connections`.
+fn give_back(connections: impl IntoIterator<Item = KeptConnection>) {
+    for kept in connections {
+        kept.give_back();
+    }
 }
 
 impl Kept {
@@ -160,8 +190,8 @@ impl Kept {
         // The others were kept longer still.
         let stale = std::mem::take(&mut state.connections);
         drop(state);
-        drop(kept);
-        drop(stale);
+        kept.give_back();
+        give_back(stale);
         None
     }
 
@@ -191,20 +221,30 @@ impl Kept {
             connection,
             idle_since: Instant::now(),
             kept_since,
+            runtime: runtime.clone(),
         });
         let sweeper_gone = state.sweeper.as_ref().is_none_or(JoinHandle::is_finished);
         if !state.sweeping || sweeper_gone {
             state.sweeping = true;
-            state.sweeper = Some(runtime.spawn(sweep(Arc::downgrade(self))));
+            // The guard is the task's from its creation: a task dropped unpolled (its
+            // runtime shutting down) still gives everything back.
+            let guard = SweepGuard {
+                kept: Arc::downgrade(self),
+                ended: false,
+            };
+            state.sweeper = Some(runtime.spawn(sweep(guard)));
         }
     }
 }
 
 /// Gives back to the pool every connection kept unused for `keep`, until none is kept;
 /// all of them at once when the pool closes.
-async fn sweep(kept: Weak<Kept>) {
+async fn sweep(mut guard: SweepGuard) {
     loop {
-        let Some(strong) = kept.upgrade() else { return };
+        let Some(strong) = guard.kept.upgrade() else {
+            guard.ended = true;
+            return;
+        };
         let closed = strong.pool.close_event();
         let wait = {
             let state = strong.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -218,7 +258,10 @@ async fn sweep(kept: Weak<Kept>) {
             () = tokio::time::sleep(wait) => false,
             _ = closed => true,
         };
-        let Some(strong) = kept.upgrade() else { return };
+        let Some(strong) = guard.kept.upgrade() else {
+            guard.ended = true;
+            return;
+        };
         let mut state = strong.state.lock().unwrap_or_else(PoisonError::into_inner);
         let stale = if closing {
             state.connections.len()
@@ -231,27 +274,47 @@ async fn sweep(kept: Weak<Kept>) {
         let done = state.connections.is_empty();
         if done {
             state.sweeping = false;
+            guard.ended = true;
         }
         drop(state);
-        // Back to the pool, which checks each on its way in.
-        drop(given_back);
+        give_back(given_back);
         if done {
             return;
         }
     }
 }
 
+/// The sweeper's: a sweeper that did not end of itself (cancelled as its runtime shut
+/// down, or dropped before it first ran) gives back whatever is kept, which would
+/// otherwise wait for the store's next call, or for ever, holding the pool's slots (and
+/// `close` with them).
+struct SweepGuard {
+    kept: Weak<Kept>,
+    ended: bool,
+}
+
+impl Drop for SweepGuard {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let Some(kept) = self.kept.upgrade() else {
+            return;
+        };
+        let mut state = kept.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let connections = std::mem::take(&mut state.connections);
+        state.sweeping = false;
+        drop(state);
+        give_back(connections);
+    }
+}
+
 impl Drop for Kept {
     fn drop(&mut self) {
-        // A pooled connection goes back through a task of sqlx's, which needs a runtime;
-        // without one (a store dropped after its runtime), the pool is as dead as the
-        // runtime its connections were driven by, so they are let go without it.
-        if Handle::try_current().is_err() {
-            let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-            for kept in state.connections.drain(..) {
-                std::mem::forget(kept.connection);
-            }
-        }
+        // Each on the runtime it was kept on: a store may be dropped outside any runtime
+        // (a synchronous `main` between two `block_on`s), where sqlx could not give it back.
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        give_back(state.connections.drain(..));
     }
 }
 
@@ -319,21 +382,17 @@ impl Checkout {
 }
 
 /// Whether a connection can take another statement after `error`: after the server's
-/// refusal of one, yes, unless the server ended the session with it (severity `FATAL` or
-/// `PANIC`: an administrator's termination, a shutdown, an idle session timeout); after a
-/// failure to reach it or to understand it, no.
+/// refusal of one (unless it ended the session with it, severity `FATAL` or `PANIC`: an
+/// administrator's termination, a shutdown, an idle session timeout), or a fetch that
+/// found no row (read to its end), yes; after anything else (no reply, a dead socket, a
+/// reply not understood, a row that did not decode with more perhaps unread), no.
 fn leaves_connection_usable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(error) => error
             .try_downcast_ref::<PgDatabaseError>()
             .is_none_or(|error| !matches!(error.severity(), PgSeverity::Fatal | PgSeverity::Panic)),
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed => false,
-        _ => true,
+        sqlx::Error::RowNotFound => true,
+        _ => false,
     }
 }
 

@@ -117,6 +117,23 @@ impl Setup {
     }
 }
 
+/// A minute's keeping (half the acquire timeout, past any wait of these tests), within
+/// the idle check's ten minutes.
+fn long_keep(builder: PgEventStoreBuilder<PgPoolSettings>) -> PgEventStoreBuilder<PgPoolSettings> {
+    builder
+        .acquire_timeout(Duration::from_secs(120))
+        .ping_after_idle(Some(Duration::from_secs(600)))
+        .keep_connections(Some(Duration::from_secs(600)))
+}
+
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Waits (within [`PATIENCE`]) until `done` holds.
 async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     tokio::time::timeout(PATIENCE, async {
@@ -171,11 +188,7 @@ async fn a_connection_is_kept_no_longer_than_the_idle_check_allows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_is_not_kept_while_the_pool_has_none_to_spare() {
     let _permit = common::hold_connections(3).await;
-    let setup = setup(|b| {
-        b.ping_after_idle(Some(Duration::from_secs(600)))
-            .keep_connections(Some(Duration::from_secs(600)))
-    })
-    .await;
+    let setup = setup(long_keep).await;
     // One of the pool's two connections is the test's: the append's is the other, and
     // with nothing idle and no room left, someone may be waiting for it.
     let held = setup.store.pool().acquire().await.unwrap();
@@ -192,12 +205,8 @@ async fn a_connection_is_not_kept_while_the_pool_has_none_to_spare() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_pool_does_not_wait_for_a_kept_connection() {
     let _permit = common::hold_connections(3).await;
-    // Kept for ten minutes unless the pool closes.
-    let setup = setup(|b| {
-        b.ping_after_idle(Some(Duration::from_secs(600)))
-            .keep_connections(Some(Duration::from_secs(600)))
-    })
-    .await;
+    // Kept for a minute (half the acquire timeout) unless the pool closes.
+    let setup = setup(long_keep).await;
     setup.append().await.unwrap();
     assert_eq!(setup.store.pool().num_idle(), 0, "kept");
     tokio::time::timeout(PATIENCE, setup.store.pool().close())
@@ -290,4 +299,54 @@ async fn a_check_before_every_call_keeps_no_connection() {
     })
     .await;
     setup.teardown().await;
+}
+
+/// A store dropped outside any runtime (a synchronous `main` between two `block_on`s)
+/// still gives its kept connections back to the pool, so that closing the pool later
+/// does not wait for them for ever.
+#[test]
+fn a_store_dropped_outside_a_runtime_gives_its_kept_connections_back() {
+    let runtime = multi_thread_runtime();
+    let (setup, _permit) = runtime.block_on(async {
+        let permit = common::hold_connections(3).await;
+        let setup = setup(long_keep).await;
+        setup.append().await.unwrap();
+        assert_eq!(setup.store.pool().num_idle(), 0, "kept");
+        (setup, permit)
+    });
+    let pool = setup.store.pool().clone();
+    let Setup {
+        setup: base, store, ..
+    } = setup;
+    drop(store);
+    runtime.block_on(async {
+        tokio::time::timeout(PATIENCE, pool.close())
+            .await
+            .expect("the pool closes: the dropped store's connection went back");
+        common::drop_schema(base).await;
+    });
+}
+
+/// The task that gives kept connections back ends with the runtime it ran on (one per
+/// test, one per request): what it kept goes back to the pool then, rather than holding
+/// the pool's slots (and its `close`) until the store's next call.
+#[test]
+fn kept_connections_go_back_when_the_runtime_that_kept_them_shuts_down() {
+    let main = multi_thread_runtime();
+    let (setup, _permit) = main.block_on(async {
+        let permit = common::hold_connections(3).await;
+        (setup(long_keep).await, permit)
+    });
+    let other = multi_thread_runtime();
+    other.block_on(async {
+        setup.append().await.unwrap();
+        assert_eq!(setup.store.pool().num_idle(), 0, "kept");
+    });
+    drop(other);
+    main.block_on(async {
+        tokio::time::timeout(PATIENCE, setup.store.pool().close())
+            .await
+            .expect("the pool closes: the kept connection went back with its runtime");
+        common::drop_schema(setup.setup).await;
+    });
 }

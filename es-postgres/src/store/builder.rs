@@ -99,15 +99,19 @@ impl<C> PgEventStoreBuilder<C> {
     /// sqlx checks each connection with a round trip as it goes back to its pool, so
     /// through the pool every call costs the server a second round trip, and a call that
     /// follows at once finds the connection still out being checked. A connection kept at
-    /// hand skips that check. At most one connection fewer than the pool's maximum is
-    /// kept, none while the pool has no connection idle and no room for another (a caller
-    /// may be waiting for it), and each goes back to the pool once unused for `keep`, at
-    /// once when the pool is closed, or when open longer than the pool's `max_lifetime`.
-    /// A call that breaks its connection (no reply, a session the server ended) closes it
-    /// rather than keeping it. A kept connection is not idle in the pool's count, so a
-    /// caller of [`PgEventStore::pool`] may wait up to `keep` for it. None is kept on a
-    /// current-thread runtime (the task that gives them back would run only while that
-    /// runtime is driven).
+    /// hand skips that check, and the pool's own hooks too (`before_acquire`,
+    /// `after_release`: it does not go through the pool between calls). At most one
+    /// connection fewer than the pool's maximum is kept, none while the pool has no
+    /// connection idle and no room for another (a caller may be waiting for it), and each
+    /// goes back to the pool once unused for `keep` (at most half the pool's acquire
+    /// timeout), at once when the pool is closed, or once kept for longer than the pool's
+    /// `max_lifetime` (counted from when it was first kept: sqlx does not say how old a
+    /// connection is, so one may live up to about twice that). A call that breaks its
+    /// connection (no reply, a session the server ended, a row that did not decode)
+    /// closes it rather than keeping it. A kept connection is not idle in the pool's
+    /// count, so a caller of [`PgEventStore::pool`] may wait up to `keep` for it. None is
+    /// kept on a current-thread runtime (the task that gives them back would run only
+    /// while that runtime is driven).
     ///
     /// Default: on a pool the store opens,
     /// [`PgPoolSettings::DEFAULT_KEEP_CONNECTIONS`] (100 ms), never longer than
