@@ -63,7 +63,10 @@ async fn appends(store: &PgEventStore, writers: u64, per_writer: u64) -> f64 {
 /// A store on `pool`: coalescing with at most `transactions` coalesced transactions at
 /// once (the default is 4), or not at all (`None`).
 fn store_on(pool: &PgPool, schema: &str, transactions: Option<usize>) -> PgEventStore {
-    let builder = PgEventStore::builder(pool.clone()).schema(schema).unwrap();
+    let builder = PgEventStore::builder(pool.clone())
+        .schema(schema)
+        .unwrap()
+        .keep_connections(support::KEEP);
     match transactions {
         Some(transactions) => builder.coalesce_limits(64, transactions),
         None => builder,

@@ -49,8 +49,8 @@ use uuid::Uuid;
 
 mod support;
 use support::{
-    Against, Bench, alternate3, baseline_inserts, median, memo, minimal_inserts, minimal_read,
-    minimal_table_ddl, rate,
+    Against, Bench, alternate3, baseline_inserts, median, memo, minimal_inserts,
+    minimal_inserts_held, minimal_read, minimal_table_ddl, rate,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
@@ -94,7 +94,8 @@ impl Aggregate for Ledger {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut bench =
-        Bench::start_with_columns("es-postgres", 76, &["vs minimal", "vs es-shape"]).await;
+        Bench::start_with_columns("es-postgres", 76, &["vs minimal", "vs es-shape", "vs held"])
+            .await;
 
     // `cargo bench --bench postgres -- <word>` runs only the parts whose name holds it.
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -215,34 +216,56 @@ async fn single_event_commands(bench: &mut Bench) {
     let mut results = Vec::new();
     for (writers, per_writer) in [(1, PER_WRITER_1), (8, PER_WRITER_8)] {
         let mut rows = Vec::new();
+        // The server's own rate on connections held throughout (no pool, so none of
+        // sqlx's checks), taken in every round just before the minimal baseline.
+        let held = std::cell::RefCell::new(Vec::new());
         for (what, notify, cache) in [
             ("state cache", true, true),
             ("state cache, NOTIFY off", false, true),
             ("no cache: read, then append", true, false),
         ] {
+            let held = &held;
             let measured = alternate3(
                 ROUNDS,
-                || minimal_inserts(b, writers, per_writer),
+                || async move {
+                    let rate = minimal_inserts_held(b, writers, per_writer).await;
+                    held.borrow_mut().push(rate);
+                    minimal_inserts(b, writers, per_writer).await
+                },
                 || baseline_inserts(b, writers, per_writer),
                 || commands(b, writers, per_writer, notify, cache),
             )
             .await;
             rows.push((what, measured));
         }
-        results.push((writers, rows));
+        results.push((writers, rows, median(held.into_inner())));
     }
-    for (writers, rows) in results {
+    for (writers, rows, held) in results {
         let measured: Vec<_> = rows.iter().map(|r| r.1).collect();
         record_baselines(bench, writers, &measured);
+        let minimal = median(measured.iter().map(|a| a.minimal).collect());
+        bench.record_ratios(
+            format!(
+                "held: bare single-row INSERT, {writers} held connection{}",
+                if writers == 1 { "" } else { "s" }
+            ),
+            held,
+            "rows/s",
+            &[Some(held / minimal), None, None],
+        );
         for (what, measured) in rows {
-            record_against(
-                bench,
+            bench.record_ratios(
                 format!(
                     "single-event commands, {writers} writer{} ({what})",
                     if writers == 1 { "" } else { "s" }
                 ),
+                measured.ours,
                 "cmds/s",
-                measured,
+                &[
+                    Some(measured.vs_minimal),
+                    Some(measured.vs_baseline),
+                    Some(measured.ours / held),
+                ],
             );
         }
     }

@@ -159,14 +159,22 @@ impl Bench {
         self.rows.push(row);
     }
 
+    /// A store on the bench's pool, keeping connections at hand between calls as a store
+    /// that opens its pool does (the pool checks connections as such a store's does).
     pub(crate) fn store(&self, notify: bool) -> PgEventStore {
         PgEventStore::builder(self.pool.clone())
             .schema(&self.schema)
             .unwrap()
             .notify(notify)
+            .keep_connections(KEEP)
             .build()
     }
 }
+
+/// How long the benches' stores keep connections at hand: the default of a store that
+/// opens its pool.
+pub(crate) const KEEP: Option<std::time::Duration> =
+    Some(es_postgres::PgPoolSettings::DEFAULT_KEEP_CONNECTIONS);
 
 pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -334,6 +342,40 @@ pub(crate) async fn minimal_inserts(bench: &Bench, writers: u64, per_writer: u64
         }
     })
     .await
+}
+
+/// As [`minimal_inserts`], each writer on one connection it holds throughout instead of
+/// one from the pool per row: without sqlx's check of each connection on its way back to
+/// the pool (a round trip per row that no pool option turns off), the server's own rate.
+pub(crate) async fn minimal_inserts_held(bench: &Bench, writers: u64, per_writer: u64) -> f64 {
+    let sql: Arc<str> = Arc::from(format!(
+        "INSERT INTO \"{}\".minimal (stream_id, version, payload) VALUES ($1, $2, $3)",
+        bench.schema
+    ));
+    let run = Uuid::now_v7().simple().to_string();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let (pool, sql) = (bench.pool.clone(), Arc::clone(&sql));
+            let stream = format!("held-{run}-{writer}");
+            tokio::spawn(async move {
+                let mut connection = pool.acquire().await.unwrap();
+                for n in 0..per_writer {
+                    sqlx::query(AssertSqlSafe(Arc::clone(&sql)))
+                        .bind(&stream)
+                        .bind(i64::try_from(n + 1).unwrap())
+                        .bind(serde_json::json!({ "memo": memo(n) }))
+                        .execute(&mut *connection)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    rate(writers * per_writer, start.elapsed())
 }
 
 /// Reads the stream `stream_id` of the `minimal` table in version order, decoding each
