@@ -867,7 +867,9 @@ async fn levels_if_any(store: &PgEventStore) -> Vec<(String, i64, Option<String>
 #[tokio::test]
 async fn a_standing_by_instance_shows_progress_and_migrates_nothing() {
     let store = common::fresh_store().await;
-    let lease = Some(Duration::from_millis(600));
+    // Long enough that the holder's renewals (each a third of it) never miss a term on a
+    // loaded machine: the standby must not take over.
+    let lease = Some(Duration::from_secs(3));
     let mut holder = runner(&store, STEPS).with_lease(lease);
     let (stop_holder, stopped) = tokio::sync::oneshot::channel::<()>();
     let holder_status = holder.status();
@@ -911,8 +913,8 @@ async fn a_standing_by_instance_shows_progress_and_migrates_nothing() {
     append(&store, "a", "Received").await;
     let position = store.head().await.unwrap().unwrap();
     standby.wait_for(&store, position, PATIENCE).await.unwrap();
-    // Several refreshes (each third of the lease) have passed by now.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Several refreshes (each a third of the lease) have passed by now.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(
         standby.get().state,
         RunnerState::Standby,

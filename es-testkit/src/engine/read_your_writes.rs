@@ -248,16 +248,24 @@ pub async fn in_memory_runner_ignores_a_stored_checkpoint<S: Store>(store: S) {
     assert_eq!(store.load_checkpoint("view").await.unwrap(), stored);
 }
 
+/// The lease of the standby cases: they assert that the standby never took over, so the
+/// holder's renewals must not miss a term on a loaded machine (the engine's usual 500 ms
+/// could).
+const STANDBY_LEASE: Option<Duration> = Some(Duration::from_secs(5));
+
 /// An instance standing by while another holds the lease shows the checkpoint the holder
 /// commits, so waiting on it (another replica of a service sharing the read model) ends
 /// once the holder has seen the position, rather than at the deadline.
 pub async fn a_standing_by_instance_sees_the_shared_checkpoint<S: Store>(store: S) {
     let storage = LedgerStorage::default();
     let start = || {
-        Live::start(runner(
-            &store,
-            LedgerView::new("ledger", storage.clone(), Faults::none()),
-        ))
+        Live::start(
+            runner(
+                &store,
+                LedgerView::new("ledger", storage.clone(), Faults::none()),
+            )
+            .with_lease(STANDBY_LEASE),
+        )
     };
     let holder = start();
     until(&holder.status, |s| s.state == es_core::RunnerState::Live).await;
@@ -295,10 +303,17 @@ pub async fn a_standing_by_instance_sees_the_shared_checkpoint<S: Store>(store: 
 /// let a wait end against an emptied read model.
 pub async fn a_standing_by_instance_shows_a_forgotten_checkpoint_as_none<S: Store>(store: S) {
     let start = || {
-        Live::start(runner(
-            &store,
-            crate::projections::CountingView::new("view", LedgerStorage::default(), Faults::none()),
-        ))
+        Live::start(
+            runner(
+                &store,
+                crate::projections::CountingView::new(
+                    "view",
+                    LedgerStorage::default(),
+                    Faults::none(),
+                ),
+            )
+            .with_lease(STANDBY_LEASE),
+        )
     };
     let holder = start();
     until(&holder.status, |s| s.state == es_core::RunnerState::Live).await;

@@ -24,7 +24,10 @@ fn short_read_wait() -> Config {
     }
 }
 
-on_both_stores!(read_model_reads_your_writes, Config::default());
+on_both_stores!(
+    read_model_reads_your_writes,
+    orders_service::Config::default()
+);
 
 async fn read_model_reads_your_writes(fixture: &Fixture) {
     let id = order_id();
