@@ -215,6 +215,7 @@ impl Kept {
         };
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.connections.len() >= self.most {
+            drop(state);
             return;
         }
         state.connections.push(KeptConnection {
@@ -224,16 +225,24 @@ impl Kept {
             runtime: runtime.clone(),
         });
         let sweeper_gone = state.sweeper.as_ref().is_none_or(JoinHandle::is_finished);
-        if !state.sweeping || sweeper_gone {
-            state.sweeping = true;
-            // The guard is the task's from its creation: a task dropped unpolled (its
-            // runtime shutting down) still gives everything back.
-            let guard = SweepGuard {
-                kept: Arc::downgrade(self),
-                ended: false,
-            };
-            state.sweeper = Some(runtime.spawn(sweep(guard)));
+        if state.sweeping && !sweeper_gone {
+            return;
         }
+        state.sweeping = true;
+        drop(state);
+        // Spawned without the lock: a runtime shutting down drops the task at once, on
+        // this thread, and its guard takes the lock. The guard is the task's from its
+        // creation, so a task dropped unpolled still gives everything back. (Two keeps
+        // racing here may start two sweepers; the second ends with the first.)
+        let guard = SweepGuard {
+            kept: Arc::downgrade(self),
+            ended: false,
+        };
+        let sweeper = runtime.spawn(sweep(guard));
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sweeper = Some(sweeper);
     }
 }
 
