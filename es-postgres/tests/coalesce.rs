@@ -579,15 +579,6 @@ async fn callers_that_go_away_never_leave_an_acknowledged_append_uncommitted() {
     common::drop_schema(store).await;
 }
 
-/// A multi-thread runtime of two workers, as a server or a test harness would start.
-fn multi_thread_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Holds the committer, queues `count` fresh single-event appends to streams
 /// `{prefix}-{i}`, releases it, and checks that every one is stored and that they shared
 /// one transaction.
@@ -627,7 +618,7 @@ fn appends_coalesce_on_a_runtime_started_after_the_first_shut_down() {
     // The pool's connections are opened on a runtime that lives throughout: a connection
     // belongs to the runtime that opened it and fails once that one shuts down, which is
     // sqlx's affair, not the committer's.
-    let main = multi_thread_runtime();
+    let main = common::multi_thread_runtime();
     let store = main.block_on(async {
         let store = one_transaction_at_a_time().await;
         let all = futures_util::future::try_join_all(
@@ -638,11 +629,11 @@ fn appends_coalesce_on_a_runtime_started_after_the_first_shut_down() {
         drop(all);
         store
     });
-    let first = multi_thread_runtime();
+    let first = common::multi_thread_runtime();
     first.block_on(appends_share_one_transaction(&store, "first", 6));
     // Ends the committer and every task of the first runtime.
     drop(first);
-    let second = multi_thread_runtime();
+    let second = common::multi_thread_runtime();
     second.block_on(appends_share_one_transaction(&store, "second", 6));
     drop(second);
     main.block_on(common::drop_schema(store));
@@ -653,7 +644,7 @@ fn appends_coalesce_on_a_runtime_started_after_the_first_shut_down() {
 #[test]
 fn an_idle_current_thread_runtime_holds_no_appends_up() {
     let _serial = SERIAL.blocking_lock();
-    let main = multi_thread_runtime();
+    let main = common::multi_thread_runtime();
     // The pool's connections belong to the runtime that keeps running.
     let store = main.block_on(common::fresh_store_with(|builder| {
         builder

@@ -1344,22 +1344,13 @@ async fn query_reads_and_conditions_use_the_tags_index() {
     loader.pool().close().await;
     // A session's counts are in once it has left pg_stat_activity (the server reports
     // them before it gives up its place there).
-    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let open: i64 = sqlx::query_scalar(sessions)
-                .bind(ONE_OFF)
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
-            if open == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the loader's sessions end");
+    common::until_none(
+        &store,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        ONE_OFF,
+        "the loader's sessions end",
+    )
+    .await;
 
     let reader = one_off(&store).await;
     let before = tag_index_scans(&store).await;

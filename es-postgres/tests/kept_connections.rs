@@ -22,7 +22,6 @@ use std::time::Duration;
 use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
 use es_postgres::{PgEventStore, PgEventStoreBuilder, PgPoolSettings};
 use es_testkit::fixture::AccountEvent;
-use sqlx::Connection as _;
 use uuid::Uuid;
 
 /// Bounds every wait of these tests; none measures speed.
@@ -96,18 +95,9 @@ impl Setup {
     /// until they are gone.
     async fn kill_backends(&self) -> Vec<i32> {
         let killed = self.backends().await;
-        let mut admin = sqlx::PgConnection::connect(&common::database_url())
-            .await
-            .unwrap();
-        for pid in &killed {
-            let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)")
-                .bind(pid)
-                .fetch_one(&mut admin)
-                .await
-                .unwrap();
-            assert!(ended, "backend {pid} ended");
+        for &pid in &killed {
+            common::terminate_backend(pid).await;
         }
-        admin.close().await.unwrap();
         killed
     }
 
@@ -124,14 +114,6 @@ fn long_keep(builder: PgEventStoreBuilder<PgPoolSettings>) -> PgEventStoreBuilde
         .acquire_timeout(Duration::from_secs(120))
         .ping_after_idle(Some(Duration::from_secs(600)))
         .keep_connections(Some(Duration::from_secs(600)))
-}
-
-fn multi_thread_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Waits (within [`PATIENCE`]) until `done` holds.
@@ -306,7 +288,7 @@ async fn a_check_before_every_call_keeps_no_connection() {
 /// does not wait for them for ever.
 #[test]
 fn a_store_dropped_outside_a_runtime_gives_its_kept_connections_back() {
-    let runtime = multi_thread_runtime();
+    let runtime = common::multi_thread_runtime();
     let (setup, _permit) = runtime.block_on(async {
         let permit = common::hold_connections(3).await;
         let setup = setup(long_keep).await;
@@ -332,12 +314,12 @@ fn a_store_dropped_outside_a_runtime_gives_its_kept_connections_back() {
 /// the pool's slots (and its `close`) until the store's next call.
 #[test]
 fn kept_connections_go_back_when_the_runtime_that_kept_them_shuts_down() {
-    let main = multi_thread_runtime();
+    let main = common::multi_thread_runtime();
     let (setup, _permit) = main.block_on(async {
         let permit = common::hold_connections(3).await;
         (setup(long_keep).await, permit)
     });
-    let other = multi_thread_runtime();
+    let other = common::multi_thread_runtime();
     other.block_on(async {
         setup.append().await.unwrap();
         assert_eq!(setup.store.pool().num_idle(), 0, "kept");

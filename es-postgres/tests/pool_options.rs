@@ -13,7 +13,6 @@ mod common;
 use std::time::Duration;
 
 use es_postgres::{PgEventStore, PgEventStoreBuilder, PgPoolOptions, PgPoolSettings};
-use sqlx::Connection as _;
 
 /// Bounds every wait of these tests; none measures speed.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -158,16 +157,7 @@ async fn kill(pool: &sqlx::PgPool, pid: i32) {
     })
     .await
     .expect("the connection goes back to the pool");
-    let mut admin = sqlx::PgConnection::connect(&common::database_url())
-        .await
-        .unwrap();
-    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)")
-        .bind(pid)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-    assert!(ended, "backend {pid} ended");
-    admin.close().await.unwrap();
+    common::terminate_backend(pid).await;
 }
 
 /// A store's pool of one connection, checking connections as `configure` says.

@@ -294,23 +294,14 @@ async fn dropped_runner_resumes_exactly_once_and_rebuilds_the_same_view() {
     // wait until none of the store's sessions (they carry the schema's name) is at work
     // or inside a transaction, then count. (A quiet moment of the table was not enough on
     // a loaded machine: the COMMIT could land after it.)
-    let at_work = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-                   AND pid <> pg_backend_pid() AND state <> 'idle'";
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let busy: i64 = sqlx::query_scalar(at_work)
-                .bind(store.schema().as_str())
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
-            if busy == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the dropped runner's session settles");
+    common::until_none(
+        &store,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+         AND pid <> pg_backend_pid() AND state <> 'idle'",
+        store.schema().as_str(),
+        "the dropped runner's session settles",
+    )
+    .await;
     let partial = ledger.rows(&store).await.len();
     assert!(partial < ids.len(), "the runner was stopped before the end");
     assert_eq!(partial % 40, 0, "only whole batches were committed");
